@@ -1,0 +1,71 @@
+// The contract between the pure domain and the runtime that runs it.
+//
+// A behavior is a reducer over commands that also tells the runtime what to
+// persist (events) and what to do (effects). The runtime never looks inside
+// state, events or messages; the domain never touches I/O or clocks: the
+// current time arrives in the context, so replays are deterministic.
+
+export type EntityKind = 'driver' | 'booking' | 'cell' | (string & {});
+
+export interface EntityRef {
+  readonly kind: EntityKind;
+  readonly id: string;
+}
+
+export interface HandleContext {
+  /** The entity being handled. */
+  readonly self: EntityRef;
+  /** Milliseconds since the epoch, fixed for the whole handling of one message. */
+  readonly now: number;
+  /** Id of the command being handled (stable across redeliveries). */
+  readonly commandId: string;
+}
+
+/** What a reducer asks the runtime to do after its events are persisted. */
+export type Effect =
+  /** A command to another entity. Durable tells go through the command log with an id
+   *  derived from the causing command, so a replayed effect is dropped by its receiver. */
+  | { readonly type: 'tell'; readonly to: EntityRef; readonly message: unknown; readonly durable?: boolean }
+  /** A push to a user's live sessions (WebSocket), best effort. */
+  | { readonly type: 'notify'; readonly userId: string; readonly message: unknown }
+  /** Arm (or re-arm) a named timer; the message is delivered to this entity at `at`.
+   *  Timers are persisted with the entity and re-armed after recovery. */
+  | { readonly type: 'timer.set'; readonly name: string; readonly at: number; readonly message: unknown }
+  | { readonly type: 'timer.cancel'; readonly name: string }
+  /** A domain event for projections and analytics (already persisted in the journal). */
+  | { readonly type: 'publish'; readonly topic: string; readonly event: unknown };
+
+export interface Outcome<S, E> {
+  readonly state: S;
+  readonly events: readonly E[];
+  readonly effects: readonly Effect[];
+  /** A refusal the caller should see (the command was understood but not allowed). */
+  readonly rejection?: { readonly code: string; readonly message: string };
+  /** A value returned to a caller waiting on this command (for example the created booking). */
+  readonly reply?: unknown;
+}
+
+export interface Behavior<S, M, E, Q = never, A = unknown> {
+  readonly kind: EntityKind;
+  /** Version of the event payloads this code writes; older payloads go through `upcast`. */
+  readonly eventVersion: number;
+  initial(id: string): S;
+  handle(state: S, message: M, ctx: HandleContext): Outcome<S, E>;
+  /** Rebuilds state from a persisted event during recovery. */
+  apply(state: S, event: E): S;
+  /** Read-only queries (`ask`). */
+  query?(state: S, query: Q, ctx: { readonly self: EntityRef; readonly now: number }): A;
+  /** Turns an event written by an older version into the current shape. */
+  upcast?(event: unknown, version: number): E;
+  /** Journal entries between snapshots (0 or absent: never by count). */
+  readonly snapshotEvery?: number;
+}
+
+/** A reducer result with nothing persisted and nothing to do. */
+export function unchanged<S, E>(state: S): Outcome<S, E> {
+  return { state, events: [], effects: [] };
+}
+
+export function rejected<S, E>(state: S, code: string, message: string): Outcome<S, E> {
+  return { state, events: [], effects: [], rejection: { code, message } };
+}

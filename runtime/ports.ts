@@ -1,0 +1,105 @@
+// Ports: what the runtime needs from the outside world. Adapters implement them
+// (adapters/memory for the embedded node, adapters/kafka, adapters/postgres,
+// adapters/redis for a cluster); the runtime depends on nothing else.
+
+import type { EntityRef } from '../actors/behavior.ts';
+
+/** One command as it travels through the log. Plain JSON. */
+export interface CommandEnvelope {
+  /** Unique per logical command; redeliveries keep it, so receivers drop duplicates. */
+  readonly id: string;
+  readonly to: EntityRef;
+  readonly message: unknown;
+  /** Milliseconds since the epoch when the command was accepted. */
+  readonly at: number;
+  /** Node that wants to hear the outcome (for request/response over the log). */
+  readonly replyTo?: string;
+}
+
+export interface LogRecord {
+  readonly shard: number;
+  readonly offset: number;
+  readonly command: CommandEnvelope;
+}
+
+export interface ShardAssignment {
+  /** Shards this node owns after the change. */
+  readonly owned: readonly number[];
+  /** Shard -> node id, as far as this node knows (whole cluster). */
+  readonly placement: ReadonlyMap<number, string>;
+  readonly nodes: readonly string[];
+}
+
+export interface CommandLogHandlers {
+  /** Called once per record, in offset order per shard; the log commits nothing by itself. */
+  onRecords(shard: number, records: readonly LogRecord[]): Promise<void>;
+  /** Ownership changed. Called before records of newly gained shards are delivered.
+   *  `revoked` must be fully drained (handled and committed) when the promise settles. */
+  onAssignment(assignment: ShardAssignment, revoked: readonly number[], gained: readonly number[]): Promise<void>;
+}
+
+/**
+ * A partitioned, ordered, durable command log with Kafka's semantics:
+ * one partition per shard, records ordered per partition, consumers resume
+ * from the last committed offset, commit is explicit (at-least-once).
+ */
+export interface CommandLog {
+  readonly shards: number;
+  append(shard: number, command: CommandEnvelope): Promise<void>;
+  appendMany(entries: readonly { shard: number; command: CommandEnvelope }[]): Promise<void>;
+  /** Starts consuming. Resolves once the first assignment is known. */
+  start(handlers: CommandLogHandlers): Promise<void>;
+  /** Marks everything up to and including `offset` of `shard` as handled. */
+  commit(shard: number, offset: number): Promise<void>;
+  /** Stops consuming; in-flight handlers finish first. */
+  stop(): Promise<void>;
+}
+
+/** A journal entry as the persistence engine stores it. */
+export interface JournalEntry {
+  readonly persistenceKey: string;
+  readonly sequenceNr: number;
+  readonly data: unknown;
+  readonly createdAt: number;
+  readonly tags: readonly string[];
+}
+
+export interface SnapshotEntry {
+  readonly persistenceKey: string;
+  readonly sequenceNr: number;
+  readonly data: unknown;
+  readonly createdAt: number;
+}
+
+/**
+ * Event journal and snapshot store. `(persistenceKey, sequenceNr)` is unique: a
+ * second writer at the same position fails with JournalConflictError instead of
+ * forking the history.
+ */
+export interface Journal {
+  append(entry: JournalEntry): Promise<void>;
+  /** Entries with sequenceNr > afterSequenceNr, ascending, at most `limit`. */
+  read(persistenceKey: string, afterSequenceNr: number, limit: number): Promise<JournalEntry[]>;
+  latestSnapshot(persistenceKey: string): Promise<SnapshotEntry | undefined>;
+  saveSnapshot(entry: SnapshotEntry): Promise<void>;
+  /** Answers when storage is reachable (for /ready). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class JournalConflictError extends Error {
+  override readonly name = 'JournalConflictError';
+  readonly persistenceKey: string;
+  readonly sequenceNr: number;
+  constructor(persistenceKey: string, sequenceNr: number) {
+    super(`journal already has ${persistenceKey}#${sequenceNr}: another writer owns this entity`);
+    this.persistenceKey = persistenceKey;
+    this.sequenceNr = sequenceNr;
+  }
+}
+
+/** User-facing notifications routed to whichever node holds the user's socket. */
+export interface Notifier {
+  publish(userId: string, message: unknown): Promise<void>;
+  subscribe(listener: (userId: string, message: unknown) => void): () => void;
+}
