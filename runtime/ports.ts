@@ -103,3 +103,22 @@ export interface Notifier {
   publish(userId: string, message: unknown): Promise<void>;
   subscribe(listener: (userId: string, message: unknown) => void): () => void;
 }
+
+/** A durable note that an entity has a timer due, so its shard's new owner activates it. */
+export interface Reminder {
+  readonly shard: number;
+  readonly entityKey: string;
+  readonly name: string;
+  readonly dueAt: number;
+}
+
+/**
+ * Reminders are written before the timer itself is persisted in the entity's
+ * journal, so a crash between the two leaves an extra reminder (harmless: the
+ * activated entity finds no such timer), never a missing one.
+ */
+export interface ReminderStore {
+  set(reminder: Reminder): Promise<void>;
+  clear(entityKey: string, name: string): Promise<void>;
+  forShards(shards: readonly number[]): Promise<Reminder[]>;
+}

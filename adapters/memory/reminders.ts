@@ -1,0 +1,20 @@
+// In-memory ReminderStore for tests; the embedded node keeps reminders in PostgreSQL (PGlite).
+
+import type { Reminder, ReminderStore } from '../../runtime/ports.ts';
+
+export class MemoryReminderStore implements ReminderStore {
+  readonly #rows = new Map<string, Reminder>();
+
+  async set(reminder: Reminder): Promise<void> {
+    this.#rows.set(`${reminder.entityKey}\u0000${reminder.name}`, { ...reminder });
+  }
+
+  async clear(entityKey: string, name: string): Promise<void> {
+    this.#rows.delete(`${entityKey}\u0000${name}`);
+  }
+
+  async forShards(shards: readonly number[]): Promise<Reminder[]> {
+    const wanted = new Set(shards);
+    return [...this.#rows.values()].filter((r) => wanted.has(r.shard));
+  }
+}

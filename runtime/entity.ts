@@ -1,0 +1,69 @@
+// Entities and their placement on shards.
+//
+// shardOf is a jump consistent hash (Lamping & Veach) of a stable 64-bit FNV-1a
+// hash of the entity's placement key. Both are pure integer arithmetic, so every
+// process, node and version agrees on the shard of a key. Cells are placed by
+// their parent at a coarser resolution so that a neighbourhood query usually
+// stays on one node.
+
+import { cellToParent, getResolution, isValidCell } from 'h3-js';
+import type { EntityRef } from '../actors/behavior.ts';
+
+export type { EntityRef };
+
+const SEPARATOR = ':';
+
+export function entityKey(ref: EntityRef): string {
+  return `${ref.kind}${SEPARATOR}${ref.id}`;
+}
+
+export function parseEntityKey(key: string): EntityRef {
+  const at = key.indexOf(SEPARATOR);
+  if (at <= 0) throw new Error(`not an entity key: ${key}`);
+  return { kind: key.slice(0, at), id: key.slice(at + 1) };
+}
+
+const FNV_OFFSET = 0xcbf29ce484222325n;
+const FNV_PRIME = 0x100000001b3n;
+const MASK_64 = 0xffffffffffffffffn;
+
+/** FNV-1a over the UTF-8 bytes of `text`, as an unsigned 64-bit bigint. */
+export function hash64(text: string): bigint {
+  let h = FNV_OFFSET;
+  for (const byte of new TextEncoder().encode(text)) {
+    h ^= BigInt(byte);
+    h = (h * FNV_PRIME) & MASK_64;
+  }
+  return h;
+}
+
+/** Jump consistent hash: maps a 64-bit key to one of `buckets`, moving only 1/n keys when n grows. */
+export function jumpHash(key: bigint, buckets: number): number {
+  if (!Number.isInteger(buckets) || buckets < 1) throw new RangeError(`buckets must be a positive integer, got ${buckets}`);
+  let k = key & MASK_64;
+  let b = -1;
+  let j = 0;
+  while (j < buckets) {
+    b = j;
+    k = (k * 2862933555777941757n + 1n) & MASK_64;
+    j = Math.floor(((b + 1) * 2 ** 31) / (Number(k >> 33n) + 1));
+  }
+  return b;
+}
+
+export interface Placement {
+  readonly shards: number;
+  /** Cells are placed by their parent at this resolution. */
+  readonly placementRes: number;
+}
+
+export function placementKey(ref: EntityRef, placementRes: number): string {
+  if (ref.kind === 'cell' && isValidCell(ref.id) && getResolution(ref.id) > placementRes) {
+    return `cell${SEPARATOR}${cellToParent(ref.id, placementRes)}`;
+  }
+  return entityKey(ref);
+}
+
+export function shardOf(ref: EntityRef, placement: Placement): number {
+  return jumpHash(hash64(placementKey(ref, placement.placementRes)), placement.shards);
+}

@@ -1,0 +1,318 @@
+// The shard region: a node's view of the whole entity space.
+//
+// `tell` appends a command to its shard's partition and returns once it is
+// durable; whichever node owns the shard consumes it, hands it to the entity and
+// commits the offset only after the entity has persisted what it changed and
+// its outgoing tells are themselves durable (at-least-once end to end; entities
+// drop duplicates by command id). `request` is a tell whose outcome is sent
+// back to the asking node. `ask` is a read-only query answered by the owner
+// directly, never through the log.
+
+import { randomUUID } from 'node:crypto';
+import type { EntityRef } from '../actors/behavior.ts';
+import { entityKey, parseEntityKey, shardOf, type Placement } from './entity.ts';
+import type { CommandResult, OutboundTell } from './entity-actor.ts';
+import type { CommandEnvelope, CommandLog, LogRecord, Notifier, ReminderStore, ShardAssignment } from './ports.ts';
+import type { ShardHost } from './shard-host.ts';
+
+export class AskTimeoutError extends Error {
+  override readonly name = 'AskTimeoutError';
+}
+
+export class NotOwnerError extends Error {
+  override readonly name = 'NotOwnerError';
+}
+
+/** Carries asks and command outcomes between nodes (Redis in a cluster). Absent in embedded mode. */
+export interface RemoteChannel {
+  ask(node: string, to: EntityRef, query: unknown, timeoutMs: number): Promise<unknown>;
+  reply(node: string, commandId: string, result: CommandResult): Promise<void>;
+  /** Registers this node's handlers for asks from and replies to other nodes. */
+  serve(handlers: {
+    ask(to: EntityRef, query: unknown): Promise<unknown>;
+    reply(commandId: string, result: CommandResult): void;
+  }): Promise<void>;
+}
+
+export type DomainEventListener = (topic: string, event: unknown, from: EntityRef) => void;
+
+export interface RegionOptions {
+  readonly nodeId: string;
+  readonly placement: Placement;
+  readonly log: CommandLog;
+  readonly host: ShardHost;
+  readonly reminders: ReminderStore;
+  readonly notifier: Notifier;
+  readonly askTimeoutMs: number;
+  readonly remote?: RemoteChannel;
+  readonly now?: () => number;
+  readonly onError?: (error: unknown, context: string) => void;
+  /** Backoff bounds when storage fails while handling a command. */
+  readonly retryMinMs?: number;
+  readonly retryMaxMs?: number;
+}
+
+export interface RegionStats {
+  readonly commandsHandled: number;
+  readonly commandsDuplicate: number;
+  readonly commandsRetried: number;
+  readonly owned: readonly number[];
+}
+
+interface Pending {
+  resolve(result: CommandResult): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+export class ShardRegion {
+  readonly nodeId: string;
+  readonly #o: RegionOptions;
+  readonly #now: () => number;
+  readonly #pending = new Map<string, Pending>();
+  readonly #listeners = new Set<DomainEventListener>();
+  #assignment: ShardAssignment = { owned: [], placement: new Map(), nodes: [] };
+  #owned = new Set<number>();
+  #draining = new Set<number>();
+  #started = false;
+  #stopping = false;
+  #handled = 0;
+  #duplicates = 0;
+  #retried = 0;
+
+  constructor(options: RegionOptions) {
+    this.#o = options;
+    this.nodeId = options.nodeId;
+    this.#now = options.now ?? Date.now;
+    options.host.attach({
+      send: (_from, tells) => this.#sendTells(tells),
+      notify: (userId, message) => {
+        options.notifier.publish(userId, message).catch((e) => options.onError?.(e, `notify ${userId}`));
+      },
+      publish: (topic, event, from) => {
+        for (const listener of this.#listeners) {
+          try { listener(topic, event, from); } catch (e) { options.onError?.(e, `event listener for ${topic}`); }
+        }
+      },
+      remember: (self, name, dueAt) =>
+        options.reminders.set({ shard: this.shardOf(self), entityKey: entityKey(self), name, dueAt }),
+      forget: (self, name) => {
+        options.reminders.clear(entityKey(self), name).catch((e) => options.onError?.(e, `clear reminder ${name}`));
+      },
+      onTimer: (self, name, at) => {
+        const shard = this.shardOf(self);
+        if (!this.#owned.has(shard) || this.#draining.has(shard)) return; // the new owner re-arms it
+        options.host.fireTimer(self, shard, name, at)
+          .then((r) => this.#settle(`timer:${entityKey(self)}/${name}`, undefined, r))
+          .catch((e) => options.onError?.(e, `timer ${name} of ${entityKey(self)}`));
+      },
+    });
+  }
+
+  shardOf(ref: EntityRef): number {
+    return shardOf(ref, this.#o.placement);
+  }
+
+  get shards(): number {
+    return this.#o.placement.shards;
+  }
+
+  /** Starts consuming the shards this node is assigned. */
+  async start(): Promise<void> {
+    await this.#o.remote?.serve({
+      ask: (to, query) => this.#askLocal(to, query),
+      reply: (commandId, result) => this.#resolvePending(commandId, result),
+    });
+    await this.#o.log.start({
+      onRecords: (shard, records) => this.#handleRecords(shard, records),
+      onAssignment: (assignment, revoked, gained) => this.#reassign(assignment, revoked, gained),
+    });
+    this.#started = true;
+  }
+
+  /** True once the node owns its shards (and has not begun to stop). */
+  get ready(): boolean {
+    return this.#started && !this.#stopping;
+  }
+
+  get assignment(): ShardAssignment {
+    return this.#assignment;
+  }
+
+  owns(shard: number): boolean {
+    return this.#owned.has(shard);
+  }
+
+  onDomainEvent(listener: DomainEventListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Appends a command; resolves once it is durable in the log. */
+  async tell(to: EntityRef, message: unknown, options: { id?: string } = {}): Promise<string> {
+    this.#checkAccepting();
+    const command: CommandEnvelope = { id: options.id ?? randomUUID(), to, message, at: this.#now() };
+    await this.#o.log.append(this.shardOf(to), command);
+    return command.id;
+  }
+
+  /** A tell whose outcome (applied, rejected with a reason, or the entity's reply) comes back here. */
+  async request(to: EntityRef, message: unknown, options: { id?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
+    this.#checkAccepting();
+    const id = options.id ?? randomUUID();
+    const timeoutMs = options.timeoutMs ?? this.#o.askTimeoutMs;
+    const result = new Promise<CommandResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new AskTimeoutError(`no outcome for command ${id} to ${entityKey(to)} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#pending.set(id, { resolve, reject, timer });
+    });
+    const command: CommandEnvelope = { id, to, message, at: this.#now(), replyTo: this.nodeId };
+    try {
+      await this.#o.log.append(this.shardOf(to), command);
+    } catch (error) {
+      const pending = this.#pending.get(id);
+      if (pending) { clearTimeout(pending.timer); this.#pending.delete(id); }
+      throw error;
+    }
+    return result;
+  }
+
+  /** A read-only query answered by the entity's owner, in-process when local. */
+  async ask<A = unknown>(to: EntityRef, query: unknown, timeoutMs = this.#o.askTimeoutMs): Promise<A> {
+    const shard = this.shardOf(to);
+    if (this.#owned.has(shard) && !this.#draining.has(shard)) {
+      return withTimeout(this.#askLocal(to, query), timeoutMs, `ask to ${entityKey(to)}`) as Promise<A>;
+    }
+    const owner = this.#assignment.placement.get(shard);
+    if (!owner || !this.#o.remote || owner === this.nodeId) {
+      throw new NotOwnerError(`shard ${shard} of ${entityKey(to)} has no reachable owner right now`);
+    }
+    return this.#o.remote.ask(owner, to, query, timeoutMs) as Promise<A>;
+  }
+
+  stats(): RegionStats {
+    return { commandsHandled: this.#handled, commandsDuplicate: this.#duplicates, commandsRetried: this.#retried, owned: [...this.#owned] };
+  }
+
+  /** Graceful stop: refuse new commands, finish in-flight ones, snapshot, commit, close. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    await this.#o.log.stop();
+    await this.#o.host.stopAll();
+    for (const [id, pending] of this.#pending) {
+      clearTimeout(pending.timer);
+      pending.reject(new Error('node is shutting down'));
+      this.#pending.delete(id);
+    }
+  }
+
+  #checkAccepting(): void {
+    if (this.#stopping) throw new Error('node is shutting down and accepts no commands');
+  }
+
+  async #askLocal(to: EntityRef, query: unknown): Promise<unknown> {
+    const shard = this.shardOf(to);
+    if (!this.#owned.has(shard)) throw new NotOwnerError(`this node does not own shard ${shard}`);
+    return this.#o.host.query(to, shard, query);
+  }
+
+  async #sendTells(tells: readonly OutboundTell[]): Promise<void> {
+    const at = this.#now();
+    await this.#o.log.appendMany(tells.map((t) => ({
+      shard: this.shardOf(t.to),
+      command: { id: t.id, to: t.to, message: t.message, at },
+    })));
+  }
+
+  /** Entities of one shard run concurrently; each entity sees its own commands in log order. */
+  async #handleRecords(shard: number, records: readonly LogRecord[]): Promise<void> {
+    const byEntity = new Map<string, LogRecord[]>();
+    for (const record of records) {
+      const key = entityKey(record.command.to);
+      const list = byEntity.get(key);
+      if (list) list.push(record); else byEntity.set(key, [record]);
+    }
+    await Promise.all([...byEntity.values()].map(async (list) => {
+      for (const record of list) await this.#handleOne(shard, record.command);
+    }));
+    const last = records.at(-1);
+    if (last) await this.#o.log.commit(shard, last.offset);
+  }
+
+  async #handleOne(shard: number, command: CommandEnvelope): Promise<void> {
+    const to = command.to;
+    if (!this.#o.host.knows(to.kind)) {
+      this.#settle(command.id, command.replyTo, {
+        status: 'rejected', rejection: { code: 'unknown_entity_kind', message: `no entity kind "${to.kind}"` },
+      });
+      return;
+    }
+    let delay = this.#o.retryMinMs ?? 50;
+    for (;;) {
+      const result = await this.#o.host.command(to, shard, (done) => ({ t: 'command', command, done: done as never }))
+        .catch((error: unknown): CommandResult => ({ status: 'failed', error: String(error) }));
+      if (result.status !== 'failed') {
+        if (result.status === 'duplicate') this.#duplicates++; else this.#handled++;
+        this.#settle(command.id, command.replyTo, result);
+        return;
+      }
+      // Storage is failing: keep the offset uncommitted and try again; the entity
+      // recovers from its journal on the next attempt, so nothing is half-applied.
+      if (this.#stopping) throw new Error(`stopping with command ${command.id} unhandled: ${result.error}`);
+      this.#retried++;
+      this.#o.onError?.(new Error(result.error), `command ${command.id} to ${entityKey(to)} failed; retrying in ${delay} ms`);
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, this.#o.retryMaxMs ?? 5_000);
+    }
+  }
+
+  #settle(commandId: string, replyTo: string | undefined, result: CommandResult): void {
+    if (!replyTo) return;
+    if (replyTo === this.nodeId) { this.#resolvePending(commandId, result); return; }
+    this.#o.remote?.reply(replyTo, commandId, result).catch((e) => this.#o.onError?.(e, `reply to ${replyTo}`));
+  }
+
+  #resolvePending(commandId: string, result: CommandResult): void {
+    const pending = this.#pending.get(commandId);
+    if (!pending) return;
+    clearTimeout(pending.timer);
+    this.#pending.delete(commandId);
+    pending.resolve(result);
+  }
+
+  async #reassign(assignment: ShardAssignment, revoked: readonly number[], gained: readonly number[]): Promise<void> {
+    for (const shard of revoked) this.#draining.add(shard);
+    try {
+      await this.#o.host.stopShards(revoked);
+    } finally {
+      for (const shard of revoked) { this.#owned.delete(shard); this.#draining.delete(shard); }
+    }
+    this.#assignment = assignment;
+    for (const shard of assignment.owned) this.#owned.add(shard);
+    if (gained.length > 0) await this.#activateReminded(gained);
+  }
+
+  /** Entities with timers on gained shards are activated so their timers are armed again. */
+  async #activateReminded(gained: readonly number[]): Promise<void> {
+    const reminders = await this.#o.reminders.forShards(gained);
+    const keys = new Set(reminders.map((r) => r.entityKey));
+    await Promise.all([...keys].map(async (key) => {
+      const ref = parseEntityKey(key);
+      if (!this.#o.host.knows(ref.kind)) return;
+      await this.#o.host.activate(ref, this.shardOf(ref))
+        .catch((e) => this.#o.onError?.(e, `activating ${key} for its timers`));
+    }));
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new AskTimeoutError(`${what} timed out after ${ms} ms`)), ms);
+    promise.then(
+      (v) => { clearTimeout(timer); resolve(v); },
+      (e) => { clearTimeout(timer); reject(e); },
+    );
+  });
+}
