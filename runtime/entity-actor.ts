@@ -206,9 +206,19 @@ export function entityActor(options: EntityActorOptions) {
     }
   }
 
+  // Set when a write failed: nact has already advanced its sequence number, so
+  // this incarnation must handle nothing more until it is stopped and recovered.
+  let poisoned = false;
+
   return async function actor(inc: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext): Promise<Incarnation<unknown>> {
     if (ctx.recovering) return replay(behavior, inc, msg as JournalRecord);
     const m = msg as ActorMessage;
+    if (poisoned) {
+      if (m.t === 'command' || m.t === 'timer') m.done.resolve({ status: 'failed', error: 'entity is recovering' });
+      else if (m.t === 'query') m.done.reject(new Error(`${key} is recovering; try again`));
+      else m.done.resolve();
+      return inc;
+    }
     switch (m.t) {
       case 'activate':
         for (const [name, timer] of Object.entries(inc.timers)) host.armTimer(self, name, timer.at);
@@ -256,6 +266,7 @@ export function entityActor(options: EntityActorOptions) {
           m.done.resolve(result);
           return next;
         } catch (error) {
+          poisoned = true;
           host.poisoned(self, error);
           m.done.resolve({ status: 'failed', error: error instanceof Error ? error.message : String(error) });
           return inc;

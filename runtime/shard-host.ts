@@ -24,9 +24,10 @@ interface Activation {
   readonly self: EntityRef;
   readonly key: string;
   readonly shard: number;
-  readonly ref: NactRef;
+  /** Set once the actor is spawned (inside the recovery semaphore). */
+  ref: NactRef | undefined;
   /** Resolves once recovery is done and timers are re-armed. */
-  readonly ready: Promise<void>;
+  ready: Promise<void>;
   lastUsed: number;
   inFlight: number;
   stopping?: Promise<void>;
@@ -150,7 +151,7 @@ export class ShardHost {
     try {
       await activation.ready;
       return await new Promise<unknown>((resolve, reject) => {
-        dispatch(activation.ref, build({ resolve, reject } as ActorMessage['done']));
+        dispatch(activation.ref!, build({ resolve, reject } as ActorMessage['done']));
       });
     } finally {
       activation.inFlight--;
@@ -172,27 +173,29 @@ export class ShardHost {
     const services = this.#services;
     if (!services) throw new Error('shard host is not attached to a node');
 
-    const ref = spawnPersistent(
-      this.#system,
-      entityActor({ behavior, self, key, host: this.#actorHost(services) }) as never,
-      key,
-      undefined,
-      {
-        initialState: freshIncarnation(behavior, self.id),
-        snapshotEvery: behavior.snapshotEvery ?? this.#options.snapshotEvery,
-        snapshotEncoder: (inc: Incarnation<unknown>) => ({ ...inc, unsnapshotted: 0 }),
-        onCrash: (_msg: unknown, error: unknown, ctx: { stop: symbol }) => {
-          this.#options.onError?.(error, `entity ${key} crashed`);
-          this.#forgetActivation(key);
-          return ctx.stop;
-        },
-      } as never,
-    ) as NactRef;
-    this.#activations++;
-    const ready = this.#recoveries.run(() => new Promise<void>((resolve, reject) => {
-      dispatch(ref, { t: 'activate', done: { resolve, reject } } satisfies ActorMessage);
+    const activation: Activation = { self, key, shard, ref: undefined, ready: Promise.resolve(), lastUsed: this.#now(), inFlight: 0 };
+    // Spawning starts recovery, so it happens inside the semaphore that bounds concurrent recoveries.
+    activation.ready = this.#recoveries.run(() => new Promise<void>((resolve, reject) => {
+      activation.ref = spawnPersistent(
+        this.#system,
+        entityActor({ behavior, self, key, host: this.#actorHost(services) }) as never,
+        key,
+        undefined,
+        {
+          initialState: freshIncarnation(behavior, self.id),
+          snapshotEvery: behavior.snapshotEvery ?? this.#options.snapshotEvery,
+          snapshotEncoder: (inc: Incarnation<unknown>) => ({ ...inc, unsnapshotted: 0 }),
+          onCrash: (_msg: unknown, error: unknown, ctx: { stop: symbol }) => {
+            this.#options.onError?.(error, `entity ${key} crashed`);
+            reject(error);
+            if (this.#active.get(key) === activation) this.#forgetActivation(key);
+            return ctx.stop;
+          },
+        } as never,
+      ) as NactRef;
+      this.#activations++;
+      dispatch(activation.ref, { t: 'activate', done: { resolve, reject } } satisfies ActorMessage);
     }));
-    const activation: Activation = { self, key, shard, ref, ready, lastUsed: this.#now(), inFlight: 0 };
     this.#active.set(key, activation);
     return activation;
   }
@@ -248,16 +251,16 @@ export class ShardHost {
     if (activation.stopping) return activation.stopping;
     activation.stopping = (async () => {
       try {
-        await activation.ready.catch(() => undefined);
+        const recovered = await activation.ready.then(() => true, () => false);
         while (activation.inFlight > 0) await new Promise((r) => setTimeout(r, 1));
-        if (snapshot) {
+        if (snapshot && recovered) {
           await new Promise<void>((resolve, reject) => {
-            dispatch(activation.ref, { t: 'snapshot', done: { resolve, reject } } satisfies ActorMessage);
+            dispatch(activation.ref!, { t: 'snapshot', done: { resolve, reject } } satisfies ActorMessage);
           }).catch((error) => this.#options.onError?.(error, `snapshot of ${activation.key} failed`));
         }
       } finally {
         for (const name of [...(this.#timers.get(activation.key)?.keys() ?? [])]) this.#disarmTimer(activation.key, name);
-        stop(activation.ref);
+        if (activation.ref) stop(activation.ref);
         this.#forgetActivation(activation.key);
         this.#passivations++;
       }

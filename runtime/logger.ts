@@ -1,0 +1,14 @@
+// Structured JSON logs (pino): one line per event, machine-readable, cheap when disabled.
+
+import { pino, type Logger } from 'pino';
+
+export type { Logger };
+
+export function createLogger(options: { level: string; nodeId: string }): Logger {
+  return pino({
+    level: options.level,
+    base: { node: options.nodeId },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  });
+}

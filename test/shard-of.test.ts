@@ -1,0 +1,51 @@
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { entityKey, hash64, jumpHash, placementKey, shardOf } from '../runtime/entity.ts';
+import { latLngToCell, cellToParent } from 'h3-js';
+
+const placement = { shards: 32, placementRes: 4 };
+
+test('shardOf spreads 100k keys within a few percent of even', (t) => {
+  const counts = new Array<number>(placement.shards).fill(0);
+  for (let i = 0; i < 100_000; i++) counts[shardOf({ kind: 'driver', id: `d-${i}` }, placement)]!++;
+  const even = 100_000 / placement.shards;
+  const worst = Math.max(...counts.map((c) => Math.abs(c - even) / even));
+  t.log(`worst shard deviates ${(worst * 100).toFixed(2)}% from even`);
+  t.true(worst < 0.05, `worst deviation ${worst}`);
+});
+
+test('shardOf is stable across processes', (t) => {
+  const ids = ['d-1', 'booking-42', 'x'.repeat(100), 'ünïcode'];
+  const here = ids.map((id) => shardOf({ kind: 'driver', id }, placement));
+  const script = `import { shardOf } from './runtime/entity.ts';
+    console.log(JSON.stringify(${JSON.stringify(ids)}.map((id) => shardOf({ kind: 'driver', id }, ${JSON.stringify(placement)}))));`;
+  const there = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }));
+  t.deepEqual(there, here);
+  // Pinned values: changing the hash would move every entity of a running cluster.
+  t.is(hash64('a').toString(16), 'af63dc4c8601ec8c', 'FNV-1a 64 reference vector');
+  t.is(hash64('').toString(16), 'cbf29ce484222325', 'FNV-1a 64 offset basis');
+  t.deepEqual(here, [2, 3, 9, 16]);
+  t.is(jumpHash(0n, 1), 0);
+});
+
+test('jump hash moves only about 1/n of keys when a bucket is added', (t) => {
+  let moved = 0;
+  const n = 20_000;
+  for (let i = 0; i < n; i++) {
+    const h = hash64(`k${i}`);
+    const a = jumpHash(h, 10);
+    const b = jumpHash(h, 11);
+    if (a !== b) { moved++; t.is(b, 10, 'a moved key only ever moves to the new bucket'); }
+  }
+  t.true(Math.abs(moved / n - 1 / 11) < 0.01, `moved ${moved / n}`);
+});
+
+test('cells are placed by their coarser parent, so neighbours share a shard', (t) => {
+  const cell = latLngToCell(52.52, 13.405, 7);
+  const sibling = latLngToCell(52.521, 13.406, 7);
+  t.is(placementKey({ kind: 'cell', id: cell }, 4), `cell:${cellToParent(cell, 4)}`);
+  if (cellToParent(cell, 4) === cellToParent(sibling, 4)) {
+    t.is(shardOf({ kind: 'cell', id: cell }, placement), shardOf({ kind: 'cell', id: sibling }, placement));
+  }
+  t.is(placementKey({ kind: 'driver', id: cell }, 4), entityKey({ kind: 'driver', id: cell }));
+});
