@@ -1,0 +1,179 @@
+// The command log on Kafka: one topic, one partition per shard. Appends go to
+// the shard's partition (acks from all in-sync replicas, idempotent producer, so
+// order per partition holds across retries). The node's consumer group decides
+// which node consumes which partitions, through the sticky rendezvous assigner.
+// Offsets are committed only when the runtime says a batch is handled.
+
+import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import { AssignerProtocol } from 'kafkajs';
+import { entityKey } from '../../runtime/entity.ts';
+import type { CommandEnvelope, CommandLog, CommandLogHandlers, LogRecord, ShardAssignment } from '../../runtime/ports.ts';
+import { decodeJson, stickyRendezvousAssigner, type PlacementData } from './assigner.ts';
+
+export interface KafkaCommandLogOptions {
+  readonly kafka: Kafka;
+  readonly topic: string;
+  readonly groupId: string;
+  readonly shards: number;
+  readonly nodeId: string;
+  readonly replicationFactor?: number;
+  readonly sessionTimeoutMs?: number;
+  readonly heartbeatIntervalMs?: number;
+  readonly onError?: (error: unknown, context: string) => void;
+}
+
+export class TopicMismatchError extends Error {
+  override readonly name = 'TopicMismatchError';
+}
+
+export class KafkaCommandLog implements CommandLog {
+  readonly shards: number;
+  readonly #o: KafkaCommandLogOptions;
+  readonly #producer: Producer;
+  readonly #consumer: Consumer;
+  readonly #admin: Admin;
+  #owned = new Set<number>();
+  #handlers: CommandLogHandlers | undefined;
+  #reassigning: Promise<void> = Promise.resolve();
+  #firstAssignment: (() => void) | undefined;
+  #generation = 0;
+
+  constructor(options: KafkaCommandLogOptions) {
+    this.#o = options;
+    this.shards = options.shards;
+    this.#producer = options.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    this.#consumer = options.kafka.consumer({
+      groupId: options.groupId,
+      sessionTimeout: options.sessionTimeoutMs ?? 10_000,
+      heartbeatInterval: options.heartbeatIntervalMs ?? 1_000,
+      rebalanceTimeout: 30_000,
+      allowAutoTopicCreation: false,
+      partitionAssigners: [stickyRendezvousAssigner({ nodeId: options.nodeId, topic: options.topic, owned: () => [...this.#owned] })],
+    });
+    this.#admin = options.kafka.admin();
+  }
+
+  /** Creates the topic with one partition per shard, or checks that the existing one has that many. */
+  async ensureTopic(): Promise<void> {
+    await this.#admin.connect();
+    const { topic, shards } = this.#o;
+    const existing = await this.#admin.listTopics();
+    if (!existing.includes(topic)) {
+      await this.#admin.createTopics({
+        waitForLeaders: true,
+        topics: [{ topic, numPartitions: shards, replicationFactor: this.#o.replicationFactor ?? 1 }],
+      }).catch((error: unknown) => {
+        // Another node may have created it at the same moment.
+        if (!String((error as Error).message).includes('already exists')) throw error;
+      });
+    }
+    const meta = await this.#admin.fetchTopicMetadata({ topics: [topic] });
+    const partitions = meta.topics[0]?.partitions.length ?? 0;
+    if (partitions !== shards) {
+      throw new TopicMismatchError(
+        `Kafka topic "${topic}" has ${partitions} partitions but SHARDS is ${shards}; shards are partitions, so they must match ` +
+        '(use the SHARDS the cluster was created with, or a new KAFKA_TOPIC_PREFIX)',
+      );
+    }
+  }
+
+  async append(shard: number, command: CommandEnvelope): Promise<void> {
+    await this.appendMany([{ shard, command }]);
+  }
+
+  async appendMany(entries: readonly { shard: number; command: CommandEnvelope }[]): Promise<void> {
+    if (entries.length === 0) return;
+    await this.#producer.send({
+      topic: this.#o.topic,
+      acks: -1,
+      messages: entries.map(({ shard, command }) => ({
+        partition: shard, key: entityKey(command.to), value: JSON.stringify(command),
+      })),
+    });
+  }
+
+  async start(handlers: CommandLogHandlers): Promise<void> {
+    this.#handlers = handlers;
+    await this.ensureTopic();
+    await this.#producer.connect();
+    await this.#consumer.connect();
+    const assigned = new Promise<void>((resolve) => { this.#firstAssignment = resolve; });
+    this.#consumer.on(this.#consumer.events.GROUP_JOIN, (event) => {
+      const owned = (event.payload.memberAssignment[this.#o.topic] ?? []).slice().sort((a, b) => a - b);
+      this.#reassigning = this.#reassigning.then(() => this.#reassign(owned)).catch((e) => this.#o.onError?.(e, 'rebalance'));
+    });
+    this.#consumer.on(this.#consumer.events.CRASH, (event) => this.#o.onError?.(event.payload.error, 'kafka consumer crashed'));
+    await this.#consumer.subscribe({ topic: this.#o.topic, fromBeginning: true });
+    await this.#consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.shards,
+      eachBatch: (payload) => this.#eachBatch(payload),
+    });
+    await assigned;
+  }
+
+  async commit(shard: number, offset: number): Promise<void> {
+    try {
+      await this.#consumer.commitOffsets([{ topic: this.#o.topic, partition: shard, offset: String(offset + 1) }]);
+    } catch (error) {
+      // Lost the partition in a rebalance: its new owner resumes from the last
+      // commit and entities drop what they already applied, by command id.
+      this.#o.onError?.(error, `commit of shard ${shard} at ${offset} refused`);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.#consumer.disconnect().catch((e) => this.#o.onError?.(e, 'consumer disconnect'));
+    await this.#reassigning;
+    await this.#producer.disconnect().catch((e) => this.#o.onError?.(e, 'producer disconnect'));
+    await this.#admin.disconnect().catch(() => undefined);
+  }
+
+  async #eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    const shard = batch.partition;
+    await this.#reassigning;
+    if (!this.#owned.has(shard) || !isRunning() || isStale()) return;
+    const records: LogRecord[] = [];
+    for (const message of batch.messages) {
+      const command = decodeJson<CommandEnvelope>(message.value);
+      if (command) records.push({ shard, offset: Number(message.offset), command });
+      else this.#o.onError?.(new Error('undecodable record'), `shard ${shard} offset ${message.offset} skipped`);
+    }
+    if (records.length > 0) await this.#handlers!.onRecords(shard, records);
+    else if (batch.messages.length > 0) await this.commit(shard, Number(batch.lastOffset()));
+    resolveOffset(batch.lastOffset());
+    await heartbeat().catch(() => undefined);
+  }
+
+  async #reassign(owned: readonly number[]): Promise<void> {
+    const before = this.#owned;
+    const now = new Set(owned);
+    const revoked = [...before].filter((s) => !now.has(s));
+    const gained = owned.filter((s) => !before.has(s));
+    const generation = ++this.#generation;
+    const assignment: ShardAssignment = { owned, ...(await this.#placement(owned)) };
+    if (generation !== this.#generation) return;
+    // Stop handing out revoked shards before they are drained.
+    this.#owned = new Set([...before].filter((s) => now.has(s)));
+    await this.#handlers!.onAssignment(assignment, revoked, gained);
+    this.#owned = now;
+    this.#firstAssignment?.();
+    this.#firstAssignment = undefined;
+  }
+
+  /** The whole shard -> node map rides in every member's assignment user data. */
+  async #placement(owned: readonly number[]): Promise<Pick<ShardAssignment, 'placement' | 'nodes'>> {
+    try {
+      const group = await this.#consumer.describeGroup();
+      for (const member of group.members) {
+        const assignment = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
+        const data = decodeJson<PlacementData>(assignment?.userData);
+        if (data) return { nodes: data.nodes, placement: new Map(data.owners.map((node, shard) => [shard, node])) };
+      }
+    } catch (error) {
+      this.#o.onError?.(error, 'reading the shard map from the group');
+    }
+    return { nodes: [this.#o.nodeId], placement: new Map(owned.map((s) => [s, this.#o.nodeId])) };
+  }
+}

@@ -1,0 +1,117 @@
+// Cross-node asks and command outcomes over Redis pub/sub: one channel per node,
+// correlation ids, timeouts. Pub/sub loses what is sent while a node is
+// disconnected, which is right for these: an ask or a reply that cannot be
+// delivered in time is answered by the asker's timeout, never by a wrong value.
+// ioredis reconnects and re-subscribes by itself after a Redis restart.
+
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { EntityRef } from '../../actors/behavior.ts';
+import type { CommandResult } from '../../runtime/entity-actor.ts';
+import { AskTimeoutError, type RemoteChannel } from '../../runtime/region.ts';
+
+type Wire =
+  | { readonly type: 'ask'; readonly corr: string; readonly from: string; readonly to: EntityRef; readonly query: unknown }
+  | { readonly type: 'answer'; readonly corr: string; readonly ok: true; readonly value: unknown }
+  | { readonly type: 'answer'; readonly corr: string; readonly ok: false; readonly error: string; readonly errorName: string }
+  | { readonly type: 'outcome'; readonly commandId: string; readonly result: CommandResult };
+
+interface PendingAsk {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+export class RemoteAskError extends Error {
+  override readonly name = 'RemoteAskError';
+  readonly remoteName: string;
+  constructor(message: string, remoteName: string) {
+    super(message);
+    this.remoteName = remoteName;
+  }
+}
+
+export interface RedisRemoteChannelOptions {
+  readonly url: string;
+  readonly nodeId: string;
+  readonly prefix?: string;
+  readonly onError?: (error: unknown, context: string) => void;
+}
+
+export class RedisRemoteChannel implements RemoteChannel {
+  readonly #o: RedisRemoteChannelOptions;
+  readonly #pub: Redis;
+  readonly #sub: Redis;
+  readonly #pending = new Map<string, PendingAsk>();
+
+  constructor(options: RedisRemoteChannelOptions) {
+    this.#o = options;
+    const redisOptions = { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: true };
+    this.#pub = new Redis(options.url, redisOptions);
+    this.#sub = new Redis(options.url, redisOptions);
+    for (const client of [this.#pub, this.#sub]) client.on('error', (e) => options.onError?.(e, 'redis'));
+  }
+
+  #channel(node: string): string {
+    return `${this.#o.prefix ?? 'dispatch'}:node:${node}`;
+  }
+
+  async serve(handlers: Parameters<RemoteChannel['serve']>[0]): Promise<void> {
+    await Promise.all([this.#pub.connect(), this.#sub.connect()]);
+    this.#sub.on('message', (_channel, raw) => {
+      let wire: Wire;
+      try { wire = JSON.parse(raw) as Wire; } catch { return; }
+      switch (wire.type) {
+        case 'ask':
+          handlers.ask(wire.to, wire.query).then(
+            (value) => this.#send(wire.from, { type: 'answer', corr: wire.corr, ok: true, value }),
+            (error: Error) => this.#send(wire.from, { type: 'answer', corr: wire.corr, ok: false, error: error.message, errorName: error.name }),
+          );
+          break;
+        case 'answer': {
+          const pending = this.#pending.get(wire.corr);
+          if (!pending) return;
+          clearTimeout(pending.timer);
+          this.#pending.delete(wire.corr);
+          if (wire.ok) pending.resolve(wire.value);
+          else pending.reject(new RemoteAskError(wire.error, wire.errorName));
+          break;
+        }
+        case 'outcome':
+          handlers.reply(wire.commandId, wire.result);
+          break;
+      }
+    });
+    await this.#sub.subscribe(this.#channel(this.#o.nodeId));
+  }
+
+  ask(node: string, to: EntityRef, query: unknown, timeoutMs: number): Promise<unknown> {
+    const corr = randomUUID();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(corr);
+        reject(new AskTimeoutError(`ask to ${to.kind}:${to.id} on node ${node} timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#pending.set(corr, { resolve, reject, timer });
+      this.#send(node, { type: 'ask', corr, from: this.#o.nodeId, to, query });
+    });
+  }
+
+  async reply(node: string, commandId: string, result: CommandResult): Promise<void> {
+    await this.#pub.publish(this.#channel(node), JSON.stringify({ type: 'outcome', commandId, result } satisfies Wire));
+  }
+
+  async close(): Promise<void> {
+    for (const [corr, pending] of this.#pending) {
+      clearTimeout(pending.timer);
+      pending.reject(new Error('remote channel closed'));
+      this.#pending.delete(corr);
+    }
+    this.#sub.disconnect();
+    this.#pub.disconnect();
+  }
+
+  #send(node: string, wire: Wire): void {
+    this.#pub.publish(this.#channel(node), JSON.stringify(wire)).catch((e) => this.#o.onError?.(e, `publish to ${node}`));
+  }
+}
