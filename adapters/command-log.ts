@@ -1,0 +1,28 @@
+// The command log for a node: Kafka in cluster mode, the in-process log otherwise.
+
+import { join } from 'node:path';
+import type { Config } from '../config/index.ts';
+import type { Logger } from '../runtime/logger.ts';
+import type { CommandLog } from '../runtime/ports.ts';
+import { createKafka } from './kafka/client.ts';
+import { KafkaCommandLog } from './kafka/command-log.ts';
+import { InProcessCommandLog } from './memory/command-log.ts';
+
+export function openCommandLog(config: Config, logger: Logger): CommandLog {
+  const onError = (error: unknown, context: string) => logger.warn({ err: error }, context);
+  if (config.mode === 'embedded') {
+    return new InProcessCommandLog({
+      shards: config.cluster.shards, nodeId: config.node.id, dir: join(config.storage.dataDir, 'log'), onError,
+    });
+  }
+  const prefix = config.cluster.topicPrefix;
+  return new KafkaCommandLog({
+    kafka: createKafka({ brokers: config.cluster.kafkaBrokers, clientId: `${prefix}-${config.node.id}`, logger }),
+    topic: `${prefix}.commands`,
+    groupId: `${prefix}.nodes`,
+    shards: config.cluster.shards,
+    nodeId: config.node.id,
+    sessionTimeoutMs: config.cluster.sessionTimeoutMs,
+    onError,
+  });
+}

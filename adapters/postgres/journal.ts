@@ -1,0 +1,84 @@
+// The event journal and snapshot store on PostgreSQL (runtime/ports.ts Journal).
+// SQL goes through MikroORM's connection: appends are the hot path and need no
+// unit of work or identity map. The primary key (persistence_key, sequence_nr)
+// is the fence against a second writer.
+
+import type { Orm } from './orm.ts';
+import { JournalConflictError, type Journal, type JournalEntry, type SnapshotEntry } from '../../runtime/ports.ts';
+
+const UNIQUE_VIOLATION = '23505';
+
+interface JournalDbRow { persistence_key: string; sequence_nr: string | number; data: unknown; tags: string[]; created_at: Date | string }
+interface SnapshotDbRow { persistence_key: string; sequence_nr: string | number; data: unknown; created_at: Date | string }
+
+export class PostgresJournal implements Journal {
+  readonly #orm: Orm;
+
+  constructor(orm: Orm) {
+    this.#orm = orm;
+  }
+
+  #sql<T>(sql: string, params: unknown[] = []): Promise<T[]> {
+    return this.#orm.em.getConnection().execute(sql, params) as Promise<T[]>;
+  }
+
+  async append(entry: JournalEntry): Promise<void> {
+    try {
+      await this.#sql(
+        'insert into journal (persistence_key, sequence_nr, data, tags, created_at) values (?, ?, ?, ?, ?)',
+        [entry.persistenceKey, entry.sequenceNr, JSON.stringify(entry.data), JSON.stringify(entry.tags), new Date(entry.createdAt)],
+      );
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new JournalConflictError(entry.persistenceKey, entry.sequenceNr);
+      throw error;
+    }
+  }
+
+  async read(persistenceKey: string, afterSequenceNr: number, limit: number): Promise<JournalEntry[]> {
+    const rows = await this.#sql<JournalDbRow>(
+      'select persistence_key, sequence_nr, data, tags, created_at from journal where persistence_key = ? and sequence_nr > ? order by sequence_nr limit ?',
+      [persistenceKey, afterSequenceNr, limit],
+    );
+    return rows.map((r) => ({
+      persistenceKey: r.persistence_key, sequenceNr: Number(r.sequence_nr), data: parseJson(r.data),
+      tags: (parseJson(r.tags) as string[] | null) ?? [], createdAt: new Date(r.created_at).getTime(),
+    }));
+  }
+
+  async latestSnapshot(persistenceKey: string): Promise<SnapshotEntry | undefined> {
+    const [row] = await this.#sql<SnapshotDbRow>(
+      'select persistence_key, sequence_nr, data, created_at from snapshot where persistence_key = ?', [persistenceKey],
+    );
+    return row && {
+      persistenceKey: row.persistence_key, sequenceNr: Number(row.sequence_nr), data: parseJson(row.data),
+      createdAt: new Date(row.created_at).getTime(),
+    };
+  }
+
+  async saveSnapshot(entry: SnapshotEntry): Promise<void> {
+    // Never replace a newer snapshot with an older one (a slow write racing a newer one).
+    await this.#sql(
+      `insert into snapshot (persistence_key, sequence_nr, data, created_at) values (?, ?, ?, ?)
+       on conflict (persistence_key) do update set sequence_nr = excluded.sequence_nr, data = excluded.data, created_at = excluded.created_at
+       where snapshot.sequence_nr <= excluded.sequence_nr`,
+      [entry.persistenceKey, entry.sequenceNr, JSON.stringify(entry.data), new Date(entry.createdAt)],
+    );
+  }
+
+  async ping(): Promise<void> {
+    await this.#sql('select 1');
+  }
+
+  async close(): Promise<void> {
+    await this.#orm.close(true);
+  }
+}
+
+function parseJson(value: unknown): unknown {
+  return typeof value === 'string' ? JSON.parse(value) : value;
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  const e = error as { code?: string; cause?: { code?: string } };
+  return e?.code === UNIQUE_VIOLATION || e?.cause?.code === UNIQUE_VIOLATION || /duplicate key|unique constraint/i.test(String((error as Error)?.message));
+}

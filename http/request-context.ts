@@ -1,0 +1,52 @@
+// Per-request id, structured access log, and the contract's error shape for
+// anything thrown below (so no handler can leak a stack trace or an HTML page).
+
+import { randomUUID } from 'node:crypto';
+import type { Middleware } from 'koa';
+import type { Logger } from 'pino';
+import { HttpError, errorBody } from './errors.ts';
+
+export function requestContext(logger: Logger): Middleware {
+  return async (ctx, next) => {
+    const incoming = ctx.get('x-request-id');
+    const requestId = /^[\w.-]{1,128}$/.test(incoming) ? incoming : randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.set('x-request-id', requestId);
+    const log = logger.child({ requestId });
+    ctx.state.log = log;
+    const started = performance.now();
+    try {
+      await next();
+    } catch (error) {
+      if (error instanceof HttpError) {
+        ctx.status = error.status;
+        ctx.body = errorBody(error.code, error.message, error.details);
+      } else {
+        const status = statusOf(error);
+        ctx.status = status;
+        ctx.body = status >= 500
+          ? errorBody('internal_error', 'the request could not be handled')
+          : errorBody(codeOf(error), (error as Error).message);
+        if (status >= 500) log.error({ err: error }, 'request failed');
+      }
+    } finally {
+      const ms = Math.round((performance.now() - started) * 100) / 100;
+      log.info({ method: ctx.method, path: ctx.path, status: ctx.status, ms }, 'request');
+    }
+  };
+}
+
+/** Koa and its body parsers throw errors with `status` (or `statusCode`) set. */
+function statusOf(error: unknown): number {
+  const e = error as { status?: unknown; statusCode?: unknown; expose?: unknown };
+  const status = typeof e?.status === 'number' ? e.status : typeof e?.statusCode === 'number' ? e.statusCode : 500;
+  return status >= 400 && status < 600 ? status : 500;
+}
+
+function codeOf(error: unknown): string {
+  const status = statusOf(error);
+  if (status === 413) return 'payload_too_large';
+  if (status === 415) return 'unsupported_media_type';
+  if (status === 404) return 'not_found';
+  return 'bad_request';
+}

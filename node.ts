@@ -1,0 +1,111 @@
+// A node: wires configuration, adapters, the runtime and the HTTP edge, and
+// owns their lifecycle. The same code runs the embedded single node and a
+// cluster member; only the adapters chosen here differ.
+
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type Router from '@koa/router';
+import type { Behavior } from './actors/behavior.ts';
+import type { Config } from './config/index.ts';
+import { openCommandLog } from './adapters/command-log.ts';
+import { openStorage, type Storage } from './adapters/storage.ts';
+import { InProcessNotifier } from './adapters/memory/notifier.ts';
+import { createApp } from './http/app.ts';
+import { createLogger, type Logger } from './runtime/logger.ts';
+import { ShardRegion } from './runtime/region.ts';
+import { ShardHost } from './runtime/shard-host.ts';
+import type { CommandLog } from './runtime/ports.ts';
+
+type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
+
+export interface NodeOptions {
+  readonly config: Config;
+  /** Entity kinds this node hosts. */
+  readonly behaviors: readonly AnyBehavior[];
+  /** Extra routers for the edge (for example a test fixture's). */
+  readonly routers?: (region: ShardRegion) => readonly Router[];
+  /** Lets a caller wrap the command log (fault injection in tests). */
+  readonly wrapLog?: (log: CommandLog) => CommandLog;
+  readonly logger?: Logger;
+}
+
+export interface RunningNode {
+  readonly url: string;
+  readonly region: ShardRegion;
+  readonly host: ShardHost;
+  readonly storage: Storage;
+  readonly logger: Logger;
+  stop(reason?: string): Promise<void>;
+}
+
+export async function startNode(options: NodeOptions): Promise<RunningNode> {
+  const { config } = options;
+  const logger = options.logger ?? createLogger({ level: config.log.level, nodeId: config.node.id });
+  const onError = (error: unknown, context: string) => logger.warn({ err: error }, context);
+
+  const storage = await openStorage(config, logger);
+  const baseLog = await openCommandLog(config, logger);
+  const log = options.wrapLog ? options.wrapLog(baseLog) : baseLog;
+  const host = new ShardHost({
+    journal: storage.journal,
+    behaviors: options.behaviors,
+    passivateAfterMs: config.runtime.passivateAfterMs,
+    maxActiveEntities: config.runtime.maxActiveEntities,
+    maxConcurrentRecoveries: config.runtime.maxConcurrentRecoveries,
+    snapshotEvery: config.runtime.snapshotEvery,
+    onError,
+  });
+  const region = new ShardRegion({
+    nodeId: config.node.id,
+    placement: { shards: config.cluster.shards, placementRes: config.cluster.placementRes },
+    log,
+    host,
+    reminders: storage.reminders,
+    notifier: new InProcessNotifier(),
+    askTimeoutMs: config.runtime.askTimeoutMs,
+    onError,
+  });
+
+  let stopping = false;
+  const app = createApp({
+    logger,
+    health: {
+      live: () => true,
+      ready: async () => {
+        if (stopping) return { ok: false, reason: 'node is shutting down' };
+        if (!region.ready) return { ok: false, reason: 'node does not own its shards yet' };
+        try {
+          await storage.journal.ping();
+          return { ok: true };
+        } catch (error) {
+          return { ok: false, reason: `storage does not answer: ${(error as Error).message}` };
+        }
+      },
+    },
+    routers: options.routers?.(region) ?? [],
+  });
+  const server: Server = createServer(app.callback());
+  await region.start();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.http.port, config.http.host, () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  logger.info({ url, mode: config.mode, shards: config.cluster.shards }, 'node started');
+
+  return {
+    url, region, host, storage, logger,
+    async stop(reason = 'shutdown') {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ reason }, 'node stopping');
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await region.stop();
+      await closed;
+      await storage.close();
+      logger.info('node stopped');
+    },
+  };
+}

@@ -1,0 +1,54 @@
+// Starts a node (or a fixture node) as a real child process and finds its URL in its logs.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+
+export interface NodeProcess {
+  readonly url: string;
+  readonly child: ChildProcess;
+  readonly output: string[];
+  kill(signal?: NodeJS.Signals): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+export async function startNodeProcess(script: string, env: Record<string, string>, timeoutMs = 30_000): Promise<NodeProcess> {
+  const child = spawn(process.execPath, [script], {
+    cwd: repoRoot,
+    env: { ...process.env, LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  createInterface({ input: child.stderr! }).on('line', (line) => output.push(line));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`node did not start within ${timeoutMs} ms:\n${output.slice(-30).join('\n')}`)), timeoutMs);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      output.push(line);
+      try {
+        const entry = JSON.parse(line) as { url?: string; msg?: string };
+        if (entry.url && (entry.msg === 'fixture ready' || entry.msg === 'node started')) { clearTimeout(timer); resolve(entry.url); }
+      } catch { /* not JSON */ }
+    });
+    void exited.then((code) => { clearTimeout(timer); reject(new Error(`node exited with ${code} before it started:\n${output.slice(-30).join('\n')}`)); });
+  });
+  return {
+    url, child, output, exited,
+    async kill(signal: NodeJS.Signals = 'SIGKILL') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Polls `check` until it returns true or the time runs out. */
+export async function eventually(check: () => Promise<boolean>, timeoutMs = 15_000, everyMs = 50): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check().catch(() => false)) return true;
+    if (Date.now() > until) return false;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

@@ -1,0 +1,66 @@
+// Where the real services for tests are: the environment first (DATABASE_URL,
+// REDIS_URL, KAFKA_BROKERS, as .ci/with-services.sh exports them), else a
+// container started with testcontainers where a Docker engine answers, else a
+// loud failure that says what to start. A suite never skips silently.
+
+import { existsSync } from 'node:fs';
+
+type Service = 'postgres' | 'redis' | 'kafka';
+
+const VARIABLE: Record<Service, string> = { postgres: 'DATABASE_URL', redis: 'REDIS_URL', kafka: 'KAFKA_BROKERS' };
+const HOW: Record<Service, string> = {
+  postgres: 'start PostgreSQL (pg_ctlcluster ... start) or set DATABASE_URL',
+  redis: 'start redis-server or set REDIS_URL',
+  kafka: 'run `npm run kafka` (scripts/kafka.sh start) or set KAFKA_BROKERS',
+};
+
+/** Pure decision, so it can be tested: the address to use, or the error to raise. */
+export function resolveService(service: Service, env: Readonly<Record<string, string | undefined>>, dockerAvailable: boolean):
+  { kind: 'env'; value: string } | { kind: 'container' } | { kind: 'missing'; message: string } {
+  const value = env[VARIABLE[service]];
+  if (value && value.trim() !== '') return { kind: 'env', value: value.trim() };
+  if (dockerAvailable) return { kind: 'container' };
+  return {
+    kind: 'missing',
+    message: `${service} is not reachable for the tests: ${VARIABLE[service]} is not set and no Docker engine answers for testcontainers; ${HOW[service]} (npm test does this through .ci/with-services.sh)`,
+  };
+}
+
+function dockerAvailable(): boolean {
+  return Boolean(process.env.DOCKER_HOST) || existsSync('/var/run/docker.sock');
+}
+
+const started = new Map<Service, Promise<string>>();
+
+async function viaContainer(service: Service): Promise<string> {
+  const { GenericContainer, Wait } = await import('testcontainers');
+  switch (service) {
+    case 'postgres': {
+      const c = await new GenericContainer('postgres:16').withEnvironment({ POSTGRES_HOST_AUTH_METHOD: 'trust' })
+        .withExposedPorts(5432).withWaitStrategy(Wait.forLogMessage(/ready to accept connections/, 2)).start();
+      return `postgres://postgres@${c.getHost()}:${c.getMappedPort(5432)}/postgres`;
+    }
+    case 'redis': {
+      const c = await new GenericContainer('redis:7').withExposedPorts(6379).start();
+      return `redis://${c.getHost()}:${c.getMappedPort(6379)}`;
+    }
+    case 'kafka': {
+      const c = await new GenericContainer('apache/kafka:3.9.1').withExposedPorts({ container: 9092, host: 9092 })
+        .withWaitStrategy(Wait.forLogMessage(/Kafka Server started/)).start();
+      return `${c.getHost()}:9092`;
+    }
+  }
+}
+
+async function address(service: Service): Promise<string> {
+  const decision = resolveService(service, process.env, dockerAvailable());
+  if (decision.kind === 'env') return decision.value;
+  if (decision.kind === 'missing') throw new Error(decision.message);
+  let pending = started.get(service);
+  if (!pending) started.set(service, (pending = viaContainer(service)));
+  return pending;
+}
+
+export const databaseUrl = () => address('postgres');
+export const redisUrl = () => address('redis');
+export const kafkaBrokers = () => address('kafka');
