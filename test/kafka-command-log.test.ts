@@ -1,0 +1,94 @@
+// The command log on a real Kafka broker, through kafkajs.
+
+import test from 'ava';
+import { randomUUID } from 'node:crypto';
+import { createKafka } from '../adapters/kafka/client.ts';
+import { KafkaCommandLog, TopicMismatchError } from '../adapters/kafka/command-log.ts';
+import type { CommandLogHandlers, LogRecord, ShardAssignment } from '../runtime/ports.ts';
+import { kafkaBrokers } from './helpers/services.ts';
+import { eventually } from './helpers/node-process.ts';
+
+async function logFor(topic: string, shards: number, nodeId = 'n1') {
+  const brokers = (await kafkaBrokers()).split(',');
+  return new KafkaCommandLog({
+    kafka: createKafka({ brokers, clientId: `test-${nodeId}` }),
+    topic, groupId: `${topic}.group`, shards, nodeId, sessionTimeoutMs: 6_000, heartbeatIntervalMs: 500,
+  });
+}
+
+function collector(log: KafkaCommandLog) {
+  const seen: LogRecord[] = [];
+  const assignments: ShardAssignment[] = [];
+  const handlers: CommandLogHandlers = {
+    async onRecords(shard, records) {
+      seen.push(...records);
+      await log.commit(shard, records.at(-1)!.offset);
+    },
+    async onAssignment(assignment) {
+      assignments.push(assignment);
+    },
+  };
+  return { seen, assignments, handlers };
+}
+
+const command = (i: number, entity: string) => ({ id: `c${i}`, to: { kind: 'counter', id: entity }, message: { i }, at: Date.now() });
+
+test('commands appended to shards are consumed once, in order per shard, and stay committed', async (t) => {
+  const topic = `test.${randomUUID().slice(0, 8)}.commands`;
+  const log = await logFor(topic, 4);
+  const c = collector(log);
+  await log.start(c.handlers);
+  t.deepEqual([...c.assignments.at(-1)!.owned].sort(), [0, 1, 2, 3], 'a lone member owns every shard');
+  t.is(c.assignments.at(-1)!.placement.get(2), 'n1', 'the shard map came back in the assignment');
+
+  const sent = Array.from({ length: 200 }, (_, i) => ({ shard: i % 4, command: command(i, `e${i % 10}`) }));
+  await log.appendMany(sent.slice(0, 100));
+  for (const entry of sent.slice(100)) await log.append(entry.shard, entry.command);
+  t.true(await eventually(async () => c.seen.length >= 200, 20_000), `received ${c.seen.length}`);
+  t.is(new Set(c.seen.map((r) => r.command.id)).size, 200, 'every command once');
+  for (let shard = 0; shard < 4; shard++) {
+    const ids = c.seen.filter((r) => r.shard === shard).map((r) => Number(r.command.id.slice(1)));
+    t.deepEqual(ids, [...ids].sort((a, b) => a - b), `shard ${shard} in append order`);
+  }
+  await log.stop();
+
+  // A new member of the same group resumes after the commits: nothing is redelivered.
+  const again = await logFor(topic, 4);
+  const c2 = collector(again);
+  await again.start(c2.handlers);
+  await again.append(1, command(999, 'late'));
+  t.true(await eventually(async () => c2.seen.length >= 1, 20_000));
+  await new Promise((r) => setTimeout(r, 500));
+  t.deepEqual(c2.seen.map((r) => r.command.id), ['c999']);
+  await again.stop();
+});
+
+test('uncommitted commands are redelivered to the next consumer', async (t) => {
+  const topic = `test.${randomUUID().slice(0, 8)}.commands`;
+  const log = await logFor(topic, 2);
+  const received: string[] = [];
+  await log.start({
+    async onRecords(_shard, records) { received.push(...records.map((r) => r.command.id)); },
+    async onAssignment() {},
+  });
+  await log.append(0, command(1, 'x'));
+  t.true(await eventually(async () => received.length === 1, 20_000));
+  await log.stop();
+  const next = await logFor(topic, 2);
+  const c = collector(next);
+  await next.start(c.handlers);
+  t.true(await eventually(async () => c.seen.length === 1, 20_000), 'the unacknowledged command came back');
+  t.is(c.seen[0]!.command.id, 'c1');
+  await next.stop();
+});
+
+test('a topic with another partition count is refused with a clear message', async (t) => {
+  const topic = `test.${randomUUID().slice(0, 8)}.commands`;
+  const first = await logFor(topic, 3);
+  await first.ensureTopic();
+  await first.stop();
+  const second = await logFor(topic, 5);
+  const error = await t.throwsAsync(second.ensureTopic(), { instanceOf: TopicMismatchError });
+  t.regex(error!.message, /3 partitions but SHARDS is 5/);
+  await second.stop();
+});
