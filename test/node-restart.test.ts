@@ -14,6 +14,8 @@ interface Counter { total: number; applied: number; alarms: number }
 
 async function env(extra: Record<string, string> = {}): Promise<Record<string, string>> {
   return {
+    // The in-process command log on real PostgreSQL: this suite is about the journal, not Kafka.
+    MODE: 'embedded',
     DATABASE_URL: await databaseUrl(),
     DATA_DIR: mkdtempSync(join(tmpdir(), 'dispatch-node-')),
     SHARDS: '8',
