@@ -10,11 +10,17 @@ import type { Config } from './config/index.ts';
 import { openCommandLog } from './adapters/command-log.ts';
 import { openStorage, type Storage } from './adapters/storage.ts';
 import { InProcessNotifier } from './adapters/memory/notifier.ts';
+import { RedisNotifier } from './adapters/redis/notifier.ts';
+import { RedisRemoteChannel } from './adapters/redis/remote-channel.ts';
+import { randomBytes } from 'node:crypto';
 import { createApp } from './http/app.ts';
+import { createAuthenticator } from './http/auth.ts';
+import { clusterRoutes } from './http/routes/cluster.ts';
+import { devTokenRoutes } from './http/routes/dev-tokens.ts';
 import { createLogger, type Logger } from './runtime/logger.ts';
 import { ShardRegion } from './runtime/region.ts';
 import { ShardHost } from './runtime/shard-host.ts';
-import type { CommandLog } from './runtime/ports.ts';
+import type { CommandLog, Notifier } from './runtime/ports.ts';
 
 type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
 
@@ -23,7 +29,7 @@ export interface NodeOptions {
   /** Entity kinds this node hosts. */
   readonly behaviors: readonly AnyBehavior[];
   /** Extra routers for the edge (for example a test fixture's). */
-  readonly routers?: (region: ShardRegion) => readonly Router[];
+  readonly routers?: (region: ShardRegion) => readonly Router<any>[];
   /** Lets a caller wrap the command log (fault injection in tests). */
   readonly wrapLog?: (log: CommandLog) => CommandLog;
   readonly logger?: Logger;
@@ -34,6 +40,7 @@ export interface RunningNode {
   readonly region: ShardRegion;
   readonly host: ShardHost;
   readonly storage: Storage;
+  readonly notifier: Notifier;
   readonly logger: Logger;
   stop(reason?: string): Promise<void>;
 }
@@ -44,6 +51,13 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const onError = (error: unknown, context: string) => logger.warn({ err: error }, context);
 
   const storage = await openStorage(config, logger);
+  const redisUrl = config.storage.redisUrl;
+  const remote = config.mode === 'cluster' && redisUrl
+    ? new RedisRemoteChannel({ url: redisUrl, nodeId: config.node.id, prefix: config.cluster.topicPrefix, onError })
+    : undefined;
+  const notifier = redisUrl
+    ? new RedisNotifier({ url: redisUrl, prefix: config.cluster.topicPrefix, onError })
+    : new InProcessNotifier();
   const baseLog = await openCommandLog(config, logger);
   const log = options.wrapLog ? options.wrapLog(baseLog) : baseLog;
   const host = new ShardHost({
@@ -61,14 +75,24 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     log,
     host,
     reminders: storage.reminders,
-    notifier: new InProcessNotifier(),
+    notifier,
+    remote,
     askTimeoutMs: config.runtime.askTimeoutMs,
     onError,
+  });
+
+  const auth = await createAuthenticator({
+    ...config.auth,
+    // An embedded node with no key configured signs with a per-process secret: tokens
+    // then die with the process, which is what a laptop demo wants and nothing else.
+    secret: config.auth.secret ?? (config.auth.publicKey || config.auth.jwksUrl ? undefined : embeddedSecret(logger)),
   });
 
   let stopping = false;
   const app = createApp({
     logger,
+    auth,
+    maxBodyBytes: config.http.maxBodyBytes,
     health: {
       live: () => true,
       ready: async () => {
@@ -82,7 +106,11 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         }
       },
     },
-    routers: options.routers?.(region) ?? [],
+    routers: [
+      devTokenRoutes(auth, config.auth.devTokens),
+      clusterRoutes(region, host),
+      ...(options.routers?.(region) ?? []),
+    ],
   });
   const server: Server = createServer(app.callback());
   await region.start();
@@ -95,7 +123,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   logger.info({ url, mode: config.mode, shards: config.cluster.shards }, 'node started');
 
   return {
-    url, region, host, storage, logger,
+    url, region, host, storage, logger, notifier,
     async stop(reason = 'shutdown') {
       if (stopping) return;
       stopping = true;
@@ -104,8 +132,15 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       server.closeIdleConnections();
       await region.stop();
       await closed;
+      await remote?.close();
+      if (notifier instanceof RedisNotifier) await notifier.close();
       await storage.close();
       logger.info('node stopped');
     },
   };
+}
+
+function embeddedSecret(logger: Logger): string {
+  logger.warn('no JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL: signing tokens with a random per-process secret');
+  return randomBytes(32).toString('base64url');
 }

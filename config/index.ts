@@ -207,6 +207,10 @@ export function loadConfig(env: Env = process.env): Config {
       scheduleLeadMs: r.int('SCHEDULE_LEAD_MS', 0, 86_400_000),
     },
   };
+  if (mode === 'cluster' && !config.auth.secret && !config.auth.publicKey && !config.auth.jwksUrl && !r.raw('JWKS_URL')) {
+    // Every node must verify the same tokens, so none may invent its own key.
+    r.problems.push('JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL is required in cluster mode');
+  }
   if (config.auth.secret !== undefined && config.auth.secret.length < 16) r.problems.push('JWT_SECRET must be at least 16 characters');
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;

@@ -3,9 +3,12 @@
 
 import Koa from 'koa';
 import Router from '@koa/router';
+import { bodyParser } from '@koa/bodyparser';
+import type { Authenticator } from './auth.ts';
+import { authenticate } from './authenticate.ts';
 import type { Logger } from 'pino';
 import { requestContext } from './request-context.ts';
-import { errorBody } from './errors.ts';
+import { HttpError, errorBody } from './errors.ts';
 
 export interface HealthProbe {
   /** Process is up and serving. */
@@ -17,13 +20,25 @@ export interface HealthProbe {
 export interface AppOptions {
   readonly logger: Logger;
   readonly health: HealthProbe;
-  readonly routers?: readonly Router[];
+  readonly auth: Authenticator;
+  readonly maxBodyBytes: number;
+  readonly routers?: readonly Router<any>[];
 }
 
 export function createApp(options: AppOptions): Koa {
   const app = new Koa();
   app.proxy = true;
   app.use(requestContext(options.logger));
+  app.use(bodyParser({
+    enableTypes: ['json'],
+    jsonLimit: options.maxBodyBytes,
+    encoding: 'utf-8',
+    onError: (error) => {
+      const status = (error as { status?: number }).status;
+      if (status === 413) throw new HttpError(413, 'payload_too_large', `the body is larger than ${options.maxBodyBytes} bytes`);
+      throw new HttpError(400, 'malformed_json', `the body is not valid JSON: ${error.message}`);
+    },
+  }));
 
   const ops = new Router();
   ops.get('/health', (ctx) => {
@@ -39,6 +54,7 @@ export function createApp(options: AppOptions): Koa {
     }
   });
   app.use(ops.routes()).use(ops.allowedMethods());
+  app.use(authenticate(options.auth));
   for (const router of options.routers ?? []) app.use(router.routes()).use(router.allowedMethods());
 
   app.use((ctx) => {

@@ -24,12 +24,15 @@ test('the defaults select one embedded node', (t) => {
 });
 
 test('Kafka brokers select cluster mode, which needs PostgreSQL and Redis too', (t) => {
-  t.deepEqual(problems({ KAFKA_BROKERS: 'k1:9092,k2:9092' }), ['DATABASE_URL is required in cluster mode', 'REDIS_URL is required in cluster mode']);
-  const config = loadConfig({ KAFKA_BROKERS: 'k1:9092,k2:9092', DATABASE_URL: 'postgres://u:p@db:5432/x', REDIS_URL: 'redis://r:6379' });
+  const key = 'JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL is required in cluster mode';
+  t.deepEqual(problems({ KAFKA_BROKERS: 'k1:9092,k2:9092' }), ['DATABASE_URL is required in cluster mode', 'REDIS_URL is required in cluster mode', key]);
+  const config = loadConfig({
+    KAFKA_BROKERS: 'k1:9092,k2:9092', DATABASE_URL: 'postgres://u:p@db:5432/x', REDIS_URL: 'redis://r:6379', JWT_SECRET: 'a-secret-of-24-characters',
+  });
   t.is(config.mode, 'cluster');
   t.deepEqual(config.cluster.kafkaBrokers, ['k1:9092', 'k2:9092']);
   t.deepEqual(problems({ MODE: 'cluster' }), [
-    'KAFKA_BROKERS is required in cluster mode', 'DATABASE_URL is required in cluster mode', 'REDIS_URL is required in cluster mode',
+    'KAFKA_BROKERS is required in cluster mode', 'DATABASE_URL is required in cluster mode', 'REDIS_URL is required in cluster mode', key,
   ]);
 });
 

@@ -1,6 +1,6 @@
 // The command log on a real Kafka broker, through kafkajs.
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { randomUUID } from 'node:crypto';
 import { createKafka } from '../adapters/kafka/client.ts';
 import { KafkaCommandLog, TopicMismatchError } from '../adapters/kafka/command-log.ts';
@@ -8,12 +8,15 @@ import type { CommandLogHandlers, LogRecord, ShardAssignment } from '../runtime/
 import { kafkaBrokers } from './helpers/services.ts';
 import { eventually } from './helpers/node-process.ts';
 
-async function logFor(topic: string, shards: number, nodeId = 'n1') {
+async function logFor(t: ExecutionContext, topic: string, shards: number, nodeId = 'n1') {
   const brokers = (await kafkaBrokers()).split(',');
-  return new KafkaCommandLog({
+  const log = new KafkaCommandLog({
     kafka: createKafka({ brokers, clientId: `test-${nodeId}` }),
     topic, groupId: `${topic}.group`, shards, nodeId, sessionTimeoutMs: 6_000, heartbeatIntervalMs: 500,
   });
+  // Stopped even when an assertion fails, so no consumer keeps the worker alive.
+  t.teardown(() => log.stop());
+  return log;
 }
 
 function collector(log: KafkaCommandLog) {
@@ -35,7 +38,7 @@ const command = (i: number, entity: string) => ({ id: `c${i}`, to: { kind: 'coun
 
 test('commands appended to shards are consumed once, in order per shard, and stay committed', async (t) => {
   const topic = `test.${randomUUID().slice(0, 8)}.commands`;
-  const log = await logFor(topic, 4);
+  const log = await logFor(t, topic, 4);
   const c = collector(log);
   await log.start(c.handlers);
   t.deepEqual([...c.assignments.at(-1)!.owned].sort(), [0, 1, 2, 3], 'a lone member owns every shard');
@@ -53,7 +56,7 @@ test('commands appended to shards are consumed once, in order per shard, and sta
   await log.stop();
 
   // A new member of the same group resumes after the commits: nothing is redelivered.
-  const again = await logFor(topic, 4);
+  const again = await logFor(t, topic, 4);
   const c2 = collector(again);
   await again.start(c2.handlers);
   await again.append(1, command(999, 'late'));
@@ -65,7 +68,7 @@ test('commands appended to shards are consumed once, in order per shard, and sta
 
 test('uncommitted commands are redelivered to the next consumer', async (t) => {
   const topic = `test.${randomUUID().slice(0, 8)}.commands`;
-  const log = await logFor(topic, 2);
+  const log = await logFor(t, topic, 2);
   const received: string[] = [];
   await log.start({
     async onRecords(_shard, records) { received.push(...records.map((r) => r.command.id)); },
@@ -74,7 +77,7 @@ test('uncommitted commands are redelivered to the next consumer', async (t) => {
   await log.append(0, command(1, 'x'));
   t.true(await eventually(async () => received.length === 1, 20_000));
   await log.stop();
-  const next = await logFor(topic, 2);
+  const next = await logFor(t, topic, 2);
   const c = collector(next);
   await next.start(c.handlers);
   t.true(await eventually(async () => c.seen.length === 1, 20_000), 'the unacknowledged command came back');
@@ -84,10 +87,10 @@ test('uncommitted commands are redelivered to the next consumer', async (t) => {
 
 test('a topic with another partition count is refused with a clear message', async (t) => {
   const topic = `test.${randomUUID().slice(0, 8)}.commands`;
-  const first = await logFor(topic, 3);
+  const first = await logFor(t, topic, 3);
   await first.ensureTopic();
   await first.stop();
-  const second = await logFor(topic, 5);
+  const second = await logFor(t, topic, 5);
   const error = await t.throwsAsync(second.ensureTopic(), { instanceOf: TopicMismatchError });
   t.regex(error!.message, /3 partitions but SHARDS is 5/);
   await second.stop();

@@ -37,6 +37,7 @@ export class KafkaCommandLog implements CommandLog {
   #reassigning: Promise<void> = Promise.resolve();
   #firstAssignment: (() => void) | undefined;
   #generation = 0;
+  #stopped = false;
 
   constructor(options: KafkaCommandLogOptions) {
     this.#o = options;
@@ -60,20 +61,35 @@ export class KafkaCommandLog implements CommandLog {
     const existing = await this.#admin.listTopics();
     if (!existing.includes(topic)) {
       await this.#admin.createTopics({
-        waitForLeaders: true,
+        waitForLeaders: false,
         topics: [{ topic, numPartitions: shards, replicationFactor: this.#o.replicationFactor ?? 1 }],
       }).catch((error: unknown) => {
         // Another node may have created it at the same moment.
-        if (!String((error as Error).message).includes('already exists')) throw error;
+        if (!/already exists/i.test(String((error as Error).message))) throw error;
       });
     }
-    const meta = await this.#admin.fetchTopicMetadata({ topics: [topic] });
-    const partitions = meta.topics[0]?.partitions.length ?? 0;
+    const partitions = await this.#partitionsWithLeaders(topic);
     if (partitions !== shards) {
       throw new TopicMismatchError(
         `Kafka topic "${topic}" has ${partitions} partitions but SHARDS is ${shards}; shards are partitions, so they must match ` +
         '(use the SHARDS the cluster was created with, or a new KAFKA_TOPIC_PREFIX)',
       );
+    }
+  }
+
+  /** A topic just created is unknown to the broker's metadata for a moment: poll until every partition has a leader. */
+  async #partitionsWithLeaders(topic: string): Promise<number> {
+    const until = Date.now() + 30_000;
+    for (;;) {
+      try {
+        const meta = await this.#admin.fetchTopicMetadata({ topics: [topic] });
+        const partitions = meta.topics[0]?.partitions ?? [];
+        if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) return partitions.length;
+      } catch (error) {
+        if (!(error as { retriable?: boolean }).retriable || Date.now() > until) throw error;
+      }
+      if (Date.now() > until) throw new Error(`Kafka topic "${topic}" has no leaders after 30 s`);
+      await new Promise((r) => setTimeout(r, 200));
     }
   }
 
@@ -124,6 +140,8 @@ export class KafkaCommandLog implements CommandLog {
   }
 
   async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
     await this.#consumer.disconnect().catch((e) => this.#o.onError?.(e, 'consumer disconnect'));
     await this.#reassigning;
     await this.#producer.disconnect().catch((e) => this.#o.onError?.(e, 'producer disconnect'));
