@@ -24,10 +24,11 @@ export function requestContext(logger: Logger): Middleware {
       } else {
         const status = statusOf(error);
         ctx.status = status;
-        ctx.body = status >= 500
+        const explained = RUNTIME_ERRORS[(error as Error)?.name] !== undefined;
+        ctx.body = status >= 500 && !explained
           ? errorBody('internal_error', 'the request could not be handled')
           : errorBody(codeOf(error), (error as Error).message);
-        if (status >= 500) log.error({ err: error }, 'request failed');
+        if (status >= 500) log[explained ? 'warn' : 'error']({ err: error }, 'request failed');
       }
     } finally {
       const ms = Math.round((performance.now() - started) * 100) / 100;
@@ -36,14 +37,25 @@ export function requestContext(logger: Logger): Middleware {
   };
 }
 
+/** Runtime errors the edge can explain: the owner is moving or slow, not a bug. */
+const RUNTIME_ERRORS: Record<string, [number, string]> = {
+  AskTimeoutError: [504, 'timeout'],
+  NotOwnerError: [503, 'unavailable'],
+  RemoteAskError: [503, 'unavailable'],
+};
+
 /** Koa and its body parsers throw errors with `status` (or `statusCode`) set. */
 function statusOf(error: unknown): number {
+  const known = RUNTIME_ERRORS[(error as Error)?.name];
+  if (known) return known[0];
   const e = error as { status?: unknown; statusCode?: unknown; expose?: unknown };
   const status = typeof e?.status === 'number' ? e.status : typeof e?.statusCode === 'number' ? e.statusCode : 500;
   return status >= 400 && status < 600 ? status : 500;
 }
 
 function codeOf(error: unknown): string {
+  const known = RUNTIME_ERRORS[(error as Error)?.name];
+  if (known) return known[1];
   const status = statusOf(error);
   if (status === 413) return 'payload_too_large';
   if (status === 415) return 'unsupported_media_type';

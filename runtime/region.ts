@@ -234,11 +234,21 @@ export class ShardRegion {
       const list = byEntity.get(key);
       if (list) list.push(record); else byEntity.set(key, [record]);
     }
+    let abandoned = false;
     await Promise.all([...byEntity.values()].map(async (list) => {
-      for (const record of list) await this.#handleOne(shard, record.command);
+      for (const record of list) {
+        // A shard revoked mid-batch is left to its new owner, which resumes from the
+        // last commit; handling more here would re-activate entities it now owns.
+        if (!this.#holds(shard)) { abandoned = true; return; }
+        await this.#handleOne(shard, record.command);
+      }
     }));
     const last = records.at(-1);
-    if (last) await this.#o.log.commit(shard, last.offset);
+    if (last && !abandoned) await this.#o.log.commit(shard, last.offset);
+  }
+
+  #holds(shard: number): boolean {
+    return this.#owned.has(shard) && !this.#draining.has(shard);
   }
 
   async #handleOne(shard: number, command: CommandEnvelope): Promise<void> {
@@ -260,7 +270,9 @@ export class ShardRegion {
       }
       // Storage is failing: keep the offset uncommitted and try again; the entity
       // recovers from its journal on the next attempt, so nothing is half-applied.
-      if (this.#stopping) throw new Error(`stopping with command ${command.id} unhandled: ${result.error}`);
+      if (!this.#holds(shard) || this.#stopping) {
+        throw new Error(`command ${command.id} left unhandled (shard ${shard} moved or node stopping): ${result.error}`);
+      }
       this.#retried++;
       this.#o.onError?.(new Error(result.error), `command ${command.id} to ${entityKey(to)} failed; retrying in ${delay} ms`);
       await new Promise((r) => setTimeout(r, delay));

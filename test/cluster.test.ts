@@ -1,0 +1,190 @@
+// Several node processes on real Kafka, PostgreSQL and Redis: scale out under load,
+// a node killed under load, and asks answered across nodes.
+
+import test, { type ExecutionContext } from 'ava';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SignJWT } from 'jose';
+import { databaseUrl, kafkaBrokers, redisUrl } from './helpers/services.ts';
+import { eventually, startNodeProcess, type NodeProcess } from './helpers/node-process.ts';
+
+const FIXTURE = 'test/fixtures/counter-node.ts';
+const SHARDS = 12;
+const SECRET = 'cluster-test-secret-of-some-length';
+
+interface Counter { total: number; applied: number }
+interface ClusterView { nodeId: string; nodes: string[]; shards: { shard: number; node: string | null; actors: number | null }[] }
+
+async function clusterEnv(): Promise<Record<string, string>> {
+  return {
+    MODE: 'cluster',
+    KAFKA_BROKERS: await kafkaBrokers(),
+    DATABASE_URL: await databaseUrl(),
+    REDIS_URL: await redisUrl(),
+    JWT_SECRET: SECRET,
+    KAFKA_TOPIC_PREFIX: `t${randomUUID().slice(0, 8)}`,
+    KAFKA_SESSION_TIMEOUT_MS: '6000',
+    SHARDS: String(SHARDS),
+    ASK_TIMEOUT_MS: '3000',
+    LOG_LEVEL: 'warn',
+  };
+}
+
+async function startMember(t: ExecutionContext, env: Record<string, string>, nodeId: string): Promise<NodeProcess> {
+  const node = await startNodeProcess(FIXTURE, { ...env, NODE_ID: nodeId, DATA_DIR: mkdtempSync(join(tmpdir(), `${nodeId}-`)) }, 60_000);
+  t.teardown(() => node.kill('SIGKILL'));
+  return node;
+}
+
+const adminToken = await new SignJWT({ role: 'admin' }).setProtectedHeader({ alg: 'HS256' }).setSubject('ops')
+  .setIssuer('dispatch').setIssuedAt().setExpirationTime('1h').sign(new TextEncoder().encode(SECRET));
+
+async function view(node: NodeProcess): Promise<ClusterView> {
+  const res = await fetch(`${node.url}/v1/admin/cluster`, { headers: { authorization: `Bearer ${adminToken}` } });
+  if (!res.ok) throw new Error(`cluster view: ${res.status}`);
+  return (await res.json()) as ClusterView;
+}
+
+async function membersAre(node: NodeProcess, ids: string[]): Promise<boolean> {
+  const v = await view(node);
+  return JSON.stringify([...v.nodes].sort()) === JSON.stringify([...ids].sort()) && v.shards.every((s) => s.node !== null);
+}
+
+async function read(node: NodeProcess, id: string): Promise<Counter> {
+  const res = await fetch(`${node.url}/counter/${id}`, { signal: AbortSignal.timeout(5_000) });
+  if (!res.ok) throw new Error(`read ${id}: ${res.status}`);
+  return (await res.json()) as Counter;
+}
+
+/**
+ * Sends +1 commands to entities round-robin across the live nodes. A command is
+ * retried with the same id (on another node if need be) until one node accepts it,
+ * so every command counted here was accepted exactly once as far as the client knows.
+ */
+function loadGenerator(nodes: () => NodeProcess[], ids: string[]) {
+  const sent = new Map(ids.map((id) => [id, 0]));
+  let running = true;
+  let i = 0;
+  const done = (async () => {
+    while (running) {
+      const id = ids[i % ids.length]!;
+      const cmd = `c${i}-${randomUUID().slice(0, 6)}`;
+      for (let attempt = 0; ; attempt++) {
+        const live = nodes();
+        const node = live[(i + attempt) % live.length]!;
+        const ok = await fetch(`${node.url}/counter/${id}/add?n=1&cmd=${cmd}`, { method: 'POST', signal: AbortSignal.timeout(5_000) })
+          .then((r) => r.status === 202, () => false);
+        if (ok) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      sent.set(id, sent.get(id)! + 1);
+      i++;
+    }
+  })();
+  return { sent, stop: async () => { running = false; await done; } };
+}
+
+async function allApplied(node: NodeProcess, sent: Map<string, number>): Promise<boolean> {
+  for (const [id, count] of sent) {
+    const state = await read(node, id);
+    if (state.total !== count) return false;
+  }
+  return true;
+}
+
+test.serial('a node joining under load takes its share of shards and nothing is lost or doubled', async (t) => {
+  const env = await clusterEnv();
+  const n1 = await startMember(t, env, 'n1');
+  const n2 = await startMember(t, env, 'n2');
+  t.true(await eventually(() => membersAre(n1, ['n1', 'n2']), 30_000), 'two members share the shards');
+  const before = await view(n1);
+
+  const members = [n1, n2];
+  const ids = Array.from({ length: 40 }, (_, i) => `scale-${i}`);
+  const load = loadGenerator(() => members, ids);
+  // Readers check that no answer is ever wrong: totals only grow, even while shards move.
+  const seen = new Map<string, number>();
+  let wrong = 0;
+  let reads = 0;
+  let reading = true;
+  const reader = (async () => {
+    for (let k = 0; reading; k++) {
+      const id = ids[k % ids.length]!;
+      const state = await read(members[k % members.length]!, id).catch(() => undefined);
+      if (!state) continue;
+      reads++;
+      if (state.total < (seen.get(id) ?? 0) || state.total > load.sent.get(id)! + 1) wrong++;
+      seen.set(id, Math.max(seen.get(id) ?? 0, state.total));
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 2_000));
+
+  const joinedAt = Date.now();
+  const n3 = await startMember(t, env, 'n3');
+  members.push(n3);
+  t.true(await eventually(() => membersAre(n3, ['n1', 'n2', 'n3']), 30_000), 'the third node joined');
+  t.log(`node joined and owns shards ${Date.now() - joinedAt} ms after its process started`);
+  await new Promise((r) => setTimeout(r, 3_000));
+  await load.stop();
+  reading = false;
+  await reader;
+
+  t.true(await eventually(() => allApplied(n3, load.sent), 30_000), 'every accepted command applied');
+  for (const [id, count] of load.sent) {
+    const state = await read(n1, id);
+    t.is(state.applied, count, `${id}: each command applied exactly once`);
+  }
+  const after = await view(n1);
+  const moved = after.shards.filter((s) => before.shards[s.shard]!.node !== s.node);
+  t.true(moved.every((s) => s.node === 'n3'), 'shards only moved to the new node');
+  t.true(moved.length <= Math.ceil(SHARDS / 3) + 1, `moved ${moved.length} of ${SHARDS}`);
+  t.true(moved.length >= Math.floor(SHARDS / 3), 'the new node took its share');
+  t.is(wrong, 0, `no read returned a wrong total (${reads} reads while shards moved)`);
+  const total = [...load.sent.values()].reduce((a, b) => a + b, 0);
+  t.log(`${total} commands, ${moved.length}/${SHARDS} shards moved to n3, ${reads} reads during the move`);
+});
+
+test.serial('a node killed under load: its shards resume on the survivors with nothing lost or doubled', async (t) => {
+  const env = await clusterEnv();
+  const n1 = await startMember(t, env, 'n1');
+  const n2 = await startMember(t, env, 'n2');
+  const n3 = await startMember(t, env, 'n3');
+  t.true(await eventually(() => membersAre(n1, ['n1', 'n2', 'n3']), 40_000));
+  const members = [n1, n2, n3];
+  const ids = Array.from({ length: 30 }, (_, i) => `crash-${i}`);
+  const load = loadGenerator(() => members, ids);
+  await new Promise((r) => setTimeout(r, 2_000));
+  await n3.kill('SIGKILL');
+  members.splice(members.indexOf(n3), 1);
+  const killedAt = Date.now();
+  t.true(await eventually(() => membersAre(n1, ['n1', 'n2']), 40_000), 'the survivors own every shard');
+  t.log(`shards reassigned ${Date.now() - killedAt} ms after SIGKILL (session timeout 6 s)`);
+  await new Promise((r) => setTimeout(r, 2_000));
+  await load.stop();
+  t.true(await eventually(() => allApplied(n2, load.sent), 40_000), 'every accepted command applied');
+  for (const [id, count] of load.sent) t.is((await read(n1, id)).applied, count, `${id} applied exactly once`);
+});
+
+test.serial('an ask reaches the owner on another node and answers from it', async (t) => {
+  const env = await clusterEnv();
+  const n1 = await startMember(t, env, 'n1');
+  const n2 = await startMember(t, env, 'n2');
+  t.true(await eventually(() => membersAre(n1, ['n1', 'n2']), 30_000));
+  const map = await view(n1);
+  const ids = Array.from({ length: 20 }, (_, i) => `ask-${i}`);
+  for (const [i, id] of ids.entries()) {
+    for (let k = 0; k <= i; k++) {
+      const res = await fetch(`${n1.url}/counter/${id}/add?n=1`, { method: 'POST' });
+      t.is(res.status, 202);
+    }
+  }
+  t.true(await eventually(async () => (await read(n2, ids.at(-1)!)).total === ids.length, 20_000));
+  const owners = new Set(map.shards.map((s) => s.node));
+  t.deepEqual([...owners].sort(), ['n1', 'n2'], 'both nodes own shards, so some asks cross nodes');
+  for (const [i, id] of ids.entries()) {
+    t.is((await read(n1, id)).total, i + 1, `${id} via n1`);
+    t.is((await read(n2, id)).total, i + 1, `${id} via n2`);
+  }
+});
