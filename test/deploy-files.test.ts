@@ -1,0 +1,55 @@
+// docker-compose.yml and k8s/ must agree with the node: every variable they set is
+// one the configuration reads, every port is the node's, every probe path is a route.
+
+import test from 'ava';
+import { readFileSync, readdirSync } from 'node:fs';
+import { parse, parseAllDocuments } from 'yaml';
+import { VARIABLES, loadConfig } from '../config/index.ts';
+
+const root = new URL('../', import.meta.url);
+const known = new Set(Object.keys(VARIABLES));
+const routes = ['/health', '/ready'];
+const port = String(loadConfig({}).http.port);
+
+type Env = Record<string, string>;
+interface ComposeService { environment?: Env; build?: unknown; healthcheck?: { test?: string[] } }
+
+test('compose: every node variable exists in the configuration and the whole set loads', (t) => {
+  const compose = parse(readFileSync(new URL('docker-compose.yml', root), 'utf8'), { merge: true }) as { services: Record<string, ComposeService> };
+  const nodes = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
+  t.is(nodes.length, 3, 'three node services');
+  for (const [name, service] of nodes) {
+    const env = service.environment ?? {};
+    for (const key of Object.keys(env)) t.true(known.has(key), `${name} sets ${key}, which the node does not read`);
+    t.is(env.PORT, port);
+    t.truthy(env.NODE_ID, `${name} has a node id`);
+    const config = loadConfig(env);
+    t.is(config.mode, 'cluster', `${name}'s environment is a valid cluster configuration`);
+    const probe = service.healthcheck?.test?.join(' ') ?? '';
+    t.true(routes.some((r) => probe.includes(`:${port}${r}`)), `${name} probes a real route on the node port`);
+  }
+  const nginx = readFileSync(new URL('docker/nginx.conf', root), 'utf8');
+  for (const [name] of nodes) t.true(nginx.includes(`server ${name}:${port}`), `nginx routes to ${name}`);
+});
+
+test('k8s: variables, ports and probes match the node', (t) => {
+  const dir = new URL('k8s/', root);
+  const docs = readdirSync(dir).filter((f) => f.endsWith('.yaml'))
+    .flatMap((f) => parseAllDocuments(readFileSync(new URL(f, dir), 'utf8')).map((d) => d.toJS() as Record<string, any>));
+  const kinds = new Set(docs.map((d) => d.kind));
+  for (const kind of ['StatefulSet', 'Service', 'ConfigMap', 'Secret', 'HorizontalPodAutoscaler', 'PodDisruptionBudget']) t.true(kinds.has(kind), kind);
+
+  const configMap = docs.find((d) => d.kind === 'ConfigMap')!.data as Env;
+  const secret = docs.find((d) => d.kind === 'Secret')!.stringData as Env;
+  for (const key of [...Object.keys(configMap), ...Object.keys(secret)]) t.true(known.has(key), `k8s sets ${key}, which the node does not read`);
+  const set = docs.find((d) => d.kind === 'StatefulSet')!;
+  const container = set.spec.template.spec.containers[0];
+  for (const e of container.env ?? []) t.true(known.has(e.name), `k8s sets ${e.name}`);
+  t.is(loadConfig({ ...configMap, ...secret, NODE_ID: 'dispatch-0' }).mode, 'cluster', 'ConfigMap + Secret load as a cluster configuration');
+  t.is(String(container.ports[0].containerPort), configMap.PORT);
+  for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) {
+    t.true(routes.includes(container[probe].httpGet.path), `${probe} uses a real route`);
+    t.is(container[probe].httpGet.port, container.ports[0].name);
+  }
+  t.true(container.env.some((e: { name: string; valueFrom?: unknown }) => e.name === 'NODE_ID' && e.valueFrom), 'NODE_ID comes from the pod name');
+});
