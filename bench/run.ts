@@ -5,20 +5,27 @@ import { cpus, totalmem } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { markdownTable, type Row } from './stats.ts';
 import { runtimeBench } from './runtime.ts';
+import { clusterBench } from './cluster.ts';
 
 const quick = process.argv.includes('--quick');
 const databaseUrl = process.env.DATABASE_URL;
 const rows: Row[] = [];
 const started = new Date();
 
-rows.push(...await runtimeBench({ databaseUrl, quick }));
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+if (!only || only === 'runtime') rows.push(...await runtimeBench({ databaseUrl, quick }));
+if ((!only || only === 'cluster') && databaseUrl && process.env.KAFKA_BROKERS && process.env.REDIS_URL) {
+  rows.push(...await clusterBench({ kafka: process.env.KAFKA_BROKERS, database: databaseUrl, redis: process.env.REDIS_URL }, { quick }));
+} else if (!only || only === 'cluster') {
+  console.error('cluster benchmarks skipped: DATABASE_URL, KAFKA_BROKERS and REDIS_URL are needed (npm run bench goes through .ci/with-services.sh)');
+}
 
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
 const report = [
   '# Benchmark results',
   '',
   `Measured ${started.toISOString()} on ${machine}.`,
-  `Command: \`${databaseUrl ? 'DATABASE_URL=… ' : ''}npm run bench${quick ? ' -- --quick' : ''}\``,
+  `Command: \`npm run bench${quick ? ' -- --quick' : ''}\` (services from .ci/with-services.sh: PostgreSQL, Redis, Kafka ${'3.9.1'} on this machine)`,
   '',
   markdownTable(rows),
   '',

@@ -46,7 +46,7 @@ test('k8s: variables, ports and probes match the node', (t) => {
   const container = set.spec.template.spec.containers[0];
   for (const e of container.env ?? []) t.true(known.has(e.name), `k8s sets ${e.name}`);
   t.is(loadConfig({ ...configMap, ...secret, NODE_ID: 'dispatch-0' }).mode, 'cluster', 'ConfigMap + Secret load as a cluster configuration');
-  t.is(String(container.ports[0].containerPort), configMap.PORT);
+  t.is(String(container.ports[0].containerPort), configMap.PORT!);
   for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) {
     t.true(routes.includes(container[probe].httpGet.path), `${probe} uses a real route`);
     t.is(container[probe].httpGet.port, container.ports[0].name);

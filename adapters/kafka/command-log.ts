@@ -38,6 +38,8 @@ export class KafkaCommandLog implements CommandLog {
   #firstAssignment: (() => void) | undefined;
   #generation = 0;
   #stopped = false;
+  #sending = false;
+  readonly #outbox: { entries: readonly { shard: number; command: CommandEnvelope }[]; resolve(): void; reject(e: unknown): void }[] = [];
 
   constructor(options: KafkaCommandLogOptions) {
     this.#o = options;
@@ -97,15 +99,38 @@ export class KafkaCommandLog implements CommandLog {
     await this.appendMany([{ shard, command }]);
   }
 
-  async appendMany(entries: readonly { shard: number; command: CommandEnvelope }[]): Promise<void> {
-    if (entries.length === 0) return;
-    await this.#producer.send({
-      topic: this.#o.topic,
-      acks: -1,
-      messages: entries.map(({ shard, command }) => ({
-        partition: shard, key: entityKey(command.to), value: JSON.stringify(command),
-      })),
+  /**
+   * Appends are batched: everything appended while a send is in flight goes out in
+   * the next single request. The idempotent producer allows one request in flight
+   * (that is what keeps per-partition order across retries), so without batching
+   * one node would produce one command per round trip.
+   */
+  appendMany(entries: readonly { shard: number; command: CommandEnvelope }[]): Promise<void> {
+    if (entries.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.#outbox.push({ entries, resolve, reject });
+      if (!this.#sending) void this.#flush();
     });
+  }
+
+  async #flush(): Promise<void> {
+    this.#sending = true;
+    while (this.#outbox.length > 0) {
+      const batch = this.#outbox.splice(0, this.#outbox.length);
+      try {
+        await this.#producer.send({
+          topic: this.#o.topic,
+          acks: -1,
+          messages: batch.flatMap((b) => b.entries.map(({ shard, command }) => ({
+            partition: shard, key: entityKey(command.to), value: JSON.stringify(command),
+          }))),
+        });
+        for (const b of batch) b.resolve();
+      } catch (error) {
+        for (const b of batch) b.reject(error);
+      }
+    }
+    this.#sending = false;
   }
 
   async start(handlers: CommandLogHandlers): Promise<void> {
