@@ -17,6 +17,7 @@ const SECRET = 'cluster-test-secret-of-some-length';
 interface Counter { total: number; applied: number }
 interface ClusterView { nodeId: string; nodes: string[]; shards: { shard: number; node: string | null; actors: number | null }[] }
 
+/** Each test gets its own topic, consumer group and entity ids: PostgreSQL outlives test runs. */
 async function clusterEnv(): Promise<Record<string, string>> {
   return {
     MODE: 'cluster',
@@ -102,7 +103,7 @@ test.serial('a node joining under load takes its share of shards and nothing is 
   const before = await view(n1);
 
   const members = [n1, n2];
-  const ids = Array.from({ length: 40 }, (_, i) => `scale-${i}`);
+  const ids = Array.from({ length: 40 }, (_, i) => `${env.KAFKA_TOPIC_PREFIX}-scale-${i}`);
   const load = loadGenerator(() => members, ids);
   // Readers check that no answer is ever wrong: totals only grow, even while shards move.
   const seen = new Map<string, number>();
@@ -153,7 +154,7 @@ test.serial('a node killed under load: its shards resume on the survivors with n
   const n3 = await startMember(t, env, 'n3');
   t.true(await eventually(() => membersAre(n1, ['n1', 'n2', 'n3']), 40_000));
   const members = [n1, n2, n3];
-  const ids = Array.from({ length: 30 }, (_, i) => `crash-${i}`);
+  const ids = Array.from({ length: 30 }, (_, i) => `${env.KAFKA_TOPIC_PREFIX}-crash-${i}`);
   const load = loadGenerator(() => members, ids);
   await new Promise((r) => setTimeout(r, 2_000));
   await n3.kill('SIGKILL');
@@ -173,7 +174,7 @@ test.serial('an ask reaches the owner on another node and answers from it', asyn
   const n2 = await startMember(t, env, 'n2');
   t.true(await eventually(() => membersAre(n1, ['n1', 'n2']), 30_000));
   const map = await view(n1);
-  const ids = Array.from({ length: 20 }, (_, i) => `ask-${i}`);
+  const ids = Array.from({ length: 20 }, (_, i) => `${env.KAFKA_TOPIC_PREFIX}-ask-${i}`);
   for (const [i, id] of ids.entries()) {
     for (let k = 0; k <= i; k++) {
       const res = await fetch(`${n1.url}/counter/${id}/add?n=1`, { method: 'POST' });
