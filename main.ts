@@ -2,7 +2,7 @@
 // A configuration error is printed as one line per problem and exits with status 2.
 
 import { ConfigError, loadConfig } from './config/index.ts';
-import { dispatchBehaviors } from './actors/index.ts';
+import { dispatchBehaviors, dispatchServices } from './actors/index.ts';
 import { startNode } from './node.ts';
 
 async function main(): Promise<void> {
@@ -16,7 +16,7 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const node = await startNode({ config, behaviors: dispatchBehaviors(config) });
+  const node = await startNode({ config, behaviors: dispatchBehaviors(config), services: dispatchServices(config) });
   let signals = 0;
   const shutdown = (signal: string) => {
     if (++signals > 1) {

@@ -5,7 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type Router from '@koa/router';
-import type { Behavior } from './actors/behavior.ts';
+import type { Behavior, Service } from './actors/behavior.ts';
 import type { Config } from './config/index.ts';
 import { openCommandLog } from './adapters/command-log.ts';
 import { openStorage, type Storage } from './adapters/storage.ts';
@@ -28,6 +28,8 @@ export interface NodeOptions {
   readonly config: Config;
   /** Entity kinds this node hosts. */
   readonly behaviors: readonly AnyBehavior[];
+  /** Node services entities may request. */
+  readonly services?: Readonly<Record<string, Service>>;
   /** Extra routers for the edge (for example a test fixture's). */
   readonly routers?: (region: ShardRegion) => readonly Router<any>[];
   /** Lets a caller wrap the command log (fault injection in tests). */
@@ -77,6 +79,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     reminders: storage.reminders,
     notifier,
     remote,
+    services: options.services,
     askTimeoutMs: config.runtime.askTimeoutMs,
     onError,
   });

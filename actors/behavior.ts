@@ -33,7 +33,23 @@ export type Effect =
   | { readonly type: 'timer.set'; readonly name: string; readonly at: number; readonly message: unknown }
   | { readonly type: 'timer.cancel'; readonly name: string }
   /** A domain event for projections and analytics (already persisted in the journal). */
-  | { readonly type: 'publish'; readonly topic: string; readonly event: unknown };
+  | { readonly type: 'publish'; readonly topic: string; readonly event: unknown }
+  /** Asks a node service (such as the nearest-driver search across cells) for an answer
+   *  that comes back to this entity as a command. Best effort: an entity that needs the
+   *  answer keeps a timer to ask again. */
+  | { readonly type: 'request'; readonly service: string; readonly payload: unknown };
+
+/**
+ * A service runs outside any entity (it may ask many) and answers with a message for
+ * the entity that requested it; undefined means no answer is sent.
+ */
+export type Service = (payload: unknown, ports: ServicePorts) => Promise<unknown>;
+
+export interface ServicePorts {
+  readonly now: number;
+  readonly requester: EntityRef;
+  ask<A>(to: EntityRef, query: unknown): Promise<A>;
+}
 
 export interface Outcome<S, E> {
   readonly state: S;

@@ -1,11 +1,50 @@
-// The entity kinds a dispatch node hosts.
+// The entity kinds and node services of a dispatch node.
 
-import type { Behavior } from './behavior.ts';
+import type { Behavior, Service } from './behavior.ts';
+import { makeBookingBehavior, DEFAULT_BOOKING } from './booking.ts';
+import { DEFAULT_CELL, makeCellBehavior, type Candidate } from './cell.ts';
+import { makeDriverBehavior } from './driver.ts';
+import type { Point } from './geo.ts';
+import { searchNearest } from './nearest.ts';
 
 export interface DomainSettings {
-  readonly dispatch: { readonly cellRes: number; readonly offerTimeoutMs: number; readonly surgeCap: number };
+  readonly dispatch: {
+    readonly cellRes: number;
+    readonly offerTimeoutMs: number;
+    readonly surgeCap: number;
+    readonly deadlineMs: number;
+  };
 }
 
-export function dispatchBehaviors(_settings: DomainSettings): Behavior<unknown, unknown, unknown, unknown, unknown>[] {
-  return [];
+type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
+
+export function dispatchBehaviors(settings: DomainSettings): AnyBehavior[] {
+  const d = settings.dispatch;
+  return [
+    makeDriverBehavior({ cellRes: d.cellRes, offerTimeoutMs: d.offerTimeoutMs }),
+    makeCellBehavior({ ...DEFAULT_CELL, surgeCap: d.surgeCap }),
+    makeBookingBehavior({ ...DEFAULT_BOOKING, offerTimeoutMs: d.offerTimeoutMs, deadlineMs: d.deadlineMs }),
+  ] as unknown as AnyBehavior[];
+}
+
+export interface NearestRequest {
+  readonly search: number;
+  readonly point: Point;
+  readonly radiusKm: number;
+  readonly k: number;
+  readonly vehicleType?: string;
+}
+
+/** The nearest-driver search across cell actors, answered to the requesting booking as `candidates`. */
+export function nearestService(cellRes: number): Service {
+  return async (payload, ports) => {
+    const q = payload as NearestRequest;
+    const drivers = await searchNearest(q, cellRes, (cell) =>
+      ports.ask<Candidate[]>({ kind: 'cell', id: cell }, { type: 'nearest', point: q.point, k: q.k, radiusKm: q.radiusKm, vehicleType: q.vehicleType }));
+    return { type: 'candidates', search: q.search, drivers };
+  };
+}
+
+export function dispatchServices(settings: DomainSettings): Record<string, Service> {
+  return { nearest: nearestService(settings.dispatch.cellRes) };
 }

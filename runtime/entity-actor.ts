@@ -79,6 +79,8 @@ export interface ActorHost {
   send(from: EntityRef, tells: readonly OutboundTell[]): Promise<void>;
   notify(userId: string, message: unknown): void;
   publish(topic: string, event: unknown, from: EntityRef): void;
+  /** Runs a node service; its answer is told back to `self`. */
+  request(self: EntityRef, service: string, payload: unknown): void;
   /** Records a reminder before the timer is journaled (see ReminderStore). */
   remember(self: EntityRef, name: string, at: number): Promise<void>;
   forget(self: EntityRef, name: string): void;
@@ -123,6 +125,7 @@ export function planEffects(commandId: string, effects: readonly Effect[]) {
   const timersCancelled: string[] = [];
   const notifications: { userId: string; message: unknown }[] = [];
   const publications: { topic: string; event: unknown }[] = [];
+  const requests: { service: string; payload: unknown }[] = [];
   effects.forEach((effect, i) => {
     switch (effect.type) {
       case 'tell': {
@@ -134,9 +137,10 @@ export function planEffects(commandId: string, effects: readonly Effect[]) {
       case 'timer.cancel': timersCancelled.push(effect.name); break;
       case 'notify': notifications.push({ userId: effect.userId, message: effect.message }); break;
       case 'publish': publications.push({ topic: effect.topic, event: effect.event }); break;
+      case 'request': requests.push({ service: effect.service, payload: effect.payload }); break;
     }
   });
-  return { tells, softTells, timersSet, timersCancelled, notifications, publications };
+  return { tells, softTells, timersSet, timersCancelled, notifications, publications, requests };
 }
 
 interface PersistContext {
@@ -179,6 +183,7 @@ export function entityActor(options: EntityActorOptions) {
     if (outbound.length > 0) await host.send(self, outbound);
     for (const n of plan.notifications) host.notify(n.userId, n.message);
     for (const p of plan.publications) host.publish(p.topic, p.event, self);
+    for (const r of plan.requests) host.request(self, r.service, r.payload);
     const status: CommandStatus = outcome.rejection ? 'rejected' : 'applied';
     return [next, { status, rejection: outcome.rejection, reply: outcome.reply }];
   }

@@ -9,7 +9,7 @@
 // directly, never through the log.
 
 import { randomUUID } from 'node:crypto';
-import type { EntityRef } from '../actors/behavior.ts';
+import type { EntityRef, Service } from '../actors/behavior.ts';
 import { entityKey, parseEntityKey, shardOf, type Placement } from './entity.ts';
 import type { CommandResult, OutboundTell } from './entity-actor.ts';
 import type { CommandEnvelope, CommandLog, LogRecord, Notifier, ReminderStore, ShardAssignment } from './ports.ts';
@@ -50,6 +50,8 @@ export interface RegionOptions {
   /** Backoff bounds when storage fails while handling a command. */
   readonly retryMinMs?: number;
   readonly retryMaxMs?: number;
+  /** Node services entities may request (see Effect 'request'). */
+  readonly services?: Readonly<Record<string, Service>>;
 }
 
 export interface RegionStats {
@@ -94,6 +96,7 @@ export class ShardRegion {
           try { listener(topic, event, from); } catch (e) { options.onError?.(e, `event listener for ${topic}`); }
         }
       },
+      request: (self, service, payload) => void this.#runService(self, service, payload),
       remember: (self, name, dueAt) =>
         options.reminders.set({ shard: this.shardOf(self), entityKey: entityKey(self), name, dueAt }),
       forget: (self, name) => {
@@ -205,6 +208,18 @@ export class ShardRegion {
       clearTimeout(pending.timer);
       pending.reject(new Error('node is shutting down'));
       this.#pending.delete(id);
+    }
+  }
+
+  async #runService(requester: EntityRef, name: string, payload: unknown): Promise<void> {
+    const service = this.#o.services?.[name];
+    if (!service) { this.#o.onError?.(new Error(`no service "${name}"`), `request from ${entityKey(requester)}`); return; }
+    try {
+      const answer = await service(payload, { now: this.#now(), requester, ask: (to, query) => this.ask(to, query) });
+      if (answer !== undefined) await this.tell(requester, answer);
+    } catch (error) {
+      // The requester holds a timer to ask again; a failed search is not fatal.
+      this.#o.onError?.(error, `service ${name} for ${entityKey(requester)}`);
     }
   }
 

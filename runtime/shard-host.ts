@@ -47,7 +47,7 @@ export interface ShardHostOptions {
 }
 
 /** Everything an entity may ask of the node beyond its own journal. */
-export type NodeServices = Pick<ActorHost, 'send' | 'notify' | 'publish' | 'remember' | 'forget'> & {
+export type NodeServices = Pick<ActorHost, 'send' | 'notify' | 'publish' | 'remember' | 'forget' | 'request'> & {
   onTimer(self: EntityRef, name: string, at: number): void;
 };
 
@@ -206,6 +206,7 @@ export class ShardHost {
       send: services.send,
       notify: services.notify,
       publish: services.publish,
+      request: services.request,
       remember: services.remember,
       forget: services.forget,
       armTimer: (self, name, at) => this.#armTimer(self, name, at, services),

@@ -1,0 +1,330 @@
+// A booking: scheduled | searching -> offered -> accepted -> arriving ->
+// in_progress -> completed, or cancelled / no_driver. Dispatch lives here: ask
+// the node's nearest search for candidates, rank them, offer to one driver at a
+// time with a timeout, move on after a refusal, decline or timeout, widen the
+// radius when the candidates run out, and give up after a deadline or a number
+// of attempts. The driver's actor has the last word on an offer (it is the only
+// one that knows whether the driver is free), so an acceptance is a message
+// from the driver, and a booking that has moved on withdraws it.
+
+import type { Behavior, Effect, EntityRef, HandleContext, Outcome } from './behavior.ts';
+import type { Candidate } from './cell.ts';
+import { DEFAULT_WEIGHTS, rankCandidates, type DispatchWeights } from './dispatch-policy.ts';
+import type { Point } from './geo.ts';
+import type { Money } from './pricing.ts';
+
+export type BookingStatus = 'none' | 'scheduled' | 'searching' | 'offered' | 'accepted' | 'arriving' | 'in_progress' | 'completed' | 'cancelled' | 'no_driver';
+
+export interface Actor {
+  readonly role: 'rider' | 'driver' | 'admin' | 'system';
+  readonly userId: string;
+}
+
+export interface BookingState {
+  readonly status: BookingStatus;
+  readonly id: string;
+  readonly riderId: string;
+  readonly vehicleType: string;
+  readonly pickup: Point;
+  readonly dropoff: Point;
+  readonly pickupCell: string;
+  readonly scheduledAt?: number;
+  readonly price: Money;
+  readonly surge: number;
+  readonly distanceKm: number;
+  readonly durationMin: number;
+  readonly driverId?: string;
+  readonly createdAt: number;
+  readonly timeline: readonly { readonly status: BookingStatus; readonly at: number }[];
+  readonly radiusKm: number;
+  readonly searches: number;
+  readonly tried: readonly string[];
+  readonly queue: readonly Candidate[];
+  readonly offer?: { readonly driverId: string; readonly expiresAt: number };
+  readonly deadlineAt: number;
+  readonly rating?: { readonly stars: number; readonly comment?: string };
+  readonly cancelledBy?: string;
+}
+
+export interface CreateBooking {
+  readonly type: 'create';
+  readonly riderId: string;
+  readonly vehicleType: string;
+  readonly pickup: Point;
+  readonly dropoff: Point;
+  readonly pickupCell: string;
+  readonly price: Money;
+  readonly surge: number;
+  readonly distanceKm: number;
+  readonly durationMin: number;
+  readonly scheduledAt?: number;
+}
+
+export type BookingMessage =
+  | CreateBooking
+  | { readonly type: 'activate' }
+  | { readonly type: 'candidates'; readonly search: number; readonly drivers: readonly Candidate[] }
+  | { readonly type: 'search.retry'; readonly search: number }
+  | { readonly type: 'offer.timeout'; readonly driverId: string }
+  | { readonly type: 'offer.refused'; readonly driverId: string; readonly reason: string }
+  | { readonly type: 'offer.declined'; readonly driverId: string; readonly expired?: boolean }
+  | { readonly type: 'offer.accepted'; readonly driverId: string }
+  | { readonly type: 'deadline' }
+  | { readonly type: 'trip.arrived'; readonly driverId: string }
+  | { readonly type: 'trip.started'; readonly driverId: string }
+  | { readonly type: 'trip.completed'; readonly driverId: string }
+  | { readonly type: 'cancel'; readonly by: Actor; readonly reason?: string }
+  | { readonly type: 'rate'; readonly by: Actor; readonly stars: number; readonly comment?: string };
+
+export type BookingEvent =
+  | ({ readonly type: 'created'; readonly at: number; readonly id: string; readonly deadlineAt: number; readonly radiusKm: number } & Omit<CreateBooking, 'type'>)
+  | { readonly type: 'search.started'; readonly at: number; readonly search: number; readonly radiusKm: number; readonly deadlineAt: number }
+  | { readonly type: 'candidates.received'; readonly queue: readonly Candidate[] }
+  | { readonly type: 'offered'; readonly at: number; readonly driverId: string; readonly expiresAt: number }
+  | { readonly type: 'offer.failed'; readonly at: number; readonly driverId: string; readonly reason: string }
+  | { readonly type: 'accepted'; readonly at: number; readonly driverId: string }
+  | { readonly type: 'arriving'; readonly at: number }
+  | { readonly type: 'started'; readonly at: number }
+  | { readonly type: 'completed'; readonly at: number }
+  | { readonly type: 'cancelled'; readonly at: number; readonly by: string; readonly reason?: string }
+  | { readonly type: 'no_driver'; readonly at: number }
+  | { readonly type: 'rated'; readonly stars: number; readonly comment?: string };
+
+export type BookingQuery = { readonly type: 'get' };
+
+export interface BookingSettings {
+  readonly offerTimeoutMs: number;
+  readonly deadlineMs: number;
+  readonly initialRadiusKm: number;
+  readonly maxRadiusKm: number;
+  readonly maxSearches: number;
+  readonly candidatesPerSearch: number;
+  /** A search that gets no answer in this long is asked again. */
+  readonly searchRetryMs: number;
+  readonly weights: DispatchWeights;
+}
+
+export const DEFAULT_BOOKING: BookingSettings = {
+  offerTimeoutMs: 15_000, deadlineMs: 120_000, initialRadiusKm: 3, maxRadiusKm: 12, maxSearches: 6,
+  candidatesPerSearch: 10, searchRetryMs: 5_000, weights: DEFAULT_WEIGHTS,
+};
+
+export const FINAL: readonly BookingStatus[] = ['completed', 'cancelled', 'no_driver'];
+/** Statuses from which a rider or admin may still cancel (the contract: 409 once in progress or finished). */
+const CANCELLABLE: readonly BookingStatus[] = ['scheduled', 'searching', 'offered', 'accepted', 'arriving'];
+
+const driverRef = (id: string): EntityRef => ({ kind: 'driver', id });
+
+export function initialBooking(id: string): BookingState {
+  return {
+    status: 'none', id, riderId: '', vehicleType: '', pickup: { lat: 0, lng: 0 }, dropoff: { lat: 0, lng: 0 }, pickupCell: '',
+    price: { amount: 0, currency: 'USD' }, surge: 1, distanceKm: 0, durationMin: 0, createdAt: 0, timeline: [],
+    radiusKm: 0, searches: 0, tried: [], queue: [], deadlineAt: 0,
+  };
+}
+
+function at(s: BookingState, status: BookingStatus, time: number): BookingState {
+  return { ...s, status, timeline: [...s.timeline, { status, at: time }] };
+}
+
+export function applyBooking(s: BookingState, e: BookingEvent): BookingState {
+  switch (e.type) {
+    case 'created': {
+      const { type: _t, at: time, deadlineAt, radiusKm, ...rest } = e;
+      return at({ ...s, ...rest, createdAt: time, deadlineAt, radiusKm }, e.scheduledAt !== undefined ? 'scheduled' : 'searching', time);
+    }
+    case 'search.started':
+      return { ...(s.status === 'scheduled' ? at(s, 'searching', e.at) : s), searches: e.search, radiusKm: e.radiusKm, deadlineAt: e.deadlineAt, queue: [] };
+    case 'candidates.received': return { ...s, queue: e.queue };
+    case 'offered': return { ...at(s, 'offered', e.at), offer: { driverId: e.driverId, expiresAt: e.expiresAt }, tried: [...s.tried, e.driverId], queue: s.queue.filter((c) => c.driverId !== e.driverId) };
+    case 'offer.failed': return s.status === 'offered' ? { ...at(s, 'searching', e.at), offer: undefined } : { ...s, offer: undefined };
+    case 'accepted': return { ...at(s, 'accepted', e.at), driverId: e.driverId, offer: undefined, queue: [] };
+    case 'arriving': return at(s, 'arriving', e.at);
+    case 'started': return at(s, 'in_progress', e.at);
+    case 'completed': return at(s, 'completed', e.at);
+    case 'cancelled': return { ...at(s, 'cancelled', e.at), cancelledBy: e.by, offer: undefined, queue: [] };
+    case 'no_driver': return { ...at(s, 'no_driver', e.at), offer: undefined, queue: [] };
+    case 'rated': return { ...s, rating: { stars: e.stars, comment: e.comment } };
+  }
+}
+
+/** The booking as the API shows it. */
+export function bookingView(s: BookingState) {
+  return {
+    id: s.id, riderId: s.riderId, status: s.status, vehicleType: s.vehicleType, pickup: s.pickup, dropoff: s.dropoff,
+    ...(s.scheduledAt !== undefined ? { scheduledAt: new Date(s.scheduledAt).toISOString() } : {}),
+    price: s.price, surge: s.surge, distanceKm: s.distanceKm, durationMin: s.durationMin,
+    ...(s.driverId ? { driverId: s.driverId } : {}),
+    createdAt: new Date(s.createdAt).toISOString(),
+    timeline: s.timeline.map((t) => ({ status: t.status, at: new Date(t.at).toISOString() })),
+    ...(s.rating ? { rating: s.rating } : {}),
+  };
+}
+
+export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING): Behavior<BookingState, BookingMessage, BookingEvent, BookingQuery, unknown> {
+  function result(s: BookingState, events: BookingEvent[], effects: Effect[] = [], reply?: unknown): Outcome<BookingState, BookingEvent> {
+    const next = events.reduce(applyBooking, s);
+    const changed = next.status !== s.status;
+    const announce: Effect[] = changed ? [
+      { type: 'publish', topic: 'booking', event: { type: `booking.${next.status}`, at: next.timeline.at(-1)?.at, booking: bookingView(next), driverId: next.driverId ?? next.offer?.driverId } },
+      { type: 'notify', userId: next.riderId, message: { type: 'booking.updated', booking: bookingView(next) } },
+    ] : [];
+    return { state: next, events, effects: [...effects, ...announce], ...(reply !== undefined ? { reply } : {}) };
+  }
+
+  function refuse(s: BookingState, code: string, message: string): Outcome<BookingState, BookingEvent> {
+    return { state: s, events: [], effects: [], rejection: { code, message } };
+  }
+
+  function search(s: BookingState, now: number, radiusKm: number): { events: BookingEvent[]; effects: Effect[] } {
+    const searchNo = s.searches + 1;
+    const deadlineAt = s.deadlineAt > 0 && s.status !== 'scheduled' ? s.deadlineAt : now + settings.deadlineMs;
+    return {
+      events: [{ type: 'search.started', at: now, search: searchNo, radiusKm, deadlineAt }],
+      effects: [
+        { type: 'request', service: 'nearest', payload: { bookingId: s.id, search: searchNo, point: s.pickup, radiusKm, k: settings.candidatesPerSearch, vehicleType: s.vehicleType } },
+        { type: 'timer.set', name: 'search', at: now + settings.searchRetryMs, message: { type: 'search.retry', search: searchNo } },
+        { type: 'timer.set', name: 'deadline', at: deadlineAt, message: { type: 'deadline' } },
+      ],
+    };
+  }
+
+  /** Offer to the best untried candidate, or search wider, or give up. */
+  function next(s: BookingState, now: number): { events: BookingEvent[]; effects: Effect[] } {
+    const ranked = rankCandidates(s.queue, { bookingId: s.id, radiusKm: s.radiusKm, now, tried: s.tried, weights: settings.weights });
+    const best = ranked[0];
+    if (best) {
+      const expiresAt = now + settings.offerTimeoutMs;
+      return {
+        events: [{ type: 'offered', at: now, driverId: best.driverId, expiresAt }],
+        effects: [
+          { type: 'timer.cancel', name: 'search' },
+          { type: 'tell', to: driverRef(best.driverId), message: { type: 'offer', bookingId: s.id, pickup: s.pickup, dropoff: s.dropoff, price: s.price, expiresAt } },
+          { type: 'timer.set', name: 'offer', at: expiresAt, message: { type: 'offer.timeout', driverId: best.driverId } },
+        ],
+      };
+    }
+    if (s.searches >= settings.maxSearches || now >= s.deadlineAt) return giveUp(now);
+    return search(s, now, Math.min(settings.maxRadiusKm, Math.max(s.radiusKm, settings.initialRadiusKm) * (s.searches === 0 ? 1 : 2)));
+  }
+
+  function giveUp(now: number): { events: BookingEvent[]; effects: Effect[] } {
+    return { events: [{ type: 'no_driver', at: now }], effects: ['search', 'offer', 'deadline'].map((name) => ({ type: 'timer.cancel', name }) as Effect) };
+  }
+
+  /** The current offer ended without an acceptance: move on. */
+  function offerFailed(s: BookingState, driverId: string, reason: string, now: number): Outcome<BookingState, BookingEvent> {
+    if (s.status !== 'offered' || s.offer?.driverId !== driverId) return { state: s, events: [], effects: [] };
+    const failed: BookingEvent = { type: 'offer.failed', at: now, driverId, reason };
+    const after = applyBooking(s, failed);
+    const step = next(after, now);
+    return result(s, [failed, ...step.events], [{ type: 'timer.cancel', name: 'offer' }, ...step.effects]);
+  }
+
+  const handle = (s: BookingState, m: BookingMessage, ctx: HandleContext): Outcome<BookingState, BookingEvent> => {
+    const now = ctx.now;
+    if (s.status === 'none' && m.type !== 'create') {
+      if (m.type === 'offer.accepted') return { state: s, events: [], effects: [{ type: 'tell', to: driverRef(m.driverId), message: { type: 'offer.withdrawn', bookingId: s.id } }] };
+      return refuse(s, 'not_found', `booking ${s.id} does not exist`);
+    }
+    switch (m.type) {
+      case 'create': {
+        if (s.status !== 'none') return { state: s, events: [], effects: [], reply: bookingView(s) };
+        const { type: _t, ...fields } = m;
+        const created: BookingEvent = { type: 'created', at: now, id: s.id, deadlineAt: 0, radiusKm: settings.initialRadiusKm, ...fields };
+        const base = applyBooking(s, created);
+        const demand: Effect = { type: 'tell', durable: false, to: { kind: 'cell', id: m.pickupCell }, message: { type: 'demand', at: now } };
+        if (m.scheduledAt !== undefined && m.scheduledAt > now) {
+          return result(s, [created], [demand], bookingView(base));
+        }
+        const first = search(base, now, settings.initialRadiusKm);
+        const all = [created, ...first.events];
+        return result(s, all, [demand, ...first.effects], bookingView(all.reduce(applyBooking, s)));
+      }
+      case 'activate': {
+        if (s.status !== 'scheduled') return { state: s, events: [], effects: [] }; // idempotent
+        const step = search(s, now, settings.initialRadiusKm);
+        return result(s, step.events, step.effects);
+      }
+      case 'candidates': {
+        if (s.status !== 'searching' || m.search !== s.searches) return { state: s, events: [], effects: [] };
+        const received: BookingEvent = { type: 'candidates.received', queue: m.drivers };
+        const step = next(applyBooking(s, received), now);
+        return result(s, [received, ...step.events], step.effects);
+      }
+      case 'search.retry': {
+        if (s.status !== 'searching' || m.search !== s.searches) return { state: s, events: [], effects: [] };
+        if (now >= s.deadlineAt) return result(s, giveUp(now).events, giveUp(now).effects);
+        const step = search(s, now, s.radiusKm);
+        return result(s, step.events, step.effects);
+      }
+      case 'offer.timeout':
+        return withWithdraw(offerFailed(s, m.driverId, 'timeout', now), s, m.driverId);
+      case 'offer.refused':
+        return offerFailed(s, m.driverId, m.reason, now);
+      case 'offer.declined':
+        return offerFailed(s, m.driverId, m.expired ? 'expired' : 'declined', now);
+      case 'offer.accepted': {
+        if (s.status === 'offered' && s.offer?.driverId === m.driverId) {
+          return result(s, [{ type: 'accepted', at: now, driverId: m.driverId }],
+            ['offer', 'search', 'deadline'].map((name) => ({ type: 'timer.cancel', name }) as Effect)
+              .concat([{ type: 'notify', userId: m.driverId, message: { type: 'booking.updated', booking: bookingView(applyBooking(s, { type: 'accepted', at: now, driverId: m.driverId })) } }]));
+        }
+        // Too late (timed out, cancelled, or already given to someone else): release the driver.
+        return { state: s, events: [], effects: [{ type: 'tell', to: driverRef(m.driverId), message: { type: 'offer.withdrawn', bookingId: s.id } }], rejection: { code: 'offer_closed', message: 'the offer is no longer open' } };
+      }
+      case 'deadline':
+        if (s.status !== 'searching' && s.status !== 'offered') return { state: s, events: [], effects: [] };
+        return withWithdraw(result(s, giveUp(now).events, giveUp(now).effects), s, s.offer?.driverId);
+      case 'trip.arrived':
+        if (s.status !== 'accepted' || s.driverId !== m.driverId) return refuse(s, 'invalid_transition', `cannot arrive while ${s.status}`);
+        return result(s, [{ type: 'arriving', at: now }]);
+      case 'trip.started':
+        if ((s.status !== 'arriving' && s.status !== 'accepted') || s.driverId !== m.driverId) return refuse(s, 'invalid_transition', `cannot start while ${s.status}`);
+        return result(s, [{ type: 'started', at: now }]);
+      case 'trip.completed':
+        if (s.status !== 'in_progress' || s.driverId !== m.driverId) return refuse(s, 'invalid_transition', `cannot complete while ${s.status}`);
+        return result(s, [{ type: 'completed', at: now }]);
+      case 'cancel': {
+        if (m.by.role === 'rider' && m.by.userId !== s.riderId) return refuse(s, 'forbidden', 'only the rider who booked may cancel');
+        if (m.by.role === 'driver') return refuse(s, 'forbidden', 'drivers decline offers instead of cancelling');
+        if (!CANCELLABLE.includes(s.status)) return refuse(s, 'conflict', `a booking that is ${s.status} cannot be cancelled`);
+        const holder = s.driverId ?? s.offer?.driverId;
+        const effects: Effect[] = ['offer', 'search', 'deadline'].map((name) => ({ type: 'timer.cancel', name }) as Effect);
+        if (holder) {
+          effects.push({ type: 'tell', to: driverRef(holder), message: { type: s.driverId ? 'booking.cancelled' : 'offer.withdrawn', bookingId: s.id } });
+        }
+        return result(s, [{ type: 'cancelled', at: now, by: m.by.role, reason: m.reason }], effects);
+      }
+      case 'rate': {
+        if (m.by.role !== 'rider' || m.by.userId !== s.riderId) return refuse(s, 'forbidden', 'only the rider of the booking may rate it');
+        if (s.status !== 'completed') return refuse(s, 'conflict', 'only a completed booking can be rated');
+        if (s.rating) return refuse(s, 'conflict', 'this booking is already rated');
+        if (!Number.isInteger(m.stars) || m.stars < 1 || m.stars > 5) return refuse(s, 'invalid_rating', 'stars must be an integer from 1 to 5');
+        return {
+          state: applyBooking(s, { type: 'rated', stars: m.stars, comment: m.comment }),
+          events: [{ type: 'rated', stars: m.stars, comment: m.comment }],
+          effects: [
+            { type: 'tell', to: driverRef(s.driverId!), message: { type: 'rated', bookingId: s.id, stars: m.stars } },
+            { type: 'publish', topic: 'booking', event: { type: 'booking.rated', at: now, booking: bookingView(s), stars: m.stars } },
+          ],
+        };
+      }
+    }
+  };
+
+  /** After a timeout or deadline the driver may still hold the offer: tell it to let go. */
+  function withWithdraw(out: Outcome<BookingState, BookingEvent>, before: BookingState, driverId: string | undefined): Outcome<BookingState, BookingEvent> {
+    if (!driverId || before.offer?.driverId !== driverId || out.events.length === 0) return out;
+    return { ...out, effects: [{ type: 'tell', to: driverRef(driverId), message: { type: 'offer.withdrawn', bookingId: before.id } }, ...out.effects] };
+  }
+
+  return {
+    kind: 'booking',
+    eventVersion: 1,
+    initial: initialBooking,
+    handle,
+    apply: applyBooking,
+    query: (s) => (s.status === 'none' ? null : bookingView(s)),
+  };
+}

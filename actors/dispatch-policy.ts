@@ -1,0 +1,42 @@
+// Who gets the offer: candidates ranked by a weighted score, distance first, then
+// rating, time since the driver's last trip (fairness) and acceptance rate. Ties are
+// broken by a hash of booking and driver, so no driver is always first by id.
+
+import type { Candidate } from './cell.ts';
+import { inMaintenance } from './cell.ts';
+
+export interface DispatchWeights {
+  readonly distance: number;
+  readonly rating: number;
+  readonly idle: number;
+  readonly acceptance: number;
+}
+
+export const DEFAULT_WEIGHTS: DispatchWeights = { distance: 1, rating: 0.2, idle: 0.15, acceptance: 0.1 };
+
+/** Lower is better. Distance is scaled by the search radius; the others are in [0, 1]. */
+export function score(c: Candidate, radiusKm: number, now: number, w: DispatchWeights): number {
+  const distance = c.distanceKm / Math.max(radiusKm, 0.001);
+  const rating = (Math.min(5, Math.max(1, c.rating)) - 1) / 4;
+  const idleMinutes = c.lastTripEndedAt > 0 ? (now - c.lastTripEndedAt) / 60_000 : 60;
+  const idle = Math.min(1, Math.max(0, idleMinutes) / 60);
+  return w.distance * distance - w.rating * rating - w.idle * idle - w.acceptance * Math.min(1, Math.max(0, c.acceptanceRate));
+}
+
+function tieBreak(bookingId: string, driverId: string): number {
+  let h = 2166136261;
+  for (const ch of `${bookingId}/${driverId}`) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
+  return h;
+}
+
+export function rankCandidates(
+  candidates: readonly Candidate[],
+  o: { bookingId: string; radiusKm: number; now: number; tried: readonly string[]; weights: DispatchWeights },
+): Candidate[] {
+  const tried = new Set(o.tried);
+  return candidates
+    .filter((c) => !tried.has(c.driverId) && c.status === 'available' && !inMaintenance(c.maintenance, o.now))
+    .map((c) => ({ c, s: score(c, o.radiusKm, o.now, o.weights), t: tieBreak(o.bookingId, c.driverId) }))
+    .sort((a, b) => a.s - b.s || a.t - b.t)
+    .map((x) => x.c);
+}

@@ -1,0 +1,228 @@
+// A driver: offline -> available -> offered -> assigned -> on_trip -> available.
+// One actor decides every offer, so a driver never holds two bookings. Status
+// changes are journaled; GPS fixes only update memory (and the cell's copy) and
+// reach the journal through periodic snapshots.
+
+import { latLngToCell } from 'h3-js';
+import type { Behavior, Effect, EntityRef, HandleContext, Outcome } from './behavior.ts';
+import type { DriverCopy, DriverStatus, MaintenanceWindow } from './cell.ts';
+import { inMaintenance } from './cell.ts';
+import type { Point } from './geo.ts';
+import type { Money } from './pricing.ts';
+
+export interface Fix extends Point {
+  readonly heading?: number;
+  readonly speed?: number;
+  readonly at: number;
+}
+
+export interface DriverState {
+  readonly status: DriverStatus;
+  readonly vehicleType: string;
+  readonly vehicleId?: string;
+  readonly fix?: Fix;
+  readonly cell?: string;
+  readonly bookingId?: string;
+  readonly offerExpiresAt?: number;
+  readonly ratingSum: number;
+  readonly ratingCount: number;
+  readonly offers: number;
+  readonly accepts: number;
+  readonly lastTripEndedAt: number;
+  readonly maintenance: readonly MaintenanceWindow[];
+}
+
+export interface OfferDetails {
+  readonly bookingId: string;
+  readonly pickup: Point;
+  readonly dropoff: Point;
+  readonly price: Money;
+  readonly expiresAt: number;
+}
+
+export type DriverMessage =
+  | { readonly type: 'online'; readonly vehicleType: string; readonly vehicleId?: string }
+  | { readonly type: 'offline' }
+  | { readonly type: 'location'; readonly fix: Fix }
+  | { readonly type: 'location.batch'; readonly fixes: readonly Fix[] }
+  | ({ readonly type: 'offer' } & OfferDetails)
+  | { readonly type: 'offer.accept'; readonly bookingId: string }
+  | { readonly type: 'offer.decline'; readonly bookingId: string }
+  | { readonly type: 'offer.expire'; readonly bookingId: string }
+  | { readonly type: 'offer.withdrawn'; readonly bookingId: string }
+  | { readonly type: 'trip.arrived'; readonly bookingId: string }
+  | { readonly type: 'trip.start'; readonly bookingId: string }
+  | { readonly type: 'trip.complete'; readonly bookingId: string }
+  | { readonly type: 'booking.cancelled'; readonly bookingId: string }
+  | { readonly type: 'rated'; readonly bookingId: string; readonly stars: number }
+  | { readonly type: 'maintenance.set'; readonly windows: readonly MaintenanceWindow[] };
+
+export type DriverEvent =
+  | { readonly type: 'went.online'; readonly vehicleType: string; readonly vehicleId?: string }
+  | { readonly type: 'went.offline' }
+  | { readonly type: 'offered'; readonly bookingId: string; readonly expiresAt: number }
+  | { readonly type: 'offer.accepted'; readonly bookingId: string }
+  | { readonly type: 'offer.ended'; readonly bookingId: string; readonly reason: 'declined' | 'expired' | 'withdrawn' }
+  | { readonly type: 'trip.started'; readonly bookingId: string }
+  | { readonly type: 'trip.ended'; readonly bookingId: string; readonly at: number; readonly completed: boolean }
+  | { readonly type: 'rated'; readonly stars: number }
+  | { readonly type: 'maintenance.set'; readonly windows: readonly MaintenanceWindow[] };
+
+export type DriverQuery = { readonly type: 'get' };
+
+export interface DriverSettings {
+  readonly cellRes: number;
+  readonly offerTimeoutMs: number;
+}
+
+const booking = (id: string): EntityRef => ({ kind: 'booking', id });
+const cell = (id: string): EntityRef => ({ kind: 'cell', id });
+
+export function initialDriver(): DriverState {
+  return { status: 'offline', vehicleType: 'economy', ratingSum: 0, ratingCount: 0, offers: 0, accepts: 0, lastTripEndedAt: 0, maintenance: [] };
+}
+
+export function applyDriver(s: DriverState, e: DriverEvent): DriverState {
+  switch (e.type) {
+    case 'went.online': return { ...s, status: 'available', vehicleType: e.vehicleType, vehicleId: e.vehicleId ?? s.vehicleId };
+    case 'went.offline': return { ...s, status: 'offline', bookingId: undefined, offerExpiresAt: undefined };
+    case 'offered': return { ...s, status: 'offered', bookingId: e.bookingId, offerExpiresAt: e.expiresAt, offers: s.offers + 1 };
+    case 'offer.accepted': return { ...s, status: 'assigned', offerExpiresAt: undefined, accepts: s.accepts + 1 };
+    case 'offer.ended': return { ...s, status: 'available', bookingId: undefined, offerExpiresAt: undefined };
+    case 'trip.started': return { ...s, status: 'on_trip' };
+    case 'trip.ended': return { ...s, status: 'available', bookingId: undefined, lastTripEndedAt: e.completed ? e.at : s.lastTripEndedAt };
+    case 'rated': return { ...s, ratingSum: s.ratingSum + e.stars, ratingCount: s.ratingCount + 1 };
+    case 'maintenance.set': return { ...s, maintenance: e.windows };
+  }
+}
+
+export function rating(s: DriverState): number {
+  return s.ratingCount === 0 ? 5 : s.ratingSum / s.ratingCount;
+}
+
+export function acceptanceRate(s: DriverState): number {
+  return s.offers === 0 ? 1 : s.accepts / s.offers;
+}
+
+export function driverCopy(id: string, s: DriverState, now: number): DriverCopy | undefined {
+  if (!s.fix) return undefined;
+  return {
+    driverId: id, lat: s.fix.lat, lng: s.fix.lng, status: s.status, vehicleType: s.vehicleType, rating: rating(s),
+    acceptanceRate: acceptanceRate(s), lastTripEndedAt: s.lastTripEndedAt, maintenance: s.maintenance, seenAt: Math.max(s.fix.at, now),
+  };
+}
+
+export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverState, DriverMessage, DriverEvent, DriverQuery, unknown> {
+  /** The cell's copy follows the driver: upsert where it is, remove where it was. */
+  function cellEffects(id: string, before: DriverState, after: DriverState, now: number): Effect[] {
+    const effects: Effect[] = [];
+    if (before.cell && (before.cell !== after.cell || after.status === 'offline')) {
+      effects.push({ type: 'tell', durable: false, to: cell(before.cell), message: { type: 'driver.remove', driverId: id, at: now } });
+    }
+    const copy = driverCopy(id, after, now);
+    if (after.cell && after.status !== 'offline' && copy) {
+      effects.push({ type: 'tell', durable: false, to: cell(after.cell), message: { type: 'driver.upsert', driver: copy } });
+    }
+    return effects;
+  }
+
+  function transition(s: DriverState, events: DriverEvent[], ctx: HandleContext, extra: Effect[] = []): Outcome<DriverState, DriverEvent> {
+    const next = events.reduce(applyDriver, s);
+    return { state: next, events, effects: [...extra, ...cellEffects(ctx.self.id, s, next, ctx.now)] };
+  }
+
+  function refuse(s: DriverState, code: string, message: string): Outcome<DriverState, DriverEvent> {
+    return { state: s, events: [], effects: [], rejection: { code, message } };
+  }
+
+  function move(s: DriverState, fixes: readonly Fix[], ctx: HandleContext): Outcome<DriverState, DriverEvent> {
+    // Fixes arrive late and out of order (batches sent after a tunnel): keep the newest only.
+    const newest = fixes.reduce<Fix | undefined>((best, f) => (!best || f.at > best.at ? f : best), undefined);
+    if (!newest || (s.fix && newest.at <= s.fix.at)) return { state: s, events: [], effects: [] };
+    const next: DriverState = { ...s, fix: newest, cell: latLngToCell(newest.lat, newest.lng, settings.cellRes) };
+    return { state: next, events: [], effects: s.status === 'offline' ? [] : cellEffects(ctx.self.id, s, next, ctx.now) };
+  }
+
+  const handle = (s: DriverState, m: DriverMessage, ctx: HandleContext): Outcome<DriverState, DriverEvent> => {
+    const notify = (message: unknown): Effect => ({ type: 'notify', userId: ctx.self.id, message });
+    switch (m.type) {
+      case 'online':
+        if (s.status !== 'offline') {
+          if (s.status === 'available' && s.vehicleType !== m.vehicleType) return transition(s, [{ type: 'went.online', vehicleType: m.vehicleType, vehicleId: m.vehicleId }], ctx);
+          return { state: s, events: [], effects: [] };
+        }
+        return transition(s, [{ type: 'went.online', vehicleType: m.vehicleType, vehicleId: m.vehicleId }], ctx);
+      case 'offline':
+        if (s.status === 'offline') return { state: s, events: [], effects: [] };
+        if (s.status === 'assigned' || s.status === 'on_trip') return refuse(s, 'on_trip', 'cannot go offline with a booking in hand');
+        return transition(s, [{ type: 'went.offline' }], ctx,
+          s.status === 'offered' && s.bookingId ? [{ type: 'tell', to: booking(s.bookingId), message: { type: 'offer.declined', driverId: ctx.self.id } }] : []);
+      case 'location': return move(s, [m.fix], ctx);
+      case 'location.batch': return move(s, m.fixes, ctx);
+      case 'offer': {
+        const reason = s.status !== 'available' ? `driver is ${s.status}` : inMaintenance(s.maintenance, ctx.now) ? 'vehicle in maintenance' : m.expiresAt <= ctx.now ? 'offer already expired' : undefined;
+        if (reason) {
+          // Refused offers are answered so the booking moves on at once.
+          return { state: s, events: [], effects: [{ type: 'tell', to: booking(m.bookingId), message: { type: 'offer.refused', driverId: ctx.self.id, reason } }], rejection: { code: 'busy', message: reason } };
+        }
+        return transition(s, [{ type: 'offered', bookingId: m.bookingId, expiresAt: m.expiresAt }], ctx, [
+          { type: 'timer.set', name: 'offer', at: m.expiresAt, message: { type: 'offer.expire', bookingId: m.bookingId } },
+          notify({ type: 'offer', bookingId: m.bookingId, pickup: m.pickup, dropoff: m.dropoff, price: m.price, expiresAt: new Date(m.expiresAt).toISOString() }),
+        ]);
+      }
+      case 'offer.accept':
+        if (s.status !== 'offered' || s.bookingId !== m.bookingId) return refuse(s, 'no_such_offer', `no open offer for booking ${m.bookingId}`);
+        return transition(s, [{ type: 'offer.accepted', bookingId: m.bookingId }], ctx, [
+          { type: 'timer.cancel', name: 'offer' },
+          { type: 'tell', to: booking(m.bookingId), message: { type: 'offer.accepted', driverId: ctx.self.id } },
+        ]);
+      case 'offer.decline':
+        if (s.status !== 'offered' || s.bookingId !== m.bookingId) return refuse(s, 'no_such_offer', `no open offer for booking ${m.bookingId}`);
+        return transition(s, [{ type: 'offer.ended', bookingId: m.bookingId, reason: 'declined' }], ctx, [
+          { type: 'timer.cancel', name: 'offer' },
+          { type: 'tell', to: booking(m.bookingId), message: { type: 'offer.declined', driverId: ctx.self.id } },
+        ]);
+      case 'offer.expire':
+        if (s.status !== 'offered' || s.bookingId !== m.bookingId) return { state: s, events: [], effects: [] };
+        return transition(s, [{ type: 'offer.ended', bookingId: m.bookingId, reason: 'expired' }], ctx, [
+          notify({ type: 'offer.expired', bookingId: m.bookingId }),
+          { type: 'tell', to: booking(m.bookingId), message: { type: 'offer.declined', driverId: ctx.self.id, expired: true } },
+        ]);
+      case 'offer.withdrawn':
+        // The booking moved on (its own timeout, cancelled, or another driver was faster).
+        if (s.bookingId !== m.bookingId || (s.status !== 'offered' && s.status !== 'assigned')) return { state: s, events: [], effects: [] };
+        return transition(s, [{ type: 'offer.ended', bookingId: m.bookingId, reason: 'withdrawn' }], ctx, [
+          { type: 'timer.cancel', name: 'offer' }, notify({ type: 'offer.expired', bookingId: m.bookingId }),
+        ]);
+      case 'trip.arrived':
+        if (s.status !== 'assigned' || s.bookingId !== m.bookingId) return refuse(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);
+        return { state: s, events: [], effects: [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.arrived', driverId: ctx.self.id } }] };
+      case 'trip.start':
+        if (s.status !== 'assigned' || s.bookingId !== m.bookingId) return refuse(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);
+        return transition(s, [{ type: 'trip.started', bookingId: m.bookingId }], ctx, [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.started', driverId: ctx.self.id } }]);
+      case 'trip.complete':
+        if (s.status !== 'on_trip' || s.bookingId !== m.bookingId) return refuse(s, 'not_on_trip', `not on the trip of booking ${m.bookingId}`);
+        return transition(s, [{ type: 'trip.ended', bookingId: m.bookingId, at: ctx.now, completed: true }], ctx, [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.completed', driverId: ctx.self.id } }]);
+      case 'booking.cancelled':
+        if (s.bookingId !== m.bookingId) return { state: s, events: [], effects: [] };
+        return transition(s, [{ type: 'trip.ended', bookingId: m.bookingId, at: ctx.now, completed: false }], ctx, [
+          { type: 'timer.cancel', name: 'offer' }, notify({ type: 'booking.cancelled', bookingId: m.bookingId }),
+        ]);
+      case 'rated':
+        if (!Number.isInteger(m.stars) || m.stars < 1 || m.stars > 5) return refuse(s, 'invalid_rating', 'stars must be 1 to 5');
+        return transition(s, [{ type: 'rated', stars: m.stars }], ctx);
+      case 'maintenance.set':
+        return transition(s, [{ type: 'maintenance.set', windows: m.windows }], ctx);
+    }
+  };
+
+  return {
+    kind: 'driver',
+    eventVersion: 1,
+    initial: initialDriver,
+    handle,
+    apply: applyDriver,
+    query: (s, _q, ctx) => ({ driverId: ctx.self.id, ...s, rating: rating(s), acceptanceRate: acceptanceRate(s) }),
+    snapshotEvery: 50,
+  };
+}
