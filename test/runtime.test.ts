@@ -4,49 +4,11 @@ import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MemoryJournal } from '../adapters/memory/journal.ts';
 import { MemoryReminderStore } from '../adapters/memory/reminders.ts';
-import { InProcessCommandLog } from '../adapters/memory/command-log.ts';
-import { InProcessNotifier } from '../adapters/memory/notifier.ts';
-import { ShardHost } from '../runtime/shard-host.ts';
-import { ShardRegion } from '../runtime/region.ts';
-import type { Journal } from '../runtime/ports.ts';
+import { startRig, type Rig } from './helpers/rig.ts';
 import { counter, type CounterState } from './fixtures/counter.ts';
 
-interface Rig {
-  region: ShardRegion;
-  host: ShardHost;
-  journal: MemoryJournal;
-  reminders: MemoryReminderStore;
-  errors: string[];
-  stop(): Promise<void>;
-}
-
-async function rig(options: { journal?: MemoryJournal; reminders?: MemoryReminderStore; passivateAfterMs?: number; snapshotEvery?: number } = {}): Promise<Rig> {
-  const journal = options.journal ?? new MemoryJournal();
-  const reminders = options.reminders ?? new MemoryReminderStore();
-  const errors: string[] = [];
-  const host = new ShardHost({
-    journal: journal as Journal,
-    behaviors: [counter as never],
-    passivateAfterMs: options.passivateAfterMs ?? 60_000,
-    maxActiveEntities: 10_000,
-    maxConcurrentRecoveries: 8,
-    snapshotEvery: options.snapshotEvery ?? 0,
-    onError: (_e, context) => errors.push(context),
-  });
-  const region = new ShardRegion({
-    nodeId: 'n1',
-    placement: { shards: 8, placementRes: 4 },
-    log: new InProcessCommandLog({ shards: 8, nodeId: 'n1' }),
-    host,
-    reminders,
-    notifier: new InProcessNotifier(),
-    askTimeoutMs: 2_000,
-    retryMinMs: 5,
-    retryMaxMs: 20,
-    onError: (_e, context) => errors.push(context),
-  });
-  await region.start();
-  return { region, host, journal, reminders, errors, stop: () => region.stop() };
+function rig(options: { journal?: MemoryJournal; reminders?: MemoryReminderStore; passivateAfterMs?: number; snapshotEvery?: number } = {}): Promise<Rig> {
+  return startRig({ behaviors: [counter], ...options });
 }
 
 const ref = (id: string) => ({ kind: 'counter', id });

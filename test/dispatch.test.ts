@@ -1,0 +1,188 @@
+// Dispatch flows through the real runtime (in-process log, in-memory journal):
+// drivers, cells and bookings as actors, the nearest search as a node service.
+
+import test from 'ava';
+import { latLngToCell } from 'h3-js';
+import { makeBookingBehavior, DEFAULT_BOOKING, type BookingState } from '../actors/booking.ts';
+import { DEFAULT_CELL, makeCellBehavior } from '../actors/cell.ts';
+import { makeDriverBehavior } from '../actors/driver.ts';
+import { nearestService } from '../actors/index.ts';
+import { quote, DEFAULT_PRICING } from '../actors/pricing.ts';
+import { startRig, type Rig } from './helpers/rig.ts';
+import { eventually } from './helpers/node-process.ts';
+
+const CELL_RES = 7;
+const CENTER = { lat: 52.52, lng: 13.405 };
+
+function seeded(seed: number) {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
+async function dispatchRig(overrides: Partial<typeof DEFAULT_BOOKING> = {}): Promise<Rig> {
+  return startRig({
+    behaviors: [
+      makeDriverBehavior({ cellRes: CELL_RES, offerTimeoutMs: 2_000 }),
+      makeCellBehavior(DEFAULT_CELL),
+      makeBookingBehavior({ ...DEFAULT_BOOKING, offerTimeoutMs: 1_500, deadlineMs: 5_000, searchRetryMs: 500, maxSearches: 4, ...overrides }),
+    ],
+    services: { nearest: nearestService(CELL_RES) },
+  });
+}
+
+const driver = (id: string) => ({ kind: 'driver', id });
+const booking = (id: string) => ({ kind: 'booking', id });
+
+async function online(r: Rig, id: string, at: { lat: number; lng: number }, vehicleType = 'economy') {
+  await r.region.request(driver(id), { type: 'online', vehicleType });
+  await r.region.request(driver(id), { type: 'location', fix: { ...at, at: Date.now() } });
+}
+
+function createMessage(riderId: string, pickup = CENTER, scheduledAt?: number) {
+  const dropoff = { lat: pickup.lat + 0.03, lng: pickup.lng + 0.02 };
+  const q = quote({ pickup, dropoff, vehicleType: 'economy', surge: 1, now: Date.now() }, DEFAULT_PRICING);
+  return {
+    type: 'create', riderId, vehicleType: 'economy', pickup, dropoff, pickupCell: latLngToCell(pickup.lat, pickup.lng, CELL_RES),
+    price: q.price, surge: q.surge, distanceKm: q.distanceKm, durationMin: q.durationMin, ...(scheduledAt ? { scheduledAt } : {}),
+  };
+}
+
+/** Driver apps: accept every offer after a short random think time. */
+function acceptingApps(r: Rig, rand: () => number, skip: (driverId: string) => boolean = () => false) {
+  return r.notifier.subscribe((userId, message) => {
+    const m = message as { type: string; bookingId?: string };
+    if (m.type !== 'offer' || skip(userId)) return;
+    setTimeout(() => void r.region.tell(driver(userId), { type: 'offer.accept', bookingId: m.bookingId }), Math.floor(rand() * 20));
+  });
+}
+
+test('no double assignment: 500 bookings race for 50 drivers', async (t) => {
+  const r = await dispatchRig();
+  const rand = seeded(7);
+  const drivers = Array.from({ length: 50 }, (_, i) => `race-d${i}`);
+  await Promise.all(drivers.map((id) => online(r, id, { lat: CENTER.lat + (rand() - 0.5) * 0.02, lng: CENTER.lng + (rand() - 0.5) * 0.03 })));
+  const acceptedBy = new Map<string, string[]>();
+  r.region.onDomainEvent((_topic, event) => {
+    const e = event as { type: string; booking: { id: string; driverId?: string } };
+    if (e.type === 'booking.accepted') acceptedBy.set(e.booking.driverId!, [...(acceptedBy.get(e.booking.driverId!) ?? []), e.booking.id]);
+  });
+  const stop = acceptingApps(r, rand);
+  const bookings = Array.from({ length: 500 }, (_, i) => `race-b${i}`);
+  await Promise.all(bookings.map((id, i) => r.region.request(booking(id), createMessage(`rider-${i}`, {
+    lat: CENTER.lat + (rand() - 0.5) * 0.01, lng: CENTER.lng + (rand() - 0.5) * 0.01,
+  }))));
+  const final = async () => Promise.all(bookings.map((id) => r.region.ask<BookingState & { status: string; driverId?: string }>(booking(id), { type: 'get' })));
+  t.true(await eventually(async () => (await final()).every((b) => b.status === 'accepted' || b.status === 'no_driver'), 30_000, 250),
+    'every booking ends accepted or no_driver');
+  stop();
+  const views = await final();
+  const accepted = views.filter((b) => b.status === 'accepted');
+  const noDriver = views.filter((b) => b.status === 'no_driver');
+  t.is(accepted.length + noDriver.length, 500, 'counts add up');
+  t.is(new Set(accepted.map((b) => b.driverId)).size, accepted.length, 'no driver holds two accepted bookings');
+  t.is(accepted.length, 50, 'every driver got exactly one booking');
+  for (const [driverId, list] of acceptedBy) t.is(list.length, 1, `${driverId} was accepted once, not ${list.join(', ')}`);
+  for (const b of accepted) {
+    const d = await r.region.ask<{ status: string; bookingId?: string }>(driver(b.driverId!), { type: 'get' });
+    t.is(d.status, 'assigned');
+    t.is(d.bookingId, b.id, `${b.driverId} holds the booking that names it`);
+  }
+  await r.stop();
+});
+
+test('a whole ride: offer, accept, arrive, start, complete, rate', async (t) => {
+  const r = await dispatchRig();
+  await online(r, 'ride-near', { lat: CENTER.lat + 0.002, lng: CENTER.lng });
+  await online(r, 'ride-far', { lat: CENTER.lat + 0.015, lng: CENTER.lng });
+  const offers: string[] = [];
+  const riderSaw: string[] = [];
+  r.notifier.subscribe((userId, message) => {
+    const m = message as { type: string; booking?: { status: string } };
+    if (m.type === 'offer') offers.push(userId);
+    if (userId === 'rider-ride' && m.type === 'booking.updated') riderSaw.push(m.booking!.status);
+  });
+  const created = await r.region.request(booking('ride-1'), createMessage('rider-ride'));
+  t.is((created.reply as { status: string }).status, 'searching');
+  t.true(await eventually(async () => offers.length > 0));
+  t.is(offers[0], 'ride-near', 'the nearer driver is offered first');
+  t.is((await r.region.request(driver('ride-near'), { type: 'offer.accept', bookingId: 'ride-1' })).status, 'applied');
+  t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('ride-1'), { type: 'get' })).status === 'accepted'));
+  for (const step of ['trip.arrived', 'trip.start', 'trip.complete']) {
+    const out = await r.region.request(driver('ride-near'), { type: step, bookingId: 'ride-1' });
+    t.is(out.status, 'applied', step);
+    await new Promise((res) => setTimeout(res, 30));
+  }
+  t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('ride-1'), { type: 'get' })).status === 'completed'));
+  const view = await r.region.ask<{ timeline: { status: string }[]; driverId: string }>(booking('ride-1'), { type: 'get' });
+  t.deepEqual(view.timeline.map((s) => s.status), ['searching', 'offered', 'accepted', 'arriving', 'in_progress', 'completed']);
+  t.deepEqual(riderSaw, ['searching', 'offered', 'accepted', 'arriving', 'in_progress', 'completed']);
+  const rate = await r.region.request(booking('ride-1'), { type: 'rate', by: { role: 'rider', userId: 'rider-ride' }, stars: 4 });
+  t.is(rate.status, 'applied');
+  const again = await r.region.request(booking('ride-1'), { type: 'rate', by: { role: 'rider', userId: 'rider-ride' }, stars: 5 });
+  t.is(again.rejection?.code, 'conflict', 'a booking is rated once');
+  t.true(await eventually(async () => (await r.region.ask<{ rating: number }>(driver('ride-near'), { type: 'get' })).rating === 4));
+  const d = await r.region.ask<{ status: string; lastTripEndedAt: number }>(driver('ride-near'), { type: 'get' });
+  t.is(d.status, 'available');
+  t.true(d.lastTripEndedAt > 0);
+  const cancel = await r.region.request(booking('ride-1'), { type: 'cancel', by: { role: 'rider', userId: 'rider-ride' } });
+  t.is(cancel.rejection?.code, 'conflict', 'a completed booking cannot be cancelled');
+  await r.stop();
+});
+
+test('an offer that times out goes to the next candidate, and the first driver is released', async (t) => {
+  const r = await dispatchRig({ offerTimeoutMs: 300 });
+  await online(r, 'slow', { lat: CENTER.lat + 0.001, lng: CENTER.lng });
+  await online(r, 'quick', { lat: CENTER.lat + 0.01, lng: CENTER.lng });
+  const offers: string[] = [];
+  r.notifier.subscribe((userId, message) => {
+    const m = message as { type: string; bookingId?: string };
+    if (m.type !== 'offer') return;
+    offers.push(userId);
+    if (userId === 'quick') void r.region.tell(driver('quick'), { type: 'offer.accept', bookingId: m.bookingId });
+  });
+  await r.region.request(booking('to-1'), createMessage('rider-to'));
+  t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('to-1'), { type: 'get' })).status === 'accepted'));
+  t.deepEqual(offers, ['slow', 'quick']);
+  const view = await r.region.ask<{ driverId: string }>(booking('to-1'), { type: 'get' });
+  t.is(view.driverId, 'quick');
+  t.true(await eventually(async () => (await r.region.ask<{ status: string }>(driver('slow'), { type: 'get' })).status === 'available'), 'the slow driver is free again');
+  const late = await r.region.request(driver('slow'), { type: 'offer.accept', bookingId: 'to-1' });
+  t.is(late.rejection?.code, 'no_such_offer', 'a late acceptance is refused');
+  await r.stop();
+});
+
+test('a node restart in the middle of an offer still ends in a valid state', async (t) => {
+  const first = await dispatchRig({ offerTimeoutMs: 400 });
+  await online(first, 'mid-1', { lat: CENTER.lat + 0.001, lng: CENTER.lng });
+  let offered = false;
+  first.notifier.subscribe((_u, m) => { if ((m as { type: string }).type === 'offer') offered = true; });
+  await first.region.request(booking('mid-b'), createMessage('rider-mid'));
+  t.true(await eventually(async () => offered));
+  await first.stop(); // the offer is open; its timers are journaled with the booking and the driver
+  const second = await startRig({
+    journal: first.journal, reminders: first.reminders,
+    behaviors: [makeDriverBehavior({ cellRes: CELL_RES, offerTimeoutMs: 400 }), makeCellBehavior(DEFAULT_CELL),
+      makeBookingBehavior({ ...DEFAULT_BOOKING, offerTimeoutMs: 400, deadlineMs: 1_500, searchRetryMs: 300, maxSearches: 2 })],
+    services: { nearest: nearestService(CELL_RES) },
+  });
+  t.true(await eventually(async () => ['no_driver', 'accepted'].includes((await second.region.ask<{ status: string }>(booking('mid-b'), { type: 'get' })).status), 10_000),
+    'the timers fired after the restart and the booking reached a final state');
+  const d = await second.region.ask<{ status: string }>(driver('mid-1'), { type: 'get' });
+  t.is(d.status, 'available', 'the driver is not left holding an offer');
+  await second.stop();
+});
+
+test('a scheduled booking waits, activates once, and dispatches', async (t) => {
+  const r = await dispatchRig();
+  await online(r, 'sch-d', { lat: CENTER.lat + 0.001, lng: CENTER.lng });
+  const stop = acceptingApps(r, seeded(1));
+  const created = await r.region.request(booking('sch-1'), createMessage('rider-sch', CENTER, Date.now() + 5 * 60_000));
+  t.is((created.reply as { status: string }).status, 'scheduled');
+  await r.region.request(booking('sch-1'), { type: 'activate' });
+  await r.region.request(booking('sch-1'), { type: 'activate' });
+  t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('sch-1'), { type: 'get' })).status === 'accepted'));
+  const view = await r.region.ask<{ timeline: { status: string }[] }>(booking('sch-1'), { type: 'get' });
+  t.deepEqual(view.timeline.map((s) => s.status), ['scheduled', 'searching', 'offered', 'accepted'], 'activation twice dispatched once');
+  stop();
+  await r.stop();
+});
