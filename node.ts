@@ -9,6 +9,9 @@ import type { Behavior, Service } from './actors/behavior.ts';
 import type { Config } from './config/index.ts';
 import { openCommandLog } from './adapters/command-log.ts';
 import { openStorage, type Storage } from './adapters/storage.ts';
+import { BookingScheduler } from './adapters/cron/scheduler.ts';
+import { ReadModels } from './adapters/postgres/read-models.ts';
+import type { BookingEventView } from './actors/analytics.ts';
 import { InProcessNotifier } from './adapters/memory/notifier.ts';
 import { RedisNotifier } from './adapters/redis/notifier.ts';
 import { RedisRemoteChannel } from './adapters/redis/remote-channel.ts';
@@ -43,6 +46,8 @@ export interface RunningNode {
   readonly host: ShardHost;
   readonly storage: Storage;
   readonly notifier: Notifier;
+  readonly readModels: ReadModels;
+  readonly scheduler: BookingScheduler;
   readonly logger: Logger;
   stop(reason?: string): Promise<void>;
 }
@@ -91,6 +96,20 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     secret: config.auth.secret ?? (config.auth.publicKey || config.auth.jwksUrl ? undefined : embeddedSecret(logger)),
   });
 
+  // Read models follow the domain events of the entities this node owns.
+  const readModels = new ReadModels(storage.orm);
+  region.onDomainEvent((topic, event, from) => {
+    if (topic !== 'booking') return;
+    readModels.applyBookingEvent(event as BookingEventView, region.shardOf(from)).catch((e) => onError(e, 'booking read model'));
+  });
+  const scheduler = new BookingScheduler({
+    owned: () => region.stats().owned,
+    due: (shards, before) => readModels.dueScheduled(shards, before),
+    activate: async (id, commandId) => { await region.tell({ kind: 'booking', id }, { type: 'activate' }, { id: commandId }); },
+    now: Date.now,
+    onError,
+  }, { leadMs: config.dispatch.scheduleLeadMs, everySeconds: 15 });
+
   let stopping = false;
   const app = createApp({
     logger,
@@ -121,18 +140,20 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     server.once('error', reject);
     server.listen(config.http.port, config.http.host, () => resolve());
   });
+  scheduler.start();
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   logger.info({ url, mode: config.mode, shards: config.cluster.shards }, 'node started');
 
   return {
-    url, region, host, storage, logger, notifier,
+    url, region, host, storage, logger, notifier, readModels, scheduler,
     async stop(reason = 'shutdown') {
       if (stopping) return;
       stopping = true;
       logger.info({ reason }, 'node stopping');
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      await scheduler.stop();
       await region.stop();
       await closed;
       await remote?.close();

@@ -166,7 +166,7 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
     const next = events.reduce(applyBooking, s);
     const changed = next.status !== s.status;
     const announce: Effect[] = changed ? [
-      { type: 'publish', topic: 'booking', event: { type: `booking.${next.status}`, at: next.timeline.at(-1)?.at, booking: bookingView(next), driverId: next.driverId ?? next.offer?.driverId } },
+      { type: 'publish', topic: 'booking', event: { type: `booking.${next.status}`, at: next.timeline.at(-1)?.at, booking: bookingView(next), pickupCell: next.pickupCell, driverId: next.driverId ?? next.offer?.driverId } },
       { type: 'notify', userId: next.riderId, message: { type: 'booking.updated', booking: bookingView(next) } },
     ] : [];
     return { state: next, events, effects: [...effects, ...announce], ...(reply !== undefined ? { reply } : {}) };
@@ -306,7 +306,7 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
           events: [{ type: 'rated', stars: m.stars, comment: m.comment }],
           effects: [
             { type: 'tell', to: driverRef(s.driverId!), message: { type: 'rated', bookingId: s.id, stars: m.stars } },
-            { type: 'publish', topic: 'booking', event: { type: 'booking.rated', at: now, booking: bookingView(s), stars: m.stars } },
+            { type: 'publish', topic: 'booking', event: { type: 'booking.rated', at: now, booking: bookingView(applyBooking(s, { type: 'rated', stars: m.stars, comment: m.comment })), pickupCell: s.pickupCell, stars: m.stars } },
           ],
         };
       }

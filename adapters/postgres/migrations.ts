@@ -40,4 +40,63 @@ export class Migration0001Journal extends Migration {
   }
 }
 
-export const migrations = [{ name: 'Migration0001Journal', class: Migration0001Journal }];
+export class Migration0002ReadModels extends Migration {
+  override name = 'Migration0002ReadModels';
+
+  override up(): void {
+    // Bookings as the API lists them, kept from the booking actors' events. `version`
+    // (the timeline length) keeps a late write from overwriting a newer one.
+    this.addSql(`create table if not exists booking_view (
+      id text primary key,
+      shard integer not null,
+      rider_id text not null,
+      driver_id text,
+      status text not null,
+      vehicle_type text not null,
+      pickup_cell text not null,
+      scheduled_at timestamptz,
+      created_at timestamptz not null,
+      updated_at timestamptz not null,
+      version integer not null,
+      data jsonb not null
+    )`);
+    this.addSql('create index if not exists booking_view_due_idx on booking_view (status, scheduled_at)');
+    this.addSql('create index if not exists booking_view_rider_idx on booking_view (rider_id, created_at desc)');
+    this.addSql('create index if not exists booking_view_created_idx on booking_view (created_at desc)');
+    // Analytics per hour and cell, summed from domain events.
+    this.addSql(`create table if not exists analytics_hour_cell (
+      hour timestamptz not null,
+      cell text not null,
+      requests integer not null default 0,
+      completed integer not null default 0,
+      cancelled integer not null default 0,
+      no_driver integer not null default 0,
+      revenue bigint not null default 0,
+      fare_count integer not null default 0,
+      wait_ms_sum bigint not null default 0,
+      wait_count integer not null default 0,
+      surge_sum double precision not null default 0,
+      surge_count integer not null default 0,
+      trip_ms_sum bigint not null default 0,
+      primary key (hour, cell)
+    )`);
+    this.addSql(`create table if not exists analytics_driver_hour (
+      hour timestamptz not null,
+      driver_id text not null,
+      primary key (hour, driver_id)
+    )`);
+    this.addSql(`create table if not exists analytics_rider (
+      rider_id text primary key,
+      first_seen timestamptz not null
+    )`);
+  }
+
+  override down(): void {
+    for (const table of ['analytics_rider', 'analytics_driver_hour', 'analytics_hour_cell', 'booking_view']) this.addSql(`drop table if exists ${table}`);
+  }
+}
+
+export const migrations = [
+  { name: 'Migration0001Journal', class: Migration0001Journal },
+  { name: 'Migration0002ReadModels', class: Migration0002ReadModels },
+];

@@ -1,0 +1,160 @@
+// Read models on PostgreSQL, kept from the domain events each node publishes for
+// the entities it owns: the booking list (with the index the scheduler uses) and
+// the analytics aggregates. Writes are idempotent where events can repeat (a
+// booking row only moves forward by version) and additive where they cannot.
+
+import type { Orm } from './orm.ts';
+import { analyticsDelta, summarize, type AnalyticsRow, type BookingEventView } from '../../actors/analytics.ts';
+
+export interface BookingRow {
+  readonly id: string;
+  readonly shard: number;
+  readonly data: Record<string, unknown>;
+}
+
+export interface BookingFilter {
+  readonly riderId?: string;
+  readonly driverId?: string;
+  readonly status?: string;
+  readonly from?: number;
+  readonly to?: number;
+  readonly limit: number;
+  /** Opaque cursor from a previous page. */
+  readonly cursor?: string;
+}
+
+export class ReadModels {
+  readonly #orm: Orm;
+
+  constructor(orm: Orm) {
+    this.#orm = orm;
+  }
+
+  #sql<T>(sql: string, params: unknown[] = []): Promise<T[]> {
+    return this.#orm.em.getConnection().execute(sql, params) as Promise<T[]>;
+  }
+
+  async applyBookingEvent(event: BookingEventView, shard: number): Promise<void> {
+    const b = event.booking as BookingEventView['booking'] & { vehicleType: string; createdAt: string; scheduledAt?: string };
+    const pickupCell = event.pickupCell ?? '';
+    await this.#sql(
+      `insert into booking_view (id, shard, rider_id, driver_id, status, vehicle_type, pickup_cell, scheduled_at, created_at, updated_at, version, data)
+       values (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?)
+       on conflict (id) do update set driver_id = excluded.driver_id, status = excluded.status, updated_at = now(),
+         version = excluded.version, data = excluded.data, shard = excluded.shard
+       where booking_view.version <= excluded.version`,
+      [b.id, shard, b.riderId, b.driverId ?? null, b.status, b.vehicleType, pickupCell, b.scheduledAt ?? null, b.createdAt,
+        b.timeline.length + (event.type === 'booking.rated' ? 1 : 0), JSON.stringify(b)],
+    );
+    const delta = analyticsDelta(event, pickupCell);
+    if (!delta) return;
+    const i = delta.increments;
+    const hour = new Date(delta.hour);
+    await this.#sql(
+      `insert into analytics_hour_cell (hour, cell, requests, completed, cancelled, no_driver, revenue, fare_count, wait_ms_sum, wait_count, surge_sum, surge_count, trip_ms_sum)
+       values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       on conflict (hour, cell) do update set
+         requests = analytics_hour_cell.requests + excluded.requests, completed = analytics_hour_cell.completed + excluded.completed,
+         cancelled = analytics_hour_cell.cancelled + excluded.cancelled, no_driver = analytics_hour_cell.no_driver + excluded.no_driver,
+         revenue = analytics_hour_cell.revenue + excluded.revenue, fare_count = analytics_hour_cell.fare_count + excluded.fare_count,
+         wait_ms_sum = analytics_hour_cell.wait_ms_sum + excluded.wait_ms_sum, wait_count = analytics_hour_cell.wait_count + excluded.wait_count,
+         surge_sum = analytics_hour_cell.surge_sum + excluded.surge_sum, surge_count = analytics_hour_cell.surge_count + excluded.surge_count,
+         trip_ms_sum = analytics_hour_cell.trip_ms_sum + excluded.trip_ms_sum`,
+      [hour, delta.cell, i.requests ?? 0, i.completed ?? 0, i.cancelled ?? 0, i.noDriver ?? 0, i.revenue ?? 0, i.fareCount ?? 0,
+        Math.round(i.waitMsSum ?? 0), i.waitCount ?? 0, i.surgeSum ?? 0, i.surgeCount ?? 0, Math.round(i.tripMsSum ?? 0)],
+    );
+    if (delta.activeDriver) {
+      await this.#sql('insert into analytics_driver_hour (hour, driver_id) values (?, ?) on conflict do nothing', [hour, delta.activeDriver]);
+    }
+    if (delta.rider) {
+      await this.#sql('insert into analytics_rider (rider_id, first_seen) values (?, ?) on conflict do nothing', [delta.rider, hour]);
+    }
+  }
+
+  async booking(id: string): Promise<BookingRow | undefined> {
+    const [row] = await this.#sql<{ id: string; shard: number; data: unknown }>('select id, shard, data from booking_view where id = ?', [id]);
+    return row && { id: row.id, shard: row.shard, data: parseJson(row.data) as Record<string, unknown> };
+  }
+
+  /** Newest first; the cursor is the last row's (created_at, id). */
+  async listBookings(f: BookingFilter): Promise<{ items: Record<string, unknown>[]; nextCursor?: string }> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (f.riderId) { where.push('rider_id = ?'); params.push(f.riderId); }
+    if (f.driverId) { where.push('driver_id = ?'); params.push(f.driverId); }
+    if (f.status) { where.push('status = ?'); params.push(f.status); }
+    if (f.from !== undefined) { where.push('created_at >= ?'); params.push(new Date(f.from)); }
+    if (f.to !== undefined) { where.push('created_at < ?'); params.push(new Date(f.to)); }
+    if (f.cursor) {
+      const [at, id] = JSON.parse(Buffer.from(f.cursor, 'base64url').toString('utf8')) as [string, string];
+      where.push('(created_at, id) < (?, ?)');
+      params.push(new Date(at), id);
+    }
+    const rows = await this.#sql<{ id: string; created_at: Date | string; data: unknown }>(
+      `select id, created_at, data from booking_view ${where.length ? `where ${where.join(' and ')}` : ''}
+       order by created_at desc, id desc limit ?`, [...params, f.limit + 1]);
+    const page = rows.slice(0, f.limit);
+    const last = page.at(-1);
+    return {
+      items: page.map((r) => parseJson(r.data) as Record<string, unknown>),
+      ...(rows.length > f.limit && last ? { nextCursor: Buffer.from(JSON.stringify([new Date(last.created_at).toISOString(), last.id])).toString('base64url') } : {}),
+    };
+  }
+
+  /** Scheduled bookings of the given shards due before `before`, oldest first. */
+  async dueScheduled(shards: readonly number[], before: number, limit = 500): Promise<string[]> {
+    if (shards.length === 0) return [];
+    const rows = await this.#sql<{ id: string }>(
+      `select id from booking_view where status = 'scheduled' and scheduled_at <= ? and shard in (${shards.map(() => '?').join(',')})
+       order by scheduled_at limit ?`, [new Date(before), ...shards, limit]);
+    return rows.map((r) => r.id);
+  }
+
+  async analytics(from: number, to: number, groupBy: 'hour' | 'cell') {
+    const key = groupBy === 'hour' ? 'a.hour' : 'a.cell';
+    const rows = await this.#sql<Record<string, string | number | Date>>(
+      `select ${key} as key, sum(requests) as requests, sum(completed) as completed, sum(cancelled) as cancelled,
+         sum(no_driver) as no_driver, sum(revenue) as revenue, sum(fare_count) as fare_count, sum(wait_ms_sum) as wait_ms_sum,
+         sum(wait_count) as wait_count, sum(surge_sum) as surge_sum, sum(surge_count) as surge_count, sum(trip_ms_sum) as trip_ms_sum
+       from analytics_hour_cell a where a.hour >= ? and a.hour < ? group by ${key} order by ${groupBy === 'hour' ? 'key' : 'requests desc, key'}`,
+      [new Date(hourFloor(from)), new Date(to)]);
+    const drivers = await this.#sql<{ key: string | Date; n: string | number }>(
+      groupBy === 'hour'
+        ? 'select hour as key, count(*) as n from analytics_driver_hour where hour >= ? and hour < ? group by hour'
+        : 'select \'all\' as key, count(distinct driver_id) as n from analytics_driver_hour where hour >= ? and hour < ?',
+      [new Date(hourFloor(from)), new Date(to)]);
+    const riders = await this.#sql<{ key: string | Date; n: string | number }>(
+      groupBy === 'hour'
+        ? 'select first_seen as key, count(*) as n from analytics_rider where first_seen >= ? and first_seen < ? group by first_seen'
+        : 'select \'all\' as key, count(*) as n from analytics_rider where first_seen >= ? and first_seen < ?',
+      [new Date(hourFloor(from)), new Date(to)]);
+    const keyOf = (k: unknown) => (k instanceof Date ? k.toISOString() : typeof k === 'string' && groupBy === 'hour' ? new Date(k).toISOString() : String(k));
+    const driversBy = new Map(drivers.map((d) => [keyOf(d.key), Number(d.n)]));
+    const ridersBy = new Map(riders.map((d) => [keyOf(d.key), Number(d.n)]));
+    const n = (v: unknown) => Number(v ?? 0);
+    const items = rows.map((r) => summarize({
+      key: keyOf(r.key), requests: n(r.requests), completed: n(r.completed), cancelled: n(r.cancelled), noDriver: n(r.no_driver),
+      revenue: n(r.revenue), fareCount: n(r.fare_count), waitMsSum: n(r.wait_ms_sum), waitCount: n(r.wait_count),
+      surgeSum: n(r.surge_sum), surgeCount: n(r.surge_count), tripMsSum: n(r.trip_ms_sum),
+      activeDrivers: groupBy === 'hour' ? driversBy.get(keyOf(r.key)) ?? 0 : 0,
+      newRiders: groupBy === 'hour' ? ridersBy.get(keyOf(r.key)) ?? 0 : 0,
+    } satisfies AnalyticsRow));
+    const [totals] = await this.#sql<{ drivers: string | number; riders: string | number }>(
+      `select (select count(distinct driver_id) from analytics_driver_hour where hour >= ? and hour < ?) as drivers,
+              (select count(*) from analytics_rider where first_seen >= ? and first_seen < ?) as riders`,
+      [new Date(hourFloor(from)), new Date(to), new Date(hourFloor(from)), new Date(to)]);
+    return {
+      groupBy, from: new Date(from).toISOString(), to: new Date(to).toISOString(), items,
+      totals: { activeDrivers: Number(totals?.drivers ?? 0), newRiders: Number(totals?.riders ?? 0) },
+      topPickupCells: groupBy === 'cell' ? items.slice(0, 10).map((i) => ({ cell: i.key, requests: i.requests })) : undefined,
+    };
+  }
+}
+
+function hourFloor(at: number): number {
+  return Math.floor(at / 3_600_000) * 3_600_000;
+}
+
+function parseJson(value: unknown): unknown {
+  return typeof value === 'string' ? JSON.parse(value) : value;
+}

@@ -1,0 +1,101 @@
+// A dispatch node in this process on real PostgreSQL: scheduled bookings activated
+// by the cron from the read model, bookings listed, analytics counted from events.
+
+import test from 'ava';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { latLngToCell } from 'h3-js';
+import { dispatchBehaviors, dispatchServices } from '../actors/index.ts';
+import { quote, DEFAULT_PRICING } from '../actors/pricing.ts';
+import { loadConfig } from '../config/index.ts';
+import { startNode, type RunningNode } from '../node.ts';
+import { databaseUrl } from './helpers/services.ts';
+import { eventually } from './helpers/node-process.ts';
+
+const CENTER = { lat: 48.8566, lng: 2.3522 };
+
+async function node(dataDir: string, extra: Record<string, string> = {}): Promise<RunningNode> {
+  const config = loadConfig({
+    MODE: 'embedded', DATABASE_URL: await databaseUrl(), DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent',
+    SHARDS: '8', SCHEDULE_LEAD_MS: '600000', OFFER_TIMEOUT_MS: '2000', DISPATCH_DEADLINE_MS: '5000', ...extra,
+  });
+  return startNode({ config, behaviors: dispatchBehaviors(config), services: dispatchServices(config) });
+}
+
+function create(riderId: string, scheduledAt?: number) {
+  const dropoff = { lat: CENTER.lat + 0.02, lng: CENTER.lng + 0.01 };
+  const q = quote({ pickup: CENTER, dropoff, vehicleType: 'economy', surge: 1, now: Date.now() }, DEFAULT_PRICING);
+  return {
+    type: 'create', riderId, vehicleType: 'economy', pickup: CENTER, dropoff, pickupCell: latLngToCell(CENTER.lat, CENTER.lng, 7),
+    price: q.price, surge: q.surge, distanceKm: q.distanceKm, durationMin: q.durationMin, ...(scheduledAt ? { scheduledAt } : {}),
+  };
+}
+
+const status = async (n: RunningNode, id: string) => (await n.region.ask<{ status: string } | null>({ kind: 'booking', id }, { type: 'get' }))?.status;
+const inView = (n: RunningNode, id: string, wanted: string) => async () => ((await n.readModels.booking(id))?.data.status === wanted);
+
+test.serial('scheduled bookings: due within the lead window activate, later ones wait, activation twice dispatches once', async (t) => {
+  const n = await node(mkdtempSync(join(tmpdir(), 'sched-')));
+  const run = randomUUID().slice(0, 8);
+  const soon = `soon-${run}`;
+  const later = `later-${run}`;
+  await n.region.request({ kind: 'booking', id: soon }, create(`r-${run}`, Date.now() + 5 * 60_000));
+  await n.region.request({ kind: 'booking', id: later }, create(`r-${run}`, Date.now() + 60 * 60_000));
+  t.true(await eventually(inView(n, soon, 'scheduled')), 'the read model lists the scheduled booking');
+  t.true(await eventually(inView(n, later, 'scheduled')));
+  await n.scheduler.runOnce();
+  await n.scheduler.runOnce();
+  t.true(await eventually(async () => (await status(n, soon)) !== 'scheduled'), 'a booking 5 minutes ahead is inside the 10-minute lead window');
+  t.is(await status(n, later), 'scheduled', 'a booking an hour ahead waits');
+  const view = await n.region.ask<{ timeline: { status: string }[] }>({ kind: 'booking', id: soon }, { type: 'get' });
+  t.is(view.timeline.filter((s) => s.status === 'searching').length, 1, 'activated once');
+  await n.stop();
+});
+
+test.serial('a booking due while its node was down is activated when the node starts', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sched-down-'));
+  const first = await node(dir, { SCHEDULE_LEAD_MS: '0' });
+  const id = `down-${randomUUID().slice(0, 8)}`;
+  await first.region.request({ kind: 'booking', id }, create('r-down', Date.now() + 1_500));
+  t.true(await eventually(inView(first, id, 'scheduled')));
+  await first.stop();
+  await new Promise((r) => setTimeout(r, 2_000)); // its time passes while no node runs
+  const second = await node(dir, { SCHEDULE_LEAD_MS: '0' });
+  t.true(await eventually(async () => (await status(second, id)) !== 'scheduled', 10_000), 'activated late, not lost');
+  await second.stop();
+});
+
+test.serial('bookings are listed from the read model and a ride is counted in analytics', async (t) => {
+  const n = await node(mkdtempSync(join(tmpdir(), 'analytics-')));
+  const run = randomUUID().slice(0, 8);
+  const driverId = `drv-${run}`;
+  const riderId = `rider-${run}`;
+  await n.region.request({ kind: 'driver', id: driverId }, { type: 'online', vehicleType: 'economy' });
+  await n.region.request({ kind: 'driver', id: driverId }, { type: 'location', fix: { ...CENTER, at: Date.now() } });
+  n.notifier.subscribe((userId, message) => {
+    const m = message as { type: string; bookingId?: string };
+    if (userId === driverId && m.type === 'offer') void n.region.tell({ kind: 'driver', id: driverId }, { type: 'offer.accept', bookingId: m.bookingId });
+  });
+  const id = `ride-${run}`;
+  const started = Date.now();
+  await n.region.request({ kind: 'booking', id }, create(riderId));
+  t.true(await eventually(async () => (await status(n, id)) === 'accepted'));
+  for (const step of ['trip.arrived', 'trip.start', 'trip.complete']) {
+    t.is((await n.region.request({ kind: 'driver', id: driverId }, { type: step, bookingId: id })).status, 'applied', step);
+  }
+  t.true(await eventually(inView(n, id, 'completed')), 'the read model follows the booking');
+  const list = await n.readModels.listBookings({ riderId, limit: 10 });
+  t.deepEqual(list.items.map((b) => b.id), [id]);
+  const analytics = await n.readModels.analytics(started - 3_600_000, Date.now() + 3_600_000, 'cell');
+  const cell = analytics.items.find((i) => i.key === latLngToCell(CENTER.lat, CENTER.lng, 7));
+  t.truthy(cell, 'the pickup cell has a row');
+  t.true(cell!.requests >= 1 && cell!.completed >= 1);
+  t.true(analytics.totals.activeDrivers >= 1);
+  t.true(analytics.totals.newRiders >= 1);
+  const hourly = await n.readModels.analytics(started - 3_600_000, Date.now() + 3_600_000, 'hour');
+  t.true(hourly.items.reduce((a, i) => a + i.completed, 0) >= 1);
+  t.true(hourly.items.some((i) => i.meanFare !== null && i.meanWaitToPickupSec !== null));
+  await n.stop();
+});
