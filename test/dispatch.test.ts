@@ -52,7 +52,7 @@ function acceptingApps(r: Rig, rand: () => number, skip: (driverId: string) => b
   return r.notifier.subscribe((userId, message) => {
     const m = message as { type: string; bookingId?: string };
     if (m.type !== 'offer' || skip(userId)) return;
-    setTimeout(() => void r.region.tell(driver(userId), { type: 'offer.accept', bookingId: m.bookingId }), Math.floor(rand() * 20));
+    setTimeout(() => r.region.tell(driver(userId), { type: 'offer.accept', bookingId: m.bookingId }).catch(() => undefined), Math.floor(rand() * 20));
   });
 }
 
@@ -138,7 +138,7 @@ test('an offer that times out goes to the next candidate, and the first driver i
     const m = message as { type: string; bookingId?: string };
     if (m.type !== 'offer') return;
     offers.push(userId);
-    if (userId === 'quick') void r.region.tell(driver('quick'), { type: 'offer.accept', bookingId: m.bookingId });
+    if (userId === 'quick') r.region.tell(driver('quick'), { type: 'offer.accept', bookingId: m.bookingId }).catch(() => undefined);
   });
   await r.region.request(booking('to-1'), createMessage('rider-to'));
   t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('to-1'), { type: 'get' })).status === 'accepted'));

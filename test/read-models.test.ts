@@ -76,7 +76,7 @@ test.serial('bookings are listed from the read model and a ride is counted in an
   await n.region.request({ kind: 'driver', id: driverId }, { type: 'location', fix: { ...CENTER, at: Date.now() } });
   n.notifier.subscribe((userId, message) => {
     const m = message as { type: string; bookingId?: string };
-    if (userId === driverId && m.type === 'offer') void n.region.tell({ kind: 'driver', id: driverId }, { type: 'offer.accept', bookingId: m.bookingId });
+    if (userId === driverId && m.type === 'offer') n.region.tell({ kind: 'driver', id: driverId }, { type: 'offer.accept', bookingId: m.bookingId }).catch(() => undefined);
   });
   const id = `ride-${run}`;
   const started = Date.now();
