@@ -99,8 +99,11 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   // Read models follow the domain events of the entities this node owns.
   const readModels = new ReadModels(storage.orm);
   region.onDomainEvent((topic, event, from) => {
-    if (topic !== 'booking') return;
-    readModels.applyBookingEvent(event as BookingEventView, region.shardOf(from)).catch((e) => onError(e, 'booking read model'));
+    const applied = topic === 'booking' ? readModels.applyBookingEvent(event as BookingEventView, region.shardOf(from))
+      : topic === 'driver' ? readModels.applyDriverEvent(event as never)
+      : topic === 'vehicle' ? readModels.applyVehicleEvent(event as never)
+      : undefined;
+    applied?.catch((e) => onError(e, `${topic} read model`));
   });
   const scheduler = new BookingScheduler({
     owned: () => region.stats().owned,

@@ -75,6 +75,9 @@ export interface Behavior<S, M, E, Q = never, A = unknown> {
   upcast?(event: unknown, version: number): E;
   /** Journal entries between snapshots (0 or absent: never by count). */
   readonly snapshotEvery?: number;
+  /** Snapshot after this many messages changed state without journaling anything (soft
+   *  state such as GPS fixes), so a restart loses little of it. Absent: only on passivation. */
+  readonly softSnapshotEvery?: number;
 }
 
 /** A reducer result with nothing persisted and nothing to do. */

@@ -30,6 +30,15 @@ export interface DriverState {
   readonly accepts: number;
   readonly lastTripEndedAt: number;
   readonly maintenance: readonly MaintenanceWindow[];
+  readonly profile: DriverProfile;
+}
+
+export interface DriverProfile {
+  readonly name?: string;
+  readonly phone?: string;
+  readonly vehicleId?: string;
+  /** An inactive driver cannot go online (suspended, offboarded). */
+  readonly active: boolean;
 }
 
 export interface OfferDetails {
@@ -55,7 +64,8 @@ export type DriverMessage =
   | { readonly type: 'trip.complete'; readonly bookingId: string }
   | { readonly type: 'booking.cancelled'; readonly bookingId: string }
   | { readonly type: 'rated'; readonly bookingId: string; readonly stars: number }
-  | { readonly type: 'maintenance.set'; readonly windows: readonly MaintenanceWindow[] };
+  | { readonly type: 'maintenance.set'; readonly windows: readonly MaintenanceWindow[] }
+  | { readonly type: 'profile.set'; readonly profile: Partial<DriverProfile> };
 
 export type DriverEvent =
   | { readonly type: 'went.online'; readonly vehicleType: string; readonly vehicleId?: string }
@@ -66,7 +76,8 @@ export type DriverEvent =
   | { readonly type: 'trip.started'; readonly bookingId: string }
   | { readonly type: 'trip.ended'; readonly bookingId: string; readonly at: number; readonly completed: boolean }
   | { readonly type: 'rated'; readonly stars: number }
-  | { readonly type: 'maintenance.set'; readonly windows: readonly MaintenanceWindow[] };
+  | { readonly type: 'maintenance.set'; readonly windows: readonly MaintenanceWindow[] }
+  | { readonly type: 'profile.set'; readonly profile: Partial<DriverProfile> };
 
 export type DriverQuery = { readonly type: 'get' };
 
@@ -79,7 +90,7 @@ const booking = (id: string): EntityRef => ({ kind: 'booking', id });
 const cell = (id: string): EntityRef => ({ kind: 'cell', id });
 
 export function initialDriver(): DriverState {
-  return { status: 'offline', vehicleType: 'economy', ratingSum: 0, ratingCount: 0, offers: 0, accepts: 0, lastTripEndedAt: 0, maintenance: [] };
+  return { status: 'offline', vehicleType: 'economy', ratingSum: 0, ratingCount: 0, offers: 0, accepts: 0, lastTripEndedAt: 0, maintenance: [], profile: { active: true } };
 }
 
 export function applyDriver(s: DriverState, e: DriverEvent): DriverState {
@@ -93,7 +104,17 @@ export function applyDriver(s: DriverState, e: DriverEvent): DriverState {
     case 'trip.ended': return { ...s, status: 'available', bookingId: undefined, lastTripEndedAt: e.completed ? e.at : s.lastTripEndedAt };
     case 'rated': return { ...s, ratingSum: s.ratingSum + e.stars, ratingCount: s.ratingCount + 1 };
     case 'maintenance.set': return { ...s, maintenance: e.windows };
+    case 'profile.set': return { ...s, profile: { ...s.profile, ...e.profile } };
   }
+}
+
+/** The driver as admin lists show it. */
+export function driverView(id: string, s: DriverState) {
+  return {
+    id, status: s.status, vehicleType: s.vehicleType, ...s.profile, rating: Math.round(rating(s) * 100) / 100,
+    acceptanceRate: Math.round(acceptanceRate(s) * 1000) / 1000, trips: s.ratingCount,
+    ...(s.lastTripEndedAt ? { lastTripEndedAt: new Date(s.lastTripEndedAt).toISOString() } : {}),
+  };
 }
 
 export function rating(s: DriverState): number {
@@ -128,7 +149,8 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
 
   function transition(s: DriverState, events: DriverEvent[], ctx: HandleContext, extra: Effect[] = []): Outcome<DriverState, DriverEvent> {
     const next = events.reduce(applyDriver, s);
-    return { state: next, events, effects: [...extra, ...cellEffects(ctx.self.id, s, next, ctx.now)] };
+    const publish: Effect[] = events.length > 0 ? [{ type: 'publish', topic: 'driver', event: { type: `driver.${events.at(-1)!.type}`, driver: driverView(ctx.self.id, next) } }] : [];
+    return { state: next, events, effects: [...extra, ...cellEffects(ctx.self.id, s, next, ctx.now), ...publish] };
   }
 
   function refuse(s: DriverState, code: string, message: string): Outcome<DriverState, DriverEvent> {
@@ -147,6 +169,7 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
     const notify = (message: unknown): Effect => ({ type: 'notify', userId: ctx.self.id, message });
     switch (m.type) {
       case 'online':
+        if (!s.profile.active) return refuse(s, 'inactive', 'this driver is not active');
         if (s.status !== 'offline') {
           if (s.status === 'available' && s.vehicleType !== m.vehicleType) return transition(s, [{ type: 'went.online', vehicleType: m.vehicleType, vehicleId: m.vehicleId }], ctx);
           return { state: s, events: [], effects: [] };
@@ -213,6 +236,10 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
         return transition(s, [{ type: 'rated', stars: m.stars }], ctx);
       case 'maintenance.set':
         return transition(s, [{ type: 'maintenance.set', windows: m.windows }], ctx);
+      case 'profile.set': {
+        const out = transition(s, [{ type: 'profile.set', profile: m.profile }], ctx);
+        return { ...out, reply: driverView(ctx.self.id, out.state) };
+      }
     }
   };
 
@@ -224,5 +251,6 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
     apply: applyDriver,
     query: (s, _q, ctx) => ({ driverId: ctx.self.id, ...s, rating: rating(s), acceptanceRate: acceptanceRate(s) }),
     snapshotEvery: 50,
+    softSnapshotEvery: 100,
   };
 }

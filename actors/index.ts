@@ -4,6 +4,7 @@ import type { Behavior, Service } from './behavior.ts';
 import { makeBookingBehavior, DEFAULT_BOOKING } from './booking.ts';
 import { DEFAULT_CELL, makeCellBehavior, type Candidate } from './cell.ts';
 import { makeDriverBehavior } from './driver.ts';
+import { makeVehicleBehavior } from './vehicle.ts';
 import type { Point } from './geo.ts';
 import { searchNearest } from './nearest.ts';
 
@@ -24,6 +25,7 @@ export function dispatchBehaviors(settings: DomainSettings): AnyBehavior[] {
     makeDriverBehavior({ cellRes: d.cellRes, offerTimeoutMs: d.offerTimeoutMs }),
     makeCellBehavior({ ...DEFAULT_CELL, surgeCap: d.surgeCap }),
     makeBookingBehavior({ ...DEFAULT_BOOKING, offerTimeoutMs: d.offerTimeoutMs, deadlineMs: d.deadlineMs }),
+    makeVehicleBehavior(),
   ] as unknown as AnyBehavior[];
 }
 

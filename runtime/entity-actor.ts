@@ -178,6 +178,10 @@ export function entityActor(options: EntityActorOptions) {
       next = { state: outcome.state, seq: inc.seq + 1, seen: remember(inc.seen, { id: commandId, tells: plan.tells }), timers, unsnapshotted: inc.unsnapshotted };
     } else if (outcome.state !== inc.state) {
       next.unsnapshotted = inc.unsnapshotted + 1;
+      if (behavior.softSnapshotEvery && next.unsnapshotted >= behavior.softSnapshotEvery) {
+        // Best effort: a failed snapshot only means more soft state lost on a crash.
+        await host.saveSnapshot(key, next.seq, { ...next, unsnapshotted: 0 }).then(() => { next.unsnapshotted = 0; }, () => undefined);
+      }
     }
     const outbound = [...plan.tells, ...plan.softTells];
     if (outbound.length > 0) await host.send(self, outbound);

@@ -6,6 +6,7 @@ import { latLngToCell } from 'h3-js';
 import { makeBookingBehavior, DEFAULT_BOOKING, type BookingState } from '../actors/booking.ts';
 import { DEFAULT_CELL, makeCellBehavior } from '../actors/cell.ts';
 import { makeDriverBehavior } from '../actors/driver.ts';
+import { makeVehicleBehavior } from '../actors/vehicle.ts';
 import { nearestService } from '../actors/index.ts';
 import { quote, DEFAULT_PRICING } from '../actors/pricing.ts';
 import { startRig, type Rig } from './helpers/rig.ts';
@@ -25,6 +26,7 @@ async function dispatchRig(overrides: Partial<typeof DEFAULT_BOOKING> = {}): Pro
       makeDriverBehavior({ cellRes: CELL_RES, offerTimeoutMs: 2_000 }),
       makeCellBehavior(DEFAULT_CELL),
       makeBookingBehavior({ ...DEFAULT_BOOKING, offerTimeoutMs: 1_500, deadlineMs: 5_000, searchRetryMs: 500, maxSearches: 4, ...overrides }),
+      makeVehicleBehavior(),
     ],
     services: { nearest: nearestService(CELL_RES) },
   });
@@ -184,5 +186,30 @@ test('a scheduled booking waits, activates once, and dispatches', async (t) => {
   const view = await r.region.ask<{ timeline: { status: string }[] }>(booking('sch-1'), { type: 'get' });
   t.deepEqual(view.timeline.map((s) => s.status), ['scheduled', 'searching', 'offered', 'accepted'], 'activation twice dispatched once');
   stop();
+  await r.stop();
+});
+
+test('a driver whose vehicle is in a maintenance window is never offered; an inactive driver cannot go online', async (t) => {
+  const r = await dispatchRig({ deadlineMs: 1_200, maxSearches: 2 });
+  const vehicle = { kind: 'vehicle', id: 'v-shop' };
+  t.is((await r.region.request(vehicle, { type: 'create', plate: 'B-XY 1', vehicleType: 'economy', capacity: 4, driverId: 'shop-d' })).status, 'applied');
+  const added = await r.region.request(vehicle, { type: 'maintenance.add', id: 'm1', from: Date.now() - 1_000, to: Date.now() + 3_600_000, reason: 'brakes' });
+  t.is(added.status, 'applied');
+  await online(r, 'shop-d', { lat: CENTER.lat + 0.001, lng: CENTER.lng });
+  const offers: string[] = [];
+  r.notifier.subscribe((userId, m) => { if ((m as { type: string }).type === 'offer') offers.push(userId); });
+  await r.region.request(booking('shop-b1'), createMessage('rider-shop'));
+  t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('shop-b1'), { type: 'get' })).status === 'no_driver', 10_000));
+  t.deepEqual(offers, [], 'the driver in maintenance was never offered');
+  const bad = await r.region.request(vehicle, { type: 'maintenance.add', id: 'm2', from: 10, to: 5, reason: 'x' });
+  t.is(bad.rejection?.code, 'invalid_window');
+  await r.region.request(vehicle, { type: 'maintenance.remove', id: 'm1' });
+  await r.region.request(driver('shop-d'), { type: 'location', fix: { lat: CENTER.lat + 0.001, lng: CENTER.lng, at: Date.now() } });
+  await r.region.request(booking('shop-b2'), createMessage('rider-shop'));
+  t.true(await eventually(async () => offers.includes('shop-d')), 'out of maintenance, the driver is offered again');
+
+  await r.region.request(driver('gone-d'), { type: 'profile.set', profile: { name: 'Gone', active: false } });
+  const refused = await r.region.request(driver('gone-d'), { type: 'online', vehicleType: 'economy' });
+  t.is(refused.rejection?.code, 'inactive');
   await r.stop();
 });

@@ -97,5 +97,12 @@ test.serial('bookings are listed from the read model and a ride is counted in an
   const hourly = await n.readModels.analytics(started - 3_600_000, Date.now() + 3_600_000, 'hour');
   t.true(hourly.items.reduce((a, i) => a + i.completed, 0) >= 1);
   t.true(hourly.items.some((i) => i.meanFare !== null && i.meanWaitToPickupSec !== null));
+
+  const vehicleId = `veh-${run}`;
+  await n.region.request({ kind: 'vehicle', id: vehicleId }, { type: 'create', plate: `P-${run}`, vehicleType: 'economy', capacity: 4, driverId });
+  await n.region.request({ kind: 'vehicle', id: vehicleId }, { type: 'maintenance.add', id: 'w1', from: Date.now() + 3_600_000, to: Date.now() + 7_200_000, reason: 'service' });
+  t.true(await eventually(async () => (await n.readModels.listVehicles()).some((v) => v.id === vehicleId && (v.maintenance as unknown[]).length === 1)),
+    'vehicles and their maintenance windows are listed');
+  t.true(await eventually(async () => (await n.readModels.listDrivers('available')).some((d) => d.id === driverId)), 'drivers are listed with their status');
   await n.stop();
 });

@@ -151,3 +151,16 @@ test('many entities in parallel each see all their commands', async (t) => {
   t.true(totals.every((s) => s.total === 6 && s.applied === 4));
   await r.stop();
 });
+
+test('soft state is snapshotted every few changes, so a crash loses little of it', async (t) => {
+  const journal = new MemoryJournal();
+  const first = await rig({ journal });
+  for (let i = 1; i <= 12; i++) await first.region.request(ref('soft'), { type: 'seen', at: i });
+  t.is(journal.count('counter:soft'), 0, 'soft changes are not journaled');
+  t.is((await journal.latestSnapshot('counter:soft'))?.data && ((await journal.latestSnapshot('counter:soft'))!.data as { state: CounterState }).state.lastSeen, 10);
+  // A crash: the first node is abandoned without stopping.
+  const second = await rig({ journal });
+  t.is((await get(second, 'soft')).lastSeen, 10, 'recovered up to the last soft snapshot');
+  await second.stop();
+  await first.stop();
+});

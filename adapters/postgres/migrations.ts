@@ -96,7 +96,34 @@ export class Migration0002ReadModels extends Migration {
   }
 }
 
+export class Migration0003FleetViews extends Migration {
+  override name = 'Migration0003FleetViews';
+
+  override up(): void {
+    this.addSql(`create table if not exists driver_view (
+      id text primary key,
+      status text not null,
+      updated_at timestamptz not null default now(),
+      data jsonb not null
+    )`);
+    this.addSql('create index if not exists driver_view_status_idx on driver_view (status)');
+    this.addSql(`create table if not exists vehicle_view (
+      id text primary key,
+      driver_id text,
+      deleted boolean not null default false,
+      updated_at timestamptz not null default now(),
+      data jsonb not null
+    )`);
+  }
+
+  override down(): void {
+    this.addSql('drop table if exists vehicle_view');
+    this.addSql('drop table if exists driver_view');
+  }
+}
+
 export const migrations = [
   { name: 'Migration0001Journal', class: Migration0001Journal },
   { name: 'Migration0002ReadModels', class: Migration0002ReadModels },
+  { name: 'Migration0003FleetViews', class: Migration0003FleetViews },
 ];

@@ -71,6 +71,35 @@ export class ReadModels {
     }
   }
 
+  // Driver and vehicle rows are whole views written by their single owner in order;
+  // a newer write simply replaces an older one.
+  async applyDriverEvent(event: { driver: { id: string; status: string } }): Promise<void> {
+    await this.#sql(
+      `insert into driver_view (id, status, updated_at, data) values (?, ?, now(), ?)
+       on conflict (id) do update set status = excluded.status, updated_at = now(), data = excluded.data`,
+      [event.driver.id, event.driver.status, JSON.stringify(event.driver)],
+    );
+  }
+
+  async applyVehicleEvent(event: { vehicle: { id: string; driverId?: string }; deleted: boolean }): Promise<void> {
+    await this.#sql(
+      `insert into vehicle_view (id, driver_id, deleted, updated_at, data) values (?, ?, ?, now(), ?)
+       on conflict (id) do update set driver_id = excluded.driver_id, deleted = excluded.deleted, updated_at = now(), data = excluded.data`,
+      [event.vehicle.id, event.vehicle.driverId ?? null, event.deleted, JSON.stringify(event.vehicle)],
+    );
+  }
+
+  async listDrivers(status?: string): Promise<Record<string, unknown>[]> {
+    const rows = await this.#sql<{ data: unknown }>(
+      `select data from driver_view ${status ? 'where status = ?' : ''} order by id limit 1000`, status ? [status] : []);
+    return rows.map((r) => parseJson(r.data) as Record<string, unknown>);
+  }
+
+  async listVehicles(): Promise<Record<string, unknown>[]> {
+    const rows = await this.#sql<{ data: unknown }>('select data from vehicle_view where not deleted order by id limit 1000');
+    return rows.map((r) => parseJson(r.data) as Record<string, unknown>);
+  }
+
   async booking(id: string): Promise<BookingRow | undefined> {
     const [row] = await this.#sql<{ id: string; shard: number; data: unknown }>('select id, shard, data from booking_view where id = ?', [id]);
     return row && { id: row.id, shard: row.shard, data: parseJson(row.data) as Record<string, unknown> };
