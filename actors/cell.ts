@@ -101,8 +101,13 @@ export function nearestInCell(state: CellState, q: Extract<CellQuery, { type: 'n
   return out.slice(0, q.k);
 }
 
+/** How often a busy cell sweeps out silent drivers and settles its surge (each is a pass over all its drivers). */
+const SETTLE_EVERY_MS = 10_000;
+
 export function makeCellBehavior(settings: CellSettings = DEFAULT_CELL): Behavior<CellState, CellMessage, never, CellQuery, unknown> {
   const settle = (state: CellState, now: number): CellState => ({ ...expire(state, now, settings), surge: surgeAt(state, now, settings), surgeAt: now });
+  // A driver update is one copy of the map; the full pass waits for demand or the interval.
+  const maybeSettle = (state: CellState, now: number): CellState => (now - state.surgeAt >= SETTLE_EVERY_MS ? settle(state, now) : state);
   return {
     kind: 'cell',
     eventVersion: 1,
@@ -112,13 +117,13 @@ export function makeCellBehavior(settings: CellSettings = DEFAULT_CELL): Behavio
         case 'driver.upsert': {
           const known = state.drivers[msg.driver.driverId];
           if (known && known.seenAt > msg.driver.seenAt) return { state, events: [], effects: [] }; // stale
-          return { state: settle({ ...state, drivers: { ...state.drivers, [msg.driver.driverId]: msg.driver } }, ctx.now), events: [], effects: [] };
+          return { state: maybeSettle({ ...state, drivers: { ...state.drivers, [msg.driver.driverId]: msg.driver } }, ctx.now), events: [], effects: [] };
         }
         case 'driver.remove': {
           const known = state.drivers[msg.driverId];
           if (!known || known.seenAt > msg.at) return { state, events: [], effects: [] };
           const { [msg.driverId]: _gone, ...rest } = state.drivers;
-          return { state: settle({ ...state, drivers: rest }, ctx.now), events: [], effects: [] };
+          return { state: maybeSettle({ ...state, drivers: rest }, ctx.now), events: [], effects: [] };
         }
         case 'demand':
           return { state: settle({ ...state, demand: [...state.demand, msg.at] }, ctx.now), events: [], effects: [] };

@@ -27,6 +27,7 @@ export interface RigOptions {
   readonly passivateAfterMs?: number;
   readonly snapshotEvery?: number;
   readonly shards?: number;
+  readonly askTimeoutMs?: number;
 }
 
 export async function startRig(options: RigOptions): Promise<Rig> {
@@ -52,7 +53,7 @@ export async function startRig(options: RigOptions): Promise<Rig> {
     reminders,
     notifier,
     services: options.services,
-    askTimeoutMs: 5_000,
+    askTimeoutMs: options.askTimeoutMs ?? 5_000,
     retryMinMs: 5,
     retryMaxMs: 20,
     onError: (_e, context) => errors.push(context),

@@ -1,0 +1,100 @@
+// Routes declared once: the same zod schemas validate requests and describe them
+// in the OpenAPI document, so the docs cannot drift from what the server accepts.
+
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import { z, type ZodType } from 'zod';
+import type { Role } from './auth.ts';
+import { requireRole, type AuthState } from './authenticate.ts';
+import { HttpError } from './errors.ts';
+
+type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
+
+export interface Operation<B = unknown, Q = unknown> {
+  readonly method: Method;
+  readonly path: string;
+  readonly summary: string;
+  readonly tag: string;
+  readonly roles?: readonly Role[];
+  readonly body?: ZodType<B>;
+  readonly query?: ZodType<Q>;
+  readonly response?: ZodType;
+  readonly status?: number;
+  readonly headers?: readonly { name: string; description: string; required?: boolean }[];
+  readonly handler: (ctx: Context & { state: AuthState }, input: { body: B; query: Q; params: Record<string, string> }) => Promise<unknown>;
+}
+
+export const ErrorSchema = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
+}).meta({ id: 'Error' });
+
+/** Turns zod issues into the contract's 400 body. */
+export function invalid(issues: readonly z.core.$ZodIssue[], where: string): HttpError {
+  const details = issues.map((i) => ({ path: [where, ...i.path.map(String)].join('.'), message: i.message }));
+  return new HttpError(400, 'invalid_request', `${details[0]?.path}: ${details[0]?.message}`, details);
+}
+
+export function parse<T>(schema: ZodType<T>, value: unknown, where: string): T {
+  const result = schema.safeParse(value);
+  if (!result.success) throw invalid(result.error.issues, where);
+  return result.data;
+}
+
+export class Api {
+  readonly router = new Router<AuthState>();
+  readonly operations: Operation<any, any>[] = [];
+
+  add<B = undefined, Q = undefined>(op: Operation<B, Q>): void {
+    this.operations.push(op);
+    const guards = op.roles ? [requireRole(...op.roles)] : [];
+    this.router[op.method](op.path, ...guards, async (ctx) => {
+      const body = op.body ? parse(op.body, (ctx.request as { body?: unknown }).body, 'body') : (undefined as B);
+      const query = op.query ? parse(op.query, ctx.query, 'query') : (undefined as Q);
+      const result = await op.handler(ctx as never, { body, query, params: ctx.params as Record<string, string> });
+      ctx.status = op.status ?? 200;
+      if (result !== undefined) ctx.body = result;
+    });
+  }
+}
+
+/** OpenAPI 3.1 from the registered operations. */
+export function openApiDocument(apis: readonly Api[], info: { title: string; version: string }) {
+  const schemas: Record<string, unknown> = {};
+  const toSchema = (schema: ZodType, io: 'input' | 'output') => {
+    const json = z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'draft-2020-12' }) as Record<string, unknown>;
+    delete json.$schema;
+    return json;
+  };
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const op of apis.flatMap((a) => a.operations)) {
+    const path = op.path.replace(/:(\w+)/g, '{$1}');
+    const params = [...op.path.matchAll(/:(\w+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    const query = op.query ? Object.entries((toSchema(op.query, 'input').properties ?? {}) as Record<string, unknown>).map(([name, schema]) => ({
+      name, in: 'query', required: ((toSchema(op.query!, 'input').required ?? []) as string[]).includes(name), schema,
+    })) : [];
+    const headers = (op.headers ?? []).map((h) => ({ name: h.name, in: 'header', required: h.required ?? false, description: h.description, schema: { type: 'string' } }));
+    const status = String(op.status ?? 200);
+    const responses: Record<string, unknown> = {
+      [status]: op.response
+        ? { description: 'success', content: { 'application/json': { schema: toSchema(op.response, 'output') } } }
+        : { description: 'success' },
+      default: { description: 'error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
+    };
+    (paths[path] ??= {})[op.method] = {
+      summary: op.summary,
+      tags: [op.tag],
+      operationId: `${op.method}${path.replace(/[{}]/g, '').replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ? c.toUpperCase() : ''))}`,
+      ...(op.roles ? { security: [{ bearer: [] }], description: `Roles: ${op.roles.join(', ')}` } : {}),
+      parameters: [...params, ...query, ...headers],
+      ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: toSchema(op.body, 'input') } } } } : {}),
+      responses,
+    };
+  }
+  schemas.Error = toSchema(ErrorSchema, 'output');
+  return {
+    openapi: '3.1.0',
+    info,
+    paths,
+    components: { schemas, securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+  };
+}
