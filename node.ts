@@ -19,7 +19,22 @@ import { randomBytes } from 'node:crypto';
 import { createApp } from './http/app.ts';
 import { createAuthenticator } from './http/auth.ts';
 import { clusterRoutes } from './http/routes/cluster.ts';
-import { devTokenRoutes } from './http/routes/dev-tokens.ts';
+import { authRoutes } from './http/routes/auth.ts';
+import { adminRoutes } from './http/routes/admin.ts';
+import { bookingRoutes } from './http/routes/bookings.ts';
+import { discoveryRoutes } from './http/routes/discovery.ts';
+import { docsRoutes } from './http/routes/docs.ts';
+import type { Api } from './http/api.ts';
+import type { Edge } from './http/edge.ts';
+import { Metrics } from './http/metrics.ts';
+import { QuoteSigner } from './http/quote-token.ts';
+import { rateLimit, userOrIp } from './http/rate-limit.ts';
+import { WsGateway } from './http/ws.ts';
+import { AccountStore } from './adapters/postgres/accounts.ts';
+import { SettingsStore } from './adapters/postgres/settings.ts';
+import { InProcessRateLimiter } from './adapters/memory/rate-limiter.ts';
+import { RedisRateLimiter } from './adapters/redis/rate-limiter.ts';
+import { InProcessCommandLog } from './adapters/memory/command-log.ts';
 import { createLogger, type Logger } from './runtime/logger.ts';
 import { ShardRegion } from './runtime/region.ts';
 import { ShardHost } from './runtime/shard-host.ts';
@@ -48,6 +63,8 @@ export interface RunningNode {
   readonly notifier: Notifier;
   readonly readModels: ReadModels;
   readonly scheduler: BookingScheduler;
+  readonly ws: WsGateway;
+  readonly edge: Edge;
   readonly logger: Logger;
   stop(reason?: string): Promise<void>;
 }
@@ -89,13 +106,6 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     onError,
   });
 
-  const auth = await createAuthenticator({
-    ...config.auth,
-    // An embedded node with no key configured signs with a per-process secret: tokens
-    // then die with the process, which is what a laptop demo wants and nothing else.
-    secret: config.auth.secret ?? (config.auth.publicKey || config.auth.jwksUrl ? undefined : embeddedSecret(logger)),
-  });
-
   // Read models follow the domain events of the entities this node owns.
   const readModels = new ReadModels(storage.orm);
   region.onDomainEvent((topic, event, from) => {
@@ -113,11 +123,40 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     onError,
   }, { leadMs: config.dispatch.scheduleLeadMs, everySeconds: 15 });
 
+  const secret = config.auth.secret ?? (config.auth.publicKey || config.auth.jwksUrl ? undefined : embeddedSecret(logger));
+  const auth = await createAuthenticator({
+    ...config.auth,
+    // An embedded node with no key configured signs with a per-process secret: tokens
+    // then die with the process, which is what a laptop demo wants and nothing else.
+    secret,
+  });
+  const limiter = redisUrl
+    ? new RedisRateLimiter({ url: redisUrl, prefix: config.cluster.topicPrefix, onError: (e) => onError(e, 'rate limiter') })
+    : new InProcessRateLimiter();
+  const edge: Edge = {
+    region, host, readModels, limiter, auth,
+    settings: new SettingsStore(storage.orm),
+    accounts: new AccountStore(storage.orm),
+    quotes: new QuoteSigner(config.auth.secret ?? secret ?? config.node.id),
+    domain: config,
+    devTokens: config.auth.devTokens,
+  };
+  const metrics = new Metrics({
+    region, host, lag: baseLog instanceof InProcessCommandLog ? () => baseLog.stats().reduce((a, p) => a + p.lag, 0) : undefined,
+  });
+  const apis: Api[] = [authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge), adminRoutes(edge)];
+
   let stopping = false;
   const app = createApp({
     logger,
     auth,
+    metrics,
     maxBodyBytes: config.http.maxBodyBytes,
+    limits: [
+      // Every signed-in user (or IP) has a general budget; creating bookings has a tighter one.
+      { method: undefined, path: /^\/v1\//, middleware: rateLimit(limiter, { name: 'api', limit: 600, windowMs: 60_000 }, userOrIp) },
+      { method: 'POST', path: /^\/v1\/bookings$/, middleware: rateLimit(limiter, { name: 'book', limit: 30, windowMs: 60_000 }, userOrIp) },
+    ],
     health: {
       live: () => true,
       ready: async () => {
@@ -132,12 +171,16 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       },
     },
     routers: [
-      devTokenRoutes(auth, config.auth.devTokens),
+      metrics.routes(),
+      docsRoutes(() => apis),
+      ...apis.map((a) => a.router),
       clusterRoutes(region, host),
       ...(options.routers?.(region) ?? []),
     ],
   });
   const server: Server = createServer(app.callback());
+  const ws = new WsGateway({ edge, auth, notifier, logger, metrics });
+  ws.attach(server);
   await region.start();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -149,11 +192,12 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   logger.info({ url, mode: config.mode, shards: config.cluster.shards }, 'node started');
 
   return {
-    url, region, host, storage, logger, notifier, readModels, scheduler,
+    url, region, host, storage, logger, notifier, readModels, scheduler, ws, edge,
     async stop(reason = 'shutdown') {
       if (stopping) return;
       stopping = true;
       logger.info({ reason }, 'node stopping');
+      ws.close(reason);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await scheduler.stop();
@@ -161,6 +205,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       await closed;
       await remote?.close();
       if (notifier instanceof RedisNotifier) await notifier.close();
+      if (limiter instanceof RedisRateLimiter) limiter.close();
       await storage.close();
       logger.info('node stopped');
     },

@@ -199,7 +199,7 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
         events: [{ type: 'offered', at: now, driverId: best.driverId, expiresAt }],
         effects: [
           { type: 'timer.cancel', name: 'search' },
-          { type: 'tell', to: driverRef(best.driverId), message: { type: 'offer', bookingId: s.id, pickup: s.pickup, dropoff: s.dropoff, price: s.price, expiresAt } },
+          { type: 'tell', to: driverRef(best.driverId), message: { type: 'offer', bookingId: s.id, riderId: s.riderId, pickup: s.pickup, dropoff: s.dropoff, price: s.price, expiresAt } },
           { type: 'timer.set', name: 'offer', at: expiresAt, message: { type: 'offer.timeout', driverId: best.driverId } },
         ],
       };

@@ -23,6 +23,8 @@ export interface DriverState {
   readonly fix?: Fix;
   readonly cell?: string;
   readonly bookingId?: string;
+  /** The rider of the booking in hand, who sees this driver's location. */
+  readonly riderId?: string;
   readonly offerExpiresAt?: number;
   readonly ratingSum: number;
   readonly ratingCount: number;
@@ -43,6 +45,7 @@ export interface DriverProfile {
 
 export interface OfferDetails {
   readonly bookingId: string;
+  readonly riderId?: string;
   readonly pickup: Point;
   readonly dropoff: Point;
   readonly price: Money;
@@ -70,7 +73,7 @@ export type DriverMessage =
 export type DriverEvent =
   | { readonly type: 'went.online'; readonly vehicleType: string; readonly vehicleId?: string }
   | { readonly type: 'went.offline' }
-  | { readonly type: 'offered'; readonly bookingId: string; readonly expiresAt: number }
+  | { readonly type: 'offered'; readonly bookingId: string; readonly expiresAt: number; readonly riderId?: string }
   | { readonly type: 'offer.accepted'; readonly bookingId: string }
   | { readonly type: 'offer.ended'; readonly bookingId: string; readonly reason: 'declined' | 'expired' | 'withdrawn' }
   | { readonly type: 'trip.started'; readonly bookingId: string }
@@ -96,12 +99,12 @@ export function initialDriver(): DriverState {
 export function applyDriver(s: DriverState, e: DriverEvent): DriverState {
   switch (e.type) {
     case 'went.online': return { ...s, status: 'available', vehicleType: e.vehicleType, vehicleId: e.vehicleId ?? s.vehicleId };
-    case 'went.offline': return { ...s, status: 'offline', bookingId: undefined, offerExpiresAt: undefined };
-    case 'offered': return { ...s, status: 'offered', bookingId: e.bookingId, offerExpiresAt: e.expiresAt, offers: s.offers + 1 };
+    case 'went.offline': return { ...s, status: 'offline', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined };
+    case 'offered': return { ...s, status: 'offered', bookingId: e.bookingId, riderId: e.riderId, offerExpiresAt: e.expiresAt, offers: s.offers + 1 };
     case 'offer.accepted': return { ...s, status: 'assigned', offerExpiresAt: undefined, accepts: s.accepts + 1 };
-    case 'offer.ended': return { ...s, status: 'available', bookingId: undefined, offerExpiresAt: undefined };
+    case 'offer.ended': return { ...s, status: 'available', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined };
     case 'trip.started': return { ...s, status: 'on_trip' };
-    case 'trip.ended': return { ...s, status: 'available', bookingId: undefined, lastTripEndedAt: e.completed ? e.at : s.lastTripEndedAt };
+    case 'trip.ended': return { ...s, status: 'available', bookingId: undefined, riderId: undefined, lastTripEndedAt: e.completed ? e.at : s.lastTripEndedAt };
     case 'rated': return { ...s, ratingSum: s.ratingSum + e.stars, ratingCount: s.ratingCount + 1 };
     case 'maintenance.set': return { ...s, maintenance: e.windows };
     case 'profile.set': return { ...s, profile: { ...s.profile, ...e.profile } };
@@ -162,7 +165,14 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
     const newest = fixes.reduce<Fix | undefined>((best, f) => (!best || f.at > best.at ? f : best), undefined);
     if (!newest || (s.fix && newest.at <= s.fix.at)) return { state: s, events: [], effects: [] };
     const next: DriverState = { ...s, fix: newest, cell: latLngToCell(newest.lat, newest.lng, settings.cellRes) };
-    return { state: next, events: [], effects: s.status === 'offline' ? [] : cellEffects(ctx.self.id, s, next, ctx.now) };
+    const effects = s.status === 'offline' ? [] : cellEffects(ctx.self.id, s, next, ctx.now);
+    // The rider of the booking in hand follows the car.
+    if ((s.status === 'assigned' || s.status === 'on_trip') && s.riderId && s.bookingId) {
+      effects.push({ type: 'notify', userId: s.riderId, message: {
+        type: 'driver.location', bookingId: s.bookingId, lat: newest.lat, lng: newest.lng, heading: newest.heading ?? null, at: new Date(newest.at).toISOString(),
+      } });
+    }
+    return { state: next, events: [], effects };
   }
 
   const handle = (s: DriverState, m: DriverMessage, ctx: HandleContext): Outcome<DriverState, DriverEvent> => {
@@ -188,7 +198,7 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
           // Refused offers are answered so the booking moves on at once.
           return { state: s, events: [], effects: [{ type: 'tell', to: booking(m.bookingId), message: { type: 'offer.refused', driverId: ctx.self.id, reason } }], rejection: { code: 'busy', message: reason } };
         }
-        return transition(s, [{ type: 'offered', bookingId: m.bookingId, expiresAt: m.expiresAt }], ctx, [
+        return transition(s, [{ type: 'offered', bookingId: m.bookingId, expiresAt: m.expiresAt, riderId: m.riderId }], ctx, [
           { type: 'timer.set', name: 'offer', at: m.expiresAt, message: { type: 'offer.expire', bookingId: m.bookingId } },
           notify({ type: 'offer', bookingId: m.bookingId, pickup: m.pickup, dropoff: m.dropoff, price: m.price, expiresAt: new Date(m.expiresAt).toISOString() }),
         ]);

@@ -2,7 +2,7 @@
 // in the OpenAPI document, so the docs cannot drift from what the server accepts.
 
 import Router from '@koa/router';
-import type { Context } from 'koa';
+import type { Context, Middleware } from 'koa';
 import { z, type ZodType } from 'zod';
 import type { Role } from './auth.ts';
 import { requireRole, type AuthState } from './authenticate.ts';
@@ -16,6 +16,8 @@ export interface Operation<B = unknown, Q = unknown> {
   readonly summary: string;
   readonly tag: string;
   readonly roles?: readonly Role[];
+  /** Middleware run before the input is parsed (rate limits). */
+  readonly guards?: readonly Middleware<AuthState>[];
   readonly body?: ZodType<B>;
   readonly query?: ZodType<Q>;
   readonly response?: ZodType;
@@ -46,7 +48,7 @@ export class Api {
 
   add<B = undefined, Q = undefined>(op: Operation<B, Q>): void {
     this.operations.push(op);
-    const guards = op.roles ? [requireRole(...op.roles)] : [];
+    const guards = [...(op.roles ? [requireRole(...op.roles)] : []), ...(op.guards ?? [])];
     this.router[op.method](op.path, ...guards, async (ctx) => {
       const body = op.body ? parse(op.body, (ctx.request as { body?: unknown }).body, 'body') : (undefined as B);
       const query = op.query ? parse(op.query, ctx.query, 'query') : (undefined as Q);

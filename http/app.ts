@@ -5,7 +5,9 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import { bodyParser } from '@koa/bodyparser';
 import type { Authenticator } from './auth.ts';
-import { authenticate } from './authenticate.ts';
+import { authenticate, type AuthState } from './authenticate.ts';
+import type { Metrics } from './metrics.ts';
+import type { Middleware } from 'koa';
 import type { Logger } from 'pino';
 import { requestContext } from './request-context.ts';
 import { HttpError, errorBody } from './errors.ts';
@@ -22,12 +24,16 @@ export interface AppOptions {
   readonly health: HealthProbe;
   readonly auth: Authenticator;
   readonly maxBodyBytes: number;
+  readonly metrics?: Metrics;
+  /** Rate limits applied after authentication, by method and path. */
+  readonly limits?: readonly { method?: string; path: RegExp; middleware: Middleware<AuthState> }[];
   readonly routers?: readonly Router<any>[];
 }
 
 export function createApp(options: AppOptions): Koa {
   const app = new Koa();
   app.proxy = true;
+  if (options.metrics) app.use(options.metrics.middleware());
   app.use(requestContext(options.logger));
   app.use(bodyParser({
     enableTypes: ['json'],
@@ -55,6 +61,9 @@ export function createApp(options: AppOptions): Koa {
   });
   app.use(ops.routes()).use(ops.allowedMethods());
   app.use(authenticate(options.auth));
+  for (const limit of options.limits ?? []) {
+    app.use((ctx, next) => (limit.path.test(ctx.path) && (!limit.method || ctx.method === limit.method) ? limit.middleware(ctx as never, next) : next()));
+  }
   for (const router of options.routers ?? []) app.use(router.routes()).use(router.allowedMethods());
 
   app.use((ctx) => {

@@ -122,8 +122,35 @@ export class Migration0003FleetViews extends Migration {
   }
 }
 
+export class Migration0004EdgeTables extends Migration {
+  override name = 'Migration0004EdgeTables';
+
+  override up(): void {
+    this.addSql(`create table if not exists account (
+      id text primary key,
+      email text not null unique,
+      name text not null,
+      phone text,
+      role text not null,
+      password_hash text not null,
+      created_at timestamptz not null default now()
+    )`);
+    this.addSql(`create table if not exists setting (
+      key text primary key,
+      value jsonb not null,
+      updated_at timestamptz not null default now()
+    )`);
+  }
+
+  override down(): void {
+    this.addSql('drop table if exists setting');
+    this.addSql('drop table if exists account');
+  }
+}
+
 export const migrations = [
   { name: 'Migration0001Journal', class: Migration0001Journal },
   { name: 'Migration0002ReadModels', class: Migration0002ReadModels },
   { name: 'Migration0003FleetViews', class: Migration0003FleetViews },
+  { name: 'Migration0004EdgeTables', class: Migration0004EdgeTables },
 ];

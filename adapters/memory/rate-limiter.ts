@@ -1,0 +1,19 @@
+// In-process fixed-window counters for the embedded node.
+
+import type { RateLimiter } from '../../http/rate-limit.ts';
+
+export class InProcessRateLimiter implements RateLimiter {
+  readonly #windows = new Map<string, { count: number; resetAt: number }>();
+
+  async hit(key: string, limit: number, windowMs: number) {
+    const now = Date.now();
+    let w = this.#windows.get(key);
+    if (!w || w.resetAt <= now) {
+      w = { count: 0, resetAt: now + windowMs };
+      this.#windows.set(key, w);
+      if (this.#windows.size > 100_000) for (const [k, v] of this.#windows) if (v.resetAt <= now) this.#windows.delete(k);
+    }
+    w.count++;
+    return { allowed: w.count <= limit, retryAfterMs: w.resetAt - now };
+  }
+}

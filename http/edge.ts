@@ -1,0 +1,31 @@
+// What the edge needs from the node: the region (tell/request/ask), read models,
+// stores, and settings. Built once in node.ts and handed to each route module.
+
+import type { DomainSettings } from '../actors/index.ts';
+import { DEFAULT_PRICING, type PricingPolicy } from '../actors/pricing.ts';
+import type { AccountStore } from '../adapters/postgres/accounts.ts';
+import type { ReadModels } from '../adapters/postgres/read-models.ts';
+import type { SettingsStore } from '../adapters/postgres/settings.ts';
+import type { ShardRegion } from '../runtime/region.ts';
+import type { ShardHost } from '../runtime/shard-host.ts';
+import type { Authenticator } from './auth.ts';
+import type { QuoteSigner } from './quote-token.ts';
+import type { RateLimiter } from './rate-limit.ts';
+
+export interface Edge {
+  readonly region: ShardRegion;
+  readonly host: ShardHost;
+  readonly readModels: ReadModels;
+  readonly settings: SettingsStore;
+  readonly accounts: AccountStore;
+  readonly auth: Authenticator;
+  readonly quotes: QuoteSigner;
+  readonly limiter: RateLimiter;
+  readonly domain: DomainSettings;
+  readonly devTokens: boolean;
+}
+
+export async function pricingPolicy(edge: Edge): Promise<PricingPolicy> {
+  const stored = await edge.settings.get<Pick<PricingPolicy, 'tariffs' | 'surgeCap'> | null>('pricing', null);
+  return stored ? { ...DEFAULT_PRICING, ...stored } : { ...DEFAULT_PRICING, surgeCap: edge.domain.dispatch.surgeCap };
+}

@@ -1,0 +1,33 @@
+// Rate limits as middleware over a limiter port: fixed windows counted in Redis
+// (shared by all nodes) or in-process (embedded). Over the limit: 429 with Retry-After.
+
+import type { Middleware } from 'koa';
+import type { AuthState } from './authenticate.ts';
+import { HttpError } from './errors.ts';
+
+export interface RateLimiter {
+  /** Counts one hit; `allowed` false once `limit` hits happened in the current window. */
+  hit(key: string, limit: number, windowMs: number): Promise<{ allowed: boolean; retryAfterMs: number }>;
+}
+
+export interface LimitRule {
+  readonly name: string;
+  readonly limit: number;
+  readonly windowMs: number;
+}
+
+export function rateLimit(limiter: RateLimiter, rule: LimitRule, keyOf: (ctx: Parameters<Middleware<AuthState>>[0]) => string): Middleware<AuthState> {
+  return async (ctx, next) => {
+    const verdict = await limiter.hit(`${rule.name}:${keyOf(ctx)}`, rule.limit, rule.windowMs);
+    if (!verdict.allowed) {
+      const seconds = Math.max(1, Math.ceil(verdict.retryAfterMs / 1000));
+      ctx.set('Retry-After', String(seconds));
+      throw new HttpError(429, 'rate_limited', `too many requests (${rule.name}); retry in ${seconds} s`);
+    }
+    await next();
+  };
+}
+
+/** Per signed-in user when there is one, else per client IP. */
+export const userOrIp = (ctx: Parameters<Middleware<AuthState>>[0]) => (ctx.state.principal ? `u:${ctx.state.principal.sub}` : `ip:${ctx.ip}`);
+export const byIp = (ctx: Parameters<Middleware<AuthState>>[0]) => `ip:${ctx.ip}`;

@@ -1,0 +1,115 @@
+// Admin: vehicles and their maintenance windows, drivers, pricing, analytics.
+// Writes go to the entity actors; lists come from the read models.
+
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { Api } from '../api.ts';
+import type { Edge } from '../edge.ts';
+import { pricingPolicy } from '../edge.ts';
+import { HttpError } from '../errors.ts';
+import { AnalyticsQuery, DriverCreate, DriverPatch, MaintenanceCreate, PricingPolicy, Vehicle, VehicleCreate, VehiclePatch } from '../schemas.ts';
+import { outcome } from './bookings.ts';
+
+export function adminRoutes(edge: Edge): Api {
+  const api = new Api();
+  const admin = ['admin'] as const;
+  const vehicle = (id: string) => ({ kind: 'vehicle', id });
+  const driver = (id: string) => ({ kind: 'driver', id });
+  const checkType = async (type: string | undefined) => {
+    if (type === undefined) return;
+    const policy = await pricingPolicy(edge);
+    if (!policy.tariffs[type]) throw new HttpError(400, 'unknown_vehicle_type', `type must be one of ${Object.keys(policy.tariffs).join(', ')}`);
+  };
+
+  api.add({
+    method: 'post', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Register a vehicle', roles: admin, body: VehicleCreate, response: Vehicle, status: 201,
+    handler: async (_ctx, { body }) => {
+      await checkType(body.type);
+      return outcome(await edge.region.request(vehicle(`veh_${randomUUID()}`), { type: 'create', plate: body.plate, vehicleType: body.type, capacity: body.capacity, driverId: body.driverId }));
+    },
+  });
+  api.add({
+    method: 'get', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Vehicles', roles: admin, response: z.object({ items: z.array(Vehicle) }),
+    handler: async () => ({ items: await edge.readModels.listVehicles() }),
+  });
+  api.add({
+    method: 'get', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'A vehicle', roles: admin, response: Vehicle,
+    handler: async (_ctx, { params }) => {
+      const view = await edge.region.ask(vehicle(params.id!), { type: 'get' });
+      if (!view) throw new HttpError(404, 'not_found', `no vehicle ${params.id}`);
+      return view;
+    },
+  });
+  api.add({
+    method: 'patch', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'Change a vehicle', roles: admin, body: VehiclePatch, response: Vehicle,
+    handler: async (_ctx, { params, body }) => {
+      await checkType(body.type);
+      const { type, ...rest } = body;
+      return outcome(await edge.region.request(vehicle(params.id!), { type: 'update', patch: { ...rest, ...(type ? { vehicleType: type } : {}) } }));
+    },
+  });
+  api.add({
+    method: 'delete', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'Retire a vehicle', roles: admin, status: 204,
+    handler: async (_ctx, { params }) => { outcome(await edge.region.request(vehicle(params.id!), { type: 'delete' })); return undefined; },
+  });
+  api.add({
+    method: 'post', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin', summary: 'A maintenance window: the vehicle is not dispatched during it',
+    roles: admin, body: MaintenanceCreate, response: Vehicle, status: 201,
+    handler: async (_ctx, { params, body }) => outcome(await edge.region.request(vehicle(params.id!), {
+      type: 'maintenance.add', id: `mw_${randomUUID().slice(0, 12)}`, from: Date.parse(body.from), to: Date.parse(body.to), reason: body.reason,
+    })),
+  });
+  api.add({
+    method: 'get', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin', summary: 'Maintenance windows of a vehicle', roles: admin,
+    handler: async (_ctx, { params }) => {
+      const view = await edge.region.ask<{ maintenance: unknown[] } | null>(vehicle(params.id!), { type: 'get' });
+      if (!view) throw new HttpError(404, 'not_found', `no vehicle ${params.id}`);
+      return { items: view.maintenance };
+    },
+  });
+  api.add({
+    method: 'delete', path: '/v1/admin/vehicles/:id/maintenance/:mid', tag: 'admin', summary: 'Remove a maintenance window', roles: admin, status: 204,
+    handler: async (_ctx, { params }) => { outcome(await edge.region.request(vehicle(params.id!), { type: 'maintenance.remove', id: params.mid })); return undefined; },
+  });
+
+  api.add({
+    method: 'post', path: '/v1/admin/drivers', tag: 'admin', summary: 'Add a driver', roles: admin, body: DriverCreate, status: 201,
+    handler: async (_ctx, { body }) => {
+      const { id, ...profile } = body;
+      return outcome(await edge.region.request(driver(id ?? `drv_${randomUUID()}`), { type: 'profile.set', profile }));
+    },
+  });
+  api.add({
+    method: 'get', path: '/v1/admin/drivers', tag: 'admin', summary: 'Drivers', roles: admin,
+    query: z.object({ status: z.enum(['offline', 'available', 'offered', 'assigned', 'on_trip']).optional() }).strict(),
+    handler: async (_ctx, { query }) => ({ items: await edge.readModels.listDrivers(query.status) }),
+  });
+  api.add({
+    method: 'get', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'A driver', roles: admin,
+    handler: async (_ctx, { params }) => edge.region.ask(driver(params.id!), { type: 'get' }),
+  });
+  api.add({
+    method: 'patch', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'Change a driver (deactivate with active: false)', roles: admin, body: DriverPatch,
+    handler: async (_ctx, { params, body }) => outcome(await edge.region.request(driver(params.id!), { type: 'profile.set', profile: body })),
+  });
+
+  api.add({
+    method: 'get', path: '/v1/admin/pricing', tag: 'admin', summary: 'Pricing per vehicle type and the surge cap', roles: admin, response: PricingPolicy,
+    handler: async () => { const p = await pricingPolicy(edge); return { tariffs: p.tariffs, surgeCap: p.surgeCap }; },
+  });
+  api.add({
+    method: 'put', path: '/v1/admin/pricing', tag: 'admin', summary: 'Replace pricing (reaches every node within seconds)', roles: admin, body: PricingPolicy, response: PricingPolicy,
+    handler: async (_ctx, { body }) => { await edge.settings.put('pricing', body); return body; },
+  });
+  api.add({
+    method: 'get', path: '/v1/admin/analytics', tag: 'admin', summary: 'Aggregates per hour or per pickup cell', roles: admin, query: AnalyticsQuery,
+    handler: async (_ctx, { query }) => {
+      const from = Date.parse(query.from);
+      const to = Date.parse(query.to);
+      if (!(to > from)) throw new HttpError(400, 'invalid_request', 'to must be after from');
+      if (to - from > 93 * 86_400_000) throw new HttpError(400, 'invalid_request', 'at most 93 days at a time');
+      return edge.readModels.analytics(from, to, query.groupBy);
+    },
+  });
+  return api;
+}

@@ -1,0 +1,139 @@
+// Quotes and bookings. A booking is created through its actor (the only writer),
+// read from its actor (authoritative) or listed from the read model.
+
+import { createHash, randomUUID } from 'node:crypto';
+import { latLngToCell } from 'h3-js';
+import { quote as priceQuote } from '../../actors/pricing.ts';
+import type { CommandResult } from '../../runtime/entity-actor.ts';
+import { Api } from '../api.ts';
+import type { Principal } from '../auth.ts';
+import { principalOf } from '../authenticate.ts';
+import type { Edge } from '../edge.ts';
+import { pricingPolicy } from '../edge.ts';
+import { HttpError } from '../errors.ts';
+import { Booking, BookingCreate, BookingList, BookingListQuery, CancelRequest, Quote, QuoteRequest, RatingRequest } from '../schemas.ts';
+import { surgeAt } from './discovery.ts';
+
+const STATUS_OF: Record<string, number> = {
+  not_found: 404, forbidden: 403, conflict: 409, offer_closed: 409, invalid_rating: 400, invalid_transition: 409,
+};
+
+/** A refused command becomes the contract's error; a storage failure a 503. */
+export function outcome(result: CommandResult): unknown {
+  if (result.status === 'rejected' && result.rejection) {
+    throw new HttpError(STATUS_OF[result.rejection.code] ?? 400, result.rejection.code, result.rejection.message);
+  }
+  if (result.status === 'failed') throw new HttpError(503, 'unavailable', 'the command could not be stored; try again');
+  return result.reply;
+}
+
+async function makeQuote(edge: Edge, riderId: string, input: { pickup: { lat: number; lng: number }; dropoff: { lat: number; lng: number }; vehicleType: string }) {
+  const policy = await pricingPolicy(edge);
+  if (!policy.tariffs[input.vehicleType]) {
+    throw new HttpError(400, 'unknown_vehicle_type', `vehicleType must be one of ${Object.keys(policy.tariffs).join(', ')}`);
+  }
+  const { surge } = await surgeAt(edge, input.pickup);
+  const q = priceQuote({ ...input, surge, now: Date.now() }, policy);
+  const pickupCell = latLngToCell(input.pickup.lat, input.pickup.lng, edge.domain.dispatch.cellRes);
+  return { q, pickupCell, quoteId: edge.quotes.sign({ ...q, riderId, pickupCell }) };
+}
+
+/** Who may see a booking: its rider, its driver, an admin. */
+export function mayRead(p: Principal, booking: { riderId: string; driverId?: string }): boolean {
+  return p.role === 'admin' || (p.role === 'rider' && booking.riderId === p.sub) || (p.role === 'driver' && booking.driverId === p.sub);
+}
+
+export function bookingRoutes(edge: Edge): Api {
+  const api = new Api();
+  const bookingRef = (id: string) => ({ kind: 'booking', id });
+
+  api.add({
+    method: 'post', path: '/v1/quotes', tag: 'bookings', summary: 'Price a trip; the quote locks the price until it expires',
+    roles: ['rider'], body: QuoteRequest, response: Quote, status: 201,
+    handler: async (ctx, { body }) => {
+      const { q, quoteId } = await makeQuote(edge, principalOf(ctx.state).sub, body);
+      return { quoteId, price: q.price, surge: q.surge, distanceKm: q.distanceKm, durationMin: q.durationMin, vehicleType: q.vehicleType, expiresAt: new Date(q.expiresAt).toISOString() };
+    },
+  });
+
+  api.add({
+    method: 'post', path: '/v1/bookings', tag: 'bookings', summary: 'Book now or for later, from a quote or from scratch',
+    roles: ['rider'], body: BookingCreate, response: Booking, status: 201,
+    headers: [{ name: 'Idempotency-Key', description: 'the same key from the same rider creates one booking' }],
+    handler: async (ctx, { body }) => {
+      const riderId = principalOf(ctx.state).sub;
+      let terms;
+      if ('quoteId' in body) {
+        const verified = edge.quotes.verify(body.quoteId, Date.now());
+        if (typeof verified === 'string') throw new HttpError(400, 'invalid_quote', verified);
+        if (verified.riderId !== riderId) throw new HttpError(403, 'forbidden', 'this quote was made for another rider');
+        terms = { q: verified, pickupCell: verified.pickupCell };
+      } else {
+        terms = await makeQuote(edge, riderId, body);
+      }
+      const scheduledAt = body.scheduledAt ? Date.parse(body.scheduledAt) : undefined;
+      if (scheduledAt !== undefined && scheduledAt < Date.now() - 60_000) throw new HttpError(400, 'invalid_request', 'scheduledAt is in the past');
+      if (scheduledAt !== undefined && scheduledAt > Date.now() + 30 * 86_400_000) throw new HttpError(400, 'invalid_request', 'scheduledAt is more than 30 days ahead');
+      const key = ctx.get('idempotency-key');
+      if (key && !/^[\w.:-]{1,128}$/.test(key)) throw new HttpError(400, 'invalid_request', 'Idempotency-Key must be 1-128 characters of letters, digits, . : _ -');
+      const id = key ? `bk_${createHash('sha256').update(`${riderId}\u0000${key}`).digest('base64url').slice(0, 22)}` : `bk_${randomUUID()}`;
+      const { q, pickupCell } = terms;
+      const result = await edge.region.request(bookingRef(id), {
+        type: 'create', riderId, vehicleType: q.vehicleType, pickup: q.pickup, dropoff: q.dropoff, pickupCell,
+        price: q.price, surge: q.surge, distanceKm: q.distanceKm, durationMin: q.durationMin,
+        ...(scheduledAt !== undefined ? { scheduledAt } : {}),
+      }, { id: key ? `create:${id}` : undefined });
+      const view = outcome(result) as { riderId: string };
+      if (view.riderId !== riderId) throw new HttpError(409, 'conflict', 'booking id collision');
+      ctx.set('Location', `/v1/bookings/${id}`);
+      return view;
+    },
+  });
+
+  api.add({
+    method: 'get', path: '/v1/bookings/:id', tag: 'bookings', summary: 'A booking with its status, driver, price and timeline',
+    roles: ['rider', 'driver', 'admin'], response: Booking,
+    handler: async (ctx, { params }) => {
+      const view = await edge.region.ask<{ riderId: string; driverId?: string } | null>(bookingRef(params.id!), { type: 'get' });
+      // Another rider's booking is "not found", not "forbidden": ids are not confirmed to strangers.
+      if (!view || !mayRead(principalOf(ctx.state), view)) throw new HttpError(404, 'not_found', `no booking ${params.id}`);
+      return view;
+    },
+  });
+
+  api.add({
+    method: 'get', path: '/v1/bookings', tag: 'bookings', summary: 'Bookings, newest first: a rider sees their own, an admin all (with filters)',
+    roles: ['rider', 'driver', 'admin'], query: BookingListQuery, response: BookingList,
+    handler: async (ctx, { query }) => {
+      const p = principalOf(ctx.state);
+      if (p.role !== 'admin' && (query.riderId || query.driverId)) throw new HttpError(403, 'forbidden', 'only admins filter by rider or driver');
+      return edge.readModels.listBookings({
+        status: query.status, limit: query.limit, cursor: query.cursor,
+        riderId: p.role === 'rider' ? p.sub : query.riderId,
+        driverId: p.role === 'driver' ? p.sub : query.driverId,
+        from: query.from ? Date.parse(query.from) : undefined, to: query.to ? Date.parse(query.to) : undefined,
+      });
+    },
+  });
+
+  api.add({
+    method: 'post', path: '/v1/bookings/:id/cancel', tag: 'bookings', summary: 'Cancel (409 once in progress or finished)',
+    roles: ['rider', 'admin'], body: CancelRequest.optional().default({}), response: Booking,
+    handler: async (ctx, { params, body }) => {
+      const p = principalOf(ctx.state);
+      outcome(await edge.region.request(bookingRef(params.id!), { type: 'cancel', by: { role: p.role, userId: p.sub }, reason: body?.reason }));
+      return edge.region.ask(bookingRef(params.id!), { type: 'get' });
+    },
+  });
+
+  api.add({
+    method: 'post', path: '/v1/bookings/:id/rating', tag: 'bookings', summary: 'Rate a completed booking once',
+    roles: ['rider'], body: RatingRequest, response: Booking,
+    handler: async (ctx, { params, body }) => {
+      const p = principalOf(ctx.state);
+      outcome(await edge.region.request(bookingRef(params.id!), { type: 'rate', by: { role: p.role, userId: p.sub }, stars: body.stars, comment: body.comment }));
+      return edge.region.ask(bookingRef(params.id!), { type: 'get' });
+    },
+  });
+  return api;
+}
