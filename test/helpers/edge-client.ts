@@ -1,0 +1,122 @@
+// A dispatch node in this process with real HTTP and WebSocket clients against it.
+
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { WebSocket } from 'ws';
+import { dispatchBehaviors, dispatchServices } from '../../actors/index.ts';
+import { loadConfig } from '../../config/index.ts';
+import { startNode, type RunningNode } from '../../node.ts';
+import { databaseUrl } from './services.ts';
+
+export interface Response {
+  readonly status: number;
+  readonly body: any;
+  readonly headers: Headers;
+}
+
+export interface Exchange {
+  readonly method: string;
+  readonly path: string;
+  readonly status: number;
+  readonly body: unknown;
+}
+
+export interface EdgeNode {
+  readonly node: RunningNode;
+  readonly url: string;
+  /** Every JSON response seen, for checking against /openapi.json. */
+  readonly exchanges: Exchange[];
+  token(sub: string, role: 'rider' | 'driver' | 'admin'): Promise<string>;
+  http(method: string, path: string, options?: { token?: string; body?: unknown; raw?: string; headers?: Record<string, string> }): Promise<Response>;
+  socket(token?: string): Promise<WsClient>;
+  stop(): Promise<void>;
+}
+
+export const SECRET = 'edge-test-secret-of-good-length';
+
+export async function startEdge(extra: Record<string, string> = {}): Promise<EdgeNode> {
+  const config = loadConfig({
+    MODE: 'embedded', DATABASE_URL: await databaseUrl(), DATA_DIR: mkdtempSync(join(tmpdir(), 'edge-')), PORT: '0', HOST: '127.0.0.1',
+    LOG_LEVEL: 'silent', SHARDS: '8', AUTH_DEV_TOKENS: 'true', JWT_SECRET: SECRET, OFFER_TIMEOUT_MS: '5000', DISPATCH_DEADLINE_MS: '10000',
+    ...extra,
+  });
+  const node = await startNode({ config, behaviors: dispatchBehaviors(config), services: dispatchServices(config) });
+  const exchanges: Exchange[] = [];
+  const http: EdgeNode['http'] = async (method, path, options = {}) => {
+    const headers: Record<string, string> = { ...options.headers };
+    if (options.token) headers.authorization = `Bearer ${options.token}`;
+    let body: string | undefined = options.raw;
+    if (options.body !== undefined) { body = JSON.stringify(options.body); headers['content-type'] = 'application/json'; }
+    if (options.raw !== undefined) headers['content-type'] ??= 'application/json';
+    const res = await fetch(`${node.url}${path}`, { method, headers, body });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try { parsed = text ? JSON.parse(text) : undefined; } catch { /* not JSON */ }
+    if ((res.headers.get('content-type') ?? '').includes('json')) exchanges.push({ method: method.toLowerCase(), path: path.split('?')[0]!, status: res.status, body: parsed });
+    return { status: res.status, body: parsed, headers: res.headers };
+  };
+  return {
+    node, url: node.url, exchanges, http,
+    async token(sub, role) {
+      const res = await http('POST', '/v1/auth/token', { body: { sub, role } });
+      if (res.status !== 200) throw new Error(`token: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body.token as string;
+    },
+    socket: (token) => WsClient.connect(`${node.url.replace('http', 'ws')}/v1/ws${token ? `?token=${token}` : ''}`),
+    stop: () => node.stop(),
+  };
+}
+
+export class WsClient {
+  readonly messages: any[] = [];
+  readonly #socket: WebSocket;
+  readonly #waiters = new Set<() => void>();
+  closed: { code: number; reason: string } | undefined;
+
+  private constructor(socket: WebSocket) {
+    this.#socket = socket;
+    socket.on('message', (data) => {
+      this.messages.push(JSON.parse(data.toString()));
+      for (const w of this.#waiters) w();
+    });
+    socket.on('close', (code, reason) => { this.closed = { code, reason: reason.toString() }; for (const w of this.#waiters) w(); });
+  }
+
+  static connect(url: string): Promise<WsClient> {
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket(url);
+      socket.once('open', () => resolve(new WsClient(socket)));
+      socket.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+      socket.once('error', reject);
+    });
+  }
+
+  send(message: unknown): void {
+    this.#socket.send(typeof message === 'string' ? message : JSON.stringify(message));
+  }
+
+  /** Resolves with the first message (seen or coming) that matches. */
+  next(match: (m: any) => boolean, timeoutMs = 10_000, from = 0): Promise<any> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const found = this.messages.slice(from).find(match);
+        if (found) { this.#waiters.delete(check); clearTimeout(timer); resolve(found); }
+      };
+      const timer = setTimeout(() => { this.#waiters.delete(check); reject(new Error(`no matching message within ${timeoutMs} ms; got ${JSON.stringify(this.messages.slice(-5))}`)); }, timeoutMs);
+      this.#waiters.add(check);
+      check();
+    });
+  }
+
+  /** Sends and waits for the ack or error carrying this ref. */
+  async call(message: Record<string, unknown>, ref: string): Promise<any> {
+    const from = this.messages.length;
+    this.send({ ...message, ref });
+    return this.next((m) => m.ref === ref && (m.type === 'ack' || m.type === 'error'), 10_000, from);
+  }
+
+  close(): void {
+    this.#socket.close();
+  }
+}
