@@ -64,6 +64,8 @@ export interface RunningNode {
   readonly readModels: ReadModels;
   readonly scheduler: BookingScheduler;
   readonly ws: WsGateway;
+  /** "METHOD /path" of every route the routers serve (for checking the docs). */
+  readonly routes: readonly string[];
   readonly edge: Edge;
   readonly logger: Logger;
   stop(reason?: string): Promise<void>;
@@ -144,8 +146,9 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const metrics = new Metrics({
     region, host, lag: baseLog instanceof InProcessCommandLog ? () => baseLog.stats().reduce((a, p) => a + p.lag, 0) : undefined,
   });
-  const apis: Api[] = [authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge), adminRoutes(edge)];
+  const apis: Api[] = [authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge), adminRoutes(edge), clusterRoutes(region, host)];
 
+  const extraRouters = options.routers?.(region) ?? [];
   let stopping = false;
   const app = createApp({
     logger,
@@ -174,10 +177,11 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       metrics.routes(),
       docsRoutes(() => apis),
       ...apis.map((a) => a.router),
-      clusterRoutes(region, host),
-      ...(options.routers?.(region) ?? []),
+      ...extraRouters,
     ],
   });
+  const routes = [...apis.map((a) => a.router), ...extraRouters]
+    .flatMap((r) => r.stack.flatMap((layer) => layer.methods.filter((m) => m !== 'HEAD').map((m) => `${m} ${layer.path}`)));
   const server: Server = createServer(app.callback());
   const ws = new WsGateway({ edge, auth, notifier, logger, metrics });
   ws.attach(server);
@@ -192,7 +196,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   logger.info({ url, mode: config.mode, shards: config.cluster.shards }, 'node started');
 
   return {
-    url, region, host, storage, logger, notifier, readModels, scheduler, ws, edge,
+    url, region, host, storage, logger, notifier, readModels, scheduler, ws, edge, routes,
     async stop(reason = 'shutdown') {
       if (stopping) return;
       stopping = true;

@@ -62,10 +62,16 @@ export class Api {
 /** OpenAPI 3.1 from the registered operations. */
 export function openApiDocument(apis: readonly Api[], info: { title: string; version: string }) {
   const schemas: Record<string, unknown> = {};
+  // Named schemas (.meta({ id })) come out of zod as local $defs; they move to
+  // components.schemas so every operation refers to one definition.
   const toSchema = (schema: ZodType, io: 'input' | 'output') => {
     const json = z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'draft-2020-12' }) as Record<string, unknown>;
     delete json.$schema;
-    return json;
+    const defs = (json.$defs ?? {}) as Record<string, unknown>;
+    delete json.$defs;
+    const relink = (value: unknown) => JSON.parse(JSON.stringify(value).replaceAll('"#/$defs/', '"#/components/schemas/')) as Record<string, unknown>;
+    for (const [name, def] of Object.entries(defs)) schemas[io === 'input' && name in schemas ? name : name] ??= relink(def);
+    return relink(json);
   };
   const paths: Record<string, Record<string, unknown>> = {};
   for (const op of apis.flatMap((a) => a.operations)) {
@@ -78,7 +84,8 @@ export function openApiDocument(apis: readonly Api[], info: { title: string; ver
     const status = String(op.status ?? 200);
     const responses: Record<string, unknown> = {
       [status]: op.response
-        ? { description: 'success', content: { 'application/json': { schema: toSchema(op.response, 'output') } } }
+        // Described as zod's input view: objects stay open, since the contract lets fields be added.
+        ? { description: 'success', content: { 'application/json': { schema: toSchema(op.response, 'input') } } }
         : { description: 'success' },
       default: { description: 'error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
     };
@@ -92,7 +99,7 @@ export function openApiDocument(apis: readonly Api[], info: { title: string; ver
       responses,
     };
   }
-  schemas.Error = toSchema(ErrorSchema, 'output');
+  toSchema(ErrorSchema, 'output');
   return {
     openapi: '3.1.0',
     info,

@@ -83,7 +83,10 @@ export function bookingRoutes(edge: Edge): Api {
         price: q.price, surge: q.surge, distanceKm: q.distanceKm, durationMin: q.durationMin,
         ...(scheduledAt !== undefined ? { scheduledAt } : {}),
       }, { id: key ? `create:${id}` : undefined });
-      const view = outcome(result) as { riderId: string };
+      // A retried request whose create command was already applied is a duplicate: answer with the booking.
+      const view = (result.status === 'duplicate'
+        ? await edge.region.ask(bookingRef(id), { type: 'get' })
+        : outcome(result)) as { riderId: string };
       if (view.riderId !== riderId) throw new HttpError(409, 'conflict', 'booking id collision');
       ctx.set('Location', `/v1/bookings/${id}`);
       return view;
