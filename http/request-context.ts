@@ -42,6 +42,7 @@ const RUNTIME_ERRORS: Record<string, [number, string]> = {
   AskTimeoutError: [504, 'timeout'],
   NotOwnerError: [503, 'unavailable'],
   RemoteAskError: [503, 'unavailable'],
+  DependencyUnavailableError: [503, 'unavailable'],
 };
 
 /** Koa and its body parsers throw errors with `status` (or `statusCode`) set. */

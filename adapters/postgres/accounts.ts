@@ -1,6 +1,7 @@
 // Accounts for deployments without their own identity provider.
 
 import type { Orm } from './orm.ts';
+import { guard, isPermanentSqlError, type Guard } from '../resilience.ts';
 
 export interface AccountRecord {
   readonly id: string;
@@ -17,15 +18,17 @@ export class DuplicateEmailError extends Error {
 
 export class AccountStore {
   readonly #orm: Orm;
-  constructor(orm: Orm) {
+  readonly #guard: Guard;
+  constructor(orm: Orm, g: Guard = guard({ name: 'PostgreSQL', isPermanent: isPermanentSqlError })) {
     this.#orm = orm;
+    this.#guard = g;
   }
 
   async create(a: AccountRecord): Promise<void> {
     try {
-      await this.#orm.em.getConnection().execute(
+      await this.#guard.run(() => this.#orm.em.getConnection().execute(
         'insert into account (id, email, name, phone, role, password_hash) values (?, ?, ?, ?, ?, ?)',
-        [a.id, a.email.toLowerCase(), a.name, a.phone ?? null, a.role, a.passwordHash]);
+        [a.id, a.email.toLowerCase(), a.name, a.phone ?? null, a.role, a.passwordHash]));
     } catch (error) {
       if ((error as { code?: string }).code === '23505') throw new DuplicateEmailError(`an account for ${a.email} exists`);
       throw error;
@@ -33,9 +36,9 @@ export class AccountStore {
   }
 
   async byEmail(email: string): Promise<AccountRecord | undefined> {
-    const [row] = await this.#orm.em.getConnection().execute(
+    const [row] = await this.#guard.run(() => this.#orm.em.getConnection().execute(
       'select id, email, name, phone, role, password_hash from account where email = ?', [email.toLowerCase()],
-    ) as { id: string; email: string; name: string; phone: string | null; role: string; password_hash: string }[];
+    )) as { id: string; email: string; name: string; phone: string | null; role: string; password_hash: string }[];
     return row && { id: row.id, email: row.email, name: row.name, phone: row.phone ?? undefined, role: row.role, passwordHash: row.password_hash };
   }
 }

@@ -4,6 +4,7 @@
 // booking row only moves forward by version) and additive where they cannot.
 
 import type { Orm } from './orm.ts';
+import { guard, isPermanentSqlError, type Guard } from '../resilience.ts';
 import { analyticsDelta, summarize, type AnalyticsRow, type BookingEventView } from '../../actors/analytics.ts';
 
 export interface BookingRow {
@@ -25,13 +26,15 @@ export interface BookingFilter {
 
 export class ReadModels {
   readonly #orm: Orm;
+  readonly #guard: Guard;
 
-  constructor(orm: Orm) {
+  constructor(orm: Orm, g: Guard = guard({ name: 'PostgreSQL', isPermanent: isPermanentSqlError })) {
     this.#orm = orm;
+    this.#guard = g;
   }
 
   #sql<T>(sql: string, params: unknown[] = []): Promise<T[]> {
-    return this.#orm.em.getConnection().execute(sql, params) as Promise<T[]>;
+    return this.#guard.run(() => this.#orm.em.getConnection().execute(sql, params) as Promise<T[]>);
   }
 
   async applyBookingEvent(event: BookingEventView, shard: number): Promise<void> {
