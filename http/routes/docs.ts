@@ -15,6 +15,9 @@ const SWAGGER_FILES: Record<string, string> = {
   'swagger-ui.css': 'text/css', 'swagger-ui-bundle.js': 'application/javascript', 'swagger-ui-standalone-preset.js': 'application/javascript',
 };
 
+// The pages may load nothing but the node's own assets (Redoc would otherwise fetch its logo from a CDN).
+const CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; font-src 'self' data:";
+
 export function docsRoutes(apis: () => readonly Api[]): Router {
   const router = new Router();
   let document: unknown;
@@ -24,6 +27,7 @@ export function docsRoutes(apis: () => readonly Api[]): Router {
   });
   router.get('/docs', (ctx) => {
     ctx.type = 'html';
+    ctx.set('Content-Security-Policy', CSP);
     ctx.body = `<!doctype html><html><head><meta charset="utf-8"><title>dispatch-actors API</title>
 <link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head><body><div id="ui"></div>
 <script src="/docs/assets/swagger-ui-bundle.js"></script>
@@ -38,6 +42,7 @@ export function docsRoutes(apis: () => readonly Api[]): Router {
   });
   router.get('/redoc', (ctx) => {
     ctx.type = 'html';
+    ctx.set('Content-Security-Policy', CSP);
     ctx.body = `<!doctype html><html><head><meta charset="utf-8"><title>dispatch-actors API</title></head><body>
 <redoc spec-url="/openapi.json"></redoc><script src="/redoc/redoc.standalone.js"></script></body></html>`;
   });
