@@ -1,0 +1,23 @@
+// Operations surface: health, readiness, metrics, and a graceful stop that closes sockets with a reason.
+
+import test from 'ava';
+import { startEdge } from './helpers/edge-client.ts';
+import { eventually } from './helpers/node-process.ts';
+
+test('health, readiness and Prometheus metrics; shutdown closes sockets with a reason', async (t) => {
+  const edge = await startEdge();
+  t.deepEqual((await edge.http('GET', '/health')).body, { status: 'ok' });
+  t.deepEqual((await edge.http('GET', '/ready')).body, { status: 'ready' });
+  const socket = await edge.socket(await edge.token('ops-driver', 'driver'));
+  await socket.call({ type: 'online', vehicleType: 'economy' }, 'on');
+  await edge.http('GET', '/v1/bookings/none', { token: await edge.token('ops-rider', 'rider') });
+  const metrics = await fetch(`${edge.url}/metrics`).then((r) => r.text());
+  for (const name of ['http_request_duration_seconds_bucket', 'websocket_open{role="driver"} 1', 'actors_active{kind="driver"}', 'commands_handled_total', 'command_log_lag', 'shards_owned 8']) {
+    t.true(metrics.includes(name), `metrics include ${name}`);
+  }
+  t.regex(metrics, /http_request_duration_seconds_count\{method="GET",route="\/v1\/bookings\/:id",status="404"\} 1/, 'latency is labelled by route pattern');
+  await edge.stop();
+  t.true(await eventually(async () => socket.closed !== undefined, 5_000));
+  t.is(socket.closed!.code, 1001);
+  t.is(socket.closed!.reason, 'shutdown');
+});
