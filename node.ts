@@ -24,6 +24,7 @@ import { adminRoutes } from './http/routes/admin.ts';
 import { bookingRoutes } from './http/routes/bookings.ts';
 import { discoveryRoutes } from './http/routes/discovery.ts';
 import { docsRoutes } from './http/routes/docs.ts';
+import { opsPageRoutes } from './http/routes/ops-page.ts';
 import type { Api } from './http/api.ts';
 import type { Edge } from './http/edge.ts';
 import { Metrics } from './http/metrics.ts';
@@ -176,6 +177,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     routers: [
       metrics.routes(),
       docsRoutes(() => apis),
+      opsPageRoutes(),
       ...apis.map((a) => a.router),
       ...extraRouters,
     ],

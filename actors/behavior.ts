@@ -78,6 +78,9 @@ export interface Behavior<S, M, E, Q = never, A = unknown> {
   /** Snapshot after this many messages changed state without journaling anything (soft
    *  state such as GPS fixes), so a restart loses little of it. Absent: only on passivation. */
   readonly softSnapshotEvery?: number;
+  /** State is only ever soft (rebuilt by others' next messages): never snapshotted, so a
+   *  restarted entity starts empty instead of showing what it knew before. */
+  readonly ephemeral?: boolean;
 }
 
 /** A reducer result with nothing persisted and nothing to do. */

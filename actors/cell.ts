@@ -111,6 +111,7 @@ export function makeCellBehavior(settings: CellSettings = DEFAULT_CELL): Behavio
   return {
     kind: 'cell',
     eventVersion: 1,
+    ephemeral: true,
     initial: () => ({ drivers: {}, demand: [], surge: 1, surgeAt: 0 }),
     handle(state, msg, ctx): Outcome<CellState, never> {
       switch (msg.type) {

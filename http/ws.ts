@@ -15,6 +15,7 @@ import type { Authenticator, Principal } from './auth.ts';
 import type { Edge } from './edge.ts';
 import type { Metrics } from './metrics.ts';
 import { mayRead } from './routes/bookings.ts';
+import { opsSnapshot } from './ops-feed.ts';
 
 const Fix = z.object({
   lat: z.number().min(-90).max(90), lng: z.number().min(-180).max(180),
@@ -35,6 +36,7 @@ const ClientMessage = z.discriminatedUnion('type', [
   z.object({ type: z.literal('trip.start'), ...booking, ...ref }).strict(),
   z.object({ type: z.literal('trip.complete'), ...booking, ...ref }).strict(),
   z.object({ type: z.literal('subscribe'), ...booking, ...ref }).strict(),
+  z.object({ type: z.literal('ops.subscribe'), ...ref }).strict(),
 ]);
 type ClientMessage = z.infer<typeof ClientMessage>;
 
@@ -60,6 +62,7 @@ interface Session {
   readonly subscriptions: Set<string>;
   tokens: number;
   refilledAt: number;
+  ops?: NodeJS.Timeout;
 }
 
 export class WsGateway {
@@ -135,6 +138,7 @@ export class WsGateway {
   }
 
   #drop(session: Session): void {
+    if (session.ops) clearInterval(session.ops);
     if (!this.#sessions.delete(session)) return;
     if (session.principal) {
       this.#byUser.get(session.principal.sub)?.delete(session);
@@ -240,6 +244,13 @@ export class WsGateway {
         await region.tell(driver, { type: 'location.batch', fixes: m.fixes.map(fix) });
         this.#send(session, { type: 'ack', ref: m.ref ?? null });
         return;
+      case 'ops.subscribe': {
+        if (p.role !== 'admin') { this.#error(session, 'forbidden', 'the operations feed is for admins', m.ref); return; }
+        this.#send(session, { type: 'ack', ref: m.ref ?? null });
+        const push = () => void opsSnapshot(this.#o.edge).then((snap) => this.#send(session, snap), (e) => this.#o.logger.warn({ err: e }, 'ops snapshot'));
+        if (!session.ops) { push(); session.ops = setInterval(push, 2_000); }
+        return;
+      }
       case 'subscribe': {
         const view = await region.ask<{ riderId: string; driverId?: string } | null>({ kind: 'booking', id: m.bookingId }, { type: 'get' });
         if (!view || !mayRead(p, view)) { this.#error(session, 'not_found', `no booking ${m.bookingId}`, m.ref); return; }

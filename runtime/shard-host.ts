@@ -114,6 +114,11 @@ export class ShardHost {
     await activation.ready;
   }
 
+  /** Entities of a kind live on this node right now (for operations views). */
+  activeRefs(kind: string): EntityRef[] {
+    return [...this.#active.values()].filter((a) => a.self.kind === kind && !a.stopping).map((a) => a.self);
+  }
+
   isActive(self: EntityRef): boolean {
     return this.#active.has(entityKey(self));
   }
@@ -254,7 +259,7 @@ export class ShardHost {
       try {
         const recovered = await activation.ready.then(() => true, () => false);
         while (activation.inFlight > 0) await new Promise((r) => setTimeout(r, 1));
-        if (snapshot && recovered) {
+        if (snapshot && recovered && !this.#behaviors.get(activation.self.kind)?.ephemeral) {
           await new Promise<void>((resolve, reject) => {
             dispatch(activation.ref!, { t: 'snapshot', done: { resolve, reject } } satisfies ActorMessage);
           }).catch((error) => this.#options.onError?.(error, `snapshot of ${activation.key} failed`));

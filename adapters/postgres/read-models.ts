@@ -133,6 +133,21 @@ export class ReadModels {
     };
   }
 
+  /** Bookings still in play, newest first (for the operations page). */
+  async activeBookings(limit = 200): Promise<Record<string, unknown>[]> {
+    const rows = await this.#sql<{ data: unknown }>(
+      `select data from booking_view where status in ('scheduled', 'searching', 'offered', 'accepted', 'arriving', 'in_progress')
+       order by created_at desc limit ?`, [limit]);
+    return rows.map((r) => parseJson(r.data) as Record<string, unknown>);
+  }
+
+  /** Bookings per status created since `since`. */
+  async statusCounts(since: number): Promise<Record<string, number>> {
+    const rows = await this.#sql<{ status: string; n: string | number }>(
+      'select status, count(*) as n from booking_view where created_at >= ? group by status', [new Date(since)]);
+    return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+  }
+
   /** Scheduled bookings of the given shards due before `before`, oldest first. */
   async dueScheduled(shards: readonly number[], before: number, limit = 500): Promise<string[]> {
     if (shards.length === 0) return [];
