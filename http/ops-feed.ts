@@ -21,7 +21,10 @@ export async function opsSnapshot(edge: Edge) {
     edge.readModels.activeBookings(200),
     edge.readModels.statusCounts(Date.now() - 3_600_000),
   ]);
-  const drivers = perCell.flatMap((c) => c.drivers.map((d) => ({ id: d.driverId, lat: d.lat, lng: d.lng, status: d.status })));
+  // A driver crossing a cell boundary can sit in both cells until the old one hears of it: newest copy wins.
+  const newest = new Map<string, DriverCopy>();
+  for (const d of perCell.flatMap((c) => c.drivers)) if ((newest.get(d.driverId)?.seenAt ?? -1) < d.seenAt) newest.set(d.driverId, d);
+  const drivers = [...newest.values()].map((d) => ({ id: d.driverId, lat: d.lat, lng: d.lng, status: d.status }));
   const { nodes, placement } = edge.region.assignment;
   return {
     type: 'ops.snapshot',
