@@ -11,14 +11,18 @@ import { dispatchBehaviors, dispatchServices } from '../actors/index.ts';
 import { quote, DEFAULT_PRICING } from '../actors/pricing.ts';
 import { loadConfig } from '../config/index.ts';
 import { startNode, type RunningNode } from '../node.ts';
-import { databaseUrl } from './helpers/services.ts';
+import { freshDatabase } from './helpers/services.ts';
 import { eventually } from './helpers/node-process.ts';
 
 const CENTER = { lat: 48.8566, lng: 2.3522 };
 
+// One database for this file's nodes (a restart test reopens the same one); dropped at the end.
+const db = freshDatabase();
+test.after.always(async () => { await (await db).drop(); });
+
 async function node(dataDir: string, extra: Record<string, string> = {}): Promise<RunningNode> {
   const config = loadConfig({
-    MODE: 'embedded', DATABASE_URL: await databaseUrl(), DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent',
+    MODE: 'embedded', DATABASE_URL: (await db).url, DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent',
     SHARDS: '8', SCHEDULE_LEAD_MS: '600000', OFFER_TIMEOUT_MS: '2000', DISPATCH_DEADLINE_MS: '5000', ...extra,
   });
   return startNode({ config, behaviors: dispatchBehaviors(config), services: dispatchServices(config) });

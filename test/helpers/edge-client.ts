@@ -7,7 +7,7 @@ import { WebSocket } from 'ws';
 import { dispatchBehaviors, dispatchServices } from '../../actors/index.ts';
 import { loadConfig } from '../../config/index.ts';
 import { startNode, type RunningNode } from '../../node.ts';
-import { databaseUrl } from './services.ts';
+import { freshDatabase } from './services.ts';
 
 export interface Response {
   readonly status: number;
@@ -36,8 +36,9 @@ export interface EdgeNode {
 export const SECRET = 'edge-test-secret-of-good-length';
 
 export async function startEdge(extra: Record<string, string> = {}): Promise<EdgeNode> {
+  const db = await freshDatabase();
   const config = loadConfig({
-    MODE: 'embedded', DATABASE_URL: await databaseUrl(), DATA_DIR: mkdtempSync(join(tmpdir(), 'edge-')), PORT: '0', HOST: '127.0.0.1',
+    MODE: 'embedded', DATABASE_URL: db.url, DATA_DIR: mkdtempSync(join(tmpdir(), 'edge-')), PORT: '0', HOST: '127.0.0.1',
     LOG_LEVEL: 'silent', SHARDS: '8', AUTH_DEV_TOKENS: 'true', JWT_SECRET: SECRET, OFFER_TIMEOUT_MS: '5000', DISPATCH_DEADLINE_MS: '10000',
     ...extra,
   });
@@ -64,7 +65,7 @@ export async function startEdge(extra: Record<string, string> = {}): Promise<Edg
       return res.body.token as string;
     },
     socket: (token) => WsClient.connect(`${node.url.replace('http', 'ws')}/v1/ws${token ? `?token=${token}` : ''}`),
-    stop: () => node.stop(),
+    stop: async () => { await node.stop(); await db.drop(); },
   };
 }
 

@@ -64,3 +64,28 @@ async function address(service: Service): Promise<string> {
 export const databaseUrl = () => address('postgres');
 export const redisUrl = () => address('redis');
 export const kafkaBrokers = () => address('kafka');
+
+/**
+ * A database of its own for one test node, so nodes that each believe they own every
+ * shard (embedded mode) never share entities, read models or scheduled bookings.
+ */
+export async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const base = await databaseUrl();
+  const { default: pg } = await import('pg');
+  const name = `t_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: base });
+      await c.connect();
+      await c.query(`drop database if exists ${name} with (force)`).catch(() => undefined);
+      await c.end();
+    },
+  };
+}
