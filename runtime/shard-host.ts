@@ -18,6 +18,9 @@ import type { Journal } from './ports.ts';
 import { Semaphore } from './semaphore.ts';
 
 type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
+
+/** How long passivation waits for an entity's in-flight messages. */
+const DRAIN_TIMEOUT_MS = 10_000;
 type NactRef = Parameters<typeof dispatch>[0];
 
 interface Activation {
@@ -258,7 +261,10 @@ export class ShardHost {
     activation.stopping = (async () => {
       try {
         const recovered = await activation.ready.then(() => true, () => false);
-        while (activation.inFlight > 0) await new Promise((r) => setTimeout(r, 1));
+        // Bounded: a shutdown must finish even if some message never completes.
+        const until = Date.now() + DRAIN_TIMEOUT_MS;
+        while (activation.inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 1));
+        if (activation.inFlight > 0) this.#options.onError?.(new Error('drain timed out'), `${activation.key} still had ${activation.inFlight} message(s) in flight when stopped`);
         if (snapshot && recovered && !this.#behaviors.get(activation.self.kind)?.ephemeral) {
           await new Promise<void>((resolve, reject) => {
             dispatch(activation.ref!, { t: 'snapshot', done: { resolve, reject } } satisfies ActorMessage);

@@ -106,7 +106,12 @@ export class InProcessCommandLog implements CommandLog {
 
   async stop(): Promise<void> {
     this.#running = false;
-    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+    // Bounded, like a consumer's session: what is not done in time is redelivered after a restart.
+    const until = Date.now() + 15_000;
+    while (this.#inFlight.size > 0 && Date.now() < until) {
+      await Promise.race([Promise.allSettled([...this.#inFlight]), new Promise((r) => setTimeout(r, 500))]);
+    }
+    if (this.#inFlight.size > 0) this.#o.onError?.(new Error('stop timed out'), `${this.#inFlight.size} shard(s) still delivering at stop; they will be redelivered`);
     if (this.#o.dir) this.#writeOffsets();
     for (const p of this.#partitions) for (const s of p.segments) if (s.fd !== undefined) { closeSync(s.fd); s.fd = undefined; }
   }
