@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { markdownTable, type Row } from './stats.ts';
 import { runtimeBench } from './runtime.ts';
 import { clusterBench } from './cluster.ts';
-import { dispatchBench } from './dispatch.ts';
+import { dispatchBench, kafkaIngestBench, memoryBench } from './dispatch.ts';
 
 const quick = process.argv.includes('--quick');
 const databaseUrl = process.env.DATABASE_URL;
@@ -16,6 +16,8 @@ const started = new Date();
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
 if (!only || only === 'runtime') rows.push(...await runtimeBench({ databaseUrl, quick }));
 if (!only || only === 'dispatch') rows.push(...await dispatchBench({ redisUrl: process.env.REDIS_URL, quick }));
+if ((!only || only === 'dispatch') && process.env.KAFKA_BROKERS) rows.push(...await kafkaIngestBench(process.env.KAFKA_BROKERS, { quick }));
+if (!only || only === 'memory') rows.push(...await memoryBench({ quick }));
 if ((!only || only === 'cluster') && databaseUrl && process.env.KAFKA_BROKERS && process.env.REDIS_URL) {
   rows.push(...await clusterBench({ kafka: process.env.KAFKA_BROKERS, database: databaseUrl, redis: process.env.REDIS_URL }, { quick }));
 } else if (!only || only === 'cluster') {
