@@ -43,8 +43,6 @@ export interface ShardHostOptions {
   readonly maxActiveEntities: number;
   readonly maxConcurrentRecoveries: number;
   readonly snapshotEvery: number;
-  /** Snapshot soft state (changes not in the journal) after this many handled messages. */
-  readonly softSnapshotEvery?: number;
   readonly now?: () => number;
   readonly onError?: (error: unknown, context: string) => void;
 }

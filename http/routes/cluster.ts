@@ -17,17 +17,17 @@ export function clusterRoutes(region: ShardRegion, host: ShardHost): Api {
     method: 'get', path: '/v1/admin/cluster', tag: 'admin', summary: 'Nodes, the shard -> node map, live actors per shard (for shards this node owns)',
     roles: ['admin'], response: Cluster,
     handler: async () => {
-    const { placement, nodes } = region.assignment;
-    const actors = host.stats().activeByShard;
-    return {
-      nodeId: region.nodeId,
-      nodes,
-      shards: Array.from({ length: region.shards }, (_, shard) => ({
-        shard,
-        node: placement.get(shard) ?? null,
-        actors: region.owns(shard) ? actors.get(shard) ?? 0 : null,
-      })),
-    };
+      const { placement, nodes } = region.assignment;
+      const actors = host.stats().activeByShard;
+      return {
+        nodeId: region.nodeId,
+        nodes,
+        shards: Array.from({ length: region.shards }, (_, shard) => ({
+          shard,
+          node: placement.get(shard) ?? null,
+          actors: region.owns(shard) ? actors.get(shard) ?? 0 : null,
+        })),
+      };
     },
   });
   return api;
