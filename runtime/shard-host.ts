@@ -74,6 +74,8 @@ export class ShardHost {
   #sweeper: NodeJS.Timeout | undefined;
   #activations = 0;
   #passivations = 0;
+  /** Set by stopAll: nothing new is activated while (and after) the host shuts down. */
+  #closing = false;
 
   constructor(options: ShardHostOptions) {
     this.#options = options;
@@ -132,6 +134,7 @@ export class ShardHost {
   }
 
   async stopAll(): Promise<void> {
+    this.#closing = true;
     if (this.#sweeper) clearInterval(this.#sweeper);
     await Promise.all([...this.#active.values()].map((a) => this.#passivate(a, true)));
     stop(this.#system);
@@ -173,6 +176,9 @@ export class ShardHost {
       if (!existing.stopping) return existing;
       await existing.stopping;
     }
+    // An entity activated after stopAll collected its victims would outlive the actor
+    // system and leave its callers waiting forever: refuse, so they fail (and retry) now.
+    if (this.#closing) throw new Error(`node is stopping; ${key} is not activated`);
     const behavior = this.#behaviors.get(self.kind);
     if (!behavior) throw new Error(`no behavior for entity kind "${self.kind}"`);
     if (this.#active.size >= this.#options.maxActiveEntities) void this.#evictLeastRecentlyUsed();

@@ -22,7 +22,7 @@ test.after.always(async () => { await (await db).drop(); });
 
 async function node(dataDir: string, extra: Record<string, string> = {}): Promise<RunningNode> {
   const config = loadConfig({
-    MODE: 'embedded', DATABASE_URL: (await db).url, DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent',
+    MODE: 'embedded', DATABASE_URL: (await db).url, DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     SHARDS: '8', SCHEDULE_LEAD_MS: '600000', OFFER_TIMEOUT_MS: '2000', DISPATCH_DEADLINE_MS: '5000', ...extra,
   });
   return startNode({ config, behaviors: dispatchBehaviors(config), services: dispatchServices(config) });
