@@ -76,7 +76,9 @@ test('a command redelivered after a crash before its commit changes state once',
   const id = `redeliver-${randomUUID().slice(0, 8)}`;
   // The node dies at its first commit: the command is handled and journaled, its offset is not.
   const crashing = await startNodeProcess(FIXTURE, { ...settings, CRASH_AT_COMMIT: '1' });
-  await add(crashing.url, id, 5, `cmd-${id}`);
+  // The node may die before its 202 leaves (it handles and commits quickly); the command is
+  // durable in the log once appended either way, which is what the restart checks.
+  await add(crashing.url, id, 5, `cmd-${id}`).catch(() => undefined);
   const code = await crashing.exited;
   t.is(code, null, 'the node was killed by its signal');
 
