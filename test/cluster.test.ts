@@ -7,7 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
-import { databaseUrl, kafkaBrokers, redisUrl } from './helpers/services.ts';
+import { freshDatabase, kafkaBrokers, redisUrl } from './helpers/services.ts';
 import { eventually, startNodeProcess, type NodeProcess } from './helpers/node-process.ts';
 
 const FIXTURE = 'test/fixtures/counter-node.ts';
@@ -18,11 +18,15 @@ interface Counter { total: number; applied: number }
 interface ClusterView { nodeId: string; nodes: string[]; shards: { shard: number; node: string | null; actors: number | null }[] }
 
 /** Each test gets its own topic, consumer group and entity ids: PostgreSQL outlives test runs. */
+const databases: { drop(): Promise<void> }[] = [];
+
 async function clusterEnv(): Promise<Record<string, string>> {
+  const db = await freshDatabase();
+  databases.push(db);
   return {
     MODE: 'cluster',
     KAFKA_BROKERS: await kafkaBrokers(),
-    DATABASE_URL: await databaseUrl(),
+    DATABASE_URL: db.url,
     REDIS_URL: await redisUrl(),
     JWT_SECRET: SECRET,
     KAFKA_TOPIC_PREFIX: `t${randomUUID().slice(0, 8)}`,
@@ -94,6 +98,8 @@ async function allApplied(node: NodeProcess, sent: Map<string, number>): Promise
   }
   return true;
 }
+
+test.after.always(async () => { await Promise.all(databases.map((d) => d.drop())); });
 
 test.serial('a node joining under load takes its share of shards and nothing is lost or doubled', async (t) => {
   const env = await clusterEnv();

@@ -5,18 +5,24 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { databaseUrl } from './helpers/services.ts';
+import { freshDatabase } from './helpers/services.ts';
 import { eventually, startNodeProcess } from './helpers/node-process.ts';
 
 const FIXTURE = 'test/fixtures/counter-node.ts';
 
 interface Counter { total: number; applied: number; alarms: number }
 
+/** A database per test: a shared one would hold other runs' due bookings, whose activation would be this node's first commit. */
+const databases: { drop(): Promise<void> }[] = [];
+test.after.always(async () => { await Promise.all(databases.map((d) => d.drop())); });
+
 async function env(extra: Record<string, string> = {}): Promise<Record<string, string>> {
+  const db = await freshDatabase();
+  databases.push(db);
   return {
     // The in-process command log on real PostgreSQL: this suite is about the journal, not Kafka.
     MODE: 'embedded',
-    DATABASE_URL: await databaseUrl(),
+    DATABASE_URL: db.url,
     DATA_DIR: mkdtempSync(join(tmpdir(), 'dispatch-node-')),
     SHARDS: '8',
     ...extra,
