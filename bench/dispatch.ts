@@ -14,7 +14,7 @@ import { makeDriverBehavior } from '../actors/driver.ts';
 import { distanceKm } from '../actors/geo.ts';
 import { nearestService } from '../actors/index.ts';
 import { searchNearest } from '../actors/nearest.ts';
-import { DEFAULT_PRICING, quote } from '../actors/pricing.ts';
+import { createBooking } from '../test/fixtures/booking-request.ts';
 import { startRig } from '../test/helpers/rig.ts';
 import { percentile, type Row } from './stats.ts';
 
@@ -176,14 +176,9 @@ export async function dispatchBench(options: { redisUrl?: string; quick?: boolea
     const startedAt = performance.now();
     for (let i = 0; i < bookings; i++) {
       const pickup = { lat: CENTER.lat + (rand() - 0.5) * 0.1, lng: CENTER.lng + (rand() - 0.5) * 0.1 };
-      const dropoff = { lat: pickup.lat + 0.02, lng: pickup.lng };
-      const q = quote({ pickup, dropoff, vehicleType: 'economy', surge: 1, now: Date.now() }, DEFAULT_PRICING);
       const id = `bk${seq++}`;
       createdAt.set(id, performance.now());
-      void city.region.tell({ kind: 'booking', id }, {
-        type: 'create', riderId: `r${i}`, vehicleType: 'economy', pickup, dropoff, pickupCell: latLngToCell(pickup.lat, pickup.lng, CELL_RES),
-        price: q.price, surge: 1, distanceKm: q.distanceKm, durationMin: q.durationMin,
-      });
+      void city.region.tell({ kind: 'booking', id }, createBooking({ riderId: `r${i}`, pickup, dropoff: { lat: pickup.lat + 0.02, lng: pickup.lng }, cellRes: CELL_RES }));
       // Paced against the clock, so the rate holds even when a tick runs late.
       const due = startedAt + ((i + 1) * 1000) / rate;
       const wait = due - performance.now();

@@ -8,7 +8,7 @@ import { DEFAULT_CELL, makeCellBehavior } from '../actors/cell.ts';
 import { makeDriverBehavior } from '../actors/driver.ts';
 import { makeVehicleBehavior } from '../actors/vehicle.ts';
 import { nearestService } from '../actors/index.ts';
-import { quote, DEFAULT_PRICING } from '../actors/pricing.ts';
+import { createBooking } from './fixtures/booking-request.ts';
 import { startRig, type Rig } from './helpers/rig.ts';
 import { eventually } from './helpers/node-process.ts';
 
@@ -41,12 +41,7 @@ async function online(r: Rig, id: string, at: { lat: number; lng: number }, vehi
 }
 
 function createMessage(riderId: string, pickup = CENTER, scheduledAt?: number) {
-  const dropoff = { lat: pickup.lat + 0.03, lng: pickup.lng + 0.02 };
-  const q = quote({ pickup, dropoff, vehicleType: 'economy', surge: 1, now: Date.now() }, DEFAULT_PRICING);
-  return {
-    type: 'create', riderId, vehicleType: 'economy', pickup, dropoff, pickupCell: latLngToCell(pickup.lat, pickup.lng, CELL_RES),
-    price: q.price, surge: q.surge, distanceKm: q.distanceKm, durationMin: q.durationMin, ...(scheduledAt ? { scheduledAt } : {}),
-  };
+  return createBooking({ riderId, pickup, scheduledAt, cellRes: CELL_RES });
 }
 
 /** Driver apps: accept every offer after a short random think time. */

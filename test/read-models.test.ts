@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { latLngToCell } from 'h3-js';
 import { dispatchBehaviors, dispatchServices } from '../actors/index.ts';
-import { quote, DEFAULT_PRICING } from '../actors/pricing.ts';
+import { createBooking } from './fixtures/booking-request.ts';
 import { loadConfig } from '../config/index.ts';
 import { startNode, type RunningNode } from '../node.ts';
 import { freshDatabase } from './helpers/services.ts';
@@ -29,12 +29,7 @@ async function node(dataDir: string, extra: Record<string, string> = {}): Promis
 }
 
 function create(riderId: string, scheduledAt?: number) {
-  const dropoff = { lat: CENTER.lat + 0.02, lng: CENTER.lng + 0.01 };
-  const q = quote({ pickup: CENTER, dropoff, vehicleType: 'economy', surge: 1, now: Date.now() }, DEFAULT_PRICING);
-  return {
-    type: 'create', riderId, vehicleType: 'economy', pickup: CENTER, dropoff, pickupCell: latLngToCell(CENTER.lat, CENTER.lng, 7),
-    price: q.price, surge: q.surge, distanceKm: q.distanceKm, durationMin: q.durationMin, ...(scheduledAt ? { scheduledAt } : {}),
-  };
+  return createBooking({ riderId, pickup: CENTER, dropoff: { lat: CENTER.lat + 0.02, lng: CENTER.lng + 0.01 }, scheduledAt });
 }
 
 const status = async (n: RunningNode, id: string) => (await n.region.ask<{ status: string } | null>({ kind: 'booking', id }, { type: 'get' }))?.status;
