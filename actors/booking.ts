@@ -212,6 +212,11 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
     return { events: [{ type: 'no_driver', at: now }], effects: ['search', 'offer', 'deadline'].map((name) => ({ type: 'timer.cancel', name }) as Effect) };
   }
 
+  function ended(s: BookingState, now: number): Outcome<BookingState, BookingEvent> {
+    const step = giveUp(now);
+    return result(s, step.events, step.effects);
+  }
+
   /** The current offer ended without an acceptance: move on. */
   function offerFailed(s: BookingState, driverId: string, reason: string, now: number): Outcome<BookingState, BookingEvent> {
     if (s.status !== 'offered' || s.offer?.driverId !== driverId) return { state: s, events: [], effects: [] };
@@ -254,7 +259,7 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
       }
       case 'search.retry': {
         if (s.status !== 'searching' || m.search !== s.searches) return { state: s, events: [], effects: [] };
-        if (now >= s.deadlineAt) return result(s, giveUp(now).events, giveUp(now).effects);
+        if (now >= s.deadlineAt) return ended(s, now);
         const step = search(s, now, s.radiusKm);
         return result(s, step.events, step.effects);
       }
@@ -275,7 +280,7 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
       }
       case 'deadline':
         if (s.status !== 'searching' && s.status !== 'offered') return { state: s, events: [], effects: [] };
-        return withWithdraw(result(s, giveUp(now).events, giveUp(now).effects), s, s.offer?.driverId);
+        return withWithdraw(ended(s, now), s, s.offer?.driverId);
       case 'trip.arrived':
         if (s.status !== 'accepted' || s.driverId !== m.driverId) return refuse(s, 'invalid_transition', `cannot arrive while ${s.status}`);
         return result(s, [{ type: 'arriving', at: now }]);

@@ -70,16 +70,17 @@ export function openApiDocument(apis: readonly Api[], info: { title: string; ver
     const defs = (json.$defs ?? {}) as Record<string, unknown>;
     delete json.$defs;
     const relink = (value: unknown) => JSON.parse(JSON.stringify(value).replaceAll('"#/$defs/', '"#/components/schemas/')) as Record<string, unknown>;
-    for (const [name, def] of Object.entries(defs)) schemas[io === 'input' && name in schemas ? name : name] ??= relink(def);
+    for (const [name, def] of Object.entries(defs)) schemas[name] ??= relink(def);
     return relink(json);
   };
   const paths: Record<string, Record<string, unknown>> = {};
   for (const op of apis.flatMap((a) => a.operations)) {
     const path = op.path.replace(/:(\w+)/g, '{$1}');
     const params = [...op.path.matchAll(/:(\w+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
-    const query = op.query ? Object.entries((toSchema(op.query, 'input').properties ?? {}) as Record<string, unknown>).map(([name, schema]) => ({
-      name, in: 'query', required: ((toSchema(op.query!, 'input').required ?? []) as string[]).includes(name), schema,
-    })) : [];
+    const querySchema = op.query ? toSchema(op.query, 'input') : undefined;
+    const required = (querySchema?.required ?? []) as string[];
+    const query = Object.entries((querySchema?.properties ?? {}) as Record<string, unknown>)
+      .map(([name, schema]) => ({ name, in: 'query', required: required.includes(name), schema }));
     const headers = (op.headers ?? []).map((h) => ({ name: h.name, in: 'header', required: h.required ?? false, description: h.description, schema: { type: 'string' } }));
     const status = String(op.status ?? 200);
     const responses: Record<string, unknown> = {
