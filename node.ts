@@ -110,7 +110,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   });
 
   // Read models follow the domain events of the entities this node owns.
-  const readModels = new ReadModels(storage.orm);
+  const readModels = new ReadModels(storage.orm, storage.sqlGuard);
   region.onDomainEvent((topic, event, from) => {
     const applied = topic === 'booking' ? readModels.applyBookingEvent(event as BookingEventView, region.shardOf(from))
       : topic === 'driver' ? readModels.applyDriverEvent(event as never)
@@ -138,8 +138,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     : new InProcessRateLimiter();
   const edge: Edge = {
     region, host, readModels, limiter, auth,
-    settings: new SettingsStore(storage.orm),
-    accounts: new AccountStore(storage.orm),
+    settings: new SettingsStore(storage.orm, storage.sqlGuard),
+    accounts: new AccountStore(storage.orm, storage.sqlGuard),
     quotes: new QuoteSigner(config.auth.secret ?? secret ?? config.node.id),
     domain: config,
     devTokens: config.auth.devTokens,

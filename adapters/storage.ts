@@ -9,12 +9,15 @@ import { startEmbeddedPostgres } from './postgres/embedded.ts';
 import { PostgresJournal } from './postgres/journal.ts';
 import { openOrm, type Orm } from './postgres/orm.ts';
 import { PostgresReminderStore } from './postgres/reminders.ts';
+import { guard, isPermanentSqlError, type Guard } from './resilience.ts';
 
 export interface Storage {
   readonly orm: Orm;
   readonly journal: Journal;
   readonly reminders: ReminderStore;
   readonly embedded: boolean;
+  /** One circuit for the one database, shared by every request-path store. */
+  readonly sqlGuard: Guard;
   close(): Promise<void>;
 }
 
@@ -35,6 +38,7 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
   const journal = new PostgresJournal(orm);
   return {
     orm, journal, reminders: new PostgresReminderStore(orm), embedded: Boolean(embedded),
+    sqlGuard: guard({ name: 'PostgreSQL', isPermanent: isPermanentSqlError }),
     async close() {
       await journal.close();
       await embedded?.stop();

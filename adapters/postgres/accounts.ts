@@ -1,7 +1,7 @@
 // Accounts for deployments without their own identity provider.
 
 import type { Orm } from './orm.ts';
-import { guard, isPermanentSqlError, type Guard } from '../resilience.ts';
+import type { Guard } from '../resilience.ts';
 
 export interface AccountRecord {
   readonly id: string;
@@ -19,7 +19,7 @@ export class DuplicateEmailError extends Error {
 export class AccountStore {
   readonly #orm: Orm;
   readonly #guard: Guard;
-  constructor(orm: Orm, g: Guard = guard({ name: 'PostgreSQL', isPermanent: isPermanentSqlError })) {
+  constructor(orm: Orm, g: Guard) {
     this.#orm = orm;
     this.#guard = g;
   }

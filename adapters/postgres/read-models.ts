@@ -4,7 +4,7 @@
 // booking row only moves forward by version) and additive where they cannot.
 
 import type { Orm } from './orm.ts';
-import { guard, isPermanentSqlError, type Guard } from '../resilience.ts';
+import type { Guard } from '../resilience.ts';
 import { analyticsDelta, summarize, type AnalyticsRow, type BookingEventView } from '../../actors/analytics.ts';
 
 export interface BookingRow {
@@ -28,7 +28,7 @@ export class ReadModels {
   readonly #orm: Orm;
   readonly #guard: Guard;
 
-  constructor(orm: Orm, g: Guard = guard({ name: 'PostgreSQL', isPermanent: isPermanentSqlError })) {
+  constructor(orm: Orm, g: Guard) {
     this.#orm = orm;
     this.#guard = g;
   }

@@ -2,7 +2,7 @@
 // so a quote does not cost a query; a change reaches every node within the TTL.
 
 import type { Orm } from './orm.ts';
-import { guard, isPermanentSqlError, type Guard } from '../resilience.ts';
+import type { Guard } from '../resilience.ts';
 
 export class SettingsStore {
   readonly #orm: Orm;
@@ -10,7 +10,7 @@ export class SettingsStore {
   readonly #cache = new Map<string, { value: unknown; until: number }>();
   readonly #ttlMs: number;
 
-  constructor(orm: Orm, ttlMs = 5_000, g: Guard = guard({ name: 'PostgreSQL', isPermanent: isPermanentSqlError })) {
+  constructor(orm: Orm, g: Guard, ttlMs = 5_000) {
     this.#orm = orm;
     this.#ttlMs = ttlMs;
     this.#guard = g;
