@@ -7,7 +7,7 @@ export type { Logger };
 export function createLogger(options: { level: string; nodeId: string }): Logger {
   return pino({
     level: options.level,
-    base: { node: options.nodeId },
+    base: { node: options.nodeId, pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   });

@@ -14,8 +14,13 @@ export interface NodeProcess {
   exited: Promise<number | null>;
 }
 
-export async function startNodeProcess(script: string, env: Record<string, string>, timeoutMs = 30_000): Promise<NodeProcess> {
-  const child = spawn(process.execPath, [script], {
+export function startNodeProcess(script: string, env: Record<string, string>, timeoutMs = 30_000): Promise<NodeProcess> {
+  return startCommand(process.execPath, [script], env, timeoutMs);
+}
+
+/** Any command that ends up running a node (`npm start`, say), found started by its log line. */
+export async function startCommand(command: string, args: readonly string[], env: Record<string, string>, timeoutMs = 30_000): Promise<NodeProcess> {
+  const child = spawn(command, args, {
     cwd: repoRoot,
     env: { ...process.env, LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -43,8 +48,12 @@ export async function startNodeProcess(script: string, env: Record<string, strin
   };
 }
 
-/** Polls `check` until it returns true or the time runs out. */
-export async function eventually(check: () => Promise<boolean>, timeoutMs = 15_000, everyMs = 50): Promise<boolean> {
+/**
+ * Polls `check` until it returns true or the time runs out. The default bound is
+ * generous on purpose: a loaded 2-core machine is slow, and a passing check
+ * returns as soon as it holds, so only a real failure waits it out.
+ */
+export async function eventually(check: () => Promise<boolean>, timeoutMs = 60_000, everyMs = 50): Promise<boolean> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     if (await check().catch(() => false)) return true;

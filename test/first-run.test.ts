@@ -1,0 +1,114 @@
+// What a newcomer does first: `npm start` in embedded mode, a second start on the
+// same DATA_DIR by mistake, Ctrl-C through npm. Real processes, real files.
+
+import test from 'ava';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { eventually, startCommand, startNodeProcess, type NodeProcess } from './helpers/node-process.ts';
+
+const embedded = (dataDir: string) => ({
+  DATA_DIR: dataDir, MODE: 'embedded', DATABASE_URL: '', REDIS_URL: '', KAFKA_BROKERS: '', AUTH_DEV_TOKENS: 'true',
+});
+
+function tempDir(t: { teardown(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'dispatch-first-run-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Every file under dir with the hash of its bytes. */
+function fingerprint(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const path = join(d, name);
+      if (statSync(path).isDirectory()) walk(path);
+      else out.set(relative(dir, path), createHash('sha256').update(readFileSync(path)).digest('hex'));
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+function stopAll(t: { teardown(fn: () => Promise<unknown>): void }, ...nodes: NodeProcess[]): void {
+  t.teardown(async () => {
+    for (const n of nodes) {
+      n.child.kill('SIGCONT');
+      await n.kill('SIGKILL');
+    }
+  });
+}
+
+async function book(url: string): Promise<void> {
+  const tok = await fetch(`${url}/v1/auth/token`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sub: 'r1', role: 'rider' }),
+  }).then((r) => r.json() as Promise<{ token: string }>);
+  const res = await fetch(`${url}/v1/bookings`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${tok.token}` },
+    body: JSON.stringify({ pickup: { lat: 52.52, lng: 13.405 }, dropoff: { lat: 52.5, lng: 13.42 }, vehicleType: 'economy' }),
+  });
+  if (res.status !== 201) throw new Error(`booking: ${res.status} ${await res.text()}`);
+}
+
+test('a second node on the same DATA_DIR exits with one line and leaves the first node\'s files byte-for-byte unchanged', async (t) => {
+  const dir = tempDir(t);
+  const first = await startNodeProcess('main.ts', embedded(dir), 60_000);
+  stopAll(t, first);
+  await book(first.url);
+  // Paused, the first node cannot write: any change to its files would be the second node's.
+  first.child.kill('SIGSTOP');
+  const before = fingerprint(dir);
+  t.true(before.size > 3, 'the first node has files in DATA_DIR');
+
+  const second = await startNodeProcess('main.ts', embedded(dir), 60_000).then(
+    () => t.fail('the second node started'),
+    (error: Error) => error.message,
+  );
+  t.regex(second ?? '', /exited with 1/);
+  const lines = (second ?? '').split('\n').filter((l) => l.startsWith('failed to start'));
+  t.is(lines.length, 1);
+  t.regex(lines[0]!, new RegExp(`DATA_DIR ${dir} is in use by process ${first.child.pid}`));
+  t.deepEqual(fingerprint(dir), before);
+
+  first.child.kill('SIGCONT');
+  t.is((await fetch(`${first.url}/ready`)).status, 200, 'the first node goes on serving');
+});
+
+test('a node killed with SIGKILL leaves a stale lock that the next start takes over', async (t) => {
+  const dir = tempDir(t);
+  const first = await startNodeProcess('main.ts', embedded(dir), 60_000);
+  await book(first.url);
+  await first.kill('SIGKILL');
+  const next = await startNodeProcess('main.ts', embedded(dir), 60_000);
+  stopAll(t, next);
+  t.true(await eventually(async () => (await fetch(`${next.url}/ready`)).status === 200, 60_000));
+});
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  test(`${signal} sent to npm stops \`npm start\` and its node`, async (t) => {
+    const dir = tempDir(t);
+    const npm = await startCommand('npm', ['start', '--silent'], embedded(dir), 60_000);
+    stopAll(t, npm);
+    const started = npm.output.map((l) => { try { return JSON.parse(l) as { msg?: string; pid?: number }; } catch { return {}; } })
+      .find((e) => e.msg === 'node started');
+    const nodePid = started?.pid;
+    t.truthy(nodePid, 'the node logs its pid');
+    npm.child.kill(signal);
+    const code = await Promise.race([npm.exited, new Promise((r) => setTimeout(() => r('still running'), 60_000))]);
+    t.not(code, 'still running', 'npm exits');
+    // The node writes to the same pipe as npm, and may finish its last line after npm has gone.
+    t.true(await eventually(async () => npm.output.some((l) => l.includes('"node stopped"')), 30_000), 'the node shut down gracefully');
+    t.true(await eventually(async () => !alive(nodePid!), 30_000), 'no node process is left');
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
