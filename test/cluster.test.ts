@@ -13,6 +13,7 @@ import { eventually, startNodeProcess, type NodeProcess } from './helpers/node-p
 const FIXTURE = 'test/fixtures/counter-node.ts';
 const SHARDS = 12;
 const SECRET = 'cluster-test-secret-of-some-length';
+const QUOTE_SECRET = 'cluster-test-quote-key-shared-by-all-nodes';
 
 interface Counter { total: number; applied: number }
 interface ClusterView { nodeId: string; nodes: string[]; shards: { shard: number; node: string | null; actors: number | null }[] }
@@ -29,6 +30,7 @@ async function clusterEnv(): Promise<Record<string, string>> {
     DATABASE_URL: db.url,
     REDIS_URL: await redisUrl(),
     JWT_SECRET: SECRET,
+    QUOTE_SECRET: QUOTE_SECRET,
     KAFKA_TOPIC_PREFIX: `t${randomUUID().slice(0, 8)}`,
     KAFKA_SESSION_TIMEOUT_MS: '6000',
     SHARDS: String(SHARDS),
@@ -105,7 +107,7 @@ test.serial('a node joining under load takes its share of shards and nothing is 
   const env = await clusterEnv();
   const n1 = await startMember(t, env, 'n1');
   const n2 = await startMember(t, env, 'n2');
-  t.true(await eventually(() => membersAre(n1, ['n1', 'n2']), 30_000), 'two members share the shards');
+  t.true(await eventually(() => membersAre(n1, ['n1', 'n2']), 60_000), 'two members share the shards');
   const before = await view(n1);
 
   const members = [n1, n2];
@@ -131,14 +133,14 @@ test.serial('a node joining under load takes its share of shards and nothing is 
   const joinedAt = Date.now();
   const n3 = await startMember(t, env, 'n3');
   members.push(n3);
-  t.true(await eventually(() => membersAre(n3, ['n1', 'n2', 'n3']), 30_000), 'the third node joined');
+  t.true(await eventually(() => membersAre(n3, ['n1', 'n2', 'n3']), 60_000), 'the third node joined');
   t.log(`node joined and owns shards ${Date.now() - joinedAt} ms after its process started`);
   await new Promise((r) => setTimeout(r, 3_000));
   await load.stop();
   reading = false;
   await reader;
 
-  t.true(await eventually(() => allApplied(n3, load.sent), 30_000), 'every accepted command applied');
+  t.true(await eventually(() => allApplied(n3, load.sent), 60_000), 'every accepted command applied');
   for (const [id, count] of load.sent) {
     const state = await read(n1, id);
     t.is(state.applied, count, `${id}: each command applied exactly once`);
@@ -158,7 +160,7 @@ test.serial('a node killed under load: its shards resume on the survivors with n
   const n1 = await startMember(t, env, 'n1');
   const n2 = await startMember(t, env, 'n2');
   const n3 = await startMember(t, env, 'n3');
-  t.true(await eventually(() => membersAre(n1, ['n1', 'n2', 'n3']), 40_000));
+  t.true(await eventually(() => membersAre(n1, ['n1', 'n2', 'n3']), 60_000));
   const members = [n1, n2, n3];
   const ids = Array.from({ length: 30 }, (_, i) => `${env.KAFKA_TOPIC_PREFIX}-crash-${i}`);
   const load = loadGenerator(() => members, ids);
@@ -166,11 +168,11 @@ test.serial('a node killed under load: its shards resume on the survivors with n
   await n3.kill('SIGKILL');
   members.splice(members.indexOf(n3), 1);
   const killedAt = Date.now();
-  t.true(await eventually(() => membersAre(n1, ['n1', 'n2']), 40_000), 'the survivors own every shard');
+  t.true(await eventually(() => membersAre(n1, ['n1', 'n2']), 60_000), 'the survivors own every shard');
   t.log(`shards reassigned ${Date.now() - killedAt} ms after SIGKILL (session timeout 6 s)`);
   await new Promise((r) => setTimeout(r, 2_000));
   await load.stop();
-  t.true(await eventually(() => allApplied(n2, load.sent), 40_000), 'every accepted command applied');
+  t.true(await eventually(() => allApplied(n2, load.sent), 60_000), 'every accepted command applied');
   for (const [id, count] of load.sent) t.is((await read(n1, id)).applied, count, `${id} applied exactly once`);
 });
 
@@ -178,7 +180,7 @@ test.serial('an ask reaches the owner on another node and answers from it', asyn
   const env = await clusterEnv();
   const n1 = await startMember(t, env, 'n1');
   const n2 = await startMember(t, env, 'n2');
-  t.true(await eventually(() => membersAre(n1, ['n1', 'n2']), 30_000));
+  t.true(await eventually(() => membersAre(n1, ['n1', 'n2']), 60_000));
   const map = await view(n1);
   const ids = Array.from({ length: 20 }, (_, i) => `${env.KAFKA_TOPIC_PREFIX}-ask-${i}`);
   for (const [i, id] of ids.entries()) {
@@ -198,4 +200,33 @@ test.serial('an ask reaches the owner on another node and answers from it', asyn
     t.is((await read(n1, id)).total, i + 1, `${id} via n1`);
     t.is((await read(n2, id)).total, i + 1, `${id} via n2`);
   }
+});
+
+test.serial('a quote made on one node books on another, once', async (t) => {
+  t.timeout(300_000);
+  const env = await clusterEnv();
+  const start = async (id: string) => {
+    const node = await startNodeProcess('main.ts', { ...env, LOG_LEVEL: 'info', NODE_ID: id, DATA_DIR: mkdtempSync(join(tmpdir(), `${id}-`)) }, 120_000);
+    t.teardown(() => node.kill('SIGKILL'));
+    return node;
+  };
+  // One after the other: two members joining an empty group at once rebalance twice.
+  const n1 = await start('q1');
+  const n2 = await start('q2');
+  t.true(await eventually(async () => (await fetch(`${n2.url}/ready`)).status === 200 && (await fetch(`${n1.url}/ready`)).status === 200, 120_000));
+  const rider = await new SignJWT({ role: 'rider' }).setProtectedHeader({ alg: 'HS256' }).setSubject('cross-node-rider')
+    .setIssuer('dispatch').setIssuedAt().setExpirationTime('1h').sign(new TextEncoder().encode(SECRET));
+  const post = (node: NodeProcess, path: string, body: unknown, key?: string) => fetch(`${node.url}${path}`, {
+    method: 'POST', body: JSON.stringify(body),
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${rider}`, ...(key ? { 'idempotency-key': key } : {}) },
+  }).then(async (r) => ({ status: r.status, body: await r.json() as any }));
+  const quote = await post(n1, '/v1/quotes', { pickup: { lat: 52.52, lng: 13.405 }, dropoff: { lat: 52.5, lng: 13.42 }, vehicleType: 'economy' });
+  t.is(quote.status, 201);
+  const scheduledAt = new Date(Date.now() + 3_600_000).toISOString();
+  const booked = await post(n2, '/v1/bookings', { quoteId: quote.body.quoteId, scheduledAt }, 'first');
+  t.is(booked.status, 201, JSON.stringify(booked.body));
+  t.deepEqual(booked.body.price, quote.body.price);
+  const again = await post(n1, '/v1/bookings', { quoteId: quote.body.quoteId, scheduledAt }, 'second');
+  t.is(again.status, 409);
+  t.is(again.body.error.code, 'quote_used');
 });

@@ -11,13 +11,26 @@ test('health, readiness and Prometheus metrics; shutdown closes sockets with a r
   const socket = await edge.socket(await edge.token('ops-driver', 'driver'));
   await socket.call({ type: 'online', vehicleType: 'economy' }, 'on');
   await edge.http('GET', '/v1/bookings/none', { token: await edge.token('ops-rider', 'rider') });
-  const metrics = await fetch(`${edge.url}/metrics`).then((r) => r.text());
+  t.is((await fetch(`${edge.url}/metrics`)).status, 401, 'on the public port, metrics need an admin token');
+  const admin = await edge.token('ops-admin', 'admin');
+  const metrics = await fetch(`${edge.url}/metrics`, { headers: { authorization: `Bearer ${admin}` } }).then((r) => r.text());
   for (const name of ['http_request_duration_seconds_bucket', 'websocket_open{role="driver"} 1', 'actors_active{kind="driver"}', 'commands_handled_total', 'command_log_lag', 'shards_owned 8']) {
     t.true(metrics.includes(name), `metrics include ${name}`);
   }
   t.regex(metrics, /http_request_duration_seconds_count\{method="GET",route="\/v1\/bookings\/:id",status="404"\} 1/, 'latency is labelled by route pattern');
   await edge.stop();
-  t.true(await eventually(async () => socket.closed !== undefined, 5_000));
+  t.true(await eventually(async () => socket.closed !== undefined, 60_000));
   t.is(socket.closed!.code, 1001);
   t.is(socket.closed!.reason, 'shutdown');
+});
+
+test('METRICS_PORT serves /metrics on a listener of its own, and the API port does not', async (t) => {
+  const edge = await startEdge({ METRICS_PORT: '0' });
+  t.teardown(() => edge.stop());
+  t.not(edge.node.metricsUrl, `${edge.url}/metrics`);
+  const scraped = await fetch(edge.node.metricsUrl);
+  t.is(scraped.status, 200);
+  t.regex(await scraped.text(), /shards_owned 8/);
+  const admin = await edge.token('ops-admin', 'admin');
+  t.is((await fetch(`${edge.url}/metrics`, { headers: { authorization: `Bearer ${admin}` } })).status, 404);
 });

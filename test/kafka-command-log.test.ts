@@ -47,7 +47,7 @@ test('commands appended to shards are consumed once, in order per shard, and sta
   const sent = Array.from({ length: 200 }, (_, i) => ({ shard: i % 4, command: command(i, `e${i % 10}`) }));
   await log.appendMany(sent.slice(0, 100));
   for (const entry of sent.slice(100)) await log.append(entry.shard, entry.command);
-  t.true(await eventually(async () => c.seen.length >= 200, 20_000), `received ${c.seen.length}`);
+  t.true(await eventually(async () => c.seen.length >= 200, 60_000), `received ${c.seen.length}`);
   t.is(new Set(c.seen.map((r) => r.command.id)).size, 200, 'every command once');
   for (let shard = 0; shard < 4; shard++) {
     const ids = c.seen.filter((r) => r.shard === shard).map((r) => Number(r.command.id.slice(1)));
@@ -60,7 +60,7 @@ test('commands appended to shards are consumed once, in order per shard, and sta
   const c2 = collector(again);
   await again.start(c2.handlers);
   await again.append(1, command(999, 'late'));
-  t.true(await eventually(async () => c2.seen.length >= 1, 20_000));
+  t.true(await eventually(async () => c2.seen.length >= 1, 60_000));
   await new Promise((r) => setTimeout(r, 500));
   t.deepEqual(c2.seen.map((r) => r.command.id), ['c999']);
   await again.stop();
@@ -75,12 +75,12 @@ test('uncommitted commands are redelivered to the next consumer', async (t) => {
     async onAssignment() {},
   });
   await log.append(0, command(1, 'x'));
-  t.true(await eventually(async () => received.length === 1, 20_000));
+  t.true(await eventually(async () => received.length === 1, 60_000));
   await log.stop();
   const next = await logFor(t, topic, 2);
   const c = collector(next);
   await next.start(c.handlers);
-  t.true(await eventually(async () => c.seen.length === 1, 20_000), 'the unacknowledged command came back');
+  t.true(await eventually(async () => c.seen.length === 1, 60_000), 'the unacknowledged command came back');
   t.is(c.seen[0]!.command.id, 'c1');
   await next.stop();
 });

@@ -111,7 +111,7 @@ test('a timer set before a crash fires after the restart', async (t) => {
   t.true(await eventually(async () => (await read(first.url, id)).alarms === 0));
   await first.kill('SIGKILL');
   const second = await startNodeProcess(FIXTURE, settings);
-  t.true(await eventually(async () => (await read(second.url, id)).alarms === 1, 10_000), 'the alarm rang after the restart');
+  t.true(await eventually(async () => (await read(second.url, id)).alarms === 1, 60_000), 'the alarm rang after the restart');
   await second.kill('SIGTERM');
 });
 

@@ -36,7 +36,6 @@ const status = async (n: RunningNode, id: string) => (await n.region.ask<{ statu
 const inView = (n: RunningNode, id: string, wanted: string) => async () => ((await n.readModels.booking(id))?.data.status === wanted);
 
 test.serial('scheduled bookings: due within the lead window activate, later ones wait, activation twice dispatches once', async (t) => {
-  t.timeout(60_000);
   const n = await node(mkdtempSync(join(tmpdir(), 'sched-')));
   const run = randomUUID().slice(0, 8);
   const soon = `soon-${run}`;
@@ -55,7 +54,6 @@ test.serial('scheduled bookings: due within the lead window activate, later ones
 });
 
 test.serial('a booking due while its node was down is activated when the node starts', async (t) => {
-  t.timeout(60_000);
   const dir = mkdtempSync(join(tmpdir(), 'sched-down-'));
   const first = await node(dir, { SCHEDULE_LEAD_MS: '0' });
   const id = `down-${randomUUID().slice(0, 8)}`;
@@ -64,12 +62,11 @@ test.serial('a booking due while its node was down is activated when the node st
   await first.stop();
   await new Promise((r) => setTimeout(r, 2_000)); // its time passes while no node runs
   const second = await node(dir, { SCHEDULE_LEAD_MS: '0' });
-  t.true(await eventually(async () => (await status(second, id)) !== 'scheduled', 10_000), 'activated late, not lost');
+  t.true(await eventually(async () => (await status(second, id)) !== 'scheduled'), 'activated late, not lost');
   await second.stop();
 });
 
 test.serial('bookings are listed from the read model and a ride is counted in analytics', async (t) => {
-  t.timeout(60_000);
   const n = await node(mkdtempSync(join(tmpdir(), 'analytics-')));
   const run = randomUUID().slice(0, 8);
   const driverId = `drv-${run}`;

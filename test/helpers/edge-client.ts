@@ -98,7 +98,7 @@ export class WsClient {
   }
 
   /** Resolves with the first message (seen or coming) that matches. */
-  next(match: (m: any) => boolean, timeoutMs = 10_000, from = 0): Promise<any> {
+  next(match: (m: any) => boolean, timeoutMs = 60_000, from = 0): Promise<any> {
     return new Promise((resolve, reject) => {
       const check = () => {
         const found = this.messages.slice(from).find(match);
@@ -114,7 +114,7 @@ export class WsClient {
   async call(message: Record<string, unknown>, ref: string): Promise<any> {
     const from = this.messages.length;
     this.send({ ...message, ref });
-    return this.next((m) => m.ref === ref && (m.type === 'ack' || m.type === 'error'), 10_000, from);
+    return this.next((m) => m.ref === ref && (m.type === 'ack' || m.type === 'error'), 60_000, from);
   }
 
   close(): void {
