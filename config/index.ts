@@ -2,6 +2,8 @@
 // every problem is reported (one line each, naming the variable), not just the first.
 // The defaults select the embedded mode: no Kafka, PGlite, in-process Redis stand-ins.
 
+import { randomBytes } from 'node:crypto';
+import { BlockList, isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { VARIABLES, type VariableName } from './variables.ts';
 
@@ -18,10 +20,30 @@ export class ConfigError extends Error {
 
 export type Mode = 'embedded' | 'cluster';
 
+/** Whose X-Forwarded-For to believe for the client address. */
+export type TrustProxy =
+  | { readonly kind: 'off' }
+  /** This many proxies in front: the client is that many entries from the right of X-Forwarded-For. */
+  | { readonly kind: 'hops'; readonly hops: number }
+  /** Requests from these addresses or CIDRs are proxies; their X-Forwarded-For is believed. */
+  | { readonly kind: 'addresses'; readonly addresses: readonly string[] };
+
 export interface Config {
   readonly mode: Mode;
+  /**
+   * Development mode is the embedded mode (one node on a laptop, `npm start`): short
+   * JWT secrets and a random per-process QUOTE_SECRET are allowed there, nowhere else.
+   */
+  readonly development: boolean;
   readonly node: { readonly id: string };
-  readonly http: { readonly host: string; readonly port: number; readonly maxBodyBytes: number };
+  readonly http: { readonly host: string; readonly port: number; readonly maxBodyBytes: number; readonly trustProxy: TrustProxy };
+  /** Requests per minute: /v1/ per user or IP, bookings created per user, login and register per IP. */
+  readonly rateLimits: {
+    readonly apiPerMin: number;
+    readonly bookingsPerMin: number;
+    readonly loginPerMin: number;
+    readonly registerPerMin: number;
+  };
   readonly log: { readonly level: string };
   readonly cluster: {
     readonly shards: number;
@@ -44,8 +66,27 @@ export interface Config {
     readonly publicKey?: string;
     readonly jwksUrl?: string;
     readonly issuer: string;
+    /** Required aud claim; always set when tokens come from a public key or JWKS. */
+    readonly audience?: string;
     readonly devTokens: boolean;
     readonly tokenTtlSeconds: number;
+  };
+  readonly metrics: {
+    /** A separate listener for /metrics; undefined: /metrics on the API port, admins only. */
+    readonly port?: number;
+  };
+  readonly ws: {
+    readonly maxSocketsPerUser: number;
+    readonly maxSocketsPerIp: number;
+    readonly authTimeoutMs: number;
+    readonly messagesPerSecond: number;
+    readonly fixesPerMinute: number;
+  };
+  readonly quotes: {
+    /** HMAC key of quote tokens: QUOTE_SECRET, or in development mode a random one. */
+    readonly secret: string;
+    /** True when the secret is this process's random one (quotes die with the process). */
+    readonly ephemeral: boolean;
   };
   readonly dispatch: {
     readonly cellRes: number;
@@ -53,6 +94,11 @@ export interface Config {
     readonly surgeCap: number;
     readonly deadlineMs: number;
     readonly scheduleLeadMs: number;
+  };
+  /** Bounds of nearest-driver searches: the nearby endpoint's radius cap, cells asked per search. */
+  readonly search: {
+    readonly maxRadiusKm: number;
+    readonly maxCells: number;
   };
 }
 
@@ -148,6 +194,74 @@ class Reader {
   }
 }
 
+/** Secrets that appear as samples in this repository's docs and deploy files, or read like a placeholder. */
+const SAMPLE_SECRETS = [
+  'change-me-in-production-please-32chars', 'replace-me-with-a-long-random-secret', 'a-long-shared-development-secret',
+].map(normalized);
+const PLACEHOLDER_WORDS = ['changeme', 'replaceme', 'changeit', 'placeholder', 'yoursecret', 'example', 'sample', 'dummy', 'notasecret'];
+
+function normalized(text: string): string {
+  return text.toLowerCase().replace(/[^a-z0-9]/g, '');
+}
+
+/** Why a secret is unusable whatever the mode (a sample or placeholder value), or undefined. */
+function placeholderProblem(name: VariableName, value: string): string | undefined {
+  // A compose-style "${VAR}" or "$VAR" that nothing substituted (a manifest applied as written).
+  if (/^\$\{[A-Za-z_]\w*[^}]*\}$|^\$[A-Za-z_]\w*$/.test(value)) return `${name} looks like an unsubstituted variable ("\${...}"); set the real secret`;
+  const n = normalized(value);
+  if (SAMPLE_SECRETS.includes(n) || PLACEHOLDER_WORDS.some((w) => n.includes(w)) || /^(.)\1*$/.test(n) || ['secret', 'password', 'dispatch'].includes(n)) {
+    return `${name} is a sample or placeholder value; generate a real one (for example: openssl rand -base64 48)`;
+  }
+  return undefined;
+}
+
+const bytes = (text: string) => Buffer.byteLength(text, 'utf8');
+
+function trustProxy(r: Reader): TrustProxy {
+  const text = r.string('TRUST_PROXY');
+  const lower = text.toLowerCase();
+  if (['false', 'off', 'no', '0'].includes(lower)) return { kind: 'off' };
+  if (lower === 'true' || lower === 'yes' || lower === '*') {
+    r.problems.push(`TRUST_PROXY=${text} would believe any client's X-Forwarded-For; give the number of proxies in front (for example 1) or their addresses`);
+    return { kind: 'off' };
+  }
+  if (/^\d+$/.test(text)) {
+    const hops = Number(text);
+    if (hops > 16) {
+      r.problems.push(`TRUST_PROXY must be false, a number of proxies from 1 to 16, or a comma-separated list of IP addresses or CIDRs, got "${text}"`);
+      return { kind: 'off' };
+    }
+    return { kind: 'hops', hops };
+  }
+  const addresses = text.split(',').map((a) => a.trim()).filter(Boolean);
+  const bad = addresses.filter((a) => !isAddressOrCidr(a));
+  if (addresses.length === 0 || bad.length > 0) {
+    r.problems.push(`TRUST_PROXY must be false, a number of proxies from 1 to 16, or a comma-separated list of IP addresses or CIDRs, got "${text}" (not an address or CIDR: ${bad.join(', ') || 'none given'})`);
+    return { kind: 'off' };
+  }
+  return { kind: 'addresses', addresses };
+}
+
+function isAddressOrCidr(text: string): boolean {
+  const [address, prefix, ...rest] = text.split('/');
+  const family = isIP(address ?? '');
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/** The proxies of an address list as a BlockList, to test a peer address with `.check(ip)`. */
+export function trustedProxies(addresses: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of addresses) {
+    const [address, prefix] = entry.split('/') as [string, string | undefined];
+    const type = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+    if (prefix === undefined) list.addAddress(address, type);
+    else list.addSubnet(address, Number(prefix), type);
+  }
+  return list;
+}
+
 function redact(url: string): string {
   return url.replace(/\/\/([^:/@]+):([^@]+)@/, '//$1:***@');
 }
@@ -168,12 +282,35 @@ export function loadConfig(env: Env = process.env): Config {
   if (placementRes >= cellRes) r.problems.push(`PLACEMENT_RES must be coarser (smaller) than CELL_RES (${cellRes}), got ${placementRes}`);
   const level = r.string('LOG_LEVEL');
   if (!LOG_LEVELS.includes(level)) r.problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
-  const jwksUrl = r.url('JWKS_URL', ['https:', 'http:']);
+  const development = mode === 'embedded';
+  const quoteSecret = r.optional('QUOTE_SECRET');
+  let jwksUrl = r.url('JWKS_URL', ['https:', 'http:']);
+  if (jwksUrl?.toLowerCase().startsWith('http:')) {
+    r.problems.push(`JWKS_URL must be an https: URL (keys fetched over plain HTTP can be swapped in transit), got "${redact(jwksUrl)}"`);
+    jwksUrl = undefined;
+  }
 
   const config: Config = {
     mode,
+    development,
     node: { id: r.optional('NODE_ID') ?? hostname() },
-    http: { host: r.string('HOST'), port: r.int('PORT', 0, 65535), maxBodyBytes: r.int('MAX_BODY_BYTES', 1024, 64 * 1024 * 1024) },
+    http: {
+      host: r.string('HOST'), port: r.int('PORT', 0, 65535), maxBodyBytes: r.int('MAX_BODY_BYTES', 1024, 64 * 1024 * 1024), trustProxy: trustProxy(r),
+    },
+    metrics: { port: r.raw('METRICS_PORT') === undefined ? undefined : r.int('METRICS_PORT', 0, 65535) },
+    ws: {
+      maxSocketsPerUser: r.int('WS_MAX_SOCKETS_PER_USER', 1, 1000),
+      maxSocketsPerIp: r.int('WS_MAX_SOCKETS_PER_IP', 1, 1_000_000),
+      authTimeoutMs: r.int('WS_AUTH_TIMEOUT_MS', 100, 600_000),
+      messagesPerSecond: r.int('WS_MESSAGES_PER_SECOND', 1, 10_000),
+      fixesPerMinute: r.int('LOCATION_FIXES_PER_MINUTE', 1, 60_000),
+    },
+    rateLimits: {
+      apiPerMin: r.int('RATE_LIMIT_API_PER_MIN', 1, 1_000_000),
+      bookingsPerMin: r.int('RATE_LIMIT_BOOKINGS_PER_MIN', 1, 1_000_000),
+      loginPerMin: r.int('RATE_LIMIT_LOGIN_PER_MIN', 1, 1_000_000),
+      registerPerMin: r.int('RATE_LIMIT_REGISTER_PER_MIN', 1, 1_000_000),
+    },
     log: { level },
     cluster: {
       shards: r.int('SHARDS', 1, 4096),
@@ -196,9 +333,14 @@ export function loadConfig(env: Env = process.env): Config {
       publicKey: r.optional('JWT_PUBLIC_KEY'),
       jwksUrl,
       issuer: r.string('JWT_ISSUER'),
+      audience: r.optional('JWT_AUDIENCE'),
       devTokens: r.bool('AUTH_DEV_TOKENS'),
       tokenTtlSeconds: r.int('TOKEN_TTL_SECONDS', 60, 86_400),
     },
+    quotes: quoteSecret
+      ? { secret: quoteSecret, ephemeral: false }
+      // Documented in .env.example: development only, random per process, never derived from anything public.
+      : { secret: randomBytes(32).toString('base64url'), ephemeral: true },
     dispatch: {
       cellRes,
       offerTimeoutMs: r.int('OFFER_TIMEOUT_MS', 1_000, 600_000),
@@ -206,12 +348,33 @@ export function loadConfig(env: Env = process.env): Config {
       deadlineMs: r.int('DISPATCH_DEADLINE_MS', 5_000, 3_600_000),
       scheduleLeadMs: r.int('SCHEDULE_LEAD_MS', 0, 86_400_000),
     },
+    search: {
+      maxRadiusKm: r.number('SEARCH_MAX_RADIUS_KM', 0.1, 100),
+      maxCells: r.int('SEARCH_MAX_CELLS', 1, 100_000),
+    },
   };
   if (mode === 'cluster' && !config.auth.secret && !config.auth.publicKey && !config.auth.jwksUrl && !r.raw('JWKS_URL')) {
     // Every node must verify the same tokens, so none may invent its own key.
     r.problems.push('JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL is required in cluster mode');
   }
-  if (config.auth.secret !== undefined && config.auth.secret.length < 16) r.problems.push('JWT_SECRET must be at least 16 characters');
+  const secret = config.auth.secret;
+  if (secret !== undefined) {
+    const placeholder = placeholderProblem('JWT_SECRET', secret);
+    if (placeholder) r.problems.push(placeholder);
+    else if (development && secret.length < 16) r.problems.push('JWT_SECRET must be at least 16 characters');
+    else if (!development && bytes(secret) < 32) r.problems.push(`JWT_SECRET must be at least 32 bytes in ${mode} mode, got ${bytes(secret)}`);
+  }
+  if ((r.raw('JWT_PUBLIC_KEY') || r.raw('JWKS_URL')) && !config.auth.audience) {
+    r.problems.push('JWT_AUDIENCE is required with JWT_PUBLIC_KEY or JWKS_URL, so tokens the identity provider issued for other services are refused');
+  }
+  if (quoteSecret !== undefined) {
+    const placeholder = placeholderProblem('QUOTE_SECRET', quoteSecret);
+    if (placeholder) r.problems.push(placeholder);
+    else if (bytes(quoteSecret) < 32) r.problems.push(`QUOTE_SECRET must be at least 32 bytes, got ${bytes(quoteSecret)}`);
+    else if (quoteSecret === secret) r.problems.push('QUOTE_SECRET must differ from JWT_SECRET (one key, one purpose)');
+  } else if (!development) {
+    r.problems.push(`QUOTE_SECRET is required in ${mode} mode (at least 32 bytes, the same on every node), so any node honours a quote and none can be forged`);
+  }
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
 }

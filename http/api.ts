@@ -15,7 +15,9 @@ export interface Operation<B = unknown, Q = unknown> {
   readonly path: string;
   readonly summary: string;
   readonly tag: string;
+  /** Who may call it; an operation without roles must say `public: true` (a forgotten role fails at start, not open). */
   readonly roles?: readonly Role[];
+  readonly public?: boolean;
   /** Middleware run before the input is parsed (rate limits). */
   readonly guards?: readonly Middleware<AuthState>[];
   readonly body?: ZodType<B>;
@@ -23,6 +25,11 @@ export interface Operation<B = unknown, Q = unknown> {
   readonly response?: ZodType;
   readonly status?: number;
   readonly headers?: readonly { name: string; description: string; required?: boolean }[];
+  /**
+   * Error statuses the handler itself can answer, beyond those derived from the declaration
+   * (400 for input, 413 for a body, 401/403 for roles, 404 for path parameters, 429 for /v1/).
+   */
+  readonly errors?: readonly number[];
   readonly handler: (ctx: Context & { state: AuthState }, input: { body: B; query: Q; params: Record<string, string> }) => Promise<unknown>;
 }
 
@@ -47,6 +54,9 @@ export class Api {
   readonly operations: Operation<any, any>[] = [];
 
   add<B = undefined, Q = undefined>(op: Operation<B, Q>): void {
+    if (!op.roles === !op.public) {
+      throw new Error(`${op.method.toUpperCase()} ${op.path}: declare either roles (who may call it) or public: true, not ${op.public ? 'both' : 'neither'}`);
+    }
     this.operations.push(op);
     const guards = [...(op.roles ? [requireRole(...op.roles)] : []), ...(op.guards ?? [])];
     this.router[op.method](op.path, ...guards, async (ctx) => {
@@ -59,8 +69,45 @@ export class Api {
   }
 }
 
+const TAGS: Readonly<Record<string, string>> = {
+  auth: 'Accounts and tokens',
+  bookings: 'Quotes and bookings',
+  discovery: 'Nearby drivers and surge',
+  admin: 'Vehicles, drivers, pricing, analytics and the cluster (admin role)',
+};
+
+/** What each error status means, for the responses of the OpenAPI document. */
+const ERROR_MEANINGS: Readonly<Record<number, string>> = {
+  400: 'invalid input; `error.details` names each failing field',
+  401: 'no valid bearer token (or, where stated, wrong credentials)',
+  403: 'the token\'s role or subject may not do this',
+  404: 'no such resource, or not one this caller may see',
+  409: 'refused in the resource\'s current state (or a duplicate)',
+  413: 'the body is larger than the node accepts',
+  422: 'well-formed but not acceptable',
+  429: 'rate limited; `Retry-After` gives the seconds to wait',
+  503: 'a dependency is unavailable; retry later',
+};
+
+/** Error statuses an operation can answer: derived from its declaration, plus those it names. */
+export function errorStatuses(op: Operation<any, any>): number[] {
+  const statuses = new Set<number>(op.errors ?? []);
+  if (op.body || op.query || op.headers?.length || op.path.includes(':')) statuses.add(400);
+  if (op.body) statuses.add(413);
+  if (op.roles) { statuses.add(401); statuses.add(403); }
+  if (op.path.includes(':')) statuses.add(404);
+  // node.ts rate-limits every /v1/ request per user or IP; guards are tighter limits.
+  if (op.path.startsWith('/v1/') || op.guards?.length) statuses.add(429);
+  return [...statuses].sort((a, b) => a - b);
+}
+
+const errorResponse = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+});
+
 /** OpenAPI 3.1 from the registered operations. */
-export function openApiDocument(apis: readonly Api[], info: { title: string; version: string }) {
+export function openApiDocument(apis: readonly Api[], info: { title: string; version: string; description?: string }) {
   const schemas: Record<string, unknown> = {};
   // Named schemas (.meta({ id })) come out of zod as local $defs; they move to
   // components.schemas so every operation refers to one definition.
@@ -74,6 +121,7 @@ export function openApiDocument(apis: readonly Api[], info: { title: string; ver
     return relink(json);
   };
   const paths: Record<string, Record<string, unknown>> = {};
+  const operationIds = new Set<string>();
   for (const op of apis.flatMap((a) => a.operations)) {
     const path = op.path.replace(/:(\w+)/g, '{$1}');
     const params = [...op.path.matchAll(/:(\w+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
@@ -88,22 +136,37 @@ export function openApiDocument(apis: readonly Api[], info: { title: string; ver
         // Described as zod's input view: objects stay open, since the contract lets fields be added.
         ? { description: 'success', content: { 'application/json': { schema: toSchema(op.response, 'input') } } }
         : { description: 'success' },
-      default: { description: 'error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
     };
+    for (const code of errorStatuses(op)) responses[String(code)] = errorResponse(ERROR_MEANINGS[code] ?? 'error');
+    // Anything else (5xx: timeouts, unavailable dependencies) has the same shape.
+    responses.default = errorResponse('error');
+    let operationId = `${op.method}${path.replace(/[{}]/g, '').replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ? c.toUpperCase() : ''))}`;
+    for (let n = 2; operationIds.has(operationId); n++) operationId = `${operationId.replace(/_\d+$/, '')}_${n}`;
+    operationIds.add(operationId);
     (paths[path] ??= {})[op.method] = {
       summary: op.summary,
+      description: op.roles ? `Roles: ${op.roles.join(', ')}` : 'Public: no token needed',
       tags: [op.tag],
-      operationId: `${op.method}${path.replace(/[{}]/g, '').replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ? c.toUpperCase() : ''))}`,
-      ...(op.roles ? { security: [{ bearer: [] }], description: `Roles: ${op.roles.join(', ')}` } : {}),
+      operationId,
+      security: op.roles ? [{ bearer: [] }] : [],
       parameters: [...params, ...query, ...headers],
       ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: toSchema(op.body, 'input') } } } } : {}),
       responses,
     };
   }
   toSchema(ErrorSchema, 'output');
+  const tags = [...new Set(apis.flatMap((a) => a.operations.map((o) => o.tag)))].map((name) => ({ name, description: TAGS[name] ?? name }));
   return {
     openapi: '3.1.0',
-    info,
+    info: {
+      ...info,
+      description: info.description ?? 'Dispatch for ride-hailing and delivery. Every error is `{ "error": { "code", "message", "details"? } }`.',
+    },
+    // Relative: the document describes the node (or the proxy) that serves it.
+    servers: [{ url: '/' }],
+    // Bearer tokens unless an operation says otherwise; public operations say `security: []`.
+    security: [{ bearer: [] }],
+    tags,
     paths,
     components: { schemas, securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
   };

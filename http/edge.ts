@@ -2,6 +2,7 @@
 // stores, and settings. Built once in node.ts and handed to each route module.
 
 import type { DomainSettings } from '../actors/index.ts';
+import type { Config } from '../config/index.ts';
 import { DEFAULT_PRICING, type PricingPolicy } from '../actors/pricing.ts';
 import type { AccountStore } from '../adapters/postgres/accounts.ts';
 import type { ReadModels } from '../adapters/postgres/read-models.ts';
@@ -23,6 +24,8 @@ export interface Edge {
   readonly limiter: RateLimiter;
   readonly domain: DomainSettings;
   readonly devTokens: boolean;
+  /** Per-minute limits from the configuration (login and register are applied by the auth routes). */
+  readonly rateLimits: Config['rateLimits'];
 }
 
 export async function pricingPolicy(edge: Edge): Promise<PricingPolicy> {

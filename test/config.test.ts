@@ -1,6 +1,8 @@
 import test from 'ava';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { ConfigError, VARIABLES, loadConfig } from '../config/index.ts';
+import { ConfigError, VARIABLES, loadConfig, trustedProxies } from '../config/index.ts';
+import { startEdge } from './helpers/edge-client.ts';
 
 function problems(env: Record<string, string>): string[] {
   try {
@@ -12,6 +14,12 @@ function problems(env: Record<string, string>): string[] {
   return [];
 }
 
+/** A valid cluster configuration, for changing one variable at a time. */
+const CLUSTER = {
+  KAFKA_BROKERS: 'k1:9092,k2:9092', DATABASE_URL: 'postgres://u:p@db:5432/x', REDIS_URL: 'redis://r:6379',
+  JWT_SECRET: randomBytes(32).toString('base64'), QUOTE_SECRET: randomBytes(32).toString('base64'),
+} as const;
+
 test('the defaults select one embedded node', (t) => {
   const config = loadConfig({});
   t.is(config.mode, 'embedded');
@@ -21,19 +29,29 @@ test('the defaults select one embedded node', (t) => {
   t.is(config.storage.databaseUrl, undefined);
   t.is(config.storage.redisUrl, undefined);
   t.deepEqual(config.cluster.kafkaBrokers, []);
+  t.true(config.development, 'embedded mode is development mode');
+  t.deepEqual(config.http.trustProxy, { kind: 'off' });
+  t.deepEqual(config.rateLimits, { apiPerMin: 600, bookingsPerMin: 30, loginPerMin: 10, registerPerMin: 20 });
+  t.is(config.auth.audience, undefined);
 });
 
-test('Kafka brokers select cluster mode, which needs PostgreSQL and Redis too', (t) => {
+test('Kafka brokers select cluster mode, which needs PostgreSQL, Redis and real secrets too', (t) => {
   const key = 'JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL is required in cluster mode';
-  t.deepEqual(problems({ KAFKA_BROKERS: 'k1:9092,k2:9092' }), ['DATABASE_URL is required in cluster mode', 'REDIS_URL is required in cluster mode', key]);
-  const config = loadConfig({
-    KAFKA_BROKERS: 'k1:9092,k2:9092', DATABASE_URL: 'postgres://u:p@db:5432/x', REDIS_URL: 'redis://r:6379', JWT_SECRET: 'a-secret-of-24-characters',
-  });
+  const quote = /^QUOTE_SECRET is required in cluster mode/;
+  const found = problems({ KAFKA_BROKERS: 'k1:9092,k2:9092' });
+  t.deepEqual(found.slice(0, 3), ['DATABASE_URL is required in cluster mode', 'REDIS_URL is required in cluster mode', key]);
+  t.is(found.length, 4);
+  t.regex(found[3]!, quote);
+  const config = loadConfig({ ...CLUSTER });
   t.is(config.mode, 'cluster');
+  t.false(config.development);
   t.deepEqual(config.cluster.kafkaBrokers, ['k1:9092', 'k2:9092']);
-  t.deepEqual(problems({ MODE: 'cluster' }), [
+  t.deepEqual(config.quotes, { secret: CLUSTER.QUOTE_SECRET, ephemeral: false });
+  const all = problems({ MODE: 'cluster' });
+  t.deepEqual(all.slice(0, 4), [
     'KAFKA_BROKERS is required in cluster mode', 'DATABASE_URL is required in cluster mode', 'REDIS_URL is required in cluster mode', key,
   ]);
+  t.regex(all[4]!, quote);
 });
 
 const bad: [Record<string, string>, RegExp][] = [
@@ -51,6 +69,27 @@ const bad: [Record<string, string>, RegExp][] = [
   [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/],
   [{ SURGE_CAP: 'NaN' }, /^SURGE_CAP must be a number/],
   [{ JWT_SECRET: 'short' }, /^JWT_SECRET must be at least 16 characters/],
+  [{ RATE_LIMIT_API_PER_MIN: '0' }, /^RATE_LIMIT_API_PER_MIN must be an integer from 1 to 1000000, got "0"$/],
+  [{ RATE_LIMIT_BOOKINGS_PER_MIN: 'thirty' }, /^RATE_LIMIT_BOOKINGS_PER_MIN must be an integer from 1 to 1000000, got "thirty"$/],
+  [{ RATE_LIMIT_LOGIN_PER_MIN: '-1' }, /^RATE_LIMIT_LOGIN_PER_MIN must be an integer from 1 to 1000000, got "-1"$/],
+  [{ RATE_LIMIT_REGISTER_PER_MIN: '2.5' }, /^RATE_LIMIT_REGISTER_PER_MIN must be an integer from 1 to 1000000, got "2.5"$/],
+  [{ JWKS_URL: 'http://idp.internal/jwks.json', JWT_AUDIENCE: 'dispatch' }, /^JWKS_URL must be an https: URL/],
+  [{ JWKS_URL: 'https://idp.internal/jwks.json' }, /^JWT_AUDIENCE is required with JWT_PUBLIC_KEY or JWKS_URL/],
+  [{ JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----...' }, /^JWT_AUDIENCE is required with JWT_PUBLIC_KEY or JWKS_URL/],
+  [{ JWT_SECRET: 'change-me-in-production-please-32chars' }, /^JWT_SECRET is a sample or placeholder value/],
+  [{ JWT_SECRET: 'replace-me-with-a-long-random-secret' }, /^JWT_SECRET is a sample or placeholder value/],
+  [{ JWT_SECRET: 'a-long-shared-development-secret' }, /^JWT_SECRET is a sample or placeholder value/],
+  [{ JWT_SECRET: 'CHANGEME_CHANGEME_CHANGEME_CHANGEME' }, /^JWT_SECRET is a sample or placeholder value/],
+  [{ JWT_SECRET: 'x'.repeat(40) }, /^JWT_SECRET is a sample or placeholder value/],
+  [{ QUOTE_SECRET: '${QUOTE_SECRET:?set QUOTE_SECRET to at least 32 random bytes}' }, /^QUOTE_SECRET looks like an unsubstituted variable/],
+  [{ JWT_SECRET: '$JWT_SECRET' }, /^JWT_SECRET looks like an unsubstituted variable/],
+  [{ QUOTE_SECRET: 'too-short-for-a-quote-key' }, /^QUOTE_SECRET must be at least 32 bytes, got 25$/],
+  [{ QUOTE_SECRET: 'replace-me-with-another-openssl-rand-base64-48' }, /^QUOTE_SECRET is a sample or placeholder value/],
+  [{ JWT_SECRET: 'the-same-key-for-two-purposes-is-bad', QUOTE_SECRET: 'the-same-key-for-two-purposes-is-bad' }, /^QUOTE_SECRET must differ from JWT_SECRET/],
+  [{ TRUST_PROXY: 'true' }, /^TRUST_PROXY=true would believe any client's X-Forwarded-For/],
+  [{ TRUST_PROXY: '17' }, /^TRUST_PROXY must be false, a number of proxies from 1 to 16, or a comma-separated list/],
+  [{ TRUST_PROXY: '10.0.0.1,nginx' }, /^TRUST_PROXY must be .* \(not an address or CIDR: nginx\)$/],
+  [{ TRUST_PROXY: '10.0.0.0/33' }, /^TRUST_PROXY must be .* \(not an address or CIDR: 10\.0\.0\.0\/33\)$/],
 ];
 
 for (const [env, message] of bad) {
@@ -60,6 +99,93 @@ for (const [env, message] of bad) {
     t.regex(found[0]!, message);
   });
 }
+
+// Outside development mode (cluster), secrets must be long and QUOTE_SECRET must be given.
+const badCluster: [Record<string, string | undefined>, RegExp][] = [
+  [{ JWT_SECRET: 'a-secret-of-31-bytes-is-too-sho' }, /^JWT_SECRET must be at least 32 bytes in cluster mode, got 31$/],
+  [{ JWT_SECRET: 'change-me-in-production-please-32chars' }, /^JWT_SECRET is a sample or placeholder value/],
+  [{ QUOTE_SECRET: undefined }, /^QUOTE_SECRET is required in cluster mode/],
+  [{ QUOTE_SECRET: 'short' }, /^QUOTE_SECRET must be at least 32 bytes, got 5$/],
+  [{ JWT_SECRET: undefined, JWKS_URL: 'https://idp.example.org/.well-known/jwks.json' }, /^JWT_AUDIENCE is required with JWT_PUBLIC_KEY or JWKS_URL/],
+  [{ JWT_SECRET: undefined, JWKS_URL: 'http://idp.internal/jwks.json', JWT_AUDIENCE: 'dispatch' }, /^JWKS_URL must be an https: URL/],
+];
+
+for (const [change, message] of badCluster) {
+  test(`cluster mode refuses ${JSON.stringify(change, (_, v: unknown) => v ?? '(unset)')} naming the variable`, (t) => {
+    const env = Object.fromEntries(Object.entries({ ...CLUSTER, ...change }).filter(([, v]) => v !== undefined)) as Record<string, string>;
+    const found = problems(env);
+    t.is(found.length, 1, found.join('; '));
+    t.regex(found[0]!, message);
+  });
+}
+
+test('refused secrets are not echoed in the messages', (t) => {
+  const secrets = ['a-secret-of-31-bytes-is-too-sho', 'change-me-in-production-please-32chars'];
+  const found = [
+    ...problems({ ...CLUSTER, JWT_SECRET: secrets[0]! }),
+    ...problems({ ...CLUSTER, QUOTE_SECRET: secrets[1]! }),
+  ];
+  t.is(found.length, 2);
+  for (const secret of secrets) t.false(found.join('\n').includes(secret));
+});
+
+test('secrets: a JWKS over https with an audience loads; development mode may leave QUOTE_SECRET unset', (t) => {
+  const jwks = loadConfig({ ...CLUSTER, JWT_SECRET: '', JWKS_URL: 'https://idp.example.org/.well-known/jwks.json', JWT_AUDIENCE: 'dispatch-api' });
+  t.is(jwks.auth.jwksUrl, 'https://idp.example.org/.well-known/jwks.json');
+  t.is(jwks.auth.audience, 'dispatch-api');
+  // Embedded (development) mode: a random quote key per process, never derived from the node id.
+  const a = loadConfig({ NODE_ID: 'n1' });
+  const b = loadConfig({ NODE_ID: 'n1' });
+  t.true(a.quotes.ephemeral);
+  t.true(Buffer.byteLength(a.quotes.secret) >= 32);
+  t.not(a.quotes.secret, b.quotes.secret);
+  t.false(a.quotes.secret.includes('n1'));
+  const given = loadConfig({ QUOTE_SECRET: CLUSTER.QUOTE_SECRET });
+  t.deepEqual(given.quotes, { secret: CLUSTER.QUOTE_SECRET, ephemeral: false });
+  // 16 characters are enough for a development JWT_SECRET, not for a cluster's.
+  t.is(loadConfig({ JWT_SECRET: 'sixteen-chars-ok' }).auth.secret, 'sixteen-chars-ok');
+  // A generated secret may hold "$": only a whole "${VAR}" or "$VAR" reads as unsubstituted.
+  t.is(loadConfig({ ...CLUSTER, JWT_SECRET: 'a$b-c$d-e$f-g$h-i$j-k$l-m$n-o$p-q$r' }).auth.secret, 'a$b-c$d-e$f-g$h-i$j-k$l-m$n-o$p-q$r');
+});
+
+test('TRUST_PROXY: off by default, a hop count, or proxy addresses and CIDRs', (t) => {
+  for (const off of ['', 'false', 'off', '0', 'no']) t.deepEqual(loadConfig({ TRUST_PROXY: off }).http.trustProxy, { kind: 'off' }, off);
+  t.deepEqual(loadConfig({ TRUST_PROXY: '1' }).http.trustProxy, { kind: 'hops', hops: 1 });
+  t.deepEqual(loadConfig({ TRUST_PROXY: '2' }).http.trustProxy, { kind: 'hops', hops: 2 });
+  const list = loadConfig({ TRUST_PROXY: '10.0.0.7, 172.16.0.0/12,::1,fd00::/8' }).http.trustProxy;
+  t.deepEqual(list, { kind: 'addresses', addresses: ['10.0.0.7', '172.16.0.0/12', '::1', 'fd00::/8'] });
+  const proxies = trustedProxies(list.kind === 'addresses' ? list.addresses : []);
+  t.true(proxies.check('10.0.0.7', 'ipv4'));
+  t.true(proxies.check('172.20.1.2', 'ipv4'));
+  t.false(proxies.check('10.0.0.8', 'ipv4'));
+  t.true(proxies.check('fd12::1', 'ipv6'));
+  t.false(proxies.check('2001:db8::1', 'ipv6'));
+});
+
+test('rate limits come from the configuration', (t) => {
+  const config = loadConfig({ RATE_LIMIT_API_PER_MIN: '1200', RATE_LIMIT_BOOKINGS_PER_MIN: '5', RATE_LIMIT_LOGIN_PER_MIN: '3', RATE_LIMIT_REGISTER_PER_MIN: '4' });
+  t.deepEqual(config.rateLimits, { apiPerMin: 1200, bookingsPerMin: 5, loginPerMin: 3, registerPerMin: 4 });
+});
+
+test('a node answers 429 at the configured limits (login, register, the API)', async (t) => {
+  const edge = await startEdge({ RATE_LIMIT_LOGIN_PER_MIN: '3', RATE_LIMIT_REGISTER_PER_MIN: '2', RATE_LIMIT_API_PER_MIN: '12' });
+  t.teardown(() => edge.stop());
+  const login = () => edge.http('POST', '/v1/auth/login', { body: { email: 'nobody@example.org', password: 'wrong-password' } });
+  for (let i = 0; i < 3; i++) t.is((await login()).status, 401, `login ${i + 1} is within the limit`);
+  const limited = await login();
+  t.is(limited.status, 429, 'the 4th login in a minute is refused');
+  t.is(limited.body.error.code, 'rate_limited');
+  t.true(Number(limited.headers.get('retry-after')) >= 1);
+  // Register: the limit is counted before the body is read, so even invalid requests count.
+  for (let i = 0; i < 2; i++) t.is((await edge.http('POST', '/v1/auth/register', { body: {} })).status, 400);
+  t.is((await edge.http('POST', '/v1/auth/register', { body: {} })).status, 429, 'the 3rd registration in a minute is refused');
+  // The general API limit counts per signed-in user: 12 requests pass, the 13th is refused.
+  const token = await edge.token('limited-rider', 'rider');
+  for (let i = 0; i < 12; i++) t.is((await edge.http('GET', '/v1/bookings', { token })).status, 200, `request ${i + 1}`);
+  const over = await edge.http('GET', '/v1/bookings', { token });
+  t.is(over.status, 429);
+  t.regex(over.body.error.message, /\(api\)/);
+});
 
 test('every problem is reported at once, and a password in a URL is not echoed', (t) => {
   const found = problems({ PORT: 'x', SHARDS: 'y', DATABASE_URL: 'postgres//user:secret@' });

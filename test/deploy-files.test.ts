@@ -2,6 +2,7 @@
 // one the configuration reads, every port is the node's, every probe path is a route.
 
 import test from 'ava';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { parse, parseAllDocuments } from 'yaml';
 import { VARIABLES, loadConfig } from '../config/index.ts';
@@ -23,7 +24,9 @@ test('compose: every node variable exists in the configuration and the whole set
     for (const key of Object.keys(env)) t.true(known.has(key), `${name} sets ${key}, which the node does not read`);
     t.is(env.PORT, port);
     t.truthy(env.NODE_ID, `${name} has a node id`);
-    const config = loadConfig(env);
+    // Secrets come from the environment (compose refuses to start without them), as real ones would.
+    for (const key of ['JWT_SECRET', 'QUOTE_SECRET']) t.regex(env[key] ?? '', new RegExp(`^\\$\\{${key}:\\?`), `${name} takes ${key} from the environment`);
+    const config = loadConfig({ ...env, JWT_SECRET: randomBytes(48).toString('base64'), QUOTE_SECRET: randomBytes(48).toString('base64') });
     t.is(config.mode, 'cluster', `${name}'s environment is a valid cluster configuration`);
     const probe = service.healthcheck?.test?.join(' ') ?? '';
     t.true(routes.some((r) => probe.includes(`:${port}${r}`)), `${name} probes a real route on the node port`);
@@ -45,7 +48,10 @@ test('k8s: variables, ports and probes match the node', (t) => {
   const set = docs.find((d) => d.kind === 'StatefulSet')!;
   const container = set.spec.template.spec.containers[0];
   for (const e of container.env ?? []) t.true(known.has(e.name), `k8s sets ${e.name}`);
-  t.is(loadConfig({ ...configMap, ...secret, NODE_ID: 'dispatch-0' }).mode, 'cluster', 'ConfigMap + Secret load as a cluster configuration');
+  // The committed Secret is a template: its secrets are placeholders the node refuses; real ones load.
+  t.throws(() => loadConfig({ ...configMap, ...secret, NODE_ID: 'dispatch-0' }), { message: /JWT_SECRET is a sample[\s\S]*QUOTE_SECRET is a sample/ });
+  const filled = { ...secret, JWT_SECRET: randomBytes(48).toString('base64'), QUOTE_SECRET: randomBytes(48).toString('base64') };
+  t.is(loadConfig({ ...configMap, ...filled, NODE_ID: 'dispatch-0' }).mode, 'cluster', 'ConfigMap + Secret load as a cluster configuration');
   t.is(String(container.ports[0].containerPort), configMap.PORT!);
   for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) {
     t.true(routes.includes(container[probe].httpGet.path), `${probe} uses a real route`);
