@@ -5,7 +5,11 @@ import { ConfigError, loadConfig } from './config/index.ts';
 import { dispatchBehaviors, dispatchServices } from './actors/index.ts';
 import { startNode } from './node.ts';
 import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import type { Logger } from './runtime/logger.ts';
 
 async function main(): Promise<void> {
   let config;
@@ -18,41 +22,91 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const node = await startNode({ config, behaviors: dispatchBehaviors(config), services: dispatchServices(config) });
-  if (process.env.DEMO === 'true') startDemo(node.url, config.http.port);
+  const demoMode = process.env.DEMO === 'true';
+  const logger = demoMode ? demoLogger(config.log.level, config.node.id, resolve(config.storage.dataDir, 'node.log')) : undefined;
+  const node = await startNode({ config, behaviors: dispatchBehaviors(config), services: dispatchServices(config), logger });
+  const demo = demoMode ? await startDemo(node.url, config.http.port) : undefined;
   let signals = 0;
-  const shutdown = (signal: string) => {
+  const shutdown = (signal: NodeJS.Signals) => {
     if (++signals > 1) {
       node.logger.warn({ signal }, 'second signal: exiting now');
       process.exit(130);
     }
-    const deadline = setTimeout(() => {
-      node.logger.error('graceful shutdown timed out');
-      process.exit(1);
-    }, config.runtime.shutdownTimeoutMs);
-    deadline.unref();
-    node.stop(signal).then(() => process.exit(0), (error) => {
-      node.logger.error({ err: error }, 'shutdown failed');
-      process.exit(1);
+    // The demo's simulator cleans up (cancels its bookings) while the node still serves it.
+    void (demo ? demo.stop(signal) : Promise.resolve()).then(() => {
+      const deadline = setTimeout(() => {
+        node.logger.error('graceful shutdown timed out');
+        process.exit(1);
+      }, config.runtime.shutdownTimeoutMs);
+      deadline.unref();
+      node.stop(signal).then(() => process.exit(0), (error) => {
+        node.logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      });
     });
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
-/** `npm run demo`: the simulator against this node, and where to watch it. */
-function startDemo(url: string, port: number): void {
-  const local = url.replace('0.0.0.0', 'localhost');
-  const sim = spawn(process.execPath, [fileURLToPath(new URL('./scripts/simulate.ts', import.meta.url))], {
-    stdio: 'inherit', env: { ...process.env, URL: local, SPEEDUP: process.env.SPEEDUP ?? '10' },
-  });
-  process.on('exit', () => sim.kill());
-  void fetch(`${local}/v1/auth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sub: 'demo-admin', role: 'admin' }) })
-    .then((r) => r.json() as Promise<{ token: string }>)
-    .then(({ token }) => process.stderr.write(`\nwatch the city: http://localhost:${port}/ops?token=${token}\n\n`), () => undefined);
+/**
+ * In the demo the terminal belongs to the simulator's progress line: the node's JSON
+ * logs go to a file instead, in the format of runtime/logger.ts (keep the two alike;
+ * createLogger taking a destination would make this a one-liner).
+ */
+function demoLogger(level: string, nodeId: string, path: string): Logger {
+  mkdirSync(resolve(path, '..'), { recursive: true });
+  process.stderr.write(`node logs: ${path}\n`);
+  return pino({
+    level,
+    base: { node: nodeId, pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  }, pino.destination({ dest: path, append: true, sync: true }));
 }
 
+/**
+ * `npm run demo`: the simulator against this node, and where to watch it. The simulator
+ * runs in a process group of its own, so a Ctrl-C reaches it once, from here: it then
+ * cancels its bookings against the still-running node before the node stops.
+ */
+async function startDemo(url: string, port: number): Promise<{ stop(signal: NodeJS.Signals): Promise<void> }> {
+  const local = url.replace('0.0.0.0', 'localhost');
+  const admin = await fetch(`${local}/v1/auth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sub: 'demo-admin', role: 'admin' }) })
+    .then((r) => r.json() as Promise<{ token: string }>).catch(() => undefined);
+  // Printed before the simulator starts, so it does not land in the middle of its progress line.
+  if (admin?.token) process.stderr.write(`watch the city: http://localhost:${port}/ops?token=${admin.token}\n\n`);
+  const sim = spawn(process.execPath, [fileURLToPath(new URL('./scripts/simulate.ts', import.meta.url))], {
+    // The IPC channel only tells the simulator when this process is gone (it then exits).
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'], detached: true, env: { ...process.env, URL: local },
+  });
+  const running = () => sim.exitCode === null && sim.signalCode === null;
+  let stopping = false;
+  const exited = new Promise<void>((done) => sim.once('exit', (code) => {
+    if (!stopping) process.stderr.write(`simulator exited (${code ?? sim.signalCode}); the node keeps running, Ctrl-C stops it\n`);
+    done();
+  }));
+  process.on('exit', () => { if (running()) sim.kill('SIGTERM'); });
+  return {
+    async stop(signal) {
+      stopping = true;
+      if (!running()) return;
+      sim.kill(signal);
+      await Promise.race([exited, new Promise((done) => setTimeout(done, 60_000).unref())]);
+    },
+  };
+}
+
+// Failures an operator fixes by reading one line: no stack trace for them.
+const EXPLAINED: Record<string, (e: Error) => string> = {
+  data_dir_locked: (e) => e.message,
+  EADDRINUSE: (e) => `the port is in use (${e.message}); set PORT to a free one`,
+  EACCES: (e) => `no permission: ${e.message}`,
+};
+
 main().catch((error: unknown) => {
-  process.stderr.write(`failed to start: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+  const explain = error instanceof Error ? EXPLAINED[String((error as { code?: unknown }).code)] : undefined;
+  const text = explain ? explain(error as Error) : error instanceof Error ? error.stack ?? error.message : String(error);
+  process.stderr.write(`failed to start: ${text}\n`);
   process.exit(1);
 });

@@ -1,164 +1,443 @@
 // `npm run simulate`: a city of driver apps and riders against any node URL.
-// Drivers hold real WebSockets, drive between random points, accept most offers,
-// drive to the pickup and the dropoff; riders book at a steady rate (some for
-// later) and follow their bookings on sockets of their own. A progress line shows
-// what happened. Needs a node with AUTH_DEV_TOKENS=true (it asks for tokens).
+// Drivers hold real WebSockets, cruise around, accept most offers, drive to the
+// pickup and on to the dropoff (trip.arrived, trip.start, trip.complete); riders
+// book at a steady rate (some for later) and follow their bookings on sockets of
+// their own. Driving runs SPEEDUP times faster than real (20 by default: a 2 km
+// ride takes about 10 s; timeouts on the node keep real time). One progress line
+// rewrites itself on a terminal (a line every PROGRESS_S seconds otherwise).
+// Needs a node with AUTH_DEV_TOKENS=true (it asks for tokens). Sockets authenticate
+// with their first message, so tokens stay out of URLs.
+//
+// When it stops (DURATION_S reached, SIGINT or SIGTERM) it leaves nothing behind:
+// no new bookings; trips under way are driven straight to their dropoff and
+// completed; every other booking it made that has not finished is cancelled by
+// its rider (POST /v1/bookings/:id/cancel); drivers go offline; then a summary.
+// Exit status 0 when every booking it made ended, 1 if some were left open.
+// A second signal exits at once.
 //
 //   URL=http://localhost:8000 DRIVERS=60 BOOKINGS_PER_MIN=40 DURATION_S=120 npm run simulate
+//   more knobs: SPEEDUP, SCHEDULED_SHARE (0.1), PROGRESS_S (10), CLEANUP_S (30)
 
 import { randomUUID } from 'node:crypto';
 import { WebSocket } from 'ws';
 
-const URL_BASE = process.env.URL ?? 'http://localhost:8000';
-const DRIVERS = Number(process.env.DRIVERS ?? 40);
-const BOOKINGS_PER_MIN = Number(process.env.BOOKINGS_PER_MIN ?? 30);
-const DURATION_S = Number(process.env.DURATION_S ?? 0); // 0: until interrupted
-const SPEED = Number(process.env.SPEEDUP ?? 1); // time compression for driving
+const env = (name: string, fallback: number): number => {
+  const raw = process.env[name];
+  const value = raw === undefined || raw === '' ? fallback : Number(raw);
+  if (!Number.isFinite(value) || value < 0) { console.error(`${name} must be a number >= 0 (got ${raw})`); process.exit(2); }
+  return value;
+};
+
+const URL_BASE = (process.env.URL ?? 'http://localhost:8000').replace(/\/$/, '');
+const DRIVERS = env('DRIVERS', 40);
+const BOOKINGS_PER_MIN = env('BOOKINGS_PER_MIN', 30);
+const DURATION_S = env('DURATION_S', 0); // 0: until interrupted
+const SPEEDUP = Math.max(env('SPEEDUP', 20), 0.1); // driving runs this many times faster than real
+const SCHEDULED_SHARE = Math.min(env('SCHEDULED_SHARE', 0.1), 1); // bookings made for later
+const PROGRESS_S = Math.max(env('PROGRESS_S', 10), 1); // a progress line this often when stdout is not a terminal
+const CLEANUP_S = Math.max(env('CLEANUP_S', 30), 1); // how long the clean-up at the end may take
 const ACCEPT_RATE = 0.9;
+// Bookings for later: past the node's dispatch lead (SCHEDULE_LEAD_MS, 10 min by default) they wait as `scheduled`.
+const SCHEDULE_AHEAD_MS = 15 * 60_000;
+const DRIVE_KMH = 36; // in town, pickups and trips
+const CRUISE_KMH = 20; // looking for fares
+const FIX_MS = 1_000; // one GPS fix a second (real time)
+const TRIP_KM: [number, number] = [1, 3.5]; // rider trips are city rides, not across town
 // A bundled city: central Berlin, about 10 x 8 km. No map data is fetched.
 const CITY = { south: 52.48, north: 52.56, west: 13.33, east: 13.47 };
-
-const stats = { online: 0, booked: 0, completed: 0, noDriver: 0, cancelled: 0, offers: 0, waits: [] as number[], errors: 0, startedAt: Date.now() };
+const LIVE = new Set(['scheduled', 'searching', 'offered', 'accepted', 'arriving', 'in_progress']);
+const CANCELLABLE = new Set(['scheduled', 'searching', 'offered', 'accepted', 'arriving']);
 
 interface Point { lat: number; lng: number }
+interface BookingView { id: string; status: string; driverId?: string }
+interface SimBooking { id: string; riderId: string; status: string; scheduled: boolean; requestedAt: number; rider?: Conn; cancelledAtStop?: string }
+
+const stats = {
+  online: 0, booked: 0, scheduled: 0, offers: 0, accepted: 0, declined: 0, tripsDone: 0,
+  completed: 0, noDriver: 0, cancelled: 0, finishedAtStop: 0, errors: 0, lastError: '', waits: [] as number[], startedAt: Date.now(),
+};
+const bookings = new Map<string, SimBooking>();
+const inflight = new Set<Promise<void>>();
+let stopping = false; // no new bookings, no new offers
+let finishing = false; // trips under way drive straight to their dropoff
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
 const randomPoint = (): Point => ({ lat: CITY.south + Math.random() * (CITY.north - CITY.south), lng: CITY.west + Math.random() * (CITY.east - CITY.west) });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const KM_PER_DEG_LAT = 111.2;
+const kmPerDegLng = (lat: number) => KM_PER_DEG_LAT * Math.cos((lat * Math.PI) / 180);
+const distanceKm = (a: Point, b: Point) => Math.hypot((b.lat - a.lat) * KM_PER_DEG_LAT, (b.lng - a.lng) * kmPerDegLng(a.lat));
+/** A point `km` away from `from` in a random direction, kept inside the city. */
+function pointNear(from: Point, km: number): Point {
+  const angle = Math.random() * 2 * Math.PI;
+  return {
+    lat: clamp(from.lat + (km * Math.cos(angle)) / KM_PER_DEG_LAT, CITY.south, CITY.north),
+    lng: clamp(from.lng + (km * Math.sin(angle)) / kmPerDegLng(from.lat), CITY.west, CITY.east),
+  };
+}
 
+function error(context: string, e: unknown): void {
+  stats.errors++;
+  stats.lastError = `${context}: ${e instanceof Error ? e.message : String(e)}`;
+}
+
+// ---- HTTP ------------------------------------------------------------------
+
+async function api<T>(method: string, path: string, tok?: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const headers: Record<string, string> = {};
+  if (tok) headers.authorization = `Bearer ${tok}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`${URL_BASE}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(15_000) });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try { parsed = text ? JSON.parse(text) : undefined; } catch { /* not JSON */ }
+  return { status: res.status, body: parsed as T };
+}
+
+const tokens = new Map<string, { token: string; at: number }>();
+/** A development token, reused for five minutes (tokens live 15 by default). */
 async function token(sub: string, role: 'rider' | 'driver'): Promise<string> {
-  const res = await fetch(`${URL_BASE}/v1/auth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sub, role }) });
+  const cached = tokens.get(sub);
+  if (cached && Date.now() - cached.at < 5 * 60_000) return cached.token;
+  const res = await api<{ token: string }>('POST', '/v1/auth/token', undefined, { sub, role });
   if (res.status === 404) throw new Error(`${URL_BASE} does not issue development tokens: start it with AUTH_DEV_TOKENS=true`);
-  if (!res.ok) throw new Error(`token: ${res.status}`);
-  return ((await res.json()) as { token: string }).token;
+  if (res.status !== 200) throw new Error(`token: HTTP ${res.status}`);
+  tokens.set(sub, { token: res.body.token, at: Date.now() });
+  return res.body.token;
 }
 
-function socket(tok: string): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${URL_BASE.replace(/^http/, 'ws')}/v1/ws?token=${tok}`);
-    ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-  });
+// ---- WebSocket ---------------------------------------------------------------
+
+interface Reply { type: 'ack' | 'error'; code?: string; message?: string }
+
+/** One socket, authenticated by its first message (tokens stay out of URLs), with request/reply by `ref`. */
+class Conn {
+  readonly #ws: WebSocket;
+  readonly #pending = new Map<string, (r: Reply) => void>();
+  #refs = 0;
+  onPush: (m: Record<string, unknown>) => void = () => undefined;
+  onClose: () => void = () => undefined;
+
+  private constructor(ws: WebSocket) {
+    this.#ws = ws;
+    ws.on('message', (data) => {
+      let m: Record<string, unknown>;
+      try { m = JSON.parse(data.toString()); } catch { return; }
+      const waiter = typeof m.ref === 'string' ? this.#pending.get(m.ref) : undefined;
+      if (waiter && (m.type === 'ack' || m.type === 'error')) { this.#pending.delete(m.ref as string); waiter(m as unknown as Reply); return; }
+      this.onPush(m);
+    });
+    ws.on('close', () => {
+      for (const w of this.#pending.values()) w({ type: 'error', code: 'closed', message: 'socket closed' });
+      this.#pending.clear();
+      this.onClose();
+    });
+    ws.on('error', () => undefined); // a close follows
+  }
+
+  static async open(tok: string): Promise<Conn> {
+    const ws = new WebSocket(`${URL_BASE.replace(/^http/, 'ws')}/v1/ws`);
+    await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
+    const conn = new Conn(ws);
+    const reply = await conn.call({ type: 'auth', token: tok });
+    if (reply.type !== 'ack') { ws.close(); throw new Error(`websocket auth: ${reply.code} ${reply.message}`); }
+    return conn;
+  }
+
+  get isOpen(): boolean {
+    return this.#ws.readyState === WebSocket.OPEN;
+  }
+
+  send(m: Record<string, unknown>): void {
+    if (this.isOpen) this.#ws.send(JSON.stringify(m));
+  }
+
+  /** Sends and waits for the ack or error (an error reply if the socket closes or nothing comes within 10 s). */
+  call(m: Record<string, unknown>): Promise<Reply> {
+    if (!this.isOpen) return Promise.resolve({ type: 'error', code: 'closed', message: 'socket closed' });
+    const ref = `r${++this.#refs}`;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { this.#pending.delete(ref); resolve({ type: 'error', code: 'timeout', message: `no reply to ${String(m.type)}` }); }, 10_000);
+      this.#pending.set(ref, (r) => { clearTimeout(timer); resolve(r); });
+      this.send({ ...m, ref });
+    });
+  }
+
+  close(): void {
+    if (this.#ws.readyState === WebSocket.OPEN || this.#ws.readyState === WebSocket.CONNECTING) this.#ws.close(1000, 'simulation over');
+  }
 }
+
+// ---- Drivers -----------------------------------------------------------------
+
+interface Job { readonly bookingId: string; aborted: boolean }
+interface Offer { bookingId: string; pickup: Point; dropoff: Point }
 
 class SimDriver {
   readonly id = `sim-d-${randomUUID().slice(0, 8)}`;
-  #ws!: WebSocket;
+  #conn!: Conn;
   #at: Point = randomPoint();
-  #busy = false;
+  #heading = 0;
+  #job: Job | undefined;
+
+  get busy(): boolean {
+    return this.#job !== undefined;
+  }
 
   async start(): Promise<void> {
-    this.#ws = await socket(await token(this.id, 'driver'));
-    this.#ws.on('message', (data) => void this.#onMessage(JSON.parse(data.toString())));
-    this.#ws.on('close', () => { stats.online--; });
-    this.#send({ type: 'online', vehicleType: Math.random() < 0.8 ? 'economy' : 'comfort' });
+    this.#conn = await Conn.open(await token(this.id, 'driver'));
+    this.#conn.onPush = (m) => this.#onPush(m);
+    this.#fix(); // a position first, so the node can place the driver in a cell
+    const online = await this.#conn.call({ type: 'online', vehicleType: Math.random() < 0.8 ? 'economy' : 'comfort' });
+    if (online.type !== 'ack') throw new Error(`driver online: ${online.code} ${online.message}`);
     stats.online++;
+    this.#conn.onClose = () => { stats.online--; };
     void this.#cruise();
   }
 
-  #send(m: Record<string, unknown>): void {
-    if (this.#ws.readyState === WebSocket.OPEN) this.#ws.send(JSON.stringify(m));
+  /** Offline (only once no booking is in hand) and close the socket. */
+  async stop(): Promise<void> {
+    for (let i = 0; i < 10 && this.#job; i++) await sleep(300);
+    const reply = await this.#conn.call({ type: 'offline' });
+    if (reply.type === 'error' && reply.code !== 'closed') error(`${this.id} offline`, reply.message);
+    this.#conn.close();
   }
 
   #fix(): void {
-    this.#send({ type: 'location', lat: this.#at.lat, lng: this.#at.lng, heading: 0, speed: 8, at: new Date().toISOString() });
+    this.#conn.send({ type: 'location', lat: this.#at.lat, lng: this.#at.lng, heading: this.#heading, speed: DRIVE_KMH / 3.6, at: new Date().toISOString() });
   }
 
-  /** Drives toward `to` at about 30 km/h, a fix every 2 s. */
-  async #driveTo(to: Point): Promise<void> {
-    const stepKm = (30 / 3600) * 2 * SPEED;
+  /** Moves toward `to`, one fix a second; false when `interrupted` says to stop first. */
+  async #driveTo(to: Point, kmh: number, interrupted: () => boolean, rush = () => false): Promise<boolean> {
+    const stepKm = (kmh / 3_600_000) * FIX_MS * SPEEDUP;
     for (;;) {
-      const dLat = to.lat - this.#at.lat;
-      const dLng = to.lng - this.#at.lng;
-      const km = Math.hypot(dLat * 111, dLng * 68);
-      if (km <= stepKm) { this.#at = to; this.#fix(); return; }
-      this.#at = { lat: this.#at.lat + (dLat * stepKm) / km, lng: this.#at.lng + (dLng * stepKm) / km };
+      if (interrupted() || !this.#conn.isOpen) return false;
+      const km = distanceKm(this.#at, to);
+      if (km <= stepKm || rush()) { this.#at = to; this.#fix(); return true; }
+      const f = stepKm / km;
+      this.#heading = Math.round(((Math.atan2((to.lng - this.#at.lng) * kmPerDegLng(this.#at.lat), (to.lat - this.#at.lat) * KM_PER_DEG_LAT) * 180) / Math.PI + 360) % 360);
+      this.#at = { lat: this.#at.lat + (to.lat - this.#at.lat) * f, lng: this.#at.lng + (to.lng - this.#at.lng) * f };
       this.#fix();
-      await sleep(2_000);
+      await sleep(FIX_MS);
     }
   }
 
+  /** Free drivers drift around town until an offer is taken. */
   async #cruise(): Promise<void> {
-    while (this.#ws.readyState === WebSocket.OPEN) {
-      if (this.#busy) { await sleep(1_000); continue; }
-      const target = randomPoint();
-      const legs = 3 + Math.floor(Math.random() * 5);
-      for (let i = 0; i < legs && !this.#busy && this.#ws.readyState === WebSocket.OPEN; i++) {
-        this.#at = { lat: this.#at.lat + (target.lat - this.#at.lat) / (legs - i), lng: this.#at.lng + (target.lng - this.#at.lng) / (legs - i) };
-        this.#fix();
-        await sleep(2_000);
-      }
+    while (this.#conn.isOpen) {
+      if (this.#job || stopping) { await sleep(FIX_MS); continue; }
+      await this.#driveTo(pointNear(this.#at, 0.5 + Math.random() * 1.5), CRUISE_KMH, () => this.#job !== undefined || stopping);
     }
   }
 
-  async #onMessage(m: { type: string; bookingId?: string; pickup?: Point; dropoff?: Point }): Promise<void> {
-    if (m.type !== 'offer' || this.#busy) return;
+  #onPush(m: Record<string, unknown>): void {
+    const bookingId = typeof m.bookingId === 'string' ? m.bookingId : undefined;
+    if (m.type === 'offer' && bookingId) { void this.#onOffer(m as unknown as Offer); return; }
+    // The booking went away (cancelled, or the offer was withdrawn after its timeout).
+    if ((m.type === 'booking.cancelled' || m.type === 'offer.expired') && this.#job?.bookingId === bookingId) this.#job!.aborted = true;
+  }
+
+  async #onOffer(offer: Offer): Promise<void> {
     stats.offers++;
-    await sleep(500 + Math.random() * 1_500);
-    if (Math.random() > ACCEPT_RATE) { this.#send({ type: 'offer.decline', bookingId: m.bookingId }); return; }
-    this.#busy = true;
-    this.#send({ type: 'offer.accept', bookingId: m.bookingId });
+    if (this.#job) return; // the node offers to free drivers only; nothing to do
+    if (stopping || Math.random() > ACCEPT_RATE) {
+      await sleep(300 + Math.random() * 700);
+      stats.declined++;
+      this.#conn.send({ type: 'offer.decline', bookingId: offer.bookingId });
+      return;
+    }
+    const job: Job = { bookingId: offer.bookingId, aborted: false };
+    this.#job = job;
     try {
-      await this.#driveTo(m.pickup!);
-      this.#send({ type: 'trip.arrived', bookingId: m.bookingId });
-      await sleep(2_000);
-      this.#send({ type: 'trip.start', bookingId: m.bookingId });
-      await this.#driveTo(m.dropoff!);
-      this.#send({ type: 'trip.complete', bookingId: m.bookingId });
+      await sleep(300 + Math.random() * 900); // the driver reads the offer
+      if (job.aborted || stopping) { this.#conn.send({ type: 'offer.decline', bookingId: offer.bookingId }); return; }
+      const accepted = await this.#conn.call({ type: 'offer.accept', bookingId: offer.bookingId });
+      if (accepted.type !== 'ack') return; // expired or given to someone else meanwhile
+      stats.accepted++;
+      await this.#trip(job, offer);
+    } catch (e) {
+      error(`${this.id} trip`, e);
     } finally {
-      this.#busy = false;
+      if (this.#job === job) this.#job = undefined;
     }
   }
+
+  /** Pickup, wait for the rider, ride, drop off: each step acknowledged by the node before the next. */
+  async #trip(job: Job, offer: Offer): Promise<void> {
+    const step = async (type: 'trip.arrived' | 'trip.start' | 'trip.complete'): Promise<boolean> => {
+      if (job.aborted) return false;
+      const reply = await this.#conn.call({ type, bookingId: job.bookingId });
+      if (reply.type === 'ack') return true;
+      // Refused because the booking was cancelled under us: not an error of the simulation.
+      if (!job.aborted && reply.code !== 'closed') error(`${type} ${job.bookingId}`, `${reply.code} ${reply.message}`);
+      return false;
+    };
+    const aborted = () => job.aborted;
+    if (!(await this.#driveTo(offer.pickup, DRIVE_KMH, aborted))) return;
+    if (!(await step('trip.arrived'))) return;
+    for (let waited = 0; waited < 2_000 && !finishing && !job.aborted; waited += 250) await sleep(250); // the rider gets in
+    if (!(await step('trip.start'))) return;
+    // A trip under way when the simulation stops cannot be cancelled: it is driven to its end at once.
+    if (!(await this.#driveTo(offer.dropoff, DRIVE_KMH, aborted, () => finishing))) return;
+    if (await step('trip.complete')) stats.tripsDone++;
+  }
+}
+
+// ---- Riders ------------------------------------------------------------------
+
+function track(b: SimBooking, status: string): void {
+  if (b.status === status) return;
+  const was = b.status;
+  b.status = status;
+  if (status === 'accepted' && !b.scheduled) stats.waits.push(Date.now() - b.requestedAt);
+  if (status === 'completed') { stats.completed++; if (finishing && was === 'in_progress') stats.finishedAtStop++; }
+  if (status === 'no_driver') stats.noDriver++;
+  if (status === 'cancelled') stats.cancelled++;
+  if (!LIVE.has(status)) b.rider?.close();
 }
 
 async function book(): Promise<void> {
   const riderId = `sim-r-${randomUUID().slice(0, 8)}`;
   const tok = await token(riderId, 'rider');
   const pickup = randomPoint();
-  const dropoff = randomPoint();
-  const scheduled = Math.random() < 0.1;
-  const body = { pickup, dropoff, vehicleType: Math.random() < 0.85 ? 'economy' : 'comfort', ...(scheduled ? { scheduledAt: new Date(Date.now() + 3 * 60_000).toISOString() } : {}) };
-  const requested = Date.now();
-  const res = await fetch(`${URL_BASE}/v1/bookings`, { method: 'POST', headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  if (res.status !== 201) { stats.errors++; return; }
-  const booking = (await res.json()) as { id: string };
+  const dropoff = pointNear(pickup, TRIP_KM[0] + Math.random() * (TRIP_KM[1] - TRIP_KM[0]));
+  const scheduled = Math.random() < SCHEDULED_SHARE;
+  const body = { pickup, dropoff, vehicleType: Math.random() < 0.85 ? 'economy' : 'comfort', ...(scheduled ? { scheduledAt: new Date(Date.now() + SCHEDULE_AHEAD_MS).toISOString() } : {}) };
+  const requestedAt = Date.now();
+  const res = await api<BookingView>('POST', '/v1/bookings', tok, body);
+  if (res.status !== 201) { error('booking', `HTTP ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`); return; }
+  const b: SimBooking = { id: res.body.id, riderId, status: '', scheduled, requestedAt };
+  bookings.set(b.id, b);
   stats.booked++;
-  const ws = await socket(tok);
-  ws.on('message', (data) => {
-    const m = JSON.parse(data.toString()) as { type: string; booking?: { status: string } };
-    if (m.type !== 'booking.updated') return;
-    const status = m.booking!.status;
-    if (status === 'accepted' && !scheduled) stats.waits.push(Date.now() - requested);
-    if (status === 'completed') { stats.completed++; ws.close(); }
-    if (status === 'no_driver') { stats.noDriver++; ws.close(); }
-    if (status === 'cancelled') { stats.cancelled++; ws.close(); }
-  });
-  ws.send(JSON.stringify({ type: 'subscribe', bookingId: booking.id }));
+  if (scheduled) stats.scheduled++;
+  track(b, res.body.status);
+  if (!LIVE.has(b.status)) return;
+  // The rider follows the booking; the clean-up at the end asks the node again, so a lost socket loses nothing.
+  const rider = await Conn.open(tok);
+  b.rider = rider;
+  rider.onPush = (m) => {
+    const view = (m as { type: string; booking?: BookingView }).booking;
+    if (m.type === 'booking.updated' && view?.id === b.id) track(b, view.status);
+  };
+  const sub = await rider.call({ type: 'subscribe', bookingId: b.id });
+  if (sub.type !== 'ack') error(`subscribe ${b.id}`, sub.message);
+  if (!LIVE.has(b.status)) rider.close();
+}
+
+// ---- Progress and the end ----------------------------------------------------
+
+const tty = process.stdout.isTTY === true;
+let phase = '';
+
+function progressLine(): string {
+  const seconds = Math.round((Date.now() - stats.startedAt) / 1000);
+  const minutes = Math.max(seconds / 60, 1 / 60);
+  const waits = [...stats.waits].sort((a, b) => a - b);
+  const p50 = waits.length ? `${(waits[Math.floor(waits.length / 2)]! / 1000).toFixed(1)} s` : '-';
+  const open = [...bookings.values()].filter((b) => LIVE.has(b.status)).length;
+  return `${phase}${seconds}s | drivers ${stats.online} | booked ${stats.booked} (${(stats.booked / minutes).toFixed(1)}/min) | in play ${open} | completed ${stats.completed} | no driver ${stats.noDriver} | cancelled ${stats.cancelled} | p50 wait ${p50} | errors ${stats.errors}`;
 }
 
 function progress(): void {
-  const minutes = (Date.now() - stats.startedAt) / 60_000;
-  const waits = [...stats.waits].sort((a, b) => a - b);
-  const p50 = waits.length ? `${(waits[Math.floor(waits.length / 2)]! / 1000).toFixed(1)} s` : '-';
-  process.stdout.write(`\rdrivers online ${stats.online} | bookings/min ${(stats.booked / Math.max(minutes, 1 / 60)).toFixed(1)} | booked ${stats.booked} | offers ${stats.offers} | completed ${stats.completed} | no_driver ${stats.noDriver} | p50 wait ${p50} | errors ${stats.errors}   `);
+  // Cut to the terminal's width: a wrapped line cannot be rewritten with \r.
+  if (tty) process.stdout.write(`\r${progressLine().slice(0, Math.max(20, (process.stdout.columns || 200) - 1))}\x1b[K`);
+  else process.stdout.write(`${progressLine()}\n`);
+}
+
+/** Asks the node for each booking still open; cancels those that can be; repeats until none is left or time runs out. */
+async function cancelOpen(deadline: number): Promise<SimBooking[]> {
+  for (;;) {
+    const open = [...bookings.values()].filter((b) => b.status === '' || LIVE.has(b.status));
+    if (open.length === 0 || Date.now() > deadline) return open;
+    await Promise.all(open.map(async (b) => {
+      try {
+        const tok = await token(b.riderId, 'rider');
+        const was = b.status;
+        if (CANCELLABLE.has(was)) {
+          const res = await api<BookingView>('POST', `/v1/bookings/${encodeURIComponent(b.id)}/cancel`, tok, { reason: 'simulation stopped' });
+          if (res.status === 200) { b.cancelledAtStop = was; track(b, res.body.status); return; }
+          if (res.status !== 409) error(`cancel ${b.id}`, `HTTP ${res.status}`);
+        }
+        // In progress (its driver is finishing it), or it moved on under us: ask the node where it stands.
+        const res = await api<BookingView>('GET', `/v1/bookings/${encodeURIComponent(b.id)}`, tok);
+        if (res.status === 200) track(b, res.body.status);
+        else error(`get ${b.id}`, `HTTP ${res.status}`);
+      } catch (e) {
+        error(`clean-up ${b.id}`, e);
+      }
+    }));
+    if ([...bookings.values()].some((b) => LIVE.has(b.status))) await sleep(500);
+  }
+}
+
+let ticker: NodeJS.Timeout | undefined;
+let stopRequested: (reason: string) => void = () => undefined;
+const stopReason = new Promise<string>((resolve) => { stopRequested = resolve; });
+
+async function finish(reason: string, drivers: SimDriver[]): Promise<number> {
+  stopping = true;
+  phase = 'stopping: ';
+  progress();
+  // Bookings being made now are waited for, so they are cleaned up too.
+  await Promise.race([Promise.allSettled([...inflight]), sleep(15_000)]);
+  finishing = true;
+  const deadline = Date.now() + CLEANUP_S * 1000;
+  const left = await cancelOpen(deadline);
+  await Promise.all(drivers.map((d) => d.stop().catch((e: unknown) => error('driver stop', e))));
+  for (const b of bookings.values()) b.rider?.close();
+  if (ticker) clearInterval(ticker);
+  if (tty) process.stdout.write('\r\x1b[K'); // the summary replaces the progress line
+  const cancelledAtStop = [...bookings.values()].filter((b) => b.cancelledAtStop);
+  const byStatus = Object.entries(Object.groupBy(cancelledAtStop, (b) => b.cancelledAtStop!)).map(([s, list]) => `${list!.length} ${s}`).join(', ');
+  const seconds = Math.round((Date.now() - stats.startedAt) / 1000);
+  const lines = [
+    `simulation over (${reason}) after ${seconds} s against ${URL_BASE}`,
+    `  bookings  ${stats.booked} made (${stats.scheduled} for later): ${stats.completed} completed, ${stats.noDriver} no driver, ${stats.cancelled} cancelled`,
+    `  at stop   ${stats.finishedAtStop} trips under way driven to their end; ${cancelledAtStop.length} cancelled${byStatus ? ` (${byStatus})` : ''}; ${left.length} left open`,
+    `  drivers   ${DRIVERS}: ${stats.offers} offers, ${stats.accepted} accepted, ${stats.declined} declined, ${stats.tripsDone} trips driven; p50 wait to accept ${stats.waits.length ? `${(([...stats.waits].sort((a, b) => a - b)[Math.floor(stats.waits.length / 2)]!) / 1000).toFixed(1)} s` : '-'}`,
+    `  errors    ${stats.errors}${stats.lastError ? ` (last: ${stats.lastError})` : ''}`,
+  ];
+  if (left.length) lines.push(`  left open: ${left.map((b) => `${b.id} (${b.status || 'unknown'})`).join(', ')}`);
+  await new Promise<void>((resolve) => process.stdout.write(`${lines.join('\n')}\n`, () => resolve()));
+  return left.length ? 1 : 0;
 }
 
 async function main(): Promise<void> {
-  console.log(`simulating ${DRIVERS} drivers and ${BOOKINGS_PER_MIN} bookings/min against ${URL_BASE}`);
-  const drivers = Array.from({ length: DRIVERS }, () => new SimDriver());
-  for (const d of drivers) { await d.start(); await sleep(20); }
-  const ticker = setInterval(progress, 2_000);
-  const every = 60_000 / Math.max(BOOKINGS_PER_MIN, 0.1);
-  const until = DURATION_S > 0 ? Date.now() + DURATION_S * 1000 : Number.POSITIVE_INFINITY;
-  while (Date.now() < until) {
-    book().catch(() => { stats.errors++; });
-    await sleep(every * (0.5 + Math.random()));
+  let signals = 0;
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      if (++signals > 1) { process.stdout.write('\nsecond signal: exiting without cleaning up\n'); process.exit(130); }
+      stopRequested(signal);
+    });
   }
-  clearInterval(ticker);
-  progress();
-  process.stdout.write('\n');
-  process.exit(0);
+  // Started with an IPC channel (`npm run demo`): the channel closes when the node's process is
+  // gone, and with it anything to clean up against.
+  if (process.send) process.on('disconnect', () => { process.stdout.write('\nthe node is gone: simulation over\n'); process.exit(1); });
+  console.log(`simulating ${DRIVERS} drivers and ${BOOKINGS_PER_MIN} bookings/min against ${URL_BASE}, driving ${SPEEDUP}x real time${DURATION_S ? ` for ${DURATION_S} s` : ' until interrupted'}`);
+  const drivers: SimDriver[] = [];
+  for (let i = 0; i < DRIVERS && !signals; i++) {
+    const d = new SimDriver();
+    await d.start();
+    drivers.push(d);
+    await sleep(20);
+  }
+  stats.startedAt = Date.now();
+  ticker = setInterval(progress, tty ? 1_000 : PROGRESS_S * 1000);
+  if (DURATION_S > 0) setTimeout(() => stopRequested(`${DURATION_S} s`), DURATION_S * 1000).unref();
+  let stopped: string | undefined;
+  void stopReason.then((r) => { stopped = r; });
+  const every = 60_000 / Math.max(BOOKINGS_PER_MIN, 0.001);
+  while (stopped === undefined && !signals && BOOKINGS_PER_MIN > 0) {
+    const p = book().catch((e: unknown) => error('booking', e)).finally(() => inflight.delete(p));
+    inflight.add(p);
+    await Promise.race([sleep(every * (0.5 + Math.random())), stopReason]);
+  }
+  const reason = await stopReason;
+  process.exit(await finish(reason, drivers));
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error);
+main().catch((e: unknown) => {
+  process.stdout.write('\n');
+  console.error(e instanceof Error ? e.message : e);
   process.exit(1);
 });
