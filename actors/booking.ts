@@ -5,7 +5,9 @@
 // radius when the candidates run out, and give up after a deadline or a number
 // of attempts. The driver's actor has the last word on an offer (it is the only
 // one that knows whether the driver is free), so an acceptance is a message
-// from the driver, and a booking that has moved on withdraws it.
+// from the driver, and a booking that has moved on withdraws it. A driver who
+// lets go of an accepted booking before the trip starts (deactivated) sends it
+// back to dispatch with a fresh deadline and search budget.
 
 import type { Behavior, Effect, EntityRef, HandleContext, Outcome } from './behavior.ts';
 import type { Candidate } from './cell.ts';
@@ -38,12 +40,15 @@ export interface BookingState {
   readonly timeline: readonly { readonly status: BookingStatus; readonly at: number }[];
   readonly radiusKm: number;
   readonly searches: number;
+  /** Searches made before the booking was last sent back to dispatch; the budget counts from here. */
+  readonly searchesBefore?: number;
   readonly tried: readonly string[];
   readonly queue: readonly Candidate[];
   readonly offer?: { readonly driverId: string; readonly expiresAt: number };
   readonly deadlineAt: number;
   readonly rating?: { readonly stars: number; readonly comment?: string };
   readonly cancelledBy?: string;
+  readonly requestKey?: string;
 }
 
 export interface CreateBooking {
@@ -58,6 +63,12 @@ export interface CreateBooking {
   readonly distanceKm: number;
   readonly durationMin: number;
   readonly scheduledAt?: number;
+  /**
+   * The request that creates the booking (its Idempotency-Key, or a fresh id).
+   * A booking made from a quote has the quote's id, so a second request with
+   * another key is refused: a quote books once.
+   */
+  readonly requestKey?: string;
 }
 
 export type BookingMessage =
@@ -69,6 +80,8 @@ export type BookingMessage =
   | { readonly type: 'offer.refused'; readonly driverId: string; readonly reason: string }
   | { readonly type: 'offer.declined'; readonly driverId: string; readonly expired?: boolean }
   | { readonly type: 'offer.accepted'; readonly driverId: string }
+  /** The assigned driver let go before the trip started: dispatch again. */
+  | { readonly type: 'driver.released'; readonly driverId: string; readonly reason: string }
   | { readonly type: 'deadline' }
   | { readonly type: 'trip.arrived'; readonly driverId: string }
   | { readonly type: 'trip.started'; readonly driverId: string }
@@ -83,6 +96,7 @@ export type BookingEvent =
   | { readonly type: 'offered'; readonly at: number; readonly driverId: string; readonly expiresAt: number }
   | { readonly type: 'offer.failed'; readonly at: number; readonly driverId: string; readonly reason: string }
   | { readonly type: 'accepted'; readonly at: number; readonly driverId: string }
+  | { readonly type: 'released'; readonly at: number; readonly driverId: string; readonly reason: string }
   | { readonly type: 'arriving'; readonly at: number }
   | { readonly type: 'started'; readonly at: number }
   | { readonly type: 'completed'; readonly at: number }
@@ -139,6 +153,8 @@ export function applyBooking(s: BookingState, e: BookingEvent): BookingState {
     case 'offered': return { ...at(s, 'offered', e.at), offer: { driverId: e.driverId, expiresAt: e.expiresAt }, tried: [...s.tried, e.driverId], queue: s.queue.filter((c) => c.driverId !== e.driverId) };
     case 'offer.failed': return s.status === 'offered' ? { ...at(s, 'searching', e.at), offer: undefined } : { ...s, offer: undefined };
     case 'accepted': return { ...at(s, 'accepted', e.at), driverId: e.driverId, offer: undefined, queue: [] };
+    // Back to searching: the released driver stays in `tried`; the next search gets a fresh deadline.
+    case 'released': return { ...at(s, 'searching', e.at), driverId: undefined, offer: undefined, queue: [], deadlineAt: 0, searchesBefore: s.searches };
     case 'arriving': return at(s, 'arriving', e.at);
     case 'started': return at(s, 'in_progress', e.at);
     case 'completed': return at(s, 'completed', e.at);
@@ -167,7 +183,9 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
     const changed = next.status !== s.status;
     const announce: Effect[] = changed ? [
       { type: 'publish', topic: 'booking', event: { type: `booking.${next.status}`, at: next.timeline.at(-1)?.at, booking: bookingView(next), pickupCell: next.pickupCell, driverId: next.driverId ?? next.offer?.driverId } },
-      { type: 'notify', userId: next.riderId, message: { type: 'booking.updated', booking: bookingView(next) } },
+      // Rider and assigned driver both see every transition of the booking.
+      ...[next.riderId, next.driverId].filter((u): u is string => u !== undefined)
+        .map((userId): Effect => ({ type: 'notify', userId, message: { type: 'booking.updated', booking: bookingView(next) } })),
     ] : [];
     return { state: next, events, effects: [...effects, ...announce], ...(reply !== undefined ? { reply } : {}) };
   }
@@ -204,7 +222,7 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
         ],
       };
     }
-    if (s.searches >= settings.maxSearches || now >= s.deadlineAt) return giveUp(now);
+    if (s.searches - (s.searchesBefore ?? 0) >= settings.maxSearches || now >= s.deadlineAt) return giveUp(now);
     return search(s, now, Math.min(settings.maxRadiusKm, Math.max(s.radiusKm, settings.initialRadiusKm) * (s.searches === 0 ? 1 : 2)));
   }
 
@@ -234,7 +252,11 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
     }
     switch (m.type) {
       case 'create': {
-        if (s.status !== 'none') return { state: s, events: [], effects: [], reply: bookingView(s) };
+        if (s.status !== 'none') {
+          return m.requestKey !== undefined && s.requestKey !== undefined && m.requestKey !== s.requestKey
+            ? refuse(s, 'already_created', 'this booking was created by another request')
+            : { state: s, events: [], effects: [], reply: bookingView(s) };
+        }
         const { type: _t, ...fields } = m;
         const created: BookingEvent = { type: 'created', at: now, id: s.id, deadlineAt: 0, radiusKm: settings.initialRadiusKm, ...fields };
         const base = applyBooking(s, created);
@@ -272,11 +294,16 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
       case 'offer.accepted': {
         if (s.status === 'offered' && s.offer?.driverId === m.driverId) {
           return result(s, [{ type: 'accepted', at: now, driverId: m.driverId }],
-            ['offer', 'search', 'deadline'].map((name) => ({ type: 'timer.cancel', name }) as Effect)
-              .concat([{ type: 'notify', userId: m.driverId, message: { type: 'booking.updated', booking: bookingView(applyBooking(s, { type: 'accepted', at: now, driverId: m.driverId })) } }]));
+            ['offer', 'search', 'deadline'].map((name) => ({ type: 'timer.cancel', name }) as Effect));
         }
         // Too late (timed out, cancelled, or already given to someone else): release the driver.
         return { state: s, events: [], effects: [{ type: 'tell', to: driverRef(m.driverId), message: { type: 'offer.withdrawn', bookingId: s.id } }], rejection: { code: 'offer_closed', message: 'the offer is no longer open' } };
+      }
+      case 'driver.released': {
+        if ((s.status !== 'accepted' && s.status !== 'arriving') || s.driverId !== m.driverId) return { state: s, events: [], effects: [] };
+        const released: BookingEvent = { type: 'released', at: now, driverId: m.driverId, reason: m.reason };
+        const step = search(applyBooking(s, released), now, settings.initialRadiusKm);
+        return result(s, [released, ...step.events], step.effects);
       }
       case 'deadline':
         if (s.status !== 'searching' && s.status !== 'offered') return { state: s, events: [], effects: [] };

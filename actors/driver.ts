@@ -2,6 +2,12 @@
 // One actor decides every offer, so a driver never holds two bookings. Status
 // changes are journaled; GPS fixes only update memory (and the cell's copy) and
 // reach the journal through periodic snapshots.
+//
+// A driver exists once an admin adds it, it registers, or it first goes online
+// (development tokens). Self-registered drivers wait for an admin's approval
+// before they can go online. Deactivating a driver takes it offline and hands
+// back any offer or booking it holds that has not started; an inactive driver
+// refuses offers, so dispatch moves on to the next candidate.
 
 import { latLngToCell } from 'h3-js';
 import type { Behavior, Effect, EntityRef, HandleContext, Outcome } from './behavior.ts';
@@ -33,6 +39,8 @@ export interface DriverState {
   readonly lastTripEndedAt: number;
   readonly maintenance: readonly MaintenanceWindow[];
   readonly profile: DriverProfile;
+  /** Set by the first journaled event that makes the driver real (not a vehicle's maintenance push). */
+  readonly known?: boolean;
 }
 
 export interface DriverProfile {
@@ -41,7 +49,11 @@ export interface DriverProfile {
   readonly vehicleId?: string;
   /** An inactive driver cannot go online (suspended, offboarded). */
   readonly active: boolean;
+  /** Self-registered drivers start pending; absent means approved (admin-created, older drivers). */
+  readonly approval?: DriverApproval;
 }
+
+export type DriverApproval = 'pending' | 'approved';
 
 export interface OfferDetails {
   readonly bookingId: string;
@@ -68,7 +80,12 @@ export type DriverMessage =
   | { readonly type: 'booking.cancelled'; readonly bookingId: string }
   | { readonly type: 'rated'; readonly bookingId: string; readonly stars: number }
   | { readonly type: 'maintenance.set'; readonly windows: readonly MaintenanceWindow[] }
-  | { readonly type: 'profile.set'; readonly profile: Partial<DriverProfile> };
+  /** Creates or changes the profile (admin create, registration). */
+  | { readonly type: 'profile.set'; readonly profile: Partial<DriverProfile> }
+  /** Changes the profile of an existing driver; `not_found` for an id nobody created. */
+  | { readonly type: 'profile.update'; readonly profile: Partial<Omit<DriverProfile, 'approval'>> }
+  /** An admin approves a self-registered driver (idempotent). */
+  | { readonly type: 'approve' };
 
 export type DriverEvent =
   | { readonly type: 'went.online'; readonly vehicleType: string; readonly vehicleId?: string }
@@ -80,7 +97,10 @@ export type DriverEvent =
   | { readonly type: 'trip.ended'; readonly bookingId: string; readonly at: number; readonly completed: boolean }
   | { readonly type: 'rated'; readonly stars: number }
   | { readonly type: 'maintenance.set'; readonly windows: readonly MaintenanceWindow[] }
-  | { readonly type: 'profile.set'; readonly profile: Partial<DriverProfile> };
+  | { readonly type: 'profile.set'; readonly profile: Partial<DriverProfile> }
+  | { readonly type: 'approved' }
+  /** The driver let go of the booking in hand before its trip started (deactivated). */
+  | { readonly type: 'booking.released'; readonly bookingId: string; readonly reason: 'deactivated' };
 
 export type DriverQuery = { readonly type: 'get' };
 
@@ -97,6 +117,11 @@ export function initialDriver(): DriverState {
 }
 
 export function applyDriver(s: DriverState, e: DriverEvent): DriverState {
+  const next = step(s, e);
+  return e.type === 'maintenance.set' || next.known ? next : { ...next, known: true };
+}
+
+function step(s: DriverState, e: DriverEvent): DriverState {
   switch (e.type) {
     case 'went.online': return { ...s, status: 'available', vehicleType: e.vehicleType, vehicleId: e.vehicleId ?? s.vehicleId };
     case 'went.offline': return { ...s, status: 'offline', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined };
@@ -108,13 +133,21 @@ export function applyDriver(s: DriverState, e: DriverEvent): DriverState {
     case 'rated': return { ...s, ratingSum: s.ratingSum + e.stars, ratingCount: s.ratingCount + 1 };
     case 'maintenance.set': return { ...s, maintenance: e.windows };
     case 'profile.set': return { ...s, profile: { ...s.profile, ...e.profile } };
+    case 'approved': return { ...s, profile: { ...s.profile, approval: 'approved' } };
+    case 'booking.released': return { ...s, status: 'available', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined };
   }
+}
+
+/** Whether anyone created this driver (state from before `known` existed is judged by what it holds). */
+export function driverExists(s: DriverState): boolean {
+  return s.known === true || s.profile.name !== undefined || s.profile.approval !== undefined || s.status !== 'offline'
+    || s.offers > 0 || s.ratingCount > 0 || s.lastTripEndedAt > 0;
 }
 
 /** The driver as admin lists show it. */
 export function driverView(id: string, s: DriverState) {
   return {
-    id, status: s.status, vehicleType: s.vehicleType, ...s.profile, rating: Math.round(rating(s) * 100) / 100,
+    id, status: s.status, vehicleType: s.vehicleType, ...s.profile, approval: s.profile.approval ?? 'approved', rating: Math.round(rating(s) * 100) / 100,
     acceptanceRate: Math.round(acceptanceRate(s) * 1000) / 1000, trips: s.ratingCount,
     ...(s.lastTripEndedAt ? { lastTripEndedAt: new Date(s.lastTripEndedAt).toISOString() } : {}),
   };
@@ -150,8 +183,15 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
     return effects;
   }
 
-  function transition(s: DriverState, events: DriverEvent[], ctx: HandleContext, extra: Effect[] = []): Outcome<DriverState, DriverEvent> {
-    const next = events.reduce(applyDriver, s);
+  function transition(s: DriverState, given: DriverEvent[], ctx: HandleContext, extra: Effect[] = []): Outcome<DriverState, DriverEvent> {
+    let events = given;
+    let next = events.reduce(applyDriver, s);
+    // An inactive driver that comes free (trip over, booking released) goes offline rather than back to dispatch.
+    if (!next.profile.active && next.status === 'available') {
+      const off: DriverEvent = { type: 'went.offline' };
+      events = [...events, off];
+      next = applyDriver(next, off);
+    }
     const publish: Effect[] = events.length > 0 ? [{ type: 'publish', topic: 'driver', event: { type: `driver.${events.at(-1)!.type}`, driver: driverView(ctx.self.id, next) } }] : [];
     return { state: next, events, effects: [...extra, ...cellEffects(ctx.self.id, s, next, ctx.now), ...publish] };
   }
@@ -180,6 +220,7 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
     switch (m.type) {
       case 'online':
         if (!s.profile.active) return refuse(s, 'inactive', 'this driver is not active');
+        if (s.profile.approval === 'pending') return refuse(s, 'driver_pending_approval', 'this driver is waiting for an admin to approve it');
         if (s.status !== 'offline') {
           if (s.status === 'available' && s.vehicleType !== m.vehicleType) return transition(s, [{ type: 'went.online', vehicleType: m.vehicleType, vehicleId: m.vehicleId }], ctx);
           return { state: s, events: [], effects: [] };
@@ -193,10 +234,13 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
       case 'location': return move(s, [m.fix], ctx);
       case 'location.batch': return move(s, m.fixes, ctx);
       case 'offer': {
-        const reason = s.status !== 'available' ? `driver is ${s.status}` : inMaintenance(s.maintenance, ctx.now) ? 'vehicle in maintenance' : m.expiresAt <= ctx.now ? 'offer already expired' : undefined;
+        const reason = !s.profile.active ? 'driver is inactive'
+          : s.profile.approval === 'pending' ? 'driver is pending approval'
+          : s.status !== 'available' ? `driver is ${s.status}` : inMaintenance(s.maintenance, ctx.now) ? 'vehicle in maintenance' : m.expiresAt <= ctx.now ? 'offer already expired' : undefined;
         if (reason) {
           // Refused offers are answered so the booking moves on at once.
-          return { state: s, events: [], effects: [{ type: 'tell', to: booking(m.bookingId), message: { type: 'offer.refused', driverId: ctx.self.id, reason } }], rejection: { code: 'busy', message: reason } };
+          return { state: s, events: [], effects: [{ type: 'tell', to: booking(m.bookingId), message: { type: 'offer.refused', driverId: ctx.self.id, reason } }],
+            rejection: { code: !s.profile.active ? 'inactive' : 'busy', message: reason } };
         }
         return transition(s, [{ type: 'offered', bookingId: m.bookingId, expiresAt: m.expiresAt, riderId: m.riderId }], ctx, [
           { type: 'timer.set', name: 'offer', at: m.expiresAt, message: { type: 'offer.expire', bookingId: m.bookingId } },
@@ -204,6 +248,7 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
         ]);
       }
       case 'offer.accept':
+        if (!s.profile.active) return refuse(s, 'inactive', 'this driver is not active');
         if (s.status !== 'offered' || s.bookingId !== m.bookingId) return refuse(s, 'no_such_offer', `no open offer for booking ${m.bookingId}`);
         return transition(s, [{ type: 'offer.accepted', bookingId: m.bookingId }], ctx, [
           { type: 'timer.cancel', name: 'offer' },
@@ -246,12 +291,45 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
         return transition(s, [{ type: 'rated', stars: m.stars }], ctx);
       case 'maintenance.set':
         return transition(s, [{ type: 'maintenance.set', windows: m.windows }], ctx);
-      case 'profile.set': {
-        const out = transition(s, [{ type: 'profile.set', profile: m.profile }], ctx);
+      case 'profile.set':
+        return changeProfile(s, m.profile, ctx);
+      case 'profile.update': {
+        if (!driverExists(s)) return refuse(s, 'not_found', `no driver ${ctx.self.id}`);
+        const { approval: _ignored, ...profile } = m.profile as Partial<DriverProfile>;
+        return changeProfile(s, profile, ctx);
+      }
+      case 'approve': {
+        if (!driverExists(s)) return refuse(s, 'not_found', `no driver ${ctx.self.id}`);
+        if (s.profile.approval !== 'pending') return { state: s, events: [], effects: [], reply: driverView(ctx.self.id, s) };
+        const out = transition(s, [{ type: 'approved' }], ctx, [notify({ type: 'driver.approved' })]);
         return { ...out, reply: driverView(ctx.self.id, out.state) };
       }
     }
   };
+
+  /** A profile change; deactivation also lets go of the booking in hand unless its trip has started. */
+  function changeProfile(s: DriverState, profile: Partial<DriverProfile>, ctx: HandleContext): Outcome<DriverState, DriverEvent> {
+    const events: DriverEvent[] = [{ type: 'profile.set', profile }];
+    const extra: Effect[] = [];
+    const notify = (message: unknown): Effect => ({ type: 'notify', userId: ctx.self.id, message });
+    if (s.profile.active && profile.active === false) {
+      const held = s.bookingId;
+      if (held && (s.status === 'offered' || s.status === 'assigned')) {
+        events.push({ type: 'booking.released', bookingId: held, reason: 'deactivated' });
+        extra.push(
+          { type: 'timer.cancel', name: 'offer' },
+          // An open offer is refused (the booking offers the next candidate); an accepted booking goes back to dispatch.
+          { type: 'tell', to: booking(held), message: s.status === 'offered'
+            ? { type: 'offer.refused', driverId: ctx.self.id, reason: 'driver deactivated' }
+            : { type: 'driver.released', driverId: ctx.self.id, reason: 'driver deactivated' } },
+          notify(s.status === 'offered' ? { type: 'offer.expired', bookingId: held } : { type: 'booking.released', bookingId: held }),
+        );
+      }
+      extra.push(notify({ type: 'driver.deactivated' }));
+    }
+    const out = transition(s, events, ctx, extra);
+    return { ...out, reply: driverView(ctx.self.id, out.state) };
+  }
 
   return {
     kind: 'driver',
@@ -259,7 +337,7 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
     initial: initialDriver,
     handle,
     apply: applyDriver,
-    query: (s, _q, ctx) => ({ driverId: ctx.self.id, ...s, rating: rating(s), acceptanceRate: acceptanceRate(s) }),
+    query: (s, _q, ctx) => ({ driverId: ctx.self.id, ...s, exists: driverExists(s), rating: rating(s), acceptanceRate: acceptanceRate(s) }),
     snapshotEvery: 50,
     softSnapshotEvery: 100,
   };

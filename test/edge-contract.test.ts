@@ -165,11 +165,13 @@ test.serial('auth table: each is refused with 401 or 403 and nothing changes', a
 test.serial('accounts: register, login, wrong password, duplicate email, weak password; the login token works', async (t) => {
   const email = `ana-${randomUUID().slice(0, 8)}@example.com`;
   const reg = await edge.http('POST', '/v1/auth/register', { body: { email, password: 'correct-Horse-9', name: 'Ana', role: 'rider' } });
-  t.is(reg.status, 201);
-  t.is(reg.body.email, email);
-  t.is(reg.body.password, undefined);
-  t.is((await edge.http('POST', '/v1/auth/register', { body: { email, password: 'correct-Horse-9', name: 'Ana', role: 'rider' } })).body.error.code, 'email_taken');
+  t.is(reg.status, 202);
+  t.deepEqual(reg.body, { status: 'accepted' }, 'nothing about the account in the answer');
+  const dup = await edge.http('POST', '/v1/auth/register', { body: { email, password: 'correct-Horse-9', name: 'Ana', role: 'rider' } });
+  t.is(dup.status, 202, 'a taken email gets the same answer');
+  t.deepEqual(dup.body, reg.body);
   t.is((await edge.http('POST', '/v1/auth/register', { body: { email: `x${email}`, password: 'short', name: 'A', role: 'rider' } })).body.error.code, 'weak_password');
+  t.is((await edge.http('POST', '/v1/auth/register', { body: { email: `z${email}`, password: 'password12', name: 'A', role: 'rider' } })).body.error.code, 'weak_password', 'common passwords are refused');
   t.is((await edge.http('POST', '/v1/auth/register', { body: { email: `y${email}`, password: 'x', name: 'A', role: 'admin' } })).status, 400, 'admins are not self-registered');
   const wrong = await edge.http('POST', '/v1/auth/login', { body: { email, password: 'correct-Horse-8' } });
   t.is(wrong.status, 401);
@@ -189,6 +191,24 @@ test.serial('the same Idempotency-Key twice creates one booking', async (t) => {
   t.is(second.body.id, first.body.id);
   const other = await edge.http('POST', '/v1/bookings', { token: otherRider, body, headers: { 'idempotency-key': key } });
   t.not(other.body.id, first.body.id, 'keys are per rider');
+});
+
+test.serial('a quote books once: another Idempotency-Key (or none) gets 409 quote_used, the same key the same booking', async (t) => {
+  const quote = await edge.http('POST', '/v1/quotes', { token: rider, body: { pickup: P, dropoff: D, vehicleType: 'economy' } });
+  t.is(quote.status, 201);
+  const body = { quoteId: quote.body.quoteId, scheduledAt: new Date(Date.now() + 3_600_000).toISOString() };
+  const key = `q1-${randomUUID()}`;
+  const first = await edge.http('POST', '/v1/bookings', { token: rider, body, headers: { 'idempotency-key': key } });
+  t.is(first.status, 201);
+  t.deepEqual(first.body.price, quote.body.price);
+  const retry = await edge.http('POST', '/v1/bookings', { token: rider, body, headers: { 'idempotency-key': key } });
+  t.is(retry.body.id, first.body.id, 'a retry with the same key answers the same booking');
+  const again = await edge.http('POST', '/v1/bookings', { token: rider, body, headers: { 'idempotency-key': `q2-${randomUUID()}` } });
+  t.is(again.status, 409);
+  t.is(again.body.error.code, 'quote_used');
+  const bare = await edge.http('POST', '/v1/bookings', { token: rider, body });
+  t.is(bare.status, 409);
+  t.is(bare.body.error.code, 'quote_used');
 });
 
 test.serial('a burst over the booking limit gets 429 with Retry-After; other users are unaffected', async (t) => {

@@ -59,6 +59,9 @@ test.serial('a whole ride: quote, book, offer to the nearer driver, accept, arri
   await rider.next((m) => m.type === 'booking.updated' && m.booking.status === 'completed');
   const statuses = rider.messages.filter((m) => m.type === 'booking.updated').map((m) => m.booking.status);
   for (const s of ['accepted', 'arriving', 'in_progress', 'completed']) t.true(statuses.includes(s), `rider saw ${s} (${statuses.join(',')})`);
+  await near.next((m) => m.type === 'booking.updated' && m.booking.id === id && m.booking.status === 'completed');
+  const driverSaw = near.messages.filter((m) => m.type === 'booking.updated' && m.booking.id === id).map((m) => m.booking.status);
+  t.deepEqual(driverSaw, ['accepted', 'arriving', 'in_progress', 'completed'], 'the driver\'s socket is told of every transition');
 
   const view = await edge.http('GET', `/v1/bookings/${id}`, { token: riderToken });
   t.is(view.status, 200);

@@ -35,6 +35,11 @@ export class AccountStore {
     }
   }
 
+  /** Replaces a password hash (an old-cost hash upgraded at login). */
+  async setPasswordHash(id: string, passwordHash: string): Promise<void> {
+    await this.#guard.run(() => this.#orm.em.getConnection().execute('update account set password_hash = ? where id = ?', [passwordHash, id]));
+  }
+
   async byEmail(email: string): Promise<AccountRecord | undefined> {
     const [row] = await this.#guard.run(() => this.#orm.em.getConnection().execute(
       'select id, email, name, phone, role, password_hash from account where email = ?', [email.toLowerCase()],

@@ -3,6 +3,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { driverView, type DriverState } from '../../actors/driver.ts';
 import { Api } from '../api.ts';
 import type { Edge } from '../edge.ts';
 import { pricingPolicy } from '../edge.ts';
@@ -76,7 +77,8 @@ export function adminRoutes(edge: Edge): Api {
     method: 'post', path: '/v1/admin/drivers', tag: 'admin', summary: 'Add a driver', roles: admin, body: DriverCreate, status: 201,
     handler: async (_ctx, { body }) => {
       const { id, ...profile } = body;
-      return outcome(await edge.region.request(driver(id ?? `drv_${randomUUID()}`), { type: 'profile.set', profile }));
+      // A driver an admin adds is approved from the start.
+      return outcome(await edge.region.request(driver(id ?? `drv_${randomUUID()}`), { type: 'profile.set', profile: { ...profile, approval: 'approved' } }));
     },
   });
   api.add({
@@ -86,11 +88,22 @@ export function adminRoutes(edge: Edge): Api {
   });
   api.add({
     method: 'get', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'A driver', roles: admin,
-    handler: async (_ctx, { params }) => edge.region.ask(driver(params.id!), { type: 'get' }),
+    handler: async (_ctx, { params }) => {
+      const s = await edge.region.ask<(DriverState & { exists: boolean }) | null>(driver(params.id!), { type: 'get' });
+      if (!s?.exists) throw new HttpError(404, 'not_found', `no driver ${params.id}`);
+      return {
+        ...driverView(params.id!, s), ...(s.bookingId ? { bookingId: s.bookingId } : {}),
+        ...(s.fix ? { location: { lat: s.fix.lat, lng: s.fix.lng, at: new Date(s.fix.at).toISOString() } } : {}),
+      };
+    },
   });
   api.add({
     method: 'patch', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'Change a driver (deactivate with active: false)', roles: admin, body: DriverPatch,
-    handler: async (_ctx, { params, body }) => outcome(await edge.region.request(driver(params.id!), { type: 'profile.set', profile: body })),
+    handler: async (_ctx, { params, body }) => outcome(await edge.region.request(driver(params.id!), { type: 'profile.update', profile: body })),
+  });
+  api.add({
+    method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin', summary: 'Approve a self-registered driver so it can go online (idempotent)', roles: admin,
+    handler: async (_ctx, { params }) => outcome(await edge.region.request(driver(params.id!), { type: 'approve' })),
   });
 
   api.add({

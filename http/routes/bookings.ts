@@ -11,7 +11,7 @@ import { principalOf } from '../authenticate.ts';
 import type { Edge } from '../edge.ts';
 import { pricingPolicy } from '../edge.ts';
 import { HttpError } from '../errors.ts';
-import { Booking, BookingCreate, BookingList, BookingListQuery, CancelRequest, Quote, QuoteRequest, RatingRequest } from '../schemas.ts';
+import { Booking, BookingCreate, BookingList, BookingListQuery, CancelRequest, Quote, QuoteRequest, RatingRequest, encodeBookingCursor } from '../schemas.ts';
 import { surgeAt } from './discovery.ts';
 
 const STATUS_OF: Record<string, number> = {
@@ -38,6 +38,8 @@ async function makeQuote(edge: Edge, riderId: string, input: { pickup: { lat: nu
   return { q, pickupCell, quoteId: edge.quotes.sign({ ...q, riderId, pickupCell }) };
 }
 
+const digest = (text: string) => createHash('sha256').update(text).digest('base64url').slice(0, 22);
+
 /** Who may see a booking: its rider, its driver, an admin. */
 export function mayRead(p: Principal, booking: { riderId: string; driverId?: string }): boolean {
   return p.role === 'admin' || (p.role === 'rider' && booking.riderId === p.sub) || (p.role === 'driver' && booking.driverId === p.sub);
@@ -58,7 +60,7 @@ export function bookingRoutes(edge: Edge): Api {
 
   api.add({
     method: 'post', path: '/v1/bookings', tag: 'bookings', summary: 'Book now or for later, from a quote or from scratch',
-    roles: ['rider'], body: BookingCreate, response: Booking, status: 201,
+    roles: ['rider'], body: BookingCreate, response: Booking, status: 201, errors: [409],
     headers: [{ name: 'Idempotency-Key', description: 'the same key from the same rider creates one booking' }],
     handler: async (ctx, { body }) => {
       const riderId = principalOf(ctx.state).sub;
@@ -76,13 +78,21 @@ export function bookingRoutes(edge: Edge): Api {
       if (scheduledAt !== undefined && scheduledAt > Date.now() + 30 * 86_400_000) throw new HttpError(400, 'invalid_request', 'scheduledAt is more than 30 days ahead');
       const key = ctx.get('idempotency-key');
       if (key && !/^[\w.:-]{1,128}$/.test(key)) throw new HttpError(400, 'invalid_request', 'Idempotency-Key must be 1-128 characters of letters, digits, . : _ -');
-      const id = key ? `bk_${createHash('sha256').update(`${riderId}\u0000${key}`).digest('base64url').slice(0, 22)}` : `bk_${randomUUID()}`;
+      // A booking from a quote is named by the quote, so the quote books once: another
+      // request for it (another key, or none) reaches the same booking and is refused.
+      const quoteId = 'quoteId' in body ? body.quoteId : undefined;
+      const id = quoteId ? `bk_${digest(quoteId)}` : key ? `bk_${digest(`${riderId}\u0000${key}`)}` : `bk_${randomUUID()}`;
+      const requestKey = quoteId ? key || randomUUID() : undefined;
       const { q, pickupCell } = terms;
       const result = await edge.region.request(bookingRef(id), {
         type: 'create', riderId, vehicleType: q.vehicleType, pickup: q.pickup, dropoff: q.dropoff, pickupCell,
         price: q.price, surge: q.surge, distanceKm: q.distanceKm, durationMin: q.durationMin,
         ...(scheduledAt !== undefined ? { scheduledAt } : {}),
-      }, { id: key ? `create:${id}` : undefined });
+        ...(requestKey ? { requestKey } : {}),
+      }, { id: key ? `create:${id}:${digest(key)}` : undefined });
+      if (result.status === 'rejected' && result.rejection?.code === 'already_created') {
+        throw new HttpError(409, 'quote_used', 'this quote has already been booked; ask for a new quote');
+      }
       // A retried request whose create command was already applied is a duplicate: answer with the booking.
       const view = (result.status === 'duplicate'
         ? await edge.region.ask(bookingRef(id), { type: 'get' })
@@ -110,18 +120,20 @@ export function bookingRoutes(edge: Edge): Api {
     handler: async (ctx, { query }) => {
       const p = principalOf(ctx.state);
       if (p.role !== 'admin' && (query.riderId || query.driverId)) throw new HttpError(403, 'forbidden', 'only admins filter by rider or driver');
-      return edge.readModels.listBookings({
+      // Every value here is checked by BookingListQuery (the cursor arrives decoded), so the read model gets nothing it cannot bind.
+      const page = await edge.readModels.listBookings({
         status: query.status, limit: query.limit, cursor: query.cursor,
         riderId: p.role === 'rider' ? p.sub : query.riderId,
         driverId: p.role === 'driver' ? p.sub : query.driverId,
         from: query.from ? Date.parse(query.from) : undefined, to: query.to ? Date.parse(query.to) : undefined,
       });
+      return { items: page.items, ...(page.nextCursor ? { nextCursor: encodeBookingCursor(page.nextCursor) } : {}) };
     },
   });
 
   api.add({
     method: 'post', path: '/v1/bookings/:id/cancel', tag: 'bookings', summary: 'Cancel (409 once in progress or finished)',
-    roles: ['rider', 'admin'], body: CancelRequest.optional().default({}), response: Booking,
+    roles: ['rider', 'admin'], body: CancelRequest.optional().default({}), response: Booking, errors: [409],
     handler: async (ctx, { params, body }) => {
       const p = principalOf(ctx.state);
       outcome(await edge.region.request(bookingRef(params.id!), { type: 'cancel', by: { role: p.role, userId: p.sub }, reason: body?.reason }));
@@ -131,7 +143,7 @@ export function bookingRoutes(edge: Edge): Api {
 
   api.add({
     method: 'post', path: '/v1/bookings/:id/rating', tag: 'bookings', summary: 'Rate a completed booking once',
-    roles: ['rider'], body: RatingRequest, response: Booking,
+    roles: ['rider'], body: RatingRequest, response: Booking, errors: [409],
     handler: async (ctx, { params, body }) => {
       const p = principalOf(ctx.state);
       outcome(await edge.region.request(bookingRef(params.id!), { type: 'rate', by: { role: p.role, userId: p.sub }, stars: body.stars, comment: body.comment }));

@@ -111,3 +111,36 @@ test('events replay to the same booking', (t) => {
   for (const m of msgs) { const out = behavior.handle(live, m, ctx()); live = out.state; events.push(...out.events); }
   t.deepEqual(events.reduce(behavior.apply, initialBooking('b1')), live);
 });
+
+test('a driver released before the trip starts sends the booking back to dispatch, to someone else', (t) => {
+  const accepted = run(initialBooking('b1'), create, { type: 'candidates', search: 1, drivers: [cand('d1', 1)] }, { type: 'offer.accepted', driverId: 'd1' });
+  t.is(accepted.status, 'accepted');
+  const later = 1_000_000 + DEFAULT_BOOKING.deadlineMs + 5_000; // the first deadline has passed
+  const out = behavior.handle(accepted, { type: 'driver.released', driverId: 'd1', reason: 'driver deactivated' }, ctx(later));
+  t.is(out.state.status, 'searching');
+  t.is(out.state.driverId, undefined);
+  t.deepEqual(out.events.map((e) => e.type), ['released', 'search.started']);
+  t.true(out.effects.some((e) => e.type === 'request' && e.service === 'nearest'), 'a new search');
+  t.is(out.state.deadlineAt, later + DEFAULT_BOOKING.deadlineMs, 'with a fresh deadline');
+  t.true(out.effects.some((e) => e.type === 'timer.set' && e.name === 'deadline' && e.at === later + DEFAULT_BOOKING.deadlineMs));
+  t.true(out.effects.some((e) => e.type === 'notify' && e.userId === 'r1'), 'the rider sees the booking searching again');
+  const next = behavior.handle(out.state, { type: 'candidates', search: out.state.searches, drivers: [cand('d1', 0.1), cand('d2', 2)] }, ctx(later));
+  t.is(next.state.offer?.driverId, 'd2', 'the released driver is not offered again');
+  t.deepEqual(out.events.reduce(behavior.apply, accepted), out.state, 'the events replay to the same booking');
+});
+
+test('a released booking gets a fresh search budget; stray or late releases change nothing', (t) => {
+  let s = run(initialBooking('b1'), create);
+  for (let i = 0; i < DEFAULT_BOOKING.maxSearches - 1; i++) s = behavior.handle(s, { type: 'candidates', search: s.searches, drivers: [] }, ctx()).state;
+  s = run(s, { type: 'candidates', search: s.searches, drivers: [cand('d1', 1)] }, { type: 'offer.accepted', driverId: 'd1' });
+  t.is(s.status, 'accepted');
+  t.is(s.searches, DEFAULT_BOOKING.maxSearches);
+  const released = behavior.handle(s, { type: 'driver.released', driverId: 'd1', reason: 'driver deactivated' }, ctx()).state;
+  const widened = behavior.handle(released, { type: 'candidates', search: released.searches, drivers: [] }, ctx()).state;
+  t.is(widened.status, 'searching', 'an empty answer widens the search instead of giving up at once');
+  t.deepEqual(behavior.handle(s, { type: 'driver.released', driverId: 'other', reason: 'x' }, ctx()).events, [], 'only the assigned driver releases');
+  const arriving = run(s, { type: 'trip.arrived', driverId: 'd1' });
+  t.is(behavior.handle(arriving, { type: 'driver.released', driverId: 'd1', reason: 'x' }, ctx()).state.status, 'searching', 'arriving counts as not started');
+  const started = run(arriving, { type: 'trip.started', driverId: 'd1' });
+  t.deepEqual(behavior.handle(started, { type: 'driver.released', driverId: 'd1', reason: 'x' }, ctx()).events, [], 'a started trip is not released');
+});

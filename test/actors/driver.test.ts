@@ -1,7 +1,7 @@
 import test from 'ava';
 import { latLngToCell } from 'h3-js';
-import type { HandleContext } from '../../actors/behavior.ts';
-import { initialDriver, makeDriverBehavior, type DriverMessage, type DriverState } from '../../actors/driver.ts';
+import type { Effect, HandleContext } from '../../actors/behavior.ts';
+import { driverExists, driverView, initialDriver, makeDriverBehavior, type DriverMessage, type DriverState } from '../../actors/driver.ts';
 
 const behavior = makeDriverBehavior({ cellRes: 7, offerTimeoutMs: 15_000 });
 const ctx = (now = 1_000_000): HandleContext => ({ self: { kind: 'driver', id: 'd1' }, now, commandId: 'c' });
@@ -98,4 +98,118 @@ test('recovery from events rebuilds the same status', (t) => {
   t.is(replayed.status, live.status);
   t.is(replayed.bookingId, live.bookingId);
   t.is(replayed.vehicleType, 'xl');
+});
+
+// Deactivation, approval and the existence of a driver (issue 10 items 3 and 9, issue 9 item 8).
+
+const deactivate: DriverMessage = { type: 'profile.update', profile: { active: false } };
+const told = (effects: readonly Effect[]) =>
+  effects.flatMap((e) => (e.type === 'tell' ? [`${(e.message as { type: string }).type}@${e.to.kind}:${e.to.id}`] : []));
+const notified = (effects: readonly Effect[]) =>
+  effects.flatMap((e) => (e.type === 'notify' ? [(e.message as { type: string }).type] : []));
+
+test('deactivating an available driver takes it offline and out of its cell', (t) => {
+  const out = behavior.handle(available, deactivate, ctx());
+  t.is(out.rejection, undefined);
+  t.is(out.state.status, 'offline');
+  t.false(out.state.profile.active);
+  t.deepEqual(out.events.map((e) => e.type), ['profile.set', 'went.offline']);
+  t.deepEqual(told(out.effects), [`driver.remove@cell:${available.cell}`], 'the cell forgets the driver');
+  t.true(notified(out.effects).includes('driver.deactivated'));
+  t.is((out.reply as { active: boolean }).active, false);
+  t.is(behavior.handle(out.state, { type: 'online', vehicleType: 'comfort' }, ctx()).rejection?.code, 'inactive', 'and it cannot come back online');
+});
+
+test('deactivating a driver with an open offer refuses it, so the booking offers the next candidate', (t) => {
+  const offered = run(available, offer('b1'));
+  const out = behavior.handle(offered, deactivate, ctx());
+  t.is(out.state.status, 'offline');
+  t.is(out.state.bookingId, undefined);
+  t.deepEqual(out.events.map((e) => e.type), ['profile.set', 'booking.released', 'went.offline']);
+  t.true(out.effects.some((e) => e.type === 'timer.cancel' && e.name === 'offer'), 'the offer timer is cancelled');
+  t.deepEqual(out.effects.find((e) => e.type === 'tell' && e.to.kind === 'booking'),
+    { type: 'tell', to: { kind: 'booking', id: 'b1' }, message: { type: 'offer.refused', driverId: 'd1', reason: 'driver deactivated' } });
+  t.deepEqual(notified(out.effects), ['offer.expired', 'driver.deactivated'], 'the driver app drops the offer');
+});
+
+test('deactivating a driver holding an accepted booking not yet started releases the booking', (t) => {
+  const assigned = run(available, offer('b1'), { type: 'offer.accept', bookingId: 'b1' });
+  t.is(assigned.status, 'assigned');
+  const out = behavior.handle(assigned, deactivate, ctx());
+  t.is(out.state.status, 'offline');
+  t.is(out.state.bookingId, undefined);
+  t.is(out.state.riderId, undefined);
+  t.deepEqual(out.effects.find((e) => e.type === 'tell' && e.to.kind === 'booking'),
+    { type: 'tell', to: { kind: 'booking', id: 'b1' }, message: { type: 'driver.released', driverId: 'd1', reason: 'driver deactivated' } });
+  t.deepEqual(notified(out.effects), ['booking.released', 'driver.deactivated']);
+  t.deepEqual(out.events.reduce(behavior.apply, assigned), out.state, 'the events replay to the same state');
+});
+
+test('deactivating a driver on a trip lets the trip finish, then the driver goes offline', (t) => {
+  const onTrip = run(available, offer('b1'), { type: 'offer.accept', bookingId: 'b1' }, { type: 'trip.start', bookingId: 'b1' });
+  const out = behavior.handle(onTrip, deactivate, ctx());
+  t.is(out.state.status, 'on_trip', 'a started trip is not taken from the rider');
+  t.false(out.effects.some((e) => e.type === 'tell' && e.to.kind === 'booking'), 'the booking is not released');
+  const done = behavior.handle(out.state, { type: 'trip.complete', bookingId: 'b1' }, ctx());
+  t.is(done.state.status, 'offline');
+  t.deepEqual(done.events.map((e) => e.type), ['trip.ended', 'went.offline']);
+  t.true(told(done.effects).includes('trip.completed@booking:b1'), 'the booking still completes');
+});
+
+test('an inactive driver refuses offers at once and cannot accept', (t) => {
+  const inactive = run(available, deactivate);
+  const out = behavior.handle(inactive, offer('b2'), ctx());
+  t.is(out.rejection?.code, 'inactive');
+  t.deepEqual(out.events, []);
+  t.deepEqual(out.effects, [{ type: 'tell', to: { kind: 'booking', id: 'b2' }, message: { type: 'offer.refused', driverId: 'd1', reason: 'driver is inactive' } }]);
+  // Even with a stale state that still shows an offer (deactivated by older code), acceptance is refused.
+  const stale: DriverState = { ...run(available, offer('b3')), profile: { active: false } };
+  t.is(behavior.handle(stale, { type: 'offer.accept', bookingId: 'b3' }, ctx()).rejection?.code, 'inactive');
+  t.is(behavior.handle(stale, offer('b4'), ctx()).rejection?.code, 'inactive');
+  // Reactivated, the driver goes online again.
+  const back = run(inactive, { type: 'profile.update', profile: { active: true } }, { type: 'online', vehicleType: 'comfort' });
+  t.is(back.status, 'available');
+});
+
+test('a self-registered driver is pending until approved; approval is idempotent', (t) => {
+  const pending = run(initialDriver(), { type: 'profile.set', profile: { name: 'Pat', active: true, approval: 'pending' } });
+  const refused = behavior.handle(pending, { type: 'online', vehicleType: 'economy' }, ctx());
+  t.is(refused.rejection?.code, 'driver_pending_approval');
+  t.is(behavior.handle(pending, offer(), ctx()).rejection?.code, 'busy', 'a pending driver is never offered');
+  const approved = behavior.handle(pending, { type: 'approve' }, ctx());
+  t.deepEqual(approved.events, [{ type: 'approved' }]);
+  t.is((approved.reply as { approval: string }).approval, 'approved');
+  t.true(notified(approved.effects).includes('driver.approved'));
+  const again = behavior.handle(approved.state, { type: 'approve' }, ctx());
+  t.deepEqual(again.events, [], 'approving twice changes nothing');
+  t.is((again.reply as { approval: string }).approval, 'approved');
+  t.is(run(approved.state, { type: 'online', vehicleType: 'economy' }).status, 'available');
+  t.is(behavior.handle(initialDriver(), { type: 'approve' }, ctx()).rejection?.code, 'not_found');
+});
+
+test('the admin view shows approval; drivers without one (admin-created, older) count as approved', (t) => {
+  const pending = run(initialDriver(), { type: 'profile.set', profile: { name: 'Pat', active: true, approval: 'pending' } });
+  t.is(driverView('d1', pending).approval, 'pending');
+  t.is(driverView('d1', run(initialDriver(), { type: 'profile.set', profile: { name: 'Old', active: true } })).approval, 'approved');
+});
+
+test('profile.update refuses a driver nobody created and changes nothing; profile.set creates', (t) => {
+  const out = behavior.handle(initialDriver(), { type: 'profile.update', profile: { name: 'Ghost' } }, ctx());
+  t.is(out.rejection?.code, 'not_found');
+  t.deepEqual(out.events, []);
+  t.deepEqual(out.effects, []);
+  t.false(driverExists(initialDriver()));
+  t.false(driverExists(run(initialDriver(), { type: 'maintenance.set', windows: [] })), "a vehicle's maintenance push does not create a driver");
+  const created = run(initialDriver(), { type: 'profile.set', profile: { name: 'Real', active: true } });
+  t.true(driverExists(created));
+  const renamed = behavior.handle(created, { type: 'profile.update', profile: { name: 'Renamed' } }, ctx());
+  t.is(renamed.state.profile.name, 'Renamed');
+  t.true(driverExists(available), 'a driver that went online (development token) exists');
+  t.is(behavior.handle(available, { type: 'profile.update', profile: { phone: '+1' } }, ctx()).rejection, undefined);
+  const view = behavior.query!(initialDriver(), { type: 'get' }, { self: { kind: 'driver', id: 'd1' }, now: 0 }) as { exists: boolean };
+  t.false(view.exists);
+  // Approval cannot be smuggled through an update.
+  const pending = run(initialDriver(), { type: 'profile.set', profile: { name: 'Pat', active: true, approval: 'pending' } });
+  const smuggled = behavior.handle(pending, { type: 'profile.update', profile: { approval: 'approved' } as never }, ctx());
+  t.is(smuggled.state.profile.approval, 'pending');
 });

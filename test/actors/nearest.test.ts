@@ -1,0 +1,195 @@
+// The ring search's bounds, pure (no I/O): at most maxCells cells asked, whole
+// rings only; cells the occupied filter leaves out are never asked, and leaving
+// out only cells without drivers changes no answer. Also the cell's
+// `cell.occupied` publication and the dispatch service's use of both bounds.
+
+import test from 'ava';
+import { cellToLatLng, gridDisk, latLngToCell } from 'h3-js';
+import type { ServicePorts } from '../../actors/behavior.ts';
+import { DEFAULT_CELL, makeCellBehavior, occupiedCellOf, type Candidate, type CellState, type DriverCopy } from '../../actors/cell.ts';
+import { distanceKm, type Point } from '../../actors/geo.ts';
+import { nearestService } from '../../actors/index.ts';
+import { cellLowerBoundKm, ring, searchNearest, withOccupiedCells, type SearchStats } from '../../actors/nearest.ts';
+
+const RES = 7;
+const CENTER = { lat: 52.37, lng: 4.9 };
+const NOW = 1_800_000_000_000;
+const cellBehavior = makeCellBehavior(DEFAULT_CELL);
+
+function seeded(seed: number) {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
+function copy(driverId: string, p: Point): DriverCopy {
+  return { driverId, lat: p.lat, lng: p.lng, status: 'available', vehicleType: 'economy', rating: 5, acceptanceRate: 1, lastTripEndedAt: 0, maintenance: [], seenAt: NOW };
+}
+
+/** Cells as the actors hold them (through the cell reducer), an ask that counts, and the cells that were marked. */
+function world(drivers: readonly DriverCopy[]) {
+  const cells = new Map<string, CellState>();
+  const marked = new Set<string>();
+  for (const d of drivers) {
+    const id = latLngToCell(d.lat, d.lng, RES);
+    const out = cellBehavior.handle(cells.get(id) ?? cellBehavior.initial(id), { type: 'driver.upsert', driver: d }, { self: { kind: 'cell', id }, now: NOW, commandId: 'x' });
+    for (const e of out.effects) if (e.type === 'publish') { const c = occupiedCellOf(e.topic, e.event); if (c) marked.add(c); }
+    cells.set(id, out.state);
+  }
+  const asked: string[] = [];
+  const ask = (q: { point: Point; k: number; radiusKm: number }) => async (cell: string) => {
+    asked.push(cell);
+    return cellBehavior.query!(cells.get(cell) ?? cellBehavior.initial(cell), { type: 'nearest', ...q }, { self: { kind: 'cell', id: cell }, now: NOW }) as Candidate[];
+  };
+  return { cells, marked, asked, ask };
+}
+
+const oracle = (drivers: readonly DriverCopy[], point: Point, k: number, radiusKm: number, within: (d: DriverCopy) => boolean = () => true) => drivers
+  .filter(within)
+  .map((d) => ({ id: d.driverId, km: distanceKm(point, d) }))
+  .filter((d) => d.km <= radiusKm)
+  .sort((a, b) => a.km - b.km || (a.id < b.id ? -1 : 1))
+  .slice(0, k)
+  .map((d) => d.id);
+
+test('a cell publishes cell.occupied once, on the first driver it holds', (t) => {
+  const id = latLngToCell(CENTER.lat, CENTER.lng, RES);
+  const ctx = { self: { kind: 'cell', id }, now: NOW, commandId: 'x' };
+  const first = cellBehavior.handle(cellBehavior.initial(id), { type: 'driver.upsert', driver: copy('a', CENTER) }, ctx);
+  t.deepEqual(first.effects, [{ type: 'publish', topic: 'cell', event: { type: 'cell.occupied', cell: id } }]);
+  t.is(occupiedCellOf('cell', first.effects[0]!.type === 'publish' ? first.effects[0]!.event : undefined), id);
+  const second = cellBehavior.handle(first.state, { type: 'driver.upsert', driver: copy('b', CENTER) }, ctx);
+  t.deepEqual(second.effects, [], 'marked once per incarnation');
+  const gone = cellBehavior.handle(second.state, { type: 'driver.remove', driverId: 'a', at: NOW }, ctx);
+  t.deepEqual(cellBehavior.handle(gone.state, { type: 'driver.upsert', driver: copy('a', CENTER) }, ctx).effects, [], 'a driver coming back marks nothing');
+  t.is(occupiedCellOf('booking', { type: 'cell.occupied', cell: id }), undefined, 'other topics are not marks');
+  t.is(occupiedCellOf('cell', { type: 'something.else' }), undefined);
+});
+
+test('maxCells: the search asks at most maxCells cells, whole rings only, and says it stopped short', async (t) => {
+  // A driver in every cell of a wide disk, so nothing ends the search early but the bound.
+  const origin = latLngToCell(CENTER.lat, CENTER.lng, RES);
+  const drivers = gridDisk(origin, 12).map((cell, i) => {
+    const [lat, lng] = cellToLatLng(cell);
+    return copy(`d${i}`, { lat, lng });
+  });
+  const w = world(drivers);
+  // k larger than the drivers: only the radius (or the bound) ends the search.
+  const q = { point: CENTER, k: 10_000, radiusKm: 30 };
+  for (const maxCells of [1, 6, 7, 19, 20, 60, 100]) {
+    w.asked.length = 0;
+    const stats: SearchStats = { rings: 0, cellsAsked: 0 };
+    const found = await searchNearest(q, RES, w.ask(q), stats, { maxCells });
+    t.true(w.asked.length <= maxCells, `maxCells=${maxCells}: asked ${w.asked.length}`);
+    t.is(stats.cellsAsked, w.asked.length);
+    t.true(stats.truncated, `maxCells=${maxCells}: the radius was not covered`);
+    // Whole rings: exactly the cells of the first stats.rings rings that reach within the radius.
+    const rings = Array.from({ length: stats.rings }, (_, r) => ring(origin, r)).flat().filter((c) => cellLowerBoundKm(CENTER, c) <= q.radiusKm);
+    t.deepEqual([...w.asked].sort(), rings.sort(), `maxCells=${maxCells}: whole rings`);
+    t.true(stats.rings >= 1, 'the home cell is always asked');
+    // What it found is exact for the rings it covered.
+    const covered = new Set(rings);
+    t.deepEqual(found.map((c) => c.driverId), oracle(drivers, CENTER, q.k, q.radiusKm, (d) => covered.has(latLngToCell(d.lat, d.lng, RES))));
+  }
+  w.asked.length = 0;
+  const stats: SearchStats = { rings: 0, cellsAsked: 0 };
+  await searchNearest({ ...q, radiusKm: 5 }, RES, w.ask({ ...q, radiusKm: 5 }), stats, { maxCells: 200 });
+  t.falsy(stats.truncated, 'a search within the bound is not truncated');
+});
+
+test('the occupied filter: cells without drivers are never asked, and no answer changes (5,000 drivers, brute-force oracle)', async (t) => {
+  const rand = seeded(11);
+  // Drivers in three clusters with empty land between them.
+  const hubs = [CENTER, { lat: CENTER.lat + 0.08, lng: CENTER.lng + 0.12 }, { lat: CENTER.lat - 0.06, lng: CENTER.lng - 0.1 }];
+  const drivers = Array.from({ length: 5_000 }, (_, i) => {
+    const hub = hubs[i % hubs.length]!;
+    return copy(`d${i}`, { lat: hub.lat + (rand() - 0.5) * 0.03, lng: hub.lng + (rand() - 0.5) * 0.04 });
+  });
+  const w = world(drivers);
+  t.deepEqual([...w.marked].sort(), [...w.cells.keys()].sort(), 'every cell holding a driver marked itself');
+  let lookups = 0;
+  const occupied = (cells: readonly string[]) => { lookups++; return cells.filter((c) => w.marked.has(c)); };
+  const points = [...hubs, { lat: CENTER.lat + 0.04, lng: CENTER.lng + 0.06 }, ...Array.from({ length: 20 }, () => ({ lat: CENTER.lat + (rand() - 0.5) * 0.2, lng: CENTER.lng + (rand() - 0.5) * 0.3 }))];
+  let skipped = 0;
+  for (const point of points) {
+    for (const [k, radiusKm] of [[10, 3], [5, 10], [50, 10]] as const) {
+      const q = { point, k, radiusKm };
+      w.asked.length = 0;
+      const plainStats: SearchStats = { rings: 0, cellsAsked: 0 };
+      const plain = await searchNearest(q, RES, w.ask(q), plainStats);
+      w.asked.length = 0;
+      lookups = 0;
+      const stats: SearchStats = { rings: 0, cellsAsked: 0 };
+      const filtered = await searchNearest(q, RES, w.ask(q), stats, { occupied });
+      t.deepEqual(filtered.map((c) => c.driverId), oracle(drivers, point, k, radiusKm), `k=${k} r=${radiusKm}`);
+      t.deepEqual(filtered.map((c) => c.driverId), plain.map((c) => c.driverId));
+      t.true(w.asked.every((c) => w.marked.has(c)), 'only occupied cells are asked');
+      t.is(lookups, stats.rings, 'one lookup per ring');
+      t.is(stats.cellsAsked + (stats.cellsSkipped ?? 0), plainStats.cellsAsked, 'every reachable cell is asked or skipped');
+      skipped += stats.cellsSkipped ?? 0;
+    }
+  }
+  t.true(skipped > 1_000, `empty cells skipped: ${skipped}`);
+});
+
+test('an empty area: no cell asked however wide the radius, one lookup per ring', async (t) => {
+  const w = world([]);
+  let lookups = 0;
+  const stats: SearchStats = { rings: 0, cellsAsked: 0 };
+  const found = await searchNearest({ point: CENTER, k: 10, radiusKm: 50 }, RES, w.ask({ point: CENTER, k: 10, radiusKm: 50 }), stats, {
+    occupied: () => { lookups++; return []; }, maxCells: 200,
+  });
+  t.deepEqual(found, []);
+  t.is(w.asked.length, 0);
+  t.is(stats.cellsAsked, 0);
+  t.falsy(stats.truncated, 'skipped cells do not count against maxCells');
+  t.true(stats.rings > 20, `covered ${stats.rings} rings`);
+  t.is(lookups, stats.rings);
+});
+
+test('a filter answering cells outside the ring (or twice) cannot make the search ask them', async (t) => {
+  const drivers = [copy('near', { lat: CENTER.lat + 0.001, lng: CENTER.lng })];
+  const w = world(drivers);
+  const stranger = latLngToCell(10, 10, RES);
+  const q = { point: CENTER, k: 1, radiusKm: 3 };
+  const found = await searchNearest(q, RES, w.ask(q), undefined, { occupied: (cells) => [stranger, ...cells, ...cells] });
+  t.deepEqual(found.map((c) => c.driverId), ['near']);
+  t.false(w.asked.includes(stranger));
+  t.is(new Set(w.asked).size, w.asked.length, 'no cell asked twice');
+});
+
+test('sparse occupancy: maxCells counts cells asked, so a wide search over a few occupied cells is covered whole', async (t) => {
+  const drivers = [copy('a', { lat: CENTER.lat + 0.05, lng: CENTER.lng }), copy('b', { lat: CENTER.lat - 0.07, lng: CENTER.lng + 0.05 })];
+  const w = world(drivers);
+  const q = { point: CENTER, k: 10, radiusKm: 10 };
+  const stats: SearchStats = { rings: 0, cellsAsked: 0 };
+  const found = await searchNearest(q, RES, w.ask(q), stats, { maxCells: 3, occupied: (cells) => cells.filter((c) => w.marked.has(c)) });
+  t.deepEqual(found.map((c) => c.driverId).sort(), oracle(drivers, CENTER, 10, 10).sort());
+  t.is(stats.cellsAsked, 2);
+  t.falsy(stats.truncated);
+});
+
+test('the dispatch search (nearestService) honours maxCells and the occupied cells the node provides', async (t) => {
+  const here = copy('here', { lat: CENTER.lat + 0.002, lng: CENTER.lng });
+  const w = world([here]);
+  const ports = (asked: string[]): ServicePorts => ({
+    now: NOW, requester: { kind: 'booking', id: 'b1' },
+    ask: async <A>(to: { kind: string; id: string }, query: unknown) => {
+      asked.push(to.id);
+      return cellBehavior.query!(w.cells.get(to.id) ?? cellBehavior.initial(to.id), query as never, { self: to, now: NOW }) as A;
+    },
+  });
+  const request = { search: 1, point: CENTER, radiusKm: 12, k: 10, vehicleType: 'economy' };
+
+  const unfiltered: string[] = [];
+  const plain = await nearestService(RES, { maxCells: 50 })(request, ports(unfiltered)) as { drivers: Candidate[] };
+  t.deepEqual(plain.drivers.map((d) => d.driverId), ['here']);
+  t.true(unfiltered.length <= 50 && unfiltered.length > 1, `without occupied cells: ${unfiltered.length} cells asked, at most 50`);
+
+  const filtered: string[] = [];
+  const services = withOccupiedCells({ nearest: nearestService(RES, { maxCells: 50 }) }, (cells) => cells.filter((c) => w.marked.has(c)));
+  const answer = await services.nearest!(request, ports(filtered)) as { type: string; search: number; drivers: Candidate[] };
+  t.is(answer.type, 'candidates');
+  t.is(answer.search, 1);
+  t.deepEqual(answer.drivers.map((d) => d.driverId), ['here']);
+  t.deepEqual(filtered, [latLngToCell(here.lat, here.lng, RES)], 'only the occupied cell is asked');
+});
