@@ -9,7 +9,7 @@ import { startEmbeddedPostgres } from './postgres/embedded.ts';
 import { PostgresJournal } from './postgres/journal.ts';
 import { openOrm, type Orm } from './postgres/orm.ts';
 import { PostgresReminderStore } from './postgres/reminders.ts';
-import { guard, isPermanentSqlError, type Guard } from './resilience.ts';
+import { countsAsOutage, guard, type Guard } from './resilience.ts';
 
 export interface Storage {
   readonly orm: Orm;
@@ -38,7 +38,8 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
   const journal = new PostgresJournal(orm);
   return {
     orm, journal, reminders: new PostgresReminderStore(orm), embedded: Boolean(embedded),
-    sqlGuard: guard({ name: 'PostgreSQL', isPermanent: isPermanentSqlError }),
+    // Shared by every user: only errors saying the server is down or unreachable move it, never one request's bad input.
+    sqlGuard: guard({ name: 'PostgreSQL', countsAsOutage }),
     async close() {
       await journal.close();
       await embedded?.stop();

@@ -37,33 +37,107 @@ export const Booking = z.object({
 
 export const BookingList = z.object({ items: z.array(Booking), nextCursor: z.string().optional() });
 
-export const BookingListQuery = z.object({
+// Query parameters. Whatever a query string holds reaches these schemas as text (or, for a
+// repeated name, an array of texts, which no schema here accepts); each value that gets past
+// them is one the database can take as it is, so bad input is a 400 naming the parameter,
+// never a database error (which, on the request path, would be one caller's fault counted
+// against everyone's database: see countsAsOutage in adapters/resilience.ts).
+
+/** Every parameter is named in a 400: an unknown one is reported under its own name, not as a nameless "unrecognized key". */
+function strictQuery<S extends z.ZodRawShape>(schema: z.ZodObject<S>) {
+  const known = new Set(Object.keys(schema.shape));
+  return z.preprocess((value, ctx) => {
+    if (typeof value !== 'object' || value === null) return value;
+    const kept: Record<string, unknown> = {};
+    for (const [key, v] of Object.entries(value)) {
+      if (known.has(key)) kept[key] = v;
+      else ctx.addIssue({ code: 'custom', path: [key], message: 'is not a parameter of this operation', input: v });
+    }
+    return kept;
+  }, schema.strict());
+}
+
+const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+/** A number written in decimal ('', ' ', '0x10', 'NaN' and 'Infinity' are not, as they would be to Number()). */
+function queryNumber<T extends z.ZodType<number>>(schema: T) {
+  return z.preprocess((value, ctx) => {
+    if (typeof value !== 'string') return value;
+    if (!DECIMAL.test(value)) { ctx.addIssue({ code: 'custom', message: 'must be a decimal number', input: value }); return z.NEVER; }
+    return Number(value);
+  }, schema);
+}
+
+/** The instants PostgreSQL's timestamptz and JavaScript's Date agree on: years 1 to 9999 in UTC. */
+const EARLIEST = Date.parse('0001-01-01T00:00:00Z');
+const LATEST = Date.parse('9999-12-31T23:59:59.999Z');
+const inRange = (text: string) => { const at = Date.parse(text); return at >= EARLIEST && at <= LATEST; };
+const queryTime = isoTime.pipe(z.string().refine(inRange, 'must be between 0001-01-01 and 9999-12-31 (UTC)'));
+
+/** An id as a filter: text without control characters (PostgreSQL refuses a NUL in text outright). */
+const QueryId = z.string().min(1).max(128)
+  .refine((s) => !/[\u0000-\u001f\u007f]/.test(s) && s.isWellFormed(), 'must be printable text');
+
+/** Where a page of the booking list ends, as the read model takes it. */
+export interface BookingCursorValue { readonly createdAt: Date; readonly id: string }
+
+/** The wire form of a booking cursor: base64url of the JSON tuple [createdAt as toISOString() gives it, id]. */
+export function encodeBookingCursor(c: BookingCursorValue): string {
+  return Buffer.from(JSON.stringify([c.createdAt.toISOString(), c.id])).toString('base64url');
+}
+
+const CURSOR_MAX = 600; // what a 128-character id (of up to 3 bytes each) can make it
+const CursorTuple = z.tuple([z.iso.datetime({ precision: 3 }).refine(inRange), QueryId]);
+/** An opaque token from `nextCursor`, decoded and checked here: anything else is a 400 on `cursor`. */
+export const BookingCursor = z.string().max(CURSOR_MAX, `a cursor is at most ${CURSOR_MAX} characters`)
+  .transform((token, ctx): BookingCursorValue => {
+    const refuse = (why: string) => {
+      ctx.addIssue({ code: 'custom', message: `not a cursor from this API (${why}); pass nextCursor as it was given`, input: token });
+      return z.NEVER;
+    };
+    const bytes = Buffer.from(token, 'base64url');
+    if (token === '' || bytes.toString('base64url') !== token) return refuse('not base64url');
+    let tuple: unknown;
+    try { tuple = JSON.parse(bytes.toString('utf8')); } catch { return refuse('not JSON'); }
+    const parsed = CursorTuple.safeParse(tuple);
+    if (!parsed.success) return refuse('not a [time, id] pair');
+    return { createdAt: new Date(parsed.data[0]), id: parsed.data[1] };
+  });
+
+export const BookingListQuery = strictQuery(z.object({
   status: BookingStatus.optional(),
-  riderId: z.string().max(128).optional(),
-  driverId: z.string().max(128).optional(),
-  from: isoTime.optional(),
-  to: isoTime.optional(),
-  limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z.string().max(512).optional(),
-}).strict();
+  riderId: QueryId.optional(),
+  driverId: QueryId.optional(),
+  from: queryTime.optional(),
+  to: queryTime.optional(),
+  limit: queryNumber(z.number().int().min(1).max(100).default(20)),
+  cursor: BookingCursor.optional(),
+}));
 
 export const CancelRequest = z.object({ reason: z.string().max(500).optional() }).strict();
 export const RatingRequest = z.object({ stars: z.number().int().min(1).max(5), comment: z.string().max(1000).optional() }).strict();
 
-const coordinate = (min: number, max: number) => z.coerce.number().refine((n) => Number.isFinite(n), 'must be a number').pipe(z.number().min(min).max(max));
+const coordinate = (min: number, max: number) => queryNumber(z.number().min(min).max(max));
 
-export const NearbyQuery = z.object({
-  lat: coordinate(-90, 90), lng: coordinate(-180, 180),
-  radiusKm: z.coerce.number().gt(0).max(50).default(3),
-  vehicleType: VehicleType.optional(),
-  limit: z.coerce.number().int().min(1).max(50).default(10),
-}).strict();
+/** The nearby query with radiusKm capped at `maxRadiusKm` (SEARCH_MAX_RADIUS_KM): a search covers a city, not a region. */
+export function nearbyQuery(maxRadiusKm: number) {
+  return strictQuery(z.object({
+    lat: coordinate(-90, 90), lng: coordinate(-180, 180),
+    radiusKm: queryNumber(z.number().gt(0)
+      .max(maxRadiusKm, { message: `radiusKm may be at most ${maxRadiusKm} km (the search radius cap, SEARCH_MAX_RADIUS_KM)` })
+      .default(Math.min(3, maxRadiusKm)))
+      .describe(`search radius in km, at most ${maxRadiusKm} (SEARCH_MAX_RADIUS_KM)`),
+    vehicleType: VehicleType.optional(),
+    limit: queryNumber(z.number().int().min(1).max(50).default(10)),
+  }));
+}
+/** With the default cap (SEARCH_MAX_RADIUS_KM=10); the route builds its own from the configuration. */
+export const NearbyQuery = nearbyQuery(10);
 
 export const Nearby = z.object({
   drivers: z.array(z.object({ driverId: z.string(), lat: z.number(), lng: z.number(), distanceKm: z.number(), vehicleType: z.string() })),
 });
 
-export const SurgeQuery = z.object({ lat: coordinate(-90, 90), lng: coordinate(-180, 180) }).strict();
+export const SurgeQuery = strictQuery(z.object({ lat: coordinate(-90, 90), lng: coordinate(-180, 180) }));
 export const Surge = z.object({ cell: z.string(), surge: z.number() });
 
 export const VehicleCreate = z.object({
@@ -97,12 +171,24 @@ export const PricingPolicy = z.object({
   surgeCap: z.number().min(1).max(20),
 }).strict().meta({ id: 'Pricing' });
 
-export const AnalyticsQuery = z.object({ from: isoTime, to: isoTime, groupBy: z.enum(['hour', 'cell']).default('hour') }).strict();
+const ANALYTICS_MAX_DAYS = 93;
+export const AnalyticsQuery = strictQuery(z.object({ from: queryTime, to: queryTime, groupBy: z.enum(['hour', 'cell']).default('hour') })
+  .refine((q) => Date.parse(q.to) > Date.parse(q.from), { message: 'to must be after from', path: ['to'] })
+  .refine((q) => Date.parse(q.to) - Date.parse(q.from) <= ANALYTICS_MAX_DAYS * 86_400_000, { message: `at most ${ANALYTICS_MAX_DAYS} days at a time`, path: ['to'] }));
 
 export const Register = z.object({
-  email: z.email().max(200), password: z.string().min(1).max(200), name: z.string().min(1).max(100),
-  phone: z.string().max(30).optional(), role: z.enum(['rider', 'driver']),
+  email: z.email().max(200),
+  password: z.string().min(1).max(200).describe('10 to 200 characters that are hard to guess (zxcvbn score 3 or more; common passwords are refused with 400 weak_password)'),
+  name: z.string().min(1).max(100),
+  phone: z.string().max(30).optional(), role: z.enum(['rider', 'driver']).describe('a driver starts pending until an admin approves it'),
 }).strict();
 export const Login = z.object({ email: z.email().max(200), password: z.string().min(1).max(200) }).strict();
-export const Account = z.object({ id: z.string(), email: z.string(), name: z.string(), role: z.string() });
+/** The same answer whether or not the email was already registered, so registration does not reveal who has an account. */
+export const RegistrationAccepted = z.object({ status: z.literal('accepted') }).meta({
+  id: 'RegistrationAccepted',
+  description: 'The registration was received. The answer is the same whether or not the email already had an account; '
+    + 'a new account is usable at once by logging in (POST /v1/auth/login) with this email and password. An existing account '
+    + 'is left unchanged, and logging in still takes its own password. A self-registered driver starts pending and cannot '
+    + 'go online until an admin approves it.',
+});
 export const Token = z.object({ token: z.string(), expiresAt: z.string().optional() });
