@@ -1,6 +1,11 @@
 // An H3 cell: the online drivers inside it (soft state, rebuilt by their next
 // updates, never journaled), nearest-k queries over its available drivers, and
 // surge from demand against supply over a sliding window.
+//
+// The first driver a cell incarnation hears of makes it publish `cell.occupied`
+// (topic `cell`): the node keeps the set of cells that ever held a driver, and
+// searches skip the others without waking their actors. A restarted cell starts
+// empty and publishes again on its first driver (marking is idempotent).
 
 import type { Behavior, Outcome } from './behavior.ts';
 import { distanceKm, type Point } from './geo.ts';
@@ -45,6 +50,22 @@ export interface CellState {
   readonly demand: readonly number[];
   readonly surge: number;
   readonly surgeAt: number;
+  /** This incarnation has published `cell.occupied` (it has held a driver). */
+  readonly marked?: boolean;
+}
+
+/** Published once per cell incarnation when it first holds a driver. */
+export interface CellOccupied {
+  readonly type: 'cell.occupied';
+  readonly cell: string;
+}
+
+export const CELL_TOPIC = 'cell';
+
+/** The cell a domain event says became occupied, if it is such an event. */
+export function occupiedCellOf(topic: string, event: unknown): string | undefined {
+  const e = event as Partial<CellOccupied> | undefined;
+  return topic === CELL_TOPIC && e?.type === 'cell.occupied' && typeof e.cell === 'string' ? e.cell : undefined;
 }
 
 export type CellMessage =
@@ -118,7 +139,10 @@ export function makeCellBehavior(settings: CellSettings = DEFAULT_CELL): Behavio
         case 'driver.upsert': {
           const known = state.drivers[msg.driver.driverId];
           if (known && known.seenAt > msg.driver.seenAt) return { state, events: [], effects: [] }; // stale
-          return { state: maybeSettle({ ...state, drivers: { ...state.drivers, [msg.driver.driverId]: msg.driver } }, ctx.now), events: [], effects: [] };
+          const next = maybeSettle({ ...state, drivers: { ...state.drivers, [msg.driver.driverId]: msg.driver } }, ctx.now);
+          if (state.marked) return { state: next, events: [], effects: [] };
+          const occupied: CellOccupied = { type: 'cell.occupied', cell: ctx.self.id };
+          return { state: { ...next, marked: true }, events: [], effects: [{ type: 'publish', topic: CELL_TOPIC, event: occupied }] };
         }
         case 'driver.remove': {
           const known = state.drivers[msg.driverId];

@@ -6,7 +6,7 @@ import { DEFAULT_CELL, makeCellBehavior, type Candidate } from './cell.ts';
 import { makeDriverBehavior } from './driver.ts';
 import { makeVehicleBehavior } from './vehicle.ts';
 import type { Point } from './geo.ts';
-import { searchNearest } from './nearest.ts';
+import { DEFAULT_SEARCH, searchNearest, type SearchPorts, type SearchSettings } from './nearest.ts';
 
 export interface DomainSettings {
   readonly dispatch: {
@@ -15,6 +15,8 @@ export interface DomainSettings {
     readonly surgeCap: number;
     readonly deadlineMs: number;
   };
+  /** Bounds of nearest-driver searches; absent: DEFAULT_SEARCH. */
+  readonly search?: SearchSettings;
 }
 
 type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
@@ -37,16 +39,21 @@ export interface NearestRequest {
   readonly vehicleType?: string;
 }
 
-/** The nearest-driver search across cell actors, answered to the requesting booking as `candidates`. */
-export function nearestService(cellRes: number): Service {
-  return async (payload, ports) => {
+/**
+ * The nearest-driver search across cell actors, answered to the requesting booking as `candidates`.
+ * It asks at most `maxCells` cells, and none that never held a driver when the node provides
+ * its occupied cells (SearchPorts).
+ */
+export function nearestService(cellRes: number, limits: { readonly maxCells?: number } = {}): Service {
+  return async (payload, ports: SearchPorts) => {
     const q = payload as NearestRequest;
     const drivers = await searchNearest(q, cellRes, (cell) =>
-      ports.ask<Candidate[]>({ kind: 'cell', id: cell }, { type: 'nearest', point: q.point, k: q.k, radiusKm: q.radiusKm, vehicleType: q.vehicleType }));
+      ports.ask<Candidate[]>({ kind: 'cell', id: cell }, { type: 'nearest', point: q.point, k: q.k, radiusKm: q.radiusKm, vehicleType: q.vehicleType }),
+    undefined, { maxCells: limits.maxCells, occupied: ports.occupiedCells });
     return { type: 'candidates', search: q.search, drivers };
   };
 }
 
 export function dispatchServices(settings: DomainSettings): Record<string, Service> {
-  return { nearest: nearestService(settings.dispatch.cellRes) };
+  return { nearest: nearestService(settings.dispatch.cellRes, { maxCells: (settings.search ?? DEFAULT_SEARCH).maxCells }) };
 }

@@ -122,3 +122,18 @@ export interface ReminderStore {
   clear(entityKey: string, name: string): Promise<void>;
   forShards(shards: readonly number[]): Promise<Reminder[]>;
 }
+
+/**
+ * Cells that have held at least one driver, readable by every node: searches skip
+ * the others without waking their cell actors. The set only grows. `filter` may
+ * answer from a cache, but a marked cell must show within seconds on every node,
+ * and when unsure (storage down) it answers every cell given (fail open).
+ */
+export interface OccupiedCells {
+  /** Records that a cell holds a driver (from its `cell.occupied` event); never throws. */
+  mark(cell: string): void;
+  /** The subset of `cells` that ever held a driver. */
+  filter(cells: readonly string[]): Promise<readonly string[]> | readonly string[];
+  /** Writes what is still pending and stops background work. */
+  close(): Promise<void>;
+}

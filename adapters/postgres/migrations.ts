@@ -148,9 +148,48 @@ export class Migration0004EdgeTables extends Migration {
   }
 }
 
+export class Migration0005OccupiedCells extends Migration {
+  override name = 'Migration0005OccupiedCells';
+
+  override up(): void {
+    // Cells that ever held a driver (cluster mode): searches skip the others without waking them.
+    this.addSql(`create table if not exists occupied_cell (
+      cell text primary key,
+      first_at timestamptz not null default now()
+    )`);
+  }
+
+  override down(): void {
+    this.addSql('drop table if exists occupied_cell');
+  }
+}
+
+export class Migration0006AnalyticsByCell extends Migration {
+  override name = 'Migration0006AnalyticsByCell';
+
+  override up(): void {
+    // Active drivers and new riders per pickup cell, so an analytics item grouped by cell
+    // carries its own counts (the hourly tables know no cell).
+    this.addSql(`create table if not exists analytics_driver_hour_cell (
+      hour timestamptz not null,
+      cell text not null,
+      driver_id text not null,
+      primary key (hour, cell, driver_id)
+    )`);
+    this.addSql('alter table analytics_rider add column if not exists first_cell text');
+  }
+
+  override down(): void {
+    this.addSql('alter table analytics_rider drop column if exists first_cell');
+    this.addSql('drop table if exists analytics_driver_hour_cell');
+  }
+}
+
 export const migrations = [
   { name: 'Migration0001Journal', class: Migration0001Journal },
   { name: 'Migration0002ReadModels', class: Migration0002ReadModels },
   { name: 'Migration0003FleetViews', class: Migration0003FleetViews },
   { name: 'Migration0004EdgeTables', class: Migration0004EdgeTables },
+  { name: 'Migration0005OccupiedCells', class: Migration0005OccupiedCells },
+  { name: 'Migration0006AnalyticsByCell', class: Migration0006AnalyticsByCell },
 ];

@@ -20,8 +20,14 @@ export interface BookingFilter {
   readonly from?: number;
   readonly to?: number;
   readonly limit: number;
-  /** Opaque cursor from a previous page. */
-  readonly cursor?: string;
+  /** Where the previous page ended; the edge decodes and validates the client's opaque token into this. */
+  readonly cursor?: BookingCursor;
+}
+
+/** A position in the newest-first booking list: the last row of a page, by (created_at, id). */
+export interface BookingCursor {
+  readonly createdAt: Date;
+  readonly id: string;
 }
 
 export class ReadModels {
@@ -68,9 +74,12 @@ export class ReadModels {
     );
     if (delta.activeDriver) {
       await this.#sql('insert into analytics_driver_hour (hour, driver_id) values (?, ?) on conflict do nothing', [hour, delta.activeDriver]);
+      await this.#sql('insert into analytics_driver_hour_cell (hour, cell, driver_id) values (?, ?, ?) on conflict do nothing',
+        [hour, delta.cell, delta.activeDriver]);
     }
     if (delta.rider) {
-      await this.#sql('insert into analytics_rider (rider_id, first_seen) values (?, ?) on conflict do nothing', [delta.rider, hour]);
+      await this.#sql('insert into analytics_rider (rider_id, first_seen, first_cell) values (?, ?, ?) on conflict do nothing',
+        [delta.rider, hour, delta.cell]);
     }
   }
 
@@ -108,8 +117,8 @@ export class ReadModels {
     return row && { id: row.id, shard: row.shard, data: parseJson(row.data) as Record<string, unknown> };
   }
 
-  /** Newest first; the cursor is the last row's (created_at, id). */
-  async listBookings(f: BookingFilter): Promise<{ items: Record<string, unknown>[]; nextCursor?: string }> {
+  /** Newest first; `nextCursor` is the last row's (created_at, id) when more rows follow. */
+  async listBookings(f: BookingFilter): Promise<{ items: Record<string, unknown>[]; nextCursor?: BookingCursor }> {
     const where: string[] = [];
     const params: unknown[] = [];
     if (f.riderId) { where.push('rider_id = ?'); params.push(f.riderId); }
@@ -118,9 +127,8 @@ export class ReadModels {
     if (f.from !== undefined) { where.push('created_at >= ?'); params.push(new Date(f.from)); }
     if (f.to !== undefined) { where.push('created_at < ?'); params.push(new Date(f.to)); }
     if (f.cursor) {
-      const [at, id] = JSON.parse(Buffer.from(f.cursor, 'base64url').toString('utf8')) as [string, string];
       where.push('(created_at, id) < (?, ?)');
-      params.push(new Date(at), id);
+      params.push(f.cursor.createdAt, f.cursor.id);
     }
     const rows = await this.#sql<{ id: string; created_at: Date | string; data: unknown }>(
       `select id, created_at, data from booking_view ${where.length ? `where ${where.join(' and ')}` : ''}
@@ -129,7 +137,7 @@ export class ReadModels {
     const last = page.at(-1);
     return {
       items: page.map((r) => parseJson(r.data) as Record<string, unknown>),
-      ...(rows.length > f.limit && last ? { nextCursor: Buffer.from(JSON.stringify([new Date(last.created_at).toISOString(), last.id])).toString('base64url') } : {}),
+      ...(rows.length > f.limit && last ? { nextCursor: { createdAt: new Date(last.created_at), id: last.id } } : {}),
     };
   }
 
@@ -168,12 +176,12 @@ export class ReadModels {
     const drivers = await this.#sql<{ key: string | Date; n: string | number }>(
       groupBy === 'hour'
         ? 'select hour as key, count(*) as n from analytics_driver_hour where hour >= ? and hour < ? group by hour'
-        : 'select \'all\' as key, count(distinct driver_id) as n from analytics_driver_hour where hour >= ? and hour < ?',
+        : 'select cell as key, count(distinct driver_id) as n from analytics_driver_hour_cell where hour >= ? and hour < ? group by cell',
       [new Date(hourFloor(from)), new Date(to)]);
     const riders = await this.#sql<{ key: string | Date; n: string | number }>(
       groupBy === 'hour'
         ? 'select first_seen as key, count(*) as n from analytics_rider where first_seen >= ? and first_seen < ? group by first_seen'
-        : 'select \'all\' as key, count(*) as n from analytics_rider where first_seen >= ? and first_seen < ?',
+        : 'select first_cell as key, count(*) as n from analytics_rider where first_seen >= ? and first_seen < ? group by first_cell',
       [new Date(hourFloor(from)), new Date(to)]);
     const keyOf = (k: unknown) => (k instanceof Date ? k.toISOString() : typeof k === 'string' && groupBy === 'hour' ? new Date(k).toISOString() : String(k));
     const driversBy = new Map(drivers.map((d) => [keyOf(d.key), Number(d.n)]));
@@ -183,8 +191,8 @@ export class ReadModels {
       key: keyOf(r.key), requests: n(r.requests), completed: n(r.completed), cancelled: n(r.cancelled), noDriver: n(r.no_driver),
       revenue: n(r.revenue), fareCount: n(r.fare_count), waitMsSum: n(r.wait_ms_sum), waitCount: n(r.wait_count),
       surgeSum: n(r.surge_sum), surgeCount: n(r.surge_count), tripMsSum: n(r.trip_ms_sum),
-      activeDrivers: groupBy === 'hour' ? driversBy.get(keyOf(r.key)) ?? 0 : 0,
-      newRiders: groupBy === 'hour' ? ridersBy.get(keyOf(r.key)) ?? 0 : 0,
+      activeDrivers: driversBy.get(keyOf(r.key)) ?? 0,
+      newRiders: ridersBy.get(keyOf(r.key)) ?? 0,
     } satisfies AnalyticsRow));
     const [totals] = await this.#sql<{ drivers: string | number; riders: string | number }>(
       `select (select count(distinct driver_id) from analytics_driver_hour where hour >= ? and hour < ?) as drivers,
