@@ -2,21 +2,28 @@
 // owns their lifecycle. The same code runs the embedded single node and a
 // cluster member; only the adapters chosen here differ.
 
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type Router from '@koa/router';
 import type { Behavior, Service } from './actors/behavior.ts';
 import type { Config } from './config/index.ts';
 import { openCommandLog } from './adapters/command-log.ts';
 import { openStorage, type Storage } from './adapters/storage.ts';
+import { lockDataDir } from './adapters/data-dir-lock.ts';
 import { BookingScheduler } from './adapters/cron/scheduler.ts';
 import { ReadModels } from './adapters/postgres/read-models.ts';
 import type { BookingEventView } from './actors/analytics.ts';
 import { InProcessNotifier } from './adapters/memory/notifier.ts';
+import { InProcessOccupiedCells } from './adapters/memory/occupied-cells.ts';
+import { PostgresOccupiedCells } from './adapters/postgres/occupied-cells.ts';
+import { occupiedCellOf } from './actors/cell.ts';
+import { withOccupiedCells } from './actors/nearest.ts';
 import { RedisNotifier } from './adapters/redis/notifier.ts';
 import { RedisRemoteChannel } from './adapters/redis/remote-channel.ts';
 import { randomBytes } from 'node:crypto';
+import Koa from 'koa';
 import { createApp } from './http/app.ts';
+import { requireRole } from './http/authenticate.ts';
 import { createAuthenticator } from './http/auth.ts';
 import { clusterRoutes } from './http/routes/cluster.ts';
 import { authRoutes } from './http/routes/auth.ts';
@@ -31,6 +38,7 @@ import { Metrics } from './http/metrics.ts';
 import { QuoteSigner } from './http/quote-token.ts';
 import { rateLimit, userOrIp } from './http/rate-limit.ts';
 import { WsGateway } from './http/ws.ts';
+import { clientAddressOf } from './http/client-address.ts';
 import { AccountStore } from './adapters/postgres/accounts.ts';
 import { SettingsStore } from './adapters/postgres/settings.ts';
 import { InProcessRateLimiter } from './adapters/memory/rate-limiter.ts';
@@ -39,7 +47,7 @@ import { InProcessCommandLog } from './adapters/memory/command-log.ts';
 import { createLogger, type Logger } from './runtime/logger.ts';
 import { ShardRegion } from './runtime/region.ts';
 import { ShardHost } from './runtime/shard-host.ts';
-import type { CommandLog, Notifier } from './runtime/ports.ts';
+import type { CommandLog, Notifier, OccupiedCells } from './runtime/ports.ts';
 
 type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
 
@@ -58,6 +66,8 @@ export interface NodeOptions {
 
 export interface RunningNode {
   readonly url: string;
+  /** Where Prometheus scrapes: METRICS_PORT's listener, or the API port (admins only). */
+  readonly metricsUrl: string;
   readonly region: ShardRegion;
   readonly host: ShardHost;
   readonly storage: Storage;
@@ -77,7 +87,22 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const logger = options.logger ?? createLogger({ level: config.log.level, nodeId: config.node.id });
   const onError = (error: unknown, context: string) => logger.warn({ err: error }, context);
 
-  const storage = await openStorage(config, logger);
+  // An embedded node owns DATA_DIR alone, and says so before it opens anything there.
+  const lock = config.mode === 'embedded' ? lockDataDir(config.storage.dataDir) : undefined;
+  // The port is bound before storage opens: a node that cannot serve fails before
+  // it has touched the database, and probes see 503 `starting` meanwhile.
+  let serve: RequestListener = starting;
+  const server: Server = createServer((req, res) => serve(req, res));
+  server.on('upgrade', (_req, socket) => { if (serve === starting) socket.destroy(); });
+  let storage: Storage;
+  try {
+    await listen(server, config.http.port, config.http.host);
+    storage = await openStorage(config, logger);
+  } catch (error) {
+    server.close();
+    lock?.release();
+    throw error;
+  }
   const redisUrl = config.storage.redisUrl;
   const remote = config.mode === 'cluster' && redisUrl
     ? new RedisRemoteChannel({ url: redisUrl, nodeId: config.node.id, prefix: config.cluster.topicPrefix, onError })
@@ -85,6 +110,12 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const notifier = redisUrl
     ? new RedisNotifier({ url: redisUrl, prefix: config.cluster.topicPrefix, onError })
     : new InProcessNotifier();
+  // Cells that ever held a driver: searches skip the others without waking them. One process
+  // owns every cell in embedded mode (memory is complete); a cluster shares them in PostgreSQL.
+  const occupiedCells: OccupiedCells = config.mode === 'cluster'
+    ? new PostgresOccupiedCells(storage.orm, storage.sqlGuard, { onError })
+    : new InProcessOccupiedCells();
+  const occupied = (cells: readonly string[]) => occupiedCells.filter(cells);
   const baseLog = await openCommandLog(config, logger);
   const log = options.wrapLog ? options.wrapLog(baseLog) : baseLog;
   const host = new ShardHost({
@@ -104,7 +135,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     reminders: storage.reminders,
     notifier,
     remote,
-    services: options.services,
+    services: options.services && withOccupiedCells(options.services, occupied),
     askTimeoutMs: config.runtime.askTimeoutMs,
     onError,
   });
@@ -117,6 +148,10 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       : topic === 'vehicle' ? readModels.applyVehicleEvent(event as never)
       : undefined;
     applied?.catch((e) => onError(e, `${topic} read model`));
+  });
+  region.onDomainEvent((topic, event) => {
+    const cell = occupiedCellOf(topic, event);
+    if (cell) occupiedCells.mark(cell);
   });
   const scheduler = new BookingScheduler({
     owned: () => region.stats().owned,
@@ -140,14 +175,16 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     region, host, readModels, limiter, auth,
     settings: new SettingsStore(storage.orm, storage.sqlGuard),
     accounts: new AccountStore(storage.orm, storage.sqlGuard),
-    quotes: new QuoteSigner(config.auth.secret ?? secret ?? config.node.id),
+    quotes: new QuoteSigner(config.quotes.secret),
     domain: config,
     devTokens: config.auth.devTokens,
+    rateLimits: config.rateLimits,
   };
+  if (config.quotes.ephemeral) logger.warn('no QUOTE_SECRET: signing quotes with a random per-process key (development only)');
   const metrics = new Metrics({
     region, host, lag: baseLog instanceof InProcessCommandLog ? () => baseLog.stats().reduce((a, p) => a + p.lag, 0) : undefined,
   });
-  const apis: Api[] = [authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge), adminRoutes(edge), clusterRoutes(region, host)];
+  const apis: Api[] = [authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge, occupied), adminRoutes(edge), clusterRoutes(region, host)];
 
   const extraRouters = options.routers?.(region) ?? [];
   let stopping = false;
@@ -158,8 +195,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     maxBodyBytes: config.http.maxBodyBytes,
     limits: [
       // Every signed-in user (or IP) has a general budget; creating bookings has a tighter one.
-      { method: undefined, path: /^\/v1\//, middleware: rateLimit(limiter, { name: 'api', limit: 600, windowMs: 60_000 }, userOrIp) },
-      { method: 'POST', path: /^\/v1\/bookings$/, middleware: rateLimit(limiter, { name: 'book', limit: 30, windowMs: 60_000 }, userOrIp) },
+      { method: undefined, path: /^\/v1\//, middleware: rateLimit(limiter, { name: 'api', limit: config.rateLimits.apiPerMin, windowMs: 60_000 }, userOrIp) },
+      { method: 'POST', path: /^\/v1\/bookings$/, middleware: rateLimit(limiter, { name: 'book', limit: config.rateLimits.bookingsPerMin, windowMs: 60_000 }, userOrIp) },
     ],
     health: {
       live: () => true,
@@ -170,12 +207,15 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
           await storage.journal.ping();
           return { ok: true };
         } catch (error) {
-          return { ok: false, reason: `storage does not answer: ${(error as Error).message}` };
+          // The database's own message can name hosts and users: logged, not answered.
+          logger.warn({ err: error }, 'readiness: storage does not answer');
+          return { ok: false, reason: 'storage does not answer' };
         }
       },
     },
+    trustProxy: config.http.trustProxy,
     routers: [
-      metrics.routes(),
+      ...(config.metrics.port === undefined ? [metrics.routes(requireRole('admin'))] : []),
       docsRoutes(() => apis),
       opsPageRoutes(),
       ...apis.map((a) => a.router),
@@ -184,21 +224,19 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   });
   const routes = [...apis.map((a) => a.router), ...extraRouters]
     .flatMap((r) => r.stack.flatMap((layer) => layer.methods.filter((m) => m !== 'HEAD').map((m) => `${m} ${layer.path}`)));
-  const server: Server = createServer(app.callback());
-  const ws = new WsGateway({ edge, auth, notifier, logger, metrics });
+  const ws = new WsGateway({ edge, auth, notifier, logger, metrics, limits: config.ws, addressOf: clientAddressOf(config.http.trustProxy) });
   ws.attach(server);
   await region.start();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.http.port, config.http.host, () => resolve());
-  });
+  serve = app.callback();
+  const metricsServer = config.metrics.port === undefined ? undefined : await serveMetrics(metrics, config.metrics.port, config.http.host);
   scheduler.start();
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-  logger.info({ url, mode: config.mode, shards: config.cluster.shards }, 'node started');
+  const metricsUrl = metricsServer ? `http://${config.http.host}:${(metricsServer.address() as AddressInfo).port}/metrics` : `${url}/metrics`;
+  logger.info({ url, metricsUrl, mode: config.mode, shards: config.cluster.shards }, 'node started');
 
   return {
-    url, region, host, storage, logger, notifier, readModels, scheduler, ws, edge, routes,
+    url, metricsUrl, region, host, storage, logger, notifier, readModels, scheduler, ws, edge, routes,
     async stop(reason = 'shutdown') {
       if (stopping) return;
       stopping = true;
@@ -209,13 +247,37 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       await scheduler.stop();
       await region.stop();
       await closed;
+      await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
       await remote?.close();
       if (notifier instanceof RedisNotifier) await notifier.close();
       if (limiter instanceof RedisRateLimiter) limiter.close();
+      await occupiedCells.close();
       await storage.close();
+      lock?.release();
       logger.info('node stopped');
     },
   };
+}
+
+/** /metrics alone on its own port, for a scraper on the internal network: no token needed. */
+async function serveMetrics(metrics: Metrics, port: number, host: string): Promise<Server> {
+  const app = new Koa();
+  app.use(metrics.routes().routes());
+  const server = createServer(app.callback());
+  await listen(server, port, host);
+  return server;
+}
+
+const starting: RequestListener = (_req, res) => {
+  res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+  res.end(JSON.stringify({ error: { code: 'starting', message: 'the node is starting' } }));
+};
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => { server.off('error', reject); resolve(); });
+  });
 }
 
 function embeddedSecret(logger: Logger): string {

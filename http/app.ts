@@ -11,6 +11,9 @@ import type { Middleware } from 'koa';
 import type { Logger } from 'pino';
 import { requestContext } from './request-context.ts';
 import { HttpError, errorBody } from './errors.ts';
+import { clientAddress } from './client-address.ts';
+import { securityHeaders } from './security-headers.ts';
+import type { TrustProxy } from '../config/index.ts';
 
 export interface HealthProbe {
   /** Process is up and serving. */
@@ -28,11 +31,16 @@ export interface AppOptions {
   /** Rate limits applied after authentication, by method and path. */
   readonly limits?: readonly { method?: string; path: RegExp; middleware: Middleware<AuthState> }[];
   readonly routers?: readonly Router<any>[];
+  /** Whose X-Forwarded-For to believe; nobody's by default. */
+  readonly trustProxy?: TrustProxy;
 }
 
 export function createApp(options: AppOptions): Koa {
   const app = new Koa();
-  app.proxy = true;
+  // Proxy headers are read by clientAddress, and only from the proxies TRUST_PROXY names.
+  app.proxy = false;
+  app.use(clientAddress(options.trustProxy ?? { kind: 'off' }));
+  app.use(securityHeaders());
   if (options.metrics) app.use(options.metrics.middleware());
   app.use(requestContext(options.logger));
   app.use(bodyParser({

@@ -12,6 +12,8 @@ export const ROLES: readonly Role[] = ['rider', 'driver', 'admin'];
 export interface Principal {
   readonly sub: string;
   readonly role: Role;
+  /** When the token expires (ms since the epoch); a WebSocket session ends then. */
+  readonly expiresAt?: number;
 }
 
 export interface AuthSettings {
@@ -60,9 +62,10 @@ export async function createAuthenticator(settings: AuthSettings): Promise<Authe
         const role = payload.role;
         if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new Error('token has no subject');
         if (typeof role !== 'string' || !ROLES.includes(role as Role)) throw new Error('token has no valid role');
-        return { sub: payload.sub, role: role as Role };
+        return { sub: payload.sub, role: role as Role, expiresAt: (payload.exp as number) * 1000 };
       } catch (error) {
-        throw new HttpError(401, 'unauthenticated', `invalid token: ${describe(error)}`);
+        // Which check failed helps whoever forges tokens more than an honest client: logged only.
+        throw new HttpError(401, 'unauthenticated', 'invalid or expired token', undefined, describe(error));
       }
     },
     async issue(principal) {

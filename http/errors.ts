@@ -14,10 +14,13 @@ export class HttpError extends Error {
   readonly status: number;
   readonly code: string;
   readonly details?: unknown;
-  constructor(status: number, code: string, message: string, details?: unknown) {
+  /** Logged with the request, never sent: what a client must not learn (why a token failed). */
+  readonly logged?: string;
+  constructor(status: number, code: string, message: string, details?: unknown, logged?: string) {
     super(message);
     this.status = status;
     this.code = code;
     this.details = details;
+    this.logged = logged;
   }
 }

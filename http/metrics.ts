@@ -61,9 +61,10 @@ export class Metrics {
     };
   }
 
-  routes(): Router {
-    const router = new Router();
-    router.get('/metrics', async (ctx) => {
+  /** GET /metrics, behind `guards` (an admin check on the public port). */
+  routes(...guards: Middleware<any>[]): Router<any> {
+    const router = new Router<any>();
+    router.get('/metrics', ...guards, async (ctx) => {
       ctx.type = this.registry.contentType;
       ctx.body = await this.registry.metrics();
     });

@@ -7,7 +7,11 @@ import { HttpError } from './errors.ts';
 
 export interface RateLimiter {
   /** Counts one hit; `allowed` false once `limit` hits happened in the current window. */
-  hit(key: string, limit: number, windowMs: number): Promise<{ allowed: boolean; retryAfterMs: number }>;
+  hit(key: string, limit: number, windowMs: number): Promise<{ allowed: boolean; retryAfterMs: number; count: number }>;
+  /** Holds `key` back for `ms` (a penalty: the failed-login throttle). */
+  block(key: string, ms: number): Promise<void>;
+  /** How long `key` is still held back; 0 when it is not. */
+  blockedFor(key: string): Promise<number>;
 }
 
 export interface LimitRule {

@@ -21,6 +21,7 @@ export function requestContext(logger: Logger): Middleware {
       if (error instanceof HttpError) {
         ctx.status = error.status;
         ctx.body = errorBody(error.code, error.message, error.details);
+        if (error.logged) log.info({ status: error.status, reason: error.logged }, 'request refused');
       } else {
         const status = statusOf(error);
         ctx.status = status;

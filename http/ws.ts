@@ -3,12 +3,14 @@
 // `ack` or `error` (the socket stays open). A rider subscribes to their bookings.
 // Notifications for the session's user are pushed as they come (from any node,
 // through the notifier). Dead sockets are closed by ping/pong; a slow reader
-// loses superseded location pushes first and is closed if it falls far behind;
-// a flood is rate-limited per socket.
+// loses superseded location pushes first and is closed if it falls far behind.
+// Limits are per user and per client address, not per socket, so opening more
+// sockets buys nothing: sockets per user and per IP are capped, messages and
+// location fixes are metered per user across their sockets (on this node), and
+// a session ends when its token does unless a fresh `auth` message extends it.
 
 import type { IncomingMessage, Server } from 'node:http';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import { z } from 'zod';
 import type { Logger } from '../runtime/logger.ts';
 import type { Notifier } from '../runtime/ports.ts';
 import type { Authenticator, Principal } from './auth.ts';
@@ -16,31 +18,9 @@ import type { Edge } from './edge.ts';
 import type { Metrics } from './metrics.ts';
 import { mayRead } from './routes/bookings.ts';
 import { opsSnapshot } from './ops-feed.ts';
+import { ClientMessage, DRIVER_ONLY } from './ws-messages.ts';
+import { TokenBucket } from './token-bucket.ts';
 
-const Fix = z.object({
-  lat: z.number().min(-90).max(90), lng: z.number().min(-180).max(180),
-  heading: z.number().min(0).max(360).optional(), speed: z.number().min(0).max(120).optional(), at: z.iso.datetime({ offset: true }),
-}).strict();
-const ref = { ref: z.union([z.string().max(64), z.number()]).optional() };
-const booking = { bookingId: z.string().min(1).max(128) };
-
-const ClientMessage = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('auth'), token: z.string().max(4096), ...ref }).strict(),
-  z.object({ type: z.literal('online'), vehicleType: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/), ...ref }).strict(),
-  z.object({ type: z.literal('offline'), ...ref }).strict(),
-  z.object({ type: z.literal('location'), ...Fix.shape, ...ref }).strict(),
-  z.object({ type: z.literal('location.batch'), fixes: z.array(Fix).min(1).max(500), ...ref }).strict(),
-  z.object({ type: z.literal('offer.accept'), ...booking, ...ref }).strict(),
-  z.object({ type: z.literal('offer.decline'), ...booking, ...ref }).strict(),
-  z.object({ type: z.literal('trip.arrived'), ...booking, ...ref }).strict(),
-  z.object({ type: z.literal('trip.start'), ...booking, ...ref }).strict(),
-  z.object({ type: z.literal('trip.complete'), ...booking, ...ref }).strict(),
-  z.object({ type: z.literal('subscribe'), ...booking, ...ref }).strict(),
-  z.object({ type: z.literal('ops.subscribe'), ...ref }).strict(),
-]);
-type ClientMessage = z.infer<typeof ClientMessage>;
-
-const DRIVER_ONLY = new Set(['online', 'offline', 'location', 'location.batch', 'offer.accept', 'offer.decline', 'trip.arrived', 'trip.start', 'trip.complete']);
 const DRIVER_COMMAND: Record<string, string> = { 'trip.start': 'trip.start', 'trip.complete': 'trip.complete', 'trip.arrived': 'trip.arrived' };
 
 export interface WsOptions {
@@ -50,19 +30,41 @@ export interface WsOptions {
   readonly logger: Logger;
   readonly metrics?: Metrics;
   readonly heartbeatMs?: number;
-  readonly messagesPerSecond?: number;
   /** Past this many buffered bytes, location pushes are dropped; past 8x the socket is closed. */
   readonly maxBufferedBytes?: number;
+  readonly limits: WsLimits;
+  /** The client's address (TRUST_PROXY decides whose X-Forwarded-For counts). */
+  readonly addressOf: (req: IncomingMessage) => { ip: string };
 }
+
+export interface WsLimits {
+  readonly maxSocketsPerUser: number;
+  readonly maxSocketsPerIp: number;
+  readonly authTimeoutMs: number;
+  readonly messagesPerSecond: number;
+  readonly fixesPerMinute: number;
+}
+
+/** Close codes of the protocol (docs/API.md lists them). */
+export const CLOSE = { unauthenticated: 4401, tooMany: 4429 } as const;
 
 interface Session {
   readonly socket: WebSocket;
+  readonly ip: string;
   principal?: Principal;
   alive: boolean;
   readonly subscriptions: Set<string>;
-  tokens: number;
-  refilledAt: number;
+  /** Before auth the socket has a bucket of its own; after, its user's. */
+  readonly bucket: TokenBucket;
   ops?: NodeJS.Timeout;
+  /** Closes the socket when its token expires (or when no auth came in time). */
+  expiry?: NodeJS.Timeout;
+}
+
+/** What one user may still send, across all their sockets on this node. */
+interface Allowance {
+  readonly messages: TokenBucket;
+  readonly fixes: TokenBucket;
 }
 
 export class WsGateway {
@@ -70,6 +72,8 @@ export class WsGateway {
   readonly #wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
   readonly #sessions = new Set<Session>();
   readonly #byUser = new Map<string, Set<Session>>();
+  readonly #byIp = new Map<string, number>();
+  readonly #allowances = new Map<string, Allowance>();
   #heartbeat: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
 
@@ -101,32 +105,56 @@ export class WsGateway {
   }
 
   async #upgrade(req: IncomingMessage, url: URL, socket: import('node:stream').Duplex, head: Buffer): Promise<void> {
+    const refuse = (status: string, code: string, message: string) =>
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n${JSON.stringify({ error: { code, message } })}`);
+    const { ip } = this.#o.addressOf(req);
+    if ((this.#byIp.get(ip) ?? 0) >= this.#o.limits.maxSocketsPerIp) {
+      refuse('429 Too Many Requests', 'too_many_sockets', 'too many open sockets from this address');
+      return;
+    }
     let principal: Principal | undefined;
     const token = url.searchParams.get('token');
     if (token) {
       try {
         principal = await this.#o.auth.verify(token);
       } catch {
-        socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n{"error":{"code":"unauthenticated","message":"invalid token"}}');
+        refuse('401 Unauthorized', 'unauthenticated', 'invalid or expired token');
+        return;
+      }
+      if (this.#userSockets(principal.sub) >= this.#o.limits.maxSocketsPerUser) {
+        refuse('429 Too Many Requests', 'too_many_sockets', 'too many open sockets for this user');
         return;
       }
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(ws, principal));
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(ws, ip, principal));
   }
 
-  #open(socket: WebSocket, principal: Principal | undefined): void {
-    const session: Session = { socket, alive: true, subscriptions: new Set(), tokens: this.#burst, refilledAt: Date.now() };
+  #open(socket: WebSocket, ip: string, principal: Principal | undefined): void {
+    const { messagesPerSecond } = this.#o.limits;
+    const session: Session = { socket, ip, alive: true, subscriptions: new Set(), bucket: new TokenBucket(messagesPerSecond, messagesPerSecond * 5) };
     this.#sessions.add(session);
+    this.#byIp.set(ip, (this.#byIp.get(ip) ?? 0) + 1);
     if (principal) this.#bind(session, principal);
-    else setTimeout(() => { if (!session.principal) socket.close(4401, 'authenticate first'); }, 10_000).unref();
+    else session.expiry = setTimeout(() => socket.close(CLOSE.unauthenticated, 'authenticate first'), this.#o.limits.authTimeoutMs);
     socket.on('pong', () => { session.alive = true; });
     socket.on('message', (data, isBinary) => void this.#receive(session, data, isBinary));
     socket.on('close', () => this.#drop(session));
     socket.on('error', () => this.#drop(session));
   }
 
-  get #burst(): number {
-    return (this.#o.messagesPerSecond ?? 20) * 2;
+  #userSockets(sub: string): number {
+    return this.#byUser.get(sub)?.size ?? 0;
+  }
+
+  #allowance(sub: string): Allowance {
+    let a = this.#allowances.get(sub);
+    if (!a) {
+      const { messagesPerSecond, fixesPerMinute } = this.#o.limits;
+      // A batch sent after a dead zone may carry up to ten minutes of fixes at once.
+      a = { messages: new TokenBucket(messagesPerSecond, messagesPerSecond * 5), fixes: new TokenBucket(fixesPerMinute / 60, fixesPerMinute * 10) };
+      this.#allowances.set(sub, a);
+    }
+    return a;
   }
 
   #bind(session: Session, principal: Principal): void {
@@ -134,12 +162,31 @@ export class WsGateway {
     let set = this.#byUser.get(principal.sub);
     if (!set) this.#byUser.set(principal.sub, (set = new Set()));
     set.add(session);
+    this.#expireAt(session, principal.expiresAt);
     this.#o.metrics?.openSockets.inc({ role: principal.role });
+  }
+
+  /** The session ends with its token; a fresh `auth` message moves the end. */
+  #expireAt(session: Session, expiresAt: number | undefined): void {
+    clearTimeout(session.expiry);
+    session.expiry = undefined;
+    if (expiresAt === undefined) return;
+    // setTimeout holds at most ~24.8 days; a longer token is re-armed when that passes.
+    const wait = Math.min(Math.max(0, expiresAt - Date.now()), 2 ** 31 - 1);
+    session.expiry = setTimeout(() => {
+      if (Date.now() < expiresAt) this.#expireAt(session, expiresAt);
+      else session.socket.close(CLOSE.unauthenticated, 'token expired');
+    }, wait);
+    session.expiry.unref();
   }
 
   #drop(session: Session): void {
     if (session.ops) clearInterval(session.ops);
+    clearTimeout(session.expiry);
     if (!this.#sessions.delete(session)) return;
+    const left = (this.#byIp.get(session.ip) ?? 1) - 1;
+    if (left > 0) this.#byIp.set(session.ip, left);
+    else this.#byIp.delete(session.ip);
     if (session.principal) {
       this.#byUser.get(session.principal.sub)?.delete(session);
       if (this.#byUser.get(session.principal.sub)?.size === 0) this.#byUser.delete(session.principal.sub);
@@ -148,6 +195,8 @@ export class WsGateway {
   }
 
   #beat(): void {
+    // Allowances of users who stopped sending are full again: nothing to remember.
+    for (const [sub, a] of this.#allowances) if (a.messages.full() && a.fixes.full() && !this.#byUser.has(sub)) this.#allowances.delete(sub);
     for (const s of this.#sessions) {
       if (!s.alive) { s.socket.terminate(); this.#drop(s); continue; }
       s.alive = false;
@@ -183,13 +232,7 @@ export class WsGateway {
   }
 
   #allow(session: Session): boolean {
-    const now = Date.now();
-    const rate = this.#o.messagesPerSecond ?? 20;
-    session.tokens = Math.min(this.#burst, session.tokens + ((now - session.refilledAt) / 1000) * rate);
-    session.refilledAt = now;
-    if (session.tokens < 1) return false;
-    session.tokens -= 1;
-    return true;
+    return session.principal ? this.#allowance(session.principal.sub).messages.take() : session.bucket.take();
   }
 
   async #receive(session: Session, data: RawData, isBinary: boolean): Promise<void> {
@@ -218,14 +261,31 @@ export class WsGateway {
 
   async #handle(session: Session, m: ClientMessage): Promise<void> {
     if (m.type === 'auth') {
-      if (session.principal) { this.#error(session, 'already_authenticated', 'this socket is already authenticated', m.ref); return; }
+      let principal: Principal;
       try {
-        this.#bind(session, await this.#o.auth.verify(m.token));
-        this.#send(session, { type: 'ack', ref: m.ref ?? null });
+        principal = await this.#o.auth.verify(m.token);
       } catch {
-        this.#error(session, 'unauthenticated', 'invalid token', m.ref);
-        session.socket.close(4401, 'invalid token');
+        this.#error(session, 'unauthenticated', 'invalid or expired token', m.ref);
+        session.socket.close(CLOSE.unauthenticated, 'invalid token');
+        return;
       }
+      const current = session.principal;
+      if (current && (current.sub !== principal.sub || current.role !== principal.role)) {
+        this.#error(session, 'already_authenticated', 'this socket belongs to another user; open a new one', m.ref);
+        return;
+      }
+      if (current) {
+        // A fresh token for the same user: the session now ends when it does.
+        session.principal = principal;
+        this.#expireAt(session, principal.expiresAt);
+      } else if (this.#userSockets(principal.sub) >= this.#o.limits.maxSocketsPerUser) {
+        this.#error(session, 'too_many_sockets', 'too many open sockets for this user', m.ref);
+        session.socket.close(CLOSE.tooMany, 'too many sockets for this user');
+        return;
+      } else {
+        this.#bind(session, principal);
+      }
+      this.#send(session, { type: 'ack', ref: m.ref ?? null });
       return;
     }
     const p = session.principal;
@@ -234,6 +294,11 @@ export class WsGateway {
     const region = this.#o.edge.region;
     const driver = { kind: 'driver', id: p.sub };
     const fix = (f: { lat: number; lng: number; heading?: number; speed?: number; at: string }) => ({ lat: f.lat, lng: f.lng, heading: f.heading, speed: f.speed, at: Date.parse(f.at) });
+    const fixes = m.type === 'location' ? 1 : m.type === 'location.batch' ? m.fixes.length : 0;
+    if (fixes > 0 && !this.#allowance(p.sub).fixes.take(fixes)) {
+      this.#error(session, 'rate_limited', `more location fixes than ${this.#o.limits.fixesPerMinute} a minute; send one every few seconds`, m.ref);
+      return;
+    }
     switch (m.type) {
       case 'location':
         // Fixes are many and soft: durable in the log, not waited for.

@@ -23,10 +23,23 @@ export class RedisRateLimiter implements RateLimiter {
     try {
       const result = await this.#redis.multi().incr(redisKey).pexpire(redisKey, windowMs).exec();
       const count = Number(result?.[0]?.[1] ?? 0);
-      return { allowed: count <= limit, retryAfterMs: (slot + 1) * windowMs - Date.now() };
+      return { allowed: count <= limit, retryAfterMs: (slot + 1) * windowMs - Date.now(), count };
     } catch (error) {
       this.#onError(error);
-      return { allowed: true, retryAfterMs: 0 };
+      return { allowed: true, retryAfterMs: 0, count: 0 };
+    }
+  }
+
+  async block(key: string, ms: number) {
+    await this.#redis.set(`${this.#prefix}block:${key}`, '1', 'PX', Math.max(1, Math.round(ms))).catch(this.#onError);
+  }
+
+  async blockedFor(key: string) {
+    try {
+      return Math.max(0, await this.#redis.pttl(`${this.#prefix}block:${key}`));
+    } catch (error) {
+      this.#onError(error);
+      return 0;
     }
   }
 
