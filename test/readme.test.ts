@@ -1,0 +1,115 @@
+// The README tells the truth: its ride is run here against a real node, and every
+// answer the README shows (the blocks after `<!-- example:NAME -->`) must equal what
+// the node answers today, with ids, tokens and times written as "…".
+// `UPDATE_README=1 npm test` (or this file alone) rewrites the blocks from the run.
+// It also checks that the README links only to files that are in the repository.
+
+import test from 'ava';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULT_PRICING as DEFAULT_POLICY } from '../actors/pricing.ts';
+import { startEdge } from './helpers/edge-client.ts';
+import { eventually, repoRoot } from './helpers/node-process.ts';
+
+const README = join(repoRoot, 'README.md');
+const BLOCK = /<!-- example:([\w.-]+) -->\n```json\n((?:(?!```)[\s\S])*?)\n```/g;
+
+const PICKUP = { lat: 52.52, lng: 13.405 };
+const DROPOFF = { lat: 52.54, lng: 13.42 };
+
+/** Ids, tokens and times change every run: written as "…" (keys kept, so the shape is checked). */
+function normalize(value: unknown, key = ''): unknown {
+  if (Array.isArray(value)) return value.map((v) => normalize(v, key));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, normalize(v, k)]));
+  }
+  if (typeof value !== 'string') return value;
+  if (/^\d{4}-\d\d-\d\dT/.test(value)) return '…';
+  if (['quoteId', 'token'].includes(key)) return 'eyJ…';
+  if (/^bk_/.test(value)) return 'bk_…';
+  return value;
+}
+
+const show = (value: unknown) => JSON.stringify(normalize(value));
+
+const PEAK = DEFAULT_POLICY.peakMultiplier;
+
+/** The README shows off-peak fares; in a peak hour the node charges ×peakMultiplier. */
+function offPeak<T>(answer: T): T {
+  if (!DEFAULT_POLICY.peakHours.includes(new Date().getUTCHours())) return answer;
+  const strip = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(strip);
+    if (v && typeof v === 'object') {
+      return Object.fromEntries(Object.entries(v).map(([k, x]) =>
+        [k, k === 'price' && x && typeof x === 'object' ? { ...x, amount: Math.round((x as { amount: number }).amount / PEAK) } : strip(x)]));
+    }
+    return v;
+  };
+  return strip(answer) as T;
+}
+
+test('every answer shown in the README is what a node answers today', async (t) => {
+  const edge = await startEdge();
+  t.teardown(() => edge.stop());
+  const seen = new Map<string, string>();
+  const driverTok = await edge.token('d-7', 'driver');
+  const riderTok = await edge.token('ana', 'rider');
+  const adminTok = await edge.token('ops', 'admin');
+
+  const driver = await edge.socket();
+  seen.set('ws-auth', show(await driver.call({ type: 'auth', token: driverTok }, 'a')));
+  seen.set('ws-online', show(await driver.call({ type: 'online', vehicleType: 'economy' }, '1')));
+  seen.set('ws-location', show(await driver.call({ type: 'location', lat: 52.521, lng: 13.405, at: new Date().toISOString() }, '2')));
+
+  const quote = await edge.http('POST', '/v1/quotes', { token: riderTok, body: { pickup: PICKUP, dropoff: DROPOFF, vehicleType: 'economy' } });
+  t.is(quote.status, 201);
+  seen.set('quote', show(offPeak(quote.body)));
+  const booked = await edge.http('POST', '/v1/bookings', { token: riderTok, body: { quoteId: quote.body.quoteId }, headers: { 'idempotency-key': 'ride-1' } });
+  t.is(booked.status, 201);
+  seen.set('booking', show(offPeak(booked.body)));
+  const id = booked.body.id as string;
+
+  const rider = await edge.socket();
+  await rider.call({ type: 'auth', token: riderTok }, 'a');
+  seen.set('ws-subscribe', show(await rider.call({ type: 'subscribe', bookingId: id }, 's')));
+  const offer = await driver.next((m) => m.type === 'offer' && m.bookingId === id);
+  seen.set('ws-offer', show(offPeak(offer)));
+  seen.set('ws-accept', show(await driver.call({ type: 'offer.accept', bookingId: id }, 'acc')));
+  const accepted = await rider.next((m) => m.type === 'booking.updated' && m.booking.status === 'accepted');
+  seen.set('ws-accepted', show(offPeak(accepted)));
+  for (const step of ['trip.arrived', 'trip.start', 'trip.complete']) await driver.call({ type: step, bookingId: id }, step);
+  await driver.next((m) => m.type === 'booking.updated' && m.booking.status === 'completed');
+
+  const done = await edge.http('GET', `/v1/bookings/${id}`, { token: riderTok });
+  seen.set('booking-completed', show(offPeak(done.body)));
+  const rated = await edge.http('POST', `/v1/bookings/${id}/rating`, { token: riderTok, body: { stars: 5 } });
+  seen.set('rating', show(offPeak(rated.body)));
+
+  const from = new Date(Date.now() - 3_600_000).toISOString();
+  const to = new Date(Date.now() + 60_000).toISOString();
+  let analytics: any;
+  t.true(await eventually(async () => {
+    analytics = (await edge.http('GET', `/v1/admin/analytics?from=${from}&to=${to}&groupBy=cell`, { token: adminTok })).body;
+    return analytics.items?.[0]?.completed === 1 && analytics.items[0].activeDrivers === 1 && analytics.items[0].newRiders === 1;
+  }), JSON.stringify(analytics));
+  seen.set('analytics-cell', show(offPeak(analytics)));
+
+  const text = readFileSync(README, 'utf8');
+  if (process.env.UPDATE_README) {
+    writeFileSync(README, text.replace(BLOCK, (all, name: string) => (seen.has(name) ? `<!-- example:${name} -->\n\`\`\`json\n${seen.get(name)}\n\`\`\`` : all)));
+    t.log('README examples rewritten from this run');
+  }
+  const shown = new Map([...readFileSync(README, 'utf8').matchAll(BLOCK)].map((m) => [m[1]!, m[2]!]));
+  t.deepEqual([...shown.keys()].sort(), [...seen.keys()].sort(), 'the README shows each answer of the ride once');
+  for (const [name, actual] of seen) {
+    t.is(shown.get(name), actual, `README example "${name}" is stale: run UPDATE_README=1 npx ava test/readme.test.ts`);
+  }
+});
+
+test('the README links only to files in the repository', (t) => {
+  const text = readFileSync(README, 'utf8');
+  t.notRegex(text, /\.\.\/shared/, 'no link outside the repository');
+  const links = [...text.matchAll(/\]\(([^)#]+)(#[^)]*)?\)/g)].map((m) => m[1]!).filter((l) => !/^[a-z]+:/.test(l));
+  t.true(links.length > 5, 'the README links the docs');
+  for (const link of links) t.true(existsSync(join(repoRoot, link)), `${link} exists`);
+});
