@@ -10,7 +10,7 @@ import { HttpError } from './errors.ts';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
-export interface Operation<B = unknown, Q = unknown> {
+export interface Operation<B = unknown, Q = unknown, P = Record<string, string>> {
   readonly method: Method;
   readonly path: string;
   readonly summary: string;
@@ -22,6 +22,13 @@ export interface Operation<B = unknown, Q = unknown> {
   readonly guards?: readonly Middleware<AuthState>[];
   readonly body?: ZodType<B>;
   readonly query?: ZodType<Q>;
+  /**
+   * The path parameters, an object with one member per `:name` of the path (required when
+   * the path has any). A parameter that fails is a 404 `not_found` with details naming
+   * `path.<name>`: a path that cannot name a resource names none (see http/ids.ts), and
+   * the handler, so no actor, never sees it.
+   */
+  readonly params?: ZodType<P>;
   readonly response?: ZodType;
   readonly status?: number;
   readonly headers?: readonly { name: string; description: string; required?: boolean }[];
@@ -30,7 +37,7 @@ export interface Operation<B = unknown, Q = unknown> {
    * (400 for input, 413 for a body, 401/403 for roles, 404 for path parameters, 429 for /v1/).
    */
   readonly errors?: readonly number[];
-  readonly handler: (ctx: Context & { state: AuthState }, input: { body: B; query: Q; params: Record<string, string> }) => Promise<unknown>;
+  readonly handler: (ctx: Context & { state: AuthState }, input: { body: B; query: Q; params: P }) => Promise<unknown>;
 }
 
 export const ErrorSchema = z.object({
@@ -49,20 +56,45 @@ export function parse<T>(schema: ZodType<T>, value: unknown, where: string): T {
   return result.data;
 }
 
+/** A path that cannot name a resource names none: 404, with the details a 400 would give. */
+function noSuchResource(issues: readonly z.core.$ZodIssue[]): HttpError {
+  const details = issues.map((i) => ({ path: ['path', ...i.path.map(String)].join('.'), message: i.message }));
+  return new HttpError(404, 'not_found', `${details[0]?.path}: ${details[0]?.message}`, details);
+}
+
+/** The `:name` parameters of a Koa route path. */
+const pathParams = (path: string) => [...path.matchAll(/:(\w+)/g)].map((m) => m[1]!);
+
 export class Api {
   readonly router = new Router<AuthState>();
-  readonly operations: Operation<any, any>[] = [];
+  readonly operations: Operation<any, any, any>[] = [];
 
-  add<B = undefined, Q = undefined>(op: Operation<B, Q>): void {
+  add<B = undefined, Q = undefined, P = Record<string, string>>(op: Operation<B, Q, P>): void {
+    const name = `${op.method.toUpperCase()} ${op.path}`;
     if (!op.roles === !op.public) {
-      throw new Error(`${op.method.toUpperCase()} ${op.path}: declare either roles (who may call it) or public: true, not ${op.public ? 'both' : 'neither'}`);
+      throw new Error(`${name}: declare either roles (who may call it) or public: true, not ${op.public ? 'both' : 'neither'}`);
+    }
+    // Every path parameter has a format, so none reaches a handler (and an actor) unchecked: a forgotten one fails at start.
+    const names = pathParams(op.path);
+    if (names.length > 0 || op.params) {
+      const declared = op.params instanceof z.ZodObject ? Object.keys(op.params.shape).sort() : undefined;
+      if (!declared || declared.join() !== [...names].sort().join()) {
+        throw new Error(`${name}: declare params as a z.object with exactly the path parameters (${names.join(', ') || 'none'})`);
+      }
     }
     this.operations.push(op);
     const guards = [...(op.roles ? [requireRole(...op.roles)] : []), ...(op.guards ?? [])];
     this.router[op.method](op.path, ...guards, async (ctx) => {
       const body = op.body ? parse(op.body, (ctx.request as { body?: unknown }).body, 'body') : (undefined as B);
       const query = op.query ? parse(op.query, ctx.query, 'query') : (undefined as Q);
-      const result = await op.handler(ctx as never, { body, query, params: ctx.params as Record<string, string> });
+      // After the body and query, so that bad input is a 400 whether or not the resource exists.
+      let params = ctx.params as P;
+      if (op.params) {
+        const checked = op.params.safeParse(ctx.params);
+        if (!checked.success) throw noSuchResource(checked.error.issues);
+        params = checked.data;
+      }
+      const result = await op.handler(ctx as never, { body, query, params });
       ctx.status = op.status ?? 200;
       if (result !== undefined) ctx.body = result;
     });
@@ -90,7 +122,7 @@ const ERROR_MEANINGS: Readonly<Record<number, string>> = {
 };
 
 /** Error statuses an operation can answer: derived from its declaration, plus those it names. */
-export function errorStatuses(op: Operation<any, any>): number[] {
+export function errorStatuses(op: Operation<any, any, any>): number[] {
   const statuses = new Set<number>(op.errors ?? []);
   if (op.body || op.query || op.headers?.length || op.path.includes(':')) statuses.add(400);
   if (op.body) statuses.add(413);
@@ -124,7 +156,10 @@ export function openApiDocument(apis: readonly Api[], info: { title: string; ver
   const operationIds = new Set<string>();
   for (const op of apis.flatMap((a) => a.operations)) {
     const path = op.path.replace(/:(\w+)/g, '{$1}');
-    const params = [...op.path.matchAll(/:(\w+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    const paramShape = op.params instanceof z.ZodObject ? op.params.shape as Record<string, ZodType> : {};
+    const params = pathParams(op.path).map((name) => ({
+      name, in: 'path', required: true, schema: paramShape[name] ? toSchema(paramShape[name], 'input') : { type: 'string' },
+    }));
     const querySchema = op.query ? toSchema(op.query, 'input') : undefined;
     const required = (querySchema?.required ?? []) as string[];
     const query = Object.entries((querySchema?.properties ?? {}) as Record<string, unknown>)

@@ -4,6 +4,7 @@
 // `alg: none` and algorithm-confusion tokens are refused by jose before any claim is read.
 
 import { SignJWT, createRemoteJWKSet, importSPKI, jwtVerify, type CryptoKey, type JWTVerifyGetKey } from 'jose';
+import { UserId } from './ids.ts';
 import { HttpError } from './errors.ts';
 
 export type Role = 'rider' | 'driver' | 'admin';
@@ -60,9 +61,10 @@ export async function createAuthenticator(settings: AuthSettings): Promise<Authe
           algorithms, issuer: settings.issuer, audience: settings.audience, requiredClaims: ['sub', 'exp'],
         });
         const role = payload.role;
-        if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new Error('token has no subject');
+        // The subject names an actor and lands in storage keys: it must be an id the edge would accept.
+        if (!UserId.safeParse(payload.sub).success) throw new Error('token subject is not a valid id');
         if (typeof role !== 'string' || !ROLES.includes(role as Role)) throw new Error('token has no valid role');
-        return { sub: payload.sub, role: role as Role, expiresAt: (payload.exp as number) * 1000 };
+        return { sub: payload.sub!, role: role as Role, expiresAt: (payload.exp as number) * 1000 };
       } catch (error) {
         // Which check failed helps whoever forges tokens more than an honest client: logged only.
         throw new HttpError(401, 'unauthenticated', 'invalid or expired token', undefined, describe(error));

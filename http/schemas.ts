@@ -2,6 +2,11 @@
 // validate at the edge and generate the OpenAPI document.
 
 import { z } from 'zod';
+import { DriverId, isStorableText, text, VehicleId } from './ids.ts';
+
+// Every free string of a request is text() (http/ids.ts): no control characters but tab and
+// newline and no unpaired surrogates, which PostgreSQL refuses in text or jsonb; ids have
+// their own formats there.
 
 export const Point = z.object({
   lat: z.number().min(-90).max(90),
@@ -23,7 +28,7 @@ export const Quote = z.object({
 }).meta({ id: 'Quote' });
 
 export const BookingCreate = z.union([
-  z.object({ quoteId: z.string().min(1).max(2048), scheduledAt: isoTime.optional() }).strict(),
+  z.object({ quoteId: text().min(1).max(2048), scheduledAt: isoTime.optional() }).strict(),
   z.object({ pickup: Point, dropoff: Point, vehicleType: VehicleType, scheduledAt: isoTime.optional() }).strict(),
 ]);
 
@@ -75,7 +80,7 @@ const queryTime = isoTime.pipe(z.string().refine(inRange, 'must be between 0001-
 
 /** An id as a filter: text without control characters (PostgreSQL refuses a NUL in text outright). */
 const QueryId = z.string().min(1).max(128)
-  .refine((s) => !/[\u0000-\u001f\u007f]/.test(s) && s.isWellFormed(), 'must be printable text');
+  .refine((s) => !/[\t\n]/.test(s) && isStorableText(s), 'must be printable text');
 
 /** Where a page of the booking list ends, as the read model takes it. */
 export interface BookingCursorValue { readonly createdAt: Date; readonly id: string }
@@ -113,8 +118,8 @@ export const BookingListQuery = strictQuery(z.object({
   cursor: BookingCursor.optional(),
 }));
 
-export const CancelRequest = z.object({ reason: z.string().max(500).optional() }).strict();
-export const RatingRequest = z.object({ stars: z.number().int().min(1).max(5), comment: z.string().max(1000).optional() }).strict();
+export const CancelRequest = z.object({ reason: text().max(500).optional() }).strict();
+export const RatingRequest = z.object({ stars: z.number().int().min(1).max(5), comment: text().max(1000).optional() }).strict();
 
 const coordinate = (min: number, max: number) => queryNumber(z.number().min(min).max(max));
 
@@ -141,25 +146,25 @@ export const SurgeQuery = strictQuery(z.object({ lat: coordinate(-90, 90), lng: 
 export const Surge = z.object({ cell: z.string(), surge: z.number() });
 
 export const VehicleCreate = z.object({
-  plate: z.string().min(1).max(20), type: VehicleType, capacity: z.number().int().min(1).max(60), driverId: z.string().min(1).max(128).optional(),
+  plate: text().min(1).max(20), type: VehicleType, capacity: z.number().int().min(1).max(60), driverId: DriverId.optional(),
 }).strict();
 export const VehiclePatch = z.object({
-  plate: z.string().min(1).max(20).optional(), type: VehicleType.optional(), capacity: z.number().int().min(1).max(60).optional(),
-  driverId: z.string().min(1).max(128).nullable().optional(),
+  plate: text().min(1).max(20).optional(), type: VehicleType.optional(), capacity: z.number().int().min(1).max(60).optional(),
+  driverId: DriverId.nullable().optional(),
 }).strict();
 export const Vehicle = z.object({
   id: z.string(), plate: z.string(), type: z.string(), capacity: z.number(), driverId: z.string().optional(),
   maintenance: z.array(z.object({ id: z.string(), from: z.string(), to: z.string(), reason: z.string() })),
 }).meta({ id: 'Vehicle' });
-export const MaintenanceCreate = z.object({ from: isoTime, to: isoTime, reason: z.string().min(1).max(200) }).strict()
+export const MaintenanceCreate = z.object({ from: isoTime, to: isoTime, reason: text().min(1).max(200) }).strict()
   .refine((w) => Date.parse(w.to) > Date.parse(w.from), { message: 'to must be after from', path: ['to'] });
 
 export const DriverCreate = z.object({
-  id: z.string().regex(/^[\w.-]{1,128}$/).optional(), name: z.string().min(1).max(100), phone: z.string().max(30).optional(),
-  vehicleId: z.string().max(128).optional(), active: z.boolean().default(true),
+  id: DriverId.optional(), name: text().min(1).max(100), phone: text().max(30).optional(),
+  vehicleId: VehicleId.optional(), active: z.boolean().default(true),
 }).strict();
 export const DriverPatch = z.object({
-  name: z.string().min(1).max(100).optional(), phone: z.string().max(30).optional(), vehicleId: z.string().max(128).optional(), active: z.boolean().optional(),
+  name: text().min(1).max(100).optional(), phone: text().max(30).optional(), vehicleId: VehicleId.optional(), active: z.boolean().optional(),
 }).strict();
 
 export const Tariff = z.object({
@@ -178,11 +183,11 @@ export const AnalyticsQuery = strictQuery(z.object({ from: queryTime, to: queryT
 
 export const Register = z.object({
   email: z.email().max(200),
-  password: z.string().min(1).max(200).describe('10 to 200 characters that are hard to guess (zxcvbn score 3 or more; common passwords are refused with 400 weak_password)'),
-  name: z.string().min(1).max(100),
-  phone: z.string().max(30).optional(), role: z.enum(['rider', 'driver']).describe('a driver starts pending until an admin approves it'),
+  password: text().min(1).max(200).describe('10 to 200 characters that are hard to guess (zxcvbn score 3 or more; common passwords are refused with 400 weak_password)'),
+  name: text().min(1).max(100),
+  phone: text().max(30).optional(), role: z.enum(['rider', 'driver']).describe('a driver starts pending until an admin approves it'),
 }).strict();
-export const Login = z.object({ email: z.email().max(200), password: z.string().min(1).max(200) }).strict();
+export const Login = z.object({ email: z.email().max(200), password: text().min(1).max(200) }).strict();
 /** The same answer whether or not the email was already registered, so registration does not reveal who has an account. */
 export const RegistrationAccepted = z.object({ status: z.literal('accepted') }).meta({
   id: 'RegistrationAccepted',

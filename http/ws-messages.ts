@@ -6,12 +6,15 @@
 
 import { z } from 'zod';
 import type { Role } from './auth.ts';
+import { BookingRef, text } from './ids.ts';
 import { Booking, BookingStatus, Money, Point } from './schemas.ts';
 
 const isoTime = z.iso.datetime({ offset: true });
 /** Times the server writes come from Date#toISOString: UTC with a Z. */
 const serverTime = z.iso.datetime();
-const bookingId = z.string().min(1).max(128).describe('The booking this message is about.');
+// Every string a client sends has a format or is text() (http/ids.ts): a control character or an unpaired
+// surrogate is `invalid_message` naming the field, never a command storage would refuse.
+const bookingId = BookingRef.describe('The booking this message is about.');
 
 // ---- client -> server -------------------------------------------------------
 
@@ -24,16 +27,16 @@ export const Fix = z.object({
 });
 
 const ref = {
-  ref: z.union([z.string().max(64), z.number()]).optional()
+  ref: z.union([text().max(64), z.number()]).optional()
     .describe('Chosen by the client; echoed in the `ack` or `error` that answers this message.'),
 };
 const booking = { bookingId };
 
-const EXAMPLE_BOOKING = 'b-7f3c9a12';
+const EXAMPLE_BOOKING = 'bk_Qm9va2luZy1FeGFtcGxlMQ';
 const EXAMPLE_AT = '2026-03-01T08:15:30.000Z';
 
 export const ClientMessage = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('auth'), token: z.string().max(4096).describe('A JWT, as for `Authorization: Bearer`.'), ...ref }).strict().meta({
+  z.object({ type: z.literal('auth'), token: text().max(4096).describe('A JWT, as for `Authorization: Bearer`.'), ...ref }).strict().meta({
     id: 'AuthMessage',
     description: 'Authenticates the socket (any role). Send it first when the socket was opened without `?token=`; the socket is closed with 4401 if no valid token arrives within 10 s. Answered with `ack`; an invalid token gets `error` `unauthenticated` and close 4401.',
     examples: [{ type: 'auth', token: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkcml2ZXItNDIiLCJyb2xlIjoiZHJpdmVyIn0.c2lnbmF0dXJl', ref: 'auth-1' }],
@@ -149,7 +152,7 @@ export const ServerMessage = z.discriminatedUnion('type', [
     id: 'ErrorMessage',
     description: 'The message was refused. The socket stays open (except after a failed `auth`, which closes it with 4401).',
     examples: [
-      { type: 'error', code: 'no_such_offer', message: 'no open offer for booking b-7f3c9a12', ref: 'acc-1' },
+      { type: 'error', code: 'no_such_offer', message: 'no open offer for booking bk_Qm9va2luZy1FeGFtcGxlMQ', ref: 'acc-1' },
       { type: 'error', code: 'unknown_type', message: 'unknown message type "teleport"' },
     ],
   }),

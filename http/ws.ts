@@ -20,6 +20,7 @@ import { mayRead } from './routes/bookings.ts';
 import { opsSnapshot } from './ops-feed.ts';
 import { ClientMessage, DRIVER_ONLY } from './ws-messages.ts';
 import { TokenBucket } from './token-bucket.ts';
+import { BookingId } from './ids.ts';
 
 const DRIVER_COMMAND: Record<string, string> = { 'trip.start': 'trip.start', 'trip.complete': 'trip.complete', 'trip.arrived': 'trip.arrived' };
 
@@ -317,6 +318,8 @@ export class WsGateway {
         return;
       }
       case 'subscribe': {
+        // Not a booking id at all: nothing to ask anyone.
+        if (!BookingId.safeParse(m.bookingId).success) { this.#error(session, 'not_found', `no booking ${m.bookingId}`, m.ref); return; }
         const view = await region.ask<{ riderId: string; driverId?: string } | null>({ kind: 'booking', id: m.bookingId }, { type: 'get' });
         if (!view || !mayRead(p, view)) { this.#error(session, 'not_found', `no booking ${m.bookingId}`, m.ref); return; }
         session.subscriptions.add(m.bookingId);

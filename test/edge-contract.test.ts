@@ -67,6 +67,13 @@ test.serial('bad input table: each gets the right status and code, and the node 
     ['PUT', '/v1/admin/pricing', { token: 'admin', body: { tariffs: {}, surgeCap: 2 } }, 400, 'invalid_request'],
     ['POST', '/v1/admin/vehicles/no-such/maintenance', { token: 'admin', body: { from: '2026-01-02T00:00:00Z', to: '2026-01-01T00:00:00Z', reason: 'x' } }, 400, 'invalid_request'],
     ['POST', '/v1/auth/register', { token: 'none', body: { email: 'not-an-email', password: 'Passw0rd-long', name: 'N', role: 'rider' } }, 400, 'invalid_request'],
+    // What storage would refuse is refused here (test/edge-hostile-ids.test.ts has the full tables).
+    ['GET', '/v1/bookings/%00%01', {}, 404, 'not_found'],
+    ['POST', '/v1/bookings/%00/cancel', { body: {} }, 404, 'not_found'],
+    ['POST', `/v1/bookings/bk_${randomUUID()}/cancel`, { body: { reason: 'a\u0000b' } }, 400, 'invalid_request'],
+    ['GET', `/v1/admin/drivers/${'d'.repeat(129)}`, { token: 'admin' }, 404, 'not_found'],
+    ['POST', '/v1/auth/register', { token: 'none', body: { email: 'nul@example.org', password: 'Passw0rd-long', name: 'N\u0000', role: 'rider' } }, 400, 'invalid_request'],
+    ['POST', '/v1/auth/token', { token: 'none', body: { sub: 'r\u0000', role: 'rider' } }, 400, 'invalid_request'],
   ];
   t.true(cases.length >= 30);
   for (const [method, path, o, status, code] of cases) {
@@ -94,6 +101,8 @@ test.serial('invalid WebSocket frames and unknown messages get an error and the 
     [{ type: 'offer.accept' }, 'invalid_message'],
     [{ type: 'offer.accept', bookingId: 'nope' }, 'no_such_offer'],
     [{ type: 'subscribe', bookingId: 'nope' }, 'not_found'],
+    [{ type: 'subscribe', bookingId: 'no\u0000pe' }, 'invalid_message'],
+    [{ type: 'offer.accept', bookingId: '\u0000' }, 'invalid_message'],
   ];
   for (const [frame, code] of frames) {
     const from = socket.messages.length;

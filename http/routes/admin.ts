@@ -8,6 +8,7 @@ import { Api } from '../api.ts';
 import type { Edge } from '../edge.ts';
 import { pricingPolicy } from '../edge.ts';
 import { HttpError } from '../errors.ts';
+import { DriverId, MaintenanceId, VehicleId } from '../ids.ts';
 import { AnalyticsQuery, DriverCreate, DriverPatch, MaintenanceCreate, PricingPolicy, Vehicle, VehicleCreate, VehiclePatch } from '../schemas.ts';
 import { outcome } from './bookings.ts';
 
@@ -16,6 +17,10 @@ export function adminRoutes(edge: Edge): Api {
   const admin = ['admin'] as const;
   const vehicle = (id: string) => ({ kind: 'vehicle', id });
   const driver = (id: string) => ({ kind: 'driver', id });
+  // Path ids in their formats (http/ids.ts): a malformed one is answered 404 before the handler runs, as an unknown one is.
+  const vehicleParams = z.object({ id: VehicleId });
+  const windowParams = z.object({ id: VehicleId, mid: MaintenanceId });
+  const driverParams = z.object({ id: DriverId });
   const checkType = async (type: string | undefined) => {
     if (type === undefined) return;
     const policy = await pricingPolicy(edge);
@@ -34,43 +39,43 @@ export function adminRoutes(edge: Edge): Api {
     handler: async () => ({ items: await edge.readModels.listVehicles() }),
   });
   api.add({
-    method: 'get', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'A vehicle', roles: admin, response: Vehicle,
+    method: 'get', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'A vehicle', roles: admin, params: vehicleParams, response: Vehicle,
     handler: async (_ctx, { params }) => {
-      const view = await edge.region.ask(vehicle(params.id!), { type: 'get' });
+      const view = await edge.region.ask(vehicle(params.id), { type: 'get' });
       if (!view) throw new HttpError(404, 'not_found', `no vehicle ${params.id}`);
       return view;
     },
   });
   api.add({
-    method: 'patch', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'Change a vehicle', roles: admin, body: VehiclePatch, response: Vehicle,
+    method: 'patch', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'Change a vehicle', roles: admin, params: vehicleParams, body: VehiclePatch, response: Vehicle,
     handler: async (_ctx, { params, body }) => {
       await checkType(body.type);
       const { type, ...rest } = body;
-      return outcome(await edge.region.request(vehicle(params.id!), { type: 'update', patch: { ...rest, ...(type ? { vehicleType: type } : {}) } }));
+      return outcome(await edge.region.request(vehicle(params.id), { type: 'update', patch: { ...rest, ...(type ? { vehicleType: type } : {}) } }));
     },
   });
   api.add({
-    method: 'delete', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'Retire a vehicle', roles: admin, status: 204,
-    handler: async (_ctx, { params }) => { outcome(await edge.region.request(vehicle(params.id!), { type: 'delete' })); return undefined; },
+    method: 'delete', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'Retire a vehicle', roles: admin, params: vehicleParams, status: 204,
+    handler: async (_ctx, { params }) => { outcome(await edge.region.request(vehicle(params.id), { type: 'delete' })); return undefined; },
   });
   api.add({
     method: 'post', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin', summary: 'A maintenance window: the vehicle is not dispatched during it',
-    roles: admin, body: MaintenanceCreate, response: Vehicle, status: 201,
-    handler: async (_ctx, { params, body }) => outcome(await edge.region.request(vehicle(params.id!), {
+    roles: admin, body: MaintenanceCreate, params: vehicleParams, response: Vehicle, status: 201,
+    handler: async (_ctx, { params, body }) => outcome(await edge.region.request(vehicle(params.id), {
       type: 'maintenance.add', id: `mw_${randomUUID().slice(0, 12)}`, from: Date.parse(body.from), to: Date.parse(body.to), reason: body.reason,
     })),
   });
   api.add({
-    method: 'get', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin', summary: 'Maintenance windows of a vehicle', roles: admin,
+    method: 'get', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin', summary: 'Maintenance windows of a vehicle', roles: admin, params: vehicleParams,
     handler: async (_ctx, { params }) => {
-      const view = await edge.region.ask<{ maintenance: unknown[] } | null>(vehicle(params.id!), { type: 'get' });
+      const view = await edge.region.ask<{ maintenance: unknown[] } | null>(vehicle(params.id), { type: 'get' });
       if (!view) throw new HttpError(404, 'not_found', `no vehicle ${params.id}`);
       return { items: view.maintenance };
     },
   });
   api.add({
-    method: 'delete', path: '/v1/admin/vehicles/:id/maintenance/:mid', tag: 'admin', summary: 'Remove a maintenance window', roles: admin, status: 204,
-    handler: async (_ctx, { params }) => { outcome(await edge.region.request(vehicle(params.id!), { type: 'maintenance.remove', id: params.mid })); return undefined; },
+    method: 'delete', path: '/v1/admin/vehicles/:id/maintenance/:mid', tag: 'admin', summary: 'Remove a maintenance window', roles: admin, params: windowParams, status: 204,
+    handler: async (_ctx, { params }) => { outcome(await edge.region.request(vehicle(params.id), { type: 'maintenance.remove', id: params.mid })); return undefined; },
   });
 
   api.add({
@@ -87,23 +92,23 @@ export function adminRoutes(edge: Edge): Api {
     handler: async (_ctx, { query }) => ({ items: await edge.readModels.listDrivers(query.status) }),
   });
   api.add({
-    method: 'get', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'A driver', roles: admin,
+    method: 'get', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'A driver', roles: admin, params: driverParams,
     handler: async (_ctx, { params }) => {
-      const s = await edge.region.ask<(DriverState & { exists: boolean }) | null>(driver(params.id!), { type: 'get' });
+      const s = await edge.region.ask<(DriverState & { exists: boolean }) | null>(driver(params.id), { type: 'get' });
       if (!s?.exists) throw new HttpError(404, 'not_found', `no driver ${params.id}`);
       return {
-        ...driverView(params.id!, s), ...(s.bookingId ? { bookingId: s.bookingId } : {}),
+        ...driverView(params.id, s), ...(s.bookingId ? { bookingId: s.bookingId } : {}),
         ...(s.fix ? { location: { lat: s.fix.lat, lng: s.fix.lng, at: new Date(s.fix.at).toISOString() } } : {}),
       };
     },
   });
   api.add({
-    method: 'patch', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'Change a driver (deactivate with active: false)', roles: admin, body: DriverPatch,
-    handler: async (_ctx, { params, body }) => outcome(await edge.region.request(driver(params.id!), { type: 'profile.update', profile: body })),
+    method: 'patch', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'Change a driver (deactivate with active: false)', roles: admin, params: driverParams, body: DriverPatch,
+    handler: async (_ctx, { params, body }) => outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: body })),
   });
   api.add({
-    method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin', summary: 'Approve a self-registered driver so it can go online (idempotent)', roles: admin,
-    handler: async (_ctx, { params }) => outcome(await edge.region.request(driver(params.id!), { type: 'approve' })),
+    method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin', summary: 'Approve a self-registered driver so it can go online (idempotent)', roles: admin, params: driverParams,
+    handler: async (_ctx, { params }) => outcome(await edge.region.request(driver(params.id), { type: 'approve' })),
   });
 
   api.add({

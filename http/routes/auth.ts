@@ -7,6 +7,7 @@ import { DuplicateEmailError } from '../../adapters/postgres/accounts.ts';
 import { Api } from '../api.ts';
 import type { Edge } from '../edge.ts';
 import { HttpError } from '../errors.ts';
+import { UserId } from '../ids.ts';
 import { hashPassword, needsRehash, passwordProblem, verifyPassword } from '../passwords.ts';
 import { byIp, rateLimit } from '../rate-limit.ts';
 import { Login, RegistrationAccepted, Register, Token } from '../schemas.ts';
@@ -86,7 +87,7 @@ export function authRoutes(edge: Edge): Api {
 
   api.add({
     method: 'post', path: '/v1/auth/token', tag: 'auth', summary: 'Development only: a token for any subject and role', public: true, errors: [404],
-    body: z.object({ sub: z.string().min(1).max(128), role: z.enum(['rider', 'driver', 'admin']) }).strict(), response: Token,
+    body: z.object({ sub: UserId, role: z.enum(['rider', 'driver', 'admin']) }).strict(), response: Token,
     handler: async (_ctx, { body }) => {
       if (!edge.devTokens || !edge.auth.canIssue) throw new HttpError(404, 'not_found', 'development tokens are disabled on this node');
       return edge.auth.issue(body);
