@@ -28,6 +28,7 @@ import { createAuthenticator } from './http/auth.ts';
 import { clusterRoutes } from './http/routes/cluster.ts';
 import { authRoutes } from './http/routes/auth.ts';
 import { adminRoutes } from './http/routes/admin.ts';
+import { deadLetterRoutes } from './http/routes/dead-letters.ts';
 import { bookingRoutes } from './http/routes/bookings.ts';
 import { discoveryRoutes } from './http/routes/discovery.ts';
 import { docsRoutes } from './http/routes/docs.ts';
@@ -137,6 +138,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     remote,
     services: options.services && withOccupiedCells(options.services, occupied),
     askTimeoutMs: config.runtime.askTimeoutMs,
+    deadLetters: storage.deadLetters,
+    maxAttempts: config.runtime.commandMaxAttempts,
     onError,
   });
 
@@ -179,12 +182,13 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     domain: config,
     devTokens: config.auth.devTokens,
     rateLimits: config.rateLimits,
+    deadLetters: storage.deadLetters,
   };
   if (config.quotes.ephemeral) logger.warn('no QUOTE_SECRET: signing quotes with a random per-process key (development only)');
   const metrics = new Metrics({
     region, host, lag: baseLog instanceof InProcessCommandLog ? () => baseLog.stats().reduce((a, p) => a + p.lag, 0) : undefined,
   });
-  const apis: Api[] = [authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge, occupied), adminRoutes(edge), clusterRoutes(region, host)];
+  const apis: Api[] = [authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge, occupied), adminRoutes(edge), deadLetterRoutes(edge), clusterRoutes(region, host)];
 
   const extraRouters = options.routers?.(region) ?? [];
   let stopping = false;
@@ -205,7 +209,9 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         if (!region.ready) return { ok: false, reason: 'node does not own its shards yet' };
         try {
           await storage.journal.ping();
-          return { ok: true };
+          // Serving, but a shard waiting on a failing command is worth seeing here too.
+          const stuck = region.stuckShards();
+          return stuck.length > 0 ? { ok: true, details: { stuckShards: stuck.map((s) => ({ shard: s.shard, seconds: Math.round(s.seconds), failure: s.failure })) } } : { ok: true };
         } catch (error) {
           // The database's own message can name hosts and users: logged, not answered.
           logger.warn({ err: error }, 'readiness: storage does not answer');

@@ -18,8 +18,8 @@ import type { TrustProxy } from '../config/index.ts';
 export interface HealthProbe {
   /** Process is up and serving. */
   live(): boolean;
-  /** Node owns its shards and storage answers; the reason when not. */
-  ready(): Promise<{ ok: true } | { ok: false; reason: string }>;
+  /** Node owns its shards and storage answers; the reason when not. `details` says what is degraded. */
+  ready(): Promise<{ ok: true; details?: Record<string, unknown> } | { ok: false; reason: string }>;
 }
 
 export interface AppOptions {
@@ -61,7 +61,7 @@ export function createApp(options: AppOptions): Koa {
   ops.get('/ready', async (ctx) => {
     const state = await options.health.ready();
     if (state.ok) {
-      ctx.body = { status: 'ready' };
+      ctx.body = { status: 'ready', ...state.details };
     } else {
       ctx.status = 503;
       ctx.body = errorBody('not_ready', state.reason);

@@ -8,6 +8,7 @@ import type { AccountStore } from '../adapters/postgres/accounts.ts';
 import type { ReadModels } from '../adapters/postgres/read-models.ts';
 import type { SettingsStore } from '../adapters/postgres/settings.ts';
 import type { ShardRegion } from '../runtime/region.ts';
+import type { DeadLetterStore } from '../runtime/ports.ts';
 import type { ShardHost } from '../runtime/shard-host.ts';
 import type { Authenticator } from './auth.ts';
 import type { QuoteSigner } from './quote-token.ts';
@@ -26,6 +27,8 @@ export interface Edge {
   readonly devTokens: boolean;
   /** Per-minute limits from the configuration (login and register are applied by the auth routes). */
   readonly rateLimits: Config['rateLimits'];
+  /** Commands the runtime could not handle (admin: list, retry, discard). */
+  readonly deadLetters: DeadLetterStore;
 }
 
 export async function pricingPolicy(edge: Edge): Promise<PricingPolicy> {

@@ -37,6 +37,19 @@ export class Metrics {
       name: 'snapshot_failures_total', help: 'Snapshots that could not be written', registers: [this.registry],
       collect() { this.set(sources.host.stats().engine.snapshotFailures); },
     });
+    new Gauge({
+      name: 'shard_stuck_seconds', help: 'How long the command a shard waits on has been failing (0 when none is)', labelNames: ['shard'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const shard of sources.region.stats().owned) this.set({ shard: String(shard) }, 0);
+        for (const s of sources.region.stuckShards()) this.set({ shard: String(s.shard) }, s.seconds);
+      },
+    });
+    new Gauge({
+      name: 'commands_dead_lettered_total', help: 'Commands set aside in the dead-letter store (counter semantics)', registers: [this.registry],
+      collect() { this.set(sources.region.stats().commandsDeadLettered); },
+    });
     if (sources.lag) {
       const lag = sources.lag;
       new Gauge({ name: 'command_log_lag', help: 'Records appended but not yet committed', registers: [this.registry], collect() { this.set(lag()); } });

@@ -8,7 +8,9 @@
 // instead of running the reducer again on newer state.
 
 import type { Behavior, Effect, EntityRef, Outcome } from '../actors/behavior.ts';
+import { classify, ReducerError, type FailureKind } from './errors.ts';
 import type { CommandEnvelope } from './ports.ts';
+import { isTimerFire } from './timers.ts';
 
 /** How many recent command ids an entity remembers for duplicate detection. */
 export const DEDUP_WINDOW = 128;
@@ -57,7 +59,21 @@ export interface CommandResult {
   readonly status: CommandStatus;
   readonly rejection?: { readonly code: string; readonly message: string };
   readonly reply?: unknown;
-  readonly error?: string;
+  /** Why a `failed` command failed, and whether trying again can help. */
+  readonly failure?: Failure;
+  /** Set when a permanently failed command was set aside in the dead-letter store. */
+  readonly deadLetter?: string;
+}
+
+export interface Failure {
+  readonly kind: FailureKind;
+  readonly retriable: boolean;
+  readonly message: string;
+}
+
+export function failureOf(error: unknown): Failure {
+  const e = classify(error);
+  return { kind: e.kind, retriable: e.retriable, message: e.message };
 }
 
 interface Deferred<T> {
@@ -69,7 +85,6 @@ export type ActorMessage =
   | { readonly t: 'activate'; readonly done: Deferred<void> }
   | { readonly t: 'command'; readonly command: CommandEnvelope; readonly done: Deferred<CommandResult> }
   | { readonly t: 'query'; readonly query: unknown; readonly done: Deferred<unknown> }
-  | { readonly t: 'timer'; readonly name: string; readonly at: number; readonly done: Deferred<CommandResult> }
   | { readonly t: 'snapshot'; readonly done: Deferred<void> };
 
 /** What an entity actor needs from the node that hosts it. */
@@ -153,11 +168,13 @@ export interface EntityActorOptions {
   readonly self: EntityRef;
   readonly key: string;
   readonly host: ActorHost;
+  /** Journal entries between snapshots (0: only when passivated). */
+  readonly snapshotEvery: number;
 }
 
 /** The nact actor function for one entity. */
 export function entityActor(options: EntityActorOptions) {
-  const { behavior, self, key, host } = options;
+  const { behavior, self, key, host, snapshotEvery } = options;
 
   async function handleOutcome(
     inc: Incarnation<unknown>, commandId: string, at: number, outcome: Outcome<unknown, unknown>, ctx: PersistContext,
@@ -173,9 +190,15 @@ export function entityActor(options: EntityActorOptions) {
       };
       await ctx.persist(record);
       const timers = { ...inc.timers };
-      for (const name of plan.timersCancelled) { delete timers[name]; host.disarmTimer(self, name); host.forget(self, name); }
+      for (const name of plan.timersCancelled) { delete timers[name]; host.disarmTimer(self, name); }
       for (const t of plan.timersSet) { timers[t.name] = { at: t.at, message: t.message }; host.armTimer(self, t.name, t.at); }
       next = { state: outcome.state, seq: inc.seq + 1, seen: remember(inc.seen, { id: commandId, tells: plan.tells }), timers, unsnapshotted: inc.unsnapshotted };
+      // Snapshots are the runtime's alone, stamped with the sequence number of the entry
+      // just journaled: a state that was not journaled can never be saved (nact's own
+      // periodic snapshots could save the old state under a number a failed write used).
+      if (snapshotEvery > 0 && next.seq % snapshotEvery === 0) {
+        await host.saveSnapshot(key, next.seq, { ...next, unsnapshotted: 0 }).then(() => { next.unsnapshotted = 0; }, () => undefined);
+      }
     } else if (outcome.state !== inc.state) {
       next.unsnapshotted = inc.unsnapshotted + 1;
       if (behavior.softSnapshotEvery && next.unsnapshotted >= behavior.softSnapshotEvery) {
@@ -184,6 +207,8 @@ export function entityActor(options: EntityActorOptions) {
       }
     }
     const outbound = [...plan.tells, ...plan.softTells];
+    // Timers cancelled and set again in one command keep their reminder.
+    for (const name of plan.timersCancelled) if (!plan.timersSet.some((t) => t.name === name)) host.forget(self, name);
     if (outbound.length > 0) await host.send(self, outbound);
     for (const n of plan.notifications) host.notify(n.userId, n.message);
     for (const p of plan.publications) host.publish(p.topic, p.event, self);
@@ -205,13 +230,13 @@ export function entityActor(options: EntityActorOptions) {
     return handleOutcome(inc, commandId, at, outcome, ctx);
   }
 
-  /** A reducer that throws has a bug; the command is refused rather than retried forever. */
+  /** A reducer that throws has a bug: a permanent failure (the command is dead-lettered, not retried). */
   function decide(state: unknown, message: unknown, at: number, commandId: string): Outcome<unknown, unknown> {
     try {
       return behavior.handle(state, message, { self, now: at, commandId });
     } catch (error) {
       host.reducerFailed(self, message, error);
-      return { state, events: [], effects: [], rejection: { code: 'internal_error', message: 'the command could not be handled' } };
+      throw new ReducerError(`the reducer of ${key} threw: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
   }
 
@@ -223,8 +248,9 @@ export function entityActor(options: EntityActorOptions) {
     if (ctx.recovering) return replay(behavior, inc, msg as JournalRecord);
     const m = msg as ActorMessage;
     if (poisoned) {
-      if (m.t === 'command' || m.t === 'timer') m.done.resolve({ status: 'failed', error: 'entity is recovering' });
-      else if (m.t === 'query') m.done.reject(new Error(`${key} is recovering; try again`));
+      const failure: Failure = { kind: 'entity_stopped', retriable: true, message: `${key} is recovering; try again` };
+      if (m.t === 'command') m.done.resolve({ status: 'failed', failure });
+      else if (m.t === 'query') m.done.reject(new Error(failure.message));
       else m.done.resolve();
       return inc;
     }
@@ -250,49 +276,46 @@ export function entityActor(options: EntityActorOptions) {
           m.done.reject(error);
           return inc;
         }
-      case 'command':
-      case 'timer': {
-        const isTimer = m.t === 'timer';
-        const timer = isTimer ? inc.timers[m.name] : undefined;
-        if (isTimer && (!timer || timer.at !== m.at)) {
-          m.done.resolve({ status: 'duplicate' });
+      case 'command': {
+        // A fired timer arrives through the log like any command (see timers.ts).
+        const fire = isTimerFire(m.command.message) ? m.command.message : undefined;
+        const timer = fire ? inc.timers[fire.$timer] : undefined;
+        if (fire && (!timer || timer.at !== fire.at) && !inc.seen.some((c) => c.id === m.command.id)) {
+          m.done.resolve({ status: 'duplicate' }); // cancelled or re-set since it was due
           return inc;
         }
-        const commandId = isTimer ? `${key}/timer/${m.name}/${m.at}` : m.command.id;
         // Handling time, not acceptance time: a command delivered late (after downtime)
         // must not arm timers that are already in the past. Replays never re-run the
         // reducer (events are journaled), so this stays deterministic where it matters.
         const at = host.now();
-        const message = isTimer ? timer!.message : m.command.message;
         try {
-          let working = inc;
-          if (isTimer) {
-            // A fired timer is gone whatever the reducer does, unless it sets it again.
-            const { [m.name]: _fired, ...rest } = inc.timers;
-            working = { ...inc, timers: rest };
-          }
-          const [next, result] = await runCommandWithFiredTimer(working, commandId, at, message, ctx, isTimer ? m.name : undefined);
+          const [next, result] = fire && timer
+            ? await runTimer(inc, m.command.id, at, fire.$timer, timer.message, ctx)
+            : await runCommand(inc, m.command.id, at, m.command.message, ctx);
           m.done.resolve(result);
           return next;
         } catch (error) {
-          poisoned = true;
-          host.poisoned(self, error);
-          m.done.resolve({ status: 'failed', error: error instanceof Error ? error.message : String(error) });
+          const failure = failureOf(error);
+          // A reducer that threw changed nothing: this incarnation is still in step with its journal.
+          if (!(error instanceof ReducerError)) {
+            poisoned = true;
+            host.poisoned(self, error);
+          }
+          m.done.resolve({ status: 'failed', failure });
           return inc;
         }
       }
     }
   };
 
-  async function runCommandWithFiredTimer(
-    inc: Incarnation<unknown>, commandId: string, at: number, message: unknown, ctx: PersistContext, firedTimer: string | undefined,
+  /** A fired timer runs its message as a command; the timer is cancelled in the journal unless the reducer sets it again. */
+  async function runTimer(
+    inc: Incarnation<unknown>, commandId: string, at: number, name: string, message: unknown, ctx: PersistContext,
   ): Promise<[Incarnation<unknown>, CommandResult]> {
-    if (firedTimer === undefined) return runCommand(inc, commandId, at, message, ctx);
+    const { [name]: _fired, ...rest } = inc.timers;
     const outcome = decide(inc.state, message, at, commandId);
-    // The fired timer must be cancelled in the journal too, or recovery would re-arm it.
-    const cancelsFired: Effect = { type: 'timer.cancel', name: firedTimer };
-    const resets = outcome.effects.some((e) => e.type === 'timer.set' && e.name === firedTimer);
-    const effects = resets ? outcome.effects : [cancelsFired, ...outcome.effects];
-    return handleOutcome(inc, commandId, at, { ...outcome, effects }, ctx);
+    const resets = outcome.effects.some((e) => e.type === 'timer.set' && e.name === name);
+    const cancelsFired: Effect = { type: 'timer.cancel', name };
+    return handleOutcome({ ...inc, timers: rest }, commandId, at, { ...outcome, effects: resets ? outcome.effects : [cancelsFired, ...outcome.effects] }, ctx);
   }
 }

@@ -31,8 +31,12 @@ export interface ShardAssignment {
 }
 
 export interface CommandLogHandlers {
-  /** Called once per record, in offset order per shard; the log commits nothing by itself. */
-  onRecords(shard: number, records: readonly LogRecord[]): Promise<void>;
+  /**
+   * Called once per record, in offset order per shard; the log commits nothing by itself.
+   * `heartbeat` tells the log the consumer is alive while a record takes long (a retry
+   * waiting for storage), so the group does not evict a node that is only waiting.
+   */
+  onRecords(shard: number, records: readonly LogRecord[], heartbeat?: () => Promise<void>): Promise<void>;
   /** Ownership changed. Called before records of newly gained shards are delivered.
    *  `revoked` must be fully drained (handled and committed) when the promise settles. */
   onAssignment(assignment: ShardAssignment, revoked: readonly number[], gained: readonly number[]): Promise<void>;
@@ -87,16 +91,7 @@ export interface Journal {
   close(): Promise<void>;
 }
 
-export class JournalConflictError extends Error {
-  override readonly name = 'JournalConflictError';
-  readonly persistenceKey: string;
-  readonly sequenceNr: number;
-  constructor(persistenceKey: string, sequenceNr: number) {
-    super(`journal already has ${persistenceKey}#${sequenceNr}: another writer owns this entity`);
-    this.persistenceKey = persistenceKey;
-    this.sequenceNr = sequenceNr;
-  }
-}
+export { JournalConflictError } from './errors.ts';
 
 /** User-facing notifications routed to whichever node holds the user's socket. */
 export interface Notifier {
@@ -136,4 +131,24 @@ export interface OccupiedCells {
   filter(cells: readonly string[]): Promise<readonly string[]> | readonly string[];
   /** Writes what is still pending and stops background work. */
   close(): Promise<void>;
+}
+
+/** A command that could not be handled, set aside so its shard goes on. */
+export interface DeadLetter {
+  /** The command's id (a retry re-sends it under the same id). */
+  readonly id: string;
+  readonly shard: number;
+  readonly offset: number;
+  readonly command: CommandEnvelope;
+  readonly failure: { readonly kind: string; readonly message: string };
+  readonly attempts: number;
+  readonly at: number;
+}
+
+/** Where permanently failed commands wait for an operator: list, retry, discard. */
+export interface DeadLetterStore {
+  add(letter: DeadLetter): Promise<void>;
+  list(limit: number): Promise<DeadLetter[]>;
+  get(id: string): Promise<DeadLetter | undefined>;
+  remove(id: string): Promise<boolean>;
 }

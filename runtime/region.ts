@@ -11,9 +11,11 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityRef, Service } from '../actors/behavior.ts';
 import { entityKey, parseEntityKey, shardOf, type Placement } from './entity.ts';
-import type { CommandResult, OutboundTell } from './entity-actor.ts';
-import type { CommandEnvelope, CommandLog, LogRecord, Notifier, ReminderStore, ShardAssignment } from './ports.ts';
+import { failureOf, type CommandResult, type Failure, type OutboundTell } from './entity-actor.ts';
+import { LogUnavailableError } from './errors.ts';
+import type { CommandEnvelope, CommandLog, DeadLetter, DeadLetterStore, LogRecord, Notifier, ReminderStore, ShardAssignment } from './ports.ts';
 import type { ShardHost } from './shard-host.ts';
+import { timerCommandId, type TimerFire } from './timers.ts';
 
 export class AskTimeoutError extends Error {
   override readonly name = 'AskTimeoutError';
@@ -50,6 +52,12 @@ export interface RegionOptions {
   /** Backoff bounds when storage fails while handling a command. */
   readonly retryMinMs?: number;
   readonly retryMaxMs?: number;
+  /** Attempts at a command failing transiently before it is dead-lettered (default 20, about 70 s). */
+  readonly maxAttempts?: number;
+  /** Where commands that cannot be handled go; without one, they are retried forever. */
+  readonly deadLetters?: DeadLetterStore;
+  /** How often reminders of owned shards are re-scanned (default 30 s). */
+  readonly reminderScanMs?: number;
   /** Node services entities may request (see Effect 'request'). */
   readonly services?: Readonly<Record<string, Service>>;
 }
@@ -58,7 +66,15 @@ export interface RegionStats {
   readonly commandsHandled: number;
   readonly commandsDuplicate: number;
   readonly commandsRetried: number;
+  readonly commandsDeadLettered: number;
   readonly owned: readonly number[];
+}
+
+/** A shard whose oldest unhandled command keeps failing. */
+export interface StuckShard {
+  readonly shard: number;
+  readonly seconds: number;
+  readonly failure: string;
 }
 
 interface Pending {
@@ -81,6 +97,10 @@ export class ShardRegion {
   #handled = 0;
   #duplicates = 0;
   #retried = 0;
+  #deadLettered = 0;
+  /** Shard -> since when its current command has been failing, and why. */
+  readonly #stuck = new Map<number, { since: number; failure: string }>();
+  #reminderScan: NodeJS.Timeout | undefined;
 
   constructor(options: RegionOptions) {
     this.#o = options;
@@ -102,13 +122,7 @@ export class ShardRegion {
       forget: (self, name) => {
         options.reminders.clear(entityKey(self), name).catch((e) => options.onError?.(e, `clear reminder ${name}`));
       },
-      onTimer: (self, name, at) => {
-        const shard = this.shardOf(self);
-        if (!this.#owned.has(shard) || this.#draining.has(shard)) return; // the new owner re-arms it
-        options.host.fireTimer(self, shard, name, at)
-          .then((r) => this.#settle(`timer:${entityKey(self)}/${name}`, undefined, r))
-          .catch((e) => options.onError?.(e, `timer ${name} of ${entityKey(self)}`));
-      },
+      onTimer: (self, name, at) => void this.#fire(self, name, at),
     });
   }
 
@@ -127,10 +141,26 @@ export class ShardRegion {
       reply: (commandId, result) => this.#resolvePending(commandId, result),
     });
     await this.#o.log.start({
-      onRecords: (shard, records) => this.#handleRecords(shard, records),
+      onRecords: (shard, records, heartbeat) => this.#handleRecords(shard, records, heartbeat),
       onAssignment: (assignment, revoked, gained) => this.#reassign(assignment, revoked, gained),
     });
     this.#started = true;
+    // Reminders are read when a shard is gained and again from time to time, so an
+    // entity whose timer was missed (it failed, or was passivated poisoned) comes back.
+    this.#reminderScan = setInterval(() => void this.#activateReminded([...this.#owned], this.#now()), this.#o.reminderScanMs ?? 30_000);
+    this.#reminderScan.unref();
+  }
+
+  /** Shards whose current command keeps failing (for /metrics and /ready). */
+  stuckShards(): StuckShard[] {
+    const now = this.#now();
+    return [...this.#stuck].map(([shard, s]) => ({ shard, seconds: (now - s.since) / 1000, failure: s.failure }));
+  }
+
+  /** Sends a dead-lettered command again, under its own id (the admin's retry). */
+  async redeliver(letter: DeadLetter): Promise<void> {
+    this.#checkAccepting();
+    await this.#o.log.append(this.shardOf(letter.command.to), letter.command);
   }
 
   /** True once the node owns its shards (and has not begun to stop). */
@@ -196,12 +226,16 @@ export class ShardRegion {
   }
 
   stats(): RegionStats {
-    return { commandsHandled: this.#handled, commandsDuplicate: this.#duplicates, commandsRetried: this.#retried, owned: [...this.#owned] };
+    return {
+      commandsHandled: this.#handled, commandsDuplicate: this.#duplicates, commandsRetried: this.#retried,
+      commandsDeadLettered: this.#deadLettered, owned: [...this.#owned],
+    };
   }
 
   /** Graceful stop: refuse new commands, finish in-flight ones, snapshot, commit, close. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    if (this.#reminderScan) clearInterval(this.#reminderScan);
     await this.#o.log.stop();
     await this.#o.host.stopAll();
     for (const [id, pending] of this.#pending) {
@@ -235,14 +269,36 @@ export class ShardRegion {
 
   async #sendTells(tells: readonly OutboundTell[]): Promise<void> {
     const at = this.#now();
-    await this.#o.log.appendMany(tells.map((t) => ({
-      shard: this.shardOf(t.to),
-      command: { id: t.id, to: t.to, message: t.message, at },
-    })));
+    try {
+      await this.#o.log.appendMany(tells.map((t) => ({
+        shard: this.shardOf(t.to),
+        command: { id: t.id, to: t.to, message: t.message, at },
+      })));
+    } catch (error) {
+      throw new LogUnavailableError(`the command log did not take ${tells.length} tell(s): ${(error as Error)?.message ?? error}`, { cause: error });
+    }
+  }
+
+  /** A due timer becomes a command in its entity's shard (see timers.ts). */
+  async #fire(self: EntityRef, name: string, at: number): Promise<void> {
+    const shard = this.shardOf(self);
+    if (!this.#holds(shard) || this.#stopping) return; // the new owner re-arms it
+    const fire: TimerFire = { $timer: name, at };
+    for (let delay = this.#o.retryMinMs ?? 50; ; delay = Math.min(delay * 2, this.#o.retryMaxMs ?? 5_000)) {
+      try {
+        await this.#o.log.append(shard, { id: timerCommandId(self, name, at), to: self, message: fire, at: this.#now() });
+        return;
+      } catch (error) {
+        // The reminder would bring it back after a restart; while this node runs, keep trying.
+        if (!this.#holds(shard) || this.#stopping) return;
+        this.#o.onError?.(error, `timer ${name} of ${entityKey(self)}: the log refused the fire command; retrying`);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 
   /** Entities of one shard run concurrently; each entity sees its own commands in log order. */
-  async #handleRecords(shard: number, records: readonly LogRecord[]): Promise<void> {
+  async #handleRecords(shard: number, records: readonly LogRecord[], heartbeat?: () => Promise<void>): Promise<void> {
     const byEntity = new Map<string, LogRecord[]>();
     for (const record of records) {
       const key = entityKey(record.command.to);
@@ -255,7 +311,7 @@ export class ShardRegion {
         // A shard revoked mid-batch is left to its new owner, which resumes from the
         // last commit; handling more here would re-activate entities it now owns.
         if (!this.#holds(shard)) { abandoned = true; return; }
-        await this.#handleOne(shard, record.command);
+        await this.#handleOne(shard, record, heartbeat);
       }
     }));
     const last = records.at(-1);
@@ -266,32 +322,75 @@ export class ShardRegion {
     return this.#owned.has(shard) && !this.#draining.has(shard);
   }
 
-  async #handleOne(shard: number, command: CommandEnvelope): Promise<void> {
+  /**
+   * Handles one command until it has an outcome. A retriable failure is tried again
+   * with capped backoff while the shard waits (marked stuck meanwhile); a permanent
+   * one, or a retriable one that outlasts `maxAttempts`, is dead-lettered and the
+   * shard goes on. If the dead letter cannot be written either, the shard keeps
+   * waiting: the command is never dropped.
+   */
+  async #handleOne(shard: number, record: LogRecord, heartbeat?: () => Promise<void>): Promise<void> {
+    const { command } = record;
     const to = command.to;
     if (!this.#o.host.knows(to.kind)) {
-      this.#settle(command.id, command.replyTo, {
-        status: 'rejected', rejection: { code: 'unknown_entity_kind', message: `no entity kind "${to.kind}"` },
-      });
+      const failure: Failure = { kind: 'undecodable', retriable: false, message: `no entity kind "${to.kind}"` };
+      const letter = await this.#deadLetter(shard, record, failure, 1, heartbeat);
+      this.#settle(command.id, command.replyTo, { status: 'failed', failure, deadLetter: letter });
       return;
     }
     let delay = this.#o.retryMinMs ?? 50;
-    for (;;) {
-      const result = await this.#o.host.command(to, shard, (done) => ({ t: 'command', command, done: done as never }))
-        .catch((error: unknown): CommandResult => ({ status: 'failed', error: String(error) }));
-      if (result.status !== 'failed') {
-        if (result.status === 'duplicate') this.#duplicates++; else this.#handled++;
-        this.#settle(command.id, command.replyTo, result);
-        return;
+    const maxAttempts = this.#o.maxAttempts ?? 20;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const result = await this.#o.host.command(to, shard, (done) => ({ t: 'command', command, done: done as never }))
+          .catch((error: unknown): CommandResult => ({ status: 'failed', failure: failureOf(error) }));
+        if (result.status !== 'failed') {
+          if (result.status === 'duplicate') this.#duplicates++; else this.#handled++;
+          this.#settle(command.id, command.replyTo, result);
+          return;
+        }
+        const failure = result.failure ?? { kind: 'unknown', retriable: true, message: 'failed' };
+        if (!failure.retriable || (attempt >= maxAttempts && this.#o.deadLetters)) {
+          const letter = await this.#deadLetter(shard, record, failure, attempt, heartbeat);
+          this.#settle(command.id, command.replyTo, { status: 'failed', failure, deadLetter: letter });
+          return;
+        }
+        // Leave the offset uncommitted; the entity recovers from its journal on the
+        // next attempt, so nothing is half-applied.
+        if (!this.#holds(shard) || this.#stopping) {
+          throw new Error(`command ${command.id} left unhandled (shard ${shard} moved or node stopping): ${failure.message}`);
+        }
+        this.#retried++;
+        if (!this.#stuck.has(shard)) this.#stuck.set(shard, { since: this.#now(), failure: failure.kind });
+        this.#o.onError?.(new Error(failure.message), `command ${command.id} to ${entityKey(to)} failed (${failure.kind}, attempt ${attempt}); retrying in ${delay} ms`);
+        await pause(delay, heartbeat);
+        delay = Math.min(delay * 2, this.#o.retryMaxMs ?? 5_000);
       }
-      // Storage is failing: keep the offset uncommitted and try again; the entity
-      // recovers from its journal on the next attempt, so nothing is half-applied.
-      if (!this.#holds(shard) || this.#stopping) {
-        throw new Error(`command ${command.id} left unhandled (shard ${shard} moved or node stopping): ${result.error}`);
+    } finally {
+      this.#stuck.delete(shard);
+    }
+  }
+
+  /** Sets a command aside; keeps trying while the store itself is down (the command is never dropped). */
+  async #deadLetter(shard: number, record: LogRecord, failure: Failure, attempts: number, heartbeat?: () => Promise<void>): Promise<string | undefined> {
+    const store = this.#o.deadLetters;
+    const letter: DeadLetter = {
+      id: record.command.id, shard, offset: record.offset, command: record.command,
+      failure: { kind: failure.kind, message: failure.message }, attempts, at: this.#now(),
+    };
+    this.#o.onError?.(new Error(failure.message), `command ${letter.id} to ${entityKey(record.command.to)} dead-lettered (${failure.kind} after ${attempts} attempt(s))`);
+    if (!store) return undefined;
+    for (let delay = this.#o.retryMinMs ?? 50; ; delay = Math.min(delay * 2, this.#o.retryMaxMs ?? 5_000)) {
+      try {
+        await store.add(letter);
+        this.#deadLettered++;
+        return letter.id;
+      } catch (error) {
+        if (!this.#holds(shard) || this.#stopping) throw new Error(`dead letter ${letter.id} not written and shard ${shard} released`, { cause: error });
+        if (!this.#stuck.has(shard)) this.#stuck.set(shard, { since: this.#now(), failure: 'dead_letter_store_unavailable' });
+        this.#o.onError?.(error, `dead letter ${letter.id} could not be written; retrying`);
+        await pause(delay, heartbeat);
       }
-      this.#retried++;
-      this.#o.onError?.(new Error(result.error), `command ${command.id} to ${entityKey(to)} failed; retrying in ${delay} ms`);
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, this.#o.retryMaxMs ?? 5_000);
     }
   }
 
@@ -321,16 +420,39 @@ export class ShardRegion {
     if (gained.length > 0) await this.#activateReminded(gained);
   }
 
-  /** Entities with timers on gained shards are activated so their timers are armed again. */
-  async #activateReminded(gained: readonly number[]): Promise<void> {
-    const reminders = await this.#o.reminders.forShards(gained);
-    const keys = new Set(reminders.map((r) => r.entityKey));
-    await Promise.all([...keys].map(async (key) => {
+  /**
+   * Entities with timers on the given shards are activated so their timers are armed
+   * again: every reminder on a gained shard, and on a periodic scan those already due
+   * (`dueBy`) whose entity is not active (its timer was lost: a failed fire, a poisoned
+   * incarnation passivated with its timers disarmed).
+   */
+  async #activateReminded(shards: readonly number[], dueBy?: number): Promise<void> {
+    if (shards.length === 0) return;
+    const reminders = await this.#o.reminders.forShards(shards)
+      .catch((e) => { this.#o.onError?.(e, 'reading reminders'); return []; });
+    const byKey = new Map<string, string[]>();
+    for (const r of reminders) if (dueBy === undefined || r.dueAt <= dueBy) byKey.set(r.entityKey, [...(byKey.get(r.entityKey) ?? []), r.name]);
+    await Promise.all([...byKey].map(async ([key, names]) => {
       const ref = parseEntityKey(key);
-      if (!this.#o.host.knows(ref.kind)) return;
-      await this.#o.host.activate(ref, this.shardOf(ref))
-        .catch((e) => this.#o.onError?.(e, `activating ${key} for its timers`));
+      if (!this.#o.host.knows(ref.kind) || (dueBy !== undefined && this.#o.host.isActive(ref))) return;
+      try {
+        await this.#o.host.activate(ref, this.shardOf(ref));
+        // A reminder whose timer the entity no longer has was left by a lost delete: drop it,
+        // or every scan would wake the entity again.
+        const armed = new Set(this.#o.host.armedTimers(ref));
+        for (const name of names) if (!armed.has(name)) await this.#o.reminders.clear(key, name);
+      } catch (e) {
+        this.#o.onError?.(e, `activating ${key} for its timers`);
+      }
     }));
+  }
+}
+
+/** Waits, telling the log the consumer is alive about once a second meanwhile. */
+async function pause(ms: number, heartbeat?: () => Promise<void>): Promise<void> {
+  for (let left = ms; left > 0; left -= 1_000) {
+    await new Promise((r) => setTimeout(r, Math.min(left, 1_000)));
+    await heartbeat?.();
   }
 }
 

@@ -2,10 +2,12 @@
 //
 // Entities are virtual actors: activated (spawnPersistent, recovered from
 // snapshot + journal tail) on their first message, passivated when idle or
-// when the node holds too many, and stopped shard by shard when a shard moves
-// away. nact drops messages sent to a stopped actor and never re-spawns one,
-// so every delivery goes through this host, which waits for a passivation in
-// progress and re-activates on demand.
+// when the node holds too many (passivation.ts), and stopped shard by shard when
+// a shard moves away. nact drops messages sent to a stopped actor and never
+// re-spawns one, so every delivery goes through this host, which follows each
+// entity's lifecycle (activation.ts): it waits for a passivation in progress,
+// re-activates on demand, and settles with an error every message a stopped
+// actor never handled.
 
 import { configurePersistence, dispatch, spawnPersistent, start, stop } from 'nact';
 import type { Behavior, EntityRef } from '../actors/behavior.ts';
@@ -14,6 +16,10 @@ import {
   entityActor, freshIncarnation, type ActorHost, type ActorMessage, type CommandResult, type Incarnation,
 } from './entity-actor.ts';
 import { JournalPersistenceEngine } from './persistence-engine.ts';
+import { Activation as ActivationOf, accepts } from './activation.ts';
+import { idleVictims, leastRecentlyUsed, type Candidate } from './passivation.ts';
+import { EntityTimers } from './timers.ts';
+import { EntityStoppedError } from './errors.ts';
 import type { Journal } from './ports.ts';
 import { Semaphore } from './semaphore.ts';
 
@@ -23,18 +29,7 @@ type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
 const DRAIN_TIMEOUT_MS = 10_000;
 type NactRef = Parameters<typeof dispatch>[0];
 
-interface Activation {
-  readonly self: EntityRef;
-  readonly key: string;
-  readonly shard: number;
-  /** Set once the actor is spawned (inside the recovery semaphore). */
-  ref: NactRef | undefined;
-  /** Resolves once recovery is done and timers are re-armed. */
-  ready: Promise<void>;
-  lastUsed: number;
-  inFlight: number;
-  stopping?: Promise<void>;
-}
+type Activation = ActivationOf<NactRef>;
 
 export interface ShardHostOptions {
   readonly journal: Journal;
@@ -67,7 +62,7 @@ export class ShardHost {
   readonly #engine: JournalPersistenceEngine;
   readonly #system: NactRef;
   readonly #active = new Map<string, Activation>();
-  readonly #timers = new Map<string, Map<string, NodeJS.Timeout>>();
+  readonly #timers: EntityTimers;
   readonly #recoveries: Semaphore;
   readonly #now: () => number;
   #services: NodeServices | undefined;
@@ -84,6 +79,7 @@ export class ShardHost {
     this.#system = start(configurePersistence(this.#engine as never)) as NactRef;
     this.#recoveries = new Semaphore(options.maxConcurrentRecoveries);
     this.#now = options.now ?? Date.now;
+    this.#timers = new EntityTimers(this.#now);
   }
 
   /** Wires the node's services; the host is inert until then. */
@@ -107,10 +103,6 @@ export class ShardHost {
     return this.#deliver(self, shard, (done) => ({ t: 'query', query, done }));
   }
 
-  fireTimer(self: EntityRef, shard: number, name: string, at: number): Promise<CommandResult> {
-    return this.#deliver(self, shard, (done) => ({ t: 'timer', name, at, done: done as never })) as Promise<CommandResult>;
-  }
-
   /** Activates entities (for reminders after a restart or a shard move). */
   async activate(self: EntityRef, shard: number): Promise<void> {
     const activation = await this.#activation(self, shard);
@@ -119,11 +111,16 @@ export class ShardHost {
 
   /** Entities of a kind live on this node right now (for operations views). */
   activeRefs(kind: string): EntityRef[] {
-    return [...this.#active.values()].filter((a) => a.self.kind === kind && !a.stopping).map((a) => a.self);
+    return [...this.#active.values()].filter((a) => a.self.kind === kind && accepts(a.state)).map((a) => a.self);
   }
 
   isActive(self: EntityRef): boolean {
     return this.#active.has(entityKey(self));
+  }
+
+  /** Names of the timers armed for an entity on this node. */
+  armedTimers(self: EntityRef): string[] {
+    return this.#timers.names(entityKey(self));
   }
 
   /** Snapshots and stops every actor of the given shards (rebalance, shutdown). */
@@ -160,7 +157,10 @@ export class ShardHost {
     try {
       await activation.ready;
       return await new Promise<unknown>((resolve, reject) => {
-        dispatch(activation.ref!, build({ resolve, reject } as ActorMessage['done']));
+        const fail = (error: Error) => reject(error);
+        activation.waiting.add(fail);
+        const settle = <T>(f: (v: T) => void) => (v: T) => { activation.waiting.delete(fail); f(v); };
+        dispatch(activation.ref!, build({ resolve: settle(resolve), reject: settle(reject) } as ActorMessage['done']));
       });
     } finally {
       activation.inFlight--;
@@ -173,8 +173,9 @@ export class ShardHost {
     for (;;) {
       const existing = this.#active.get(key);
       if (!existing) break;
-      if (!existing.stopping) return existing;
-      await existing.stopping;
+      if (accepts(existing.state)) return existing;
+      // Poisoned or passivating: wait for it to stop, then activate a fresh incarnation.
+      await (existing.stopping ?? this.#passivate(existing, false));
     }
     // An entity activated after stopAll collected its victims would outlive the actor
     // system and leave its callers waiting forever: refuse, so they fail (and retry) now.
@@ -185,28 +186,28 @@ export class ShardHost {
     const services = this.#services;
     if (!services) throw new Error('shard host is not attached to a node');
 
-    const activation: Activation = { self, key, shard, ref: undefined, ready: Promise.resolve(), lastUsed: this.#now(), inFlight: 0 };
+    const activation: Activation = new ActivationOf<NactRef>(self, key, shard, this.#now());
     // Spawning starts recovery, so it happens inside the semaphore that bounds concurrent recoveries.
     activation.ready = this.#recoveries.run(() => new Promise<void>((resolve, reject) => {
       activation.ref = spawnPersistent(
         this.#system,
-        entityActor({ behavior, self, key, host: this.#actorHost(services) }) as never,
+        entityActor({ behavior, self, key, host: this.#actorHost(services), snapshotEvery: behavior.snapshotEvery ?? this.#options.snapshotEvery }) as never,
         key,
         undefined,
         {
+          // No snapshotEvery for nact: the entity actor snapshots itself (see entity-actor.ts).
           initialState: freshIncarnation(behavior, self.id),
-          snapshotEvery: behavior.snapshotEvery ?? this.#options.snapshotEvery,
-          snapshotEncoder: (inc: Incarnation<unknown>) => ({ ...inc, unsnapshotted: 0 }),
           onCrash: (_msg: unknown, error: unknown, ctx: { stop: symbol }) => {
             this.#options.onError?.(error, `entity ${key} crashed`);
+            activation.on('recovery_failed');
             reject(error);
-            if (this.#active.get(key) === activation) this.#forgetActivation(key);
+            void this.#passivate(activation, false);
             return ctx.stop;
           },
         } as never,
       ) as NactRef;
       this.#activations++;
-      dispatch(activation.ref, { t: 'activate', done: { resolve, reject } } satisfies ActorMessage);
+      dispatch(activation.ref, { t: 'activate', done: { resolve: () => { activation.on('recovered'); resolve(); }, reject } } satisfies ActorMessage);
     }));
     this.#active.set(key, activation);
     return activation;
@@ -229,39 +230,28 @@ export class ShardHost {
       poisoned: (self, error) => {
         this.#options.onError?.(error, `entity ${entityKey(self)} failed; it will recover from its journal`);
         const activation = this.#active.get(entityKey(self));
-        if (activation) void this.#passivate(activation, false);
+        if (activation) {
+          activation.on('poison');
+          void this.#passivate(activation, false);
+        }
       },
     };
   }
 
   #armTimer(self: EntityRef, name: string, at: number, services: NodeServices): void {
-    const key = entityKey(self);
-    this.#disarmTimer(key, name);
-    const delay = Math.max(0, at - this.#now());
-    const handle = setTimeout(() => {
-      this.#timers.get(key)?.delete(name);
-      services.onTimer(self, name, at);
-    }, Math.min(delay, 2 ** 31 - 1));
-    let byName = this.#timers.get(key);
-    if (!byName) this.#timers.set(key, (byName = new Map()));
-    byName.set(name, handle);
+    this.#timers.arm(entityKey(self), name, at, () => services.onTimer(self, name, at));
   }
 
   #disarmTimer(key: string, name: string): void {
-    const byName = this.#timers.get(key);
-    const handle = byName?.get(name);
-    if (handle) clearTimeout(handle);
-    byName?.delete(name);
-    if (byName && byName.size === 0) this.#timers.delete(key);
-  }
-
-  #hasTimers(key: string): boolean {
-    return (this.#timers.get(key)?.size ?? 0) > 0;
+    this.#timers.disarm(key, name);
   }
 
   /** Stops an actor; with `snapshot`, first saves its state so re-activation is cheap and soft state survives. */
   #passivate(activation: Activation, snapshot: boolean): Promise<void> {
     if (activation.stopping) return activation.stopping;
+    // A poisoned incarnation is not snapshotted: its memory may not match its journal.
+    const saves = snapshot && activation.state !== 'poisoned';
+    activation.on('passivate');
     activation.stopping = (async () => {
       try {
         const recovered = await activation.ready.then(() => true, () => false);
@@ -269,14 +259,20 @@ export class ShardHost {
         const until = Date.now() + DRAIN_TIMEOUT_MS;
         while (activation.inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 1));
         if (activation.inFlight > 0) this.#options.onError?.(new Error('drain timed out'), `${activation.key} still had ${activation.inFlight} message(s) in flight when stopped`);
-        if (snapshot && recovered && !this.#behaviors.get(activation.self.kind)?.ephemeral) {
+        // Not drained: a snapshot message would queue behind the stuck one and never be answered.
+        if (saves && recovered && activation.inFlight === 0 && !this.#behaviors.get(activation.self.kind)?.ephemeral) {
           await new Promise<void>((resolve, reject) => {
             dispatch(activation.ref!, { t: 'snapshot', done: { resolve, reject } } satisfies ActorMessage);
           }).catch((error) => this.#options.onError?.(error, `snapshot of ${activation.key} failed`));
         }
       } finally {
-        for (const name of [...(this.#timers.get(activation.key)?.keys() ?? [])]) this.#disarmTimer(activation.key, name);
+        this.#timers.disarmAll(activation.key);
         if (activation.ref) stop(activation.ref);
+        activation.on('stopped');
+        // nact drops what is still queued for a stopped actor: its callers hear so now
+        // (a log command among them stays uncommitted and is delivered again).
+        for (const fail of [...activation.waiting]) fail(new EntityStoppedError(`${activation.key} was stopped before it handled the message`));
+        activation.waiting.clear();
         this.#forgetActivation(activation.key);
         this.#passivations++;
       }
@@ -288,21 +284,17 @@ export class ShardHost {
     this.#active.delete(key);
   }
 
+  #candidates(): Candidate<Activation>[] {
+    return [...this.#active.values()].map((activation) => ({ activation, hasTimers: this.#timers.has(activation.key) }));
+  }
+
   async #sweep(): Promise<void> {
-    const idleSince = this.#now() - this.#options.passivateAfterMs;
-    const idle = [...this.#active.values()].filter(
-      (a) => !a.stopping && a.inFlight === 0 && a.lastUsed <= idleSince && !this.#hasTimers(a.key),
-    );
-    await Promise.all(idle.map((a) => this.#passivate(a, true)));
+    const victims = idleVictims(this.#candidates(), this.#now(), this.#options.passivateAfterMs);
+    await Promise.all(victims.map((a) => this.#passivate(a, true)));
   }
 
   async #evictLeastRecentlyUsed(): Promise<void> {
-    const excess = this.#active.size - this.#options.maxActiveEntities + 1;
-    if (excess <= 0) return;
-    const candidates = [...this.#active.values()]
-      .filter((a) => !a.stopping && a.inFlight === 0 && !this.#hasTimers(a.key))
-      .sort((a, b) => a.lastUsed - b.lastUsed)
-      .slice(0, Math.max(excess, Math.ceil(this.#options.maxActiveEntities / 100)));
-    await Promise.all(candidates.map((a) => this.#passivate(a, true)));
+    const victims = leastRecentlyUsed(this.#candidates(), this.#active.size, this.#options.maxActiveEntities);
+    await Promise.all(victims.map((a) => this.#passivate(a, true)));
   }
 }

@@ -109,12 +109,14 @@ test('an event written by an older version still decodes', async (t) => {
   await r.stop();
 });
 
-test('a reducer that throws refuses the command and the entity keeps working', async (t) => {
+test('a reducer that throws: the command is dead-lettered at once, the caller told, and the entity keeps working', async (t) => {
   const r = await rig();
   await r.region.request(ref('b'), { type: 'add', n: 1 });
   const result = await r.region.request(ref('b'), { type: 'boom' });
-  t.is(result.status, 'rejected');
-  t.is(result.rejection?.code, 'internal_error');
+  t.is(result.status, 'failed');
+  t.like(result.failure, { kind: 'reducer_failed', retriable: false });
+  t.is(result.deadLetter, (await r.deadLetters.list(10))[0]?.id);
+  t.like((await r.deadLetters.list(10))[0], { attempts: 1, command: { message: { type: 'boom' } }, failure: { kind: 'reducer_failed' } });
   await r.region.request(ref('b'), { type: 'add', n: 1 });
   t.is((await get(r, 'b')).total, 2);
   await r.stop();
@@ -134,11 +136,13 @@ test('a storage outage delays commands without losing or doubling them', async (
   await r.stop();
 });
 
-test('unknown entity kinds are refused, not crashed on', async (t) => {
+test('unknown entity kinds are dead-lettered, not crashed on', async (t) => {
   const r = await rig();
   const result = await r.region.request({ kind: 'nope', id: '1' }, { type: 'x' });
-  t.is(result.status, 'rejected');
-  t.is(result.rejection?.code, 'unknown_entity_kind');
+  t.is(result.status, 'failed');
+  t.like(result.failure, { kind: 'undecodable', retriable: false });
+  t.is((await r.deadLetters.list(10)).length, 1, 'set aside, and the shard goes on');
+  t.is((await r.region.request(ref('after-unknown'), { type: 'add', n: 1 })).status, 'applied');
   await r.stop();
 });
 

@@ -183,7 +183,9 @@ export class KafkaCommandLog implements CommandLog {
       if (command) records.push({ shard, offset: Number(message.offset), command });
       else this.#o.onError?.(new Error('undecodable record'), `shard ${shard} offset ${message.offset} skipped`);
     }
-    if (records.length > 0) await this.#handlers!.onRecords(shard, records);
+    // While a record waits for storage the region calls heartbeat: kafkajs only
+    // heartbeats between batches, and a silent member is evicted from the group.
+    if (records.length > 0) await this.#handlers!.onRecords(shard, records, () => heartbeat().catch(() => undefined));
     else if (batch.messages.length > 0) await this.commit(shard, Number(batch.lastOffset()));
     resolveOffset(batch.lastOffset());
     await heartbeat().catch(() => undefined);

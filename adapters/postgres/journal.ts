@@ -4,7 +4,9 @@
 // is the fence against a second writer.
 
 import type { Orm } from './orm.ts';
-import { JournalConflictError, type Journal, type JournalEntry, type SnapshotEntry } from '../../runtime/ports.ts';
+import type { Journal, JournalEntry, SnapshotEntry } from '../../runtime/ports.ts';
+import { JournalConflictError, StorageRejectedError, StorageUnavailableError } from '../../runtime/errors.ts';
+import { countsAsOutage } from '../resilience.ts';
 
 const UNIQUE_VIOLATION = '23505';
 
@@ -22,6 +24,15 @@ export class PostgresJournal implements Journal {
     return this.#orm.em.getConnection().execute(sql, params) as Promise<T[]>;
   }
 
+  /** Reads and snapshot writes fail in the runtime's classes too. */
+  async #run<T>(what: string, sql: string, params: unknown[] = []): Promise<T[]> {
+    try {
+      return await this.#sql<T>(sql, params);
+    } catch (error) {
+      throw classified(error, what);
+    }
+  }
+
   async append(entry: JournalEntry): Promise<void> {
     try {
       await this.#sql(
@@ -30,12 +41,12 @@ export class PostgresJournal implements Journal {
       );
     } catch (error) {
       if (isUniqueViolation(error)) throw new JournalConflictError(entry.persistenceKey, entry.sequenceNr);
-      throw error;
+      throw classified(error, `append ${entry.persistenceKey}#${entry.sequenceNr}`);
     }
   }
 
   async read(persistenceKey: string, afterSequenceNr: number, limit: number): Promise<JournalEntry[]> {
-    const rows = await this.#sql<JournalDbRow>(
+    const rows = await this.#run<JournalDbRow>(`read ${persistenceKey}`,
       'select persistence_key, sequence_nr, data, tags, created_at from journal where persistence_key = ? and sequence_nr > ? order by sequence_nr limit ?',
       [persistenceKey, afterSequenceNr, limit],
     );
@@ -46,7 +57,7 @@ export class PostgresJournal implements Journal {
   }
 
   async latestSnapshot(persistenceKey: string): Promise<SnapshotEntry | undefined> {
-    const [row] = await this.#sql<SnapshotDbRow>(
+    const [row] = await this.#run<SnapshotDbRow>(`snapshot of ${persistenceKey}`,
       'select persistence_key, sequence_nr, data, created_at from snapshot where persistence_key = ?', [persistenceKey],
     );
     return row && {
@@ -57,7 +68,7 @@ export class PostgresJournal implements Journal {
 
   async saveSnapshot(entry: SnapshotEntry): Promise<void> {
     // Never replace a newer snapshot with an older one (a slow write racing a newer one).
-    await this.#sql(
+    await this.#run(`save snapshot of ${entry.persistenceKey}`,
       `insert into snapshot (persistence_key, sequence_nr, data, created_at) values (?, ?, ?, ?)
        on conflict (persistence_key) do update set sequence_nr = excluded.sequence_nr, data = excluded.data, created_at = excluded.created_at
        where snapshot.sequence_nr <= excluded.sequence_nr`,
@@ -72,6 +83,23 @@ export class PostgresJournal implements Journal {
   async close(): Promise<void> {
     await this.#orm.close(true);
   }
+}
+
+/**
+ * The database down or unreachable is transient; the database refusing this data
+ * (invalid bytes 22021, \u0000 in jsonb 22P05, any other class 22, 23, 42 error) is
+ * permanent: the same statement fails the same way however often it is retried.
+ */
+function classified(error: unknown, what: string): Error {
+  const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
+  return countsAsOutage(error) ? new StorageUnavailableError(message, { cause: error })
+    : hasSqlState(error) ? new StorageRejectedError(message, { cause: error })
+    : error instanceof Error ? error : new Error(message);
+}
+
+function hasSqlState(error: unknown): boolean {
+  const e = error as { code?: unknown; cause?: { code?: unknown } } | undefined;
+  return [e?.code, e?.cause?.code].some((c) => typeof c === 'string' && /^[0-9A-Z]{5}$/.test(c) && !c.startsWith('E'));
 }
 
 function parseJson(value: unknown): unknown {

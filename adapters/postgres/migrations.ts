@@ -185,6 +185,29 @@ export class Migration0006AnalyticsByCell extends Migration {
   }
 }
 
+export class Migration0007DeadLetters extends Migration {
+  override name = 'Migration0007DeadLetters';
+
+  override up(): void {
+    // Commands that could not be handled, set aside so their shard goes on (runtime/errors.ts).
+    this.addSql(`create table if not exists dead_letter (
+      id text primary key,
+      shard integer not null,
+      log_offset bigint not null,
+      -- base64 of the command's JSON: kept byte for byte, even what text and jsonb refuse (a NUL)
+      command text not null,
+      failure_kind text not null,
+      failure_message text not null,
+      attempts integer not null,
+      created_at timestamptz not null
+    )`);
+  }
+
+  override down(): void {
+    this.addSql('drop table if exists dead_letter');
+  }
+}
+
 export const migrations = [
   { name: 'Migration0001Journal', class: Migration0001Journal },
   { name: 'Migration0002ReadModels', class: Migration0002ReadModels },
@@ -192,4 +215,5 @@ export const migrations = [
   { name: 'Migration0004EdgeTables', class: Migration0004EdgeTables },
   { name: 'Migration0005OccupiedCells', class: Migration0005OccupiedCells },
   { name: 'Migration0006AnalyticsByCell', class: Migration0006AnalyticsByCell },
+  { name: 'Migration0007DeadLetters', class: Migration0007DeadLetters },
 ];

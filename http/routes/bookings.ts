@@ -3,6 +3,7 @@
 
 import { createHash, randomUUID } from 'node:crypto';
 import { latLngToCell } from 'h3-js';
+import { z } from 'zod';
 import { quote as priceQuote } from '../../actors/pricing.ts';
 import type { CommandResult } from '../../runtime/entity-actor.ts';
 import { Api } from '../api.ts';
@@ -11,6 +12,7 @@ import { principalOf } from '../authenticate.ts';
 import type { Edge } from '../edge.ts';
 import { pricingPolicy } from '../edge.ts';
 import { HttpError } from '../errors.ts';
+import { BookingId } from '../ids.ts';
 import { Booking, BookingCreate, BookingList, BookingListQuery, CancelRequest, Quote, QuoteRequest, RatingRequest, encodeBookingCursor } from '../schemas.ts';
 import { surgeAt } from './discovery.ts';
 
@@ -22,6 +24,12 @@ const STATUS_OF: Record<string, number> = {
 export function outcome(result: CommandResult): unknown {
   if (result.status === 'rejected' && result.rejection) {
     throw new HttpError(STATUS_OF[result.rejection.code] ?? 400, result.rejection.code, result.rejection.message);
+  }
+  if (result.status === 'failed' && result.failure && !result.failure.retriable) {
+    // Set aside for an operator: retrying the same request would fail the same way.
+    const where = result.deadLetter ? ` (dead letter ${result.deadLetter})` : '';
+    if (result.failure.kind === 'reducer_failed') throw new HttpError(500, 'internal_error', `the command could not be handled${where}`);
+    throw new HttpError(422, 'unprocessable', `storage refused the command's data${where}`);
   }
   if (result.status === 'failed') throw new HttpError(503, 'unavailable', 'the command could not be stored; try again');
   return result.reply;
@@ -48,6 +56,8 @@ export function mayRead(p: Principal, booking: { riderId: string; driverId?: str
 export function bookingRoutes(edge: Edge): Api {
   const api = new Api();
   const bookingRef = (id: string) => ({ kind: 'booking', id });
+  // A malformed id is answered 404 before the handler runs (Api.add), as an unknown one is.
+  const params = z.object({ id: BookingId });
 
   api.add({
     method: 'post', path: '/v1/quotes', tag: 'bookings', summary: 'Price a trip; the quote locks the price until it expires',
@@ -105,9 +115,9 @@ export function bookingRoutes(edge: Edge): Api {
 
   api.add({
     method: 'get', path: '/v1/bookings/:id', tag: 'bookings', summary: 'A booking with its status, driver, price and timeline',
-    roles: ['rider', 'driver', 'admin'], response: Booking,
+    roles: ['rider', 'driver', 'admin'], params, response: Booking,
     handler: async (ctx, { params }) => {
-      const view = await edge.region.ask<{ riderId: string; driverId?: string } | null>(bookingRef(params.id!), { type: 'get' });
+      const view = await edge.region.ask<{ riderId: string; driverId?: string } | null>(bookingRef(params.id), { type: 'get' });
       // Another rider's booking is "not found", not "forbidden": ids are not confirmed to strangers.
       if (!view || !mayRead(principalOf(ctx.state), view)) throw new HttpError(404, 'not_found', `no booking ${params.id}`);
       return view;
@@ -133,21 +143,21 @@ export function bookingRoutes(edge: Edge): Api {
 
   api.add({
     method: 'post', path: '/v1/bookings/:id/cancel', tag: 'bookings', summary: 'Cancel (409 once in progress or finished)',
-    roles: ['rider', 'admin'], body: CancelRequest.optional().default({}), response: Booking, errors: [409],
+    roles: ['rider', 'admin'], body: CancelRequest.optional().default({}), params, response: Booking, errors: [409],
     handler: async (ctx, { params, body }) => {
       const p = principalOf(ctx.state);
-      outcome(await edge.region.request(bookingRef(params.id!), { type: 'cancel', by: { role: p.role, userId: p.sub }, reason: body?.reason }));
-      return edge.region.ask(bookingRef(params.id!), { type: 'get' });
+      outcome(await edge.region.request(bookingRef(params.id), { type: 'cancel', by: { role: p.role, userId: p.sub }, reason: body?.reason }));
+      return edge.region.ask(bookingRef(params.id), { type: 'get' });
     },
   });
 
   api.add({
     method: 'post', path: '/v1/bookings/:id/rating', tag: 'bookings', summary: 'Rate a completed booking once',
-    roles: ['rider'], body: RatingRequest, response: Booking, errors: [409],
+    roles: ['rider'], body: RatingRequest, params, response: Booking, errors: [409],
     handler: async (ctx, { params, body }) => {
       const p = principalOf(ctx.state);
-      outcome(await edge.region.request(bookingRef(params.id!), { type: 'rate', by: { role: p.role, userId: p.sub }, stars: body.stars, comment: body.comment }));
-      return edge.region.ask(bookingRef(params.id!), { type: 'get' });
+      outcome(await edge.region.request(bookingRef(params.id), { type: 'rate', by: { role: p.role, userId: p.sub }, stars: body.stars, comment: body.comment }));
+      return edge.region.ask(bookingRef(params.id), { type: 'get' });
     },
   });
   return api;

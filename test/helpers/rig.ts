@@ -6,14 +6,17 @@ import { InProcessCommandLog } from '../../adapters/memory/command-log.ts';
 import { MemoryJournal } from '../../adapters/memory/journal.ts';
 import { InProcessNotifier } from '../../adapters/memory/notifier.ts';
 import { MemoryReminderStore } from '../../adapters/memory/reminders.ts';
+import { MemoryDeadLetterStore } from '../../adapters/memory/dead-letters.ts';
 import { ShardRegion } from '../../runtime/region.ts';
 import { ShardHost } from '../../runtime/shard-host.ts';
+import type { CommandLog } from '../../runtime/ports.ts';
 
 export interface Rig {
   readonly region: ShardRegion;
   readonly host: ShardHost;
   readonly journal: MemoryJournal;
   readonly reminders: MemoryReminderStore;
+  readonly deadLetters: MemoryDeadLetterStore;
   readonly notifier: InProcessNotifier;
   readonly errors: string[];
   stop(): Promise<void>;
@@ -28,12 +31,16 @@ export interface RigOptions {
   readonly snapshotEvery?: number;
   readonly shards?: number;
   readonly askTimeoutMs?: number;
+  readonly maxAttempts?: number;
+  /** Wraps the command log (fault injection). */
+  readonly wrapLog?: (log: CommandLog) => CommandLog;
 }
 
 export async function startRig(options: RigOptions): Promise<Rig> {
   const journal = options.journal ?? new MemoryJournal();
   const reminders = options.reminders ?? new MemoryReminderStore();
   const notifier = new InProcessNotifier();
+  const deadLetters = new MemoryDeadLetterStore();
   const errors: string[] = [];
   const shards = options.shards ?? 8;
   const host = new ShardHost({
@@ -48,7 +55,7 @@ export async function startRig(options: RigOptions): Promise<Rig> {
   const region = new ShardRegion({
     nodeId: 'n1',
     placement: { shards, placementRes: 4 },
-    log: new InProcessCommandLog({ shards, nodeId: 'n1' }),
+    log: (options.wrapLog ?? ((l) => l))(new InProcessCommandLog({ shards, nodeId: 'n1' })),
     host,
     reminders,
     notifier,
@@ -56,8 +63,10 @@ export async function startRig(options: RigOptions): Promise<Rig> {
     askTimeoutMs: options.askTimeoutMs ?? 5_000,
     retryMinMs: 5,
     retryMaxMs: 20,
+    deadLetters,
+    maxAttempts: options.maxAttempts ?? 1_000,
     onError: (_e, context) => errors.push(context),
   });
   await region.start();
-  return { region, host, journal, reminders, notifier, errors, stop: () => region.stop() };
+  return { region, host, journal, reminders, deadLetters, notifier, errors, stop: () => region.stop() };
 }

@@ -1,0 +1,68 @@
+// One entity's life on this node, as an explicit state machine (after Pekko's Shard):
+//
+//   recovering --recovered--> active --passivate--> passivating --stopped--> stopped
+//        |                      |                        ^
+//        +--recovery_failed-----+----poison--> poisoned -+ (passivate)
+//
+// `recovering`: spawned, reading snapshot and journal; messages wait for it.
+// `active`: handling messages. `poisoned`: a write failed after nact advanced its
+// sequence number, so its memory may not match its journal; it takes no more work
+// and is stopped, the next message recovers a fresh incarnation. `passivating`:
+// draining in-flight messages and snapshotting. `stopped`: gone; whoever still
+// waited on it hears so (see ShardHost), the next message activates it anew.
+
+import type { EntityRef } from '../actors/behavior.ts';
+
+export type ActivationState = 'recovering' | 'active' | 'passivating' | 'poisoned' | 'stopped';
+export type ActivationEvent = 'recovered' | 'recovery_failed' | 'poison' | 'passivate' | 'stopped';
+
+const TRANSITIONS: Record<ActivationState, Partial<Record<ActivationEvent, ActivationState>>> = {
+  recovering: { recovered: 'active', recovery_failed: 'poisoned', passivate: 'passivating', poison: 'poisoned' },
+  active: { poison: 'poisoned', passivate: 'passivating' },
+  poisoned: { passivate: 'passivating', poison: 'poisoned', recovery_failed: 'poisoned' },
+  passivating: { stopped: 'stopped', poison: 'passivating', recovery_failed: 'passivating', recovered: 'passivating' },
+  stopped: {},
+};
+
+/** The single transition function; an event a state does not take leaves it as it is. */
+export function transition(state: ActivationState, event: ActivationEvent): ActivationState {
+  return TRANSITIONS[state][event] ?? state;
+}
+
+/** Whether a state takes new messages (recovering ones wait for recovery). */
+export function accepts(state: ActivationState): boolean {
+  return state === 'recovering' || state === 'active';
+}
+
+export class Activation<Ref = unknown> {
+  readonly self: EntityRef;
+  readonly key: string;
+  readonly shard: number;
+  #state: ActivationState = 'recovering';
+  /** Set once the actor is spawned (inside the recovery semaphore). */
+  ref: Ref | undefined;
+  /** Resolves once recovery is done and timers are re-armed. */
+  ready: Promise<void> = Promise.resolve();
+  lastUsed: number;
+  inFlight = 0;
+  /** Settles when the actor is stopped; set when passivation starts. */
+  stopping: Promise<void> | undefined;
+  /** Callers still waiting on this actor: settled with an error if it stops first. */
+  readonly waiting = new Set<(error: Error) => void>();
+
+  constructor(self: EntityRef, key: string, shard: number, now: number) {
+    this.self = self;
+    this.key = key;
+    this.shard = shard;
+    this.lastUsed = now;
+  }
+
+  get state(): ActivationState {
+    return this.#state;
+  }
+
+  on(event: ActivationEvent): ActivationState {
+    this.#state = transition(this.#state, event);
+    return this.#state;
+  }
+}

@@ -1,0 +1,86 @@
+// Every failure while handling a command, by class. `retriable` alone decides what
+// the runtime does with it: a retriable failure is tried again with capped backoff
+// (the shard waits, its offset stays uncommitted); anything else is permanent and
+// the command goes to the dead-letter store so the shard goes on. Adapters turn
+// their own errors into these (the PostgreSQL journal maps SQLSTATEs); nothing in
+// the runtime inspects messages or error codes.
+
+export abstract class RuntimeError extends Error {
+  abstract readonly retriable: boolean;
+  /** A stable name for logs, metrics and the dead-letter table. */
+  abstract readonly kind: FailureKind;
+}
+
+export type FailureKind =
+  | 'storage_unavailable' | 'journal_conflict' | 'storage_rejected' | 'reducer_failed' | 'undecodable' | 'log_unavailable'
+  | 'entity_stopped' | 'unknown';
+
+/** Storage cannot be reached or answer now (connection refused or reset, timeout). */
+export class StorageUnavailableError extends RuntimeError {
+  override readonly name = 'StorageUnavailableError';
+  readonly retriable = true;
+  readonly kind = 'storage_unavailable' as const;
+}
+
+/** Another writer got to the entity's next journal position first: recover and try again. */
+export class JournalConflictError extends RuntimeError {
+  override readonly name = 'JournalConflictError';
+  readonly retriable = true;
+  readonly kind = 'journal_conflict' as const;
+  readonly persistenceKey: string;
+  readonly sequenceNr: number;
+  constructor(persistenceKey: string, sequenceNr: number) {
+    super(`journal already has ${persistenceKey}#${sequenceNr}: another writer owns this entity`);
+    this.persistenceKey = persistenceKey;
+    this.sequenceNr = sequenceNr;
+  }
+}
+
+/** Storage is up but refuses this data (bad bytes, a value out of range): retrying changes nothing. */
+export class StorageRejectedError extends RuntimeError {
+  override readonly name = 'StorageRejectedError';
+  readonly retriable = false;
+  readonly kind = 'storage_rejected' as const;
+}
+
+/** The entity's reducer threw: a bug, or a message it cannot take. */
+export class ReducerError extends RuntimeError {
+  override readonly name = 'ReducerError';
+  readonly retriable = false;
+  readonly kind = 'reducer_failed' as const;
+}
+
+/** The command cannot be read (not an envelope, no such entity kind). */
+export class UndecodableCommandError extends RuntimeError {
+  override readonly name = 'UndecodableCommandError';
+  readonly retriable = false;
+  readonly kind = 'undecodable' as const;
+}
+
+/** The command log (Kafka) could not take the command's tells. */
+export class LogUnavailableError extends RuntimeError {
+  override readonly name = 'LogUnavailableError';
+  readonly retriable = true;
+  readonly kind = 'log_unavailable' as const;
+}
+
+/** The entity was stopped (passivated, shard moved, node stopping) before it handled the message. */
+export class EntityStoppedError extends RuntimeError {
+  override readonly name = 'EntityStoppedError';
+  readonly retriable = true;
+  readonly kind = 'entity_stopped' as const;
+}
+
+/** An error no adapter classified: treated as transient until attempts run out. */
+export class UnclassifiedError extends RuntimeError {
+  override readonly name = 'UnclassifiedError';
+  readonly retriable = true;
+  readonly kind = 'unknown' as const;
+}
+
+/** The runtime's view of any thrown value. */
+export function classify(error: unknown): RuntimeError {
+  if (error instanceof RuntimeError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new UnclassifiedError(message, { cause: error });
+}

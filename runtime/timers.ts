@@ -1,0 +1,71 @@
+// Timers, as commands. An entity's timer is journaled with the command that set it
+// and armed in memory while the entity is active; when it is due, the node appends
+// a *fire* command to the entity's shard in the command log, with an id derived
+// from the entity, the timer's name and its due time. From there it is a command
+// like any other: retried while storage fails, dead-lettered if it never can be
+// handled, redelivered after a crash and dropped as a duplicate once handled (its
+// tells re-sent). Reminders (the durable note that an entity has a timer) bring
+// the entity back after a restart or a shard move, and are re-scanned periodically.
+
+import type { EntityRef } from '../actors/behavior.ts';
+import { entityKey } from './entity.ts';
+
+/** The message of a fire command. The `$` keeps it apart from every domain message. */
+export interface TimerFire {
+  readonly $timer: string;
+  readonly at: number;
+}
+
+export function isTimerFire(message: unknown): message is TimerFire {
+  const m = message as Partial<TimerFire> | null;
+  return typeof m === 'object' && m !== null && typeof m.$timer === 'string' && typeof m.at === 'number';
+}
+
+/** The same timer firing twice (two nodes, a retry) is one command. */
+export function timerCommandId(self: EntityRef, name: string, at: number): string {
+  return `timer:${entityKey(self)}/${name}/${at}`;
+}
+
+/** The in-memory side of timers: one timeout per (entity, timer name), armed while the entity is active. */
+export class EntityTimers {
+  readonly #byEntity = new Map<string, Map<string, NodeJS.Timeout>>();
+  readonly #now: () => number;
+
+  constructor(now: () => number) {
+    this.#now = now;
+  }
+
+  arm(key: string, name: string, at: number, fire: () => void): void {
+    this.disarm(key, name);
+    // setTimeout holds at most ~24.8 days; a later timer is re-armed when that passes.
+    const delay = Math.min(Math.max(0, at - this.#now()), 2 ** 31 - 1);
+    const handle = setTimeout(() => {
+      this.#byEntity.get(key)?.delete(name);
+      if (this.#now() < at) this.arm(key, name, at, fire);
+      else fire();
+    }, delay);
+    let byName = this.#byEntity.get(key);
+    if (!byName) this.#byEntity.set(key, (byName = new Map()));
+    byName.set(name, handle);
+  }
+
+  disarm(key: string, name: string): void {
+    const byName = this.#byEntity.get(key);
+    const handle = byName?.get(name);
+    if (handle) clearTimeout(handle);
+    byName?.delete(name);
+    if (byName && byName.size === 0) this.#byEntity.delete(key);
+  }
+
+  disarmAll(key: string): void {
+    for (const name of [...(this.#byEntity.get(key)?.keys() ?? [])]) this.disarm(key, name);
+  }
+
+  names(key: string): string[] {
+    return [...(this.#byEntity.get(key)?.keys() ?? [])];
+  }
+
+  has(key: string): boolean {
+    return (this.#byEntity.get(key)?.size ?? 0) > 0;
+  }
+}
