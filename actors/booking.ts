@@ -2,12 +2,21 @@
 // in_progress -> completed, or cancelled / no_driver. Dispatch lives here: ask
 // the node's nearest search for candidates, rank them, offer to one driver at a
 // time with a timeout, move on after a refusal, decline or timeout, widen the
-// radius when the candidates run out, and give up after a deadline or a number
-// of attempts. The driver's actor has the last word on an offer (it is the only
-// one that knows whether the driver is free), so an acceptance is a message
-// from the driver, and a booking that has moved on withdraws it. A driver who
-// lets go of an accepted booking before the trip starts (deactivated) sends it
-// back to dispatch with a fresh deadline and search budget.
+// radius when the candidates run out, and give up only at the deadline: a search
+// that finds nobody to offer (cells still empty after a restart, nobody free yet)
+// is made again after a backoff (1, 2, 4, 8 s by default, capped) until then. The
+// driver's actor has the last word on an offer (it is the only one that knows
+// whether the driver is free), so an acceptance is a message from the driver, and
+// a booking that has moved on withdraws it. A driver who lets go of an accepted
+// booking before the trip starts (deactivated) sends it back to dispatch with a
+// fresh deadline.
+//
+// A scheduled booking activates itself: it sets a durable timer for
+// scheduledAt - scheduleLeadMs when it is created, so its dispatch does not depend
+// on the read model. The node's cron sweep of the read model may tell it to
+// activate too; activation is idempotent, and a booking that is no longer
+// scheduled answers a sweep by publishing its current view (`booking.synced`) so
+// a read model row that missed a transition is corrected instead of swept forever.
 
 import type { Behavior, Effect, EntityRef, HandleContext, Outcome } from './behavior.ts';
 import type { Candidate } from './cell.ts';
@@ -40,7 +49,7 @@ export interface BookingState {
   readonly timeline: readonly { readonly status: BookingStatus; readonly at: number }[];
   readonly radiusKm: number;
   readonly searches: number;
-  /** Searches made before the booking was last sent back to dispatch; the budget counts from here. */
+  /** Searches made before the booking was last sent back to dispatch; the backoff counts from here. */
   readonly searchesBefore?: number;
   readonly tried: readonly string[];
   readonly queue: readonly Candidate[];
@@ -75,7 +84,10 @@ export type BookingMessage =
   | CreateBooking
   | { readonly type: 'activate' }
   | { readonly type: 'candidates'; readonly search: number; readonly drivers: readonly Candidate[] }
+  /** A search got no answer in time: ask again at the same radius. */
   | { readonly type: 'search.retry'; readonly search: number }
+  /** The backoff after a search that found nobody to offer is over: search again, wider. */
+  | { readonly type: 'search.next'; readonly search: number }
   | { readonly type: 'offer.timeout'; readonly driverId: string }
   | { readonly type: 'offer.refused'; readonly driverId: string; readonly reason: string }
   | { readonly type: 'offer.declined'; readonly driverId: string; readonly expired?: boolean }
@@ -111,17 +123,31 @@ export interface BookingSettings {
   readonly deadlineMs: number;
   readonly initialRadiusKm: number;
   readonly maxRadiusKm: number;
-  readonly maxSearches: number;
   readonly candidatesPerSearch: number;
   /** A search that gets no answer in this long is asked again. */
   readonly searchRetryMs: number;
+  /**
+   * After a search that found nobody to offer, the next one waits this long, doubled
+   * with each search of the same dispatch round up to `searchBackoffMaxMs`; searching
+   * goes on until the deadline.
+   */
+  readonly searchBackoffMs: number;
+  readonly searchBackoffMaxMs: number;
+  /** A scheduled booking activates (by its own durable timer) this long before its time. */
+  readonly scheduleLeadMs: number;
   readonly weights: DispatchWeights;
 }
 
 export const DEFAULT_BOOKING: BookingSettings = {
-  offerTimeoutMs: 15_000, deadlineMs: 120_000, initialRadiusKm: 3, maxRadiusKm: 12, maxSearches: 6,
-  candidatesPerSearch: 10, searchRetryMs: 5_000, weights: DEFAULT_WEIGHTS,
+  offerTimeoutMs: 15_000, deadlineMs: 120_000, initialRadiusKm: 3, maxRadiusKm: 12,
+  candidatesPerSearch: 10, searchRetryMs: 5_000, searchBackoffMs: 1_000, searchBackoffMaxMs: 8_000,
+  scheduleLeadMs: 600_000, weights: DEFAULT_WEIGHTS,
 };
+
+/** How long the booking waits after its `n`th search of a dispatch round found nobody (n from 1). */
+export function searchBackoff(settings: Pick<BookingSettings, 'searchBackoffMs' | 'searchBackoffMaxMs'>, n: number): number {
+  return Math.min(settings.searchBackoffMaxMs, settings.searchBackoffMs * 2 ** Math.min(Math.max(0, n - 1), 30));
+}
 
 export const FINAL: readonly BookingStatus[] = ['completed', 'cancelled', 'no_driver'];
 /** Statuses from which a rider or admin may still cancel (the contract: 409 once in progress or finished). */
@@ -207,8 +233,12 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
     };
   }
 
-  /** Offer to the best untried candidate, or search wider, or give up. */
-  function next(s: BookingState, now: number): { events: BookingEvent[]; effects: Effect[] } {
+  /**
+   * Offer to the best untried candidate. With nobody to offer: give up at the deadline only;
+   * right after a search (`searched`) wait out a backoff before the next one, else (the
+   * candidates of a search ran out) search again at once, wider.
+   */
+  function next(s: BookingState, now: number, searched = false): { events: BookingEvent[]; effects: Effect[] } {
     const ranked = rankCandidates(s.queue, { bookingId: s.id, radiusKm: s.radiusKm, now, tried: s.tried, weights: settings.weights });
     const best = ranked[0];
     if (best) {
@@ -222,8 +252,24 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
         ],
       };
     }
-    if (s.searches - (s.searchesBefore ?? 0) >= settings.maxSearches || now >= s.deadlineAt) return giveUp(now);
-    return search(s, now, Math.min(settings.maxRadiusKm, Math.max(s.radiusKm, settings.initialRadiusKm) * (s.searches === 0 ? 1 : 2)));
+    if (now >= s.deadlineAt) return giveUp(now);
+    if (searched) {
+      const wait = searchBackoff(settings, s.searches - (s.searchesBefore ?? 0));
+      // Never past the deadline, whose own timer ends the booking.
+      return { events: [], effects: [{ type: 'timer.set', name: 'search', at: Math.min(now + wait, s.deadlineAt), message: { type: 'search.next', search: s.searches } }] };
+    }
+    return search(s, now, wider(s));
+  }
+
+  function wider(s: BookingState): number {
+    return Math.min(settings.maxRadiusKm, Math.max(s.radiusKm, settings.initialRadiusKm) * 2);
+  }
+
+  /** The booking as it is now, for a read model row that missed a transition (no analytics count it). */
+  function synced(s: BookingState, now: number): Outcome<BookingState, BookingEvent> {
+    return { state: s, events: [], effects: [{ type: 'publish', topic: 'booking', event: {
+      type: 'booking.synced', at: now, booking: bookingView(s), pickupCell: s.pickupCell, driverId: s.driverId ?? s.offer?.driverId,
+    } }] };
   }
 
   function giveUp(now: number): { events: BookingEvent[]; effects: Effect[] } {
@@ -262,22 +308,33 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
         const base = applyBooking(s, created);
         const demand: Effect = { type: 'tell', durable: false, to: { kind: 'cell', id: m.pickupCell }, message: { type: 'demand', at: now } };
         if (m.scheduledAt !== undefined && m.scheduledAt > now) {
-          return result(s, [created], [demand], bookingView(base));
+          // Its own durable timer activates it (at once when already inside the lead window).
+          const activate: Effect = { type: 'timer.set', name: 'activate', at: Math.max(now, m.scheduledAt - settings.scheduleLeadMs), message: { type: 'activate' } };
+          return result(s, [created], [demand, activate], bookingView(base));
         }
         const first = search(base, now, settings.initialRadiusKm);
         const all = [created, ...first.events];
         return result(s, all, [demand, ...first.effects], bookingView(all.reduce(applyBooking, s)));
       }
       case 'activate': {
-        if (s.status !== 'scheduled') return { state: s, events: [], effects: [] }; // idempotent
+        // Idempotent: the timer and the sweep may both ask, and only one activates. A booking
+        // that has moved on (a sweep that read a stale row, or came second) changes nothing
+        // and publishes its current view, which corrects the row.
+        if (s.status !== 'scheduled') return synced(s, now);
         const step = search(s, now, settings.initialRadiusKm);
-        return result(s, step.events, step.effects);
+        return result(s, step.events, [{ type: 'timer.cancel', name: 'activate' }, ...step.effects]);
       }
       case 'candidates': {
         if (s.status !== 'searching' || m.search !== s.searches) return { state: s, events: [], effects: [] };
         const received: BookingEvent = { type: 'candidates.received', queue: m.drivers };
-        const step = next(applyBooking(s, received), now);
+        const step = next(applyBooking(s, received), now, true);
         return result(s, [received, ...step.events], step.effects);
+      }
+      case 'search.next': {
+        if (s.status !== 'searching' || m.search !== s.searches) return { state: s, events: [], effects: [] };
+        if (now >= s.deadlineAt) return ended(s, now);
+        const step = search(s, now, wider(s));
+        return result(s, step.events, step.effects);
       }
       case 'search.retry': {
         if (s.status !== 'searching' || m.search !== s.searches) return { state: s, events: [], effects: [] };
@@ -322,7 +379,7 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
         if (m.by.role === 'driver') return refuse(s, 'forbidden', 'drivers decline offers instead of cancelling');
         if (!CANCELLABLE.includes(s.status)) return refuse(s, 'conflict', `a booking that is ${s.status} cannot be cancelled`);
         const holder = s.driverId ?? s.offer?.driverId;
-        const effects: Effect[] = ['offer', 'search', 'deadline'].map((name) => ({ type: 'timer.cancel', name }) as Effect);
+        const effects: Effect[] = (s.status === 'scheduled' ? ['activate'] : ['offer', 'search', 'deadline']).map((name) => ({ type: 'timer.cancel', name }) as Effect);
         if (holder) {
           effects.push({ type: 'tell', to: driverRef(holder), message: { type: s.driverId ? 'booking.cancelled' : 'offer.withdrawn', bookingId: s.id } });
         }

@@ -8,6 +8,16 @@
 // before they can go online. Deactivating a driver takes it offline and hands
 // back any offer or booking it holds that has not started; an inactive driver
 // refuses offers, so dispatch moves on to the next candidate.
+//
+// Cells are soft state: a restarted or moved cell starts empty. An online driver
+// therefore keeps a durable `presence` timer (every `presenceMs`) whose firing
+// re-sends its last position and status to its cell. The timer is a reminder, so
+// after a restart or a shard move the runtime brings the driver back and the timer
+// fires (at once if it fell due meanwhile): drivers re-announce themselves without
+// a new fix. It also keeps a stationary driver in its cell (cells drop drivers
+// unheard of for 2 minutes). A driver whose app has sent nothing for `silentAfterMs`
+// is no longer re-announced (its timer lapses until its next fix), so a phone that
+// died while online does not stay dispatchable forever.
 
 import { latLngToCell } from 'h3-js';
 import type { Behavior, Effect, EntityRef, HandleContext, Outcome } from './behavior.ts';
@@ -41,6 +51,10 @@ export interface DriverState {
   readonly profile: DriverProfile;
   /** Set by the first journaled event that makes the driver real (not a vehicle's maintenance push). */
   readonly known?: boolean;
+  /** Soft: this incarnation knows its presence timer runs (absent after a replay without snapshot). */
+  readonly presence?: boolean;
+  /** Soft: server time of the driver's last fix or going online. */
+  readonly heardAt?: number;
 }
 
 export interface DriverProfile {
@@ -85,7 +99,9 @@ export type DriverMessage =
   /** Changes the profile of an existing driver; `not_found` for an id nobody created. */
   | { readonly type: 'profile.update'; readonly profile: Partial<Omit<DriverProfile, 'approval'>> }
   /** An admin approves a self-registered driver (idempotent). */
-  | { readonly type: 'approve' };
+  | { readonly type: 'approve' }
+  /** The presence timer: re-announce to the cell, and set it again. */
+  | { readonly type: 'presence' };
 
 export type DriverEvent =
   | { readonly type: 'went.online'; readonly vehicleType: string; readonly vehicleId?: string }
@@ -107,7 +123,13 @@ export type DriverQuery = { readonly type: 'get' };
 export interface DriverSettings {
   readonly cellRes: number;
   readonly offerTimeoutMs: number;
+  /** Period of an online driver's presence timer (default DEFAULT_PRESENCE.presenceMs). */
+  readonly presenceMs?: number;
+  /** An online driver silent this long is no longer re-announced (default DEFAULT_PRESENCE.silentAfterMs). */
+  readonly silentAfterMs?: number;
 }
+
+export const DEFAULT_PRESENCE = { presenceMs: 30_000, silentAfterMs: 600_000 } as const;
 
 const booking = (id: string): EntityRef => ({ kind: 'booking', id });
 const cell = (id: string): EntityRef => ({ kind: 'cell', id });
@@ -124,7 +146,7 @@ export function applyDriver(s: DriverState, e: DriverEvent): DriverState {
 function step(s: DriverState, e: DriverEvent): DriverState {
   switch (e.type) {
     case 'went.online': return { ...s, status: 'available', vehicleType: e.vehicleType, vehicleId: e.vehicleId ?? s.vehicleId };
-    case 'went.offline': return { ...s, status: 'offline', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined };
+    case 'went.offline': return { ...s, status: 'offline', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined, presence: undefined };
     case 'offered': return { ...s, status: 'offered', bookingId: e.bookingId, riderId: e.riderId, offerExpiresAt: e.expiresAt, offers: s.offers + 1 };
     case 'offer.accepted': return { ...s, status: 'assigned', offerExpiresAt: undefined, accepts: s.accepts + 1 };
     case 'offer.ended': return { ...s, status: 'available', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined };
@@ -170,6 +192,10 @@ export function driverCopy(id: string, s: DriverState, now: number): DriverCopy 
 }
 
 export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverState, DriverMessage, DriverEvent, DriverQuery, unknown> {
+  const presenceMs = settings.presenceMs ?? DEFAULT_PRESENCE.presenceMs;
+  const silentAfterMs = settings.silentAfterMs ?? DEFAULT_PRESENCE.silentAfterMs;
+  const presenceTimer = (now: number): Effect => ({ type: 'timer.set', name: 'presence', at: now + presenceMs, message: { type: 'presence' } });
+
   /** The cell's copy follows the driver: upsert where it is, remove where it was. */
   function cellEffects(id: string, before: DriverState, after: DriverState, now: number): Effect[] {
     const effects: Effect[] = [];
@@ -192,8 +218,24 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
       events = [...events, off];
       next = applyDriver(next, off);
     }
+    // Online, the presence timer runs; offline, it stops.
+    const presence: Effect[] = [];
+    if (s.status === 'offline' && next.status !== 'offline') {
+      presence.push(presenceTimer(ctx.now));
+      next = { ...next, presence: true, heardAt: ctx.now };
+    } else if (s.status !== 'offline' && next.status === 'offline') {
+      presence.push({ type: 'timer.cancel', name: 'presence' });
+    }
     const publish: Effect[] = events.length > 0 ? [{ type: 'publish', topic: 'driver', event: { type: `driver.${events.at(-1)!.type}`, driver: driverView(ctx.self.id, next) } }] : [];
-    return { state: next, events, effects: [...extra, ...cellEffects(ctx.self.id, s, next, ctx.now), ...publish] };
+    return { state: next, events, effects: [...extra, ...presence, ...cellEffects(ctx.self.id, s, next, ctx.now), ...publish] };
+  }
+
+  /** The presence timer fired: re-announce to the cell and set it again, or let it lapse. */
+  function presenceTick(s: DriverState, ctx: HandleContext): Outcome<DriverState, DriverEvent> {
+    const lapse = { state: s.presence ? { ...s, presence: undefined } : s, events: [], effects: [] };
+    if (s.status === 'offline' || !s.fix || !s.cell) return lapse; // nothing to announce; the next fix sets it again
+    if (ctx.now - (s.heardAt ?? s.fix.at) > silentAfterMs) return lapse;
+    return { state: s.presence ? s : { ...s, presence: true }, events: [], effects: [...cellEffects(ctx.self.id, s, s, ctx.now), presenceTimer(ctx.now)] };
   }
 
   function refuse(s: DriverState, code: string, message: string): Outcome<DriverState, DriverEvent> {
@@ -204,8 +246,14 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
     // Fixes arrive late and out of order (batches sent after a tunnel): keep the newest only.
     const newest = fixes.reduce<Fix | undefined>((best, f) => (!best || f.at > best.at ? f : best), undefined);
     if (!newest || (s.fix && newest.at <= s.fix.at)) return { state: s, events: [], effects: [] };
-    const next: DriverState = { ...s, fix: newest, cell: latLngToCell(newest.lat, newest.lng, settings.cellRes) };
+    let next: DriverState = { ...s, fix: newest, cell: latLngToCell(newest.lat, newest.lng, settings.cellRes), heardAt: ctx.now };
     const effects = s.status === 'offline' ? [] : cellEffects(ctx.self.id, s, next, ctx.now);
+    // Online without a presence timer this incarnation knows of (lapsed while silent, online
+    // since before presence existed, or replayed without a snapshot): set it.
+    if (s.status !== 'offline' && !s.presence) {
+      effects.push(presenceTimer(ctx.now));
+      next = { ...next, presence: true };
+    }
     // The rider of the booking in hand follows the car.
     if ((s.status === 'assigned' || s.status === 'on_trip') && s.riderId && s.bookingId) {
       effects.push({ type: 'notify', userId: s.riderId, message: {
@@ -231,6 +279,7 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
         if (s.status === 'assigned' || s.status === 'on_trip') return refuse(s, 'on_trip', 'cannot go offline with a booking in hand');
         return transition(s, [{ type: 'went.offline' }], ctx,
           s.status === 'offered' && s.bookingId ? [{ type: 'tell', to: booking(s.bookingId), message: { type: 'offer.declined', driverId: ctx.self.id } }] : []);
+      case 'presence': return presenceTick(s, ctx);
       case 'location': return move(s, [m.fix], ctx);
       case 'location.batch': return move(s, m.fixes, ctx);
       case 'offer': {

@@ -14,6 +14,12 @@ export interface DomainSettings {
     readonly offerTimeoutMs: number;
     readonly surgeCap: number;
     readonly deadlineMs: number;
+    /** Absent: the behaviours' defaults (DEFAULT_BOOKING, DEFAULT_PRESENCE). */
+    readonly scheduleLeadMs?: number;
+    readonly searchBackoffMs?: number;
+    readonly searchBackoffMaxMs?: number;
+    readonly presenceMs?: number;
+    readonly driverSilentAfterMs?: number;
   };
   /** Bounds of nearest-driver searches; absent: DEFAULT_SEARCH. */
   readonly search?: SearchSettings;
@@ -24,9 +30,14 @@ type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
 export function dispatchBehaviors(settings: DomainSettings): AnyBehavior[] {
   const d = settings.dispatch;
   return [
-    makeDriverBehavior({ cellRes: d.cellRes, offerTimeoutMs: d.offerTimeoutMs }),
+    makeDriverBehavior({ cellRes: d.cellRes, offerTimeoutMs: d.offerTimeoutMs, presenceMs: d.presenceMs, silentAfterMs: d.driverSilentAfterMs }),
     makeCellBehavior({ ...DEFAULT_CELL, surgeCap: d.surgeCap }),
-    makeBookingBehavior({ ...DEFAULT_BOOKING, offerTimeoutMs: d.offerTimeoutMs, deadlineMs: d.deadlineMs }),
+    makeBookingBehavior({
+      ...DEFAULT_BOOKING, offerTimeoutMs: d.offerTimeoutMs, deadlineMs: d.deadlineMs,
+      scheduleLeadMs: d.scheduleLeadMs ?? DEFAULT_BOOKING.scheduleLeadMs,
+      searchBackoffMs: d.searchBackoffMs ?? DEFAULT_BOOKING.searchBackoffMs,
+      searchBackoffMaxMs: d.searchBackoffMaxMs ?? DEFAULT_BOOKING.searchBackoffMaxMs,
+    }),
     makeVehicleBehavior(),
   ] as unknown as AnyBehavior[];
 }

@@ -58,6 +58,7 @@ export interface Config {
     readonly maxActiveEntities: number;
     readonly maxConcurrentRecoveries: number;
     readonly snapshotEvery: number;
+    readonly commandMaxAttempts: number;
     readonly askTimeoutMs: number;
     readonly shutdownTimeoutMs: number;
   };
@@ -94,6 +95,13 @@ export interface Config {
     readonly surgeCap: number;
     readonly deadlineMs: number;
     readonly scheduleLeadMs: number;
+    /** Wait after a search that found nobody, doubled per search up to searchBackoffMaxMs. */
+    readonly searchBackoffMs: number;
+    readonly searchBackoffMaxMs: number;
+    /** Period of an online driver's presence timer (re-announces it to its cell). */
+    readonly presenceMs: number;
+    /** An online driver silent this long is no longer re-announced. */
+    readonly driverSilentAfterMs: number;
   };
   /** Bounds of nearest-driver searches: the nearby endpoint's radius cap, cells asked per search. */
   readonly search: {
@@ -325,6 +333,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxActiveEntities: r.int('MAX_ACTIVE_ENTITIES', 10, 10_000_000),
       maxConcurrentRecoveries: r.int('MAX_CONCURRENT_RECOVERIES', 1, 10_000),
       snapshotEvery: r.int('SNAPSHOT_EVERY', 0, 1_000_000),
+      commandMaxAttempts: r.int('COMMAND_MAX_ATTEMPTS', 1, 1000),
       askTimeoutMs: r.int('ASK_TIMEOUT_MS', 10, 600_000),
       shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 100, 600_000),
     },
@@ -347,12 +356,19 @@ export function loadConfig(env: Env = process.env): Config {
       surgeCap: r.number('SURGE_CAP', 1, 20),
       deadlineMs: r.int('DISPATCH_DEADLINE_MS', 5_000, 3_600_000),
       scheduleLeadMs: r.int('SCHEDULE_LEAD_MS', 0, 86_400_000),
+      searchBackoffMs: r.int('DISPATCH_SEARCH_BACKOFF_MS', 100, 60_000),
+      searchBackoffMaxMs: r.int('DISPATCH_SEARCH_BACKOFF_MAX_MS', 100, 600_000),
+      presenceMs: r.int('DRIVER_PRESENCE_MS', 1_000, 100_000),
+      driverSilentAfterMs: r.int('DRIVER_SILENT_AFTER_MS', 60_000, 86_400_000),
     },
     search: {
       maxRadiusKm: r.number('SEARCH_MAX_RADIUS_KM', 0.1, 100),
       maxCells: r.int('SEARCH_MAX_CELLS', 1, 100_000),
     },
   };
+  if (config.dispatch.searchBackoffMaxMs < config.dispatch.searchBackoffMs) {
+    r.problems.push(`DISPATCH_SEARCH_BACKOFF_MAX_MS (${config.dispatch.searchBackoffMaxMs}) must not be below DISPATCH_SEARCH_BACKOFF_MS (${config.dispatch.searchBackoffMs})`);
+  }
   if (mode === 'cluster' && !config.auth.secret && !config.auth.publicKey && !config.auth.jwksUrl && !r.raw('JWKS_URL')) {
     // Every node must verify the same tokens, so none may invent its own key.
     r.problems.push('JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL is required in cluster mode');

@@ -25,6 +25,7 @@ const DEFINED = {
   MAX_ACTIVE_ENTITIES: { default: '100000', doc: 'cap on live entities per node; least recently used are passivated beyond it' },
   MAX_CONCURRENT_RECOVERIES: { default: '50', doc: 'entities recovering from the journal at once' },
   SNAPSHOT_EVERY: { default: '100', doc: 'journal entries between snapshots of an entity (0: only on passivation)' },
+  COMMAND_MAX_ATTEMPTS: { default: '20', doc: 'attempts at a command that fails transiently (storage down) before it is dead-lettered; with backoff capped at 5 s, 20 is about 70 s. Permanent failures are dead-lettered at once' },
   ASK_TIMEOUT_MS: { default: '5000', doc: 'timeout of a query to an entity' },
   SHUTDOWN_TIMEOUT_MS: { default: '20000', doc: 'graceful shutdown gives up after this long' },
   JWT_SECRET: { doc: 'HS256 secret signing and verifying tokens; at least 32 bytes in cluster mode (16 in embedded, development, mode); sample values are refused' },
@@ -51,6 +52,10 @@ const DEFINED = {
   SURGE_CAP: { default: '3', doc: 'highest surge multiplier' },
   DISPATCH_DEADLINE_MS: { default: '120000', doc: 'a booking finds no driver after searching this long' },
   SCHEDULE_LEAD_MS: { default: '600000', doc: 'scheduled bookings start dispatch this long before their time' },
+  DISPATCH_SEARCH_BACKOFF_MS: { default: '1000', doc: 'a dispatch search that finds nobody to offer is made again after this long, doubled each time up to DISPATCH_SEARCH_BACKOFF_MAX_MS, until DISPATCH_DEADLINE_MS' },
+  DISPATCH_SEARCH_BACKOFF_MAX_MS: { default: '8000', doc: 'longest wait between two dispatch searches that found nobody' },
+  DRIVER_PRESENCE_MS: { default: '30000', doc: 'an online driver re-sends its last position to its cell this often (a journaled timer), so cells emptied by a restart or a shard move fill again without new fixes; below the cells\' 2-minute expiry' },
+  DRIVER_SILENT_AFTER_MS: { default: '600000', doc: 'an online driver whose app has sent nothing for this long is no longer re-announced to its cell (it drops out of dispatch until its next fix)' },
   SEARCH_MAX_RADIUS_KM: { default: '10', doc: 'largest radiusKm of GET /v1/drivers/nearby (a city); a larger one is 400' },
   SEARCH_MAX_CELLS: { default: '200', doc: 'most cell actors one nearby or dispatch search asks; it stops before a ring that would pass this (a 12 km search at CELL_RES 7 is about 130 cells, at 8 about 800)' },
 } as const satisfies Record<string, Variable>;

@@ -35,21 +35,56 @@ function create(riderId: string, scheduledAt?: number) {
 const status = async (n: RunningNode, id: string) => (await n.region.ask<{ status: string } | null>({ kind: 'booking', id }, { type: 'get' }))?.status;
 const inView = (n: RunningNode, id: string, wanted: string) => async () => ((await n.readModels.booking(id))?.data.status === wanted);
 
-test.serial('scheduled bookings: due within the lead window activate, later ones wait, activation twice dispatches once', async (t) => {
+test.serial('scheduled bookings: due within the lead window activate, later ones wait, timer and sweep dispatch once', async (t) => {
   const n = await node(mkdtempSync(join(tmpdir(), 'sched-')));
   const run = randomUUID().slice(0, 8);
   const soon = `soon-${run}`;
   const later = `later-${run}`;
   await n.region.request({ kind: 'booking', id: soon }, create(`r-${run}`, Date.now() + 5 * 60_000));
   await n.region.request({ kind: 'booking', id: later }, create(`r-${run}`, Date.now() + 60 * 60_000));
-  t.true(await eventually(inView(n, soon, 'scheduled')), 'the read model lists the scheduled booking');
-  t.true(await eventually(inView(n, later, 'scheduled')));
+  t.true(await eventually(inView(n, later, 'scheduled')), 'the read model lists the scheduled booking');
+  // A booking 5 minutes ahead is inside the 10-minute lead window: its own timer activates it
+  // at once; the sweep asking as well (twice) changes nothing.
   await n.scheduler.runOnce();
   await n.scheduler.runOnce();
-  t.true(await eventually(async () => (await status(n, soon)) !== 'scheduled'), 'a booking 5 minutes ahead is inside the 10-minute lead window');
+  t.true(await eventually(async () => (await status(n, soon)) !== 'scheduled'), 'the booking inside the lead window is activated');
+  await n.scheduler.runOnce();
   t.is(await status(n, later), 'scheduled', 'a booking an hour ahead waits');
   const view = await n.region.ask<{ timeline: { status: string }[] }>({ kind: 'booking', id: soon }, { type: 'get' });
   t.is(view.timeline.filter((s) => s.status === 'searching').length, 1, 'activated once');
+  t.true(await eventually(async () => !(await n.readModels.dueScheduled(n.region.stats().owned, Date.now() + 600_000)).includes(soon)),
+    'once its row follows, the sweep no longer sees it');
+  await n.stop();
+});
+
+test.serial('the sweep never returns final rows, and rows it cannot clear do not starve the others', async (t) => {
+  const n = await node(mkdtempSync(join(tmpdir(), 'sweep-')));
+  const run = randomUUID().slice(0, 8);
+  // Rows written straight into the read model, on a shard no node of this file owns.
+  const shard = 4_001;
+  const base = Date.now() - 3_600_000;
+  const row = async (id: string, status: string, minutes: number, timeline: string[]) => {
+    const at = new Date(base + minutes * 60_000).toISOString();
+    await n.readModels.applyBookingEvent({
+      type: `booking.${status}`, at: Date.parse(at), pickupCell: 'x',
+      booking: { id, riderId: `r-${run}`, status, price: { amount: 1, currency: 'USD' }, surge: 1, vehicleType: 'economy', createdAt: at, scheduledAt: at,
+        timeline: timeline.map((s) => ({ status: s, at })) } as never,
+    }, shard);
+  };
+  await row(`${run}-a`, 'scheduled', 1, ['scheduled']);
+  await row(`${run}-b`, 'scheduled', 2, ['scheduled']);
+  await row(`${run}-c`, 'scheduled', 2, ['scheduled']);
+  await row(`${run}-gone`, 'cancelled', 0, ['scheduled', 'cancelled']);
+  await row(`${run}-done`, 'no_driver', 0, ['scheduled', 'searching', 'no_driver']);
+  await row(`${run}-future`, 'scheduled', 600, ['scheduled']);
+  const now = Date.now();
+  const all = await n.readModels.dueScheduled([shard], now, 10);
+  t.deepEqual(all, [`${run}-a`, `${run}-b`, `${run}-c`], 'oldest first; final and not yet due rows are not returned');
+  // Rows that never leave (their bookings cannot correct them) page through with the rest.
+  const pages = [];
+  for (let i = 0; i < 4; i++) pages.push(await n.readModels.dueScheduled([shard], now, 2));
+  t.deepEqual(pages, [[`${run}-a`, `${run}-b`], [`${run}-c`], [`${run}-a`, `${run}-b`], [`${run}-c`]],
+    'a full page is followed by the rows after it, then from the oldest again: no row waits more than a few passes');
   await n.stop();
 });
 

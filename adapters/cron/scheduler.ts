@@ -1,10 +1,16 @@
-// Activates scheduled bookings: node-cron on every node, every `everySeconds`,
-// asks the read model for the bookings of the shards this node owns whose pickup
-// time falls within the lead window, and tells each to activate. The command id
-// is derived from the booking, so two runs (or two nodes around a rebalance)
-// activate a booking once; the booking's own reducer is idempotent besides.
-// A run also happens at start, so a booking due while the node was down is
-// activated late rather than lost.
+// The sweep behind scheduled bookings. Each booking activates itself with a durable
+// timer set when it is created (actors/booking.ts); this sweep only catches what
+// that missed (bookings made before the timer existed, a timer lost to a fault).
+// node-cron on every node, every `everySeconds`, asks the read model for the
+// bookings of the shards this node owns that are still `scheduled` there and whose
+// pickup time falls within the lead window, and tells each to activate. Activation
+// is idempotent in the booking: the timer and the sweep both asking (or two nodes
+// around a rebalance) activate it once, and a booking that is no longer scheduled
+// changes nothing and publishes its current view, which corrects a read model row
+// that missed a transition (a lost `cancelled`), so that row is not swept again.
+// Each pass's commands have their own ids for that reason: a fixed id would be
+// dropped as a duplicate by a booking the sweep once activated, and never answer.
+// A run also happens at start.
 
 import { schedule, type ScheduledTask } from 'node-cron';
 
@@ -52,8 +58,9 @@ export class BookingScheduler {
 
   async #pass(): Promise<number> {
     try {
-      const due = await this.#ports.due(this.#ports.owned(), this.#ports.now() + this.#o.leadMs);
-      await Promise.all(due.map((id) => this.#ports.activate(id, `activate:${id}`)));
+      const now = this.#ports.now();
+      const due = await this.#ports.due(this.#ports.owned(), now + this.#o.leadMs);
+      await Promise.all(due.map((id) => this.#ports.activate(id, `activate:${id}@${now}`)));
       return due.length;
     } catch (error) {
       this.#ports.onError(error, 'activating scheduled bookings');

@@ -33,6 +33,8 @@ export interface BookingCursor {
 export class ReadModels {
   readonly #orm: Orm;
   readonly #guard: Guard;
+  /** Per set of shards, where the last full page of due scheduled bookings ended (see dueScheduled). */
+  readonly #dueAfter = new Map<string, { readonly scheduledAt: Date; readonly id: string }>();
 
   constructor(orm: Orm, g: Guard) {
     this.#orm = orm;
@@ -156,12 +158,31 @@ export class ReadModels {
     return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
   }
 
-  /** Scheduled bookings of the given shards due before `before`, oldest first. */
+  /**
+   * Scheduled bookings of the given shards due before `before`, for the sweep that backs up
+   * their own activation timers. Only rows still `scheduled`: a booking the row shows final
+   * (or already dispatching) is never returned. A row that stays (its booking moved on but
+   * the write was lost, until the booking's answer to the sweep corrects it) must not starve
+   * the others: a call goes on after the row where the previous full page (for the same
+   * shards) stopped, in (scheduled_at, id) order, and starts over from the oldest after a
+   * short page, so every due row comes up within ceil(due / limit) + 1 calls.
+   */
   async dueScheduled(shards: readonly number[], before: number, limit = 500): Promise<string[]> {
     if (shards.length === 0) return [];
-    const rows = await this.#sql<{ id: string }>(
-      `select id from booking_view where status = 'scheduled' and scheduled_at <= ? and shard in (${shards.map(() => '?').join(',')})
-       order by scheduled_at limit ?`, [new Date(before), ...shards, limit]);
+    const key = [...shards].sort((a, b) => a - b).join(',');
+    const after = this.#dueAfter.get(key);
+    const rows = await this.#sql<{ id: string; scheduled_at: Date | string }>(
+      `select id, scheduled_at from booking_view
+       where status = 'scheduled' and scheduled_at <= ? and shard in (${shards.map(() => '?').join(',')})
+       ${after ? 'and (scheduled_at, id) > (?, ?)' : ''}
+       order by scheduled_at, id limit ?`,
+      [new Date(before), ...shards, ...(after ? [after.scheduledAt, after.id] : []), limit]);
+    const last = rows.at(-1);
+    this.#dueAfter.delete(key);
+    if (rows.length >= limit && last) {
+      if (this.#dueAfter.size >= 64) this.#dueAfter.clear(); // shard sets come and go with rebalances
+      this.#dueAfter.set(key, { scheduledAt: new Date(last.scheduled_at), id: last.id });
+    }
     return rows.map((r) => r.id);
   }
 

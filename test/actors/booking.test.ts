@@ -1,6 +1,7 @@
 import test from 'ava';
 import type { HandleContext } from '../../actors/behavior.ts';
-import { DEFAULT_BOOKING, initialBooking, makeBookingBehavior, type BookingMessage, type BookingState } from '../../actors/booking.ts';
+import type { Effect } from '../../actors/behavior.ts';
+import { DEFAULT_BOOKING, initialBooking, makeBookingBehavior, searchBackoff, type BookingMessage, type BookingState } from '../../actors/booking.ts';
 import type { Candidate } from '../../actors/cell.ts';
 
 const behavior = makeBookingBehavior(DEFAULT_BOOKING);
@@ -42,16 +43,68 @@ test('candidates are offered one at a time, best first; a refusal moves to the n
   t.deepEqual(stale.events, [], 'an answer from a driver no longer offered is ignored');
 });
 
-test('out of candidates, the search widens, then gives up as no_driver', (t) => {
-  let s = run(initialBooking('b1'), create);
+const timersSet = (effects: readonly Effect[]) => effects.flatMap((e) => (e.type === 'timer.set' ? [e] : []));
+const timersCancelled = (effects: readonly Effect[]) => effects.flatMap((e) => (e.type === 'timer.cancel' ? [e.name] : []));
+
+test('an empty search is made again after a capped backoff, wider, and no_driver comes only at the deadline', (t) => {
+  const t0 = 1_000_000;
+  let s = behavior.handle(initialBooking('b1'), create, ctx(t0)).state;
+  const deadlineAt = s.deadlineAt;
+  t.is(deadlineAt, t0 + DEFAULT_BOOKING.deadlineMs);
+  let now = t0;
+  const waits: number[] = [];
   const radii = [s.radiusKm];
-  for (let i = 0; i < DEFAULT_BOOKING.maxSearches + 2 && s.status === 'searching'; i++) {
-    s = behavior.handle(s, { type: 'candidates', search: s.searches, drivers: [] }, ctx()).state;
+  for (;;) {
+    const empty = behavior.handle(s, { type: 'candidates', search: s.searches, drivers: [] }, ctx(now));
+    t.is(empty.state.status, 'searching', `still searching after search ${s.searches}`);
+    t.false(empty.effects.some((e) => e.type === 'request'), 'no search back to back');
+    const [wait] = timersSet(empty.effects);
+    t.is(wait?.name, 'search');
+    t.deepEqual(wait?.message, { type: 'search.next', search: s.searches });
+    waits.push(wait!.at - now);
+    s = empty.state;
+    now = wait!.at;
+    const again = behavior.handle(s, { type: 'search.next', search: s.searches }, ctx(now));
+    if (now >= deadlineAt) {
+      t.is(again.state.status, 'no_driver', 'at the deadline the booking gives up');
+      break;
+    }
+    t.deepEqual(again.events.map((e) => e.type), ['search.started']);
+    t.true(again.effects.some((e) => e.type === 'request' && e.service === 'nearest'), 'the next search');
+    t.is(again.state.deadlineAt, deadlineAt, 'the deadline does not move');
+    s = again.state;
     radii.push(s.radiusKm);
   }
-  t.is(s.status, 'no_driver');
-  t.true(radii[1]! > radii[0]!, `radius widened: ${radii.join(' -> ')}`);
-  t.true(radii.every((r) => r <= DEFAULT_BOOKING.maxRadiusKm));
+  t.deepEqual(waits.slice(0, 6), [1_000, 2_000, 4_000, 8_000, 8_000, 8_000], 'backoff 1, 2, 4, 8 s, capped');
+  t.is(now, deadlineAt, 'the last wait is cut at the deadline');
+  t.true(waits.length > 10, `${waits.length} searches within the deadline, not six back to back`);
+  t.deepEqual(radii.slice(0, 4), [3, 6, 12, 12], 'the radius widens up to its cap');
+  t.deepEqual([1, 2, 3, 4, 5, 9].map((n) => searchBackoff(DEFAULT_BOOKING, n)), [1_000, 2_000, 4_000, 8_000, 8_000, 8_000]);
+});
+
+test('an empty search before the deadline never ends the booking; the deadline timer does', (t) => {
+  let s = run(initialBooking('b1'), create);
+  for (let i = 0; i < 20; i++) {
+    s = behavior.handle(s, { type: 'candidates', search: s.searches, drivers: [] }, ctx()).state;
+    s = behavior.handle(s, { type: 'search.next', search: s.searches }, ctx()).state;
+  }
+  t.is(s.status, 'searching', 'twenty empty searches in a row, still searching');
+  t.deepEqual(behavior.handle(s, { type: 'search.next', search: s.searches - 1 }, ctx()).events, [], 'a stale wake-up is ignored');
+  const late = behavior.handle(s, { type: 'candidates', search: s.searches, drivers: [] }, ctx(s.deadlineAt));
+  t.is(late.state.status, 'no_driver', 'an empty answer at the deadline gives up');
+  t.deepEqual(timersCancelled(late.effects).sort(), ['deadline', 'offer', 'search']);
+  t.is(behavior.handle(s, { type: 'deadline' }, ctx(s.deadlineAt)).state.status, 'no_driver');
+  const found = behavior.handle(s, { type: 'candidates', search: s.searches, drivers: [cand('d1', 1)] }, ctx());
+  t.is(found.state.offer?.driverId, 'd1', 'a driver found on a later search is offered');
+});
+
+test('candidates that run out after refusals are searched again at once, wider', (t) => {
+  const offered = run(initialBooking('b1'), create, { type: 'candidates', search: 1, drivers: [cand('d1', 1)] });
+  const out = behavior.handle(offered, { type: 'offer.refused', driverId: 'd1', reason: 'busy' }, ctx());
+  t.is(out.state.status, 'searching');
+  t.is(out.state.searches, 2);
+  t.is(out.state.radiusKm, 6);
+  t.true(out.effects.some((e) => e.type === 'request'));
 });
 
 test('the deadline ends a search and withdraws an open offer', (t) => {
@@ -95,17 +148,47 @@ test('trip steps come only from the assigned driver and in order', (t) => {
   t.is(behavior.handle(accepted, { type: 'trip.completed', driverId: 'd1' }, ctx()).rejection?.code, 'invalid_transition');
 });
 
-test('a scheduled booking waits and activates once', (t) => {
-  const scheduled = behavior.handle(initialBooking('b1'), { ...create, scheduledAt: 2_000_000 } as BookingMessage, ctx());
+test('a scheduled booking sets its own activation timer and activates once', (t) => {
+  const scheduledAt = 1_000_000 + 3_600_000;
+  const scheduled = behavior.handle(initialBooking('b1'), { ...create, scheduledAt } as BookingMessage, ctx());
   t.is(scheduled.state.status, 'scheduled');
   t.false(scheduled.effects.some((e) => e.type === 'request'), 'no search before activation');
-  const active = behavior.handle(scheduled.state, { type: 'activate' }, ctx());
-  t.is(active.state.status, 'searching');
-  t.deepEqual(behavior.handle(active.state, { type: 'activate' }, ctx()).events, [], 'activation is idempotent');
+  t.deepEqual(timersSet(scheduled.effects), [{ type: 'timer.set', name: 'activate', at: scheduledAt - DEFAULT_BOOKING.scheduleLeadMs, message: { type: 'activate' } }],
+    'a durable timer for scheduledAt - SCHEDULE_LEAD_MS, set when the booking is created');
+  const soon = behavior.handle(initialBooking('b1'), { ...create, scheduledAt: 1_000_000 + 60_000 } as BookingMessage, ctx());
+  t.is(soon.state.status, 'scheduled');
+  t.is(timersSet(soon.effects)[0]?.at, 1_000_000, 'inside the lead window the timer is due at once');
+
+  // The timer fires, and the sweep (read model) asks too: one activation.
+  const fired = behavior.handle(scheduled.state, { type: 'activate' }, ctx(scheduledAt - DEFAULT_BOOKING.scheduleLeadMs));
+  t.is(fired.state.status, 'searching');
+  t.deepEqual(fired.events.map((e) => e.type), ['search.started']);
+  t.true(timersCancelled(fired.effects).includes('activate'), 'an activation by the sweep cancels the timer');
+  const swept = behavior.handle(fired.state, { type: 'activate' }, ctx(scheduledAt - DEFAULT_BOOKING.scheduleLeadMs + 1));
+  t.deepEqual(swept.events, [], 'activation is idempotent');
+  t.is(swept.state, fired.state);
+  t.false(swept.effects.some((e) => e.type === 'request' || e.type === 'timer.set' || e.type === 'notify'), 'no second search');
+});
+
+test('cancelling a scheduled booking cancels its timer; an activation afterwards is a no-op that corrects the read model', (t) => {
+  const scheduled = run(initialBooking('b1'), { ...create, scheduledAt: 1_000_000 + 3_600_000 } as BookingMessage);
+  const cancelled = behavior.handle(scheduled, { type: 'cancel', by: rider }, ctx());
+  t.is(cancelled.state.status, 'cancelled');
+  t.deepEqual(timersCancelled(cancelled.effects), ['activate'], 'the activation timer is cancelled with the booking');
+  const swept = behavior.handle(cancelled.state, { type: 'activate' }, ctx());
+  t.is(swept.state, cancelled.state, 'a cancelled booking is never activated');
+  t.deepEqual(swept.events, []);
+  t.is(swept.rejection, undefined);
+  const published = swept.effects.flatMap((e) => (e.type === 'publish' ? [e.event as { type: string; booking: { status: string } }] : []));
+  t.deepEqual(published.map((e) => [e.type, e.booking.status]), [['booking.synced', 'cancelled']],
+    'it answers with its current view, so a read model row that missed the cancellation is corrected');
+  t.is(swept.effects.length, 1, 'and does nothing else');
+  t.is(behavior.handle(initialBooking('b9'), { type: 'activate' }, ctx()).rejection?.code, 'not_found');
 });
 
 test('events replay to the same booking', (t) => {
-  const msgs: BookingMessage[] = [create, { type: 'candidates', search: 1, drivers: [cand('d1', 1)] }, { type: 'offer.accepted', driverId: 'd1' }, { type: 'trip.arrived', driverId: 'd1' }];
+  const msgs: BookingMessage[] = [{ ...create, scheduledAt: 2_000_000 } as BookingMessage, { type: 'activate' }, { type: 'candidates', search: 1, drivers: [] }, { type: 'search.next', search: 1 },
+    { type: 'candidates', search: 2, drivers: [cand('d1', 1)] }, { type: 'offer.accepted', driverId: 'd1' }, { type: 'trip.arrived', driverId: 'd1' }];
   let live = initialBooking('b1');
   const events = [];
   for (const m of msgs) { const out = behavior.handle(live, m, ctx()); live = out.state; events.push(...out.events); }
@@ -129,15 +212,16 @@ test('a driver released before the trip starts sends the booking back to dispatc
   t.deepEqual(out.events.reduce(behavior.apply, accepted), out.state, 'the events replay to the same booking');
 });
 
-test('a released booking gets a fresh search budget; stray or late releases change nothing', (t) => {
+test('a released booking starts its backoff over; stray or late releases change nothing', (t) => {
   let s = run(initialBooking('b1'), create);
-  for (let i = 0; i < DEFAULT_BOOKING.maxSearches - 1; i++) s = behavior.handle(s, { type: 'candidates', search: s.searches, drivers: [] }, ctx()).state;
+  for (let i = 0; i < 5; i++) s = run(s, { type: 'candidates', search: s.searches, drivers: [] }, { type: 'search.next', search: s.searches });
   s = run(s, { type: 'candidates', search: s.searches, drivers: [cand('d1', 1)] }, { type: 'offer.accepted', driverId: 'd1' });
   t.is(s.status, 'accepted');
-  t.is(s.searches, DEFAULT_BOOKING.maxSearches);
+  t.is(s.searches, 6);
   const released = behavior.handle(s, { type: 'driver.released', driverId: 'd1', reason: 'driver deactivated' }, ctx()).state;
-  const widened = behavior.handle(released, { type: 'candidates', search: released.searches, drivers: [] }, ctx()).state;
-  t.is(widened.status, 'searching', 'an empty answer widens the search instead of giving up at once');
+  const empty = behavior.handle(released, { type: 'candidates', search: released.searches, drivers: [] }, ctx());
+  t.is(empty.state.status, 'searching', 'an empty answer waits instead of giving up');
+  t.is(timersSet(empty.effects)[0]!.at - 1_000_000, DEFAULT_BOOKING.searchBackoffMs, 'from the first step of the backoff');
   t.deepEqual(behavior.handle(s, { type: 'driver.released', driverId: 'other', reason: 'x' }, ctx()).events, [], 'only the assigned driver releases');
   const arriving = run(s, { type: 'trip.arrived', driverId: 'd1' });
   t.is(behavior.handle(arriving, { type: 'driver.released', driverId: 'd1', reason: 'x' }, ctx()).state.status, 'searching', 'arriving counts as not started');

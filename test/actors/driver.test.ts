@@ -1,7 +1,7 @@
 import test from 'ava';
 import { latLngToCell } from 'h3-js';
 import type { Effect, HandleContext } from '../../actors/behavior.ts';
-import { driverExists, driverView, initialDriver, makeDriverBehavior, type DriverMessage, type DriverState } from '../../actors/driver.ts';
+import { DEFAULT_PRESENCE, driverExists, driverView, initialDriver, makeDriverBehavior, type DriverMessage, type DriverState } from '../../actors/driver.ts';
 
 const behavior = makeDriverBehavior({ cellRes: 7, offerTimeoutMs: 15_000 });
 const ctx = (now = 1_000_000): HandleContext => ({ self: { kind: 'driver', id: 'd1' }, now, commandId: 'c' });
@@ -212,4 +212,58 @@ test('profile.update refuses a driver nobody created and changes nothing; profil
   const pending = run(initialDriver(), { type: 'profile.set', profile: { name: 'Pat', active: true, approval: 'pending' } });
   const smuggled = behavior.handle(pending, { type: 'profile.update', profile: { approval: 'approved' } as never }, ctx());
   t.is(smuggled.state.profile.approval, 'pending');
+});
+
+// Presence: online drivers re-announce themselves to their cells (issue 11 item 6).
+
+const presenceSet = (effects: readonly Effect[]) => effects.flatMap((e) => (e.type === 'timer.set' && e.name === 'presence' ? [e] : []));
+const presenceCancelled = (effects: readonly Effect[]) => effects.some((e) => e.type === 'timer.cancel' && e.name === 'presence');
+const upserts = (effects: readonly Effect[]) => effects.flatMap((e) =>
+  (e.type === 'tell' && (e.message as { type: string }).type === 'driver.upsert' ? [{ cell: e.to.id, durable: e.durable, driver: (e.message as { driver: { driverId: string; lat: number; lng: number; status: string; seenAt: number } }).driver }] : []));
+
+test('going online sets the presence timer; going offline cancels it', (t) => {
+  const on = behavior.handle(initialDriver(), { type: 'online', vehicleType: 'economy' }, ctx(1_000_000));
+  t.deepEqual(presenceSet(on.effects), [{ type: 'timer.set', name: 'presence', at: 1_000_000 + DEFAULT_PRESENCE.presenceMs, message: { type: 'presence' } }]);
+  const again = behavior.handle(on.state, { type: 'online', vehicleType: 'economy' }, ctx());
+  t.deepEqual(again.effects, [], 'online twice sets nothing more');
+  const off = behavior.handle(available, { type: 'offline' }, ctx());
+  t.true(presenceCancelled(off.effects), 'offline stops it');
+  t.deepEqual(presenceSet(off.effects), []);
+  const deactivated = behavior.handle(available, deactivate, ctx());
+  t.true(presenceCancelled(deactivated.effects), 'deactivation (which takes the driver offline) stops it too');
+  const onTrip = run(available, offer('b1'), { type: 'offer.accept', bookingId: 'b1' }, { type: 'trip.start', bookingId: 'b1' });
+  const busy = [offer('b2'), { type: 'offer.accept', bookingId: 'b1' }, { type: 'trip.complete', bookingId: 'b1' }].map((m) => behavior.handle(onTrip, m as DriverMessage, ctx()));
+  t.false(busy.some((o) => presenceCancelled(o.effects) || presenceSet(o.effects).length > 0), 'status changes while online leave it alone');
+});
+
+test('the presence timer re-announces the last position and status to the cell, and runs again', (t) => {
+  const now = 1_000_000 + 60_000;
+  const tick = behavior.handle(available, { type: 'presence' }, ctx(now));
+  t.deepEqual(tick.events, [], 'nothing journaled but the timer');
+  t.deepEqual(upserts(tick.effects), [{ cell: available.cell!, durable: false, driver: { ...upserts(tick.effects)[0]!.driver, driverId: 'd1', lat: 52.52, lng: 13.4, status: 'available', seenAt: now } }],
+    'the cell hears of the driver again, as seen now');
+  t.false(tick.effects.some((e) => e.type === 'tell' && (e.message as { type: string }).type === 'driver.remove'));
+  t.deepEqual(presenceSet(tick.effects), [{ type: 'timer.set', name: 'presence', at: now + DEFAULT_PRESENCE.presenceMs, message: { type: 'presence' } }]);
+  const offered = run(available, offer('b1'));
+  t.is(upserts(behavior.handle(offered, { type: 'presence' }, ctx(now)).effects)[0]?.driver.status, 'offered', 'a busy driver is announced as busy');
+  const off = run(available, { type: 'offline' });
+  const late = behavior.handle(off, { type: 'presence' }, ctx(now));
+  t.deepEqual(late.effects, [], 'an offline driver announces nothing and lets the timer lapse');
+  t.deepEqual(late.events, []);
+});
+
+test('a silent driver is no longer re-announced; its next fix brings presence back', (t) => {
+  const silentFor = DEFAULT_PRESENCE.silentAfterMs + 1;
+  const heard = available.heardAt!;
+  const tick = behavior.handle(available, { type: 'presence' }, ctx(heard + silentFor));
+  t.deepEqual(tick.effects, [], 'no announcement and no timer: it lapses');
+  t.falsy(tick.state.presence);
+  const fix = behavior.handle(tick.state, { type: 'location', fix: { lat: 52.521, lng: 13.401, at: 99 } }, ctx(heard + silentFor + 1_000));
+  t.is(presenceSet(fix.effects).length, 1, 'the fix sets the timer again');
+  t.true(fix.state.presence);
+  t.is(presenceSet(behavior.handle(fix.state, { type: 'location', fix: { lat: 52.522, lng: 13.401, at: 100 } }, ctx()).effects).length, 0, 'once');
+  // A driver online from before presence existed (or replayed without a snapshot) gets one at its next fix.
+  const replayed = [{ type: 'went.online', vehicleType: 'economy' } as const].reduce(behavior.apply, initialDriver());
+  t.is(presenceSet(behavior.handle(replayed, { type: 'location', fix: { lat: 52.52, lng: 13.4, at: 5 } }, ctx()).effects).length, 1);
+  t.is(presenceSet(behavior.handle(initialDriver(), { type: 'location', fix: { lat: 52.52, lng: 13.4, at: 5 } }, ctx()).effects).length, 0, 'offline: none');
 });
