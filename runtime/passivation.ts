@@ -1,19 +1,29 @@
 // Which entities to stop, and when: the passivation strategies (after Pekko's, each
-// in one place). An entity with an armed timer or messages in flight is never a
-// victim; it stays until its timer fires or its work is done.
+// in one place). An entity with messages in flight, or a timer due within the
+// horizon, is never a victim. One whose next timer is further off may go: its
+// reminder brings it back before the timer is due (the region scans reminders due
+// within its scan interval, and the horizon is longer than that).
 
 import type { Activation } from './activation.ts';
 
 export interface Candidate<A extends Activation<unknown> = Activation<unknown>> {
   readonly activation: A;
-  readonly hasTimers: boolean;
+  /** When its next armed timer is due, if it has one. */
+  readonly nextTimerAt: number | undefined;
 }
 
-const idle = (c: Candidate<Activation<unknown>>) => c.activation.state === 'active' && c.activation.inFlight === 0 && !c.hasTimers;
+export interface Horizon {
+  readonly now: number;
+  /** Timers due within this are kept in memory. */
+  readonly keepTimersWithinMs: number;
+}
+
+const idle = (h: Horizon) => (c: Candidate<Activation<unknown>>) => c.activation.state === 'active' && c.activation.inFlight === 0
+  && (c.nextTimerAt === undefined || c.nextTimerAt > h.now + h.keepTimersWithinMs);
 
 /** Entities unused for `afterMs`. */
-export function idleVictims<A extends Activation<unknown>>(candidates: readonly Candidate<A>[], now: number, afterMs: number): A[] {
-  return candidates.filter((c) => idle(c) && c.activation.lastUsed <= now - afterMs).map((c) => c.activation);
+export function idleVictims<A extends Activation<unknown>>(candidates: readonly Candidate<A>[], h: Horizon, afterMs: number): A[] {
+  return candidates.filter((c) => idle(h)(c) && c.activation.lastUsed <= h.now - afterMs).map((c) => c.activation);
 }
 
 /**
@@ -21,10 +31,10 @@ export function idleVictims<A extends Activation<unknown>>(candidates: readonly 
  * room for one more, and at least 1% of `max` at a time so a busy node does not pay
  * for one eviction per activation.
  */
-export function leastRecentlyUsed<A extends Activation<unknown>>(candidates: readonly Candidate<A>[], active: number, max: number): A[] {
+export function leastRecentlyUsed<A extends Activation<unknown>>(candidates: readonly Candidate<A>[], h: Horizon, active: number, max: number): A[] {
   const excess = active - max + 1;
   if (excess <= 0) return [];
-  return candidates.filter(idle).map((c) => c.activation)
+  return candidates.filter(idle(h)).map((c) => c.activation)
     .sort((a, b) => a.lastUsed - b.lastUsed)
     .slice(0, Math.max(excess, Math.ceil(max / 100)));
 }

@@ -147,7 +147,9 @@ export class ShardRegion {
     this.#started = true;
     // Reminders are read when a shard is gained and again from time to time, so an
     // entity whose timer was missed (it failed, or was passivated poisoned) comes back.
-    this.#reminderScan = setInterval(() => void this.#activateReminded([...this.#owned], this.#now()), this.#o.reminderScanMs ?? 30_000);
+    // Looking one interval ahead, so an entity passivated with a far-off timer is back before it is due.
+    const every = this.#o.reminderScanMs ?? 30_000;
+    this.#reminderScan = setInterval(() => void this.#activateReminded([...this.#owned], this.#now() + every), every);
     this.#reminderScan.unref();
   }
 

@@ -38,6 +38,11 @@ export interface ShardHostOptions {
   readonly maxActiveEntities: number;
   readonly maxConcurrentRecoveries: number;
   readonly snapshotEvery: number;
+  /**
+   * An idle entity whose next timer is due within this stays in memory; one due later may be
+   * passivated, and the region's reminder scan (which must run more often) brings it back.
+   */
+  readonly keepTimersWithinMs?: number;
   readonly now?: () => number;
   readonly onError?: (error: unknown, context: string) => void;
 }
@@ -285,16 +290,20 @@ export class ShardHost {
   }
 
   #candidates(): Candidate<Activation>[] {
-    return [...this.#active.values()].map((activation) => ({ activation, hasTimers: this.#timers.has(activation.key) }));
+    return [...this.#active.values()].map((activation) => ({ activation, nextTimerAt: this.#timers.nextAt(activation.key) }));
+  }
+
+  #horizon() {
+    return { now: this.#now(), keepTimersWithinMs: this.#options.keepTimersWithinMs ?? 60_000 };
   }
 
   async #sweep(): Promise<void> {
-    const victims = idleVictims(this.#candidates(), this.#now(), this.#options.passivateAfterMs);
+    const victims = idleVictims(this.#candidates(), this.#horizon(), this.#options.passivateAfterMs);
     await Promise.all(victims.map((a) => this.#passivate(a, true)));
   }
 
   async #evictLeastRecentlyUsed(): Promise<void> {
-    const victims = leastRecentlyUsed(this.#candidates(), this.#active.size, this.#options.maxActiveEntities);
+    const victims = leastRecentlyUsed(this.#candidates(), this.#horizon(), this.#active.size, this.#options.maxActiveEntities);
     await Promise.all(victims.map((a) => this.#passivate(a, true)));
   }
 }

@@ -28,7 +28,7 @@ export function timerCommandId(self: EntityRef, name: string, at: number): strin
 
 /** The in-memory side of timers: one timeout per (entity, timer name), armed while the entity is active. */
 export class EntityTimers {
-  readonly #byEntity = new Map<string, Map<string, NodeJS.Timeout>>();
+  readonly #byEntity = new Map<string, Map<string, { handle: NodeJS.Timeout; at: number }>>();
   readonly #now: () => number;
 
   constructor(now: () => number) {
@@ -46,13 +46,13 @@ export class EntityTimers {
     }, delay);
     let byName = this.#byEntity.get(key);
     if (!byName) this.#byEntity.set(key, (byName = new Map()));
-    byName.set(name, handle);
+    byName.set(name, { handle, at });
   }
 
   disarm(key: string, name: string): void {
     const byName = this.#byEntity.get(key);
-    const handle = byName?.get(name);
-    if (handle) clearTimeout(handle);
+    const armed = byName?.get(name);
+    if (armed) clearTimeout(armed.handle);
     byName?.delete(name);
     if (byName && byName.size === 0) this.#byEntity.delete(key);
   }
@@ -65,7 +65,9 @@ export class EntityTimers {
     return [...(this.#byEntity.get(key)?.keys() ?? [])];
   }
 
-  has(key: string): boolean {
-    return (this.#byEntity.get(key)?.size ?? 0) > 0;
+  /** When the entity's next armed timer is due; undefined when it has none. */
+  nextAt(key: string): number | undefined {
+    const armed = [...(this.#byEntity.get(key)?.values() ?? [])];
+    return armed.length === 0 ? undefined : Math.min(...armed.map((a) => a.at));
   }
 }

@@ -23,23 +23,26 @@ function entity(id: string, lastUsed: number, events: ActivationEvent[] = ['reco
   return a;
 }
 
-test('idle passivation takes active entities unused long enough, without timers or work in flight', (t) => {
-  const now = 10_000;
+test('idle passivation takes active entities unused long enough, with no work in flight and no timer due soon', (t) => {
+  const h = { now: 10_000, keepTimersWithinMs: 60_000 };
   const candidates = [
-    { activation: entity('old', 1_000), hasTimers: false },
-    { activation: entity('recent', 9_500), hasTimers: false },
-    { activation: entity('timer', 1_000), hasTimers: true },
-    { activation: entity('busy', 1_000, ['recovered'], 1), hasTimers: false },
-    { activation: entity('recovering', 1_000, []), hasTimers: false },
-    { activation: entity('poisoned', 1_000, ['recovered', 'poison']), hasTimers: false },
+    { activation: entity('old', 1_000), nextTimerAt: undefined },
+    { activation: entity('recent', 9_500), nextTimerAt: undefined },
+    { activation: entity('timer-soon', 1_000), nextTimerAt: 20_000 },
+    { activation: entity('timer-far', 1_000), nextTimerAt: 3_600_000 },
+    { activation: entity('busy', 1_000, ['recovered'], 1), nextTimerAt: undefined },
+    { activation: entity('recovering', 1_000, []), nextTimerAt: undefined },
+    { activation: entity('poisoned', 1_000, ['recovered', 'poison']), nextTimerAt: undefined },
   ];
-  t.deepEqual(idleVictims(candidates, now, 5_000).map((a) => a.self.id), ['old']);
+  t.deepEqual(idleVictims(candidates, h, 5_000).map((a) => a.self.id), ['old', 'timer-far'],
+    'a timer an hour away does not pin its entity: the reminder scan brings it back in time');
 });
 
 test('the LRU cap evicts the least recently used idle entities, at least 1% of the cap at a time', (t) => {
-  const candidates = Array.from({ length: 300 }, (_, i) => ({ activation: entity(`e${i}`, 300 - i), hasTimers: i === 299 }));
-  t.deepEqual(leastRecentlyUsed(candidates, 300, 1_000), [], 'under the cap');
-  const victims = leastRecentlyUsed(candidates, 300, 300);
+  const h = { now: 1_000, keepTimersWithinMs: 60_000 };
+  const candidates = Array.from({ length: 300 }, (_, i) => ({ activation: entity(`e${i}`, 300 - i), nextTimerAt: i === 299 ? 2_000 : undefined }));
+  t.deepEqual(leastRecentlyUsed(candidates, h, 300, 1_000), [], 'under the cap');
+  const victims = leastRecentlyUsed(candidates, h, 300, 300);
   t.is(victims.length, 3);
-  t.deepEqual(victims.map((a) => a.self.id), ['e298', 'e297', 'e296'], 'oldest first, and e299 keeps its timer');
+  t.deepEqual(victims.map((a) => a.self.id), ['e298', 'e297', 'e296'], 'oldest first, and e299 keeps its timer due soon');
 });

@@ -138,3 +138,12 @@ test('an entity stopped with messages still queued: every caller hears so, no pr
   journal.append = append;
   await r.stop();
 });
+
+test('an idle entity whose timer is far off is passivated, and its reminder brings it back in time to fire', async (t) => {
+  const journal = new MemoryJournal();
+  const r = await startRig({ behaviors: [counter], journal, passivateAfterMs: 100, keepTimersWithinMs: 600, reminderScanMs: 200 });
+  await r.region.request(ref('sleeper'), { type: 'alarm.set', at: Date.now() + 2_000 });
+  t.true(await eventually(async () => !r.host.isActive(ref('sleeper'))), 'passivated while its timer is far off');
+  t.true(await eventually(async () => journal.count('counter:sleeper') === 2), 'back in time, and the alarm rang');
+  await r.stop();
+});

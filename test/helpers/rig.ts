@@ -32,6 +32,8 @@ export interface RigOptions {
   readonly shards?: number;
   readonly askTimeoutMs?: number;
   readonly maxAttempts?: number;
+  readonly keepTimersWithinMs?: number;
+  readonly reminderScanMs?: number;
   /** Wraps the command log (fault injection). */
   readonly wrapLog?: (log: CommandLog) => CommandLog;
 }
@@ -50,6 +52,7 @@ export async function startRig(options: RigOptions): Promise<Rig> {
     maxActiveEntities: 100_000,
     maxConcurrentRecoveries: 16,
     snapshotEvery: options.snapshotEvery ?? 0,
+    keepTimersWithinMs: options.keepTimersWithinMs,
     onError: (_e, context) => errors.push(context),
   });
   const region = new ShardRegion({
@@ -65,6 +68,7 @@ export async function startRig(options: RigOptions): Promise<Rig> {
     retryMaxMs: 20,
     deadLetters,
     maxAttempts: options.maxAttempts ?? 1_000,
+    reminderScanMs: options.reminderScanMs,
     onError: (_e, context) => errors.push(context),
   });
   await region.start();
