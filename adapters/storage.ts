@@ -2,47 +2,74 @@
 // DATA_DIR. Both go through the same MikroORM setup and migrations.
 
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../runtime/logger.ts';
-import type { Journal, ReminderStore } from '../runtime/ports.ts';
-import { startEmbeddedPostgres } from './postgres/embedded.ts';
+import type { Journal, ReminderStore, DeadLetterStore } from '../runtime/ports.ts';
+import { EmbeddedDatabaseError, startEmbeddedPostgres } from './postgres/embedded.ts';
 import { PostgresJournal } from './postgres/journal.ts';
 import { openOrm, type Orm } from './postgres/orm.ts';
 import { PostgresReminderStore } from './postgres/reminders.ts';
+import { PostgresDeadLetterStore } from './postgres/dead-letters.ts';
 import { countsAsOutage, guard, type Guard } from './resilience.ts';
 
 export interface Storage {
   readonly orm: Orm;
   readonly journal: Journal;
   readonly reminders: ReminderStore;
+  readonly deadLetters: DeadLetterStore;
   readonly embedded: boolean;
   /** One circuit for the one database, shared by every request-path store. */
   readonly sqlGuard: Guard;
+  /**
+   * Why storage cannot serve right now, when this process knows without asking it (the
+   * embedded database is restarting after a stuck statement), in words fit for /ready.
+   */
+  readonly problem?: () => string | undefined;
   close(): Promise<void>;
 }
 
+/** An embedded node's stop gives statements this long to finish before the database is stopped under them. */
+const EMBEDDED_CLOSE_GRACE_MS = 5_000;
+
 export async function openStorage(config: Config, logger: Logger): Promise<Storage> {
   const started = performance.now();
+  // PGlite runs in a worker thread, watched: it must open within a bound, and a statement
+  // stuck in it is ended by restarting it (see embedded.ts). Failures there are one line.
+  const embeddedDir = join(config.storage.dataDir, 'pg');
   const embedded = config.storage.databaseUrl === undefined
-    ? await startEmbeddedPostgres({ dataDir: join(config.storage.dataDir, 'pg') })
+    ? await startEmbeddedPostgres({ dataDir: embeddedDir, logger })
     : undefined;
   const url = embedded?.url ?? config.storage.databaseUrl!;
   let orm: Orm;
   try {
     orm = await openOrm({ url, poolMax: embedded ? 1 : 10 });
   } catch (error) {
+    // The database was restarted under the migrations: a statement was stuck in it.
+    const stuck = embedded && embedded.restarts() > 0;
     await embedded?.stop();
+    if (error instanceof EmbeddedDatabaseError) throw error;
+    if (stuck) {
+      throw new EmbeddedDatabaseError(`embedded database in ${embeddedDir} did not answer while its schema was brought up to date (a statement was stuck): it may be damaged; move it aside or restore a backup`, { cause: error });
+    }
     throw new Error(`cannot open PostgreSQL${embedded ? ' (embedded)' : ''}: ${(error as Error).message}`, { cause: error });
   }
   logger.info({ embedded: Boolean(embedded), ms: Math.round(performance.now() - started) }, 'storage ready');
   const journal = new PostgresJournal(orm);
   return {
-    orm, journal, reminders: new PostgresReminderStore(orm), embedded: Boolean(embedded),
+    orm, journal, reminders: new PostgresReminderStore(orm), deadLetters: new PostgresDeadLetterStore(orm), embedded: Boolean(embedded),
     // Shared by every user: only errors saying the server is down or unreachable move it, never one request's bad input.
     sqlGuard: guard({ name: 'PostgreSQL', countsAsOutage }),
+    problem: () => embedded?.problem(),
     async close() {
-      await journal.close();
-      await embedded?.stop();
+      const closing = journal.close();
+      if (embedded) {
+        // The pool's close waits for the statement in flight; one stuck in the embedded
+        // database would hold it until its timeout: after a grace, stopping the database ends it.
+        await Promise.race([closing.catch(() => undefined), sleep(EMBEDDED_CLOSE_GRACE_MS, undefined, { ref: false })]);
+        await embedded.stop();
+      }
+      await closing;
     },
   };
 }

@@ -12,7 +12,16 @@ export interface OrmOptions {
   /** Connections in the pool; PGlite serves one at a time, so the embedded node uses 1. */
   readonly poolMax?: number;
   readonly debug?: boolean;
+  /**
+   * PostgreSQL's statement_timeout on every connection of the pool (a startup parameter,
+   * so it outlives `reset all`): a statement running longer fails with 57014 instead of
+   * holding its connection for good. Default 30 s; 0 turns it off. PGlite ignores it (no
+   * timers inside WebAssembly): embedded.ts enforces the same bound for the embedded node.
+   */
+  readonly statementTimeoutMs?: number;
 }
+
+export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
 
 export async function openOrm(options: OrmOptions): Promise<Orm> {
   const orm = await MikroORM.init({
@@ -21,6 +30,8 @@ export async function openOrm(options: OrmOptions): Promise<Orm> {
     extensions: [Migrator],
     migrations: { migrationsList: migrations, transactional: true, allOrNothing: true, snapshot: false, silent: true },
     pool: { min: 0, max: options.poolMax ?? 10 },
+    // Passed to every pg Client the pool makes (pg sends it in the startup packet).
+    driverOptions: { statement_timeout: options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS },
     debug: options.debug ?? false,
     ensureDatabase: false,
     discovery: { warnWhenNoEntities: false },
@@ -42,7 +53,16 @@ export async function openOrm(options: OrmOptions): Promise<Orm> {
 async function migrate(orm: Orm): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await orm.migrator.up();
+      // A schema change may rightly run longer than any request's statement (an index on a
+      // big table): the migrations' one transaction runs without the pool's statement_timeout.
+      // (getPending first: it sets the migrator up on a connection of its own, which must
+      // not be asked for while the transaction holds the embedded node's only one.)
+      if ((await orm.migrator.getPending()).length === 0) return;
+      const connection = orm.em.getConnection();
+      await connection.transactional(async (trx) => {
+        await connection.execute('set local statement_timeout = 0', [], 'run', trx);
+        await orm.migrator.up({ transaction: trx });
+      });
       return;
     } catch (error) {
       const code = (error as { code?: string }).code;
