@@ -207,8 +207,11 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       ready: async () => {
         if (stopping) return { ok: false, reason: 'node is shutting down' };
         if (!region.ready) return { ok: false, reason: 'node does not own its shards yet' };
+        const problem = storage.problem?.();
+        if (problem) return { ok: false, reason: problem };
         try {
-          await storage.journal.ping();
+          // Bounded: behind a stuck statement the ping would wait as long as the statement.
+          await withDeadline(storage.journal.ping(), 2_000);
           // Serving, but a shard waiting on a failing command is worth seeing here too.
           const stuck = region.stuckShards();
           return stuck.length > 0 ? { ok: true, details: { stuckShards: stuck.map((s) => ({ shard: s.shard, seconds: Math.round(s.seconds), failure: s.failure })) } } : { ok: true };
@@ -272,6 +275,12 @@ async function serveMetrics(metrics: Metrics, port: number, host: string): Promi
   const server = createServer(app.callback());
   await listen(server, port, host);
   return server;
+}
+
+function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms); });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
 const starting: RequestListener = (_req, res) => {

@@ -38,12 +38,14 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
   // stuck in it is ended by restarting it (see embedded.ts). Failures there are one line.
   const embeddedDir = join(config.storage.dataDir, 'pg');
   const embedded = config.storage.databaseUrl === undefined
-    ? await startEmbeddedPostgres({ dataDir: embeddedDir, logger })
+    ? await startEmbeddedPostgres({
+      dataDir: embeddedDir, logger, statementTimeoutMs: config.storage.statementTimeoutMs, openTimeoutMs: config.storage.embeddedOpenTimeoutMs,
+    })
     : undefined;
   const url = embedded?.url ?? config.storage.databaseUrl!;
   let orm: Orm;
   try {
-    orm = await openOrm({ url, poolMax: embedded ? 1 : 10 });
+    orm = await openOrm({ url, poolMax: embedded ? 1 : 10, statementTimeoutMs: config.storage.statementTimeoutMs });
   } catch (error) {
     // The database was restarted under the migrations: a statement was stuck in it.
     const stuck = embedded && embedded.restarts() > 0;

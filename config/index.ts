@@ -52,7 +52,10 @@ export interface Config {
     readonly topicPrefix: string;
     readonly sessionTimeoutMs: number;
   };
-  readonly storage: { readonly databaseUrl?: string; readonly dataDir: string; readonly redisUrl?: string };
+  readonly storage: {
+    readonly databaseUrl?: string; readonly dataDir: string; readonly redisUrl?: string;
+    readonly statementTimeoutMs: number; readonly embeddedOpenTimeoutMs: number;
+  };
   readonly runtime: {
     readonly passivateAfterMs: number;
     readonly maxActiveEntities: number;
@@ -327,7 +330,11 @@ export function loadConfig(env: Env = process.env): Config {
       topicPrefix: r.string('KAFKA_TOPIC_PREFIX'),
       sessionTimeoutMs: r.int('KAFKA_SESSION_TIMEOUT_MS', 3_000, 300_000),
     },
-    storage: { databaseUrl, dataDir: r.string('DATA_DIR'), redisUrl },
+    storage: {
+      databaseUrl, dataDir: r.string('DATA_DIR'), redisUrl,
+      statementTimeoutMs: r.int('STATEMENT_TIMEOUT_MS', 100, 3_600_000),
+      embeddedOpenTimeoutMs: r.int('EMBEDDED_OPEN_TIMEOUT_MS', 1_000, 3_600_000),
+    },
     runtime: {
       passivateAfterMs: r.int('PASSIVATE_AFTER_MS', 100, 86_400_000),
       maxActiveEntities: r.int('MAX_ACTIVE_ENTITIES', 10, 10_000_000),

@@ -25,6 +25,8 @@ const DEFINED = {
   MAX_ACTIVE_ENTITIES: { default: '100000', doc: 'cap on live entities per node; least recently used are passivated beyond it' },
   MAX_CONCURRENT_RECOVERIES: { default: '50', doc: 'entities recovering from the journal at once' },
   SNAPSHOT_EVERY: { default: '100', doc: 'journal entries between snapshots of an entity (0: only on passivation)' },
+  STATEMENT_TIMEOUT_MS: { default: '20000', doc: 'a SQL statement running longer is cancelled (PostgreSQL statement_timeout; the embedded database is restarted under it, as PGlite has no timeout of its own)' },
+  EMBEDDED_OPEN_TIMEOUT_MS: { default: '60000', doc: 'an embedded database that does not answer within this at start-up stops the node with one line (it may be damaged)' },
   COMMAND_MAX_ATTEMPTS: { default: '20', doc: 'attempts at a command that fails transiently (storage down) before it is dead-lettered; with backoff capped at 5 s, 20 is about 70 s. Permanent failures are dead-lettered at once' },
   ASK_TIMEOUT_MS: { default: '5000', doc: 'timeout of a query to an entity' },
   SHUTDOWN_TIMEOUT_MS: { default: '20000', doc: 'graceful shutdown gives up after this long' },

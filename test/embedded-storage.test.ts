@@ -196,7 +196,7 @@ test.serial('a node on a directory where a statement never ends (like one two no
   const dir = tempDir(t);
   await wedgedPgliteDir(join(dir, 'pg'), 'journal');
   const port = await freePort();
-  const node = startMain(t, { DATA_DIR: dir, PORT: String(port), AUTH_DEV_TOKENS: 'true', JWT_SECRET: 'embedded-test-secret-long-enough' });
+  const node = startMain(t, { DATA_DIR: dir, PORT: String(port), AUTH_DEV_TOKENS: 'true', JWT_SECRET: 'embedded-test-secret-long-enough', STATEMENT_TIMEOUT_MS: '30000' });
   const url = `http://127.0.0.1:${port}`;
   t.true(await eventually(async () => node.lines.some((l) => l.includes('"node started"')), 60_000), node.lines.slice(-10).join('\n'));
 

@@ -103,6 +103,7 @@ test.serial('a booking due while its node was down is activated when the node st
 
 test.serial('bookings are listed from the read model and a ride is counted in analytics', async (t) => {
   const n = await node(mkdtempSync(join(tmpdir(), 'analytics-')));
+  t.teardown(() => n.stop());
   const run = randomUUID().slice(0, 8);
   const driverId = `drv-${run}`;
   const riderId = `rider-${run}`;

@@ -35,6 +35,7 @@ export class ReadModels {
   readonly #guard: Guard;
   /** Per set of shards, where the last full page of due scheduled bookings ended (see dueScheduled). */
   readonly #dueAfter = new Map<string, { readonly scheduledAt: Date; readonly id: string }>();
+  readonly #chains = new Map<string, Promise<void>>();
 
   constructor(orm: Orm, g: Guard) {
     this.#orm = orm;
@@ -85,22 +86,32 @@ export class ReadModels {
     }
   }
 
-  // Driver and vehicle rows are whole views written by their single owner in order;
-  // a newer write simply replaces an older one.
-  async applyDriverEvent(event: { driver: { id: string; status: string } }): Promise<void> {
-    await this.#sql(
+  /**
+   * Driver and vehicle rows are whole views written by their single owner; a newer write
+   * replaces an older one. Writes are not awaited by the entity, so two for the same row
+   * could reach the database out of order: they are chained per row, in event order.
+   */
+  #inOrder(key: string, write: () => Promise<unknown>): Promise<void> {
+    const next = (this.#chains.get(key) ?? Promise.resolve()).then(write, write).then(() => undefined);
+    this.#chains.set(key, next);
+    void next.finally(() => { if (this.#chains.get(key) === next) this.#chains.delete(key); }).catch(() => undefined);
+    return next;
+  }
+
+  applyDriverEvent(event: { driver: { id: string; status: string } }): Promise<void> {
+    return this.#inOrder(`driver:${event.driver.id}`, () => this.#sql(
       `insert into driver_view (id, status, updated_at, data) values (?, ?, now(), ?)
        on conflict (id) do update set status = excluded.status, updated_at = now(), data = excluded.data`,
       [event.driver.id, event.driver.status, JSON.stringify(event.driver)],
-    );
+    ));
   }
 
-  async applyVehicleEvent(event: { vehicle: { id: string; driverId?: string }; deleted: boolean }): Promise<void> {
-    await this.#sql(
+  applyVehicleEvent(event: { vehicle: { id: string; driverId?: string }; deleted: boolean }): Promise<void> {
+    return this.#inOrder(`vehicle:${event.vehicle.id}`, () => this.#sql(
       `insert into vehicle_view (id, driver_id, deleted, updated_at, data) values (?, ?, ?, now(), ?)
        on conflict (id) do update set driver_id = excluded.driver_id, deleted = excluded.deleted, updated_at = now(), data = excluded.data`,
       [event.vehicle.id, event.vehicle.driverId ?? null, event.deleted, JSON.stringify(event.vehicle)],
-    );
+    ));
   }
 
   async listDrivers(status?: string): Promise<Record<string, unknown>[]> {

@@ -57,12 +57,13 @@ export function docsRoutes(apis: () => readonly Api[]): Router {
     const secure = typeof ctx.state.secure === 'boolean' ? ctx.state.secure : ctx.protocol === 'https';
     ctx.body = asyncApiDocument({ host: ctx.host, secure });
   });
-  router.get('/docs', (ctx) => {
+  const html = (path: string, csp: string, title: string, head: string, body: string) => router.get(path, (ctx) => {
     ctx.type = 'html';
-    ctx.set('Content-Security-Policy', CSP);
-    ctx.body = page('dispatch-actors API', '<link rel="stylesheet" href="/docs/assets/swagger-ui.css">',
-      '<div id="ui"></div><script src="/docs/assets/swagger-ui-bundle.js"></script><script src="/docs/init.js"></script>');
+    ctx.set('Content-Security-Policy', csp);
+    ctx.body = page(title, head, body);
   });
+  html('/docs', CSP, 'dispatch-actors API', '<link rel="stylesheet" href="/docs/assets/swagger-ui.css">',
+    '<div id="ui"></div><script src="/docs/assets/swagger-ui-bundle.js"></script><script src="/docs/init.js"></script>');
   router.get('/docs/assets/:file', (ctx) => {
     const type = SWAGGER_FILES[ctx.params.file!];
     if (!type) return;
@@ -77,22 +78,14 @@ export function docsRoutes(apis: () => readonly Api[]): Router {
       ctx.body = body;
     });
   }
-  router.get('/redoc', (ctx) => {
-    ctx.type = 'html';
-    ctx.set('Content-Security-Policy', CSP);
-    ctx.body = page('dispatch-actors API', '', '<redoc spec-url="/openapi.json"></redoc><script src="/redoc/redoc.standalone.js"></script>');
-  });
+  html('/redoc', CSP, 'dispatch-actors API', '', '<redoc spec-url="/openapi.json"></redoc><script src="/redoc/redoc.standalone.js"></script>');
   router.get('/redoc/redoc.standalone.js', (ctx) => {
     ctx.type = 'application/javascript';
     ctx.set('Cache-Control', 'public, max-age=86400');
     ctx.body = readFileSync(redocBundle);
   });
-  router.get('/docs/ws', (ctx) => {
-    ctx.type = 'html';
-    ctx.set('Content-Security-Policy', ASYNCAPI_CSP);
-    ctx.body = page('dispatch-actors WebSocket API', '<link rel="stylesheet" href="/docs/ws/assets/asyncapi.css">',
-      '<div id="asyncapi"></div><script src="/docs/ws/assets/asyncapi-standalone.js"></script><script src="/docs/ws/init.js"></script>');
-  });
+  html('/docs/ws', ASYNCAPI_CSP, 'dispatch-actors WebSocket API', '<link rel="stylesheet" href="/docs/ws/assets/asyncapi.css">',
+    '<div id="asyncapi"></div><script src="/docs/ws/assets/asyncapi-standalone.js"></script><script src="/docs/ws/init.js"></script>');
   router.get('/docs/ws/assets/:file', (ctx) => {
     const file = ASYNCAPI_FILES[ctx.params.file!];
     if (!file) return;
