@@ -122,7 +122,7 @@ test('bad configuration stops start-up with a clear message and a non-zero exit'
     [{ PORT: 'eighty' }, /PORT/],
   ];
   for (const [bad, message] of cases) {
-    const error = await t.throwsAsync(startNodeProcess('main.ts', { ...bad, PORT: bad.PORT ?? '0' }, 15_000));
+    const error = await t.throwsAsync(startNodeProcess('main.ts', { ...bad, PORT: bad.PORT ?? '0' }, 120_000));
     t.regex(error!.message, /exited with 2/, `exit code for ${JSON.stringify(bad)}`);
     t.regex(error!.message, message, `message names the variable for ${JSON.stringify(bad)}`);
   }

@@ -14,12 +14,12 @@ export interface NodeProcess {
   exited: Promise<number | null>;
 }
 
-export function startNodeProcess(script: string, env: Record<string, string>, timeoutMs = 30_000): Promise<NodeProcess> {
+export function startNodeProcess(script: string, env: Record<string, string>, timeoutMs = 90_000): Promise<NodeProcess> {
   return startCommand(process.execPath, [script], env, timeoutMs);
 }
 
 /** Any command that ends up running a node (`npm start`, say), found started by its log line. */
-export async function startCommand(command: string, args: readonly string[], env: Record<string, string>, timeoutMs = 30_000): Promise<NodeProcess> {
+export async function startCommand(command: string, args: readonly string[], env: Record<string, string>, timeoutMs = 90_000): Promise<NodeProcess> {
   const child = spawn(command, args, {
     cwd: repoRoot,
     env: { ...process.env, LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1', ...env },
