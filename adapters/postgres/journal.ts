@@ -7,6 +7,7 @@ import type { Orm } from './orm.ts';
 import type { Journal, JournalEntry, SnapshotEntry } from '../../runtime/ports.ts';
 import { JournalConflictError, StorageRejectedError, StorageUnavailableError } from '../../runtime/errors.ts';
 import { countsAsOutage } from '../resilience.ts';
+import { parseEntityKey, shardOf, type Placement } from '../../runtime/entity.ts';
 
 const UNIQUE_VIOLATION = '23505';
 
@@ -15,9 +16,17 @@ interface SnapshotDbRow { persistence_key: string; sequence_nr: string | number;
 
 export class PostgresJournal implements Journal {
   readonly #orm: Orm;
+  readonly #placement: Placement | undefined;
 
-  constructor(orm: Orm) {
+  /** With `placement`, each row records its entity's shard, which projections read by (projections.ts). */
+  constructor(orm: Orm, placement?: Placement) {
     this.#orm = orm;
+    this.#placement = placement;
+  }
+
+  #shardOf(persistenceKey: string): number | null {
+    if (!this.#placement) return null;
+    try { return shardOf(parseEntityKey(persistenceKey), this.#placement); } catch { return null; }
   }
 
   #sql<T>(sql: string, params: unknown[] = []): Promise<T[]> {
@@ -36,8 +45,8 @@ export class PostgresJournal implements Journal {
   async append(entry: JournalEntry): Promise<void> {
     try {
       await this.#sql(
-        'insert into journal (persistence_key, sequence_nr, data, tags, created_at) values (?, ?, ?, ?, ?)',
-        [entry.persistenceKey, entry.sequenceNr, JSON.stringify(entry.data), JSON.stringify(entry.tags), new Date(entry.createdAt)],
+        'insert into journal (persistence_key, sequence_nr, data, tags, created_at, shard) values (?, ?, ?, ?, ?, ?)',
+        [entry.persistenceKey, entry.sequenceNr, JSON.stringify(entry.data), JSON.stringify(entry.tags), new Date(entry.createdAt), this.#shardOf(entry.persistenceKey)],
       );
     } catch (error) {
       if (isUniqueViolation(error)) throw new JournalConflictError(entry.persistenceKey, entry.sequenceNr);
