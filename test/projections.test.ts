@@ -15,7 +15,9 @@ import { openOrm } from '../adapters/postgres/orm.ts';
 import { Projector, type JournalRow, type Projection } from '../adapters/postgres/projections.ts';
 import { createBooking } from './fixtures/booking-request.ts';
 import { freshDatabase } from './helpers/services.ts';
-import { eventually } from './helpers/node-process.ts';
+import { eventually, repoRoot } from './helpers/node-process.ts';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { journalTruthDiff } from './helpers/journal-truth.ts';
 
 const CENTER = { lat: 48.8566, lng: 2.3522 };
@@ -63,10 +65,11 @@ test('a journal row that commits after a later one is projected, not skipped', a
     await early.query('begin');
     await early.query(insert, ['test:early', record]); // takes its transaction id first, commits last
     await late.query(insert, ['test:late', record]); // a later transaction, committed at once
-    t.is(await projector.catchUp('rec', 0), 0, 'nothing is read while an older transaction may still commit rows before it');
-    t.deepEqual(seen, []);
+    // (Transactions of other tests on the same server can hold the bound back too: lag, never loss.)
+    for (let i = 0; i < 5; i++) await projector.catchUp('rec', 0);
+    t.deepEqual(seen, [], 'nothing is read while an older transaction may still commit rows before it');
     await early.query('commit');
-    t.is(await projector.catchUp('rec', 0), 2);
+    t.true(await eventually(async () => { await projector.catchUp('rec', 0); return seen.length >= 2; }));
     t.deepEqual(seen, ['test:early', 'test:late'], 'both, in transaction order');
     t.is(await projector.catchUp('rec', 0), 0, 'and never again');
   } finally {
@@ -152,6 +155,13 @@ test('analytics rebuilt from the journal while the node runs give the same figur
     t.deepEqual(cluster.projections.map((p) => p.name), ['bookings', 'analytics', 'drivers', 'vehicles']);
     t.regex(await (await fetch(`${n.url}/metrics`, { headers: auth })).text(), /projection_lag_seconds\{projection="analytics"\} \d/);
     t.is((await fetch(`${n.url}/v1/admin/projections/nope/rebuild`, { method: 'POST', headers: auth })).status, 404);
+    // And the script, from another process, while this node runs.
+    const { stdout } = await promisify(execFile)(process.execPath, ['scripts/projections.ts', 'rebuild', 'analytics'], {
+      cwd: repoRoot, env: { ...process.env, DATABASE_URL: url, SHARDS: '8', LOG_LEVEL: 'silent' }, timeout: 60_000,
+    });
+    t.like(JSON.parse(stdout), { projection: 'analytics' });
+    t.deepEqual(await figures(), before);
+    t.deepEqual(await journalTruthDiff(url), []);
   } finally {
     await n.stop();
   }
