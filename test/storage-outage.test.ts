@@ -18,7 +18,7 @@ test('a 5 s PostgreSQL outage under load: every acknowledged booking readable on
   const target = new URL(db.url);
   const proxy = await faultProxy({ target: { host: target.hostname, port: Number(target.port || 5432) } });
   t.teardown(async () => { await proxy.close(); await db.drop(); });
-  const edge = await startEdge({ DATABASE_URL: proxy.rewrite(db.url), RATE_LIMIT_BOOKINGS_PER_MIN: '100000', RATE_LIMIT_API_PER_MIN: '100000', ASK_TIMEOUT_MS: '2000' });
+  const edge = await startEdge({ DATABASE_URL: proxy.rewrite(db.url), RATE_LIMIT_BOOKINGS_PER_MIN: '100000', RATE_LIMIT_API_PER_MIN: '100000', ASK_TIMEOUT_MS: '2000', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' });
   t.teardown(() => edge.stop());
   const admin = await edge.token('outage-ops', 'admin');
   const riders = await Promise.all(Array.from({ length: 8 }, (_, i) => edge.token(`outage-r${i}-${randomUUID().slice(0, 4)}`, 'rider')));

@@ -29,7 +29,11 @@ export async function startCommand(command: string, args: readonly string[], env
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   createInterface({ input: child.stderr! }).on('line', (line) => output.push(line));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node did not start within ${timeoutMs} ms:\n${output.slice(-30).join('\n')}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      // A node that did not start in time is not left running behind the test.
+      child.kill('SIGKILL');
+      reject(new Error(`node did not start within ${timeoutMs} ms:\n${output.slice(-30).join('\n')}`));
+    }, timeoutMs);
     createInterface({ input: child.stdout! }).on('line', (line) => {
       output.push(line);
       try {
