@@ -46,7 +46,7 @@ import { InProcessRateLimiter } from './adapters/memory/rate-limiter.ts';
 import { RedisRateLimiter } from './adapters/redis/rate-limiter.ts';
 import { InProcessCommandLog } from './adapters/memory/command-log.ts';
 import { createLogger, type Logger } from './runtime/logger.ts';
-import { ShardRegion } from './runtime/region.ts';
+import { ShardRegion, withTimeout } from './runtime/region.ts';
 import { ShardHost } from './runtime/shard-host.ts';
 import type { CommandLog, Notifier, OccupiedCells } from './runtime/ports.ts';
 
@@ -211,7 +211,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         if (problem) return { ok: false, reason: problem };
         try {
           // Bounded: behind a stuck statement the ping would wait as long as the statement.
-          await withDeadline(storage.journal.ping(), 2_000);
+          await withTimeout(storage.journal.ping(), 2_000, 'storage ping');
           // Serving, but a shard waiting on a failing command is worth seeing here too.
           const stuck = region.stuckShards();
           return stuck.length > 0 ? { ok: true, details: { stuckShards: stuck.map((s) => ({ shard: s.shard, seconds: Math.round(s.seconds), failure: s.failure })) } } : { ok: true };
@@ -275,12 +275,6 @@ async function serveMetrics(metrics: Metrics, port: number, host: string): Promi
   const server = createServer(app.callback());
   await listen(server, port, host);
   return server;
-}
-
-function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms); });
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
 const starting: RequestListener = (_req, res) => {

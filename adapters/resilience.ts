@@ -124,6 +124,15 @@ export function countsAsOutage(error: unknown): boolean {
   });
 }
 
+/** Whether PostgreSQL answered with an SQLSTATE (it saw the statement), anywhere in the cause chain. */
+export function hasSqlState(error: unknown): boolean {
+  return someInChain(error, (e) => {
+    const code = (e as { code?: unknown }).code;
+    // Node's own errno codes (EPIPE ...) are five capitals too; no SQLSTATE class starts with E.
+    return typeof code === 'string' && SQLSTATE.test(code) && !code.startsWith('E');
+  });
+}
+
 /** SQLSTATE 40001 serialization failure and 40P01 deadlock: another transaction won; the same call may well succeed now. */
 export function isRetriableConflict(error: unknown): boolean {
   const code = (error as { code?: unknown } | null | undefined)?.code;

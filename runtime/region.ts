@@ -286,7 +286,7 @@ export class ShardRegion {
     const shard = this.shardOf(self);
     if (!this.#holds(shard) || this.#stopping) return; // the new owner re-arms it
     const fire: TimerFire = { $timer: name, at };
-    for (let delay = this.#o.retryMinMs ?? 50; ; delay = Math.min(delay * 2, this.#o.retryMaxMs ?? 5_000)) {
+    for (const delay of this.#backoff()) {
       try {
         await this.#o.log.append(shard, { id: timerCommandId(self, name, at), to: self, message: fire, at: this.#now() });
         return;
@@ -340,7 +340,7 @@ export class ShardRegion {
       this.#settle(command.id, command.replyTo, { status: 'failed', failure, deadLetter: letter });
       return;
     }
-    let delay = this.#o.retryMinMs ?? 50;
+    const delays = this.#backoff();
     const maxAttempts = this.#o.maxAttempts ?? 20;
     try {
       for (let attempt = 1; ; attempt++) {
@@ -364,13 +364,18 @@ export class ShardRegion {
         }
         this.#retried++;
         if (!this.#stuck.has(shard)) this.#stuck.set(shard, { since: this.#now(), failure: failure.kind });
+        const delay = delays.next().value;
         this.#o.onError?.(new Error(failure.message), `command ${command.id} to ${entityKey(to)} failed (${failure.kind}, attempt ${attempt}); retrying in ${delay} ms`);
         await pause(delay, heartbeat);
-        delay = Math.min(delay * 2, this.#o.retryMaxMs ?? 5_000);
       }
     } finally {
       this.#stuck.delete(shard);
     }
+  }
+
+  /** Capped exponential backoff for everything the region retries: retryMinMs, doubling, up to retryMaxMs. */
+  *#backoff(): Generator<number, never> {
+    for (let delay = this.#o.retryMinMs ?? 50; ; delay = Math.min(delay * 2, this.#o.retryMaxMs ?? 5_000)) yield delay;
   }
 
   /** Sets a command aside; keeps trying while the store itself is down (the command is never dropped). */
@@ -382,7 +387,7 @@ export class ShardRegion {
     };
     this.#o.onError?.(new Error(failure.message), `command ${letter.id} to ${entityKey(record.command.to)} dead-lettered (${failure.kind} after ${attempts} attempt(s))`);
     if (!store) return undefined;
-    for (let delay = this.#o.retryMinMs ?? 50; ; delay = Math.min(delay * 2, this.#o.retryMaxMs ?? 5_000)) {
+    for (const delay of this.#backoff()) {
       try {
         await store.add(letter);
         this.#deadLettered++;
@@ -458,7 +463,7 @@ async function pause(ms: number, heartbeat?: () => Promise<void>): Promise<void>
   }
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(new AskTimeoutError(`${what} timed out after ${ms} ms`)), ms);
     promise.then(

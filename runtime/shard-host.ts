@@ -227,8 +227,8 @@ export class ShardHost {
       request: services.request,
       remember: services.remember,
       forget: services.forget,
-      armTimer: (self, name, at) => this.#armTimer(self, name, at, services),
-      disarmTimer: (self, name) => this.#disarmTimer(entityKey(self), name),
+      armTimer: (self, name, at) => this.#timers.arm(entityKey(self), name, at, () => services.onTimer(self, name, at)),
+      disarmTimer: (self, name) => this.#timers.disarm(entityKey(self), name),
       saveSnapshot: (key, seq, inc) =>
         this.#engine.takeSnapshot({ key, sequenceNumber: seq, data: inc, createdAt: this.#now() }),
       reducerFailed: (self, _message, error) => this.#options.onError?.(error, `reducer of ${entityKey(self)} threw`),
@@ -241,14 +241,6 @@ export class ShardHost {
         }
       },
     };
-  }
-
-  #armTimer(self: EntityRef, name: string, at: number, services: NodeServices): void {
-    this.#timers.arm(entityKey(self), name, at, () => services.onTimer(self, name, at));
-  }
-
-  #disarmTimer(key: string, name: string): void {
-    this.#timers.disarm(key, name);
   }
 
   /** Stops an actor; with `snapshot`, first saves its state so re-activation is cheap and soft state survives. */

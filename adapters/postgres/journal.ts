@@ -6,7 +6,7 @@
 import type { Orm } from './orm.ts';
 import type { Journal, JournalEntry, SnapshotEntry } from '../../runtime/ports.ts';
 import { JournalConflictError, StorageRejectedError, StorageUnavailableError } from '../../runtime/errors.ts';
-import { countsAsOutage } from '../resilience.ts';
+import { countsAsOutage, hasSqlState } from '../resilience.ts';
 
 const UNIQUE_VIOLATION = '23505';
 
@@ -95,11 +95,6 @@ function classified(error: unknown, what: string): Error {
   return countsAsOutage(error) ? new StorageUnavailableError(message, { cause: error })
     : hasSqlState(error) ? new StorageRejectedError(message, { cause: error })
     : error instanceof Error ? error : new Error(message);
-}
-
-function hasSqlState(error: unknown): boolean {
-  const e = error as { code?: unknown; cause?: { code?: unknown } } | undefined;
-  return [e?.code, e?.cause?.code].some((c) => typeof c === 'string' && /^[0-9A-Z]{5}$/.test(c) && !c.startsWith('E'));
 }
 
 function parseJson(value: unknown): unknown {

@@ -1,7 +1,7 @@
 // The operations page: static files from http/ops, no CDN, no inline script or style
 // (the policy below forbids both). The page may be opened with ?token= in its address
 // (the demo prints such a link): it moves the token out of the URL at once, and
-// `Referrer-Policy: no-referrer` keeps the address out of the requests it makes first.
+// `Referrer-Policy: no-referrer` (set on every answer by http/security-headers.ts) keeps the address out of the requests it makes first.
 
 import Router from '@koa/router';
 import { readFileSync } from 'node:fs';
@@ -31,8 +31,6 @@ export function opsPageRoutes(): Router {
     router.get(path, (ctx) => {
       ctx.type = type;
       ctx.set('Content-Security-Policy', OPS_CSP);
-      ctx.set('Referrer-Policy', 'no-referrer');
-      ctx.set('X-Content-Type-Options', 'nosniff');
       ctx.set('Cache-Control', 'no-store');
       ctx.body = body;
     });
