@@ -192,6 +192,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
 
   const extraRouters = options.routers?.(region) ?? [];
   let stopping = false;
+  // One reading of TRUST_PROXY for HTTP requests and WebSocket upgrades alike.
+  const addressOf = clientAddressOf(config.http.trustProxy);
   const app = createApp({
     logger,
     auth,
@@ -222,7 +224,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         }
       },
     },
-    trustProxy: config.http.trustProxy,
+    addressOf,
     routers: [
       ...(config.metrics.port === undefined ? [metrics.routes(requireRole('admin'))] : []),
       docsRoutes(() => apis),
@@ -233,7 +235,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   });
   const routes = [...apis.map((a) => a.router), ...extraRouters]
     .flatMap((r) => r.stack.flatMap((layer) => layer.methods.filter((m) => m !== 'HEAD').map((m) => `${m} ${layer.path}`)));
-  const ws = new WsGateway({ edge, auth, notifier, logger, metrics, limits: config.ws, addressOf: clientAddressOf(config.http.trustProxy) });
+  const ws = new WsGateway({ edge, auth, notifier, logger, metrics, limits: config.ws, addressOf });
   ws.attach(server);
   await region.start();
   serve = app.callback();

@@ -11,9 +11,9 @@ import type { Middleware } from 'koa';
 import type { Logger } from 'pino';
 import { requestContext } from './request-context.ts';
 import { HttpError, errorBody } from './errors.ts';
-import { clientAddress } from './client-address.ts';
+import { clientAddress, clientAddressOf, type ClientAddress } from './client-address.ts';
+import type { IncomingMessage } from 'node:http';
 import { securityHeaders } from './security-headers.ts';
-import type { TrustProxy } from '../config/index.ts';
 
 export interface HealthProbe {
   /** Process is up and serving. */
@@ -31,15 +31,15 @@ export interface AppOptions {
   /** Rate limits applied after authentication, by method and path. */
   readonly limits?: readonly { method?: string; path: RegExp; middleware: Middleware<AuthState> }[];
   readonly routers?: readonly Router<any>[];
-  /** Whose X-Forwarded-For to believe; nobody's by default. */
-  readonly trustProxy?: TrustProxy;
+  /** The client's address, from the proxies TRUST_PROXY trusts; the peer's by default. */
+  readonly addressOf?: (req: IncomingMessage) => ClientAddress;
 }
 
 export function createApp(options: AppOptions): Koa {
   const app = new Koa();
   // Proxy headers are read by clientAddress, and only from the proxies TRUST_PROXY names.
   app.proxy = false;
-  app.use(clientAddress(options.trustProxy ?? { kind: 'off' }));
+  app.use(clientAddress(options.addressOf ?? clientAddressOf({ kind: 'off' })));
   app.use(securityHeaders());
   if (options.metrics) app.use(options.metrics.middleware());
   app.use(requestContext(options.logger));

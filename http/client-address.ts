@@ -39,8 +39,7 @@ export function clientAddressOf(trust: TrustProxy): (req: IncomingMessage) => Cl
 }
 
 /** Sets `ctx.ip` (what the rate limits read) and `ctx.state.secure`. */
-export function clientAddress(trust: TrustProxy): Middleware {
-  const of = clientAddressOf(trust);
+export function clientAddress(of: (req: IncomingMessage) => ClientAddress): Middleware {
   return (ctx, next) => {
     const address = of(ctx.req);
     ctx.request.ip = address.ip;
