@@ -26,12 +26,16 @@ async function main(): Promise<void> {
   const logger = demoMode ? demoLogger(config.log.level, config.node.id, resolve(config.storage.dataDir, 'node.log')) : undefined;
   const node = await startNode({ config, behaviors: dispatchBehaviors(config), services: dispatchServices(config), logger });
   const demo = demoMode ? await startDemo(node.url, config.http.port) : undefined;
-  let signals = 0;
+  let firstSignalAt: number | undefined;
   const shutdown = (signal: NodeJS.Signals) => {
-    if (++signals > 1) {
+    if (firstSignalAt !== undefined) {
+      // Ctrl-C under `npm start` arrives twice at once (from the terminal, and forwarded by
+      // npm): that is one request. A signal a second or more later is the operator insisting.
+      if (Date.now() - firstSignalAt < 1_000) return;
       node.logger.warn({ signal }, 'second signal: exiting now');
       process.exit(130);
     }
+    firstSignalAt = Date.now();
     // The demo's simulator cleans up (cancels its bookings) while the node still serves it.
     void (demo ? demo.stop(signal) : Promise.resolve()).then(() => {
       const deadline = setTimeout(() => {

@@ -113,3 +113,12 @@ function alive(pid: number): boolean {
     return false;
   }
 }
+
+test('Ctrl-C in a terminal (SIGINT to npm and its node together) stops `npm start` gracefully', async (t) => {
+  const dir = tempDir(t);
+  const npm = await startCommand('npm', ['start', '--silent'], embedded(dir), 90_000, { ownGroup: true });
+  t.teardown(async () => { try { process.kill(-npm.child.pid!, 'SIGKILL'); } catch { /* gone */ } });
+  process.kill(-npm.child.pid!, 'SIGINT'); // the whole group, as a terminal does
+  t.true(await eventually(async () => !existsSync(join(dir, '.lock')), 90_000), 'the node shut down gracefully (its lock released)');
+  t.false(npm.output.some((l) => l.includes('second signal')), 'the doubled SIGINT is one request');
+});

@@ -19,9 +19,13 @@ export function startNodeProcess(script: string, env: Record<string, string>, ti
 }
 
 /** Any command that ends up running a node (`npm start`, say), found started by its log line. */
-export async function startCommand(command: string, args: readonly string[], env: Record<string, string>, timeoutMs = 90_000): Promise<NodeProcess> {
+export async function startCommand(
+  command: string, args: readonly string[], env: Record<string, string>, timeoutMs = 90_000, options: { ownGroup?: boolean } = {},
+): Promise<NodeProcess> {
   const child = spawn(command, args, {
     cwd: repoRoot,
+    // In a process group of its own, it can be signalled as a terminal's Ctrl-C signals one.
+    detached: options.ownGroup ?? false,
     env: { ...process.env, LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
