@@ -12,7 +12,7 @@ import { openStorage, type Storage } from './adapters/storage.ts';
 import { lockDataDir } from './adapters/data-dir-lock.ts';
 import { BookingScheduler } from './adapters/cron/scheduler.ts';
 import { ReadModels } from './adapters/postgres/read-models.ts';
-import type { BookingEventView } from './actors/analytics.ts';
+import { Projector, type ProjectorOptions } from './adapters/postgres/projections.ts';
 import { InProcessNotifier } from './adapters/memory/notifier.ts';
 import { InProcessOccupiedCells } from './adapters/memory/occupied-cells.ts';
 import { PostgresOccupiedCells } from './adapters/postgres/occupied-cells.ts';
@@ -60,6 +60,8 @@ export interface NodeOptions {
   readonly services?: Readonly<Record<string, Service>>;
   /** Extra routers for the edge (for example a test fixture's). */
   readonly routers?: (region: ShardRegion) => readonly Router<any>[];
+  /** Projection settings (tests: a short poll, a fault after commit). */
+  readonly projector?: Partial<Pick<ProjectorOptions, 'pollMs' | 'batchSize' | 'afterCommit'>>;
   /** Lets a caller wrap the command log (fault injection in tests). */
   readonly wrapLog?: (log: CommandLog) => CommandLog;
   readonly logger?: Logger;
@@ -74,6 +76,7 @@ export interface RunningNode {
   readonly storage: Storage;
   readonly notifier: Notifier;
   readonly readModels: ReadModels;
+  readonly projector: Projector;
   readonly scheduler: BookingScheduler;
   readonly ws: WsGateway;
   /** "METHOD /path" of every route the routers serve (for checking the docs). */
@@ -143,15 +146,15 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     onError,
   });
 
-  // Read models follow the domain events of the entities this node owns.
+  // Read models are projections of the journal, for the shards this node owns
+  // (adapters/postgres/projections.ts). A domain event only says "a row was journaled
+  // on this shard": it wakes the projection, which reads the row from the journal.
   const readModels = new ReadModels(storage.orm, storage.sqlGuard);
-  region.onDomainEvent((topic, event, from) => {
-    const applied = topic === 'booking' ? readModels.applyBookingEvent(event as BookingEventView, region.shardOf(from))
-      : topic === 'driver' ? readModels.applyDriverEvent(event as never)
-      : topic === 'vehicle' ? readModels.applyVehicleEvent(event as never)
-      : undefined;
-    applied?.catch((e) => onError(e, `${topic} read model`));
+  const projector = new Projector({
+    orm: storage.orm, guard: storage.sqlGuard, owned: () => region.stats().owned, totalShards: config.cluster.shards,
+    ...options.projector, onError,
   });
+  region.onDomainEvent((_topic, _event, from) => projector.wake(from.kind, region.shardOf(from)));
   region.onDomainEvent((topic, event) => {
     const cell = occupiedCellOf(topic, event);
     if (cell) occupiedCells.mark(cell);
@@ -175,7 +178,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     ? new RedisRateLimiter({ url: redisUrl, prefix: config.cluster.topicPrefix, onError: (e) => onError(e, 'rate limiter') })
     : new InProcessRateLimiter();
   const edge: Edge = {
-    region, host, readModels, limiter, auth,
+    region, host, readModels, projector, limiter, auth,
     settings: new SettingsStore(storage.orm, storage.sqlGuard),
     accounts: new AccountStore(storage.orm, storage.sqlGuard),
     quotes: new QuoteSigner(config.quotes.secret),
@@ -186,9 +189,9 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   };
   if (config.quotes.ephemeral) logger.warn('no QUOTE_SECRET: signing quotes with a random per-process key (development only)');
   const metrics = new Metrics({
-    region, host, lag: baseLog instanceof InProcessCommandLog ? () => baseLog.stats().reduce((a, p) => a + p.lag, 0) : undefined,
+    region, host, projector, lag: baseLog instanceof InProcessCommandLog ? () => baseLog.stats().reduce((a, p) => a + p.lag, 0) : undefined,
   });
-  const apis: Api[] = [authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge, occupied), adminRoutes(edge), deadLetterRoutes(edge), clusterRoutes(region, host)];
+  const apis: Api[] = [authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge, occupied), adminRoutes(edge), deadLetterRoutes(edge), clusterRoutes(region, host, projector)];
 
   const extraRouters = options.routers?.(region) ?? [];
   let stopping = false;
@@ -240,6 +243,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   await region.start();
   serve = app.callback();
   const metricsServer = config.metrics.port === undefined ? undefined : await serveMetrics(metrics, config.metrics.port, config.http.host);
+  projector.start();
   scheduler.start();
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
@@ -247,7 +251,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   logger.info({ url, metricsUrl, mode: config.mode, shards: config.cluster.shards }, 'node started');
 
   return {
-    url, metricsUrl, region, host, storage, logger, notifier, readModels, scheduler, ws, edge, routes,
+    url, metricsUrl, region, host, storage, logger, notifier, readModels, projector, scheduler, ws, edge, routes,
     async stop(reason = 'shutdown') {
       if (stopping) return;
       stopping = true;
@@ -257,6 +261,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       server.closeIdleConnections();
       await scheduler.stop();
       await region.stop();
+      await projector.stop();
       await closed;
       await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
       await remote?.close();

@@ -21,6 +21,8 @@ export interface Guard {
   run<T>(work: () => Promise<T>): Promise<T>;
   /** 'closed', 'open', 'half-open' or 'isolated'. */
   readonly state: () => string;
+  /** Holds the circuit open until released (an operator's switch; tests use it to keep the breaker open). */
+  hold(): { release(): void };
 }
 
 export interface GuardOptions {
@@ -62,6 +64,10 @@ export function guard(o: GuardOptions): Guard {
   );
   return {
     state: () => STATE_NAMES[breaker.state] ?? String(breaker.state),
+    hold() {
+      const handle = breaker.isolate();
+      return { release: () => handle.dispose() };
+    },
     async run<T>(work: () => Promise<T>): Promise<T> {
       try {
         return await policy.execute(() => work());

@@ -57,7 +57,9 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
     throw new Error(`cannot open PostgreSQL${embedded ? ' (embedded)' : ''}: ${(error as Error).message}`, { cause: error });
   }
   logger.info({ embedded: Boolean(embedded), ms: Math.round(performance.now() - started) }, 'storage ready');
-  const journal = new PostgresJournal(orm);
+  const journal = new PostgresJournal(orm, { shards: config.cluster.shards, placementRes: config.cluster.placementRes });
+  const backfilled = await journal.backfillShards();
+  if (backfilled > 0) logger.info({ entities: backfilled }, 'journal rows from before per-shard projections now carry their shard');
   return {
     orm, journal, reminders: new PostgresReminderStore(orm), deadLetters: new PostgresDeadLetterStore(orm), embedded: Boolean(embedded),
     // Shared by every user: only errors saying the server is down or unreachable move it, never one request's bad input.

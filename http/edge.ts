@@ -6,6 +6,7 @@ import type { Config } from '../config/index.ts';
 import { DEFAULT_PRICING, type PricingPolicy } from '../actors/pricing.ts';
 import type { AccountStore } from '../adapters/postgres/accounts.ts';
 import type { ReadModels } from '../adapters/postgres/read-models.ts';
+import type { Projector } from '../adapters/postgres/projections.ts';
 import type { SettingsStore } from '../adapters/postgres/settings.ts';
 import type { ShardRegion } from '../runtime/region.ts';
 import type { DeadLetterStore } from '../runtime/ports.ts';
@@ -18,6 +19,8 @@ export interface Edge {
   readonly region: ShardRegion;
   readonly host: ShardHost;
   readonly readModels: ReadModels;
+  /** The projections behind the read models: how far behind they are, rebuilds. */
+  readonly projector: Projector;
   readonly settings: SettingsStore;
   readonly accounts: AccountStore;
   readonly auth: Authenticator;

@@ -6,6 +6,7 @@ import type { Middleware } from 'koa';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ShardRegion } from '../runtime/region.ts';
 import type { ShardHost } from '../runtime/shard-host.ts';
+import type { Projector } from '../adapters/postgres/projections.ts';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -13,7 +14,7 @@ export class Metrics {
   readonly openSockets: Gauge<'role'>;
   readonly dispatchOutcomes: Counter<'outcome'>;
 
-  constructor(sources: { region: ShardRegion; host: ShardHost; lag?: () => number }) {
+  constructor(sources: { region: ShardRegion; host: ShardHost; projector?: Projector; lag?: () => number }) {
     collectDefaultMetrics({ register: this.registry });
     this.httpDuration = new Histogram({
       name: 'http_request_duration_seconds', help: 'HTTP request latency', labelNames: ['method', 'route', 'status'],
@@ -50,6 +51,22 @@ export class Metrics {
       name: 'commands_dead_lettered_total', help: 'Commands set aside in the dead-letter store (counter semantics)', registers: [this.registry],
       collect() { this.set(sources.region.stats().commandsDeadLettered); },
     });
+    if (sources.projector) {
+      const projector = sources.projector;
+      new Gauge({
+        name: 'projection_lag_seconds', help: 'How far behind the journal each projection may be on the shards this node owns (0: caught up)',
+        labelNames: ['projection'], registers: [this.registry],
+        collect() { for (const s of projector.status()) this.set({ projection: s.name }, s.lagMs / 1000); },
+      });
+      new Gauge({
+        name: 'projection_rows_total', help: 'Journal rows projected by this node (counter semantics)', labelNames: ['projection'], registers: [this.registry],
+        collect() { for (const s of projector.status()) this.set({ projection: s.name }, s.rowsProjected); },
+      });
+      new Gauge({
+        name: 'projection_failures_total', help: 'Projection batches that failed and will be tried again (counter semantics)', labelNames: ['projection'], registers: [this.registry],
+        collect() { for (const s of projector.status()) this.set({ projection: s.name }, s.failures); },
+      });
+    }
     if (sources.lag) {
       const lag = sources.lag;
       new Gauge({ name: 'command_log_lag', help: 'Records appended but not yet committed', registers: [this.registry], collect() { this.set(lag()); } });

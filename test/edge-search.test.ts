@@ -134,6 +134,7 @@ function switchable(): Guard & { down: boolean } {
     down: false,
     state: () => (g.down ? 'open' : 'closed'),
     run: <T>(work: () => Promise<T>): Promise<T> => (g.down ? Promise.reject(new Error('PostgreSQL is unavailable')) : work()),
+    hold: () => { g.down = true; return { release: () => { g.down = false; } }; },
   };
   return g;
 }

@@ -7,6 +7,7 @@ import type { Orm } from './orm.ts';
 import type { Journal, JournalEntry, SnapshotEntry } from '../../runtime/ports.ts';
 import { JournalConflictError, StorageRejectedError, StorageUnavailableError } from '../../runtime/errors.ts';
 import { countsAsOutage, hasSqlState } from '../resilience.ts';
+import { parseEntityKey, shardOf, type Placement } from '../../runtime/entity.ts';
 
 const UNIQUE_VIOLATION = '23505';
 
@@ -15,13 +16,39 @@ interface SnapshotDbRow { persistence_key: string; sequence_nr: string | number;
 
 export class PostgresJournal implements Journal {
   readonly #orm: Orm;
+  readonly #placement: Placement | undefined;
 
-  constructor(orm: Orm) {
+  /** With `placement`, each row records its entity's shard, which projections read by (projections.ts). */
+  constructor(orm: Orm, placement?: Placement) {
     this.#orm = orm;
+    this.#placement = placement;
+  }
+
+  #shardOf(persistenceKey: string): number | null {
+    if (!this.#placement) return null;
+    try { return shardOf(parseEntityKey(persistenceKey), this.#placement); } catch { return null; }
   }
 
   #sql<T>(sql: string, params: unknown[] = []): Promise<T[]> {
     return this.#orm.em.getConnection().execute(sql, params) as Promise<T[]>;
+  }
+
+  /**
+   * Rows journaled before rows recorded their shard (Migration0008) get it now, so the
+   * projections (which read by shard) see the whole history. The shard is computed here,
+   * not in SQL: it is the runtime's hash. Returns how many entities were filled in.
+   */
+  async backfillShards(): Promise<number> {
+    if (!this.#placement) return 0;
+    let entities = 0;
+    for (;;) {
+      const keys = await this.#sql<{ persistence_key: string }>(
+        'select distinct persistence_key from journal where shard is null limit 500');
+      const known = keys.map((k) => ({ key: k.persistence_key, shard: this.#shardOf(k.persistence_key) })).filter((k) => k.shard !== null);
+      for (const k of known) await this.#sql('update journal set shard = ? where persistence_key = ? and shard is null', [k.shard, k.key]);
+      entities += known.length;
+      if (known.length < 500) return entities;
+    }
   }
 
   /** Reads and snapshot writes fail in the runtime's classes too. */
@@ -36,8 +63,8 @@ export class PostgresJournal implements Journal {
   async append(entry: JournalEntry): Promise<void> {
     try {
       await this.#sql(
-        'insert into journal (persistence_key, sequence_nr, data, tags, created_at) values (?, ?, ?, ?, ?)',
-        [entry.persistenceKey, entry.sequenceNr, JSON.stringify(entry.data), JSON.stringify(entry.tags), new Date(entry.createdAt)],
+        'insert into journal (persistence_key, sequence_nr, data, tags, created_at, shard) values (?, ?, ?, ?, ?, ?)',
+        [entry.persistenceKey, entry.sequenceNr, JSON.stringify(entry.data), JSON.stringify(entry.tags), new Date(entry.createdAt), this.#shardOf(entry.persistenceKey)],
       );
     } catch (error) {
       if (isUniqueViolation(error)) throw new JournalConflictError(entry.persistenceKey, entry.sequenceNr);

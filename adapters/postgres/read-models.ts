@@ -1,11 +1,10 @@
-// Read models on PostgreSQL, kept from the domain events each node publishes for
-// the entities it owns: the booking list (with the index the scheduler uses) and
-// the analytics aggregates. Writes are idempotent where events can repeat (a
-// booking row only moves forward by version) and additive where they cannot.
+// Read models on PostgreSQL, read side: the booking list (with the index the
+// scheduler uses), drivers, vehicles and the analytics aggregates. They are written
+// only by the projections that follow the journal (projections.ts), exactly once.
 
 import type { Orm } from './orm.ts';
 import type { Guard } from '../resilience.ts';
-import { analyticsDelta, summarize, type AnalyticsRow, type BookingEventView } from '../../actors/analytics.ts';
+import { summarize, type AnalyticsRow } from '../../actors/analytics.ts';
 
 export interface BookingRow {
   readonly id: string;
@@ -35,7 +34,6 @@ export class ReadModels {
   readonly #guard: Guard;
   /** Per set of shards, where the last full page of due scheduled bookings ended (see dueScheduled). */
   readonly #dueAfter = new Map<string, { readonly scheduledAt: Date; readonly id: string }>();
-  readonly #chains = new Map<string, Promise<void>>();
 
   constructor(orm: Orm, g: Guard) {
     this.#orm = orm;
@@ -44,74 +42,6 @@ export class ReadModels {
 
   #sql<T>(sql: string, params: unknown[] = []): Promise<T[]> {
     return this.#guard.run(() => this.#orm.em.getConnection().execute(sql, params) as Promise<T[]>);
-  }
-
-  async applyBookingEvent(event: BookingEventView, shard: number): Promise<void> {
-    const b = event.booking as BookingEventView['booking'] & { vehicleType: string; createdAt: string; scheduledAt?: string };
-    const pickupCell = event.pickupCell ?? '';
-    await this.#sql(
-      `insert into booking_view (id, shard, rider_id, driver_id, status, vehicle_type, pickup_cell, scheduled_at, created_at, updated_at, version, data)
-       values (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?)
-       on conflict (id) do update set driver_id = excluded.driver_id, status = excluded.status, updated_at = now(),
-         version = excluded.version, data = excluded.data, shard = excluded.shard
-       where booking_view.version <= excluded.version`,
-      [b.id, shard, b.riderId, b.driverId ?? null, b.status, b.vehicleType, pickupCell, b.scheduledAt ?? null, b.createdAt,
-        b.timeline.length + (event.type === 'booking.rated' ? 1 : 0), JSON.stringify(b)],
-    );
-    const delta = analyticsDelta(event, pickupCell);
-    if (!delta) return;
-    const i = delta.increments;
-    const hour = new Date(delta.hour);
-    await this.#sql(
-      `insert into analytics_hour_cell (hour, cell, requests, completed, cancelled, no_driver, revenue, fare_count, wait_ms_sum, wait_count, surge_sum, surge_count, trip_ms_sum)
-       values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       on conflict (hour, cell) do update set
-         requests = analytics_hour_cell.requests + excluded.requests, completed = analytics_hour_cell.completed + excluded.completed,
-         cancelled = analytics_hour_cell.cancelled + excluded.cancelled, no_driver = analytics_hour_cell.no_driver + excluded.no_driver,
-         revenue = analytics_hour_cell.revenue + excluded.revenue, fare_count = analytics_hour_cell.fare_count + excluded.fare_count,
-         wait_ms_sum = analytics_hour_cell.wait_ms_sum + excluded.wait_ms_sum, wait_count = analytics_hour_cell.wait_count + excluded.wait_count,
-         surge_sum = analytics_hour_cell.surge_sum + excluded.surge_sum, surge_count = analytics_hour_cell.surge_count + excluded.surge_count,
-         trip_ms_sum = analytics_hour_cell.trip_ms_sum + excluded.trip_ms_sum`,
-      [hour, delta.cell, i.requests ?? 0, i.completed ?? 0, i.cancelled ?? 0, i.noDriver ?? 0, i.revenue ?? 0, i.fareCount ?? 0,
-        Math.round(i.waitMsSum ?? 0), i.waitCount ?? 0, i.surgeSum ?? 0, i.surgeCount ?? 0, Math.round(i.tripMsSum ?? 0)],
-    );
-    if (delta.activeDriver) {
-      await this.#sql('insert into analytics_driver_hour (hour, driver_id) values (?, ?) on conflict do nothing', [hour, delta.activeDriver]);
-      await this.#sql('insert into analytics_driver_hour_cell (hour, cell, driver_id) values (?, ?, ?) on conflict do nothing',
-        [hour, delta.cell, delta.activeDriver]);
-    }
-    if (delta.rider) {
-      await this.#sql('insert into analytics_rider (rider_id, first_seen, first_cell) values (?, ?, ?) on conflict do nothing',
-        [delta.rider, hour, delta.cell]);
-    }
-  }
-
-  /**
-   * Driver and vehicle rows are whole views written by their single owner; a newer write
-   * replaces an older one. Writes are not awaited by the entity, so two for the same row
-   * could reach the database out of order: they are chained per row, in event order.
-   */
-  #inOrder(key: string, write: () => Promise<unknown>): Promise<void> {
-    const next = (this.#chains.get(key) ?? Promise.resolve()).then(write, write).then(() => undefined);
-    this.#chains.set(key, next);
-    void next.finally(() => { if (this.#chains.get(key) === next) this.#chains.delete(key); }).catch(() => undefined);
-    return next;
-  }
-
-  applyDriverEvent(event: { driver: { id: string; status: string } }): Promise<void> {
-    return this.#inOrder(`driver:${event.driver.id}`, () => this.#sql(
-      `insert into driver_view (id, status, updated_at, data) values (?, ?, now(), ?)
-       on conflict (id) do update set status = excluded.status, updated_at = now(), data = excluded.data`,
-      [event.driver.id, event.driver.status, JSON.stringify(event.driver)],
-    ));
-  }
-
-  applyVehicleEvent(event: { vehicle: { id: string; driverId?: string }; deleted: boolean }): Promise<void> {
-    return this.#inOrder(`vehicle:${event.vehicle.id}`, () => this.#sql(
-      `insert into vehicle_view (id, driver_id, deleted, updated_at, data) values (?, ?, ?, now(), ?)
-       on conflict (id) do update set driver_id = excluded.driver_id, deleted = excluded.deleted, updated_at = now(), data = excluded.data`,
-      [event.vehicle.id, event.vehicle.driverId ?? null, event.deleted, JSON.stringify(event.vehicle)],
-    ));
   }
 
   async listDrivers(status?: string): Promise<Record<string, unknown>[]> {

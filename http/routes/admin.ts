@@ -36,7 +36,7 @@ export function adminRoutes(edge: Edge): Api {
   });
   api.add({
     method: 'get', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Vehicles', roles: admin, response: z.object({ items: z.array(Vehicle) }),
-    handler: async () => ({ items: await edge.readModels.listVehicles() }),
+    handler: async (ctx) => { lagHeader(ctx, edge, 'vehicles'); return { items: await edge.readModels.listVehicles() }; },
   });
   api.add({
     method: 'get', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'A vehicle', roles: admin, params: vehicleParams, response: Vehicle,
@@ -89,7 +89,7 @@ export function adminRoutes(edge: Edge): Api {
   api.add({
     method: 'get', path: '/v1/admin/drivers', tag: 'admin', summary: 'Drivers', roles: admin,
     query: z.object({ status: z.enum(['offline', 'available', 'offered', 'assigned', 'on_trip']).optional() }).strict(),
-    handler: async (_ctx, { query }) => ({ items: await edge.readModels.listDrivers(query.status) }),
+    handler: async (ctx, { query }) => { lagHeader(ctx, edge, 'drivers'); return { items: await edge.readModels.listDrivers(query.status) }; },
   });
   api.add({
     method: 'get', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'A driver', roles: admin, params: driverParams,
@@ -121,7 +121,8 @@ export function adminRoutes(edge: Edge): Api {
   });
   api.add({
     method: 'get', path: '/v1/admin/analytics', tag: 'admin', summary: 'Aggregates per hour or per pickup cell', roles: admin, query: AnalyticsQuery,
-    handler: async (_ctx, { query }) => {
+    handler: async (ctx, { query }) => {
+      lagHeader(ctx, edge, 'analytics');
       const from = Date.parse(query.from);
       const to = Date.parse(query.to);
       if (!(to > from)) throw new HttpError(400, 'invalid_request', 'to must be after from');
@@ -129,5 +130,17 @@ export function adminRoutes(edge: Edge): Api {
       return edge.readModels.analytics(from, to, query.groupBy);
     },
   });
+  api.add({
+    method: 'post', path: '/v1/admin/projections/:name/rebuild', tag: 'admin',
+    summary: 'Rebuild a read model from the journal while the node serves (its view is emptied, then projected again from the start)',
+    roles: admin, params: z.object({ name: z.enum(['bookings', 'analytics', 'drivers', 'vehicles']) }),
+    response: z.object({ projection: z.string(), rows: z.number(), ms: z.number() }),
+    handler: async (_ctx, { params }) => ({ projection: params.name, ...(await edge.projector.rebuild(params.name)) }),
+  });
   return api;
+}
+
+/** How far behind the journal the answer may be: the lag of the projections it reads, on this node's shards. */
+export function lagHeader(ctx: { set(name: string, value: string): void }, edge: Edge, ...projections: string[]): void {
+  ctx.set('X-Projection-Lag-Ms', String(Math.round(edge.projector.lagMs(...projections))));
 }

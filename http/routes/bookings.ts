@@ -131,6 +131,7 @@ export function bookingRoutes(edge: Edge): Api {
       const p = principalOf(ctx.state);
       if (p.role !== 'admin' && (query.riderId || query.driverId)) throw new HttpError(403, 'forbidden', 'only admins filter by rider or driver');
       // Every value here is checked by BookingListQuery (the cursor arrives decoded), so the read model gets nothing it cannot bind.
+      ctx.set('X-Projection-Lag-Ms', String(Math.round(edge.projector.lagMs('bookings'))));
       const page = await edge.readModels.listBookings({
         status: query.status, limit: query.limit, cursor: query.cursor,
         riderId: p.role === 'rider' ? p.sub : query.riderId,

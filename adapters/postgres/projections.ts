@@ -1,0 +1,494 @@
+// Read models projected from the journal, exactly once.
+//
+// The journal is the truth; every view (booking_view, analytics_*, driver_view,
+// vehicle_view) is a projection of it. A projection reads the journal rows of one
+// entity kind, shard by shard, in order, folds their domain events, writes the view
+// rows and moves its offset for that shard IN THE SAME TRANSACTION. A crash, a timeout
+// that lets the transaction commit and then retries it, or two nodes working the same
+// shard during a handover: the next batch starts from the stored offset, so every
+// journal row changes the views exactly once.
+//
+// Order without gaps. A global bigserial is not a safe cursor: ids are taken when a
+// row is inserted, not when it commits, so id 11 can be visible before id 10 and a
+// reader that moved past 11 never sees 10. Here each journal row carries the id of the
+// transaction that wrote it (`tx xid8`, pg_current_xact_id()) and a projection reads
+// only rows whose transaction is older than the oldest one still running
+// (`tx < pg_snapshot_xmin(pg_current_snapshot())`): every such transaction has ended,
+// so no row below that bound can appear later. Rows are read in (tx, persistence_key,
+// sequence_nr) order and the offset is that triple. One entity's rows are in sequence
+// order too: its next append starts only after the previous one committed, so it has
+// a larger xid. The cost: a long transaction anywhere on the server holds every
+// projection back (lag, never loss). xid8 is 64 bits, so it does not wrap.
+//
+// Shards. Each row records its entity's shard; offsets are kept per (projection,
+// shard) in projection_offset. A node projects the shards it owns; when a shard moves,
+// the new owner starts from the stored offset. A batch takes a transaction-scoped
+// advisory lock on (projection, shard), so a batch of the old owner still running and
+// one of the new owner (or a rebuild) are serialised and the second re-reads the offset.
+//
+// Folding. Bookings and analytics fold each booking's journal history (bookings live
+// minutes: short histories); drivers and vehicles, whose histories are long (presence
+// timers), keep their folded state and the sequence number it reflects in their view
+// row. Every view row carries the journal sequence number of its entity that it
+// reflects and is only ever replaced by a newer one.
+
+import type { Orm } from './orm.ts';
+import type { Guard } from '../resilience.ts';
+import type { JournalRecord } from '../../runtime/entity-actor.ts';
+import { applyBooking, bookingView, initialBooking, type BookingEvent, type BookingState } from '../../actors/booking.ts';
+import { applyDriver, driverView, initialDriver, type DriverEvent, type DriverState } from '../../actors/driver.ts';
+import { applyVehicle, vehicleView, type VehicleEvent, type VehicleState } from '../../actors/vehicle.ts';
+import { analyticsDelta, type BookingEventView, type Increments } from '../../actors/analytics.ts';
+
+export type Sql = <T = Record<string, unknown>>(sql: string, params?: readonly unknown[]) => Promise<T[]>;
+
+/** One journal row as a projection sees it. */
+export interface JournalRow {
+  readonly key: string;
+  readonly id: string;
+  readonly seq: number;
+  readonly tx: string;
+  readonly record: JournalRecord;
+}
+
+export interface Projection {
+  readonly name: string;
+  /** The entity kind whose journal rows it reads. */
+  readonly kind: string;
+  /** The tables it owns alone: emptied by a rebuild. */
+  readonly tables: readonly string[];
+  apply(sql: Sql, rows: readonly JournalRow[], shard: number): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------
+// Folds, shared with the checker in test/helpers (the truth computed from the journal).
+
+export const INITIAL_VEHICLE: VehicleState = { exists: false, deleted: false, plate: '', vehicleType: '', capacity: 0, maintenance: [] };
+
+/** Events of a record as the current reducers read them (all kinds are at event version 1, none upcasts). */
+function eventsOf<E>(record: JournalRecord): readonly E[] {
+  return (record.events ?? []) as readonly E[];
+}
+
+export function foldBooking(state: BookingState, record: JournalRecord): BookingState {
+  return eventsOf<BookingEvent>(record).reduce(applyBooking, state);
+}
+
+/**
+ * What the booking announced when this record moved it, as the actor publishes it
+ * (actors/booking.ts: a change of status, or a rating): the input of analyticsDelta.
+ */
+export function bookingTransition(before: BookingState, after: BookingState, record: JournalRecord): BookingEventView | undefined {
+  if (after.status !== before.status) {
+    return {
+      type: `booking.${after.status}`, at: after.timeline.at(-1)?.at, booking: bookingView(after) as BookingEventView['booking'],
+      pickupCell: after.pickupCell, driverId: after.driverId ?? after.offer?.driverId,
+    };
+  }
+  if (eventsOf<BookingEvent>(record).some((e) => e.type === 'rated')) {
+    return { type: 'booking.rated', at: record.at, booking: bookingView(after) as BookingEventView['booking'], pickupCell: after.pickupCell };
+  }
+  return undefined;
+}
+
+function parseJson(value: unknown): unknown {
+  return typeof value === 'string' ? JSON.parse(value) : value;
+}
+
+function placeholders(n: number): string {
+  return Array.from({ length: n }, () => '?').join(',');
+}
+
+/** Every journal row of these entities up to the last one of the batch, in sequence order. */
+async function histories(sql: Sql, rows: readonly JournalRow[]): Promise<Map<string, JournalRow[]>> {
+  const upTo = new Map<string, number>();
+  for (const r of rows) upTo.set(r.key, Math.max(upTo.get(r.key) ?? 0, r.seq));
+  const keys = [...upTo.keys()];
+  const found = await sql<{ persistence_key: string; sequence_nr: string | number; data: unknown }>(
+    `select persistence_key, sequence_nr, data from journal where persistence_key in (${placeholders(keys.length)}) order by persistence_key, sequence_nr`, keys);
+  const out = new Map<string, JournalRow[]>();
+  for (const f of found) {
+    const seq = Number(f.sequence_nr);
+    if (seq > upTo.get(f.persistence_key)!) continue;
+    const list = out.get(f.persistence_key) ?? [];
+    list.push({ key: f.persistence_key, id: f.persistence_key.slice(f.persistence_key.indexOf(':') + 1), seq, tx: '', record: parseJson(f.data) as JournalRecord });
+    out.set(f.persistence_key, list);
+  }
+  return out;
+}
+
+/** For each booking row of the batch: the booking before and after it. */
+async function bookingSteps(sql: Sql, rows: readonly JournalRow[]) {
+  const wanted = new Set(rows.map((r) => `${r.key}#${r.seq}`));
+  const steps: { row: JournalRow; before: BookingState; after: BookingState }[] = [];
+  for (const [key, history] of await histories(sql, rows)) {
+    let state = initialBooking(key.slice(key.indexOf(':') + 1));
+    for (const h of history) {
+      const next = foldBooking(state, h.record);
+      if (wanted.has(`${key}#${h.seq}`)) steps.push({ row: h, before: state, after: next });
+      state = next;
+    }
+  }
+  return steps;
+}
+
+export const bookingsProjection: Projection = {
+  name: 'bookings',
+  kind: 'booking',
+  tables: ['booking_view'],
+  async apply(sql, rows, shard) {
+    const latest = new Map<string, { seq: number; state: BookingState }>();
+    for (const s of await bookingSteps(sql, rows)) {
+      if (s.row.record.events.length === 0 || s.after.status === 'none') continue;
+      const seen = latest.get(s.row.key);
+      if (!seen || seen.seq < s.row.seq) latest.set(s.row.key, { seq: s.row.seq, state: s.after });
+    }
+    for (const { seq, state: b } of latest.values()) {
+      await sql(
+        `insert into booking_view (id, shard, rider_id, driver_id, status, vehicle_type, pickup_cell, scheduled_at, created_at, updated_at, version, data)
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?)
+         on conflict (id) do update set driver_id = excluded.driver_id, status = excluded.status, updated_at = now(),
+           version = excluded.version, data = excluded.data, shard = excluded.shard
+         where booking_view.version < excluded.version`,
+        [b.id, shard, b.riderId, b.driverId ?? null, b.status, b.vehicleType, b.pickupCell ?? '',
+          b.scheduledAt !== undefined ? new Date(b.scheduledAt) : null, new Date(b.createdAt), seq, JSON.stringify(bookingView(b))],
+      );
+    }
+  },
+};
+
+/** Analytics additions of a set of booking transitions, summed per (hour, cell). */
+export function analyticsOf(events: readonly BookingEventView[]) {
+  const cells = new Map<string, { hour: number; cell: string; i: Increments }>();
+  const drivers = new Map<string, { hour: number; cell: string; driverId: string }>();
+  const riders = new Map<string, { hour: number; cell: string }>();
+  for (const event of events) {
+    const delta = analyticsDelta(event, event.pickupCell ?? '');
+    if (!delta) continue;
+    const k = `${delta.hour}|${delta.cell}`;
+    const c = cells.get(k) ?? { hour: delta.hour, cell: delta.cell, i: { requests: 0, completed: 0, cancelled: 0, noDriver: 0, revenue: 0, fareCount: 0, waitMsSum: 0, waitCount: 0, surgeSum: 0, surgeCount: 0, tripMsSum: 0 } };
+    for (const [name, n] of Object.entries(delta.increments)) c.i[name as keyof Increments] += n ?? 0;
+    cells.set(k, c);
+    if (delta.activeDriver) drivers.set(`${k}|${delta.activeDriver}`, { hour: delta.hour, cell: delta.cell, driverId: delta.activeDriver });
+    if (delta.rider) {
+      const r = riders.get(delta.rider);
+      if (!r || delta.hour < r.hour || (delta.hour === r.hour && delta.cell < r.cell)) riders.set(delta.rider, { hour: delta.hour, cell: delta.cell });
+    }
+  }
+  return { cells, drivers, riders };
+}
+
+export const analyticsProjection: Projection = {
+  name: 'analytics',
+  kind: 'booking',
+  tables: ['analytics_hour_cell', 'analytics_driver_hour', 'analytics_driver_hour_cell', 'analytics_rider'],
+  async apply(sql, rows) {
+    const events = (await bookingSteps(sql, rows)).flatMap((s) => bookingTransition(s.before, s.after, s.row.record) ?? []);
+    const { cells, drivers, riders } = analyticsOf(events);
+    for (const { hour, cell, i } of cells.values()) {
+      await sql(
+        `insert into analytics_hour_cell (hour, cell, requests, completed, cancelled, no_driver, revenue, fare_count, wait_ms_sum, wait_count, surge_sum, surge_count, trip_ms_sum)
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         on conflict (hour, cell) do update set
+           requests = analytics_hour_cell.requests + excluded.requests, completed = analytics_hour_cell.completed + excluded.completed,
+           cancelled = analytics_hour_cell.cancelled + excluded.cancelled, no_driver = analytics_hour_cell.no_driver + excluded.no_driver,
+           revenue = analytics_hour_cell.revenue + excluded.revenue, fare_count = analytics_hour_cell.fare_count + excluded.fare_count,
+           wait_ms_sum = analytics_hour_cell.wait_ms_sum + excluded.wait_ms_sum, wait_count = analytics_hour_cell.wait_count + excluded.wait_count,
+           surge_sum = analytics_hour_cell.surge_sum + excluded.surge_sum, surge_count = analytics_hour_cell.surge_count + excluded.surge_count,
+           trip_ms_sum = analytics_hour_cell.trip_ms_sum + excluded.trip_ms_sum`,
+        [new Date(hour), cell, i.requests, i.completed, i.cancelled, i.noDriver, i.revenue, i.fareCount,
+          Math.round(i.waitMsSum), i.waitCount, i.surgeSum, i.surgeCount, Math.round(i.tripMsSum)],
+      );
+    }
+    for (const d of drivers.values()) {
+      await sql('insert into analytics_driver_hour (hour, driver_id) values (?, ?) on conflict do nothing', [new Date(d.hour), d.driverId]);
+      await sql('insert into analytics_driver_hour_cell (hour, cell, driver_id) values (?, ?, ?) on conflict do nothing', [new Date(d.hour), d.cell, d.driverId]);
+    }
+    // A rider's first request may be projected after a later one (another shard): the earliest wins, whatever the order.
+    for (const [riderId, r] of riders) {
+      await sql(
+        `insert into analytics_rider (rider_id, first_seen, first_cell) values (?, ?, ?)
+         on conflict (rider_id) do update set first_seen = excluded.first_seen, first_cell = excluded.first_cell
+         where (excluded.first_seen, excluded.first_cell) < (analytics_rider.first_seen, coalesce(analytics_rider.first_cell, ''))`,
+        [riderId, new Date(r.hour), r.cell]);
+    }
+  },
+};
+
+/** Drivers and vehicles: the view row holds the folded state and the sequence number it reflects. */
+function stateProjection<S>(o: {
+  name: string; kind: string; table: string; initial: (id: string) => S; apply: (s: S, e: any) => S;
+  write: (sql: Sql, id: string, seq: number, state: S) => Promise<unknown>;
+}): Projection {
+  return {
+    name: o.name, kind: o.kind, tables: [o.table],
+    async apply(sql, rows) {
+      const ids = [...new Set(rows.map((r) => r.id))];
+      const current = await sql<{ id: string; version: string | number; state: unknown }>(
+        `select id, version, state from ${o.table} where id in (${placeholders(ids.length)})`, ids);
+      const states = new Map(current.map((c) => [c.id, { seq: Number(c.version), state: (parseJson(c.state) ?? o.initial(c.id)) as S, changed: false }]));
+      for (const r of rows) {
+        const s = states.get(r.id) ?? { seq: 0, state: o.initial(r.id), changed: false };
+        // A row at or below the stored version is already in the state (never applied twice).
+        if (r.seq <= s.seq || r.record.events.length === 0) { states.set(r.id, s); continue; }
+        states.set(r.id, { seq: r.seq, state: eventsOf(r.record).reduce(o.apply, s.state), changed: true });
+      }
+      for (const [id, s] of states) if (s.changed) await o.write(sql, id, s.seq, s.state);
+    },
+  };
+}
+
+export const driversProjection = stateProjection<DriverState>({
+  name: 'drivers', kind: 'driver', table: 'driver_view', initial: () => initialDriver(), apply: (s, e: DriverEvent) => applyDriver(s, e),
+  write: (sql, id, seq, state) => sql(
+    `insert into driver_view (id, status, updated_at, data, version, state) values (?, ?, now(), ?, ?, ?)
+     on conflict (id) do update set status = excluded.status, updated_at = now(), data = excluded.data, version = excluded.version, state = excluded.state
+     where driver_view.version < excluded.version`,
+    [id, state.status, JSON.stringify(driverView(id, state)), seq, JSON.stringify(state)]),
+});
+
+export const vehiclesProjection = stateProjection<VehicleState>({
+  name: 'vehicles', kind: 'vehicle', table: 'vehicle_view', initial: () => INITIAL_VEHICLE, apply: (s, e: VehicleEvent) => applyVehicle(s, e),
+  write: (sql, id, seq, state) => sql(
+    `insert into vehicle_view (id, driver_id, deleted, updated_at, data, version, state) values (?, ?, ?, now(), ?, ?, ?)
+     on conflict (id) do update set driver_id = excluded.driver_id, deleted = excluded.deleted, updated_at = now(), data = excluded.data,
+       version = excluded.version, state = excluded.state
+     where vehicle_view.version < excluded.version`,
+    [id, state.driverId ?? null, state.deleted, JSON.stringify(vehicleView(id, state)), seq, JSON.stringify(state)]),
+});
+
+export const PROJECTIONS: readonly Projection[] = [bookingsProjection, analyticsProjection, driversProjection, vehiclesProjection];
+
+// ---------------------------------------------------------------------------------------
+// The runner.
+
+export interface ProjectorOptions {
+  readonly orm: Orm;
+  /** The shared PostgreSQL policy: while its breaker is open, projections wait (lag grows, nothing is lost). */
+  readonly guard?: Guard;
+  readonly projections?: readonly Projection[];
+  /** Shards this node owns now. */
+  readonly owned: () => readonly number[];
+  readonly totalShards: number;
+  /** How often every owned shard is looked at even without a wake-up (default 1 s). */
+  readonly pollMs?: number;
+  readonly batchSize?: number;
+  readonly now?: () => number;
+  readonly onError?: (error: unknown, context: string) => void;
+  /** Test hook: runs after a batch committed, inside the guarded call (a slow one makes the guard time out and retry). */
+  readonly afterCommit?: (projection: string, shard: number, rows: number) => Promise<void>;
+}
+
+interface ShardState {
+  /** Since when journal rows may wait for this shard (undefined: caught up as far as this node knows). */
+  pendingSince: number | undefined;
+}
+
+export interface ProjectionStatus {
+  readonly name: string;
+  /** How far behind the journal this projection may be, on this node's shards (0: caught up). */
+  readonly lagMs: number;
+  readonly shards: number;
+  readonly rowsProjected: number;
+  readonly failures: number;
+  readonly lastError?: string;
+}
+
+function lockKey(name: string): number {
+  let h = 0x5eed;
+  for (const c of name) h = (Math.imul(h, 31) + c.charCodeAt(0)) | 0;
+  return h;
+}
+
+export class Projector {
+  readonly #o: ProjectorOptions;
+  readonly #projections: readonly Projection[];
+  readonly #now: () => number;
+  readonly #state = new Map<string, Map<number, ShardState>>();
+  readonly #woken = new Map<string, Set<number>>();
+  readonly #signal = new Map<string, () => void>();
+  readonly #stats = new Map<string, { rows: number; failures: number; lastError?: string }>();
+  readonly #loops: Promise<void>[] = [];
+  #stopped = true;
+
+  constructor(options: ProjectorOptions) {
+    this.#o = options;
+    this.#projections = options.projections ?? PROJECTIONS;
+    this.#now = options.now ?? Date.now;
+    for (const p of this.#projections) {
+      this.#state.set(p.name, new Map());
+      this.#woken.set(p.name, new Set());
+      this.#stats.set(p.name, { rows: 0, failures: 0 });
+    }
+  }
+
+  get names(): readonly string[] {
+    return this.#projections.map((p) => p.name);
+  }
+
+  #projection(name: string): Projection {
+    const p = this.#projections.find((x) => x.name === name);
+    if (!p) throw new Error(`no projection ${name} (there are ${this.names.join(', ')})`);
+    return p;
+  }
+
+  start(): void {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    for (const p of this.#projections) this.#loops.push(this.#loop(p));
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const wake of this.#signal.values()) wake();
+    await Promise.all(this.#loops.splice(0));
+  }
+
+  /** A journal row of this kind was written on this shard: project it soon. */
+  wake(kind: string, shard: number): void {
+    const at = this.#now();
+    for (const p of this.#projections) {
+      if (p.kind !== kind) continue;
+      const s = this.#shard(p.name, shard);
+      s.pendingSince ??= at;
+      this.#woken.get(p.name)!.add(shard);
+      this.#signal.get(p.name)?.();
+    }
+  }
+
+  #shard(name: string, shard: number): ShardState {
+    const shards = this.#state.get(name)!;
+    let s = shards.get(shard);
+    if (!s) { s = { pendingSince: this.#now() }; shards.set(shard, s); }
+    return s;
+  }
+
+  status(): ProjectionStatus[] {
+    const now = this.#now();
+    const owned = this.#o.owned();
+    return this.#projections.map((p) => {
+      const stats = this.#stats.get(p.name)!;
+      const lag = Math.max(0, ...owned.map((shard) => {
+        const since = this.#shard(p.name, shard).pendingSince;
+        return since === undefined ? 0 : now - since;
+      }));
+      return { name: p.name, lagMs: lag, shards: owned.length, rowsProjected: stats.rows, failures: stats.failures, ...(stats.lastError ? { lastError: stats.lastError } : {}) };
+    });
+  }
+
+  lagMs(...names: string[]): number {
+    return Math.max(0, ...this.status().filter((s) => names.length === 0 || names.includes(s.name)).map((s) => s.lagMs));
+  }
+
+  async #loop(p: Projection): Promise<void> {
+    const pollMs = this.#o.pollMs ?? 1_000;
+    let lastSweep = 0;
+    while (!this.#stopped) {
+      const owned = this.#o.owned();
+      const woken = this.#woken.get(p.name)!;
+      const sweep = this.#now() - lastSweep >= pollMs;
+      if (sweep) lastSweep = this.#now();
+      const targets = sweep ? owned : owned.filter((s) => woken.has(s));
+      for (const s of targets) woken.delete(s);
+      let failed = false;
+      for (const shard of targets) {
+        if (this.#stopped) break;
+        try {
+          await this.catchUp(p.name, shard);
+        } catch (error) {
+          failed = true;
+          const stats = this.#stats.get(p.name)!;
+          stats.failures++;
+          stats.lastError = error instanceof Error ? error.message : String(error);
+          this.#o.onError?.(error, `projection ${p.name} shard ${shard}`);
+          break; // the database is likely down: wait, then sweep again
+        }
+      }
+      if (failed) lastSweep = 0;
+      if (this.#stopped) break;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, failed ? Math.min(pollMs, 500) : pollMs);
+        function done() { clearTimeout(timer); resolve(); }
+        this.#signal.set(p.name, done);
+        if (woken.size > 0) done();
+      });
+    }
+  }
+
+  /** Projects one shard until no visible journal row is left; returns the rows projected. */
+  async catchUp(name: string, shard: number): Promise<number> {
+    const p = this.#projection(name);
+    const batch = this.#o.batchSize ?? 200;
+    let total = 0;
+    for (;;) {
+      const startedAt = this.#now();
+      const n = await this.#guarded(() => this.#batch(p, shard, batch));
+      total += n;
+      this.#stats.get(name)!.rows += n;
+      if (n < batch) {
+        const s = this.#shard(name, shard);
+        if (s.pendingSince !== undefined && s.pendingSince <= startedAt) s.pendingSince = undefined;
+        return total;
+      }
+    }
+  }
+
+  #guarded<T>(work: () => Promise<T>): Promise<T> {
+    return this.#o.guard ? this.#o.guard.run(work) : work();
+  }
+
+  async #batch(p: Projection, shard: number, limit: number): Promise<number> {
+    const connection = this.#o.orm.em.getConnection();
+    const n = await connection.transactional(async (trx) => {
+      const sql: Sql = (q, params = []) => connection.execute(q, params as unknown[], 'all', trx) as Promise<any[]>;
+      // Serialises batches of this (projection, shard): an old owner's, a new owner's, a rebuild's.
+      // (An advisory lock takes no transaction id, so a batch that finds nothing holds no one back.)
+      await sql('select pg_advisory_xact_lock(?, ?)', [lockKey(p.name), shard]);
+      const [offset] = await sql<{ tx: string; persistence_key: string; sequence_nr: string | number }>(
+        'select tx::text as tx, persistence_key, sequence_nr from projection_offset where projection = ? and shard = ?', [p.name, shard]);
+      const rows = await sql<{ tx: string; persistence_key: string; sequence_nr: string | number; data: unknown }>(
+        `select tx::text as tx, persistence_key, sequence_nr, data from journal
+         where kind = ? and shard = ? and tx < pg_snapshot_xmin(pg_current_snapshot())
+           and (tx, persistence_key, sequence_nr) > (?::xid8, ?, ?)
+         order by tx, persistence_key, sequence_nr limit ?`,
+        [p.kind, shard, offset?.tx ?? '0', offset?.persistence_key ?? '', Number(offset?.sequence_nr ?? 0), limit]);
+      if (rows.length === 0) return 0;
+      const journalRows: JournalRow[] = rows.map((r) => ({
+        key: r.persistence_key, id: r.persistence_key.slice(r.persistence_key.indexOf(':') + 1), seq: Number(r.sequence_nr), tx: r.tx,
+        record: parseJson(r.data) as JournalRecord,
+      }));
+      await p.apply(sql, journalRows, shard);
+      const last = journalRows.at(-1)!;
+      await sql(
+        `insert into projection_offset (projection, shard, tx, persistence_key, sequence_nr, updated_at) values (?, ?, ?::xid8, ?, ?, now())
+         on conflict (projection, shard) do update set tx = excluded.tx, persistence_key = excluded.persistence_key,
+           sequence_nr = excluded.sequence_nr, updated_at = excluded.updated_at`,
+        [p.name, shard, last.tx, last.key, last.seq]);
+      return rows.length;
+    });
+    if (n > 0) await this.#o.afterCommit?.(p.name, shard, n);
+    return n;
+  }
+
+  /**
+   * Empties a projection's tables and offsets in one transaction (waiting for batches in
+   * flight), then projects every shard from the start of the journal. The node keeps
+   * running: the owners' own batches interleave with these, serialised by the same locks.
+   */
+  async rebuild(name: string): Promise<{ rows: number; ms: number }> {
+    const p = this.#projection(name);
+    const started = performance.now();
+    const connection = this.#o.orm.em.getConnection();
+    await connection.transactional(async (trx) => {
+      const sql: Sql = (q, params = []) => connection.execute(q, params as unknown[], 'all', trx) as Promise<any[]>;
+      for (let shard = 0; shard < this.#o.totalShards; shard++) await sql('select pg_advisory_xact_lock(?, ?)', [lockKey(p.name), shard]);
+      await sql(`truncate ${p.tables.join(', ')}`);
+      await sql('delete from projection_offset where projection = ?', [p.name]);
+    });
+    const at = this.#now();
+    for (const s of this.#state.get(name)!.values()) s.pendingSince ??= at;
+    let rows = 0;
+    for (let shard = 0; shard < this.#o.totalShards; shard++) rows += await this.catchUp(name, shard);
+    return { rows, ms: Math.round(performance.now() - started) };
+  }
+}
