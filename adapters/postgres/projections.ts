@@ -33,6 +33,7 @@
 // reflects and is only ever replaced by a newer one.
 
 import type { Orm } from './orm.ts';
+import { inTransaction, type Sql } from './transaction.ts';
 import type { Guard } from '../resilience.ts';
 import type { JournalRecord } from '../../runtime/entity-actor.ts';
 import { applyBooking, bookingView, initialBooking, type BookingEvent, type BookingState } from '../../actors/booking.ts';
@@ -40,7 +41,7 @@ import { applyDriver, driverView, initialDriver, type DriverEvent, type DriverSt
 import { applyVehicle, vehicleView, type VehicleEvent, type VehicleState } from '../../actors/vehicle.ts';
 import { analyticsDelta, type BookingEventView, type Increments } from '../../actors/analytics.ts';
 
-export type Sql = <T = Record<string, unknown>>(sql: string, params?: readonly unknown[]) => Promise<T[]>;
+export type { Sql } from './transaction.ts';
 
 /** One journal row as a projection sees it. */
 export interface JournalRow {
@@ -438,9 +439,7 @@ export class Projector {
   }
 
   async #batch(p: Projection, shard: number, limit: number): Promise<number> {
-    const connection = this.#o.orm.em.getConnection();
-    const n = await connection.transactional(async (trx) => {
-      const sql: Sql = (q, params = []) => connection.execute(q, params as unknown[], 'all', trx) as Promise<any[]>;
+    const n = await inTransaction(this.#o.orm, async (sql) => {
       // Serialises batches of this (projection, shard): an old owner's, a new owner's, a rebuild's.
       // (An advisory lock takes no transaction id, so a batch that finds nothing holds no one back.)
       await sql('select pg_advisory_xact_lock(?, ?)', [lockKey(p.name), shard]);
@@ -478,9 +477,7 @@ export class Projector {
   async rebuild(name: string): Promise<{ rows: number; ms: number }> {
     const p = this.#projection(name);
     const started = performance.now();
-    const connection = this.#o.orm.em.getConnection();
-    await connection.transactional(async (trx) => {
-      const sql: Sql = (q, params = []) => connection.execute(q, params as unknown[], 'all', trx) as Promise<any[]>;
+    await inTransaction(this.#o.orm, async (sql) => {
       for (let shard = 0; shard < this.#o.totalShards; shard++) await sql('select pg_advisory_xact_lock(?, ?)', [lockKey(p.name), shard]);
       await sql(`truncate ${p.tables.join(', ')}`);
       await sql('delete from projection_offset where projection = ?', [p.name]);
