@@ -45,7 +45,11 @@ export class PostgresJournal implements Journal {
       const keys = await this.#sql<{ persistence_key: string }>(
         'select distinct persistence_key from journal where shard is null limit 500');
       const known = keys.map((k) => ({ key: k.persistence_key, shard: this.#shardOf(k.persistence_key) })).filter((k) => k.shard !== null);
-      for (const k of known) await this.#sql('update journal set shard = ? where persistence_key = ? and shard is null', [k.shard, k.key]);
+      // A fresh tx too: a row an older node wrote during a rolling upgrade may be older than
+      // offsets the projections have already passed; with this one they project it next.
+      for (const k of known) {
+        await this.#sql('update journal set shard = ?, tx = pg_current_xact_id() where persistence_key = ? and shard is null', [k.shard, k.key]);
+      }
       entities += known.length;
       if (known.length < 500) return entities;
     }
