@@ -1,14 +1,16 @@
 // The command log on Kafka: one topic, one partition per shard. Appends go to
-// the shard's partition (acks from all in-sync replicas, idempotent producer, so
-// order per partition holds across retries). The node's consumer group decides
-// which node consumes which partitions, through the sticky rendezvous assigner.
-// Offsets are committed only when the runtime says a batch is handled.
+// the shard's partition through a bounded send queue (send-queue.ts), one request
+// at a time, acknowledged by all in-sync replicas (the topic's min.insync.replicas
+// decides how many that must be). The node's consumer group decides which node
+// consumes which partitions, through the sticky rendezvous assigner. Offsets are
+// committed only when the runtime says a batch is handled.
 
-import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka, Message, Producer } from 'kafkajs';
 import { AssignerProtocol } from 'kafkajs';
 import { entityKey } from '../../runtime/entity.ts';
 import type { CommandEnvelope, CommandLog, CommandLogHandlers, LogRecord, ShardAssignment } from '../../runtime/ports.ts';
 import { decodeJson, stickyRendezvousAssigner, type PlacementData } from './assigner.ts';
+import { SendQueue, recordBytes } from './send-queue.ts';
 
 export interface KafkaCommandLogOptions {
   readonly kafka: Kafka;
@@ -17,6 +19,12 @@ export interface KafkaCommandLogOptions {
   readonly shards: number;
   readonly nodeId: string;
   readonly replicationFactor?: number;
+  /** The topic's min.insync.replicas: with acks from all, a write needs this many copies or fails. */
+  readonly minInsyncReplicas?: number;
+  /** Most records waiting for the broker before appends are refused (CommandLogFullError). */
+  readonly maxQueuedRecords?: number;
+  /** Largest request the producer sends; under the broker's message.max.bytes (1 MB by default). */
+  readonly maxRequestBytes?: number;
   readonly sessionTimeoutMs?: number;
   readonly heartbeatIntervalMs?: number;
   readonly onError?: (error: unknown, context: string) => void;
@@ -29,7 +37,8 @@ export class TopicMismatchError extends Error {
 export class KafkaCommandLog implements CommandLog {
   readonly shards: number;
   readonly #o: KafkaCommandLogOptions;
-  readonly #producer: Producer;
+  #producer: Producer;
+  #producerUsable = true;
   readonly #consumer: Consumer;
   readonly #admin: Admin;
   #owned = new Set<number>();
@@ -38,13 +47,18 @@ export class KafkaCommandLog implements CommandLog {
   #firstAssignment: (() => void) | undefined;
   #generation = 0;
   #stopped = false;
-  #sending = false;
-  readonly #outbox: { entries: readonly { shard: number; command: CommandEnvelope }[]; resolve(): void; reject(e: unknown): void }[] = [];
+  readonly #queue: SendQueue<Message & { partition: number }>;
 
   constructor(options: KafkaCommandLogOptions) {
     this.#o = options;
     this.shards = options.shards;
-    this.#producer = options.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    this.#producer = this.#newProducer();
+    this.#queue = new SendQueue({
+      maxRecords: options.maxQueuedRecords ?? 10_000,
+      maxChunkBytes: (options.maxRequestBytes ?? 900_000) - requestOverhead(options.topic, options.shards),
+      sizeOf: (m) => recordBytes(m.key as string, m.value as string),
+      send: (messages) => this.#send(messages),
+    });
     this.#consumer = options.kafka.consumer({
       groupId: options.groupId,
       sessionTimeout: options.sessionTimeoutMs ?? 10_000,
@@ -64,7 +78,10 @@ export class KafkaCommandLog implements CommandLog {
     if (!existing.includes(topic)) {
       await this.#admin.createTopics({
         waitForLeaders: false,
-        topics: [{ topic, numPartitions: shards, replicationFactor: this.#o.replicationFactor ?? 1 }],
+        topics: [{
+          topic, numPartitions: shards, replicationFactor: this.#o.replicationFactor ?? 1,
+          configEntries: [{ name: 'min.insync.replicas', value: String(this.#o.minInsyncReplicas ?? 1) }],
+        }],
       }).catch((error: unknown) => {
         // Another node may have created it at the same moment.
         if (!/already exists/i.test(String((error as Error).message))) throw error;
@@ -100,37 +117,45 @@ export class KafkaCommandLog implements CommandLog {
   }
 
   /**
-   * Appends are batched: everything appended while a send is in flight goes out in
-   * the next single request. The idempotent producer allows one request in flight
-   * (that is what keeps per-partition order across retries), so without batching
-   * one node would produce one command per round trip.
+   * Appends are batched: everything appended while a request is in flight goes out
+   * in the next requests, each under maxRequestBytes. The idempotent producer allows
+   * one request in flight (that is what keeps per-partition order across retries),
+   * so without batching one node would produce one command per round trip.
    */
   appendMany(entries: readonly { shard: number; command: CommandEnvelope }[]): Promise<void> {
-    if (entries.length === 0) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      this.#outbox.push({ entries, resolve, reject });
-      if (!this.#sending) void this.#flush();
-    });
+    return this.#queue.push(entries.map(({ shard, command }) => ({
+      partition: shard, key: entityKey(command.to), value: JSON.stringify(command),
+    })));
   }
 
-  async #flush(): Promise<void> {
-    this.#sending = true;
-    while (this.#outbox.length > 0) {
-      const batch = this.#outbox.splice(0, this.#outbox.length);
-      try {
-        await this.#producer.send({
-          topic: this.#o.topic,
-          acks: -1,
-          messages: batch.flatMap((b) => b.entries.map(({ shard, command }) => ({
-            partition: shard, key: entityKey(command.to), value: JSON.stringify(command),
-          }))),
-        });
-        for (const b of batch) b.resolve();
-      } catch (error) {
-        for (const b of batch) b.reject(error);
-      }
+  async #send(messages: readonly (Message & { partition: number })[]): Promise<void> {
+    if (!this.#producerUsable) await this.#replaceProducer();
+    try {
+      await this.#producer.send({ topic: this.#o.topic, acks: -1, messages: [...messages] });
+    } catch (error) {
+      this.#producerUsable = false;
+      throw error;
     }
-    this.#sending = false;
+  }
+
+  /**
+   * After a failed send the producer's sequence numbers are not to be trusted: kafkajs
+   * rolls them back even when the broker did write the request (a timeout), and the
+   * next request under those numbers would be acknowledged as a duplicate and dropped.
+   * A new producer gets a new producer id, so its records cannot be taken for old ones.
+   * A caller told of the failure appends again; a copy that did land is dropped by the
+   * entity, by command id.
+   */
+  async #replaceProducer(): Promise<void> {
+    const old = this.#producer;
+    this.#producer = this.#newProducer();
+    void old.disconnect().catch((e) => this.#o.onError?.(e, 'disconnecting a failed producer'));
+    await this.#producer.connect();
+    this.#producerUsable = true;
+  }
+
+  #newProducer(): Producer {
+    return this.#o.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
   }
 
   async start(handlers: CommandLogHandlers): Promise<void> {
@@ -221,4 +246,12 @@ export class KafkaCommandLog implements CommandLog {
     }
     return { nodes: [this.#o.nodeId], placement: new Map(owned.map((s) => [s, this.#o.nodeId])) };
   }
+}
+
+/**
+ * What a produce request holds besides its records: the request and topic headers,
+ * and per partition its header and its record batch's header (61 bytes), generously.
+ */
+function requestOverhead(topic: string, partitions: number): number {
+  return 256 + Buffer.byteLength(topic) + partitions * 96;
 }
