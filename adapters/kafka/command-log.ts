@@ -55,7 +55,7 @@ export class KafkaCommandLog implements CommandLog {
     this.#producer = this.#newProducer();
     this.#queue = new SendQueue({
       maxRecords: options.maxQueuedRecords ?? 10_000,
-      maxChunkBytes: (options.maxRequestBytes ?? 900_000) - requestOverhead(options.topic, options.shards),
+      maxChunkBytes: chunkBudget(options),
       sizeOf: (m) => recordBytes(m.key as string, m.value as string),
       send: (messages) => this.#send(messages),
     });
@@ -254,4 +254,14 @@ export class KafkaCommandLog implements CommandLog {
  */
 function requestOverhead(topic: string, partitions: number): number {
   return 256 + Buffer.byteLength(topic) + partitions * 96;
+}
+
+/** Bytes of records one request may carry; refused when the overheads of many shards leave too little. */
+function chunkBudget(o: KafkaCommandLogOptions): number {
+  const max = o.maxRequestBytes ?? 900_000;
+  const budget = max - requestOverhead(o.topic, o.shards);
+  if (budget < 4_096) {
+    throw new RangeError(`KAFKA_MAX_REQUEST_BYTES (${max}) leaves under 4 kB for commands after the overheads of ${o.shards} shards; raise it`);
+  }
+  return budget;
 }
