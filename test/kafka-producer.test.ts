@@ -229,3 +229,25 @@ test('after a send that failed in a stall, the next acknowledged batch is in the
   t.deepEqual(next.map((e) => count(inTopic, e.command.id)), [1, 1, 1, 1, 1], 'the acknowledged batch exactly once');
   t.is(count(inTopic, 'warm-up'), 1);
 });
+
+test('the topic is created with KAFKA_REPLICATION_FACTOR copies and KAFKA_MIN_INSYNC_REPLICAS', async (t) => {
+  const brokers = (await kafkaBrokers()).split(',');
+  const kafka = new Kafka({ clientId: 'producer-test-topics', brokers, logLevel: logLevel.NOTHING });
+  const open = (topic: string, replicationFactor: number, minInsyncReplicas: number) => {
+    const log = new KafkaCommandLog({ kafka, topic, groupId: `${topic}.group`, shards: 2, nodeId: 'n1', replicationFactor, minInsyncReplicas });
+    t.teardown(() => log.stop());
+    return log;
+  };
+  // The test broker is alone: three copies cannot be placed, and the broker says so.
+  await t.throwsAsync(open(newTopic(), 3, 2).ensureTopic(), { message: /could not create topic .* KAFKA_REPLICATION_FACTOR 3 .*Replication-factor is invalid/ });
+
+  const topic = newTopic();
+  await open(topic, 1, 1).ensureTopic();
+  const admin = kafka.admin();
+  await admin.connect();
+  t.teardown(() => admin.disconnect());
+  const described = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2 /* TOPIC */, name: topic, configNames: ['min.insync.replicas'] }] });
+  t.is(described.resources[0]!.configEntries[0]!.configValue, '1');
+  const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+  t.deepEqual(meta.topics[0]!.partitions.map((p) => p.replicas.length), [1, 1]);
+});

@@ -82,28 +82,49 @@ export class KafkaCommandLog implements CommandLog {
           topic, numPartitions: shards, replicationFactor: this.#o.replicationFactor ?? 1,
           configEntries: [{ name: 'min.insync.replicas', value: String(this.#o.minInsyncReplicas ?? 1) }],
         }],
-      }).catch((error: unknown) => {
-        // Another node may have created it at the same moment.
-        if (!/already exists/i.test(String((error as Error).message))) throw error;
-      });
+      }).catch((error: unknown) => this.#topicNotCreated(error));
     }
-    const partitions = await this.#partitionsWithLeaders(topic);
+    const layout = await this.#partitionsWithLeaders(topic);
+    const partitions = layout.length;
     if (partitions !== shards) {
       throw new TopicMismatchError(
         `Kafka topic "${topic}" has ${partitions} partitions but SHARDS is ${shards}; shards are partitions, so they must match ` +
         '(use the SHARDS the cluster was created with, or a new KAFKA_TOPIC_PREFIX)',
       );
     }
+    this.#checkReplication(layout);
+  }
+
+  /** kafkajs reports per-topic failures inside an aggregate whose own message says only "Topic creation errors". */
+  #topicNotCreated(error: unknown): void {
+    const causes = (error as { errors?: { type?: string; message?: string }[] }).errors ?? [error as { type?: string; message?: string }];
+    // Another node may have created it at the same moment.
+    if (causes.every((c) => c.type === 'TOPIC_ALREADY_EXISTS' || /already exists/i.test(String(c.message)))) return;
+    const why = causes.map((c) => c.message).join('; ');
+    throw new Error(
+      `Kafka could not create topic "${this.#o.topic}" with ${this.#o.shards} partitions, KAFKA_REPLICATION_FACTOR ${this.#o.replicationFactor ?? 1} ` +
+      `and KAFKA_MIN_INSYNC_REPLICAS ${this.#o.minInsyncReplicas ?? 1}: ${why} (a replication factor above the number of brokers is refused)`,
+      { cause: error },
+    );
+  }
+
+  /** An existing topic keeps its replication: not fatal, but the operator asked for more copies than it has. */
+  #checkReplication(layout: readonly { replicas: readonly number[] }[]): void {
+    const copies = Math.min(...layout.map((p) => p.replicas.length));
+    const wanted = this.#o.replicationFactor ?? 1;
+    if (copies >= wanted) return;
+    this.#o.onError?.(new Error(`Kafka topic "${this.#o.topic}" has ${copies} replica(s) per partition, KAFKA_REPLICATION_FACTOR is ${wanted}`),
+      'an existing topic keeps its replication; raise it with kafka-reassign-partitions');
   }
 
   /** A topic just created is unknown to the broker's metadata for a moment: poll until every partition has a leader. */
-  async #partitionsWithLeaders(topic: string): Promise<number> {
+  async #partitionsWithLeaders(topic: string): Promise<readonly { replicas: readonly number[] }[]> {
     const until = Date.now() + 30_000;
     for (;;) {
       try {
         const meta = await this.#admin.fetchTopicMetadata({ topics: [topic] });
         const partitions = meta.topics[0]?.partitions ?? [];
-        if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) return partitions.length;
+        if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) return partitions;
       } catch (error) {
         if (!(error as { retriable?: boolean }).retriable || Date.now() > until) throw error;
       }
