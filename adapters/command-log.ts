@@ -23,6 +23,10 @@ export function openCommandLog(config: Config, logger: Logger): CommandLog {
     shards: config.cluster.shards,
     nodeId: config.node.id,
     sessionTimeoutMs: config.cluster.sessionTimeoutMs,
+    replicationFactor: config.cluster.replicationFactor,
+    minInsyncReplicas: config.cluster.minInsyncReplicas,
+    maxQueuedRecords: config.cluster.sendQueueMax,
+    maxRequestBytes: config.cluster.maxRequestBytes,
     onError,
   });
 }

@@ -51,6 +51,11 @@ export interface Config {
     readonly kafkaBrokers: readonly string[];
     readonly topicPrefix: string;
     readonly sessionTimeoutMs: number;
+    readonly replicationFactor: number;
+    readonly minInsyncReplicas: number;
+    /** Commands waiting for the broker before appends are refused. */
+    readonly sendQueueMax: number;
+    readonly maxRequestBytes: number;
   };
   readonly storage: {
     readonly databaseUrl?: string; readonly dataDir: string; readonly redisUrl?: string;
@@ -329,6 +334,11 @@ export function loadConfig(env: Env = process.env): Config {
       kafkaBrokers,
       topicPrefix: r.string('KAFKA_TOPIC_PREFIX'),
       sessionTimeoutMs: r.int('KAFKA_SESSION_TIMEOUT_MS', 3_000, 300_000),
+      replicationFactor: r.int('KAFKA_REPLICATION_FACTOR', 1, 32),
+      minInsyncReplicas: r.int('KAFKA_MIN_INSYNC_REPLICAS', 1, 32),
+      sendQueueMax: r.int('KAFKA_SEND_QUEUE_MAX', 1, 10_000_000),
+      // Room for one request's overheads (about 100 bytes per shard) and at least a small command.
+      maxRequestBytes: r.int('KAFKA_MAX_REQUEST_BYTES', 65_536, 100 * 1024 * 1024),
     },
     storage: {
       databaseUrl, dataDir: r.string('DATA_DIR'), redisUrl,
@@ -375,6 +385,10 @@ export function loadConfig(env: Env = process.env): Config {
   };
   if (config.dispatch.searchBackoffMaxMs < config.dispatch.searchBackoffMs) {
     r.problems.push(`DISPATCH_SEARCH_BACKOFF_MAX_MS (${config.dispatch.searchBackoffMaxMs}) must not be below DISPATCH_SEARCH_BACKOFF_MS (${config.dispatch.searchBackoffMs})`);
+  }
+  if (config.cluster.minInsyncReplicas > config.cluster.replicationFactor) {
+    // The topic could never take a write: every append would fail.
+    r.problems.push(`KAFKA_MIN_INSYNC_REPLICAS (${config.cluster.minInsyncReplicas}) must not exceed KAFKA_REPLICATION_FACTOR (${config.cluster.replicationFactor})`);
   }
   if (mode === 'cluster' && !config.auth.secret && !config.auth.publicKey && !config.auth.jwksUrl && !r.raw('JWKS_URL')) {
     // Every node must verify the same tokens, so none may invent its own key.

@@ -118,7 +118,7 @@ const ERROR_MEANINGS: Readonly<Record<number, string>> = {
   413: 'the body is larger than the node accepts',
   422: 'well-formed but not acceptable',
   429: 'rate limited; `Retry-After` gives the seconds to wait',
-  503: 'a dependency is unavailable; retry later',
+  503: 'a dependency is unavailable (`unavailable`), or the node is overloaded (`overloaded`, with `Retry-After` giving the seconds to wait); retry later',
 };
 
 /** Error statuses an operation can answer: derived from its declaration, plus those it names. */

@@ -25,6 +25,8 @@ export function requestContext(logger: Logger): Middleware {
       } else {
         const status = statusOf(error);
         ctx.status = status;
+        const retryAfter = retryAfterOf(error);
+        if (retryAfter !== undefined) ctx.set('Retry-After', String(retryAfter));
         const explained = RUNTIME_ERRORS[(error as Error)?.name] !== undefined;
         ctx.body = status >= 500 && !explained
           ? errorBody('internal_error', 'the request could not be handled')
@@ -44,7 +46,16 @@ const RUNTIME_ERRORS: Record<string, [number, string]> = {
   NotOwnerError: [503, 'unavailable'],
   RemoteAskError: [503, 'unavailable'],
   DependencyUnavailableError: [503, 'unavailable'],
+  // The command log holds all it may for the broker: this node is overloaded, not broken.
+  CommandLogFullError: [503, 'overloaded'],
 };
+
+/** Seconds a runtime error says to wait before trying again (CommandLogFullError's retryAfterSeconds). */
+function retryAfterOf(error: unknown): number | undefined {
+  if (RUNTIME_ERRORS[(error as Error)?.name] === undefined) return undefined;
+  const seconds = (error as { retryAfterSeconds?: unknown }).retryAfterSeconds;
+  return typeof seconds === 'number' && seconds > 0 ? Math.ceil(seconds) : undefined;
+}
 
 /** Koa and its body parsers throw errors with `status` (or `statusCode`) set. */
 function statusOf(error: unknown): number {

@@ -13,7 +13,7 @@ export abstract class RuntimeError extends Error {
 
 export type FailureKind =
   | 'storage_unavailable' | 'journal_conflict' | 'storage_rejected' | 'reducer_failed' | 'undecodable' | 'log_unavailable'
-  | 'entity_stopped' | 'unknown';
+  | 'log_full' | 'entity_stopped' | 'unknown';
 
 /** Storage cannot be reached or answer now (connection refused or reset, timeout). */
 export class StorageUnavailableError extends RuntimeError {
@@ -62,6 +62,22 @@ export class LogUnavailableError extends RuntimeError {
   override readonly name = 'LogUnavailableError';
   readonly retriable = true;
   readonly kind = 'log_unavailable' as const;
+}
+
+/**
+ * The command log's send queue is full (the broker is slow or away): the append is
+ * refused at once instead of waiting in an unbounded queue. Nothing was written;
+ * the caller may try the same command again after `retryAfterSeconds`.
+ */
+export class CommandLogFullError extends RuntimeError {
+  override readonly name = 'CommandLogFullError';
+  readonly retriable = true;
+  readonly kind = 'log_full' as const;
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds = 1) {
+    super(message);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
 }
 
 /** The entity was stopped (passivated, shard moved, node stopping) before it handled the message. */

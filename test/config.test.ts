@@ -33,6 +33,8 @@ test('the defaults select one embedded node', (t) => {
   t.deepEqual(config.http.trustProxy, { kind: 'off' });
   t.deepEqual(config.rateLimits, { apiPerMin: 600, bookingsPerMin: 30, loginPerMin: 10, registerPerMin: 20 });
   t.is(config.auth.audience, undefined);
+  // One broker in development; compose and k8s set 3 replicas, 2 in sync.
+  t.like(config.cluster, { replicationFactor: 1, minInsyncReplicas: 1, sendQueueMax: 10_000, maxRequestBytes: 900_000 });
 });
 
 test('Kafka brokers select cluster mode, which needs PostgreSQL, Redis and real secrets too', (t) => {
@@ -90,6 +92,9 @@ const bad: [Record<string, string>, RegExp][] = [
   [{ TRUST_PROXY: '17' }, /^TRUST_PROXY must be false, a number of proxies from 1 to 16, or a comma-separated list/],
   [{ TRUST_PROXY: '10.0.0.1,nginx' }, /^TRUST_PROXY must be .* \(not an address or CIDR: nginx\)$/],
   [{ TRUST_PROXY: '10.0.0.0/33' }, /^TRUST_PROXY must be .* \(not an address or CIDR: 10\.0\.0\.0\/33\)$/],
+  [{ KAFKA_REPLICATION_FACTOR: '3', KAFKA_MIN_INSYNC_REPLICAS: '4' }, /^KAFKA_MIN_INSYNC_REPLICAS \(4\) must not exceed KAFKA_REPLICATION_FACTOR \(3\)$/],
+  [{ KAFKA_SEND_QUEUE_MAX: '0' }, /^KAFKA_SEND_QUEUE_MAX must be an integer from 1/],
+  [{ KAFKA_MAX_REQUEST_BYTES: '1000' }, /^KAFKA_MAX_REQUEST_BYTES must be an integer from 65536/],
 ];
 
 for (const [env, message] of bad) {

@@ -1,14 +1,16 @@
 // The command log on Kafka: one topic, one partition per shard. Appends go to
-// the shard's partition (acks from all in-sync replicas, idempotent producer, so
-// order per partition holds across retries). The node's consumer group decides
-// which node consumes which partitions, through the sticky rendezvous assigner.
-// Offsets are committed only when the runtime says a batch is handled.
+// the shard's partition through a bounded send queue (send-queue.ts), one request
+// at a time, acknowledged by all in-sync replicas (the topic's min.insync.replicas
+// decides how many that must be). The node's consumer group decides which node
+// consumes which partitions, through the sticky rendezvous assigner. Offsets are
+// committed only when the runtime says a batch is handled.
 
-import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka, Message, Producer } from 'kafkajs';
 import { AssignerProtocol } from 'kafkajs';
 import { entityKey } from '../../runtime/entity.ts';
 import type { CommandEnvelope, CommandLog, CommandLogHandlers, LogRecord, ShardAssignment } from '../../runtime/ports.ts';
 import { decodeJson, stickyRendezvousAssigner, type PlacementData } from './assigner.ts';
+import { SendQueue, recordBytes } from './send-queue.ts';
 
 export interface KafkaCommandLogOptions {
   readonly kafka: Kafka;
@@ -17,6 +19,12 @@ export interface KafkaCommandLogOptions {
   readonly shards: number;
   readonly nodeId: string;
   readonly replicationFactor?: number;
+  /** The topic's min.insync.replicas: with acks from all, a write needs this many copies or fails. */
+  readonly minInsyncReplicas?: number;
+  /** Most records waiting for the broker before appends are refused (CommandLogFullError). */
+  readonly maxQueuedRecords?: number;
+  /** Largest request the producer sends; under the broker's message.max.bytes (1 MB by default). */
+  readonly maxRequestBytes?: number;
   readonly sessionTimeoutMs?: number;
   readonly heartbeatIntervalMs?: number;
   readonly onError?: (error: unknown, context: string) => void;
@@ -29,7 +37,8 @@ export class TopicMismatchError extends Error {
 export class KafkaCommandLog implements CommandLog {
   readonly shards: number;
   readonly #o: KafkaCommandLogOptions;
-  readonly #producer: Producer;
+  #producer: Producer;
+  #producerUsable = true;
   readonly #consumer: Consumer;
   readonly #admin: Admin;
   #owned = new Set<number>();
@@ -38,13 +47,18 @@ export class KafkaCommandLog implements CommandLog {
   #firstAssignment: (() => void) | undefined;
   #generation = 0;
   #stopped = false;
-  #sending = false;
-  readonly #outbox: { entries: readonly { shard: number; command: CommandEnvelope }[]; resolve(): void; reject(e: unknown): void }[] = [];
+  readonly #queue: SendQueue<Message & { partition: number }>;
 
   constructor(options: KafkaCommandLogOptions) {
     this.#o = options;
     this.shards = options.shards;
-    this.#producer = options.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    this.#producer = this.#newProducer();
+    this.#queue = new SendQueue({
+      maxRecords: options.maxQueuedRecords ?? 10_000,
+      maxChunkBytes: chunkBudget(options),
+      sizeOf: (m) => recordBytes(m.key as string, m.value as string),
+      send: (messages) => this.#send(messages),
+    });
     this.#consumer = options.kafka.consumer({
       groupId: options.groupId,
       sessionTimeout: options.sessionTimeoutMs ?? 10_000,
@@ -64,29 +78,53 @@ export class KafkaCommandLog implements CommandLog {
     if (!existing.includes(topic)) {
       await this.#admin.createTopics({
         waitForLeaders: false,
-        topics: [{ topic, numPartitions: shards, replicationFactor: this.#o.replicationFactor ?? 1 }],
-      }).catch((error: unknown) => {
-        // Another node may have created it at the same moment.
-        if (!/already exists/i.test(String((error as Error).message))) throw error;
-      });
+        topics: [{
+          topic, numPartitions: shards, replicationFactor: this.#o.replicationFactor ?? 1,
+          configEntries: [{ name: 'min.insync.replicas', value: String(this.#o.minInsyncReplicas ?? 1) }],
+        }],
+      }).catch((error: unknown) => this.#topicNotCreated(error));
     }
-    const partitions = await this.#partitionsWithLeaders(topic);
+    const layout = await this.#partitionsWithLeaders(topic);
+    const partitions = layout.length;
     if (partitions !== shards) {
       throw new TopicMismatchError(
         `Kafka topic "${topic}" has ${partitions} partitions but SHARDS is ${shards}; shards are partitions, so they must match ` +
         '(use the SHARDS the cluster was created with, or a new KAFKA_TOPIC_PREFIX)',
       );
     }
+    this.#checkReplication(layout);
+  }
+
+  /** kafkajs reports per-topic failures inside an aggregate whose own message says only "Topic creation errors". */
+  #topicNotCreated(error: unknown): void {
+    const causes = (error as { errors?: { type?: string; message?: string }[] }).errors ?? [error as { type?: string; message?: string }];
+    // Another node may have created it at the same moment.
+    if (causes.every((c) => c.type === 'TOPIC_ALREADY_EXISTS' || /already exists/i.test(String(c.message)))) return;
+    const why = causes.map((c) => c.message).join('; ');
+    throw new Error(
+      `Kafka could not create topic "${this.#o.topic}" with ${this.#o.shards} partitions, KAFKA_REPLICATION_FACTOR ${this.#o.replicationFactor ?? 1} ` +
+      `and KAFKA_MIN_INSYNC_REPLICAS ${this.#o.minInsyncReplicas ?? 1}: ${why} (a replication factor above the number of brokers is refused)`,
+      { cause: error },
+    );
+  }
+
+  /** An existing topic keeps its replication: not fatal, but the operator asked for more copies than it has. */
+  #checkReplication(layout: readonly { replicas: readonly number[] }[]): void {
+    const copies = Math.min(...layout.map((p) => p.replicas.length));
+    const wanted = this.#o.replicationFactor ?? 1;
+    if (copies >= wanted) return;
+    this.#o.onError?.(new Error(`Kafka topic "${this.#o.topic}" has ${copies} replica(s) per partition, KAFKA_REPLICATION_FACTOR is ${wanted}`),
+      'an existing topic keeps its replication; raise it with kafka-reassign-partitions');
   }
 
   /** A topic just created is unknown to the broker's metadata for a moment: poll until every partition has a leader. */
-  async #partitionsWithLeaders(topic: string): Promise<number> {
+  async #partitionsWithLeaders(topic: string): Promise<readonly { replicas: readonly number[] }[]> {
     const until = Date.now() + 30_000;
     for (;;) {
       try {
         const meta = await this.#admin.fetchTopicMetadata({ topics: [topic] });
         const partitions = meta.topics[0]?.partitions ?? [];
-        if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) return partitions.length;
+        if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) return partitions;
       } catch (error) {
         if (!(error as { retriable?: boolean }).retriable || Date.now() > until) throw error;
       }
@@ -100,37 +138,45 @@ export class KafkaCommandLog implements CommandLog {
   }
 
   /**
-   * Appends are batched: everything appended while a send is in flight goes out in
-   * the next single request. The idempotent producer allows one request in flight
-   * (that is what keeps per-partition order across retries), so without batching
-   * one node would produce one command per round trip.
+   * Appends are batched: everything appended while a request is in flight goes out
+   * in the next requests, each under maxRequestBytes. The idempotent producer allows
+   * one request in flight (that is what keeps per-partition order across retries),
+   * so without batching one node would produce one command per round trip.
    */
   appendMany(entries: readonly { shard: number; command: CommandEnvelope }[]): Promise<void> {
-    if (entries.length === 0) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      this.#outbox.push({ entries, resolve, reject });
-      if (!this.#sending) void this.#flush();
-    });
+    return this.#queue.push(entries.map(({ shard, command }) => ({
+      partition: shard, key: entityKey(command.to), value: JSON.stringify(command),
+    })));
   }
 
-  async #flush(): Promise<void> {
-    this.#sending = true;
-    while (this.#outbox.length > 0) {
-      const batch = this.#outbox.splice(0, this.#outbox.length);
-      try {
-        await this.#producer.send({
-          topic: this.#o.topic,
-          acks: -1,
-          messages: batch.flatMap((b) => b.entries.map(({ shard, command }) => ({
-            partition: shard, key: entityKey(command.to), value: JSON.stringify(command),
-          }))),
-        });
-        for (const b of batch) b.resolve();
-      } catch (error) {
-        for (const b of batch) b.reject(error);
-      }
+  async #send(messages: readonly (Message & { partition: number })[]): Promise<void> {
+    if (!this.#producerUsable) await this.#replaceProducer();
+    try {
+      await this.#producer.send({ topic: this.#o.topic, acks: -1, messages: [...messages] });
+    } catch (error) {
+      this.#producerUsable = false;
+      throw error;
     }
-    this.#sending = false;
+  }
+
+  /**
+   * After a failed send the producer's sequence numbers are not to be trusted: kafkajs
+   * rolls them back even when the broker did write the request (a timeout), and the
+   * next request under those numbers would be acknowledged as a duplicate and dropped.
+   * A new producer gets a new producer id, so its records cannot be taken for old ones.
+   * A caller told of the failure appends again; a copy that did land is dropped by the
+   * entity, by command id.
+   */
+  async #replaceProducer(): Promise<void> {
+    const old = this.#producer;
+    this.#producer = this.#newProducer();
+    void old.disconnect().catch((e) => this.#o.onError?.(e, 'disconnecting a failed producer'));
+    await this.#producer.connect();
+    this.#producerUsable = true;
+  }
+
+  #newProducer(): Producer {
+    return this.#o.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
   }
 
   async start(handlers: CommandLogHandlers): Promise<void> {
@@ -221,4 +267,22 @@ export class KafkaCommandLog implements CommandLog {
     }
     return { nodes: [this.#o.nodeId], placement: new Map(owned.map((s) => [s, this.#o.nodeId])) };
   }
+}
+
+/**
+ * What a produce request holds besides its records: the request and topic headers,
+ * and per partition its header and its record batch's header (61 bytes), generously.
+ */
+function requestOverhead(topic: string, partitions: number): number {
+  return 256 + Buffer.byteLength(topic) + partitions * 96;
+}
+
+/** Bytes of records one request may carry; refused when the overheads of many shards leave too little. */
+function chunkBudget(o: KafkaCommandLogOptions): number {
+  const max = o.maxRequestBytes ?? 900_000;
+  const budget = max - requestOverhead(o.topic, o.shards);
+  if (budget < 4_096) {
+    throw new RangeError(`KAFKA_MAX_REQUEST_BYTES (${max}) leaves under 4 kB for commands after the overheads of ${o.shards} shards; raise it`);
+  }
+  return budget;
 }
