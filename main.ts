@@ -106,6 +106,7 @@ async function startDemo(url: string, port: number): Promise<{ stop(signal: Node
 const EXPLAINED: Record<string, (e: Error) => string> = {
   data_dir_locked: (e) => e.message,
   embedded_database: (e) => e.message,
+  startup_timeout: (e) => e.message,
   EADDRINUSE: (e) => `the port is in use (${e.message}); set PORT to a free one`,
   EACCES: (e) => `no permission: ${e.message}`,
 };

@@ -48,6 +48,7 @@ import { InProcessCommandLog } from './adapters/memory/command-log.ts';
 import { createLogger, type Logger } from './runtime/logger.ts';
 import { ShardRegion, withTimeout } from './runtime/region.ts';
 import { ShardHost } from './runtime/shard-host.ts';
+import { startup } from './runtime/startup.ts';
 import type { CommandLog, Notifier, OccupiedCells } from './runtime/ports.ts';
 
 type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
@@ -90,18 +91,25 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const { config } = options;
   const logger = options.logger ?? createLogger({ level: config.log.level, nodeId: config.node.id });
   const onError = (error: unknown, context: string) => logger.warn({ err: error }, context);
+  // Dependencies not reachable yet are waited for (one line each), within STARTUP_TIMEOUT_MS.
+  const boot = startup({ timeoutMs: config.runtime.startupTimeoutMs, logger });
+  let started = false;
+  // Redis and Kafka clients retry by themselves and say so on every attempt: while start-up
+  // waits, its one line per dependency speaks for them.
+  const onClientError = (error: unknown, context: string) => { if (started) onError(error, context); };
 
   // An embedded node owns DATA_DIR alone, and says so before it opens anything there.
   const lock = config.mode === 'embedded' ? lockDataDir(config.storage.dataDir) : undefined;
   // The port is bound before storage opens: a node that cannot serve fails before
   // it has touched the database, and probes see 503 `starting` meanwhile.
-  let serve: RequestListener = starting;
+  const whileStarting = starting(() => boot.waitingFor());
+  let serve: RequestListener = whileStarting;
   const server: Server = createServer((req, res) => serve(req, res));
-  server.on('upgrade', (_req, socket) => { if (serve === starting) socket.destroy(); });
+  server.on('upgrade', (_req, socket) => { if (serve === whileStarting) socket.destroy(); });
   let storage: Storage;
   try {
     await listen(server, config.http.port, config.http.host);
-    storage = await openStorage(config, logger);
+    storage = await boot.step(() => openStorage(config, logger));
   } catch (error) {
     server.close();
     lock?.release();
@@ -112,7 +120,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     ? new RedisRemoteChannel({ url: redisUrl, nodeId: config.node.id, prefix: config.cluster.topicPrefix, onError })
     : undefined;
   const notifier = redisUrl
-    ? new RedisNotifier({ url: redisUrl, prefix: config.cluster.topicPrefix, onError })
+    ? new RedisNotifier({ url: redisUrl, prefix: config.cluster.topicPrefix, onError: onClientError })
     : new InProcessNotifier();
   // Cells that ever held a driver: searches skip the others without waking them. One process
   // owns every cell in embedded mode (memory is complete); a cluster shares them in PostgreSQL.
@@ -120,7 +128,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     ? new PostgresOccupiedCells(storage.orm, storage.sqlGuard, { onError })
     : new InProcessOccupiedCells();
   const occupied = (cells: readonly string[]) => occupiedCells.filter(cells);
-  const baseLog = await openCommandLog(config, logger);
+  const baseLog = openCommandLog(config, logger, { quiet: () => !started });
   const log = options.wrapLog ? options.wrapLog(baseLog) : baseLog;
   const host = new ShardHost({
     journal: storage.journal,
@@ -211,7 +219,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       live: () => true,
       ready: async () => {
         if (stopping) return { ok: false, reason: 'node is shutting down' };
-        if (!region.ready) return { ok: false, reason: 'node does not own its shards yet' };
+        const unready = region.unready();
+        if (unready) return { ok: false, reason: unready };
         const problem = storage.problem?.();
         if (problem) return { ok: false, reason: problem };
         try {
@@ -240,7 +249,18 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     .flatMap((r) => r.stack.flatMap((layer) => layer.methods.filter((m) => m !== 'HEAD').map((m) => `${m} ${layer.path}`)));
   const ws = new WsGateway({ edge, auth, notifier, logger, metrics, limits: config.ws, addressOf });
   ws.attach(server);
-  await region.start();
+  try {
+    await boot.step(() => region.start());
+  } catch (error) {
+    // Nothing was served yet: release what was opened, so the caller's exit is clean.
+    await region.stop().catch(() => undefined);
+    await Promise.all([remote?.close(), notifier instanceof RedisNotifier ? notifier.close() : undefined, occupiedCells.close(), storage.close()]).catch(() => undefined);
+    if (limiter instanceof RedisRateLimiter) limiter.close();
+    server.close();
+    lock?.release();
+    throw error;
+  }
+  started = true;
   serve = app.callback();
   const metricsServer = config.metrics.port === undefined ? undefined : await serveMetrics(metrics, config.metrics.port, config.http.host);
   projector.start();
@@ -284,10 +304,23 @@ async function serveMetrics(metrics: Metrics, port: number, host: string): Promi
   return server;
 }
 
-const starting: RequestListener = (_req, res) => {
-  res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
-  res.end(JSON.stringify({ error: { code: 'starting', message: 'the node is starting' } }));
-};
+/**
+ * Until the node serves: /health says the process is alive (an orchestrator must not kill a
+ * node that waits for Kafka), /ready says what it waits for, everything else is 503 `starting`.
+ */
+function starting(waitingFor: () => string | undefined): RequestListener {
+  return (req, res) => {
+    const path = (req.url ?? '').split('?')[0];
+    if (path === '/health') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ status: 'ok' }));
+      return;
+    }
+    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+    const [code, message] = path === '/ready' ? ['not_ready', waitingFor() ?? 'the node is starting'] : ['starting', 'the node is starting'];
+    res.end(JSON.stringify({ error: { code, message } }));
+  };
+}
 
 function listen(server: Server, port: number, host: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {

@@ -8,7 +8,8 @@ import { createKafka } from './kafka/client.ts';
 import { KafkaCommandLog } from './kafka/command-log.ts';
 import { InProcessCommandLog } from './memory/command-log.ts';
 
-export function openCommandLog(config: Config, logger: Logger): CommandLog {
+/** `quiet`: while it answers true, the Kafka client's own log lines are dropped (start-up says it waits instead). */
+export function openCommandLog(config: Config, logger: Logger, options: { quiet?: () => boolean } = {}): CommandLog {
   const onError = (error: unknown, context: string) => logger.warn({ err: error }, context);
   if (config.mode === 'embedded') {
     return new InProcessCommandLog({
@@ -17,11 +18,12 @@ export function openCommandLog(config: Config, logger: Logger): CommandLog {
   }
   const prefix = config.cluster.topicPrefix;
   return new KafkaCommandLog({
-    kafka: createKafka({ brokers: config.cluster.kafkaBrokers, clientId: `${prefix}-${config.node.id}`, logger }),
+    kafka: createKafka({ brokers: config.cluster.kafkaBrokers, clientId: `${prefix}-${config.node.id}`, logger, quiet: options.quiet }),
     topic: `${prefix}.commands`,
     groupId: `${prefix}.nodes`,
     shards: config.cluster.shards,
     nodeId: config.node.id,
+    brokers: config.cluster.kafkaBrokers,
     sessionTimeoutMs: config.cluster.sessionTimeoutMs,
     replicationFactor: config.cluster.replicationFactor,
     minInsyncReplicas: config.cluster.minInsyncReplicas,

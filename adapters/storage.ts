@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Journal, ReminderStore, DeadLetterStore } from '../runtime/ports.ts';
+import { DependencyUnreachableError } from '../runtime/errors.ts';
 import { EmbeddedDatabaseError, startEmbeddedPostgres } from './postgres/embedded.ts';
 import { PostgresJournal } from './postgres/journal.ts';
 import { openOrm, type Orm } from './postgres/orm.ts';
@@ -27,6 +28,16 @@ export interface Storage {
    */
   readonly problem?: () => string | undefined;
   close(): Promise<void>;
+}
+
+/** host:port of a database URL, for logs (never its credentials). */
+function addressOf(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname || u.searchParams.get('host') || 'localhost'}:${u.port || 5432}`;
+  } catch {
+    return 'DATABASE_URL';
+  }
 }
 
 /** An embedded node's stop gives statements this long to finish before the database is stopped under them. */
@@ -51,6 +62,8 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
     const stuck = embedded && embedded.restarts() > 0;
     await embedded?.stop();
     if (error instanceof EmbeddedDatabaseError) throw error;
+    // A server that cannot be reached is worth waiting for; one that answers with a refusal is not.
+    if (!embedded && countsAsOutage(error)) throw new DependencyUnreachableError('PostgreSQL', addressOf(url), error);
     if (stuck) {
       throw new EmbeddedDatabaseError(`embedded database in ${embeddedDir} did not answer while its schema was brought up to date (a statement was stuck): it may be damaged; move it aside or restore a backup`, { cause: error });
     }

@@ -69,6 +69,8 @@ export interface Config {
     readonly commandMaxAttempts: number;
     readonly askTimeoutMs: number;
     readonly shutdownTimeoutMs: number;
+    /** How long start-up waits for unreachable dependencies before the node gives up. */
+    readonly startupTimeoutMs: number;
   };
   readonly auth: {
     readonly secret?: string;
@@ -353,6 +355,7 @@ export function loadConfig(env: Env = process.env): Config {
       commandMaxAttempts: r.int('COMMAND_MAX_ATTEMPTS', 1, 1000),
       askTimeoutMs: r.int('ASK_TIMEOUT_MS', 10, 600_000),
       shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 100, 600_000),
+      startupTimeoutMs: r.int('STARTUP_TIMEOUT_MS', 1_000, 86_400_000),
     },
     auth: {
       secret: r.optional('JWT_SECRET'),

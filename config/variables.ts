@@ -33,6 +33,7 @@ const DEFINED = {
   EMBEDDED_OPEN_TIMEOUT_MS: { default: '60000', doc: 'an embedded database that does not answer within this at start-up stops the node with one line (it may be damaged)' },
   COMMAND_MAX_ATTEMPTS: { default: '20', doc: 'attempts at a command that fails transiently (storage down) before it is dead-lettered; with backoff capped at 5 s, 20 is about 70 s. Permanent failures are dead-lettered at once' },
   ASK_TIMEOUT_MS: { default: '5000', doc: 'timeout of a query to an entity' },
+  STARTUP_TIMEOUT_MS: { default: '300000', doc: 'a node whose PostgreSQL, Kafka or Redis is not reachable at start waits for them (one log line each, /ready 503 saying what it waits for) and exits after this long' },
   SHUTDOWN_TIMEOUT_MS: { default: '20000', doc: 'graceful shutdown gives up after this long' },
   JWT_SECRET: { doc: 'HS256 secret signing and verifying tokens; at least 32 bytes in cluster mode (16 in embedded, development, mode); sample values are refused' },
   JWT_PUBLIC_KEY: { doc: 'PEM public key (RS256 or ES256) to verify tokens in production; needs JWT_AUDIENCE' },

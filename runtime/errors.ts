@@ -13,7 +13,7 @@ export abstract class RuntimeError extends Error {
 
 export type FailureKind =
   | 'storage_unavailable' | 'journal_conflict' | 'storage_rejected' | 'reducer_failed' | 'undecodable' | 'log_unavailable'
-  | 'log_full' | 'entity_stopped' | 'unknown';
+  | 'log_full' | 'entity_stopped' | 'dependency_unreachable' | 'rebalance_failed' | 'unknown';
 
 /** Storage cannot be reached or answer now (connection refused or reset, timeout). */
 export class StorageUnavailableError extends RuntimeError {
@@ -85,6 +85,37 @@ export class EntityStoppedError extends RuntimeError {
   override readonly name = 'EntityStoppedError';
   readonly retriable = true;
   readonly kind = 'entity_stopped' as const;
+}
+
+/**
+ * A dependency (PostgreSQL, Kafka, Redis) cannot be reached at all: connection refused or
+ * closed, no broker, DNS. Adapters throw it from their start-up steps so a node started
+ * before its dependencies waits for them instead of exiting; anything else they throw at
+ * start (bad credentials, a topic with the wrong partition count) is left as it is and fails.
+ */
+export class DependencyUnreachableError extends RuntimeError {
+  override readonly name = 'DependencyUnreachableError';
+  readonly retriable = true;
+  readonly kind = 'dependency_unreachable' as const;
+  /** "PostgreSQL", "Kafka", "Redis". */
+  readonly dependency: string;
+  /** host:port, never credentials. */
+  readonly address: string;
+  readonly reason: string;
+  constructor(dependency: string, address: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(`${dependency} at ${address} is not reachable: ${reason}`, { cause });
+    this.dependency = dependency;
+    this.address = address;
+    this.reason = reason;
+  }
+}
+
+/** Setting up a gained shard failed (its reminders could not be read): the log tries the step again. */
+export class RebalanceStepError extends RuntimeError {
+  override readonly name = 'RebalanceStepError';
+  readonly retriable = true;
+  readonly kind = 'rebalance_failed' as const;
 }
 
 /** An error no adapter classified: treated as transient until attempts run out. */

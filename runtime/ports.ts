@@ -37,9 +37,16 @@ export interface CommandLogHandlers {
    * waiting for storage), so the group does not evict a node that is only waiting.
    */
   onRecords(shard: number, records: readonly LogRecord[], heartbeat?: () => Promise<void>): Promise<void>;
-  /** Ownership changed. Called before records of newly gained shards are delivered.
-   *  `revoked` must be fully drained (handled and committed) when the promise settles. */
+  /**
+   * Ownership changed. Called before records of newly gained shards are delivered.
+   * `revoked` must be fully drained (handled and committed) when the promise settles.
+   * A rejection is retried by the log, with backoff, with the same assignment, no shards to
+   * drain and the same gained shards (so setting up a shard must be repeatable), until it
+   * succeeds or a newer assignment replaces it; records of the gained shards wait meanwhile.
+   */
   onAssignment(assignment: ShardAssignment, revoked: readonly number[], gained: readonly number[]): Promise<void>;
+  /** The whole shard map became known after onAssignment was given a provisional one (the group was still settling). */
+  onPlacement?(map: Pick<ShardAssignment, 'placement' | 'nodes'>): void;
 }
 
 /**

@@ -12,9 +12,10 @@ import { randomUUID } from 'node:crypto';
 import type { EntityRef, Service } from '../actors/behavior.ts';
 import { entityKey, parseEntityKey, shardOf, type Placement } from './entity.ts';
 import { failureOf, type CommandResult, type Failure, type OutboundTell } from './entity-actor.ts';
-import { LogUnavailableError } from './errors.ts';
-import type { CommandEnvelope, CommandLog, DeadLetter, DeadLetterStore, LogRecord, Notifier, ReminderStore, ShardAssignment } from './ports.ts';
+import { LogUnavailableError, RebalanceStepError } from './errors.ts';
+import type { CommandEnvelope, CommandLog, DeadLetter, DeadLetterStore, LogRecord, Notifier, Reminder, ReminderStore, ShardAssignment } from './ports.ts';
 import type { ShardHost } from './shard-host.ts';
+import { backoff } from './backoff.ts';
 import { timerCommandId, type TimerFire } from './timers.ts';
 
 export class AskTimeoutError extends Error {
@@ -67,6 +68,8 @@ export interface RegionStats {
   readonly commandsDuplicate: number;
   readonly commandsRetried: number;
   readonly commandsDeadLettered: number;
+  /** Failed attempts at setting up gained shards (each is retried). */
+  readonly rebalanceFailures: number;
   readonly owned: readonly number[];
 }
 
@@ -98,9 +101,12 @@ export class ShardRegion {
   #duplicates = 0;
   #retried = 0;
   #deadLettered = 0;
+  #rebalanceFailures = 0;
   /** Shard -> since when its current command has been failing, and why. */
   readonly #stuck = new Map<number, { since: number; failure: string }>();
   #reminderScan: NodeJS.Timeout | undefined;
+  /** Gained shards not set up yet (their reminders not read): since when, and why the last attempt failed. */
+  readonly #gaining = new Map<number, { since: number; failure?: string }>();
 
   constructor(options: RegionOptions) {
     this.#o = options;
@@ -143,6 +149,7 @@ export class ShardRegion {
     await this.#o.log.start({
       onRecords: (shard, records, heartbeat) => this.#handleRecords(shard, records, heartbeat),
       onAssignment: (assignment, revoked, gained) => this.#reassign(assignment, revoked, gained),
+      onPlacement: (map) => { this.#assignment = { ...this.#assignment, ...map }; },
     });
     this.#started = true;
     // Reminders are read when a shard is gained and again from time to time, so an
@@ -153,10 +160,12 @@ export class ShardRegion {
     this.#reminderScan.unref();
   }
 
-  /** Shards whose current command keeps failing (for /metrics and /ready). */
+  /** Shards whose current command keeps failing, or whose set-up after a rebalance does (for /metrics and /ready). */
   stuckShards(): StuckShard[] {
     const now = this.#now();
-    return [...this.#stuck].map(([shard, s]) => ({ shard, seconds: (now - s.since) / 1000, failure: s.failure }));
+    const gaining = [...this.#gaining].filter(([, g]) => g.failure !== undefined)
+      .map(([shard, g]) => ({ shard, seconds: (now - g.since) / 1000, failure: 'rebalance_failed' }));
+    return [...[...this.#stuck].map(([shard, s]) => ({ shard, seconds: (now - s.since) / 1000, failure: s.failure })), ...gaining];
   }
 
   /** Sends a dead-lettered command again, under its own id (the admin's retry). */
@@ -165,9 +174,19 @@ export class ShardRegion {
     await this.#o.log.append(this.shardOf(letter.command.to), letter.command);
   }
 
-  /** True once the node owns its shards (and has not begun to stop). */
+  /** True once the node consumes every shard it owns (and has not begun to stop). */
   get ready(): boolean {
-    return this.#started && !this.#stopping;
+    return this.unready() === undefined;
+  }
+
+  /** Why the node is not ready, in words for /ready; undefined when it is. */
+  unready(): string | undefined {
+    if (this.#stopping) return 'node is shutting down';
+    if (!this.#started) return 'node does not own its shards yet';
+    if (this.#gaining.size === 0) return undefined;
+    const shards = [...this.#gaining.keys()].sort((a, b) => a - b).join(', ');
+    const failure = [...this.#gaining.values()].find((g) => g.failure)?.failure;
+    return `shard(s) ${shards} gained but not consumed yet${failure ? `: setting them up failed (${failure}); retrying` : ''}`;
   }
 
   get assignment(): ShardAssignment {
@@ -230,7 +249,7 @@ export class ShardRegion {
   stats(): RegionStats {
     return {
       commandsHandled: this.#handled, commandsDuplicate: this.#duplicates, commandsRetried: this.#retried,
-      commandsDeadLettered: this.#deadLettered, owned: [...this.#owned],
+      commandsDeadLettered: this.#deadLettered, rebalanceFailures: this.#rebalanceFailures, owned: [...this.#owned],
     };
   }
 
@@ -374,8 +393,8 @@ export class ShardRegion {
   }
 
   /** Capped exponential backoff for everything the region retries: retryMinMs, doubling, up to retryMaxMs. */
-  *#backoff(): Generator<number, never> {
-    for (let delay = this.#o.retryMinMs ?? 50; ; delay = Math.min(delay * 2, this.#o.retryMaxMs ?? 5_000)) yield delay;
+  #backoff(): Generator<number, never> {
+    return backoff(this.#o.retryMinMs ?? 50, this.#o.retryMaxMs ?? 5_000);
   }
 
   /** Sets a command aside; keeps trying while the store itself is down (the command is never dropped). */
@@ -424,7 +443,24 @@ export class ShardRegion {
     }
     this.#assignment = assignment;
     for (const shard of assignment.owned) this.#owned.add(shard);
-    if (gained.length > 0) await this.#activateReminded(gained);
+    for (const shard of this.#gaining.keys()) if (!this.#owned.has(shard)) this.#gaining.delete(shard);
+    for (const shard of gained) if (!this.#gaining.has(shard)) this.#gaining.set(shard, { since: this.#now() });
+    if (gained.length === 0) return;
+    try {
+      await this.#activateGained(gained);
+    } catch (error) {
+      // The log tries again (ports.ts); meanwhile /ready and the stuck-shard gauge say why.
+      const failure = error instanceof Error ? error.message : String(error);
+      for (const shard of gained) { const g = this.#gaining.get(shard); if (g) g.failure = failure; }
+      this.#rebalanceFailures++;
+      throw new RebalanceStepError(`setting up gained shard(s) ${gained.join(', ')} failed: ${failure}`, { cause: error });
+    }
+    for (const shard of gained) this.#gaining.delete(shard);
+  }
+
+  /** Every entity with a reminder on a gained shard is activated; reminders that cannot be read fail the step. */
+  async #activateGained(shards: readonly number[]): Promise<void> {
+    await this.#activate(await this.#o.reminders.forShards(shards));
   }
 
   /**
@@ -433,10 +469,15 @@ export class ShardRegion {
    * (`dueBy`) whose entity is not active (its timer was lost: a failed fire, a poisoned
    * incarnation passivated with its timers disarmed).
    */
-  async #activateReminded(shards: readonly number[], dueBy?: number): Promise<void> {
+  async #activateReminded(shards: readonly number[], dueBy: number): Promise<void> {
     if (shards.length === 0) return;
+    // The scan comes again: a failure here is only reported.
     const reminders = await this.#o.reminders.forShards(shards)
       .catch((e) => { this.#o.onError?.(e, 'reading reminders'); return []; });
+    await this.#activate(reminders, dueBy);
+  }
+
+  async #activate(reminders: readonly Reminder[], dueBy?: number): Promise<void> {
     const byKey = new Map<string, string[]>();
     for (const r of reminders) if (dueBy === undefined || r.dueAt <= dueBy) byKey.set(r.entityKey, [...(byKey.get(r.entityKey) ?? []), r.name]);
     await Promise.all([...byKey].map(async ([key, names]) => {

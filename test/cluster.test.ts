@@ -230,3 +230,30 @@ test.serial('a quote made on one node books on another, once', async (t) => {
   t.is(again.status, 409);
   t.is(again.body.error.code, 'quote_used');
 });
+
+test.serial('every node knows the owner of every shard right after rebalances, also when members join at once', async (t) => {
+  t.timeout(300_000);
+  const env = await clusterEnv();
+  // Joining together makes the group rebalance while it is still settling: the case where
+  // the map used to shrink to a node's own shards until the next rebalance.
+  const [n1, n2] = await Promise.all([startMember(t, env, 'n1'), startMember(t, env, 'n2')]);
+  const whole = async () => {
+    const [a, b] = await Promise.all([view(n1), view(n2)]);
+    const same = JSON.stringify(a.shards.map((s) => s.node)) === JSON.stringify(b.shards.map((s) => s.node));
+    return same && a.shards.every((s) => s.node === 'n1' || s.node === 'n2') && new Set(a.shards.map((s) => s.node)).size === 2;
+  };
+  t.true(await eventually(whole, 60_000), 'both nodes hold the same whole map');
+  const n3 = await startMember(t, env, 'n3');
+  t.true(await eventually(async () => {
+    const views = await Promise.all([n1, n2, n3].map(view));
+    const maps = views.map((v) => JSON.stringify(v.shards.map((s) => s.node)));
+    return new Set(maps).size === 1 && views[0]!.shards.every((s) => s.node !== null) && new Set(views[0]!.shards.map((s) => s.node)).size === 3;
+  }, 60_000), 'after a third joins, all three hold the same whole map');
+  // Every node answers for entities on every shard (asks cross nodes through the map).
+  const ids = Array.from({ length: 24 }, (_, i) => `${env.KAFKA_TOPIC_PREFIX}-map-${i}`);
+  for (const id of ids) t.is((await fetch(`${n1.url}/counter/${id}/add?n=1&cmd=${id}`, { method: 'POST' })).status, 202);
+  t.true(await eventually(async () => {
+    for (const node of [n1, n2, n3]) for (const id of ids) if ((await read(node, id)).total !== 1) return false;
+    return true;
+  }, 60_000), 'every node reads every entity');
+});

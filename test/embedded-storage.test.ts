@@ -180,10 +180,11 @@ test.serial('a node on a directory where the database never opens answers /healt
   const port = await freePort();
   const node = startMain(t, { DATA_DIR: dir, PORT: String(port) });
 
-  // The port is bound before storage opens: the node says it is starting, it does not hang.
-  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`)).status === 503, 30_000));
-  const health = await fetch(`http://127.0.0.1:${port}/health`);
-  t.is((await health.json() as { error: { code: string } }).error.code, 'starting');
+  // The port is bound before storage opens: the process says it is alive, and not ready, it does not hang.
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`)).status === 200, 30_000));
+  const ready = await fetch(`http://127.0.0.1:${port}/ready`);
+  t.is(ready.status, 503);
+  t.is((await ready.json() as { error: { code: string } }).error.code, 'not_ready');
 
   t.is(await within(node.exited, 110_000), 1);
   const failures = node.lines.filter((l) => l.startsWith('failed to start'));

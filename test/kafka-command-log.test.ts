@@ -95,3 +95,40 @@ test('a topic with another partition count is refused with a clear message', asy
   t.regex(error!.message, /3 partitions but SHARDS is 5/);
   await second.stop();
 });
+
+test('a failed rebalance step is retried while the gained shards wait, and start() resolves after the first attempt', async (t) => {
+  t.timeout(180_000);
+  const topic = `test.${randomUUID().slice(0, 8)}.commands`;
+  const brokers = (await kafkaBrokers()).split(',');
+  const errors: string[] = [];
+  const log = new KafkaCommandLog({
+    kafka: createKafka({ brokers, clientId: 'test-flaky' }), topic, groupId: `${topic}.group`, shards: 2, nodeId: 'n1',
+    sessionTimeoutMs: 6_000, heartbeatIntervalMs: 500, retryMinMs: 100, retryMaxMs: 500,
+    onError: (_e, context) => errors.push(context),
+  });
+  t.teardown(() => log.stop());
+  const seen: LogRecord[] = [];
+  let broken = true;
+  let attempts = 0;
+  const handlers: CommandLogHandlers = {
+    async onRecords(shard, records) {
+      seen.push(...records);
+      await log.commit(shard, records.at(-1)!.offset);
+    },
+    async onAssignment(_assignment, _revoked, gained) {
+      attempts++;
+      if (broken) throw new Error(`reminders of ${gained.join(', ')} unreadable (test)`);
+    },
+  };
+  await log.start(handlers);
+  t.true(attempts >= 1, 'start() resolved after the first attempt');
+  await log.appendMany([0, 1].map((shard) => ({ shard, command: command(shard, `e${shard}`) })));
+  t.true(await eventually(async () => attempts >= 4, 60_000), 'the step is tried again');
+  t.is(seen.length, 0, 'nothing is delivered on shards not set up');
+  broken = false;
+  t.true(await eventually(async () => seen.length === 2, 60_000), `both records delivered once the step succeeded (${seen.length})`);
+  const settled = attempts;
+  await new Promise((r) => setTimeout(r, 1_500));
+  t.is(attempts, settled, 'and not tried again after it succeeded');
+  t.true(errors.filter((e) => e.startsWith('rebalance: setting up shards 0, 1 failed')).length >= 3, errors.join('\n'));
+});

@@ -7,6 +7,8 @@ export interface KafkaClientOptions {
   readonly brokers: readonly string[];
   readonly clientId: string;
   readonly logger?: Logger;
+  /** While true, kafkajs' lines are dropped: it logs every failed connect, and start-up already says it waits for Kafka. */
+  readonly quiet?: () => boolean;
 }
 
 const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
@@ -23,7 +25,7 @@ export function createKafka(options: KafkaClientOptions): Kafka {
     retry: { initialRetryTime: 100, retries: 8, maxRetryTime: 5_000 },
     logLevel: logLevel.WARN,
     logCreator: () => ({ namespace, level, log }: LogEntry) => {
-      if (!logger) return;
+      if (!logger || options.quiet?.()) return;
       const { message, ...extra } = log;
       logger[LEVELS[level] ?? 'info']({ kafka: namespace, ...extra }, message);
     },

@@ -9,6 +9,8 @@ import type { Admin, Consumer, EachBatchPayload, Kafka, Message, Producer } from
 import { AssignerProtocol } from 'kafkajs';
 import { entityKey } from '../../runtime/entity.ts';
 import type { CommandEnvelope, CommandLog, CommandLogHandlers, LogRecord, ShardAssignment } from '../../runtime/ports.ts';
+import { backoff, sleep } from '../../runtime/backoff.ts';
+import { DependencyUnreachableError } from '../../runtime/errors.ts';
 import { decodeJson, stickyRendezvousAssigner, type PlacementData } from './assigner.ts';
 import { SendQueue, recordBytes } from './send-queue.ts';
 
@@ -27,6 +29,11 @@ export interface KafkaCommandLogOptions {
   readonly maxRequestBytes?: number;
   readonly sessionTimeoutMs?: number;
   readonly heartbeatIntervalMs?: number;
+  /** For the "waiting for Kafka at ..." line only. */
+  readonly brokers?: readonly string[];
+  /** Backoff bounds of a failed rebalance step (default 200 ms to 5 s). */
+  readonly retryMinMs?: number;
+  readonly retryMaxMs?: number;
   readonly onError?: (error: unknown, context: string) => void;
 }
 
@@ -41,11 +48,20 @@ export class KafkaCommandLog implements CommandLog {
   #producerUsable = true;
   readonly #consumer: Consumer;
   readonly #admin: Admin;
+  /** Shards the group assigned this node at the last join (what the assigner is told for stickiness). */
   #owned = new Set<number>();
+  /** Owned shards whose records are handed to the runtime: set up, not being drained. */
+  #serving = new Set<number>();
+  /** Owned shards whose set-up (onAssignment) has not succeeded yet. */
+  #gaining = new Set<number>();
+  /** The last whole shard map read from the group. */
+  #map: Pick<ShardAssignment, 'placement' | 'nodes'> = { placement: new Map(), nodes: [] };
   #handlers: CommandLogHandlers | undefined;
   #reassigning: Promise<void> = Promise.resolve();
   #firstAssignment: (() => void) | undefined;
-  #generation = 0;
+  /** Joins seen; a rebalance step stops retrying once a newer join is queued behind it. */
+  #joins = 0;
+  #running = false;
   #stopped = false;
   readonly #queue: SendQueue<Message & { partition: number }>;
 
@@ -68,6 +84,13 @@ export class KafkaCommandLog implements CommandLog {
       partitionAssigners: [stickyRendezvousAssigner({ nodeId: options.nodeId, topic: options.topic, owned: () => [...this.#owned] })],
     });
     this.#admin = options.kafka.admin();
+    // Registered once here, not in start(), which may be called again while the broker is down.
+    this.#consumer.on(this.#consumer.events.GROUP_JOIN, (event) => {
+      const owned = (event.payload.memberAssignment[options.topic] ?? []).slice().sort((a, b) => a - b);
+      const join = ++this.#joins;
+      this.#reassigning = this.#reassigning.then(() => this.#reassign(owned, join)).catch((e) => options.onError?.(e, 'rebalance'));
+    });
+    this.#consumer.on(this.#consumer.events.CRASH, (event) => options.onError?.(event.payload.error, 'kafka consumer crashed'));
   }
 
   /** Creates the topic with one partition per shard, or checks that the existing one has that many. */
@@ -179,25 +202,38 @@ export class KafkaCommandLog implements CommandLog {
     return this.#o.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
   }
 
+  /**
+   * May be called again after it failed with DependencyUnreachableError (no broker yet);
+   * resolves once the first assignment has been handed to the runtime (set up or not:
+   * a gained shard whose set-up fails is retried in the background, see #reassign).
+   */
   async start(handlers: CommandLogHandlers): Promise<void> {
     this.#handlers = handlers;
-    await this.ensureTopic();
-    await this.#producer.connect();
-    await this.#consumer.connect();
     const assigned = new Promise<void>((resolve) => { this.#firstAssignment = resolve; });
-    this.#consumer.on(this.#consumer.events.GROUP_JOIN, (event) => {
-      const owned = (event.payload.memberAssignment[this.#o.topic] ?? []).slice().sort((a, b) => a - b);
-      this.#reassigning = this.#reassigning.then(() => this.#reassign(owned)).catch((e) => this.#o.onError?.(e, 'rebalance'));
-    });
-    this.#consumer.on(this.#consumer.events.CRASH, (event) => this.#o.onError?.(event.payload.error, 'kafka consumer crashed'));
-    await this.#consumer.subscribe({ topic: this.#o.topic, fromBeginning: true });
-    await this.#consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: this.shards,
-      eachBatch: (payload) => this.#eachBatch(payload),
-    });
+    await this.#connect();
+    if (!this.#running) {
+      this.#running = true;
+      await this.#consumer.subscribe({ topic: this.#o.topic, fromBeginning: true });
+      await this.#consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: this.shards,
+        eachBatch: (payload) => this.#eachBatch(payload),
+      });
+    }
     await assigned;
+  }
+
+  /** Connects the admin, producer and consumer; a broker that cannot be reached is DependencyUnreachableError. */
+  async #connect(): Promise<void> {
+    try {
+      await this.ensureTopic();
+      await this.#producer.connect();
+      await this.#consumer.connect();
+    } catch (error) {
+      if (unreachable(error)) throw new DependencyUnreachableError('Kafka', this.#o.brokers?.join(',') ?? 'KAFKA_BROKERS', rootCause(error));
+      throw error;
+    }
   }
 
   async commit(shard: number, offset: number): Promise<void> {
@@ -222,7 +258,7 @@ export class KafkaCommandLog implements CommandLog {
   async #eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const shard = batch.partition;
     await this.#reassigning;
-    if (!this.#owned.has(shard) || !isRunning() || isStale()) return;
+    if (!(await this.#servable(shard, isRunning, isStale, heartbeat))) return;
     const records: LogRecord[] = [];
     for (const message of batch.messages) {
       const command = decodeJson<CommandEnvelope>(message.value);
@@ -237,35 +273,107 @@ export class KafkaCommandLog implements CommandLog {
     await heartbeat().catch(() => undefined);
   }
 
-  async #reassign(owned: readonly number[]): Promise<void> {
-    const before = this.#owned;
-    const now = new Set(owned);
-    const revoked = [...before].filter((s) => !now.has(s));
-    const gained = owned.filter((s) => !before.has(s));
-    const generation = ++this.#generation;
-    const assignment: ShardAssignment = { owned, ...(await this.#placement(owned)) };
-    if (generation !== this.#generation) return;
-    // Stop handing out revoked shards before they are drained.
-    this.#owned = new Set([...before].filter((s) => now.has(s)));
-    await this.#handlers!.onAssignment(assignment, revoked, gained);
-    this.#owned = now;
-    this.#firstAssignment?.();
-    this.#firstAssignment = undefined;
+  /**
+   * Whether a fetched batch may be handed to the runtime. A gained shard still being set up
+   * holds its batch for a while (heartbeating) before kafkajs fetches it again: returning
+   * at once would fetch and skip the same batch in a hot loop until the set-up succeeds.
+   */
+  async #servable(shard: number, isRunning: () => boolean, isStale: () => boolean, heartbeat: () => Promise<void>): Promise<boolean> {
+    for (let waited = 0; this.#gaining.has(shard) && waited < 5 && isRunning() && !isStale(); waited++) {
+      await sleep(1_000);
+      await heartbeat().catch(() => undefined);
+    }
+    return this.#serving.has(shard) && isRunning() && !isStale();
   }
 
-  /** The whole shard -> node map rides in every member's assignment user data. */
-  async #placement(owned: readonly number[]): Promise<Pick<ShardAssignment, 'placement' | 'nodes'>> {
-    try {
-      const group = await this.#consumer.describeGroup();
-      for (const member of group.members) {
-        const assignment = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
-        const data = decodeJson<PlacementData>(assignment?.userData);
-        if (data) return { nodes: data.nodes, placement: new Map(data.owners.map((node, shard) => [shard, node])) };
+  async #reassign(owned: readonly number[], join: number): Promise<void> {
+    const now = new Set(owned);
+    const revoked = [...this.#owned].filter((s) => !now.has(s));
+    // A shard whose set-up failed under an earlier join is still to be set up if it stayed.
+    const gained = owned.filter((s) => !this.#owned.has(s) || this.#gaining.has(s));
+    const map = await this.#wholeMap(owned, () => join === this.#joins, 3_000);
+    // Stop handing out revoked shards before they are drained.
+    for (const s of revoked) this.#serving.delete(s);
+    this.#owned = now;
+    this.#gaining = new Set(gained);
+    const assignment: ShardAssignment = { owned, ...(map ?? this.#provisionalMap(owned)) };
+    await this.#setUp(assignment, revoked, gained, join);
+    if (!map) void this.#refreshMap(owned, join);
+  }
+
+  /**
+   * Hands the assignment to the runtime; a failure (reminders unreadable during a database
+   * blip, say) is reported and the step tried again with backoff, for the shards still to
+   * gain, until it succeeds, a newer join replaces it or the log stops. The first attempt
+   * lets start() resolve either way: the runtime reports a shard not yet set up as not ready.
+   */
+  async #setUp(assignment: ShardAssignment, revoked: readonly number[], gained: readonly number[], join: number): Promise<void> {
+    const delays = backoff(this.#o.retryMinMs ?? 200, this.#o.retryMaxMs ?? 5_000);
+    let delay = 0;
+    for (let attempt = 1, drain = revoked; ; attempt++, drain = []) {
+      try {
+        await this.#handlers!.onAssignment(assignment, drain, gained);
+        this.#gaining.clear();
+        for (const s of assignment.owned) this.#serving.add(s);
+        return;
+      } catch (error) {
+        delay = delays.next().value;
+        this.#o.onError?.(error, `rebalance: setting up shards ${gained.join(', ')} failed (attempt ${attempt}); retrying in ${delay} ms`);
+        // Shards that stayed keep being served while the gained ones wait.
+        for (const s of assignment.owned) if (!this.#gaining.has(s)) this.#serving.add(s);
+      } finally {
+        this.#firstAssignment?.();
+        this.#firstAssignment = undefined;
       }
-    } catch (error) {
-      this.#o.onError?.(error, 'reading the shard map from the group');
+      await sleep(delay);
+      if (this.#stopped || join !== this.#joins) return;
     }
-    return { nodes: [this.#o.nodeId], placement: new Map(owned.map((s) => [s, this.#o.nodeId])) };
+  }
+
+  /**
+   * The whole shard -> node map rides in every member's assignment user data, which the
+   * group describes only once it is stable. Read until it is, and until it agrees with
+   * what this node was assigned (not a map of an earlier generation); undefined if that
+   * takes longer than `withinMs` or a newer join arrives.
+   */
+  async #wholeMap(owned: readonly number[], current: () => boolean, withinMs: number): Promise<Pick<ShardAssignment, 'placement' | 'nodes'> | undefined> {
+    const until = Date.now() + withinMs;
+    const delays = backoff(50, 1_000);
+    while (current() && !this.#stopped) {
+      const map = await this.#describeMap().catch((error: unknown) => { this.#o.onError?.(error, 'reading the shard map from the group'); });
+      if (map && agrees(map.placement, owned, this.#o.nodeId, this.shards)) {
+        this.#map = map;
+        return map;
+      }
+      if (Date.now() >= until) return undefined;
+      await sleep(delays.next().value);
+    }
+    return undefined;
+  }
+
+  async #describeMap(): Promise<Pick<ShardAssignment, 'placement' | 'nodes'> | undefined> {
+    const group = await this.#consumer.describeGroup();
+    if (group.state !== 'Stable') return undefined;
+    for (const member of group.members) {
+      const assignment = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
+      const data = decodeJson<PlacementData>(assignment?.userData);
+      if (data) return { nodes: data.nodes, placement: new Map(data.owners.map((node, shard) => [shard, node])) };
+    }
+    return undefined;
+  }
+
+  /** Until the group describes the new map: the last one, with this node's own shards as assigned now. */
+  #provisionalMap(owned: readonly number[]): Pick<ShardAssignment, 'placement' | 'nodes'> {
+    const me = this.#o.nodeId;
+    const placement = new Map([...this.#map.placement].filter(([, node]) => node !== me));
+    for (const s of owned) placement.set(s, me);
+    return { placement, nodes: [...new Set([...this.#map.nodes, me])].sort() };
+  }
+
+  /** Keeps reading the map in the background until the group is stable, then tells the runtime. */
+  async #refreshMap(owned: readonly number[], join: number): Promise<void> {
+    const map = await this.#wholeMap(owned, () => join === this.#joins, Number.POSITIVE_INFINITY);
+    if (map && join === this.#joins && !this.#stopped) this.#handlers?.onPlacement?.(map);
   }
 }
 
@@ -285,4 +393,28 @@ function chunkBudget(o: KafkaCommandLogOptions): number {
     throw new RangeError(`KAFKA_MAX_REQUEST_BYTES (${max}) leaves under 4 kB for commands after the overheads of ${o.shards} shards; raise it`);
   }
   return budget;
+}
+
+/** Whether a map gives this node exactly the shards it was assigned, and every shard an owner. */
+function agrees(placement: ReadonlyMap<number, string>, owned: readonly number[], me: string, shards: number): boolean {
+  if (placement.size !== shards) return false;
+  const mine = new Set(owned);
+  for (const [shard, node] of placement) if ((node === me) !== mine.has(shard)) return false;
+  return true;
+}
+
+/** kafkajs errors that say no broker could be reached (as opposed to one that answered with a refusal). */
+function unreachable(error: unknown): boolean {
+  for (let e = error as { name?: string; code?: string; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (/^KafkaJS(Connection|ConnectionClosed|BrokerNotFound|RequestTimeout)Error$|^KafkaJSBrokerNotFound$/.test(e.name ?? '')) return true;
+    if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN'].includes(e.code ?? '')) return true;
+  }
+  return false;
+}
+
+/** The innermost error, whose message says what actually happened ("Connection error: connect ECONNREFUSED ..."). */
+function rootCause(error: unknown): unknown {
+  let e = error as { cause?: unknown };
+  for (let depth = 0; e?.cause && depth < 5; depth++) e = e.cause as { cause?: unknown };
+  return e;
 }

@@ -12,6 +12,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandEnvelope, CommandLog, CommandLogHandlers, LogRecord } from '../../runtime/ports.ts';
+import { backoff, sleep } from '../../runtime/backoff.ts';
 
 export interface InProcessCommandLogOptions {
   readonly shards: number;
@@ -58,6 +59,7 @@ export class InProcessCommandLog implements CommandLog {
   readonly #partitions: Partition[];
   #handlers: CommandLogHandlers | undefined;
   #running = false;
+  #stopped = false;
   #inFlight = new Set<Promise<void>>();
   #offsetsDirty = false;
 
@@ -80,16 +82,35 @@ export class InProcessCommandLog implements CommandLog {
     for (const shard of new Set(entries.map((e) => e.shard))) this.#schedule(shard);
   }
 
+  /** Resolves after the first attempt at setting the shards up; a failed one is retried in the background (ports.ts). */
   async start(handlers: CommandLogHandlers): Promise<void> {
     this.#handlers = handlers;
+    if (await this.#setUp(1)) return;
+    void (async () => {
+      let attempt = 1;
+      for (const delay of backoff(100, 5_000)) {
+        await sleep(delay);
+        if (this.#stopped || await this.#setUp(++attempt)) return;
+      }
+    })();
+  }
+
+  async #setUp(attempt: number): Promise<boolean> {
     const all = this.#partitions.map((p) => p.shard);
-    await handlers.onAssignment(
-      { owned: all, placement: new Map(all.map((s) => [s, this.#o.nodeId])), nodes: [this.#o.nodeId] },
-      [],
-      all,
-    );
+    try {
+      await this.#handlers!.onAssignment(
+        { owned: all, placement: new Map(all.map((s) => [s, this.#o.nodeId])), nodes: [this.#o.nodeId] },
+        [],
+        all,
+      );
+    } catch (error) {
+      this.#o.onError?.(error, `setting up the shards failed (attempt ${attempt}); retrying`);
+      return false;
+    }
+    if (this.#stopped) return true;
     this.#running = true;
     for (const p of this.#partitions) this.#schedule(p.shard);
+    return true;
   }
 
   async commit(shard: number, offset: number): Promise<void> {
@@ -106,6 +127,7 @@ export class InProcessCommandLog implements CommandLog {
 
   async stop(): Promise<void> {
     this.#running = false;
+    this.#stopped = true;
     // Bounded, like a consumer's session: what is not done in time is redelivered after a restart.
     const until = Date.now() + 15_000;
     while (this.#inFlight.size > 0 && Date.now() < until) {

@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import type { EntityRef } from '../../actors/behavior.ts';
 import type { CommandResult } from '../../runtime/entity-actor.ts';
 import { AskTimeoutError, type RemoteChannel } from '../../runtime/region.ts';
+import { DependencyUnreachableError } from '../../runtime/errors.ts';
 
 type Wire =
   | { readonly type: 'ask'; readonly corr: string; readonly from: string; readonly to: EntityRef; readonly query: unknown }
@@ -43,46 +44,71 @@ export class RedisRemoteChannel implements RemoteChannel {
   readonly #pub: Redis;
   readonly #sub: Redis;
   readonly #pending = new Map<string, PendingAsk>();
+  #handlers: Parameters<RemoteChannel['serve']>[0] | undefined;
+  /** The last connection error per client, to say why Redis cannot be reached. */
+  readonly #lastError = new Map<Redis, Error>();
 
   constructor(options: RedisRemoteChannelOptions) {
     this.#o = options;
     const redisOptions = { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: true };
     this.#pub = new Redis(options.url, redisOptions);
     this.#sub = new Redis(options.url, redisOptions);
-    for (const client of [this.#pub, this.#sub]) client.on('error', (e) => options.onError?.(e, 'redis'));
+    for (const client of [this.#pub, this.#sub]) {
+      client.on('error', (e) => {
+        // While start-up waits for Redis, the waiting line says it once; ioredis would say it every retry.
+        if (this.#handlers) options.onError?.(e, 'redis');
+        this.#lastError.set(client, e);
+      });
+    }
+    this.#sub.on('message', (_channel, raw) => this.#receive(raw));
   }
 
   #channel(node: string): string {
     return `${this.#o.prefix ?? 'dispatch'}:node:${node}`;
   }
 
+  /** May be called again after it failed (Redis not reachable yet): ioredis keeps reconnecting meanwhile. */
   async serve(handlers: Parameters<RemoteChannel['serve']>[0]): Promise<void> {
-    await Promise.all([this.#pub.connect(), this.#sub.connect()]);
-    this.#sub.on('message', (_channel, raw) => {
-      let wire: Wire;
-      try { wire = JSON.parse(raw) as Wire; } catch { return; }
-      switch (wire.type) {
-        case 'ask':
-          handlers.ask(wire.to, wire.query).then(
-            (value) => this.#send(wire.from, { type: 'answer', corr: wire.corr, ok: true, value }),
-            (error: Error) => this.#send(wire.from, { type: 'answer', corr: wire.corr, ok: false, error: error.message, errorName: error.name }),
-          );
-          break;
-        case 'answer': {
-          const pending = this.#pending.get(wire.corr);
-          if (!pending) return;
-          clearTimeout(pending.timer);
-          this.#pending.delete(wire.corr);
-          if (wire.ok) pending.resolve(wire.value);
-          else pending.reject(new RemoteAskError(wire.error, wire.errorName));
-          break;
-        }
-        case 'outcome':
-          handlers.reply(wire.commandId, wire.result);
-          break;
-      }
-    });
+    await Promise.all([this.#reachable(this.#pub), this.#reachable(this.#sub)]);
     await this.#sub.subscribe(this.#channel(this.#o.nodeId));
+    this.#handlers = handlers;
+  }
+
+  async #reachable(client: Redis): Promise<void> {
+    if (client.status === 'wait') client.connect().catch(() => undefined);
+    try {
+      await client.ping();
+    } catch (error) {
+      const u = new URL(this.#o.url);
+      throw new DependencyUnreachableError('Redis', `${u.hostname}:${u.port || 6379}`, this.#lastError.get(client) ?? error);
+    }
+  }
+
+  #receive(raw: string): void {
+    const handlers = this.#handlers;
+    if (!handlers) return;
+    let wire: Wire;
+    try { wire = JSON.parse(raw) as Wire; } catch { return; }
+    switch (wire.type) {
+      case 'ask':
+        handlers.ask(wire.to, wire.query).then(
+          (value) => this.#send(wire.from, { type: 'answer', corr: wire.corr, ok: true, value }),
+          (error: Error) => this.#send(wire.from, { type: 'answer', corr: wire.corr, ok: false, error: error.message, errorName: error.name }),
+        );
+        break;
+      case 'answer': {
+        const pending = this.#pending.get(wire.corr);
+        if (!pending) return;
+        clearTimeout(pending.timer);
+        this.#pending.delete(wire.corr);
+        if (wire.ok) pending.resolve(wire.value);
+        else pending.reject(new RemoteAskError(wire.error, wire.errorName));
+        break;
+      }
+      case 'outcome':
+        handlers.reply(wire.commandId, wire.result);
+        break;
+    }
   }
 
   ask(node: string, to: EntityRef, query: unknown, timeoutMs: number): Promise<unknown> {

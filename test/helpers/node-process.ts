@@ -56,6 +56,52 @@ export async function startCommand(
   };
 }
 
+/** A free TCP port on 127.0.0.1 (for a node whose port must be known before it logs it). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A node process that is not waited for: for start-up tests, which look at it (its
+ * output, /health, /ready) before it has started. Killed in teardown by the caller.
+ */
+export function launchNodeProcess(script: string, env: Record<string, string>): Omit<NodeProcess, 'url'> & { started: Promise<string> } {
+  const child = spawn(process.execPath, [script], {
+    cwd: repoRoot,
+    env: { ...process.env, LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  createInterface({ input: child.stderr! }).on('line', (line) => output.push(line));
+  const started = new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      output.push(line);
+      try {
+        const entry = JSON.parse(line) as { url?: string; msg?: string };
+        if (entry.url && (entry.msg === 'fixture ready' || entry.msg === 'node started')) resolve(entry.url);
+      } catch { /* not JSON */ }
+    });
+    void exited.then((code) => reject(new Error(`node exited with ${code} before it started:\n${output.slice(-30).join('\n')}`)));
+  });
+  started.catch(() => undefined);
+  return {
+    child, output, exited, started,
+    async kill(signal: NodeJS.Signals = 'SIGKILL') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
 /**
  * Polls `check` until it returns true or the time runs out. The default bound is
  * generous on purpose: a loaded 2-core machine is slow, and a passing check
