@@ -44,6 +44,11 @@ export interface DriverState {
   readonly offerExpiresAt?: number;
   readonly ratingSum: number;
   readonly ratingCount: number;
+  /**
+   * Bookings whose rating counted, newest last, so a booking counts once whatever the
+   * command that carries it (absent in state from before ratings were keyed by booking).
+   */
+  readonly ratedBookings?: readonly string[];
   readonly offers: number;
   readonly accepts: number;
   readonly lastTripEndedAt: number;
@@ -111,7 +116,8 @@ export type DriverEvent =
   | { readonly type: 'offer.ended'; readonly bookingId: string; readonly reason: 'declined' | 'expired' | 'withdrawn' }
   | { readonly type: 'trip.started'; readonly bookingId: string }
   | { readonly type: 'trip.ended'; readonly bookingId: string; readonly at: number; readonly completed: boolean }
-  | { readonly type: 'rated'; readonly stars: number }
+  /** `bookingId` is absent from events written before ratings were keyed by booking. */
+  | { readonly type: 'rated'; readonly bookingId?: string; readonly stars: number }
   | { readonly type: 'maintenance.set'; readonly windows: readonly MaintenanceWindow[] }
   | { readonly type: 'profile.set'; readonly profile: Partial<DriverProfile> }
   | { readonly type: 'approved' }
@@ -130,6 +136,13 @@ export interface DriverSettings {
 }
 
 export const DEFAULT_PRESENCE = { presenceMs: 30_000, silentAfterMs: 600_000 } as const;
+
+/**
+ * Rated bookings a driver remembers. Bounded so the state stays small; a booking rated
+ * again after this many later ratings would count again, but the booking itself refuses
+ * a second rating and the runtime delivers its one `rated` tell once, so that needs both to fail.
+ */
+export const RATED_BOOKINGS_REMEMBERED = 1_000;
 
 const booking = (id: string): EntityRef => ({ kind: 'booking', id });
 const cell = (id: string): EntityRef => ({ kind: 'cell', id });
@@ -152,12 +165,17 @@ function step(s: DriverState, e: DriverEvent): DriverState {
     case 'offer.ended': return { ...s, status: 'available', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined };
     case 'trip.started': return { ...s, status: 'on_trip' };
     case 'trip.ended': return { ...s, status: 'available', bookingId: undefined, riderId: undefined, lastTripEndedAt: e.completed ? e.at : s.lastTripEndedAt };
-    case 'rated': return { ...s, ratingSum: s.ratingSum + e.stars, ratingCount: s.ratingCount + 1 };
+    case 'rated': return { ...s, ratingSum: s.ratingSum + e.stars, ratingCount: s.ratingCount + 1, ratedBookings: withRated(s.ratedBookings, e.bookingId) };
     case 'maintenance.set': return { ...s, maintenance: e.windows };
     case 'profile.set': return { ...s, profile: { ...s.profile, ...e.profile } };
     case 'approved': return { ...s, profile: { ...s.profile, approval: 'approved' } };
     case 'booking.released': return { ...s, status: 'available', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined };
   }
+}
+
+function withRated(rated: readonly string[] = [], bookingId: string | undefined): readonly string[] {
+  if (bookingId === undefined) return rated;
+  return [...rated.slice(Math.max(0, rated.length - RATED_BOOKINGS_REMEMBERED + 1)), bookingId];
 }
 
 /** Whether anyone created this driver (state from before `known` existed is judged by what it holds). */
@@ -337,7 +355,8 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
         ]);
       case 'rated':
         if (!Number.isInteger(m.stars) || m.stars < 1 || m.stars > 5) return refuse(s, 'invalid_rating', 'stars must be 1 to 5');
-        return transition(s, [{ type: 'rated', stars: m.stars }], ctx);
+        if (s.ratedBookings?.includes(m.bookingId)) return refuse(s, 'already_rated', `booking ${m.bookingId} is already rated`);
+        return transition(s, [{ type: 'rated', bookingId: m.bookingId, stars: m.stars }], ctx);
       case 'maintenance.set':
         return transition(s, [{ type: 'maintenance.set', windows: m.windows }], ctx);
       case 'profile.set':

@@ -2,23 +2,23 @@
 //
 // One journal entry per handled command holds everything the command changed:
 // its domain events, the durable tells it sent (an outbox) and its timer
-// changes. Writing them as one row makes a command all-or-nothing, and keeping
-// the outbox with the recent command ids lets a redelivered command re-send
-// exactly the tells it produced the first time (receivers drop them by id)
-// instead of running the reducer again on newer state.
+// changes. Writing them as one row makes a command all-or-nothing. The row also
+// records the command's id, its origin (for a tell from an entity) and its
+// refusal, so a redelivered command, however late, gets the answer it got the
+// first time instead of being decided again on newer state (see dedupe.ts).
 
 import type { Behavior, Effect, EntityRef, Outcome } from '../actors/behavior.ts';
 import { classify, ReducerError, type FailureKind } from './errors.ts';
+import { emptyDedupe, recognise, remember, type Dedupe, type Origin, type Refusal } from './dedupe.ts';
 import type { CommandEnvelope } from './ports.ts';
 import { isTimerFire } from './timers.ts';
-
-/** How many recent command ids an entity remembers for duplicate detection. */
-export const DEDUP_WINDOW = 128;
 
 export interface OutboundTell {
   readonly id: string;
   readonly to: EntityRef;
   readonly message: unknown;
+  /** Set on durable tells: receivers keep a high-water mark per sender (dedupe.ts). */
+  readonly origin?: Origin;
 }
 
 interface TimerEntry {
@@ -26,17 +26,18 @@ interface TimerEntry {
   readonly message: unknown;
 }
 
-interface SeenCommand {
-  readonly id: string;
-  readonly tells: readonly OutboundTell[];
-}
-
 /** What the actor keeps: the domain state plus what the runtime needs to be exactly-once. */
 export interface Incarnation<S> {
   state: S;
   /** Journal entries applied so far (equals nact's sequence number). */
   seq: number;
-  seen: SeenCommand[];
+  dedupe: Dedupe;
+  /**
+   * Tells of the last journaled entry not known to be in the log yet. Re-sent when the
+   * entity is activated, before it handles anything: a sender's tells then enter the log
+   * in the order of its history, which receivers' high-water marks rely on.
+   */
+  outbox: readonly OutboundTell[];
   timers: Record<string, TimerEntry>;
   /** Handled messages whose changes are only in memory (soft state) since the last snapshot. */
   unsnapshotted: number;
@@ -47,6 +48,10 @@ export interface JournalRecord {
   readonly v: number;
   readonly cmd: string;
   readonly at: number;
+  /** The command's origin, when it is a tell from an entity (moves the sender's mark on replay). */
+  readonly from?: Origin;
+  /** The command's refusal: a redelivery gets it again. */
+  readonly rejection?: Refusal;
   readonly events: readonly unknown[];
   readonly tells: readonly OutboundTell[];
   readonly timersSet: readonly { readonly name: string; readonly at: number; readonly message: unknown }[];
@@ -57,7 +62,7 @@ export type CommandStatus = 'applied' | 'duplicate' | 'rejected' | 'failed';
 
 export interface CommandResult {
   readonly status: CommandStatus;
-  readonly rejection?: { readonly code: string; readonly message: string };
+  readonly rejection?: Refusal;
   readonly reply?: unknown;
   /** Why a `failed` command failed, and whether trying again can help. */
   readonly failure?: Failure;
@@ -92,6 +97,8 @@ export interface ActorHost {
   now(): number;
   /** Appends tells to the command log; resolves once they are durable. */
   send(from: EntityRef, tells: readonly OutboundTell[]): Promise<void>;
+  /** The journal's record of a command this entity handled, if any (the durable dedupe record). */
+  findCommand(key: string, commandId: string): Promise<JournalRecord | undefined>;
   notify(userId: string, message: unknown): void;
   publish(topic: string, event: unknown, from: EntityRef): void;
   /** Runs a node service; its answer is told back to `self`. */
@@ -108,7 +115,15 @@ export interface ActorHost {
 }
 
 export function freshIncarnation<S>(behavior: Behavior<S, unknown, unknown, unknown, unknown>, id: string): Incarnation<S> {
-  return { state: behavior.initial(id), seq: 0, seen: [], timers: {}, unsnapshotted: 0 };
+  return { state: behavior.initial(id), seq: 0, dedupe: emptyDedupe, outbox: [], timers: {}, unsnapshotted: 0 };
+}
+
+/** Snapshots written before dedupe.ts kept a window of ids (`seen`) instead. */
+function upgraded(inc: Incarnation<unknown>): Incarnation<unknown> {
+  if (inc.dedupe) return inc;
+  const legacy = inc as Incarnation<unknown> & { seen?: { id: string }[] };
+  const dedupe = (legacy.seen ?? []).reduce((d, c) => remember(d, c.id, inc.seq), emptyDedupe);
+  return { ...inc, dedupe, outbox: [] };
 }
 
 type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
@@ -123,17 +138,13 @@ export function replay(behavior: AnyBehavior, inc: Incarnation<unknown>, record:
   const timers = { ...inc.timers };
   for (const name of record.timersCancelled) delete timers[name];
   for (const t of record.timersSet) timers[t.name] = { at: t.at, message: t.message };
-  return { state, seq: inc.seq + 1, seen: remember(inc.seen, { id: record.cmd, tells: record.tells }), timers, unsnapshotted: 0 };
+  const seq = inc.seq + 1;
+  // Every replayed entry's tells may be unsent (a crash after the write): the last one's are re-sent on activation.
+  return { ...inc, state, seq, dedupe: remember(inc.dedupe, record.cmd, seq, record.from, record.rejection), outbox: record.tells, timers, unsnapshotted: 0 };
 }
 
-function remember(seen: readonly SeenCommand[], entry: SeenCommand): SeenCommand[] {
-  const next = seen.length >= DEDUP_WINDOW ? seen.slice(seen.length - DEDUP_WINDOW + 1) : [...seen];
-  next.push(entry);
-  return next;
-}
-
-/** Splits a reducer's effects into what is journaled and what is done after. */
-export function planEffects(commandId: string, effects: readonly Effect[]) {
+/** Splits a reducer's effects into what is journaled and what is done after; durable tells carry their origin. */
+export function planEffects(commandId: string, effects: readonly Effect[], origin?: Omit<Origin, 'i'>) {
   const tells: OutboundTell[] = [];
   const softTells: OutboundTell[] = [];
   const timersSet: { name: string; at: number; message: unknown }[] = [];
@@ -145,7 +156,8 @@ export function planEffects(commandId: string, effects: readonly Effect[]) {
     switch (effect.type) {
       case 'tell': {
         const tell = { id: `${commandId}>${i}`, to: effect.to, message: effect.message };
-        (effect.durable === false ? softTells : tells).push(tell);
+        if (effect.durable === false) softTells.push(tell);
+        else tells.push(origin ? { ...tell, origin: { ...origin, i } } : tell);
         break;
       }
       case 'timer.set': timersSet.push({ name: effect.name, at: effect.at, message: effect.message }); break;
@@ -172,27 +184,47 @@ export interface EntityActorOptions {
   readonly snapshotEvery: number;
 }
 
+/**
+ * Whether a command's outcome is journaled: it changed something durable, was refused
+ * (so a redelivery is refused alike), or is a tell from an entity (so the sender's
+ * high-water mark survives a restart).
+ */
+function isJournaled(command: Pick<CommandEnvelope, 'origin'>, outcome: Outcome<unknown, unknown>, plan: ReturnType<typeof planEffects>): boolean {
+  return outcome.events.length > 0 || plan.tells.length > 0 || plan.timersSet.length > 0 || plan.timersCancelled.length > 0
+    || outcome.rejection !== undefined || command.origin !== undefined;
+}
+
+/** A redelivered command gets the answer it got: its refusal, or `duplicate` when it was applied. */
+function answerAgain(rejection: Refusal | undefined): CommandResult {
+  return rejection ? { status: 'rejected', rejection } : { status: 'duplicate' };
+}
+
 /** The nact actor function for one entity. */
 export function entityActor(options: EntityActorOptions) {
   const { behavior, self, key, host, snapshotEvery } = options;
 
+  /** The command as dedupe sees it: its id and, for a tell from an entity, its origin. */
+  type Handled = Pick<CommandEnvelope, 'id' | 'origin'>;
+
   async function handleOutcome(
-    inc: Incarnation<unknown>, commandId: string, at: number, outcome: Outcome<unknown, unknown>, ctx: PersistContext,
+    inc: Incarnation<unknown>, command: Handled, at: number, outcome: Outcome<unknown, unknown>, ctx: PersistContext,
   ): Promise<[Incarnation<unknown>, CommandResult]> {
-    const plan = planEffects(commandId, outcome.effects);
-    const journaled = outcome.events.length > 0 || plan.tells.length > 0 || plan.timersSet.length > 0 || plan.timersCancelled.length > 0;
+    const plan = planEffects(command.id, outcome.effects, { from: key, seq: inc.seq + 1 });
     let next: Incarnation<unknown> = { ...inc, state: outcome.state };
-    if (journaled) {
+    if (isJournaled(command, outcome, plan)) {
       for (const t of plan.timersSet) await host.remember(self, t.name, t.at);
       const record: JournalRecord = {
-        v: behavior.eventVersion, cmd: commandId, at, events: outcome.events, tells: plan.tells,
+        v: behavior.eventVersion, cmd: command.id, at, events: outcome.events, tells: plan.tells,
         timersSet: plan.timersSet, timersCancelled: plan.timersCancelled,
+        ...(command.origin ? { from: command.origin } : {}), ...(outcome.rejection ? { rejection: outcome.rejection } : {}),
       };
       await ctx.persist(record);
       const timers = { ...inc.timers };
       for (const name of plan.timersCancelled) { delete timers[name]; host.disarmTimer(self, name); }
       for (const t of plan.timersSet) { timers[t.name] = { at: t.at, message: t.message }; host.armTimer(self, t.name, t.at); }
-      next = { state: outcome.state, seq: inc.seq + 1, seen: remember(inc.seen, { id: commandId, tells: plan.tells }), timers, unsnapshotted: inc.unsnapshotted };
+      const seq = inc.seq + 1;
+      const dedupe = remember(inc.dedupe, command.id, seq, command.origin, outcome.rejection);
+      next = { state: outcome.state, seq, dedupe, outbox: plan.tells, timers, unsnapshotted: inc.unsnapshotted };
       // Snapshots are the runtime's alone, stamped with the sequence number of the entry
       // just journaled: a state that was not journaled can never be saved (nact's own
       // periodic snapshots could save the old state under a number a failed write used).
@@ -210,6 +242,7 @@ export function entityActor(options: EntityActorOptions) {
     // Timers cancelled and set again in one command keep their reminder.
     for (const name of plan.timersCancelled) if (!plan.timersSet.some((t) => t.name === name)) host.forget(self, name);
     if (outbound.length > 0) await host.send(self, outbound);
+    next.outbox = [];
     for (const n of plan.notifications) host.notify(n.userId, n.message);
     for (const p of plan.publications) host.publish(p.topic, p.event, self);
     for (const r of plan.requests) host.request(self, r.service, r.payload);
@@ -218,16 +251,22 @@ export function entityActor(options: EntityActorOptions) {
   }
 
   async function runCommand(
-    inc: Incarnation<unknown>, commandId: string, at: number, message: unknown, ctx: PersistContext,
+    inc: Incarnation<unknown>, command: Handled, at: number, message: unknown, ctx: PersistContext,
   ): Promise<[Incarnation<unknown>, CommandResult]> {
-    const seen = inc.seen.find((s) => s.id === commandId);
-    if (seen) {
-      // Redelivered after a crash before its offset was committed: re-send what it sent.
-      if (seen.tells.length > 0) await host.send(self, seen.tells);
-      return [inc, { status: 'duplicate' }];
+    const verdict = recognise(inc.dedupe, command.id, command.origin);
+    if (verdict.kind === 'duplicate') return [inc, answerAgain(verdict.rejection)];
+    // The reducer is pure, so deciding before knowing whether the command is new costs
+    // nothing: the journal is asked only when memory cannot tell and the outcome would be
+    // journaled (an outcome that changes nothing durable needs no record).
+    const outcome = decide(inc.state, message, at, command.id);
+    if (verdict.kind === 'unknown' && isJournaled(command, outcome, planEffects(command.id, outcome.effects))) {
+      const earlier = await host.findCommand(key, command.id);
+      if (earlier) {
+        const dedupe = remember(inc.dedupe, command.id, inc.seq, undefined, earlier.rejection);
+        return [{ ...inc, dedupe }, answerAgain(earlier.rejection)];
+      }
     }
-    const outcome = decide(inc.state, message, at, commandId);
-    return handleOutcome(inc, commandId, at, outcome, ctx);
+    return handleOutcome(inc, command, at, outcome, ctx);
   }
 
   /** A reducer that throws has a bug: a permanent failure (the command is dead-lettered, not retried). */
@@ -244,7 +283,8 @@ export function entityActor(options: EntityActorOptions) {
   // this incarnation must handle nothing more until it is stopped and recovered.
   let poisoned = false;
 
-  return async function actor(inc: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext): Promise<Incarnation<unknown>> {
+  return async function actor(given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext): Promise<Incarnation<unknown>> {
+    const inc = upgraded(given);
     if (ctx.recovering) return replay(behavior, inc, msg as JournalRecord);
     const m = msg as ActorMessage;
     if (poisoned) {
@@ -256,9 +296,7 @@ export function entityActor(options: EntityActorOptions) {
     }
     switch (m.t) {
       case 'activate':
-        for (const [name, timer] of Object.entries(inc.timers)) host.armTimer(self, name, timer.at);
-        m.done.resolve();
-        return inc;
+        return activate(inc, m.done);
       case 'query':
         try {
           if (!behavior.query) throw new Error(`${self.kind} answers no queries`);
@@ -280,8 +318,10 @@ export function entityActor(options: EntityActorOptions) {
         // A fired timer arrives through the log like any command (see timers.ts).
         const fire = isTimerFire(m.command.message) ? m.command.message : undefined;
         const timer = fire ? inc.timers[fire.$timer] : undefined;
-        if (fire && (!timer || timer.at !== fire.at) && !inc.seen.some((c) => c.id === m.command.id)) {
-          m.done.resolve({ status: 'duplicate' }); // cancelled or re-set since it was due
+        if (fire && (!timer || timer.at !== fire.at)) {
+          // Fired and handled already, or cancelled or re-set since it was due: the timer table decides fires.
+          const known = recognise(inc.dedupe, m.command.id);
+          m.done.resolve(answerAgain(known.kind === 'duplicate' ? known.rejection : undefined));
           return inc;
         }
         // Handling time, not acceptance time: a command delivered late (after downtime)
@@ -291,7 +331,7 @@ export function entityActor(options: EntityActorOptions) {
         try {
           const [next, result] = fire && timer
             ? await runTimer(inc, m.command.id, at, fire.$timer, timer.message, ctx)
-            : await runCommand(inc, m.command.id, at, m.command.message, ctx);
+            : await runCommand(inc, m.command, at, m.command.message, ctx);
           m.done.resolve(result);
           return next;
         } catch (error) {
@@ -308,6 +348,26 @@ export function entityActor(options: EntityActorOptions) {
     }
   };
 
+  /**
+   * Arms the timers and re-sends the outbox of the last entry before anything else is
+   * handled (see `Incarnation.outbox`). If the log refuses it, this incarnation is
+   * poisoned: it handles nothing, so no later tell can overtake the unsent ones.
+   */
+  async function activate(inc: Incarnation<unknown>, done: Deferred<void>): Promise<Incarnation<unknown>> {
+    for (const [name, timer] of Object.entries(inc.timers)) host.armTimer(self, name, timer.at);
+    if (inc.outbox.length === 0) { done.resolve(); return inc; }
+    try {
+      await host.send(self, inc.outbox);
+      done.resolve();
+      return { ...inc, outbox: [] };
+    } catch (error) {
+      poisoned = true;
+      done.resolve();
+      host.poisoned(self, error);
+      return inc;
+    }
+  }
+
   /** A fired timer runs its message as a command; the timer is cancelled in the journal unless the reducer sets it again. */
   async function runTimer(
     inc: Incarnation<unknown>, commandId: string, at: number, name: string, message: unknown, ctx: PersistContext,
@@ -316,6 +376,6 @@ export function entityActor(options: EntityActorOptions) {
     const outcome = decide(inc.state, message, at, commandId);
     const resets = outcome.effects.some((e) => e.type === 'timer.set' && e.name === name);
     const cancelsFired: Effect = { type: 'timer.cancel', name };
-    return handleOutcome({ ...inc, timers: rest }, commandId, at, { ...outcome, effects: resets ? outcome.effects : [cancelsFired, ...outcome.effects] }, ctx);
+    return handleOutcome({ ...inc, timers: rest }, { id: commandId }, at, { ...outcome, effects: resets ? outcome.effects : [cancelsFired, ...outcome.effects] }, ctx);
   }
 }

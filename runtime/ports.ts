@@ -3,6 +3,7 @@
 // adapters/redis for a cluster); the runtime depends on nothing else.
 
 import type { EntityRef } from '../actors/behavior.ts';
+import type { Origin } from './dedupe.ts';
 
 /** One command as it travels through the log. Plain JSON. */
 export interface CommandEnvelope {
@@ -14,6 +15,8 @@ export interface CommandEnvelope {
   readonly at: number;
   /** Node that wants to hear the outcome (for request/response over the log). */
   readonly replyTo?: string;
+  /** For a durable tell from an entity: its sender and place in the sender's history (dedupe.ts). */
+  readonly origin?: Origin;
 }
 
 export interface LogRecord {
@@ -91,6 +94,8 @@ export interface Journal {
   append(entry: JournalEntry): Promise<void>;
   /** Entries with sequenceNr > afterSequenceNr, ascending, at most `limit`. */
   read(persistenceKey: string, afterSequenceNr: number, limit: number): Promise<JournalEntry[]>;
+  /** The entry an entity journaled for a command (by the command id in its data, `cmd`), if any. */
+  findCommand(persistenceKey: string, commandId: string): Promise<JournalEntry | undefined>;
   latestSnapshot(persistenceKey: string): Promise<SnapshotEntry | undefined>;
   saveSnapshot(entry: SnapshotEntry): Promise<void>;
   /** Answers when storage is reachable (for /ready). */

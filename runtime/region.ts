@@ -293,7 +293,7 @@ export class ShardRegion {
     try {
       await this.#o.log.appendMany(tells.map((t) => ({
         shard: this.shardOf(t.to),
-        command: { id: t.id, to: t.to, message: t.message, at },
+        command: { id: t.id, to: t.to, message: t.message, at, ...(t.origin ? { origin: t.origin } : {}) },
       })));
     } catch (error) {
       throw new LogUnavailableError(`the command log did not take ${tells.length} tell(s): ${(error as Error)?.message ?? error}`, { cause: error });

@@ -13,7 +13,7 @@ import { configurePersistence, dispatch, spawnPersistent, start, stop } from 'na
 import type { Behavior, EntityRef } from '../actors/behavior.ts';
 import { entityKey } from './entity.ts';
 import {
-  entityActor, freshIncarnation, type ActorHost, type ActorMessage, type CommandResult, type Incarnation,
+  entityActor, freshIncarnation, type ActorHost, type ActorMessage, type CommandResult, type Incarnation, type JournalRecord,
 } from './entity-actor.ts';
 import { JournalPersistenceEngine } from './persistence-engine.ts';
 import { Activation as ActivationOf, accepts } from './activation.ts';
@@ -222,6 +222,7 @@ export class ShardHost {
     return {
       now: this.#now,
       send: services.send,
+      findCommand: async (key, commandId) => (await this.#engine.journal.findCommand(key, commandId))?.data as JournalRecord | undefined,
       notify: services.notify,
       publish: services.publish,
       request: services.request,

@@ -27,6 +27,12 @@ export class MemoryJournal implements Journal {
     return structuredClone(list.filter((e) => e.sequenceNr > afterSequenceNr).slice(0, limit));
   }
 
+  async findCommand(persistenceKey: string, commandId: string): Promise<JournalEntry | undefined> {
+    this.#check();
+    const entry = this.#entries.get(persistenceKey)?.find((e) => (e.data as { cmd?: unknown } | null)?.cmd === commandId);
+    return entry && structuredClone(entry);
+  }
+
   async latestSnapshot(persistenceKey: string): Promise<SnapshotEntry | undefined> {
     this.#check();
     const snap = this.#snapshots.get(persistenceKey);

@@ -87,6 +87,18 @@ export class PostgresJournal implements Journal {
     }));
   }
 
+  /** Served by journal_command_idx (Migration0009CommandIds). */
+  async findCommand(persistenceKey: string, commandId: string): Promise<JournalEntry | undefined> {
+    const [row] = await this.#run<JournalDbRow>(`find command ${commandId} of ${persistenceKey}`,
+      "select persistence_key, sequence_nr, data, tags, created_at from journal where persistence_key = ? and data->>'cmd' = ? order by sequence_nr limit 1",
+      [persistenceKey, commandId],
+    );
+    return row && {
+      persistenceKey: row.persistence_key, sequenceNr: Number(row.sequence_nr), data: parseJson(row.data),
+      tags: (parseJson(row.tags) as string[] | null) ?? [], createdAt: new Date(row.created_at).getTime(),
+    };
+  }
+
   async latestSnapshot(persistenceKey: string): Promise<SnapshotEntry | undefined> {
     const [row] = await this.#run<SnapshotDbRow>(`snapshot of ${persistenceKey}`,
       'select persistence_key, sequence_nr, data, created_at from snapshot where persistence_key = ?', [persistenceKey],

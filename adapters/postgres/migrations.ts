@@ -250,6 +250,20 @@ export class Migration0008Projections extends Migration {
   }
 }
 
+export class Migration0009CommandIds extends Migration {
+  override name = 'Migration0009CommandIds';
+
+  override up(): void {
+    // A redelivered command is recognised by the entry its first handling journaled, however
+    // long ago (runtime/dedupe.ts): looked up by entity and command id.
+    this.addSql("create index if not exists journal_command_idx on journal (persistence_key, (data->>'cmd'))");
+  }
+
+  override down(): void {
+    this.addSql('drop index if exists journal_command_idx');
+  }
+}
+
 export const migrations = [
   { name: 'Migration0001Journal', class: Migration0001Journal },
   { name: 'Migration0002ReadModels', class: Migration0002ReadModels },
@@ -259,4 +273,5 @@ export const migrations = [
   { name: 'Migration0006AnalyticsByCell', class: Migration0006AnalyticsByCell },
   { name: 'Migration0007DeadLetters', class: Migration0007DeadLetters },
   { name: 'Migration0008Projections', class: Migration0008Projections },
+  { name: 'Migration0009CommandIds', class: Migration0009CommandIds },
 ];

@@ -267,3 +267,13 @@ test('a silent driver is no longer re-announced; its next fix brings presence ba
   t.is(presenceSet(behavior.handle(replayed, { type: 'location', fix: { lat: 52.52, lng: 13.4, at: 5 } }, ctx()).effects).length, 1);
   t.is(presenceSet(behavior.handle(initialDriver(), { type: 'location', fix: { lat: 52.52, lng: 13.4, at: 5 } }, ctx()).effects).length, 0, 'offline: none');
 });
+
+test('a booking\'s rating counts once, whatever command carries it, also after a replay', (t) => {
+  const once = behavior.handle(available, { type: 'rated', bookingId: 'b7', stars: 5 }, ctx());
+  const again = behavior.handle(once.state, { type: 'rated', bookingId: 'b7', stars: 1 }, ctx());
+  t.is(again.rejection?.code, 'already_rated');
+  t.is(again.state.ratingCount, 1);
+  const replayed = once.events.reduce(behavior.apply, available);
+  t.is(behavior.handle(replayed, { type: 'rated', bookingId: 'b7', stars: 5 }, ctx()).rejection?.code, 'already_rated');
+  t.is(behavior.apply(available, { type: 'rated', stars: 3 }).ratingCount, 1, 'an event from before ratings were keyed still counts');
+});

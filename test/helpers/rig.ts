@@ -9,7 +9,7 @@ import { MemoryReminderStore } from '../../adapters/memory/reminders.ts';
 import { MemoryDeadLetterStore } from '../../adapters/memory/dead-letters.ts';
 import { ShardRegion } from '../../runtime/region.ts';
 import { ShardHost } from '../../runtime/shard-host.ts';
-import type { CommandLog } from '../../runtime/ports.ts';
+import type { CommandLog, Journal } from '../../runtime/ports.ts';
 
 export interface Rig {
   readonly region: ShardRegion;
@@ -26,6 +26,8 @@ export interface RigOptions {
   readonly behaviors: readonly Behavior<any, any, any, any, any>[];
   readonly services?: Readonly<Record<string, Service>>;
   readonly journal?: MemoryJournal;
+  /** A journal on real storage instead (PostgreSQL); `Rig.journal` is then an unused memory one. */
+  readonly storage?: Journal;
   readonly reminders?: MemoryReminderStore;
   readonly passivateAfterMs?: number;
   readonly snapshotEvery?: number;
@@ -46,7 +48,7 @@ export async function startRig(options: RigOptions): Promise<Rig> {
   const errors: string[] = [];
   const shards = options.shards ?? 8;
   const host = new ShardHost({
-    journal,
+    journal: options.storage ?? journal,
     behaviors: options.behaviors as never,
     passivateAfterMs: options.passivateAfterMs ?? 60_000,
     maxActiveEntities: 100_000,
