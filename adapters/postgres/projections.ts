@@ -100,6 +100,27 @@ function placeholders(n: number): string {
   return Array.from({ length: n }, () => '?').join(',');
 }
 
+/**
+ * Many rows in one statement: they travel as one jsonb array, typed by `columns`
+ * (`computed` columns take an SQL expression instead). A batch costs one round trip
+ * per table, not one per row. `tail` is the ON CONFLICT clause; the rows must not
+ * repeat a conflict key (one statement cannot update a row twice).
+ */
+async function insertMany(
+  sql: Sql, table: string, columns: Readonly<Record<string, string>>, rows: readonly Record<string, unknown>[],
+  tail: string, computed: Readonly<Record<string, string>> = {},
+): Promise<void> {
+  if (rows.length === 0) return;
+  const names = Object.keys(columns);
+  const all = [...names, ...Object.keys(computed)];
+  await sql(
+    `insert into ${table} (${all.join(', ')})
+     select ${[...names.map((n) => `r.${n}`), ...Object.values(computed)].join(', ')}
+     from jsonb_to_recordset(?::jsonb) as r(${names.map((n) => `${n} ${columns[n]}`).join(', ')})
+     ${tail}`,
+    [JSON.stringify(rows)]);
+}
+
 /** Every journal row of these entities up to the last one of the batch, in sequence order. */
 async function histories(sql: Sql, rows: readonly JournalRow[]): Promise<Map<string, JournalRow[]>> {
   const upTo = new Map<string, number>();
@@ -144,17 +165,16 @@ export const bookingsProjection: Projection = {
       const seen = latest.get(s.row.key);
       if (!seen || seen.seq < s.row.seq) latest.set(s.row.key, { seq: s.row.seq, state: s.after });
     }
-    for (const { seq, state: b } of latest.values()) {
-      await sql(
-        `insert into booking_view (id, shard, rider_id, driver_id, status, vehicle_type, pickup_cell, scheduled_at, created_at, updated_at, version, data)
-         values (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?)
-         on conflict (id) do update set driver_id = excluded.driver_id, status = excluded.status, updated_at = now(),
-           version = excluded.version, data = excluded.data, shard = excluded.shard
-         where booking_view.version < excluded.version`,
-        [b.id, shard, b.riderId, b.driverId ?? null, b.status, b.vehicleType, b.pickupCell ?? '',
-          b.scheduledAt !== undefined ? new Date(b.scheduledAt) : null, new Date(b.createdAt), seq, JSON.stringify(bookingView(b))],
-      );
-    }
+    await insertMany(sql, 'booking_view', {
+      id: 'text', shard: 'integer', rider_id: 'text', driver_id: 'text', status: 'text', vehicle_type: 'text', pickup_cell: 'text',
+      scheduled_at: 'timestamptz', created_at: 'timestamptz', version: 'bigint', data: 'jsonb',
+    }, [...latest.values()].map(({ seq, state: b }) => ({
+      id: b.id, shard, rider_id: b.riderId, driver_id: b.driverId ?? null, status: b.status, vehicle_type: b.vehicleType,
+      pickup_cell: b.pickupCell ?? '', scheduled_at: b.scheduledAt !== undefined ? new Date(b.scheduledAt) : null,
+      created_at: new Date(b.createdAt), version: seq, data: bookingView(b),
+    })), `on conflict (id) do update set driver_id = excluded.driver_id, status = excluded.status, updated_at = now(),
+       version = excluded.version, data = excluded.data, shard = excluded.shard
+     where booking_view.version < excluded.version`, { updated_at: 'now()' });
   },
 };
 
@@ -186,41 +206,36 @@ export const analyticsProjection: Projection = {
   async apply(sql, rows) {
     const events = (await bookingSteps(sql, rows)).flatMap((s) => bookingTransition(s.before, s.after, s.row.record) ?? []);
     const { cells, drivers, riders } = analyticsOf(events);
-    for (const { hour, cell, i } of cells.values()) {
-      await sql(
-        `insert into analytics_hour_cell (hour, cell, requests, completed, cancelled, no_driver, revenue, fare_count, wait_ms_sum, wait_count, surge_sum, surge_count, trip_ms_sum)
-         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         on conflict (hour, cell) do update set
-           requests = analytics_hour_cell.requests + excluded.requests, completed = analytics_hour_cell.completed + excluded.completed,
-           cancelled = analytics_hour_cell.cancelled + excluded.cancelled, no_driver = analytics_hour_cell.no_driver + excluded.no_driver,
-           revenue = analytics_hour_cell.revenue + excluded.revenue, fare_count = analytics_hour_cell.fare_count + excluded.fare_count,
-           wait_ms_sum = analytics_hour_cell.wait_ms_sum + excluded.wait_ms_sum, wait_count = analytics_hour_cell.wait_count + excluded.wait_count,
-           surge_sum = analytics_hour_cell.surge_sum + excluded.surge_sum, surge_count = analytics_hour_cell.surge_count + excluded.surge_count,
-           trip_ms_sum = analytics_hour_cell.trip_ms_sum + excluded.trip_ms_sum`,
-        [new Date(hour), cell, i.requests, i.completed, i.cancelled, i.noDriver, i.revenue, i.fareCount,
-          Math.round(i.waitMsSum), i.waitCount, i.surgeSum, i.surgeCount, Math.round(i.tripMsSum)],
-      );
-    }
-    for (const d of drivers.values()) {
-      await sql('insert into analytics_driver_hour (hour, driver_id) values (?, ?) on conflict do nothing', [new Date(d.hour), d.driverId]);
-      await sql('insert into analytics_driver_hour_cell (hour, cell, driver_id) values (?, ?, ?) on conflict do nothing', [new Date(d.hour), d.cell, d.driverId]);
-    }
+    const counters = ['requests', 'completed', 'cancelled', 'no_driver', 'revenue', 'fare_count', 'wait_ms_sum', 'wait_count', 'surge_sum', 'surge_count', 'trip_ms_sum'];
+    await insertMany(sql, 'analytics_hour_cell', {
+      hour: 'timestamptz', cell: 'text', requests: 'integer', completed: 'integer', cancelled: 'integer', no_driver: 'integer',
+      revenue: 'bigint', fare_count: 'integer', wait_ms_sum: 'bigint', wait_count: 'integer', surge_sum: 'double precision',
+      surge_count: 'integer', trip_ms_sum: 'bigint',
+    }, [...cells.values()].map(({ hour, cell, i }) => ({
+      hour: new Date(hour), cell, requests: i.requests, completed: i.completed, cancelled: i.cancelled, no_driver: i.noDriver,
+      revenue: i.revenue, fare_count: i.fareCount, wait_ms_sum: Math.round(i.waitMsSum), wait_count: i.waitCount,
+      surge_sum: i.surgeSum, surge_count: i.surgeCount, trip_ms_sum: Math.round(i.tripMsSum),
+    })), `on conflict (hour, cell) do update set ${counters.map((c) => `${c} = analytics_hour_cell.${c} + excluded.${c}`).join(', ')}`);
+    const driverHours = new Map([...drivers.values()].map((d) => [`${d.hour}|${d.driverId}`, { hour: new Date(d.hour), driver_id: d.driverId }]));
+    await insertMany(sql, 'analytics_driver_hour', { hour: 'timestamptz', driver_id: 'text' }, [...driverHours.values()], 'on conflict do nothing');
+    await insertMany(sql, 'analytics_driver_hour_cell', { hour: 'timestamptz', cell: 'text', driver_id: 'text' },
+      [...drivers.values()].map((d) => ({ hour: new Date(d.hour), cell: d.cell, driver_id: d.driverId })), 'on conflict do nothing');
     // A rider's first request may be projected after a later one (another shard): the earliest wins, whatever the order.
-    for (const [riderId, r] of riders) {
-      await sql(
-        `insert into analytics_rider (rider_id, first_seen, first_cell) values (?, ?, ?)
-         on conflict (rider_id) do update set first_seen = excluded.first_seen, first_cell = excluded.first_cell
-         where (excluded.first_seen, excluded.first_cell) < (analytics_rider.first_seen, coalesce(analytics_rider.first_cell, ''))`,
-        [riderId, new Date(r.hour), r.cell]);
-    }
+    await insertMany(sql, 'analytics_rider', { rider_id: 'text', first_seen: 'timestamptz', first_cell: 'text' },
+      [...riders].map(([riderId, r]) => ({ rider_id: riderId, first_seen: new Date(r.hour), first_cell: r.cell })),
+      `on conflict (rider_id) do update set first_seen = excluded.first_seen, first_cell = excluded.first_cell
+       where (excluded.first_seen, excluded.first_cell) < (analytics_rider.first_seen, coalesce(analytics_rider.first_cell, ''))`);
   },
 };
 
 /** Drivers and vehicles: the view row holds the folded state and the sequence number it reflects. */
 function stateProjection<S>(o: {
   name: string; kind: string; table: string; initial: (id: string) => S; apply: (s: S, e: any) => S;
-  write: (sql: Sql, id: string, seq: number, state: S) => Promise<unknown>;
+  /** The view's columns besides id, version and state, with their SQL types. */
+  columns: Readonly<Record<string, string>>;
+  row: (id: string, state: S) => Record<string, unknown>;
 }): Projection {
+  const update = [...Object.keys(o.columns), 'version', 'state'].map((c) => `${c} = excluded.${c}`).join(', ');
   return {
     name: o.name, kind: o.kind, tables: [o.table],
     async apply(sql, rows) {
@@ -234,28 +249,24 @@ function stateProjection<S>(o: {
         if (r.seq <= s.seq || r.record.events.length === 0) { states.set(r.id, s); continue; }
         states.set(r.id, { seq: r.seq, state: eventsOf(r.record).reduce(o.apply, s.state), changed: true });
       }
-      for (const [id, s] of states) if (s.changed) await o.write(sql, id, s.seq, s.state);
+      const changed = [...states].filter(([, s]) => s.changed)
+        .map(([id, s]) => ({ id, ...o.row(id, s.state), version: s.seq, state: s.state }));
+      await insertMany(sql, o.table, { id: 'text', ...o.columns, version: 'bigint', state: 'jsonb' }, changed,
+        `on conflict (id) do update set ${update}, updated_at = now() where ${o.table}.version < excluded.version`, { updated_at: 'now()' });
     },
   };
 }
 
 export const driversProjection = stateProjection<DriverState>({
   name: 'drivers', kind: 'driver', table: 'driver_view', initial: () => initialDriver(), apply: (s, e: DriverEvent) => applyDriver(s, e),
-  write: (sql, id, seq, state) => sql(
-    `insert into driver_view (id, status, updated_at, data, version, state) values (?, ?, now(), ?, ?, ?)
-     on conflict (id) do update set status = excluded.status, updated_at = now(), data = excluded.data, version = excluded.version, state = excluded.state
-     where driver_view.version < excluded.version`,
-    [id, state.status, JSON.stringify(driverView(id, state)), seq, JSON.stringify(state)]),
+  columns: { status: 'text', data: 'jsonb' },
+  row: (id, state) => ({ status: state.status, data: driverView(id, state) }),
 });
 
 export const vehiclesProjection = stateProjection<VehicleState>({
   name: 'vehicles', kind: 'vehicle', table: 'vehicle_view', initial: () => INITIAL_VEHICLE, apply: (s, e: VehicleEvent) => applyVehicle(s, e),
-  write: (sql, id, seq, state) => sql(
-    `insert into vehicle_view (id, driver_id, deleted, updated_at, data, version, state) values (?, ?, ?, now(), ?, ?, ?)
-     on conflict (id) do update set driver_id = excluded.driver_id, deleted = excluded.deleted, updated_at = now(), data = excluded.data,
-       version = excluded.version, state = excluded.state
-     where vehicle_view.version < excluded.version`,
-    [id, state.driverId ?? null, state.deleted, JSON.stringify(vehicleView(id, state)), seq, JSON.stringify(state)]),
+  columns: { driver_id: 'text', deleted: 'boolean', data: 'jsonb' },
+  row: (id, state) => ({ driver_id: state.driverId ?? null, deleted: state.deleted, data: vehicleView(id, state) }),
 });
 
 export const PROJECTIONS: readonly Projection[] = [bookingsProjection, analyticsProjection, driversProjection, vehiclesProjection];
