@@ -281,6 +281,15 @@ async function analyticsRebuild(base: string, count: number): Promise<Row[]> {
   try {
     const rows = await writeJournal(client, count);
     await client.query('vacuum analyze journal');
+    // Projections read only below the oldest transaction running anywhere on the server, and
+    // this server is shared: wait until every row written is readable, so the rebuild sees all.
+    const visibleBy = performance.now() + 120_000;
+    for (;;) {
+      const { rows: [v] } = await client.query<{ n: string }>('select count(*) as n from journal where tx < pg_snapshot_xmin(pg_current_snapshot())');
+      if (Number(v!.n) === rows) break;
+      if (performance.now() > visibleBy) throw new Error(`only ${v!.n} of ${rows} journal rows readable by projections after 2 min: a long transaction on the server`);
+      await sleep(200);
+    }
 
     const projector = new Projector({ orm, owned: () => [], totalShards: SHARDS });
     const ours = await projector.rebuild('analytics');
