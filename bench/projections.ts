@@ -46,8 +46,9 @@ export async function projectionsBench(options: { databaseUrl?: string; quick?: 
     console.error('projections benchmarks skipped: DATABASE_URL is needed (npm run bench goes through .ci/with-services.sh)');
     return [];
   }
-  // Two offered rates: one this kind of machine (2 shared cores) sustains with room to spare,
-  // and one near what a single embedded node accepts here (about 90 bookings/s).
+  // Two offered rates: one well below what one embedded node accepts on 2 cores (about 90
+  // bookings/s when the machine is otherwise quiet), and one near it. The notes give the
+  // rate achieved and the requests that failed: a busy machine gets less than it is offered.
   const seconds = options.quick ? 10 : 30;
   return [
     ...await lagUnderLoad(options.databaseUrl, seconds, 25),
