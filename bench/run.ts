@@ -7,6 +7,7 @@ import { markdownTable, type Row } from './stats.ts';
 import { runtimeBench } from './runtime.ts';
 import { clusterBench } from './cluster.ts';
 import { dispatchBench, kafkaIngestBench, memoryBench } from './dispatch.ts';
+import { projectionsBench } from './projections.ts';
 
 const quick = process.argv.includes('--quick');
 const databaseUrl = process.env.DATABASE_URL;
@@ -23,6 +24,7 @@ if ((!only || only === 'cluster') && databaseUrl && process.env.KAFKA_BROKERS &&
 } else if (!only || only === 'cluster') {
   console.error('cluster benchmarks skipped: DATABASE_URL, KAFKA_BROKERS and REDIS_URL are needed (npm run bench goes through .ci/with-services.sh)');
 }
+if (!only || only === 'projections') rows.push(...await projectionsBench({ databaseUrl, quick }));
 
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
 const report = [
