@@ -5,6 +5,10 @@
 
 import test, { type ExecutionContext } from 'ava';
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Koa from 'koa';
+import { pino } from 'pino';
 import type { Kafka } from 'kafkajs';
 import { createKafka } from '../adapters/kafka/client.ts';
 import { KafkaCommandLog } from '../adapters/kafka/command-log.ts';
@@ -13,6 +17,8 @@ import { MemoryReminderStore } from '../adapters/memory/reminders.ts';
 import { InProcessNotifier } from '../adapters/memory/notifier.ts';
 import type { EntityRef } from '../actors/behavior.ts';
 import { ShardRegion } from '../runtime/region.ts';
+import { ShardHandoffError } from '../runtime/errors.ts';
+import { requestContext } from '../http/request-context.ts';
 import { ShardHost } from '../runtime/shard-host.ts';
 import type { CommandLog, Journal } from '../runtime/ports.ts';
 import { counter, type CounterState } from './fixtures/counter.ts';
@@ -210,4 +216,17 @@ test.serial('a node losing shards to a joining node fires no timer, answers no a
   t.true(n1.region.stats().owned.every((s) => !moved.includes(s)));
   await n2.stop();
   await n1.stop();
+});
+
+test('the edge answers an ask to a shard in hand-off with 503 and Retry-After, naming the hand-off', async (t) => {
+  const app = new Koa();
+  app.use(requestContext(pino({ level: 'silent' })));
+  app.use(() => { throw new ShardHandoffError('shard 3 of counter:x is being handed to another node; ask again'); });
+  const server = createServer(app.callback());
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => server.close());
+  const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+  t.is(res.status, 503);
+  t.is(res.headers.get('retry-after'), '1');
+  t.deepEqual(await res.json(), { error: { code: 'unavailable', message: 'shard 3 of counter:x is being handed to another node; ask again' } });
 });
