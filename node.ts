@@ -280,6 +280,9 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await scheduler.stop();
+      // Hand-off order (runtime/region.ts stop()): finish and commit the batches in flight,
+      // stop timers, asks and activations of every shard, snapshot, and only then leave the
+      // consumer group, so no other node owns a shard this node still serves.
       await region.stop();
       await projector.stop();
       await closed;

@@ -44,6 +44,8 @@ export function requestContext(logger: Logger): Middleware {
 const RUNTIME_ERRORS: Record<string, [number, string]> = {
   AskTimeoutError: [504, 'timeout'],
   NotOwnerError: [503, 'unavailable'],
+  // The shard is moving between nodes: asking again in a second reaches its new owner.
+  ShardHandoffError: [503, 'unavailable'],
   RemoteAskError: [503, 'unavailable'],
   DependencyUnavailableError: [503, 'unavailable'],
   // The command log holds all it may for the broker: this node is overloaded, not broken.

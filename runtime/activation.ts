@@ -44,7 +44,9 @@ export class Activation<Ref = unknown> {
   /** Resolves once recovery is done and timers are re-armed. */
   ready: Promise<void> = Promise.resolve();
   lastUsed: number;
-  inFlight = 0;
+  #inFlight = 0;
+  /** Resolved (and dropped) when the last in-flight message settles. */
+  #idle: { promise: Promise<void>; resolve: () => void } | undefined;
   /** Settles when the actor is stopped; set when passivation starts. */
   stopping: Promise<void> | undefined;
   /** Callers still waiting on this actor: settled with an error if it stops first. */
@@ -55,6 +57,45 @@ export class Activation<Ref = unknown> {
     this.key = key;
     this.shard = shard;
     this.lastUsed = now;
+  }
+
+  /** Messages delivered to the actor and not settled yet. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** For tests that build an activation in a given state. */
+  set inFlight(n: number) {
+    this.#inFlight = n;
+    if (n === 0) this.#settleIdle();
+  }
+
+  /** A message is delivered to the actor. */
+  enter(): void {
+    this.#inFlight++;
+  }
+
+  /** A delivered message settled. */
+  leave(): void {
+    this.#inFlight--;
+    if (this.#inFlight === 0) this.#settleIdle();
+  }
+
+  /** Resolves once no message is in flight (at once if none is). */
+  idle(): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve();
+    if (!this.#idle) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => { resolve = r; });
+      this.#idle = { promise, resolve };
+    }
+    return this.#idle.promise;
+  }
+
+  #settleIdle(): void {
+    const idle = this.#idle;
+    this.#idle = undefined;
+    idle?.resolve();
   }
 
   get state(): ActivationState {

@@ -13,7 +13,7 @@ export abstract class RuntimeError extends Error {
 
 export type FailureKind =
   | 'storage_unavailable' | 'journal_conflict' | 'storage_rejected' | 'reducer_failed' | 'undecodable' | 'log_unavailable'
-  | 'log_full' | 'entity_stopped' | 'dependency_unreachable' | 'rebalance_failed' | 'unknown';
+  | 'log_full' | 'entity_stopped' | 'dependency_unreachable' | 'rebalance_failed' | 'shard_handoff' | 'unknown';
 
 /** Storage cannot be reached or answer now (connection refused or reset, timeout). */
 export class StorageUnavailableError extends RuntimeError {
@@ -116,6 +116,23 @@ export class RebalanceStepError extends RuntimeError {
   override readonly name = 'RebalanceStepError';
   readonly retriable = true;
   readonly kind = 'rebalance_failed' as const;
+}
+
+/**
+ * The entity's shard is being handed from one node to another (a rebalance, or its owner
+ * stopping): its old owner no longer answers for it and its new owner has not taken it
+ * yet, or is not known here yet. Nothing was read or changed; asking again after
+ * `retryAfterSeconds` reaches the new owner.
+ */
+export class ShardHandoffError extends RuntimeError {
+  override readonly name = 'ShardHandoffError';
+  readonly retriable = true;
+  readonly kind = 'shard_handoff' as const;
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds = 1) {
+    super(message);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
 }
 
 /** An error no adapter classified: treated as transient until attempts run out. */

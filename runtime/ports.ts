@@ -48,6 +48,19 @@ export interface CommandLogHandlers {
    * succeeds or a newer assignment replaces it; records of the gained shards wait meanwhile.
    */
   onAssignment(assignment: ShardAssignment, revoked: readonly number[], gained: readonly number[]): Promise<void>;
+  /**
+   * A rebalance has begun and this node may lose any shard it owns. Called synchronously
+   * before the node rejoins the group, so before any other node can be given one of its
+   * shards: the runtime stops firing timers, answering asks and activating entities on
+   * every shard it owns until onJoined says which it kept. (Kafka's eager protocol stops
+   * consuming every partition during a rebalance anyway.)
+   */
+  onRebalancing?(): void;
+  /**
+   * The group assigned this node `owned` (synchronously, as the assignment arrives, before
+   * onAssignment): shards kept resume at once; shards lost stay stopped until drained.
+   */
+  onJoined?(owned: readonly number[]): void;
   /** The whole shard map became known after onAssignment was given a provisional one (the group was still settling). */
   onPlacement?(map: Pick<ShardAssignment, 'placement' | 'nodes'>): void;
 }
@@ -65,7 +78,14 @@ export interface CommandLog {
   start(handlers: CommandLogHandlers): Promise<void>;
   /** Marks everything up to and including `offset` of `shard` as handled. */
   commit(shard: number, offset: number): Promise<void>;
-  /** Stops consuming; in-flight handlers finish first. */
+  /**
+   * Stops taking records while staying a member of the group (owning its shards): resolves
+   * once the handlers in flight have finished and what they handled is committed. A graceful
+   * stop calls it, stops the shards, then stop(), so no other node owns a shard before its
+   * entities are stopped and its offsets committed.
+   */
+  drain?(): Promise<void>;
+  /** Stops consuming (draining first if drain() was not called), commits what was handled, leaves the group. */
   stop(): Promise<void>;
 }
 

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import type { EntityRef, Service } from '../actors/behavior.ts';
 import { entityKey, parseEntityKey, shardOf, type Placement } from './entity.ts';
 import { failureOf, type CommandResult, type Failure, type OutboundTell } from './entity-actor.ts';
-import { LogUnavailableError, RebalanceStepError } from './errors.ts';
+import { LogUnavailableError, RebalanceStepError, ShardHandoffError } from './errors.ts';
 import type { CommandEnvelope, CommandLog, DeadLetter, DeadLetterStore, LogRecord, Notifier, Reminder, ReminderStore, ShardAssignment } from './ports.ts';
 import type { ShardHost } from './shard-host.ts';
 import { backoff } from './backoff.ts';
@@ -95,6 +95,21 @@ export class ShardRegion {
   #assignment: ShardAssignment = { owned: [], placement: new Map(), nodes: [] };
   #owned = new Set<number>();
   #draining = new Set<number>();
+  /**
+   * The hand-off fence (see #holds). `#rebalancing`: a rebalance has begun and any owned
+   * shard may be lost. `#joined`: the shards the latest join assigned (undefined with a log
+   * that has no joins, the in-process one). `#closed`: the node is stopping and its
+   * entities are being stopped. `#epoch` counts fences, so an answer computed across one is
+   * not given.
+   */
+  #rebalancing = false;
+  #joined: Set<number> | undefined;
+  #closed = false;
+  #epoch = 0;
+  /** Timers that came due on shards fenced by a rebalance: fired if the shard is kept. */
+  #deferredFires: { self: EntityRef; name: string; at: number }[] = [];
+  /** Resolved on every change of ownership or fence (asks in a hand-off wait on it). */
+  #changed = deferred();
   #started = false;
   #stopping = false;
   #handled = 0;
@@ -143,13 +158,15 @@ export class ShardRegion {
   /** Starts consuming the shards this node is assigned. */
   async start(): Promise<void> {
     await this.#o.remote?.serve({
-      ask: (to, query) => this.#askLocal(to, query),
+      ask: (to, query) => this.#askFromRemote(to, query),
       reply: (commandId, result) => this.#resolvePending(commandId, result),
     });
     await this.#o.log.start({
       onRecords: (shard, records, heartbeat) => this.#handleRecords(shard, records, heartbeat),
       onAssignment: (assignment, revoked, gained) => this.#reassign(assignment, revoked, gained),
-      onPlacement: (map) => { this.#assignment = { ...this.#assignment, ...map }; },
+      onRebalancing: () => this.#onRebalancing(),
+      onJoined: (owned) => this.#onJoined(owned),
+      onPlacement: (map) => { this.#assignment = { ...this.#assignment, ...map }; this.#signal(); },
     });
     this.#started = true;
     // Reminders are read when a shard is gained and again from time to time, so an
@@ -233,17 +250,41 @@ export class ShardRegion {
     return result;
   }
 
-  /** A read-only query answered by the entity's owner, in-process when local. */
+  /**
+   * A read-only query answered by the entity's owner, in-process when local. Never answered
+   * from an entity whose shard is being handed off: while its shard is fenced (a rebalance
+   * under way, the shard lost and draining, the new owner not known here yet) the ask waits
+   * for the hand-off to settle, within its timeout, then fails with ShardHandoffError
+   * (retriable; the edge answers 503 with Retry-After).
+   */
   async ask<A = unknown>(to: EntityRef, query: unknown, timeoutMs = this.#o.askTimeoutMs): Promise<A> {
     const shard = this.shardOf(to);
-    if (this.#owned.has(shard) && !this.#draining.has(shard)) {
-      return withTimeout(this.#askLocal(to, query), timeoutMs, `ask to ${entityKey(to)}`) as Promise<A>;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.#holds(shard)) {
+        const answer = await this.#answerLocally(to, shard, query, deadline);
+        if (answer.given) return answer.value as A;
+        continue;
+      }
+      const owner = this.#assignment.placement.get(shard);
+      const remote = this.#o.remote;
+      if (this.#handingOff(shard) || !owner || owner === this.nodeId || !remote) {
+        if (!remote && !this.#owned.has(shard) && !this.#rebalancing) {
+          throw new NotOwnerError(`shard ${shard} of ${entityKey(to)} has no reachable owner right now`);
+        }
+        await this.#awaitHandoff(shard, deadline, to);
+        continue;
+      }
+      try {
+        return await remote.ask(owner, to, query, Math.max(1, deadline - Date.now())) as A;
+      } catch (error) {
+        // The node asked no longer answers for the shard (it lost it, or is handing it off):
+        // wait for the map to name the new owner, within the ask's time.
+        const remoteName = (error as { remoteName?: unknown }).remoteName;
+        if (remoteName !== 'ShardHandoffError' && remoteName !== 'NotOwnerError') throw error;
+        await this.#awaitHandoff(shard, deadline, to, Math.min(deadline, Date.now() + 250));
+      }
     }
-    const owner = this.#assignment.placement.get(shard);
-    if (!owner || !this.#o.remote || owner === this.nodeId) {
-      throw new NotOwnerError(`shard ${shard} of ${entityKey(to)} has no reachable owner right now`);
-    }
-    return this.#o.remote.ask(owner, to, query, timeoutMs) as Promise<A>;
   }
 
   stats(): RegionStats {
@@ -253,12 +294,23 @@ export class ShardRegion {
     };
   }
 
-  /** Graceful stop: refuse new commands, finish in-flight ones, snapshot, commit, close. */
+  /**
+   * Graceful stop, in hand-off order: refuse new commands and stop firing timers; let the
+   * log finish the batches in flight and commit them (still a member of the group, so still
+   * the only owner); fence every shard (asks fail with ShardHandoffError, nothing is
+   * activated); snapshot and stop the entities; only then leave the group, so the next
+   * owner of a shard starts after this node has stopped serving it and from its last commit.
+   */
   async stop(): Promise<void> {
     this.#stopping = true;
     if (this.#reminderScan) clearInterval(this.#reminderScan);
-    await this.#o.log.stop();
+    this.#signal();
+    await this.#o.log.drain?.();
+    this.#closed = true;
+    this.#epoch++;
+    this.#signal();
     await this.#o.host.stopAll();
+    await this.#o.log.stop();
     for (const [id, pending] of this.#pending) {
       clearTimeout(pending.timer);
       pending.reject(new Error('node is shutting down'));
@@ -282,10 +334,75 @@ export class ShardRegion {
     if (this.#stopping) throw new Error('node is shutting down and accepts no commands');
   }
 
-  async #askLocal(to: EntityRef, query: unknown): Promise<unknown> {
+  /**
+   * An ask from another node. A shard in hand-off here is waited for only half the ask
+   * timeout, so the asker hears ShardHandoffError (and looks for the new owner) before its
+   * own timeout.
+   */
+  async #askFromRemote(to: EntityRef, query: unknown): Promise<unknown> {
     const shard = this.shardOf(to);
-    if (!this.#owned.has(shard)) throw new NotOwnerError(`this node does not own shard ${shard}`);
-    return this.#o.host.query(to, shard, query);
+    const deadline = Date.now() + this.#o.askTimeoutMs / 2;
+    for (;;) {
+      if (this.#holds(shard)) {
+        const answer = await this.#answerLocally(to, shard, query, deadline + this.#o.askTimeoutMs / 2);
+        if (answer.given) return answer.value;
+        continue;
+      }
+      if (!this.#handingOff(shard)) throw new NotOwnerError(`this node does not own shard ${shard}`);
+      await this.#awaitHandoff(shard, deadline, to);
+    }
+  }
+
+  /**
+   * Asks the local entity; the answer is given only if the shard was not fenced while the
+   * entity computed it (else it may be older than what a new owner has handled since).
+   */
+  async #answerLocally(to: EntityRef, shard: number, query: unknown, deadline: number): Promise<{ given: boolean; value?: unknown }> {
+    const epoch = this.#epoch;
+    const value = await withTimeout(this.#o.host.query(to, shard, query), Math.max(1, deadline - Date.now()), `ask to ${entityKey(to)}`);
+    if (epoch !== this.#epoch || !this.#holds(shard)) return { given: false };
+    return { given: true, value };
+  }
+
+  /** Whether this node owned the shard and cannot serve it now because it is moving (or the node stopping). */
+  #handingOff(shard: number): boolean {
+    if (this.#closed) return this.#owned.has(shard);
+    return (this.#owned.has(shard) || this.#rebalancing) && !this.#holds(shard);
+  }
+
+  /** Waits for the hand-off to move on (until `until`, at most the deadline); past the deadline, ShardHandoffError. */
+  async #awaitHandoff(shard: number, deadline: number, to: EntityRef, until = deadline): Promise<void> {
+    const left = Math.min(until, deadline) - Date.now();
+    if (this.#closed || left <= 0) {
+      throw new ShardHandoffError(`shard ${shard} of ${entityKey(to)} is being handed to another node${this.#closed ? ' (this node is stopping)' : ''}; ask again`);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#changed.promise, new Promise((r) => { timer = setTimeout(r, left); })]);
+    clearTimeout(timer);
+  }
+
+  #signal(): void {
+    const changed = this.#changed;
+    this.#changed = deferred();
+    changed.resolve();
+  }
+
+  /** A rebalance began: every shard is fenced until the join says which stay (see KafkaCommandLog's assigner). */
+  #onRebalancing(): void {
+    this.#rebalancing = true;
+    this.#epoch++;
+    this.#signal();
+  }
+
+  /** The join completed: kept shards resume (and the timers they deferred fire); lost ones stay fenced. */
+  #onJoined(owned: readonly number[]): void {
+    this.#joined = new Set(owned);
+    this.#rebalancing = false;
+    this.#epoch++;
+    this.#signal();
+    const deferred = this.#deferredFires;
+    this.#deferredFires = [];
+    for (const f of deferred) if (this.#holds(this.shardOf(f.self))) void this.#fire(f.self, f.name, f.at);
   }
 
   async #sendTells(tells: readonly OutboundTell[]): Promise<void> {
@@ -303,7 +420,12 @@ export class ShardRegion {
   /** A due timer becomes a command in its entity's shard (see timers.ts). */
   async #fire(self: EntityRef, name: string, at: number): Promise<void> {
     const shard = this.shardOf(self);
-    if (!this.#holds(shard) || this.#stopping) return; // the new owner re-arms it
+    if (this.#stopping) return; // the reminder brings it back on the next owner
+    if (!this.#holds(shard)) {
+      // Fenced by a rebalance: fired if the shard stays here; else the new owner re-arms it.
+      if (this.#rebalancing && this.#owned.has(shard)) this.#deferredFires.push({ self, name, at });
+      return;
+    }
     const fire: TimerFire = { $timer: name, at };
     for (const delay of this.#backoff()) {
       try {
@@ -339,8 +461,14 @@ export class ShardRegion {
     if (last && !abandoned) await this.#o.log.commit(shard, last.offset);
   }
 
+  /**
+   * Whether this node serves the shard: owns it, is not draining it, and is not fenced (a
+   * rebalance under way, a join that did not give it the shard, the node stopping). Timers,
+   * asks, activations and commands of a shard not held wait or are left to the next owner.
+   */
   #holds(shard: number): boolean {
-    return this.#owned.has(shard) && !this.#draining.has(shard);
+    return this.#owned.has(shard) && !this.#draining.has(shard) && !this.#rebalancing && !this.#closed
+      && (this.#joined?.has(shard) ?? true);
   }
 
   /**
@@ -436,6 +564,7 @@ export class ShardRegion {
 
   async #reassign(assignment: ShardAssignment, revoked: readonly number[], gained: readonly number[]): Promise<void> {
     for (const shard of revoked) this.#draining.add(shard);
+    if (revoked.length > 0) { this.#epoch++; this.#signal(); }
     try {
       await this.#o.host.stopShards(revoked);
     } finally {
@@ -443,6 +572,7 @@ export class ShardRegion {
     }
     this.#assignment = assignment;
     for (const shard of assignment.owned) this.#owned.add(shard);
+    this.#signal();
     for (const shard of this.#gaining.keys()) if (!this.#owned.has(shard)) this.#gaining.delete(shard);
     for (const shard of gained) if (!this.#gaining.has(shard)) this.#gaining.set(shard, { since: this.#now() });
     if (gained.length === 0) return;
@@ -483,6 +613,8 @@ export class ShardRegion {
     await Promise.all([...byKey].map(async ([key, names]) => {
       const ref = parseEntityKey(key);
       if (!this.#o.host.knows(ref.kind) || (dueBy !== undefined && this.#o.host.isActive(ref))) return;
+      // Nothing is activated on a fenced shard (a rebalance began meanwhile): the scan comes again.
+      if (!this.#holds(this.shardOf(ref))) return;
       try {
         await this.#o.host.activate(ref, this.shardOf(ref));
         // A reminder whose timer the entity no longer has was left by a lost delete: drop it,
@@ -494,6 +626,12 @@ export class ShardRegion {
       }
     }));
   }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => { resolve = r; });
+  return { promise, resolve };
 }
 
 /** Waits, telling the log the consumer is alive about once a second meanwhile. */

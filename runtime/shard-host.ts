@@ -157,7 +157,7 @@ export class ShardHost {
 
   async #deliver(self: EntityRef, shard: number, build: (done: ActorMessage['done']) => ActorMessage): Promise<unknown> {
     const activation = await this.#activation(self, shard);
-    activation.inFlight++;
+    activation.enter();
     activation.lastUsed = this.#now();
     try {
       await activation.ready;
@@ -168,7 +168,7 @@ export class ShardHost {
         dispatch(activation.ref!, build({ resolve: settle(resolve), reject: settle(reject) } as ActorMessage['done']));
       });
     } finally {
-      activation.inFlight--;
+      activation.leave();
       activation.lastUsed = this.#now();
     }
   }
@@ -254,8 +254,12 @@ export class ShardHost {
       try {
         const recovered = await activation.ready.then(() => true, () => false);
         // Bounded: a shutdown must finish even if some message never completes.
-        const until = Date.now() + DRAIN_TIMEOUT_MS;
-        while (activation.inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 1));
+        // Awaits the last in-flight message settling (no polling); bounded by a timer.
+        if (activation.inFlight > 0) {
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([activation.idle(), new Promise<void>((r) => { timer = setTimeout(r, DRAIN_TIMEOUT_MS); })]);
+          clearTimeout(timer);
+        }
         if (activation.inFlight > 0) this.#options.onError?.(new Error('drain timed out'), `${activation.key} still had ${activation.inFlight} message(s) in flight when stopped`);
         // Not drained: a snapshot message would queue behind the stuck one and never be answered.
         if (saves && recovered && activation.inFlight === 0 && !this.#behaviors.get(activation.self.kind)?.ephemeral) {

@@ -49,6 +49,7 @@ function flakyTells(log: CommandLog, armed: { failNext: boolean }): CommandLog {
     },
     start: (handlers) => log.start(handlers),
     commit: (shard, offset) => log.commit(shard, offset),
+    ...(log.drain ? { drain: () => log.drain!() } : {}),
     stop: () => log.stop(),
   };
 }

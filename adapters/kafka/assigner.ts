@@ -33,6 +33,11 @@ export interface AssignerOptions {
   readonly topic: string;
   /** The shards this node owns right now (sent with every join). */
   readonly owned: () => readonly number[];
+  /**
+   * Called synchronously as this member (re)joins the group, before its JoinGroup request
+   * is sent. Every member runs this, not only the leader (assign() runs on the leader only).
+   */
+  readonly onJoin?: () => void;
 }
 
 export function stickyRendezvousAssigner(options: AssignerOptions): PartitionAssigner {
@@ -40,6 +45,7 @@ export function stickyRendezvousAssigner(options: AssignerOptions): PartitionAss
     name: ASSIGNER_NAME,
     version: 1,
     protocol({ topics }) {
+      options.onJoin?.();
       const data: MemberData = { node: options.nodeId, owned: options.owned() };
       return {
         name: ASSIGNER_NAME,

@@ -63,6 +63,17 @@ export class KafkaCommandLog implements CommandLog {
   #joins = 0;
   #running = false;
   #stopped = false;
+  /** Set by drain(): fetched batches are no longer handed to the runtime. */
+  #closing = false;
+  #drained: Promise<void> | undefined;
+  /** Lets the batches held while closing go, so kafkajs' runner can stop. */
+  #release: () => void = () => undefined;
+  readonly #released = new Promise<void>((resolve) => { this.#release = resolve; });
+  /** Batches being handled by the runtime right now. */
+  readonly #batches = new Set<Promise<void>>();
+  /** Per shard: the last offset the runtime said was handled, and the last one Kafka took. */
+  readonly #handledUpTo = new Map<number, number>();
+  readonly #committedUpTo = new Map<number, number>();
   readonly #queue: SendQueue<Message & { partition: number }>;
 
   constructor(options: KafkaCommandLogOptions) {
@@ -81,13 +92,33 @@ export class KafkaCommandLog implements CommandLog {
       heartbeatInterval: options.heartbeatIntervalMs ?? 1_000,
       rebalanceTimeout: 30_000,
       allowAutoTopicCreation: false,
-      partitionAssigners: [stickyRendezvousAssigner({ nodeId: options.nodeId, topic: options.topic, owned: () => [...this.#owned] })],
+      partitionAssigners: [stickyRendezvousAssigner({
+        nodeId: options.nodeId, topic: options.topic, owned: () => [...this.#owned],
+        // The hand-off fence. kafkajs has no revoke callback, and what it does offer comes too
+        // late or not everywhere: GROUP_JOIN fires after SyncGroup, when the new owner may
+        // already consume; REBALANCING fires only when a fetch meets a rebalance (not on an
+        // UNKNOWN_MEMBER_ID rejoin); assign() runs on the leader only. protocol() is called on
+        // every member at the start of every JoinGroup, and the broker completes no join (so
+        // sends no member its new partitions) before every member has rejoined. So a member
+        // stopping its timers, asks and activations here, synchronously, has stopped them
+        // before anyone else can own its shards. It does not know yet which it will lose, so
+        // it stops them all; GROUP_JOIN resumes the kept ones (the eager protocol stops
+        // consuming every partition meanwhile anyway). kafkajs rejoins only after the batches
+        // in flight are handled, so no command is being handled here either. A member that
+        // misses the join (stuck beyond rebalanceTimeout, or evicted) is not fenced this way:
+        // its commits are refused and it stops on its next join.
+        onJoin: () => this.#handlers?.onRebalancing?.(),
+      })],
     });
     this.#admin = options.kafka.admin();
     // Registered once here, not in start(), which may be called again while the broker is down.
     this.#consumer.on(this.#consumer.events.GROUP_JOIN, (event) => {
       const owned = (event.payload.memberAssignment[options.topic] ?? []).slice().sort((a, b) => a - b);
       const join = ++this.#joins;
+      // At once, not behind an earlier step: kept shards resume, lost ones are no longer served.
+      const now = new Set(owned);
+      for (const s of this.#serving) if (!now.has(s)) this.#serving.delete(s);
+      this.#handlers?.onJoined?.(owned);
       this.#reassigning = this.#reassigning.then(() => this.#reassign(owned, join)).catch((e) => options.onError?.(e, 'rebalance'));
     });
     this.#consumer.on(this.#consumer.events.CRASH, (event) => options.onError?.(event.payload.error, 'kafka consumer crashed'));
@@ -237,8 +268,12 @@ export class KafkaCommandLog implements CommandLog {
   }
 
   async commit(shard: number, offset: number): Promise<void> {
+    if ((this.#handledUpTo.get(shard) ?? -1) < offset) this.#handledUpTo.set(shard, offset);
     try {
+      // Note: kafkajs' runner drops a commit silently (no error) once it is stopping; stop()
+      // therefore commits before it lets the runner stop (see drain()).
       await this.#consumer.commitOffsets([{ topic: this.#o.topic, partition: shard, offset: String(offset + 1) }]);
+      if ((this.#committedUpTo.get(shard) ?? -1) < offset) this.#committedUpTo.set(shard, offset);
     } catch (error) {
       // Lost the partition in a rebalance: its new owner resumes from the last
       // commit and entities drop what they already applied, by command id.
@@ -246,16 +281,64 @@ export class KafkaCommandLog implements CommandLog {
     }
   }
 
-  async stop(): Promise<void> {
-    if (this.#stopped) return;
+  /**
+   * Stops handing records to the runtime and waits for the batches being handled, then
+   * commits what was handled, all while still a member of the group. kafkajs' own stop
+   * (runner.stop(), from consumer.disconnect()) marks the runner stopped before it waits
+   * for the batches in flight, and the runner drops every commit made after that without
+   * an error: the last batches of every graceful stop would stay uncommitted and be
+   * handled again by the next owner. Batches fetched meanwhile are held, unhandled and
+   * unresolved, until stop() lets kafkajs stop.
+   */
+  drain(): Promise<void> {
+    this.#drained ??= this.#drain();
+    return this.#drained;
+  }
+
+  async #drain(): Promise<void> {
+    this.#closing = true;
+    const until = Date.now() + 15_000;
+    while (this.#batches.size > 0 && Date.now() < until) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled([...this.#batches]), new Promise((r) => { timer = setTimeout(r, until - Date.now()); })]);
+      clearTimeout(timer);
+    }
+    if (this.#batches.size > 0) this.#o.onError?.(new Error('drain timed out'), `${this.#batches.size} batch(es) still being handled at stop; they will be delivered again`);
+    await this.#commitHandled();
+  }
+
+  /** Commits what the runtime handled and Kafka has not taken yet (a commit refused during a rebalance, say). */
+  async #commitHandled(): Promise<void> {
+    if (!this.#running) return;
+    const behind = [...this.#handledUpTo].filter(([shard, offset]) => this.#owned.has(shard) && (this.#committedUpTo.get(shard) ?? -1) < offset);
+    await Promise.all(behind.map(([shard, offset]) => this.commit(shard, offset)));
+  }
+
+  #stopping: Promise<void> | undefined;
+
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    await this.drain();
     this.#stopped = true;
+    this.#release();
     await this.#consumer.disconnect().catch((e) => this.#o.onError?.(e, 'consumer disconnect'));
     await this.#reassigning;
     await this.#producer.disconnect().catch((e) => this.#o.onError?.(e, 'producer disconnect'));
     await this.#admin.disconnect().catch(() => undefined);
   }
 
-  async #eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  async #eachBatch(payload: EachBatchPayload): Promise<void> {
+    if (this.#closing) { await this.#released; return; }
+    const work = this.#handleBatch(payload);
+    this.#batches.add(work);
+    try { await work; } finally { this.#batches.delete(work); }
+  }
+
+  async #handleBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const shard = batch.partition;
     await this.#reassigning;
     if (!(await this.#servable(shard, isRunning, isStale, heartbeat))) return;
@@ -283,7 +366,7 @@ export class KafkaCommandLog implements CommandLog {
       await sleep(1_000);
       await heartbeat().catch(() => undefined);
     }
-    return this.#serving.has(shard) && isRunning() && !isStale();
+    return this.#serving.has(shard) && !this.#closing && isRunning() && !isStale();
   }
 
   async #reassign(owned: readonly number[], join: number): Promise<void> {
@@ -291,14 +374,15 @@ export class KafkaCommandLog implements CommandLog {
     const revoked = [...this.#owned].filter((s) => !now.has(s));
     // A shard whose set-up failed under an earlier join is still to be set up if it stayed.
     const gained = owned.filter((s) => !this.#owned.has(s) || this.#gaining.has(s));
-    const map = await this.#wholeMap(owned, () => join === this.#joins, 3_000);
-    // Stop handing out revoked shards before they are drained.
+    // Revoked shards are stopped now, not after reading the whole map from the group (a
+    // describeGroup round trip, longer while the group settles): the runtime gets this
+    // node's own part of the map at once, and the rest through onPlacement when it is read.
     for (const s of revoked) this.#serving.delete(s);
     this.#owned = now;
     this.#gaining = new Set(gained);
-    const assignment: ShardAssignment = { owned, ...(map ?? this.#provisionalMap(owned)) };
+    const assignment: ShardAssignment = { owned, ...this.#provisionalMap(owned) };
     await this.#setUp(assignment, revoked, gained, join);
-    if (!map) void this.#refreshMap(owned, join);
+    void this.#refreshMap(owned, join);
   }
 
   /**
@@ -326,7 +410,7 @@ export class KafkaCommandLog implements CommandLog {
         this.#firstAssignment = undefined;
       }
       await sleep(delay);
-      if (this.#stopped || join !== this.#joins) return;
+      if (this.#stopped || this.#closing || join !== this.#joins) return;
     }
   }
 
@@ -339,7 +423,7 @@ export class KafkaCommandLog implements CommandLog {
   async #wholeMap(owned: readonly number[], current: () => boolean, withinMs: number): Promise<Pick<ShardAssignment, 'placement' | 'nodes'> | undefined> {
     const until = Date.now() + withinMs;
     const delays = backoff(50, 1_000);
-    while (current() && !this.#stopped) {
+    while (current() && !this.#stopped && !this.#closing) {
       const map = await this.#describeMap().catch((error: unknown) => { this.#o.onError?.(error, 'reading the shard map from the group'); });
       if (map && agrees(map.placement, owned, this.#o.nodeId, this.shards)) {
         this.#map = map;

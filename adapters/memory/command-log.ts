@@ -125,7 +125,8 @@ export class InProcessCommandLog implements CommandLog {
     }
   }
 
-  async stop(): Promise<void> {
+  /** Stops delivering and waits for the deliveries in flight (they commit as they finish). */
+  async drain(): Promise<void> {
     this.#running = false;
     this.#stopped = true;
     // Bounded, like a consumer's session: what is not done in time is redelivered after a restart.
@@ -134,6 +135,10 @@ export class InProcessCommandLog implements CommandLog {
       await Promise.race([Promise.allSettled([...this.#inFlight]), new Promise((r) => setTimeout(r, 500))]);
     }
     if (this.#inFlight.size > 0) this.#o.onError?.(new Error('stop timed out'), `${this.#inFlight.size} shard(s) still delivering at stop; they will be redelivered`);
+  }
+
+  async stop(): Promise<void> {
+    if (!this.#stopped) await this.drain();
     if (this.#o.dir) this.#writeOffsets();
     for (const p of this.#partitions) for (const s of p.segments) if (s.fd !== undefined) { closeSync(s.fd); s.fd = undefined; }
   }
