@@ -194,7 +194,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     domain: config,
     devTokens: config.auth.devTokens,
     rateLimits: config.rateLimits,
-    deadLetters: storage.deadLetters,
+    deadLetters: storage.operatorDeadLetters,
   };
   if (config.quotes.ephemeral) logger.warn('no QUOTE_SECRET: signing quotes with a random per-process key (development only)');
   const metrics = new Metrics({

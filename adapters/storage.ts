@@ -22,6 +22,11 @@ export interface Storage {
   readonly reminders: ReminderStore;
   readonly deadLetters: DeadLetterStore;
   /**
+   * The same dead letters for operators, on whichever node serves them: not fenced (the
+   * put-back after a failed retry is an operator's write, not a shard owner's).
+   */
+  readonly operatorDeadLetters: DeadLetterStore;
+  /**
    * The epochs this node holds for its shards (runtime/fencing.ts): the region fills it as
    * shards are gained; journal, snapshot, reminder, dead-letter and projection-offset writes carry them.
    */
@@ -83,6 +88,7 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
   if (backfilled > 0) logger.info({ entities: backfilled }, 'journal rows from before per-shard projections now carry their shard');
   return {
     orm, journal, reminders: new PostgresReminderStore(orm, fences), deadLetters: new PostgresDeadLetterStore(orm, fences), fences,
+    operatorDeadLetters: new PostgresDeadLetterStore(orm),
     embedded: Boolean(embedded),
     // Shared by every user: only errors saying the server is down or unreachable move it, never one request's bad input.
     sqlGuard: guard({ name: 'PostgreSQL', countsAsOutage }),
