@@ -453,6 +453,8 @@ export class Projector {
   async #batch(p: Projection, shard: number, limit: number, fenced: boolean): Promise<number> {
     const fence = fenced ? this.#o.fence : undefined;
     const what = `projection ${p.name} offset of shard ${shard}`;
+    // A shard handed over since the loop read `owned`: its new owner projects it.
+    if (fence && fence.epochOf(shard) === undefined) return 0;
     const epoch = fence ? epochFor(fence, shard, what) : undefined;
     const n = await inTransaction(this.#o.orm, async (sql) => {
       // Serialises batches of this (projection, shard): an old owner's, a new owner's, a rebuild's.
