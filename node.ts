@@ -150,6 +150,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     services: options.services && withOccupiedCells(options.services, occupied),
     askTimeoutMs: config.runtime.askTimeoutMs,
     deadLetters: storage.deadLetters,
+    fences: storage.fences,
     maxAttempts: config.runtime.commandMaxAttempts,
     onError,
   });
@@ -159,7 +160,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   // on this shard": it wakes the projection, which reads the row from the journal.
   const readModels = new ReadModels(storage.orm, storage.sqlGuard);
   const projector = new Projector({
-    orm: storage.orm, guard: storage.sqlGuard, owned: () => region.stats().owned, totalShards: config.cluster.shards,
+    orm: storage.orm, guard: storage.sqlGuard, owned: () => region.stats().owned, totalShards: config.cluster.shards, fence: storage.fences,
     ...options.projector, onError,
   });
   region.onDomainEvent((_topic, _event, from) => projector.wake(from.kind, region.shardOf(from)));
@@ -193,7 +194,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     domain: config,
     devTokens: config.auth.devTokens,
     rateLimits: config.rateLimits,
-    deadLetters: storage.deadLetters,
+    deadLetters: storage.operatorDeadLetters,
   };
   if (config.quotes.ephemeral) logger.warn('no QUOTE_SECRET: signing quotes with a random per-process key (development only)');
   const metrics = new Metrics({

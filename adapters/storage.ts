@@ -12,6 +12,8 @@ import { PostgresJournal } from './postgres/journal.ts';
 import { openOrm, type Orm } from './postgres/orm.ts';
 import { PostgresReminderStore } from './postgres/reminders.ts';
 import { PostgresDeadLetterStore } from './postgres/dead-letters.ts';
+import { PostgresShardEpochs } from './postgres/shard-epochs.ts';
+import { ShardFences } from '../runtime/fencing.ts';
 import { countsAsOutage, guard, type Guard } from './resilience.ts';
 
 export interface Storage {
@@ -19,6 +21,16 @@ export interface Storage {
   readonly journal: Journal;
   readonly reminders: ReminderStore;
   readonly deadLetters: DeadLetterStore;
+  /**
+   * The same dead letters for operators, on whichever node serves them: not fenced (the
+   * put-back after a failed retry is an operator's write, not a shard owner's).
+   */
+  readonly operatorDeadLetters: DeadLetterStore;
+  /**
+   * The epochs this node holds for its shards (runtime/fencing.ts): the region fills it as
+   * shards are gained; journal, snapshot, reminder, dead-letter and projection-offset writes carry them.
+   */
+  readonly fences: ShardFences;
   readonly embedded: boolean;
   /** One circuit for the one database, shared by every request-path store. */
   readonly sqlGuard: Guard;
@@ -70,11 +82,14 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
     throw new Error(`cannot open PostgreSQL${embedded ? ' (embedded)' : ''}: ${(error as Error).message}`, { cause: error });
   }
   logger.info({ embedded: Boolean(embedded), ms: Math.round(performance.now() - started) }, 'storage ready');
-  const journal = new PostgresJournal(orm, { shards: config.cluster.shards, placementRes: config.cluster.placementRes });
+  const fences = new ShardFences(new PostgresShardEpochs(orm));
+  const journal = new PostgresJournal(orm, { shards: config.cluster.shards, placementRes: config.cluster.placementRes }, fences);
   const backfilled = await journal.backfillShards();
   if (backfilled > 0) logger.info({ entities: backfilled }, 'journal rows from before per-shard projections now carry their shard');
   return {
-    orm, journal, reminders: new PostgresReminderStore(orm), deadLetters: new PostgresDeadLetterStore(orm), embedded: Boolean(embedded),
+    orm, journal, reminders: new PostgresReminderStore(orm, fences), deadLetters: new PostgresDeadLetterStore(orm, fences), fences,
+    operatorDeadLetters: new PostgresDeadLetterStore(orm),
+    embedded: Boolean(embedded),
     // Shared by every user: only errors saying the server is down or unreachable move it, never one request's bad input.
     sqlGuard: guard({ name: 'PostgreSQL', countsAsOutage }),
     problem: () => embedded?.problem(),

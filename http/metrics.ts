@@ -47,6 +47,15 @@ export class Metrics {
         for (const s of sources.region.stuckShards()) this.set({ shard: String(s.shard) }, s.seconds);
       },
     });
+    // A real counter: prom-client's value follows the runtime's, which only grows.
+    let fencedSeen = 0;
+    new Counter({
+      name: 'dispatch_fenced_writes_total', help: 'Writes storage refused because another node took their shard (a newer epoch)', registers: [this.registry],
+      collect() {
+        const now = sources.region.stats().fencedWrites;
+        if (now > fencedSeen) { this.inc(now - fencedSeen); fencedSeen = now; }
+      },
+    });
     new Gauge({
       name: 'commands_dead_lettered_total', help: 'Commands set aside in the dead-letter store (counter semantics)', registers: [this.registry],
       collect() { this.set(sources.region.stats().commandsDeadLettered); },

@@ -48,6 +48,8 @@ const RUNTIME_ERRORS: Record<string, [number, string]> = {
   ShardHandoffError: [503, 'unavailable'],
   RemoteAskError: [503, 'unavailable'],
   DependencyUnavailableError: [503, 'unavailable'],
+  // The shard moved to another node while this one still served it: asking again finds the new owner.
+  ShardFencedError: [503, 'unavailable'],
   // The command log holds all it may for the broker: this node is overloaded, not broken.
   CommandLogFullError: [503, 'overloaded'],
 };

@@ -13,7 +13,7 @@ export abstract class RuntimeError extends Error {
 
 export type FailureKind =
   | 'storage_unavailable' | 'journal_conflict' | 'storage_rejected' | 'reducer_failed' | 'undecodable' | 'log_unavailable'
-  | 'log_full' | 'entity_stopped' | 'dependency_unreachable' | 'rebalance_failed' | 'shard_handoff' | 'unknown';
+  | 'log_full' | 'entity_stopped' | 'dependency_unreachable' | 'rebalance_failed' | 'shard_handoff' | 'shard_fenced' | 'unknown';
 
 /** Storage cannot be reached or answer now (connection refused or reset, timeout). */
 export class StorageUnavailableError extends RuntimeError {
@@ -132,6 +132,26 @@ export class ShardHandoffError extends RuntimeError {
   constructor(message: string, retryAfterSeconds = 1) {
     super(message);
     this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/**
+ * A write of a shard was refused because this node's epoch for it is no longer the
+ * current one: another node took the shard (ports.ts ShardEpochs). Nothing was written.
+ * Not retriable: retrying with the same epoch is refused the same way, and the node
+ * stops the shard instead (region.ts).
+ */
+export class ShardFencedError extends RuntimeError {
+  override readonly name = 'ShardFencedError';
+  readonly retriable = false;
+  readonly kind = 'shard_fenced' as const;
+  readonly shard: number;
+  /** The epoch the write carried (undefined: this node held none for the shard). */
+  readonly epoch: number | undefined;
+  constructor(shard: number, epoch: number | undefined, what: string) {
+    super(`${what} refused: shard ${shard} ${epoch === undefined ? 'is not held by this node' : `epoch ${epoch} is stale (another node took the shard)`}`);
+    this.shard = shard;
+    this.epoch = epoch;
   }
 }
 

@@ -4,6 +4,12 @@
 
 import type { EntityRef } from '../actors/behavior.ts';
 import type { Origin } from './dedupe.ts';
+import type { ShardFencedError } from './errors.ts';
+
+/** A shard: one partition of the command log, one unit of ownership. */
+export type ShardId = number;
+/** A shard's ownership generation: each node that gains the shard takes a larger one. */
+export type Epoch = number;
 
 /** One command as it travels through the log. Plain JSON. */
 export interface CommandEnvelope {
@@ -123,7 +129,7 @@ export interface Journal {
   close(): Promise<void>;
 }
 
-export { JournalConflictError } from './errors.ts';
+export { JournalConflictError, ShardFencedError } from './errors.ts';
 
 /** User-facing notifications routed to whichever node holds the user's socket. */
 export interface Notifier {
@@ -146,7 +152,8 @@ export interface Reminder {
  */
 export interface ReminderStore {
   set(reminder: Reminder): Promise<void>;
-  clear(entityKey: string, name: string): Promise<void>;
+  /** With `shard`, the delete is fenced like `set` (a node that lost the shard deletes nothing). */
+  clear(entityKey: string, name: string, shard?: ShardId): Promise<void>;
   forShards(shards: readonly number[]): Promise<Reminder[]>;
 }
 
@@ -183,4 +190,26 @@ export interface DeadLetterStore {
   list(limit: number): Promise<DeadLetter[]>;
   get(id: string): Promise<DeadLetter | undefined>;
   remove(id: string): Promise<boolean>;
+}
+
+/**
+ * Shard ownership generations, durable and shared by every node. A node that gains a
+ * shard takes the next epoch for it (compare-and-set); every later write of that shard
+ * carries it, and storage refuses a write whose epoch is no longer the current one, so a
+ * node that lost the shard without noticing (paused, evicted from the group) writes nothing.
+ */
+export interface ShardEpochs {
+  /** Takes a new epoch for each shard, owned by `nodeId`; returns them. */
+  acquire(shards: readonly ShardId[], nodeId: string): Promise<ReadonlyMap<ShardId, Epoch>>;
+}
+
+/**
+ * What a storage adapter needs to make a shard's write conditional on this node's epoch
+ * (runtime/fencing.ts fills it as shards are gained and lost).
+ */
+export interface WriteFence {
+  /** The epoch this node holds for the shard; undefined when it holds none (the write is refused). */
+  epochOf(shard: ShardId): Epoch | undefined;
+  /** Storage refused a write of `shard` made with `epoch`: records it and returns the error to throw. */
+  refused(shard: ShardId, epoch: Epoch | undefined, what: string): ShardFencedError;
 }

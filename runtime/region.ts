@@ -12,7 +12,8 @@ import { randomUUID } from 'node:crypto';
 import type { EntityRef, Service } from '../actors/behavior.ts';
 import { entityKey, parseEntityKey, shardOf, type Placement } from './entity.ts';
 import { failureOf, type CommandResult, type Failure, type OutboundTell } from './entity-actor.ts';
-import { LogUnavailableError, RebalanceStepError, ShardHandoffError } from './errors.ts';
+import { LogUnavailableError, RebalanceStepError, ShardFencedError, ShardHandoffError } from './errors.ts';
+import type { ShardFences } from './fencing.ts';
 import type { CommandEnvelope, CommandLog, DeadLetter, DeadLetterStore, LogRecord, Notifier, Reminder, ReminderStore, ShardAssignment } from './ports.ts';
 import type { ShardHost } from './shard-host.ts';
 import { backoff } from './backoff.ts';
@@ -61,6 +62,12 @@ export interface RegionOptions {
   readonly reminderScanMs?: number;
   /** Node services entities may request (see Effect 'request'). */
   readonly services?: Readonly<Record<string, Service>>;
+  /**
+   * The epochs this node holds for its shards (fencing.ts), shared with the storage adapters.
+   * With it, a gained shard is consumed only once a new epoch is taken for it, and the first
+   * write of a shard that storage refuses (another node took it) stops the shard here at once.
+   */
+  readonly fences?: ShardFences;
 }
 
 export interface RegionStats {
@@ -70,6 +77,10 @@ export interface RegionStats {
   readonly commandsDeadLettered: number;
   /** Failed attempts at setting up gained shards (each is retried). */
   readonly rebalanceFailures: number;
+  /** Writes storage refused because another node holds a newer epoch of their shard. */
+  readonly fencedWrites: number;
+  /** Shards stopped here because a write of theirs was refused. */
+  readonly shardsFenced: number;
   readonly owned: readonly number[];
 }
 
@@ -117,6 +128,7 @@ export class ShardRegion {
   #retried = 0;
   #deadLettered = 0;
   #rebalanceFailures = 0;
+  #shardsFenced = 0;
   /** Shard -> since when its current command has been failing, and why. */
   readonly #stuck = new Map<number, { since: number; failure: string }>();
   #reminderScan: NodeJS.Timeout | undefined;
@@ -141,10 +153,27 @@ export class ShardRegion {
       remember: (self, name, dueAt) =>
         options.reminders.set({ shard: this.shardOf(self), entityKey: entityKey(self), name, dueAt }),
       forget: (self, name) => {
-        options.reminders.clear(entityKey(self), name).catch((e) => options.onError?.(e, `clear reminder ${name}`));
+        options.reminders.clear(entityKey(self), name, this.shardOf(self)).catch((e) => options.onError?.(e, `clear reminder ${name}`));
       },
       onTimer: (self, name, at) => void this.#fire(self, name, at),
     });
+    options.fences?.onFenced((shard) => this.#fenced(shard));
+  }
+
+  /**
+   * Storage refused a write of this shard: another node took it (a newer epoch) while this
+   * one still believed it owned it. The shard is dropped now, before anything else runs:
+   * records, timers, asks and reminder scans all check ownership; its entities are stopped
+   * without a snapshot (it would be refused too) and its timers disarmed.
+   */
+  #fenced(shard: number): void {
+    if (!this.#owned.has(shard)) return;
+    this.#owned.delete(shard);
+    this.#stuck.delete(shard);
+    this.#shardsFenced++;
+    this.#o.onError?.(new ShardFencedError(shard, undefined, 'a write'), `shard ${shard} was taken by another node; stopping it here`);
+    this.#o.host.stopShards([shard], { snapshot: false })
+      .catch((e) => this.#o.onError?.(e, `stopping fenced shard ${shard}`));
   }
 
   shardOf(ref: EntityRef): number {
@@ -291,6 +320,7 @@ export class ShardRegion {
     return {
       commandsHandled: this.#handled, commandsDuplicate: this.#duplicates, commandsRetried: this.#retried,
       commandsDeadLettered: this.#deadLettered, rebalanceFailures: this.#rebalanceFailures, owned: [...this.#owned],
+      fencedWrites: this.#o.fences?.refusedWrites ?? 0, shardsFenced: this.#shardsFenced,
     };
   }
 
@@ -499,6 +529,10 @@ export class ShardRegion {
           return;
         }
         const failure = result.failure ?? { kind: 'unknown', retriable: true, message: 'failed' };
+        // Another node owns the shard now: the command is its to handle, not a dead letter.
+        if (failure.kind === 'shard_fenced') {
+          throw new ShardFencedError(shard, undefined, `command ${command.id} to ${entityKey(to)}: ${failure.message}`);
+        }
         if (!failure.retriable || (attempt >= maxAttempts && this.#o.deadLetters)) {
           const letter = await this.#deadLetter(shard, record, failure, attempt, heartbeat);
           this.#settle(command.id, command.replyTo, { status: 'failed', failure, deadLetter: letter });
@@ -540,7 +574,9 @@ export class ShardRegion {
         this.#deadLettered++;
         return letter.id;
       } catch (error) {
-        if (!this.#holds(shard) || this.#stopping) throw new Error(`dead letter ${letter.id} not written and shard ${shard} released`, { cause: error });
+        if (error instanceof ShardFencedError || !this.#holds(shard) || this.#stopping) {
+          throw new Error(`dead letter ${letter.id} not written and shard ${shard} released`, { cause: error });
+        }
         if (!this.#stuck.has(shard)) this.#stuck.set(shard, { since: this.#now(), failure: 'dead_letter_store_unavailable' });
         this.#o.onError?.(error, `dead letter ${letter.id} could not be written; retrying`);
         await pause(delay, heartbeat);
@@ -569,14 +605,23 @@ export class ShardRegion {
       await this.#o.host.stopShards(revoked);
     } finally {
       for (const shard of revoked) { this.#owned.delete(shard); this.#draining.delete(shard); }
+      this.#o.fences?.release(revoked);
     }
     this.#assignment = assignment;
-    for (const shard of assignment.owned) this.#owned.add(shard);
+    const fences = this.#o.fences;
+    // With fencing, a shard is owned only under an epoch: a gained one once it is taken below,
+    // and one fenced here stays dropped until the log hands it over again.
+    for (const shard of assignment.owned) if (!fences || fences.holds(shard)) this.#owned.add(shard);
     this.#signal();
     for (const shard of this.#gaining.keys()) if (!this.#owned.has(shard)) this.#gaining.delete(shard);
     for (const shard of gained) if (!this.#gaining.has(shard)) this.#gaining.set(shard, { since: this.#now() });
     if (gained.length === 0) return;
     try {
+      if (fences) {
+        await fences.acquire(gained, this.nodeId);
+        for (const shard of gained) if (assignment.owned.includes(shard)) this.#owned.add(shard);
+        this.#signal(); // asks waiting for these shards go on
+      }
       await this.#activateGained(gained);
     } catch (error) {
       // The log tries again (ports.ts); meanwhile /ready and the stuck-shard gauge say why.
@@ -613,14 +658,15 @@ export class ShardRegion {
     await Promise.all([...byKey].map(async ([key, names]) => {
       const ref = parseEntityKey(key);
       if (!this.#o.host.knows(ref.kind) || (dueBy !== undefined && this.#o.host.isActive(ref))) return;
-      // Nothing is activated on a fenced shard (a rebalance began meanwhile): the scan comes again.
-      if (!this.#holds(this.shardOf(ref))) return;
+      const shard = this.shardOf(ref);
+      // A shard lost (fenced, revoked) since the reminders were read is not woken here.
+      if (!this.#holds(shard)) return;
       try {
-        await this.#o.host.activate(ref, this.shardOf(ref));
+        await this.#o.host.activate(ref, shard);
         // A reminder whose timer the entity no longer has was left by a lost delete: drop it,
         // or every scan would wake the entity again.
         const armed = new Set(this.#o.host.armedTimers(ref));
-        for (const name of names) if (!armed.has(name)) await this.#o.reminders.clear(key, name);
+        for (const name of names) if (!armed.has(name)) await this.#o.reminders.clear(key, name, shard);
       } catch (e) {
         this.#o.onError?.(e, `activating ${key} for its timers`);
       }

@@ -128,11 +128,14 @@ export class ShardHost {
     return this.#timers.names(entityKey(self));
   }
 
-  /** Snapshots and stops every actor of the given shards (rebalance, shutdown). */
-  async stopShards(shards: Iterable<number>): Promise<void> {
+  /**
+   * Snapshots and stops every actor of the given shards (rebalance, shutdown). Without
+   * `snapshot` (a shard another node took: its writes are refused) they are only stopped.
+   */
+  async stopShards(shards: Iterable<number>, options: { snapshot?: boolean } = {}): Promise<void> {
     const wanted = new Set(shards);
     const victims = [...this.#active.values()].filter((a) => wanted.has(a.shard));
-    await Promise.all(victims.map((a) => this.#passivate(a, true)));
+    await Promise.all(victims.map((a) => this.#passivate(a, options.snapshot ?? true)));
   }
 
   async stopAll(): Promise<void> {

@@ -1,9 +1,11 @@
 // Dead letters (runtime/ports.ts DeadLetterStore) on PostgreSQL: commands that could
 // not be handled, with what is needed to judge and retry them. Keyed by command id,
-// so a command dead-lettered twice (redelivered after a crash) is one row.
+// so a command dead-lettered twice (redelivered after a crash) is one row. With a
+// WriteFence, `add` is conditional on this node's epoch for the letter's shard.
 
 import type { Orm } from './orm.ts';
-import type { CommandEnvelope, DeadLetter, DeadLetterStore } from '../../runtime/ports.ts';
+import type { CommandEnvelope, DeadLetter, DeadLetterStore, WriteFence } from '../../runtime/ports.ts';
+import { FENCED_BY, epochFor, fenceParams } from './shard-epochs.ts';
 
 interface Row {
   id: string; shard: number; log_offset: string | number; command: unknown; failure_kind: string; failure_message: string;
@@ -12,9 +14,11 @@ interface Row {
 
 export class PostgresDeadLetterStore implements DeadLetterStore {
   readonly #orm: Orm;
+  readonly #fence: WriteFence | undefined;
 
-  constructor(orm: Orm) {
+  constructor(orm: Orm, fence?: WriteFence) {
     this.#orm = orm;
+    this.#fence = fence;
   }
 
   #sql<T>(sql: string, params: unknown[] = []): Promise<T[]> {
@@ -24,13 +28,21 @@ export class PostgresDeadLetterStore implements DeadLetterStore {
   async add(l: DeadLetter): Promise<void> {
     // The command is stored as it came, base64-encoded: whatever made it fail (a NUL
     // PostgreSQL refuses) must not also keep it out of this table, or change it on retry.
-    await this.#sql(
+    const values = [l.id, l.shard, l.offset, storable(l.command), l.failure.kind, storableText(l.failure.message), l.attempts, new Date(l.at)];
+    const upsert = `on conflict (id) do update set attempts = dead_letter.attempts + excluded.attempts, failure_kind = excluded.failure_kind,
+         failure_message = excluded.failure_message, created_at = excluded.created_at`;
+    if (!this.#fence) {
+      await this.#sql(`insert into dead_letter (id, shard, log_offset, command, failure_kind, failure_message, attempts, created_at)
+       values (?, ?, ?, ?, ?, ?, ?, ?) ${upsert}`, values);
+      return;
+    }
+    const what = `dead letter ${l.id}`;
+    const epoch = epochFor(this.#fence, l.shard, what);
+    const written = await this.#sql(
       `insert into dead_letter (id, shard, log_offset, command, failure_kind, failure_message, attempts, created_at)
-       values (?, ?, ?, ?, ?, ?, ?, ?)
-       on conflict (id) do update set attempts = dead_letter.attempts + excluded.attempts, failure_kind = excluded.failure_kind,
-         failure_message = excluded.failure_message, created_at = excluded.created_at`,
-      [l.id, l.shard, l.offset, storable(l.command), l.failure.kind, storableText(l.failure.message), l.attempts, new Date(l.at)],
-    );
+       select ?, ?::int, ?::bigint, ?, ?, ?, ?::int, ?::timestamptz where ${FENCED_BY} ${upsert} returning 1 as ok`,
+      [...values, ...fenceParams(l.shard, epoch)]);
+    if (written.length === 0) throw this.#fence.refused(l.shard, epoch, what);
   }
 
   async list(limit: number): Promise<DeadLetter[]> {

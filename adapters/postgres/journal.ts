@@ -1,10 +1,13 @@
 // The event journal and snapshot store on PostgreSQL (runtime/ports.ts Journal).
 // SQL goes through MikroORM's connection: appends are the hot path and need no
 // unit of work or identity map. The primary key (persistence_key, sequence_nr)
-// is the fence against a second writer.
+// keeps two writers from forking an entity's history; with a WriteFence, every
+// append and snapshot is also conditional on the epoch this node holds for the
+// entity's shard (shard-epochs.ts), so a node that lost the shard writes nothing.
 
 import type { Orm } from './orm.ts';
-import type { Journal, JournalEntry, SnapshotEntry } from '../../runtime/ports.ts';
+import type { Journal, JournalEntry, SnapshotEntry, WriteFence } from '../../runtime/ports.ts';
+import { FENCED_BY, epochFor, fenceParams, staleEpoch } from './shard-epochs.ts';
 import { JournalConflictError, StorageRejectedError, StorageUnavailableError } from '../../runtime/errors.ts';
 import { countsAsOutage, hasSqlState } from '../resilience.ts';
 import { parseEntityKey, shardOf, type Placement } from '../../runtime/entity.ts';
@@ -17,11 +20,23 @@ interface SnapshotDbRow { persistence_key: string; sequence_nr: string | number;
 export class PostgresJournal implements Journal {
   readonly #orm: Orm;
   readonly #placement: Placement | undefined;
+  readonly #fence: WriteFence | undefined;
 
-  /** With `placement`, each row records its entity's shard, which projections read by (projections.ts). */
-  constructor(orm: Orm, placement?: Placement) {
+  /**
+   * With `placement`, each row records its entity's shard, which projections read by (projections.ts);
+   * with `fence` too, appends and snapshots are refused (ShardFencedError) unless this node holds the shard's current epoch.
+   */
+  constructor(orm: Orm, placement?: Placement, fence?: WriteFence) {
     this.#orm = orm;
     this.#placement = placement;
+    this.#fence = fence;
+  }
+
+  /** The shard and epoch a write of this entity must carry, when writes are fenced. */
+  #fenceOf(persistenceKey: string, what: string): { shard: number; epoch: number } | undefined {
+    const shard = this.#shardOf(persistenceKey);
+    if (!this.#fence || shard === null) return undefined;
+    return { shard, epoch: epochFor(this.#fence, shard, what) };
   }
 
   #shardOf(persistenceKey: string): number | null {
@@ -65,15 +80,23 @@ export class PostgresJournal implements Journal {
   }
 
   async append(entry: JournalEntry): Promise<void> {
+    const what = `append ${entry.persistenceKey}#${entry.sequenceNr}`;
+    const fence = this.#fenceOf(entry.persistenceKey, what);
+    const values = [entry.persistenceKey, entry.sequenceNr, JSON.stringify(entry.data), JSON.stringify(entry.tags), new Date(entry.createdAt), this.#shardOf(entry.persistenceKey)];
+    let written: unknown[];
     try {
-      await this.#sql(
-        'insert into journal (persistence_key, sequence_nr, data, tags, created_at, shard) values (?, ?, ?, ?, ?, ?)',
-        [entry.persistenceKey, entry.sequenceNr, JSON.stringify(entry.data), JSON.stringify(entry.tags), new Date(entry.createdAt), this.#shardOf(entry.persistenceKey)],
-      );
+      written = fence
+        ? await this.#sql(
+          `insert into journal (persistence_key, sequence_nr, data, tags, created_at, shard)
+           select ?, ?, ?::jsonb, ?::jsonb, ?::timestamptz, ?::int where ${FENCED_BY} returning 1 as ok`,
+          [...values, ...fenceParams(fence.shard, fence.epoch)])
+        : await this.#sql(
+          'insert into journal (persistence_key, sequence_nr, data, tags, created_at, shard) values (?, ?, ?, ?, ?, ?) returning 1 as ok', values);
     } catch (error) {
       if (isUniqueViolation(error)) throw new JournalConflictError(entry.persistenceKey, entry.sequenceNr);
-      throw classified(error, `append ${entry.persistenceKey}#${entry.sequenceNr}`);
+      throw classified(error, what);
     }
+    if (fence && written.length === 0) throw this.#fence!.refused(fence.shard, fence.epoch, what);
   }
 
   async read(persistenceKey: string, afterSequenceNr: number, limit: number): Promise<JournalEntry[]> {
@@ -110,13 +133,24 @@ export class PostgresJournal implements Journal {
   }
 
   async saveSnapshot(entry: SnapshotEntry): Promise<void> {
+    const what = `save snapshot of ${entry.persistenceKey}`;
+    const fence = this.#fenceOf(entry.persistenceKey, what);
+    const values = [entry.persistenceKey, entry.sequenceNr, JSON.stringify(entry.data), new Date(entry.createdAt)];
     // Never replace a newer snapshot with an older one (a slow write racing a newer one).
-    await this.#run(`save snapshot of ${entry.persistenceKey}`,
-      `insert into snapshot (persistence_key, sequence_nr, data, created_at) values (?, ?, ?, ?)
-       on conflict (persistence_key) do update set sequence_nr = excluded.sequence_nr, data = excluded.data, created_at = excluded.created_at
-       where snapshot.sequence_nr <= excluded.sequence_nr`,
-      [entry.persistenceKey, entry.sequenceNr, JSON.stringify(entry.data), new Date(entry.createdAt)],
-    );
+    const upsert = `on conflict (persistence_key) do update set sequence_nr = excluded.sequence_nr, data = excluded.data, created_at = excluded.created_at
+       where snapshot.sequence_nr <= excluded.sequence_nr returning 1 as ok`;
+    if (!fence) {
+      await this.#run(what, `insert into snapshot (persistence_key, sequence_nr, data, created_at) values (?, ?, ?, ?) ${upsert}`, values);
+      return;
+    }
+    const written = await this.#run(what,
+      `insert into snapshot (persistence_key, sequence_nr, data, created_at)
+       select ?, ?, ?::jsonb, ?::timestamptz where ${FENCED_BY} ${upsert}`,
+      [...values, ...fenceParams(fence.shard, fence.epoch)]);
+    // Nothing written: a stale epoch, or a newer snapshot already there.
+    if (written.length === 0 && await staleEpoch((q, p) => this.#run(what, q, p), fence.shard, fence.epoch)) {
+      throw this.#fence!.refused(fence.shard, fence.epoch, what);
+    }
   }
 
   async ping(): Promise<void> {

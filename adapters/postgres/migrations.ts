@@ -264,6 +264,25 @@ export class Migration0009CommandIds extends Migration {
   }
 }
 
+export class Migration0010ShardEpochs extends Migration {
+  override name = 'Migration0010ShardEpochs';
+
+  override up(): void {
+    // Fencing tokens (runtime/fencing.ts): a node that gains a shard takes the next epoch;
+    // every write of the shard is conditional on it, so a node that lost the shard writes nothing.
+    this.addSql(`create table if not exists shard_epoch (
+      shard integer primary key,
+      epoch bigint not null,
+      owner text not null,
+      updated_at timestamptz not null default now()
+    )`);
+  }
+
+  override down(): void {
+    this.addSql('drop table if exists shard_epoch');
+  }
+}
+
 export const migrations = [
   { name: 'Migration0001Journal', class: Migration0001Journal },
   { name: 'Migration0002ReadModels', class: Migration0002ReadModels },
@@ -274,4 +293,5 @@ export const migrations = [
   { name: 'Migration0007DeadLetters', class: Migration0007DeadLetters },
   { name: 'Migration0008Projections', class: Migration0008Projections },
   { name: 'Migration0009CommandIds', class: Migration0009CommandIds },
+  { name: 'Migration0010ShardEpochs', class: Migration0010ShardEpochs },
 ];

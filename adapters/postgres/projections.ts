@@ -25,6 +25,9 @@
 // the new owner starts from the stored offset. A batch takes a transaction-scoped
 // advisory lock on (projection, shard), so a batch of the old owner still running and
 // one of the new owner (or a rebuild) are serialised and the second re-reads the offset.
+// With a WriteFence, a batch's offset write is also conditional on this node's epoch for
+// the shard (shard-epochs.ts): a node that lost the shard without noticing has its whole
+// batch (views and offset) rolled back.
 //
 // Folding. Bookings and analytics fold each booking's journal history (bookings live
 // minutes: short histories); drivers and vehicles, whose histories are long (presence
@@ -35,6 +38,8 @@
 import type { Orm } from './orm.ts';
 import { inTransaction, type Sql } from './transaction.ts';
 import type { Guard } from '../resilience.ts';
+import type { WriteFence } from '../../runtime/ports.ts';
+import { FENCED_BY, epochFor, fenceParams } from './shard-epochs.ts';
 import type { JournalRecord } from '../../runtime/entity-actor.ts';
 import { applyBooking, bookingView, initialBooking, type BookingEvent, type BookingState } from '../../actors/booking.ts';
 import { applyDriver, driverView, initialDriver, type DriverEvent, type DriverState } from '../../actors/driver.ts';
@@ -281,6 +286,8 @@ export interface ProjectorOptions {
   readonly projections?: readonly Projection[];
   /** Shards this node owns now. */
   readonly owned: () => readonly number[];
+  /** Makes each batch's offset write conditional on this node's epoch for the shard (not a rebuild's). */
+  readonly fence?: WriteFence;
   readonly totalShards: number;
   /** How often every owned shard is looked at even without a wake-up (default 1 s). */
   readonly pollMs?: number;
@@ -406,7 +413,7 @@ export class Projector {
       for (const shard of targets) {
         if (this.#stopped) break;
         try {
-          await this.catchUp(p.name, shard);
+          await this.#catchUp(p.name, shard, true);
         } catch (error) {
           failed = true;
           const stats = this.#stats.get(p.name)!;
@@ -428,13 +435,18 @@ export class Projector {
   }
 
   /** Projects one shard until no visible journal row is left; returns the rows projected. */
-  async catchUp(name: string, shard: number): Promise<number> {
+  catchUp(name: string, shard: number): Promise<number> {
+    return this.#catchUp(name, shard, false);
+  }
+
+  /** `fenced`: as this shard's owner (the offset write carries its epoch), not as a rebuild. */
+  async #catchUp(name: string, shard: number, fenced: boolean): Promise<number> {
     const p = this.#projection(name);
     const batch = this.#o.batchSize ?? 200;
     let total = 0;
     for (;;) {
       const startedAt = this.#now();
-      const n = await this.#guarded(() => this.#batch(p, shard, batch));
+      const n = await this.#guarded(() => this.#batch(p, shard, batch, fenced));
       total += n;
       this.#stats.get(name)!.rows += n;
       if (n < batch) {
@@ -449,7 +461,12 @@ export class Projector {
     return this.#o.guard ? this.#o.guard.run(work) : work();
   }
 
-  async #batch(p: Projection, shard: number, limit: number): Promise<number> {
+  async #batch(p: Projection, shard: number, limit: number, fenced: boolean): Promise<number> {
+    const fence = fenced ? this.#o.fence : undefined;
+    const what = `projection ${p.name} offset of shard ${shard}`;
+    // A shard handed over since the loop read `owned`: its new owner projects it.
+    if (fence && fence.epochOf(shard) === undefined) return 0;
+    const epoch = fence ? epochFor(fence, shard, what) : undefined;
     const n = await inTransaction(this.#o.orm, async (sql) => {
       // Serialises batches of this (projection, shard): an old owner's, a new owner's, a rebuild's.
       // (An advisory lock takes no transaction id, so a batch that finds nothing holds no one back.)
@@ -469,11 +486,19 @@ export class Projector {
       }));
       await p.apply(sql, journalRows, shard);
       const last = journalRows.at(-1)!;
-      await sql(
-        `insert into projection_offset (projection, shard, tx, persistence_key, sequence_nr, updated_at) values (?, ?, ?::xid8, ?, ?, now())
-         on conflict (projection, shard) do update set tx = excluded.tx, persistence_key = excluded.persistence_key,
-           sequence_nr = excluded.sequence_nr, updated_at = excluded.updated_at`,
-        [p.name, shard, last.tx, last.key, last.seq]);
+      const upsert = `on conflict (projection, shard) do update set tx = excluded.tx, persistence_key = excluded.persistence_key,
+           sequence_nr = excluded.sequence_nr, updated_at = excluded.updated_at`;
+      if (epoch === undefined) {
+        await sql(`insert into projection_offset (projection, shard, tx, persistence_key, sequence_nr, updated_at) values (?, ?, ?::xid8, ?, ?, now()) ${upsert}`,
+          [p.name, shard, last.tx, last.key, last.seq]);
+        return rows.length;
+      }
+      const written = await sql(
+        `insert into projection_offset (projection, shard, tx, persistence_key, sequence_nr, updated_at)
+         select ?, ?::int, ?::xid8, ?, ?::bigint, now() where ${FENCED_BY} ${upsert} returning 1 as ok`,
+        [p.name, shard, last.tx, last.key, last.seq, ...fenceParams(shard, epoch)]);
+      // Rolls back the view rows written above.
+      if (written.length === 0) throw fence!.refused(shard, epoch, what);
       return rows.length;
     });
     if (n > 0) await this.#o.afterCommit?.(p.name, shard, n);

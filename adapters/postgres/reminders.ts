@@ -1,33 +1,57 @@
 // Reminders (runtime/ports.ts ReminderStore) on PostgreSQL, indexed by shard so a
-// node that gains shards finds the entities with timers to re-arm.
+// node that gains shards finds the entities with timers to re-arm. With a WriteFence,
+// writes are conditional on this node's epoch for the reminder's shard (shard-epochs.ts).
 
 import type { Orm } from './orm.ts';
-import type { Reminder, ReminderStore } from '../../runtime/ports.ts';
+import type { Reminder, ReminderStore, ShardId, WriteFence } from '../../runtime/ports.ts';
+import { FENCED_BY, epochFor, fenceParams, staleEpoch } from './shard-epochs.ts';
 
 export class PostgresReminderStore implements ReminderStore {
   readonly #orm: Orm;
+  readonly #fence: WriteFence | undefined;
 
-  constructor(orm: Orm) {
+  constructor(orm: Orm, fence?: WriteFence) {
     this.#orm = orm;
+    this.#fence = fence;
+  }
+
+  #sql<T>(sql: string, params: unknown[] = []): Promise<T[]> {
+    return this.#orm.em.getConnection().execute(sql, params) as Promise<T[]>;
   }
 
   async set(r: Reminder): Promise<void> {
-    await this.#orm.em.getConnection().execute(
-      `insert into reminder (entity_key, name, shard, due_at) values (?, ?, ?, ?)
-       on conflict (entity_key, name) do update set shard = excluded.shard, due_at = excluded.due_at`,
-      [r.entityKey, r.name, r.shard, new Date(r.dueAt)],
-    );
+    const values = [r.entityKey, r.name, r.shard, new Date(r.dueAt)];
+    const upsert = 'on conflict (entity_key, name) do update set shard = excluded.shard, due_at = excluded.due_at';
+    if (!this.#fence) {
+      await this.#sql(`insert into reminder (entity_key, name, shard, due_at) values (?, ?, ?, ?) ${upsert}`, values);
+      return;
+    }
+    const what = `reminder ${r.name} of ${r.entityKey}`;
+    const epoch = epochFor(this.#fence, r.shard, what);
+    const written = await this.#sql(
+      `insert into reminder (entity_key, name, shard, due_at) select ?, ?, ?::int, ?::timestamptz where ${FENCED_BY} ${upsert} returning 1 as ok`,
+      [...values, ...fenceParams(r.shard, epoch)]);
+    if (written.length === 0) throw this.#fence.refused(r.shard, epoch, what);
   }
 
-  async clear(entityKey: string, name: string): Promise<void> {
-    await this.#orm.em.getConnection().execute('delete from reminder where entity_key = ? and name = ?', [entityKey, name]);
+  async clear(entityKey: string, name: string, shard?: ShardId): Promise<void> {
+    if (!this.#fence || shard === undefined) {
+      await this.#sql('delete from reminder where entity_key = ? and name = ?', [entityKey, name]);
+      return;
+    }
+    const what = `clearing reminder ${name} of ${entityKey}`;
+    const epoch = epochFor(this.#fence, shard, what);
+    const deleted = await this.#sql(`delete from reminder where entity_key = ? and name = ? and ${FENCED_BY} returning 1 as ok`,
+      [entityKey, name, ...fenceParams(shard, epoch)]);
+    // Nothing deleted: a stale epoch, or no such reminder.
+    if (deleted.length === 0 && await staleEpoch((q, p) => this.#sql(q, p), shard, epoch)) throw this.#fence.refused(shard, epoch, what);
   }
 
   async forShards(shards: readonly number[]): Promise<Reminder[]> {
     if (shards.length === 0) return [];
-    const rows = await this.#orm.em.getConnection().execute(
+    const rows = await this.#sql<{ entity_key: string; name: string; shard: number; due_at: Date | string }>(
       `select entity_key, name, shard, due_at from reminder where shard in (${shards.map(() => '?').join(',')})`, [...shards],
-    ) as { entity_key: string; name: string; shard: number; due_at: Date | string }[];
+    );
     return rows.map((r) => ({ entityKey: r.entity_key, name: r.name, shard: r.shard, dueAt: new Date(r.due_at).getTime() }));
   }
 }

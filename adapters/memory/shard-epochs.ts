@@ -1,0 +1,22 @@
+// Shard epochs in memory (runtime/ports.ts ShardEpochs), for one process: the runtime's
+// tests and benchmarks. Embedded and cluster nodes keep them in PostgreSQL.
+
+import type { Epoch, ShardEpochs, ShardId } from '../../runtime/ports.ts';
+
+export class MemoryShardEpochs implements ShardEpochs {
+  readonly #rows = new Map<ShardId, { epoch: Epoch; owner: string }>();
+
+  async acquire(shards: readonly ShardId[], nodeId: string): Promise<ReadonlyMap<ShardId, Epoch>> {
+    const out = new Map<ShardId, Epoch>();
+    for (const shard of shards) {
+      const epoch = (this.#rows.get(shard)?.epoch ?? 0) + 1;
+      this.#rows.set(shard, { epoch, owner: nodeId });
+      out.set(shard, epoch);
+    }
+    return out;
+  }
+
+  current(shard: ShardId): { epoch: Epoch; owner: string } | undefined {
+    return this.#rows.get(shard);
+  }
+}

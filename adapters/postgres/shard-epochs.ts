@@ -1,0 +1,64 @@
+// Shard epochs (runtime/ports.ts ShardEpochs) on PostgreSQL, and the condition every
+// fenced write of a shard carries.
+//
+// Taking an epoch is one upsert that adds one to the current epoch (a compare-and-set
+// with no read in between). A fenced write checks the epoch in its own statement or
+// transaction with `fencedBy`, which takes a FOR SHARE lock on the shard's row: an epoch
+// taken meanwhile waits until the write commits, and a write that comes after it sees the
+// new epoch and changes nothing. Every write committed under an epoch is therefore
+// committed before the next epoch is taken.
+
+import type { Orm } from './orm.ts';
+import type { Epoch, ShardEpochs, ShardId, WriteFence } from '../../runtime/ports.ts';
+import { StorageUnavailableError } from '../../runtime/errors.ts';
+import { countsAsOutage } from '../resilience.ts';
+
+type Execute = <T>(sql: string, params?: unknown[]) => Promise<T[]>;
+
+export class PostgresShardEpochs implements ShardEpochs {
+  readonly #orm: Orm;
+
+  constructor(orm: Orm) {
+    this.#orm = orm;
+  }
+
+  async acquire(shards: readonly ShardId[], nodeId: string): Promise<ReadonlyMap<ShardId, Epoch>> {
+    if (shards.length === 0) return new Map();
+    try {
+      const rows = await this.#orm.em.getConnection().execute(
+        `insert into shard_epoch (shard, epoch, owner, updated_at)
+         select s, 1, ?, now() from unnest(array[${shards.map(() => '?').join(',')}]::int[]) s
+         on conflict (shard) do update set epoch = shard_epoch.epoch + 1, owner = excluded.owner, updated_at = now()
+         returning shard, epoch`,
+        [nodeId, ...shards],
+      ) as { shard: number; epoch: string | number }[];
+      return new Map(rows.map((r) => [Number(r.shard), Number(r.epoch)]));
+    } catch (error) {
+      if (countsAsOutage(error)) throw new StorageUnavailableError(`taking epochs for shard(s) ${shards.join(', ')}: ${(error as Error).message}`, { cause: error });
+      throw error;
+    }
+  }
+}
+
+/** `exists (...)`: true while `epoch` is the shard's current one; append to a write's `where`, with `fenceParams`. */
+export const FENCED_BY = 'exists (select 1 from shard_epoch where shard = ? and epoch = ? for share)';
+
+export function fenceParams(shard: ShardId, epoch: Epoch): [number, number] {
+  return [shard, epoch];
+}
+
+/** The epoch a write of `shard` must carry, or the error to throw when this node holds none. */
+export function epochFor(fence: WriteFence, shard: ShardId, what: string): Epoch {
+  const epoch = fence.epochOf(shard);
+  if (epoch === undefined) throw fence.refused(shard, undefined, what);
+  return epoch;
+}
+
+/**
+ * A fenced write changed no row: either the epoch is stale (refused) or the write had
+ * nothing to change (an older snapshot, a reminder already gone). Asks which.
+ */
+export async function staleEpoch(sql: Execute, shard: ShardId, epoch: Epoch): Promise<boolean> {
+  const [row] = await sql<{ epoch: string | number }>('select epoch from shard_epoch where shard = ?', [shard]);
+  return !row || Number(row.epoch) !== epoch;
+}
