@@ -37,5 +37,7 @@ const report = [
   '',
 ].join('\n');
 console.log(report);
-if (!quick) writeFileSync(new URL('./RESULTS.md', import.meta.url), report);
+// Only a whole run replaces RESULTS.md: `--only` or `--quick` would drop the other benches' rows.
+if (!quick && !only) writeFileSync(new URL('./RESULTS.md', import.meta.url), report);
+else if (!quick) writeFileSync(new URL(`./RESULTS-${only}.md`, import.meta.url), report);
 process.exit(0);
