@@ -268,6 +268,9 @@ export class ShardRegion {
       }, timeoutMs);
       this.#pending.set(id, { resolve, reject, timer });
     });
+    // The timeout may reject `result` while the append still waits (a slow broker, a
+    // rebalance): nobody awaits it yet, and an unhandled rejection would end the process.
+    result.catch(() => undefined);
     const command: CommandEnvelope = { id, to, message, at: this.#now(), replyTo: this.nodeId };
     try {
       await this.#o.log.append(this.shardOf(to), command);

@@ -148,3 +148,25 @@ test('an idle entity whose timer is far off is passivated, and its reminder brin
   t.true(await eventually(async () => journal.count('counter:sleeper') === 2), 'back in time, and the alarm rang');
   await r.stop();
 });
+
+test('a request whose append outlasts its timeout fails with AskTimeoutError and leaves no unhandled rejection to end the process', async (t) => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  t.teardown(() => { process.off('unhandledRejection', onUnhandled); });
+  const slow = { appendMs: 0 };
+  const r = await startRig({
+    behaviors: [counter], askTimeoutMs: 50,
+    wrapLog: (log) => ({
+      ...flakyTells(log, { failNext: false }),
+      // A broker that takes its time (a rebalance, a restart): longer than the ask timeout.
+      append: async (shard, command) => { await new Promise((w) => setTimeout(w, slow.appendMs)); return log.append(shard, command); },
+    }),
+  });
+  slow.appendMs = 300;
+  await t.throwsAsync(r.region.request(ref('slow'), { type: 'add', n: 1 }), { name: 'AskTimeoutError' });
+  // Unhandled rejections are reported after the microtask queue drains: give them a moment.
+  await new Promise((w) => setTimeout(w, 200));
+  t.deepEqual(unhandled, [], 'no unhandled rejection');
+  await r.stop();
+});
