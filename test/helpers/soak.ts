@@ -46,7 +46,7 @@ const SECRET = 'soak-jwt-secret-long-enough-for-cluster-mode-0123456789';
 const QUOTE_SECRET = 'soak-quote-secret-long-enough-for-cluster-mode-9876543210';
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-interface Member { id: string; node: NodeProcess; sim?: ChildProcess; simDone?: Promise<void>; paused: boolean }
+interface Member { id: string; node: NodeProcess; sim?: ChildProcess; simDone?: Promise<void>; paused: boolean; stopping?: boolean }
 
 /** The soak's own broker: scripts/kafka.sh with its own ports and data directory. */
 async function ownBroker(log: (l: string) => void) {
@@ -99,6 +99,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const members: Member[] = [];
   const gone: Member[] = [];
   const fencedWrites: Record<string, string> = {};
+  const died: string[] = [];
   const work = mkdtempSync(join(tmpdir(), 'soak-'));
   const recordFile = join(work, 'bookings.jsonl');
   writeFileSync(recordFile, '');
@@ -134,7 +135,17 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     const startMember = async (): Promise<Member> => {
       const id = `s${++seq}`;
       const node = await startNodeProcess('test/fixtures/soak-node.ts', { ...env, NODE_ID: id, DATA_DIR: mkdtempSync(join(work, `${id}-`)) }, 180_000);
-      return { id, node, paused: false };
+      const m: Member = { id, node, paused: false };
+      // A node that dies without being told to is a finding: say so, with its last words, and take it out of the load.
+      void node.exited.then((code) => {
+        if (m.stopping) return;
+        died.push(`node ${id} exited on its own (code ${code}, signal ${node.child.signalCode})`);
+        fault(`${id} EXITED on its own (code ${code}); last lines:\n${node.output.slice(-15).join('\n')}`);
+        const i = members.indexOf(m);
+        if (i >= 0) { members.splice(i, 1); gone.push(m); }
+        m.sim?.kill('SIGKILL');
+      });
+      return m;
     };
     const startSim = (m: Member) => {
       const sim = spawn(process.execPath, ['scripts/simulate.ts'], {
@@ -157,6 +168,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     };
     cleanup.push(async () => {
       for (const m of [...members, ...gone]) {
+        m.stopping = true;
         if (m.sim && m.sim.exitCode === null && m.sim.signalCode === null) m.sim.kill('SIGKILL');
         if (m.paused) m.node.child.kill('SIGCONT');
         await m.node.kill('SIGKILL');
@@ -249,6 +261,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       log(`soak: ${what}: ${ok ? `settled in ${Date.now() - t} ms` : 'NOT settled within 180 s'}`);
     };
     const leave = async (m: Member, how: 'SIGTERM' | 'SIGKILL') => {
+      m.stopping = true;
       members.splice(members.indexOf(m), 1);
       gone.push(m);
       if (how === 'SIGTERM') {
@@ -327,7 +340,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       : Math.max(...firstOkAfterKill.values()) - killedAt;
     log(`soak: load stopped; ${acknowledged.length} bookings acknowledged; checking invariants`);
     const report = await checkInvariants({ databaseUrl: db.url, urls, adminToken: admin, bookings: acknowledged, counterSent: sent, log });
-    return { report, violations: report.violations, acknowledged: acknowledged.length, longestUnavailableMs, serveAgainAfterKillMs, longestCounterAckMs, fencedWrites, faults };
+    return { report, violations: [...died, ...report.violations], acknowledged: acknowledged.length, longestUnavailableMs, serveAgainAfterKillMs, longestCounterAckMs, fencedWrites, faults };
   } finally {
     for (const c of cleanup.reverse()) await c().catch((e) => log(`soak: cleanup: ${e instanceof Error ? e.message : e}`));
     rmSync(work, { recursive: true, force: true });
