@@ -262,8 +262,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     };
     const leave = async (m: Member, how: 'SIGTERM' | 'SIGKILL') => {
       m.stopping = true;
-      members.splice(members.indexOf(m), 1);
-      gone.push(m);
+      // It may be gone already (a node that died on its own): splice(-1) would drop another member.
+      const i = members.indexOf(m);
+      if (i >= 0) { members.splice(i, 1); gone.push(m); }
       if (how === 'SIGTERM') {
         await metric(m);
         await stopSim(m, 'SIGTERM'); // its simulator cleans up against its node first
