@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A single Apache Kafka broker in KRaft mode (combined broker + controller) on
-# 127.0.0.1:${KAFKA_PORT:-9092}, from Maven Central jars: no Docker, no tarball download.
+# 127.0.0.1:${KAFKA_PORT:-9092} (controller on ${KAFKA_CONTROLLER_PORT:-9093}), from Maven
+# Central jars: no Docker, no tarball download. A second broker (the soak restarts its own)
+# is the same command with other ports and its own KAFKA_DATA_DIR.
 #
 # Kafka 3.9.1: the last 3.x line. kafkajs 2.2.4 speaks the older protocol versions
 # that Kafka 4 removed (KIP-896), so 4.x is not a safe match for it.

@@ -18,8 +18,11 @@
 //
 //   URL=http://localhost:8000 DRIVERS=60 BOOKINGS_PER_MIN=40 DURATION_S=120 npm run simulate
 //   more knobs: SPEEDUP, SCHEDULED_SHARE (0.1), PROGRESS_S (10), CLEANUP_S (30)
+//   RECORD_FILE: appends one JSON line { id, riderId, at } per booking the node acknowledged
+//   (201), for a checker to verify afterwards (the soak, scripts/soak.ts, does)
 
 import { randomUUID } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
 
 const env = (name: string, fallback: number): number => {
@@ -37,6 +40,7 @@ const SPEEDUP = Math.max(env('SPEEDUP', 20), 0.1); // driving runs this many tim
 const SCHEDULED_SHARE = Math.min(env('SCHEDULED_SHARE', 0.1), 1); // bookings made for later
 const PROGRESS_S = Math.max(env('PROGRESS_S', 10), 1); // a progress line this often when stdout is not a terminal
 const CLEANUP_S = Math.max(env('CLEANUP_S', 30), 1); // how long the clean-up at the end may take
+const RECORD_FILE = process.env.RECORD_FILE || undefined; // acknowledged bookings, one JSON line each
 const ACCEPT_RATE = 0.9;
 // Bookings for later: past the node's dispatch lead (SCHEDULE_LEAD_MS, 10 min by default) they wait as `scheduled`.
 const SCHEDULE_AHEAD_MS = 15 * 60_000;
@@ -309,6 +313,8 @@ async function book(): Promise<void> {
   if (res.status !== 201) { error('booking', `HTTP ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`); return; }
   const b: SimBooking = { id: res.body.id, riderId, status: '', scheduled, requestedAt };
   bookings.set(b.id, b);
+  // Written before anything else can fail: a booking the node acknowledged is on record.
+  if (RECORD_FILE) appendFileSync(RECORD_FILE, `${JSON.stringify({ id: b.id, riderId, at: requestedAt })}\n`);
   stats.booked++;
   if (scheduled) stats.scheduled++;
   track(b, res.body.status);
