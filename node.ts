@@ -270,6 +270,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   const metricsUrl = metricsServer ? `http://${config.http.host}:${(metricsServer.address() as AddressInfo).port}/metrics` : `${url}/metrics`;
   logger.info({ url, metricsUrl, mode: config.mode, shards: config.cluster.shards }, 'node started');
+  storage.startBackfill();
 
   return {
     url, metricsUrl, region, host, storage, logger, notifier, readModels, projector, scheduler, ws, edge, routes,

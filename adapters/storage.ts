@@ -32,6 +32,11 @@ export interface Storage {
    */
   readonly fences: ShardFences;
   readonly embedded: boolean;
+  /**
+   * Gives journal rows from before per-shard projections their shard, in the background:
+   * started once the node serves, since a locked or long journal must not hold up its start.
+   */
+  startBackfill(): void;
   /** One circuit for the one database, shared by every request-path store. */
   readonly sqlGuard: Guard;
   /**
@@ -84,8 +89,7 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
   logger.info({ embedded: Boolean(embedded), ms: Math.round(performance.now() - started) }, 'storage ready');
   const fences = new ShardFences(new PostgresShardEpochs(orm));
   const journal = new PostgresJournal(orm, { shards: config.cluster.shards, placementRes: config.cluster.placementRes }, fences);
-  const backfilled = await journal.backfillShards();
-  if (backfilled > 0) logger.info({ entities: backfilled }, 'journal rows from before per-shard projections now carry their shard');
+  let backfill: { stop(): void } | undefined;
   return {
     orm, journal, reminders: new PostgresReminderStore(orm, fences), deadLetters: new PostgresDeadLetterStore(orm, fences), fences,
     operatorDeadLetters: new PostgresDeadLetterStore(orm),
@@ -93,7 +97,12 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
     // Shared by every user: only errors saying the server is down or unreachable move it, never one request's bad input.
     sqlGuard: guard({ name: 'PostgreSQL', countsAsOutage }),
     problem: () => embedded?.problem(),
+    startBackfill() {
+      backfill ??= backfillInBackground(journal, logger);
+    },
     async close() {
+      // Not awaited: a statement of it stuck in the database ends when the database does.
+      backfill?.stop();
       const closing = journal.close();
       if (embedded) {
         // The pool's close waits for the statement in flight; one stuck in the embedded
@@ -102,6 +111,37 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
         await embedded.stop();
       }
       await closing;
+    },
+  };
+}
+
+/**
+ * Journal rows from before per-shard projections get their shard (journal.ts
+ * backfillShards) while the node serves: a journal locked by a stuck transaction, or a
+ * long history, must not keep the node from starting (nor, embedded, hold its one
+ * connection before it has started). Until then those rows wait to be
+ * projected; a failed attempt is logged and tried again.
+ */
+function backfillInBackground(journal: PostgresJournal, logger: Logger, retryMs = 10_000): { stop(): void } {
+  let stopped = false;
+  const wake = new AbortController();
+  void (async () => {
+    while (!stopped) {
+      try {
+        const entities = await journal.backfillShards();
+        if (entities > 0) logger.info({ entities }, 'journal rows from before per-shard projections now carry their shard');
+        return;
+      } catch (error) {
+        if (stopped) return;
+        logger.warn({ err: error }, 'giving journal rows their shard failed; trying again');
+        await sleep(retryMs, undefined, { signal: wake.signal }).catch(() => undefined);
+      }
+    }
+  })();
+  return {
+    stop() {
+      stopped = true;
+      wake.abort();
     },
   };
 }
