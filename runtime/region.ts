@@ -84,6 +84,9 @@ export interface RegionStats {
   readonly owned: readonly number[];
 }
 
+/** How long without an assignment before /ready says so (a normal rebalance takes seconds). */
+const REBALANCE_GRACE_MS = 20_000;
+
 /** A shard whose oldest unhandled command keeps failing. */
 export interface StuckShard {
   readonly shard: number;
@@ -114,6 +117,8 @@ export class ShardRegion {
    * not given.
    */
   #rebalancing = false;
+  /** Since when no assignment has come (a rebalance, or a consumer out of the group after a crash). */
+  #rebalancingSince: number | undefined;
   #joined: Set<number> | undefined;
   #closed = false;
   #epoch = 0;
@@ -229,6 +234,11 @@ export class ShardRegion {
   unready(): string | undefined {
     if (this.#stopping) return 'node is shutting down';
     if (!this.#started) return 'node does not own its shards yet';
+    // A rebalance takes a few seconds; one that never ends (the consumer out of the group) is not ready.
+    const since = this.#rebalancingSince;
+    if (since !== undefined && this.#now() - since > REBALANCE_GRACE_MS) {
+      return `no shard assignment for ${Math.round((this.#now() - since) / 1000)} s: rebalancing, or out of the consumer group`;
+    }
     if (this.#gaining.size === 0) return undefined;
     const shards = [...this.#gaining.keys()].sort((a, b) => a - b).join(', ');
     const failure = [...this.#gaining.values()].find((g) => g.failure)?.failure;
@@ -422,6 +432,7 @@ export class ShardRegion {
 
   /** A rebalance began: every shard is fenced until the join says which stay (see KafkaCommandLog's assigner). */
   #onRebalancing(): void {
+    this.#rebalancingSince ??= this.#now();
     this.#rebalancing = true;
     this.#epoch++;
     this.#signal();
@@ -431,6 +442,7 @@ export class ShardRegion {
   #onJoined(owned: readonly number[]): void {
     this.#joined = new Set(owned);
     this.#rebalancing = false;
+    this.#rebalancingSince = undefined;
     this.#epoch++;
     this.#signal();
     const deferred = this.#deferredFires;

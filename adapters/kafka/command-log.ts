@@ -121,7 +121,15 @@ export class KafkaCommandLog implements CommandLog {
       this.#handlers?.onJoined?.(owned);
       this.#reassigning = this.#reassigning.then(() => this.#reassign(owned, join)).catch((e) => options.onError?.(e, 'rebalance'));
     });
-    this.#consumer.on(this.#consumer.events.CRASH, (event) => options.onError?.(event.payload.error, 'kafka consumer crashed'));
+    this.#consumer.on(this.#consumer.events.CRASH, (event) => {
+      // kafkajs has disconnected the consumer: it is out of the group and its shards go to
+      // others. Nothing is served from them until the next assignment; kafkajs restarts a
+      // consumer only after a retriable error, so after any other one this log does.
+      options.onError?.(event.payload.error, `kafka consumer crashed; ${event.payload.restart ? 'kafkajs restarts it' : 'restarting it'}`);
+      this.#serving.clear();
+      this.#handlers?.onRebalancing?.();
+      if (!event.payload.restart) void this.#restartConsumer();
+    });
   }
 
   /** Creates the topic with one partition per shard, or checks that the existing one has that many. */
@@ -245,14 +253,34 @@ export class KafkaCommandLog implements CommandLog {
     if (!this.#running) {
       this.#running = true;
       await this.#consumer.subscribe({ topic: this.#o.topic, fromBeginning: true });
-      await this.#consumer.run({
-        autoCommit: false,
-        eachBatchAutoResolve: false,
-        partitionsConsumedConcurrently: this.shards,
-        eachBatch: (payload) => this.#eachBatch(payload),
-      });
+      await this.#run();
     }
     await assigned;
+  }
+
+  #run(): Promise<void> {
+    return this.#consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.shards,
+      eachBatch: (payload) => this.#eachBatch(payload),
+    });
+  }
+
+  /** After a crash kafkajs gave up on: connects and runs the consumer again (it rejoins the group), with backoff. */
+  async #restartConsumer(): Promise<void> {
+    const delays = backoff(this.#o.retryMinMs ?? 200, this.#o.retryMaxMs ?? 5_000);
+    for (let attempt = 1; !this.#stopped && !this.#closing; attempt++) {
+      await sleep(delays.next().value);
+      if (this.#stopped || this.#closing) return;
+      try {
+        await this.#consumer.connect();
+        await this.#run();
+        return;
+      } catch (error) {
+        this.#o.onError?.(error, `restarting the kafka consumer failed (attempt ${attempt}); trying again`);
+      }
+    }
   }
 
   /** Connects the admin, producer and consumer; a broker that cannot be reached is DependencyUnreachableError. */
