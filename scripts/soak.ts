@@ -8,6 +8,7 @@
 // views and analytics equal the journal. Exit status 1 on any violation.
 //
 //   SOAK_MINUTES=3 npm run soak
+//   SOAK_LOG_DIR=/tmp/soak-logs keeps every node's whole log there
 
 import { runSoak, summary } from '../test/helpers/soak.ts';
 
@@ -26,6 +27,7 @@ try {
     pauseAtMs: 20_000,
     brokerRestartAtMs: Math.min(90_000, durationMs / 2),
     log: (line) => console.log(`${stamp()} ${line}`),
+    logDir: process.env.SOAK_LOG_DIR || undefined,
   });
   console.log(`\nsoak of ${minutes} min done in ${((Date.now() - began) / 60_000).toFixed(1)} min\n${summary(result)}`);
   process.exit(result.violations.length === 0 ? 0 : 1);

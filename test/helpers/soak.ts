@@ -6,7 +6,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -27,6 +27,8 @@ export interface SoakOptions {
   readonly driversPerNode?: number;
   readonly bookingsPerMinPerNode?: number;
   readonly log?: (line: string) => void;
+  /** Each node's whole output goes to <logDir>/<node id>.log as well (for reading after a finding). */
+  readonly logDir?: string;
 }
 
 export interface SoakResult {
@@ -136,6 +138,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       const id = `s${++seq}`;
       const node = await startNodeProcess('test/fixtures/soak-node.ts', { ...env, NODE_ID: id, DATA_DIR: mkdtempSync(join(work, `${id}-`)) }, 180_000);
       const m: Member = { id, node, paused: false };
+      if (options.logDir) {
+        mkdirSync(options.logDir, { recursive: true });
+        const file = join(options.logDir, `${id}.log`);
+        writeFileSync(file, `${node.output.join('\n')}\n`);
+        for (const stream of [node.child.stdout, node.child.stderr]) stream?.on('data', (chunk: Buffer) => appendFileSync(file, chunk));
+      }
       // A node that dies without being told to is a finding: say so, with its last words, and take it out of the load.
       void node.exited.then((code) => {
         if (m.stopping) return;
