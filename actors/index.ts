@@ -13,6 +13,9 @@ export interface DomainSettings {
     readonly cellRes: number;
     readonly offerTimeoutMs: number;
     readonly surgeCap: number;
+    /** Absent: DEFAULT_PRICING's peak hours and multiplier. */
+    readonly peakHours?: readonly number[];
+    readonly peakMultiplier?: number;
     readonly deadlineMs: number;
     /** Absent: the behaviours' defaults (DEFAULT_BOOKING, DEFAULT_PRESENCE). */
     readonly scheduleLeadMs?: number;

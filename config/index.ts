@@ -103,6 +103,9 @@ export interface Config {
     readonly cellRes: number;
     readonly offerTimeoutMs: number;
     readonly surgeCap: number;
+    /** UTC hours whose fares are multiplied by peakMultiplier. */
+    readonly peakHours: readonly number[];
+    readonly peakMultiplier: number;
     readonly deadlineMs: number;
     readonly scheduleLeadMs: number;
     /** Wait after a search that found nobody, doubled per search up to searchBackoffMaxMs. */
@@ -163,6 +166,18 @@ class Reader {
       return Number(VARIABLES[name].default ?? min);
     }
     return value;
+  }
+
+  /** Comma-separated hours of the day (0-23), or `none`. */
+  hours(name: VariableName): number[] {
+    const text = this.string(name);
+    if (text.toLowerCase() === 'none') return [];
+    const hours = text.split(',').map((h) => h.trim());
+    if (hours.some((h) => !/^\d{1,2}$/.test(h) || Number(h) > 23)) {
+      this.problems.push(`${name} must be hours 0-23 separated by commas, or none, got "${text}"`);
+      return [];
+    }
+    return [...new Set(hours.map(Number))].sort((a, b) => a - b);
   }
 
   bool(name: VariableName): boolean {
@@ -374,6 +389,8 @@ export function loadConfig(env: Env = process.env): Config {
       cellRes,
       offerTimeoutMs: r.int('OFFER_TIMEOUT_MS', 1_000, 600_000),
       surgeCap: r.number('SURGE_CAP', 1, 20),
+      peakHours: r.hours('PEAK_HOURS'),
+      peakMultiplier: r.number('PEAK_MULTIPLIER', 1, 5),
       deadlineMs: r.int('DISPATCH_DEADLINE_MS', 5_000, 3_600_000),
       scheduleLeadMs: r.int('SCHEDULE_LEAD_MS', 0, 86_400_000),
       searchBackoffMs: r.int('DISPATCH_SEARCH_BACKOFF_MS', 100, 60_000),

@@ -57,6 +57,8 @@ const DEFINED = {
   CELL_RES: { default: '7', doc: 'H3 resolution of cell actors (7 is about 5 km²)' },
   OFFER_TIMEOUT_MS: { default: '15000', doc: 'how long a driver has to answer an offer' },
   SURGE_CAP: { default: '3', doc: 'highest surge multiplier' },
+  PEAK_HOURS: { default: '7,8,17,18', doc: 'UTC hours whose fares are multiplied by PEAK_MULTIPLIER (comma-separated 0-23, or none)' },
+  PEAK_MULTIPLIER: { default: '1.2', doc: 'fare multiplier in peak hours' },
   DISPATCH_DEADLINE_MS: { default: '120000', doc: 'a booking finds no driver after searching this long' },
   SCHEDULE_LEAD_MS: { default: '600000', doc: 'scheduled bookings start dispatch this long before their time' },
   DISPATCH_SEARCH_BACKOFF_MS: { default: '1000', doc: 'a dispatch search that finds nobody to offer is made again after this long, doubled each time up to DISPATCH_SEARCH_BACKOFF_MAX_MS, until DISPATCH_DEADLINE_MS' },

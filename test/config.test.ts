@@ -35,6 +35,12 @@ test('the defaults select one embedded node', (t) => {
   t.is(config.auth.audience, undefined);
   // One broker in development; compose and k8s set 3 replicas, 2 in sync.
   t.like(config.cluster, { replicationFactor: 1, minInsyncReplicas: 1, sendQueueMax: 10_000, maxRequestBytes: 900_000 });
+  t.like(config.dispatch, { peakHours: [7, 8, 17, 18], peakMultiplier: 1.2 });
+});
+
+test('peak hours: a list of UTC hours, or none', (t) => {
+  t.deepEqual(loadConfig({ PEAK_HOURS: '18, 7,7' }).dispatch.peakHours, [7, 18]);
+  t.deepEqual(loadConfig({ PEAK_HOURS: 'none' }).dispatch.peakHours, []);
 });
 
 test('Kafka brokers select cluster mode, which needs PostgreSQL, Redis and real secrets too', (t) => {
@@ -70,6 +76,8 @@ const bad: [Record<string, string>, RegExp][] = [
   [{ AUTH_DEV_TOKENS: 'maybe' }, /^AUTH_DEV_TOKENS must be true or false/],
   [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/],
   [{ SURGE_CAP: 'NaN' }, /^SURGE_CAP must be a number/],
+  [{ PEAK_HOURS: '7,25' }, /^PEAK_HOURS must be hours 0-23 separated by commas, or none, got "7,25"$/],
+  [{ PEAK_MULTIPLIER: '0.5' }, /^PEAK_MULTIPLIER must be a number from 1 to 5/],
   [{ JWT_SECRET: 'short' }, /^JWT_SECRET must be at least 16 characters/],
   [{ RATE_LIMIT_API_PER_MIN: '0' }, /^RATE_LIMIT_API_PER_MIN must be an integer from 1 to 1000000, got "0"$/],
   [{ RATE_LIMIT_BOOKINGS_PER_MIN: 'thirty' }, /^RATE_LIMIT_BOOKINGS_PER_MIN must be an integer from 1 to 1000000, got "thirty"$/],
@@ -201,4 +209,22 @@ test('every problem is reported at once, and a password in a URL is not echoed',
 test('.env.example documents every variable the configuration reads', (t) => {
   const example = readFileSync(new URL('../.env.example', import.meta.url), 'utf8');
   for (const name of Object.keys(VARIABLES)) t.regex(example, new RegExp(`^#? ?${name}=`, 'm'), name);
+});
+
+test('a node prices quotes with the configured peak hours and multiplier', async (t) => {
+  const quote = async (extra: Record<string, string>) => {
+    const edge = await startEdge(extra);
+    t.teardown(() => edge.stop());
+    const token = await edge.token('peak-rider', 'rider');
+    const res = await edge.http('POST', '/v1/quotes', {
+      token, body: { pickup: { lat: 52.52, lng: 13.405 }, dropoff: { lat: 52.5, lng: 13.42 }, vehicleType: 'economy' },
+    });
+    t.is(res.status, 201);
+    return res.body.price.amount as number;
+  };
+  const allDay = Array.from({ length: 24 }, (_, h) => h).join(',');
+  const offPeak = await quote({ PEAK_HOURS: 'none' });
+  const peak = await quote({ PEAK_HOURS: allDay, PEAK_MULTIPLIER: '1.5' });
+  // Both are rounded from the same unrounded fare: within one cent of 1.5 times.
+  t.true(Math.abs(peak - offPeak * 1.5) <= 1, `${peak} is 1.5 × ${offPeak}`);
 });

@@ -7,7 +7,6 @@
 import test from 'ava';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_PRICING as DEFAULT_POLICY } from '../actors/pricing.ts';
 import { startEdge } from './helpers/edge-client.ts';
 import { eventually, repoRoot } from './helpers/node-process.ts';
 
@@ -32,24 +31,9 @@ function normalize(value: unknown, key = ''): unknown {
 
 const show = (value: unknown) => JSON.stringify(normalize(value));
 
-const PEAK = DEFAULT_POLICY.peakMultiplier;
-
-/** The README shows off-peak fares; in a peak hour the node charges ×peakMultiplier. */
-function offPeak<T>(answer: T): T {
-  if (!DEFAULT_POLICY.peakHours.includes(new Date().getUTCHours())) return answer;
-  const strip = (v: unknown): unknown => {
-    if (Array.isArray(v)) return v.map(strip);
-    if (v && typeof v === 'object') {
-      return Object.fromEntries(Object.entries(v).map(([k, x]) =>
-        [k, k === 'price' && x && typeof x === 'object' ? { ...x, amount: Math.round((x as { amount: number }).amount / PEAK) } : strip(x)]));
-    }
-    return v;
-  };
-  return strip(answer) as T;
-}
-
 test('every answer shown in the README is what a node answers today', async (t) => {
-  const edge = await startEdge();
+  // The README shows off-peak fares: a node without peak hours answers the same at any hour.
+  const edge = await startEdge({ PEAK_HOURS: 'none' });
   t.teardown(() => edge.stop());
   const seen = new Map<string, string>();
   const driverTok = await edge.token('d-7', 'driver');
@@ -63,27 +47,27 @@ test('every answer shown in the README is what a node answers today', async (t) 
 
   const quote = await edge.http('POST', '/v1/quotes', { token: riderTok, body: { pickup: PICKUP, dropoff: DROPOFF, vehicleType: 'economy' } });
   t.is(quote.status, 201);
-  seen.set('quote', show(offPeak(quote.body)));
+  seen.set('quote', show(quote.body));
   const booked = await edge.http('POST', '/v1/bookings', { token: riderTok, body: { quoteId: quote.body.quoteId }, headers: { 'idempotency-key': 'ride-1' } });
   t.is(booked.status, 201);
-  seen.set('booking', show(offPeak(booked.body)));
+  seen.set('booking', show(booked.body));
   const id = booked.body.id as string;
 
   const rider = await edge.socket();
   await rider.call({ type: 'auth', token: riderTok }, 'a');
   seen.set('ws-subscribe', show(await rider.call({ type: 'subscribe', bookingId: id }, 's')));
   const offer = await driver.next((m) => m.type === 'offer' && m.bookingId === id);
-  seen.set('ws-offer', show(offPeak(offer)));
+  seen.set('ws-offer', show(offer));
   seen.set('ws-accept', show(await driver.call({ type: 'offer.accept', bookingId: id }, 'acc')));
   const accepted = await rider.next((m) => m.type === 'booking.updated' && m.booking.status === 'accepted');
-  seen.set('ws-accepted', show(offPeak(accepted)));
+  seen.set('ws-accepted', show(accepted));
   for (const step of ['trip.arrived', 'trip.start', 'trip.complete']) await driver.call({ type: step, bookingId: id }, step);
   await driver.next((m) => m.type === 'booking.updated' && m.booking.status === 'completed');
 
   const done = await edge.http('GET', `/v1/bookings/${id}`, { token: riderTok });
-  seen.set('booking-completed', show(offPeak(done.body)));
+  seen.set('booking-completed', show(done.body));
   const rated = await edge.http('POST', `/v1/bookings/${id}/rating`, { token: riderTok, body: { stars: 5 } });
-  seen.set('rating', show(offPeak(rated.body)));
+  seen.set('rating', show(rated.body));
 
   const from = new Date(Date.now() - 3_600_000).toISOString();
   const to = new Date(Date.now() + 60_000).toISOString();
@@ -92,7 +76,7 @@ test('every answer shown in the README is what a node answers today', async (t) 
     analytics = (await edge.http('GET', `/v1/admin/analytics?from=${from}&to=${to}&groupBy=cell`, { token: adminTok })).body;
     return analytics.items?.[0]?.completed === 1 && analytics.items[0].activeDrivers === 1 && analytics.items[0].newRiders === 1;
   }), JSON.stringify(analytics));
-  seen.set('analytics-cell', show(offPeak(analytics)));
+  seen.set('analytics-cell', show(analytics));
 
   const text = readFileSync(README, 'utf8');
   if (process.env.UPDATE_README) {
