@@ -624,28 +624,31 @@ export class ShardRegion {
     }
     this.#assignment = assignment;
     const fences = this.#o.fences;
-    // With fencing, a shard is owned only under an epoch: a gained one once it is taken below,
-    // and one fenced here stays dropped until the log hands it over again.
+    // With fencing, a shard is owned only under an epoch: a gained one once it is taken below.
+    // A shard this node kept but lost its epoch for (fenced while it was paused, say: another
+    // node took it in a generation this node missed) is taken again like a gained one, since
+    // this assignment is newer than the fence; left dropped, nobody would serve it.
     for (const shard of assignment.owned) if (!fences || fences.holds(shard)) this.#owned.add(shard);
     this.#signal();
-    for (const shard of this.#gaining.keys()) if (!this.#owned.has(shard)) this.#gaining.delete(shard);
-    for (const shard of gained) if (!this.#gaining.has(shard)) this.#gaining.set(shard, { since: this.#now() });
-    if (gained.length === 0) return;
+    const taken = fences ? [...new Set([...gained, ...assignment.owned.filter((s) => !fences.holds(s))])] : gained;
+    for (const shard of this.#gaining.keys()) if (!this.#owned.has(shard) && !taken.includes(shard)) this.#gaining.delete(shard);
+    for (const shard of taken) if (!this.#gaining.has(shard)) this.#gaining.set(shard, { since: this.#now() });
+    if (taken.length === 0) return;
     try {
       if (fences) {
-        await fences.acquire(gained, this.nodeId);
-        for (const shard of gained) if (assignment.owned.includes(shard)) this.#owned.add(shard);
+        await fences.acquire(taken, this.nodeId);
+        for (const shard of taken) if (assignment.owned.includes(shard)) this.#owned.add(shard);
         this.#signal(); // asks waiting for these shards go on
       }
-      await this.#activateGained(gained);
+      await this.#activateGained(taken);
     } catch (error) {
       // The log tries again (ports.ts); meanwhile /ready and the stuck-shard gauge say why.
       const failure = error instanceof Error ? error.message : String(error);
-      for (const shard of gained) { const g = this.#gaining.get(shard); if (g) g.failure = failure; }
+      for (const shard of taken) { const g = this.#gaining.get(shard); if (g) g.failure = failure; }
       this.#rebalanceFailures++;
-      throw new RebalanceStepError(`setting up gained shard(s) ${gained.join(', ')} failed: ${failure}`, { cause: error });
+      throw new RebalanceStepError(`setting up gained shard(s) ${taken.join(', ')} failed: ${failure}`, { cause: error });
     }
-    for (const shard of gained) this.#gaining.delete(shard);
+    for (const shard of taken) this.#gaining.delete(shard);
   }
 
   /** Every entity with a reminder on a gained shard is activated; reminders that cannot be read fail the step. */
