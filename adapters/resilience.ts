@@ -88,6 +88,11 @@ const NETWORK_CODES = new Set([
   'ENOTFOUND', 'EAI_AGAIN',
 ]);
 
+/** A socket or DNS failure anywhere in the error's chain (causes, AggregateError members): nothing answered. */
+export function isNetworkError(error: unknown): boolean {
+  return someInChain(error, (e) => NETWORK_CODES.has(String((e as { code?: unknown }).code)));
+}
+
 /** What node-postgres and its pool throw, without a code, when the connection is lost or cannot be had. */
 const CONNECTION_MESSAGES = /^(Connection terminated|Client has encountered a connection error|Client was closed and is not queryable|timeout exceeded when trying to connect|timeout expired$|Cannot use a pool after calling end on the pool|Query read timeout)/;
 

@@ -11,6 +11,7 @@ import { entityKey } from '../../runtime/entity.ts';
 import type { CommandEnvelope, CommandLog, CommandLogHandlers, LogRecord, ShardAssignment } from '../../runtime/ports.ts';
 import { backoff, sleep } from '../../runtime/backoff.ts';
 import { DependencyUnreachableError } from '../../runtime/errors.ts';
+import { isNetworkError } from '../resilience.ts';
 import { decodeJson, stickyRendezvousAssigner, type PlacementData } from './assigner.ts';
 import { SendQueue, recordBytes } from './send-queue.ts';
 
@@ -517,9 +518,9 @@ function agrees(placement: ReadonlyMap<number, string>, owned: readonly number[]
 
 /** kafkajs errors that say no broker could be reached (as opposed to one that answered with a refusal). */
 function unreachable(error: unknown): boolean {
-  for (let e = error as { name?: string; code?: string; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+  if (isNetworkError(error)) return true;
+  for (let e = error as { name?: string; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
     if (/^KafkaJS(Connection|ConnectionClosed|BrokerNotFound|RequestTimeout)Error$|^KafkaJSBrokerNotFound$/.test(e.name ?? '')) return true;
-    if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN'].includes(e.code ?? '')) return true;
   }
   return false;
 }
