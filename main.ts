@@ -22,23 +22,33 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  // Handlers first: a signal that arrives while the node starts (or just as it logs
+  // 'node started') would otherwise meet Node's default action and kill it on the spot,
+  // leaving DATA_DIR locked. Such a signal stops the node as soon as it has started.
+  let stopping: NodeJS.Signals | undefined;
+  let stop: ((signal: NodeJS.Signals) => void) | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      // Further signals never cut the graceful stop short: Ctrl-C under `npm start` arrives
+      // twice (from the terminal, and forwarded by npm), and on a loaded machine the two can
+      // be handled seconds apart, so no clock can tell a copy from an operator insisting.
+      // The stop is bounded by SHUTDOWN_TIMEOUT_MS instead; SIGKILL stops the node at once.
+      process.stderr.write(`${signal}: already stopping (at most ${config.runtime.shutdownTimeoutMs} ms)\n`);
+      return;
+    }
+    stopping = signal;
+    stop?.(signal);
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+
   const demoMode = process.env.DEMO === 'true';
   const logger = demoMode ? demoLogger(config.log.level, config.node.id, resolve(config.storage.dataDir, 'node.log')) : undefined;
   const node = await startNode({ config, behaviors: dispatchBehaviors(config), services: dispatchServices(config), logger });
-  const demo = demoMode ? await startDemo(node.url, config.http.port) : undefined;
-  let stopping = false;
-  const shutdown = (signal: NodeJS.Signals) => {
-    // Further signals never cut the graceful stop short: Ctrl-C under `npm start` arrives
-    // twice (from the terminal, and forwarded by npm), and on a loaded machine the two can
-    // be handled seconds apart, so no clock can tell a copy from an operator insisting.
-    // The stop is bounded by SHUTDOWN_TIMEOUT_MS instead; SIGKILL stops the node at once.
-    if (stopping) {
-      node.logger.info({ signal, shutdownTimeoutMs: config.runtime.shutdownTimeoutMs }, 'already stopping');
-      return;
-    }
-    stopping = true;
+  const demo = demoMode && !stopping ? await startDemo(node.url, config.http.port) : undefined;
+  stop = (signal) => {
     const deadline = setTimeout(() => {
-      node.logger.error('graceful shutdown timed out');
+      node.logger.error({ shutdownTimeoutMs: config.runtime.shutdownTimeoutMs }, 'graceful shutdown timed out');
       process.exit(1);
     }, config.runtime.shutdownTimeoutMs);
     deadline.unref();
@@ -50,8 +60,7 @@ async function main(): Promise<void> {
       });
     });
   };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  if (stopping) stop(stopping);
 }
 
 /**

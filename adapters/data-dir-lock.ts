@@ -28,7 +28,7 @@ export function lockDataDir(dir: string): DataDirLock {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       writeFileSync(path, `${JSON.stringify(me)}\n`, { flag: 'wx' });
-      return { path, release: () => releaseIfMine(path) };
+      return hold(path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
@@ -41,6 +41,27 @@ export function lockDataDir(dir: string): DataDirLock {
     rmSync(path, { force: true });
   }
   throw new DataDirLockedError(`DATA_DIR ${dir}: another process keeps taking the lock at ${path}`);
+}
+
+// Held locks are also released when the process exits by process.exit (a graceful stop
+// that outlived SHUTDOWN_TIMEOUT_MS): nothing writes after exit, so the next start need
+// not wait for a pid check. Only a SIGKILL or a crash leaves a lock behind.
+const held = new Set<string>();
+let exitHooked = false;
+
+function hold(path: string): DataDirLock {
+  held.add(path);
+  if (!exitHooked) {
+    exitHooked = true;
+    process.once('exit', () => { for (const p of held) releaseIfMine(p); });
+  }
+  return {
+    path,
+    release: () => {
+      held.delete(path);
+      releaseIfMine(path);
+    },
+  };
 }
 
 function readOwner(path: string): Owner | undefined {

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { eventually, startCommand, startNodeProcess, type NodeProcess } from './helpers/node-process.ts';
+import { eventually, launchNodeProcess, startCommand, startNodeProcess, type NodeProcess } from './helpers/node-process.ts';
 
 const embedded = (dataDir: string) => ({
   DATA_DIR: dataDir, MODE: 'embedded', DATABASE_URL: '', REDIS_URL: '', KAFKA_BROKERS: '', AUTH_DEV_TOKENS: 'true',
@@ -32,7 +32,7 @@ function fingerprint(dir: string): Map<string, string> {
   return out;
 }
 
-function stopAll(t: { teardown(fn: () => Promise<unknown>): void }, ...nodes: NodeProcess[]): void {
+function stopAll(t: { teardown(fn: () => Promise<unknown>): void }, ...nodes: Pick<NodeProcess, 'child' | 'kill'>[]): void {
   t.teardown(async () => {
     for (const n of nodes) {
       n.child.kill('SIGCONT');
@@ -98,12 +98,30 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     npm.child.kill(signal);
     const code = await Promise.race([npm.exited, new Promise((r) => setTimeout(() => r('still running'), 90_000))]);
     t.not(code, 'still running', 'npm exits');
-    // A graceful stop releases the DATA_DIR lock (a killed node leaves it behind). The log
-    // line is no proof here: npm may exit, and close the pipe, before the node writes it.
-    t.true(await eventually(async () => !existsSync(join(dir, '.lock')), 90_000), 'the node shut down gracefully');
-    t.true(await eventually(async () => !alive(nodePid!), 90_000), 'no node process is left');
+    // The node shares npm's stdout pipe, so its last lines arrive after npm has exited.
+    const gone = await eventually(async () => !alive(nodePid!), 90_000);
+    const released = !existsSync(join(dir, '.lock'));
+    const graceful = await eventually(async () => stoppedGracefully(npm.output), 10_000);
+    if (!gone || !released || !graceful) t.log(npm.output.slice(-20).join('\n'));
+    t.true(gone, 'no node process is left');
+    t.true(released, 'the node released DATA_DIR');
+    t.true(graceful, 'the node says it stopped gracefully');
   });
 }
+
+test('a SIGTERM while the node starts stops it gracefully once it has started', async (t) => {
+  const dir = tempDir(t);
+  const node = launchNodeProcess('main.ts', embedded(dir));
+  stopAll(t, node);
+  // The lock is the node's first step in DATA_DIR: storage, the port and the log line follow.
+  t.true(await eventually(async () => existsSync(join(dir, '.lock')), 60_000, 5), 'the node took DATA_DIR');
+  node.child.kill('SIGTERM');
+  const code = await Promise.race([node.exited, new Promise((r) => setTimeout(() => r('still running'), 90_000))]);
+  if (code !== 0) t.log(node.output.slice(-20).join('\n'));
+  t.is(code, 0, 'the node exits by itself, not by the signal');
+  t.false(existsSync(join(dir, '.lock')), 'the node released DATA_DIR');
+  t.true(stoppedGracefully(node.output), 'the node says it stopped gracefully');
+});
 
 function alive(pid: number): boolean {
   try {
@@ -120,6 +138,13 @@ test('Ctrl-C in a terminal (SIGINT to npm and its node together) stops `npm star
   t.teardown(async () => { try { process.kill(-npm.child.pid!, 'SIGKILL'); } catch { /* gone */ } });
   process.kill(-npm.child.pid!, 'SIGINT'); // the whole group, as a terminal does
   const released = await eventually(async () => !existsSync(join(dir, '.lock')), 90_000);
-  if (!released) t.log(npm.output.slice(-20).join('\n'));
-  t.true(released, 'the node shut down gracefully (its lock released)');
+  const graceful = await eventually(async () => stoppedGracefully(npm.output), 10_000);
+  if (!released || !graceful) t.log(npm.output.slice(-20).join('\n'));
+  t.true(released, 'the node released DATA_DIR');
+  t.true(graceful, 'the node says it stopped gracefully');
 });
+
+/** A stop cut short by SHUTDOWN_TIMEOUT_MS also releases the lock; only this line tells them apart. */
+function stoppedGracefully(output: readonly string[]): boolean {
+  return output.some((l) => l.includes('"msg":"node stopped"'));
+}
