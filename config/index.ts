@@ -5,9 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 import { hostname } from 'node:os';
-import { VARIABLES, type VariableName } from './variables.ts';
+import { readFileSync } from 'node:fs';
+import { FILE_SUFFIX, VARIABLES, isVariable, type VariableName } from './variables.ts';
 
-export { VARIABLES };
+export { VARIABLES, isVariable };
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -131,13 +132,39 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 class Reader {
   readonly problems: string[] = [];
   readonly #env: Env;
+  readonly #files = new Map<VariableName, string | undefined>();
   constructor(env: Env) {
     this.#env = env;
   }
 
   raw(name: VariableName): string | undefined {
-    const value = this.#env[name];
+    const value = this.#env[name] ?? this.#fromFile(name);
     return value === undefined || value.trim() === '' ? undefined : value.trim();
+  }
+
+  /** A secret given as NAME_FILE: the file's contents (read once; a trailing newline is dropped by trim). */
+  #fromFile(name: VariableName): string | undefined {
+    const path = this.#env[`${name}${FILE_SUFFIX}`]?.trim();
+    if (!path || !(VARIABLES[name] as { secret?: true }).secret) return undefined;
+    if (this.#files.has(name)) return this.#files.get(name);
+    let text: string | undefined;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      this.problems.push(`${name}${FILE_SUFFIX}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+    }
+    this.#files.set(name, text);
+    return text;
+  }
+
+  /** NAME and NAME_FILE both set: which one wins would be a guess. */
+  checkSecretSources(): void {
+    for (const [name, variable] of Object.entries(VARIABLES)) {
+      if (!(variable as { secret?: true }).secret) continue;
+      if (this.#env[name]?.trim() && this.#env[`${name}${FILE_SUFFIX}`]?.trim()) {
+        this.problems.push(`${name} and ${name}${FILE_SUFFIX} are both set; keep one`);
+      }
+    }
   }
 
   string(name: VariableName): string {
@@ -295,14 +322,34 @@ export function trustedProxies(addresses: readonly string[]): BlockList {
   return list;
 }
 
+/** DATABASE_URL with DATABASE_PASSWORD put in, so the password can live in a secret file. */
+function withPassword(r: Reader, url: string | undefined): string | undefined {
+  const password = r.optional('DATABASE_PASSWORD');
+  if (password === undefined) return url;
+  const placeholder = placeholderProblem('DATABASE_PASSWORD', password);
+  if (placeholder) r.problems.push(placeholder);
+  if (url === undefined) {
+    r.problems.push('DATABASE_PASSWORD is set but DATABASE_URL is not (the password is for the URL\'s server)');
+    return url;
+  }
+  const parsed = new URL(url);
+  if (parsed.password) {
+    r.problems.push('DATABASE_URL already has a password and DATABASE_PASSWORD is set; keep one');
+    return url;
+  }
+  parsed.password = encodeURIComponent(password);
+  return parsed.toString();
+}
+
 function redact(url: string): string {
   return url.replace(/\/\/([^:/@]+):([^@]+)@/, '//$1:***@');
 }
 
 export function loadConfig(env: Env = process.env): Config {
   const r = new Reader(env);
+  r.checkSecretSources();
   const kafkaBrokers = r.brokers('KAFKA_BROKERS');
-  const databaseUrl = r.url('DATABASE_URL', ['postgres:', 'postgresql:']);
+  const databaseUrl = withPassword(r, r.url('DATABASE_URL', ['postgres:', 'postgresql:']));
   const redisUrl = r.url('REDIS_URL', ['redis:', 'rediss:']);
   const mode = r.oneOf<Mode>('MODE', ['embedded', 'cluster'], kafkaBrokers.length > 0 ? 'cluster' : 'embedded');
   if (mode === 'cluster') {

@@ -4,6 +4,8 @@
 export interface Variable {
   readonly default?: string;
   readonly doc: string;
+  /** A secret: also read from the file named by NAME_FILE (a mounted Docker or Kubernetes secret). */
+  readonly secret?: true;
 }
 
 const DEFINED = {
@@ -22,9 +24,10 @@ const DEFINED = {
   KAFKA_MIN_INSYNC_REPLICAS: { default: '1', doc: 'copies that must have a command before the log acknowledges it (the topic\'s min.insync.replicas, set when this node creates it); 2 with 3 replicas. Fewer in sync: appends fail and are retried' },
   KAFKA_SEND_QUEUE_MAX: { default: '10000', doc: 'commands a node holds waiting for the broker; beyond it appends are refused at once (HTTP 503 overloaded, with Retry-After) until the broker catches up' },
   KAFKA_MAX_REQUEST_BYTES: { default: '900000', doc: 'largest produce request a node sends (queued commands go out in chunks under it); keep it under the broker\'s message.max.bytes (1048588 by default)' },
-  DATABASE_URL: { doc: 'postgres:// URL; unset means embedded PostgreSQL (PGlite) under DATA_DIR' },
+  DATABASE_URL: { secret: true, doc: 'postgres:// URL; unset means embedded PostgreSQL (PGlite) under DATA_DIR' },
+  DATABASE_PASSWORD: { secret: true, doc: 'the PostgreSQL password, when DATABASE_URL carries none (so the URL can sit in plain configuration and the password in a secret file: DATABASE_PASSWORD_FILE)' },
   DATA_DIR: { default: './data', doc: 'where the embedded node keeps its database and command log' },
-  REDIS_URL: { doc: 'redis:// URL; unset means in-process stand-ins' },
+  REDIS_URL: { secret: true, doc: 'redis:// URL; unset means in-process stand-ins' },
   PASSIVATE_AFTER_MS: { default: '120000', doc: 'an entity idle this long is snapshotted and stopped' },
   MAX_ACTIVE_ENTITIES: { default: '100000', doc: 'cap on live entities per node; least recently used are passivated beyond it' },
   MAX_CONCURRENT_RECOVERIES: { default: '50', doc: 'entities recovering from the journal at once' },
@@ -35,14 +38,14 @@ const DEFINED = {
   ASK_TIMEOUT_MS: { default: '5000', doc: 'timeout of a query to an entity' },
   STARTUP_TIMEOUT_MS: { default: '300000', doc: 'a node whose PostgreSQL, Kafka or Redis is not reachable at start waits for them (one log line each, /ready 503 saying what it waits for) and exits after this long' },
   SHUTDOWN_TIMEOUT_MS: { default: '20000', doc: 'graceful shutdown gives up after this long' },
-  JWT_SECRET: { doc: 'HS256 secret signing and verifying tokens; at least 32 bytes in cluster mode (16 in embedded, development, mode); sample values are refused' },
-  JWT_PUBLIC_KEY: { doc: 'PEM public key (RS256 or ES256) to verify tokens in production; needs JWT_AUDIENCE' },
+  JWT_SECRET: { secret: true, doc: 'HS256 secret signing and verifying tokens; at least 32 bytes in cluster mode (16 in embedded, development, mode); sample values are refused' },
+  JWT_PUBLIC_KEY: { secret: true, doc: 'PEM public key (RS256 or ES256) to verify tokens in production; needs JWT_AUDIENCE' },
   JWKS_URL: { doc: 'https:// JWKS URL to verify tokens in production (http: is refused); needs JWT_AUDIENCE' },
   JWT_ISSUER: { default: 'dispatch', doc: 'required iss claim' },
   JWT_AUDIENCE: { doc: 'required aud claim; must be set with JWT_PUBLIC_KEY or JWKS_URL, so tokens an identity provider issued for another service are refused' },
   AUTH_DEV_TOKENS: { default: 'false', doc: 'true enables POST /v1/auth/token (development only)' },
   TOKEN_TTL_SECONDS: { default: '900', doc: 'lifetime of tokens this node issues' },
-  QUOTE_SECRET: { doc: 'HMAC key signing quotes, at least 32 bytes, not JWT_SECRET; required in cluster mode (every node must honour every quote); unset in embedded (development) mode means a random key per process, so quotes die with the process' },
+  QUOTE_SECRET: { secret: true, doc: 'HMAC key signing quotes, at least 32 bytes, not JWT_SECRET; required in cluster mode (every node must honour every quote); unset in embedded (development) mode means a random key per process, so quotes die with the process' },
   TRUST_PROXY: { default: 'false', doc: 'whose X-Forwarded-For gives the client IP (rate limits per IP): false (nobody: the peer address), the number of proxies in front (1 behind one nginx), or a comma-separated list of proxy addresses or CIDRs' },
   METRICS_PORT: { doc: 'port of a separate listener serving /metrics to Prometheus (bind it where only the scraper reaches); unset: /metrics is on PORT for admin tokens only' },
   WS_MAX_SOCKETS_PER_USER: { default: '5', doc: 'open WebSocket sessions one user may hold; the next is refused with close code 4429' },
@@ -72,3 +75,13 @@ const DEFINED = {
 export type VariableName = keyof typeof DEFINED;
 
 export const VARIABLES: Readonly<Record<VariableName, Variable>> = DEFINED;
+
+/** Secrets are also read from a file: NAME_FILE names it (Docker's and Kubernetes' mounted secrets). */
+export const FILE_SUFFIX = '_FILE';
+
+/** Whether `name` is a variable the node reads: one of VARIABLES, or NAME_FILE of a secret. */
+export function isVariable(name: string): boolean {
+  if (name in VARIABLES) return true;
+  const base = name.endsWith(FILE_SUFFIX) ? name.slice(0, -FILE_SUFFIX.length) : '';
+  return base in VARIABLES && (VARIABLES as Record<string, Variable>)[base]!.secret === true;
+}

@@ -1,6 +1,8 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ConfigError, VARIABLES, loadConfig, trustedProxies } from '../config/index.ts';
 import { startEdge } from './helpers/edge-client.ts';
 
@@ -204,6 +206,50 @@ test('every problem is reported at once, and a password in a URL is not echoed',
   const found = problems({ PORT: 'x', SHARDS: 'y', DATABASE_URL: 'postgres//user:secret@' });
   t.is(found.length, 3);
   t.false(found.join('\n').includes('secret'));
+});
+
+/** A directory of secret files, as Docker mounts them at /run/secrets (a trailing newline included). */
+function secretFiles(t: { teardown(fn: () => void): void }, files: Record<string, string>): Record<string, string> {
+  const dir = mkdtempSync(join(tmpdir(), 'dispatch-secrets-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return Object.fromEntries(Object.entries(files).map(([name, text]) => {
+    writeFileSync(join(dir, name), `${text}\n`);
+    return [name, join(dir, name)];
+  }));
+}
+
+test('secrets are read from NAME_FILE (mounted secrets): the same configuration as from the environment', (t) => {
+  const jwt = randomBytes(48).toString('base64');
+  const quote = randomBytes(48).toString('base64');
+  const password = randomBytes(24).toString('base64');
+  const files = secretFiles(t, { jwt, quote, password });
+  const plain = { KAFKA_BROKERS: 'k:9092', REDIS_URL: 'redis://r:6379', NODE_ID: 'n1' };
+  const config = loadConfig({
+    ...plain, DATABASE_URL: 'postgres://dispatch@db:5432/dispatch',
+    JWT_SECRET_FILE: files.jwt!, QUOTE_SECRET_FILE: files.quote!, DATABASE_PASSWORD_FILE: files.password!,
+  });
+  t.is(config.auth.secret, jwt, 'the file\'s newline is not part of the secret');
+  t.is(config.quotes.secret, quote);
+  t.is(new URL(config.storage.databaseUrl!).password, encodeURIComponent(password));
+  t.is(decodeURIComponent(new URL(config.storage.databaseUrl!).password), password);
+});
+
+test('a secret file that cannot be read, or a secret set twice, is a configuration error naming the variable', (t) => {
+  const files = secretFiles(t, { jwt: randomBytes(48).toString('base64') });
+  const base = { KAFKA_BROKERS: 'k:9092', REDIS_URL: 'redis://r:6379', DATABASE_URL: 'postgres://u@db/d', QUOTE_SECRET: randomBytes(48).toString('base64') };
+  const missing = problems({ ...base, JWT_SECRET_FILE: '/nonexistent/jwt' });
+  t.true(missing.some((p) => p.startsWith('JWT_SECRET_FILE: cannot read /nonexistent/jwt (ENOENT)')), missing.join('\n'));
+  const twice = problems({ ...base, JWT_SECRET: randomBytes(48).toString('base64'), JWT_SECRET_FILE: files.jwt! });
+  t.true(twice.includes('JWT_SECRET and JWT_SECRET_FILE are both set; keep one'), twice.join('\n'));
+  // Only secrets have a file variant: PORT_FILE means nothing and is not read.
+  t.is(loadConfig({ PORT_FILE: '/nonexistent' }).http.port, loadConfig({}).http.port);
+});
+
+test('DATABASE_PASSWORD goes into DATABASE_URL; a URL with its own password, or a sample password, is refused', (t) => {
+  const base = { KAFKA_BROKERS: 'k:9092', REDIS_URL: 'redis://r:6379', JWT_SECRET: randomBytes(48).toString('base64'), QUOTE_SECRET: randomBytes(48).toString('base64') };
+  t.true(problems({ ...base, DATABASE_URL: 'postgres://u:p@db/d', DATABASE_PASSWORD: 'x8#Kq!v' }).includes('DATABASE_URL already has a password and DATABASE_PASSWORD is set; keep one'));
+  t.true(problems({ ...base, DATABASE_URL: 'postgres://dispatch@db/d', DATABASE_PASSWORD: 'dispatch' }).some((p) => p.startsWith('DATABASE_PASSWORD is a sample or placeholder')));
+  t.true(problems({ ...base, DATABASE_PASSWORD: 'x8#Kq!v' }).some((p) => p.startsWith('DATABASE_PASSWORD is set but DATABASE_URL is not')));
 });
 
 test('.env.example documents every variable the configuration reads', (t) => {

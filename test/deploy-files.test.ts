@@ -5,10 +5,14 @@ import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { parse, parseAllDocuments } from 'yaml';
-import { VARIABLES, loadConfig } from '../config/index.ts';
+import { isVariable, loadConfig } from '../config/index.ts';
+import { COMPOSE_SECRETS, makeSecrets } from '../scripts/secrets.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const root = new URL('../', import.meta.url);
-const known = new Set(Object.keys(VARIABLES));
+const known = { has: isVariable };
 const routes = ['/health', '/ready'];
 const port = String(loadConfig({}).http.port);
 
@@ -16,6 +20,9 @@ type Env = Record<string, string>;
 interface ComposeService { environment?: Env; build?: unknown; healthcheck?: { test?: string[] } }
 
 test('compose: every node variable exists in the configuration and the whole set loads', (t) => {
+  const secretsDir = mkdtempSync(join(tmpdir(), 'dispatch-compose-secrets-'));
+  t.teardown(() => rmSync(secretsDir, { recursive: true, force: true }));
+  makeSecrets(secretsDir);
   const compose = parse(readFileSync(new URL('docker-compose.yml', root), 'utf8'), { merge: true }) as { services: Record<string, ComposeService> };
   const nodes = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
   t.is(nodes.length, 3, 'three node services');
@@ -24,9 +31,11 @@ test('compose: every node variable exists in the configuration and the whole set
     for (const key of Object.keys(env)) t.true(known.has(key), `${name} sets ${key}, which the node does not read`);
     t.is(env.PORT, port);
     t.truthy(env.NODE_ID, `${name} has a node id`);
-    // Secrets come from the environment (compose refuses to start without them), as real ones would.
-    for (const key of ['JWT_SECRET', 'QUOTE_SECRET']) t.regex(env[key] ?? '', new RegExp(`^\\$\\{${key}:\\?`), `${name} takes ${key} from the environment`);
-    const config = loadConfig({ ...env, JWT_SECRET: randomBytes(48).toString('base64'), QUOTE_SECRET: randomBytes(48).toString('base64') });
+    // Secrets are mounted files, as real ones would be: here the ones `npm run secrets` makes.
+    const files = Object.fromEntries(COMPOSE_SECRETS.map((s) => [`/run/secrets/${s}`, join(secretsDir, s)]));
+    const mounted = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, files[v] ?? v]));
+    for (const key of ['JWT_SECRET_FILE', 'QUOTE_SECRET_FILE', 'DATABASE_PASSWORD_FILE']) t.truthy(files[env[key] ?? ''], `${name} reads ${key} from a mounted secret`);
+    const config = loadConfig(mounted);
     t.is(config.mode, 'cluster', `${name}'s environment is a valid cluster configuration`);
     const probe = service.healthcheck?.test?.join(' ') ?? '';
     t.true(routes.some((r) => probe.includes(`:${port}${r}`)), `${name} probes a real route on the node port`);
@@ -49,8 +58,11 @@ test('k8s: variables, ports and probes match the node', (t) => {
   const container = set.spec.template.spec.containers[0];
   for (const e of container.env ?? []) t.true(known.has(e.name), `k8s sets ${e.name}`);
   // The committed Secret is a template: its secrets are placeholders the node refuses; real ones load.
-  t.throws(() => loadConfig({ ...configMap, ...secret, NODE_ID: 'dispatch-0' }), { message: /JWT_SECRET is a sample[\s\S]*QUOTE_SECRET is a sample/ });
-  const filled = { ...secret, JWT_SECRET: randomBytes(48).toString('base64'), QUOTE_SECRET: randomBytes(48).toString('base64') };
+  t.throws(() => loadConfig({ ...configMap, ...secret, NODE_ID: 'dispatch-0' }), { message: /DATABASE_PASSWORD is a sample[\s\S]*JWT_SECRET is a sample[\s\S]*QUOTE_SECRET is a sample/ });
+  const filled = {
+    ...secret, JWT_SECRET: randomBytes(48).toString('base64'), QUOTE_SECRET: randomBytes(48).toString('base64'),
+    DATABASE_PASSWORD: randomBytes(24).toString('base64url'),
+  };
   t.is(loadConfig({ ...configMap, ...filled, NODE_ID: 'dispatch-0' }).mode, 'cluster', 'ConfigMap + Secret load as a cluster configuration');
   t.is(String(container.ports[0].containerPort), configMap.PORT!);
   for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) {
