@@ -3,6 +3,7 @@
 // cluster member; only the adapters chosen here differ.
 
 import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type Router from '@koa/router';
 import type { Behavior, Service } from './actors/behavior.ts';
@@ -104,7 +105,10 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   // it has touched the database, and probes see 503 `starting` meanwhile.
   const whileStarting = starting(() => boot.waitingFor());
   let serve: RequestListener = whileStarting;
-  const server: Server = createServer((req, res) => serve(req, res));
+  const handler: RequestListener = (req, res) => serve(req, res);
+  // With a certificate the node speaks HTTPS and WSS itself (the embedded mode has no proxy in front).
+  const tls = config.http.tls;
+  const server: Server = tls ? createTlsServer({ cert: tls.cert, key: tls.key }, handler) : createServer(handler);
   server.on('upgrade', (_req, socket) => { if (serve === whileStarting) socket.destroy(); });
   let storage: Storage;
   try {
@@ -267,7 +271,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   projector.start();
   scheduler.start();
   const address = server.address() as AddressInfo;
-  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  const url = `${tls ? 'https' : 'http'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   const metricsUrl = metricsServer ? `http://${config.http.host}:${(metricsServer.address() as AddressInfo).port}/metrics` : `${url}/metrics`;
   logger.info({ url, metricsUrl, mode: config.mode, shards: config.cluster.shards }, 'node started');
   storage.startBackfill();

@@ -18,7 +18,9 @@ export function openCommandLog(config: Config, logger: Logger, options: { quiet?
   }
   const prefix = config.cluster.topicPrefix;
   return new KafkaCommandLog({
-    kafka: createKafka({ brokers: config.cluster.kafkaBrokers, clientId: `${prefix}-${config.node.id}`, logger, quiet: options.quiet }),
+    kafka: createKafka({ brokers: config.cluster.kafkaBrokers, clientId: `${prefix}-${config.node.id}`, logger, quiet: options.quiet,
+      ...config.cluster.kafkaSecurity,
+    }),
     topic: `${prefix}.commands`,
     groupId: `${prefix}.nodes`,
     shards: config.cluster.shards,

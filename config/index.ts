@@ -4,6 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { FILE_SUFFIX, VARIABLES, isVariable, type VariableName } from './variables.ts';
@@ -21,6 +22,11 @@ export class ConfigError extends Error {
 
 export type Mode = 'embedded' | 'cluster';
 
+export interface KafkaSecurity {
+  readonly ssl: boolean;
+  readonly sasl?: { readonly mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; readonly username: string; readonly password: string };
+}
+
 /** Whose X-Forwarded-For to believe for the client address. */
 export type TrustProxy =
   | { readonly kind: 'off' }
@@ -37,7 +43,11 @@ export interface Config {
    */
   readonly development: boolean;
   readonly node: { readonly id: string };
-  readonly http: { readonly host: string; readonly port: number; readonly maxBodyBytes: number; readonly trustProxy: TrustProxy };
+  readonly http: {
+    readonly host: string; readonly port: number; readonly maxBodyBytes: number; readonly trustProxy: TrustProxy;
+    /** PEM certificate and key: the node serves HTTPS and WSS itself. */
+    readonly tls?: { readonly cert: string; readonly key: string };
+  };
   /** Requests per minute: /v1/ per user or IP, bookings created per user, login and register per IP. */
   readonly rateLimits: {
     readonly apiPerMin: number;
@@ -50,6 +60,7 @@ export interface Config {
     readonly shards: number;
     readonly placementRes: number;
     readonly kafkaBrokers: readonly string[];
+    readonly kafkaSecurity: KafkaSecurity;
     readonly topicPrefix: string;
     readonly sessionTimeoutMs: number;
     readonly replicationFactor: number;
@@ -155,6 +166,16 @@ class Reader {
     }
     this.#files.set(name, text);
     return text;
+  }
+
+  /** A file a variable names, or undefined with a problem saying why it cannot be read. */
+  file(name: VariableName, path: string): string | undefined {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (error) {
+      this.problems.push(`${name}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+      return undefined;
+    }
   }
 
   /** NAME and NAME_FILE both set: which one wins would be a guess. */
@@ -322,6 +343,38 @@ export function trustedProxies(addresses: readonly string[]): BlockList {
   return list;
 }
 
+/** The node's own certificate and key, read at start (a file it cannot read stops it with one line). */
+function serverTls(r: Reader): { cert: string; key: string } | undefined {
+  const certFile = r.optional('TLS_CERT_FILE');
+  const keyFile = r.optional('TLS_KEY_FILE');
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) {
+    r.problems.push('TLS_CERT_FILE and TLS_KEY_FILE go together: set both (HTTPS) or neither (plain HTTP)');
+    return undefined;
+  }
+  const [cert, key] = [r.file('TLS_CERT_FILE', certFile), r.file('TLS_KEY_FILE', keyFile)];
+  if (cert === undefined || key === undefined) return undefined;
+  try {
+    createSecureContext({ cert, key });
+  } catch (error) {
+    r.problems.push(`TLS_CERT_FILE and TLS_KEY_FILE are not a usable PEM certificate and its key (${(error as Error).message})`);
+    return undefined;
+  }
+  return { cert, key };
+}
+
+/** Kafka connection security: TLS, and SASL over it. */
+function kafkaSecurity(r: Reader): KafkaSecurity {
+  const ssl = r.bool('KAFKA_SSL');
+  if (r.raw('KAFKA_SASL_MECHANISM') === undefined) return { ssl };
+  const mechanism = r.oneOf('KAFKA_SASL_MECHANISM', ['plain', 'scram-sha-256', 'scram-sha-512'] as const, 'plain');
+  const username = r.optional('KAFKA_SASL_USERNAME');
+  const password = r.optional('KAFKA_SASL_PASSWORD');
+  if (!username || !password) r.problems.push('KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD');
+  if (!ssl) r.problems.push('KAFKA_SASL_MECHANISM needs KAFKA_SSL=true: the password must not cross the network in clear');
+  return { ssl, sasl: { mechanism, username: username ?? '', password: password ?? '' } };
+}
+
 /** DATABASE_URL with DATABASE_PASSWORD put in, so the password can live in a secret file. */
 function withPassword(r: Reader, url: string | undefined): string | undefined {
   const password = r.optional('DATABASE_PASSWORD');
@@ -376,6 +429,7 @@ export function loadConfig(env: Env = process.env): Config {
     node: { id: r.optional('NODE_ID') ?? hostname() },
     http: {
       host: r.string('HOST'), port: r.int('PORT', 0, 65535), maxBodyBytes: r.int('MAX_BODY_BYTES', 1024, 64 * 1024 * 1024), trustProxy: trustProxy(r),
+      tls: serverTls(r),
     },
     metrics: { port: r.raw('METRICS_PORT') === undefined ? undefined : r.int('METRICS_PORT', 0, 65535) },
     ws: {
@@ -396,6 +450,7 @@ export function loadConfig(env: Env = process.env): Config {
       shards: r.int('SHARDS', 1, 4096),
       placementRes,
       kafkaBrokers,
+      kafkaSecurity: kafkaSecurity(r),
       topicPrefix: r.string('KAFKA_TOPIC_PREFIX'),
       sessionTimeoutMs: r.int('KAFKA_SESSION_TIMEOUT_MS', 3_000, 300_000),
       replicationFactor: r.int('KAFKA_REPLICATION_FACTOR', 1, 32),

@@ -42,6 +42,15 @@ test('compose: every node variable exists in the configuration and the whole set
   }
   const nginx = readFileSync(new URL('docker/nginx.conf', root), 'utf8');
   for (const [name] of nodes) t.true(nginx.includes(`server ${name}:${port}`), `nginx routes to ${name}`);
+  // TLS on 8443 with the certificate `npm run certs` writes to ./certs, mounted where nginx reads it.
+  const proxy = (compose.services as Record<string, ComposeService & { ports?: string[]; volumes?: string[] }>).nginx!;
+  t.true(proxy.ports?.includes('8443:8443'), 'nginx publishes 8443');
+  t.true(proxy.volumes?.includes('./certs:/etc/nginx/certs:ro'), 'nginx mounts ./certs');
+  t.regex(nginx, /listen 8443 ssl;/);
+  t.regex(nginx, /ssl_certificate \/etc\/nginx\/certs\/server\.pem;/);
+  t.regex(nginx, /ssl_certificate_key \/etc\/nginx\/certs\/server-key\.pem;/);
+  t.regex(nginx, /return 301 https:\/\//, 'plain HTTP is redirected');
+  t.regex(nginx, /Strict-Transport-Security/);
 });
 
 test('k8s: variables, ports and probes match the node', (t) => {
@@ -49,7 +58,15 @@ test('k8s: variables, ports and probes match the node', (t) => {
   const docs = readdirSync(dir).filter((f) => f.endsWith('.yaml'))
     .flatMap((f) => parseAllDocuments(readFileSync(new URL(f, dir), 'utf8')).map((d) => d.toJS() as Record<string, any>));
   const kinds = new Set(docs.map((d) => d.kind));
-  for (const kind of ['StatefulSet', 'Service', 'ConfigMap', 'Secret', 'HorizontalPodAutoscaler', 'PodDisruptionBudget']) t.true(kinds.has(kind), kind);
+  for (const kind of ['StatefulSet', 'Service', 'ConfigMap', 'Secret', 'HorizontalPodAutoscaler', 'PodDisruptionBudget', 'Ingress']) t.true(kinds.has(kind), kind);
+  // TLS ends at the Ingress, which routes to the Service's named port.
+  const ingress = docs.find((d) => d.kind === 'Ingress')!;
+  t.truthy(ingress.spec.tls?.[0]?.secretName, 'the Ingress terminates TLS with a certificate Secret');
+  const servicePorts = docs.filter((d) => d.kind === 'Service').flatMap((d) => d.spec.ports.map((p: { name: string }) => p.name));
+  for (const rule of ingress.spec.rules) {
+    for (const path of rule.http.paths) t.true(servicePorts.includes(path.backend.service.port.name), 'the Ingress routes to a Service port');
+    t.true(ingress.spec.tls[0].hosts.includes(rule.host), `${rule.host} is covered by the certificate`);
+  }
 
   const configMap = docs.find((d) => d.kind === 'ConfigMap')!.data as Env;
   const secret = docs.find((d) => d.kind === 'Secret')!.stringData as Env;
