@@ -31,7 +31,6 @@ const KM_PER_DEG = 6371.0088 * Math.PI / 180;
 const SLACK = 0.999;
 /** A cell whose buckets span wider than this (the antimeridian) is scanned whole. */
 const MAX_SPAN = 1 / GRID_DEG;
-const LNG_CELLS = 400_000;
 
 export class StaleCellState extends Error {}
 
@@ -50,7 +49,9 @@ interface Change {
 
 const gx = (lng: number) => Math.floor(lng / GRID_DEG);
 const gy = (lat: number) => Math.floor(lat / GRID_DEG);
-const keyOf = (x: number, y: number) => (y + 90_000) * LNG_CELLS + (x + 180_000);
+// Small-integer keys (V8 hashes them fastest). They repeat every 2^15 buckets, farther apart
+// than any cell walked by rings (MAX_SPAN); a wider cell is scanned whole, where shared buckets do no harm.
+const keyOf = (x: number, y: number) => ((y & 0x7fff) << 15) | (x & 0x7fff);
 
 export class CellIndex {
   readonly #slots = new Map<string, Slot>();
@@ -114,7 +115,7 @@ export class CellIndex {
    * Offers to `best` every driver within `radiusKm` of `point` that `accept` lets through
    * and that could still rank, walking buckets outward until none can.
    */
-  nearest(point: Point, radiusKm: number, accept: (d: DriverCopy) => boolean, best: TopK): void {
+  nearest(point: Point, radiusKm: number, accept: (d: DriverCopy) => boolean, best: TopK<DriverCopy>): void {
     if (this.#slots.size === 0) return;
     // Longitude degrees shrink toward the poles: bound with the most poleward latitude
     // a driver within 2 radii can have (one farther is beyond the radius by latitude alone).
@@ -130,7 +131,7 @@ export class CellIndex {
         if (km <= radiusKm) best.offer(km, d);
       }
     };
-    if (this.#maxX - this.#minX > MAX_SPAN) {
+    if (this.#maxX - this.#minX > MAX_SPAN || this.#maxY - this.#minY > MAX_SPAN) {
       for (const bucket of this.#buckets.values()) visit(bucket);
       return;
     }

@@ -151,12 +151,12 @@ export function eligible(d: DriverCopy, vehicleType: string | undefined, now: nu
 }
 
 /** Offers the cell's eligible drivers within the radius to `best` (which may already hold other cells' drivers). */
-export function offerNearest(state: CellState, q: Omit<Extract<CellQuery, { type: 'nearest' }>, 'type' | 'k'>, now: number, s: CellSettings, best: TopK): void {
+export function offerNearest(state: CellState, q: Omit<Extract<CellQuery, { type: 'nearest' }>, 'type' | 'k'>, now: number, s: CellSettings, best: TopK<DriverCopy>): void {
   live(state).nearest(q.point, q.radiusKm, (d) => eligible(d, q.vehicleType, now, s), best);
 }
 
 export function nearestInCell(state: CellState, q: Extract<CellQuery, { type: 'nearest' }>, now: number, s: CellSettings): Candidate[] {
-  const best = new TopK(q.k);
+  const best = new TopK<DriverCopy>(q.k);
   offerNearest(state, q, now, s, best);
   return best.sorted().map(({ km, driver }) => ({ ...driver, distanceKm: km }));
 }

@@ -2,21 +2,23 @@
 // offer costs O(log k) and nothing is kept beyond k. Order is distance, then
 // driverId, the order every nearest answer uses (so answers equal a sort-all).
 
-import type { DriverCopy } from './cell.ts';
+interface Ranked {
+  readonly driverId: string;
+}
 
-interface Entry {
+export interface Entry<T extends Ranked> {
   readonly km: number;
-  readonly driver: DriverCopy;
+  readonly driver: T;
 }
 
 /** a worse than b: farther, or as far with the larger driverId. */
-function worse(a: Entry, b: Entry): boolean {
+function worse<T extends Ranked>(a: Entry<T>, b: Entry<T>): boolean {
   return a.km > b.km || (a.km === b.km && a.driver.driverId > b.driver.driverId);
 }
 
-export class TopK {
+export class TopK<T extends Ranked = Ranked> {
   readonly k: number;
-  readonly #heap: Entry[] = [];
+  readonly #heap: Entry<T>[] = [];
 
   constructor(k: number) {
     this.k = Math.max(0, Math.floor(k));
@@ -31,7 +33,7 @@ export class TopK {
     return this.#heap.length < this.k ? Number.POSITIVE_INFINITY : this.#heap[0]!.km;
   }
 
-  offer(km: number, driver: DriverCopy): void {
+  offer(km: number, driver: T): void {
     const heap = this.#heap;
     if (this.k === 0) return;
     const entry = { km, driver };
@@ -45,7 +47,7 @@ export class TopK {
   }
 
   /** The held entries, best first. */
-  sorted(): Entry[] {
+  sorted(): Entry<T>[] {
     return [...this.#heap].sort((a, b) => (worse(a, b) ? 1 : -1));
   }
 
