@@ -59,6 +59,9 @@ export class CellIndex {
   // Box of buckets ever filled since the index was last empty.
   #minX = Infinity; #maxX = -Infinity; #minY = Infinity; #maxY = -Infinity;
   #version = 0;
+  /** The version before the last step, and the last version handed out (versions are never reused). */
+  #previous = 0;
+  #clock = 0;
   #open = false;
   /** The changes of the step that made `#version` (while `#undoable`), or of the open step. */
   #undo: Change[] = [];
@@ -72,7 +75,7 @@ export class CellIndex {
   checkout(version: number): void {
     if (this.#open) this.#rollBack(this.#version); // a step that threw half-way
     if (version === this.#version) return;
-    if (version === this.#version - 1 && this.#undoable) return this.#rollBack(version);
+    if (version === this.#previous && this.#undoable) return this.#rollBack(version);
     throw new StaleCellState(`cell state version ${version} is gone (index at ${this.#version})`);
   }
 
@@ -85,7 +88,9 @@ export class CellIndex {
     this.#open = false;
     // Only the last step can be undone: the runtime never hands back an older state.
     this.#undoable = this.#undo.length > 0;
-    return this.#undoable ? ++this.#version : this.#version;
+    if (!this.#undoable) return this.#version;
+    this.#previous = this.#version;
+    return (this.#version = ++this.#clock);
   }
 
   get size(): number {
