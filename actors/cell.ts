@@ -8,7 +8,9 @@
 // empty and publishes again on its first driver (marking is idempotent).
 
 import type { Behavior, Outcome } from './behavior.ts';
-import { distanceKm, type Point } from './geo.ts';
+import { CellIndex } from './cell-index.ts';
+import type { Point } from './geo.ts';
+import { TopK } from './top-k.ts';
 
 export interface MaintenanceWindow {
   readonly from: number;
@@ -45,13 +47,37 @@ export const DEFAULT_CELL: CellSettings = {
 };
 
 export interface CellState {
-  readonly drivers: Readonly<Record<string, DriverCopy>>;
+  /**
+   * The cell's drivers by id, with a grid for nearest queries. Shared by the states of
+   * one cell and changed in place: `version` says which of its versions this state is
+   * (see cell-index.ts for why that is safe). Read it through `driversOf`/`driverOf`.
+   */
+  readonly index: CellIndex;
+  readonly version: number;
   /** Timestamps of recent demand (booking requests with pickup here). */
   readonly demand: readonly number[];
   readonly surge: number;
   readonly surgeAt: number;
   /** This incarnation has published `cell.occupied` (it has held a driver). */
   readonly marked?: boolean;
+}
+
+export function emptyCell(): CellState {
+  return { index: new CellIndex(), version: 0, demand: [], surge: 1, surgeAt: 0 };
+}
+
+/** The index showing this state's drivers (it throws StaleCellState for a state older than the previous one). */
+function live(state: CellState): CellIndex {
+  state.index.checkout(state.version);
+  return state.index;
+}
+
+export function driverOf(state: CellState, driverId: string): DriverCopy | undefined {
+  return live(state).get(driverId);
+}
+
+export function driversOf(state: CellState): DriverCopy[] {
+  return [...live(state).values()];
 }
 
 /** Published once per cell incarnation when it first holds a driver. */
@@ -86,80 +112,112 @@ export function inMaintenance(windows: readonly MaintenanceWindow[], at: number)
   return windows.some((w) => w.from <= at && at < w.to);
 }
 
-function expire(state: CellState, now: number, s: CellSettings): CellState {
-  const drivers: Record<string, DriverCopy> = {};
-  let dropped = false;
-  for (const [id, d] of Object.entries(state.drivers)) {
-    if (now - d.seenAt <= s.driverTtlMs) drivers[id] = d; else dropped = true;
-  }
-  const demand = state.demand.filter((t) => now - t <= s.demandWindowMs);
-  return dropped || demand.length !== state.demand.length ? { ...state, drivers: dropped ? drivers : state.drivers, demand } : state;
+const fresh = (d: DriverCopy, now: number, s: CellSettings) => now - d.seenAt <= s.driverTtlMs;
+const recentDemand = (state: CellState, now: number, s: CellSettings) => state.demand.filter((t) => now - t <= s.demandWindowMs);
+
+/** Drops drivers unheard of beyond the TTL; only inside an index step. */
+function sweep(index: CellIndex, now: number, s: CellSettings): void {
+  const gone: string[] = [];
+  for (const d of index.values()) if (!fresh(d, now, s)) gone.push(d.driverId);
+  for (const id of gone) index.delete(id);
 }
 
+function countSupply(index: CellIndex, now: number, s?: CellSettings): number {
+  let n = 0;
+  for (const d of index.values()) if (d.status === 'available' && !inMaintenance(d.maintenance, now) && (!s || fresh(d, now, s))) n++;
+  return n;
+}
+
+/** Available drivers not in maintenance (including silent ones not yet swept). */
 export function supply(state: CellState, now: number): number {
-  return Object.values(state.drivers).filter((d) => d.status === 'available' && !inMaintenance(d.maintenance, now)).length;
+  return countSupply(live(state), now);
 }
 
-/** The surge the cell shows at `now`: smoothed toward demand/supply, never below 1 or above the cap. */
-export function surgeAt(state: CellState, now: number, s: CellSettings): number {
-  const fresh = expire(state, now, s);
-  const ratio = fresh.demand.length / Math.max(1, supply(fresh, now));
+function surgeOf(index: CellIndex, state: CellState, now: number, s: CellSettings): number {
+  const ratio = recentDemand(state, now, s).length / Math.max(1, countSupply(index, now, s));
   const target = Math.min(s.surgeCap, Math.max(1, 1 + s.sensitivity * (ratio - 1)));
   const alpha = 1 - Math.exp(-Math.max(0, now - state.surgeAt) / s.surgeTauMs);
   return Math.min(s.surgeCap, Math.max(1, state.surge + alpha * (target - state.surge)));
 }
 
+/** The surge the cell shows at `now`: smoothed toward demand/supply, never below 1 or above the cap. */
+export function surgeAt(state: CellState, now: number, s: CellSettings): number {
+  return surgeOf(live(state), state, now, s);
+}
+
+/** Whether a driver may be offered to a query at `now`: every rule a nearest answer obeys but distance. */
+export function eligible(d: DriverCopy, vehicleType: string | undefined, now: number, s: CellSettings): boolean {
+  return d.status === 'available' && fresh(d, now, s) && (!vehicleType || d.vehicleType === vehicleType) && !inMaintenance(d.maintenance, now);
+}
+
+/** Offers the cell's eligible drivers within the radius to `best` (which may already hold other cells' drivers). */
+export function offerNearest(state: CellState, q: Omit<Extract<CellQuery, { type: 'nearest' }>, 'type' | 'k'>, now: number, s: CellSettings, best: TopK<DriverCopy>): void {
+  live(state).nearest(q.point, q.radiusKm, (d) => eligible(d, q.vehicleType, now, s), best);
+}
+
 export function nearestInCell(state: CellState, q: Extract<CellQuery, { type: 'nearest' }>, now: number, s: CellSettings): Candidate[] {
-  const out: Candidate[] = [];
-  for (const d of Object.values(state.drivers)) {
-    if (d.status !== 'available' || now - d.seenAt > s.driverTtlMs) continue;
-    if (q.vehicleType && d.vehicleType !== q.vehicleType) continue;
-    if (inMaintenance(d.maintenance, now)) continue;
-    const km = distanceKm(q.point, d);
-    if (km <= q.radiusKm) out.push({ ...d, distanceKm: km });
-  }
-  out.sort((a, b) => a.distanceKm - b.distanceKm || (a.driverId < b.driverId ? -1 : 1));
-  return out.slice(0, q.k);
+  const best = new TopK<DriverCopy>(q.k);
+  offerNearest(state, q, now, s, best);
+  return best.sorted().map(({ km, driver }) => ({ ...driver, distanceKm: km }));
 }
 
 /** How often a busy cell sweeps out silent drivers and settles its surge (each is a pass over all its drivers). */
 const SETTLE_EVERY_MS = 10_000;
 
+/**
+ * One reducer step: `change` on the drivers, then (when due or forced) surge settled
+ * on the changed drivers and silent drivers swept. One index step, so the runtime
+ * dropping this outcome rolls all of it back.
+ */
+function advance(state: CellState, now: number, s: CellSettings, change: (index: CellIndex) => void, settleNow = false): CellState {
+  const settle = settleNow || now - state.surgeAt >= SETTLE_EVERY_MS;
+  let surge = state.surge;
+  const version = state.index.step(state.version, (index) => {
+    change(index);
+    if (!settle) return;
+    surge = surgeOf(index, state, now, s);
+    sweep(index, now, s);
+  });
+  if (!settle) return version === state.version ? state : { ...state, version };
+  return { ...state, version, demand: recentDemand(state, now, s), surge, surgeAt: now };
+}
+
 export function makeCellBehavior(settings: CellSettings = DEFAULT_CELL): Behavior<CellState, CellMessage, never, CellQuery, unknown> {
-  const settle = (state: CellState, now: number): CellState => ({ ...expire(state, now, settings), surge: surgeAt(state, now, settings), surgeAt: now });
-  // A driver update is one copy of the map; the full pass waits for demand or the interval.
-  const maybeSettle = (state: CellState, now: number): CellState => (now - state.surgeAt >= SETTLE_EVERY_MS ? settle(state, now) : state);
   return {
     kind: 'cell',
     eventVersion: 1,
     ephemeral: true,
-    initial: () => ({ drivers: {}, demand: [], surge: 1, surgeAt: 0 }),
-    handle(state, msg, ctx): Outcome<CellState, never> {
+    // Never snapshotted by count either: the index is live memory, not data (see cell-index.ts).
+    snapshotEvery: 0,
+    initial: () => emptyCell(),
+    handle(given, msg, ctx): Outcome<CellState, never> {
+      // A state that is not ours (a snapshot read back): a restarted cell starts empty.
+      const state = given.index instanceof CellIndex ? given : emptyCell();
       switch (msg.type) {
         case 'driver.upsert': {
-          const known = state.drivers[msg.driver.driverId];
+          const known = driverOf(state, msg.driver.driverId);
           if (known && known.seenAt > msg.driver.seenAt) return { state, events: [], effects: [] }; // stale
-          const next = maybeSettle({ ...state, drivers: { ...state.drivers, [msg.driver.driverId]: msg.driver } }, ctx.now);
+          const next = advance(state, ctx.now, settings, (index) => index.set(msg.driver));
           if (state.marked) return { state: next, events: [], effects: [] };
           const occupied: CellOccupied = { type: 'cell.occupied', cell: ctx.self.id };
           return { state: { ...next, marked: true }, events: [], effects: [{ type: 'publish', topic: CELL_TOPIC, event: occupied }] };
         }
         case 'driver.remove': {
-          const known = state.drivers[msg.driverId];
+          const known = driverOf(state, msg.driverId);
           if (!known || known.seenAt > msg.at) return { state, events: [], effects: [] };
-          const { [msg.driverId]: _gone, ...rest } = state.drivers;
-          return { state: maybeSettle({ ...state, drivers: rest }, ctx.now), events: [], effects: [] };
+          return { state: advance(state, ctx.now, settings, (index) => index.delete(msg.driverId)), events: [], effects: [] };
         }
         case 'demand':
-          return { state: settle({ ...state, demand: [...state.demand, msg.at] }, ctx.now), events: [], effects: [] };
+          return { state: advance({ ...state, demand: [...state.demand, msg.at] }, ctx.now, settings, () => undefined, true), events: [], effects: [] };
       }
     },
     apply: (state) => state,
-    query(state, q, ctx) {
+    query(given, q, ctx) {
+      const state = given.index instanceof CellIndex ? given : emptyCell();
       switch (q.type) {
         case 'nearest': return nearestInCell(state, q, ctx.now, settings);
-        case 'surge': return { surge: Math.round(surgeAt(state, ctx.now, settings) * 100) / 100, supply: supply(state, ctx.now), demand: expire(state, ctx.now, settings).demand.length };
-        case 'drivers': return Object.values(expire(state, ctx.now, settings).drivers);
+        case 'surge': return { surge: Math.round(surgeAt(state, ctx.now, settings) * 100) / 100, supply: supply(state, ctx.now), demand: recentDemand(state, ctx.now, settings).length };
+        case 'drivers': return driversOf(state).filter((d) => fresh(d, ctx.now, settings));
       }
     },
   };

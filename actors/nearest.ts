@@ -15,6 +15,7 @@ import { cellToBoundary, cellToLatLng, gridDisk, gridRingUnsafe, latLngToCell } 
 import type { Service, ServicePorts } from './behavior.ts';
 import type { Candidate } from './cell.ts';
 import { distanceKm, type Point } from './geo.ts';
+import { TopK } from './top-k.ts';
 
 export interface SearchSettings {
   /** Largest radius a nearby search may ask for (a city, not a region). */
@@ -47,13 +48,33 @@ export interface NearestQuery {
   readonly vehicleType?: string;
 }
 
-/** Smallest possible distance from `point` to anywhere inside `cell`. */
-export function cellLowerBoundKm(point: Point, cell: string): number {
+interface CellDisc {
+  readonly center: Point;
+  /** Circumradius, with slack for the sphere. */
+  readonly radiusKm: number;
+}
+
+/** Cells' centres and circumradii: fixed per cell id, and asking h3 for them costs more than a whole cell's answer. */
+const discs = new Map<string, CellDisc>();
+const MAX_DISCS = 100_000;
+
+function discOf(cell: string): CellDisc {
+  let disc = discs.get(cell);
+  if (disc) return disc;
   const [lat, lng] = cellToLatLng(cell);
   const center = { lat, lng };
   let radius = 0;
   for (const [vlat, vlng] of cellToBoundary(cell)) radius = Math.max(radius, distanceKm(center, { lat: vlat, lng: vlng }));
-  return Math.max(0, distanceKm(point, center) - radius * 1.005);
+  disc = { center, radiusKm: radius * 1.005 };
+  if (discs.size >= MAX_DISCS) discs.clear(); // bounded: a city's cells fit many times over
+  discs.set(cell, disc);
+  return disc;
+}
+
+/** Smallest possible distance from `point` to anywhere inside `cell`. */
+export function cellLowerBoundKm(point: Point, cell: string): number {
+  const disc = discOf(cell);
+  return Math.max(0, distanceKm(point, disc.center) - disc.radiusKm);
 }
 
 export function ring(origin: string, r: number): string[] {
@@ -67,14 +88,25 @@ export function ring(origin: string, r: number): string[] {
   }
 }
 
-/** Merges candidate lists: closest first, one entry per driver, at most k. */
+/**
+ * Merges candidate lists: closest first (ties by driverId), one entry per driver (its
+ * newest copy), at most k. A driver appears at most once within one list (true of a
+ * cell's answer and of this function's own), so a single list needs no de-duplication.
+ */
 export function mergeTopK(lists: readonly (readonly Candidate[])[], k: number): Candidate[] {
-  const best = new Map<string, Candidate>();
-  for (const list of lists) for (const c of list) {
-    const known = best.get(c.driverId);
-    if (!known || c.seenAt > known.seenAt) best.set(c.driverId, c);
+  const full = lists.filter((list) => list.length > 0);
+  let all: Iterable<Candidate> = full[0] ?? [];
+  if (full.length > 1) {
+    const newest = new Map<string, Candidate>();
+    for (const list of full) for (const c of list) {
+      const known = newest.get(c.driverId);
+      if (!known || c.seenAt > known.seenAt) newest.set(c.driverId, c);
+    }
+    all = newest.values();
   }
-  return [...best.values()].sort((a, b) => a.distanceKm - b.distanceKm || (a.driverId < b.driverId ? -1 : 1)).slice(0, k);
+  const best = new TopK<Candidate>(k);
+  for (const c of all) best.offer(c.distanceKm, c);
+  return best.sorted().map((e) => e.driver);
 }
 
 export interface SearchStats {
@@ -86,9 +118,31 @@ export interface SearchStats {
   truncated?: boolean;
 }
 
-/** Runs the ring search; `askCell` answers a cell's nearest query (a cell actor in the runtime). */
+/** A cell's answer: plain when the cell is at hand, a promise when it must be asked. */
+export type CellAnswer = readonly Candidate[] | Promise<readonly Candidate[]>;
+
+const isPromise = <T>(x: T | Promise<T>): x is Promise<T> => typeof (x as { then?: unknown } | undefined)?.then === 'function';
+
+/** Awaits only what is a promise: a search over cells at hand never yields to the event loop. */
+function settleAll(answers: CellAnswer[]): readonly (readonly Candidate[])[] | Promise<readonly (readonly Candidate[])[]> {
+  return answers.some(isPromise) ? Promise.all(answers) : answers as (readonly Candidate[])[];
+}
+
+/** The cells of ring r within reach: under the radius and under the k-th distance found so far. */
+function reachableOf(q: NearestQuery, cells: readonly string[], kthKm: number): { ringMin: number; reachable: string[] } {
+  let ringMin = Number.POSITIVE_INFINITY;
+  const reachable: string[] = [];
+  for (const cell of cells) {
+    const bound = cellLowerBoundKm(q.point, cell);
+    ringMin = Math.min(ringMin, bound);
+    if (bound <= q.radiusKm && bound <= kthKm) reachable.push(cell);
+  }
+  return { ringMin, reachable };
+}
+
+/** Runs the ring search; `askCell` answers a cell's nearest query (a cell actor in the runtime, or the cell's state at hand). */
 export async function searchNearest(
-  q: NearestQuery, cellRes: number, askCell: (cell: string) => Promise<readonly Candidate[]>,
+  q: NearestQuery, cellRes: number, askCell: (cell: string) => CellAnswer,
   stats: SearchStats = { rings: 0, cellsAsked: 0 }, limits: SearchLimits = {},
 ): Promise<Candidate[]> {
   const origin = latLngToCell(q.point.lat, q.point.lng, cellRes);
@@ -96,14 +150,12 @@ export async function searchNearest(
   let asked = 0;
   let found: Candidate[] = [];
   for (let r = 0; ; r++) {
-    const cells = ring(origin, r).map((cell) => ({ cell, bound: cellLowerBoundKm(q.point, cell) }));
-    const ringMin = Math.min(...cells.map((c) => c.bound));
-    if (ringMin > q.radiusKm) break;
-    const kth = found[q.k - 1];
-    if (kth && ringMin > kth.distanceKm) break;
-    const reachable = cells.filter((c) => c.bound <= q.radiusKm && (!kth || c.bound <= kth.distanceKm)).map((c) => c.cell);
+    const kthKm = found[q.k - 1]?.distanceKm ?? Number.POSITIVE_INFINITY;
+    const { ringMin, reachable } = reachableOf(q, ring(origin, r), kthKm);
+    if (ringMin > q.radiusKm || ringMin > kthKm) break;
     // One lookup per ring; what it answers is kept in ring order and never beyond the ring.
-    const occupied = limits.occupied ? new Set(await limits.occupied(reachable)) : undefined;
+    const answered = limits.occupied?.(reachable);
+    const occupied = answered === undefined ? undefined : new Set(isPromise(answered) ? await answered : answered);
     const toAsk = occupied ? reachable.filter((c) => occupied.has(c)) : reachable;
     if (asked + toAsk.length > maxCells) { stats.truncated = true; break; }
     stats.rings++;
@@ -111,7 +163,8 @@ export async function searchNearest(
     if (occupied) stats.cellsSkipped = (stats.cellsSkipped ?? 0) + reachable.length - toAsk.length;
     asked += toAsk.length;
     if (toAsk.length > 0) {
-      const answers = await Promise.all(toAsk.map((cell) => askCell(cell)));
+      const pending = settleAll(toAsk.map(askCell));
+      const answers = isPromise(pending) ? await pending : pending;
       found = mergeTopK([found, ...answers], q.k);
     }
     if (r > 1000) break; // a radius larger than a continent: stop rather than spin
