@@ -16,9 +16,12 @@
 // snapshotted), and one actor runs handle and query on one thread, always on the
 // latest state. The one exception the runtime has: it may drop an outcome and
 // keep the previous state (a redelivered command found in the journal, a reducer
-// that threw). Every step keeps an undo log, so the index rolls back one step
-// when it sees the previous version again; any older state fails loudly
-// (`StaleCellState`) instead of reading drivers it never held.
+// that threw), and a query answered from the last state an actor returned may
+// read the previous state while the actor awaits storage for the next one.
+// Every step keeps what it changed (each driver before and after), so the index
+// moves between the last step's two versions, either way, as it is asked; any
+// other state fails loudly (`StaleCellState`) instead of reading drivers it
+// never held.
 
 import type { DriverCopy } from './cell.ts';
 import { distanceKm, type Point } from './geo.ts';
@@ -45,6 +48,8 @@ interface Change {
   readonly id: string;
   /** What the driver was before the step (undefined: absent). */
   readonly before: DriverCopy | undefined;
+  /** What the step left (undefined: absent); set when the step closes. */
+  after?: DriverCopy | undefined;
 }
 
 const gx = (lng: number) => Math.floor(lng / GRID_DEG);
@@ -63,9 +68,12 @@ export class CellIndex {
   #previous = 0;
   #clock = 0;
   #open = false;
-  /** The changes of the step that made `#version` (while `#undoable`), or of the open step. */
+  /** The changes of the last step (one per driver once it closes), or of the open step. */
   #undo: Change[] = [];
   #undoable = false;
+  /** Set while the last step is rolled back: `#latest` is the version redoing it gives. */
+  #redoable = false;
+  #latest = 0;
 
   get version(): number {
     return this.#version;
@@ -76,6 +84,7 @@ export class CellIndex {
     if (this.#open) this.#rollBack(this.#version); // a step that threw half-way
     if (version === this.#version) return;
     if (version === this.#previous && this.#undoable) return this.#rollBack(version);
+    if (version === this.#latest && this.#redoable) return this.#redo();
     throw new StaleCellState(`cell state version ${version} is gone (index at ${this.#version})`);
   }
 
@@ -83,14 +92,24 @@ export class CellIndex {
   step(version: number, change: (index: CellIndex) => void): number {
     this.checkout(version);
     this.#undo = [];
+    this.#redoable = false; // a step from the previous version drops the rolled-back one for good
     this.#open = true;
     change(this);
     this.#open = false;
+    this.#undo = this.#closed(this.#undo);
     // Only the last step can be undone: the runtime never hands back an older state.
     this.#undoable = this.#undo.length > 0;
     if (!this.#undoable) return this.#version;
     this.#previous = this.#version;
-    return (this.#version = ++this.#clock);
+    return (this.#version = this.#latest = ++this.#clock);
+  }
+
+  /** One change per driver: its value before the step and after it. */
+  #closed(changes: readonly Change[]): Change[] {
+    const first = new Map<string, Change>();
+    for (const c of changes) if (!first.has(c.id)) first.set(c.id, { id: c.id, before: c.before });
+    for (const c of first.values()) c.after = this.#slots.get(c.id)?.driver;
+    return [...first.values()].filter((c) => c.before !== c.after);
   }
 
   get size(): number {
@@ -171,10 +190,21 @@ export class CellIndex {
       const { id, before } = this.#undo[i]!;
       if (before) this.#put(before); else this.#remove(id);
     }
-    this.#undo = [];
+    // A closed step can be redone (its state may still be handed in); a half-done one cannot.
+    this.#redoable = !this.#open && this.#version === this.#latest && this.#undo.length > 0;
+    if (!this.#redoable) this.#undo = [];
     this.#open = false;
     this.#undoable = false;
     this.#version = version;
+  }
+
+  #redo(): void {
+    for (const { id, after } of this.#undo) {
+      if (after) this.#put(after); else this.#remove(id);
+    }
+    this.#redoable = false;
+    this.#undoable = true;
+    this.#version = this.#latest;
   }
 
   #put(driver: DriverCopy): void {

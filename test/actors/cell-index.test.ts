@@ -115,6 +115,20 @@ test('in-place updates look pure: a dropped outcome rolls back, anything older f
   t.deepEqual(nearest(s2), ['c']);
 });
 
+test('a query on the previous state while the next one awaits storage, then the next one: both show their own drivers', (t) => {
+  // A read-only query answers from the last state the actor returned (s1) while the actor
+  // awaits the journal for s2; then s2 is returned and the next message starts from it.
+  const s1 = fill([copy('a', near(0)), copy('b', near(1e-4))]);
+  const s2 = cell.handle(s1, { type: 'driver.remove', driverId: 'b', at: NOW }, ctx()).state;
+  t.deepEqual(nearest(s1), ['a', 'b'], 'the query in between sees the state before the step');
+  t.deepEqual(nearest(s2), ['a'], 'and the step is redone for the state after it');
+  t.deepEqual(nearest(s1), ['a', 'b'], 'back and forth, as often as asked');
+  const s3 = cell.handle(s2, { type: 'driver.upsert', driver: copy('c', near(2e-4)) }, ctx()).state;
+  t.deepEqual(nearest(s3), ['a', 'c']);
+  t.deepEqual(nearest(s2), ['a']);
+  t.throws(() => nearest(s1), { instanceOf: StaleCellState }, 'two steps back is never handed back by the runtime');
+});
+
 /** Brute force over the drivers in 0.01-degree strips of latitude around the point (a plain scan, just not of the whole city). */
 function oracleOf(drivers: readonly DriverCopy[]) {
   const strips = new Map<number, DriverCopy[]>();
