@@ -302,7 +302,7 @@ export class ShardRegion {
    * can come between the check and the answer since nothing else runs in between.
    */
   async ask<A = unknown>(to: EntityRef, query: unknown, timeoutMs = this.#o.askTimeoutMs): Promise<A> {
-    const shard = this.shardOf(to);
+    const shard = this.#askShard(to);
     if (this.#holds(shard)) {
       const value = this.#o.host.queryNow(to, shard, query);
       if (value !== NOT_NOW) return value as A;
@@ -333,6 +333,24 @@ export class ShardRegion {
         await this.#awaitHandoff(shard, deadline, to, Math.min(deadline, Date.now() + 250));
       }
     }
+  }
+
+  /**
+   * Shards of entities asked lately. shardOf hashes with BigInt (and H3 for cells), which is
+   * most of what an ask answered locally costs; placement never changes for a region, so an
+   * entry never goes stale. Bounded by starting over.
+   */
+  readonly #askShards = new Map<string, number>();
+
+  #askShard(to: EntityRef): number {
+    const key = entityKey(to);
+    let shard = this.#askShards.get(key);
+    if (shard === undefined) {
+      if (this.#askShards.size >= 50_000) this.#askShards.clear();
+      shard = this.shardOf(to);
+      this.#askShards.set(key, shard);
+    }
+    return shard;
   }
 
   stats(): RegionStats {
