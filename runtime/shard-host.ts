@@ -129,24 +129,16 @@ export class ShardHost {
     return this.#answer(self, current.state, query);
   }
 
-  /** Answers a query, activating the entity first if need be (then reading the state it recovered). */
+  /**
+   * Answers a query, activating the entity first if need be: once recovered, from the state
+   * it recovered; if it was poisoned or began passivating meanwhile, through its mailbox as
+   * before (a poisoned actor refuses; a stopped one's callers hear so). Never activates a
+   * second incarnation: the shard may have been revoked while this one recovered.
+   */
   async query(self: EntityRef, shard: number, query: unknown): Promise<unknown> {
     const now = this.queryNow(self, shard, query);
     if (now !== NOT_NOW) return now;
-    const activation = await this.#activation(self, shard);
-    activation.enter();
-    activation.lastUsed = this.#now();
-    try {
-      await activation.ready;
-      const current = activation.current;
-      if (current) return this.#answer(self, current.state, query);
-    } finally {
-      activation.leave();
-      activation.lastUsed = this.#now();
-    }
-    // Poisoned or passivating since it recovered: through the mailbox, as before (it waits
-    // for the stop and asks a fresh incarnation; a poisoned one refuses, a stopped one's callers hear so).
-    return this.#deliver(self, shard, (done) => ({ t: 'query', query, done }));
+    return this.#deliver(self, shard, (done) => ({ t: 'query', query, done }), (state) => this.#answer(self, state, query));
   }
 
   #answer(self: EntityRef, state: unknown, query: unknown): unknown {
@@ -205,12 +197,16 @@ export class ShardHost {
     };
   }
 
-  async #deliver(self: EntityRef, shard: number, build: (done: ActorMessage['done']) => ActorMessage): Promise<unknown> {
+  async #deliver(
+    self: EntityRef, shard: number, build: (done: ActorMessage['done']) => ActorMessage, read?: (state: unknown) => unknown,
+  ): Promise<unknown> {
     const activation = await this.#activation(self, shard);
     activation.enter();
     activation.lastUsed = this.#now();
     try {
       await activation.ready;
+      const current = read && activation.current;
+      if (current) return read(current.state);
       return await new Promise<unknown>((resolve, reject) => {
         const fail = (error: Error) => reject(error);
         activation.waiting.add(fail);

@@ -109,6 +109,28 @@ test('a write that reached the journal but reported failure: the poisoned incarn
   await r.stop();
 });
 
+test('a query to an entity whose shard is stopped while it recovers is answered by that incarnation or refused, never by a second one', async (t) => {
+  const journal = new MemoryJournal();
+  const r = await startRig({ behaviors: [counter], journal, passivateAfterMs: 100 });
+  await r.region.request(ref('mv'), { type: 'add', n: 4 });
+  t.true(await eventually(async () => !r.host.isActive(ref('mv')), 5_000), 'passivated');
+  const read = journal.read.bind(journal);
+  const slow = Promise.withResolvers<void>();
+  journal.read = async (...args) => { await slow.promise; return read(...args); };
+  const shard = r.region.shardOf(ref('mv'));
+  const activations = r.host.stats().activations;
+  const asked = r.host.query(ref('mv'), shard, { type: 'get' }).then((v) => (v as CounterState).total, (e: Error) => e.name);
+  await new Promise((w) => setTimeout(w, 20));
+  const stopped = r.host.stopShards([shard]); // the shard is revoked while the entity recovers
+  slow.resolve();
+  await stopped;
+  t.true([4, 'EntityStoppedError'].includes(await asked), String(await asked));
+  t.is(r.host.stats().activations, activations + 1, 'no second incarnation was activated');
+  t.false(r.host.isActive(ref('mv')));
+  journal.read = read;
+  await r.stop();
+});
+
 test('a query to a passivated entity reactivates it and sees its journaled state', async (t) => {
   const r = await startRig({ behaviors: [counter], passivateAfterMs: 100 });
   await r.region.request(ref('sleepy'), { type: 'add', n: 3 });
