@@ -10,6 +10,12 @@
 // and is stopped, the next message recovers a fresh incarnation. `passivating`:
 // draining in-flight messages and snapshotting. `stopped`: gone; whoever still
 // waited on it hears so (see ShardHost), the next message activates it anew.
+//
+// `current` is the entity's state as its actor last returned it (after recovery, after
+// each handled message). Queries are answered from it without entering the mailbox
+// (ShardHost.queryNow). It is only ever set by the actor, only with a state the actor
+// returned (a command's state is returned after its journal write succeeded), and it is
+// dropped for good the moment the incarnation is poisoned, fails recovery or stops.
 
 import type { EntityRef } from '../actors/behavior.ts';
 
@@ -51,6 +57,7 @@ export class Activation<Ref = unknown> {
   stopping: Promise<void> | undefined;
   /** Callers still waiting on this actor: settled with an error if it stops first. */
   readonly waiting = new Set<(error: Error) => void>();
+  #current: { readonly state: unknown } | undefined;
 
   constructor(self: EntityRef, key: string, shard: number, now: number) {
     this.self = self;
@@ -102,7 +109,33 @@ export class Activation<Ref = unknown> {
     return this.#state;
   }
 
+  /**
+   * The state a query may be answered from: the actor's last published one, while the
+   * activation is active. Undefined while recovering, passivating, poisoned or stopped.
+   */
+  get current(): { readonly state: unknown } | undefined {
+    return this.#state === 'active' ? this.#current : undefined;
+  }
+
+  /**
+   * The actor publishes the state it is about to return (see entityActor's `onState`).
+   * Ignored once the incarnation is poisoned, failed recovery or stopped: nothing it
+   * holds may be served again.
+   */
+  publish(incarnation: { readonly state: unknown }): void {
+    if (this.#retired) return;
+    this.#current = incarnation;
+  }
+
+  #retired = false;
+
   on(event: ActivationEvent): ActivationState {
+    // A poison taken while passivating leaves the state 'passivating': the event, not the
+    // state, is what retires the published incarnation.
+    if (event === 'poison' || event === 'recovery_failed' || event === 'stopped') {
+      this.#retired = true;
+      this.#current = undefined;
+    }
     this.#state = transition(this.#state, event);
     return this.#state;
   }

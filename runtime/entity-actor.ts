@@ -182,6 +182,15 @@ export interface EntityActorOptions {
   readonly host: ActorHost;
   /** Journal entries between snapshots (0: only when passivated). */
   readonly snapshotEvery: number;
+  /**
+   * Told the incarnation the actor is about to return, after recovery and after each
+   * command, before the caller hears the outcome, so a query answered from it (see
+   * ShardHost.queryNow) reads its own writes. Only states the actor returns are
+   * published: a command's new state after its journal write (and its tells' append)
+   * succeeded; never the state of a command whose write failed, nor anything once the
+   * incarnation is poisoned.
+   */
+  readonly onState?: (incarnation: Incarnation<unknown>) => void;
 }
 
 /**
@@ -201,7 +210,7 @@ function answerAgain(rejection: Refusal | undefined): CommandResult {
 
 /** The nact actor function for one entity. */
 export function entityActor(options: EntityActorOptions) {
-  const { behavior, self, key, host, snapshotEvery } = options;
+  const { behavior, self, key, host, snapshotEvery, onState } = options;
 
   /** The command as dedupe sees it: its id and, for a tell from an entity, its origin. */
   type Handled = Pick<CommandEnvelope, 'id' | 'origin'>;
@@ -332,6 +341,7 @@ export function entityActor(options: EntityActorOptions) {
           const [next, result] = fire && timer
             ? await runTimer(inc, m.command.id, at, fire.$timer, timer.message, ctx)
             : await runCommand(inc, m.command, at, m.command.message, ctx);
+          if (!poisoned) onState?.(next);
           m.done.resolve(result);
           return next;
         } catch (error) {
@@ -355,11 +365,13 @@ export function entityActor(options: EntityActorOptions) {
    */
   async function activate(inc: Incarnation<unknown>, done: Deferred<void>): Promise<Incarnation<unknown>> {
     for (const [name, timer] of Object.entries(inc.timers)) host.armTimer(self, name, timer.at);
-    if (inc.outbox.length === 0) { done.resolve(); return inc; }
+    if (inc.outbox.length === 0) { onState?.(inc); done.resolve(); return inc; }
     try {
       await host.send(self, inc.outbox);
+      const next = { ...inc, outbox: [] };
+      onState?.(next);
       done.resolve();
-      return { ...inc, outbox: [] };
+      return next;
     } catch (error) {
       poisoned = true;
       done.resolve();

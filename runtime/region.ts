@@ -15,7 +15,7 @@ import { failureOf, type CommandResult, type Failure, type OutboundTell } from '
 import { LogUnavailableError, RebalanceStepError, ShardFencedError, ShardHandoffError } from './errors.ts';
 import type { ShardFences } from './fencing.ts';
 import type { CommandEnvelope, CommandLog, DeadLetter, DeadLetterStore, LogRecord, Notifier, Reminder, ReminderStore, ShardAssignment } from './ports.ts';
-import type { ShardHost } from './shard-host.ts';
+import { NOT_NOW, type ShardHost } from './shard-host.ts';
 import { backoff } from './backoff.ts';
 import { timerCommandId, type TimerFire } from './timers.ts';
 
@@ -297,10 +297,16 @@ export class ShardRegion {
    * from an entity whose shard is being handed off: while its shard is fenced (a rebalance
    * under way, the shard lost and draining, the new owner not known here yet) the ask waits
    * for the hand-off to settle, within its timeout, then fails with ShardHandoffError
-   * (retriable; the edge answers 503 with Retry-After).
+   * (retriable; the edge answers 503 with Retry-After). An entity active here answers at
+   * once from its current state (ShardHost.queryNow): no timer, no mailbox, and no fence
+   * can come between the check and the answer since nothing else runs in between.
    */
   async ask<A = unknown>(to: EntityRef, query: unknown, timeoutMs = this.#o.askTimeoutMs): Promise<A> {
-    const shard = this.shardOf(to);
+    const shard = this.#askShard(to);
+    if (this.#holds(shard)) {
+      const value = this.#o.host.queryNow(to, shard, query);
+      if (value !== NOT_NOW) return value as A;
+    }
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.#holds(shard)) {
@@ -327,6 +333,24 @@ export class ShardRegion {
         await this.#awaitHandoff(shard, deadline, to, Math.min(deadline, Date.now() + 250));
       }
     }
+  }
+
+  /**
+   * Shards of entities asked lately. shardOf hashes with BigInt (and H3 for cells), which is
+   * most of what an ask answered locally costs; placement never changes for a region, so an
+   * entry never goes stale. Bounded by starting over.
+   */
+  readonly #askShards = new Map<string, number>();
+
+  #askShard(to: EntityRef): number {
+    const key = entityKey(to);
+    let shard = this.#askShards.get(key);
+    if (shard === undefined) {
+      if (this.#askShards.size >= 50_000) this.#askShards.clear();
+      shard = this.shardOf(to);
+      this.#askShards.set(key, shard);
+    }
+    return shard;
   }
 
   stats(): RegionStats {
@@ -401,6 +425,8 @@ export class ShardRegion {
    * entity computed it (else it may be older than what a new owner has handled since).
    */
   async #answerLocally(to: EntityRef, shard: number, query: unknown, deadline: number): Promise<{ given: boolean; value?: unknown }> {
+    const now = this.#o.host.queryNow(to, shard, query);
+    if (now !== NOT_NOW) return { given: true, value: now };
     const epoch = this.#epoch;
     const value = await withTimeout(this.#o.host.query(to, shard, query), Math.max(1, deadline - Date.now()), `ask to ${entityKey(to)}`);
     if (epoch !== this.#epoch || !this.#holds(shard)) return { given: false };

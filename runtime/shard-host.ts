@@ -8,6 +8,14 @@
 // entity's lifecycle (activation.ts): it waits for a passivation in progress,
 // re-activates on demand, and settles with an error every message a stopped
 // actor never handled.
+//
+// Queries do not enter the mailbox of an active entity: they are answered from the
+// state its actor last returned (Activation.current), as Orleans interleaves read-only
+// requests. Between messages that state is immutable and this process is single-
+// threaded, so a query sees a whole state, never half a command; it does not wait
+// behind a command's storage writes, and sees the state from before that command until
+// the command's write succeeded (see entityActor's onState). A poisoned incarnation's
+// state is never served (Activation drops it on the poison event).
 
 import { configurePersistence, dispatch, spawnPersistent, start, stop } from 'nact';
 import type { Behavior, EntityRef } from '../actors/behavior.ts';
@@ -30,6 +38,9 @@ const DRAIN_TIMEOUT_MS = 10_000;
 type NactRef = Parameters<typeof dispatch>[0];
 
 type Activation = ActivationOf<NactRef>;
+
+/** What queryNow returns when the entity must be activated (or finish passivating) before it can answer. */
+export const NOT_NOW: unique symbol = Symbol('not answerable without activation');
 
 export interface ShardHostOptions {
   readonly journal: Journal;
@@ -104,8 +115,36 @@ export class ShardHost {
     return this.#deliver(self, shard, build) as Promise<CommandResult>;
   }
 
-  query(self: EntityRef, shard: number, query: unknown): Promise<unknown> {
-    return this.#deliver(self, shard, (done) => ({ t: 'query', query, done }));
+  /**
+   * Answers a query at once from the entity's current state if it is active here (recovered,
+   * not poisoned, not passivating, the host not closing); else NOT_NOW, and `query` is the
+   * way. Counts as use for passivation. Throws what the behavior's query throws.
+   */
+  queryNow(self: EntityRef, _shard: number, query: unknown): unknown {
+    if (this.#closing) return NOT_NOW;
+    const activation = this.#active.get(entityKey(self));
+    const current = activation?.current;
+    if (!current) return NOT_NOW;
+    activation!.lastUsed = this.#now();
+    return this.#answer(self, current.state, query);
+  }
+
+  /**
+   * Answers a query, activating the entity first if need be: once recovered, from the state
+   * it recovered; if it was poisoned or began passivating meanwhile, through its mailbox as
+   * before (a poisoned actor refuses; a stopped one's callers hear so). Never activates a
+   * second incarnation: the shard may have been revoked while this one recovered.
+   */
+  async query(self: EntityRef, shard: number, query: unknown): Promise<unknown> {
+    const now = this.queryNow(self, shard, query);
+    if (now !== NOT_NOW) return now;
+    return this.#deliver(self, shard, (done) => ({ t: 'query', query, done }), (state) => this.#answer(self, state, query));
+  }
+
+  #answer(self: EntityRef, state: unknown, query: unknown): unknown {
+    const behavior = this.#behaviors.get(self.kind);
+    if (!behavior?.query) throw new Error(`${self.kind} answers no queries`);
+    return behavior.query(state, query, { self, now: this.#now() });
   }
 
   /** Activates entities (for reminders after a restart or a shard move). */
@@ -158,12 +197,16 @@ export class ShardHost {
     };
   }
 
-  async #deliver(self: EntityRef, shard: number, build: (done: ActorMessage['done']) => ActorMessage): Promise<unknown> {
+  async #deliver(
+    self: EntityRef, shard: number, build: (done: ActorMessage['done']) => ActorMessage, read?: (state: unknown) => unknown,
+  ): Promise<unknown> {
     const activation = await this.#activation(self, shard);
     activation.enter();
     activation.lastUsed = this.#now();
     try {
       await activation.ready;
+      const current = read && activation.current;
+      if (current) return read(current.state);
       return await new Promise<unknown>((resolve, reject) => {
         const fail = (error: Error) => reject(error);
         activation.waiting.add(fail);
@@ -199,7 +242,10 @@ export class ShardHost {
     activation.ready = this.#recoveries.run(() => new Promise<void>((resolve, reject) => {
       activation.ref = spawnPersistent(
         this.#system,
-        entityActor({ behavior, self, key, host: this.#actorHost(services), snapshotEvery: behavior.snapshotEvery ?? this.#options.snapshotEvery }) as never,
+        entityActor({
+          behavior, self, key, host: this.#actorHost(services), snapshotEvery: behavior.snapshotEvery ?? this.#options.snapshotEvery,
+          onState: (incarnation) => activation.publish(incarnation),
+        }) as never,
         key,
         undefined,
         {

@@ -125,7 +125,9 @@ test('an entity stopped with messages still queued: every caller hears so, no pr
   journal.append = () => new Promise(() => undefined);
   const shard = r.region.shardOf(ref('hung'));
   const stuck = r.host.command(ref('hung'), shard, (done) => ({ t: 'command', command: { id: 'stuck-1', to: ref('hung'), message: { type: 'add', n: 1 }, at: Date.now() }, done: done as never }));
-  const queued = r.host.query(ref('hung'), shard, { type: 'get' });
+  const queued = r.host.command(ref('hung'), shard, (done) => ({ t: 'command', command: { id: 'queued-1', to: ref('hung'), message: { type: 'add', n: 1 }, at: Date.now() }, done: done as never }));
+  // A query does not queue: it is answered from the state before the stuck write.
+  t.is(((await r.host.query(ref('hung'), shard, { type: 'get' })) as CounterState).total, 1);
   await r.host.stopAll();
   const outcome = await Promise.race([
     Promise.allSettled([stuck, queued]),
