@@ -106,8 +106,8 @@ export interface ActorHost {
   now(): number;
   /** Appends tells to the command log; resolves once they are durable. */
   send(from: EntityRef, tells: readonly OutboundTell[]): Promise<void>;
-  /** Hands non-durable tells (`durable: false`) to the soft path; not waited for, never fails. */
-  sendSoft(from: EntityRef, tells: readonly OutboundTell[]): void;
+  /** Hands non-durable tells (`durable: false`) to the soft path; never fails; may ask the sender to wait for room. */
+  sendSoft(from: EntityRef, tells: readonly OutboundTell[]): Promise<void> | undefined;
   /** The journal's record of a command this entity handled, if any (the durable dedupe record). */
   findCommand(key: string, commandId: string): Promise<JournalRecord | undefined>;
   notify(userId: string, message: unknown): void;
@@ -256,7 +256,7 @@ export function entityActor(options: EntityActorOptions) {
     for (const name of plan.timersCancelled) if (!plan.timersSet.some((t) => t.name === name)) host.forget(self, name);
     if (plan.tells.length > 0) await host.send(self, plan.tells);
     // Soft copies (a driver's in its cell) skip the log: last-write-wins at the receiver.
-    if (plan.softTells.length > 0) host.sendSoft(self, plan.softTells);
+    if (plan.softTells.length > 0) await host.sendSoft(self, plan.softTells);
     next.outbox = [];
     for (const n of plan.notifications) host.notify(n.userId, n.message);
     for (const p of plan.publications) host.publish(p.topic, p.event, self);

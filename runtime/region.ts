@@ -85,6 +85,9 @@ export type SoftDelivery = SoftOutcome | 'forwarded';
 
 /** Soft messages per log record at most (a fix is ~150 bytes: well under a request's budget). */
 const SOFT_RECORD_MAX = 1_000;
+/** Entities' soft tells in flight on a node before senders wait (briefly) for room. */
+const SOFT_IN_FLIGHT_MAX = 5_000;
+const SOFT_WAIT_MS = 1_000;
 
 export interface RegionStats {
   /** Soft messages applied here, sent as commands because their outcome was durable, forwarded to their owner, dropped. */
@@ -162,6 +165,9 @@ export class ShardRegion {
   /** Soft messages for shards served elsewhere, per shard, until this tick ends (one record each). */
   readonly #softOut = new Map<number, { messages: SoftMessage[]; done: Promise<void>; settle: (error?: unknown) => void }>();
   #softFlush: NodeJS.Immediate | undefined;
+  /** Soft tells from entities not handled yet, and senders waiting for fewer (see #softRoom). */
+  #softInFlight = 0;
+  #softWaiting: (() => void)[] = [];
   /** Shard -> since when its current command has been failing, and why. */
   readonly #stuck = new Map<number, { since: number; failure: string }>();
   #reminderScan: NodeJS.Timeout | undefined;
@@ -177,9 +183,12 @@ export class ShardRegion {
       sendSoft: (from, tells) => {
         const at = this.#now();
         for (const t of tells) {
+          this.#softInFlight++;
           this.#soft({ to: t.to, message: t.message, at })
-            .catch((e) => options.onError?.(e, `soft tell from ${entityKey(from)} to ${entityKey(t.to)}`));
+            .catch((e) => options.onError?.(e, `soft tell from ${entityKey(from)} to ${entityKey(t.to)}`))
+            .finally(() => this.#softSettled());
         }
+        return this.#softRoom();
       },
       notify: (userId, message) => {
         options.notifier.publish(userId, message).catch((e) => options.onError?.(e, `notify ${userId}`));
@@ -537,6 +546,29 @@ export class ShardRegion {
       this.#softDurable++;
     }
     return outcome;
+  }
+
+  /**
+   * Backpressure for entities' soft tells: they are not waited for (a sender must not wait
+   * for its receiver's mailbox: two entities telling each other would deadlock), but past
+   * SOFT_IN_FLIGHT_MAX unhandled ones a sender waits for room, at most SOFT_WAIT_MS, so a
+   * fast sender (drivers) cannot queue unboundedly ahead of slower receivers (cells).
+   */
+  #softRoom(): Promise<void> | undefined {
+    if (this.#softInFlight < SOFT_IN_FLIGHT_MAX) return undefined;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, SOFT_WAIT_MS);
+      this.#softWaiting.push(() => { clearTimeout(timer); resolve(); });
+    });
+  }
+
+  #softSettled(): void {
+    this.#softInFlight--;
+    if (this.#softInFlight < SOFT_IN_FLIGHT_MAX / 2 && this.#softWaiting.length > 0) {
+      const waiting = this.#softWaiting;
+      this.#softWaiting = [];
+      for (const go of waiting) go();
+    }
   }
 
   /** Soft messages of a record from another node, for a shard this node serves. */
