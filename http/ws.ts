@@ -302,12 +302,13 @@ export class WsGateway {
     }
     switch (m.type) {
       case 'location':
-        // Fixes are many and soft: durable in the log, not waited for.
-        await region.tell(driver, { type: 'location', fix: fix(m) });
+        // Fixes are many and soft: the soft path (no command id, no journal, no log record
+        // when this node serves the driver); acked once handed to the driver or its owner.
+        await region.tellSoft(driver, { type: 'location', fix: fix(m) });
         this.#send(session, { type: 'ack', ref: m.ref ?? null });
         return;
       case 'location.batch':
-        await region.tell(driver, { type: 'location.batch', fixes: m.fixes.map(fix) });
+        await region.tellSoft(driver, { type: 'location.batch', fixes: m.fixes.map(fix) });
         this.#send(session, { type: 'ack', ref: m.ref ?? null });
         return;
       case 'ops.subscribe': {

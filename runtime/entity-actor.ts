@@ -86,8 +86,17 @@ interface Deferred<T> {
   reject(error: unknown): void;
 }
 
+/**
+ * What became of a soft message (ShardHost.soft): `applied` in memory; `durable` when its
+ * outcome would have to be journaled (events, a refusal, timers, durable tells), so nothing
+ * was applied and the sender must send it as a command; `dropped` when the entity could not
+ * take it (recovering after a failure, its reducer threw).
+ */
+export type SoftOutcome = 'applied' | 'durable' | 'dropped';
+
 export type ActorMessage =
   | { readonly t: 'activate'; readonly done: Deferred<void> }
+  | { readonly t: 'soft'; readonly message: unknown; readonly done: Deferred<SoftOutcome> }
   | { readonly t: 'command'; readonly command: CommandEnvelope; readonly done: Deferred<CommandResult> }
   | { readonly t: 'query'; readonly query: unknown; readonly done: Deferred<unknown> }
   | { readonly t: 'snapshot'; readonly done: Deferred<void> };
@@ -97,6 +106,8 @@ export interface ActorHost {
   now(): number;
   /** Appends tells to the command log; resolves once they are durable. */
   send(from: EntityRef, tells: readonly OutboundTell[]): Promise<void>;
+  /** Hands non-durable tells (`durable: false`) to the soft path; never fails; may ask the sender to wait for room. */
+  sendSoft(from: EntityRef, tells: readonly OutboundTell[]): Promise<void> | undefined;
   /** The journal's record of a command this entity handled, if any (the durable dedupe record). */
   findCommand(key: string, commandId: string): Promise<JournalRecord | undefined>;
   notify(userId: string, message: unknown): void;
@@ -203,6 +214,9 @@ function isJournaled(command: Pick<CommandEnvelope, 'origin'>, outcome: Outcome<
     || outcome.rejection !== undefined || command.origin !== undefined;
 }
 
+/** The command id a reducer sees for a soft message (which has none). */
+export const SOFT_COMMAND_ID = 'soft';
+
 /** A redelivered command gets the answer it got: its refusal, or `duplicate` when it was applied. */
 function answerAgain(rejection: Refusal | undefined): CommandResult {
   return rejection ? { status: 'rejected', rejection } : { status: 'duplicate' };
@@ -247,10 +261,11 @@ export function entityActor(options: EntityActorOptions) {
         await host.saveSnapshot(key, next.seq, { ...next, unsnapshotted: 0 }).then(() => { next.unsnapshotted = 0; }, () => undefined);
       }
     }
-    const outbound = [...plan.tells, ...plan.softTells];
     // Timers cancelled and set again in one command keep their reminder.
     for (const name of plan.timersCancelled) if (!plan.timersSet.some((t) => t.name === name)) host.forget(self, name);
-    if (outbound.length > 0) await host.send(self, outbound);
+    if (plan.tells.length > 0) await host.send(self, plan.tells);
+    // Soft copies (a driver's in its cell) skip the log: last-write-wins at the receiver.
+    if (plan.softTells.length > 0) await host.sendSoft(self, plan.softTells);
     next.outbox = [];
     for (const n of plan.notifications) host.notify(n.userId, n.message);
     for (const p of plan.publications) host.publish(p.topic, p.event, self);
@@ -300,12 +315,15 @@ export function entityActor(options: EntityActorOptions) {
       const failure: Failure = { kind: 'entity_stopped', retriable: true, message: `${key} is recovering; try again` };
       if (m.t === 'command') m.done.resolve({ status: 'failed', failure });
       else if (m.t === 'query') m.done.reject(new Error(failure.message));
+      else if (m.t === 'soft') m.done.resolve('dropped');
       else m.done.resolve();
       return inc;
     }
     switch (m.t) {
       case 'activate':
         return activate(inc, m.done);
+      case 'soft':
+        return runSoft(inc, m.message, m.done);
       case 'query':
         try {
           if (!behavior.query) throw new Error(`${self.kind} answers no queries`);
@@ -357,6 +375,35 @@ export function entityActor(options: EntityActorOptions) {
       }
     }
   };
+
+  /**
+   * A soft message: no command id, no dedupe, no journal. Applied only when its outcome
+   * changes nothing durable (as a command with such an outcome would not be journaled
+   * either); else nothing is applied and the sender hears `durable`.
+   */
+  async function runSoft(inc: Incarnation<unknown>, message: unknown, done: Deferred<SoftOutcome>): Promise<Incarnation<unknown>> {
+    const at = host.now();
+    let outcome: Outcome<unknown, unknown>;
+    try {
+      outcome = decide(inc.state, message, at, SOFT_COMMAND_ID);
+    } catch {
+      done.resolve('dropped'); // reported by decide; nothing changed
+      return inc;
+    }
+    if (isJournaled({}, outcome, planEffects(SOFT_COMMAND_ID, outcome.effects))) { done.resolve('durable'); return inc; }
+    try {
+      const [next] = await handleOutcome(inc, { id: SOFT_COMMAND_ID }, at, outcome, { persist: () => Promise.reject(new Error('a soft message journals nothing')) });
+      // Queries answer from the published state: a soft change (a fix, a cell's copy) is one too.
+      onState?.(next);
+      done.resolve('applied');
+      return next;
+    } catch (error) {
+      // Only a soft snapshot or a side effect can fail here: memory is still in step with the journal.
+      host.reducerFailed(self, message, error);
+      done.resolve('dropped');
+      return inc;
+    }
+  }
 
   /**
    * Arms the timers and re-sends the outbox of the last entry before anything else is

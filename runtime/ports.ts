@@ -25,6 +25,18 @@ export interface CommandEnvelope {
   readonly origin?: Origin;
 }
 
+/**
+ * A soft message: soft state (a GPS fix, a driver's copy in its cell) that is never
+ * journaled and has no command id. It carries no dedupe and may be lost (a rebalance, a
+ * crash): the next one repairs it, and receivers keep the newest by its own timestamp.
+ */
+export interface SoftMessage {
+  readonly to: EntityRef;
+  readonly message: unknown;
+  /** Milliseconds since the epoch when the message was accepted. */
+  readonly at: number;
+}
+
 export interface LogRecord {
   readonly shard: number;
   readonly offset: number;
@@ -69,6 +81,13 @@ export interface CommandLogHandlers {
   onJoined?(owned: readonly number[]): void;
   /** The whole shard map became known after onAssignment was given a provisional one (the group was still settling). */
   onPlacement?(map: Pick<ShardAssignment, 'placement' | 'nodes'>): void;
+  /**
+   * Soft messages of one record written by `appendSoft`, in their order, for a shard this
+   * node serves. Handled before the batch's commands (soft messages are last-write-wins by
+   * their own timestamp, so their order against commands does not matter); the log commits
+   * a soft record itself once the commands before it are committed.
+   */
+  onSoft?(shard: number, messages: readonly SoftMessage[]): Promise<void>;
 }
 
 /**
@@ -80,6 +99,12 @@ export interface CommandLog {
   readonly shards: number;
   append(shard: number, command: CommandEnvelope): Promise<void>;
   appendMany(entries: readonly { shard: number; command: CommandEnvelope }[]): Promise<void>;
+  /**
+   * Appends soft messages of one shard as one record (many fixes, one record), for a shard
+   * another node owns; its consumer hands them to onSoft. Absent from a log whose node owns
+   * every shard (the in-process one): soft messages never need to travel there.
+   */
+  appendSoft?(shard: number, messages: readonly SoftMessage[]): Promise<void>;
   /** Starts consuming. Resolves once the first assignment is known. */
   start(handlers: CommandLogHandlers): Promise<void>;
   /** Marks everything up to and including `offset` of `shard` as handled. */

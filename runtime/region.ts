@@ -6,15 +6,19 @@
 // its outgoing tells are themselves durable (at-least-once end to end; entities
 // drop duplicates by command id). `request` is a tell whose outcome is sent
 // back to the asking node. `ask` is a read-only query answered by the owner
-// directly, never through the log.
+// directly, never through the log. `tellSoft` carries soft state (GPS fixes, a
+// driver's copy in its cell): no command id, no dedupe, no journal; straight to the
+// entity when this node serves its shard, else batched per shard into one log record
+// for the owner. A soft message may be lost (a rebalance, a crash): the next one
+// repairs it.
 
 import { randomUUID } from 'node:crypto';
 import type { EntityRef, Service } from '../actors/behavior.ts';
 import { entityKey, parseEntityKey, shardOf, type Placement } from './entity.ts';
-import { failureOf, type CommandResult, type Failure, type OutboundTell } from './entity-actor.ts';
+import { failureOf, type CommandResult, type Failure, type OutboundTell, type SoftOutcome } from './entity-actor.ts';
 import { LogUnavailableError, RebalanceStepError, ShardFencedError, ShardHandoffError } from './errors.ts';
 import type { ShardFences } from './fencing.ts';
-import type { CommandEnvelope, CommandLog, DeadLetter, DeadLetterStore, LogRecord, Notifier, Reminder, ReminderStore, ShardAssignment } from './ports.ts';
+import type { CommandEnvelope, CommandLog, DeadLetter, DeadLetterStore, LogRecord, Notifier, Reminder, ReminderStore, ShardAssignment, SoftMessage } from './ports.ts';
 import { NOT_NOW, type ShardHost } from './shard-host.ts';
 import { backoff } from './backoff.ts';
 import { timerCommandId, type TimerFire } from './timers.ts';
@@ -70,7 +74,27 @@ export interface RegionOptions {
   readonly fences?: ShardFences;
 }
 
+/**
+ * What became of a soft message here: `applied` by its entity on this node; `durable` when
+ * its outcome had to be journaled, so it was sent as a command instead (and applied as one);
+ * `forwarded` in a soft record to the shard's owner; `dropped` when nobody could take it now
+ * (the entity was failing or being stopped, the shard between owners on a node without a
+ * log to forward it through).
+ */
+export type SoftDelivery = SoftOutcome | 'forwarded';
+
+/** Soft messages per log record at most (a fix is ~150 bytes: well under a request's budget). */
+const SOFT_RECORD_MAX = 1_000;
+/** Entities' soft tells in flight on a node before senders wait (briefly) for room. */
+const SOFT_IN_FLIGHT_MAX = 5_000;
+const SOFT_WAIT_MS = 1_000;
+
 export interface RegionStats {
+  /** Soft messages applied here, sent as commands because their outcome was durable, forwarded to their owner, dropped. */
+  readonly softApplied: number;
+  readonly softDurable: number;
+  readonly softForwarded: number;
+  readonly softDropped: number;
   readonly commandsHandled: number;
   readonly commandsDuplicate: number;
   readonly commandsRetried: number;
@@ -134,6 +158,16 @@ export class ShardRegion {
   #deadLettered = 0;
   #rebalanceFailures = 0;
   #shardsFenced = 0;
+  #softApplied = 0;
+  #softDurable = 0;
+  #softForwarded = 0;
+  #softDropped = 0;
+  /** Soft messages for shards served elsewhere, per shard, until this tick ends (one record each). */
+  readonly #softOut = new Map<number, { messages: SoftMessage[]; done: Promise<void>; settle: (error?: unknown) => void }>();
+  #softFlush: NodeJS.Immediate | undefined;
+  /** Soft tells from entities not handled yet, and senders waiting for fewer (see #softRoom). */
+  #softInFlight = 0;
+  #softWaiting: (() => void)[] = [];
   /** Shard -> since when its current command has been failing, and why. */
   readonly #stuck = new Map<number, { since: number; failure: string }>();
   #reminderScan: NodeJS.Timeout | undefined;
@@ -146,6 +180,16 @@ export class ShardRegion {
     this.#now = options.now ?? Date.now;
     options.host.attach({
       send: (_from, tells) => this.#sendTells(tells),
+      sendSoft: (from, tells) => {
+        const at = this.#now();
+        for (const t of tells) {
+          this.#softInFlight++;
+          this.#soft({ to: t.to, message: t.message, at })
+            .catch((e) => options.onError?.(e, `soft tell from ${entityKey(from)} to ${entityKey(t.to)}`))
+            .finally(() => this.#softSettled());
+        }
+        return this.#softRoom();
+      },
       notify: (userId, message) => {
         options.notifier.publish(userId, message).catch((e) => options.onError?.(e, `notify ${userId}`));
       },
@@ -201,6 +245,7 @@ export class ShardRegion {
       onRebalancing: () => this.#onRebalancing(),
       onJoined: (owned) => this.#onJoined(owned),
       onPlacement: (map) => { this.#assignment = { ...this.#assignment, ...map }; this.#signal(); },
+      onSoft: (shard, messages) => this.#handleSoft(shard, messages),
     });
     this.#started = true;
     // Reminders are read when a shard is gained and again from time to time, so an
@@ -264,6 +309,23 @@ export class ShardRegion {
     const command: CommandEnvelope = { id: options.id ?? randomUUID(), to, message, at: this.#now() };
     await this.#o.log.append(this.shardOf(to), command);
     return command.id;
+  }
+
+  /**
+   * Soft delivery, for soft state such as GPS fixes: no command id, no dedupe, no journal
+   * row. When this node serves the entity's shard (embedded: always), the message goes
+   * straight to the entity (no log record) and this resolves once it is handled; else it is
+   * batched with the others of its shard into one log record per tick for the owner, and
+   * this resolves once the log has it. Never applied on a node that does not serve the
+   * shard. A message whose outcome would be journaled (events, a refusal, timers, durable
+   * tells) is not applied softly: it is sent as a command (`durable`) and applied as one.
+   * May be lost on a rebalance or a crash (`dropped`, or a forwarded record the new owner
+   * does not get to): receivers keep the newest by the message's own timestamp, and the
+   * next message repairs it.
+   */
+  tellSoft(to: EntityRef, message: unknown): Promise<SoftDelivery> {
+    this.#checkAccepting();
+    return this.#soft({ to, message, at: this.#now() });
   }
 
   /** A tell whose outcome (applied, rejected with a reason, or the entity's reply) comes back here. */
@@ -358,6 +420,7 @@ export class ShardRegion {
       commandsHandled: this.#handled, commandsDuplicate: this.#duplicates, commandsRetried: this.#retried,
       commandsDeadLettered: this.#deadLettered, rebalanceFailures: this.#rebalanceFailures, owned: [...this.#owned],
       fencedWrites: this.#o.fences?.refusedWrites ?? 0, shardsFenced: this.#shardsFenced,
+      softApplied: this.#softApplied, softDurable: this.#softDurable, softForwarded: this.#softForwarded, softDropped: this.#softDropped,
     };
   }
 
@@ -486,6 +549,93 @@ export class ShardRegion {
     } catch (error) {
       throw new LogUnavailableError(`the command log did not take ${tells.length} tell(s): ${(error as Error)?.message ?? error}`, { cause: error });
     }
+  }
+
+  async #soft(m: SoftMessage): Promise<SoftDelivery> {
+    const shard = this.shardOf(m.to);
+    if (this.#holds(shard)) return this.#applySoft(shard, m);
+    // Served elsewhere, or between owners: the log takes it to whoever serves the shard next.
+    if (!this.#o.log.appendSoft || this.#closed) { this.#softDropped++; return 'dropped'; }
+    await this.#queueSoft(shard, m);
+    this.#softForwarded++;
+    return 'forwarded';
+  }
+
+  /** Hands a soft message to its entity here; an outcome that must be journaled goes through the log as a command. */
+  async #applySoft(shard: number, m: SoftMessage): Promise<SoftDelivery> {
+    if (!this.#o.host.knows(m.to.kind)) { this.#softDropped++; return 'dropped'; }
+    const outcome = await this.#o.host.soft(m.to, shard, m.message).catch((): SoftOutcome => 'dropped');
+    if (outcome === 'applied') this.#softApplied++;
+    else if (outcome === 'dropped') this.#softDropped++;
+    else {
+      await this.#o.log.append(shard, { id: randomUUID(), to: m.to, message: m.message, at: m.at });
+      this.#softDurable++;
+    }
+    return outcome;
+  }
+
+  /**
+   * Backpressure for entities' soft tells: they are not waited for (a sender must not wait
+   * for its receiver's mailbox: two entities telling each other would deadlock), but past
+   * SOFT_IN_FLIGHT_MAX unhandled ones a sender waits for room, at most SOFT_WAIT_MS, so a
+   * fast sender (drivers) cannot queue unboundedly ahead of slower receivers (cells).
+   */
+  #softRoom(): Promise<void> | undefined {
+    if (this.#softInFlight < SOFT_IN_FLIGHT_MAX) return undefined;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, SOFT_WAIT_MS);
+      this.#softWaiting.push(() => { clearTimeout(timer); resolve(); });
+    });
+  }
+
+  #softSettled(): void {
+    this.#softInFlight--;
+    if (this.#softInFlight < SOFT_IN_FLIGHT_MAX / 2 && this.#softWaiting.length > 0) {
+      const waiting = this.#softWaiting;
+      this.#softWaiting = [];
+      for (const go of waiting) go();
+    }
+  }
+
+  /** Soft messages of a record from another node, for a shard this node serves. */
+  async #handleSoft(shard: number, messages: readonly SoftMessage[]): Promise<void> {
+    await Promise.all(messages.map(async (m) => {
+      // A shard lost meanwhile (or a record naming an entity of another shard) is not served here.
+      if (!this.#holds(shard) || this.shardOf(m.to) !== shard) { this.#softDropped++; return; }
+      await this.#applySoft(shard, m).catch((e) => {
+        this.#softDropped++;
+        this.#o.onError?.(e, `soft message to ${entityKey(m.to)}: sending it as a command failed`);
+      });
+    }));
+  }
+
+  /** Soft messages for another node's shard wait for the end of this tick, then go as one record per shard. */
+  #queueSoft(shard: number, m: SoftMessage): Promise<void> {
+    let batch = this.#softOut.get(shard);
+    if (!batch) {
+      let settle!: (error?: unknown) => void;
+      const done = new Promise<void>((resolve, reject) => { settle = (error) => (error === undefined ? resolve() : reject(error)); });
+      batch = { messages: [], done, settle };
+      this.#softOut.set(shard, batch);
+      this.#softFlush ??= setImmediate(() => this.#flushSoft());
+    }
+    batch.messages.push(m);
+    if (batch.messages.length >= SOFT_RECORD_MAX) { this.#softOut.delete(shard); this.#sendSoft(shard, batch); }
+    return batch.done;
+  }
+
+  #flushSoft(): void {
+    this.#softFlush = undefined;
+    const batches = [...this.#softOut];
+    this.#softOut.clear();
+    for (const [shard, batch] of batches) this.#sendSoft(shard, batch);
+  }
+
+  #sendSoft(shard: number, batch: { messages: SoftMessage[]; settle: (error?: unknown) => void }): void {
+    this.#o.log.appendSoft!(shard, batch.messages).then(
+      () => batch.settle(),
+      (error: unknown) => batch.settle(new LogUnavailableError(`the command log did not take ${batch.messages.length} soft message(s): ${(error as Error)?.message ?? error}`, { cause: error })),
+    );
   }
 
   /** A due timer becomes a command in its entity's shard (see timers.ts). */

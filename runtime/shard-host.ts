@@ -21,7 +21,7 @@ import { configurePersistence, dispatch, spawnPersistent, start, stop } from 'na
 import type { Behavior, EntityRef } from '../actors/behavior.ts';
 import { entityKey } from './entity.ts';
 import {
-  entityActor, freshIncarnation, type ActorHost, type ActorMessage, type CommandResult, type Incarnation, type JournalRecord,
+  entityActor, freshIncarnation, type ActorHost, type ActorMessage, type CommandResult, type Incarnation, type JournalRecord, type SoftOutcome,
 } from './entity-actor.ts';
 import { JournalPersistenceEngine } from './persistence-engine.ts';
 import { Activation as ActivationOf, accepts } from './activation.ts';
@@ -59,7 +59,7 @@ export interface ShardHostOptions {
 }
 
 /** Everything an entity may ask of the node beyond its own journal. */
-export type NodeServices = Pick<ActorHost, 'send' | 'notify' | 'publish' | 'remember' | 'forget' | 'request'> & {
+export type NodeServices = Pick<ActorHost, 'send' | 'sendSoft' | 'notify' | 'publish' | 'remember' | 'forget' | 'request'> & {
   onTimer(self: EntityRef, name: string, at: number): void;
 };
 
@@ -145,6 +145,14 @@ export class ShardHost {
     const behavior = this.#behaviors.get(self.kind);
     if (!behavior?.query) throw new Error(`${self.kind} answers no queries`);
     return behavior.query(state, query, { self, now: this.#now() });
+  }
+
+  /**
+   * Delivers a soft message (no command id, no journal record; see entity-actor.ts runSoft).
+   * The caller checks that this node serves the shard, as for a query.
+   */
+  soft(self: EntityRef, shard: number, message: unknown): Promise<SoftOutcome> {
+    return this.#deliver(self, shard, (done) => ({ t: 'soft', message, done: done as never })) as Promise<SoftOutcome>;
   }
 
   /** Activates entities (for reminders after a restart or a shard move). */
@@ -271,6 +279,7 @@ export class ShardHost {
     return {
       now: this.#now,
       send: services.send,
+      sendSoft: services.sendSoft,
       findCommand: async (key, commandId) => (await this.#engine.journal.findCommand(key, commandId))?.data as JournalRecord | undefined,
       notify: services.notify,
       publish: services.publish,

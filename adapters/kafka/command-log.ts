@@ -3,12 +3,14 @@
 // at a time, acknowledged by all in-sync replicas (the topic's min.insync.replicas
 // decides how many that must be). The node's consumer group decides which node
 // consumes which partitions, through the sticky rendezvous assigner. Offsets are
-// committed only when the runtime says a batch is handled.
+// committed only when the runtime says a batch is handled. Soft messages (GPS fixes
+// for a shard another node owns) travel many to a record, `{ "soft": [...] }`, through
+// the same queue; a consumer hands them to the runtime before the batch's commands.
 
 import type { Admin, Consumer, EachBatchPayload, Kafka, Message, Producer } from 'kafkajs';
 import { AssignerProtocol } from 'kafkajs';
 import { entityKey } from '../../runtime/entity.ts';
-import type { CommandEnvelope, CommandLog, CommandLogHandlers, LogRecord, ShardAssignment } from '../../runtime/ports.ts';
+import type { CommandEnvelope, CommandLog, CommandLogHandlers, LogRecord, ShardAssignment, SoftMessage } from '../../runtime/ports.ts';
 import { backoff, sleep } from '../../runtime/backoff.ts';
 import { DependencyUnreachableError } from '../../runtime/errors.ts';
 import { isNetworkError } from '../resilience.ts';
@@ -212,6 +214,12 @@ export class KafkaCommandLog implements CommandLog {
     })));
   }
 
+  /** Many soft messages of one shard as one record (its key names no entity: it holds many). */
+  appendSoft(shard: number, messages: readonly SoftMessage[]): Promise<void> {
+    if (messages.length === 0) return Promise.resolve();
+    return this.#queue.push([{ partition: shard, key: SOFT_KEY, value: JSON.stringify({ soft: messages } satisfies SoftRecord) }]);
+  }
+
   async #send(messages: readonly (Message & { partition: number })[]): Promise<void> {
     if (!this.#producerUsable) await this.#replaceProducer();
     try {
@@ -372,15 +380,25 @@ export class KafkaCommandLog implements CommandLog {
     await this.#reassigning;
     if (!(await this.#servable(shard, isRunning, isStale, heartbeat))) return;
     const records: LogRecord[] = [];
+    const soft: SoftMessage[] = [];
     for (const message of batch.messages) {
-      const command = decodeJson<CommandEnvelope>(message.value);
-      if (command) records.push({ shard, offset: Number(message.offset), command });
+      const value = decodeJson<CommandEnvelope | SoftRecord>(message.value);
+      if (value && isSoftRecord(value)) soft.push(...value.soft);
+      else if (value) records.push({ shard, offset: Number(message.offset), command: value as CommandEnvelope });
       else this.#o.onError?.(new Error('undecodable record'), `shard ${shard} offset ${message.offset} skipped`);
     }
+    // Soft messages first: they are last-write-wins by their own timestamps, and waiting
+    // behind commands (storage) would only make them staler.
+    if (soft.length > 0) await this.#handlers!.onSoft?.(shard, soft).catch((e) => this.#o.onError?.(e, `soft messages of shard ${shard}`));
+    const last = Number(batch.lastOffset());
     // While a record waits for storage the region calls heartbeat: kafkajs only
     // heartbeats between batches, and a silent member is evicted from the group.
-    if (records.length > 0) await this.#handlers!.onRecords(shard, records, () => heartbeat().catch(() => undefined));
-    else if (batch.messages.length > 0) await this.commit(shard, Number(batch.lastOffset()));
+    if (records.length > 0) {
+      await this.#handlers!.onRecords(shard, records, () => heartbeat().catch(() => undefined));
+      // Soft records after the last command are committed once the commands are (not when the runtime left them).
+      const lastCommand = records.at(-1)!.offset;
+      if (last > lastCommand && (this.#handledUpTo.get(shard) ?? -1) >= lastCommand) await this.commit(shard, last);
+    } else if (batch.messages.length > 0) await this.commit(shard, last);
     resolveOffset(batch.lastOffset());
     await heartbeat().catch(() => undefined);
   }
@@ -488,6 +506,18 @@ export class KafkaCommandLog implements CommandLog {
     const map = await this.#wholeMap(owned, () => join === this.#joins, Number.POSITIVE_INFINITY);
     if (map && join === this.#joins && !this.#stopped) this.#handlers?.onPlacement?.(map);
   }
+}
+
+/** The key of a soft record (Kafka needs none to place it: the partition is given). */
+const SOFT_KEY = '$soft';
+
+/** A record of soft messages for one shard. */
+interface SoftRecord {
+  readonly soft: readonly SoftMessage[];
+}
+
+function isSoftRecord(value: unknown): value is SoftRecord {
+  return Array.isArray((value as { soft?: unknown }).soft);
 }
 
 /**
