@@ -72,8 +72,11 @@ const BATCH_INSERT = `with u as (
   ), f as (
     select u.*,
       (u.ep is not null and not exists (select 1 from held h where h.shard = u.sh and h.epoch = u.ep)) as fenced,
-      (u.cmd is not null and exists (select 1 from journal j where j.persistence_key = u.k and j.data->>'cmd' = u.cmd)) as dup
-    from u
+      (seen.found is not null) as dup
+    from u left join lateral (
+      -- Per row, by the index (a plain EXISTS may be planned as a hashed scan of the whole journal).
+      select 1 as found from journal j where u.cmd is not null and j.persistence_key = u.k and j.data->>'cmd' = u.cmd limit 1
+    ) seen on true
   ), ins as (
     insert into journal (persistence_key, sequence_nr, data, tags, created_at, shard)
     select k, s, d, t, c, sh from f where not fenced and not dup order by i
