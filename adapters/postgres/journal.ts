@@ -20,7 +20,7 @@ import type { Orm } from './orm.ts';
 import type { AppendOptions, Journal, JournalEntry, SnapshotEntry, WriteFence } from '../../runtime/ports.ts';
 import { FENCED_BY, epochFor, fenceParams, staleEpoch } from './shard-epochs.ts';
 import { DuplicateCommandError, JournalConflictError, StorageRejectedError, StorageUnavailableError } from '../../runtime/errors.ts';
-import { countsAsOutage, hasSqlState } from '../resilience.ts';
+import { countsAsOutage, hasSqlState, isRetriableConflict } from '../resilience.ts';
 import { parseEntityKey, shardOf, type Placement } from '../../runtime/entity.ts';
 
 const UNIQUE_VIOLATION = '23505';
@@ -62,13 +62,13 @@ interface BatchRow { i: number; fenced: boolean; dup: boolean; written: boolean 
 
 /**
  * One statement for a batch: `u` the rows, `held` the shards' epochs (locked FOR SHARE until
- * commit, so an epoch taken meanwhile waits for this write), `f` each row's verdict, `ins`
+ * commit, so an epoch taken meanwhile waits for this write; in shard order, as epochs are taken), `f` each row's verdict, `ins`
  * the rows written. Duplicate commands are found by journal_command_idx (Migration0009).
  */
 const BATCH_INSERT = `with u as (
     select * from jsonb_to_recordset(?::jsonb) as u(i int, k text, s bigint, d jsonb, t jsonb, c timestamptz, sh int, ep bigint, cmd text)
   ), held as (
-    select shard, epoch from shard_epoch where shard in (select sh from u where ep is not null) for share
+    select shard, epoch from shard_epoch where shard in (select sh from u where ep is not null) order by shard for share
   ), f as (
     select u.*,
       (u.ep is not null and not exists (select 1 from held h where h.shard = u.sh and h.epoch = u.ep)) as fenced,
@@ -226,6 +226,11 @@ export class PostgresJournal implements Journal {
     try {
       rows = await this.#insert(batch);
     } catch (error) {
+      // A deadlock or serialization failure (with an epoch being taken) is a lost race: retriable.
+      if (isRetriableConflict(error)) {
+        for (const p of batch) p.reject(new StorageUnavailableError(`${p.what}: ${(error as Error).message}`, { cause: error }));
+        return;
+      }
       // Refused data (not an outage) fails the statement for all: each row alone finds the bad one.
       if (batch.length > 1 && !countsAsOutage(error) && hasSqlState(error)) {
         for (const p of batch) await this.#write([p]);
