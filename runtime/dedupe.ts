@@ -22,8 +22,10 @@
 // capped. What memory cannot settle (a tell at or below its sender's mark, a
 // sender evicted from memory, any command without origin) is settled by the
 // journal, the durable record: every applied or refused command, and every tell
-// from an entity, is journaled under its id (Journal.findCommand looks it up).
-// The journal is asked only when the decision would be journaled; a command whose
+// from an entity, is journaled under its id. The journal is asked only when the
+// decision would be journaled, and by the write itself: an append conditional on the
+// entity having no entry for the id (Journal.append `unlessCommand`); only when it has,
+// Journal.findCommand looks up how the command was answered. A command whose
 // outcome changes nothing durable (a GPS fix, a no-op) is not recorded and may be
 // decided again when redelivered.
 

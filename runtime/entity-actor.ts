@@ -8,9 +8,9 @@
 // first time instead of being decided again on newer state (see dedupe.ts).
 
 import type { Behavior, Effect, EntityRef, Outcome } from '../actors/behavior.ts';
-import { classify, ReducerError, type FailureKind } from './errors.ts';
+import { classify, DuplicateCommandError, ReducerError, type FailureKind } from './errors.ts';
 import { emptyDedupe, recognise, remember, type Dedupe, type Origin, type Refusal } from './dedupe.ts';
-import type { CommandEnvelope } from './ports.ts';
+import type { AppendOptions, CommandEnvelope } from './ports.ts';
 import { isTimerFire } from './timers.ts';
 
 export interface OutboundTell {
@@ -183,7 +183,8 @@ export function planEffects(commandId: string, effects: readonly Effect[], origi
 
 interface PersistContext {
   readonly recovering?: boolean;
-  persist(record: JournalRecord): Promise<void>;
+  /** nact's persist: `options` reaches the journal's append (persistence-engine.ts). */
+  persist(record: JournalRecord, tags?: string[], options?: AppendOptions): Promise<void>;
 }
 
 export interface EntityActorOptions {
@@ -230,7 +231,7 @@ export function entityActor(options: EntityActorOptions) {
   type Handled = Pick<CommandEnvelope, 'id' | 'origin'>;
 
   async function handleOutcome(
-    inc: Incarnation<unknown>, command: Handled, at: number, outcome: Outcome<unknown, unknown>, ctx: PersistContext,
+    inc: Incarnation<unknown>, command: Handled, at: number, outcome: Outcome<unknown, unknown>, ctx: PersistContext, append?: AppendOptions,
   ): Promise<[Incarnation<unknown>, CommandResult]> {
     const plan = planEffects(command.id, outcome.effects, { from: key, seq: inc.seq + 1 });
     let next: Incarnation<unknown> = { ...inc, state: outcome.state };
@@ -241,7 +242,7 @@ export function entityActor(options: EntityActorOptions) {
         timersSet: plan.timersSet, timersCancelled: plan.timersCancelled,
         ...(command.origin ? { from: command.origin } : {}), ...(outcome.rejection ? { rejection: outcome.rejection } : {}),
       };
-      await ctx.persist(record);
+      await (append ? ctx.persist(record, [], append) : ctx.persist(record));
       const timers = { ...inc.timers };
       for (const name of plan.timersCancelled) { delete timers[name]; host.disarmTimer(self, name); }
       for (const t of plan.timersSet) { timers[t.name] = { at: t.at, message: t.message }; host.armTimer(self, t.name, t.at); }
@@ -280,17 +281,23 @@ export function entityActor(options: EntityActorOptions) {
     const verdict = recognise(inc.dedupe, command.id, command.origin);
     if (verdict.kind === 'duplicate') return [inc, answerAgain(verdict.rejection)];
     // The reducer is pure, so deciding before knowing whether the command is new costs
-    // nothing: the journal is asked only when memory cannot tell and the outcome would be
-    // journaled (an outcome that changes nothing durable needs no record).
+    // nothing. When memory cannot tell, the journal settles it, and only if the outcome is
+    // journaled (an outcome that changes nothing durable needs no record): the write itself
+    // is conditional on the entity having no entry for this command id (one statement, no
+    // lookup before every new command). Only a refused write asks how it was answered.
     const outcome = decide(inc.state, message, at, command.id);
-    if (verdict.kind === 'unknown' && isJournaled(command, outcome, planEffects(command.id, outcome.effects))) {
+    if (verdict.kind !== 'unknown') return handleOutcome(inc, command, at, outcome, ctx);
+    try {
+      return await handleOutcome(inc, command, at, outcome, ctx, { unlessCommand: command.id });
+    } catch (error) {
+      if (!(error instanceof DuplicateCommandError)) throw error;
       const earlier = await host.findCommand(key, command.id);
-      if (earlier) {
-        const dedupe = remember(inc.dedupe, command.id, inc.seq, undefined, earlier.rejection);
-        return [{ ...inc, dedupe }, answerAgain(earlier.rejection)];
-      }
+      // nact numbered the refused write already, so this incarnation is out of step with its
+      // journal's numbering: it is recovered (as after a failed write), the command answered.
+      poisoned = true;
+      host.poisoned(self, error);
+      return [inc, answerAgain(earlier?.rejection)];
     }
-    return handleOutcome(inc, command, at, outcome, ctx);
   }
 
   /** A reducer that throws has a bug: a permanent failure (the command is dead-lettered, not retried). */

@@ -36,6 +36,23 @@ export class JournalConflictError extends RuntimeError {
   }
 }
 
+/**
+ * The entity journaled this command already (an append made `unlessCommand`, ports.ts): nothing
+ * was written. Not a failure of the command: the runtime answers it as it answered it then.
+ */
+export class DuplicateCommandError extends RuntimeError {
+  override readonly name = 'DuplicateCommandError';
+  readonly retriable = true;
+  readonly kind = 'journal_conflict' as const;
+  readonly persistenceKey: string;
+  readonly commandId: string;
+  constructor(persistenceKey: string, commandId: string) {
+    super(`${persistenceKey} has journaled command ${commandId} already`);
+    this.persistenceKey = persistenceKey;
+    this.commandId = commandId;
+  }
+}
+
 /** Storage is up but refuses this data (bad bytes, a value out of range): retrying changes nothing. */
 export class StorageRejectedError extends RuntimeError {
   override readonly name = 'StorageRejectedError';

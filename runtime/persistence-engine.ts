@@ -6,7 +6,7 @@
 // history recovers in bounded memory. Snapshot failures, which nact only logs,
 // are counted here so they reach the metrics.
 
-import type { Journal, JournalEntry } from './ports.ts';
+import type { AppendOptions, Journal, JournalEntry } from './ports.ts';
 
 const PAGE_SIZE = 500;
 
@@ -110,14 +110,15 @@ export class JournalPersistenceEngine {
     }
   }
 
-  async persist(event: NactPersistedEvent): Promise<void> {
+  /** `options` is what the actor passed to nact's persist after the tags (nact hands it on). */
+  async persist(event: NactPersistedEvent, options?: AppendOptions): Promise<void> {
     await this.journal.append({
       persistenceKey: event.key,
       sequenceNr: event.sequenceNumber,
       data: event.data,
       createdAt: event.createdAt,
       tags: event.tags,
-    });
+    }, options);
     this.stats.eventsPersisted++;
   }
 }

@@ -136,13 +136,24 @@ export interface SnapshotEntry {
   readonly createdAt: number;
 }
 
+export interface AppendOptions {
+  /** Write nothing, and fail with DuplicateCommandError, if the entity journaled this command id already. */
+  readonly unlessCommand?: string;
+}
+
 /**
  * Event journal and snapshot store. `(persistenceKey, sequenceNr)` is unique: a
  * second writer at the same position fails with JournalConflictError instead of
  * forking the history.
  */
 export interface Journal {
-  append(entry: JournalEntry): Promise<void>;
+  /**
+   * With `options.unlessCommand`, the append is also conditional on the entity having
+   * journaled no entry for that command id (`data.cmd`): if it has, nothing is written and
+   * the append fails with DuplicateCommandError. This is how a command memory cannot place
+   * is recognised without a lookup before every write (entity-actor.ts runCommand).
+   */
+  append(entry: JournalEntry, options?: AppendOptions): Promise<void>;
   /** Entries with sequenceNr > afterSequenceNr, ascending, at most `limit`. */
   read(persistenceKey: string, afterSequenceNr: number, limit: number): Promise<JournalEntry[]>;
   /** The entry an entity journaled for a command (by the command id in its data, `cmd`), if any. */
@@ -154,7 +165,7 @@ export interface Journal {
   close(): Promise<void>;
 }
 
-export { JournalConflictError, ShardFencedError } from './errors.ts';
+export { DuplicateCommandError, JournalConflictError, ShardFencedError } from './errors.ts';
 
 /** User-facing notifications routed to whichever node holds the user's socket. */
 export interface Notifier {

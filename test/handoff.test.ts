@@ -94,7 +94,7 @@ async function member(t: ExecutionContext, o: {
 /** A journal whose writes take a while, so a batch is still being handled when the node is told to stop. */
 function slowJournal(inner: MemoryJournal, ms: number): Journal {
   return {
-    append: async (entry) => { await new Promise((r) => setTimeout(r, ms)); return inner.append(entry); },
+    append: async (entry, options) => { await new Promise((r) => setTimeout(r, ms)); return inner.append(entry, options); },
     read: (key, after, limit) => inner.read(key, after, limit),
     findCommand: (key, id) => inner.findCommand(key, id),
     latestSnapshot: (key) => inner.latestSnapshot(key),

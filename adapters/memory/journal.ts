@@ -1,7 +1,7 @@
 // An in-memory Journal with the same uniqueness fence as the PostgreSQL one.
 // For unit tests of the runtime and for benchmarks that isolate the runtime from storage.
 
-import { JournalConflictError, type Journal, type JournalEntry, type SnapshotEntry } from '../../runtime/ports.ts';
+import { DuplicateCommandError, JournalConflictError, type AppendOptions, type Journal, type JournalEntry, type SnapshotEntry } from '../../runtime/ports.ts';
 
 export class MemoryJournal implements Journal {
   readonly #entries = new Map<string, JournalEntry[]>();
@@ -9,10 +9,14 @@ export class MemoryJournal implements Journal {
   /** Set to make every call fail, as a storage outage would. */
   failing: Error | undefined;
 
-  async append(entry: JournalEntry): Promise<void> {
+  async append(entry: JournalEntry, options?: AppendOptions): Promise<void> {
     this.#check();
     const list = this.#entries.get(entry.persistenceKey) ?? [];
     const last = list.at(-1);
+    const unless = options?.unlessCommand;
+    if (unless !== undefined && list.some((e) => (e.data as { cmd?: unknown } | null)?.cmd === unless)) {
+      throw new DuplicateCommandError(entry.persistenceKey, unless);
+    }
     if (list.some((e) => e.sequenceNr === entry.sequenceNr)) {
       throw new JournalConflictError(entry.persistenceKey, entry.sequenceNr);
     }

@@ -4,12 +4,23 @@
 // keeps two writers from forking an entity's history; with a WriteFence, every
 // append and snapshot is also conditional on the epoch this node holds for the
 // entity's shard (shard-epochs.ts), so a node that lost the shard writes nothing.
+//
+// Group commit: appends are queued and the ones that arrive within one tick (of every
+// entity and shard of the node) are written by one statement, so one transaction: a
+// multi-row INSERT fed from one jsonb parameter, with one epoch check (FOR SHARE) per shard
+// of the batch. Each caller gets its own outcome: a row whose position is taken fails alone
+// (JournalConflictError, ON CONFLICT DO NOTHING and the rows not returned), a row of a
+// fenced shard fails alone (ShardFencedError), a row whose command the entity journaled
+// already fails alone (DuplicateCommandError); a lost connection fails the whole batch,
+// which wrote nothing (retriable), and data the database refuses (22P05, ...) is retried
+// row by row so only the bad row fails. Batches are bounded in rows and bytes; a few run at
+// once (the pool's connections), the rest queue and grow meanwhile.
 
 import type { Orm } from './orm.ts';
-import type { Journal, JournalEntry, SnapshotEntry, WriteFence } from '../../runtime/ports.ts';
+import type { AppendOptions, Journal, JournalEntry, SnapshotEntry, WriteFence } from '../../runtime/ports.ts';
 import { FENCED_BY, epochFor, fenceParams, staleEpoch } from './shard-epochs.ts';
-import { JournalConflictError, StorageRejectedError, StorageUnavailableError } from '../../runtime/errors.ts';
-import { countsAsOutage, hasSqlState } from '../resilience.ts';
+import { DuplicateCommandError, JournalConflictError, StorageRejectedError, StorageUnavailableError } from '../../runtime/errors.ts';
+import { countsAsOutage, hasSqlState, isRetriableConflict } from '../resilience.ts';
 import { parseEntityKey, shardOf, type Placement } from '../../runtime/entity.ts';
 
 const UNIQUE_VIOLATION = '23505';
@@ -17,19 +28,93 @@ const UNIQUE_VIOLATION = '23505';
 interface JournalDbRow { persistence_key: string; sequence_nr: string | number; data: unknown; tags: string[]; created_at: Date | string }
 interface SnapshotDbRow { persistence_key: string; sequence_nr: string | number; data: unknown; created_at: Date | string }
 
+export interface GroupCommitOptions {
+  /** Rows in one statement at most. Default 500. */
+  readonly maxRows?: number;
+  /** Bytes of event data (JSON) in one statement at most; a bigger single row goes alone. Default 1 MiB. */
+  readonly maxBytes?: number;
+  /** Batches written at once; more appends wait and join the next. Default 2. */
+  readonly maxInFlight?: number;
+}
+
+export interface GroupCommitStats {
+  /** Appends written or refused by a batch statement. */
+  appends: number;
+  /** Batch statements run (one per batch, plus one per row when a refused batch is retried row by row). */
+  statements: number;
+  /** Rows in the largest batch so far. */
+  largestBatch: number;
+}
+
+interface PendingAppend {
+  readonly entry: JournalEntry;
+  readonly what: string;
+  /** The entry's data as JSON, computed once: its length bounds batches. */
+  readonly json: string;
+  readonly shard: number | null;
+  readonly fence: { shard: number; epoch: number } | undefined;
+  readonly unlessCommand: string | undefined;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+interface BatchRow { i: number; fenced: boolean; dup: boolean; written: boolean }
+
+/**
+ * One statement for a batch: `u` the rows, `held` the shards' epochs (locked FOR SHARE until
+ * commit, so an epoch taken meanwhile waits for this write; in shard order, as epochs are taken), `f` each row's verdict, `ins`
+ * the rows written. Duplicate commands are found by journal_command_idx (Migration0009).
+ */
+const BATCH_INSERT = `with u as (
+    select * from jsonb_to_recordset(?::jsonb) as u(i int, k text, s bigint, d jsonb, t jsonb, c timestamptz, sh int, ep bigint, cmd text)
+  ), held as (
+    select shard, epoch from shard_epoch where shard in (select sh from u where ep is not null) order by shard for share
+  ), f as (
+    select u.*,
+      (u.ep is not null and not exists (select 1 from held h where h.shard = u.sh and h.epoch = u.ep)) as fenced,
+      (seen.found is not null) as dup
+    from u left join lateral (
+      -- Per row, by the index (a plain EXISTS may be planned as a hashed scan of the whole journal).
+      select 1 as found from journal j where u.cmd is not null and j.persistence_key = u.k and j.data->>'cmd' = u.cmd limit 1
+    ) seen on true
+  ), ins as (
+    insert into journal (persistence_key, sequence_nr, data, tags, created_at, shard)
+    select k, s, d, t, c, sh from f where not fenced and not dup order by i
+    on conflict (persistence_key, sequence_nr) do nothing
+    returning persistence_key, sequence_nr
+  )
+  select f.i, f.fenced, f.dup, ins.sequence_nr is not null as written
+  from f left join ins on ins.persistence_key = f.k and ins.sequence_nr = f.s`;
+
 export class PostgresJournal implements Journal {
   readonly #orm: Orm;
   readonly #placement: Placement | undefined;
   readonly #fence: WriteFence | undefined;
+  readonly #maxRows: number;
+  readonly #maxBytes: number;
+  readonly #maxInFlight: number;
+  #queue: PendingAppend[] = [];
+  #scheduled = false;
+  #inFlight = 0;
+  readonly #batches = new Set<Promise<void>>();
+  readonly #stats: GroupCommitStats = { appends: 0, statements: 0, largestBatch: 0 };
 
   /**
    * With `placement`, each row records its entity's shard, which projections read by (projections.ts);
    * with `fence` too, appends and snapshots are refused (ShardFencedError) unless this node holds the shard's current epoch.
    */
-  constructor(orm: Orm, placement?: Placement, fence?: WriteFence) {
+  constructor(orm: Orm, placement?: Placement, fence?: WriteFence, groupCommit: GroupCommitOptions = {}) {
     this.#orm = orm;
     this.#placement = placement;
     this.#fence = fence;
+    this.#maxRows = Math.max(1, groupCommit.maxRows ?? 500);
+    this.#maxBytes = Math.max(1, groupCommit.maxBytes ?? 1024 * 1024);
+    this.#maxInFlight = Math.max(1, groupCommit.maxInFlight ?? 2);
+  }
+
+  /** How appends were grouped (for tests and /metrics). */
+  get groupCommitStats(): Readonly<GroupCommitStats> {
+    return { ...this.#stats };
   }
 
   /** The shard and epoch a write of this entity must carry, when writes are fenced. */
@@ -79,24 +164,102 @@ export class PostgresJournal implements Journal {
     }
   }
 
-  async append(entry: JournalEntry): Promise<void> {
+  /** Queued for the next batch; settles with this entry's own outcome (see the top of this file). */
+  async append(entry: JournalEntry, options?: AppendOptions): Promise<void> {
     const what = `append ${entry.persistenceKey}#${entry.sequenceNr}`;
     const fence = this.#fenceOf(entry.persistenceKey, what);
-    const values = [entry.persistenceKey, entry.sequenceNr, JSON.stringify(entry.data), JSON.stringify(entry.tags), new Date(entry.createdAt), this.#shardOf(entry.persistenceKey)];
-    let written: unknown[];
-    try {
-      written = fence
-        ? await this.#sql(
-          `insert into journal (persistence_key, sequence_nr, data, tags, created_at, shard)
-           select ?, ?, ?::jsonb, ?::jsonb, ?::timestamptz, ?::int where ${FENCED_BY} returning 1 as ok`,
-          [...values, ...fenceParams(fence.shard, fence.epoch)])
-        : await this.#sql(
-          'insert into journal (persistence_key, sequence_nr, data, tags, created_at, shard) values (?, ?, ?, ?, ?, ?) returning 1 as ok', values);
-    } catch (error) {
-      if (isUniqueViolation(error)) throw new JournalConflictError(entry.persistenceKey, entry.sequenceNr);
-      throw classified(error, what);
+    const json = JSON.stringify(entry.data) ?? 'null';
+    const shard = this.#shardOf(entry.persistenceKey);
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ entry, what, json, shard, fence, unlessCommand: options?.unlessCommand, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /** The queue is written after the current tick, so everything appended within it joins one batch. */
+  #schedule(): void {
+    if (this.#scheduled || this.#inFlight >= this.#maxInFlight || this.#queue.length === 0) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#drain();
+    });
+  }
+
+  #drain(): void {
+    while (this.#queue.length > 0 && this.#inFlight < this.#maxInFlight) {
+      const batch = this.#take();
+      this.#inFlight++;
+      const done = this.#write(batch).finally(() => {
+        this.#inFlight--;
+        this.#batches.delete(done);
+        this.#schedule();
+      });
+      this.#batches.add(done);
     }
-    if (fence && written.length === 0) throw this.#fence!.refused(fence.shard, fence.epoch, what);
+  }
+
+  /**
+   * The next batch, in arrival order, within the bounds. An entry at a position already in
+   * the batch (two writers of one entity) waits for a later one, so each row's outcome can
+   * be told from the rows written.
+   */
+  #take(): PendingAppend[] {
+    const batch: PendingAppend[] = [];
+    const rest: PendingAppend[] = [];
+    const positions = new Set<string>();
+    let bytes = 0;
+    for (const p of this.#queue) {
+      const position = `${p.entry.sequenceNr}#${p.entry.persistenceKey}`;
+      const full = batch.length >= this.#maxRows || (batch.length > 0 && bytes + p.json.length > this.#maxBytes);
+      if (full || positions.has(position)) { rest.push(p); continue; }
+      positions.add(position);
+      bytes += p.json.length;
+      batch.push(p);
+    }
+    this.#queue = rest;
+    return batch;
+  }
+
+  async #write(batch: PendingAppend[]): Promise<void> {
+    let rows: BatchRow[];
+    try {
+      rows = await this.#insert(batch);
+    } catch (error) {
+      // A deadlock or serialization failure (with an epoch being taken) is a lost race: retriable.
+      if (isRetriableConflict(error)) {
+        for (const p of batch) p.reject(new StorageUnavailableError(`${p.what}: ${(error as Error).message}`, { cause: error }));
+        return;
+      }
+      // Refused data (not an outage) fails the statement for all: each row alone finds the bad one.
+      if (batch.length > 1 && !countsAsOutage(error) && hasSqlState(error)) {
+        for (const p of batch) await this.#write([p]);
+        return;
+      }
+      for (const p of batch) p.reject(isUniqueViolation(error) ? new JournalConflictError(p.entry.persistenceKey, p.entry.sequenceNr) : classified(error, p.what));
+      return;
+    }
+    const byIndex = new Map(rows.map((r) => [Number(r.i), r]));
+    batch.forEach((p, i) => {
+      const row = byIndex.get(i);
+      if (row?.written) p.resolve();
+      else if (row?.fenced && p.fence) p.reject(this.#fence!.refused(p.fence.shard, p.fence.epoch, p.what));
+      else if (row?.dup && p.unlessCommand !== undefined) p.reject(new DuplicateCommandError(p.entry.persistenceKey, p.unlessCommand));
+      else if (row) p.reject(new JournalConflictError(p.entry.persistenceKey, p.entry.sequenceNr));
+      else p.reject(new StorageUnavailableError(`${p.what}: the batch statement did not report this row`));
+    });
+  }
+
+  async #insert(batch: PendingAppend[]): Promise<BatchRow[]> {
+    this.#stats.statements++;
+    this.#stats.appends += batch.length;
+    this.#stats.largestBatch = Math.max(this.#stats.largestBatch, batch.length);
+    // One jsonb parameter: the data goes in as it is (no second encoding), whatever the batch's size.
+    const json = `[${batch.map((p, i) => `{"i":${i},"k":${JSON.stringify(p.entry.persistenceKey)},"s":${p.entry.sequenceNr},"d":${p.json},`
+      + `"t":${JSON.stringify(p.entry.tags)},"c":${JSON.stringify(new Date(p.entry.createdAt).toISOString())},"sh":${p.shard ?? 'null'},`
+      + `"ep":${p.fence?.epoch ?? 'null'},"cmd":${p.unlessCommand === undefined ? 'null' : JSON.stringify(p.unlessCommand)}}`).join(',')}]`;
+    const rows = await this.#sql<BatchRow>(BATCH_INSERT, [json]);
+    return rows.map((r) => ({ i: Number(r.i), fenced: truthy(r.fenced), dup: truthy(r.dup), written: truthy(r.written) }));
   }
 
   async read(persistenceKey: string, afterSequenceNr: number, limit: number): Promise<JournalEntry[]> {
@@ -158,6 +321,11 @@ export class PostgresJournal implements Journal {
   }
 
   async close(): Promise<void> {
+    // Appends already queued are written (or fail) first; none is left unsettled.
+    while (this.#batches.size > 0 || this.#queue.length > 0) {
+      if (this.#batches.size === 0) this.#drain();
+      await Promise.allSettled([...this.#batches]);
+    }
     await this.#orm.close(true);
   }
 }
@@ -172,6 +340,11 @@ function classified(error: unknown, what: string): Error {
   return countsAsOutage(error) ? new StorageUnavailableError(message, { cause: error })
     : hasSqlState(error) ? new StorageRejectedError(message, { cause: error })
     : error instanceof Error ? error : new Error(message);
+}
+
+/** pg answers booleans as booleans; the embedded node's driver may answer 't'/'f'. */
+function truthy(value: unknown): boolean {
+  return value === true || value === 't' || value === 'true' || value === 1;
 }
 
 function parseJson(value: unknown): unknown {

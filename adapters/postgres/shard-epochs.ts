@@ -30,7 +30,8 @@ export class PostgresShardEpochs implements ShardEpochs {
          select s, 1, ?, now() from unnest(array[${shards.map(() => '?').join(',')}]::int[]) s
          on conflict (shard) do update set epoch = shard_epoch.epoch + 1, owner = excluded.owner, updated_at = now()
          returning shard, epoch`,
-        [nodeId, ...shards],
+        // In shard order: a journal batch locks the rows of several shards in that order too.
+        [nodeId, ...[...shards].sort((a, b) => a - b)],
       ) as { shard: number; epoch: string | number }[];
       return new Map(rows.map((r) => [Number(r.shard), Number(r.epoch)]));
     } catch (error) {

@@ -1,0 +1,210 @@
+// Group commit of the PostgreSQL journal (adapters/postgres/journal.ts), on real PostgreSQL
+// and on PGlite (the embedded node's database, same adapter): appends of many entities made
+// within one tick are written by one statement, and each caller still gets its own outcome.
+// A taken position, a fenced shard, a command journaled already fail only their own callers;
+// a connection lost mid-batch fails the batch retriably and leaves none of it behind.
+
+import test, { type ExecutionContext } from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { openOrm, type Orm } from '../adapters/postgres/orm.ts';
+import { PostgresJournal } from '../adapters/postgres/journal.ts';
+import { PostgresShardEpochs } from '../adapters/postgres/shard-epochs.ts';
+import { startEmbeddedPostgres } from '../adapters/postgres/embedded.ts';
+import { MemoryJournal } from '../adapters/memory/journal.ts';
+import { DuplicateCommandError, JournalConflictError, ShardFencedError, StorageUnavailableError, classify } from '../runtime/errors.ts';
+import { shardOf, type Placement } from '../runtime/entity.ts';
+import type { Epoch, Journal, JournalEntry, ShardId, WriteFence } from '../runtime/ports.ts';
+import { faultProxy } from './helpers/fault-proxy.ts';
+import { freshDatabase } from './helpers/services.ts';
+
+const PLACEMENT: Placement = { shards: 4, placementRes: 4 };
+const key = (id: string) => `counter:${id}`;
+const shardOfId = (id: string) => shardOf({ kind: 'counter', id }, PLACEMENT);
+
+const entry = (id: string, seq: number, cmd = `c-${id}-${seq}`): JournalEntry => ({
+  persistenceKey: key(id), sequenceNr: seq, createdAt: Date.now(), tags: ['t'],
+  data: { v: 1, cmd, at: 0, events: [{ type: 'added', n: seq }], tells: [], timersSet: [], timersCancelled: [] },
+});
+
+/** Why an append failed (undefined if it did not). */
+const reason = (r: PromiseSettledResult<void> | undefined): unknown => (r?.status === 'rejected' ? r.reason : undefined);
+
+/** A fence holding the given epoch of each shard. */
+function fence(epochs: Map<ShardId, Epoch>): WriteFence & { refusals: number } {
+  return {
+    refusals: 0,
+    epochOf: (shard) => epochs.get(shard),
+    refused(shard, e, what) { this.refusals++; return new ShardFencedError(shard, e, what); },
+  };
+}
+
+type Backend = { name: string; open(t: ExecutionContext): Promise<{ orm: Orm; url: string }> };
+
+const postgres: Backend = {
+  name: 'PostgreSQL',
+  async open(t) {
+    const db = await freshDatabase();
+    const orm = await openOrm({ url: db.url, poolMax: 4 });
+    t.teardown(async () => { await orm.close(true); await db.drop(); });
+    return { orm, url: db.url };
+  },
+};
+
+const pglite: Backend = {
+  name: 'PGlite',
+  async open(t) {
+    const dir = mkdtempSync(join(tmpdir(), 'dispatch-group-commit-'));
+    const db = await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), openTimeoutMs: 300_000 });
+    const orm = await openOrm({ url: db.url, poolMax: 1 });
+    t.teardown(async () => { await orm.close(true); await db.stop(); rmSync(dir, { recursive: true, force: true }); });
+    return { orm, url: db.url };
+  },
+};
+
+async function settle(appends: Promise<void>[]): Promise<PromiseSettledResult<void>[]> {
+  return Promise.allSettled(appends);
+}
+
+for (const backend of [postgres, pglite]) {
+  test.serial(`${backend.name}: 300 appends of different entities in one tick are written by one statement`, async (t) => {
+    const { orm } = await backend.open(t);
+    const journal = new PostgresJournal(orm, PLACEMENT);
+    const before = journal.groupCommitStats.statements;
+    const results = await settle(Array.from({ length: 300 }, (_, i) => journal.append(entry(`e${i}`, 1))));
+    t.deepEqual(results.filter((r) => r.status === 'rejected'), []);
+    t.is(journal.groupCommitStats.statements - before, 1);
+    t.is(journal.groupCommitStats.largestBatch, 300);
+    const [one] = await journal.read(key('e7'), 0, 10);
+    t.deepEqual(one?.data, entry('e7', 1).data);
+    t.deepEqual(one?.tags, ['t']);
+    // The shard is recorded for projections.
+    const [row] = await orm.em.getConnection().execute('select shard from journal where persistence_key = ?', [key('e7')]);
+    t.is(Number(row?.shard), shardOfId('e7'));
+  });
+
+  test.serial(`${backend.name}: batches are bounded in rows and bytes, and keep going while earlier ones are written`, async (t) => {
+    const { orm } = await backend.open(t);
+    const journal = new PostgresJournal(orm, PLACEMENT, undefined, { maxRows: 50, maxBytes: 64 * 1024, maxInFlight: 2 });
+    const big = (id: string): JournalEntry => ({ ...entry(id, 1), data: { cmd: id, blob: 'x'.repeat(20_000) } });
+    const results = await settle([
+      ...Array.from({ length: 120 }, (_, i) => journal.append(entry(`r${i}`, 1))),
+      ...Array.from({ length: 6 }, (_, i) => journal.append(big(`b${i}`))),
+    ]);
+    t.deepEqual(results.filter((r) => r.status === 'rejected'), []);
+    const stats = journal.groupCommitStats;
+    t.is(stats.largestBatch, 50);
+    t.true(stats.statements >= 4 && stats.statements <= 8, `${stats.statements} statements`);
+    t.is((await journal.read(key('b5'), 0, 10)).length, 1);
+  });
+
+  test.serial(`${backend.name}: a taken position fails only its own append; a command journaled already fails only its own`, async (t) => {
+    const { orm } = await backend.open(t);
+    const journal = new PostgresJournal(orm, PLACEMENT);
+    await journal.append(entry('taken', 1));
+    await journal.append(entry('seen', 1, 'cmd-once'));
+    const statements = journal.groupCommitStats.statements;
+    const [conflict, dup, ...rest] = await settle([
+      journal.append(entry('taken', 1, 'another')),
+      journal.append(entry('seen', 2, 'cmd-once'), { unlessCommand: 'cmd-once' }),
+      journal.append(entry('seen-elsewhere', 1, 'cmd-once'), { unlessCommand: 'cmd-once' }), // another entity's id space
+      journal.append(entry('seen', 2, 'cmd-new'), { unlessCommand: 'cmd-new' }),
+      ...Array.from({ length: 20 }, (_, i) => journal.append(entry(`ok${i}`, 1))),
+    ]);
+    t.is(journal.groupCommitStats.statements - statements, 2, 'one batch, and one more for the second write of the same position');
+    t.true(reason(conflict) instanceof JournalConflictError);
+    t.true(reason(dup) instanceof DuplicateCommandError);
+    t.deepEqual(rest.filter((r) => r.status === 'rejected'), []);
+    t.deepEqual((await journal.read(key('taken'), 0, 10)).map((e) => (e.data as { cmd: string }).cmd), ['c-taken-1']);
+    t.deepEqual((await journal.read(key('seen'), 0, 10)).map((e) => (e.data as { cmd: string }).cmd), ['cmd-once', 'cmd-new']);
+    t.is((await journal.read(key('ok19'), 0, 10)).length, 1);
+    t.is(classify(reason(conflict)).retriable, true);
+  });
+
+  test.serial(`${backend.name}: appends of a fenced shard fail alone, with the fencing error; other shards' land in the same statement`, async (t) => {
+    const { orm } = await backend.open(t);
+    const epochs = new PostgresShardEpochs(orm);
+    await epochs.acquire([0, 1, 2, 3], 'old');
+    const current = await epochs.acquire([0, 1, 2, 3], 'me'); // all at epoch 2
+    const held = new Map(current);
+    const ids = Array.from({ length: 40 }, (_, i) => `f${i}`);
+    const lost = shardOfId(ids[0]!);
+    held.set(lost, current.get(lost)! - 1); // this node missed the newer epoch of one shard
+    const writes = fence(held);
+    const journal = new PostgresJournal(orm, PLACEMENT, writes);
+    const statements = journal.groupCommitStats.statements;
+    const results = await settle(ids.map((id) => journal.append(entry(id, 1))));
+    t.is(journal.groupCommitStats.statements - statements, 1);
+    ids.forEach((id, i) => {
+      const r = results[i]!;
+      if (shardOfId(id) === lost) {
+        t.true(r.status === 'rejected' && r.reason instanceof ShardFencedError && r.reason.shard === lost, id);
+      } else {
+        t.is(r.status, 'fulfilled', id);
+      }
+    });
+    const fenced = ids.filter((id) => shardOfId(id) === lost);
+    t.true(fenced.length > 0 && fenced.length < ids.length);
+    t.is(writes.refusals, fenced.length);
+    for (const id of ids) t.is((await journal.read(key(id), 0, 10)).length, shardOfId(id) === lost ? 0 : 1, id);
+  });
+
+  test.serial(`${backend.name}: data the database refuses fails only its own append`, async (t) => {
+    const { orm } = await backend.open(t);
+    const journal = new PostgresJournal(orm, PLACEMENT);
+    const bad: JournalEntry = { ...entry('bad', 1), data: { cmd: 'bad', text: 'nul \u0000 byte' } };
+    const [refused, ...rest] = await settle([journal.append(bad), ...Array.from({ length: 10 }, (_, i) => journal.append(entry(`g${i}`, 1)))]);
+    t.true(reason(refused) !== undefined && classify(reason(refused)).retriable === false, 'refused data is a permanent failure');
+    t.deepEqual(rest.filter((r) => r.status === 'rejected'), []);
+    t.is((await journal.read(key('g9'), 0, 10)).length, 1);
+  });
+}
+
+test.serial('PostgreSQL: a connection lost mid-batch fails every append of the batch retriably, and none of it is written', async (t) => {
+  const db = await freshDatabase();
+  const target = new URL(db.url);
+  const proxy = await faultProxy({ target: { host: target.hostname, port: Number(target.port || 5432) } });
+  const orm = await openOrm({ url: proxy.rewrite(db.url), poolMax: 2 });
+  t.teardown(async () => { await orm.close(true).catch(() => undefined); await proxy.close(); await db.drop(); });
+  const epochs = new PostgresShardEpochs(orm);
+  const held = new Map(await epochs.acquire([0, 1, 2, 3], 'me'));
+  const journal = new PostgresJournal(orm, PLACEMENT, fence(held));
+  await journal.append(entry('warm', 1));
+
+  // Another session holds one shard's epoch row, so the batch waits inside its statement.
+  const locker = new pg.Client({ connectionString: db.url });
+  await locker.connect();
+  t.teardown(() => locker.end().catch(() => undefined));
+  const ids = Array.from({ length: 30 }, (_, i) => `m${i}`);
+  await locker.query('begin');
+  await locker.query('select * from shard_epoch where shard = $1 for update', [shardOfId(ids[0]!)]);
+  const batch = settle(ids.map((id) => journal.append(entry(id, 1))));
+  const waiting = async () => Number((await locker.query("select count(*) as n from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()")).rows[0].n);
+  for (let i = 0; i < 200 && await waiting() === 0; i++) await new Promise((r) => setTimeout(r, 25));
+  t.is(await waiting(), 1, 'the batch statement is running, waiting for the lock');
+  proxy.cut();
+  // The server side of the statement ends too, as a dropped connection's does.
+  await locker.query("select pg_terminate_backend(pid) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()");
+  await locker.query('rollback');
+  const results = await batch;
+  for (const r of results) {
+    t.true(r.status === 'rejected' && r.reason instanceof StorageUnavailableError && classify(r.reason).retriable,
+      r.status === 'rejected' ? String(r.reason) : 'written');
+  }
+  const rows = await locker.query('select count(*) as n from journal where persistence_key = any($1)', [ids.map(key)]);
+  t.is(Number(rows.rows[0].n), 0, 'nothing of the batch is visible');
+  // The journal serves again, and the same appends (retried) are written.
+  t.deepEqual((await settle(ids.map((id) => journal.append(entry(id, 1))))).filter((r) => r.status === 'rejected'), []);
+});
+
+test('the memory journal keeps the same per-append outcomes', async (t) => {
+  const journal: Journal = new MemoryJournal();
+  await journal.append(entry('a', 1, 'x'));
+  await t.throwsAsync(journal.append(entry('a', 1, 'y')), { instanceOf: JournalConflictError });
+  await t.throwsAsync(journal.append(entry('a', 2, 'x'), { unlessCommand: 'x' }), { instanceOf: DuplicateCommandError });
+  await journal.append(entry('a', 2, 'z'), { unlessCommand: 'z' });
+  await journal.append(entry('b', 1, 'x'), { unlessCommand: 'x' });
+  t.deepEqual((await journal.read(key('a'), 0, 10)).map((e) => (e.data as { cmd: string }).cmd), ['x', 'z']);
+});
