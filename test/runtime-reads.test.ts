@@ -6,7 +6,7 @@
 import test from 'ava';
 import { MemoryJournal } from '../adapters/memory/journal.ts';
 import { Activation } from '../runtime/activation.ts';
-import type { CommandLog, CommandLogHandlers, JournalEntry } from '../runtime/ports.ts';
+import type { CommandLog, CommandLogHandlers, JournalEntry, AppendOptions } from '../runtime/ports.ts';
 import { counter, type CounterState } from './fixtures/counter.ts';
 import { startRig, type Rig } from './helpers/rig.ts';
 import { eventually } from './helpers/node-process.ts';
@@ -19,12 +19,12 @@ function gatedJournal() {
   const journal = new MemoryJournal();
   const append = journal.append.bind(journal);
   const gate = { key: '', entered: Promise.withResolvers<void>(), open: Promise.withResolvers<void>() };
-  journal.append = async (entry: JournalEntry) => {
+  journal.append = async (entry: JournalEntry, options?: AppendOptions) => {
     if (entry.persistenceKey === gate.key) {
       gate.entered.resolve();
       await gate.open.promise;
     }
-    return append(entry);
+    return append(entry, options);
   };
   return { journal, gate };
 }
@@ -61,9 +61,9 @@ test('a failed write never exposes the state the command computed; once storage 
   await r.region.request(ref('p'), { type: 'add', n: 1 });
   let failing = true;
   let failures = 0;
-  journal.append = async (entry) => {
+  journal.append = async (entry, options) => {
     if (failing && entry.persistenceKey === 'counter:p') { failures++; throw new Error('connection reset'); }
-    return append(entry);
+    return append(entry, options);
   };
   const pending = r.region.request(ref('p'), { type: 'add', n: 5 });
   const seen = new Set<number>();
@@ -89,8 +89,8 @@ test('a write that reached the journal but reported failure: the poisoned incarn
   const r = await startRig({ behaviors: [counter], journal });
   await r.region.request(ref('amb'), { type: 'add', n: 1 });
   let failOnce = true;
-  journal.append = async (entry) => {
-    await append(entry);
+  journal.append = async (entry, options) => {
+    await append(entry, options);
     if (failOnce && entry.persistenceKey === 'counter:amb') { failOnce = false; throw new Error('timeout after commit'); }
   };
   const pending = r.region.request(ref('amb'), { type: 'add', n: 5 });
