@@ -111,7 +111,7 @@ function bruteNearest(f: Fleet, point: Point, k: number, radiusKm: number): stri
  * first `bruteQueries` points (a scan of 1M drivers per query is slow); agreement is over those.
  */
 async function nearestBench(options: {
-  n: number; queries: number; bruteQueries: number; redisUrl?: string; seed: number;
+  n: number; queries: number; bruteQueries: number; redisUrl?: string; seed: number; quickNote?: string;
   goals: { p50: Goal; agree: Goal; ratio?: Goal; load?: Goal };
 }): Promise<Row[]> {
   const { n, queries } = options;
@@ -163,7 +163,7 @@ async function nearestBench(options: {
   }
 
   const qps = (times: number[]) => Math.round(times.length / (times.reduce((a, b) => a + b, 0) / 1000));
-  rows.push(...microSeries(actorTimes, `${label}, cell actors`, `${queries} queries after ${warmup} warm-up; rings of H3 res ${CELL_RES} cells`, options.goals.p50));
+  rows.push(...microSeries(actorTimes, `${label}, cell actors`, `${queries} queries after ${warmup} warm-up; rings of H3 res ${CELL_RES} cells${options.quickNote ?? ''}`, options.goals.p50));
   rows.push({ bench: 'dispatch', case: `nearest queries/s over ${fmt(n)}, cell actors (one at a time)`, value: qps(actorTimes), unit: 'q/s' });
   rows.push(...microSeries(bruteTimes, `${label}, brute force`, `${bruteTimes.length} queries; one linear scan per query`));
   const agreeBrute = bruteAnswers.filter((b, i) => b.join() === actorAnswers[i]!.join()).length / bruteAnswers.length;
@@ -214,6 +214,7 @@ export async function dispatchBench(options: { redisUrl?: string; quick?: boolea
   const quick = options.quick ?? false;
   rows.push(...await nearestBench({
     n: quick ? 20_000 : 100_000, queries: quick ? 200 : 1_000, bruteQueries: quick ? 200 : 1_000, redisUrl: options.redisUrl, seed: 11,
+    quickNote: quick ? '; --quick: 20k drivers, the goal is for 100k' : undefined,
     goals: { p50: GOALS.nearest100kP50, agree: GOALS.nearestAgree, ratio: GOALS.nearestVsRedis, load: GOALS.cellUpdates },
   }));
   if (quick) {

@@ -47,7 +47,7 @@ const report = [
   '# Benchmark results',
   '',
   `Measured ${started.toISOString()} on ${machine}, in ${seconds} s (${timings.join(', ')}).`,
-  `Command: \`npm run bench${quick ? ' -- --quick' : ''}${only ? ` -- --only=${only}` : ''}\` (services from .ci/with-services.sh: PostgreSQL, Redis, Kafka ${'3.9.1'} on this machine)`,
+  `Command: \`npm run bench${quick || only ? ` --${quick ? ' --quick' : ''}${only ? ` --only=${only}` : ''}` : ''}\` (services from .ci/with-services.sh: PostgreSQL, Redis, Kafka ${'3.9.1'} on this machine)`,
   '',
   `Issue 14's goals: **${goalSummary(rows)}**.`,
   '',

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
-import { startNodeProcess, type NodeProcess } from '../test/helpers/node-process.ts';
+import { eventually, startNodeProcess, type NodeProcess } from '../test/helpers/node-process.ts';
 import { calls as nodeCalls, metric } from './cluster.ts';
 import { GOALS } from './goals.ts';
 import type { Row } from './stats.ts';
@@ -35,9 +35,14 @@ const calls = {
       answers.set(ref, (m) => { clearTimeout(timer); if (m.type === 'ack') resolve(); else reject(new Error(`${ref}: ${m.code}`)); });
       ws.send(JSON.stringify({ ...message, ref }));
     });
-    await send({ type: 'auth', token }, 'auth');
-    await send({ type: 'online', vehicleType: 'economy' }, 'online');
-    await send({ type: 'location', lat: fix.lat, lng: fix.lng, at: new Date().toISOString() }, 'fix');
+    try {
+      await send({ type: 'auth', token }, 'auth');
+      await send({ type: 'online', vehicleType: 'economy' }, 'online');
+      await send({ type: 'location', lat: fix.lat, lng: fix.lng, at: new Date().toISOString() }, 'fix');
+    } catch (e) {
+      ws.terminate();
+      throw e;
+    }
     return ws;
   },
   heapUsed: async (url: string, admin: string) => metric(await nodeCalls.metrics(url, admin), 'nodejs_heap_size_used_bytes'),
@@ -55,7 +60,7 @@ async function lowestHeap(url: string, admin: string, readings: number): Promise
 
 export async function wsMemoryBench(options: { quick?: boolean }): Promise<Row[]> {
   const drivers = 3_000;
-  const readings = options.quick ? 4 : 8;
+  const readings = options.quick ? 3 : 8;
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-ws-'));
   let node: NodeProcess | undefined;
   const sockets: WebSocket[] = [];
@@ -66,6 +71,8 @@ export async function wsMemoryBench(options: { quick?: boolean }): Promise<Row[]
       WS_MAX_SOCKETS_PER_IP: String(drivers + 100), RATE_LIMIT_API_PER_MIN: '1000000', LOG_LEVEL: 'info',
     }, 120_000);
     const url = node.url;
+    // 'node started' comes once the port is bound; storage (PGlite here) opens after: wait for /ready.
+    if (!await eventually(async () => (await fetch(`${url}/ready`)).ok, 120_000, 200)) throw new Error('node not ready within 120 s');
     const admin = await calls.token(url, 'bench-admin', 'admin');
     // Tokens first, so only the sessions are in the heap's difference.
     const tokens: string[] = [];
@@ -75,16 +82,22 @@ export async function wsMemoryBench(options: { quick?: boolean }): Promise<Row[]
     const before = await lowestHeap(url, admin, readings);
     const t0 = performance.now();
     let failed = 0;
-    for (let i = 0; i < drivers; i += 100) {
-      const batch = await Promise.allSettled(tokens.slice(i, i + 100).map((token, k) => calls.driverSession(url, token, {
+    const reasons = new Map<string, number>();
+    for (let i = 0; i < drivers; i += 50) {
+      const batch = await Promise.allSettled(tokens.slice(i, i + 50).map((token, k) => calls.driverSession(url, token, {
         lat: 40.73 + (((i + k) * 7919) % 1000 - 500) * 0.00027, lng: -73.99 + (((i + k) * 104729) % 1000 - 500) * 0.00036,
       })));
-      for (const b of batch) if (b.status === 'fulfilled') sockets.push(b.value); else failed++;
+      for (const b of batch) {
+        if (b.status === 'fulfilled') { sockets.push(b.value); continue; }
+        failed++;
+        const reason = String((b.reason as Error)?.message ?? b.reason);
+        reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+      }
     }
     const connectSeconds = (performance.now() - t0) / 1000;
     const after = await lowestHeap(url, admin, readings);
     const connected = sockets.length - 1;
-    const note = `${connected} drivers connected (auth, online, one fix acknowledged${failed ? `; ${failed} failed` : ''}) in ${Math.round(connectSeconds)} s; `
+    const note = `${connected} drivers connected (auth, online, one fix acknowledged${failed ? `; ${failed} failed: ${[...reasons].map(([r, n]) => `${n} ${r}`).join(', ')}` : ''}) in ${Math.round(connectSeconds)} s; `
       + `lowest of ${readings} /metrics readings a second apart, less the same before connecting (${Math.round(before / 2 ** 20)} MiB); embedded node process`;
     return [{
       bench: 'memory', case: `heap per connected driver, WebSocket session included, ${drivers.toLocaleString('en-US')} drivers`,
