@@ -97,7 +97,7 @@ async function paced(node: NodeProcess, total: number, rate: number, ids: string
 export async function clusterBench(s: Services, options: { quick?: boolean }): Promise<Row[]> {
   const rows: Row[] = [];
   const quick = options.quick ?? false;
-  const commands = quick ? 1_000 : 6_000;
+  const commands = quick ? 500 : 6_000;
   const cpuPerCommand = new Map<number, number>();
   const plural = (count: number) => `${count} node${count > 1 ? 's' : ''}`;
   for (const count of quick ? [1, 3] : [1, 2, 3]) {
@@ -114,7 +114,7 @@ export async function clusterBench(s: Services, options: { quick?: boolean }): P
       const cpu = (await cpuSeconds(nodes)) - cpuBefore;
       const handled = commands - load.failed;
       cpuPerCommand.set(count, (cpu * 1000) / handled);
-      const timed = await drive(nodes, quick ? 500 : 2_000, 32, true, ids);
+      const timed = await drive(nodes, quick ? 200 : 2_000, 32, true, ids);
       const failures = (n: number) => (n ? `; ${n} failed` : '');
       rows.push(
         { bench: 'cluster', case: `commands/s end to end through Kafka and PostgreSQL, ${plural(count)}`, value: Math.round(handled / load.seconds), unit: 'cmd/s', note: `${commands} HTTP commands, 128 in flight, each answered once handled${failures(load.failed)}`, goal: count === 1 ? GOALS.clusterCommands1 : undefined },
@@ -124,7 +124,7 @@ export async function clusterBench(s: Services, options: { quick?: boolean }): P
       );
       if (count === 1) {
         const rate = 1_000;
-        const p = await paced(nodes[0]!, quick ? 2_000 : 10_000, rate, ids);
+        const p = await paced(nodes[0]!, quick ? 1_000 : 10_000, rate, ids);
         const note = `${p.latencies.length + p.failed} commands offered at ${rate}/s (${Math.round(p.achieved)}/s until the last was answered), from when each was due${failures(p.failed)}`;
         rows.push(
           { bench: 'cluster', case: 'tell→handled p50 paced at 1,000/s, 1 node', value: round(percentile(p.latencies, 50)), unit: 'ms', note },

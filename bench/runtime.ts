@@ -93,7 +93,7 @@ async function recovery(name: string, journal: Journal, events: number): Promise
 const round = (x: number) => Math.round(x * 100) / 100;
 
 export async function runtimeBench(options: { databaseUrl?: string; quick?: boolean }): Promise<Row[]> {
-  const commands = options.quick ? 5_000 : 50_000;
+  const commands = options.quick ? 2_000 : 50_000;
   // --quick: fewer timed commands and a shorter journal to recover (it is a smoke run of two minutes).
   const timed = options.quick ? 1_000 : 5_000;
   const events = options.quick ? 200 : 1_000;
