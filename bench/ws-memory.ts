@@ -80,6 +80,9 @@ export async function wsMemoryBench(options: { quick?: boolean }): Promise<Row[]
   const sockets: WebSocket[] = [];
   try {
     node = await startNodeProcess('main.ts', {
+      // A node of its own: the shared services of .ci/with-services.sh stay out (empty is unset), so no other
+      // run's shards, fences or drivers meet this one (PGlite under DATA_DIR, everything else in-process).
+      DATABASE_URL: '', REDIS_URL: '', KAFKA_BROKERS: '',
       MODE: 'embedded', DATA_DIR: dataDir, AUTH_DEV_TOKENS: 'true', JWT_SECRET: 'bench-secret-of-sufficient-length',
       // One client address holds every session, and asks for every token.
       WS_MAX_SOCKETS_PER_IP: String(drivers + 100), RATE_LIMIT_API_PER_MIN: '1000000', LOG_LEVEL: 'info',
