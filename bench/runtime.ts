@@ -30,7 +30,7 @@ async function region(journal: Journal, snapshotEvery = 0) {
   return r;
 }
 
-async function throughput(name: string, journal: Journal, commands: number, entities: number): Promise<Row[]> {
+async function throughput(name: string, journal: Journal, commands: number, entities: number, timed = 5_000): Promise<Row[]> {
   const r = await region(journal);
   const prefix = randomUUID().slice(0, 6);
   const ids = Array.from({ length: entities }, (_, i) => ({ kind: 'counter', id: `${prefix}-${i}` }));
@@ -50,7 +50,7 @@ async function throughput(name: string, journal: Journal, commands: number, enti
   const latencies: number[] = [];
   let k = 0;
   await Promise.all(Array.from({ length: 50 }, async () => {
-    while (k < 5_000) {
+    while (k < timed) {
       const i = k++;
       const t0 = performance.now();
       await r.request(ids[i % entities]!, { type: 'add', n: 1 });
@@ -93,23 +93,26 @@ async function recovery(name: string, journal: Journal, events: number): Promise
 const round = (x: number) => Math.round(x * 100) / 100;
 
 export async function runtimeBench(options: { databaseUrl?: string; quick?: boolean }): Promise<Row[]> {
-  const commands = options.quick ? 5_000 : 50_000;
+  const commands = options.quick ? 2_000 : 50_000;
+  // --quick: fewer timed commands and a shorter journal to recover (it is a smoke run of two minutes).
+  const timed = options.quick ? 1_000 : 5_000;
+  const events = options.quick ? 200 : 1_000;
   const rows: Row[] = [];
-  rows.push(...await throughput('in-memory journal', new MemoryJournal(), commands, 1_000));
+  rows.push(...await throughput('in-memory journal', new MemoryJournal(), commands, 1_000, timed));
 
   const embedded = await startEmbeddedPostgres({ dataDir: `/tmp/dispatch-bench-pglite-${process.pid}` });
   const pgliteOrm = await openOrm({ url: embedded.url, poolMax: 1 });
   const pglite = new PostgresJournal(pgliteOrm);
-  rows.push(...await throughput('PGlite (embedded)', pglite, Math.min(commands, 10_000), 1_000));
-  rows.push(...await recovery('PGlite (embedded)', pglite, 1_000));
+  rows.push(...await throughput('PGlite (embedded)', pglite, Math.min(commands, 10_000), 1_000, timed));
+  rows.push(...await recovery('PGlite (embedded)', pglite, events));
   await pgliteOrm.close(true);
   await embedded.stop();
 
   if (options.databaseUrl) {
     const orm = await openOrm({ url: options.databaseUrl, poolMax: 10 });
     const pg = new PostgresJournal(orm);
-    rows.push(...await throughput('PostgreSQL', pg, commands, 1_000));
-    rows.push(...await recovery('PostgreSQL', pg, 1_000));
+    rows.push(...await throughput('PostgreSQL', pg, commands, 1_000, timed));
+    rows.push(...await recovery('PostgreSQL', pg, events));
     await orm.close(true);
   }
   return rows;
