@@ -48,7 +48,8 @@ export type Service = (payload: unknown, ports: ServicePorts) => Promise<unknown
 export interface ServicePorts {
   readonly now: number;
   readonly requester: EntityRef;
-  ask<A>(to: EntityRef, query: unknown): Promise<A>;
+  /** A query's answer: at once when the entity is active on this node, else a promise of it. */
+  ask<A>(to: EntityRef, query: unknown): A | Promise<A>;
 }
 
 export interface Outcome<S, E> {

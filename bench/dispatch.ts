@@ -35,7 +35,7 @@ export const calls = {
   /** Nearest k within radiusKm, ring by ring over the cell actors (what the nearest service does). */
   nearest: (region: ShardRegion, point: Point, k: number, radiusKm: number) =>
     searchNearest({ point, k, radiusKm, vehicleType: 'economy' }, CELL_RES,
-      (cell) => region.ask<Candidate[]>({ kind: 'cell', id: cell }, { type: 'nearest', point, k, radiusKm, vehicleType: 'economy' })),
+      (cell) => region.askSoon<Candidate[]>({ kind: 'cell', id: cell }, { type: 'nearest', point, k, radiusKm, vehicleType: 'economy' })),
   online: (region: ShardRegion, driverId: string) => region.request({ kind: 'driver', id: driverId }, { type: 'online', vehicleType: 'economy' }),
   /**
    * One GPS fix by the soft path, as the WebSocket gateway sends it: on the node that serves
