@@ -13,6 +13,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Logger } from '../runtime/logger.ts';
 import type { Notifier } from '../runtime/ports.ts';
+import type { SoftDelivery } from '../runtime/region.ts';
 import type { Authenticator, Principal } from './auth.ts';
 import type { Edge } from './edge.ts';
 import type { Metrics } from './metrics.ts';
@@ -205,6 +206,12 @@ export class WsGateway {
     }
   }
 
+  /** A fix nobody could take (its shard is moving) is not acknowledged: the app sends it again. */
+  #ackSoft(session: Session, delivery: SoftDelivery, ref: string | number | undefined): void {
+    if (delivery === 'dropped') this.#error(session, 'unavailable', 'the fix could not be handed on right now; send it again', ref);
+    else this.#send(session, { type: 'ack', ref: ref ?? null });
+  }
+
   #send(session: Session, message: unknown): void {
     const limit = this.#o.maxBufferedBytes ?? 512 * 1024;
     const buffered = session.socket.bufferedAmount;
@@ -304,12 +311,10 @@ export class WsGateway {
       case 'location':
         // Fixes are many and soft: the soft path (no command id, no journal, no log record
         // when this node serves the driver); acked once handed to the driver or its owner.
-        await region.tellSoft(driver, { type: 'location', fix: fix(m) });
-        this.#send(session, { type: 'ack', ref: m.ref ?? null });
+        this.#ackSoft(session, await region.tellSoft(driver, { type: 'location', fix: fix(m) }), m.ref);
         return;
       case 'location.batch':
-        await region.tellSoft(driver, { type: 'location.batch', fixes: m.fixes.map(fix) });
-        this.#send(session, { type: 'ack', ref: m.ref ?? null });
+        this.#ackSoft(session, await region.tellSoft(driver, { type: 'location.batch', fixes: m.fixes.map(fix) }), m.ref);
         return;
       case 'ops.subscribe': {
         if (p.role !== 'admin') { this.#error(session, 'forbidden', 'the operations feed is for admins', m.ref); return; }
