@@ -158,18 +158,13 @@ class Reader {
     const path = this.#env[`${name}${FILE_SUFFIX}`]?.trim();
     if (!path || !(VARIABLES[name] as { secret?: true }).secret) return undefined;
     if (this.#files.has(name)) return this.#files.get(name);
-    let text: string | undefined;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (error) {
-      this.problems.push(`${name}${FILE_SUFFIX}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
-    }
+    const text = this.file(`${name}${FILE_SUFFIX}`, path);
     this.#files.set(name, text);
     return text;
   }
 
   /** A file a variable names, or undefined with a problem saying why it cannot be read. */
-  file(name: VariableName, path: string): string | undefined {
+  file(name: string, path: string): string | undefined {
     try {
       return readFileSync(path, 'utf8');
     } catch (error) {

@@ -360,7 +360,10 @@ export class ShardRegion {
    * search over tens of cells would otherwise pay a promise and a microtask turn per cell.
    */
   askNow<A = unknown>(to: EntityRef, query: unknown): { readonly value: A } | undefined {
-    const shard = this.#askShard(to);
+    return this.#answerNow<A>(to, this.#askShard(to), query);
+  }
+
+  #answerNow<A>(to: EntityRef, shard: number, query: unknown): { readonly value: A } | undefined {
     if (!this.#holds(shard)) return undefined;
     const value = this.#o.host.queryNow(to, shard, query);
     return value === NOT_NOW ? undefined : { value: value as A };
@@ -382,9 +385,9 @@ export class ShardRegion {
    * can come between the check and the answer since nothing else runs in between.
    */
   async ask<A = unknown>(to: EntityRef, query: unknown, timeoutMs = this.#o.askTimeoutMs): Promise<A> {
-    const now = this.askNow<A>(to, query);
-    if (now) return now.value;
     const shard = this.#askShard(to);
+    const now = this.#answerNow<A>(to, shard, query);
+    if (now) return now.value;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.#holds(shard)) {
