@@ -36,7 +36,7 @@ import { docsRoutes } from './http/routes/docs.ts';
 import { opsPageRoutes } from './http/routes/ops-page.ts';
 import type { Api } from './http/api.ts';
 import type { Edge } from './http/edge.ts';
-import { Metrics } from './http/metrics.ts';
+import { Metrics, ServiceTimings } from './http/metrics.ts';
 import { QuoteSigner } from './http/quote-token.ts';
 import { rateLimit, userOrIp } from './http/rate-limit.ts';
 import { WsGateway } from './http/ws.ts';
@@ -46,6 +46,7 @@ import { SettingsStore } from './adapters/postgres/settings.ts';
 import { InProcessRateLimiter } from './adapters/memory/rate-limiter.ts';
 import { RedisRateLimiter } from './adapters/redis/rate-limiter.ts';
 import { InProcessCommandLog } from './adapters/memory/command-log.ts';
+import { KafkaCommandLog } from './adapters/kafka/command-log.ts';
 import { createLogger, type Logger } from './runtime/logger.ts';
 import { ShardRegion, withTimeout } from './runtime/region.ts';
 import { ShardHost } from './runtime/shard-host.ts';
@@ -134,6 +135,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const occupied = (cells: readonly string[]) => occupiedCells.filter(cells);
   const baseLog = openCommandLog(config, logger, { quiet: () => !started });
   const log = options.wrapLog ? options.wrapLog(baseLog) : baseLog;
+  // Timed for /metrics; the region calls them, so they are wrapped before it exists.
+  const serviceTimings = new ServiceTimings();
   const host = new ShardHost({
     journal: storage.journal,
     behaviors: options.behaviors,
@@ -151,7 +154,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     reminders: storage.reminders,
     notifier,
     remote,
-    services: options.services && withOccupiedCells(options.services, occupied),
+    services: options.services && serviceTimings.wrap(withOccupiedCells(options.services, occupied)),
     askTimeoutMs: config.runtime.askTimeoutMs,
     deadLetters: storage.deadLetters,
     fences: storage.fences,
@@ -202,7 +205,9 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   };
   if (config.quotes.ephemeral) logger.warn('no QUOTE_SECRET: signing quotes with a random per-process key (development only)');
   const metrics = new Metrics({
-    region, host, projector, lag: baseLog instanceof InProcessCommandLog ? () => baseLog.stats().reduce((a, p) => a + p.lag, 0) : undefined,
+    region, host, projector, services: serviceTimings,
+    lag: baseLog instanceof InProcessCommandLog || baseLog instanceof KafkaCommandLog ? () => baseLog.stats() : undefined,
+    breakers: () => ({ postgres: storage.sqlGuard.state() }),
   });
   const apis: Api[] = [authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge, occupied), adminRoutes(edge), deadLetterRoutes(edge), clusterRoutes(region, host, projector)];
 

@@ -130,6 +130,15 @@ export class ShardHost {
   }
 
   /**
+   * Answers a query from an entity's current state if it is active here, without counting as
+   * use (a metrics scrape must not keep idle entities alive); else NOT_NOW.
+   */
+  peek(self: EntityRef, query: unknown): unknown {
+    const current = this.#closing ? undefined : this.#active.get(entityKey(self))?.current;
+    return current ? this.#answer(self, current.state, query) : NOT_NOW;
+  }
+
+  /**
    * Answers a query, activating the entity first if need be: once recovered, from the state
    * it recovered; if it was poisoned or began passivating meanwhile, through its mailbox as
    * before (a poisoned actor refuses; a stopped one's callers hear so). Never activates a

@@ -77,6 +77,8 @@ export class KafkaCommandLog implements CommandLog {
   /** Per shard: the last offset the runtime said was handled, and the last one Kafka took. */
   readonly #handledUpTo = new Map<number, number>();
   readonly #committedUpTo = new Map<number, number>();
+  /** Per shard: Kafka's high watermark as of the last batch fetched, and that batch's first offset (for stats()). */
+  readonly #fetched = new Map<number, { highWatermark: number; firstOffset: number }>();
   readonly #queue: SendQueue<Message & { partition: number }>;
 
   constructor(options: KafkaCommandLogOptions) {
@@ -358,6 +360,21 @@ export class KafkaCommandLog implements CommandLog {
     return this.#stopping;
   }
 
+  /**
+   * Records behind per owned shard, without asking Kafka: its high watermark as of the last
+   * batch fetched, less what is committed (or, at least, what came before that batch: kafkajs
+   * fetches a shard's next batch only once the last one was handled). As fresh as the last
+   * fetch, so a shard stuck on one batch shows the lag it had then; 0 before any fetch.
+   */
+  stats(): { shard: number; lag: number }[] {
+    return [...this.#owned].map((shard) => {
+      const fetched = this.#fetched.get(shard);
+      if (!fetched) return { shard, lag: 0 };
+      const done = Math.max(this.#committedUpTo.get(shard) ?? -1, fetched.firstOffset - 1);
+      return { shard, lag: Math.max(0, fetched.highWatermark - 1 - done) };
+    });
+  }
+
   async #stop(): Promise<void> {
     await this.drain();
     this.#stopped = true;
@@ -377,6 +394,7 @@ export class KafkaCommandLog implements CommandLog {
 
   async #handleBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const shard = batch.partition;
+    this.#fetched.set(shard, { highWatermark: Number(batch.highWatermark), firstOffset: Number(batch.firstOffset() ?? batch.lastOffset()) });
     await this.#reassigning;
     if (!(await this.#servable(shard, isRunning, isStale, heartbeat))) return;
     const records: LogRecord[] = [];
