@@ -3,7 +3,7 @@
 
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { parse, parseAllDocuments } from 'yaml';
 import { isVariable, loadConfig } from '../config/index.ts';
 import { COMPOSE_SECRETS, makeSecrets } from '../scripts/secrets.ts';
@@ -87,4 +87,67 @@ test('k8s: variables, ports and probes match the node', (t) => {
     t.is(container[probe].httpGet.port, container.ports[0].name);
   }
   t.true(container.env.some((e: { name: string; valueFrom?: unknown }) => e.name === 'NODE_ID' && e.valueFrom), 'NODE_ID comes from the pod name');
+});
+
+interface ComposeFile {
+  services: Record<string, ComposeService & { image?: string; ports?: string[]; volumes?: string[]; depends_on?: string[] | Record<string, unknown>; command?: string[] }>;
+  volumes?: Record<string, unknown>;
+}
+
+test('compose: mounts, ports and dependencies point at real files, services and listeners; Prometheus scrapes every node and Grafana reads Prometheus', (t) => {
+  const compose = parse(readFileSync(new URL('docker-compose.yml', root), 'utf8'), { merge: true }) as ComposeFile;
+  const services = compose.services;
+  // Made by `npm run certs` and `npm run secrets`, never committed: the rest is in the repository.
+  const generated = ['./certs', './secrets'];
+  const ignored = readFileSync(new URL('.gitignore', root), 'utf8').split('\n');
+  const mounts = new Map<string, string>();
+  for (const [name, service] of Object.entries(services)) {
+    for (const volume of service.volumes ?? []) {
+      const [source, target] = volume.split(':') as [string, string];
+      if (!source.startsWith('./')) { t.truthy(compose.volumes?.[source] !== undefined, `${name} mounts volume ${source}, which compose declares`); continue; }
+      mounts.set(`${name}:${target}`, source);
+      if (generated.includes(source)) t.true(ignored.includes(`${source.slice(2)}/`), `${source} is generated and ignored by git`);
+      else t.true(existsSync(new URL(source, root)), `${name} mounts ${source}, which is in the repository`);
+    }
+    const needs = Array.isArray(service.depends_on) ? service.depends_on : Object.keys(service.depends_on ?? {});
+    for (const other of needs) t.truthy(services[other], `${name} depends on ${other}, a service of this file`);
+  }
+  // Each published port is one its service listens on, and no host port is published twice.
+  const nginx = readFileSync(new URL('docker/nginx.conf', root), 'utf8');
+  const listens: Record<string, string[]> = {
+    nginx: [...nginx.matchAll(/listen (\d+)/g)].map((m) => m[1]!),
+    prometheus: ['9090'], // its default --web.listen-address
+    grafana: ['3000'], // its default http_port
+  };
+  const published = new Set<string>();
+  for (const [name, service] of Object.entries(services)) {
+    for (const mapping of service.ports ?? []) {
+      const parts = mapping.split(':');
+      const [host, container] = [parts.at(-2)!, parts.at(-1)!];
+      t.true(listens[name]?.includes(container), `${name} publishes ${container}, where it listens`);
+      t.false(published.has(host), `host port ${host} is published once`);
+      published.add(host);
+    }
+  }
+  t.false(services.prometheus?.command?.some((c) => c.startsWith('--web.listen-address')), 'Prometheus listens on its default port');
+
+  // Prometheus: its config and rules are the mounted directory's; it scrapes each node's METRICS_PORT.
+  const promDir = mounts.get('prometheus:/etc/prometheus');
+  t.is(promDir, './monitoring/prometheus');
+  t.true(services.prometheus!.command!.includes('--config.file=/etc/prometheus/prometheus.yml'));
+  const prom = parse(readFileSync(new URL(`${promDir}/prometheus.yml`, root), 'utf8')) as { rule_files: string[]; scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[] };
+  for (const file of prom.rule_files) t.true(existsSync(new URL(`${promDir}/${file}`, root)), `rule file ${file} is in ${promDir}`);
+  const nodes = Object.entries(services).filter(([, s]) => s.build !== undefined);
+  const job = prom.scrape_configs.find((c) => c.job_name === 'dispatch')!;
+  t.deepEqual(job.static_configs.flatMap((c) => c.targets).sort(), nodes.map(([name, s]) => `${name}:${s.environment?.METRICS_PORT}`).sort(), 'Prometheus scrapes every node on its METRICS_PORT');
+
+  // Grafana: provisioning and dashboards are mounted where the provisioning files say.
+  const provisioning = mounts.get('grafana:/etc/grafana/provisioning')!;
+  const datasources = parse(readFileSync(new URL(`${provisioning}/datasources/prometheus.yml`, root), 'utf8')) as { datasources: { url: string }[] };
+  t.is(datasources.datasources[0]!.url, `http://prometheus:${listens.prometheus![0]}`, 'Grafana reads the compose Prometheus');
+  const providers = parse(readFileSync(new URL(`${provisioning}/dashboards/dispatch.yml`, root), 'utf8')) as { providers: { options: { path: string } }[] };
+  const dashboards = mounts.get(`grafana:${providers.providers[0]!.options.path}`);
+  t.is(dashboards, './monitoring/grafana/dashboards', 'the dashboards are mounted where the provider reads them');
+  t.true(existsSync(new URL(`${dashboards}/dispatch.json`, root)));
+  for (const name of ['prometheus', 'grafana']) t.regex(services[name]!.image ?? '', /:v?\d+\.\d+\.\d+$/, `${name}'s image is pinned`);
 });
