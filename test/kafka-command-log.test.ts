@@ -132,3 +132,26 @@ test('a failed rebalance step is retried while the gained shards wait, and start
   t.is(attempts, settled, 'and not tried again after it succeeded');
   t.true(errors.filter((e) => e.startsWith('rebalance: setting up shards 0, 1 failed')).length >= 3, errors.join('\n'));
 });
+
+test('stats() says how many records each owned shard has not committed, from what Kafka fetched', async (t) => {
+  const topic = `test.${randomUUID().slice(0, 8)}.commands`;
+  const log = await logFor(t, topic, 2);
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => { release = resolve; });
+  await log.start({
+    async onRecords(shard, records) {
+      // Shard 1's records are held unhandled until the test lets them go.
+      if (shard === 1) await held;
+      await log.commit(shard, records.at(-1)!.offset);
+    },
+    async onAssignment() { /* a lone member */ },
+  });
+  t.deepEqual(log.stats().map((s) => s.lag), [0, 0], 'nothing fetched yet: nothing behind');
+  await log.appendMany(Array.from({ length: 10 }, (_, i) => ({ shard: i % 2, command: command(i, `e${i}`) })));
+  const lagOf = (shard: number) => log.stats().find((s) => s.shard === shard)?.lag;
+  t.true(await eventually(async () => (lagOf(1) ?? 0) > 0, 60_000), `shard 1 is behind while its records are held (${lagOf(1)})`);
+  t.true((lagOf(1) ?? 0) <= 5);
+  t.true(await eventually(async () => lagOf(0) === 0, 60_000), 'shard 0, handled, is not');
+  release();
+  t.true(await eventually(async () => lagOf(1) === 0, 60_000), `shard 1 caught up (${lagOf(1)})`);
+});

@@ -14,6 +14,8 @@ import { WsClient } from './helpers/edge-client.ts';
 import { eventually, freePort, repoRoot, startNodeProcess, type NodeProcess } from './helpers/node-process.ts';
 import { exportedNames, metricNames, sample } from './helpers/promql.ts';
 import { dashboardConfigMap, prometheusRule } from '../scripts/k8s-monitoring.ts';
+import { driversByStatus, surgeByCell } from '../http/metrics.ts';
+import type { ShardHost } from '../runtime/shard-host.ts';
 
 const run = promisify(execFile);
 const RULES = join(repoRoot, 'monitoring/prometheus/rules/dispatch.rules.yml');
@@ -184,4 +186,18 @@ test('k8s/monitoring carries the same rules and dashboard, scraped through the m
   t.truthy(metricsPort, 'which targets a named container port');
   t.is(String(metricsPort.containerPort), docs.find((d) => d.kind === 'ConfigMap')!.data.METRICS_PORT, 'where the node serves METRICS_PORT');
   t.is(monitor.spec.endpoints[0].path, '/metrics');
+});
+
+test('surge is exported for the cells above 1 only, highest first, and drivers are counted by status', (t) => {
+  const cells: Record<string, { surge: number; drivers: { status: string }[] }> = {
+    a: { surge: 1, drivers: [{ status: 'available' }, { status: 'on_trip' }] },
+    b: { surge: 2.5, drivers: [{ status: 'available' }] },
+    c: { surge: 1.2, drivers: [] },
+  };
+  const host = {
+    activeRefs: (kind: string) => (kind === 'cell' ? Object.keys(cells).map((id) => ({ kind, id })) : []),
+    peek: (ref: { id: string }, q: { type: string }) => (q.type === 'surge' ? { surge: cells[ref.id]!.surge } : cells[ref.id]!.drivers),
+  } as unknown as ShardHost;
+  t.deepEqual(surgeByCell(host), [{ cell: 'b', surge: 2.5 }, { cell: 'c', surge: 1.2 }]);
+  t.deepEqual(driversByStatus(host), { available: 2, on_trip: 1 });
 });
