@@ -25,8 +25,12 @@ ensure_package() {
   [ "$(id -u)" = 0 ] || { sudo -n true 2>/dev/null && sudo_="sudo -n"; }
   if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || [ -n "$sudo_" ]; }; then
     echo "test: installing Debian's $package for $what (once)" >&2
-    [ -n "${APT_UPDATED:-}" ] || { $sudo_ apt-get update -qq >/dev/null 2>&1; APT_UPDATED=1; }
-    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "$package" >/dev/null 2>&1
+    # Another apt (unattended upgrades, a second checkout's tests) may hold dpkg's lock:
+    # wait for it instead of failing on the spot, which once lost a whole CI run.
+    local apt_="$sudo_ apt-get -o DPkg::Lock::Timeout=600 -qq"
+    [ -n "${APT_UPDATED:-}" ] || { $apt_ update >/dev/null 2>&1; APT_UPDATED=1; }
+    DEBIAN_FRONTEND=noninteractive $apt_ install -y "$package" >/tmp/apt-$package.log 2>&1 \
+      || echo "test: apt-get install $package failed: $(tail -n 1 /tmp/apt-$package.log)" >&2
   fi
   "$finder" >/dev/null
 }
