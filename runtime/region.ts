@@ -580,10 +580,11 @@ export class ShardRegion {
 
   async #sendTells(tells: readonly OutboundTell[], trace?: string): Promise<void> {
     const at = this.#now();
+    if (trace === undefined || !tracingEnabled()) return this.#appendTells(tells, at);
     const entries = tells.map((t) => {
       const shard = this.shardOf(t.to);
       // One producer span per tell, child of the handling that told it, named in the envelope.
-      const span = trace === undefined ? undefined : appendSpan(t.id, t.to, t.message, shard, trace);
+      const span = appendSpan(t.id, t.to, t.message, shard, trace);
       const command: CommandEnvelope = { id: t.id, to: t.to, message: t.message, at, ...(t.origin ? { origin: t.origin } : {}), ...traceField(span) };
       return { shard, command, span };
     });
@@ -592,6 +593,18 @@ export class ShardRegion {
       for (const e of entries) endSpan(e.span);
     } catch (error) {
       for (const e of entries) endSpan(e.span, error);
+      throw new LogUnavailableError(`the command log did not take ${tells.length} tell(s): ${(error as Error)?.message ?? error}`, { cause: error });
+    }
+  }
+
+  /** Untraced tells: the envelopes exactly as before tracing existed. */
+  async #appendTells(tells: readonly OutboundTell[], at: number): Promise<void> {
+    try {
+      await this.#o.log.appendMany(tells.map((t) => ({
+        shard: this.shardOf(t.to),
+        command: { id: t.id, to: t.to, message: t.message, at, ...(t.origin ? { origin: t.origin } : {}) },
+      })));
+    } catch (error) {
       throw new LogUnavailableError(`the command log did not take ${tells.length} tell(s): ${(error as Error)?.message ?? error}`, { cause: error });
     }
   }
