@@ -52,6 +52,7 @@ import { ShardRegion, withTimeout } from './runtime/region.ts';
 import { ShardHost } from './runtime/shard-host.ts';
 import { startup } from './runtime/startup.ts';
 import type { CommandLog, Notifier, OccupiedCells } from './runtime/ports.ts';
+import { startTracing, type Tracing } from './adapters/otel/tracing.ts';
 
 type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
 
@@ -93,6 +94,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const { config } = options;
   const logger = options.logger ?? createLogger({ level: config.log.level, nodeId: config.node.id });
   const onError = (error: unknown, context: string) => logger.warn({ err: error }, context);
+  // Before anything is served, so the first request is traced; flushed last on stop.
+  const tracing = openTracing(config, logger);
   // Dependencies not reachable yet are waited for (one line each), within STARTUP_TIMEOUT_MS.
   const boot = startup({ timeoutMs: config.runtime.startupTimeoutMs, logger });
   let started = false;
@@ -118,6 +121,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   } catch (error) {
     server.close();
     lock?.release();
+    await tracing?.shutdown();
     throw error;
   }
   const redisUrl = config.storage.redisUrl;
@@ -268,6 +272,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     if (limiter instanceof RedisRateLimiter) limiter.close();
     server.close();
     lock?.release();
+    await tracing?.shutdown();
     throw error;
   }
   started = true;
@@ -304,9 +309,24 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       await occupiedCells.close();
       await storage.close();
       lock?.release();
+      // The spans of the stop itself go too; an unreachable receiver is given up after its timeout.
+      await tracing?.shutdown().catch((e: unknown) => onError(e, 'flushing traces'));
       logger.info('node stopped');
     },
   };
+}
+
+/** Tracing when OTEL_* configure an exporter; a second node in one process (tests) runs untraced. */
+function openTracing(config: Config, logger: Logger): Tracing | undefined {
+  if (!config.tracing) return undefined;
+  try {
+    const tracing = startTracing(config.tracing, config.node.id);
+    logger.info({ url: config.tracing.url, ratio: config.tracing.ratio }, 'traces exported over OTLP');
+    return tracing;
+  } catch (error) {
+    logger.warn({ err: error }, 'tracing not started');
+    return undefined;
+  }
 }
 
 /** /metrics alone on its own port, for a scraper on the internal network: no token needed. */

@@ -98,6 +98,8 @@ export interface Config {
     /** A separate listener for /metrics; undefined: /metrics on the API port, admins only. */
     readonly port?: number;
   };
+  /** OTLP trace export; undefined: tracing is off (runtime/tracing.ts records nothing). */
+  readonly tracing?: TracingConfig;
   readonly ws: {
     readonly maxSocketsPerUser: number;
     readonly maxSocketsPerIp: number;
@@ -133,6 +135,15 @@ export interface Config {
     readonly maxRadiusKm: number;
     readonly maxCells: number;
   };
+}
+
+export interface TracingConfig {
+  /** Where spans are posted (OTLP/HTTP, JSON). */
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly serviceName: string;
+  /** Share of new traces sampled, 0 to 1. */
+  readonly ratio: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -393,6 +404,33 @@ function redact(url: string): string {
   return url.replace(/\/\/([^:/@]+):([^@]+)@/, '//$1:***@');
 }
 
+/**
+ * The OTEL_* variables, as the OpenTelemetry specification names them; tracing is on only
+ * with an exporter (`otlp`, or an endpoint set and no exporter named).
+ */
+function tracing(r: Reader): TracingConfig | undefined {
+  const traces = r.url('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', ['http:', 'https:']);
+  const base = r.url('OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']);
+  const exporter = r.oneOf('OTEL_TRACES_EXPORTER', ['otlp', 'none'], traces || base ? 'otlp' : 'none');
+  const ratio = r.number('OTEL_TRACES_SAMPLER_ARG', 0, 1);
+  const headers = otlpHeaders(r);
+  if (exporter === 'none') return undefined;
+  const url = traces ?? (base ? `${base.replace(/\/+$/, '')}/v1/traces` : 'http://localhost:4318/v1/traces');
+  return { url, headers, serviceName: r.string('OTEL_SERVICE_NAME'), ratio };
+}
+
+/** `key=value,key2=value2`, values URL-encoded as the specification allows. */
+function otlpHeaders(r: Reader): Record<string, string> {
+  const text = r.optional('OTEL_EXPORTER_OTLP_HEADERS');
+  const headers: Record<string, string> = {};
+  for (const pair of (text ?? '').split(',').map((p) => p.trim()).filter(Boolean)) {
+    const at = pair.indexOf('=');
+    if (at <= 0) { r.problems.push('OTEL_EXPORTER_OTLP_HEADERS must be key=value pairs separated by commas'); return {}; }
+    try { headers[pair.slice(0, at).trim()] = decodeURIComponent(pair.slice(at + 1).trim()); } catch { headers[pair.slice(0, at).trim()] = pair.slice(at + 1).trim(); }
+  }
+  return headers;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const r = new Reader(env);
   r.checkSecretSources();
@@ -427,6 +465,7 @@ export function loadConfig(env: Env = process.env): Config {
       tls: serverTls(r),
     },
     metrics: { port: r.raw('METRICS_PORT') === undefined ? undefined : r.int('METRICS_PORT', 0, 65535) },
+    tracing: tracing(r),
     ws: {
       maxSocketsPerUser: r.int('WS_MAX_SOCKETS_PER_USER', 1, 1000),
       maxSocketsPerIp: r.int('WS_MAX_SOCKETS_PER_IP', 1, 1_000_000),

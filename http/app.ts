@@ -14,6 +14,7 @@ import { HttpError, errorBody } from './errors.ts';
 import { clientAddress, clientAddressOf, type ClientAddress } from './client-address.ts';
 import type { IncomingMessage } from 'node:http';
 import { securityHeaders } from './security-headers.ts';
+import { tracing } from './tracing.ts';
 
 export interface HealthProbe {
   /** Process is up and serving. */
@@ -42,6 +43,8 @@ export function createApp(options: AppOptions): Koa {
   app.use(clientAddress(options.addressOf ?? clientAddressOf({ kind: 'off' })));
   app.use(securityHeaders());
   if (options.metrics) app.use(options.metrics.middleware());
+  // Outside the error shaping below, so the span sees the status the client gets.
+  app.use(tracing());
   app.use(requestContext(options.logger));
   app.use(bodyParser({
     enableTypes: ['json'],

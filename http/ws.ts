@@ -14,6 +14,7 @@ import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Logger } from '../runtime/logger.ts';
 import type { Notifier } from '../runtime/ports.ts';
 import type { SoftDelivery } from '../runtime/region.ts';
+import { endSpan, SpanKind, startRootSpan, startSpan, withSpan } from '../runtime/tracing.ts';
 import type { Authenticator, Principal } from './auth.ts';
 import type { Edge } from './edge.ts';
 import type { Metrics } from './metrics.ts';
@@ -22,6 +23,9 @@ import { opsSnapshot } from './ops-feed.ts';
 import { ClientMessage, DRIVER_ONLY } from './ws-messages.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { BookingId } from './ids.ts';
+
+/** Socket messages that start no trace: location fixes are soft state, sent about once a second per driver. */
+const UNTRACED: ReadonlySet<string> = new Set(['location', 'location.batch']);
 
 const DRIVER_COMMAND: Record<string, string> = { 'trip.start': 'trip.start', 'trip.complete': 'trip.complete', 'trip.arrived': 'trip.arrived' };
 
@@ -89,7 +93,7 @@ export class WsGateway {
       if (url.pathname !== '/v1/ws') { socket.destroy(); return; }
       void this.#upgrade(req, url, socket, head);
     });
-    this.#unsubscribe = this.#o.notifier.subscribe((userId, message) => this.#push(userId, message));
+    this.#unsubscribe = this.#o.notifier.subscribe((userId, message, trace) => this.#push(userId, message, trace));
     this.#heartbeat = setInterval(() => this.#beat(), this.#o.heartbeatMs ?? 30_000);
     this.#heartbeat.unref();
   }
@@ -225,10 +229,13 @@ export class WsGateway {
     this.#send(session, { type: 'error', code, message, ...(refValue !== undefined ? { ref: refValue } : {}) });
   }
 
-  #push(userId: string, message: unknown): void {
+  #push(userId: string, message: unknown, trace?: string): void {
     const sessions = this.#byUser.get(userId);
     if (!sessions) return;
     const m = message as { type?: string; booking?: { id: string }; bookingId?: string };
+    // Only the node holding the user's sockets records the push, in the trace of the handling that sent it.
+    const span = trace === undefined ? undefined : startSpan('notify', SpanKind.CONSUMER, { 'dispatch.notification.type': m.type ?? 'unknown', 'dispatch.sessions': sessions.size }, trace);
+    let pushed = 0;
     for (const s of sessions) {
       // A rider hears about a booking once subscribed; drivers hear everything addressed to them.
       if (s.principal?.role === 'rider' && (m.type === 'booking.updated' || m.type === 'driver.location')) {
@@ -236,7 +243,10 @@ export class WsGateway {
         if (!id || !s.subscriptions.has(id)) continue;
       }
       this.#send(s, message);
+      pushed++;
     }
+    span?.setAttribute('dispatch.pushed', pushed);
+    endSpan(span);
   }
 
   #allow(session: Session): boolean {
@@ -259,9 +269,13 @@ export class WsGateway {
       return;
     }
     const m = parsed.data;
+    // A command over the socket starts its own trace; GPS fixes (soft state, many a second) do not.
+    const span = UNTRACED.has(m.type) ? undefined : startRootSpan(`ws ${m.type}`, SpanKind.SERVER, { 'dispatch.ws.message': m.type });
     try {
-      await this.#handle(session, m);
+      await withSpan(span, () => this.#handle(session, m));
+      endSpan(span);
     } catch (error) {
+      endSpan(span, error);
       this.#o.logger.warn({ err: error }, 'websocket message failed');
       this.#error(session, 'unavailable', 'the message could not be handled; try again', m.ref);
     }

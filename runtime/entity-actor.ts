@@ -104,16 +104,20 @@ export type ActorMessage =
 /** What an entity actor needs from the node that hosts it. */
 export interface ActorHost {
   now(): number;
-  /** Appends tells to the command log; resolves once they are durable. */
-  send(from: EntityRef, tells: readonly OutboundTell[]): Promise<void>;
+  /**
+   * Appends tells to the command log; resolves once they are durable. `trace` (here and in
+   * notify and request) is the traceparent of the handling that caused them, if traced: the
+   * runtime's, never the reducer's concern.
+   */
+  send(from: EntityRef, tells: readonly OutboundTell[], trace?: string): Promise<void>;
   /** Hands non-durable tells (`durable: false`) to the soft path; never fails; may ask the sender to wait for room. */
   sendSoft(from: EntityRef, tells: readonly OutboundTell[]): Promise<void> | undefined;
   /** The journal's record of a command this entity handled, if any (the durable dedupe record). */
   findCommand(key: string, commandId: string): Promise<JournalRecord | undefined>;
-  notify(userId: string, message: unknown): void;
+  notify(userId: string, message: unknown, trace?: string): void;
   publish(topic: string, event: unknown, from: EntityRef): void;
   /** Runs a node service; its answer is told back to `self`. */
-  request(self: EntityRef, service: string, payload: unknown): void;
+  request(self: EntityRef, service: string, payload: unknown, trace?: string): void;
   /** Records a reminder before the timer is journaled (see ReminderStore). */
   remember(self: EntityRef, name: string, at: number): Promise<void>;
   forget(self: EntityRef, name: string): void;
@@ -228,7 +232,7 @@ export function entityActor(options: EntityActorOptions) {
   const { behavior, self, key, host, snapshotEvery, onState } = options;
 
   /** The command as dedupe sees it: its id and, for a tell from an entity, its origin. */
-  type Handled = Pick<CommandEnvelope, 'id' | 'origin'>;
+  type Handled = Pick<CommandEnvelope, 'id' | 'origin' | 'trace'>;
 
   async function handleOutcome(
     inc: Incarnation<unknown>, command: Handled, at: number, outcome: Outcome<unknown, unknown>, ctx: PersistContext, append?: AppendOptions,
@@ -264,13 +268,14 @@ export function entityActor(options: EntityActorOptions) {
     }
     // Timers cancelled and set again in one command keep their reminder.
     for (const name of plan.timersCancelled) if (!plan.timersSet.some((t) => t.name === name)) host.forget(self, name);
-    if (plan.tells.length > 0) await host.send(self, plan.tells);
+    // The outbox is journaled without the trace (a re-send after a crash starts no trace).
+    if (plan.tells.length > 0) await host.send(self, plan.tells, command.trace);
     // Soft copies (a driver's in its cell) skip the log: last-write-wins at the receiver.
     if (plan.softTells.length > 0) await host.sendSoft(self, plan.softTells);
     next.outbox = [];
-    for (const n of plan.notifications) host.notify(n.userId, n.message);
+    for (const n of plan.notifications) host.notify(n.userId, n.message, command.trace);
     for (const p of plan.publications) host.publish(p.topic, p.event, self);
-    for (const r of plan.requests) host.request(self, r.service, r.payload);
+    for (const r of plan.requests) host.request(self, r.service, r.payload, command.trace);
     const status: CommandStatus = outcome.rejection ? 'rejected' : 'applied';
     return [next, { status, rejection: outcome.rejection, reply: outcome.reply }];
   }

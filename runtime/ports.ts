@@ -23,6 +23,13 @@ export interface CommandEnvelope {
   readonly replyTo?: string;
   /** For a durable tell from an entity: its sender and place in the sender's history (dedupe.ts). */
   readonly origin?: Origin;
+  /**
+   * W3C traceparent of the span that appended the command, so its handling on the owning
+   * node continues the same trace (runtime/tracing.ts). Absent when tracing is off or the
+   * command belongs to no traced request: records do not grow, and older records read as
+   * untraced.
+   */
+  readonly trace?: string;
 }
 
 /**
@@ -169,8 +176,9 @@ export { DuplicateCommandError, JournalConflictError, ShardFencedError } from '.
 
 /** User-facing notifications routed to whichever node holds the user's socket. */
 export interface Notifier {
-  publish(userId: string, message: unknown): Promise<void>;
-  subscribe(listener: (userId: string, message: unknown) => void): () => void;
+  /** `trace`: the traceparent of the handling that sent it, so the push to sockets joins its trace. */
+  publish(userId: string, message: unknown, trace?: string): Promise<void>;
+  subscribe(listener: (userId: string, message: unknown, trace?: string) => void): () => void;
 }
 
 /** A durable note that an entity has a timer due, so its shard's new owner activates it. */

@@ -22,6 +22,7 @@ import type { CommandEnvelope, CommandLog, DeadLetter, DeadLetterStore, LogRecor
 import { NOT_NOW, type ShardHost } from './shard-host.ts';
 import { backoff } from './backoff.ts';
 import { timerCommandId, type TimerFire } from './timers.ts';
+import { endSpan, endWith, SpanKind, startSpan, traceField, tracingEnabled, withSpan, type Span } from './tracing.ts';
 
 export class AskTimeoutError extends Error {
   override readonly name = 'AskTimeoutError';
@@ -33,11 +34,12 @@ export class NotOwnerError extends Error {
 
 /** Carries asks and command outcomes between nodes (Redis in a cluster). Absent in embedded mode. */
 export interface RemoteChannel {
-  ask(node: string, to: EntityRef, query: unknown, timeoutMs: number): Promise<unknown>;
+  /** `trace`: the asker's traceparent, when the ask is part of a traced request. */
+  ask(node: string, to: EntityRef, query: unknown, timeoutMs: number, trace?: string): Promise<unknown>;
   reply(node: string, commandId: string, result: CommandResult): Promise<void>;
   /** Registers this node's handlers for asks from and replies to other nodes. */
   serve(handlers: {
-    ask(to: EntityRef, query: unknown): Promise<unknown>;
+    ask(to: EntityRef, query: unknown, trace?: string): Promise<unknown>;
     reply(commandId: string, result: CommandResult): void;
   }): Promise<void>;
 }
@@ -179,7 +181,7 @@ export class ShardRegion {
     this.nodeId = options.nodeId;
     this.#now = options.now ?? Date.now;
     options.host.attach({
-      send: (_from, tells) => this.#sendTells(tells),
+      send: (_from, tells, trace) => this.#sendTells(tells, trace),
       sendSoft: (from, tells) => {
         const at = this.#now();
         for (const t of tells) {
@@ -190,15 +192,15 @@ export class ShardRegion {
         }
         return this.#softRoom();
       },
-      notify: (userId, message) => {
-        options.notifier.publish(userId, message).catch((e) => options.onError?.(e, `notify ${userId}`));
+      notify: (userId, message, trace) => {
+        options.notifier.publish(userId, message, trace).catch((e) => options.onError?.(e, `notify ${userId}`));
       },
       publish: (topic, event, from) => {
         for (const listener of this.#listeners) {
           try { listener(topic, event, from); } catch (e) { options.onError?.(e, `event listener for ${topic}`); }
         }
       },
-      request: (self, service, payload) => void this.#runService(self, service, payload),
+      request: (self, service, payload, trace) => void this.#runService(self, service, payload, trace),
       remember: (self, name, dueAt) =>
         options.reminders.set({ shard: this.shardOf(self), entityKey: entityKey(self), name, dueAt }),
       forget: (self, name) => {
@@ -236,7 +238,7 @@ export class ShardRegion {
   /** Starts consuming the shards this node is assigned. */
   async start(): Promise<void> {
     await this.#o.remote?.serve({
-      ask: (to, query) => this.#askFromRemote(to, query),
+      ask: (to, query, trace) => this.#askFromRemote(to, query, trace),
       reply: (commandId, result) => this.#resolvePending(commandId, result),
     });
     await this.#o.log.start({
@@ -306,8 +308,11 @@ export class ShardRegion {
   /** Appends a command; resolves once it is durable in the log. */
   async tell(to: EntityRef, message: unknown, options: { id?: string } = {}): Promise<string> {
     this.#checkAccepting();
-    const command: CommandEnvelope = { id: options.id ?? randomUUID(), to, message, at: this.#now() };
-    await this.#o.log.append(this.shardOf(to), command);
+    const id = options.id ?? randomUUID();
+    const shard = this.shardOf(to);
+    const span = appendSpan(id, to, message, shard);
+    const command: CommandEnvelope = { id, to, message, at: this.#now(), ...traceField(span) };
+    await endWith(span, this.#o.log.append(shard, command));
     return command.id;
   }
 
@@ -343,9 +348,11 @@ export class ShardRegion {
     // The timeout may reject `result` while the append still waits (a slow broker, a
     // rebalance): nobody awaits it yet, and an unhandled rejection would end the process.
     result.catch(() => undefined);
-    const command: CommandEnvelope = { id, to, message, at: this.#now(), replyTo: this.nodeId };
+    const shard = this.shardOf(to);
+    const span = appendSpan(id, to, message, shard);
+    const command: CommandEnvelope = { id, to, message, at: this.#now(), replyTo: this.nodeId, ...traceField(span) };
     try {
-      await this.#o.log.append(this.shardOf(to), command);
+      await endWith(span, this.#o.log.append(shard, command));
     } catch (error) {
       const pending = this.#pending.get(id);
       if (pending) { clearTimeout(pending.timer); this.#pending.delete(id); }
@@ -404,8 +411,9 @@ export class ShardRegion {
         await this.#awaitHandoff(shard, deadline, to);
         continue;
       }
+      const span = tracingEnabled() ? startSpan(`ask ${to.kind}`, SpanKind.CLIENT, { 'dispatch.entity': entityKey(to), 'dispatch.node.to': owner }) : undefined;
       try {
-        return await remote.ask(owner, to, query, Math.max(1, deadline - Date.now())) as A;
+        return await endWith(span, remote.ask(owner, to, query, Math.max(1, deadline - Date.now()), traceField(span).trace)) as A;
       } catch (error) {
         // The node asked no longer answers for the shard (it lost it, or is handing it off):
         // wait for the map to name the new owner, within the ask's time.
@@ -467,13 +475,19 @@ export class ShardRegion {
     }
   }
 
-  async #runService(requester: EntityRef, name: string, payload: unknown): Promise<void> {
+  async #runService(requester: EntityRef, name: string, payload: unknown, trace?: string): Promise<void> {
     const service = this.#o.services?.[name];
     if (!service) { this.#o.onError?.(new Error(`no service "${name}"`), `request from ${entityKey(requester)}`); return; }
+    // Active while the service runs, so its remote asks and its answer's tell continue the requester's trace.
+    const span = trace === undefined ? undefined : startSpan(`service ${name}`, SpanKind.INTERNAL, { 'dispatch.entity': entityKey(requester) }, trace);
     try {
-      const answer = await service(payload, { now: this.#now(), requester, ask: (to, query) => this.askSoon(to, query) });
-      if (answer !== undefined) await this.tell(requester, answer);
+      await withSpan(span, async () => {
+        const answer = await service(payload, { now: this.#now(), requester, ask: (to, query) => this.askSoon(to, query) });
+        if (answer !== undefined) await this.tell(requester, answer);
+      });
+      endSpan(span);
     } catch (error) {
+      endSpan(span, error);
       // The requester holds a timer to ask again; a failed search is not fatal.
       this.#o.onError?.(error, `service ${name} for ${entityKey(requester)}`);
     }
@@ -488,7 +502,13 @@ export class ShardRegion {
    * timeout, so the asker hears ShardHandoffError (and looks for the new owner) before its
    * own timeout.
    */
-  async #askFromRemote(to: EntityRef, query: unknown): Promise<unknown> {
+  #askFromRemote(to: EntityRef, query: unknown, trace?: string): Promise<unknown> {
+    if (trace === undefined) return this.#answerRemote(to, query);
+    const span = startSpan(`ask ${to.kind}`, SpanKind.SERVER, { 'dispatch.entity': entityKey(to) }, trace);
+    return endWith(span, this.#answerRemote(to, query));
+  }
+
+  async #answerRemote(to: EntityRef, query: unknown): Promise<unknown> {
     const shard = this.shardOf(to);
     const deadline = Date.now() + this.#o.askTimeoutMs / 2;
     for (;;) {
@@ -558,8 +578,27 @@ export class ShardRegion {
     for (const f of deferred) if (this.#holds(this.shardOf(f.self))) void this.#fire(f.self, f.name, f.at);
   }
 
-  async #sendTells(tells: readonly OutboundTell[]): Promise<void> {
+  async #sendTells(tells: readonly OutboundTell[], trace?: string): Promise<void> {
     const at = this.#now();
+    if (trace === undefined || !tracingEnabled()) return this.#appendTells(tells, at);
+    const entries = tells.map((t) => {
+      const shard = this.shardOf(t.to);
+      // One producer span per tell, child of the handling that told it, named in the envelope.
+      const span = appendSpan(t.id, t.to, t.message, shard, trace);
+      const command: CommandEnvelope = { id: t.id, to: t.to, message: t.message, at, ...(t.origin ? { origin: t.origin } : {}), ...traceField(span) };
+      return { shard, command, span };
+    });
+    try {
+      await this.#o.log.appendMany(entries.map(({ shard, command }) => ({ shard, command })));
+      for (const e of entries) endSpan(e.span);
+    } catch (error) {
+      for (const e of entries) endSpan(e.span, error);
+      throw new LogUnavailableError(`the command log did not take ${tells.length} tell(s): ${(error as Error)?.message ?? error}`, { cause: error });
+    }
+  }
+
+  /** Untraced tells: the envelopes exactly as before tracing existed. */
+  async #appendTells(tells: readonly OutboundTell[], at: number): Promise<void> {
     try {
       await this.#o.log.appendMany(tells.map((t) => ({
         shard: this.shardOf(t.to),
@@ -719,6 +758,16 @@ export class ShardRegion {
    * waiting: the command is never dropped.
    */
   async #handleOne(shard: number, record: LogRecord, heartbeat?: () => Promise<void>): Promise<void> {
+    if (record.command.trace === undefined) return this.#handleRecord(shard, record, heartbeat);
+    // The consumer side of the envelope's trace: the entity is handed the handling span's
+    // traceparent, so the tells, requests and notifications it causes are its children.
+    const span = handleSpan(record, this.nodeId);
+    if (!span) return this.#handleRecord(shard, record, heartbeat);
+    const traced = { ...record, command: { ...record.command, ...traceField(span) } };
+    return endWith(span, this.#handleRecord(shard, traced, heartbeat, span));
+  }
+
+  async #handleRecord(shard: number, record: LogRecord, heartbeat?: () => Promise<void>, span?: Span): Promise<void> {
     const { command } = record;
     const to = command.to;
     if (!this.#o.host.knows(to.kind)) {
@@ -733,6 +782,7 @@ export class ShardRegion {
       for (let attempt = 1; ; attempt++) {
         const result = await this.#o.host.command(to, shard, (done) => ({ t: 'command', command, done: done as never }))
           .catch((error: unknown): CommandResult => ({ status: 'failed', failure: failureOf(error) }));
+        span?.setAttribute('dispatch.outcome', result.status);
         if (result.status !== 'failed') {
           if (result.status === 'duplicate') this.#duplicates++; else this.#handled++;
           this.#settle(command.id, command.replyTo, result);
@@ -885,6 +935,32 @@ export class ShardRegion {
       }
     }));
   }
+}
+
+/** The type a message names, for span attributes (domain messages are `{ type, ... }`). */
+function messageType(message: unknown): string {
+  const type = (message as { type?: unknown } | null)?.type;
+  return typeof type === 'string' ? type : 'unknown';
+}
+
+/** A producer span for a command going into the log: child of `trace`, or of the span active here. */
+function appendSpan(id: string, to: EntityRef, message: unknown, shard: number, trace?: string): Span | undefined {
+  if (!tracingEnabled()) return undefined; // before the attributes are built: free when off
+  return startSpan('command.append', SpanKind.PRODUCER, {
+    'messaging.operation.type': 'send', 'messaging.message.id': id, 'messaging.destination.partition.id': String(shard),
+    'dispatch.entity': entityKey(to), 'dispatch.message.type': messageType(message),
+  }, trace);
+}
+
+/** The consumer span of a traced command, on the node that owns its entity. */
+function handleSpan(record: LogRecord, nodeId: string): Span | undefined {
+  if (!tracingEnabled()) return undefined;
+  const { command } = record;
+  return startSpan('command.handle', SpanKind.CONSUMER, {
+    'messaging.operation.type': 'process', 'messaging.message.id': command.id,
+    'messaging.destination.partition.id': String(record.shard), 'dispatch.entity': entityKey(command.to),
+    'dispatch.message.type': messageType(command.message), 'dispatch.node.id': nodeId,
+  }, command.trace);
 }
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {

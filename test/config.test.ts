@@ -274,3 +274,15 @@ test('a node prices quotes with the configured peak hours and multiplier', async
   // Both are rounded from the same unrounded fare: within one cent of 1.5 times.
   t.true(Math.abs(peak - offPeak * 1.5) <= 1, `${peak} is 1.5 × ${offPeak}`);
 });
+
+test('traces: off by default; an OTLP endpoint, or OTEL_TRACES_EXPORTER=otlp, turns them on', (t) => {
+  t.is(loadConfig({}).tracing, undefined);
+  t.deepEqual(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://jaeger:4318/' }).tracing,
+    { url: 'http://jaeger:4318/v1/traces', headers: {}, serviceName: 'dispatch', ratio: 1 });
+  t.is(loadConfig({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://c.example/t', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://jaeger:4318' }).tracing?.url, 'https://c.example/t');
+  t.is(loadConfig({ OTEL_TRACES_EXPORTER: 'otlp' }).tracing?.url, 'http://localhost:4318/v1/traces');
+  t.is(loadConfig({ OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://jaeger:4318' }).tracing, undefined);
+  t.deepEqual(loadConfig({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_HEADERS: 'api-key=a%3Db, x=y', OTEL_TRACES_SAMPLER_ARG: '0.25' }).tracing,
+    { url: 'http://localhost:4318/v1/traces', headers: { 'api-key': 'a=b', x: 'y' }, serviceName: 'dispatch', ratio: 0.25 });
+  t.deepEqual(problems({ OTEL_TRACES_EXPORTER: 'zipkin', OTEL_EXPORTER_OTLP_ENDPOINT: 'jaeger:4318', OTEL_TRACES_SAMPLER_ARG: '2' }).length, 3);
+});

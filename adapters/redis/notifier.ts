@@ -6,7 +6,7 @@
 import { Redis } from 'ioredis';
 import type { Notifier } from '../../runtime/ports.ts';
 
-type Listener = (userId: string, message: unknown) => void;
+type Listener = (userId: string, message: unknown, trace?: string) => void;
 
 export class RedisNotifier implements Notifier {
   readonly #pub: Redis;
@@ -20,15 +20,16 @@ export class RedisNotifier implements Notifier {
     this.#sub = new Redis(options.url);
     for (const client of [this.#pub, this.#sub]) client.on('error', (e) => options.onError?.(e, 'redis notifier'));
     this.#sub.on('message', (_channel, raw) => {
-      let parsed: { userId: string; message: unknown };
+      let parsed: { userId: string; message: unknown; trace?: string };
       try { parsed = JSON.parse(raw); } catch { return; }
-      for (const listener of this.#listeners) listener(parsed.userId, parsed.message);
+      for (const listener of this.#listeners) listener(parsed.userId, parsed.message, parsed.trace);
     });
     void this.#sub.subscribe(this.#channel).catch((e) => options.onError?.(e, 'subscribe notifications'));
   }
 
-  async publish(userId: string, message: unknown): Promise<void> {
-    await this.#pub.publish(this.#channel, JSON.stringify({ userId, message }));
+  /** The trace rides along only when there is one (tracing on, a traced request). */
+  async publish(userId: string, message: unknown, trace?: string): Promise<void> {
+    await this.#pub.publish(this.#channel, JSON.stringify(trace === undefined ? { userId, message } : { userId, message, trace }));
   }
 
   subscribe(listener: Listener): () => void {

@@ -12,7 +12,7 @@ import { AskTimeoutError, type RemoteChannel } from '../../runtime/region.ts';
 import { DependencyUnreachableError } from '../../runtime/errors.ts';
 
 type Wire =
-  | { readonly type: 'ask'; readonly corr: string; readonly from: string; readonly to: EntityRef; readonly query: unknown }
+  | { readonly type: 'ask'; readonly corr: string; readonly from: string; readonly to: EntityRef; readonly query: unknown; readonly trace?: string }
   | { readonly type: 'answer'; readonly corr: string; readonly ok: true; readonly value: unknown }
   | { readonly type: 'answer'; readonly corr: string; readonly ok: false; readonly error: string; readonly errorName: string }
   | { readonly type: 'outcome'; readonly commandId: string; readonly result: CommandResult };
@@ -91,7 +91,7 @@ export class RedisRemoteChannel implements RemoteChannel {
     try { wire = JSON.parse(raw) as Wire; } catch { return; }
     switch (wire.type) {
       case 'ask':
-        handlers.ask(wire.to, wire.query).then(
+        handlers.ask(wire.to, wire.query, wire.trace).then(
           (value) => this.#send(wire.from, { type: 'answer', corr: wire.corr, ok: true, value }),
           (error: Error) => this.#send(wire.from, { type: 'answer', corr: wire.corr, ok: false, error: error.message, errorName: error.name }),
         );
@@ -111,7 +111,7 @@ export class RedisRemoteChannel implements RemoteChannel {
     }
   }
 
-  ask(node: string, to: EntityRef, query: unknown, timeoutMs: number): Promise<unknown> {
+  ask(node: string, to: EntityRef, query: unknown, timeoutMs: number, trace?: string): Promise<unknown> {
     const corr = randomUUID();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -119,7 +119,7 @@ export class RedisRemoteChannel implements RemoteChannel {
         reject(new AskTimeoutError(`ask to ${to.kind}:${to.id} on node ${node} timed out after ${timeoutMs} ms`));
       }, timeoutMs);
       this.#pending.set(corr, { resolve, reject, timer });
-      this.#send(node, { type: 'ask', corr, from: this.#o.nodeId, to, query });
+      this.#send(node, { type: 'ask', corr, from: this.#o.nodeId, to, query, ...(trace === undefined ? {} : { trace }) });
     });
   }
 
