@@ -394,6 +394,12 @@ function personalDataKeys(r: Reader, development: boolean, otherSecrets: readonl
     if (!development) r.problems.push('DATA_KEYS and DATA_INDEX_KEY are required in cluster mode (the same on every node), so contact details are sealed at rest and every node can open them');
     return undefined;
   }
+  // A sample value is named as one whatever else is wrong (a template applied as written).
+  const samples = ([['DATA_KEYS', list], ['DATA_INDEX_KEY', index]] as const).map(([name, value]) => value === undefined ? undefined : placeholderProblem(name, value)).filter((p) => p !== undefined);
+  if (samples.length > 0) {
+    r.problems.push(...samples);
+    return undefined;
+  }
   if (list === undefined || index === undefined) {
     r.problems.push('DATA_KEYS and DATA_INDEX_KEY go together: set both, or (development only) neither');
     return undefined;
@@ -417,9 +423,7 @@ function personalDataKeys(r: Reader, development: boolean, otherSecrets: readonl
   }
   const activeId = activeText ?? [...keys.keys()][0]!;
   if (!keys.has(activeId)) r.problems.push(`DATA_KEY_ID "${activeId}" is not one of the ids in DATA_KEYS (${[...keys.keys()].join(', ')})`);
-  const placeholder = placeholderProblem('DATA_INDEX_KEY', index);
-  if (placeholder) r.problems.push(placeholder);
-  else if (bytes(index) < 32) r.problems.push(`DATA_INDEX_KEY must be at least 32 bytes, got ${bytes(index)}`);
+  if (bytes(index) < 32) r.problems.push(`DATA_INDEX_KEY must be at least 32 bytes, got ${bytes(index)}`);
   else if (otherSecrets.includes(index)) r.problems.push('DATA_INDEX_KEY must differ from JWT_SECRET and QUOTE_SECRET (one key, one purpose)');
   return { keys, activeId, indexKey: Buffer.from(index, 'utf8') };
 }
