@@ -42,6 +42,7 @@ import { rateLimit, userOrIp } from './http/rate-limit.ts';
 import { WsGateway } from './http/ws.ts';
 import { clientAddressOf } from './http/client-address.ts';
 import { AccountStore } from './adapters/postgres/accounts.ts';
+import { keyringFor } from './adapters/personal-data-keys.ts';
 import { SettingsStore } from './adapters/postgres/settings.ts';
 import { InProcessRateLimiter } from './adapters/memory/rate-limiter.ts';
 import { RedisRateLimiter } from './adapters/redis/rate-limiter.ts';
@@ -197,10 +198,13 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const limiter = redisUrl
     ? new RedisRateLimiter({ url: redisUrl, prefix: config.cluster.topicPrefix, onError: (e) => onError(e, 'rate limiter') })
     : new InProcessRateLimiter();
+  const { keyring: personalData, file: keysFile } = keyringFor(config);
+  // Documented in .env.example: development only; a cluster configures DATA_KEYS on every node.
+  if (keysFile) logger.warn({ file: keysFile }, 'no DATA_KEYS: sealing personal data with development keys kept in DATA_DIR (development only)');
   const edge: Edge = {
-    region, host, readModels, projector, limiter, auth,
+    region, host, readModels, projector, limiter, auth, personalData,
     settings: new SettingsStore(storage.orm, storage.sqlGuard),
-    accounts: new AccountStore(storage.orm, storage.sqlGuard),
+    accounts: new AccountStore(storage.orm, storage.sqlGuard, personalData),
     quotes: new QuoteSigner(config.quotes.secret),
     domain: config,
     devTokens: config.auth.devTokens,

@@ -20,6 +20,12 @@ export class ConfigError extends Error {
   }
 }
 
+export interface PersonalDataKeys {
+  readonly keys: ReadonlyMap<string, Buffer>;
+  readonly activeId: string;
+  readonly indexKey: Buffer;
+}
+
 export type Mode = 'embedded' | 'cluster';
 
 export interface KafkaSecurity {
@@ -113,6 +119,11 @@ export interface Config {
     /** True when the secret is this process's random one (quotes die with the process). */
     readonly ephemeral: boolean;
   };
+  /**
+   * Keys sealing personal data at rest (runtime/personal-data.ts). Undefined only in
+   * development mode with none configured: the node keeps its own under DATA_DIR.
+   */
+  readonly personalData?: PersonalDataKeys;
   readonly dispatch: {
     readonly cellRes: number;
     readonly offerTimeoutMs: number;
@@ -381,6 +392,62 @@ function kafkaSecurity(r: Reader): KafkaSecurity {
   return { ssl, sasl: { mechanism, username: username ?? '', password: password ?? '' } };
 }
 
+/**
+ * DATA_KEYS, DATA_KEY_ID and DATA_INDEX_KEY. Required outside development mode: every node
+ * must open what any other sealed, so none may invent its own keys.
+ */
+function personalDataKeys(r: Reader, development: boolean, otherSecrets: readonly (string | undefined)[]): PersonalDataKeys | undefined {
+  const list = r.optional('DATA_KEYS');
+  const index = r.optional('DATA_INDEX_KEY');
+  const activeText = r.optional('DATA_KEY_ID');
+  if (list === undefined && index === undefined) {
+    if (activeText !== undefined) r.problems.push('DATA_KEY_ID is set but DATA_KEYS is not');
+    if (!development) r.problems.push('DATA_KEYS and DATA_INDEX_KEY are required in cluster mode (the same on every node), so contact details are sealed at rest and every node can open them');
+    return undefined;
+  }
+  // A sample value is named as one whatever else is wrong (a template applied as written).
+  const samples = ([['DATA_KEYS', list], ['DATA_INDEX_KEY', index]] as const).map(([name, value]) => value === undefined ? undefined : placeholderProblem(name, value)).filter((p) => p !== undefined);
+  if (samples.length > 0) {
+    r.problems.push(...samples);
+    return undefined;
+  }
+  if (list === undefined || index === undefined) {
+    r.problems.push('DATA_KEYS and DATA_INDEX_KEY go together: set both, or (development only) neither');
+    return undefined;
+  }
+  const keys = new Map<string, Buffer>();
+  for (const entry of list.split(',').map((e) => e.trim()).filter(Boolean)) {
+    const [id = '', text = ''] = entry.split(':');
+    const key = Buffer.from(text, 'base64');
+    if (!/^[A-Za-z0-9_-]{1,32}$/.test(id) || key.length !== 32 || !/^[A-Za-z0-9+/_-]+=*$/.test(text)) {
+      // The key itself is never echoed.
+      r.problems.push(`DATA_KEYS entries must be <id>:<32 bytes in base64> with ids of letters, digits, _ or - (npm run keys -- new <id>); "${id}" is not`);
+      return undefined;
+    }
+    if (keys.has(id)) r.problems.push(`DATA_KEYS names key "${id}" twice`);
+    if (new Set(key).size === 1) r.problems.push(`DATA_KEYS key "${id}" is a placeholder (every byte the same); generate one with npm run keys -- new ${id}`);
+    keys.set(id, key);
+  }
+  if (keys.size === 0) {
+    r.problems.push('DATA_KEYS has no keys');
+    return undefined;
+  }
+  const activeId = activeText ?? [...keys.keys()][0]!;
+  if (!keys.has(activeId)) r.problems.push(`DATA_KEY_ID "${activeId}" is not one of the ids in DATA_KEYS (${[...keys.keys()].join(', ')})`);
+  if (bytes(index) < 32) r.problems.push(`DATA_INDEX_KEY must be at least 32 bytes, got ${bytes(index)}`);
+  else if (otherSecrets.includes(index)) r.problems.push('DATA_INDEX_KEY must differ from JWT_SECRET and QUOTE_SECRET (one key, one purpose)');
+  return { keys, activeId, indexKey: Buffer.from(index, 'utf8') };
+}
+
+/** Only the personal-data keys, for tools that need nothing else (npm run keys). */
+export function loadPersonalDataKeys(env: Env = process.env): PersonalDataKeys | undefined {
+  const r = new Reader(env);
+  r.checkSecretSources();
+  const keys = personalDataKeys(r, true, []);
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return keys;
+}
+
 /** DATABASE_URL with DATABASE_PASSWORD put in, so the password can live in a secret file. */
 function withPassword(r: Reader, url: string | undefined): string | undefined {
   const password = r.optional('DATABASE_PASSWORD');
@@ -517,6 +584,7 @@ export function loadConfig(env: Env = process.env): Config {
       devTokens: r.bool('AUTH_DEV_TOKENS'),
       tokenTtlSeconds: r.int('TOKEN_TTL_SECONDS', 60, 86_400),
     },
+    personalData: personalDataKeys(r, development, [r.optional('JWT_SECRET'), quoteSecret]),
     quotes: quoteSecret
       ? { secret: quoteSecret, ephemeral: false }
       // Documented in .env.example: development only, random per process, never derived from anything public.

@@ -11,6 +11,7 @@ import type { SettingsStore } from '../adapters/postgres/settings.ts';
 import type { ShardRegion } from '../runtime/region.ts';
 import type { DeadLetterStore } from '../runtime/ports.ts';
 import type { ShardHost } from '../runtime/shard-host.ts';
+import type { Keyring } from '../runtime/personal-data.ts';
 import type { Authenticator } from './auth.ts';
 import type { QuoteSigner } from './quote-token.ts';
 import type { RateLimiter } from './rate-limit.ts';
@@ -30,6 +31,11 @@ export interface Edge {
   readonly devTokens: boolean;
   /** Per-minute limits from the configuration (login and register are applied by the auth routes). */
   readonly rateLimits: Config['rateLimits'];
+  /**
+   * Seals contact details before they enter an entity (so commands, journal, snapshots and
+   * views hold them sealed) and opens them where the API returns them.
+   */
+  readonly personalData: Keyring;
   /** Commands the runtime could not handle (admin: list, retry, discard). */
   readonly deadLetters: DeadLetterStore;
 }

@@ -1,13 +1,15 @@
 // `npm run secrets`: makes the secret files docker-compose.yml mounts (./secrets/*, never
-// committed, never in an image): random JWT and quote keys and a PostgreSQL password. An
+// committed, never in an image): random JWT, quote and personal-data keys and a PostgreSQL password. An
 // existing file is kept, so running it again does not log every user out.
 
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { newKeyLine } from '../runtime/personal-data.ts';
 
-/** The secrets compose mounts, each 48 random bytes in base64 (the node wants at least 32). */
-export const COMPOSE_SECRETS = ['jwt_secret', 'quote_secret', 'postgres_password'] as const;
+/** The secrets compose mounts: 48 random bytes in base64 (the node wants at least 32), or a DATA_KEYS entry. */
+export const COMPOSE_SECRETS = ['jwt_secret', 'quote_secret', 'postgres_password', 'data_keys', 'data_index_key'] as const;
+const MAKE: Partial<Record<(typeof COMPOSE_SECRETS)[number], () => string>> = { data_keys: () => newKeyLine('k1') };
 
 export function makeSecrets(dir: string): { made: string[]; kept: string[] } {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -17,7 +19,7 @@ export function makeSecrets(dir: string): { made: string[]; kept: string[] } {
     const path = join(dir, name);
     if (existsSync(path)) { kept.push(name); continue; }
     // Base64url: no '/' or '+', so the password needs no escaping inside a URL.
-    writeFileSync(path, `${randomBytes(48).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+    writeFileSync(path, `${MAKE[name]?.() ?? randomBytes(48).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
     made.push(name);
   }
   return { made, kept };

@@ -20,6 +20,7 @@ function problems(env: Record<string, string>): string[] {
 const CLUSTER = {
   KAFKA_BROKERS: 'k1:9092,k2:9092', DATABASE_URL: 'postgres://u:p@db:5432/x', REDIS_URL: 'redis://r:6379',
   JWT_SECRET: randomBytes(32).toString('base64'), QUOTE_SECRET: randomBytes(32).toString('base64'),
+  DATA_KEYS: `k1:${randomBytes(32).toString('base64')}`, DATA_INDEX_KEY: randomBytes(32).toString('base64'),
 } as const;
 
 test('the defaults select one embedded node', (t) => {
@@ -48,7 +49,10 @@ test('peak hours: a list of UTC hours, or none', (t) => {
 test('Kafka brokers select cluster mode, which needs PostgreSQL, Redis and real secrets too', (t) => {
   const key = 'JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL is required in cluster mode';
   const quote = /^QUOTE_SECRET is required in cluster mode/;
+  const dataKeys = /^DATA_KEYS and DATA_INDEX_KEY are required in cluster mode/;
   const found = problems({ KAFKA_BROKERS: 'k1:9092,k2:9092' });
+  const [keys] = found.splice(found.findIndex((p) => dataKeys.test(p)), 1);
+  t.regex(keys ?? '', dataKeys);
   t.deepEqual(found.slice(0, 3), ['DATABASE_URL is required in cluster mode', 'REDIS_URL is required in cluster mode', key]);
   t.is(found.length, 4);
   t.regex(found[3]!, quote);
@@ -58,6 +62,8 @@ test('Kafka brokers select cluster mode, which needs PostgreSQL, Redis and real 
   t.deepEqual(config.cluster.kafkaBrokers, ['k1:9092', 'k2:9092']);
   t.deepEqual(config.quotes, { secret: CLUSTER.QUOTE_SECRET, ephemeral: false });
   const all = problems({ MODE: 'cluster' });
+  t.true(all.some((p) => dataKeys.test(p)));
+  all.splice(all.findIndex((p) => dataKeys.test(p)), 1);
   t.deepEqual(all.slice(0, 4), [
     'KAFKA_BROKERS is required in cluster mode', 'DATABASE_URL is required in cluster mode', 'REDIS_URL is required in cluster mode', key,
   ]);
@@ -222,12 +228,17 @@ test('secrets are read from NAME_FILE (mounted secrets): the same configuration 
   const jwt = randomBytes(48).toString('base64');
   const quote = randomBytes(48).toString('base64');
   const password = randomBytes(24).toString('base64');
-  const files = secretFiles(t, { jwt, quote, password });
+  const dataKeys = `k1:${randomBytes(32).toString('base64')}`;
+  const index = randomBytes(48).toString('base64');
+  const files = secretFiles(t, { jwt, quote, password, dataKeys, index });
   const plain = { KAFKA_BROKERS: 'k:9092', REDIS_URL: 'redis://r:6379', NODE_ID: 'n1' };
   const config = loadConfig({
     ...plain, DATABASE_URL: 'postgres://dispatch@db:5432/dispatch',
     JWT_SECRET_FILE: files.jwt!, QUOTE_SECRET_FILE: files.quote!, DATABASE_PASSWORD_FILE: files.password!,
+    DATA_KEYS_FILE: files.dataKeys!, DATA_INDEX_KEY_FILE: files.index!,
   });
+  t.deepEqual(config.personalData?.keys.get('k1'), Buffer.from(dataKeys.slice(3), 'base64'));
+  t.deepEqual(config.personalData?.indexKey, Buffer.from(index));
   t.is(config.auth.secret, jwt, 'the file\'s newline is not part of the secret');
   t.is(config.quotes.secret, quote);
   t.is(new URL(config.storage.databaseUrl!).password, encodeURIComponent(password));

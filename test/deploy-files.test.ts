@@ -34,7 +34,7 @@ test('compose: every node variable exists in the configuration and the whole set
     // Secrets are mounted files, as real ones would be: here the ones `npm run secrets` makes.
     const files = Object.fromEntries(COMPOSE_SECRETS.map((s) => [`/run/secrets/${s}`, join(secretsDir, s)]));
     const mounted = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, files[v] ?? v]));
-    for (const key of ['JWT_SECRET_FILE', 'QUOTE_SECRET_FILE', 'DATABASE_PASSWORD_FILE']) t.truthy(files[env[key] ?? ''], `${name} reads ${key} from a mounted secret`);
+    for (const key of ['JWT_SECRET_FILE', 'QUOTE_SECRET_FILE', 'DATABASE_PASSWORD_FILE', 'DATA_KEYS_FILE', 'DATA_INDEX_KEY_FILE']) t.truthy(files[env[key] ?? ''], `${name} reads ${key} from a mounted secret`);
     const config = loadConfig(mounted);
     t.is(config.mode, 'cluster', `${name}'s environment is a valid cluster configuration`);
     const probe = service.healthcheck?.test?.join(' ') ?? '';
@@ -75,10 +75,12 @@ test('k8s: variables, ports and probes match the node', (t) => {
   const container = set.spec.template.spec.containers[0];
   for (const e of container.env ?? []) t.true(known.has(e.name), `k8s sets ${e.name}`);
   // The committed Secret is a template: its secrets are placeholders the node refuses; real ones load.
-  t.throws(() => loadConfig({ ...configMap, ...secret, NODE_ID: 'dispatch-0' }), { message: /DATABASE_PASSWORD is a sample[\s\S]*JWT_SECRET is a sample[\s\S]*QUOTE_SECRET is a sample/ });
+  const refused = t.throws(() => loadConfig({ ...configMap, ...secret, NODE_ID: 'dispatch-0' }), { message: /DATABASE_PASSWORD is a sample[\s\S]*JWT_SECRET is a sample[\s\S]*QUOTE_SECRET is a sample/ });
+  for (const name of ['DATA_KEYS', 'DATA_INDEX_KEY']) t.regex(refused?.message ?? '', new RegExp(`${name} is a sample`));
   const filled = {
     ...secret, JWT_SECRET: randomBytes(48).toString('base64'), QUOTE_SECRET: randomBytes(48).toString('base64'),
     DATABASE_PASSWORD: randomBytes(24).toString('base64url'),
+    DATA_KEYS: `k1:${randomBytes(32).toString('base64')}`, DATA_INDEX_KEY: randomBytes(48).toString('base64'),
   };
   t.is(loadConfig({ ...configMap, ...filled, NODE_ID: 'dispatch-0' }).mode, 'cluster', 'ConfigMap + Secret load as a cluster configuration');
   t.is(String(container.ports[0].containerPort), configMap.PORT!);

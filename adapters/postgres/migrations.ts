@@ -283,6 +283,23 @@ export class Migration0010ShardEpochs extends Migration {
   }
 }
 
+export class Migration0011SealedAccounts extends Migration {
+  override name = 'Migration0011SealedAccounts';
+
+  override up(): void {
+    // Accounts hold their email, name and phone sealed (runtime/personal-data.ts), so an
+    // email is found, and kept unique, by its keyed hash. Rows from before have none until
+    // `npm run keys -- rotate` seals them; until then they are found by their plaintext email.
+    this.addSql('alter table account add column if not exists email_hash text');
+    this.addSql('create unique index if not exists account_email_hash_idx on account (email_hash)');
+  }
+
+  override down(): void {
+    this.addSql('drop index if exists account_email_hash_idx');
+    this.addSql('alter table account drop column if exists email_hash');
+  }
+}
+
 export const migrations = [
   { name: 'Migration0001Journal', class: Migration0001Journal },
   { name: 'Migration0002ReadModels', class: Migration0002ReadModels },
@@ -294,4 +311,5 @@ export const migrations = [
   { name: 'Migration0008Projections', class: Migration0008Projections },
   { name: 'Migration0009CommandIds', class: Migration0009CommandIds },
   { name: 'Migration0010ShardEpochs', class: Migration0010ShardEpochs },
+  { name: 'Migration0011SealedAccounts', class: Migration0011SealedAccounts },
 ];

@@ -11,6 +11,7 @@ import { HttpError } from '../errors.ts';
 import { DriverId, MaintenanceId, VehicleId } from '../ids.ts';
 import { AnalyticsQuery, DriverCreate, DriverPatch, MaintenanceCreate, PricingPolicy, Vehicle, VehicleCreate, VehiclePatch } from '../schemas.ts';
 import { outcome } from './bookings.ts';
+import { revealFields, sealFields } from '../../runtime/personal-data.ts';
 
 export function adminRoutes(edge: Edge): Api {
   const api = new Api();
@@ -21,6 +22,9 @@ export function adminRoutes(edge: Edge): Api {
   const vehicleParams = z.object({ id: VehicleId });
   const windowParams = z.object({ id: VehicleId, mid: MaintenanceId });
   const driverParams = z.object({ id: DriverId });
+  // A driver's name and phone enter the actor sealed and are opened only here, for admins.
+  const seal = <T extends object>(profile: T) => sealFields(edge.personalData, profile);
+  const reveal = <T>(view: T) => revealFields(edge.personalData, view);
   const checkType = async (type: string | undefined) => {
     if (type === undefined) return;
     const policy = await pricingPolicy(edge);
@@ -83,13 +87,13 @@ export function adminRoutes(edge: Edge): Api {
     handler: async (_ctx, { body }) => {
       const { id, ...profile } = body;
       // A driver an admin adds is approved from the start.
-      return outcome(await edge.region.request(driver(id ?? `drv_${randomUUID()}`), { type: 'profile.set', profile: { ...profile, approval: 'approved' } }));
+      return reveal(outcome(await edge.region.request(driver(id ?? `drv_${randomUUID()}`), { type: 'profile.set', profile: seal({ ...profile, approval: 'approved' as const }) })));
     },
   });
   api.add({
     method: 'get', path: '/v1/admin/drivers', tag: 'admin', summary: 'Drivers', roles: admin,
     query: z.object({ status: z.enum(['offline', 'available', 'offered', 'assigned', 'on_trip']).optional() }).strict(),
-    handler: async (ctx, { query }) => { lagHeader(ctx, edge, 'drivers'); return { items: await edge.readModels.listDrivers(query.status) }; },
+    handler: async (ctx, { query }) => { lagHeader(ctx, edge, 'drivers'); return { items: (await edge.readModels.listDrivers(query.status)).map(reveal) }; },
   });
   api.add({
     method: 'get', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'A driver', roles: admin, params: driverParams,
@@ -97,18 +101,18 @@ export function adminRoutes(edge: Edge): Api {
       const s = await edge.region.ask<(DriverState & { exists: boolean }) | null>(driver(params.id), { type: 'get' });
       if (!s?.exists) throw new HttpError(404, 'not_found', `no driver ${params.id}`);
       return {
-        ...driverView(params.id, s), ...(s.bookingId ? { bookingId: s.bookingId } : {}),
+        ...reveal(driverView(params.id, s)), ...(s.bookingId ? { bookingId: s.bookingId } : {}),
         ...(s.fix ? { location: { lat: s.fix.lat, lng: s.fix.lng, at: new Date(s.fix.at).toISOString() } } : {}),
       };
     },
   });
   api.add({
     method: 'patch', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'Change a driver (deactivate with active: false)', roles: admin, params: driverParams, body: DriverPatch,
-    handler: async (_ctx, { params, body }) => outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: body })),
+    handler: async (_ctx, { params, body }) => reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(body) }))),
   });
   api.add({
     method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin', summary: 'Approve a self-registered driver so it can go online (idempotent)', roles: admin, params: driverParams,
-    handler: async (_ctx, { params }) => outcome(await edge.region.request(driver(params.id), { type: 'approve' })),
+    handler: async (_ctx, { params }) => reveal(outcome(await edge.region.request(driver(params.id), { type: 'approve' }))),
   });
 
   api.add({

@@ -12,6 +12,7 @@ import { hashPassword, needsRehash, passwordProblem, verifyPassword } from '../p
 import { byIp, rateLimit } from '../rate-limit.ts';
 import { Login, RegistrationAccepted, Register, Token } from '../schemas.ts';
 import { outcome } from './bookings.ts';
+import { sealFields } from '../../runtime/personal-data.ts';
 
 // A hash to compare against when the email is unknown, so timing does not reveal which emails exist.
 const decoy = hashPassword('decoy-password-0');
@@ -48,7 +49,7 @@ export function authRoutes(edge: Edge): Api {
       // The driver's pending profile is written before the account, so no driver account can log in without one
       // (a driver with no profile is not held for approval).
       if (body.role === 'driver') {
-        outcome(await edge.region.request({ kind: 'driver', id }, { type: 'profile.set', profile: { name: body.name, phone: body.phone, active: true, approval: 'pending' } }));
+        outcome(await edge.region.request({ kind: 'driver', id }, { type: 'profile.set', profile: sealFields(edge.personalData, { name: body.name, phone: body.phone, active: true, approval: 'pending' as const }) }));
       }
       try {
         await edge.accounts.create({ id, email: body.email, name: body.name, phone: body.phone, role: body.role, passwordHash });
@@ -64,7 +65,8 @@ export function authRoutes(edge: Edge): Api {
     method: 'post', path: '/v1/auth/login', tag: 'auth', summary: 'Exchange email and password for a short-lived token', body: Login, response: Token, public: true, errors: [401],
     guards: [loginLimit],
     handler: async (ctx, { body }) => {
-      const throttle = `login:${body.email.toLowerCase()}`;
+      // Keyed by the email's keyed hash: the rate limiter (Redis in a cluster) holds no email either.
+      const throttle = `login:${edge.personalData.emailIndex(body.email)}`;
       const wait = await edge.limiter.blockedFor(throttle);
       if (wait > 0) {
         const seconds = Math.ceil(wait / 1000);

@@ -3,6 +3,7 @@
 // container started with testcontainers where a Docker engine answers, else a
 // loud failure that says what to start. A suite never skips silently.
 
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 
 type Service = 'postgres' | 'redis' | 'kafka';
@@ -89,3 +90,12 @@ export async function freshDatabase(): Promise<{ url: string; drop(): Promise<vo
     },
   };
 }
+
+/**
+ * Personal-data keys every node of a test cluster shares (cluster mode requires them): fixed,
+ * so nodes started apart agree, and derived from a label rather than written out as a sample.
+ */
+export const TEST_DATA_KEYS = {
+  DATA_KEYS: `test1:${createHash('sha256').update('dispatch test data key').digest('base64')}`,
+  DATA_INDEX_KEY: createHash('sha256').update('dispatch test index key').digest('base64'),
+} as const;

@@ -14,7 +14,7 @@ import { SignJWT } from 'jose';
 import { Kafka, logLevel } from 'kafkajs';
 import { checkInvariants, type InvariantReport } from './invariants.ts';
 import { eventually, freePort, repoRoot, startNodeProcess, type NodeProcess } from './node-process.ts';
-import { freshDatabase, kafkaBrokers, redisUrl } from './services.ts';
+import { TEST_DATA_KEYS, freshDatabase, kafkaBrokers, redisUrl } from './services.ts';
 
 export interface SoakOptions {
   readonly durationMs: number;
@@ -118,6 +118,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       REDIS_URL: await redisUrl(),
       JWT_SECRET: SECRET,
       QUOTE_SECRET,
+      ...TEST_DATA_KEYS,
       AUTH_DEV_TOKENS: 'true',
       KAFKA_TOPIC_PREFIX: prefix,
       KAFKA_SESSION_TIMEOUT_MS: String(SESSION_TIMEOUT_MS),
