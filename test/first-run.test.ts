@@ -54,7 +54,7 @@ async function book(url: string): Promise<void> {
 
 test('a second node on the same DATA_DIR exits with one line and leaves the first node\'s files byte-for-byte unchanged', async (t) => {
   const dir = tempDir(t);
-  const first = await startNodeProcess('main.ts', embedded(dir), 60_000);
+  const first = await startNodeProcess('main.ts', embedded(dir));
   stopAll(t, first);
   await book(first.url);
   // Paused, the first node cannot write: any change to its files would be the second node's.
@@ -62,7 +62,7 @@ test('a second node on the same DATA_DIR exits with one line and leaves the firs
   const before = fingerprint(dir);
   t.true(before.size > 3, 'the first node has files in DATA_DIR');
 
-  const second = await startNodeProcess('main.ts', embedded(dir), 60_000).then(
+  const second = await startNodeProcess('main.ts', embedded(dir)).then(
     () => t.fail('the second node started'),
     (error: Error) => error.message,
   );
@@ -78,10 +78,10 @@ test('a second node on the same DATA_DIR exits with one line and leaves the firs
 
 test('a node killed with SIGKILL leaves a stale lock that the next start takes over', async (t) => {
   const dir = tempDir(t);
-  const first = await startNodeProcess('main.ts', embedded(dir), 60_000);
+  const first = await startNodeProcess('main.ts', embedded(dir));
   await book(first.url);
   await first.kill('SIGKILL');
-  const next = await startNodeProcess('main.ts', embedded(dir), 60_000);
+  const next = await startNodeProcess('main.ts', embedded(dir));
   stopAll(t, next);
   t.true(await eventually(async () => (await fetch(`${next.url}/ready`)).status === 200, 60_000));
 });
@@ -89,7 +89,7 @@ test('a node killed with SIGKILL leaves a stale lock that the next start takes o
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   test(`${signal} sent to npm stops \`npm start\` and its node`, async (t) => {
     const dir = tempDir(t);
-    const npm = await startCommand('npm', ['start', '--silent'], embedded(dir), 60_000);
+    const npm = await startCommand('npm', ['start', '--silent'], embedded(dir));
     stopAll(t, npm);
     const started = npm.output.map((l) => { try { return JSON.parse(l) as { msg?: string; pid?: number }; } catch { return {}; } })
       .find((e) => e.msg === 'node started');
