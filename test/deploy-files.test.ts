@@ -120,6 +120,7 @@ test('compose: mounts, ports and dependencies point at real files, services and 
     nginx: [...nginx.matchAll(/listen (\d+)/g)].map((m) => m[1]!),
     prometheus: ['9090'], // its default --web.listen-address
     grafana: ['3000'], // its default http_port
+    jaeger: ['16686'], // the all-in-one's UI
   };
   const published = new Set<string>();
   for (const [name, service] of Object.entries(services)) {
