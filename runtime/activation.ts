@@ -18,6 +18,7 @@
 // dropped for good the moment the incarnation is poisoned, fails recovery or stops.
 
 import type { EntityRef } from '../actors/behavior.ts';
+import type { EntityKey, ShardId } from './entity.ts';
 
 export type ActivationState = 'recovering' | 'active' | 'passivating' | 'poisoned' | 'stopped';
 export type ActivationEvent = 'recovered' | 'recovery_failed' | 'poison' | 'passivate' | 'stopped';
@@ -43,7 +44,7 @@ export function accepts(state: ActivationState): boolean {
 export class Activation<Ref = unknown> {
   readonly self: EntityRef;
   readonly key: string;
-  readonly shard: number;
+  readonly shard: ShardId;
   #state: ActivationState = 'recovering';
   /** Set once the actor is spawned (inside the recovery semaphore). */
   ref: Ref | undefined;
@@ -59,7 +60,7 @@ export class Activation<Ref = unknown> {
   readonly waiting = new Set<(error: Error) => void>();
   #current: { readonly state: unknown } | undefined;
 
-  constructor(self: EntityRef, key: string, shard: number, now: number) {
+  constructor(self: EntityRef, key: EntityKey, shard: ShardId, now: number) {
     this.self = self;
     this.key = key;
     this.shard = shard;

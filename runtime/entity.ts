@@ -11,13 +11,23 @@ import type { EntityRef } from '../actors/behavior.ts';
 
 export type { EntityRef };
 
+// Named identities, as Pekko's sharding names them: plain aliases, so every signature says
+// which number is a shard and which string a node or an entity, at no cost at run time.
+
+/** A shard: one partition of the command log, owned by one node at a time. */
+export type ShardId = number;
+/** A cluster member (`NODE_ID`; the pod name in Kubernetes). */
+export type NodeId = string;
+/** An entity's identity as text, `kind:id`: the journal's key, and the key of every map of entities. */
+export type EntityKey = string;
+
 const SEPARATOR = ':';
 
-export function entityKey(ref: EntityRef): string {
+export function entityKey(ref: EntityRef): EntityKey {
   return `${ref.kind}${SEPARATOR}${ref.id}`;
 }
 
-export function parseEntityKey(key: string): EntityRef {
+export function parseEntityKey(key: EntityKey): EntityRef {
   const at = key.indexOf(SEPARATOR);
   if (at <= 0) throw new Error(`not an entity key: ${key}`);
   return { kind: key.slice(0, at), id: key.slice(at + 1) };
@@ -83,6 +93,6 @@ export function placementKey(ref: EntityRef, placementRes: number): string {
   return entityKey(ref);
 }
 
-export function shardOf(ref: EntityRef, placement: Placement): number {
+export function shardOf(ref: EntityRef, placement: Placement): ShardId {
   return jumpHash(hash64(placementKey(ref, placement.placementRes)), placement.shards);
 }

@@ -5,6 +5,8 @@
 // their own errors into these (the PostgreSQL journal maps SQLSTATEs); nothing in
 // the runtime inspects messages or error codes.
 
+import type { ShardId } from './entity.ts';
+
 export abstract class RuntimeError extends Error {
   abstract readonly retriable: boolean;
   /** A stable name for logs, metrics and the dead-letter table. */
@@ -162,10 +164,10 @@ export class ShardFencedError extends RuntimeError {
   override readonly name = 'ShardFencedError';
   readonly retriable = false;
   readonly kind = 'shard_fenced' as const;
-  readonly shard: number;
+  readonly shard: ShardId;
   /** The epoch the write carried (undefined: this node held none for the shard). */
   readonly epoch: number | undefined;
-  constructor(shard: number, epoch: number | undefined, what: string) {
+  constructor(shard: ShardId, epoch: number | undefined, what: string) {
     super(`${what} refused: shard ${shard} ${epoch === undefined ? 'is not held by this node' : `epoch ${epoch} is stale (another node took the shard)`}`);
     this.shard = shard;
     this.epoch = epoch;

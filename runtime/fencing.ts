@@ -10,6 +10,7 @@
 
 import { ShardFencedError } from './errors.ts';
 import type { Epoch, ShardEpochs, ShardId, WriteFence } from './ports.ts';
+import type { NodeId } from './entity.ts';
 
 export class ShardFences implements WriteFence {
   readonly #epochs: ShardEpochs;
@@ -22,7 +23,7 @@ export class ShardFences implements WriteFence {
   }
 
   /** Takes new epochs for gained shards; from now on their writes carry them. */
-  async acquire(shards: readonly ShardId[], nodeId: string): Promise<void> {
+  async acquire(shards: readonly ShardId[], nodeId: NodeId): Promise<void> {
     if (shards.length === 0) return;
     const taken = await this.#epochs.acquire(shards, nodeId);
     for (const shard of shards) {

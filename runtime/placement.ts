@@ -10,9 +10,9 @@
 // removing one moves only its shards; no shard moves between two nodes that
 // both stay. Every member computes the same map from the same inputs.
 
-import { hash64 } from './entity.ts';
+import { hash64, type NodeId, type ShardId } from './entity.ts';
 
-export type ShardMap = ReadonlyMap<number, string>;
+export type ShardMap = ReadonlyMap<ShardId, NodeId>;
 
 const MASK_64 = 0xffffffffffffffffn;
 
@@ -23,11 +23,11 @@ function mix64(h: bigint): bigint {
   return h ^ (h >> 33n);
 }
 
-function score(shard: number, node: string): bigint {
+function score(shard: ShardId, node: NodeId): bigint {
   return mix64(hash64(`${node}\u0000${shard}`));
 }
 
-function byScoreDesc(shard: number) {
+function byScoreDesc(shard: ShardId) {
   return (a: string, b: string) => {
     const d = score(shard, b) - score(shard, a);
     return d > 0n ? 1 : d < 0n ? -1 : a < b ? -1 : 1;
@@ -38,12 +38,12 @@ function byScoreDesc(shard: number) {
  * Places `shards` shards on `nodes`. `previous` is the map before the membership
  * change (what each member reports owning); without it placement is balanced rendezvous.
  */
-export function placeShards(shards: number, nodes: readonly string[], previous: ShardMap = new Map()): Map<number, string> {
+export function placeShards(shards: number, nodes: readonly NodeId[], previous: ShardMap = new Map()): Map<ShardId, NodeId> {
   const members = [...new Set(nodes)].sort();
-  const map = new Map<number, string>();
+  const map = new Map<ShardId, NodeId>();
   if (members.length === 0) return map;
 
-  const kept = new Map<string, number[]>(members.map((m) => [m, []]));
+  const kept = new Map<NodeId, ShardId[]>(members.map((m) => [m, []]));
   for (let shard = 0; shard < shards; shard++) {
     const owner = previous.get(shard);
     if (owner !== undefined) kept.get(owner)?.push(shard);
@@ -52,7 +52,7 @@ export function placeShards(shards: number, nodes: readonly string[], previous: 
   // Fair shares: floor(S/N) each, and one more for the `S mod N` members holding most now.
   const base = Math.floor(shards / members.length);
   let extra = shards % members.length;
-  const target = new Map<string, number>();
+  const target = new Map<NodeId, number>();
   for (const m of [...members].sort((a, b) => kept.get(b)!.length - kept.get(a)!.length || (a < b ? -1 : 1))) {
     target.set(m, base + (extra-- > 0 ? 1 : 0));
   }
@@ -75,7 +75,7 @@ export function placeShards(shards: number, nodes: readonly string[], previous: 
   return map;
 }
 
-export function shardsOf(map: ShardMap, node: string): number[] {
+export function shardsOf(map: ShardMap, node: NodeId): ShardId[] {
   return [...map].filter(([, owner]) => owner === node).map(([shard]) => shard).sort((a, b) => a - b);
 }
 

@@ -5,9 +5,9 @@
 import type { EntityRef } from '../actors/behavior.ts';
 import type { Origin } from './dedupe.ts';
 import type { ShardFencedError } from './errors.ts';
+import type { EntityKey, NodeId, ShardId } from './entity.ts';
 
-/** A shard: one partition of the command log, one unit of ownership. */
-export type ShardId = number;
+export type { EntityKey, NodeId, ShardId };
 /** A shard's ownership generation: each node that gains the shard takes a larger one. */
 export type Epoch = number;
 
@@ -45,17 +45,17 @@ export interface SoftMessage {
 }
 
 export interface LogRecord {
-  readonly shard: number;
+  readonly shard: ShardId;
   readonly offset: number;
   readonly command: CommandEnvelope;
 }
 
 export interface ShardAssignment {
   /** Shards this node owns after the change. */
-  readonly owned: readonly number[];
+  readonly owned: readonly ShardId[];
   /** Shard -> node id, as far as this node knows (whole cluster). */
-  readonly placement: ReadonlyMap<number, string>;
-  readonly nodes: readonly string[];
+  readonly placement: ReadonlyMap<ShardId, NodeId>;
+  readonly nodes: readonly NodeId[];
 }
 
 export interface CommandLogHandlers {
@@ -64,7 +64,7 @@ export interface CommandLogHandlers {
    * `heartbeat` tells the log the consumer is alive while a record takes long (a retry
    * waiting for storage), so the group does not evict a node that is only waiting.
    */
-  onRecords(shard: number, records: readonly LogRecord[], heartbeat?: () => Promise<void>): Promise<void>;
+  onRecords(shard: ShardId, records: readonly LogRecord[], heartbeat?: () => Promise<void>): Promise<void>;
   /**
    * Ownership changed. Called before records of newly gained shards are delivered.
    * `revoked` must be fully drained (handled and committed) when the promise settles.
@@ -72,7 +72,7 @@ export interface CommandLogHandlers {
    * drain and the same gained shards (so setting up a shard must be repeatable), until it
    * succeeds or a newer assignment replaces it; records of the gained shards wait meanwhile.
    */
-  onAssignment(assignment: ShardAssignment, revoked: readonly number[], gained: readonly number[]): Promise<void>;
+  onAssignment(assignment: ShardAssignment, revoked: readonly ShardId[], gained: readonly ShardId[]): Promise<void>;
   /**
    * A rebalance has begun and this node may lose any shard it owns. Called synchronously
    * before the node rejoins the group, so before any other node can be given one of its
@@ -85,7 +85,7 @@ export interface CommandLogHandlers {
    * The group assigned this node `owned` (synchronously, as the assignment arrives, before
    * onAssignment): shards kept resume at once; shards lost stay stopped until drained.
    */
-  onJoined?(owned: readonly number[]): void;
+  onJoined?(owned: readonly ShardId[]): void;
   /** The whole shard map became known after onAssignment was given a provisional one (the group was still settling). */
   onPlacement?(map: Pick<ShardAssignment, 'placement' | 'nodes'>): void;
   /**
@@ -94,7 +94,7 @@ export interface CommandLogHandlers {
    * their own timestamp, so their order against commands does not matter); the log commits
    * a soft record itself once the commands before it are committed.
    */
-  onSoft?(shard: number, messages: readonly SoftMessage[]): Promise<void>;
+  onSoft?(shard: ShardId, messages: readonly SoftMessage[]): Promise<void>;
 }
 
 /**
@@ -104,18 +104,18 @@ export interface CommandLogHandlers {
  */
 export interface CommandLog {
   readonly shards: number;
-  append(shard: number, command: CommandEnvelope): Promise<void>;
-  appendMany(entries: readonly { shard: number; command: CommandEnvelope }[]): Promise<void>;
+  append(shard: ShardId, command: CommandEnvelope): Promise<void>;
+  appendMany(entries: readonly { shard: ShardId; command: CommandEnvelope }[]): Promise<void>;
   /**
    * Appends soft messages of one shard as one record (many fixes, one record), for a shard
    * another node owns; its consumer hands them to onSoft. Absent from a log whose node owns
    * every shard (the in-process one): soft messages never need to travel there.
    */
-  appendSoft?(shard: number, messages: readonly SoftMessage[]): Promise<void>;
+  appendSoft?(shard: ShardId, messages: readonly SoftMessage[]): Promise<void>;
   /** Starts consuming. Resolves once the first assignment is known. */
   start(handlers: CommandLogHandlers): Promise<void>;
   /** Marks everything up to and including `offset` of `shard` as handled. */
-  commit(shard: number, offset: number): Promise<void>;
+  commit(shard: ShardId, offset: number): Promise<void>;
   /**
    * Stops taking records while staying a member of the group (owning its shards): resolves
    * once the handlers in flight have finished and what they handled is committed. A graceful
@@ -183,8 +183,8 @@ export interface Notifier {
 
 /** A durable note that an entity has a timer due, so its shard's new owner activates it. */
 export interface Reminder {
-  readonly shard: number;
-  readonly entityKey: string;
+  readonly shard: ShardId;
+  readonly entityKey: EntityKey;
   readonly name: string;
   readonly dueAt: number;
 }
@@ -197,8 +197,8 @@ export interface Reminder {
 export interface ReminderStore {
   set(reminder: Reminder): Promise<void>;
   /** With `shard`, the delete is fenced like `set` (a node that lost the shard deletes nothing). */
-  clear(entityKey: string, name: string, shard?: ShardId): Promise<void>;
-  forShards(shards: readonly number[]): Promise<Reminder[]>;
+  clear(entityKey: EntityKey, name: string, shard?: ShardId): Promise<void>;
+  forShards(shards: readonly ShardId[]): Promise<Reminder[]>;
 }
 
 /**
@@ -220,7 +220,7 @@ export interface OccupiedCells {
 export interface DeadLetter {
   /** The command's id (a retry re-sends it under the same id). */
   readonly id: string;
-  readonly shard: number;
+  readonly shard: ShardId;
   readonly offset: number;
   readonly command: CommandEnvelope;
   readonly failure: { readonly kind: string; readonly message: string };
@@ -244,7 +244,7 @@ export interface DeadLetterStore {
  */
 export interface ShardEpochs {
   /** Takes a new epoch for each shard, owned by `nodeId`; returns them. */
-  acquire(shards: readonly ShardId[], nodeId: string): Promise<ReadonlyMap<ShardId, Epoch>>;
+  acquire(shards: readonly ShardId[], nodeId: NodeId): Promise<ReadonlyMap<ShardId, Epoch>>;
 }
 
 /**

@@ -14,7 +14,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type { EntityRef, Service } from '../actors/behavior.ts';
-import { entityKey, parseEntityKey, shardOf, type Placement } from './entity.ts';
+import { entityKey, parseEntityKey, shardOf, type EntityKey, type NodeId, type Placement, type ShardId } from './entity.ts';
 import { failureOf, type CommandResult, type Failure, type OutboundTell, type SoftOutcome } from './entity-actor.ts';
 import { LogUnavailableError, RebalanceStepError, ShardFencedError, ShardHandoffError } from './errors.ts';
 import type { ShardFences } from './fencing.ts';
@@ -35,8 +35,8 @@ export class NotOwnerError extends Error {
 /** Carries asks and command outcomes between nodes (Redis in a cluster). Absent in embedded mode. */
 export interface RemoteChannel {
   /** `trace`: the asker's traceparent, when the ask is part of a traced request. */
-  ask(node: string, to: EntityRef, query: unknown, timeoutMs: number, trace?: string): Promise<unknown>;
-  reply(node: string, commandId: string, result: CommandResult): Promise<void>;
+  ask(node: NodeId, to: EntityRef, query: unknown, timeoutMs: number, trace?: string): Promise<unknown>;
+  reply(node: NodeId, commandId: string, result: CommandResult): Promise<void>;
   /** Registers this node's handlers for asks from and replies to other nodes. */
   serve(handlers: {
     ask(to: EntityRef, query: unknown, trace?: string): Promise<unknown>;
@@ -47,7 +47,7 @@ export interface RemoteChannel {
 export type DomainEventListener = (topic: string, event: unknown, from: EntityRef) => void;
 
 export interface RegionOptions {
-  readonly nodeId: string;
+  readonly nodeId: NodeId;
   readonly placement: Placement;
   readonly log: CommandLog;
   readonly host: ShardHost;
@@ -107,7 +107,7 @@ export interface RegionStats {
   readonly fencedWrites: number;
   /** Shards stopped here because a write of theirs was refused. */
   readonly shardsFenced: number;
-  readonly owned: readonly number[];
+  readonly owned: readonly ShardId[];
 }
 
 /** How long without an assignment before /ready says so (a normal rebalance takes seconds). */
@@ -115,7 +115,7 @@ const REBALANCE_GRACE_MS = 20_000;
 
 /** A shard whose oldest unhandled command keeps failing. */
 export interface StuckShard {
-  readonly shard: number;
+  readonly shard: ShardId;
   readonly seconds: number;
   readonly failure: string;
 }
@@ -127,14 +127,14 @@ interface Pending {
 }
 
 export class ShardRegion {
-  readonly nodeId: string;
+  readonly nodeId: NodeId;
   readonly #o: RegionOptions;
   readonly #now: () => number;
   readonly #pending = new Map<string, Pending>();
   readonly #listeners = new Set<DomainEventListener>();
   #assignment: ShardAssignment = { owned: [], placement: new Map(), nodes: [] };
-  #owned = new Set<number>();
-  #draining = new Set<number>();
+  #owned = new Set<ShardId>();
+  #draining = new Set<ShardId>();
   /**
    * The hand-off fence (see #holds). `#rebalancing`: a rebalance has begun and any owned
    * shard may be lost. `#joined`: the shards the latest join assigned (undefined with a log
@@ -145,7 +145,7 @@ export class ShardRegion {
   #rebalancing = false;
   /** Since when no assignment has come (a rebalance, or a consumer out of the group after a crash). */
   #rebalancingSince: number | undefined;
-  #joined: Set<number> | undefined;
+  #joined: Set<ShardId> | undefined;
   #closed = false;
   #epoch = 0;
   /** Timers that came due on shards fenced by a rebalance: fired if the shard is kept. */
@@ -165,16 +165,16 @@ export class ShardRegion {
   #softForwarded = 0;
   #softDropped = 0;
   /** Soft messages for shards served elsewhere, per shard, until this tick ends (one record each). */
-  readonly #softOut = new Map<number, { messages: SoftMessage[]; done: Promise<void>; settle: (error?: unknown) => void }>();
+  readonly #softOut = new Map<ShardId, { messages: SoftMessage[]; done: Promise<void>; settle: (error?: unknown) => void }>();
   #softFlush: NodeJS.Immediate | undefined;
   /** Soft tells from entities not handled yet, and senders waiting for fewer (see #softRoom). */
   #softInFlight = 0;
   #softWaiting: (() => void)[] = [];
   /** Shard -> since when its current command has been failing, and why. */
-  readonly #stuck = new Map<number, { since: number; failure: string }>();
+  readonly #stuck = new Map<ShardId, { since: number; failure: string }>();
   #reminderScan: NodeJS.Timeout | undefined;
   /** Gained shards not set up yet (their reminders not read): since when, and why the last attempt failed. */
-  readonly #gaining = new Map<number, { since: number; failure?: string }>();
+  readonly #gaining = new Map<ShardId, { since: number; failure?: string }>();
 
   constructor(options: RegionOptions) {
     this.#o = options;
@@ -217,7 +217,7 @@ export class ShardRegion {
    * records, timers, asks and reminder scans all check ownership; its entities are stopped
    * without a snapshot (it would be refused too) and its timers disarmed.
    */
-  #fenced(shard: number): void {
+  #fenced(shard: ShardId): void {
     if (!this.#owned.has(shard)) return;
     this.#owned.delete(shard);
     this.#stuck.delete(shard);
@@ -296,7 +296,7 @@ export class ShardRegion {
     return this.#assignment;
   }
 
-  owns(shard: number): boolean {
+  owns(shard: ShardId): boolean {
     return this.#owned.has(shard);
   }
 
@@ -370,7 +370,7 @@ export class ShardRegion {
     return this.#answerNow<A>(to, this.#askShard(to), query);
   }
 
-  #answerNow<A>(to: EntityRef, shard: number, query: unknown): { readonly value: A } | undefined {
+  #answerNow<A>(to: EntityRef, shard: ShardId, query: unknown): { readonly value: A } | undefined {
     if (!this.#holds(shard)) return undefined;
     const value = this.#o.host.queryNow(to, shard, query);
     return value === NOT_NOW ? undefined : { value: value as A };
@@ -429,9 +429,9 @@ export class ShardRegion {
    * most of what an ask answered locally costs; placement never changes for a region, so an
    * entry never goes stale. Bounded by starting over.
    */
-  readonly #askShards = new Map<string, number>();
+  readonly #askShards = new Map<EntityKey, ShardId>();
 
-  #askShard(to: EntityRef): number {
+  #askShard(to: EntityRef): ShardId {
     const key = entityKey(to);
     let shard = this.#askShards.get(key);
     if (shard === undefined) {
@@ -526,7 +526,7 @@ export class ShardRegion {
    * Asks the local entity; the answer is given only if the shard was not fenced while the
    * entity computed it (else it may be older than what a new owner has handled since).
    */
-  async #answerLocally(to: EntityRef, shard: number, query: unknown, deadline: number): Promise<{ given: boolean; value?: unknown }> {
+  async #answerLocally(to: EntityRef, shard: ShardId, query: unknown, deadline: number): Promise<{ given: boolean; value?: unknown }> {
     const now = this.#o.host.queryNow(to, shard, query);
     if (now !== NOT_NOW) return { given: true, value: now };
     const epoch = this.#epoch;
@@ -536,13 +536,13 @@ export class ShardRegion {
   }
 
   /** Whether this node owned the shard and cannot serve it now because it is moving (or the node stopping). */
-  #handingOff(shard: number): boolean {
+  #handingOff(shard: ShardId): boolean {
     if (this.#closed) return this.#owned.has(shard);
     return (this.#owned.has(shard) || this.#rebalancing) && !this.#holds(shard);
   }
 
   /** Waits for the hand-off to move on (until `until`, at most the deadline); past the deadline, ShardHandoffError. */
-  async #awaitHandoff(shard: number, deadline: number, to: EntityRef, until = deadline): Promise<void> {
+  async #awaitHandoff(shard: ShardId, deadline: number, to: EntityRef, until = deadline): Promise<void> {
     const left = Math.min(until, deadline) - Date.now();
     if (this.#closed || left <= 0) {
       throw new ShardHandoffError(`shard ${shard} of ${entityKey(to)} is being handed to another node${this.#closed ? ' (this node is stopping)' : ''}; ask again`);
@@ -567,7 +567,7 @@ export class ShardRegion {
   }
 
   /** The join completed: kept shards resume (and the timers they deferred fire); lost ones stay fenced. */
-  #onJoined(owned: readonly number[]): void {
+  #onJoined(owned: readonly ShardId[]): void {
     this.#joined = new Set(owned);
     this.#rebalancing = false;
     this.#rebalancingSince = undefined;
@@ -620,7 +620,7 @@ export class ShardRegion {
   }
 
   /** Hands a soft message to its entity here; an outcome that must be journaled goes through the log as a command. */
-  async #applySoft(shard: number, m: SoftMessage): Promise<SoftDelivery> {
+  async #applySoft(shard: ShardId, m: SoftMessage): Promise<SoftDelivery> {
     if (!this.#o.host.knows(m.to.kind)) { this.#softDropped++; return 'dropped'; }
     const outcome = await this.#o.host.soft(m.to, shard, m.message).catch((): SoftOutcome => 'dropped');
     if (outcome === 'applied') this.#softApplied++;
@@ -656,7 +656,7 @@ export class ShardRegion {
   }
 
   /** Soft messages of a record from another node, for a shard this node serves. */
-  async #handleSoft(shard: number, messages: readonly SoftMessage[]): Promise<void> {
+  async #handleSoft(shard: ShardId, messages: readonly SoftMessage[]): Promise<void> {
     await Promise.all(messages.map(async (m) => {
       // A shard lost meanwhile (or a record naming an entity of another shard) is not served here.
       if (!this.#holds(shard) || this.shardOf(m.to) !== shard) { this.#softDropped++; return; }
@@ -668,7 +668,7 @@ export class ShardRegion {
   }
 
   /** Soft messages for another node's shard wait for the end of this tick, then go as one record per shard. */
-  #queueSoft(shard: number, m: SoftMessage): Promise<void> {
+  #queueSoft(shard: ShardId, m: SoftMessage): Promise<void> {
     let batch = this.#softOut.get(shard);
     if (!batch) {
       let settle!: (error?: unknown) => void;
@@ -689,7 +689,7 @@ export class ShardRegion {
     for (const [shard, batch] of batches) this.#sendSoft(shard, batch);
   }
 
-  #sendSoft(shard: number, batch: { messages: SoftMessage[]; settle: (error?: unknown) => void }): void {
+  #sendSoft(shard: ShardId, batch: { messages: SoftMessage[]; settle: (error?: unknown) => void }): void {
     this.#o.log.appendSoft!(shard, batch.messages).then(
       () => batch.settle(),
       (error: unknown) => batch.settle(new LogUnavailableError(`the command log did not take ${batch.messages.length} soft message(s): ${(error as Error)?.message ?? error}`, { cause: error })),
@@ -720,8 +720,8 @@ export class ShardRegion {
   }
 
   /** Entities of one shard run concurrently; each entity sees its own commands in log order. */
-  async #handleRecords(shard: number, records: readonly LogRecord[], heartbeat?: () => Promise<void>): Promise<void> {
-    const byEntity = new Map<string, LogRecord[]>();
+  async #handleRecords(shard: ShardId, records: readonly LogRecord[], heartbeat?: () => Promise<void>): Promise<void> {
+    const byEntity = new Map<EntityKey, LogRecord[]>();
     for (const record of records) {
       const key = entityKey(record.command.to);
       const list = byEntity.get(key);
@@ -745,7 +745,7 @@ export class ShardRegion {
    * rebalance under way, a join that did not give it the shard, the node stopping). Timers,
    * asks, activations and commands of a shard not held wait or are left to the next owner.
    */
-  #holds(shard: number): boolean {
+  #holds(shard: ShardId): boolean {
     return this.#owned.has(shard) && !this.#draining.has(shard) && !this.#rebalancing && !this.#closed
       && (this.#joined?.has(shard) ?? true);
   }
@@ -757,7 +757,7 @@ export class ShardRegion {
    * shard goes on. If the dead letter cannot be written either, the shard keeps
    * waiting: the command is never dropped.
    */
-  async #handleOne(shard: number, record: LogRecord, heartbeat?: () => Promise<void>): Promise<void> {
+  async #handleOne(shard: ShardId, record: LogRecord, heartbeat?: () => Promise<void>): Promise<void> {
     if (record.command.trace === undefined) return this.#handleRecord(shard, record, heartbeat);
     // The consumer side of the envelope's trace: the entity is handed the handling span's
     // traceparent, so the tells, requests and notifications it causes are its children.
@@ -767,7 +767,7 @@ export class ShardRegion {
     return endWith(span, this.#handleRecord(shard, traced, heartbeat, span));
   }
 
-  async #handleRecord(shard: number, record: LogRecord, heartbeat?: () => Promise<void>, span?: Span): Promise<void> {
+  async #handleRecord(shard: ShardId, record: LogRecord, heartbeat?: () => Promise<void>, span?: Span): Promise<void> {
     const { command } = record;
     const to = command.to;
     if (!this.#o.host.knows(to.kind)) {
@@ -820,7 +820,7 @@ export class ShardRegion {
   }
 
   /** Sets a command aside; keeps trying while the store itself is down (the command is never dropped). */
-  async #deadLetter(shard: number, record: LogRecord, failure: Failure, attempts: number, heartbeat?: () => Promise<void>): Promise<string | undefined> {
+  async #deadLetter(shard: ShardId, record: LogRecord, failure: Failure, attempts: number, heartbeat?: () => Promise<void>): Promise<string | undefined> {
     const store = this.#o.deadLetters;
     const letter: DeadLetter = {
       id: record.command.id, shard, offset: record.offset, command: record.command,
@@ -858,7 +858,7 @@ export class ShardRegion {
     pending.resolve(result);
   }
 
-  async #reassign(assignment: ShardAssignment, revoked: readonly number[], gained: readonly number[]): Promise<void> {
+  async #reassign(assignment: ShardAssignment, revoked: readonly ShardId[], gained: readonly ShardId[]): Promise<void> {
     for (const shard of revoked) this.#draining.add(shard);
     if (revoked.length > 0) { this.#epoch++; this.#signal(); }
     try {
@@ -897,7 +897,7 @@ export class ShardRegion {
   }
 
   /** Every entity with a reminder on a gained shard is activated; reminders that cannot be read fail the step. */
-  async #activateGained(shards: readonly number[]): Promise<void> {
+  async #activateGained(shards: readonly ShardId[]): Promise<void> {
     await this.#activate(await this.#o.reminders.forShards(shards));
   }
 
@@ -907,7 +907,7 @@ export class ShardRegion {
    * (`dueBy`) whose entity is not active (its timer was lost: a failed fire, a poisoned
    * incarnation passivated with its timers disarmed).
    */
-  async #activateReminded(shards: readonly number[], dueBy: number): Promise<void> {
+  async #activateReminded(shards: readonly ShardId[], dueBy: number): Promise<void> {
     if (shards.length === 0) return;
     // The scan comes again: a failure here is only reported.
     const reminders = await this.#o.reminders.forShards(shards)
@@ -916,7 +916,7 @@ export class ShardRegion {
   }
 
   async #activate(reminders: readonly Reminder[], dueBy?: number): Promise<void> {
-    const byKey = new Map<string, string[]>();
+    const byKey = new Map<EntityKey, string[]>();
     for (const r of reminders) if (dueBy === undefined || r.dueAt <= dueBy) byKey.set(r.entityKey, [...(byKey.get(r.entityKey) ?? []), r.name]);
     await Promise.all([...byKey].map(async ([key, names]) => {
       const ref = parseEntityKey(key);
@@ -944,7 +944,7 @@ function messageType(message: unknown): string {
 }
 
 /** A producer span for a command going into the log: child of `trace`, or of the span active here. */
-function appendSpan(id: string, to: EntityRef, message: unknown, shard: number, trace?: string): Span | undefined {
+function appendSpan(id: string, to: EntityRef, message: unknown, shard: ShardId, trace?: string): Span | undefined {
   if (!tracingEnabled()) return undefined; // before the attributes are built: free when off
   return startSpan('command.append', SpanKind.PRODUCER, {
     'messaging.operation.type': 'send', 'messaging.message.id': id, 'messaging.destination.partition.id': String(shard),
@@ -953,7 +953,7 @@ function appendSpan(id: string, to: EntityRef, message: unknown, shard: number, 
 }
 
 /** The consumer span of a traced command, on the node that owns its entity. */
-function handleSpan(record: LogRecord, nodeId: string): Span | undefined {
+function handleSpan(record: LogRecord, nodeId: NodeId): Span | undefined {
   if (!tracingEnabled()) return undefined;
   const { command } = record;
   return startSpan('command.handle', SpanKind.CONSUMER, {

@@ -19,7 +19,7 @@
 
 import { configurePersistence, dispatch, spawnPersistent, start, stop } from 'nact';
 import type { Behavior, EntityRef } from '../actors/behavior.ts';
-import { entityKey } from './entity.ts';
+import { entityKey, type EntityKey, type ShardId } from './entity.ts';
 import {
   entityActor, freshIncarnation, type ActorHost, type ActorMessage, type CommandResult, type Incarnation, type JournalRecord, type SoftOutcome,
 } from './entity-actor.ts';
@@ -66,7 +66,7 @@ export type NodeServices = Pick<ActorHost, 'send' | 'sendSoft' | 'notify' | 'pub
 export interface ShardHostStats {
   readonly active: number;
   readonly activeByKind: Record<string, number>;
-  readonly activeByShard: Map<number, number>;
+  readonly activeByShard: Map<ShardId, number>;
   readonly activations: number;
   readonly passivations: number;
   readonly engine: JournalPersistenceEngine['stats'];
@@ -77,7 +77,7 @@ export class ShardHost {
   readonly #behaviors = new Map<string, AnyBehavior>();
   readonly #engine: JournalPersistenceEngine;
   readonly #system: NactRef;
-  readonly #active = new Map<string, Activation>();
+  readonly #active = new Map<EntityKey, Activation>();
   readonly #timers: EntityTimers;
   readonly #recoveries: Semaphore;
   readonly #now: () => number;
@@ -111,7 +111,7 @@ export class ShardHost {
   }
 
   /** Delivers a command to an entity and resolves once it is handled and its effects are durable. */
-  command(self: EntityRef, shard: number, build: (done: ActorMessage['done']) => ActorMessage): Promise<CommandResult> {
+  command(self: EntityRef, shard: ShardId, build: (done: ActorMessage['done']) => ActorMessage): Promise<CommandResult> {
     return this.#deliver(self, shard, build) as Promise<CommandResult>;
   }
 
@@ -144,7 +144,7 @@ export class ShardHost {
    * before (a poisoned actor refuses; a stopped one's callers hear so). Never activates a
    * second incarnation: the shard may have been revoked while this one recovered.
    */
-  async query(self: EntityRef, shard: number, query: unknown): Promise<unknown> {
+  async query(self: EntityRef, shard: ShardId, query: unknown): Promise<unknown> {
     const now = this.queryNow(self, shard, query);
     if (now !== NOT_NOW) return now;
     return this.#deliver(self, shard, (done) => ({ t: 'query', query, done }), (state) => this.#answer(self, state, query));
@@ -160,12 +160,12 @@ export class ShardHost {
    * Delivers a soft message (no command id, no journal record; see entity-actor.ts runSoft).
    * The caller checks that this node serves the shard, as for a query.
    */
-  soft(self: EntityRef, shard: number, message: unknown): Promise<SoftOutcome> {
+  soft(self: EntityRef, shard: ShardId, message: unknown): Promise<SoftOutcome> {
     return this.#deliver(self, shard, (done) => ({ t: 'soft', message, done: done as never })) as Promise<SoftOutcome>;
   }
 
   /** Activates entities (for reminders after a restart or a shard move). */
-  async activate(self: EntityRef, shard: number): Promise<void> {
+  async activate(self: EntityRef, shard: ShardId): Promise<void> {
     const activation = await this.#activation(self, shard);
     await activation.ready;
   }
@@ -203,7 +203,7 @@ export class ShardHost {
 
   stats(): ShardHostStats {
     const activeByKind: Record<string, number> = {};
-    const activeByShard = new Map<number, number>();
+    const activeByShard = new Map<ShardId, number>();
     for (const a of this.#active.values()) {
       activeByKind[a.self.kind] = (activeByKind[a.self.kind] ?? 0) + 1;
       activeByShard.set(a.shard, (activeByShard.get(a.shard) ?? 0) + 1);
@@ -215,7 +215,7 @@ export class ShardHost {
   }
 
   #deliver(
-    self: EntityRef, shard: number, build: (done: ActorMessage['done']) => ActorMessage, read?: (state: unknown) => unknown,
+    self: EntityRef, shard: ShardId, build: (done: ActorMessage['done']) => ActorMessage, read?: (state: unknown) => unknown,
   ): Promise<unknown> {
     // The common case, an entity active and recovered here, without the awaits of activation:
     // on the hot path (fixes, cell copies) they were a large share of the cost per message.
@@ -232,7 +232,7 @@ export class ShardHost {
   }
 
   async #activateAndDeliver(
-    self: EntityRef, shard: number, build: (done: ActorMessage['done']) => ActorMessage, read?: (state: unknown) => unknown,
+    self: EntityRef, shard: ShardId, build: (done: ActorMessage['done']) => ActorMessage, read?: (state: unknown) => unknown,
   ): Promise<unknown> {
     const activation = await this.#activation(self, shard);
     activation.enter();
@@ -258,7 +258,7 @@ export class ShardHost {
     });
   }
 
-  async #activation(self: EntityRef, shard: number): Promise<Activation> {
+  async #activation(self: EntityRef, shard: ShardId): Promise<Activation> {
     const key = entityKey(self);
     for (;;) {
       const existing = this.#active.get(key);

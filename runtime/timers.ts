@@ -8,7 +8,7 @@
 // the entity back after a restart or a shard move, and are re-scanned periodically.
 
 import type { EntityRef } from '../actors/behavior.ts';
-import { entityKey } from './entity.ts';
+import { entityKey, type EntityKey } from './entity.ts';
 
 /** The message of a fire command. The `$` keeps it apart from every domain message. */
 export interface TimerFire {
@@ -28,7 +28,7 @@ export function timerCommandId(self: EntityRef, name: string, at: number): strin
 
 /** The in-memory side of timers: one timeout per (entity, timer name), armed while the entity is active. */
 export class EntityTimers {
-  readonly #byEntity = new Map<string, Map<string, { handle: NodeJS.Timeout; at: number }>>();
+  readonly #byEntity = new Map<EntityKey, Map<string, { handle: NodeJS.Timeout; at: number }>>();
   readonly #now: () => number;
 
   constructor(now: () => number) {

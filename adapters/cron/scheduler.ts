@@ -13,10 +13,11 @@
 // A run also happens at start.
 
 import { schedule, type ScheduledTask } from 'node-cron';
+import type { ShardId } from '../../runtime/entity.ts';
 
 export interface SchedulerPorts {
   owned(): readonly number[];
-  due(shards: readonly number[], before: number): Promise<string[]>;
+  due(shards: readonly ShardId[], before: number): Promise<string[]>;
   activate(bookingId: string, commandId: string): Promise<void>;
   now(): number;
   onError(error: unknown, context: string): void;

@@ -5,11 +5,12 @@
 
 import { AssignerProtocol, type PartitionAssigner } from 'kafkajs';
 import { placeShards } from '../../runtime/placement.ts';
+import type { NodeId } from '../../runtime/entity.ts';
 
 export const ASSIGNER_NAME = 'dispatch-sticky-rendezvous';
 
 interface MemberData {
-  readonly node: string;
+  readonly node: NodeId;
   readonly owned: readonly number[];
 }
 
@@ -29,7 +30,7 @@ export function decodeJson<T>(buffer: Buffer | null | undefined): T | undefined 
 }
 
 export interface AssignerOptions {
-  readonly nodeId: string;
+  readonly nodeId: NodeId;
   readonly topic: string;
   /** The shards this node owns right now (sent with every join). */
   readonly owned: () => readonly number[];

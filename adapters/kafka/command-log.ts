@@ -16,13 +16,14 @@ import { DependencyUnreachableError } from '../../runtime/errors.ts';
 import { isNetworkError } from '../resilience.ts';
 import { decodeJson, stickyRendezvousAssigner, type PlacementData } from './assigner.ts';
 import { SendQueue, recordBytes } from './send-queue.ts';
+import type { NodeId, ShardId } from '../../runtime/entity.ts';
 
 export interface KafkaCommandLogOptions {
   readonly kafka: Kafka;
   readonly topic: string;
   readonly groupId: string;
   readonly shards: number;
-  readonly nodeId: string;
+  readonly nodeId: NodeId;
   readonly replicationFactor?: number;
   /** The topic's min.insync.replicas: with acks from all, a write needs this many copies or fails. */
   readonly minInsyncReplicas?: number;
@@ -200,7 +201,7 @@ export class KafkaCommandLog implements CommandLog {
     }
   }
 
-  async append(shard: number, command: CommandEnvelope): Promise<void> {
+  async append(shard: ShardId, command: CommandEnvelope): Promise<void> {
     await this.appendMany([{ shard, command }]);
   }
 
@@ -210,14 +211,14 @@ export class KafkaCommandLog implements CommandLog {
    * one request in flight (that is what keeps per-partition order across retries),
    * so without batching one node would produce one command per round trip.
    */
-  appendMany(entries: readonly { shard: number; command: CommandEnvelope }[]): Promise<void> {
+  appendMany(entries: readonly { shard: ShardId; command: CommandEnvelope }[]): Promise<void> {
     return this.#queue.push(entries.map(({ shard, command }) => ({
       partition: shard, key: entityKey(command.to), value: JSON.stringify(command),
     })));
   }
 
   /** Many soft messages of one shard as one record (its key names no entity: it holds many). */
-  appendSoft(shard: number, messages: readonly SoftMessage[]): Promise<void> {
+  appendSoft(shard: ShardId, messages: readonly SoftMessage[]): Promise<void> {
     if (messages.length === 0) return Promise.resolve();
     return this.#queue.push([{ partition: shard, key: SOFT_KEY, value: JSON.stringify({ soft: messages } satisfies SoftRecord) }]);
   }
@@ -306,7 +307,7 @@ export class KafkaCommandLog implements CommandLog {
     }
   }
 
-  async commit(shard: number, offset: number): Promise<void> {
+  async commit(shard: ShardId, offset: number): Promise<void> {
     if ((this.#handledUpTo.get(shard) ?? -1) < offset) this.#handledUpTo.set(shard, offset);
     try {
       // Note: kafkajs' runner drops a commit silently (no error) once it is stopping; stop()
@@ -366,7 +367,7 @@ export class KafkaCommandLog implements CommandLog {
    * fetches a shard's next batch only once the last one was handled). As fresh as the last
    * fetch, so a shard stuck on one batch shows the lag it had then; 0 before any fetch.
    */
-  stats(): { shard: number; lag: number }[] {
+  stats(): { shard: ShardId; lag: number }[] {
     return [...this.#owned].map((shard) => {
       const fetched = this.#fetched.get(shard);
       if (!fetched) return { shard, lag: 0 };
@@ -426,7 +427,7 @@ export class KafkaCommandLog implements CommandLog {
    * holds its batch for a while (heartbeating) before kafkajs fetches it again: returning
    * at once would fetch and skip the same batch in a hot loop until the set-up succeeds.
    */
-  async #servable(shard: number, isRunning: () => boolean, isStale: () => boolean, heartbeat: () => Promise<void>): Promise<boolean> {
+  async #servable(shard: ShardId, isRunning: () => boolean, isStale: () => boolean, heartbeat: () => Promise<void>): Promise<boolean> {
     for (let waited = 0; this.#gaining.has(shard) && waited < 5 && isRunning() && !isStale(); waited++) {
       await sleep(1_000);
       await heartbeat().catch(() => undefined);

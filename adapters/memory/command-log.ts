@@ -13,10 +13,11 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, 
 import { join } from 'node:path';
 import type { CommandEnvelope, CommandLog, CommandLogHandlers, LogRecord } from '../../runtime/ports.ts';
 import { backoff, sleep } from '../../runtime/backoff.ts';
+import type { NodeId, ShardId } from '../../runtime/entity.ts';
 
 export interface InProcessCommandLogOptions {
   readonly shards: number;
-  readonly nodeId: string;
+  readonly nodeId: NodeId;
   /** Directory for segment and offset files; memory-only without it. */
   readonly dir?: string;
   /** Records per delivered batch. */
@@ -34,7 +35,7 @@ interface Segment {
 }
 
 interface Partition {
-  readonly shard: number;
+  readonly shard: ShardId;
   /** Offset of records[0]. */
   base: number;
   records: CommandEnvelope[];
@@ -47,7 +48,7 @@ interface Partition {
 }
 
 export interface PartitionStats {
-  readonly shard: number;
+  readonly shard: ShardId;
   readonly endOffset: number;
   readonly committed: number;
   readonly lag: number;
@@ -72,12 +73,12 @@ export class InProcessCommandLog implements CommandLog {
     if (options.dir) this.#load(options.dir);
   }
 
-  async append(shard: number, command: CommandEnvelope): Promise<void> {
+  async append(shard: ShardId, command: CommandEnvelope): Promise<void> {
     this.#appendOne(shard, command);
     this.#schedule(shard);
   }
 
-  async appendMany(entries: readonly { shard: number; command: CommandEnvelope }[]): Promise<void> {
+  async appendMany(entries: readonly { shard: ShardId; command: CommandEnvelope }[]): Promise<void> {
     for (const { shard, command } of entries) this.#appendOne(shard, command);
     for (const shard of new Set(entries.map((e) => e.shard))) this.#schedule(shard);
   }
@@ -113,7 +114,7 @@ export class InProcessCommandLog implements CommandLog {
     return true;
   }
 
-  async commit(shard: number, offset: number): Promise<void> {
+  async commit(shard: ShardId, offset: number): Promise<void> {
     const p = this.#partition(shard);
     if (offset + 1 <= p.committed) return;
     p.committed = offset + 1;
@@ -150,20 +151,20 @@ export class InProcessCommandLog implements CommandLog {
     });
   }
 
-  #partition(shard: number): Partition {
+  #partition(shard: ShardId): Partition {
     const p = this.#partitions[shard];
     if (!p) throw new RangeError(`shard ${shard} is outside 0..${this.shards - 1}`);
     return p;
   }
 
-  #appendOne(shard: number, command: CommandEnvelope): void {
+  #appendOne(shard: ShardId, command: CommandEnvelope): void {
     const p = this.#partition(shard);
     const offset = p.base + p.records.length;
     if (this.#o.dir) this.#write(p, offset, command);
     p.records.push(command);
   }
 
-  #schedule(shard: number): void {
+  #schedule(shard: ShardId): void {
     const p = this.#partition(shard);
     if (!this.#running || p.delivering || p.next >= p.base + p.records.length) return;
     p.delivering = true;

@@ -2,11 +2,12 @@
 // tests and benchmarks. Embedded and cluster nodes keep them in PostgreSQL.
 
 import type { Epoch, ShardEpochs, ShardId } from '../../runtime/ports.ts';
+import type { NodeId } from '../../runtime/entity.ts';
 
 export class MemoryShardEpochs implements ShardEpochs {
   readonly #rows = new Map<ShardId, { epoch: Epoch; owner: string }>();
 
-  async acquire(shards: readonly ShardId[], nodeId: string): Promise<ReadonlyMap<ShardId, Epoch>> {
+  async acquire(shards: readonly ShardId[], nodeId: NodeId): Promise<ReadonlyMap<ShardId, Epoch>> {
     const out = new Map<ShardId, Epoch>();
     for (const shard of shards) {
       const epoch = (this.#rows.get(shard)?.epoch ?? 0) + 1;

@@ -12,6 +12,7 @@ import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, Trace
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { TracingConfig } from '../../config/index.ts';
 import { setTracingEnabled } from '../../runtime/tracing.ts';
+import type { NodeId } from '../../runtime/entity.ts';
 
 export interface Tracing {
   /** Sends the spans still queued and stops; tracing is off again after it. */
@@ -21,7 +22,7 @@ export interface Tracing {
 /** The API's globals are per process: one node per process traces (a second start is refused). */
 let running = false;
 
-export function startTracing(config: TracingConfig, nodeId: string): Tracing {
+export function startTracing(config: TracingConfig, nodeId: NodeId): Tracing {
   if (running) throw new Error('tracing is already started in this process');
   const provider = new TracerProvider({
     resource: resourceFromAttributes({

@@ -5,6 +5,7 @@
 import type { Orm } from './orm.ts';
 import type { Reminder, ReminderStore, ShardId, WriteFence } from '../../runtime/ports.ts';
 import { FENCED_BY, epochFor, fenceParams, staleEpoch } from './shard-epochs.ts';
+import type { EntityKey } from '../../runtime/entity.ts';
 
 export class PostgresReminderStore implements ReminderStore {
   readonly #orm: Orm;
@@ -34,7 +35,7 @@ export class PostgresReminderStore implements ReminderStore {
     if (written.length === 0) throw this.#fence.refused(r.shard, epoch, what);
   }
 
-  async clear(entityKey: string, name: string, shard?: ShardId): Promise<void> {
+  async clear(entityKey: EntityKey, name: string, shard?: ShardId): Promise<void> {
     if (!this.#fence || shard === undefined) {
       await this.#sql('delete from reminder where entity_key = ? and name = ?', [entityKey, name]);
       return;
@@ -47,7 +48,7 @@ export class PostgresReminderStore implements ReminderStore {
     if (deleted.length === 0 && await staleEpoch((q, p) => this.#sql(q, p), shard, epoch)) throw this.#fence.refused(shard, epoch, what);
   }
 
-  async forShards(shards: readonly number[]): Promise<Reminder[]> {
+  async forShards(shards: readonly ShardId[]): Promise<Reminder[]> {
     if (shards.length === 0) return [];
     const rows = await this.#sql<{ entity_key: string; name: string; shard: number; due_at: Date | string }>(
       `select entity_key, name, shard, due_at from reminder where shard in (${shards.map(() => '?').join(',')})`, [...shards],

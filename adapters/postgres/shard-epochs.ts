@@ -12,6 +12,7 @@ import type { Orm } from './orm.ts';
 import type { Epoch, ShardEpochs, ShardId, WriteFence } from '../../runtime/ports.ts';
 import { StorageUnavailableError } from '../../runtime/errors.ts';
 import { countsAsOutage } from '../resilience.ts';
+import type { NodeId } from '../../runtime/entity.ts';
 
 type Execute = <T>(sql: string, params?: unknown[]) => Promise<T[]>;
 
@@ -22,7 +23,7 @@ export class PostgresShardEpochs implements ShardEpochs {
     this.#orm = orm;
   }
 
-  async acquire(shards: readonly ShardId[], nodeId: string): Promise<ReadonlyMap<ShardId, Epoch>> {
+  async acquire(shards: readonly ShardId[], nodeId: NodeId): Promise<ReadonlyMap<ShardId, Epoch>> {
     if (shards.length === 0) return new Map();
     try {
       const rows = await this.#orm.em.getConnection().execute(

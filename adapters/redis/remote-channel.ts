@@ -10,6 +10,7 @@ import type { EntityRef } from '../../actors/behavior.ts';
 import type { CommandResult } from '../../runtime/entity-actor.ts';
 import { AskTimeoutError, type RemoteChannel } from '../../runtime/region.ts';
 import { DependencyUnreachableError } from '../../runtime/errors.ts';
+import type { NodeId } from '../../runtime/entity.ts';
 
 type Wire =
   | { readonly type: 'ask'; readonly corr: string; readonly from: string; readonly to: EntityRef; readonly query: unknown; readonly trace?: string }
@@ -34,7 +35,7 @@ export class RemoteAskError extends Error {
 
 export interface RedisRemoteChannelOptions {
   readonly url: string;
-  readonly nodeId: string;
+  readonly nodeId: NodeId;
   readonly prefix?: string;
   readonly onError?: (error: unknown, context: string) => void;
 }
@@ -63,7 +64,7 @@ export class RedisRemoteChannel implements RemoteChannel {
     this.#sub.on('message', (_channel, raw) => this.#receive(raw));
   }
 
-  #channel(node: string): string {
+  #channel(node: NodeId): string {
     return `${this.#o.prefix ?? 'dispatch'}:node:${node}`;
   }
 
@@ -111,7 +112,7 @@ export class RedisRemoteChannel implements RemoteChannel {
     }
   }
 
-  ask(node: string, to: EntityRef, query: unknown, timeoutMs: number, trace?: string): Promise<unknown> {
+  ask(node: NodeId, to: EntityRef, query: unknown, timeoutMs: number, trace?: string): Promise<unknown> {
     const corr = randomUUID();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -123,7 +124,7 @@ export class RedisRemoteChannel implements RemoteChannel {
     });
   }
 
-  async reply(node: string, commandId: string, result: CommandResult): Promise<void> {
+  async reply(node: NodeId, commandId: string, result: CommandResult): Promise<void> {
     await this.#pub.publish(this.#channel(node), JSON.stringify({ type: 'outcome', commandId, result } satisfies Wire));
   }
 
@@ -137,7 +138,7 @@ export class RedisRemoteChannel implements RemoteChannel {
     this.#pub.disconnect();
   }
 
-  #send(node: string, wire: Wire): void {
+  #send(node: NodeId, wire: Wire): void {
     this.#pub.publish(this.#channel(node), JSON.stringify(wire)).catch((e) => this.#o.onError?.(e, `publish to ${node}`));
   }
 }
