@@ -134,28 +134,29 @@ export function freshIncarnation<S>(behavior: Behavior<S, unknown, unknown, unkn
 }
 
 /** Snapshots written before dedupe.ts kept a window of ids (`seen`) instead. */
-function upgraded(inc: Incarnation<unknown>): Incarnation<unknown> {
-  if (inc.dedupe) return inc;
-  const legacy = inc as Incarnation<unknown> & { seen?: { id: string }[] };
-  const dedupe = (legacy.seen ?? []).reduce((d, c) => remember(d, c.id, inc.seq), emptyDedupe);
-  return { ...inc, dedupe, outbox: [] };
+function upgraded(incarnation: Incarnation<unknown>): Incarnation<unknown> {
+  if (incarnation.dedupe) return incarnation;
+  const legacy = incarnation as Incarnation<unknown> & { seen?: { id: string }[] };
+  const dedupe = (legacy.seen ?? []).reduce((d, c) => remember(d, c.id, incarnation.seq), emptyDedupe);
+  return { ...incarnation, dedupe, outbox: [] };
 }
 
 type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
 
 /** Rebuilds an incarnation from one journal record (recovery). */
-export function replay(behavior: AnyBehavior, inc: Incarnation<unknown>, record: JournalRecord): Incarnation<unknown> {
+export function replay(behavior: AnyBehavior, incarnation: Incarnation<unknown>, record: JournalRecord): Incarnation<unknown> {
   const events = record.v === behavior.eventVersion || !behavior.upcast
     ? record.events
     : record.events.map((e) => behavior.upcast!(e, record.v));
-  let state = inc.state;
+  let state = incarnation.state;
   for (const event of events) state = behavior.apply(state, event);
-  const timers = { ...inc.timers };
+  const timers = { ...incarnation.timers };
   for (const name of record.timersCancelled) delete timers[name];
   for (const t of record.timersSet) timers[t.name] = { at: t.at, message: t.message };
-  const seq = inc.seq + 1;
+  const seq = incarnation.seq + 1;
   // Every replayed entry's tells may be unsent (a crash after the write): the last one's are re-sent on activation.
-  return { ...inc, state, seq, dedupe: remember(inc.dedupe, record.cmd, seq, record.from, record.rejection), outbox: record.tells, timers, unsnapshotted: 0 };
+  const dedupe = remember(incarnation.dedupe, record.cmd, seq, record.from, record.rejection);
+  return { ...incarnation, state, seq, dedupe, outbox: record.tells, timers, unsnapshotted: 0 };
 }
 
 /** Splits a reducer's effects into what is journaled and what is done after; durable tells carry their origin. */
@@ -235,10 +236,10 @@ export function entityActor(options: EntityActorOptions) {
   type Handled = Pick<CommandEnvelope, 'id' | 'origin' | 'trace'>;
 
   async function handleOutcome(
-    inc: Incarnation<unknown>, command: Handled, at: number, outcome: Outcome<unknown, unknown>, ctx: PersistContext, append?: AppendOptions,
+    incarnation: Incarnation<unknown>, command: Handled, at: number, outcome: Outcome<unknown, unknown>, ctx: PersistContext, append?: AppendOptions,
   ): Promise<[Incarnation<unknown>, CommandResult]> {
-    const plan = planEffects(command.id, outcome.effects, { from: key, seq: inc.seq + 1 });
-    let next: Incarnation<unknown> = { ...inc, state: outcome.state };
+    const plan = planEffects(command.id, outcome.effects, { from: key, seq: incarnation.seq + 1 });
+    let next: Incarnation<unknown> = { ...incarnation, state: outcome.state };
     if (isJournaled(command, outcome, plan)) {
       for (const t of plan.timersSet) await host.remember(self, t.name, t.at);
       const record: JournalRecord = {
@@ -247,20 +248,20 @@ export function entityActor(options: EntityActorOptions) {
         ...(command.origin ? { from: command.origin } : {}), ...(outcome.rejection ? { rejection: outcome.rejection } : {}),
       };
       await (append ? ctx.persist(record, [], append) : ctx.persist(record));
-      const timers = { ...inc.timers };
+      const timers = { ...incarnation.timers };
       for (const name of plan.timersCancelled) { delete timers[name]; host.disarmTimer(self, name); }
       for (const t of plan.timersSet) { timers[t.name] = { at: t.at, message: t.message }; host.armTimer(self, t.name, t.at); }
-      const seq = inc.seq + 1;
-      const dedupe = remember(inc.dedupe, command.id, seq, command.origin, outcome.rejection);
-      next = { state: outcome.state, seq, dedupe, outbox: plan.tells, timers, unsnapshotted: inc.unsnapshotted };
+      const seq = incarnation.seq + 1;
+      const dedupe = remember(incarnation.dedupe, command.id, seq, command.origin, outcome.rejection);
+      next = { state: outcome.state, seq, dedupe, outbox: plan.tells, timers, unsnapshotted: incarnation.unsnapshotted };
       // Snapshots are the runtime's alone, stamped with the sequence number of the entry
       // just journaled: a state that was not journaled can never be saved (nact's own
       // periodic snapshots could save the old state under a number a failed write used).
       if (snapshotEvery > 0 && next.seq % snapshotEvery === 0) {
         await host.saveSnapshot(key, next.seq, { ...next, unsnapshotted: 0 }).then(() => { next.unsnapshotted = 0; }, () => undefined);
       }
-    } else if (outcome.state !== inc.state) {
-      next.unsnapshotted = inc.unsnapshotted + 1;
+    } else if (outcome.state !== incarnation.state) {
+      next.unsnapshotted = incarnation.unsnapshotted + 1;
       if (behavior.softSnapshotEvery && next.unsnapshotted >= behavior.softSnapshotEvery) {
         // Best effort: a failed snapshot only means more soft state lost on a crash.
         await host.saveSnapshot(key, next.seq, { ...next, unsnapshotted: 0 }).then(() => { next.unsnapshotted = 0; }, () => undefined);
@@ -281,19 +282,19 @@ export function entityActor(options: EntityActorOptions) {
   }
 
   async function runCommand(
-    inc: Incarnation<unknown>, command: Handled, at: number, message: unknown, ctx: PersistContext,
+    incarnation: Incarnation<unknown>, command: Handled, at: number, message: unknown, ctx: PersistContext,
   ): Promise<[Incarnation<unknown>, CommandResult]> {
-    const verdict = recognise(inc.dedupe, command.id, command.origin);
-    if (verdict.kind === 'duplicate') return [inc, answerAgain(verdict.rejection)];
+    const verdict = recognise(incarnation.dedupe, command.id, command.origin);
+    if (verdict.kind === 'duplicate') return [incarnation, answerAgain(verdict.rejection)];
     // The reducer is pure, so deciding before knowing whether the command is new costs
     // nothing. When memory cannot tell, the journal settles it, and only if the outcome is
     // journaled (an outcome that changes nothing durable needs no record): the write itself
     // is conditional on the entity having no entry for this command id (one statement, no
     // lookup before every new command). Only a refused write asks how it was answered.
-    const outcome = decide(inc.state, message, at, command.id);
-    if (verdict.kind !== 'unknown') return handleOutcome(inc, command, at, outcome, ctx);
+    const outcome = decide(incarnation.state, message, at, command.id);
+    if (verdict.kind !== 'unknown') return handleOutcome(incarnation, command, at, outcome, ctx);
     try {
-      return await handleOutcome(inc, command, at, outcome, ctx, { unlessCommand: command.id });
+      return await handleOutcome(incarnation, command, at, outcome, ctx, { unlessCommand: command.id });
     } catch (error) {
       if (!(error instanceof DuplicateCommandError)) throw error;
       const earlier = await host.findCommand(key, command.id);
@@ -301,7 +302,7 @@ export function entityActor(options: EntityActorOptions) {
       // journal's numbering: it is recovered (as after a failed write), the command answered.
       poisoned = true;
       host.poisoned(self, error);
-      return [inc, answerAgain(earlier?.rejection)];
+      return [incarnation, answerAgain(earlier?.rejection)];
     }
   }
 
@@ -320,8 +321,8 @@ export function entityActor(options: EntityActorOptions) {
   let poisoned = false;
 
   return async function actor(given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext): Promise<Incarnation<unknown>> {
-    const inc = upgraded(given);
-    if (ctx.recovering) return replay(behavior, inc, msg as JournalRecord);
+    const incarnation = upgraded(given);
+    if (ctx.recovering) return replay(behavior, incarnation, msg as JournalRecord);
     const m = msg as ActorMessage;
     if (poisoned) {
       const failure: Failure = { kind: 'entity_stopped', retriable: true, message: `${key} is recovering; try again` };
@@ -329,39 +330,39 @@ export function entityActor(options: EntityActorOptions) {
       else if (m.t === 'query') m.done.reject(new Error(failure.message));
       else if (m.t === 'soft') m.done.resolve('dropped');
       else m.done.resolve();
-      return inc;
+      return incarnation;
     }
     switch (m.t) {
       case 'activate':
-        return activate(inc, m.done);
+        return activate(incarnation, m.done);
       case 'soft':
-        return runSoft(inc, m.message, m.done);
+        return runSoft(incarnation, m.message, m.done);
       case 'query':
         try {
           if (!behavior.query) throw new Error(`${self.kind} answers no queries`);
-          m.done.resolve(behavior.query(inc.state, m.query, { self, now: host.now() }));
+          m.done.resolve(behavior.query(incarnation.state, m.query, { self, now: host.now() }));
         } catch (error) {
           m.done.reject(error);
         }
-        return inc;
+        return incarnation;
       case 'snapshot':
         try {
-          if (inc.unsnapshotted > 0 || inc.seq > 0) await host.saveSnapshot(key, inc.seq, { ...inc, unsnapshotted: 0 });
+          if (incarnation.unsnapshotted > 0 || incarnation.seq > 0) await host.saveSnapshot(key, incarnation.seq, { ...incarnation, unsnapshotted: 0 });
           m.done.resolve();
-          return { ...inc, unsnapshotted: 0 };
+          return { ...incarnation, unsnapshotted: 0 };
         } catch (error) {
           m.done.reject(error);
-          return inc;
+          return incarnation;
         }
       case 'command': {
         // A fired timer arrives through the log like any command (see timers.ts).
         const fire = isTimerFire(m.command.message) ? m.command.message : undefined;
-        const timer = fire ? inc.timers[fire.$timer] : undefined;
+        const timer = fire ? incarnation.timers[fire.$timer] : undefined;
         if (fire && (!timer || timer.at !== fire.at)) {
           // Fired and handled already, or cancelled or re-set since it was due: the timer table decides fires.
-          const known = recognise(inc.dedupe, m.command.id);
+          const known = recognise(incarnation.dedupe, m.command.id);
           m.done.resolve(answerAgain(known.kind === 'duplicate' ? known.rejection : undefined));
-          return inc;
+          return incarnation;
         }
         // Handling time, not acceptance time: a command delivered late (after downtime)
         // must not arm timers that are already in the past. Replays never re-run the
@@ -369,8 +370,8 @@ export function entityActor(options: EntityActorOptions) {
         const at = host.now();
         try {
           const [next, result] = fire && timer
-            ? await runTimer(inc, m.command.id, at, fire.$timer, timer.message, ctx)
-            : await runCommand(inc, m.command, at, m.command.message, ctx);
+            ? await runTimer(incarnation, m.command.id, at, fire.$timer, timer.message, ctx)
+            : await runCommand(incarnation, m.command, at, m.command.message, ctx);
           if (!poisoned) onState?.(next);
           m.done.resolve(result);
           return next;
@@ -382,7 +383,7 @@ export function entityActor(options: EntityActorOptions) {
             host.poisoned(self, error);
           }
           m.done.resolve({ status: 'failed', failure });
-          return inc;
+          return incarnation;
         }
       }
     }
@@ -393,18 +394,19 @@ export function entityActor(options: EntityActorOptions) {
    * changes nothing durable (as a command with such an outcome would not be journaled
    * either); else nothing is applied and the sender hears `durable`.
    */
-  async function runSoft(inc: Incarnation<unknown>, message: unknown, done: Deferred<SoftOutcome>): Promise<Incarnation<unknown>> {
+  async function runSoft(incarnation: Incarnation<unknown>, message: unknown, done: Deferred<SoftOutcome>): Promise<Incarnation<unknown>> {
     const at = host.now();
     let outcome: Outcome<unknown, unknown>;
     try {
-      outcome = decide(inc.state, message, at, SOFT_COMMAND_ID);
+      outcome = decide(incarnation.state, message, at, SOFT_COMMAND_ID);
     } catch {
       done.resolve('dropped'); // reported by decide; nothing changed
-      return inc;
+      return incarnation;
     }
-    if (isJournaled({}, outcome, planEffects(SOFT_COMMAND_ID, outcome.effects))) { done.resolve('durable'); return inc; }
+    if (isJournaled({}, outcome, planEffects(SOFT_COMMAND_ID, outcome.effects))) { done.resolve('durable'); return incarnation; }
     try {
-      const [next] = await handleOutcome(inc, { id: SOFT_COMMAND_ID }, at, outcome, { persist: () => Promise.reject(new Error('a soft message journals nothing')) });
+      const journalsNothing = { persist: () => Promise.reject(new Error('a soft message journals nothing')) };
+      const [next] = await handleOutcome(incarnation, { id: SOFT_COMMAND_ID }, at, outcome, journalsNothing);
       // Queries answer from the published state: a soft change (a fix, a cell's copy) is one too.
       onState?.(next);
       done.resolve('applied');
@@ -413,7 +415,7 @@ export function entityActor(options: EntityActorOptions) {
       // Only a soft snapshot or a side effect can fail here: memory is still in step with the journal.
       host.reducerFailed(self, message, error);
       done.resolve('dropped');
-      return inc;
+      return incarnation;
     }
   }
 
@@ -422,12 +424,12 @@ export function entityActor(options: EntityActorOptions) {
    * handled (see `Incarnation.outbox`). If the log refuses it, this incarnation is
    * poisoned: it handles nothing, so no later tell can overtake the unsent ones.
    */
-  async function activate(inc: Incarnation<unknown>, done: Deferred<void>): Promise<Incarnation<unknown>> {
-    for (const [name, timer] of Object.entries(inc.timers)) host.armTimer(self, name, timer.at);
-    if (inc.outbox.length === 0) { onState?.(inc); done.resolve(); return inc; }
+  async function activate(incarnation: Incarnation<unknown>, done: Deferred<void>): Promise<Incarnation<unknown>> {
+    for (const [name, timer] of Object.entries(incarnation.timers)) host.armTimer(self, name, timer.at);
+    if (incarnation.outbox.length === 0) { onState?.(incarnation); done.resolve(); return incarnation; }
     try {
-      await host.send(self, inc.outbox);
-      const next = { ...inc, outbox: [] };
+      await host.send(self, incarnation.outbox);
+      const next = { ...incarnation, outbox: [] };
       onState?.(next);
       done.resolve();
       return next;
@@ -435,18 +437,19 @@ export function entityActor(options: EntityActorOptions) {
       poisoned = true;
       done.resolve();
       host.poisoned(self, error);
-      return inc;
+      return incarnation;
     }
   }
 
   /** A fired timer runs its message as a command; the timer is cancelled in the journal unless the reducer sets it again. */
   async function runTimer(
-    inc: Incarnation<unknown>, commandId: string, at: number, name: string, message: unknown, ctx: PersistContext,
+    incarnation: Incarnation<unknown>, commandId: string, at: number, name: string, message: unknown, ctx: PersistContext,
   ): Promise<[Incarnation<unknown>, CommandResult]> {
-    const { [name]: _fired, ...rest } = inc.timers;
-    const outcome = decide(inc.state, message, at, commandId);
+    const { [name]: _fired, ...rest } = incarnation.timers;
+    const outcome = decide(incarnation.state, message, at, commandId);
     const resets = outcome.effects.some((e) => e.type === 'timer.set' && e.name === name);
     const cancelsFired: Effect = { type: 'timer.cancel', name };
-    return handleOutcome({ ...inc, timers: rest }, { id: commandId }, at, { ...outcome, effects: resets ? outcome.effects : [cancelsFired, ...outcome.effects] }, ctx);
+    const effects = resets ? outcome.effects : [cancelsFired, ...outcome.effects];
+    return handleOutcome({ ...incarnation, timers: rest }, { id: commandId }, at, { ...outcome, effects }, ctx);
   }
 }

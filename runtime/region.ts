@@ -128,7 +128,7 @@ interface Pending {
 
 export class ShardRegion {
   readonly nodeId: NodeId;
-  readonly #o: RegionOptions;
+  readonly #options: RegionOptions;
   readonly #now: () => number;
   readonly #pending = new Map<string, Pending>();
   readonly #listeners = new Set<DomainEventListener>();
@@ -177,7 +177,7 @@ export class ShardRegion {
   readonly #gaining = new Map<ShardId, { since: number; failure?: string }>();
 
   constructor(options: RegionOptions) {
-    this.#o = options;
+    this.#options = options;
     this.nodeId = options.nodeId;
     this.#now = options.now ?? Date.now;
     options.host.attach({
@@ -222,26 +222,26 @@ export class ShardRegion {
     this.#owned.delete(shard);
     this.#stuck.delete(shard);
     this.#shardsFenced++;
-    this.#o.onError?.(new ShardFencedError(shard, undefined, 'a write'), `shard ${shard} was taken by another node; stopping it here`);
-    this.#o.host.stopShards([shard], { snapshot: false })
-      .catch((e) => this.#o.onError?.(e, `stopping fenced shard ${shard}`));
+    this.#options.onError?.(new ShardFencedError(shard, undefined, 'a write'), `shard ${shard} was taken by another node; stopping it here`);
+    this.#options.host.stopShards([shard], { snapshot: false })
+      .catch((e) => this.#options.onError?.(e, `stopping fenced shard ${shard}`));
   }
 
   shardOf(ref: EntityRef): number {
-    return shardOf(ref, this.#o.placement);
+    return shardOf(ref, this.#options.placement);
   }
 
   get shards(): number {
-    return this.#o.placement.shards;
+    return this.#options.placement.shards;
   }
 
   /** Starts consuming the shards this node is assigned. */
   async start(): Promise<void> {
-    await this.#o.remote?.serve({
+    await this.#options.remote?.serve({
       ask: (to, query, trace) => this.#askFromRemote(to, query, trace),
       reply: (commandId, result) => this.#resolvePending(commandId, result),
     });
-    await this.#o.log.start({
+    await this.#options.log.start({
       onRecords: (shard, records, heartbeat) => this.#handleRecords(shard, records, heartbeat),
       onAssignment: (assignment, revoked, gained) => this.#reassign(assignment, revoked, gained),
       onRebalancing: () => this.#onRebalancing(),
@@ -253,7 +253,7 @@ export class ShardRegion {
     // Reminders are read when a shard is gained and again from time to time, so an
     // entity whose timer was missed (it failed, or was passivated poisoned) comes back.
     // Looking one interval ahead, so an entity passivated with a far-off timer is back before it is due.
-    const every = this.#o.reminderScanMs ?? 30_000;
+    const every = this.#options.reminderScanMs ?? 30_000;
     this.#reminderScan = setInterval(() => void this.#activateReminded([...this.#owned], this.#now() + every), every);
     this.#reminderScan.unref();
   }
@@ -269,7 +269,7 @@ export class ShardRegion {
   /** Sends a dead-lettered command again, under its own id (the admin's retry). */
   async redeliver(letter: DeadLetter): Promise<void> {
     this.#checkAccepting();
-    await this.#o.log.append(this.shardOf(letter.command.to), letter.command);
+    await this.#options.log.append(this.shardOf(letter.command.to), letter.command);
   }
 
   /** True once the node consumes every shard it owns (and has not begun to stop). */
@@ -312,7 +312,7 @@ export class ShardRegion {
     const shard = this.shardOf(to);
     const span = appendSpan(id, to, message, shard);
     const command: CommandEnvelope = { id, to, message, at: this.#now(), ...traceField(span) };
-    await endWith(span, this.#o.log.append(shard, command));
+    await endWith(span, this.#options.log.append(shard, command));
     return command.id;
   }
 
@@ -337,7 +337,7 @@ export class ShardRegion {
   async request(to: EntityRef, message: unknown, options: { id?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
     this.#checkAccepting();
     const id = options.id ?? randomUUID();
-    const timeoutMs = options.timeoutMs ?? this.#o.askTimeoutMs;
+    const timeoutMs = options.timeoutMs ?? this.#options.askTimeoutMs;
     const result = new Promise<CommandResult>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
@@ -352,7 +352,7 @@ export class ShardRegion {
     const span = appendSpan(id, to, message, shard);
     const command: CommandEnvelope = { id, to, message, at: this.#now(), replyTo: this.nodeId, ...traceField(span) };
     try {
-      await endWith(span, this.#o.log.append(shard, command));
+      await endWith(span, this.#options.log.append(shard, command));
     } catch (error) {
       const pending = this.#pending.get(id);
       if (pending) { clearTimeout(pending.timer); this.#pending.delete(id); }
@@ -372,7 +372,7 @@ export class ShardRegion {
 
   #answerNow<A>(to: EntityRef, shard: ShardId, query: unknown): { readonly value: A } | undefined {
     if (!this.#holds(shard)) return undefined;
-    const value = this.#o.host.queryNow(to, shard, query);
+    const value = this.#options.host.queryNow(to, shard, query);
     return value === NOT_NOW ? undefined : { value: value as A };
   }
 
@@ -391,7 +391,7 @@ export class ShardRegion {
    * once from its current state (ShardHost.queryNow): no timer, no mailbox, and no fence
    * can come between the check and the answer since nothing else runs in between.
    */
-  async ask<A = unknown>(to: EntityRef, query: unknown, timeoutMs = this.#o.askTimeoutMs): Promise<A> {
+  async ask<A = unknown>(to: EntityRef, query: unknown, timeoutMs = this.#options.askTimeoutMs): Promise<A> {
     const shard = this.#askShard(to);
     const now = this.#answerNow<A>(to, shard, query);
     if (now) return now.value;
@@ -403,7 +403,7 @@ export class ShardRegion {
         continue;
       }
       const owner = this.#assignment.placement.get(shard);
-      const remote = this.#o.remote;
+      const remote = this.#options.remote;
       if (this.#handingOff(shard) || !owner || owner === this.nodeId || !remote) {
         if (!remote && !this.#owned.has(shard) && !this.#rebalancing) {
           throw new NotOwnerError(`shard ${shard} of ${entityKey(to)} has no reachable owner right now`);
@@ -446,7 +446,7 @@ export class ShardRegion {
     return {
       commandsHandled: this.#handled, commandsDuplicate: this.#duplicates, commandsRetried: this.#retried,
       commandsDeadLettered: this.#deadLettered, rebalanceFailures: this.#rebalanceFailures, owned: [...this.#owned],
-      fencedWrites: this.#o.fences?.refusedWrites ?? 0, shardsFenced: this.#shardsFenced,
+      fencedWrites: this.#options.fences?.refusedWrites ?? 0, shardsFenced: this.#shardsFenced,
       softApplied: this.#softApplied, softDurable: this.#softDurable, softForwarded: this.#softForwarded, softDropped: this.#softDropped,
     };
   }
@@ -462,12 +462,12 @@ export class ShardRegion {
     this.#stopping = true;
     if (this.#reminderScan) clearInterval(this.#reminderScan);
     this.#signal();
-    await this.#o.log.drain?.();
+    await this.#options.log.drain?.();
     this.#closed = true;
     this.#epoch++;
     this.#signal();
-    await this.#o.host.stopAll();
-    await this.#o.log.stop();
+    await this.#options.host.stopAll();
+    await this.#options.log.stop();
     for (const [id, pending] of this.#pending) {
       clearTimeout(pending.timer);
       pending.reject(new Error('node is shutting down'));
@@ -476,8 +476,8 @@ export class ShardRegion {
   }
 
   async #runService(requester: EntityRef, name: string, payload: unknown, trace?: string): Promise<void> {
-    const service = this.#o.services?.[name];
-    if (!service) { this.#o.onError?.(new Error(`no service "${name}"`), `request from ${entityKey(requester)}`); return; }
+    const service = this.#options.services?.[name];
+    if (!service) { this.#options.onError?.(new Error(`no service "${name}"`), `request from ${entityKey(requester)}`); return; }
     // Active while the service runs, so its remote asks and its answer's tell continue the requester's trace.
     const span = trace === undefined ? undefined : startSpan(`service ${name}`, SpanKind.INTERNAL, { 'dispatch.entity': entityKey(requester) }, trace);
     try {
@@ -489,7 +489,7 @@ export class ShardRegion {
     } catch (error) {
       endSpan(span, error);
       // The requester holds a timer to ask again; a failed search is not fatal.
-      this.#o.onError?.(error, `service ${name} for ${entityKey(requester)}`);
+      this.#options.onError?.(error, `service ${name} for ${entityKey(requester)}`);
     }
   }
 
@@ -510,10 +510,10 @@ export class ShardRegion {
 
   async #answerRemote(to: EntityRef, query: unknown): Promise<unknown> {
     const shard = this.shardOf(to);
-    const deadline = Date.now() + this.#o.askTimeoutMs / 2;
+    const deadline = Date.now() + this.#options.askTimeoutMs / 2;
     for (;;) {
       if (this.#holds(shard)) {
-        const answer = await this.#answerLocally(to, shard, query, deadline + this.#o.askTimeoutMs / 2);
+        const answer = await this.#answerLocally(to, shard, query, deadline + this.#options.askTimeoutMs / 2);
         if (answer.given) return answer.value;
         continue;
       }
@@ -527,10 +527,10 @@ export class ShardRegion {
    * entity computed it (else it may be older than what a new owner has handled since).
    */
   async #answerLocally(to: EntityRef, shard: ShardId, query: unknown, deadline: number): Promise<{ given: boolean; value?: unknown }> {
-    const now = this.#o.host.queryNow(to, shard, query);
+    const now = this.#options.host.queryNow(to, shard, query);
     if (now !== NOT_NOW) return { given: true, value: now };
     const epoch = this.#epoch;
-    const value = await withTimeout(this.#o.host.query(to, shard, query), Math.max(1, deadline - Date.now()), `ask to ${entityKey(to)}`);
+    const value = await withTimeout(this.#options.host.query(to, shard, query), Math.max(1, deadline - Date.now()), `ask to ${entityKey(to)}`);
     if (epoch !== this.#epoch || !this.#holds(shard)) return { given: false };
     return { given: true, value };
   }
@@ -589,7 +589,7 @@ export class ShardRegion {
       return { shard, command, span };
     });
     try {
-      await this.#o.log.appendMany(entries.map(({ shard, command }) => ({ shard, command })));
+      await this.#options.log.appendMany(entries.map(({ shard, command }) => ({ shard, command })));
       for (const e of entries) endSpan(e.span);
     } catch (error) {
       for (const e of entries) endSpan(e.span, error);
@@ -600,7 +600,7 @@ export class ShardRegion {
   /** Untraced tells: the envelopes exactly as before tracing existed. */
   async #appendTells(tells: readonly OutboundTell[], at: number): Promise<void> {
     try {
-      await this.#o.log.appendMany(tells.map((t) => ({
+      await this.#options.log.appendMany(tells.map((t) => ({
         shard: this.shardOf(t.to),
         command: { id: t.id, to: t.to, message: t.message, at, ...(t.origin ? { origin: t.origin } : {}) },
       })));
@@ -613,7 +613,7 @@ export class ShardRegion {
     const shard = this.shardOf(m.to);
     if (this.#holds(shard)) return this.#applySoft(shard, m);
     // Served elsewhere, or between owners: the log takes it to whoever serves the shard next.
-    if (!this.#o.log.appendSoft || this.#closed) { this.#softDropped++; return 'dropped'; }
+    if (!this.#options.log.appendSoft || this.#closed) { this.#softDropped++; return 'dropped'; }
     await this.#queueSoft(shard, m);
     this.#softForwarded++;
     return 'forwarded';
@@ -621,12 +621,12 @@ export class ShardRegion {
 
   /** Hands a soft message to its entity here; an outcome that must be journaled goes through the log as a command. */
   async #applySoft(shard: ShardId, m: SoftMessage): Promise<SoftDelivery> {
-    if (!this.#o.host.knows(m.to.kind)) { this.#softDropped++; return 'dropped'; }
-    const outcome = await this.#o.host.soft(m.to, shard, m.message).catch((): SoftOutcome => 'dropped');
+    if (!this.#options.host.knows(m.to.kind)) { this.#softDropped++; return 'dropped'; }
+    const outcome = await this.#options.host.soft(m.to, shard, m.message).catch((): SoftOutcome => 'dropped');
     if (outcome === 'applied') this.#softApplied++;
     else if (outcome === 'dropped') this.#softDropped++;
     else {
-      await this.#o.log.append(shard, { id: randomUUID(), to: m.to, message: m.message, at: m.at });
+      await this.#options.log.append(shard, { id: randomUUID(), to: m.to, message: m.message, at: m.at });
       this.#softDurable++;
     }
     return outcome;
@@ -662,7 +662,7 @@ export class ShardRegion {
       if (!this.#holds(shard) || this.shardOf(m.to) !== shard) { this.#softDropped++; return; }
       await this.#applySoft(shard, m).catch((e) => {
         this.#softDropped++;
-        this.#o.onError?.(e, `soft message to ${entityKey(m.to)}: sending it as a command failed`);
+        this.#options.onError?.(e, `soft message to ${entityKey(m.to)}: sending it as a command failed`);
       });
     }));
   }
@@ -690,7 +690,7 @@ export class ShardRegion {
   }
 
   #sendSoft(shard: ShardId, batch: { messages: SoftMessage[]; settle: (error?: unknown) => void }): void {
-    this.#o.log.appendSoft!(shard, batch.messages).then(
+    this.#options.log.appendSoft!(shard, batch.messages).then(
       () => batch.settle(),
       (error: unknown) => batch.settle(new LogUnavailableError(`the command log did not take ${batch.messages.length} soft message(s): ${(error as Error)?.message ?? error}`, { cause: error })),
     );
@@ -708,12 +708,12 @@ export class ShardRegion {
     const fire: TimerFire = { $timer: name, at };
     for (const delay of this.#backoff()) {
       try {
-        await this.#o.log.append(shard, { id: timerCommandId(self, name, at), to: self, message: fire, at: this.#now() });
+        await this.#options.log.append(shard, { id: timerCommandId(self, name, at), to: self, message: fire, at: this.#now() });
         return;
       } catch (error) {
         // The reminder would bring it back after a restart; while this node runs, keep trying.
         if (!this.#holds(shard) || this.#stopping) return;
-        this.#o.onError?.(error, `timer ${name} of ${entityKey(self)}: the log refused the fire command; retrying`);
+        this.#options.onError?.(error, `timer ${name} of ${entityKey(self)}: the log refused the fire command; retrying`);
         await new Promise((r) => setTimeout(r, delay));
       }
     }
@@ -737,7 +737,7 @@ export class ShardRegion {
       }
     }));
     const last = records.at(-1);
-    if (last && !abandoned) await this.#o.log.commit(shard, last.offset);
+    if (last && !abandoned) await this.#options.log.commit(shard, last.offset);
   }
 
   /**
@@ -770,17 +770,17 @@ export class ShardRegion {
   async #handleRecord(shard: ShardId, record: LogRecord, heartbeat?: () => Promise<void>, span?: Span): Promise<void> {
     const { command } = record;
     const to = command.to;
-    if (!this.#o.host.knows(to.kind)) {
+    if (!this.#options.host.knows(to.kind)) {
       const failure: Failure = { kind: 'undecodable', retriable: false, message: `no entity kind "${to.kind}"` };
       const letter = await this.#deadLetter(shard, record, failure, 1, heartbeat);
       this.#settle(command.id, command.replyTo, { status: 'failed', failure, deadLetter: letter });
       return;
     }
     const delays = this.#backoff();
-    const maxAttempts = this.#o.maxAttempts ?? 20;
+    const maxAttempts = this.#options.maxAttempts ?? 20;
     try {
       for (let attempt = 1; ; attempt++) {
-        const result = await this.#o.host.command(to, shard, (done) => ({ t: 'command', command, done: done as never }))
+        const result = await this.#options.host.command(to, shard, (done) => ({ t: 'command', command, done: done as never }))
           .catch((error: unknown): CommandResult => ({ status: 'failed', failure: failureOf(error) }));
         span?.setAttribute('dispatch.outcome', result.status);
         if (result.status !== 'failed') {
@@ -793,7 +793,7 @@ export class ShardRegion {
         if (failure.kind === 'shard_fenced') {
           throw new ShardFencedError(shard, undefined, `command ${command.id} to ${entityKey(to)}: ${failure.message}`);
         }
-        if (!failure.retriable || (attempt >= maxAttempts && this.#o.deadLetters)) {
+        if (!failure.retriable || (attempt >= maxAttempts && this.#options.deadLetters)) {
           const letter = await this.#deadLetter(shard, record, failure, attempt, heartbeat);
           this.#settle(command.id, command.replyTo, { status: 'failed', failure, deadLetter: letter });
           return;
@@ -806,7 +806,7 @@ export class ShardRegion {
         this.#retried++;
         if (!this.#stuck.has(shard)) this.#stuck.set(shard, { since: this.#now(), failure: failure.kind });
         const delay = delays.next().value;
-        this.#o.onError?.(new Error(failure.message), `command ${command.id} to ${entityKey(to)} failed (${failure.kind}, attempt ${attempt}); retrying in ${delay} ms`);
+        this.#options.onError?.(new Error(failure.message), `command ${command.id} to ${entityKey(to)} failed (${failure.kind}, attempt ${attempt}); retrying in ${delay} ms`);
         await pause(delay, heartbeat);
       }
     } finally {
@@ -816,17 +816,17 @@ export class ShardRegion {
 
   /** Capped exponential backoff for everything the region retries: retryMinMs, doubling, up to retryMaxMs. */
   #backoff(): Generator<number, never> {
-    return backoff(this.#o.retryMinMs ?? 50, this.#o.retryMaxMs ?? 5_000);
+    return backoff(this.#options.retryMinMs ?? 50, this.#options.retryMaxMs ?? 5_000);
   }
 
   /** Sets a command aside; keeps trying while the store itself is down (the command is never dropped). */
   async #deadLetter(shard: ShardId, record: LogRecord, failure: Failure, attempts: number, heartbeat?: () => Promise<void>): Promise<string | undefined> {
-    const store = this.#o.deadLetters;
+    const store = this.#options.deadLetters;
     const letter: DeadLetter = {
       id: record.command.id, shard, offset: record.offset, command: record.command,
       failure: { kind: failure.kind, message: failure.message }, attempts, at: this.#now(),
     };
-    this.#o.onError?.(new Error(failure.message), `command ${letter.id} to ${entityKey(record.command.to)} dead-lettered (${failure.kind} after ${attempts} attempt(s))`);
+    this.#options.onError?.(new Error(failure.message), `command ${letter.id} to ${entityKey(record.command.to)} dead-lettered (${failure.kind} after ${attempts} attempt(s))`);
     if (!store) return undefined;
     for (const delay of this.#backoff()) {
       try {
@@ -838,7 +838,7 @@ export class ShardRegion {
           throw new Error(`dead letter ${letter.id} not written and shard ${shard} released`, { cause: error });
         }
         if (!this.#stuck.has(shard)) this.#stuck.set(shard, { since: this.#now(), failure: 'dead_letter_store_unavailable' });
-        this.#o.onError?.(error, `dead letter ${letter.id} could not be written; retrying`);
+        this.#options.onError?.(error, `dead letter ${letter.id} could not be written; retrying`);
         await pause(delay, heartbeat);
       }
     }
@@ -847,7 +847,7 @@ export class ShardRegion {
   #settle(commandId: string, replyTo: string | undefined, result: CommandResult): void {
     if (!replyTo) return;
     if (replyTo === this.nodeId) { this.#resolvePending(commandId, result); return; }
-    this.#o.remote?.reply(replyTo, commandId, result).catch((e) => this.#o.onError?.(e, `reply to ${replyTo}`));
+    this.#options.remote?.reply(replyTo, commandId, result).catch((e) => this.#options.onError?.(e, `reply to ${replyTo}`));
   }
 
   #resolvePending(commandId: string, result: CommandResult): void {
@@ -862,13 +862,13 @@ export class ShardRegion {
     for (const shard of revoked) this.#draining.add(shard);
     if (revoked.length > 0) { this.#epoch++; this.#signal(); }
     try {
-      await this.#o.host.stopShards(revoked);
+      await this.#options.host.stopShards(revoked);
     } finally {
       for (const shard of revoked) { this.#owned.delete(shard); this.#draining.delete(shard); }
-      this.#o.fences?.release(revoked);
+      this.#options.fences?.release(revoked);
     }
     this.#assignment = assignment;
-    const fences = this.#o.fences;
+    const fences = this.#options.fences;
     // With fencing, a shard is owned only under an epoch: a gained one once it is taken below.
     // A shard this node kept but lost its epoch for (fenced while it was paused, say: another
     // node took it in a generation this node missed) is taken again like a gained one, since
@@ -898,7 +898,7 @@ export class ShardRegion {
 
   /** Every entity with a reminder on a gained shard is activated; reminders that cannot be read fail the step. */
   async #activateGained(shards: readonly ShardId[]): Promise<void> {
-    await this.#activate(await this.#o.reminders.forShards(shards));
+    await this.#activate(await this.#options.reminders.forShards(shards));
   }
 
   /**
@@ -910,8 +910,8 @@ export class ShardRegion {
   async #activateReminded(shards: readonly ShardId[], dueBy: number): Promise<void> {
     if (shards.length === 0) return;
     // The scan comes again: a failure here is only reported.
-    const reminders = await this.#o.reminders.forShards(shards)
-      .catch((e) => { this.#o.onError?.(e, 'reading reminders'); return []; });
+    const reminders = await this.#options.reminders.forShards(shards)
+      .catch((e) => { this.#options.onError?.(e, 'reading reminders'); return []; });
     await this.#activate(reminders, dueBy);
   }
 
@@ -920,18 +920,18 @@ export class ShardRegion {
     for (const r of reminders) if (dueBy === undefined || r.dueAt <= dueBy) byKey.set(r.entityKey, [...(byKey.get(r.entityKey) ?? []), r.name]);
     await Promise.all([...byKey].map(async ([key, names]) => {
       const ref = parseEntityKey(key);
-      if (!this.#o.host.knows(ref.kind) || (dueBy !== undefined && this.#o.host.isActive(ref))) return;
+      if (!this.#options.host.knows(ref.kind) || (dueBy !== undefined && this.#options.host.isActive(ref))) return;
       const shard = this.shardOf(ref);
       // A shard lost (fenced, revoked) since the reminders were read is not woken here.
       if (!this.#holds(shard)) return;
       try {
-        await this.#o.host.activate(ref, shard);
+        await this.#options.host.activate(ref, shard);
         // A reminder whose timer the entity no longer has was left by a lost delete: drop it,
         // or every scan would wake the entity again.
-        const armed = new Set(this.#o.host.armedTimers(ref));
-        for (const name of names) if (!armed.has(name)) await this.#o.reminders.clear(key, name, shard);
+        const armed = new Set(this.#options.host.armedTimers(ref));
+        for (const name of names) if (!armed.has(name)) await this.#options.reminders.clear(key, name, shard);
       } catch (e) {
-        this.#o.onError?.(e, `activating ${key} for its timers`);
+        this.#options.onError?.(e, `activating ${key} for its timers`);
       }
     }));
   }

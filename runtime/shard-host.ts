@@ -319,8 +319,8 @@ export class ShardHost {
       forget: services.forget,
       armTimer: (self, name, at) => this.#timers.arm(entityKey(self), name, at, () => services.onTimer(self, name, at)),
       disarmTimer: (self, name) => this.#timers.disarm(entityKey(self), name),
-      saveSnapshot: (key, seq, inc) =>
-        this.#engine.takeSnapshot({ key, sequenceNumber: seq, data: inc, createdAt: this.#now() }),
+      saveSnapshot: (key, seq, incarnation) =>
+        this.#engine.takeSnapshot({ key, sequenceNumber: seq, data: incarnation, createdAt: this.#now() }),
       reducerFailed: (self, _message, error) => this.#options.onError?.(error, `reducer of ${entityKey(self)} threw`),
       poisoned: (self, error) => {
         this.#options.onError?.(error, `entity ${entityKey(self)} failed; it will recover from its journal`);

@@ -75,7 +75,9 @@ test('location fixes are metered per driver: a batch after a dead zone passes, a
 test('a session ends with its token, with close code 4401, unless a fresh auth message extends it', async (t) => {
   const edge = await startEdge();
   t.teardown(() => edge.stop());
-  const short = await sign('expiring', 'driver', 3);
+  // Long enough for both sockets to connect and one to refresh on a loaded machine (3 s was
+  // not: the token expired before the refresh arrived), short enough to wait out.
+  const short = await sign('expiring', 'driver', 15);
   const ending = await WsClient.connect(wsUrl(edge, short));
   const extended = await WsClient.connect(wsUrl(edge, short));
   t.is((await extended.call({ type: 'auth', token: await sign('expiring', 'driver', 3600) }, 'refresh')).type, 'ack');
