@@ -20,7 +20,7 @@ import { LogUnavailableError, RebalanceStepError, ShardFencedError, ShardHandoff
 import type { ShardFences } from './fencing.ts';
 import type { CommandEnvelope, CommandLog, DeadLetter, DeadLetterStore, LogRecord, Notifier, Reminder, ReminderStore, ShardAssignment, SoftMessage } from './ports.ts';
 import { NOT_NOW, type ShardHost } from './shard-host.ts';
-import { backoff } from './backoff.ts';
+import { backoff, sleep } from './backoff.ts';
 import { timerCommandId, type TimerFire } from './timers.ts';
 import { endSpan, endWith, SpanKind, startSpan, traceField, tracingEnabled, withSpan, type Span } from './tracing.ts';
 
@@ -714,7 +714,7 @@ export class ShardRegion {
         // The reminder would bring it back after a restart; while this node runs, keep trying.
         if (!this.#holds(shard) || this.#stopping) return;
         this.#options.onError?.(error, `timer ${name} of ${entityKey(self)}: the log refused the fire command; retrying`);
-        await new Promise((r) => setTimeout(r, delay));
+        await sleep(delay);
       }
     }
   }
@@ -972,7 +972,7 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 /** Waits, telling the log the consumer is alive about once a second meanwhile. */
 async function pause(ms: number, heartbeat?: () => Promise<void>): Promise<void> {
   for (let left = ms; left > 0; left -= 1_000) {
-    await new Promise((r) => setTimeout(r, Math.min(left, 1_000)));
+    await sleep(Math.min(left, 1_000));
     await heartbeat?.();
   }
 }

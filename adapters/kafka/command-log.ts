@@ -197,7 +197,7 @@ export class KafkaCommandLog implements CommandLog {
         if (!(error as { retriable?: boolean }).retriable || Date.now() > until) throw error;
       }
       if (Date.now() > until) throw new Error(`Kafka topic "${topic}" has no leaders after 30 s`);
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
     }
   }
 

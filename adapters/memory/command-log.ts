@@ -188,7 +188,7 @@ export class InProcessCommandLog implements CommandLog {
       p.next = from + batch.length;
     } catch (error) {
       this.#o.onError?.(error, `delivery of shard ${p.shard} from offset ${from} failed; retrying`);
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
   }
 

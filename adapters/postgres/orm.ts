@@ -4,6 +4,7 @@ import { MikroORM } from '@mikro-orm/postgresql';
 import { Migrator } from '@mikro-orm/migrations';
 import { entities } from './entities.ts';
 import { migrations } from './migrations.ts';
+import { sleep } from '../../runtime/backoff.ts';
 
 export type Orm = MikroORM;
 
@@ -67,7 +68,7 @@ async function migrate(orm: Orm): Promise<void> {
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (attempt >= 5 || (code !== '23505' && code !== '42P07')) throw error;
-      await new Promise((r) => setTimeout(r, 100 * attempt + Math.random() * 100));
+      await sleep(100 * attempt + Math.random() * 100);
     }
   }
 }
