@@ -10,7 +10,7 @@ import { pricingPolicy } from '../edge.ts';
 import { HttpError } from '../errors.ts';
 import { DriverId, MaintenanceId, VehicleId } from '../ids.ts';
 import { AnalyticsQuery, DriverCreate, DriverPatch, MaintenanceCreate, PricingPolicy, Vehicle, VehicleCreate, VehiclePatch } from '../schemas.ts';
-import { outcome } from './bookings.ts';
+import { outcome } from '../rejections.ts';
 import { revealFields, sealFields } from '../../runtime/personal-data.ts';
 
 export function adminRoutes(edge: Edge): Api {
