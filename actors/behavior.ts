@@ -52,22 +52,26 @@ export interface ServicePorts {
   ask<A>(to: EntityRef, query: unknown): A | Promise<A>;
 }
 
-export interface Outcome<S, E> {
+/**
+ * What handling one message came to. `R` is the behavior's closed set of refusal codes
+ * (see rejections.ts); the runtime sees them as strings.
+ */
+export interface Outcome<S, E, R extends string = string> {
   readonly state: S;
   readonly events: readonly E[];
   readonly effects: readonly Effect[];
   /** A refusal the caller should see (the command was understood but not allowed). */
-  readonly rejection?: { readonly code: string; readonly message: string };
+  readonly rejection?: { readonly code: R; readonly message: string };
   /** A value returned to a caller waiting on this command (for example the created booking). */
   readonly reply?: unknown;
 }
 
-export interface Behavior<S, M, E, Q = never, A = unknown> {
+export interface Behavior<S, M, E, Q = never, A = unknown, R extends string = string> {
   readonly kind: EntityKind;
   /** Version of the event payloads this code writes; older payloads go through `upcast`. */
   readonly eventVersion: number;
   initial(id: string): S;
-  handle(state: S, message: M, ctx: HandleContext): Outcome<S, E>;
+  handle(state: S, message: M, ctx: HandleContext): Outcome<S, E, R>;
   /** Rebuilds state from a persisted event during recovery. */
   apply(state: S, event: E): S;
   /** Read-only queries (`ask`). */
@@ -84,11 +88,15 @@ export interface Behavior<S, M, E, Q = never, A = unknown> {
   readonly ephemeral?: boolean;
 }
 
-/** A reducer result with nothing persisted and nothing to do. */
-export function unchanged<S, E>(state: S): Outcome<S, E> {
-  return { state, events: [], effects: [] };
+/** Any behavior, as the runtime and the node hold them (each its own types inside). */
+export type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
+
+/** A reducer result with nothing persisted and nothing to do (optionally a reply to a waiting caller). */
+export function unchanged<S, E, R extends string = never>(state: S, reply?: unknown): Outcome<S, E, R> {
+  return reply === undefined ? { state, events: [], effects: [] } : { state, events: [], effects: [], reply };
 }
 
-export function rejected<S, E>(state: S, code: string, message: string): Outcome<S, E> {
-  return { state, events: [], effects: [], rejection: { code, message } };
+/** A refusal: nothing persisted, nothing done (unless `effects`), and the caller told why. */
+export function rejected<S, E, R extends string>(state: S, code: R, message: string, effects: readonly Effect[] = []): Outcome<S, E, R> {
+  return { state, events: [], effects, rejection: { code, message } };
 }

@@ -18,15 +18,32 @@
 // scheduled answers a sweep by publishing its current view (`booking.synced`) so
 // a read model row that missed a transition is corrected instead of swept forever.
 
-import type { Behavior, Effect, EntityRef, HandleContext, Outcome } from './behavior.ts';
+//
+// An offer ends without an acceptance in one of three ways, each a message to the
+// booking (wire names kept: they are commands in the log and journal):
+// - `offer.refused`: the driver's actor turned the offer down without the driver
+//   seeing it (not available, in maintenance, inactive, already expired), or the
+//   driver was deactivated while holding it;
+// - `offer.declined`: the driver let go of an offer it held: declined it, went
+//   offline, or (`expired: true`) the driver's own offer timer ran out;
+// - `offer.timeout`: the booking's own offer timer ran out first; the driver may
+//   still hold the offer, so the booking withdraws it.
+// All three become one `offer.failed` event with the reason, and dispatch moves on.
+
+import { rejected, unchanged, type Behavior, type Effect, type EntityRef, type HandleContext, type Outcome } from './behavior.ts';
 import type { Candidate } from './cell.ts';
 import { DEFAULT_WEIGHTS, rankCandidates, type DispatchWeights } from './dispatch-policy.ts';
 import type { Point } from './geo.ts';
 import type { Money } from './pricing.ts';
+import type { BookingRejection } from './rejections.ts';
 
-export type BookingStatus = 'none' | 'scheduled' | 'searching' | 'offered' | 'accepted' | 'arriving' | 'in_progress' | 'completed' | 'cancelled' | 'no_driver';
+export type { BookingRejection } from './rejections.ts';
 
-export interface Actor {
+export type BookingStatus =
+  | 'none' | 'scheduled' | 'searching' | 'offered' | 'accepted' | 'arriving' | 'in_progress' | 'completed' | 'cancelled' | 'no_driver';
+
+/** Who sends a cancel or a rating: the authenticated caller. */
+export interface Caller {
   readonly role: 'rider' | 'driver' | 'admin' | 'system';
   readonly userId: string;
 }
@@ -88,8 +105,11 @@ export type BookingMessage =
   | { readonly type: 'search.retry'; readonly search: number }
   /** The backoff after a search that found nobody to offer is over: search again, wider. */
   | { readonly type: 'search.next'; readonly search: number }
+  /** The booking's own offer timer ran out (the driver may still hold the offer). */
   | { readonly type: 'offer.timeout'; readonly driverId: string }
+  /** The driver's actor turned the offer down unseen, or the driver was deactivated holding it. */
   | { readonly type: 'offer.refused'; readonly driverId: string; readonly reason: string }
+  /** The driver let go: declined, went offline, or (`expired`) the driver's offer timer ran out. */
   | { readonly type: 'offer.declined'; readonly driverId: string; readonly expired?: boolean }
   | { readonly type: 'offer.accepted'; readonly driverId: string }
   /** The assigned driver let go before the trip started: dispatch again. */
@@ -98,11 +118,12 @@ export type BookingMessage =
   | { readonly type: 'trip.arrived'; readonly driverId: string }
   | { readonly type: 'trip.started'; readonly driverId: string }
   | { readonly type: 'trip.completed'; readonly driverId: string }
-  | { readonly type: 'cancel'; readonly by: Actor; readonly reason?: string }
-  | { readonly type: 'rate'; readonly by: Actor; readonly stars: number; readonly comment?: string };
+  | { readonly type: 'cancel'; readonly by: Caller; readonly reason?: string }
+  | { readonly type: 'rate'; readonly by: Caller; readonly stars: number; readonly comment?: string };
 
 export type BookingEvent =
-  | ({ readonly type: 'created'; readonly at: number; readonly id: string; readonly deadlineAt: number; readonly radiusKm: number } & Omit<CreateBooking, 'type'>)
+  | ({ readonly type: 'created'; readonly at: number; readonly id: string; readonly deadlineAt: number; readonly radiusKm: number }
+    & Omit<CreateBooking, 'type'>)
   | { readonly type: 'search.started'; readonly at: number; readonly search: number; readonly radiusKm: number; readonly deadlineAt: number }
   | { readonly type: 'candidates.received'; readonly queue: readonly Candidate[] }
   | { readonly type: 'offered'; readonly at: number; readonly driverId: string; readonly expiresAt: number }
@@ -145,7 +166,9 @@ export const DEFAULT_BOOKING: BookingSettings = {
 };
 
 /** How long the booking waits after its `n`th search of a dispatch round found nobody (n from 1). */
-export function searchBackoff(settings: Pick<BookingSettings, 'searchBackoffMs' | 'searchBackoffMaxMs'>, n: number): number {
+export function searchBackoff(
+  settings: Pick<BookingSettings, 'searchBackoffMs' | 'searchBackoffMaxMs'>, n: number,
+): number {
   return Math.min(settings.searchBackoffMaxMs, settings.searchBackoffMs * 2 ** Math.min(Math.max(0, n - 1), 30));
 }
 
@@ -153,17 +176,23 @@ export const FINAL: readonly BookingStatus[] = ['completed', 'cancelled', 'no_dr
 /** Statuses from which a rider or admin may still cancel (the contract: 409 once in progress or finished). */
 const CANCELLABLE: readonly BookingStatus[] = ['scheduled', 'searching', 'offered', 'accepted', 'arriving'];
 
+/** The timers of a dispatch round, all cancelled when it ends (accepted, cancelled, no driver). */
+const DISPATCH_TIMERS = ['offer', 'search', 'deadline'] as const;
+
 const driverRef = (id: string): EntityRef => ({ kind: 'driver', id });
+const cancelTimers = (names: readonly string[]): Effect[] => names.map((name) => ({ type: 'timer.cancel', name }));
 
 export function initialBooking(id: string): BookingState {
   return {
-    status: 'none', id, riderId: '', vehicleType: '', pickup: { lat: 0, lng: 0 }, dropoff: { lat: 0, lng: 0 }, pickupCell: '',
+    status: 'none', id, riderId: '', vehicleType: '', pickup: { lat: 0, lng: 0 }, dropoff: { lat: 0, lng: 0 },
+    pickupCell: '',
     price: { amount: 0, currency: 'USD' }, surge: 1, distanceKm: 0, durationMin: 0, createdAt: 0, timeline: [],
     radiusKm: 0, searches: 0, tried: [], queue: [], deadlineAt: 0,
   };
 }
 
-function at(s: BookingState, status: BookingStatus, time: number): BookingState {
+/** The booking moved to `status` at `time` (recorded in its timeline). */
+function withStatus(s: BookingState, status: BookingStatus, time: number): BookingState {
   return { ...s, status, timeline: [...s.timeline, { status, at: time }] };
 }
 
@@ -171,21 +200,28 @@ export function applyBooking(s: BookingState, e: BookingEvent): BookingState {
   switch (e.type) {
     case 'created': {
       const { type: _t, at: time, deadlineAt, radiusKm, ...rest } = e;
-      return at({ ...s, ...rest, createdAt: time, deadlineAt, radiusKm }, e.scheduledAt !== undefined ? 'scheduled' : 'searching', time);
+      return withStatus({ ...s, ...rest, createdAt: time, deadlineAt, radiusKm }, e.scheduledAt !== undefined ? 'scheduled' : 'searching', time);
     }
     case 'search.started':
-      return { ...(s.status === 'scheduled' ? at(s, 'searching', e.at) : s), searches: e.search, radiusKm: e.radiusKm, deadlineAt: e.deadlineAt, queue: [] };
+      return {
+        ...(s.status === 'scheduled' ? withStatus(s, 'searching', e.at) : s),
+        searches: e.search, radiusKm: e.radiusKm, deadlineAt: e.deadlineAt, queue: [],
+      };
     case 'candidates.received': return { ...s, queue: e.queue };
-    case 'offered': return { ...at(s, 'offered', e.at), offer: { driverId: e.driverId, expiresAt: e.expiresAt }, tried: [...s.tried, e.driverId], queue: s.queue.filter((c) => c.driverId !== e.driverId) };
-    case 'offer.failed': return s.status === 'offered' ? { ...at(s, 'searching', e.at), offer: undefined } : { ...s, offer: undefined };
-    case 'accepted': return { ...at(s, 'accepted', e.at), driverId: e.driverId, offer: undefined, queue: [] };
+    case 'offered': return {
+      ...withStatus(s, 'offered', e.at), offer: { driverId: e.driverId, expiresAt: e.expiresAt },
+      tried: [...s.tried, e.driverId], queue: s.queue.filter((c) => c.driverId !== e.driverId),
+    };
+    case 'offer.failed': return s.status === 'offered' ? { ...withStatus(s, 'searching', e.at), offer: undefined } : { ...s, offer: undefined };
+    case 'accepted': return { ...withStatus(s, 'accepted', e.at), driverId: e.driverId, offer: undefined, queue: [] };
     // Back to searching: the released driver stays in `tried`; the next search gets a fresh deadline.
-    case 'released': return { ...at(s, 'searching', e.at), driverId: undefined, offer: undefined, queue: [], deadlineAt: 0, searchesBefore: s.searches };
-    case 'arriving': return at(s, 'arriving', e.at);
-    case 'started': return at(s, 'in_progress', e.at);
-    case 'completed': return at(s, 'completed', e.at);
-    case 'cancelled': return { ...at(s, 'cancelled', e.at), cancelledBy: e.by, offer: undefined, queue: [] };
-    case 'no_driver': return { ...at(s, 'no_driver', e.at), offer: undefined, queue: [] };
+    case 'released':
+      return { ...withStatus(s, 'searching', e.at), driverId: undefined, offer: undefined, queue: [], deadlineAt: 0, searchesBefore: s.searches };
+    case 'arriving': return withStatus(s, 'arriving', e.at);
+    case 'started': return withStatus(s, 'in_progress', e.at);
+    case 'completed': return withStatus(s, 'completed', e.at);
+    case 'cancelled': return { ...withStatus(s, 'cancelled', e.at), cancelledBy: e.by, offer: undefined, queue: [] };
+    case 'no_driver': return { ...withStatus(s, 'no_driver', e.at), offer: undefined, queue: [] };
     case 'rated': return { ...s, rating: { stars: e.stars, comment: e.comment } };
   }
 }
@@ -203,12 +239,26 @@ export function bookingView(s: BookingState) {
   };
 }
 
-export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING): Behavior<BookingState, BookingMessage, BookingEvent, BookingQuery, unknown> {
-  function result(s: BookingState, events: BookingEvent[], effects: Effect[] = [], reply?: unknown): Outcome<BookingState, BookingEvent> {
+/** What handling one message of a booking comes to. */
+type BookingOutcome = Outcome<BookingState, BookingEvent, BookingRejection>;
+
+/** Part of an outcome: events to journal and effects to run, before the announcements. */
+interface Step {
+  readonly events: readonly BookingEvent[];
+  readonly effects: readonly Effect[];
+}
+
+export function makeBookingBehavior(
+  settings: BookingSettings = DEFAULT_BOOKING,
+): Behavior<BookingState, BookingMessage, BookingEvent, BookingQuery, unknown, BookingRejection> {
+  function result(s: BookingState, events: readonly BookingEvent[], effects: readonly Effect[] = [], reply?: unknown): BookingOutcome {
     const next = events.reduce(applyBooking, s);
     const changed = next.status !== s.status;
     const announce: Effect[] = changed ? [
-      { type: 'publish', topic: 'booking', event: { type: `booking.${next.status}`, at: next.timeline.at(-1)?.at, booking: bookingView(next), pickupCell: next.pickupCell, driverId: next.driverId ?? next.offer?.driverId } },
+      { type: 'publish', topic: 'booking', event: {
+        type: `booking.${next.status}`, at: next.timeline.at(-1)?.at, booking: bookingView(next),
+        pickupCell: next.pickupCell, driverId: next.driverId ?? next.offer?.driverId,
+      } },
       // Rider and assigned driver both see every transition of the booking.
       ...[next.riderId, next.driverId].filter((u): u is string => u !== undefined)
         .map((userId): Effect => ({ type: 'notify', userId, message: { type: 'booking.updated', booking: bookingView(next) } })),
@@ -216,17 +266,19 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
     return { state: next, events, effects: [...effects, ...announce], ...(reply !== undefined ? { reply } : {}) };
   }
 
-  function refuse(s: BookingState, code: string, message: string): Outcome<BookingState, BookingEvent> {
-    return { state: s, events: [], effects: [], rejection: { code, message } };
-  }
+  /** The outcome of one step, with `before` effects run ahead of it. */
+  const stepped = (s: BookingState, step: Step, before: readonly Effect[] = []): BookingOutcome =>
+    result(s, step.events, [...before, ...step.effects]);
 
-  function search(s: BookingState, now: number, radiusKm: number): { events: BookingEvent[]; effects: Effect[] } {
+  function search(s: BookingState, now: number, radiusKm: number): Step {
     const searchNo = s.searches + 1;
     const deadlineAt = s.deadlineAt > 0 && s.status !== 'scheduled' ? s.deadlineAt : now + settings.deadlineMs;
     return {
       events: [{ type: 'search.started', at: now, search: searchNo, radiusKm, deadlineAt }],
       effects: [
-        { type: 'request', service: 'nearest', payload: { bookingId: s.id, search: searchNo, point: s.pickup, radiusKm, k: settings.candidatesPerSearch, vehicleType: s.vehicleType } },
+        { type: 'request', service: 'nearest', payload: {
+          bookingId: s.id, search: searchNo, point: s.pickup, radiusKm, k: settings.candidatesPerSearch, vehicleType: s.vehicleType,
+        } },
         { type: 'timer.set', name: 'search', at: now + settings.searchRetryMs, message: { type: 'search.retry', search: searchNo } },
         { type: 'timer.set', name: 'deadline', at: deadlineAt, message: { type: 'deadline' } },
       ],
@@ -238,7 +290,7 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
    * right after a search (`searched`) wait out a backoff before the next one, else (the
    * candidates of a search ran out) search again at once, wider.
    */
-  function next(s: BookingState, now: number, searched = false): { events: BookingEvent[]; effects: Effect[] } {
+  function offerOrWidenOrGiveUp(s: BookingState, now: number, searched = false): Step {
     const ranked = rankCandidates(s.queue, { bookingId: s.id, radiusKm: s.radiusKm, now, tried: s.tried, weights: settings.weights });
     const best = ranked[0];
     if (best) {
@@ -247,7 +299,9 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
         events: [{ type: 'offered', at: now, driverId: best.driverId, expiresAt }],
         effects: [
           { type: 'timer.cancel', name: 'search' },
-          { type: 'tell', to: driverRef(best.driverId), message: { type: 'offer', bookingId: s.id, riderId: s.riderId, pickup: s.pickup, dropoff: s.dropoff, price: s.price, expiresAt } },
+          { type: 'tell', to: driverRef(best.driverId), message: {
+            type: 'offer', bookingId: s.id, riderId: s.riderId, pickup: s.pickup, dropoff: s.dropoff, price: s.price, expiresAt,
+          } },
           { type: 'timer.set', name: 'offer', at: expiresAt, message: { type: 'offer.timeout', driverId: best.driverId } },
         ],
       };
@@ -256,7 +310,9 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
     if (searched) {
       const wait = searchBackoff(settings, s.searches - (s.searchesBefore ?? 0));
       // Never past the deadline, whose own timer ends the booking.
-      return { events: [], effects: [{ type: 'timer.set', name: 'search', at: Math.min(now + wait, s.deadlineAt), message: { type: 'search.next', search: s.searches } }] };
+      return { events: [], effects: [
+        { type: 'timer.set', name: 'search', at: Math.min(now + wait, s.deadlineAt), message: { type: 'search.next', search: s.searches } },
+      ] };
     }
     return search(s, now, wider(s));
   }
@@ -266,42 +322,40 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
   }
 
   /** The booking as it is now, for a read model row that missed a transition (no analytics count it). */
-  function synced(s: BookingState, now: number): Outcome<BookingState, BookingEvent> {
+  function synced(s: BookingState, now: number): BookingOutcome {
     return { state: s, events: [], effects: [{ type: 'publish', topic: 'booking', event: {
       type: 'booking.synced', at: now, booking: bookingView(s), pickupCell: s.pickupCell, driverId: s.driverId ?? s.offer?.driverId,
     } }] };
   }
 
-  function giveUp(now: number): { events: BookingEvent[]; effects: Effect[] } {
-    return { events: [{ type: 'no_driver', at: now }], effects: ['search', 'offer', 'deadline'].map((name) => ({ type: 'timer.cancel', name }) as Effect) };
+  /** The deadline passed with nobody accepted: the booking ends `no_driver` and its dispatch timers stop. */
+  function giveUp(now: number): Step {
+    return { events: [{ type: 'no_driver', at: now }], effects: cancelTimers(DISPATCH_TIMERS) };
   }
 
-  function ended(s: BookingState, now: number): Outcome<BookingState, BookingEvent> {
-    const step = giveUp(now);
-    return result(s, step.events, step.effects);
-  }
-
-  /** The current offer ended without an acceptance: move on. */
-  function offerFailed(s: BookingState, driverId: string, reason: string, now: number): Outcome<BookingState, BookingEvent> {
-    if (s.status !== 'offered' || s.offer?.driverId !== driverId) return { state: s, events: [], effects: [] };
+  /** The current offer ended without an acceptance (refused, declined, timed out): move on. */
+  function offerFailed(s: BookingState, driverId: string, reason: string, now: number): BookingOutcome {
+    if (s.status !== 'offered' || s.offer?.driverId !== driverId) return unchanged(s);
     const failed: BookingEvent = { type: 'offer.failed', at: now, driverId, reason };
-    const after = applyBooking(s, failed);
-    const step = next(after, now);
+    const step = offerOrWidenOrGiveUp(applyBooking(s, failed), now);
     return result(s, [failed, ...step.events], [{ type: 'timer.cancel', name: 'offer' }, ...step.effects]);
   }
 
-  const handle = (s: BookingState, m: BookingMessage, ctx: HandleContext): Outcome<BookingState, BookingEvent> => {
+  const withdraw = (bookingId: string, driverId: string): Effect =>
+    ({ type: 'tell', to: driverRef(driverId), message: { type: 'offer.withdrawn', bookingId } });
+
+  const handle = (s: BookingState, m: BookingMessage, ctx: HandleContext): BookingOutcome => {
     const now = ctx.now;
     if (s.status === 'none' && m.type !== 'create') {
-      if (m.type === 'offer.accepted') return { state: s, events: [], effects: [{ type: 'tell', to: driverRef(m.driverId), message: { type: 'offer.withdrawn', bookingId: s.id } }] };
-      return refuse(s, 'not_found', `booking ${s.id} does not exist`);
+      if (m.type === 'offer.accepted') return { ...unchanged(s), effects: [withdraw(s.id, m.driverId)] };
+      return rejected(s, 'not_found', `booking ${s.id} does not exist`);
     }
     switch (m.type) {
       case 'create': {
         if (s.status !== 'none') {
           return m.requestKey !== undefined && s.requestKey !== undefined && m.requestKey !== s.requestKey
-            ? refuse(s, 'already_created', 'this booking was created by another request')
-            : { state: s, events: [], effects: [], reply: bookingView(s) };
+            ? rejected(s, 'already_created', 'this booking was created by another request')
+            : unchanged(s, bookingView(s));
         }
         const { type: _t, ...fields } = m;
         const created: BookingEvent = { type: 'created', at: now, id: s.id, deadlineAt: 0, radiusKm: settings.initialRadiusKm, ...fields };
@@ -309,7 +363,9 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
         const demand: Effect = { type: 'tell', durable: false, to: { kind: 'cell', id: m.pickupCell }, message: { type: 'demand', at: now } };
         if (m.scheduledAt !== undefined && m.scheduledAt > now) {
           // Its own durable timer activates it (at once when already inside the lead window).
-          const activate: Effect = { type: 'timer.set', name: 'activate', at: Math.max(now, m.scheduledAt - settings.scheduleLeadMs), message: { type: 'activate' } };
+          const activate: Effect = {
+            type: 'timer.set', name: 'activate', at: Math.max(now, m.scheduledAt - settings.scheduleLeadMs), message: { type: 'activate' },
+          };
           return result(s, [created], [demand, activate], bookingView(base));
         }
         const first = search(base, now, settings.initialRadiusKm);
@@ -321,27 +377,22 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
         // that has moved on (a sweep that read a stale row, or came second) changes nothing
         // and publishes its current view, which corrects the row.
         if (s.status !== 'scheduled') return synced(s, now);
-        const step = search(s, now, settings.initialRadiusKm);
-        return result(s, step.events, [{ type: 'timer.cancel', name: 'activate' }, ...step.effects]);
+        return stepped(s, search(s, now, settings.initialRadiusKm), [{ type: 'timer.cancel', name: 'activate' }]);
       }
       case 'candidates': {
-        if (s.status !== 'searching' || m.search !== s.searches) return { state: s, events: [], effects: [] };
+        if (s.status !== 'searching' || m.search !== s.searches) return unchanged(s);
         const received: BookingEvent = { type: 'candidates.received', queue: m.drivers };
-        const step = next(applyBooking(s, received), now, true);
+        const step = offerOrWidenOrGiveUp(applyBooking(s, received), now, true);
         return result(s, [received, ...step.events], step.effects);
       }
-      case 'search.next': {
-        if (s.status !== 'searching' || m.search !== s.searches) return { state: s, events: [], effects: [] };
-        if (now >= s.deadlineAt) return ended(s, now);
-        const step = search(s, now, wider(s));
-        return result(s, step.events, step.effects);
-      }
+      case 'search.next':
       case 'search.retry': {
-        if (s.status !== 'searching' || m.search !== s.searches) return { state: s, events: [], effects: [] };
-        if (now >= s.deadlineAt) return ended(s, now);
-        const step = search(s, now, s.radiusKm);
-        return result(s, step.events, step.effects);
+        if (s.status !== 'searching' || m.search !== s.searches) return unchanged(s);
+        if (now >= s.deadlineAt) return stepped(s, giveUp(now));
+        // After a backoff, wider; after a search that got no answer, the same radius again.
+        return stepped(s, search(s, now, m.type === 'search.next' ? wider(s) : s.radiusKm));
       }
+      // The three ways an offer ends unaccepted (see the top of this file).
       case 'offer.timeout':
         return withWithdraw(offerFailed(s, m.driverId, 'timeout', now), s, m.driverId);
       case 'offer.refused':
@@ -350,52 +401,57 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
         return offerFailed(s, m.driverId, m.expired ? 'expired' : 'declined', now);
       case 'offer.accepted': {
         if (s.status === 'offered' && s.offer?.driverId === m.driverId) {
-          return result(s, [{ type: 'accepted', at: now, driverId: m.driverId }],
-            ['offer', 'search', 'deadline'].map((name) => ({ type: 'timer.cancel', name }) as Effect));
+          return result(s, [{ type: 'accepted', at: now, driverId: m.driverId }], cancelTimers(DISPATCH_TIMERS));
         }
         // Too late (timed out, cancelled, or already given to someone else): release the driver.
-        return { state: s, events: [], effects: [{ type: 'tell', to: driverRef(m.driverId), message: { type: 'offer.withdrawn', bookingId: s.id } }], rejection: { code: 'offer_closed', message: 'the offer is no longer open' } };
+        return rejected(s, 'offer_closed', 'the offer is no longer open', [withdraw(s.id, m.driverId)]);
       }
       case 'driver.released': {
-        if ((s.status !== 'accepted' && s.status !== 'arriving') || s.driverId !== m.driverId) return { state: s, events: [], effects: [] };
+        if ((s.status !== 'accepted' && s.status !== 'arriving') || s.driverId !== m.driverId) return unchanged(s);
         const released: BookingEvent = { type: 'released', at: now, driverId: m.driverId, reason: m.reason };
         const step = search(applyBooking(s, released), now, settings.initialRadiusKm);
         return result(s, [released, ...step.events], step.effects);
       }
       case 'deadline':
-        if (s.status !== 'searching' && s.status !== 'offered') return { state: s, events: [], effects: [] };
-        return withWithdraw(ended(s, now), s, s.offer?.driverId);
+        if (s.status !== 'searching' && s.status !== 'offered') return unchanged(s);
+        return withWithdraw(stepped(s, giveUp(now)), s, s.offer?.driverId);
       case 'trip.arrived':
-        if (s.status !== 'accepted' || s.driverId !== m.driverId) return refuse(s, 'invalid_transition', `cannot arrive while ${s.status}`);
+        if (s.status !== 'accepted' || s.driverId !== m.driverId) return rejected(s, 'invalid_transition', `cannot arrive while ${s.status}`);
         return result(s, [{ type: 'arriving', at: now }]);
       case 'trip.started':
-        if ((s.status !== 'arriving' && s.status !== 'accepted') || s.driverId !== m.driverId) return refuse(s, 'invalid_transition', `cannot start while ${s.status}`);
+        if ((s.status !== 'arriving' && s.status !== 'accepted') || s.driverId !== m.driverId) {
+          return rejected(s, 'invalid_transition', `cannot start while ${s.status}`);
+        }
         return result(s, [{ type: 'started', at: now }]);
       case 'trip.completed':
-        if (s.status !== 'in_progress' || s.driverId !== m.driverId) return refuse(s, 'invalid_transition', `cannot complete while ${s.status}`);
+        if (s.status !== 'in_progress' || s.driverId !== m.driverId) return rejected(s, 'invalid_transition', `cannot complete while ${s.status}`);
         return result(s, [{ type: 'completed', at: now }]);
       case 'cancel': {
-        if (m.by.role === 'rider' && m.by.userId !== s.riderId) return refuse(s, 'forbidden', 'only the rider who booked may cancel');
-        if (m.by.role === 'driver') return refuse(s, 'forbidden', 'drivers decline offers instead of cancelling');
-        if (!CANCELLABLE.includes(s.status)) return refuse(s, 'conflict', `a booking that is ${s.status} cannot be cancelled`);
+        if (m.by.role === 'rider' && m.by.userId !== s.riderId) return rejected(s, 'forbidden', 'only the rider who booked may cancel');
+        if (m.by.role === 'driver') return rejected(s, 'forbidden', 'drivers decline offers instead of cancelling');
+        if (!CANCELLABLE.includes(s.status)) return rejected(s, 'conflict', `a booking that is ${s.status} cannot be cancelled`);
         const holder = s.driverId ?? s.offer?.driverId;
-        const effects: Effect[] = (s.status === 'scheduled' ? ['activate'] : ['offer', 'search', 'deadline']).map((name) => ({ type: 'timer.cancel', name }) as Effect);
+        const effects = cancelTimers(s.status === 'scheduled' ? ['activate'] : DISPATCH_TIMERS);
         if (holder) {
           effects.push({ type: 'tell', to: driverRef(holder), message: { type: s.driverId ? 'booking.cancelled' : 'offer.withdrawn', bookingId: s.id } });
         }
         return result(s, [{ type: 'cancelled', at: now, by: m.by.role, reason: m.reason }], effects);
       }
       case 'rate': {
-        if (m.by.role !== 'rider' || m.by.userId !== s.riderId) return refuse(s, 'forbidden', 'only the rider of the booking may rate it');
-        if (s.status !== 'completed') return refuse(s, 'conflict', 'only a completed booking can be rated');
-        if (s.rating) return refuse(s, 'conflict', 'this booking is already rated');
-        if (!Number.isInteger(m.stars) || m.stars < 1 || m.stars > 5) return refuse(s, 'invalid_rating', 'stars must be an integer from 1 to 5');
+        if (m.by.role !== 'rider' || m.by.userId !== s.riderId) return rejected(s, 'forbidden', 'only the rider of the booking may rate it');
+        if (s.status !== 'completed') return rejected(s, 'conflict', 'only a completed booking can be rated');
+        if (s.rating) return rejected(s, 'conflict', 'this booking is already rated');
+        if (!Number.isInteger(m.stars) || m.stars < 1 || m.stars > 5) return rejected(s, 'invalid_rating', 'stars must be an integer from 1 to 5');
+        const rated: BookingEvent = { type: 'rated', stars: m.stars, comment: m.comment };
+        const next = applyBooking(s, rated);
         return {
-          state: applyBooking(s, { type: 'rated', stars: m.stars, comment: m.comment }),
-          events: [{ type: 'rated', stars: m.stars, comment: m.comment }],
+          state: next,
+          events: [rated],
           effects: [
             { type: 'tell', to: driverRef(s.driverId!), message: { type: 'rated', bookingId: s.id, stars: m.stars } },
-            { type: 'publish', topic: 'booking', event: { type: 'booking.rated', at: now, booking: bookingView(applyBooking(s, { type: 'rated', stars: m.stars, comment: m.comment })), pickupCell: s.pickupCell, stars: m.stars } },
+            { type: 'publish', topic: 'booking', event: {
+              type: 'booking.rated', at: now, booking: bookingView(next), pickupCell: s.pickupCell, stars: m.stars,
+            } },
           ],
         };
       }
@@ -403,9 +459,9 @@ export function makeBookingBehavior(settings: BookingSettings = DEFAULT_BOOKING)
   };
 
   /** After a timeout or deadline the driver may still hold the offer: tell it to let go. */
-  function withWithdraw(out: Outcome<BookingState, BookingEvent>, before: BookingState, driverId: string | undefined): Outcome<BookingState, BookingEvent> {
+  function withWithdraw(out: BookingOutcome, before: BookingState, driverId: string | undefined): BookingOutcome {
     if (!driverId || before.offer?.driverId !== driverId || out.events.length === 0) return out;
-    return { ...out, effects: [{ type: 'tell', to: driverRef(driverId), message: { type: 'offer.withdrawn', bookingId: before.id } }, ...out.effects] };
+    return { ...out, effects: [withdraw(before.id, driverId), ...out.effects] };
   }
 
   return {

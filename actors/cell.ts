@@ -7,17 +7,12 @@
 // searches skip the others without waking their actors. A restarted cell starts
 // empty and publishes again on its first driver (marking is idempotent).
 
-import type { Behavior, Outcome } from './behavior.ts';
+import { unchanged, type Behavior, type Outcome } from './behavior.ts';
 import { CellIndex } from './cell-index.ts';
+import type { DriverStatus } from './driver.ts';
 import type { Point } from './geo.ts';
 import { TopK } from './top-k.ts';
-
-export interface MaintenanceWindow {
-  readonly from: number;
-  readonly to: number;
-}
-
-export type DriverStatus = 'offline' | 'available' | 'offered' | 'assigned' | 'on_trip';
+import { inMaintenance, type MaintenanceWindow } from './vehicle.ts';
 
 export interface DriverCopy extends Point {
   readonly driverId: string;
@@ -108,10 +103,6 @@ export interface Candidate extends DriverCopy {
   readonly distanceKm: number;
 }
 
-export function inMaintenance(windows: readonly MaintenanceWindow[], at: number): boolean {
-  return windows.some((w) => w.from <= at && at < w.to);
-}
-
 const fresh = (d: DriverCopy, now: number, s: CellSettings) => now - d.seenAt <= s.driverTtlMs;
 const recentDemand = (state: CellState, now: number, s: CellSettings) => state.demand.filter((t) => now - t <= s.demandWindowMs);
 
@@ -151,7 +142,9 @@ export function eligible(d: DriverCopy, vehicleType: string | undefined, now: nu
 }
 
 /** Offers the cell's eligible drivers within the radius to `best` (which may already hold other cells' drivers). */
-export function offerNearest(state: CellState, q: Omit<Extract<CellQuery, { type: 'nearest' }>, 'type' | 'k'>, now: number, s: CellSettings, best: TopK<DriverCopy>): void {
+export function offerNearest(
+  state: CellState, q: Omit<Extract<CellQuery, { type: 'nearest' }>, 'type' | 'k'>, now: number, s: CellSettings, best: TopK<DriverCopy>,
+): void {
   live(state).nearest(q.point, q.radiusKm, (d) => eligible(d, q.vehicleType, now, s), best);
 }
 
@@ -196,19 +189,19 @@ export function makeCellBehavior(settings: CellSettings = DEFAULT_CELL): Behavio
       switch (msg.type) {
         case 'driver.upsert': {
           const known = driverOf(state, msg.driver.driverId);
-          if (known && known.seenAt > msg.driver.seenAt) return { state, events: [], effects: [] }; // stale
+          if (known && known.seenAt > msg.driver.seenAt) return unchanged(state); // stale
           const next = advance(state, ctx.now, settings, (index) => index.set(msg.driver));
-          if (state.marked) return { state: next, events: [], effects: [] };
+          if (state.marked) return unchanged(next);
           const occupied: CellOccupied = { type: 'cell.occupied', cell: ctx.self.id };
           return { state: { ...next, marked: true }, events: [], effects: [{ type: 'publish', topic: CELL_TOPIC, event: occupied }] };
         }
         case 'driver.remove': {
           const known = driverOf(state, msg.driverId);
-          if (!known || known.seenAt > msg.at) return { state, events: [], effects: [] };
-          return { state: advance(state, ctx.now, settings, (index) => index.delete(msg.driverId)), events: [], effects: [] };
+          if (!known || known.seenAt > msg.at) return unchanged(state);
+          return unchanged(advance(state, ctx.now, settings, (index) => index.delete(msg.driverId)));
         }
         case 'demand':
-          return { state: advance({ ...state, demand: [...state.demand, msg.at] }, ctx.now, settings, () => undefined, true), events: [], effects: [] };
+          return unchanged(advance({ ...state, demand: [...state.demand, msg.at] }, ctx.now, settings, () => undefined, true));
       }
     },
     apply: (state) => state,
@@ -216,7 +209,10 @@ export function makeCellBehavior(settings: CellSettings = DEFAULT_CELL): Behavio
       const state = given.index instanceof CellIndex ? given : emptyCell();
       switch (q.type) {
         case 'nearest': return nearestInCell(state, q, ctx.now, settings);
-        case 'surge': return { surge: Math.round(surgeAt(state, ctx.now, settings) * 100) / 100, supply: supply(state, ctx.now), demand: recentDemand(state, ctx.now, settings).length };
+        case 'surge': return {
+          surge: Math.round(surgeAt(state, ctx.now, settings) * 100) / 100, supply: supply(state, ctx.now),
+          demand: recentDemand(state, ctx.now, settings).length,
+        };
         case 'drivers': return driversOf(state).filter((d) => fresh(d, ctx.now, settings));
       }
     },

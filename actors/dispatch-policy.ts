@@ -3,7 +3,7 @@
 // broken by a hash of booking and driver, so no driver is always first by id.
 
 import type { Candidate } from './cell.ts';
-import { inMaintenance } from './cell.ts';
+import { inMaintenance } from './vehicle.ts';
 
 export interface DispatchWeights {
   readonly distance: number;

@@ -20,11 +20,16 @@
 // died while online does not stay dispatchable forever.
 
 import { latLngToCell } from 'h3-js';
-import type { Behavior, Effect, EntityRef, HandleContext, Outcome } from './behavior.ts';
-import type { DriverCopy, DriverStatus, MaintenanceWindow } from './cell.ts';
-import { inMaintenance } from './cell.ts';
+import { rejected, unchanged, type Behavior, type Effect, type EntityRef, type HandleContext, type Outcome } from './behavior.ts';
+import type { DriverCopy } from './cell.ts';
 import type { Point } from './geo.ts';
 import type { Money } from './pricing.ts';
+import type { DriverRejection } from './rejections.ts';
+import { inMaintenance, type MaintenanceWindow } from './vehicle.ts';
+
+export type { DriverRejection } from './rejections.ts';
+
+export type DriverStatus = 'offline' | 'available' | 'offered' | 'assigned' | 'on_trip';
 
 export interface Fix extends Point {
   readonly heading?: number;
@@ -148,7 +153,10 @@ const booking = (id: string): EntityRef => ({ kind: 'booking', id });
 const cell = (id: string): EntityRef => ({ kind: 'cell', id });
 
 export function initialDriver(): DriverState {
-  return { status: 'offline', vehicleType: 'economy', ratingSum: 0, ratingCount: 0, offers: 0, accepts: 0, lastTripEndedAt: 0, maintenance: [], profile: { active: true } };
+  return {
+    status: 'offline', vehicleType: 'economy', ratingSum: 0, ratingCount: 0, offers: 0, accepts: 0, lastTripEndedAt: 0, maintenance: [],
+    profile: { active: true },
+  };
 }
 
 export function applyDriver(s: DriverState, e: DriverEvent): DriverState {
@@ -209,7 +217,10 @@ export function driverCopy(id: string, s: DriverState, now: number): DriverCopy 
   };
 }
 
-export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverState, DriverMessage, DriverEvent, DriverQuery, unknown> {
+/** What handling one message of a driver comes to. */
+type DriverOutcome = Outcome<DriverState, DriverEvent, DriverRejection>;
+
+export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverState, DriverMessage, DriverEvent, DriverQuery, unknown, DriverRejection> {
   const presenceMs = settings.presenceMs ?? DEFAULT_PRESENCE.presenceMs;
   const silentAfterMs = settings.silentAfterMs ?? DEFAULT_PRESENCE.silentAfterMs;
   const presenceTimer = (now: number): Effect => ({ type: 'timer.set', name: 'presence', at: now + presenceMs, message: { type: 'presence' } });
@@ -227,7 +238,7 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
     return effects;
   }
 
-  function transition(s: DriverState, given: DriverEvent[], ctx: HandleContext, extra: Effect[] = []): Outcome<DriverState, DriverEvent> {
+  function transition(s: DriverState, given: DriverEvent[], ctx: HandleContext, extra: Effect[] = []): DriverOutcome {
     let events = given;
     let next = events.reduce(applyDriver, s);
     // An inactive driver that comes free (trip over, booking released) goes offline rather than back to dispatch.
@@ -244,26 +255,24 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
     } else if (s.status !== 'offline' && next.status === 'offline') {
       presence.push({ type: 'timer.cancel', name: 'presence' });
     }
-    const publish: Effect[] = events.length > 0 ? [{ type: 'publish', topic: 'driver', event: { type: `driver.${events.at(-1)!.type}`, driver: driverView(ctx.self.id, next) } }] : [];
+    const publish: Effect[] = events.length > 0
+      ? [{ type: 'publish', topic: 'driver', event: { type: `driver.${events.at(-1)!.type}`, driver: driverView(ctx.self.id, next) } }]
+      : [];
     return { state: next, events, effects: [...extra, ...presence, ...cellEffects(ctx.self.id, s, next, ctx.now), ...publish] };
   }
 
   /** The presence timer fired: re-announce to the cell and set it again, or let it lapse. */
-  function presenceTick(s: DriverState, ctx: HandleContext): Outcome<DriverState, DriverEvent> {
-    const lapse = { state: s.presence ? { ...s, presence: undefined } : s, events: [], effects: [] };
+  function presenceTick(s: DriverState, ctx: HandleContext): DriverOutcome {
+    const lapse = unchanged<DriverState, DriverEvent>(s.presence ? { ...s, presence: undefined } : s);
     if (s.status === 'offline' || !s.fix || !s.cell) return lapse; // nothing to announce; the next fix sets it again
     if (ctx.now - (s.heardAt ?? s.fix.at) > silentAfterMs) return lapse;
     return { state: s.presence ? s : { ...s, presence: true }, events: [], effects: [...cellEffects(ctx.self.id, s, s, ctx.now), presenceTimer(ctx.now)] };
   }
 
-  function refuse(s: DriverState, code: string, message: string): Outcome<DriverState, DriverEvent> {
-    return { state: s, events: [], effects: [], rejection: { code, message } };
-  }
-
-  function move(s: DriverState, fixes: readonly Fix[], ctx: HandleContext): Outcome<DriverState, DriverEvent> {
+  function move(s: DriverState, fixes: readonly Fix[], ctx: HandleContext): DriverOutcome {
     // Fixes arrive late and out of order (batches sent after a tunnel): keep the newest only.
     const newest = fixes.reduce<Fix | undefined>((best, f) => (!best || f.at > best.at ? f : best), undefined);
-    if (!newest || (s.fix && newest.at <= s.fix.at)) return { state: s, events: [], effects: [] };
+    if (!newest || (s.fix && newest.at <= s.fix.at)) return unchanged(s);
     let next: DriverState = { ...s, fix: newest, cell: latLngToCell(newest.lat, newest.lng, settings.cellRes), heardAt: ctx.now };
     const effects = s.status === 'offline' ? [] : cellEffects(ctx.self.id, s, next, ctx.now);
     // Online without a presence timer this incarnation knows of (lapsed while silent, online
@@ -275,100 +284,111 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
     // The rider of the booking in hand follows the car.
     if ((s.status === 'assigned' || s.status === 'on_trip') && s.riderId && s.bookingId) {
       effects.push({ type: 'notify', userId: s.riderId, message: {
-        type: 'driver.location', bookingId: s.bookingId, lat: newest.lat, lng: newest.lng, heading: newest.heading ?? null, at: new Date(newest.at).toISOString(),
+        type: 'driver.location', bookingId: s.bookingId, lat: newest.lat, lng: newest.lng, heading: newest.heading ?? null,
+        at: new Date(newest.at).toISOString(),
       } });
     }
     return { state: next, events: [], effects };
   }
 
-  const handle = (s: DriverState, m: DriverMessage, ctx: HandleContext): Outcome<DriverState, DriverEvent> => {
+  const handle = (s: DriverState, m: DriverMessage, ctx: HandleContext): DriverOutcome => {
     const notify = (message: unknown): Effect => ({ type: 'notify', userId: ctx.self.id, message });
     switch (m.type) {
       case 'online':
-        if (!s.profile.active) return refuse(s, 'inactive', 'this driver is not active');
-        if (s.profile.approval === 'pending') return refuse(s, 'driver_pending_approval', 'this driver is waiting for an admin to approve it');
+        if (!s.profile.active) return rejected(s, 'inactive', 'this driver is not active');
+        if (s.profile.approval === 'pending') return rejected(s, 'driver_pending_approval', 'this driver is waiting for an admin to approve it');
         if (s.status !== 'offline') {
-          if (s.status === 'available' && s.vehicleType !== m.vehicleType) return transition(s, [{ type: 'went.online', vehicleType: m.vehicleType, vehicleId: m.vehicleId }], ctx);
-          return { state: s, events: [], effects: [] };
+          if (s.status === 'available' && s.vehicleType !== m.vehicleType) {
+            return transition(s, [{ type: 'went.online', vehicleType: m.vehicleType, vehicleId: m.vehicleId }], ctx);
+          }
+          return unchanged(s);
         }
         return transition(s, [{ type: 'went.online', vehicleType: m.vehicleType, vehicleId: m.vehicleId }], ctx);
       case 'offline':
-        if (s.status === 'offline') return { state: s, events: [], effects: [] };
-        if (s.status === 'assigned' || s.status === 'on_trip') return refuse(s, 'on_trip', 'cannot go offline with a booking in hand');
+        if (s.status === 'offline') return unchanged(s);
+        if (s.status === 'assigned' || s.status === 'on_trip') return rejected(s, 'on_trip', 'cannot go offline with a booking in hand');
         return transition(s, [{ type: 'went.offline' }], ctx,
-          s.status === 'offered' && s.bookingId ? [{ type: 'tell', to: booking(s.bookingId), message: { type: 'offer.declined', driverId: ctx.self.id } }] : []);
+          s.status === 'offered' && s.bookingId
+            ? [{ type: 'tell', to: booking(s.bookingId), message: { type: 'offer.declined', driverId: ctx.self.id } }]
+            : []);
       case 'presence': return presenceTick(s, ctx);
       case 'location': return move(s, [m.fix], ctx);
       case 'location.batch': return move(s, m.fixes, ctx);
       case 'offer': {
         const reason = !s.profile.active ? 'driver is inactive'
           : s.profile.approval === 'pending' ? 'driver is pending approval'
-          : s.status !== 'available' ? `driver is ${s.status}` : inMaintenance(s.maintenance, ctx.now) ? 'vehicle in maintenance' : m.expiresAt <= ctx.now ? 'offer already expired' : undefined;
+          : s.status !== 'available' ? `driver is ${s.status}`
+          : inMaintenance(s.maintenance, ctx.now) ? 'vehicle in maintenance'
+          : m.expiresAt <= ctx.now ? 'offer already expired' : undefined;
         if (reason) {
           // Refused offers are answered so the booking moves on at once.
-          return { state: s, events: [], effects: [{ type: 'tell', to: booking(m.bookingId), message: { type: 'offer.refused', driverId: ctx.self.id, reason } }],
-            rejection: { code: !s.profile.active ? 'inactive' : 'busy', message: reason } };
+          return rejected(s, !s.profile.active ? 'inactive' : 'busy', reason,
+            [{ type: 'tell', to: booking(m.bookingId), message: { type: 'offer.refused', driverId: ctx.self.id, reason } }]);
         }
         return transition(s, [{ type: 'offered', bookingId: m.bookingId, expiresAt: m.expiresAt, riderId: m.riderId }], ctx, [
           { type: 'timer.set', name: 'offer', at: m.expiresAt, message: { type: 'offer.expire', bookingId: m.bookingId } },
-          notify({ type: 'offer', bookingId: m.bookingId, pickup: m.pickup, dropoff: m.dropoff, price: m.price, expiresAt: new Date(m.expiresAt).toISOString() }),
+          notify({
+            type: 'offer', bookingId: m.bookingId, pickup: m.pickup, dropoff: m.dropoff, price: m.price, expiresAt: new Date(m.expiresAt).toISOString(),
+          }),
         ]);
       }
       case 'offer.accept':
-        if (!s.profile.active) return refuse(s, 'inactive', 'this driver is not active');
-        if (s.status !== 'offered' || s.bookingId !== m.bookingId) return refuse(s, 'no_such_offer', `no open offer for booking ${m.bookingId}`);
+        if (!s.profile.active) return rejected(s, 'inactive', 'this driver is not active');
+        if (s.status !== 'offered' || s.bookingId !== m.bookingId) return rejected(s, 'no_such_offer', `no open offer for booking ${m.bookingId}`);
         return transition(s, [{ type: 'offer.accepted', bookingId: m.bookingId }], ctx, [
           { type: 'timer.cancel', name: 'offer' },
           { type: 'tell', to: booking(m.bookingId), message: { type: 'offer.accepted', driverId: ctx.self.id } },
         ]);
       case 'offer.decline':
-        if (s.status !== 'offered' || s.bookingId !== m.bookingId) return refuse(s, 'no_such_offer', `no open offer for booking ${m.bookingId}`);
+        if (s.status !== 'offered' || s.bookingId !== m.bookingId) return rejected(s, 'no_such_offer', `no open offer for booking ${m.bookingId}`);
         return transition(s, [{ type: 'offer.ended', bookingId: m.bookingId, reason: 'declined' }], ctx, [
           { type: 'timer.cancel', name: 'offer' },
           { type: 'tell', to: booking(m.bookingId), message: { type: 'offer.declined', driverId: ctx.self.id } },
         ]);
       case 'offer.expire':
-        if (s.status !== 'offered' || s.bookingId !== m.bookingId) return { state: s, events: [], effects: [] };
+        if (s.status !== 'offered' || s.bookingId !== m.bookingId) return unchanged(s);
         return transition(s, [{ type: 'offer.ended', bookingId: m.bookingId, reason: 'expired' }], ctx, [
           notify({ type: 'offer.expired', bookingId: m.bookingId }),
           { type: 'tell', to: booking(m.bookingId), message: { type: 'offer.declined', driverId: ctx.self.id, expired: true } },
         ]);
       case 'offer.withdrawn':
         // The booking moved on (its own timeout, cancelled, or another driver was faster).
-        if (s.bookingId !== m.bookingId || (s.status !== 'offered' && s.status !== 'assigned')) return { state: s, events: [], effects: [] };
+        if (s.bookingId !== m.bookingId || (s.status !== 'offered' && s.status !== 'assigned')) return unchanged(s);
         return transition(s, [{ type: 'offer.ended', bookingId: m.bookingId, reason: 'withdrawn' }], ctx, [
           { type: 'timer.cancel', name: 'offer' }, notify({ type: 'offer.expired', bookingId: m.bookingId }),
         ]);
       case 'trip.arrived':
-        if (s.status !== 'assigned' || s.bookingId !== m.bookingId) return refuse(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);
+        if (s.status !== 'assigned' || s.bookingId !== m.bookingId) return rejected(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);
         return { state: s, events: [], effects: [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.arrived', driverId: ctx.self.id } }] };
       case 'trip.start':
-        if (s.status !== 'assigned' || s.bookingId !== m.bookingId) return refuse(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);
-        return transition(s, [{ type: 'trip.started', bookingId: m.bookingId }], ctx, [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.started', driverId: ctx.self.id } }]);
+        if (s.status !== 'assigned' || s.bookingId !== m.bookingId) return rejected(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);
+        return transition(s, [{ type: 'trip.started', bookingId: m.bookingId }], ctx,
+          [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.started', driverId: ctx.self.id } }]);
       case 'trip.complete':
-        if (s.status !== 'on_trip' || s.bookingId !== m.bookingId) return refuse(s, 'not_on_trip', `not on the trip of booking ${m.bookingId}`);
-        return transition(s, [{ type: 'trip.ended', bookingId: m.bookingId, at: ctx.now, completed: true }], ctx, [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.completed', driverId: ctx.self.id } }]);
+        if (s.status !== 'on_trip' || s.bookingId !== m.bookingId) return rejected(s, 'not_on_trip', `not on the trip of booking ${m.bookingId}`);
+        return transition(s, [{ type: 'trip.ended', bookingId: m.bookingId, at: ctx.now, completed: true }], ctx,
+          [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.completed', driverId: ctx.self.id } }]);
       case 'booking.cancelled':
-        if (s.bookingId !== m.bookingId) return { state: s, events: [], effects: [] };
+        if (s.bookingId !== m.bookingId) return unchanged(s);
         return transition(s, [{ type: 'trip.ended', bookingId: m.bookingId, at: ctx.now, completed: false }], ctx, [
           { type: 'timer.cancel', name: 'offer' }, notify({ type: 'booking.cancelled', bookingId: m.bookingId }),
         ]);
       case 'rated':
-        if (!Number.isInteger(m.stars) || m.stars < 1 || m.stars > 5) return refuse(s, 'invalid_rating', 'stars must be 1 to 5');
-        if (s.ratedBookings?.includes(m.bookingId)) return refuse(s, 'already_rated', `booking ${m.bookingId} is already rated`);
+        if (!Number.isInteger(m.stars) || m.stars < 1 || m.stars > 5) return rejected(s, 'invalid_rating', 'stars must be 1 to 5');
+        if (s.ratedBookings?.includes(m.bookingId)) return rejected(s, 'already_rated', `booking ${m.bookingId} is already rated`);
         return transition(s, [{ type: 'rated', bookingId: m.bookingId, stars: m.stars }], ctx);
       case 'maintenance.set':
         return transition(s, [{ type: 'maintenance.set', windows: m.windows }], ctx);
       case 'profile.set':
         return changeProfile(s, m.profile, ctx);
       case 'profile.update': {
-        if (!driverExists(s)) return refuse(s, 'not_found', `no driver ${ctx.self.id}`);
+        if (!driverExists(s)) return rejected(s, 'not_found', `no driver ${ctx.self.id}`);
         const { approval: _ignored, ...profile } = m.profile as Partial<DriverProfile>;
         return changeProfile(s, profile, ctx);
       }
       case 'approve': {
-        if (!driverExists(s)) return refuse(s, 'not_found', `no driver ${ctx.self.id}`);
-        if (s.profile.approval !== 'pending') return { state: s, events: [], effects: [], reply: driverView(ctx.self.id, s) };
+        if (!driverExists(s)) return rejected(s, 'not_found', `no driver ${ctx.self.id}`);
+        if (s.profile.approval !== 'pending') return unchanged(s, driverView(ctx.self.id, s));
         const out = transition(s, [{ type: 'approved' }], ctx, [notify({ type: 'driver.approved' })]);
         return { ...out, reply: driverView(ctx.self.id, out.state) };
       }
@@ -376,7 +396,7 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
   };
 
   /** A profile change; deactivation also lets go of the booking in hand unless its trip has started. */
-  function changeProfile(s: DriverState, profile: Partial<DriverProfile>, ctx: HandleContext): Outcome<DriverState, DriverEvent> {
+  function changeProfile(s: DriverState, profile: Partial<DriverProfile>, ctx: HandleContext): DriverOutcome {
     const events: DriverEvent[] = [{ type: 'profile.set', profile }];
     const extra: Effect[] = [];
     const notify = (message: unknown): Effect => ({ type: 'notify', userId: ctx.self.id, message });

@@ -1,6 +1,6 @@
 // The entity kinds and node services of a dispatch node.
 
-import type { Behavior, Service } from './behavior.ts';
+import type { AnyBehavior, Service } from './behavior.ts';
 import { makeBookingBehavior, DEFAULT_BOOKING } from './booking.ts';
 import { DEFAULT_CELL, makeCellBehavior, type Candidate } from './cell.ts';
 import { makeDriverBehavior } from './driver.ts';
@@ -27,8 +27,6 @@ export interface DomainSettings {
   /** Bounds of nearest-driver searches; absent: DEFAULT_SEARCH. */
   readonly search?: SearchSettings;
 }
-
-type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
 
 export function dispatchBehaviors(settings: DomainSettings): AnyBehavior[] {
   const d = settings.dispatch;

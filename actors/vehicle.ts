@@ -3,13 +3,26 @@
 // vehicle is in the shop is never offered (the cell skips it and the driver
 // refuses offers).
 
-import type { Behavior, Effect, EntityRef, Outcome } from './behavior.ts';
+import { rejected, unchanged, type Behavior, type Effect, type EntityRef, type Outcome } from './behavior.ts';
+import type { VehicleRejection } from './rejections.ts';
 
-export interface Window {
-  readonly id: string;
+export type { VehicleRejection } from './rejections.ts';
+
+/** When a vehicle is in the shop, [from, to) in ms since the epoch: what its driver and the cells know of it. */
+export interface MaintenanceWindow {
   readonly from: number;
   readonly to: number;
+}
+
+/** A maintenance window as the vehicle records it: with the id an admin removes it by, and why. */
+export interface VehicleMaintenanceWindow extends MaintenanceWindow {
+  readonly id: string;
   readonly reason: string;
+}
+
+/** Whether any of the windows covers `at`. */
+export function inMaintenance(windows: readonly MaintenanceWindow[], at: number): boolean {
+  return windows.some((w) => w.from <= at && at < w.to);
 }
 
 export interface VehicleState {
@@ -19,7 +32,7 @@ export interface VehicleState {
   readonly vehicleType: string;
   readonly capacity: number;
   readonly driverId?: string;
-  readonly maintenance: readonly Window[];
+  readonly maintenance: readonly VehicleMaintenanceWindow[];
 }
 
 export interface VehicleFields {
@@ -33,21 +46,22 @@ export type VehicleMessage =
   | ({ readonly type: 'create' } & VehicleFields)
   | { readonly type: 'update'; readonly patch: Partial<VehicleFields> }
   | { readonly type: 'delete' }
-  | ({ readonly type: 'maintenance.add' } & Window)
+  | ({ readonly type: 'maintenance.add' } & VehicleMaintenanceWindow)
   | { readonly type: 'maintenance.remove'; readonly id: string };
 
 export type VehicleEvent =
   | ({ readonly type: 'created' } & VehicleFields)
   | { readonly type: 'updated'; readonly patch: Partial<VehicleFields> }
   | { readonly type: 'deleted' }
-  | ({ readonly type: 'maintenance.added' } & Window)
+  | ({ readonly type: 'maintenance.added' } & VehicleMaintenanceWindow)
   | { readonly type: 'maintenance.removed'; readonly id: string };
 
 const driver = (id: string): EntityRef => ({ kind: 'driver', id });
 
 export function applyVehicle(s: VehicleState, e: VehicleEvent): VehicleState {
   switch (e.type) {
-    case 'created': return { ...s, exists: true, deleted: false, plate: e.plate, vehicleType: e.vehicleType, capacity: e.capacity, driverId: e.driverId ?? undefined };
+    case 'created':
+      return { ...s, exists: true, deleted: false, plate: e.plate, vehicleType: e.vehicleType, capacity: e.capacity, driverId: e.driverId ?? undefined };
     case 'updated': {
       const p = e.patch;
       return {
@@ -68,8 +82,10 @@ export function vehicleView(id: string, s: VehicleState) {
   };
 }
 
-export function makeVehicleBehavior(): Behavior<VehicleState, VehicleMessage, VehicleEvent, { type: 'get' }, unknown> {
-  function result(id: string, s: VehicleState, events: VehicleEvent[]): Outcome<VehicleState, VehicleEvent> {
+type VehicleOutcome = Outcome<VehicleState, VehicleEvent, VehicleRejection>;
+
+export function makeVehicleBehavior(): Behavior<VehicleState, VehicleMessage, VehicleEvent, { type: 'get' }, unknown, VehicleRejection> {
+  function result(id: string, s: VehicleState, events: VehicleEvent[]): VehicleOutcome {
     const next = events.reduce(applyVehicle, s);
     const effects: Effect[] = [];
     const windows = (v: VehicleState) => v.maintenance.map((w) => ({ from: w.from, to: w.to }));
@@ -81,29 +97,28 @@ export function makeVehicleBehavior(): Behavior<VehicleState, VehicleMessage, Ve
     effects.push({ type: 'publish', topic: 'vehicle', event: { type: `vehicle.${events[0]!.type}`, vehicle: vehicleView(id, next), deleted: next.deleted } });
     return { state: next, events, effects, reply: vehicleView(id, next) };
   }
-  const refuse = (s: VehicleState, code: string, message: string): Outcome<VehicleState, VehicleEvent> => ({ state: s, events: [], effects: [], rejection: { code, message } });
 
   return {
     kind: 'vehicle',
     eventVersion: 1,
     initial: () => ({ exists: false, deleted: false, plate: '', vehicleType: '', capacity: 0, maintenance: [] }),
-    handle(s, m, ctx) {
+    handle(s, m, ctx): VehicleOutcome {
       const id = ctx.self.id;
       if (m.type === 'create') {
-        if (s.exists && !s.deleted) return refuse(s, 'conflict', `vehicle ${id} already exists`);
+        if (s.exists && !s.deleted) return rejected(s, 'conflict', `vehicle ${id} already exists`);
         const { type: _t, ...fields } = m;
         return result(id, s, [{ ...fields, type: 'created' }]);
       }
-      if (!s.exists || s.deleted) return refuse(s, 'not_found', `no vehicle ${id}`);
+      if (!s.exists || s.deleted) return rejected(s, 'not_found', `no vehicle ${id}`);
       switch (m.type) {
         case 'update': return result(id, s, [{ type: 'updated', patch: m.patch }]);
         case 'delete': return result(id, s, [{ type: 'deleted' }]);
         case 'maintenance.add':
-          if (!(m.to > m.from)) return refuse(s, 'invalid_window', 'a maintenance window must end after it starts');
-          if (s.maintenance.some((w) => w.id === m.id)) return { state: s, events: [], effects: [], reply: vehicleView(id, s) };
+          if (!(m.to > m.from)) return rejected(s, 'invalid_window', 'a maintenance window must end after it starts');
+          if (s.maintenance.some((w) => w.id === m.id)) return unchanged(s, vehicleView(id, s));
           return result(id, s, [{ type: 'maintenance.added', id: m.id, from: m.from, to: m.to, reason: m.reason }]);
         case 'maintenance.remove':
-          if (!s.maintenance.some((w) => w.id === m.id)) return refuse(s, 'not_found', `no maintenance window ${m.id}`);
+          if (!s.maintenance.some((w) => w.id === m.id)) return rejected(s, 'not_found', `no maintenance window ${m.id}`);
           return result(id, s, [{ type: 'maintenance.removed', id: m.id }]);
       }
     },

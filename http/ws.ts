@@ -18,16 +18,15 @@ import { endSpan, SpanKind, startRootSpan, startSpan, withSpan } from '../runtim
 import type { Authenticator, Principal } from './auth.ts';
 import type { Edge } from './edge.ts';
 import type { Metrics } from './metrics.ts';
-import { mayRead } from './routes/bookings.ts';
+import { mayRead } from './booking-access.ts';
 import { opsSnapshot } from './ops-feed.ts';
+import { commandError } from './rejections.ts';
 import { ClientMessage, DRIVER_ONLY } from './ws-messages.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { BookingId } from './ids.ts';
 
 /** Socket messages that start no trace: location fixes are soft state, sent about once a second per driver. */
 const UNTRACED: ReadonlySet<string> = new Set(['location', 'location.batch']);
-
-const DRIVER_COMMAND: Record<string, string> = { 'trip.start': 'trip.start', 'trip.complete': 'trip.complete', 'trip.arrived': 'trip.arrived' };
 
 export interface WsOptions {
   readonly edge: Edge;
@@ -234,7 +233,8 @@ export class WsGateway {
     if (!sessions) return;
     const m = message as { type?: string; booking?: { id: string }; bookingId?: string };
     // Only the node holding the user's sockets records the push, in the trace of the handling that sent it.
-    const span = trace === undefined ? undefined : startSpan('notify', SpanKind.CONSUMER, { 'dispatch.notification.type': m.type ?? 'unknown', 'dispatch.sessions': sessions.size }, trace);
+    const span = trace === undefined ? undefined
+      : startSpan('notify', SpanKind.CONSUMER, { 'dispatch.notification.type': m.type ?? 'unknown', 'dispatch.sessions': sessions.size }, trace);
     let pushed = 0;
     for (const s of sessions) {
       // A rider hears about a booking once subscribed; drivers hear everything addressed to them.
@@ -315,7 +315,8 @@ export class WsGateway {
     if (DRIVER_ONLY.has(m.type) && p.role !== 'driver') { this.#error(session, 'forbidden', `${m.type} is for drivers`, m.ref); return; }
     const region = this.#o.edge.region;
     const driver = { kind: 'driver', id: p.sub };
-    const fix = (f: { lat: number; lng: number; heading?: number; speed?: number; at: string }) => ({ lat: f.lat, lng: f.lng, heading: f.heading, speed: f.speed, at: Date.parse(f.at) });
+    const fix = (f: { lat: number; lng: number; heading?: number; speed?: number; at: string }) =>
+      ({ lat: f.lat, lng: f.lng, heading: f.heading, speed: f.speed, at: Date.parse(f.at) });
     const fixes = m.type === 'location' ? 1 : m.type === 'location.batch' ? m.fixes.length : 0;
     if (fixes > 0 && !this.#allowance(p.sub).fixes.take(fixes)) {
       this.#error(session, 'rate_limited', `more location fixes than ${this.#o.limits.fixesPerMinute} a minute; send one every few seconds`, m.ref);
@@ -350,10 +351,11 @@ export class WsGateway {
       default: {
         const command = m.type === 'online' ? { type: 'online', vehicleType: m.vehicleType }
           : m.type === 'offline' ? { type: 'offline' }
-          : { type: DRIVER_COMMAND[m.type] ?? m.type, bookingId: m.bookingId };
-        const result = await region.request(driver, command);
-        if (result.status === 'rejected') this.#error(session, result.rejection!.code, result.rejection!.message, m.ref);
-        else if (result.status === 'failed') this.#error(session, 'unavailable', 'try again', m.ref);
+          : { type: m.type, bookingId: m.bookingId };
+        // The same error a REST route would answer, without the status: a refusal's code, or
+        // internal_error / unprocessable / unavailable for a command that failed.
+        const error = commandError(await region.request(driver, command));
+        if (error) this.#error(session, error.code, error.message, m.ref);
         else this.#send(session, { type: 'ack', ref: m.ref ?? null });
       }
     }

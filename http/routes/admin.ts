@@ -10,7 +10,7 @@ import { pricingPolicy } from '../edge.ts';
 import { HttpError } from '../errors.ts';
 import { DriverId, MaintenanceId, VehicleId } from '../ids.ts';
 import { AnalyticsQuery, DriverCreate, DriverPatch, MaintenanceCreate, PricingPolicy, Vehicle, VehicleCreate, VehiclePatch } from '../schemas.ts';
-import { outcome } from './bookings.ts';
+import { outcome } from '../rejections.ts';
 import { revealFields, sealFields } from '../../runtime/personal-data.ts';
 
 export function adminRoutes(edge: Edge): Api {
@@ -35,7 +35,9 @@ export function adminRoutes(edge: Edge): Api {
     method: 'post', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Register a vehicle', roles: admin, body: VehicleCreate, response: Vehicle, status: 201,
     handler: async (_ctx, { body }) => {
       await checkType(body.type);
-      return outcome(await edge.region.request(vehicle(`veh_${randomUUID()}`), { type: 'create', plate: body.plate, vehicleType: body.type, capacity: body.capacity, driverId: body.driverId }));
+      return outcome(await edge.region.request(vehicle(`veh_${randomUUID()}`), {
+        type: 'create', plate: body.plate, vehicleType: body.type, capacity: body.capacity, driverId: body.driverId,
+      }));
     },
   });
   api.add({
@@ -51,7 +53,8 @@ export function adminRoutes(edge: Edge): Api {
     },
   });
   api.add({
-    method: 'patch', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'Change a vehicle', roles: admin, params: vehicleParams, body: VehiclePatch, response: Vehicle,
+    method: 'patch', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'Change a vehicle',
+    roles: admin, params: vehicleParams, body: VehiclePatch, response: Vehicle,
     handler: async (_ctx, { params, body }) => {
       await checkType(body.type);
       const { type, ...rest } = body;
@@ -78,8 +81,12 @@ export function adminRoutes(edge: Edge): Api {
     },
   });
   api.add({
-    method: 'delete', path: '/v1/admin/vehicles/:id/maintenance/:mid', tag: 'admin', summary: 'Remove a maintenance window', roles: admin, params: windowParams, status: 204,
-    handler: async (_ctx, { params }) => { outcome(await edge.region.request(vehicle(params.id), { type: 'maintenance.remove', id: params.mid })); return undefined; },
+    method: 'delete', path: '/v1/admin/vehicles/:id/maintenance/:mid', tag: 'admin', summary: 'Remove a maintenance window',
+    roles: admin, params: windowParams, status: 204,
+    handler: async (_ctx, { params }) => {
+      outcome(await edge.region.request(vehicle(params.id), { type: 'maintenance.remove', id: params.mid }));
+      return undefined;
+    },
   });
 
   api.add({
@@ -87,7 +94,9 @@ export function adminRoutes(edge: Edge): Api {
     handler: async (_ctx, { body }) => {
       const { id, ...profile } = body;
       // A driver an admin adds is approved from the start.
-      return reveal(outcome(await edge.region.request(driver(id ?? `drv_${randomUUID()}`), { type: 'profile.set', profile: seal({ ...profile, approval: 'approved' as const }) })));
+      return reveal(outcome(await edge.region.request(driver(id ?? `drv_${randomUUID()}`), {
+        type: 'profile.set', profile: seal({ ...profile, approval: 'approved' as const }),
+      })));
     },
   });
   api.add({
@@ -107,11 +116,13 @@ export function adminRoutes(edge: Edge): Api {
     },
   });
   api.add({
-    method: 'patch', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'Change a driver (deactivate with active: false)', roles: admin, params: driverParams, body: DriverPatch,
+    method: 'patch', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'Change a driver (deactivate with active: false)',
+    roles: admin, params: driverParams, body: DriverPatch,
     handler: async (_ctx, { params, body }) => reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(body) }))),
   });
   api.add({
-    method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin', summary: 'Approve a self-registered driver so it can go online (idempotent)', roles: admin, params: driverParams,
+    method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin', summary: 'Approve a self-registered driver so it can go online (idempotent)',
+    roles: admin, params: driverParams,
     handler: async (_ctx, { params }) => reveal(outcome(await edge.region.request(driver(params.id), { type: 'approve' }))),
   });
 
@@ -120,7 +131,8 @@ export function adminRoutes(edge: Edge): Api {
     handler: async () => { const p = await pricingPolicy(edge); return { tariffs: p.tariffs, surgeCap: p.surgeCap }; },
   });
   api.add({
-    method: 'put', path: '/v1/admin/pricing', tag: 'admin', summary: 'Replace pricing (reaches every node within seconds)', roles: admin, body: PricingPolicy, response: PricingPolicy,
+    method: 'put', path: '/v1/admin/pricing', tag: 'admin', summary: 'Replace pricing (reaches every node within seconds)',
+    roles: admin, body: PricingPolicy, response: PricingPolicy,
     handler: async (_ctx, { body }) => { await edge.settings.put('pricing', body); return body; },
   });
   api.add({

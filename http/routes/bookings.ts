@@ -5,37 +5,23 @@ import { createHash, randomUUID } from 'node:crypto';
 import { latLngToCell } from 'h3-js';
 import { z } from 'zod';
 import { quote as priceQuote } from '../../actors/pricing.ts';
-import type { CommandResult } from '../../runtime/entity-actor.ts';
 import { Api } from '../api.ts';
-import type { Principal } from '../auth.ts';
 import { principalOf } from '../authenticate.ts';
+import { mayRead } from '../booking-access.ts';
 import type { Edge } from '../edge.ts';
 import { pricingPolicy } from '../edge.ts';
 import { HttpError } from '../errors.ts';
 import { BookingId } from '../ids.ts';
 import { Booking, BookingCreate, BookingList, BookingListQuery, CancelRequest, Quote, QuoteRequest, RatingRequest, encodeBookingCursor } from '../schemas.ts';
-import { surgeAt } from './discovery.ts';
+import { outcome } from '../rejections.ts';
+import { surgeAt } from '../surge.ts';
 
-const STATUS_OF: Record<string, number> = {
-  not_found: 404, forbidden: 403, conflict: 409, offer_closed: 409, invalid_rating: 400, invalid_transition: 409,
-};
+// Kept for routes/auth.ts, which imports it from here until it imports ../rejections.ts.
+export { outcome } from '../rejections.ts';
 
-/** A refused command becomes the contract's error; a storage failure a 503. */
-export function outcome(result: CommandResult): unknown {
-  if (result.status === 'rejected' && result.rejection) {
-    throw new HttpError(STATUS_OF[result.rejection.code] ?? 400, result.rejection.code, result.rejection.message);
-  }
-  if (result.status === 'failed' && result.failure && !result.failure.retriable) {
-    // Set aside for an operator: retrying the same request would fail the same way.
-    const where = result.deadLetter ? ` (dead letter ${result.deadLetter})` : '';
-    if (result.failure.kind === 'reducer_failed') throw new HttpError(500, 'internal_error', `the command could not be handled${where}`);
-    throw new HttpError(422, 'unprocessable', `storage refused the command's data${where}`);
-  }
-  if (result.status === 'failed') throw new HttpError(503, 'unavailable', 'the command could not be stored; try again');
-  return result.reply;
-}
-
-async function makeQuote(edge: Edge, riderId: string, input: { pickup: { lat: number; lng: number }; dropoff: { lat: number; lng: number }; vehicleType: string }) {
+async function makeQuote(
+  edge: Edge, riderId: string, input: { pickup: { lat: number; lng: number }; dropoff: { lat: number; lng: number }; vehicleType: string },
+) {
   const policy = await pricingPolicy(edge);
   if (!policy.tariffs[input.vehicleType]) {
     throw new HttpError(400, 'unknown_vehicle_type', `vehicleType must be one of ${Object.keys(policy.tariffs).join(', ')}`);
@@ -48,11 +34,6 @@ async function makeQuote(edge: Edge, riderId: string, input: { pickup: { lat: nu
 
 const digest = (text: string) => createHash('sha256').update(text).digest('base64url').slice(0, 22);
 
-/** Who may see a booking: its rider, its driver, an admin. */
-export function mayRead(p: Principal, booking: { riderId: string; driverId?: string }): boolean {
-  return p.role === 'admin' || (p.role === 'rider' && booking.riderId === p.sub) || (p.role === 'driver' && booking.driverId === p.sub);
-}
-
 export function bookingRoutes(edge: Edge): Api {
   const api = new Api();
   const bookingRef = (id: string) => ({ kind: 'booking', id });
@@ -64,7 +45,10 @@ export function bookingRoutes(edge: Edge): Api {
     roles: ['rider'], body: QuoteRequest, response: Quote, status: 201,
     handler: async (ctx, { body }) => {
       const { q, quoteId } = await makeQuote(edge, principalOf(ctx.state).sub, body);
-      return { quoteId, price: q.price, surge: q.surge, distanceKm: q.distanceKm, durationMin: q.durationMin, vehicleType: q.vehicleType, expiresAt: new Date(q.expiresAt).toISOString() };
+      return {
+        quoteId, price: q.price, surge: q.surge, distanceKm: q.distanceKm, durationMin: q.durationMin, vehicleType: q.vehicleType,
+        expiresAt: new Date(q.expiresAt).toISOString(),
+      };
     },
   });
 
@@ -85,9 +69,13 @@ export function bookingRoutes(edge: Edge): Api {
       }
       const scheduledAt = body.scheduledAt ? Date.parse(body.scheduledAt) : undefined;
       if (scheduledAt !== undefined && scheduledAt < Date.now() - 60_000) throw new HttpError(400, 'invalid_request', 'scheduledAt is in the past');
-      if (scheduledAt !== undefined && scheduledAt > Date.now() + 30 * 86_400_000) throw new HttpError(400, 'invalid_request', 'scheduledAt is more than 30 days ahead');
+      if (scheduledAt !== undefined && scheduledAt > Date.now() + 30 * 86_400_000) {
+        throw new HttpError(400, 'invalid_request', 'scheduledAt is more than 30 days ahead');
+      }
       const key = ctx.get('idempotency-key');
-      if (key && !/^[\w.:-]{1,128}$/.test(key)) throw new HttpError(400, 'invalid_request', 'Idempotency-Key must be 1-128 characters of letters, digits, . : _ -');
+      if (key && !/^[\w.:-]{1,128}$/.test(key)) {
+        throw new HttpError(400, 'invalid_request', 'Idempotency-Key must be 1-128 characters of letters, digits, . : _ -');
+      }
       // A booking from a quote is named by the quote, so the quote books once: another
       // request for it (another key, or none) reaches the same booking and is refused.
       const quoteId = 'quoteId' in body ? body.quoteId : undefined;
@@ -157,7 +145,9 @@ export function bookingRoutes(edge: Edge): Api {
     roles: ['rider'], body: RatingRequest, params, response: Booking, errors: [409],
     handler: async (ctx, { params, body }) => {
       const p = principalOf(ctx.state);
-      outcome(await edge.region.request(bookingRef(params.id), { type: 'rate', by: { role: p.role, userId: p.sub }, stars: body.stars, comment: body.comment }));
+      outcome(await edge.region.request(bookingRef(params.id), {
+        type: 'rate', by: { role: p.role, userId: p.sub }, stars: body.stars, comment: body.comment,
+      }));
       return edge.region.ask(bookingRef(params.id), { type: 'get' });
     },
   });

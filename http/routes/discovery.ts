@@ -5,17 +5,12 @@
 // SEARCH_MAX_CELLS cells are asked, and cells that never held a driver are
 // skipped without being asked (the node's occupied cells, see node.ts).
 
-import { latLngToCell } from 'h3-js';
 import type { Candidate } from '../../actors/cell.ts';
 import { DEFAULT_SEARCH, searchNearest, type OccupiedFilter } from '../../actors/nearest.ts';
 import { Api } from '../api.ts';
 import type { Edge } from '../edge.ts';
 import { Nearby, nearbyQuery, Surge, SurgeQuery } from '../schemas.ts';
-
-export function surgeAt(edge: Edge, point: { lat: number; lng: number }) {
-  const cell = latLngToCell(point.lat, point.lng, edge.domain.dispatch.cellRes);
-  return edge.region.ask<{ surge: number }>({ kind: 'cell', id: cell }, { type: 'surge' }).then((s) => ({ cell, surge: s.surge }));
-}
+import { surgeAt } from '../surge.ts';
 
 /** `occupied`: the node's cells that ever held a driver; without it every reachable cell is asked. */
 export function discoveryRoutes(edge: Edge, occupied?: OccupiedFilter): Api {
@@ -30,7 +25,9 @@ export function discoveryRoutes(edge: Edge, occupied?: OccupiedFilter): Api {
       const found = await searchNearest(q, edge.domain.dispatch.cellRes, (cell) =>
         edge.region.askSoon<Candidate[]>({ kind: 'cell', id: cell }, { type: 'nearest', ...q }), undefined, { maxCells: search.maxCells, occupied });
       return {
-        drivers: found.map((c) => ({ driverId: c.driverId, lat: c.lat, lng: c.lng, distanceKm: Math.round(c.distanceKm * 1000) / 1000, vehicleType: c.vehicleType })),
+        drivers: found.map((c) => ({
+          driverId: c.driverId, lat: c.lat, lng: c.lng, distanceKm: Math.round(c.distanceKm * 1000) / 1000, vehicleType: c.vehicleType,
+        })),
       };
     },
   });
