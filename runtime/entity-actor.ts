@@ -7,7 +7,7 @@
 // refusal, so a redelivered command, however late, gets the answer it got the
 // first time instead of being decided again on newer state (see dedupe.ts).
 
-import type { Behavior, Effect, EntityRef, Outcome } from '../actors/behavior.ts';
+import type { AnyBehavior, Behavior, Effect, EntityRef, Outcome } from '../actors/behavior.ts';
 import { classify, DuplicateCommandError, ReducerError, type FailureKind } from './errors.ts';
 import { emptyDedupe, recognise, remember, type Dedupe, type Origin, type Refusal } from './dedupe.ts';
 import type { AppendOptions, CommandEnvelope } from './ports.ts';
@@ -141,7 +141,6 @@ function upgraded(incarnation: Incarnation<unknown>): Incarnation<unknown> {
   return { ...incarnation, dedupe, outbox: [] };
 }
 
-type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
 
 /** Rebuilds an incarnation from one journal record (recovery). */
 export function replay(behavior: AnyBehavior, incarnation: Incarnation<unknown>, record: JournalRecord): Incarnation<unknown> {

@@ -18,7 +18,7 @@
 // state is never served (Activation drops it on the poison event).
 
 import { configurePersistence, dispatch, spawnPersistent, start, stop } from 'nact';
-import type { Behavior, EntityRef } from '../actors/behavior.ts';
+import type { AnyBehavior, EntityRef } from '../actors/behavior.ts';
 import { entityKey, type EntityKey, type ShardId } from './entity.ts';
 import {
   entityActor, freshIncarnation, type ActorHost, type ActorMessage, type CommandResult, type Incarnation, type JournalRecord, type SoftOutcome,
@@ -31,7 +31,6 @@ import { EntityStoppedError } from './errors.ts';
 import type { Journal } from './ports.ts';
 import { Semaphore } from './semaphore.ts';
 
-type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
 
 /** How long passivation waits for an entity's in-flight messages. */
 const DRAIN_TIMEOUT_MS = 10_000;
