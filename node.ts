@@ -1,9 +1,8 @@
-// A node: wires configuration, adapters, the runtime and the HTTP edge, and
-// owns their lifecycle. The same code runs the embedded single node and a
-// cluster member; only the adapters chosen here differ.
+// A node: chooses the adapters for the configuration and wires them to the runtime and
+// the HTTP edge, and owns their lifecycle. The same code runs the embedded single node
+// and a cluster member; only the adapters chosen here differ. Serving (the port bound
+// before storage opens, /health and /ready, the route list) is http/server.ts's.
 
-import { createServer, type RequestListener, type Server } from 'node:http';
-import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type Router from '@koa/router';
 import type { Behavior, Service } from './actors/behavior.ts';
@@ -22,7 +21,6 @@ import { withOccupiedCells } from './actors/nearest.ts';
 import { RedisNotifier } from './adapters/redis/notifier.ts';
 import { RedisRemoteChannel } from './adapters/redis/remote-channel.ts';
 import { randomBytes } from 'node:crypto';
-import Koa from 'koa';
 import { createApp } from './http/app.ts';
 import { requireRole } from './http/authenticate.ts';
 import { createAuthenticator } from './http/auth.ts';
@@ -41,15 +39,15 @@ import { QuoteSigner } from './http/quote-token.ts';
 import { rateLimit, userOrIp } from './http/rate-limit.ts';
 import { WsGateway } from './http/ws.ts';
 import { clientAddressOf } from './http/client-address.ts';
+import type { RateLimiter } from './http/ports.ts';
+import { healthChecks, openNodeServer, routeList, serveMetrics } from './http/server.ts';
 import { AccountStore } from './adapters/postgres/accounts.ts';
 import { keyringFor } from './adapters/personal-data-keys.ts';
 import { SettingsStore } from './adapters/postgres/settings.ts';
 import { InProcessRateLimiter } from './adapters/memory/rate-limiter.ts';
 import { RedisRateLimiter } from './adapters/redis/rate-limiter.ts';
-import { InProcessCommandLog } from './adapters/memory/command-log.ts';
-import { KafkaCommandLog } from './adapters/kafka/command-log.ts';
 import { createLogger, type Logger } from './runtime/logger.ts';
-import { ShardRegion, withTimeout } from './runtime/region.ts';
+import { ShardRegion } from './runtime/region.ts';
 import { ShardHost } from './runtime/shard-host.ts';
 import { startup } from './runtime/startup.ts';
 import type { CommandLog, Notifier, OccupiedCells } from './runtime/ports.ts';
@@ -108,19 +106,17 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const lock = config.mode === 'embedded' ? lockDataDir(config.storage.dataDir) : undefined;
   // The port is bound before storage opens: a node that cannot serve fails before
   // it has touched the database, and probes see 503 `starting` meanwhile.
-  const whileStarting = starting(() => boot.waitingFor());
-  let serve: RequestListener = whileStarting;
-  const handler: RequestListener = (req, res) => serve(req, res);
-  // With a certificate the node speaks HTTPS and WSS itself (the embedded mode has no proxy in front).
-  const tls = config.http.tls;
-  const server: Server = tls ? createTlsServer({ cert: tls.cert, key: tls.key }, handler) : createServer(handler);
-  server.on('upgrade', (_req, socket) => { if (serve === whileStarting) socket.destroy(); });
+  const server = await openNodeServer({ port: config.http.port, host: config.http.host, tls: config.http.tls, waitingFor: () => boot.waitingFor() })
+    .catch(async (error: unknown) => {
+      lock?.release();
+      await tracing?.shutdown();
+      throw error;
+    });
   let storage: Storage;
   try {
-    await listen(server, config.http.port, config.http.host);
     storage = await boot.step(() => openStorage(config, logger));
   } catch (error) {
-    server.close();
+    server.server.close();
     lock?.release();
     await tracing?.shutdown();
     throw error;
@@ -129,7 +125,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const remote = config.mode === 'cluster' && redisUrl
     ? new RedisRemoteChannel({ url: redisUrl, nodeId: config.node.id, prefix: config.cluster.topicPrefix, onError })
     : undefined;
-  const notifier = redisUrl
+  const notifier: Notifier = redisUrl
     ? new RedisNotifier({ url: redisUrl, prefix: config.cluster.topicPrefix, onError: onClientError })
     : new InProcessNotifier();
   // Cells that ever held a driver: searches skip the others without waking them. One process
@@ -195,7 +191,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     // then die with the process, which is what a laptop demo wants and nothing else.
     secret,
   });
-  const limiter = redisUrl
+  const limiter: RateLimiter = redisUrl
     ? new RedisRateLimiter({ url: redisUrl, prefix: config.cluster.topicPrefix, onError: (e) => onError(e, 'rate limiter') })
     : new InProcessRateLimiter();
   const { keyring: personalData, file: keysFile } = keyringFor(config);
@@ -214,7 +210,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   if (config.quotes.ephemeral) logger.warn('no QUOTE_SECRET: signing quotes with a random per-process key (development only)');
   const metrics = new Metrics({
     region, host, projector, services: serviceTimings,
-    lag: baseLog instanceof InProcessCommandLog || baseLog instanceof KafkaCommandLog ? () => baseLog.stats() : undefined,
+    lag: baseLog.stats?.bind(baseLog),
     breakers: () => ({ postgres: storage.sqlGuard.state() }),
   });
   const apis: Api[] = [authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge, occupied), adminRoutes(edge), deadLetterRoutes(edge), clusterRoutes(region, host, projector)];
@@ -233,27 +229,11 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       { method: undefined, path: /^\/v1\//, middleware: rateLimit(limiter, { name: 'api', limit: config.rateLimits.apiPerMin, windowMs: 60_000 }, userOrIp) },
       { method: 'POST', path: /^\/v1\/bookings$/, middleware: rateLimit(limiter, { name: 'book', limit: config.rateLimits.bookingsPerMin, windowMs: 60_000 }, userOrIp) },
     ],
-    health: {
-      live: () => true,
-      ready: async () => {
-        if (stopping) return { ok: false, reason: 'node is shutting down' };
-        const unready = region.unready();
-        if (unready) return { ok: false, reason: unready };
-        const problem = storage.problem?.();
-        if (problem) return { ok: false, reason: problem };
-        try {
-          // Bounded: behind a stuck statement the ping would wait as long as the statement.
-          await withTimeout(storage.journal.ping(), 2_000, 'storage ping');
-          // Serving, but a shard waiting on a failing command is worth seeing here too.
-          const stuck = region.stuckShards();
-          return stuck.length > 0 ? { ok: true, details: { stuckShards: stuck.map((s) => ({ shard: s.shard, seconds: Math.round(s.seconds), failure: s.failure })) } } : { ok: true };
-        } catch (error) {
-          // The database's own message can name hosts and users: logged, not answered.
-          logger.warn({ err: error }, 'readiness: storage does not answer');
-          return { ok: false, reason: 'storage does not answer' };
-        }
-      },
-    },
+    health: healthChecks({
+      stopping: () => stopping, region, logger,
+      storageProblem: () => storage.problem?.(),
+      ping: () => storage.journal.ping(),
+    }),
     addressOf,
     routers: [
       ...(config.metrics.port === undefined ? [metrics.routes(requireRole('admin'))] : []),
@@ -263,29 +243,27 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       ...extraRouters,
     ],
   });
-  const routes = [...apis.map((a) => a.router), ...extraRouters]
-    .flatMap((r) => r.stack.flatMap((layer) => layer.methods.filter((m) => m !== 'HEAD').map((m) => `${m} ${layer.path}`)));
+  const routes = routeList([...apis.map((a) => a.router), ...extraRouters]);
   const ws = new WsGateway({ edge, auth, notifier, logger, metrics, limits: config.ws, addressOf });
-  ws.attach(server);
+  ws.attach(server.server);
   try {
     await boot.step(() => region.start());
   } catch (error) {
     // Nothing was served yet: release what was opened, so the caller's exit is clean.
     await region.stop().catch(() => undefined);
-    await Promise.all([remote?.close(), notifier instanceof RedisNotifier ? notifier.close() : undefined, occupiedCells.close(), storage.close()]).catch(() => undefined);
-    if (limiter instanceof RedisRateLimiter) limiter.close();
-    server.close();
+    await Promise.all([remote?.close(), notifier.close?.(), occupiedCells.close(), storage.close()]).catch(() => undefined);
+    limiter.close?.();
+    server.server.close();
     lock?.release();
     await tracing?.shutdown();
     throw error;
   }
   started = true;
-  serve = app.callback();
+  server.serve(app.callback());
   const metricsServer = config.metrics.port === undefined ? undefined : await serveMetrics(metrics, config.metrics.port, config.http.host);
   projector.start();
   scheduler.start();
-  const address = server.address() as AddressInfo;
-  const url = `${tls ? 'https' : 'http'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  const url = server.url();
   const metricsUrl = metricsServer ? `http://${config.http.host}:${(metricsServer.address() as AddressInfo).port}/metrics` : `${url}/metrics`;
   logger.info({ url, metricsUrl, mode: config.mode, shards: config.cluster.shards }, 'node started');
   storage.startBackfill();
@@ -297,8 +275,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       stopping = true;
       logger.info({ reason }, 'node stopping');
       ws.close(reason);
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
+      const closed = server.close();
       await scheduler.stop();
       // Hand-off order (runtime/region.ts stop()): finish and commit the batches in flight,
       // stop timers, asks and activations of every shard, snapshot, and only then leave the
@@ -308,8 +285,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       await closed;
       await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
       await remote?.close();
-      if (notifier instanceof RedisNotifier) await notifier.close();
-      if (limiter instanceof RedisRateLimiter) limiter.close();
+      await notifier.close?.();
+      limiter.close?.();
       await occupiedCells.close();
       await storage.close();
       lock?.release();
@@ -331,40 +308,6 @@ function openTracing(config: Config, logger: Logger): Tracing | undefined {
     logger.warn({ err: error }, 'tracing not started');
     return undefined;
   }
-}
-
-/** /metrics alone on its own port, for a scraper on the internal network: no token needed. */
-async function serveMetrics(metrics: Metrics, port: number, host: string): Promise<Server> {
-  const app = new Koa();
-  app.use(metrics.routes().routes());
-  const server = createServer(app.callback());
-  await listen(server, port, host);
-  return server;
-}
-
-/**
- * Until the node serves: /health says the process is alive (an orchestrator must not kill a
- * node that waits for Kafka), /ready says what it waits for, everything else is 503 `starting`.
- */
-function starting(waitingFor: () => string | undefined): RequestListener {
-  return (req, res) => {
-    const path = (req.url ?? '').split('?')[0];
-    if (path === '/health') {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: 'ok' }));
-      return;
-    }
-    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
-    const [code, message] = path === '/ready' ? ['not_ready', waitingFor() ?? 'the node is starting'] : ['starting', 'the node is starting'];
-    res.end(JSON.stringify({ error: { code, message } }));
-  };
-}
-
-function listen(server: Server, port: number, host: string): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => { server.off('error', reject); resolve(); });
-  });
 }
 
 function embeddedSecret(logger: Logger): string {

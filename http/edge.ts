@@ -1,29 +1,25 @@
 // What the edge needs from the node: the region (tell/request/ask), read models,
-// stores, and settings. Built once in node.ts and handed to each route module.
+// stores, and settings (storage through the ports in ports.ts). Built once in node.ts and handed to each route module.
 
 import type { DomainSettings } from '../actors/index.ts';
 import type { Config } from '../config/index.ts';
 import { DEFAULT_PRICING, type PricingPolicy } from '../actors/pricing.ts';
-import type { AccountStore } from '../adapters/postgres/accounts.ts';
-import type { ReadModels } from '../adapters/postgres/read-models.ts';
-import type { Projector } from '../adapters/postgres/projections.ts';
-import type { SettingsStore } from '../adapters/postgres/settings.ts';
 import type { ShardRegion } from '../runtime/region.ts';
 import type { DeadLetterStore } from '../runtime/ports.ts';
 import type { ShardHost } from '../runtime/shard-host.ts';
 import type { Keyring } from '../runtime/personal-data.ts';
 import type { Authenticator } from './auth.ts';
 import type { QuoteSigner } from './quote-token.ts';
-import type { RateLimiter } from './rate-limit.ts';
+import type { Accounts, Projections, RateLimiter, ReadModelQueries, Settings } from './ports.ts';
 
 export interface Edge {
   readonly region: ShardRegion;
   readonly host: ShardHost;
-  readonly readModels: ReadModels;
+  readonly readModels: ReadModelQueries;
   /** The projections behind the read models: how far behind they are, rebuilds. */
-  readonly projector: Projector;
-  readonly settings: SettingsStore;
-  readonly accounts: AccountStore;
+  readonly projector: Projections;
+  readonly settings: Settings;
+  readonly accounts: Accounts;
   readonly auth: Authenticator;
   readonly quotes: QuoteSigner;
   readonly limiter: RateLimiter;

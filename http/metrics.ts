@@ -8,12 +8,12 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Service } from '../actors/behavior.ts';
 import type { ShardRegion } from '../runtime/region.ts';
 import { NOT_NOW, type ShardHost } from '../runtime/shard-host.ts';
-import type { Projector } from '../adapters/postgres/projections.ts';
+import type { ProjectionMonitor } from './ports.ts';
 
 export interface MetricSources {
   readonly region: ShardRegion;
   readonly host: ShardHost;
-  readonly projector?: Projector;
+  readonly projector?: ProjectionMonitor;
   /** Records appended but not yet committed, per shard this node consumes. */
   readonly lag?: () => readonly { readonly shard: number; readonly lag: number }[];
   /** Circuit breaker state per dependency ('closed', 'open', 'half-open', 'isolated'). */
@@ -189,7 +189,7 @@ export class Metrics {
     });
   }
 
-  #projections(projector: Projector): void {
+  #projections(projector: ProjectionMonitor): void {
     const registers = [this.registry];
     new Gauge({
       name: 'projection_lag_seconds', help: 'How far behind the journal each projection may be on the shards this node owns (0: caught up)',

@@ -1,18 +1,10 @@
-// Rate limits as middleware over a limiter port: fixed windows counted in Redis
+// Rate limits as middleware over a limiter port (RateLimiter, ports.ts): fixed windows counted in Redis
 // (shared by all nodes) or in-process (embedded). Over the limit: 429 with Retry-After.
 
 import type { Middleware } from 'koa';
 import type { AuthState } from './authenticate.ts';
 import { HttpError } from './errors.ts';
-
-export interface RateLimiter {
-  /** Counts one hit; `allowed` false once `limit` hits happened in the current window. */
-  hit(key: string, limit: number, windowMs: number): Promise<{ allowed: boolean; retryAfterMs: number; count: number }>;
-  /** Holds `key` back for `ms` (a penalty: the failed-login throttle). */
-  block(key: string, ms: number): Promise<void>;
-  /** How long `key` is still held back; 0 when it is not. */
-  blockedFor(key: string): Promise<number>;
-}
+import type { RateLimiter } from './ports.ts';
 
 export interface LimitRule {
   readonly name: string;

@@ -125,6 +125,8 @@ export interface CommandLog {
   drain?(): Promise<void>;
   /** Stops consuming (draining first if drain() was not called), commits what was handled, leaves the group. */
   stop(): Promise<void>;
+  /** Records appended but not yet committed, per shard this node consumes (for /metrics). */
+  stats?(): readonly { readonly shard: number; readonly lag: number }[];
 }
 
 /** A journal entry as the persistence engine stores it. */
@@ -179,6 +181,8 @@ export interface Notifier {
   /** `trace`: the traceparent of the handling that sent it, so the push to sockets joins its trace. */
   publish(userId: string, message: unknown, trace?: string): Promise<void>;
   subscribe(listener: (userId: string, message: unknown, trace?: string) => void): () => void;
+  /** Releases connections (an in-process notifier has none). */
+  close?(): Promise<void>;
 }
 
 /** A durable note that an entity has a timer due, so its shard's new owner activates it. */

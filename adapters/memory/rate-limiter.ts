@@ -1,6 +1,6 @@
 // In-process fixed-window counters for the embedded node.
 
-import type { RateLimiter } from '../../http/rate-limit.ts';
+import type { RateLimiter } from '../../http/ports.ts';
 
 export class InProcessRateLimiter implements RateLimiter {
   readonly #windows = new Map<string, { count: number; resetAt: number }>();

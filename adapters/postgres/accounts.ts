@@ -4,23 +4,13 @@
 import type { Orm } from './orm.ts';
 import type { Guard } from '../resilience.ts';
 import { normalizeEmail, type Keyring } from '../../runtime/personal-data.ts';
+import { DuplicateEmailError, type AccountRecord, type Accounts } from '../../http/ports.ts';
 
-export interface AccountRecord {
-  readonly id: string;
-  readonly email: string;
-  readonly name: string;
-  readonly phone?: string;
-  readonly role: string;
-  readonly passwordHash: string;
-}
-
-export class DuplicateEmailError extends Error {
-  override readonly name = 'DuplicateEmailError';
-}
+export { DuplicateEmailError, type AccountRecord };
 
 interface AccountRow { id: string; email: string; name: string; phone: string | null; role: string; password_hash: string }
 
-export class AccountStore {
+export class AccountStore implements Accounts {
   readonly #orm: Orm;
   readonly #guard: Guard;
   readonly #keys: Keyring;

@@ -39,6 +39,7 @@ import type { Orm } from './orm.ts';
 import { inTransaction, type Sql } from './transaction.ts';
 import type { Guard } from '../resilience.ts';
 import type { WriteFence } from '../../runtime/ports.ts';
+import type { ProjectionStatus, Projections } from '../../http/ports.ts';
 import { FENCED_BY, epochFor, fenceParams } from './shard-epochs.ts';
 import type { JournalRecord } from '../../runtime/entity-actor.ts';
 import { applyBooking, bookingView, initialBooking, type BookingEvent, type BookingState } from '../../actors/booking.ts';
@@ -303,15 +304,7 @@ interface ShardState {
   pendingSince: number | undefined;
 }
 
-export interface ProjectionStatus {
-  readonly name: string;
-  /** How far behind the journal this projection may be, on this node's shards (0: caught up). */
-  readonly lagMs: number;
-  readonly shards: number;
-  readonly rowsProjected: number;
-  readonly failures: number;
-  readonly lastError?: string;
-}
+export type { ProjectionStatus };
 
 function lockKey(name: string): number {
   let h = 0x5eed;
@@ -319,7 +312,7 @@ function lockKey(name: string): number {
   return h;
 }
 
-export class Projector {
+export class Projector implements Projections {
   readonly #o: ProjectorOptions;
   readonly #projections: readonly Projection[];
   readonly #now: () => number;

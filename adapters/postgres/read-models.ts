@@ -5,6 +5,9 @@
 import type { Orm } from './orm.ts';
 import type { Guard } from '../resilience.ts';
 import { summarize, type AnalyticsRow } from '../../actors/analytics.ts';
+import type { AnalyticsReport, BookingCursor, BookingFilter, ReadModelQueries } from '../../http/ports.ts';
+
+export type { BookingCursor, BookingFilter };
 
 export interface BookingRow {
   readonly id: string;
@@ -12,24 +15,7 @@ export interface BookingRow {
   readonly data: Record<string, unknown>;
 }
 
-export interface BookingFilter {
-  readonly riderId?: string;
-  readonly driverId?: string;
-  readonly status?: string;
-  readonly from?: number;
-  readonly to?: number;
-  readonly limit: number;
-  /** Where the previous page ended; the edge decodes and validates the client's opaque token into this. */
-  readonly cursor?: BookingCursor;
-}
-
-/** A position in the newest-first booking list: the last row of a page, by (created_at, id). */
-export interface BookingCursor {
-  readonly createdAt: Date;
-  readonly id: string;
-}
-
-export class ReadModels {
+export class ReadModels implements ReadModelQueries {
   readonly #orm: Orm;
   readonly #guard: Guard;
   /** Per set of shards, where the last full page of due scheduled bookings ended (see dueScheduled). */
@@ -127,7 +113,7 @@ export class ReadModels {
     return rows.map((r) => r.id);
   }
 
-  async analytics(from: number, to: number, groupBy: 'hour' | 'cell') {
+  async analytics(from: number, to: number, groupBy: 'hour' | 'cell'): Promise<AnalyticsReport> {
     const key = groupBy === 'hour' ? 'a.hour' : 'a.cell';
     const rows = await this.#sql<Record<string, string | number | Date>>(
       `select ${key} as key, sum(requests) as requests, sum(completed) as completed, sum(cancelled) as cancelled,

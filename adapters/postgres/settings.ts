@@ -3,8 +3,9 @@
 
 import type { Orm } from './orm.ts';
 import type { Guard } from '../resilience.ts';
+import type { Settings } from '../../http/ports.ts';
 
-export class SettingsStore {
+export class SettingsStore implements Settings {
   readonly #orm: Orm;
   readonly #guard: Guard;
   readonly #cache = new Map<string, { value: unknown; until: number }>();

@@ -3,7 +3,7 @@
 // than turning a cache outage into an API outage; the error is reported.
 
 import { Redis } from 'ioredis';
-import type { RateLimiter } from '../../http/rate-limit.ts';
+import type { RateLimiter } from '../../http/ports.ts';
 
 export class RedisRateLimiter implements RateLimiter {
   readonly #redis: Redis;

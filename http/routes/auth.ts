@@ -3,7 +3,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { DuplicateEmailError } from '../../adapters/postgres/accounts.ts';
+import { DuplicateEmailError } from '../ports.ts';
 import { Api } from '../api.ts';
 import type { Edge } from '../edge.ts';
 import { HttpError } from '../errors.ts';

@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import type { ShardHost } from '../../runtime/shard-host.ts';
 import type { ShardRegion } from '../../runtime/region.ts';
-import type { Projector } from '../../adapters/postgres/projections.ts';
+import type { ProjectionMonitor } from '../ports.ts';
 import { Api } from '../api.ts';
 
 const Cluster = z.object({
@@ -15,7 +15,7 @@ const Cluster = z.object({
   })).describe('Read-model projections on the shards this node owns: how far behind the journal each may be'),
 });
 
-export function clusterRoutes(region: ShardRegion, host: ShardHost, projector?: Projector): Api {
+export function clusterRoutes(region: ShardRegion, host: ShardHost, projector?: ProjectionMonitor): Api {
   const api = new Api();
   api.add({
     method: 'get', path: '/v1/admin/cluster', tag: 'admin', summary: 'Nodes, the shard -> node map, live actors per shard (for shards this node owns)',

@@ -1,0 +1,117 @@
+// Ports of the edge: what the HTTP and WebSocket edge needs from storage, with only the
+// methods it calls. Adapters implement them (adapters/postgres for accounts, read models,
+// settings and projections; adapters/memory and adapters/redis for the rate limiter);
+// node.ts chooses the adapters and hands them to the edge. Nothing under http/ imports
+// adapters/ (test/imports.test.ts checks it; docs/DESIGN.md, "Layers").
+
+import type { summarize } from '../actors/analytics.ts';
+
+// ---- Accounts (deployments without their own identity provider) ----
+
+export interface AccountRecord {
+  readonly id: string;
+  readonly email: string;
+  readonly name: string;
+  readonly phone?: string;
+  readonly role: string;
+  readonly passwordHash: string;
+}
+
+/** An account for this email exists already: `Accounts.create` wrote nothing. */
+export class DuplicateEmailError extends Error {
+  override readonly name = 'DuplicateEmailError';
+}
+
+export interface Accounts {
+  /** Fails with DuplicateEmailError when an account for the email exists. */
+  create(account: AccountRecord): Promise<void>;
+  /** Replaces a password hash (an old-cost hash upgraded at login). */
+  setPasswordHash(id: string, passwordHash: string): Promise<void>;
+  byEmail(email: string): Promise<AccountRecord | undefined>;
+}
+
+// ---- Read models (projections of the journal, read side) ----
+
+export interface BookingFilter {
+  readonly riderId?: string;
+  readonly driverId?: string;
+  readonly status?: string;
+  readonly from?: number;
+  readonly to?: number;
+  readonly limit: number;
+  /** Where the previous page ended; the edge decodes and validates the client's opaque token into this. */
+  readonly cursor?: BookingCursor;
+}
+
+/** A position in the newest-first booking list: the last row of a page, by (created_at, id). */
+export interface BookingCursor {
+  readonly createdAt: Date;
+  readonly id: string;
+}
+
+export type AnalyticsItem = ReturnType<typeof summarize>;
+
+export interface AnalyticsReport {
+  groupBy: 'hour' | 'cell';
+  from: string;
+  to: string;
+  items: AnalyticsItem[];
+  totals: { activeDrivers: number; newRiders: number };
+  /** The busiest pickup cells (by cell only). */
+  topPickupCells: { cell: string; requests: number }[] | undefined;
+}
+
+export interface ReadModelQueries {
+  listDrivers(status?: string): Promise<Record<string, unknown>[]>;
+  listVehicles(): Promise<Record<string, unknown>[]>;
+  listBookings(filter: BookingFilter): Promise<{ items: Record<string, unknown>[]; nextCursor?: BookingCursor }>;
+  /** Bookings still in play, newest first (for the operations page). */
+  activeBookings(limit?: number): Promise<Record<string, unknown>[]>;
+  /** Bookings per status created since `since`. */
+  statusCounts(since: number): Promise<Record<string, number>>;
+  analytics(from: number, to: number, groupBy: 'hour' | 'cell'): Promise<AnalyticsReport>;
+}
+
+// ---- Settings (cluster-wide, such as the pricing policy) ----
+
+export interface Settings {
+  get<T>(key: string, fallback: T): Promise<T>;
+  put(key: string, value: unknown): Promise<void>;
+}
+
+// ---- Projections: how far behind the read models are, rebuilds ----
+
+export interface ProjectionStatus {
+  readonly name: string;
+  /** How far behind the journal this projection may be, on this node's shards (0: caught up). */
+  readonly lagMs: number;
+  readonly shards: number;
+  readonly rowsProjected: number;
+  readonly failures: number;
+  readonly lastError?: string;
+}
+
+/** What /metrics and the cluster status read. */
+export interface ProjectionMonitor {
+  status(): ProjectionStatus[];
+}
+
+export interface Projections extends ProjectionMonitor {
+  /** The largest lag of the named projections (all when none are named), in milliseconds. */
+  lagMs(...names: string[]): number;
+  /** Empties a projection and projects it again from the start of the journal. */
+  rebuild(name: string): Promise<{ rows: number; ms: number }>;
+}
+
+// ---- Rate limiter (http/rate-limit.ts makes middleware of it) ----
+
+export interface RateLimiter {
+  /** Counts one hit; `allowed` false once `limit` hits happened in the current window. */
+  hit(key: string, limit: number, windowMs: number): Promise<{ allowed: boolean; retryAfterMs: number; count: number }>;
+  /** Holds `key` back for `ms` (a penalty: the failed-login throttle). */
+  block(key: string, ms: number): Promise<void>;
+  /** How long `key` is still held back; 0 when it is not. */
+  blockedFor(key: string): Promise<number>;
+  /** Releases connections (a limiter with none has no close). */
+  close?(): void;
+}
