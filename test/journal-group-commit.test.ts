@@ -13,10 +13,9 @@ import { openOrm, type Orm } from '../adapters/postgres/orm.ts';
 import { PostgresJournal } from '../adapters/postgres/journal.ts';
 import { PostgresShardEpochs } from '../adapters/postgres/shard-epochs.ts';
 import { startEmbeddedPostgres } from '../adapters/postgres/embedded.ts';
-import { MemoryJournal } from '../adapters/memory/journal.ts';
 import { DuplicateCommandError, JournalConflictError, ShardFencedError, StorageUnavailableError, classify } from '../runtime/errors.ts';
 import { shardOf, type Placement } from '../runtime/entity.ts';
-import type { Epoch, Journal, JournalEntry, ShardId, WriteFence } from '../runtime/ports.ts';
+import type { Epoch, JournalEntry, ShardId, WriteFence } from '../runtime/ports.ts';
 import { faultProxy } from './helpers/fault-proxy.ts';
 import { freshDatabase } from './helpers/services.ts';
 
@@ -197,14 +196,4 @@ test.serial('PostgreSQL: a connection lost mid-batch fails every append of the b
   t.is(Number(rows.rows[0].n), 0, 'nothing of the batch is visible');
   // The journal serves again, and the same appends (retried) are written.
   t.deepEqual((await settle(ids.map((id) => journal.append(entry(id, 1))))).filter((r) => r.status === 'rejected'), []);
-});
-
-test('the memory journal keeps the same per-append outcomes', async (t) => {
-  const journal: Journal = new MemoryJournal();
-  await journal.append(entry('a', 1, 'x'));
-  await t.throwsAsync(journal.append(entry('a', 1, 'y')), { instanceOf: JournalConflictError });
-  await t.throwsAsync(journal.append(entry('a', 2, 'x'), { unlessCommand: 'x' }), { instanceOf: DuplicateCommandError });
-  await journal.append(entry('a', 2, 'z'), { unlessCommand: 'z' });
-  await journal.append(entry('b', 1, 'x'), { unlessCommand: 'x' });
-  t.deepEqual((await journal.read(key('a'), 0, 10)).map((e) => (e.data as { cmd: string }).cmd), ['x', 'z']);
 });

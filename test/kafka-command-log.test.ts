@@ -66,25 +66,6 @@ test('commands appended to shards are consumed once, in order per shard, and sta
   await again.stop();
 });
 
-test('uncommitted commands are redelivered to the next consumer', async (t) => {
-  const topic = `test.${randomUUID().slice(0, 8)}.commands`;
-  const log = await logFor(t, topic, 2);
-  const received: string[] = [];
-  await log.start({
-    async onRecords(_shard, records) { received.push(...records.map((r) => r.command.id)); },
-    async onAssignment() {},
-  });
-  await log.append(0, command(1, 'x'));
-  t.true(await eventually(async () => received.length === 1, 60_000));
-  await log.stop();
-  const next = await logFor(t, topic, 2);
-  const c = collector(next);
-  await next.start(c.handlers);
-  t.true(await eventually(async () => c.seen.length === 1, 60_000), 'the unacknowledged command came back');
-  t.is(c.seen[0]!.command.id, 'c1');
-  await next.stop();
-});
-
 test('a topic with another partition count is refused with a clear message', async (t) => {
   const topic = `test.${randomUUID().slice(0, 8)}.commands`;
   const first = await logFor(t, topic, 3);
