@@ -1,4 +1,4 @@
-// The RateLimiter port's conformance suite (http/rate-limit.ts): the same cases against
+// The RateLimiter port's conformance suite (http/ports.ts): the same cases against
 // the in-process counters (embedded node) and Redis (cluster), registered per implementation
 // by rate-limiter.test.ts. Keys are unique per case, so implementations may share a server.
 // Windows are long (an hour) where a case must not see one end, so no case depends on timing;
@@ -6,7 +6,7 @@
 
 import test from 'ava';
 import { randomUUID } from 'node:crypto';
-import type { RateLimiter } from '../../http/rate-limit.ts';
+import type { RateLimiter } from '../../http/ports.ts';
 import { eventually } from '../helpers/node-process.ts';
 
 export interface RateLimiterUnderTest {
