@@ -122,7 +122,11 @@ export class InProcessCommandLog implements CommandLog {
     if (this.#o.dir && !this.#offsetsDirty) {
       this.#offsetsDirty = true;
       // Coalesce commits of one tick into one write; losing it only means redelivery.
-      setImmediate(() => this.#writeOffsets());
+      setImmediate(() => {
+        // A failed write (a full disk, a directory removed after stop) must not end the
+        // process from a timer: the offsets stay as they were, and the commits are redelivered.
+        try { this.#writeOffsets(); } catch (error) { this.#o.onError?.(error, 'writing committed offsets'); }
+      });
     }
   }
 

@@ -29,8 +29,11 @@ export class PostgresDeadLetterStore implements DeadLetterStore {
     // The command is stored as it came, base64-encoded: whatever made it fail (a NUL
     // PostgreSQL refuses) must not also keep it out of this table, or change it on retry.
     const values = [l.id, l.shard, l.offset, storable(l.command), l.failure.kind, storableText(l.failure.message), l.attempts, new Date(l.at)];
+    // Dead-lettered again (after a retry put it back in the log): the letter points at its
+    // last failure (shard, offset, command as it was then), with the attempts of both.
     const upsert = `on conflict (id) do update set attempts = dead_letter.attempts + excluded.attempts, failure_kind = excluded.failure_kind,
-         failure_message = excluded.failure_message, created_at = excluded.created_at`;
+         failure_message = excluded.failure_message, created_at = excluded.created_at,
+         shard = excluded.shard, log_offset = excluded.log_offset, command = excluded.command`;
     if (!this.#fence) {
       await this.#sql(`insert into dead_letter (id, shard, log_offset, command, failure_kind, failure_message, attempts, created_at)
        values (?, ?, ?, ?, ?, ?, ?, ?) ${upsert}`, values);

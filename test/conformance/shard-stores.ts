@@ -92,12 +92,12 @@ export function deadLetterStoreConformance(name: string, make: Make<DeadLetterSt
 
   test(`${name} dead letters: the same command dead-lettered again is one letter, its attempts added up and its last failure kept`, async (t) => {
     const store = await use(t);
-    // Not asserted: which shard, offset and command the merged letter keeps. The two stores
-    // disagree (memory keeps the last add's, PostgreSQL the first's), and the port does not say.
     await store.add(letter('d1', at, { attempts: 3 }));
-    await store.add(letter('d1', at + 1000, { attempts: 2, failure: { kind: 'storage_rejected', message: 'again' } }));
+    const again = { attempts: 2, offset: 97, failure: { kind: 'storage_rejected', message: 'again' } } as const;
+    await store.add(letter('d1', at + 1000, again));
     const got = await store.get('d1');
     t.is(got?.attempts, 5);
+    t.is(got?.offset, 97, 'the letter points at where it failed last (a retry put it back at a new offset)');
     t.deepEqual(got?.failure, { kind: 'storage_rejected', message: 'again' });
     t.is(got?.at, at + 1000);
     t.is((await store.list(10)).length, 1);
