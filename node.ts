@@ -5,7 +5,7 @@
 
 import type { AddressInfo } from 'node:net';
 import type Router from '@koa/router';
-import type { Behavior, Service } from './actors/behavior.ts';
+import type { AnyBehavior, Service } from './actors/behavior.ts';
 import type { Config } from './config/index.ts';
 import { openCommandLog } from './adapters/command-log.ts';
 import { openStorage, type Storage } from './adapters/storage.ts';
@@ -53,7 +53,6 @@ import { startup } from './runtime/startup.ts';
 import type { CommandLog, Notifier, OccupiedCells } from './runtime/ports.ts';
 import { startTracing, type Tracing } from './adapters/otel/tracing.ts';
 
-type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
 
 export interface NodeOptions {
   readonly config: Config;

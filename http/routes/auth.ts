@@ -11,7 +11,7 @@ import { UserId } from '../ids.ts';
 import { hashPassword, needsRehash, passwordProblem, verifyPassword } from '../passwords.ts';
 import { byIp, rateLimit } from '../rate-limit.ts';
 import { Login, RegistrationAccepted, Register, Token } from '../schemas.ts';
-import { outcome } from './bookings.ts';
+import { outcome } from '../rejections.ts';
 import { sealFields } from '../../runtime/personal-data.ts';
 
 // A hash to compare against when the email is unknown, so timing does not reveal which emails exist.
