@@ -6,7 +6,7 @@ import type { Logger } from '../runtime/logger.ts';
 import type { CommandLog } from '../runtime/ports.ts';
 import { createKafka } from './kafka/client.ts';
 import { KafkaCommandLog } from './kafka/command-log.ts';
-import { InProcessCommandLog } from './memory/command-log.ts';
+import { InProcessCommandLog } from './file/command-log.ts';
 
 /** `quiet`: while it answers true, the Kafka client's own log lines are dropped (start-up says it waits instead). */
 export function openCommandLog(config: Config, logger: Logger, options: { quiet?: () => boolean } = {}): CommandLog {

@@ -7,7 +7,7 @@ import { DEFAULT_BOOKING, makeBookingBehavior } from '../actors/booking.ts';
 import { DEFAULT_CELL, makeCellBehavior } from '../actors/cell.ts';
 import { makeDriverBehavior } from '../actors/driver.ts';
 import { nearestService } from '../actors/index.ts';
-import { InProcessCommandLog } from '../adapters/memory/command-log.ts';
+import { InProcessCommandLog } from '../adapters/file/command-log.ts';
 import { MemoryDeadLetterStore } from '../adapters/memory/dead-letters.ts';
 import { MemoryJournal } from '../adapters/memory/journal.ts';
 import { InProcessNotifier } from '../adapters/memory/notifier.ts';

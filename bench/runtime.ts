@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { MemoryJournal } from '../adapters/memory/journal.ts';
 import { MemoryReminderStore } from '../adapters/memory/reminders.ts';
-import { InProcessCommandLog } from '../adapters/memory/command-log.ts';
+import { InProcessCommandLog } from '../adapters/file/command-log.ts';
 import { InProcessNotifier } from '../adapters/memory/notifier.ts';
 import { startEmbeddedPostgres } from '../adapters/postgres/embedded.ts';
 import { PostgresJournal } from '../adapters/postgres/journal.ts';

@@ -11,7 +11,7 @@ import { PostgresReminderStore } from '../adapters/postgres/reminders.ts';
 import { PostgresDeadLetterStore } from '../adapters/postgres/dead-letters.ts';
 import { PostgresShardEpochs } from '../adapters/postgres/shard-epochs.ts';
 import { Projector, type Projection } from '../adapters/postgres/projections.ts';
-import { InProcessCommandLog } from '../adapters/memory/command-log.ts';
+import { InProcessCommandLog } from '../adapters/file/command-log.ts';
 import { InProcessNotifier } from '../adapters/memory/notifier.ts';
 import { MemoryShardEpochs } from '../adapters/memory/shard-epochs.ts';
 import { ShardFencedError } from '../runtime/errors.ts';

@@ -16,7 +16,6 @@ import { Booking, BookingCreate, BookingList, BookingListQuery, CancelRequest, Q
 import { outcome } from '../rejections.ts';
 import { surgeAt } from '../surge.ts';
 
-
 async function makeQuote(
   edge: Edge, riderId: string, input: { pickup: { lat: number; lng: number }; dropoff: { lat: number; lng: number }; vehicleType: string },
 ) {

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { InProcessCommandLog } from '../../adapters/memory/command-log.ts';
+import { InProcessCommandLog } from '../../adapters/file/command-log.ts';
 import { KafkaCommandLog } from '../../adapters/kafka/command-log.ts';
 import { createKafka } from '../../adapters/kafka/client.ts';
 import { kafkaBrokers } from '../helpers/services.ts';

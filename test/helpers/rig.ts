@@ -2,7 +2,7 @@
 // reminders, the real shard host and region.
 
 import type { Behavior, Service } from '../../actors/behavior.ts';
-import { InProcessCommandLog } from '../../adapters/memory/command-log.ts';
+import { InProcessCommandLog } from '../../adapters/file/command-log.ts';
 import { MemoryJournal } from '../../adapters/memory/journal.ts';
 import { InProcessNotifier } from '../../adapters/memory/notifier.ts';
 import { MemoryReminderStore } from '../../adapters/memory/reminders.ts';
