@@ -5,7 +5,7 @@
 // and message (`commandError`). docs/API.md lists each code with its status.
 
 import type { RejectionCode } from '../actors/rejections.ts';
-import type { CommandResult } from '../runtime/entity-actor.ts';
+import type { CommandResult } from '../runtime/ports.ts';
 import { HttpError } from './errors.ts';
 
 /**

@@ -10,7 +10,7 @@
 import type { AnyBehavior, Behavior, Effect, EntityRef, Outcome } from '../actors/behavior.ts';
 import { classify, DuplicateCommandError, ReducerError, type FailureKind } from './errors.ts';
 import { emptyDedupe, recognise, remember, type Dedupe, type Origin, type Refusal } from './dedupe.ts';
-import type { AppendOptions, CommandEnvelope } from './ports.ts';
+import type { AppendOptions, CommandEnvelope, CommandResult, CommandStatus, Failure } from './ports.ts';
 import { isTimerFire } from './timers.ts';
 
 export interface OutboundTell {
@@ -56,24 +56,6 @@ export interface JournalRecord {
   readonly tells: readonly OutboundTell[];
   readonly timersSet: readonly { readonly name: string; readonly at: number; readonly message: unknown }[];
   readonly timersCancelled: readonly string[];
-}
-
-export type CommandStatus = 'applied' | 'duplicate' | 'rejected' | 'failed';
-
-export interface CommandResult {
-  readonly status: CommandStatus;
-  readonly rejection?: Refusal;
-  readonly reply?: unknown;
-  /** Why a `failed` command failed, and whether trying again can help. */
-  readonly failure?: Failure;
-  /** Set when a permanently failed command was set aside in the dead-letter store. */
-  readonly deadLetter?: string;
-}
-
-export interface Failure {
-  readonly kind: FailureKind;
-  readonly retriable: boolean;
-  readonly message: string;
 }
 
 export function failureOf(error: unknown): Failure {

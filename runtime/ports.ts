@@ -3,11 +3,12 @@
 // adapters/redis for a cluster); the runtime depends on nothing else.
 
 import type { EntityRef } from '../actors/behavior.ts';
-import type { Origin } from './dedupe.ts';
-import type { ShardFencedError } from './errors.ts';
+import type { Origin, Refusal } from './dedupe.ts';
+import type { FailureKind, ShardFencedError } from './errors.ts';
 import type { EntityKey, NodeId, ShardId } from './entity.ts';
 
 export type { EntityKey, NodeId, ShardId };
+
 /** A shard's ownership generation: each node that gains the shard takes a larger one. */
 export type Epoch = number;
 
@@ -260,4 +261,37 @@ export interface WriteFence {
   epochOf(shard: ShardId): Epoch | undefined;
   /** Storage refused a write of `shard` made with `epoch`: records it and returns the error to throw. */
   refused(shard: ShardId, epoch: Epoch | undefined, what: string): ShardFencedError;
+}
+
+// What a command came to, as it travels back to its sender (across nodes, over the
+// RemoteChannel): part of the ports' vocabulary, not of the actor that produces it.
+
+export type CommandStatus = 'applied' | 'duplicate' | 'rejected' | 'failed';
+
+export interface CommandResult {
+  readonly status: CommandStatus;
+  readonly rejection?: Refusal;
+  readonly reply?: unknown;
+  /** Why a `failed` command failed, and whether trying again can help. */
+  readonly failure?: Failure;
+  /** Set when a permanently failed command was set aside in the dead-letter store. */
+  readonly deadLetter?: string;
+}
+
+export interface Failure {
+  readonly kind: FailureKind;
+  readonly retriable: boolean;
+  readonly message: string;
+}
+
+/** Carries asks and command outcomes between nodes (Redis in a cluster). Absent in embedded mode. */
+export interface RemoteChannel {
+  /** `trace`: the asker's traceparent, when the ask is part of a traced request. */
+  ask(node: NodeId, to: EntityRef, query: unknown, timeoutMs: number, trace?: string): Promise<unknown>;
+  reply(node: NodeId, commandId: string, result: CommandResult): Promise<void>;
+  /** Registers this node's handlers for asks from and replies to other nodes. */
+  serve(handlers: {
+    ask(to: EntityRef, query: unknown, trace?: string): Promise<unknown>;
+    reply(commandId: string, result: CommandResult): void;
+  }): Promise<void>;
 }

@@ -15,10 +15,13 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityRef, Service } from '../actors/behavior.ts';
 import { entityKey, parseEntityKey, shardOf, type EntityKey, type NodeId, type Placement, type ShardId } from './entity.ts';
-import { failureOf, type CommandResult, type Failure, type OutboundTell, type SoftOutcome } from './entity-actor.ts';
+import { failureOf, type OutboundTell, type SoftOutcome } from './entity-actor.ts';
 import { LogUnavailableError, RebalanceStepError, ShardFencedError, ShardHandoffError } from './errors.ts';
 import type { ShardFences } from './fencing.ts';
-import type { CommandEnvelope, CommandLog, DeadLetter, DeadLetterStore, LogRecord, Notifier, Reminder, ReminderStore, ShardAssignment, SoftMessage } from './ports.ts';
+import type {
+  CommandEnvelope, CommandLog, CommandResult, DeadLetter, DeadLetterStore, Failure, LogRecord, Notifier, Reminder, ReminderStore, RemoteChannel,
+  ShardAssignment, SoftMessage,
+} from './ports.ts';
 import { NOT_NOW, type ShardHost } from './shard-host.ts';
 import { backoff, sleep } from './backoff.ts';
 import { timerCommandId, type TimerFire } from './timers.ts';
@@ -30,18 +33,6 @@ export class AskTimeoutError extends Error {
 
 export class NotOwnerError extends Error {
   override readonly name = 'NotOwnerError';
-}
-
-/** Carries asks and command outcomes between nodes (Redis in a cluster). Absent in embedded mode. */
-export interface RemoteChannel {
-  /** `trace`: the asker's traceparent, when the ask is part of a traced request. */
-  ask(node: NodeId, to: EntityRef, query: unknown, timeoutMs: number, trace?: string): Promise<unknown>;
-  reply(node: NodeId, commandId: string, result: CommandResult): Promise<void>;
-  /** Registers this node's handlers for asks from and replies to other nodes. */
-  serve(handlers: {
-    ask(to: EntityRef, query: unknown, trace?: string): Promise<unknown>;
-    reply(commandId: string, result: CommandResult): void;
-  }): Promise<void>;
 }
 
 export type DomainEventListener = (topic: string, event: unknown, from: EntityRef) => void;

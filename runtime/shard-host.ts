@@ -21,14 +21,14 @@ import { configurePersistence, dispatch, spawnPersistent, start, stop } from 'na
 import type { AnyBehavior, EntityRef } from '../actors/behavior.ts';
 import { entityKey, type EntityKey, type ShardId } from './entity.ts';
 import {
-  entityActor, freshIncarnation, type ActorHost, type ActorMessage, type CommandResult, type Incarnation, type JournalRecord, type SoftOutcome,
+  entityActor, freshIncarnation, type ActorHost, type ActorMessage, type JournalRecord, type SoftOutcome,
 } from './entity-actor.ts';
 import { JournalPersistenceEngine } from './persistence-engine.ts';
 import { Activation as ActivationOf, accepts } from './activation.ts';
 import { idleVictims, leastRecentlyUsed, type Candidate } from './passivation.ts';
 import { EntityTimers } from './timers.ts';
 import { EntityStoppedError } from './errors.ts';
-import type { Journal } from './ports.ts';
+import type { CommandResult, Journal } from './ports.ts';
 import { Semaphore } from './semaphore.ts';
 
 

@@ -7,8 +7,8 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { EntityRef } from '../../actors/behavior.ts';
-import type { CommandResult } from '../../runtime/entity-actor.ts';
-import { AskTimeoutError, type RemoteChannel } from '../../runtime/region.ts';
+import { AskTimeoutError } from '../../runtime/region.ts';
+import type { CommandResult, RemoteChannel } from '../../runtime/ports.ts';
 import { DependencyUnreachableError } from '../../runtime/errors.ts';
 import type { NodeId } from '../../runtime/entity.ts';
 
