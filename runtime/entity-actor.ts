@@ -8,7 +8,7 @@
 // first time instead of being decided again on newer state (see dedupe.ts).
 
 import type { AnyBehavior, Behavior, Effect, EntityRef, Outcome } from '../actors/behavior.ts';
-import { classify, DuplicateCommandError, ReducerError, type FailureKind } from './errors.ts';
+import { classify, DuplicateCommandError, ReducerError } from './errors.ts';
 import { emptyDedupe, recognise, remember, type Dedupe, type Origin, type Refusal } from './dedupe.ts';
 import type { AppendOptions, CommandEnvelope, CommandResult, CommandStatus, Failure } from './ports.ts';
 import { isTimerFire } from './timers.ts';

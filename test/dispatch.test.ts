@@ -2,7 +2,6 @@
 // drivers, cells and bookings as actors, the nearest search as a node service.
 
 import test from 'ava';
-import { latLngToCell } from 'h3-js';
 import { makeBookingBehavior, DEFAULT_BOOKING, type BookingState } from '../actors/booking.ts';
 import { DEFAULT_CELL, makeCellBehavior } from '../actors/cell.ts';
 import { makeDriverBehavior } from '../actors/driver.ts';

@@ -12,7 +12,7 @@ import test from 'ava';
 import { request } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { EntityRef } from '../actors/behavior.ts';
-import { startEdge, type EdgeNode, type WsClient } from './helpers/edge-client.ts';
+import { startEdge, type EdgeNode } from './helpers/edge-client.ts';
 
 const P = { lat: 52.37, lng: 4.89 };
 const D = { lat: 52.38, lng: 4.9 };
