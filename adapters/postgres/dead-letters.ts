@@ -3,7 +3,7 @@
 // so a command dead-lettered twice (redelivered after a crash) is one row. With a
 // WriteFence, `add` is conditional on this node's epoch for the letter's shard.
 
-import type { Orm } from './orm.ts';
+import { sqlOn, type Orm, type Sql } from './orm.ts';
 import type { CommandEnvelope, DeadLetter, DeadLetterStore, WriteFence } from '../../runtime/ports.ts';
 import { FENCED_BY, epochFor, fenceParams } from './shard-epochs.ts';
 
@@ -13,16 +13,12 @@ interface Row {
 }
 
 export class PostgresDeadLetterStore implements DeadLetterStore {
-  readonly #orm: Orm;
+  readonly #sql: Sql;
   readonly #fence: WriteFence | undefined;
 
   constructor(orm: Orm, fence?: WriteFence) {
-    this.#orm = orm;
+    this.#sql = sqlOn(orm);
     this.#fence = fence;
-  }
-
-  #sql<T>(sql: string, params: unknown[] = []): Promise<T[]> {
-    return this.#orm.em.getConnection().execute(sql, params) as Promise<T[]>;
   }
 
   async add(l: DeadLetter): Promise<void> {

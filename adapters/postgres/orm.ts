@@ -8,6 +8,13 @@ import { sleep } from '../../runtime/backoff.ts';
 
 export type Orm = MikroORM;
 
+/** A statement runner on the ORM's connection: what each store's raw SQL goes through. */
+export type Sql = <T>(sql: string, params?: unknown[]) => Promise<T[]>;
+
+export function sqlOn(orm: Orm): Sql {
+  return <T>(sql: string, params: unknown[] = []) => orm.em.getConnection().execute(sql, params) as Promise<T[]>;
+}
+
 export interface OrmOptions {
   readonly url: string;
   /** Connections in the pool; PGlite serves one at a time, so the embedded node uses 1. */

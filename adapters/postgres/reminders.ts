@@ -2,22 +2,18 @@
 // node that gains shards finds the entities with timers to re-arm. With a WriteFence,
 // writes are conditional on this node's epoch for the reminder's shard (shard-epochs.ts).
 
-import type { Orm } from './orm.ts';
+import { sqlOn, type Orm, type Sql } from './orm.ts';
 import type { Reminder, ReminderStore, ShardId, WriteFence } from '../../runtime/ports.ts';
 import { FENCED_BY, epochFor, fenceParams, staleEpoch } from './shard-epochs.ts';
 import type { EntityKey } from '../../runtime/entity.ts';
 
 export class PostgresReminderStore implements ReminderStore {
-  readonly #orm: Orm;
+  readonly #sql: Sql;
   readonly #fence: WriteFence | undefined;
 
   constructor(orm: Orm, fence?: WriteFence) {
-    this.#orm = orm;
+    this.#sql = sqlOn(orm);
     this.#fence = fence;
-  }
-
-  #sql<T>(sql: string, params: unknown[] = []): Promise<T[]> {
-    return this.#orm.em.getConnection().execute(sql, params) as Promise<T[]>;
   }
 
   async set(r: Reminder): Promise<void> {
