@@ -3,8 +3,8 @@
 // so a command dead-lettered twice (redelivered after a crash) is one row. With a
 // WriteFence, `add` is conditional on this node's epoch for the letter's shard.
 
-import { sqlOn, type Orm, type Sql } from './orm.ts';
-import type { CommandEnvelope, DeadLetter, DeadLetterStore, WriteFence } from '../../runtime/ports.ts';
+import { FencedStore } from './fenced-store.ts';
+import type { CommandEnvelope, DeadLetter, DeadLetterStore } from '../../runtime/ports.ts';
 import { FENCED_BY, epochFor, fenceParams } from './shard-epochs.ts';
 
 interface Row {
@@ -12,15 +12,7 @@ interface Row {
   attempts: number; created_at: Date | string;
 }
 
-export class PostgresDeadLetterStore implements DeadLetterStore {
-  readonly #sql: Sql;
-  readonly #fence: WriteFence | undefined;
-
-  constructor(orm: Orm, fence?: WriteFence) {
-    this.#sql = sqlOn(orm);
-    this.#fence = fence;
-  }
-
+export class PostgresDeadLetterStore extends FencedStore implements DeadLetterStore {
   async add(l: DeadLetter): Promise<void> {
     // The command is stored as it came, base64-encoded: whatever made it fail (a NUL
     // PostgreSQL refuses) must not also keep it out of this table, or change it on retry.
@@ -30,32 +22,32 @@ export class PostgresDeadLetterStore implements DeadLetterStore {
     const upsert = `on conflict (id) do update set attempts = dead_letter.attempts + excluded.attempts, failure_kind = excluded.failure_kind,
          failure_message = excluded.failure_message, created_at = excluded.created_at,
          shard = excluded.shard, log_offset = excluded.log_offset, command = excluded.command`;
-    if (!this.#fence) {
-      await this.#sql(`insert into dead_letter (id, shard, log_offset, command, failure_kind, failure_message, attempts, created_at)
+    if (!this.fence) {
+      await this.sql(`insert into dead_letter (id, shard, log_offset, command, failure_kind, failure_message, attempts, created_at)
        values (?, ?, ?, ?, ?, ?, ?, ?) ${upsert}`, values);
       return;
     }
     const what = `dead letter ${l.id}`;
-    const epoch = epochFor(this.#fence, l.shard, what);
-    const written = await this.#sql(
+    const epoch = epochFor(this.fence, l.shard, what);
+    const written = await this.sql(
       `insert into dead_letter (id, shard, log_offset, command, failure_kind, failure_message, attempts, created_at)
        select ?, ?::int, ?::bigint, ?, ?, ?, ?::int, ?::timestamptz where ${FENCED_BY} ${upsert} returning 1 as ok`,
       [...values, ...fenceParams(l.shard, epoch)]);
-    if (written.length === 0) throw this.#fence.refused(l.shard, epoch, what);
+    if (written.length === 0) throw this.fence.refused(l.shard, epoch, what);
   }
 
   async list(limit: number): Promise<DeadLetter[]> {
-    const rows = await this.#sql<Row>('select * from dead_letter order by created_at desc, id limit ?', [limit]);
+    const rows = await this.sql<Row>('select * from dead_letter order by created_at desc, id limit ?', [limit]);
     return rows.map(toLetter);
   }
 
   async get(id: string): Promise<DeadLetter | undefined> {
-    const [row] = await this.#sql<Row>('select * from dead_letter where id = ?', [id]);
+    const [row] = await this.sql<Row>('select * from dead_letter where id = ?', [id]);
     return row && toLetter(row);
   }
 
   async remove(id: string): Promise<boolean> {
-    const rows = await this.#sql<{ id: string }>('delete from dead_letter where id = ? returning id', [id]);
+    const rows = await this.sql<{ id: string }>('delete from dead_letter where id = ? returning id', [id]);
     return rows.length > 0;
   }
 }
