@@ -54,7 +54,7 @@ const RUNTIME_ERRORS: Record<string, [number, string]> = {
   CommandLogFullError: [503, 'overloaded'],
 };
 
-/** Seconds a runtime error says to wait before trying again (CommandLogFullError's retryAfterSeconds). */
+/** Seconds a runtime error says to wait before trying again (a RetryLaterError's retryAfterSeconds). */
 function retryAfterOf(error: unknown): number | undefined {
   if (RUNTIME_ERRORS[(error as Error)?.name] === undefined) return undefined;
   const seconds = (error as { retryAfterSeconds?: unknown }).retryAfterSeconds;

@@ -76,6 +76,16 @@ export class UndecodableCommandError extends RuntimeError {
   readonly kind = 'undecodable' as const;
 }
 
+/** A retriable refusal that says how long to wait: the edge sends it as `Retry-After`. */
+export abstract class RetryLaterError extends RuntimeError {
+  readonly retriable = true;
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds = 1) {
+    super(message);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
 /** The command log (Kafka) could not take the command's tells. */
 export class LogUnavailableError extends RuntimeError {
   override readonly name = 'LogUnavailableError';
@@ -88,15 +98,9 @@ export class LogUnavailableError extends RuntimeError {
  * refused at once instead of waiting in an unbounded queue. Nothing was written;
  * the caller may try the same command again after `retryAfterSeconds`.
  */
-export class CommandLogFullError extends RuntimeError {
+export class CommandLogFullError extends RetryLaterError {
   override readonly name = 'CommandLogFullError';
-  readonly retriable = true;
   readonly kind = 'log_full' as const;
-  readonly retryAfterSeconds: number;
-  constructor(message: string, retryAfterSeconds = 1) {
-    super(message);
-    this.retryAfterSeconds = retryAfterSeconds;
-  }
 }
 
 /** The entity was stopped (passivated, shard moved, node stopping) before it handled the message. */
@@ -143,15 +147,9 @@ export class RebalanceStepError extends RuntimeError {
  * yet, or is not known here yet. Nothing was read or changed; asking again after
  * `retryAfterSeconds` reaches the new owner.
  */
-export class ShardHandoffError extends RuntimeError {
+export class ShardHandoffError extends RetryLaterError {
   override readonly name = 'ShardHandoffError';
-  readonly retriable = true;
   readonly kind = 'shard_handoff' as const;
-  readonly retryAfterSeconds: number;
-  constructor(message: string, retryAfterSeconds = 1) {
-    super(message);
-    this.retryAfterSeconds = retryAfterSeconds;
-  }
 }
 
 /**
