@@ -137,6 +137,14 @@ test.serial('bookings are listed from the read model and a ride is counted in an
   await n.region.request({ kind: 'vehicle', id: vehicleId }, { type: 'maintenance.add', id: 'w1', from: Date.now() + 3_600_000, to: Date.now() + 7_200_000, reason: 'service' });
   t.true(await eventually(async () => (await n.readModels.listVehicles()).some((v) => v.id === vehicleId && (v.maintenance as unknown[]).length === 1)),
     'vehicles and their maintenance windows are listed');
-  t.true(await eventually(async () => (await n.readModels.listDrivers('available')).some((d) => d.id === driverId)), 'drivers are listed with their status');
+  const listed = async () => (await n.readModels.listDrivers('available')).some((d) => d.id === driverId);
+  // Said in full when it fails: the actor's state, its journal and its view row (a run once
+  // failed here, and this assertion alone could not say which of them was behind).
+  const where = async () => JSON.stringify({
+    actor: await n.region.ask({ kind: 'driver', id: driverId }, { type: 'get' }),
+    view: (await n.readModels.listDrivers()).find((d) => d.id === driverId),
+    lag: n.projector?.status(),
+  });
+  t.true(await eventually(listed), `drivers are listed with their status: ${await where()}`);
   await n.stop();
 });

@@ -38,8 +38,14 @@ export async function openOrm(options: OrmOptions): Promise<Orm> {
     extensions: [Migrator],
     migrations: { migrationsList: migrations, transactional: true, allOrNothing: true, snapshot: false, silent: true },
     pool: { min: 0, max: options.poolMax ?? 10 },
-    // Passed to every pg Client the pool makes (pg sends it in the startup packet).
-    driverOptions: { statement_timeout: options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS },
+    // Passed to every pg Client the pool makes (pg sends it in the startup packet). A
+    // transaction left idle as long (its node paused, cut off or dead) is ended by the server:
+    // an open transaction anywhere on the server holds every projection's cut-off back
+    // (tx < pg_snapshot_xmin), and without this one would until TCP noticed, hours later.
+    driverOptions: {
+      statement_timeout: options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS,
+      idle_in_transaction_session_timeout: options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS,
+    },
     debug: options.debug ?? false,
     ensureDatabase: false,
     discovery: { warnWhenNoEntities: false },
