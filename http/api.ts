@@ -164,7 +164,9 @@ export function openApiDocument(apis: readonly Api[], info: { title: string; ver
     const required = (querySchema?.required ?? []) as string[];
     const query = Object.entries((querySchema?.properties ?? {}) as Record<string, unknown>)
       .map(([name, schema]) => ({ name, in: 'query', required: required.includes(name), schema }));
-    const headers = (op.headers ?? []).map((h) => ({ name: h.name, in: 'header', required: h.required ?? false, description: h.description, schema: { type: 'string' } }));
+    const headers = (op.headers ?? []).map((h) => ({
+      name: h.name, in: 'header', required: h.required ?? false, description: h.description, schema: { type: 'string' },
+    }));
     const status = String(op.status ?? 200);
     const responses: Record<string, unknown> = {
       [status]: op.response

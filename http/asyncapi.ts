@@ -129,7 +129,8 @@ function build() {
     channel: {
       address: '/v1/ws',
       title: 'Dispatch sessions',
-      description: 'One socket per app session. Client messages are answered on the same socket; notifications for the session\'s user are pushed as they happen, from whichever node produced them.',
+      description: 'One socket per app session. Client messages are answered on the same socket; notifications for the session\'s user ' +
+        'are pushed as they happen, from whichever node produced them.',
       messages: channelMessages,
       bindings: {
         ws: {

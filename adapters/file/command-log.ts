@@ -139,7 +139,9 @@ export class InProcessCommandLog implements CommandLog {
     while (this.#inFlight.size > 0 && Date.now() < until) {
       await Promise.race([Promise.allSettled([...this.#inFlight]), new Promise((r) => setTimeout(r, 500))]);
     }
-    if (this.#inFlight.size > 0) this.#o.onError?.(new Error('stop timed out'), `${this.#inFlight.size} shard(s) still delivering at stop; they will be redelivered`);
+    if (this.#inFlight.size > 0) {
+      this.#o.onError?.(new Error('stop timed out'), `${this.#inFlight.size} shard(s) still delivering at stop; they will be redelivered`);
+    }
   }
 
   async stop(): Promise<void> {

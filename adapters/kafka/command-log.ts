@@ -343,7 +343,11 @@ export class KafkaCommandLog implements CommandLog {
       await Promise.race([Promise.allSettled([...this.#batches]), new Promise((r) => { timer = setTimeout(r, until - Date.now()); })]);
       clearTimeout(timer);
     }
-    if (this.#batches.size > 0) this.#o.onError?.(new Error('drain timed out'), `${this.#batches.size} batch(es) still being handled at stop; they will be delivered again`);
+    if (this.#batches.size > 0) {
+      this.#o.onError?.(
+        new Error('drain timed out'), `${this.#batches.size} batch(es) still being handled at stop; they will be delivered again`,
+      );
+    }
     await this.#commitHandled();
   }
 

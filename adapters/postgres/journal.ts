@@ -236,7 +236,9 @@ export class PostgresJournal implements Journal {
         for (const p of batch) await this.#write([p]);
         return;
       }
-      for (const p of batch) p.reject(isUniqueViolation(error) ? new JournalConflictError(p.entry.persistenceKey, p.entry.sequenceNr) : classified(error, p.what));
+      for (const p of batch) {
+        p.reject(isUniqueViolation(error) ? new JournalConflictError(p.entry.persistenceKey, p.entry.sequenceNr) : classified(error, p.what));
+      }
       return;
     }
     const byIndex = new Map(rows.map((r) => [Number(r.i), r]));
