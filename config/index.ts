@@ -683,9 +683,7 @@ export function loadConfig(env: Env = process.env): Config {
     r.problems.push(
       `QUOTE_SECRET is required in ${mode} mode (at least 32 bytes, the same on every node), ` +
       'so any node honours a quote and none can be forged',
-
     );
-
   }
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;

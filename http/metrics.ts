@@ -266,7 +266,6 @@ export class Metrics {
     const requested = new Counter({
       name: 'dispatch_bookings_requested_total', help: 'Bookings made (scheduled ones when made, not when their search starts)', registers,
     });
-
     const offers = new Counter({ name: 'dispatch_offers_total', help: 'Offers made to drivers (a booking may make several)', registers });
     const firstOffer = new Histogram({
       name: 'dispatch_first_offer_seconds',

@@ -261,7 +261,6 @@ export const ServerMessage = z.discriminatedUnion('type', [
     })),
     bookings: z.array(z.object({ id: z.string(), status: BookingStatus, pickup: Point, driverId: z.string().nullable() }))
       .describe('Bookings in play, newest first, at most 200.'),
-
     counters: z.object({
       driversOnline: z.number().int(), driversAvailable: z.number().int(), bookingsLastHour: z.number().int(),
       completed: z.number().int(), noDriver: z.number().int(), active: z.number().int(),

@@ -21,7 +21,6 @@ import type { ShardFences } from './fencing.ts';
 import type {
   CommandEnvelope, CommandLog, CommandResult, DeadLetter, DeadLetterStore, Failure, LogRecord, Notifier, Reminder, ReminderStore,
   RemoteChannel, ShardAssignment, SoftMessage,
-
 } from './ports.ts';
 import { NOT_NOW, type ShardHost } from './shard-host.ts';
 import { backoff, sleep } from './backoff.ts';
@@ -938,7 +937,6 @@ export class ShardRegion {
     for (const r of reminders) {
       if (dueBy === undefined || r.dueAt <= dueBy) byKey.set(r.entityKey, [...(byKey.get(r.entityKey) ?? []), r.name]);
     }
-
     await Promise.all([...byKey].map(async ([key, names]) => {
       const ref = parseEntityKey(key);
       if (!this.#options.host.knows(ref.kind) || (dueBy !== undefined && this.#options.host.isActive(ref))) return;

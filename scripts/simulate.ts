@@ -429,7 +429,6 @@ async function finish(reason: string, drivers: SimDriver[]): Promise<number> {
   const byStatus = Object.entries(Object.groupBy(cancelledAtStop, (b) => b.cancelledAtStop!))
     .map(([s, list]) => `${list!.length} ${s}`)
     .join(', ');
-
   const seconds = Math.round((Date.now() - stats.startedAt) / 1000);
   const lines = [
     `simulation over (${reason}) after ${seconds} s against ${URL_BASE}`,
@@ -462,7 +461,6 @@ async function main(): Promise<void> {
     `simulating ${DRIVERS} drivers and ${BOOKINGS_PER_MIN} bookings/min against ${URL_BASE}, ` +
     `driving ${SPEEDUP}x real time${DURATION_S ? ` for ${DURATION_S} s` : ' until interrupted'}`,
   );
-
   const drivers: SimDriver[] = [];
   for (let i = 0; i < DRIVERS && !signals; i++) {
     const d = new SimDriver();

@@ -430,7 +430,6 @@ function errorResponse(severity: 'ERROR' | 'FATAL', code: string, message: strin
   const body = Buffer.concat([
     field('S', severity), field('V', severity), field('C', code), field('M', message), field('D', detail), Buffer.from([0]),
   ]);
-
   const head = Buffer.alloc(5);
   head.write('E', 0, 'latin1');
   head.writeInt32BE(body.length + 4, 1);

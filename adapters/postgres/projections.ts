@@ -523,7 +523,6 @@ export class Projector implements Projections {
       if (epoch === undefined) {
         await sql('insert into projection_offset (projection, shard, tx, persistence_key, sequence_nr, updated_at) ' +
           `values (?, ?, ?::xid8, ?, ?, now()) ${upsert}`,
-
           [p.name, shard, last.tx, last.key, last.seq]);
         return rows.length;
       }

@@ -124,7 +124,6 @@ export async function sealedByKey(orm: Orm): Promise<Record<string, number>> {
     `select data::text as t from journal where position('"pd1.' in data::text) > 0`,
     `select data::text as t from snapshot where position('"pd1.' in data::text) > 0`,
   ]) {
-
     for (const row of await conn.execute(q) as { t: string }[]) add(row.t);
   }
   return counts;

@@ -95,7 +95,6 @@ export function authRoutes(edge: Edge): Api {
   api.add({
     method: 'post', path: '/v1/auth/token', tag: 'auth', summary: 'Development only: a token for any subject and role',
     public: true, errors: [404],
-
     body: z.object({ sub: UserId, role: z.enum(['rider', 'driver', 'admin']) }).strict(), response: Token,
     handler: async (_ctx, { body }) => {
       if (!edge.devTokens || !edge.auth.canIssue) throw new HttpError(404, 'not_found', 'development tokens are disabled on this node');
