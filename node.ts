@@ -212,7 +212,10 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     lag: baseLog.stats?.bind(baseLog),
     breakers: () => ({ postgres: storage.sqlGuard.state() }),
   });
-  const apis: Api[] = [authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge, occupied), adminRoutes(edge), deadLetterRoutes(edge), clusterRoutes(region, host, projector)];
+  const apis: Api[] = [
+    authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge, occupied), adminRoutes(edge), deadLetterRoutes(edge),
+    clusterRoutes(region, host, projector),
+  ];
 
   const extraRouters = options.routers?.(region) ?? [];
   let stopping = false;
@@ -225,8 +228,14 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     maxBodyBytes: config.http.maxBodyBytes,
     limits: [
       // Every signed-in user (or IP) has a general budget; creating bookings has a tighter one.
-      { method: undefined, path: /^\/v1\//, middleware: rateLimit(limiter, { name: 'api', limit: config.rateLimits.apiPerMin, windowMs: 60_000 }, userOrIp) },
-      { method: 'POST', path: /^\/v1\/bookings$/, middleware: rateLimit(limiter, { name: 'book', limit: config.rateLimits.bookingsPerMin, windowMs: 60_000 }, userOrIp) },
+      {
+        method: undefined, path: /^\/v1\//,
+        middleware: rateLimit(limiter, { name: 'api', limit: config.rateLimits.apiPerMin, windowMs: 60_000 }, userOrIp),
+      },
+      {
+        method: 'POST', path: /^\/v1\/bookings$/,
+        middleware: rateLimit(limiter, { name: 'book', limit: config.rateLimits.bookingsPerMin, windowMs: 60_000 }, userOrIp),
+      },
     ],
     health: healthChecks({
       stopping: () => stopping, region, logger,

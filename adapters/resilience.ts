@@ -94,7 +94,10 @@ export function isNetworkError(error: unknown): boolean {
 }
 
 /** What node-postgres and its pool throw, without a code, when the connection is lost or cannot be had. */
-const CONNECTION_MESSAGES = /^(Connection terminated|Client has encountered a connection error|Client was closed and is not queryable|timeout exceeded when trying to connect|timeout expired$|Cannot use a pool after calling end on the pool|Query read timeout)/;
+const CONNECTION_MESSAGES = new RegExp(
+  '^(Connection terminated|Client has encountered a connection error|Client was closed and is not queryable' +
+  '|timeout exceeded when trying to connect|timeout expired$|Cannot use a pool after calling end on the pool|Query read timeout)',
+);
 
 /**
  * SQLSTATE classes that are about the server, not the statement:

@@ -179,11 +179,15 @@ export const PricingPolicy = z.object({
 const ANALYTICS_MAX_DAYS = 93;
 export const AnalyticsQuery = strictQuery(z.object({ from: queryTime, to: queryTime, groupBy: z.enum(['hour', 'cell']).default('hour') })
   .refine((q) => Date.parse(q.to) > Date.parse(q.from), { message: 'to must be after from', path: ['to'] })
-  .refine((q) => Date.parse(q.to) - Date.parse(q.from) <= ANALYTICS_MAX_DAYS * 86_400_000, { message: `at most ${ANALYTICS_MAX_DAYS} days at a time`, path: ['to'] }));
+  .refine(
+    (q) => Date.parse(q.to) - Date.parse(q.from) <= ANALYTICS_MAX_DAYS * 86_400_000,
+    { message: `at most ${ANALYTICS_MAX_DAYS} days at a time`, path: ['to'] },
+  ));
 
 export const Register = z.object({
   email: z.email().max(200),
-  password: text().min(1).max(200).describe('10 to 200 characters that are hard to guess (zxcvbn score 3 or more; common passwords are refused with 400 weak_password)'),
+  password: text().min(1).max(200)
+    .describe('10 to 200 characters that are hard to guess (zxcvbn score 3 or more; common passwords are refused with 400 weak_password)'),
   name: text().min(1).max(100),
   phone: text().max(30).optional(), role: z.enum(['rider', 'driver']).describe('a driver starts pending until an admin approves it'),
 }).strict();

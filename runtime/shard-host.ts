@@ -348,7 +348,11 @@ export class ShardHost {
           await Promise.race([activation.idle(), new Promise<void>((r) => { timer = setTimeout(r, DRAIN_TIMEOUT_MS); })]);
           clearTimeout(timer);
         }
-        if (activation.inFlight > 0) this.#options.onError?.(new Error('drain timed out'), `${activation.key} still had ${activation.inFlight} message(s) in flight when stopped`);
+        if (activation.inFlight > 0) {
+          this.#options.onError?.(
+            new Error('drain timed out'), `${activation.key} still had ${activation.inFlight} message(s) in flight when stopped`,
+          );
+        }
         // Not drained: a snapshot message would queue behind the stuck one and never be answered.
         if (saves && recovered && activation.inFlight === 0 && !this.#behaviors.get(activation.self.kind)?.ephemeral) {
           await new Promise<void>((resolve, reject) => {

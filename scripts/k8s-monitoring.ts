@@ -20,7 +20,12 @@ export function prometheusRule(): string {
 
 export function dashboardConfigMap(): string {
   const json = readFileSync(new URL(DASHBOARD, root), 'utf8');
-  const doc = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'dispatch-dashboard', labels: { grafana_dashboard: '1' } }, data: { 'dispatch.json': json } };
+  const doc = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: 'dispatch-dashboard', labels: { grafana_dashboard: '1' } },
+    data: { 'dispatch.json': json },
+  };
   return header(DASHBOARD) + stringify(doc, { lineWidth: 0, blockQuote: 'literal' });
 }
 

@@ -11,7 +11,11 @@ import { Keyring, newKeyLine } from '../runtime/personal-data.ts';
 
 const USAGE = 'usage: npm run keys -- new <id> | rotate';
 
-export async function main(args: readonly string[], env: NodeJS.ProcessEnv = process.env, out: (line: string) => void = (line) => { process.stdout.write(`${line}\n`); }): Promise<number> {
+export async function main(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  out: (line: string) => void = (line) => { process.stdout.write(`${line}\n`); },
+): Promise<number> {
   const [command, id] = args;
   if (command === 'new') {
     out(newKeyLine(id ?? `k${new Date().toISOString().slice(0, 10).replaceAll('-', '')}`));
