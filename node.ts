@@ -195,7 +195,9 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     : new InProcessRateLimiter();
   const { keyring: personalData, file: keysFile } = keyringFor(config);
   // Documented in .env.example: development only; a cluster configures DATA_KEYS on every node.
-  if (keysFile) logger.warn({ file: keysFile }, 'no DATA_KEYS: sealing personal data with development keys kept in DATA_DIR (development only)');
+  if (keysFile) {
+    logger.warn({ file: keysFile }, 'no DATA_KEYS: sealing personal data with development keys kept in DATA_DIR (development only)');
+  }
   const edge: Edge = {
     region, host, readModels, projector, limiter, auth, personalData,
     settings: new SettingsStore(storage.orm, storage.sqlGuard),

@@ -212,7 +212,8 @@ export function applyBooking(s: BookingState, e: BookingEvent): BookingState {
       ...withStatus(s, 'offered', e.at), offer: { driverId: e.driverId, expiresAt: e.expiresAt },
       tried: [...s.tried, e.driverId], queue: s.queue.filter((c) => c.driverId !== e.driverId),
     };
-    case 'offer.failed': return s.status === 'offered' ? { ...withStatus(s, 'searching', e.at), offer: undefined } : { ...s, offer: undefined };
+    case 'offer.failed':
+      return s.status === 'offered' ? { ...withStatus(s, 'searching', e.at), offer: undefined } : { ...s, offer: undefined };
     case 'accepted': return { ...withStatus(s, 'accepted', e.at), driverId: e.driverId, offer: undefined, queue: [] };
     // Back to searching: the released driver stays in `tried`; the next search gets a fresh deadline.
     case 'released':
@@ -416,7 +417,9 @@ export function makeBookingBehavior(
         if (s.status !== 'searching' && s.status !== 'offered') return unchanged(s);
         return withWithdraw(stepped(s, giveUp(now)), s, s.offer?.driverId);
       case 'trip.arrived':
-        if (s.status !== 'accepted' || s.driverId !== m.driverId) return rejected(s, 'invalid_transition', `cannot arrive while ${s.status}`);
+        if (s.status !== 'accepted' || s.driverId !== m.driverId) {
+          return rejected(s, 'invalid_transition', `cannot arrive while ${s.status}`);
+        }
         return result(s, [{ type: 'arriving', at: now }]);
       case 'trip.started':
         if ((s.status !== 'arriving' && s.status !== 'accepted') || s.driverId !== m.driverId) {
@@ -424,7 +427,9 @@ export function makeBookingBehavior(
         }
         return result(s, [{ type: 'started', at: now }]);
       case 'trip.completed':
-        if (s.status !== 'in_progress' || s.driverId !== m.driverId) return rejected(s, 'invalid_transition', `cannot complete while ${s.status}`);
+        if (s.status !== 'in_progress' || s.driverId !== m.driverId) {
+          return rejected(s, 'invalid_transition', `cannot complete while ${s.status}`);
+        }
         return result(s, [{ type: 'completed', at: now }]);
       case 'cancel': {
         if (m.by.role === 'rider' && m.by.userId !== s.riderId) return rejected(s, 'forbidden', 'only the rider who booked may cancel');
@@ -438,10 +443,14 @@ export function makeBookingBehavior(
         return result(s, [{ type: 'cancelled', at: now, by: m.by.role, reason: m.reason }], effects);
       }
       case 'rate': {
-        if (m.by.role !== 'rider' || m.by.userId !== s.riderId) return rejected(s, 'forbidden', 'only the rider of the booking may rate it');
+        if (m.by.role !== 'rider' || m.by.userId !== s.riderId) {
+          return rejected(s, 'forbidden', 'only the rider of the booking may rate it');
+        }
         if (s.status !== 'completed') return rejected(s, 'conflict', 'only a completed booking can be rated');
         if (s.rating) return rejected(s, 'conflict', 'this booking is already rated');
-        if (!Number.isInteger(m.stars) || m.stars < 1 || m.stars > 5) return rejected(s, 'invalid_rating', 'stars must be an integer from 1 to 5');
+        if (!Number.isInteger(m.stars) || m.stars < 1 || m.stars > 5) {
+          return rejected(s, 'invalid_rating', 'stars must be an integer from 1 to 5');
+        }
         const rated: BookingEvent = { type: 'rated', stars: m.stars, comment: m.comment };
         const next = applyBooking(s, rated);
         return {

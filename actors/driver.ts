@@ -167,8 +167,10 @@ export function applyDriver(s: DriverState, e: DriverEvent): DriverState {
 function step(s: DriverState, e: DriverEvent): DriverState {
   switch (e.type) {
     case 'went.online': return { ...s, status: 'available', vehicleType: e.vehicleType, vehicleId: e.vehicleId ?? s.vehicleId };
-    case 'went.offline': return { ...s, status: 'offline', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined, presence: undefined };
-    case 'offered': return { ...s, status: 'offered', bookingId: e.bookingId, riderId: e.riderId, offerExpiresAt: e.expiresAt, offers: s.offers + 1 };
+    case 'went.offline':
+      return { ...s, status: 'offline', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined, presence: undefined };
+    case 'offered':
+      return { ...s, status: 'offered', bookingId: e.bookingId, riderId: e.riderId, offerExpiresAt: e.expiresAt, offers: s.offers + 1 };
     case 'offer.accepted': return { ...s, status: 'assigned', offerExpiresAt: undefined, accepts: s.accepts + 1 };
     case 'offer.ended': return { ...s, status: 'available', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined };
     case 'trip.started': return { ...s, status: 'on_trip' };
@@ -296,7 +298,9 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
     switch (m.type) {
       case 'online':
         if (!s.profile.active) return rejected(s, 'inactive', 'this driver is not active');
-        if (s.profile.approval === 'pending') return rejected(s, 'driver_pending_approval', 'this driver is waiting for an admin to approve it');
+        if (s.profile.approval === 'pending') {
+          return rejected(s, 'driver_pending_approval', 'this driver is waiting for an admin to approve it');
+        }
         if (s.status !== 'offline') {
           if (s.status === 'available' && s.vehicleType !== m.vehicleType) {
             return transition(s, [{ type: 'went.online', vehicleType: m.vehicleType, vehicleId: m.vehicleId }], ctx);
@@ -334,13 +338,17 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
       }
       case 'offer.accept':
         if (!s.profile.active) return rejected(s, 'inactive', 'this driver is not active');
-        if (s.status !== 'offered' || s.bookingId !== m.bookingId) return rejected(s, 'no_such_offer', `no open offer for booking ${m.bookingId}`);
+        if (s.status !== 'offered' || s.bookingId !== m.bookingId) {
+          return rejected(s, 'no_such_offer', `no open offer for booking ${m.bookingId}`);
+        }
         return transition(s, [{ type: 'offer.accepted', bookingId: m.bookingId }], ctx, [
           { type: 'timer.cancel', name: 'offer' },
           { type: 'tell', to: booking(m.bookingId), message: { type: 'offer.accepted', driverId: ctx.self.id } },
         ]);
       case 'offer.decline':
-        if (s.status !== 'offered' || s.bookingId !== m.bookingId) return rejected(s, 'no_such_offer', `no open offer for booking ${m.bookingId}`);
+        if (s.status !== 'offered' || s.bookingId !== m.bookingId) {
+          return rejected(s, 'no_such_offer', `no open offer for booking ${m.bookingId}`);
+        }
         return transition(s, [{ type: 'offer.ended', bookingId: m.bookingId, reason: 'declined' }], ctx, [
           { type: 'timer.cancel', name: 'offer' },
           { type: 'tell', to: booking(m.bookingId), message: { type: 'offer.declined', driverId: ctx.self.id } },
@@ -358,14 +366,20 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
           { type: 'timer.cancel', name: 'offer' }, notify({ type: 'offer.expired', bookingId: m.bookingId }),
         ]);
       case 'trip.arrived':
-        if (s.status !== 'assigned' || s.bookingId !== m.bookingId) return rejected(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);
+        if (s.status !== 'assigned' || s.bookingId !== m.bookingId) {
+          return rejected(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);
+        }
         return { state: s, events: [], effects: [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.arrived', driverId: ctx.self.id } }] };
       case 'trip.start':
-        if (s.status !== 'assigned' || s.bookingId !== m.bookingId) return rejected(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);
+        if (s.status !== 'assigned' || s.bookingId !== m.bookingId) {
+          return rejected(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);
+        }
         return transition(s, [{ type: 'trip.started', bookingId: m.bookingId }], ctx,
           [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.started', driverId: ctx.self.id } }]);
       case 'trip.complete':
-        if (s.status !== 'on_trip' || s.bookingId !== m.bookingId) return rejected(s, 'not_on_trip', `not on the trip of booking ${m.bookingId}`);
+        if (s.status !== 'on_trip' || s.bookingId !== m.bookingId) {
+          return rejected(s, 'not_on_trip', `not on the trip of booking ${m.bookingId}`);
+        }
         return transition(s, [{ type: 'trip.ended', bookingId: m.bookingId, at: ctx.now, completed: true }], ctx,
           [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.completed', driverId: ctx.self.id } }]);
       case 'booking.cancelled':

@@ -90,7 +90,9 @@ export function makeVehicleBehavior(): Behavior<VehicleState, VehicleMessage, Ve
     const effects: Effect[] = [];
     const windows = (v: VehicleState) => v.maintenance.map((w) => ({ from: w.from, to: w.to }));
     // The drivers concerned learn the windows that now apply to them.
-    if (s.driverId && s.driverId !== next.driverId) effects.push({ type: 'tell', to: driver(s.driverId), message: { type: 'maintenance.set', windows: [] } });
+    if (s.driverId && s.driverId !== next.driverId) {
+      effects.push({ type: 'tell', to: driver(s.driverId), message: { type: 'maintenance.set', windows: [] } });
+    }
     if (next.driverId && (next.driverId !== s.driverId || next.maintenance !== s.maintenance)) {
       effects.push({ type: 'tell', to: driver(next.driverId), message: { type: 'maintenance.set', windows: windows(next) } });
     }

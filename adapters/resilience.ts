@@ -75,7 +75,9 @@ export function guard(o: GuardOptions): Guard {
         if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError || outage(error)) {
           throw new DependencyUnavailableError(`${o.name} is unavailable right now; try again shortly`, { cause: error });
         }
-        if (conflict(error)) throw new DependencyUnavailableError(`${o.name} is busy with conflicting work; try again shortly`, { cause: error });
+        if (conflict(error)) {
+          throw new DependencyUnavailableError(`${o.name} is busy with conflicting work; try again shortly`, { cause: error });
+        }
         throw error;
       }
     },

@@ -328,7 +328,9 @@ export function entityActor(options: EntityActorOptions) {
         return incarnation;
       case 'snapshot':
         try {
-          if (incarnation.unsnapshotted > 0 || incarnation.seq > 0) await host.saveSnapshot(key, incarnation.seq, { ...incarnation, unsnapshotted: 0 });
+          if (incarnation.unsnapshotted > 0 || incarnation.seq > 0) {
+            await host.saveSnapshot(key, incarnation.seq, { ...incarnation, unsnapshotted: 0 });
+          }
           m.done.resolve();
           return { ...incarnation, unsnapshotted: 0 };
         } catch (error) {

@@ -42,7 +42,9 @@ export class Keyring {
       if (!KEY_ID.test(id)) throw new PersonalDataError(`key id "${id}" must be 1-32 letters, digits, _ or -`);
       if (key.length !== KEY_BYTES) throw new PersonalDataError(`key "${id}" must be ${KEY_BYTES} bytes, got ${key.length}`);
     }
-    if (!o.keys.has(o.activeId)) throw new PersonalDataError(`the active key id "${o.activeId}" is not among the keys (${[...o.keys.keys()].join(', ')})`);
+    if (!o.keys.has(o.activeId)) {
+      throw new PersonalDataError(`the active key id "${o.activeId}" is not among the keys (${[...o.keys.keys()].join(', ')})`);
+    }
     if (o.indexKey.length < KEY_BYTES) throw new PersonalDataError(`the index key must be at least ${KEY_BYTES} bytes`);
     this.#keys = new Map(o.keys);
     this.activeId = o.activeId;

@@ -45,7 +45,9 @@ export async function main(
     const left = await sealedByKey(orm);
     out(JSON.stringify({ activeKey: keyring.activeId, ...counts, sealedByKey: left }));
     const old = Object.keys(left).filter((k) => k !== keyring.activeId);
-    if (old.length > 0) out(`values under ${old.join(', ')} remain (written by a node meanwhile?): run rotate again before removing those keys`);
+    if (old.length > 0) {
+      out(`values under ${old.join(', ')} remain (written by a node meanwhile?): run rotate again before removing those keys`);
+    }
     return 0;
   } finally {
     await orm.close(true);

@@ -261,7 +261,9 @@ export class InProcessCommandLog implements CommandLog {
     }
     for (const p of this.#partitions) {
       p.segments.sort((a, b) => a.base - b.base);
-      if (p.records.length === 0) p.base = Math.max(p.committed, p.segments.length ? p.segments.at(-1)!.base + p.segments.at(-1)!.count : 0);
+      if (p.records.length === 0) {
+        p.base = Math.max(p.committed, p.segments.length ? p.segments.at(-1)!.base + p.segments.at(-1)!.count : 0);
+      }
       p.next = p.committed;
       this.#release(p);
     }

@@ -302,7 +302,9 @@ export class KafkaCommandLog implements CommandLog {
       await this.#producer.connect();
       await this.#consumer.connect();
     } catch (error) {
-      if (unreachable(error)) throw new DependencyUnreachableError('Kafka', this.#o.brokers?.join(',') ?? 'KAFKA_BROKERS', rootCause(error));
+      if (unreachable(error)) {
+        throw new DependencyUnreachableError('Kafka', this.#o.brokers?.join(',') ?? 'KAFKA_BROKERS', rootCause(error));
+      }
       throw error;
     }
   }

@@ -28,7 +28,9 @@ export function adminRoutes(edge: Edge): Api {
   const checkType = async (type: string | undefined) => {
     if (type === undefined) return;
     const policy = await pricingPolicy(edge);
-    if (!policy.tariffs[type]) throw new HttpError(400, 'unknown_vehicle_type', `type must be one of ${Object.keys(policy.tariffs).join(', ')}`);
+    if (!policy.tariffs[type]) {
+      throw new HttpError(400, 'unknown_vehicle_type', `type must be one of ${Object.keys(policy.tariffs).join(', ')}`);
+    }
   };
 
   api.add({
