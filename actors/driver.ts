@@ -332,7 +332,8 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
         return transition(s, [{ type: 'offered', bookingId: m.bookingId, expiresAt: m.expiresAt, riderId: m.riderId }], ctx, [
           { type: 'timer.set', name: 'offer', at: m.expiresAt, message: { type: 'offer.expire', bookingId: m.bookingId } },
           notify({
-            type: 'offer', bookingId: m.bookingId, pickup: m.pickup, dropoff: m.dropoff, price: m.price, expiresAt: new Date(m.expiresAt).toISOString(),
+            type: 'offer', bookingId: m.bookingId, pickup: m.pickup, dropoff: m.dropoff, price: m.price,
+            expiresAt: new Date(m.expiresAt).toISOString(),
           }),
         ]);
       }

@@ -67,7 +67,8 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
   const embeddedDir = join(config.storage.dataDir, 'pg');
   const embedded = config.storage.databaseUrl === undefined
     ? await startEmbeddedPostgres({
-      dataDir: embeddedDir, logger, statementTimeoutMs: config.storage.statementTimeoutMs, openTimeoutMs: config.storage.embeddedOpenTimeoutMs,
+      dataDir: embeddedDir, logger, statementTimeoutMs: config.storage.statementTimeoutMs,
+      openTimeoutMs: config.storage.embeddedOpenTimeoutMs,
     })
     : undefined;
   const url = embedded?.url ?? config.storage.databaseUrl!;

@@ -164,7 +164,8 @@ export const DriverCreate = z.object({
   vehicleId: VehicleId.optional(), active: z.boolean().default(true),
 }).strict();
 export const DriverPatch = z.object({
-  name: text().min(1).max(100).optional(), phone: text().max(30).optional(), vehicleId: VehicleId.optional(), active: z.boolean().optional(),
+  name: text().min(1).max(100).optional(), phone: text().max(30).optional(), vehicleId: VehicleId.optional(),
+  active: z.boolean().optional(),
 }).strict();
 
 export const Tariff = z.object({

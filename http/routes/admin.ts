@@ -34,7 +34,8 @@ export function adminRoutes(edge: Edge): Api {
   };
 
   api.add({
-    method: 'post', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Register a vehicle', roles: admin, body: VehicleCreate, response: Vehicle, status: 201,
+    method: 'post', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Register a vehicle', roles: admin, body: VehicleCreate,
+    response: Vehicle, status: 201,
     handler: async (_ctx, { body }) => {
       await checkType(body.type);
       return outcome(await edge.region.request(vehicle(`veh_${randomUUID()}`), {
@@ -43,11 +44,13 @@ export function adminRoutes(edge: Edge): Api {
     },
   });
   api.add({
-    method: 'get', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Vehicles', roles: admin, response: z.object({ items: z.array(Vehicle) }),
+    method: 'get', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Vehicles', roles: admin,
+    response: z.object({ items: z.array(Vehicle) }),
     handler: async (ctx) => { lagHeader(ctx, edge, 'vehicles'); return { items: await edge.readModels.listVehicles() }; },
   });
   api.add({
-    method: 'get', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'A vehicle', roles: admin, params: vehicleParams, response: Vehicle,
+    method: 'get', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'A vehicle', roles: admin, params: vehicleParams,
+    response: Vehicle,
     handler: async (_ctx, { params }) => {
       const view = await edge.region.ask(vehicle(params.id), { type: 'get' });
       if (!view) throw new HttpError(404, 'not_found', `no vehicle ${params.id}`);
@@ -64,18 +67,21 @@ export function adminRoutes(edge: Edge): Api {
     },
   });
   api.add({
-    method: 'delete', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'Retire a vehicle', roles: admin, params: vehicleParams, status: 204,
+    method: 'delete', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'Retire a vehicle', roles: admin, params: vehicleParams,
+    status: 204,
     handler: async (_ctx, { params }) => { outcome(await edge.region.request(vehicle(params.id), { type: 'delete' })); return undefined; },
   });
   api.add({
-    method: 'post', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin', summary: 'A maintenance window: the vehicle is not dispatched during it',
+    method: 'post', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin',
+    summary: 'A maintenance window: the vehicle is not dispatched during it',
     roles: admin, body: MaintenanceCreate, params: vehicleParams, response: Vehicle, status: 201,
     handler: async (_ctx, { params, body }) => outcome(await edge.region.request(vehicle(params.id), {
       type: 'maintenance.add', id: `mw_${randomUUID().slice(0, 12)}`, from: Date.parse(body.from), to: Date.parse(body.to), reason: body.reason,
     })),
   });
   api.add({
-    method: 'get', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin', summary: 'Maintenance windows of a vehicle', roles: admin, params: vehicleParams,
+    method: 'get', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin', summary: 'Maintenance windows of a vehicle', roles: admin,
+    params: vehicleParams,
     handler: async (_ctx, { params }) => {
       const view = await edge.region.ask<{ maintenance: unknown[] } | null>(vehicle(params.id), { type: 'get' });
       if (!view) throw new HttpError(404, 'not_found', `no vehicle ${params.id}`);
@@ -123,13 +129,15 @@ export function adminRoutes(edge: Edge): Api {
     handler: async (_ctx, { params, body }) => reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(body) }))),
   });
   api.add({
-    method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin', summary: 'Approve a self-registered driver so it can go online (idempotent)',
+    method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin',
+    summary: 'Approve a self-registered driver so it can go online (idempotent)',
     roles: admin, params: driverParams,
     handler: async (_ctx, { params }) => reveal(outcome(await edge.region.request(driver(params.id), { type: 'approve' }))),
   });
 
   api.add({
-    method: 'get', path: '/v1/admin/pricing', tag: 'admin', summary: 'Pricing per vehicle type and the surge cap', roles: admin, response: PricingPolicy,
+    method: 'get', path: '/v1/admin/pricing', tag: 'admin', summary: 'Pricing per vehicle type and the surge cap', roles: admin,
+    response: PricingPolicy,
     handler: async () => { const p = await pricingPolicy(edge); return { tariffs: p.tariffs, surgeCap: p.surgeCap }; },
   });
   api.add({
@@ -138,7 +146,8 @@ export function adminRoutes(edge: Edge): Api {
     handler: async (_ctx, { body }) => { await edge.settings.put('pricing', body); return body; },
   });
   api.add({
-    method: 'get', path: '/v1/admin/analytics', tag: 'admin', summary: 'Aggregates per hour or per pickup cell', roles: admin, query: AnalyticsQuery,
+    method: 'get', path: '/v1/admin/analytics', tag: 'admin', summary: 'Aggregates per hour or per pickup cell', roles: admin,
+    query: AnalyticsQuery,
     handler: async (ctx, { query }) => {
       lagHeader(ctx, edge, 'analytics');
       const from = Date.parse(query.from);

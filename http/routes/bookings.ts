@@ -112,7 +112,8 @@ export function bookingRoutes(edge: Edge): Api {
   });
 
   api.add({
-    method: 'get', path: '/v1/bookings', tag: 'bookings', summary: 'Bookings, newest first: a rider sees their own, an admin all (with filters)',
+    method: 'get', path: '/v1/bookings', tag: 'bookings',
+    summary: 'Bookings, newest first: a rider sees their own, an admin all (with filters)',
     roles: ['rider', 'driver', 'admin'], query: BookingListQuery, response: BookingList,
     handler: async (ctx, { query }) => {
       const p = principalOf(ctx.state);
