@@ -438,7 +438,9 @@ export function makeBookingBehavior(
         const holder = s.driverId ?? s.offer?.driverId;
         const effects = cancelTimers(s.status === 'scheduled' ? ['activate'] : DISPATCH_TIMERS);
         if (holder) {
-          effects.push({ type: 'tell', to: driverRef(holder), message: { type: s.driverId ? 'booking.cancelled' : 'offer.withdrawn', bookingId: s.id } });
+          effects.push({
+            type: 'tell', to: driverRef(holder), message: { type: s.driverId ? 'booking.cancelled' : 'offer.withdrawn', bookingId: s.id },
+          });
         }
         return result(s, [{ type: 'cancelled', at: now, by: m.by.role, reason: m.reason }], effects);
       }

@@ -174,8 +174,10 @@ function step(s: DriverState, e: DriverEvent): DriverState {
     case 'offer.accepted': return { ...s, status: 'assigned', offerExpiresAt: undefined, accepts: s.accepts + 1 };
     case 'offer.ended': return { ...s, status: 'available', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined };
     case 'trip.started': return { ...s, status: 'on_trip' };
-    case 'trip.ended': return { ...s, status: 'available', bookingId: undefined, riderId: undefined, lastTripEndedAt: e.completed ? e.at : s.lastTripEndedAt };
-    case 'rated': return { ...s, ratingSum: s.ratingSum + e.stars, ratingCount: s.ratingCount + 1, ratedBookings: withRated(s.ratedBookings, e.bookingId) };
+    case 'trip.ended':
+      return { ...s, status: 'available', bookingId: undefined, riderId: undefined, lastTripEndedAt: e.completed ? e.at : s.lastTripEndedAt };
+    case 'rated':
+      return { ...s, ratingSum: s.ratingSum + e.stars, ratingCount: s.ratingCount + 1, ratedBookings: withRated(s.ratedBookings, e.bookingId) };
     case 'maintenance.set': return { ...s, maintenance: e.windows };
     case 'profile.set': return { ...s, profile: { ...s.profile, ...e.profile } };
     case 'approved': return { ...s, profile: { ...s.profile, approval: 'approved' } };
@@ -197,7 +199,8 @@ export function driverExists(s: DriverState): boolean {
 /** The driver as admin lists show it. */
 export function driverView(id: string, s: DriverState) {
   return {
-    id, status: s.status, vehicleType: s.vehicleType, ...s.profile, approval: s.profile.approval ?? 'approved', rating: Math.round(rating(s) * 100) / 100,
+    id, status: s.status, vehicleType: s.vehicleType, ...s.profile, approval: s.profile.approval ?? 'approved',
+    rating: Math.round(rating(s) * 100) / 100,
     acceptanceRate: Math.round(acceptanceRate(s) * 1000) / 1000, trips: s.ratingCount,
     ...(s.lastTripEndedAt ? { lastTripEndedAt: new Date(s.lastTripEndedAt).toISOString() } : {}),
   };
@@ -222,7 +225,9 @@ export function driverCopy(id: string, s: DriverState, now: number): DriverCopy 
 /** What handling one message of a driver comes to. */
 type DriverOutcome = Outcome<DriverState, DriverEvent, DriverRejection>;
 
-export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverState, DriverMessage, DriverEvent, DriverQuery, unknown, DriverRejection> {
+export function makeDriverBehavior(
+  settings: DriverSettings,
+): Behavior<DriverState, DriverMessage, DriverEvent, DriverQuery, unknown, DriverRejection> {
   const presenceMs = settings.presenceMs ?? DEFAULT_PRESENCE.presenceMs;
   const silentAfterMs = settings.silentAfterMs ?? DEFAULT_PRESENCE.silentAfterMs;
   const presenceTimer = (now: number): Effect => ({ type: 'timer.set', name: 'presence', at: now + presenceMs, message: { type: 'presence' } });
@@ -268,7 +273,11 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
     const lapse = unchanged<DriverState, DriverEvent>(s.presence ? { ...s, presence: undefined } : s);
     if (s.status === 'offline' || !s.fix || !s.cell) return lapse; // nothing to announce; the next fix sets it again
     if (ctx.now - (s.heardAt ?? s.fix.at) > silentAfterMs) return lapse;
-    return { state: s.presence ? s : { ...s, presence: true }, events: [], effects: [...cellEffects(ctx.self.id, s, s, ctx.now), presenceTimer(ctx.now)] };
+    return {
+      state: s.presence ? s : { ...s, presence: true },
+      events: [],
+      effects: [...cellEffects(ctx.self.id, s, s, ctx.now), presenceTimer(ctx.now)],
+    };
   }
 
   function move(s: DriverState, fixes: readonly Fix[], ctx: HandleContext): DriverOutcome {
@@ -370,7 +379,11 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
         if (s.status !== 'assigned' || s.bookingId !== m.bookingId) {
           return rejected(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);
         }
-        return { state: s, events: [], effects: [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.arrived', driverId: ctx.self.id } }] };
+        return {
+          state: s,
+          events: [],
+          effects: [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.arrived', driverId: ctx.self.id } }],
+        };
       case 'trip.start':
         if (s.status !== 'assigned' || s.bookingId !== m.bookingId) {
           return rejected(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);

@@ -60,7 +60,9 @@ export function nearestService(cellRes: number, limits: { readonly maxCells?: nu
   return async (payload, ports: SearchPorts) => {
     const q = payload as NearestRequest;
     const drivers = await searchNearest(q, cellRes, (cell) =>
-      ports.ask<Candidate[]>({ kind: 'cell', id: cell }, { type: 'nearest', point: q.point, k: q.k, radiusKm: q.radiusKm, vehicleType: q.vehicleType }),
+      ports.ask<Candidate[]>(
+        { kind: 'cell', id: cell }, { type: 'nearest', point: q.point, k: q.k, radiusKm: q.radiusKm, vehicleType: q.vehicleType },
+      ),
     undefined, { maxCells: limits.maxCells, occupied: ports.occupiedCells });
     return { type: 'candidates', search: q.search, drivers };
   };
