@@ -56,10 +56,14 @@ const STATE_NAMES: Record<CircuitState, string> = {
 export function guard(o: GuardOptions): Guard {
   const outage = o.countsAsOutage ?? countsAsOutage;
   const conflict = o.retriable ?? isRetriableConflict;
-  const breaker = circuitBreaker(handleWhen(outage), { halfOpenAfter: o.halfOpenAfterMs ?? 5_000, breaker: new ConsecutiveBreaker(o.breakAfter ?? 5) });
+  const breaker = circuitBreaker(handleWhen(outage), {
+    halfOpenAfter: o.halfOpenAfterMs ?? 5_000, breaker: new ConsecutiveBreaker(o.breakAfter ?? 5),
+  });
   const policy = wrap(
     breaker,
-    retry(handleWhen((e) => outage(e) || conflict(e)), { maxAttempts: o.attempts ?? 2, backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 500 }) }),
+    retry(handleWhen((e) => outage(e) || conflict(e)), {
+      maxAttempts: o.attempts ?? 2, backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 500 }),
+    }),
     timeout(o.timeoutMs ?? 3_000, TimeoutStrategy.Aggressive),
   );
   return {

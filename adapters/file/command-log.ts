@@ -239,7 +239,9 @@ export class InProcessCommandLog implements CommandLog {
     if (existsSync(offsetsFile)) {
       const saved = JSON.parse(readFileSync(offsetsFile, 'utf8')) as { shards: number; offsets: Record<string, number> };
       if (saved.shards !== this.shards) {
-        throw new Error(`the command log in ${dir} was written with ${saved.shards} shards, not ${this.shards}; keep SHARDS or use a new DATA_DIR`);
+        throw new Error(
+          `the command log in ${dir} was written with ${saved.shards} shards, not ${this.shards}; keep SHARDS or use a new DATA_DIR`,
+        );
       }
       for (const p of this.#partitions) p.committed = saved.offsets[p.shard] ?? 0;
     }

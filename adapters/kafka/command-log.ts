@@ -492,7 +492,9 @@ export class KafkaCommandLog implements CommandLog {
    * what this node was assigned (not a map of an earlier generation); undefined if that
    * takes longer than `withinMs` or a newer join arrives.
    */
-  async #wholeMap(owned: readonly number[], current: () => boolean, withinMs: number): Promise<Pick<ShardAssignment, 'placement' | 'nodes'> | undefined> {
+  async #wholeMap(
+    owned: readonly number[], current: () => boolean, withinMs: number,
+  ): Promise<Pick<ShardAssignment, 'placement' | 'nodes'> | undefined> {
     const until = Date.now() + withinMs;
     const delays = backoff(50, 1_000);
     while (current() && !this.#stopped && !this.#closing) {

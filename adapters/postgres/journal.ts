@@ -266,7 +266,8 @@ export class PostgresJournal implements Journal {
 
   async read(persistenceKey: string, afterSequenceNr: number, limit: number): Promise<JournalEntry[]> {
     const rows = await this.#run<JournalDbRow>(`read ${persistenceKey}`,
-      'select persistence_key, sequence_nr, data, tags, created_at from journal where persistence_key = ? and sequence_nr > ? order by sequence_nr limit ?',
+      'select persistence_key, sequence_nr, data, tags, created_at from journal ' +
+      'where persistence_key = ? and sequence_nr > ? order by sequence_nr limit ?',
       [persistenceKey, afterSequenceNr, limit],
     );
     return rows.map((r) => ({
@@ -278,7 +279,8 @@ export class PostgresJournal implements Journal {
   /** Served by journal_command_idx (Migration0009CommandIds). */
   async findCommand(persistenceKey: string, commandId: string): Promise<JournalEntry | undefined> {
     const [row] = await this.#run<JournalDbRow>(`find command ${commandId} of ${persistenceKey}`,
-      "select persistence_key, sequence_nr, data, tags, created_at from journal where persistence_key = ? and data->>'cmd' = ? order by sequence_nr limit 1",
+      'select persistence_key, sequence_nr, data, tags, created_at from journal ' +
+      "where persistence_key = ? and data->>'cmd' = ? order by sequence_nr limit 1",
       [persistenceKey, commandId],
     );
     return row && {
@@ -355,5 +357,6 @@ function parseJson(value: unknown): unknown {
 
 function isUniqueViolation(error: unknown): boolean {
   const e = error as { code?: string; cause?: { code?: string } };
-  return e?.code === UNIQUE_VIOLATION || e?.cause?.code === UNIQUE_VIOLATION || /duplicate key|unique constraint/i.test(String((error as Error)?.message));
+  return e?.code === UNIQUE_VIOLATION || e?.cause?.code === UNIQUE_VIOLATION
+    || /duplicate key|unique constraint/i.test(String((error as Error)?.message));
 }
