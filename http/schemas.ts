@@ -32,7 +32,9 @@ export const BookingCreate = z.union([
   z.object({ pickup: Point, dropoff: Point, vehicleType: VehicleType, scheduledAt: isoTime.optional() }).strict(),
 ]);
 
-export const BookingStatus = z.enum(['scheduled', 'searching', 'offered', 'accepted', 'arriving', 'in_progress', 'completed', 'cancelled', 'no_driver']);
+export const BookingStatus = z.enum([
+  'scheduled', 'searching', 'offered', 'accepted', 'arriving', 'in_progress', 'completed', 'cancelled', 'no_driver',
+]);
 
 export const Booking = z.object({
   id: z.string(), riderId: z.string(), status: BookingStatus, vehicleType: z.string(), pickup: Point, dropoff: Point,

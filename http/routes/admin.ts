@@ -63,7 +63,9 @@ export function adminRoutes(edge: Edge): Api {
     handler: async (_ctx, { params, body }) => {
       await checkType(body.type);
       const { type, ...rest } = body;
-      return outcome(await edge.region.request(vehicle(params.id), { type: 'update', patch: { ...rest, ...(type ? { vehicleType: type } : {}) } }));
+      return outcome(await edge.region.request(
+        vehicle(params.id), { type: 'update', patch: { ...rest, ...(type ? { vehicleType: type } : {}) } },
+      ));
     },
   });
   api.add({
@@ -110,7 +112,10 @@ export function adminRoutes(edge: Edge): Api {
   api.add({
     method: 'get', path: '/v1/admin/drivers', tag: 'admin', summary: 'Drivers', roles: admin,
     query: z.object({ status: z.enum(['offline', 'available', 'offered', 'assigned', 'on_trip']).optional() }).strict(),
-    handler: async (ctx, { query }) => { lagHeader(ctx, edge, 'drivers'); return { items: (await edge.readModels.listDrivers(query.status)).map(reveal) }; },
+    handler: async (ctx, { query }) => {
+      lagHeader(ctx, edge, 'drivers');
+      return { items: (await edge.readModels.listDrivers(query.status)).map(reveal) };
+    },
   });
   api.add({
     method: 'get', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'A driver', roles: admin, params: driverParams,
@@ -126,7 +131,8 @@ export function adminRoutes(edge: Edge): Api {
   api.add({
     method: 'patch', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'Change a driver (deactivate with active: false)',
     roles: admin, params: driverParams, body: DriverPatch,
-    handler: async (_ctx, { params, body }) => reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(body) }))),
+    handler: async (_ctx, { params, body }) =>
+      reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(body) }))),
   });
   api.add({
     method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin',

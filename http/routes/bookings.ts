@@ -12,7 +12,9 @@ import type { Edge } from '../edge.ts';
 import { pricingPolicy } from '../edge.ts';
 import { HttpError } from '../errors.ts';
 import { BookingId } from '../ids.ts';
-import { Booking, BookingCreate, BookingList, BookingListQuery, CancelRequest, Quote, QuoteRequest, RatingRequest, encodeBookingCursor } from '../schemas.ts';
+import {
+  Booking, BookingCreate, BookingList, BookingListQuery, CancelRequest, Quote, QuoteRequest, RatingRequest, encodeBookingCursor,
+} from '../schemas.ts';
 import { outcome } from '../rejections.ts';
 import { surgeAt } from '../surge.ts';
 

@@ -37,7 +37,8 @@ const INIT: Record<string, string> = {
 
 // The pages may load nothing but the node's own assets (Redoc would otherwise fetch its logo from a CDN).
 // Scripts come from the node only: no inline script. Styles may be inline, as the renderers set them.
-const CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; worker-src 'self' blob:; font-src 'self' data:";
+const CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; " +
+  "script-src 'self'; worker-src 'self' blob:; font-src 'self' data:";
 // The AsyncAPI parser in the renderer compiles JSON Schemas (ajv) with new Function, hence 'unsafe-eval' there.
 const ASYNCAPI_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; " +
   "script-src 'self' 'unsafe-eval'; worker-src 'self' blob:; font-src 'self' data:";
