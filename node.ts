@@ -105,7 +105,9 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const lock = config.mode === 'embedded' ? lockDataDir(config.storage.dataDir) : undefined;
   // The port is bound before storage opens: a node that cannot serve fails before
   // it has touched the database, and probes see 503 `starting` meanwhile.
-  const server = await openNodeServer({ port: config.http.port, host: config.http.host, tls: config.http.tls, waitingFor: () => boot.waitingFor() })
+  const server = await openNodeServer({
+    port: config.http.port, host: config.http.host, tls: config.http.tls, waitingFor: () => boot.waitingFor(),
+  })
     .catch(async (error: unknown) => {
       lock?.release();
       await tracing?.shutdown();

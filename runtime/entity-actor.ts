@@ -217,7 +217,8 @@ export function entityActor(options: EntityActorOptions) {
   type Handled = Pick<CommandEnvelope, 'id' | 'origin' | 'trace'>;
 
   async function handleOutcome(
-    incarnation: Incarnation<unknown>, command: Handled, at: number, outcome: Outcome<unknown, unknown>, ctx: PersistContext, append?: AppendOptions,
+    incarnation: Incarnation<unknown>, command: Handled, at: number, outcome: Outcome<unknown, unknown>, ctx: PersistContext,
+    append?: AppendOptions,
   ): Promise<[Incarnation<unknown>, CommandResult]> {
     const plan = planEffects(command.id, outcome.effects, { from: key, seq: incarnation.seq + 1 });
     let next: Incarnation<unknown> = { ...incarnation, state: outcome.state };

@@ -137,7 +137,9 @@ export function revealFields<T>(keys: Keyring, value: T, fields: readonly string
  * `plain` says where a plaintext string is personal data from before sealing (it is
  * sealed too): given the path of keys to it.
  */
-export function resealJson(keys: Keyring, value: unknown, plain: (path: readonly string[]) => boolean = () => false): { value: unknown; resealed: number } {
+export function resealJson(
+  keys: Keyring, value: unknown, plain: (path: readonly string[]) => boolean = () => false,
+): { value: unknown; resealed: number } {
   let resealed = 0;
   const walk = (v: unknown, path: string[]): unknown => {
     if (typeof v === 'string') {

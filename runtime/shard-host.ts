@@ -299,7 +299,10 @@ export class ShardHost {
         } as never,
       ) as NactRef;
       this.#activations++;
-      dispatch(activation.ref, { t: 'activate', done: { resolve: () => { activation.on('recovered'); resolve(); }, reject } } satisfies ActorMessage);
+      dispatch(activation.ref, {
+        t: 'activate',
+        done: { resolve: () => { activation.on('recovered'); resolve(); }, reject },
+      } satisfies ActorMessage);
     }));
     this.#active.set(key, activation);
     return activation;

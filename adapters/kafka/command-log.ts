@@ -170,8 +170,9 @@ export class KafkaCommandLog implements CommandLog {
     if (causes.every((c) => c.type === 'TOPIC_ALREADY_EXISTS' || /already exists/i.test(String(c.message)))) return;
     const why = causes.map((c) => c.message).join('; ');
     throw new Error(
-      `Kafka could not create topic "${this.#o.topic}" with ${this.#o.shards} partitions, KAFKA_REPLICATION_FACTOR ${this.#o.replicationFactor ?? 1} ` +
-      `and KAFKA_MIN_INSYNC_REPLICAS ${this.#o.minInsyncReplicas ?? 1}: ${why} (a replication factor above the number of brokers is refused)`,
+      `Kafka could not create topic "${this.#o.topic}" with ${this.#o.shards} partitions, ` +
+      `KAFKA_REPLICATION_FACTOR ${this.#o.replicationFactor ?? 1} and KAFKA_MIN_INSYNC_REPLICAS ${this.#o.minInsyncReplicas ?? 1}: ` +
+      `${why} (a replication factor above the number of brokers is refused)`,
       { cause: error },
     );
   }
