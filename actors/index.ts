@@ -31,7 +31,9 @@ export interface DomainSettings {
 export function dispatchBehaviors(settings: DomainSettings): AnyBehavior[] {
   const d = settings.dispatch;
   return [
-    makeDriverBehavior({ cellRes: d.cellRes, offerTimeoutMs: d.offerTimeoutMs, presenceMs: d.presenceMs, silentAfterMs: d.driverSilentAfterMs }),
+    makeDriverBehavior({
+      cellRes: d.cellRes, offerTimeoutMs: d.offerTimeoutMs, presenceMs: d.presenceMs, silentAfterMs: d.driverSilentAfterMs,
+    }),
     makeCellBehavior({ ...DEFAULT_CELL, surgeCap: d.surgeCap }),
     makeBookingBehavior({
       ...DEFAULT_BOOKING, offerTimeoutMs: d.offerTimeoutMs, deadlineMs: d.deadlineMs,

@@ -196,7 +196,9 @@ export interface EntityActorOptions {
  * (so a redelivery is refused alike), or is a tell from an entity (so the sender's
  * high-water mark survives a restart).
  */
-function isJournaled(command: Pick<CommandEnvelope, 'origin'>, outcome: Outcome<unknown, unknown>, plan: ReturnType<typeof planEffects>): boolean {
+function isJournaled(
+  command: Pick<CommandEnvelope, 'origin'>, outcome: Outcome<unknown, unknown>, plan: ReturnType<typeof planEffects>,
+): boolean {
   return outcome.events.length > 0 || plan.tells.length > 0 || plan.timersSet.length > 0 || plan.timersCancelled.length > 0
     || outcome.rejection !== undefined || command.origin !== undefined;
 }
@@ -302,7 +304,9 @@ export function entityActor(options: EntityActorOptions) {
   // this incarnation must handle nothing more until it is stopped and recovered.
   let poisoned = false;
 
-  return async function actor(given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext): Promise<Incarnation<unknown>> {
+  return async function actor(
+    given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext,
+  ): Promise<Incarnation<unknown>> {
     const incarnation = upgraded(given);
     if (ctx.recovering) return replay(behavior, incarnation, msg as JournalRecord);
     const m = msg as ActorMessage;

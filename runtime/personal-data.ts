@@ -77,7 +77,9 @@ export class Keyring {
     try {
       return Buffer.concat([decipher.update(bytes.subarray(0, bytes.length - TAG_BYTES)), decipher.final()]).toString('utf8');
     } catch {
-      throw new PersonalDataError(`sealed value under key "${id}" failed authentication (altered, or the key is not the one it was sealed with)`);
+      throw new PersonalDataError(
+        `sealed value under key "${id}" failed authentication (altered, or the key is not the one it was sealed with)`,
+      );
     }
   }
 

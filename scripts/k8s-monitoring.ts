@@ -14,7 +14,12 @@ const header = (from: string) => `# Written by \`node scripts/k8s-monitoring.ts\
 
 export function prometheusRule(): string {
   const rules = parse(readFileSync(new URL(RULES, root), 'utf8')) as { groups: unknown[] };
-  const doc = { apiVersion: 'monitoring.coreos.com/v1', kind: 'PrometheusRule', metadata: { name: 'dispatch' }, spec: { groups: rules.groups } };
+  const doc = {
+    apiVersion: 'monitoring.coreos.com/v1',
+    kind: 'PrometheusRule',
+    metadata: { name: 'dispatch' },
+    spec: { groups: rules.groups },
+  };
   return header(RULES) + stringify(doc, { lineWidth: 0 });
 }
 

@@ -9,7 +9,9 @@
 // written to a file by temp + rename. Segments whose records are all committed
 // are deleted, so the log does not grow without bound; offsets stay monotonic.
 
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { CommandEnvelope, CommandLog, CommandLogHandlers, LogRecord } from '../../runtime/ports.ts';
 import { backoff, sleep } from '../../runtime/backoff.ts';
