@@ -200,7 +200,9 @@ export function applyBooking(s: BookingState, e: BookingEvent): BookingState {
   switch (e.type) {
     case 'created': {
       const { type: _t, at: time, deadlineAt, radiusKm, ...rest } = e;
-      return withStatus({ ...s, ...rest, createdAt: time, deadlineAt, radiusKm }, e.scheduledAt !== undefined ? 'scheduled' : 'searching', time);
+      return withStatus(
+        { ...s, ...rest, createdAt: time, deadlineAt, radiusKm }, e.scheduledAt !== undefined ? 'scheduled' : 'searching', time,
+      );
     }
     case 'search.started':
       return {
@@ -217,7 +219,9 @@ export function applyBooking(s: BookingState, e: BookingEvent): BookingState {
     case 'accepted': return { ...withStatus(s, 'accepted', e.at), driverId: e.driverId, offer: undefined, queue: [] };
     // Back to searching: the released driver stays in `tried`; the next search gets a fresh deadline.
     case 'released':
-      return { ...withStatus(s, 'searching', e.at), driverId: undefined, offer: undefined, queue: [], deadlineAt: 0, searchesBefore: s.searches };
+      return {
+        ...withStatus(s, 'searching', e.at), driverId: undefined, offer: undefined, queue: [], deadlineAt: 0, searchesBefore: s.searches,
+      };
     case 'arriving': return withStatus(s, 'arriving', e.at);
     case 'started': return withStatus(s, 'in_progress', e.at);
     case 'completed': return withStatus(s, 'completed', e.at);

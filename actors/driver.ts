@@ -177,7 +177,9 @@ function step(s: DriverState, e: DriverEvent): DriverState {
     case 'trip.ended':
       return { ...s, status: 'available', bookingId: undefined, riderId: undefined, lastTripEndedAt: e.completed ? e.at : s.lastTripEndedAt };
     case 'rated':
-      return { ...s, ratingSum: s.ratingSum + e.stars, ratingCount: s.ratingCount + 1, ratedBookings: withRated(s.ratedBookings, e.bookingId) };
+      return {
+        ...s, ratingSum: s.ratingSum + e.stars, ratingCount: s.ratingCount + 1, ratedBookings: withRated(s.ratedBookings, e.bookingId),
+      };
     case 'maintenance.set': return { ...s, maintenance: e.windows };
     case 'profile.set': return { ...s, profile: { ...s.profile, ...e.profile } };
     case 'approved': return { ...s, profile: { ...s.profile, approval: 'approved' } };
@@ -230,7 +232,9 @@ export function makeDriverBehavior(
 ): Behavior<DriverState, DriverMessage, DriverEvent, DriverQuery, unknown, DriverRejection> {
   const presenceMs = settings.presenceMs ?? DEFAULT_PRESENCE.presenceMs;
   const silentAfterMs = settings.silentAfterMs ?? DEFAULT_PRESENCE.silentAfterMs;
-  const presenceTimer = (now: number): Effect => ({ type: 'timer.set', name: 'presence', at: now + presenceMs, message: { type: 'presence' } });
+  const presenceTimer = (now: number): Effect => ({
+    type: 'timer.set', name: 'presence', at: now + presenceMs, message: { type: 'presence' },
+  });
 
   /** The cell's copy follows the driver: upsert where it is, remove where it was. */
   function cellEffects(id: string, before: DriverState, after: DriverState, now: number): Effect[] {

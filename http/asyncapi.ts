@@ -137,7 +137,9 @@ function build() {
           method: 'GET',
           query: {
             type: 'object',
-            properties: { token: { type: 'string', description: 'A JWT. Prefer the first-message `auth`: query strings land in proxy logs.' } },
+            properties: {
+              token: { type: 'string', description: 'A JWT. Prefer the first-message `auth`: query strings land in proxy logs.' },
+            },
           },
           bindingVersion: '0.1.0',
         },

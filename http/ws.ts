@@ -241,7 +241,9 @@ export class WsGateway {
     const m = message as { type?: string; booking?: { id: string }; bookingId?: string };
     // Only the node holding the user's sockets records the push, in the trace of the handling that sent it.
     const span = trace === undefined ? undefined
-      : startSpan('notify', SpanKind.CONSUMER, { 'dispatch.notification.type': m.type ?? 'unknown', 'dispatch.sessions': sessions.size }, trace);
+      : startSpan(
+        'notify', SpanKind.CONSUMER, { 'dispatch.notification.type': m.type ?? 'unknown', 'dispatch.sessions': sessions.size }, trace,
+      );
     let pushed = 0;
     for (const s of sessions) {
       // A rider hears about a booking once subscribed; drivers hear everything addressed to them.

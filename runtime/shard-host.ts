@@ -368,7 +368,9 @@ export class ShardHost {
         activation.on('stopped');
         // nact drops what is still queued for a stopped actor: its callers hear so now
         // (a log command among them stays uncommitted and is delivered again).
-        for (const fail of [...activation.waiting]) fail(new EntityStoppedError(`${activation.key} was stopped before it handled the message`));
+        for (const fail of [...activation.waiting]) {
+          fail(new EntityStoppedError(`${activation.key} was stopped before it handled the message`));
+        }
         activation.waiting.clear();
         this.#forgetActivation(activation.key);
         this.#passivations++;

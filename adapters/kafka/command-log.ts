@@ -182,8 +182,10 @@ export class KafkaCommandLog implements CommandLog {
     const copies = Math.min(...layout.map((p) => p.replicas.length));
     const wanted = this.#o.replicationFactor ?? 1;
     if (copies >= wanted) return;
-    this.#o.onError?.(new Error(`Kafka topic "${this.#o.topic}" has ${copies} replica(s) per partition, KAFKA_REPLICATION_FACTOR is ${wanted}`),
-      'an existing topic keeps its replication; raise it with kafka-reassign-partitions');
+    this.#o.onError?.(
+      new Error(`Kafka topic "${this.#o.topic}" has ${copies} replica(s) per partition, KAFKA_REPLICATION_FACTOR is ${wanted}`),
+      'an existing topic keeps its replication; raise it with kafka-reassign-partitions',
+    );
   }
 
   /** A topic just created is unknown to the broker's metadata for a moment: poll until every partition has a leader. */
@@ -357,7 +359,8 @@ export class KafkaCommandLog implements CommandLog {
   /** Commits what the runtime handled and Kafka has not taken yet (a commit refused during a rebalance, say). */
   async #commitHandled(): Promise<void> {
     if (!this.#running) return;
-    const behind = [...this.#handledUpTo].filter(([shard, offset]) => this.#owned.has(shard) && (this.#committedUpTo.get(shard) ?? -1) < offset);
+    const behind = [...this.#handledUpTo]
+      .filter(([shard, offset]) => this.#owned.has(shard) && (this.#committedUpTo.get(shard) ?? -1) < offset);
     await Promise.all(behind.map(([shard, offset]) => this.commit(shard, offset)));
   }
 
@@ -561,7 +564,9 @@ function chunkBudget(o: KafkaCommandLogOptions): number {
   const max = o.maxRequestBytes ?? 900_000;
   const budget = max - requestOverhead(o.topic, o.shards);
   if (budget < 4_096) {
-    throw new RangeError(`KAFKA_MAX_REQUEST_BYTES (${max}) leaves under 4 kB for commands after the overheads of ${o.shards} shards; raise it`);
+    throw new RangeError(
+      `KAFKA_MAX_REQUEST_BYTES (${max}) leaves under 4 kB for commands after the overheads of ${o.shards} shards; raise it`,
+    );
   }
   return budget;
 }

@@ -148,7 +148,9 @@ export class PostgresJournal implements Journal {
       // A fresh tx too: a row an older node wrote during a rolling upgrade may be older than
       // offsets the projections have already passed; with this one they project it next.
       for (const k of known) {
-        await this.#sql('update journal set shard = ?, tx = pg_current_xact_id() where persistence_key = ? and shard is null', [k.shard, k.key]);
+        await this.#sql(
+          'update journal set shard = ?, tx = pg_current_xact_id() where persistence_key = ? and shard is null', [k.shard, k.key],
+        );
       }
       entities += known.length;
       if (known.length < 500) return entities;

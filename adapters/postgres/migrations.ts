@@ -241,7 +241,8 @@ export class Migration0008Projections extends Migration {
     this.addSql('alter table booking_view alter column version type bigint');
     // The views were fed from published events (lossy); they are rebuilt from the journal.
     this.addSql(
-      'truncate booking_view, driver_view, vehicle_view, analytics_hour_cell, analytics_driver_hour, analytics_driver_hour_cell, analytics_rider',
+      'truncate booking_view, driver_view, vehicle_view, ' +
+      'analytics_hour_cell, analytics_driver_hour, analytics_driver_hour_cell, analytics_rider',
     );
   }
 

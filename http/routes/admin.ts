@@ -80,7 +80,8 @@ export function adminRoutes(edge: Edge): Api {
     summary: 'A maintenance window: the vehicle is not dispatched during it',
     roles: admin, body: MaintenanceCreate, params: vehicleParams, response: Vehicle, status: 201,
     handler: async (_ctx, { params, body }) => outcome(await edge.region.request(vehicle(params.id), {
-      type: 'maintenance.add', id: `mw_${randomUUID().slice(0, 12)}`, from: Date.parse(body.from), to: Date.parse(body.to), reason: body.reason,
+      type: 'maintenance.add', id: `mw_${randomUUID().slice(0, 12)}`,
+      from: Date.parse(body.from), to: Date.parse(body.to), reason: body.reason,
     })),
   });
   api.add({
