@@ -86,7 +86,9 @@ function demoLogger(level: string, nodeId: string, path: string): Logger {
  */
 async function startDemo(url: string, port: number): Promise<{ stop(signal: NodeJS.Signals): Promise<void> }> {
   const local = url.replace('0.0.0.0', 'localhost');
-  const admin = await fetch(`${local}/v1/auth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sub: 'demo-admin', role: 'admin' }) })
+  const admin = await fetch(`${local}/v1/auth/token`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sub: 'demo-admin', role: 'admin' }),
+  })
     .then((r) => r.json() as Promise<{ token: string }>).catch(() => undefined);
   // Printed before the simulator starts, so it does not land in the middle of its progress line.
   if (admin?.token) process.stderr.write(`watch the city: http://localhost:${port}/ops?token=${admin.token}\n\n`);

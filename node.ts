@@ -105,7 +105,9 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const lock = config.mode === 'embedded' ? lockDataDir(config.storage.dataDir) : undefined;
   // The port is bound before storage opens: a node that cannot serve fails before
   // it has touched the database, and probes see 503 `starting` meanwhile.
-  const server = await openNodeServer({ port: config.http.port, host: config.http.host, tls: config.http.tls, waitingFor: () => boot.waitingFor() })
+  const server = await openNodeServer({
+    port: config.http.port, host: config.http.host, tls: config.http.tls, waitingFor: () => boot.waitingFor(),
+  })
     .catch(async (error: unknown) => {
       lock?.release();
       await tracing?.shutdown();
@@ -195,7 +197,9 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     : new InProcessRateLimiter();
   const { keyring: personalData, file: keysFile } = keyringFor(config);
   // Documented in .env.example: development only; a cluster configures DATA_KEYS on every node.
-  if (keysFile) logger.warn({ file: keysFile }, 'no DATA_KEYS: sealing personal data with development keys kept in DATA_DIR (development only)');
+  if (keysFile) {
+    logger.warn({ file: keysFile }, 'no DATA_KEYS: sealing personal data with development keys kept in DATA_DIR (development only)');
+  }
   const edge: Edge = {
     region, host, readModels, projector, limiter, auth, personalData,
     settings: new SettingsStore(storage.orm, storage.sqlGuard),
@@ -212,7 +216,10 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     lag: baseLog.stats?.bind(baseLog),
     breakers: () => ({ postgres: storage.sqlGuard.state() }),
   });
-  const apis: Api[] = [authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge, occupied), adminRoutes(edge), deadLetterRoutes(edge), clusterRoutes(region, host, projector)];
+  const apis: Api[] = [
+    authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge, occupied), adminRoutes(edge), deadLetterRoutes(edge),
+    clusterRoutes(region, host, projector),
+  ];
 
   const extraRouters = options.routers?.(region) ?? [];
   let stopping = false;
@@ -225,8 +232,14 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     maxBodyBytes: config.http.maxBodyBytes,
     limits: [
       // Every signed-in user (or IP) has a general budget; creating bookings has a tighter one.
-      { method: undefined, path: /^\/v1\//, middleware: rateLimit(limiter, { name: 'api', limit: config.rateLimits.apiPerMin, windowMs: 60_000 }, userOrIp) },
-      { method: 'POST', path: /^\/v1\/bookings$/, middleware: rateLimit(limiter, { name: 'book', limit: config.rateLimits.bookingsPerMin, windowMs: 60_000 }, userOrIp) },
+      {
+        method: undefined, path: /^\/v1\//,
+        middleware: rateLimit(limiter, { name: 'api', limit: config.rateLimits.apiPerMin, windowMs: 60_000 }, userOrIp),
+      },
+      {
+        method: 'POST', path: /^\/v1\/bookings$/,
+        middleware: rateLimit(limiter, { name: 'book', limit: config.rateLimits.bookingsPerMin, windowMs: 60_000 }, userOrIp),
+      },
     ],
     health: healthChecks({
       stopping: () => stopping, region, logger,

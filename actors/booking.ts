@@ -200,7 +200,9 @@ export function applyBooking(s: BookingState, e: BookingEvent): BookingState {
   switch (e.type) {
     case 'created': {
       const { type: _t, at: time, deadlineAt, radiusKm, ...rest } = e;
-      return withStatus({ ...s, ...rest, createdAt: time, deadlineAt, radiusKm }, e.scheduledAt !== undefined ? 'scheduled' : 'searching', time);
+      return withStatus(
+        { ...s, ...rest, createdAt: time, deadlineAt, radiusKm }, e.scheduledAt !== undefined ? 'scheduled' : 'searching', time,
+      );
     }
     case 'search.started':
       return {
@@ -212,11 +214,14 @@ export function applyBooking(s: BookingState, e: BookingEvent): BookingState {
       ...withStatus(s, 'offered', e.at), offer: { driverId: e.driverId, expiresAt: e.expiresAt },
       tried: [...s.tried, e.driverId], queue: s.queue.filter((c) => c.driverId !== e.driverId),
     };
-    case 'offer.failed': return s.status === 'offered' ? { ...withStatus(s, 'searching', e.at), offer: undefined } : { ...s, offer: undefined };
+    case 'offer.failed':
+      return s.status === 'offered' ? { ...withStatus(s, 'searching', e.at), offer: undefined } : { ...s, offer: undefined };
     case 'accepted': return { ...withStatus(s, 'accepted', e.at), driverId: e.driverId, offer: undefined, queue: [] };
     // Back to searching: the released driver stays in `tried`; the next search gets a fresh deadline.
     case 'released':
-      return { ...withStatus(s, 'searching', e.at), driverId: undefined, offer: undefined, queue: [], deadlineAt: 0, searchesBefore: s.searches };
+      return {
+        ...withStatus(s, 'searching', e.at), driverId: undefined, offer: undefined, queue: [], deadlineAt: 0, searchesBefore: s.searches,
+      };
     case 'arriving': return withStatus(s, 'arriving', e.at);
     case 'started': return withStatus(s, 'in_progress', e.at);
     case 'completed': return withStatus(s, 'completed', e.at);
@@ -416,7 +421,9 @@ export function makeBookingBehavior(
         if (s.status !== 'searching' && s.status !== 'offered') return unchanged(s);
         return withWithdraw(stepped(s, giveUp(now)), s, s.offer?.driverId);
       case 'trip.arrived':
-        if (s.status !== 'accepted' || s.driverId !== m.driverId) return rejected(s, 'invalid_transition', `cannot arrive while ${s.status}`);
+        if (s.status !== 'accepted' || s.driverId !== m.driverId) {
+          return rejected(s, 'invalid_transition', `cannot arrive while ${s.status}`);
+        }
         return result(s, [{ type: 'arriving', at: now }]);
       case 'trip.started':
         if ((s.status !== 'arriving' && s.status !== 'accepted') || s.driverId !== m.driverId) {
@@ -424,7 +431,9 @@ export function makeBookingBehavior(
         }
         return result(s, [{ type: 'started', at: now }]);
       case 'trip.completed':
-        if (s.status !== 'in_progress' || s.driverId !== m.driverId) return rejected(s, 'invalid_transition', `cannot complete while ${s.status}`);
+        if (s.status !== 'in_progress' || s.driverId !== m.driverId) {
+          return rejected(s, 'invalid_transition', `cannot complete while ${s.status}`);
+        }
         return result(s, [{ type: 'completed', at: now }]);
       case 'cancel': {
         if (m.by.role === 'rider' && m.by.userId !== s.riderId) return rejected(s, 'forbidden', 'only the rider who booked may cancel');
@@ -433,15 +442,21 @@ export function makeBookingBehavior(
         const holder = s.driverId ?? s.offer?.driverId;
         const effects = cancelTimers(s.status === 'scheduled' ? ['activate'] : DISPATCH_TIMERS);
         if (holder) {
-          effects.push({ type: 'tell', to: driverRef(holder), message: { type: s.driverId ? 'booking.cancelled' : 'offer.withdrawn', bookingId: s.id } });
+          effects.push({
+            type: 'tell', to: driverRef(holder), message: { type: s.driverId ? 'booking.cancelled' : 'offer.withdrawn', bookingId: s.id },
+          });
         }
         return result(s, [{ type: 'cancelled', at: now, by: m.by.role, reason: m.reason }], effects);
       }
       case 'rate': {
-        if (m.by.role !== 'rider' || m.by.userId !== s.riderId) return rejected(s, 'forbidden', 'only the rider of the booking may rate it');
+        if (m.by.role !== 'rider' || m.by.userId !== s.riderId) {
+          return rejected(s, 'forbidden', 'only the rider of the booking may rate it');
+        }
         if (s.status !== 'completed') return rejected(s, 'conflict', 'only a completed booking can be rated');
         if (s.rating) return rejected(s, 'conflict', 'this booking is already rated');
-        if (!Number.isInteger(m.stars) || m.stars < 1 || m.stars > 5) return rejected(s, 'invalid_rating', 'stars must be an integer from 1 to 5');
+        if (!Number.isInteger(m.stars) || m.stars < 1 || m.stars > 5) {
+          return rejected(s, 'invalid_rating', 'stars must be an integer from 1 to 5');
+        }
         const rated: BookingEvent = { type: 'rated', stars: m.stars, comment: m.comment };
         const next = applyBooking(s, rated);
         return {

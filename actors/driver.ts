@@ -167,13 +167,19 @@ export function applyDriver(s: DriverState, e: DriverEvent): DriverState {
 function step(s: DriverState, e: DriverEvent): DriverState {
   switch (e.type) {
     case 'went.online': return { ...s, status: 'available', vehicleType: e.vehicleType, vehicleId: e.vehicleId ?? s.vehicleId };
-    case 'went.offline': return { ...s, status: 'offline', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined, presence: undefined };
-    case 'offered': return { ...s, status: 'offered', bookingId: e.bookingId, riderId: e.riderId, offerExpiresAt: e.expiresAt, offers: s.offers + 1 };
+    case 'went.offline':
+      return { ...s, status: 'offline', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined, presence: undefined };
+    case 'offered':
+      return { ...s, status: 'offered', bookingId: e.bookingId, riderId: e.riderId, offerExpiresAt: e.expiresAt, offers: s.offers + 1 };
     case 'offer.accepted': return { ...s, status: 'assigned', offerExpiresAt: undefined, accepts: s.accepts + 1 };
     case 'offer.ended': return { ...s, status: 'available', bookingId: undefined, riderId: undefined, offerExpiresAt: undefined };
     case 'trip.started': return { ...s, status: 'on_trip' };
-    case 'trip.ended': return { ...s, status: 'available', bookingId: undefined, riderId: undefined, lastTripEndedAt: e.completed ? e.at : s.lastTripEndedAt };
-    case 'rated': return { ...s, ratingSum: s.ratingSum + e.stars, ratingCount: s.ratingCount + 1, ratedBookings: withRated(s.ratedBookings, e.bookingId) };
+    case 'trip.ended':
+      return { ...s, status: 'available', bookingId: undefined, riderId: undefined, lastTripEndedAt: e.completed ? e.at : s.lastTripEndedAt };
+    case 'rated':
+      return {
+        ...s, ratingSum: s.ratingSum + e.stars, ratingCount: s.ratingCount + 1, ratedBookings: withRated(s.ratedBookings, e.bookingId),
+      };
     case 'maintenance.set': return { ...s, maintenance: e.windows };
     case 'profile.set': return { ...s, profile: { ...s.profile, ...e.profile } };
     case 'approved': return { ...s, profile: { ...s.profile, approval: 'approved' } };
@@ -195,7 +201,8 @@ export function driverExists(s: DriverState): boolean {
 /** The driver as admin lists show it. */
 export function driverView(id: string, s: DriverState) {
   return {
-    id, status: s.status, vehicleType: s.vehicleType, ...s.profile, approval: s.profile.approval ?? 'approved', rating: Math.round(rating(s) * 100) / 100,
+    id, status: s.status, vehicleType: s.vehicleType, ...s.profile, approval: s.profile.approval ?? 'approved',
+    rating: Math.round(rating(s) * 100) / 100,
     acceptanceRate: Math.round(acceptanceRate(s) * 1000) / 1000, trips: s.ratingCount,
     ...(s.lastTripEndedAt ? { lastTripEndedAt: new Date(s.lastTripEndedAt).toISOString() } : {}),
   };
@@ -220,10 +227,14 @@ export function driverCopy(id: string, s: DriverState, now: number): DriverCopy 
 /** What handling one message of a driver comes to. */
 type DriverOutcome = Outcome<DriverState, DriverEvent, DriverRejection>;
 
-export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverState, DriverMessage, DriverEvent, DriverQuery, unknown, DriverRejection> {
+export function makeDriverBehavior(
+  settings: DriverSettings,
+): Behavior<DriverState, DriverMessage, DriverEvent, DriverQuery, unknown, DriverRejection> {
   const presenceMs = settings.presenceMs ?? DEFAULT_PRESENCE.presenceMs;
   const silentAfterMs = settings.silentAfterMs ?? DEFAULT_PRESENCE.silentAfterMs;
-  const presenceTimer = (now: number): Effect => ({ type: 'timer.set', name: 'presence', at: now + presenceMs, message: { type: 'presence' } });
+  const presenceTimer = (now: number): Effect => ({
+    type: 'timer.set', name: 'presence', at: now + presenceMs, message: { type: 'presence' },
+  });
 
   /** The cell's copy follows the driver: upsert where it is, remove where it was. */
   function cellEffects(id: string, before: DriverState, after: DriverState, now: number): Effect[] {
@@ -266,7 +277,11 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
     const lapse = unchanged<DriverState, DriverEvent>(s.presence ? { ...s, presence: undefined } : s);
     if (s.status === 'offline' || !s.fix || !s.cell) return lapse; // nothing to announce; the next fix sets it again
     if (ctx.now - (s.heardAt ?? s.fix.at) > silentAfterMs) return lapse;
-    return { state: s.presence ? s : { ...s, presence: true }, events: [], effects: [...cellEffects(ctx.self.id, s, s, ctx.now), presenceTimer(ctx.now)] };
+    return {
+      state: s.presence ? s : { ...s, presence: true },
+      events: [],
+      effects: [...cellEffects(ctx.self.id, s, s, ctx.now), presenceTimer(ctx.now)],
+    };
   }
 
   function move(s: DriverState, fixes: readonly Fix[], ctx: HandleContext): DriverOutcome {
@@ -296,7 +311,9 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
     switch (m.type) {
       case 'online':
         if (!s.profile.active) return rejected(s, 'inactive', 'this driver is not active');
-        if (s.profile.approval === 'pending') return rejected(s, 'driver_pending_approval', 'this driver is waiting for an admin to approve it');
+        if (s.profile.approval === 'pending') {
+          return rejected(s, 'driver_pending_approval', 'this driver is waiting for an admin to approve it');
+        }
         if (s.status !== 'offline') {
           if (s.status === 'available' && s.vehicleType !== m.vehicleType) {
             return transition(s, [{ type: 'went.online', vehicleType: m.vehicleType, vehicleId: m.vehicleId }], ctx);
@@ -328,19 +345,24 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
         return transition(s, [{ type: 'offered', bookingId: m.bookingId, expiresAt: m.expiresAt, riderId: m.riderId }], ctx, [
           { type: 'timer.set', name: 'offer', at: m.expiresAt, message: { type: 'offer.expire', bookingId: m.bookingId } },
           notify({
-            type: 'offer', bookingId: m.bookingId, pickup: m.pickup, dropoff: m.dropoff, price: m.price, expiresAt: new Date(m.expiresAt).toISOString(),
+            type: 'offer', bookingId: m.bookingId, pickup: m.pickup, dropoff: m.dropoff, price: m.price,
+            expiresAt: new Date(m.expiresAt).toISOString(),
           }),
         ]);
       }
       case 'offer.accept':
         if (!s.profile.active) return rejected(s, 'inactive', 'this driver is not active');
-        if (s.status !== 'offered' || s.bookingId !== m.bookingId) return rejected(s, 'no_such_offer', `no open offer for booking ${m.bookingId}`);
+        if (s.status !== 'offered' || s.bookingId !== m.bookingId) {
+          return rejected(s, 'no_such_offer', `no open offer for booking ${m.bookingId}`);
+        }
         return transition(s, [{ type: 'offer.accepted', bookingId: m.bookingId }], ctx, [
           { type: 'timer.cancel', name: 'offer' },
           { type: 'tell', to: booking(m.bookingId), message: { type: 'offer.accepted', driverId: ctx.self.id } },
         ]);
       case 'offer.decline':
-        if (s.status !== 'offered' || s.bookingId !== m.bookingId) return rejected(s, 'no_such_offer', `no open offer for booking ${m.bookingId}`);
+        if (s.status !== 'offered' || s.bookingId !== m.bookingId) {
+          return rejected(s, 'no_such_offer', `no open offer for booking ${m.bookingId}`);
+        }
         return transition(s, [{ type: 'offer.ended', bookingId: m.bookingId, reason: 'declined' }], ctx, [
           { type: 'timer.cancel', name: 'offer' },
           { type: 'tell', to: booking(m.bookingId), message: { type: 'offer.declined', driverId: ctx.self.id } },
@@ -358,14 +380,24 @@ export function makeDriverBehavior(settings: DriverSettings): Behavior<DriverSta
           { type: 'timer.cancel', name: 'offer' }, notify({ type: 'offer.expired', bookingId: m.bookingId }),
         ]);
       case 'trip.arrived':
-        if (s.status !== 'assigned' || s.bookingId !== m.bookingId) return rejected(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);
-        return { state: s, events: [], effects: [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.arrived', driverId: ctx.self.id } }] };
+        if (s.status !== 'assigned' || s.bookingId !== m.bookingId) {
+          return rejected(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);
+        }
+        return {
+          state: s,
+          events: [],
+          effects: [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.arrived', driverId: ctx.self.id } }],
+        };
       case 'trip.start':
-        if (s.status !== 'assigned' || s.bookingId !== m.bookingId) return rejected(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);
+        if (s.status !== 'assigned' || s.bookingId !== m.bookingId) {
+          return rejected(s, 'not_assigned', `not assigned to booking ${m.bookingId}`);
+        }
         return transition(s, [{ type: 'trip.started', bookingId: m.bookingId }], ctx,
           [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.started', driverId: ctx.self.id } }]);
       case 'trip.complete':
-        if (s.status !== 'on_trip' || s.bookingId !== m.bookingId) return rejected(s, 'not_on_trip', `not on the trip of booking ${m.bookingId}`);
+        if (s.status !== 'on_trip' || s.bookingId !== m.bookingId) {
+          return rejected(s, 'not_on_trip', `not on the trip of booking ${m.bookingId}`);
+        }
         return transition(s, [{ type: 'trip.ended', bookingId: m.bookingId, at: ctx.now, completed: true }], ctx,
           [{ type: 'tell', to: booking(m.bookingId), message: { type: 'trip.completed', driverId: ctx.self.id } }]);
       case 'booking.cancelled':

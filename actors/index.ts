@@ -31,7 +31,9 @@ export interface DomainSettings {
 export function dispatchBehaviors(settings: DomainSettings): AnyBehavior[] {
   const d = settings.dispatch;
   return [
-    makeDriverBehavior({ cellRes: d.cellRes, offerTimeoutMs: d.offerTimeoutMs, presenceMs: d.presenceMs, silentAfterMs: d.driverSilentAfterMs }),
+    makeDriverBehavior({
+      cellRes: d.cellRes, offerTimeoutMs: d.offerTimeoutMs, presenceMs: d.presenceMs, silentAfterMs: d.driverSilentAfterMs,
+    }),
     makeCellBehavior({ ...DEFAULT_CELL, surgeCap: d.surgeCap }),
     makeBookingBehavior({
       ...DEFAULT_BOOKING, offerTimeoutMs: d.offerTimeoutMs, deadlineMs: d.deadlineMs,
@@ -60,7 +62,9 @@ export function nearestService(cellRes: number, limits: { readonly maxCells?: nu
   return async (payload, ports: SearchPorts) => {
     const q = payload as NearestRequest;
     const drivers = await searchNearest(q, cellRes, (cell) =>
-      ports.ask<Candidate[]>({ kind: 'cell', id: cell }, { type: 'nearest', point: q.point, k: q.k, radiusKm: q.radiusKm, vehicleType: q.vehicleType }),
+      ports.ask<Candidate[]>(
+        { kind: 'cell', id: cell }, { type: 'nearest', point: q.point, k: q.k, radiusKm: q.radiusKm, vehicleType: q.vehicleType },
+      ),
     undefined, { maxCells: limits.maxCells, occupied: ports.occupiedCells });
     return { type: 'candidates', search: q.search, drivers };
   };

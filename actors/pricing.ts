@@ -73,7 +73,9 @@ export function fare(vehicleType: string, trip: Estimate, surge: number, at: num
   return { amount: Math.round(clamped * cappedSurge * peak), currency: tariff.currency };
 }
 
-export function quote(input: { pickup: Point; dropoff: Point; vehicleType: string; surge: number; now: number }, policy: PricingPolicy): Quote {
+export function quote(
+  input: { pickup: Point; dropoff: Point; vehicleType: string; surge: number; now: number }, policy: PricingPolicy,
+): Quote {
   const trip = estimate(input.pickup, input.dropoff, policy);
   const surge = round2(Math.min(policy.surgeCap, Math.max(1, input.surge)));
   return {

@@ -61,7 +61,9 @@ const driver = (id: string): EntityRef => ({ kind: 'driver', id });
 export function applyVehicle(s: VehicleState, e: VehicleEvent): VehicleState {
   switch (e.type) {
     case 'created':
-      return { ...s, exists: true, deleted: false, plate: e.plate, vehicleType: e.vehicleType, capacity: e.capacity, driverId: e.driverId ?? undefined };
+      return {
+        ...s, exists: true, deleted: false, plate: e.plate, vehicleType: e.vehicleType, capacity: e.capacity, driverId: e.driverId ?? undefined,
+      };
     case 'updated': {
       const p = e.patch;
       return {
@@ -78,7 +80,9 @@ export function applyVehicle(s: VehicleState, e: VehicleEvent): VehicleState {
 export function vehicleView(id: string, s: VehicleState) {
   return {
     id, plate: s.plate, type: s.vehicleType, capacity: s.capacity, ...(s.driverId ? { driverId: s.driverId } : {}),
-    maintenance: s.maintenance.map((w) => ({ id: w.id, from: new Date(w.from).toISOString(), to: new Date(w.to).toISOString(), reason: w.reason })),
+    maintenance: s.maintenance.map((w) => ({
+      id: w.id, from: new Date(w.from).toISOString(), to: new Date(w.to).toISOString(), reason: w.reason,
+    })),
   };
 }
 
@@ -90,11 +94,15 @@ export function makeVehicleBehavior(): Behavior<VehicleState, VehicleMessage, Ve
     const effects: Effect[] = [];
     const windows = (v: VehicleState) => v.maintenance.map((w) => ({ from: w.from, to: w.to }));
     // The drivers concerned learn the windows that now apply to them.
-    if (s.driverId && s.driverId !== next.driverId) effects.push({ type: 'tell', to: driver(s.driverId), message: { type: 'maintenance.set', windows: [] } });
+    if (s.driverId && s.driverId !== next.driverId) {
+      effects.push({ type: 'tell', to: driver(s.driverId), message: { type: 'maintenance.set', windows: [] } });
+    }
     if (next.driverId && (next.driverId !== s.driverId || next.maintenance !== s.maintenance)) {
       effects.push({ type: 'tell', to: driver(next.driverId), message: { type: 'maintenance.set', windows: windows(next) } });
     }
-    effects.push({ type: 'publish', topic: 'vehicle', event: { type: `vehicle.${events[0]!.type}`, vehicle: vehicleView(id, next), deleted: next.deleted } });
+    effects.push({
+      type: 'publish', topic: 'vehicle', event: { type: `vehicle.${events[0]!.type}`, vehicle: vehicleView(id, next), deleted: next.deleted },
+    });
     return { state: next, events, effects, reply: vehicleView(id, next) };
   }
 

@@ -23,9 +23,16 @@ function developmentKeys(file: string): PersonalDataKeys {
     mkdirSync(join(file, '..'), { recursive: true });
     const text = `DATA_KEYS=${newKeyLine('dev1')}\nDATA_INDEX_KEY=${randomBytes(48).toString('base64url')}\n`;
     // 'wx': two processes starting at once do not overwrite each other's keys.
-    try { writeFileSync(file, text, { mode: 0o600, flag: 'wx' }); } catch (error) { if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error; }
+    try {
+      writeFileSync(file, text, { mode: 0o600, flag: 'wx' });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
   }
-  const env = Object.fromEntries(readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  const env = Object.fromEntries(readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('='))
+    .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
   const keys = loadPersonalDataKeys(env);
   if (!keys) throw new Error(`${file} holds no DATA_KEYS and DATA_INDEX_KEY`);
   return keys;

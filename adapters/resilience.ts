@@ -56,10 +56,14 @@ const STATE_NAMES: Record<CircuitState, string> = {
 export function guard(o: GuardOptions): Guard {
   const outage = o.countsAsOutage ?? countsAsOutage;
   const conflict = o.retriable ?? isRetriableConflict;
-  const breaker = circuitBreaker(handleWhen(outage), { halfOpenAfter: o.halfOpenAfterMs ?? 5_000, breaker: new ConsecutiveBreaker(o.breakAfter ?? 5) });
+  const breaker = circuitBreaker(handleWhen(outage), {
+    halfOpenAfter: o.halfOpenAfterMs ?? 5_000, breaker: new ConsecutiveBreaker(o.breakAfter ?? 5),
+  });
   const policy = wrap(
     breaker,
-    retry(handleWhen((e) => outage(e) || conflict(e)), { maxAttempts: o.attempts ?? 2, backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 500 }) }),
+    retry(handleWhen((e) => outage(e) || conflict(e)), {
+      maxAttempts: o.attempts ?? 2, backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 500 }),
+    }),
     timeout(o.timeoutMs ?? 3_000, TimeoutStrategy.Aggressive),
   );
   return {
@@ -75,7 +79,9 @@ export function guard(o: GuardOptions): Guard {
         if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError || outage(error)) {
           throw new DependencyUnavailableError(`${o.name} is unavailable right now; try again shortly`, { cause: error });
         }
-        if (conflict(error)) throw new DependencyUnavailableError(`${o.name} is busy with conflicting work; try again shortly`, { cause: error });
+        if (conflict(error)) {
+          throw new DependencyUnavailableError(`${o.name} is busy with conflicting work; try again shortly`, { cause: error });
+        }
         throw error;
       }
     },
@@ -94,7 +100,10 @@ export function isNetworkError(error: unknown): boolean {
 }
 
 /** What node-postgres and its pool throw, without a code, when the connection is lost or cannot be had. */
-const CONNECTION_MESSAGES = /^(Connection terminated|Client has encountered a connection error|Client was closed and is not queryable|timeout exceeded when trying to connect|timeout expired$|Cannot use a pool after calling end on the pool|Query read timeout)/;
+const CONNECTION_MESSAGES = new RegExp(
+  '^(Connection terminated|Client has encountered a connection error|Client was closed and is not queryable' +
+  '|timeout exceeded when trying to connect|timeout expired$|Cannot use a pool after calling end on the pool|Query read timeout)',
+);
 
 /**
  * SQLSTATE classes that are about the server, not the statement:

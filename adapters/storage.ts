@@ -67,7 +67,8 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
   const embeddedDir = join(config.storage.dataDir, 'pg');
   const embedded = config.storage.databaseUrl === undefined
     ? await startEmbeddedPostgres({
-      dataDir: embeddedDir, logger, statementTimeoutMs: config.storage.statementTimeoutMs, openTimeoutMs: config.storage.embeddedOpenTimeoutMs,
+      dataDir: embeddedDir, logger, statementTimeoutMs: config.storage.statementTimeoutMs,
+      openTimeoutMs: config.storage.embeddedOpenTimeoutMs,
     })
     : undefined;
   const url = embedded?.url ?? config.storage.databaseUrl!;
@@ -82,7 +83,11 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
     // A server that cannot be reached is worth waiting for; one that answers with a refusal is not.
     if (!embedded && countsAsOutage(error)) throw new DependencyUnreachableError('PostgreSQL', addressOf(url), error);
     if (stuck) {
-      throw new EmbeddedDatabaseError(`embedded database in ${embeddedDir} did not answer while its schema was brought up to date (a statement was stuck): it may be damaged; move it aside or restore a backup`, { cause: error });
+      throw new EmbeddedDatabaseError(
+        `embedded database in ${embeddedDir} did not answer while its schema was brought up to date (a statement was stuck): ` +
+        'it may be damaged; move it aside or restore a backup',
+        { cause: error },
+      );
     }
     throw new Error(`cannot open PostgreSQL${embedded ? ' (embedded)' : ''}: ${(error as Error).message}`, { cause: error });
   }

@@ -305,9 +305,14 @@ function normalized(text: string): string {
 /** Why a secret is unusable whatever the mode (a sample or placeholder value), or undefined. */
 function placeholderProblem(name: VariableName, value: string): string | undefined {
   // A compose-style "${VAR}" or "$VAR" that nothing substituted (a manifest applied as written).
-  if (/^\$\{[A-Za-z_]\w*[^}]*\}$|^\$[A-Za-z_]\w*$/.test(value)) return `${name} looks like an unsubstituted variable ("\${...}"); set the real secret`;
+  if (/^\$\{[A-Za-z_]\w*[^}]*\}$|^\$[A-Za-z_]\w*$/.test(value)) {
+    return `${name} looks like an unsubstituted variable ("\${...}"); set the real secret`;
+  }
   const n = normalized(value);
-  if (SAMPLE_SECRETS.includes(n) || PLACEHOLDER_WORDS.some((w) => n.includes(w)) || /^(.)\1*$/.test(n) || ['secret', 'password', 'dispatch'].includes(n)) {
+  if (
+    SAMPLE_SECRETS.includes(n) || PLACEHOLDER_WORDS.some((w) => n.includes(w)) || /^(.)\1*$/.test(n) ||
+    ['secret', 'password', 'dispatch'].includes(n)
+  ) {
     return `${name} is a sample or placeholder value; generate a real one (for example: openssl rand -base64 48)`;
   }
   return undefined;
@@ -320,13 +325,18 @@ function trustProxy(r: Reader): TrustProxy {
   const lower = text.toLowerCase();
   if (['false', 'off', 'no', '0'].includes(lower)) return { kind: 'off' };
   if (lower === 'true' || lower === 'yes' || lower === '*') {
-    r.problems.push(`TRUST_PROXY=${text} would believe any client's X-Forwarded-For; give the number of proxies in front (for example 1) or their addresses`);
+    r.problems.push(
+      `TRUST_PROXY=${text} would believe any client's X-Forwarded-For; ` +
+      'give the number of proxies in front (for example 1) or their addresses',
+    );
     return { kind: 'off' };
   }
   if (/^\d+$/.test(text)) {
     const hops = Number(text);
     if (hops > 16) {
-      r.problems.push(`TRUST_PROXY must be false, a number of proxies from 1 to 16, or a comma-separated list of IP addresses or CIDRs, got "${text}"`);
+      r.problems.push(
+        `TRUST_PROXY must be false, a number of proxies from 1 to 16, or a comma-separated list of IP addresses or CIDRs, got "${text}"`,
+      );
       return { kind: 'off' };
     }
     return { kind: 'hops', hops };
@@ -334,7 +344,10 @@ function trustProxy(r: Reader): TrustProxy {
   const addresses = text.split(',').map((a) => a.trim()).filter(Boolean);
   const bad = addresses.filter((a) => !isAddressOrCidr(a));
   if (addresses.length === 0 || bad.length > 0) {
-    r.problems.push(`TRUST_PROXY must be false, a number of proxies from 1 to 16, or a comma-separated list of IP addresses or CIDRs, got "${text}" (not an address or CIDR: ${bad.join(', ') || 'none given'})`);
+    r.problems.push(
+      `TRUST_PROXY must be false, a number of proxies from 1 to 16, or a comma-separated list of IP addresses or CIDRs, got "${text}" ` +
+      `(not an address or CIDR: ${bad.join(', ') || 'none given'})`,
+    );
     return { kind: 'off' };
   }
   return { kind: 'addresses', addresses };
@@ -402,11 +415,18 @@ function personalDataKeys(r: Reader, development: boolean, otherSecrets: readonl
   const activeText = r.optional('DATA_KEY_ID');
   if (list === undefined && index === undefined) {
     if (activeText !== undefined) r.problems.push('DATA_KEY_ID is set but DATA_KEYS is not');
-    if (!development) r.problems.push('DATA_KEYS and DATA_INDEX_KEY are required in cluster mode (the same on every node), so contact details are sealed at rest and every node can open them');
+    if (!development) {
+      r.problems.push(
+        'DATA_KEYS and DATA_INDEX_KEY are required in cluster mode (the same on every node), ' +
+        'so contact details are sealed at rest and every node can open them',
+      );
+    }
     return undefined;
   }
   // A sample value is named as one whatever else is wrong (a template applied as written).
-  const samples = ([['DATA_KEYS', list], ['DATA_INDEX_KEY', index]] as const).map(([name, value]) => value === undefined ? undefined : placeholderProblem(name, value)).filter((p) => p !== undefined);
+  const samples = ([['DATA_KEYS', list], ['DATA_INDEX_KEY', index]] as const)
+    .map(([name, value]) => value === undefined ? undefined : placeholderProblem(name, value))
+    .filter((p) => p !== undefined);
   if (samples.length > 0) {
     r.problems.push(...samples);
     return undefined;
@@ -421,11 +441,16 @@ function personalDataKeys(r: Reader, development: boolean, otherSecrets: readonl
     const key = Buffer.from(text, 'base64');
     if (!/^[A-Za-z0-9_-]{1,32}$/.test(id) || key.length !== 32 || !/^[A-Za-z0-9+/_-]+=*$/.test(text)) {
       // The key itself is never echoed.
-      r.problems.push(`DATA_KEYS entries must be <id>:<32 bytes in base64> with ids of letters, digits, _ or - (npm run keys -- new <id>); "${id}" is not`);
+      r.problems.push(
+        'DATA_KEYS entries must be <id>:<32 bytes in base64> with ids of letters, digits, _ or - ' +
+        `(npm run keys -- new <id>); "${id}" is not`,
+      );
       return undefined;
     }
     if (keys.has(id)) r.problems.push(`DATA_KEYS names key "${id}" twice`);
-    if (new Set(key).size === 1) r.problems.push(`DATA_KEYS key "${id}" is a placeholder (every byte the same); generate one with npm run keys -- new ${id}`);
+    if (new Set(key).size === 1) {
+      r.problems.push(`DATA_KEYS key "${id}" is a placeholder (every byte the same); generate one with npm run keys -- new ${id}`);
+    }
     keys.set(id, key);
   }
   if (keys.size === 0) {
@@ -435,7 +460,9 @@ function personalDataKeys(r: Reader, development: boolean, otherSecrets: readonl
   const activeId = activeText ?? [...keys.keys()][0]!;
   if (!keys.has(activeId)) r.problems.push(`DATA_KEY_ID "${activeId}" is not one of the ids in DATA_KEYS (${[...keys.keys()].join(', ')})`);
   if (bytes(index) < 32) r.problems.push(`DATA_INDEX_KEY must be at least 32 bytes, got ${bytes(index)}`);
-  else if (otherSecrets.includes(index)) r.problems.push('DATA_INDEX_KEY must differ from JWT_SECRET and QUOTE_SECRET (one key, one purpose)');
+  else if (otherSecrets.includes(index)) {
+    r.problems.push('DATA_INDEX_KEY must differ from JWT_SECRET and QUOTE_SECRET (one key, one purpose)');
+  }
   return { keys, activeId, indexKey: Buffer.from(index, 'utf8') };
 }
 
@@ -493,7 +520,11 @@ function otlpHeaders(r: Reader): Record<string, string> {
   for (const pair of (text ?? '').split(',').map((p) => p.trim()).filter(Boolean)) {
     const at = pair.indexOf('=');
     if (at <= 0) { r.problems.push('OTEL_EXPORTER_OTLP_HEADERS must be key=value pairs separated by commas'); return {}; }
-    try { headers[pair.slice(0, at).trim()] = decodeURIComponent(pair.slice(at + 1).trim()); } catch { headers[pair.slice(0, at).trim()] = pair.slice(at + 1).trim(); }
+    try {
+      headers[pair.slice(0, at).trim()] = decodeURIComponent(pair.slice(at + 1).trim());
+    } catch {
+      headers[pair.slice(0, at).trim()] = pair.slice(at + 1).trim();
+    }
   }
   return headers;
 }
@@ -506,7 +537,9 @@ export function loadConfig(env: Env = process.env): Config {
   const redisUrl = r.url('REDIS_URL', ['redis:', 'rediss:']);
   const mode = r.oneOf<Mode>('MODE', ['embedded', 'cluster'], kafkaBrokers.length > 0 ? 'cluster' : 'embedded');
   if (mode === 'cluster') {
-    for (const [name, value] of [['KAFKA_BROKERS', kafkaBrokers.length > 0], ['DATABASE_URL', databaseUrl], ['REDIS_URL', redisUrl]] as const) {
+    for (const [name, value] of [
+      ['KAFKA_BROKERS', kafkaBrokers.length > 0], ['DATABASE_URL', databaseUrl], ['REDIS_URL', redisUrl],
+    ] as const) {
       if (!value && !r.raw(name)) r.problems.push(`${name} is required in cluster mode`);
     }
   }
@@ -528,7 +561,10 @@ export function loadConfig(env: Env = process.env): Config {
     development,
     node: { id: r.optional('NODE_ID') ?? hostname() },
     http: {
-      host: r.string('HOST'), port: r.int('PORT', 0, 65535), maxBodyBytes: r.int('MAX_BODY_BYTES', 1024, 64 * 1024 * 1024), trustProxy: trustProxy(r),
+      host: r.string('HOST'),
+      port: r.int('PORT', 0, 65535),
+      maxBodyBytes: r.int('MAX_BODY_BYTES', 1024, 64 * 1024 * 1024),
+      trustProxy: trustProxy(r),
       tls: serverTls(r),
     },
     metrics: { port: r.raw('METRICS_PORT') === undefined ? undefined : r.int('METRICS_PORT', 0, 65535) },
@@ -608,11 +644,17 @@ export function loadConfig(env: Env = process.env): Config {
     },
   };
   if (config.dispatch.searchBackoffMaxMs < config.dispatch.searchBackoffMs) {
-    r.problems.push(`DISPATCH_SEARCH_BACKOFF_MAX_MS (${config.dispatch.searchBackoffMaxMs}) must not be below DISPATCH_SEARCH_BACKOFF_MS (${config.dispatch.searchBackoffMs})`);
+    r.problems.push(
+      `DISPATCH_SEARCH_BACKOFF_MAX_MS (${config.dispatch.searchBackoffMaxMs}) ` +
+      `must not be below DISPATCH_SEARCH_BACKOFF_MS (${config.dispatch.searchBackoffMs})`,
+    );
   }
   if (config.cluster.minInsyncReplicas > config.cluster.replicationFactor) {
     // The topic could never take a write: every append would fail.
-    r.problems.push(`KAFKA_MIN_INSYNC_REPLICAS (${config.cluster.minInsyncReplicas}) must not exceed KAFKA_REPLICATION_FACTOR (${config.cluster.replicationFactor})`);
+    r.problems.push(
+      `KAFKA_MIN_INSYNC_REPLICAS (${config.cluster.minInsyncReplicas}) ` +
+      `must not exceed KAFKA_REPLICATION_FACTOR (${config.cluster.replicationFactor})`,
+    );
   }
   if (mode === 'cluster' && !config.auth.secret && !config.auth.publicKey && !config.auth.jwksUrl && !r.raw('JWKS_URL')) {
     // Every node must verify the same tokens, so none may invent its own key.
@@ -623,10 +665,14 @@ export function loadConfig(env: Env = process.env): Config {
     const placeholder = placeholderProblem('JWT_SECRET', secret);
     if (placeholder) r.problems.push(placeholder);
     else if (development && secret.length < 16) r.problems.push('JWT_SECRET must be at least 16 characters');
-    else if (!development && bytes(secret) < 32) r.problems.push(`JWT_SECRET must be at least 32 bytes in ${mode} mode, got ${bytes(secret)}`);
+    else if (!development && bytes(secret) < 32) {
+      r.problems.push(`JWT_SECRET must be at least 32 bytes in ${mode} mode, got ${bytes(secret)}`);
+    }
   }
   if ((r.raw('JWT_PUBLIC_KEY') || r.raw('JWKS_URL')) && !config.auth.audience) {
-    r.problems.push('JWT_AUDIENCE is required with JWT_PUBLIC_KEY or JWKS_URL, so tokens the identity provider issued for other services are refused');
+    r.problems.push(
+      'JWT_AUDIENCE is required with JWT_PUBLIC_KEY or JWKS_URL, so tokens the identity provider issued for other services are refused',
+    );
   }
   if (quoteSecret !== undefined) {
     const placeholder = placeholderProblem('QUOTE_SECRET', quoteSecret);
@@ -634,7 +680,10 @@ export function loadConfig(env: Env = process.env): Config {
     else if (bytes(quoteSecret) < 32) r.problems.push(`QUOTE_SECRET must be at least 32 bytes, got ${bytes(quoteSecret)}`);
     else if (quoteSecret === secret) r.problems.push('QUOTE_SECRET must differ from JWT_SECRET (one key, one purpose)');
   } else if (!development) {
-    r.problems.push(`QUOTE_SECRET is required in ${mode} mode (at least 32 bytes, the same on every node), so any node honours a quote and none can be forged`);
+    r.problems.push(
+      `QUOTE_SECRET is required in ${mode} mode (at least 32 bytes, the same on every node), ` +
+      'so any node honours a quote and none can be forged',
+    );
   }
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;

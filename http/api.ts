@@ -118,7 +118,8 @@ const ERROR_MEANINGS: Readonly<Record<number, string>> = {
   413: 'the body is larger than the node accepts',
   422: 'well-formed but not acceptable',
   429: 'rate limited; `Retry-After` gives the seconds to wait',
-  503: 'a dependency is unavailable (`unavailable`), or the node is overloaded (`overloaded`, with `Retry-After` giving the seconds to wait); retry later',
+  503: 'a dependency is unavailable (`unavailable`), ' +
+    'or the node is overloaded (`overloaded`, with `Retry-After` giving the seconds to wait); retry later',
 };
 
 /** Error statuses an operation can answer: derived from its declaration, plus those it names. */
@@ -148,7 +149,8 @@ export function openApiDocument(apis: readonly Api[], info: { title: string; ver
     delete json.$schema;
     const defs = (json.$defs ?? {}) as Record<string, unknown>;
     delete json.$defs;
-    const relink = (value: unknown) => JSON.parse(JSON.stringify(value).replaceAll('"#/$defs/', '"#/components/schemas/')) as Record<string, unknown>;
+    const relink = (value: unknown) =>
+      JSON.parse(JSON.stringify(value).replaceAll('"#/$defs/', '"#/components/schemas/')) as Record<string, unknown>;
     for (const [name, def] of Object.entries(defs)) schemas[name] ??= relink(def);
     return relink(json);
   };
@@ -164,7 +166,9 @@ export function openApiDocument(apis: readonly Api[], info: { title: string; ver
     const required = (querySchema?.required ?? []) as string[];
     const query = Object.entries((querySchema?.properties ?? {}) as Record<string, unknown>)
       .map(([name, schema]) => ({ name, in: 'query', required: required.includes(name), schema }));
-    const headers = (op.headers ?? []).map((h) => ({ name: h.name, in: 'header', required: h.required ?? false, description: h.description, schema: { type: 'string' } }));
+    const headers = (op.headers ?? []).map((h) => ({
+      name: h.name, in: 'header', required: h.required ?? false, description: h.description, schema: { type: 'string' },
+    }));
     const status = String(op.status ?? 200);
     const responses: Record<string, unknown> = {
       [status]: op.response
@@ -175,7 +179,8 @@ export function openApiDocument(apis: readonly Api[], info: { title: string; ver
     for (const code of errorStatuses(op)) responses[String(code)] = errorResponse(ERROR_MEANINGS[code] ?? 'error');
     // Anything else (5xx: timeouts, unavailable dependencies) has the same shape.
     responses.default = errorResponse('error');
-    let operationId = `${op.method}${path.replace(/[{}]/g, '').replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ? c.toUpperCase() : ''))}`;
+    let operationId = `${op.method}` +
+      `${path.replace(/[{}]/g, '').replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ? c.toUpperCase() : ''))}`;
     for (let n = 2; operationIds.has(operationId); n++) operationId = `${operationId.replace(/_\d+$/, '')}_${n}`;
     operationIds.add(operationId);
     (paths[path] ??= {})[op.method] = {

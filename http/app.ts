@@ -73,7 +73,9 @@ export function createApp(options: AppOptions): Koa {
   app.use(ops.routes()).use(ops.allowedMethods());
   app.use(authenticate(options.auth));
   for (const limit of options.limits ?? []) {
-    app.use((ctx, next) => (limit.path.test(ctx.path) && (!limit.method || ctx.method === limit.method) ? limit.middleware(ctx as never, next) : next()));
+    app.use((ctx, next) => (limit.path.test(ctx.path) && (!limit.method || ctx.method === limit.method)
+      ? limit.middleware(ctx as never, next)
+      : next()));
   }
   for (const router of options.routers ?? []) app.use(router.routes()).use(router.allowedMethods());
 

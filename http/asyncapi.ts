@@ -129,14 +129,17 @@ function build() {
     channel: {
       address: '/v1/ws',
       title: 'Dispatch sessions',
-      description: 'One socket per app session. Client messages are answered on the same socket; notifications for the session\'s user are pushed as they happen, from whichever node produced them.',
+      description: 'One socket per app session. Client messages are answered on the same socket; notifications for the session\'s user ' +
+        'are pushed as they happen, from whichever node produced them.',
       messages: channelMessages,
       bindings: {
         ws: {
           method: 'GET',
           query: {
             type: 'object',
-            properties: { token: { type: 'string', description: 'A JWT. Prefer the first-message `auth`: query strings land in proxy logs.' } },
+            properties: {
+              token: { type: 'string', description: 'A JWT. Prefer the first-message `auth`: query strings land in proxy logs.' },
+            },
           },
           bindingVersion: '0.1.0',
         },

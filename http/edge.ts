@@ -40,7 +40,10 @@ export async function pricingPolicy(edge: Edge): Promise<PricingPolicy> {
   const stored = await edge.settings.get<Pick<PricingPolicy, 'tariffs' | 'surgeCap'> | null>('pricing', null);
   const d = edge.domain.dispatch;
   const configured = {
-    ...DEFAULT_PRICING, surgeCap: d.surgeCap, peakHours: d.peakHours ?? DEFAULT_PRICING.peakHours, peakMultiplier: d.peakMultiplier ?? DEFAULT_PRICING.peakMultiplier,
+    ...DEFAULT_PRICING,
+    surgeCap: d.surgeCap,
+    peakHours: d.peakHours ?? DEFAULT_PRICING.peakHours,
+    peakMultiplier: d.peakMultiplier ?? DEFAULT_PRICING.peakMultiplier,
   };
   // An admin's stored tariffs and surge cap override the configuration's.
   return stored ? { ...configured, ...stored } : configured;

@@ -36,7 +36,8 @@ const SURGE_CELLS_MAX = 100;
  */
 export class ServiceTimings {
   readonly histogram = new Histogram<'service'>({
-    name: 'dispatch_service_duration_seconds', help: 'Time a node service takes to answer an entity (nearest: the nearest-driver search across cells)',
+    name: 'dispatch_service_duration_seconds',
+    help: 'Time a node service takes to answer an entity (nearest: the nearest-driver search across cells)',
     labelNames: ['service'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [],
   });
 
@@ -83,7 +84,9 @@ export function surgeByCell(host: ShardHost): { cell: string; surge: number }[] 
   const surge: { cell: string; surge: number }[] = [];
   for (const ref of host.activeRefs('cell')) {
     const reading = host.peek(ref, { type: 'surge' });
-    if (reading !== NOT_NOW && (reading as { surge: number }).surge > 1) surge.push({ cell: ref.id, surge: (reading as { surge: number }).surge });
+    if (reading !== NOT_NOW && (reading as { surge: number }).surge > 1) {
+      surge.push({ cell: ref.id, surge: (reading as { surge: number }).surge });
+    }
   }
   return surge.sort((a, b) => b.surge - a.surge).slice(0, SURGE_CELLS_MAX);
 }
@@ -102,7 +105,9 @@ export class Metrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers,
     });
     this.openSockets = new Gauge({ name: 'websocket_open', help: 'Open WebSocket sessions', labelNames: ['role'], registers });
-    this.dispatchOutcomes = new Counter({ name: 'dispatch_outcomes_total', help: 'Bookings reaching a dispatch outcome', labelNames: ['outcome'], registers });
+    this.dispatchOutcomes = new Counter({
+      name: 'dispatch_outcomes_total', help: 'Bookings reaching a dispatch outcome', labelNames: ['outcome'], registers,
+    });
     if (sources.services) this.registry.registerMetric(sources.services.histogram);
     this.#runtime(sources);
     this.#cells(sources.host);
@@ -124,28 +129,42 @@ export class Metrics {
       collect() { this.set(region.stats().commandsHandled); },
     });
     new Gauge({ name: 'shards_owned', help: 'Shards this node owns', registers, collect() { this.set(region.stats().owned.length); } });
-    new Gauge({ name: 'shards_total', help: 'Shards the cluster has (every node says the same: an alert compares it with the sum owned)', registers, collect() { this.set(region.shards); } });
+    new Gauge({
+      name: 'shards_total', help: 'Shards the cluster has (every node says the same: an alert compares it with the sum owned)', registers,
+      collect() { this.set(region.shards); },
+    });
     new Gauge({
       name: 'snapshot_failures_total', help: 'Snapshots that could not be written', registers,
       collect() { this.set(host.stats().engine.snapshotFailures); },
     });
     new Gauge({
-      name: 'shard_stuck_seconds', help: 'How long the command a shard waits on has been failing (0 when none is)', labelNames: ['shard'], registers,
+      name: 'shard_stuck_seconds',
+      help: 'How long the command a shard waits on has been failing (0 when none is)',
+      labelNames: ['shard'],
+      registers,
       collect() {
         this.reset();
         for (const shard of region.stats().owned) this.set({ shard: String(shard) }, 0);
         for (const s of region.stuckShards()) this.set({ shard: String(s.shard) }, s.seconds);
       },
     });
-    this.#mirror('dispatch_fenced_writes_total', 'Writes storage refused because another node took their shard (a newer epoch)', [], () => ({ '': region.stats().fencedWrites }));
+    this.#mirror(
+      'dispatch_fenced_writes_total', 'Writes storage refused because another node took their shard (a newer epoch)', [],
+      () => ({ '': region.stats().fencedWrites }),
+    );
     new Gauge({
       name: 'commands_dead_lettered_total', help: 'Commands set aside in the dead-letter store (counter semantics)', registers,
       collect() { this.set(region.stats().commandsDeadLettered); },
     });
-    this.#mirror('soft_messages_total', 'Soft messages (location fixes) by what became of them: applied here, sent durably, forwarded to their shard\'s owner, dropped', ['outcome'], () => {
-      const s = region.stats();
-      return { applied: s.softApplied, durable: s.softDurable, forwarded: s.softForwarded, dropped: s.softDropped };
-    });
+    this.#mirror(
+      'soft_messages_total',
+      'Soft messages (location fixes) by what became of them: applied here, sent durably, forwarded to their shard\'s owner, dropped',
+      ['outcome'],
+      () => {
+        const s = region.stats();
+        return { applied: s.softApplied, durable: s.softDurable, forwarded: s.softForwarded, dropped: s.softDropped };
+      },
+    );
   }
 
   /**
@@ -172,7 +191,9 @@ export class Metrics {
   #cells(host: ShardHost): void {
     const registers = [this.registry];
     new Gauge({
-      name: 'dispatch_cell_drivers', help: 'Drivers heard from within the TTL in the cells active on this node, by status (summed over nodes: drivers online; status="available": free to offer)',
+      name: 'dispatch_cell_drivers',
+      help: 'Drivers heard from within the TTL in the cells active on this node, by status (summed over nodes: drivers online; ' +
+        'status="available": free to offer)',
       labelNames: ['status'], registers,
       collect() {
         this.reset();
@@ -181,7 +202,10 @@ export class Metrics {
       },
     });
     new Gauge({
-      name: 'dispatch_cell_surge_multiplier', help: `Surge of the cells active on this node with surge above 1 (the ${SURGE_CELLS_MAX} highest)`, labelNames: ['cell'], registers,
+      name: 'dispatch_cell_surge_multiplier',
+      help: `Surge of the cells active on this node with surge above 1 (the ${SURGE_CELLS_MAX} highest)`,
+      labelNames: ['cell'],
+      registers,
       collect() {
         this.reset();
         for (const { cell, surge } of surgeByCell(host)) this.set({ cell }, surge);
@@ -201,16 +225,25 @@ export class Metrics {
       collect() { for (const s of projector.status()) this.set({ projection: s.name }, s.rowsProjected); },
     });
     new Gauge({
-      name: 'projection_failures_total', help: 'Projection batches that failed and will be tried again (counter semantics)', labelNames: ['projection'], registers,
+      name: 'projection_failures_total',
+      help: 'Projection batches that failed and will be tried again (counter semantics)',
+      labelNames: ['projection'],
+      registers,
       collect() { for (const s of projector.status()) this.set({ projection: s.name }, s.failures); },
     });
   }
 
   #lag(lag: NonNullable<MetricSources['lag']>): void {
     const registers = [this.registry];
-    new Gauge({ name: 'command_log_lag', help: 'Records appended but not yet committed, all shards this node consumes', registers, collect() { this.set(lag().reduce((a, p) => a + p.lag, 0)); } });
     new Gauge({
-      name: 'command_log_lag_records', help: 'Records appended but not yet committed, per shard this node consumes', labelNames: ['shard'], registers,
+      name: 'command_log_lag', help: 'Records appended but not yet committed, all shards this node consumes', registers,
+      collect() { this.set(lag().reduce((a, p) => a + p.lag, 0)); },
+    });
+    new Gauge({
+      name: 'command_log_lag_records',
+      help: 'Records appended but not yet committed, per shard this node consumes',
+      labelNames: ['shard'],
+      registers,
       collect() {
         this.reset();
         for (const p of lag()) this.set({ shard: String(p.shard) }, p.lag);
@@ -220,7 +253,8 @@ export class Metrics {
 
   #breakers(breakers: NonNullable<MetricSources['breakers']>): void {
     new Gauge({
-      name: 'dependency_circuit_state', help: 'Circuit breaker per dependency: 0 closed, 0.5 half-open (one trial call), 1 open (calls refused at once)',
+      name: 'dependency_circuit_state',
+      help: 'Circuit breaker per dependency: 0 closed, 0.5 half-open (one trial call), 1 open (calls refused at once)',
       labelNames: ['dependency'], registers: [this.registry],
       collect() { for (const [dependency, state] of Object.entries(breakers())) this.set({ dependency }, BREAKER_VALUES[state] ?? 1); },
     });
@@ -229,10 +263,13 @@ export class Metrics {
   /** Booking outcomes, offers and time to the first offer, from the bookings' domain events on this node. */
   #dispatch(region: ShardRegion): void {
     const registers = [this.registry];
-    const requested = new Counter({ name: 'dispatch_bookings_requested_total', help: 'Bookings made (scheduled ones when made, not when their search starts)', registers });
+    const requested = new Counter({
+      name: 'dispatch_bookings_requested_total', help: 'Bookings made (scheduled ones when made, not when their search starts)', registers,
+    });
     const offers = new Counter({ name: 'dispatch_offers_total', help: 'Offers made to drivers (a booking may make several)', registers });
     const firstOffer = new Histogram({
-      name: 'dispatch_first_offer_seconds', help: 'From the start of a booking\'s search (its creation, unless scheduled) to its first offer to a driver',
+      name: 'dispatch_first_offer_seconds',
+      help: 'From the start of a booking\'s search (its creation, unless scheduled) to its first offer to a driver',
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120], registers,
     });
     region.onDomainEvent((topic, event) => {

@@ -13,7 +13,8 @@ export async function opsSnapshot(edge: Edge) {
   const perCell = await Promise.all(cells.map(async (ref) => {
     const [drivers, surge] = await Promise.all([
       edge.region.ask<DriverCopy[]>(ref, { type: 'drivers' }).catch(() => [] as DriverCopy[]),
-      edge.region.ask<{ surge: number; supply: number; demand: number }>(ref, { type: 'surge' }).catch(() => ({ surge: 1, supply: 0, demand: 0 })),
+      edge.region.ask<{ surge: number; supply: number; demand: number }>(ref, { type: 'surge' })
+        .catch(() => ({ surge: 1, supply: 0, demand: 0 })),
     ]);
     return { cell: ref.id, drivers, surge };
   }));

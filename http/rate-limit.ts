@@ -12,7 +12,9 @@ export interface LimitRule {
   readonly windowMs: number;
 }
 
-export function rateLimit(limiter: RateLimiter, rule: LimitRule, keyOf: (ctx: Parameters<Middleware<AuthState>>[0]) => string): Middleware<AuthState> {
+export function rateLimit(
+  limiter: RateLimiter, rule: LimitRule, keyOf: (ctx: Parameters<Middleware<AuthState>>[0]) => string,
+): Middleware<AuthState> {
   return async (ctx, next) => {
     const verdict = await limiter.hit(`${rule.name}:${keyOf(ctx)}`, rule.limit, rule.windowMs);
     if (!verdict.allowed) {

@@ -60,7 +60,9 @@ export function commandError(result: CommandResult): CommandError | undefined {
   if (result.status === 'failed' && result.failure && !result.failure.retriable) {
     // Set aside for an operator: retrying the same request would fail the same way.
     const where = result.deadLetter ? ` (dead letter ${result.deadLetter})` : '';
-    if (result.failure.kind === 'reducer_failed') return { status: 500, code: 'internal_error', message: `the command could not be handled${where}` };
+    if (result.failure.kind === 'reducer_failed') {
+      return { status: 500, code: 'internal_error', message: `the command could not be handled${where}` };
+    }
     return { status: 422, code: 'unprocessable', message: `storage refused the command's data${where}` };
   }
   if (result.status === 'failed') return { status: 503, code: 'unavailable', message: 'the command could not be stored; try again' };

@@ -32,7 +32,9 @@ export const BookingCreate = z.union([
   z.object({ pickup: Point, dropoff: Point, vehicleType: VehicleType, scheduledAt: isoTime.optional() }).strict(),
 ]);
 
-export const BookingStatus = z.enum(['scheduled', 'searching', 'offered', 'accepted', 'arriving', 'in_progress', 'completed', 'cancelled', 'no_driver']);
+export const BookingStatus = z.enum([
+  'scheduled', 'searching', 'offered', 'accepted', 'arriving', 'in_progress', 'completed', 'cancelled', 'no_driver',
+]);
 
 export const Booking = z.object({
   id: z.string(), riderId: z.string(), status: BookingStatus, vehicleType: z.string(), pickup: Point, dropoff: Point,
@@ -164,7 +166,8 @@ export const DriverCreate = z.object({
   vehicleId: VehicleId.optional(), active: z.boolean().default(true),
 }).strict();
 export const DriverPatch = z.object({
-  name: text().min(1).max(100).optional(), phone: text().max(30).optional(), vehicleId: VehicleId.optional(), active: z.boolean().optional(),
+  name: text().min(1).max(100).optional(), phone: text().max(30).optional(), vehicleId: VehicleId.optional(),
+  active: z.boolean().optional(),
 }).strict();
 
 export const Tariff = z.object({
@@ -179,11 +182,15 @@ export const PricingPolicy = z.object({
 const ANALYTICS_MAX_DAYS = 93;
 export const AnalyticsQuery = strictQuery(z.object({ from: queryTime, to: queryTime, groupBy: z.enum(['hour', 'cell']).default('hour') })
   .refine((q) => Date.parse(q.to) > Date.parse(q.from), { message: 'to must be after from', path: ['to'] })
-  .refine((q) => Date.parse(q.to) - Date.parse(q.from) <= ANALYTICS_MAX_DAYS * 86_400_000, { message: `at most ${ANALYTICS_MAX_DAYS} days at a time`, path: ['to'] }));
+  .refine(
+    (q) => Date.parse(q.to) - Date.parse(q.from) <= ANALYTICS_MAX_DAYS * 86_400_000,
+    { message: `at most ${ANALYTICS_MAX_DAYS} days at a time`, path: ['to'] },
+  ));
 
 export const Register = z.object({
   email: z.email().max(200),
-  password: text().min(1).max(200).describe('10 to 200 characters that are hard to guess (zxcvbn score 3 or more; common passwords are refused with 400 weak_password)'),
+  password: text().min(1).max(200)
+    .describe('10 to 200 characters that are hard to guess (zxcvbn score 3 or more; common passwords are refused with 400 weak_password)'),
   name: text().min(1).max(100),
   phone: text().max(30).optional(), role: z.enum(['rider', 'driver']).describe('a driver starts pending until an admin approves it'),
 }).strict();

@@ -88,7 +88,9 @@ export function healthChecks(sources: ReadinessSources): HealthProbe {
         await withTimeout(sources.ping(), 2_000, 'storage ping');
         // Serving, but a shard waiting on a failing command is worth seeing here too.
         const stuck = region.stuckShards();
-        return stuck.length > 0 ? { ok: true, details: { stuckShards: stuck.map((s) => ({ shard: s.shard, seconds: Math.round(s.seconds), failure: s.failure })) } } : { ok: true };
+        return stuck.length > 0
+          ? { ok: true, details: { stuckShards: stuck.map((s) => ({ shard: s.shard, seconds: Math.round(s.seconds), failure: s.failure })) } }
+          : { ok: true };
       } catch (error) {
         // The database's own message can name hosts and users: logged, not answered.
         logger.warn({ err: error }, 'readiness: storage does not answer');

@@ -23,7 +23,8 @@ export const Fix = z.object({
   heading: z.number().min(0).max(360).optional(), speed: z.number().min(0).max(120).optional(), at: isoTime,
 }).strict().meta({
   id: 'Fix',
-  description: 'A GPS fix: position, optional heading (degrees from north) and speed (m/s), and when it was taken. A fix older than the driver\'s newest is ignored.',
+  description: 'A GPS fix: position, optional heading (degrees from north) and speed (m/s), and when it was taken. A fix older than the ' +
+    'driver\'s newest is ignored.',
 });
 
 const ref = {
@@ -38,12 +39,20 @@ const EXAMPLE_AT = '2026-03-01T08:15:30.000Z';
 export const ClientMessage = z.discriminatedUnion('type', [
   z.object({ type: z.literal('auth'), token: text().max(4096).describe('A JWT, as for `Authorization: Bearer`.'), ...ref }).strict().meta({
     id: 'AuthMessage',
-    description: 'Authenticates the socket (any role). Send it first when the socket was opened without `?token=`; the socket is closed with 4401 if no valid token arrives within 10 s. Answered with `ack`; an invalid token gets `error` `unauthenticated` and close 4401.',
+    description: 'Authenticates the socket (any role). Send it first when the socket was opened without `?token=`; the socket is closed ' +
+      'with 4401 if no valid token arrives within 10 s. Answered with `ack`; an invalid token gets `error` `unauthenticated` and close ' +
+      '4401.',
     examples: [{ type: 'auth', token: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkcml2ZXItNDIiLCJyb2xlIjoiZHJpdmVyIn0.c2lnbmF0dXJl', ref: 'auth-1' }],
   }),
-  z.object({ type: z.literal('online'), vehicleType: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/).describe('A vehicle type pricing defines (economy, comfort, xl by default).'), ...ref }).strict().meta({
+  z.object({
+    type: z.literal('online'),
+    vehicleType: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/).describe('A vehicle type pricing defines (economy, comfort, xl by default).'),
+    ...ref,
+  }).strict().meta({
     id: 'OnlineMessage',
-    description: 'Driver only. Go online (available for offers) with this vehicle type; repeating it while available changes the vehicle type. Refused with `inactive` for a deactivated driver and `driver_pending_approval` for a self-registered one an admin has not approved yet.',
+    description: 'Driver only. Go online (available for offers) with this vehicle type; repeating it while available changes the vehicle ' +
+      'type. Refused with `inactive` for a deactivated driver and `driver_pending_approval` for a self-registered one an admin has not ' +
+      'approved yet.',
     examples: [{ type: 'online', vehicleType: 'economy', ref: 1 }],
   }),
   z.object({ type: z.literal('offline'), ...ref }).strict().meta({
@@ -53,42 +62,55 @@ export const ClientMessage = z.discriminatedUnion('type', [
   }),
   z.object({ type: z.literal('location'), ...Fix.shape, ...ref }).strict().meta({
     id: 'LocationMessage',
-    description: 'Driver only. One GPS fix. Acknowledged once handed to the driver\'s actor (not waited for). The rider of the booking in hand receives it as `driver.location`.',
+    description: 'Driver only. One GPS fix. Acknowledged once handed to the driver\'s actor (not waited for). The rider of the booking ' +
+      'in hand receives it as `driver.location`.',
     examples: [{ type: 'location', lat: 41.3874, lng: 2.1686, heading: 90, speed: 8.5, at: EXAMPLE_AT, ref: 'fix-17' }],
   }),
   z.object({ type: z.literal('location.batch'), fixes: z.array(Fix).min(1).max(500), ...ref }).strict().meta({
     id: 'LocationBatchMessage',
     description: 'Driver only. Up to 500 fixes buffered while the connection was down, in any order: the newest one counts.',
-    examples: [{ type: 'location.batch', fixes: [{ lat: 41.3874, lng: 2.1686, at: '2026-03-01T08:15:00.000Z' }, { lat: 41.3879, lng: 2.1690, heading: 45, at: EXAMPLE_AT }], ref: 'batch-3' }],
+    examples: [{
+      type: 'location.batch',
+      fixes: [{ lat: 41.3874, lng: 2.1686, at: '2026-03-01T08:15:00.000Z' }, { lat: 41.3879, lng: 2.1690, heading: 45, at: EXAMPLE_AT }],
+      ref: 'batch-3',
+    }],
   }),
   z.object({ type: z.literal('offer.accept'), ...booking, ...ref }).strict().meta({
     id: 'OfferAcceptMessage',
-    description: 'Driver only. Accept the open offer for this booking. Refused with `no_such_offer` when the driver holds no open offer for it (expired, withdrawn, or another booking).',
+    description: 'Driver only. Accept the open offer for this booking. Refused with `no_such_offer` when the driver holds no open offer ' +
+      'for it (expired, withdrawn, or another booking).',
     examples: [{ type: 'offer.accept', bookingId: EXAMPLE_BOOKING, ref: 'acc-1' }],
   }),
   z.object({ type: z.literal('offer.decline'), ...booking, ...ref }).strict().meta({
     id: 'OfferDeclineMessage',
-    description: 'Driver only. Decline the open offer; the booking moves on to the next candidate. Refused with `no_such_offer` as for `offer.accept`.',
+    description: 'Driver only. Decline the open offer; the booking moves on to the next candidate. Refused with `no_such_offer` as for ' +
+      '`offer.accept`.',
     examples: [{ type: 'offer.decline', bookingId: EXAMPLE_BOOKING, ref: 'dec-1' }],
   }),
   z.object({ type: z.literal('trip.arrived'), ...booking, ...ref }).strict().meta({
     id: 'TripArrivedMessage',
-    description: 'Driver only. Arrived at the pickup (booking becomes `arriving`). Refused with `not_assigned` unless the driver is assigned to this booking.',
+    description: 'Driver only. Arrived at the pickup (booking becomes `arriving`). Refused with `not_assigned` unless the driver is ' +
+      'assigned to this booking.',
     examples: [{ type: 'trip.arrived', bookingId: EXAMPLE_BOOKING, ref: 'arr-1' }],
   }),
   z.object({ type: z.literal('trip.start'), ...booking, ...ref }).strict().meta({
     id: 'TripStartMessage',
-    description: 'Driver only. The rider is on board (booking becomes `in_progress`). Refused with `not_assigned` unless the driver is assigned to this booking.',
+    description: 'Driver only. The rider is on board (booking becomes `in_progress`). Refused with `not_assigned` unless the driver is ' +
+      'assigned to this booking.',
     examples: [{ type: 'trip.start', bookingId: EXAMPLE_BOOKING, ref: 'start-1' }],
   }),
   z.object({ type: z.literal('trip.complete'), ...booking, ...ref }).strict().meta({
     id: 'TripCompleteMessage',
-    description: 'Driver only. The trip is over (booking becomes `completed`, driver available). Refused with `not_on_trip` unless the driver is on this booking\'s trip.',
+    description: 'Driver only. The trip is over (booking becomes `completed`, driver available). Refused with `not_on_trip` unless the ' +
+      'driver is on this booking\'s trip.',
     examples: [{ type: 'trip.complete', bookingId: EXAMPLE_BOOKING, ref: 'done-1' }],
   }),
   z.object({ type: z.literal('subscribe'), ...booking, ...ref }).strict().meta({
     id: 'SubscribeMessage',
-    description: 'Any role that may read the booking (its rider, its assigned driver, an admin): answered with `ack` and then a `booking.updated` carrying the current booking. A rider then receives every `booking.updated` and `driver.location` of that booking (pushes to riders are filtered by subscription; drivers receive what is addressed to them regardless, and nothing is addressed to admins). `not_found` when the booking does not exist or is not the caller\'s.',
+    description: 'Any role that may read the booking (its rider, its assigned driver, an admin): answered with `ack` and then a ' +
+      '`booking.updated` carrying the current booking. A rider then receives every `booking.updated` and `driver.location` of that ' +
+      'booking (pushes to riders are filtered by subscription; drivers receive what is addressed to them regardless, and nothing is ' +
+      'addressed to admins). `not_found` when the booking does not exist or is not the caller\'s.',
     examples: [{ type: 'subscribe', bookingId: EXAMPLE_BOOKING, ref: 'sub-1' }],
   }),
   z.object({ type: z.literal('ops.subscribe'), ...ref }).strict().meta({
@@ -131,7 +153,11 @@ const EXAMPLE_VIEW = {
   id: EXAMPLE_BOOKING, riderId: 'rider-7', status: 'accepted', vehicleType: 'economy',
   pickup: { lat: 41.3874, lng: 2.1686 }, dropoff: { lat: 41.4036, lng: 2.1744 }, price: { amount: 845, currency: 'USD' }, surge: 1,
   distanceKm: 2.4, durationMin: 5.8, driverId: 'driver-42', createdAt: '2026-03-01T08:14:02.000Z',
-  timeline: [{ status: 'searching', at: '2026-03-01T08:14:02.000Z' }, { status: 'offered', at: '2026-03-01T08:14:03.000Z' }, { status: 'accepted', at: '2026-03-01T08:14:09.000Z' }],
+  timeline: [
+    { status: 'searching', at: '2026-03-01T08:14:02.000Z' },
+    { status: 'offered', at: '2026-03-01T08:14:03.000Z' },
+    { status: 'accepted', at: '2026-03-01T08:14:09.000Z' },
+  ],
 };
 
 export const ServerMessage = z.discriminatedUnion('type', [
@@ -140,14 +166,21 @@ export const ServerMessage = z.discriminatedUnion('type', [
     ref: z.union([z.string(), z.number(), z.null()]).describe('The `ref` of the message acknowledged, or null when it had none.'),
   }).meta({
     id: 'AckMessage',
-    description: 'The message with this `ref` was accepted: validated and, for driver commands, applied by the driver\'s actor (for `location` and `location.batch`: handed to it).',
+    description: 'The message with this `ref` was accepted: validated and, for driver commands, applied by the driver\'s actor (for ' +
+      '`location` and `location.batch`: handed to it).',
     examples: [{ type: 'ack', ref: 'acc-1' }, { type: 'ack', ref: null }],
   }),
   z.object({
     type: z.literal('error'),
-    code: z.string().describe('snake_case: rate_limited, bad_message, malformed_json, unknown_type, invalid_message, unauthenticated, already_authenticated, forbidden, not_found, unavailable, or a refusal of the driver\'s actor (inactive, driver_pending_approval, on_trip, no_such_offer, not_assigned, not_on_trip, internal_error, ...).'),
+    code: z.string().describe(
+      'snake_case: rate_limited, bad_message, malformed_json, unknown_type, invalid_message, unauthenticated, already_authenticated, ' +
+      'forbidden, not_found, unavailable, or a refusal of the driver\'s actor (inactive, driver_pending_approval, on_trip, ' +
+      'no_such_offer, not_assigned, not_on_trip, internal_error, ...).',
+    ),
     message: z.string().describe('For people, not for programs.'),
-    ref: z.unknown().optional().describe('The `ref` of the message refused, as the client sent it; absent when that message had none or could not be read.'),
+    ref: z.unknown().optional().describe(
+      'The `ref` of the message refused, as the client sent it; absent when that message had none or could not be read.',
+    ),
   }).meta({
     id: 'ErrorMessage',
     description: 'The message was refused. The socket stays open (except after a failed `auth`, which closes it with 4401).',
@@ -162,11 +195,19 @@ export const ServerMessage = z.discriminatedUnion('type', [
   }).meta({
     id: 'OfferMessage',
     description: 'To a driver: a ride offer. A driver holds at most one offer.',
-    examples: [{ type: 'offer', bookingId: EXAMPLE_BOOKING, pickup: { lat: 41.3874, lng: 2.1686 }, dropoff: { lat: 41.4036, lng: 2.1744 }, price: { amount: 845, currency: 'USD' }, expiresAt: '2026-03-01T08:14:18.000Z' }],
+    examples: [{
+      type: 'offer',
+      bookingId: EXAMPLE_BOOKING,
+      pickup: { lat: 41.3874, lng: 2.1686 },
+      dropoff: { lat: 41.4036, lng: 2.1744 },
+      price: { amount: 845, currency: 'USD' },
+      expiresAt: '2026-03-01T08:14:18.000Z',
+    }],
   }),
   z.object({ type: z.literal('offer.expired'), bookingId }).meta({
     id: 'OfferExpiredMessage',
-    description: 'To a driver: the offer is gone, because it timed out or the booking withdrew it (cancelled, timed out on its side, or given up).',
+    description: 'To a driver: the offer is gone, because it timed out or the booking withdrew it (cancelled, timed out on its side, or ' +
+      'given up).',
     examples: [{ type: 'offer.expired', bookingId: EXAMPLE_BOOKING }],
   }),
   z.object({ type: z.literal('booking.cancelled'), bookingId }).meta({
@@ -176,7 +217,8 @@ export const ServerMessage = z.discriminatedUnion('type', [
   }),
   z.object({ type: z.literal('booking.released'), bookingId }).meta({
     id: 'BookingReleasedMessage',
-    description: 'To a driver: they were deactivated while assigned to this booking (before the trip started), so it went back to dispatch and is no longer theirs.',
+    description: 'To a driver: they were deactivated while assigned to this booking (before the trip started), so it went back to ' +
+      'dispatch and is no longer theirs.',
     examples: [{ type: 'booking.released', bookingId: EXAMPLE_BOOKING }],
   }),
   z.object({ type: z.literal('driver.approved') }).meta({
@@ -186,12 +228,14 @@ export const ServerMessage = z.discriminatedUnion('type', [
   }),
   z.object({ type: z.literal('driver.deactivated') }).meta({
     id: 'DriverDeactivatedMessage',
-    description: 'To a driver: an admin deactivated them. They are offline (or go offline when the trip in progress ends) and `online` is refused with `inactive`.',
+    description: 'To a driver: an admin deactivated them. They are offline (or go offline when the trip in progress ends) and `online` ' +
+      'is refused with `inactive`.',
     examples: [{ type: 'driver.deactivated' }],
   }),
   z.object({ type: z.literal('booking.updated'), booking: BookingView }).meta({
     id: 'BookingUpdatedMessage',
-    description: 'The booking changed status. To its rider once subscribed, and to its assigned driver, at every change; to any subscriber right after the `ack` of `subscribe` (the current booking).',
+    description: 'The booking changed status. To its rider once subscribed, and to its assigned driver, at every change; to any ' +
+      'subscriber right after the `ack` of `subscribe` (the current booking).',
     examples: [{ type: 'booking.updated', booking: EXAMPLE_VIEW }],
   }),
   z.object({
@@ -200,19 +244,23 @@ export const ServerMessage = z.discriminatedUnion('type', [
     heading: z.number().nullable().describe('Degrees from north, or null when the fix had none.'), at: serverTime,
   }).meta({
     id: 'DriverLocationMessage',
-    description: 'To a subscribed rider: the assigned driver moved (while the booking is accepted, arriving or in progress). The first thing a slow reader loses.',
+    description: 'To a subscribed rider: the assigned driver moved (while the booking is accepted, arriving or in progress). The first ' +
+      'thing a slow reader loses.',
     examples: [{ type: 'driver.location', bookingId: EXAMPLE_BOOKING, lat: 41.3881, lng: 2.1686, heading: 180, at: EXAMPLE_AT }],
   }),
   z.object({
     type: z.literal('ops.snapshot'),
     at: serverTime,
     node: z.string().describe('The node that took the snapshot: it shows the cells it owns.'),
-    drivers: z.array(z.object({ id: z.string(), lat: z.number(), lng: z.number(), status: z.enum(['offline', 'available', 'offered', 'assigned', 'on_trip']) })),
+    drivers: z.array(z.object({
+      id: z.string(), lat: z.number(), lng: z.number(), status: z.enum(['offline', 'available', 'offered', 'assigned', 'on_trip']),
+    })),
     cells: z.array(z.object({
       cell: z.string().describe('H3 index.'), surge: z.number(), supply: z.number(), demand: z.number(),
       boundary: z.array(z.array(z.number()).length(2)).describe('The cell\'s outline as [lat, lng] pairs.'),
     })),
-    bookings: z.array(z.object({ id: z.string(), status: BookingStatus, pickup: Point, driverId: z.string().nullable() })).describe('Bookings in play, newest first, at most 200.'),
+    bookings: z.array(z.object({ id: z.string(), status: BookingStatus, pickup: Point, driverId: z.string().nullable() }))
+      .describe('Bookings in play, newest first, at most 200.'),
     counters: z.object({
       driversOnline: z.number().int(), driversAvailable: z.number().int(), bookingsLastHour: z.number().int(),
       completed: z.number().int(), noDriver: z.number().int(), active: z.number().int(),
@@ -220,7 +268,8 @@ export const ServerMessage = z.discriminatedUnion('type', [
     cluster: z.object({ nodes: z.array(z.string()), shards: z.array(z.object({ shard: z.number().int(), node: z.string() })) }),
   }).meta({
     id: 'OpsSnapshotMessage',
-    description: 'To an admin after `ops.subscribe`, every 2 s: the drivers and cells this node hosts, bookings in play, counters and the shard map.',
+    description: 'To an admin after `ops.subscribe`, every 2 s: the drivers and cells this node hosts, bookings in play, counters and ' +
+      'the shard map.',
     examples: [{
       type: 'ops.snapshot', at: EXAMPLE_AT, node: 'node-1',
       drivers: [{ id: 'driver-42', lat: 41.3881, lng: 2.1686, status: 'assigned' }],

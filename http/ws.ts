@@ -111,7 +111,9 @@ export class WsGateway {
 
   async #upgrade(req: IncomingMessage, url: URL, socket: import('node:stream').Duplex, head: Buffer): Promise<void> {
     const refuse = (status: string, code: string, message: string) =>
-      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n${JSON.stringify({ error: { code, message } })}`);
+      socket.end(
+        `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n${JSON.stringify({ error: { code, message } })}`,
+      );
     const { ip } = this.#o.addressOf(req);
     if ((this.#byIp.get(ip) ?? 0) >= this.#o.limits.maxSocketsPerIp) {
       refuse('429 Too Many Requests', 'too_many_sockets', 'too many open sockets from this address');
@@ -136,7 +138,9 @@ export class WsGateway {
 
   #open(socket: WebSocket, ip: string, principal: Principal | undefined): void {
     const { messagesPerSecond } = this.#o.limits;
-    const session: Session = { socket, ip, alive: true, subscriptions: new Set(), bucket: new TokenBucket(messagesPerSecond, messagesPerSecond * 5) };
+    const session: Session = {
+      socket, ip, alive: true, subscriptions: new Set(), bucket: new TokenBucket(messagesPerSecond, messagesPerSecond * 5),
+    };
     this.#sessions.add(session);
     this.#byIp.set(ip, (this.#byIp.get(ip) ?? 0) + 1);
     if (principal) this.#bind(session, principal);
@@ -156,7 +160,10 @@ export class WsGateway {
     if (!a) {
       const { messagesPerSecond, fixesPerMinute } = this.#o.limits;
       // A batch sent after a dead zone may carry up to ten minutes of fixes at once.
-      a = { messages: new TokenBucket(messagesPerSecond, messagesPerSecond * 5), fixes: new TokenBucket(fixesPerMinute / 60, fixesPerMinute * 10) };
+      a = {
+        messages: new TokenBucket(messagesPerSecond, messagesPerSecond * 5),
+        fixes: new TokenBucket(fixesPerMinute / 60, fixesPerMinute * 10),
+      };
       this.#allowances.set(sub, a);
     }
     return a;
@@ -234,7 +241,9 @@ export class WsGateway {
     const m = message as { type?: string; booking?: { id: string }; bookingId?: string };
     // Only the node holding the user's sockets records the push, in the trace of the handling that sent it.
     const span = trace === undefined ? undefined
-      : startSpan('notify', SpanKind.CONSUMER, { 'dispatch.notification.type': m.type ?? 'unknown', 'dispatch.sessions': sessions.size }, trace);
+      : startSpan(
+        'notify', SpanKind.CONSUMER, { 'dispatch.notification.type': m.type ?? 'unknown', 'dispatch.sessions': sessions.size }, trace,
+      );
     let pushed = 0;
     for (const s of sessions) {
       // A rider hears about a booking once subscribed; drivers hear everything addressed to them.
@@ -319,7 +328,9 @@ export class WsGateway {
       ({ lat: f.lat, lng: f.lng, heading: f.heading, speed: f.speed, at: Date.parse(f.at) });
     const fixes = m.type === 'location' ? 1 : m.type === 'location.batch' ? m.fixes.length : 0;
     if (fixes > 0 && !this.#allowance(p.sub).fixes.take(fixes)) {
-      this.#error(session, 'rate_limited', `more location fixes than ${this.#o.limits.fixesPerMinute} a minute; send one every few seconds`, m.ref);
+      this.#error(
+        session, 'rate_limited', `more location fixes than ${this.#o.limits.fixesPerMinute} a minute; send one every few seconds`, m.ref,
+      );
       return;
     }
     switch (m.type) {
@@ -334,7 +345,10 @@ export class WsGateway {
       case 'ops.subscribe': {
         if (p.role !== 'admin') { this.#error(session, 'forbidden', 'the operations feed is for admins', m.ref); return; }
         this.#send(session, { type: 'ack', ref: m.ref ?? null });
-        const push = () => void opsSnapshot(this.#o.edge).then((snap) => this.#send(session, snap), (e) => this.#o.logger.warn({ err: e }, 'ops snapshot'));
+        const push = () => void opsSnapshot(this.#o.edge).then(
+          (snap) => this.#send(session, snap),
+          (e) => this.#o.logger.warn({ err: e }, 'ops snapshot'),
+        );
         if (!session.ops) { push(); session.ops = setInterval(push, 2_000); }
         return;
       }

@@ -196,7 +196,9 @@ export interface EntityActorOptions {
  * (so a redelivery is refused alike), or is a tell from an entity (so the sender's
  * high-water mark survives a restart).
  */
-function isJournaled(command: Pick<CommandEnvelope, 'origin'>, outcome: Outcome<unknown, unknown>, plan: ReturnType<typeof planEffects>): boolean {
+function isJournaled(
+  command: Pick<CommandEnvelope, 'origin'>, outcome: Outcome<unknown, unknown>, plan: ReturnType<typeof planEffects>,
+): boolean {
   return outcome.events.length > 0 || plan.tells.length > 0 || plan.timersSet.length > 0 || plan.timersCancelled.length > 0
     || outcome.rejection !== undefined || command.origin !== undefined;
 }
@@ -217,7 +219,8 @@ export function entityActor(options: EntityActorOptions) {
   type Handled = Pick<CommandEnvelope, 'id' | 'origin' | 'trace'>;
 
   async function handleOutcome(
-    incarnation: Incarnation<unknown>, command: Handled, at: number, outcome: Outcome<unknown, unknown>, ctx: PersistContext, append?: AppendOptions,
+    incarnation: Incarnation<unknown>, command: Handled, at: number, outcome: Outcome<unknown, unknown>, ctx: PersistContext,
+    append?: AppendOptions,
   ): Promise<[Incarnation<unknown>, CommandResult]> {
     const plan = planEffects(command.id, outcome.effects, { from: key, seq: incarnation.seq + 1 });
     let next: Incarnation<unknown> = { ...incarnation, state: outcome.state };
@@ -301,7 +304,9 @@ export function entityActor(options: EntityActorOptions) {
   // this incarnation must handle nothing more until it is stopped and recovered.
   let poisoned = false;
 
-  return async function actor(given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext): Promise<Incarnation<unknown>> {
+  return async function actor(
+    given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext,
+  ): Promise<Incarnation<unknown>> {
     const incarnation = upgraded(given);
     if (ctx.recovering) return replay(behavior, incarnation, msg as JournalRecord);
     const m = msg as ActorMessage;
@@ -328,7 +333,9 @@ export function entityActor(options: EntityActorOptions) {
         return incarnation;
       case 'snapshot':
         try {
-          if (incarnation.unsnapshotted > 0 || incarnation.seq > 0) await host.saveSnapshot(key, incarnation.seq, { ...incarnation, unsnapshotted: 0 });
+          if (incarnation.unsnapshotted > 0 || incarnation.seq > 0) {
+            await host.saveSnapshot(key, incarnation.seq, { ...incarnation, unsnapshotted: 0 });
+          }
           m.done.resolve();
           return { ...incarnation, unsnapshotted: 0 };
         } catch (error) {

@@ -166,7 +166,10 @@ export class ShardFencedError extends RuntimeError {
   /** The epoch the write carried (undefined: this node held none for the shard). */
   readonly epoch: number | undefined;
   constructor(shard: ShardId, epoch: number | undefined, what: string) {
-    super(`${what} refused: shard ${shard} ${epoch === undefined ? 'is not held by this node' : `epoch ${epoch} is stale (another node took the shard)`}`);
+    super(
+      `${what} refused: shard ${shard} ` +
+      `${epoch === undefined ? 'is not held by this node' : `epoch ${epoch} is stale (another node took the shard)`}`,
+    );
     this.shard = shard;
     this.epoch = epoch;
   }

@@ -31,7 +31,9 @@ export function idleVictims<A extends Activation<unknown>>(candidates: readonly 
  * room for one more, and at least 1% of `max` at a time so a busy node does not pay
  * for one eviction per activation.
  */
-export function leastRecentlyUsed<A extends Activation<unknown>>(candidates: readonly Candidate<A>[], h: Horizon, active: number, max: number): A[] {
+export function leastRecentlyUsed<A extends Activation<unknown>>(
+  candidates: readonly Candidate<A>[], h: Horizon, active: number, max: number,
+): A[] {
   const excess = active - max + 1;
   if (excess <= 0) return [];
   return candidates.filter(idle(h)).map((c) => c.activation)

@@ -42,7 +42,9 @@ export class Keyring {
       if (!KEY_ID.test(id)) throw new PersonalDataError(`key id "${id}" must be 1-32 letters, digits, _ or -`);
       if (key.length !== KEY_BYTES) throw new PersonalDataError(`key "${id}" must be ${KEY_BYTES} bytes, got ${key.length}`);
     }
-    if (!o.keys.has(o.activeId)) throw new PersonalDataError(`the active key id "${o.activeId}" is not among the keys (${[...o.keys.keys()].join(', ')})`);
+    if (!o.keys.has(o.activeId)) {
+      throw new PersonalDataError(`the active key id "${o.activeId}" is not among the keys (${[...o.keys.keys()].join(', ')})`);
+    }
     if (o.indexKey.length < KEY_BYTES) throw new PersonalDataError(`the index key must be at least ${KEY_BYTES} bytes`);
     this.#keys = new Map(o.keys);
     this.activeId = o.activeId;
@@ -75,7 +77,9 @@ export class Keyring {
     try {
       return Buffer.concat([decipher.update(bytes.subarray(0, bytes.length - TAG_BYTES)), decipher.final()]).toString('utf8');
     } catch {
-      throw new PersonalDataError(`sealed value under key "${id}" failed authentication (altered, or the key is not the one it was sealed with)`);
+      throw new PersonalDataError(
+        `sealed value under key "${id}" failed authentication (altered, or the key is not the one it was sealed with)`,
+      );
     }
   }
 
@@ -135,7 +139,9 @@ export function revealFields<T>(keys: Keyring, value: T, fields: readonly string
  * `plain` says where a plaintext string is personal data from before sealing (it is
  * sealed too): given the path of keys to it.
  */
-export function resealJson(keys: Keyring, value: unknown, plain: (path: readonly string[]) => boolean = () => false): { value: unknown; resealed: number } {
+export function resealJson(
+  keys: Keyring, value: unknown, plain: (path: readonly string[]) => boolean = () => false,
+): { value: unknown; resealed: number } {
   let resealed = 0;
   const walk = (v: unknown, path: string[]): unknown => {
     if (typeof v === 'string') {

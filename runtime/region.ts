@@ -19,8 +19,8 @@ import { failureOf, type OutboundTell, type SoftOutcome } from './entity-actor.t
 import { LogUnavailableError, RebalanceStepError, ShardFencedError, ShardHandoffError } from './errors.ts';
 import type { ShardFences } from './fencing.ts';
 import type {
-  CommandEnvelope, CommandLog, CommandResult, DeadLetter, DeadLetterStore, Failure, LogRecord, Notifier, Reminder, ReminderStore, RemoteChannel,
-  ShardAssignment, SoftMessage,
+  CommandEnvelope, CommandLog, CommandResult, DeadLetter, DeadLetterStore, Failure, LogRecord, Notifier, Reminder, ReminderStore,
+  RemoteChannel, ShardAssignment, SoftMessage,
 } from './ports.ts';
 import { NOT_NOW, type ShardHost } from './shard-host.ts';
 import { backoff, sleep } from './backoff.ts';
@@ -213,7 +213,9 @@ export class ShardRegion {
     this.#owned.delete(shard);
     this.#stuck.delete(shard);
     this.#shardsFenced++;
-    this.#options.onError?.(new ShardFencedError(shard, undefined, 'a write'), `shard ${shard} was taken by another node; stopping it here`);
+    this.#options.onError?.(
+      new ShardFencedError(shard, undefined, 'a write'), `shard ${shard} was taken by another node; stopping it here`,
+    );
     this.#options.host.stopShards([shard], { snapshot: false })
       .catch((e) => this.#options.onError?.(e, `stopping fenced shard ${shard}`));
   }
@@ -402,7 +404,9 @@ export class ShardRegion {
         await this.#awaitHandoff(shard, deadline, to);
         continue;
       }
-      const span = tracingEnabled() ? startSpan(`ask ${to.kind}`, SpanKind.CLIENT, { 'dispatch.entity': entityKey(to), 'dispatch.node.to': owner }) : undefined;
+      const span = tracingEnabled()
+        ? startSpan(`ask ${to.kind}`, SpanKind.CLIENT, { 'dispatch.entity': entityKey(to), 'dispatch.node.to': owner })
+        : undefined;
       try {
         return await endWith(span, remote.ask(owner, to, query, Math.max(1, deadline - Date.now()), traceField(span).trace)) as A;
       } catch (error) {
@@ -470,7 +474,9 @@ export class ShardRegion {
     const service = this.#options.services?.[name];
     if (!service) { this.#options.onError?.(new Error(`no service "${name}"`), `request from ${entityKey(requester)}`); return; }
     // Active while the service runs, so its remote asks and its answer's tell continue the requester's trace.
-    const span = trace === undefined ? undefined : startSpan(`service ${name}`, SpanKind.INTERNAL, { 'dispatch.entity': entityKey(requester) }, trace);
+    const span = trace === undefined
+      ? undefined
+      : startSpan(`service ${name}`, SpanKind.INTERNAL, { 'dispatch.entity': entityKey(requester) }, trace);
     try {
       await withSpan(span, async () => {
         const answer = await service(payload, { now: this.#now(), requester, ask: (to, query) => this.askSoon(to, query) });
@@ -521,7 +527,9 @@ export class ShardRegion {
     const now = this.#options.host.queryNow(to, shard, query);
     if (now !== NOT_NOW) return { given: true, value: now };
     const epoch = this.#epoch;
-    const value = await withTimeout(this.#options.host.query(to, shard, query), Math.max(1, deadline - Date.now()), `ask to ${entityKey(to)}`);
+    const value = await withTimeout(
+      this.#options.host.query(to, shard, query), Math.max(1, deadline - Date.now()), `ask to ${entityKey(to)}`,
+    );
     if (epoch !== this.#epoch || !this.#holds(shard)) return { given: false };
     return { given: true, value };
   }
@@ -536,7 +544,9 @@ export class ShardRegion {
   async #awaitHandoff(shard: ShardId, deadline: number, to: EntityRef, until = deadline): Promise<void> {
     const left = Math.min(until, deadline) - Date.now();
     if (this.#closed || left <= 0) {
-      throw new ShardHandoffError(`shard ${shard} of ${entityKey(to)} is being handed to another node${this.#closed ? ' (this node is stopping)' : ''}; ask again`);
+      throw new ShardHandoffError(
+        `shard ${shard} of ${entityKey(to)} is being handed to another node${this.#closed ? ' (this node is stopping)' : ''}; ask again`,
+      );
     }
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.#changed.promise, new Promise((r) => { timer = setTimeout(r, left); })]);
@@ -576,7 +586,9 @@ export class ShardRegion {
       const shard = this.shardOf(t.to);
       // One producer span per tell, child of the handling that told it, named in the envelope.
       const span = appendSpan(t.id, t.to, t.message, shard, trace);
-      const command: CommandEnvelope = { id: t.id, to: t.to, message: t.message, at, ...(t.origin ? { origin: t.origin } : {}), ...traceField(span) };
+      const command: CommandEnvelope = {
+        id: t.id, to: t.to, message: t.message, at, ...(t.origin ? { origin: t.origin } : {}), ...traceField(span),
+      };
       return { shard, command, span };
     });
     try {
@@ -584,7 +596,9 @@ export class ShardRegion {
       for (const e of entries) endSpan(e.span);
     } catch (error) {
       for (const e of entries) endSpan(e.span, error);
-      throw new LogUnavailableError(`the command log did not take ${tells.length} tell(s): ${(error as Error)?.message ?? error}`, { cause: error });
+      throw new LogUnavailableError(
+        `the command log did not take ${tells.length} tell(s): ${(error as Error)?.message ?? error}`, { cause: error },
+      );
     }
   }
 
@@ -596,7 +610,9 @@ export class ShardRegion {
         command: { id: t.id, to: t.to, message: t.message, at, ...(t.origin ? { origin: t.origin } : {}) },
       })));
     } catch (error) {
-      throw new LogUnavailableError(`the command log did not take ${tells.length} tell(s): ${(error as Error)?.message ?? error}`, { cause: error });
+      throw new LogUnavailableError(
+        `the command log did not take ${tells.length} tell(s): ${(error as Error)?.message ?? error}`, { cause: error },
+      );
     }
   }
 
@@ -683,7 +699,9 @@ export class ShardRegion {
   #sendSoft(shard: ShardId, batch: { messages: SoftMessage[]; settle: (error?: unknown) => void }): void {
     this.#options.log.appendSoft!(shard, batch.messages).then(
       () => batch.settle(),
-      (error: unknown) => batch.settle(new LogUnavailableError(`the command log did not take ${batch.messages.length} soft message(s): ${(error as Error)?.message ?? error}`, { cause: error })),
+      (error: unknown) => batch.settle(new LogUnavailableError(
+        `the command log did not take ${batch.messages.length} soft message(s): ${(error as Error)?.message ?? error}`, { cause: error },
+      )),
     );
   }
 
@@ -797,7 +815,10 @@ export class ShardRegion {
         this.#retried++;
         if (!this.#stuck.has(shard)) this.#stuck.set(shard, { since: this.#now(), failure: failure.kind });
         const delay = delays.next().value;
-        this.#options.onError?.(new Error(failure.message), `command ${command.id} to ${entityKey(to)} failed (${failure.kind}, attempt ${attempt}); retrying in ${delay} ms`);
+        this.#options.onError?.(
+          new Error(failure.message),
+          `command ${command.id} to ${entityKey(to)} failed (${failure.kind}, attempt ${attempt}); retrying in ${delay} ms`,
+        );
         await pause(delay, heartbeat);
       }
     } finally {
@@ -811,13 +832,18 @@ export class ShardRegion {
   }
 
   /** Sets a command aside; keeps trying while the store itself is down (the command is never dropped). */
-  async #deadLetter(shard: ShardId, record: LogRecord, failure: Failure, attempts: number, heartbeat?: () => Promise<void>): Promise<string | undefined> {
+  async #deadLetter(
+    shard: ShardId, record: LogRecord, failure: Failure, attempts: number, heartbeat?: () => Promise<void>,
+  ): Promise<string | undefined> {
     const store = this.#options.deadLetters;
     const letter: DeadLetter = {
       id: record.command.id, shard, offset: record.offset, command: record.command,
       failure: { kind: failure.kind, message: failure.message }, attempts, at: this.#now(),
     };
-    this.#options.onError?.(new Error(failure.message), `command ${letter.id} to ${entityKey(record.command.to)} dead-lettered (${failure.kind} after ${attempts} attempt(s))`);
+    this.#options.onError?.(
+      new Error(failure.message),
+      `command ${letter.id} to ${entityKey(record.command.to)} dead-lettered (${failure.kind} after ${attempts} attempt(s))`,
+    );
     if (!store) return undefined;
     for (const delay of this.#backoff()) {
       try {
@@ -908,7 +934,9 @@ export class ShardRegion {
 
   async #activate(reminders: readonly Reminder[], dueBy?: number): Promise<void> {
     const byKey = new Map<EntityKey, string[]>();
-    for (const r of reminders) if (dueBy === undefined || r.dueAt <= dueBy) byKey.set(r.entityKey, [...(byKey.get(r.entityKey) ?? []), r.name]);
+    for (const r of reminders) {
+      if (dueBy === undefined || r.dueAt <= dueBy) byKey.set(r.entityKey, [...(byKey.get(r.entityKey) ?? []), r.name]);
+    }
     await Promise.all([...byKey].map(async ([key, names]) => {
       const ref = parseEntityKey(key);
       if (!this.#options.host.knows(ref.kind) || (dueBy !== undefined && this.#options.host.isActive(ref))) return;

@@ -299,7 +299,10 @@ export class ShardHost {
         } as never,
       ) as NactRef;
       this.#activations++;
-      dispatch(activation.ref, { t: 'activate', done: { resolve: () => { activation.on('recovered'); resolve(); }, reject } } satisfies ActorMessage);
+      dispatch(activation.ref, {
+        t: 'activate',
+        done: { resolve: () => { activation.on('recovered'); resolve(); }, reject },
+      } satisfies ActorMessage);
     }));
     this.#active.set(key, activation);
     return activation;
@@ -348,7 +351,11 @@ export class ShardHost {
           await Promise.race([activation.idle(), new Promise<void>((r) => { timer = setTimeout(r, DRAIN_TIMEOUT_MS); })]);
           clearTimeout(timer);
         }
-        if (activation.inFlight > 0) this.#options.onError?.(new Error('drain timed out'), `${activation.key} still had ${activation.inFlight} message(s) in flight when stopped`);
+        if (activation.inFlight > 0) {
+          this.#options.onError?.(
+            new Error('drain timed out'), `${activation.key} still had ${activation.inFlight} message(s) in flight when stopped`,
+          );
+        }
         // Not drained: a snapshot message would queue behind the stuck one and never be answered.
         if (saves && recovered && activation.inFlight === 0 && !this.#behaviors.get(activation.self.kind)?.ephemeral) {
           await new Promise<void>((resolve, reject) => {
@@ -361,7 +368,9 @@ export class ShardHost {
         activation.on('stopped');
         // nact drops what is still queued for a stopped actor: its callers hear so now
         // (a log command among them stays uncommitted and is delivered again).
-        for (const fail of [...activation.waiting]) fail(new EntityStoppedError(`${activation.key} was stopped before it handled the message`));
+        for (const fail of [...activation.waiting]) {
+          fail(new EntityStoppedError(`${activation.key} was stopped before it handled the message`));
+        }
         activation.waiting.clear();
         this.#forgetActivation(activation.key);
         this.#passivations++;

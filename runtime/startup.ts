@@ -30,7 +30,9 @@ export function startup(options: { timeoutMs: number; logger: Logger; minDelayMs
       for (;;) {
         try {
           const result = await run();
-          if (waiting) options.logger.info({ dependency: waiting.dependency, address: waiting.address }, `${waiting.dependency} is reachable`);
+          if (waiting) {
+            options.logger.info({ dependency: waiting.dependency, address: waiting.address }, `${waiting.dependency} is reachable`);
+          }
           waiting = undefined;
           return result;
         } catch (error) {

@@ -14,13 +14,23 @@ const header = (from: string) => `# Written by \`node scripts/k8s-monitoring.ts\
 
 export function prometheusRule(): string {
   const rules = parse(readFileSync(new URL(RULES, root), 'utf8')) as { groups: unknown[] };
-  const doc = { apiVersion: 'monitoring.coreos.com/v1', kind: 'PrometheusRule', metadata: { name: 'dispatch' }, spec: { groups: rules.groups } };
+  const doc = {
+    apiVersion: 'monitoring.coreos.com/v1',
+    kind: 'PrometheusRule',
+    metadata: { name: 'dispatch' },
+    spec: { groups: rules.groups },
+  };
   return header(RULES) + stringify(doc, { lineWidth: 0 });
 }
 
 export function dashboardConfigMap(): string {
   const json = readFileSync(new URL(DASHBOARD, root), 'utf8');
-  const doc = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'dispatch-dashboard', labels: { grafana_dashboard: '1' } }, data: { 'dispatch.json': json } };
+  const doc = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: 'dispatch-dashboard', labels: { grafana_dashboard: '1' } },
+    data: { 'dispatch.json': json },
+  };
   return header(DASHBOARD) + stringify(doc, { lineWidth: 0, blockQuote: 'literal' });
 }
 

@@ -11,7 +11,11 @@ import { Keyring, newKeyLine } from '../runtime/personal-data.ts';
 
 const USAGE = 'usage: npm run keys -- new <id> | rotate';
 
-export async function main(args: readonly string[], env: NodeJS.ProcessEnv = process.env, out: (line: string) => void = (line) => { process.stdout.write(`${line}\n`); }): Promise<number> {
+export async function main(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  out: (line: string) => void = (line) => { process.stdout.write(`${line}\n`); },
+): Promise<number> {
   const [command, id] = args;
   if (command === 'new') {
     out(newKeyLine(id ?? `k${new Date().toISOString().slice(0, 10).replaceAll('-', '')}`));
@@ -41,7 +45,9 @@ export async function main(args: readonly string[], env: NodeJS.ProcessEnv = pro
     const left = await sealedByKey(orm);
     out(JSON.stringify({ activeKey: keyring.activeId, ...counts, sealedByKey: left }));
     const old = Object.keys(left).filter((k) => k !== keyring.activeId);
-    if (old.length > 0) out(`values under ${old.join(', ')} remain (written by a node meanwhile?): run rotate again before removing those keys`);
+    if (old.length > 0) {
+      out(`values under ${old.join(', ')} remain (written by a node meanwhile?): run rotate again before removing those keys`);
+    }
     return 0;
   } finally {
     await orm.close(true);

@@ -55,7 +55,9 @@ const CANCELLABLE = new Set(['scheduled', 'searching', 'offered', 'accepted', 'a
 
 interface Point { lat: number; lng: number }
 interface BookingView { id: string; status: string; driverId?: string }
-interface SimBooking { id: string; riderId: string; status: string; scheduled: boolean; requestedAt: number; rider?: Conn; cancelledAtStop?: string }
+interface SimBooking {
+  id: string; riderId: string; status: string; scheduled: boolean; requestedAt: number; rider?: Conn; cancelledAtStop?: string;
+}
 
 const stats = {
   online: 0, booked: 0, scheduled: 0, offers: 0, accepted: 0, declined: 0, tripsDone: 0,
@@ -68,7 +70,10 @@ let finishing = false; // trips under way drive straight to their dropoff
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
-const randomPoint = (): Point => ({ lat: CITY.south + Math.random() * (CITY.north - CITY.south), lng: CITY.west + Math.random() * (CITY.east - CITY.west) });
+const randomPoint = (): Point => ({
+  lat: CITY.south + Math.random() * (CITY.north - CITY.south),
+  lng: CITY.west + Math.random() * (CITY.east - CITY.west),
+});
 const KM_PER_DEG_LAT = 111.2;
 const kmPerDegLng = (lat: number) => KM_PER_DEG_LAT * Math.cos((lat * Math.PI) / 180);
 const distanceKm = (a: Point, b: Point) => Math.hypot((b.lat - a.lat) * KM_PER_DEG_LAT, (b.lng - a.lng) * kmPerDegLng(a.lat));
@@ -92,7 +97,12 @@ async function api<T>(method: string, path: string, tok?: string, body?: unknown
   const headers: Record<string, string> = {};
   if (tok) headers.authorization = `Bearer ${tok}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${URL_BASE}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(15_000) });
+  const res = await fetch(`${URL_BASE}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(15_000),
+  });
   const text = await res.text();
   let parsed: unknown = text;
   try { parsed = text ? JSON.parse(text) : undefined; } catch { /* not JSON */ }
@@ -129,7 +139,11 @@ class Conn {
       let m: Record<string, unknown>;
       try { m = JSON.parse(data.toString()); } catch { return; }
       const waiter = typeof m.ref === 'string' ? this.#pending.get(m.ref) : undefined;
-      if (waiter && (m.type === 'ack' || m.type === 'error')) { this.#pending.delete(m.ref as string); waiter(m as unknown as Reply); return; }
+      if (waiter && (m.type === 'ack' || m.type === 'error')) {
+        this.#pending.delete(m.ref as string);
+        waiter(m as unknown as Reply);
+        return;
+      }
       this.onPush(m);
     });
     ws.on('close', () => {
@@ -162,7 +176,10 @@ class Conn {
     if (!this.isOpen) return Promise.resolve({ type: 'error', code: 'closed', message: 'socket closed' });
     const ref = `r${++this.#refs}`;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => { this.#pending.delete(ref); resolve({ type: 'error', code: 'timeout', message: `no reply to ${String(m.type)}` }); }, 10_000);
+      const timer = setTimeout(() => {
+        this.#pending.delete(ref);
+        resolve({ type: 'error', code: 'timeout', message: `no reply to ${String(m.type)}` });
+      }, 10_000);
       this.#pending.set(ref, (r) => { clearTimeout(timer); resolve(r); });
       this.send({ ...m, ref });
     });
@@ -209,7 +226,9 @@ class SimDriver {
   }
 
   #fix(): void {
-    this.#conn.send({ type: 'location', lat: this.#at.lat, lng: this.#at.lng, heading: this.#heading, speed: DRIVE_KMH / 3.6, at: new Date().toISOString() });
+    this.#conn.send({
+      type: 'location', lat: this.#at.lat, lng: this.#at.lng, heading: this.#heading, speed: DRIVE_KMH / 3.6, at: new Date().toISOString(),
+    });
   }
 
   /** Moves toward `to`, one fix a second; false when `interrupted` says to stop first. */
@@ -220,7 +239,10 @@ class SimDriver {
       const km = distanceKm(this.#at, to);
       if (km <= stepKm || rush()) { this.#at = to; this.#fix(); return true; }
       const f = stepKm / km;
-      this.#heading = Math.round(((Math.atan2((to.lng - this.#at.lng) * kmPerDegLng(this.#at.lat), (to.lat - this.#at.lat) * KM_PER_DEG_LAT) * 180) / Math.PI + 360) % 360);
+      this.#heading = Math.round(
+        ((Math.atan2((to.lng - this.#at.lng) * kmPerDegLng(this.#at.lat), (to.lat - this.#at.lat) * KM_PER_DEG_LAT) * 180) / Math.PI + 360)
+          % 360,
+      );
       this.#at = { lat: this.#at.lat + (to.lat - this.#at.lat) * f, lng: this.#at.lng + (to.lng - this.#at.lng) * f };
       this.#fix();
       await sleep(FIX_MS);
@@ -307,7 +329,12 @@ async function book(): Promise<void> {
   const pickup = randomPoint();
   const dropoff = pointNear(pickup, TRIP_KM[0] + Math.random() * (TRIP_KM[1] - TRIP_KM[0]));
   const scheduled = Math.random() < SCHEDULED_SHARE;
-  const body = { pickup, dropoff, vehicleType: Math.random() < 0.85 ? 'economy' : 'comfort', ...(scheduled ? { scheduledAt: new Date(Date.now() + SCHEDULE_AHEAD_MS).toISOString() } : {}) };
+  const body = {
+    pickup,
+    dropoff,
+    vehicleType: Math.random() < 0.85 ? 'economy' : 'comfort',
+    ...(scheduled ? { scheduledAt: new Date(Date.now() + SCHEDULE_AHEAD_MS).toISOString() } : {}),
+  };
   const requestedAt = Date.now();
   const res = await api<BookingView>('POST', '/v1/bookings', tok, body);
   if (res.status !== 201) { error('booking', `HTTP ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`); return; }
@@ -342,7 +369,9 @@ function progressLine(): string {
   const waits = [...stats.waits].sort((a, b) => a - b);
   const p50 = waits.length ? `${(waits[Math.floor(waits.length / 2)]! / 1000).toFixed(1)} s` : '-';
   const open = [...bookings.values()].filter((b) => LIVE.has(b.status)).length;
-  return `${phase}${seconds}s | drivers ${stats.online} | booked ${stats.booked} (${(stats.booked / minutes).toFixed(1)}/min) | in play ${open} | completed ${stats.completed} | no driver ${stats.noDriver} | cancelled ${stats.cancelled} | p50 wait ${p50} | errors ${stats.errors}`;
+  return `${phase}${seconds}s | drivers ${stats.online} | booked ${stats.booked} (${(stats.booked / minutes).toFixed(1)}/min)` +
+    ` | in play ${open} | completed ${stats.completed} | no driver ${stats.noDriver} | cancelled ${stats.cancelled}` +
+    ` | p50 wait ${p50} | errors ${stats.errors}`;
 }
 
 function progress(): void {
@@ -361,7 +390,9 @@ async function cancelOpen(deadline: number): Promise<SimBooking[]> {
         const tok = await token(b.riderId, 'rider');
         const was = b.status;
         if (CANCELLABLE.has(was)) {
-          const res = await api<BookingView>('POST', `/v1/bookings/${encodeURIComponent(b.id)}/cancel`, tok, { reason: 'simulation stopped' });
+          const res = await api<BookingView>(
+            'POST', `/v1/bookings/${encodeURIComponent(b.id)}/cancel`, tok, { reason: 'simulation stopped' },
+          );
           if (res.status === 200) { b.cancelledAtStop = was; track(b, res.body.status); return; }
           if (res.status !== 409) error(`cancel ${b.id}`, `HTTP ${res.status}`);
         }
@@ -395,13 +426,19 @@ async function finish(reason: string, drivers: SimDriver[]): Promise<number> {
   if (ticker) clearInterval(ticker);
   if (tty) process.stdout.write('\r\x1b[K'); // the summary replaces the progress line
   const cancelledAtStop = [...bookings.values()].filter((b) => b.cancelledAtStop);
-  const byStatus = Object.entries(Object.groupBy(cancelledAtStop, (b) => b.cancelledAtStop!)).map(([s, list]) => `${list!.length} ${s}`).join(', ');
+  const byStatus = Object.entries(Object.groupBy(cancelledAtStop, (b) => b.cancelledAtStop!))
+    .map(([s, list]) => `${list!.length} ${s}`)
+    .join(', ');
   const seconds = Math.round((Date.now() - stats.startedAt) / 1000);
   const lines = [
     `simulation over (${reason}) after ${seconds} s against ${URL_BASE}`,
-    `  bookings  ${stats.booked} made (${stats.scheduled} for later): ${stats.completed} completed, ${stats.noDriver} no driver, ${stats.cancelled} cancelled`,
-    `  at stop   ${stats.finishedAtStop} trips under way driven to their end; ${cancelledAtStop.length} cancelled${byStatus ? ` (${byStatus})` : ''}; ${left.length} left open`,
-    `  drivers   ${DRIVERS}: ${stats.offers} offers, ${stats.accepted} accepted, ${stats.declined} declined, ${stats.tripsDone} trips driven; p50 wait to accept ${stats.waits.length ? `${(([...stats.waits].sort((a, b) => a - b)[Math.floor(stats.waits.length / 2)]!) / 1000).toFixed(1)} s` : '-'}`,
+    `  bookings  ${stats.booked} made (${stats.scheduled} for later): ` +
+      `${stats.completed} completed, ${stats.noDriver} no driver, ${stats.cancelled} cancelled`,
+    `  at stop   ${stats.finishedAtStop} trips under way driven to their end; ` +
+      `${cancelledAtStop.length} cancelled${byStatus ? ` (${byStatus})` : ''}; ${left.length} left open`,
+    `  drivers   ${DRIVERS}: ${stats.offers} offers, ${stats.accepted} accepted, ${stats.declined} declined, ` +
+      `${stats.tripsDone} trips driven; p50 wait to accept ` +
+      `${stats.waits.length ? `${(([...stats.waits].sort((a, b) => a - b)[Math.floor(stats.waits.length / 2)]!) / 1000).toFixed(1)} s` : '-'}`,
     `  errors    ${stats.errors}${stats.lastError ? ` (last: ${stats.lastError})` : ''}`,
   ];
   if (left.length) lines.push(`  left open: ${left.map((b) => `${b.id} (${b.status || 'unknown'})`).join(', ')}`);
@@ -420,7 +457,10 @@ async function main(): Promise<void> {
   // Started with an IPC channel (`npm run demo`): the channel closes when the node's process is
   // gone, and with it anything to clean up against.
   if (process.send) process.on('disconnect', () => { process.stdout.write('\nthe node is gone: simulation over\n'); process.exit(1); });
-  console.log(`simulating ${DRIVERS} drivers and ${BOOKINGS_PER_MIN} bookings/min against ${URL_BASE}, driving ${SPEEDUP}x real time${DURATION_S ? ` for ${DURATION_S} s` : ' until interrupted'}`);
+  console.log(
+    `simulating ${DRIVERS} drivers and ${BOOKINGS_PER_MIN} bookings/min against ${URL_BASE}, ` +
+    `driving ${SPEEDUP}x real time${DURATION_S ? ` for ${DURATION_S} s` : ' until interrupted'}`,
+  );
   const drivers: SimDriver[] = [];
   for (let i = 0; i < DRIVERS && !signals; i++) {
     const d = new SimDriver();

@@ -9,7 +9,9 @@
 // written to a file by temp + rename. Segments whose records are all committed
 // are deleted, so the log does not grow without bound; offsets stay monotonic.
 
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { CommandEnvelope, CommandLog, CommandLogHandlers, LogRecord } from '../../runtime/ports.ts';
 import { backoff, sleep } from '../../runtime/backoff.ts';
@@ -139,7 +141,9 @@ export class InProcessCommandLog implements CommandLog {
     while (this.#inFlight.size > 0 && Date.now() < until) {
       await Promise.race([Promise.allSettled([...this.#inFlight]), new Promise((r) => setTimeout(r, 500))]);
     }
-    if (this.#inFlight.size > 0) this.#o.onError?.(new Error('stop timed out'), `${this.#inFlight.size} shard(s) still delivering at stop; they will be redelivered`);
+    if (this.#inFlight.size > 0) {
+      this.#o.onError?.(new Error('stop timed out'), `${this.#inFlight.size} shard(s) still delivering at stop; they will be redelivered`);
+    }
   }
 
   async stop(): Promise<void> {
@@ -237,7 +241,9 @@ export class InProcessCommandLog implements CommandLog {
     if (existsSync(offsetsFile)) {
       const saved = JSON.parse(readFileSync(offsetsFile, 'utf8')) as { shards: number; offsets: Record<string, number> };
       if (saved.shards !== this.shards) {
-        throw new Error(`the command log in ${dir} was written with ${saved.shards} shards, not ${this.shards}; keep SHARDS or use a new DATA_DIR`);
+        throw new Error(
+          `the command log in ${dir} was written with ${saved.shards} shards, not ${this.shards}; keep SHARDS or use a new DATA_DIR`,
+        );
       }
       for (const p of this.#partitions) p.committed = saved.offsets[p.shard] ?? 0;
     }
@@ -259,7 +265,9 @@ export class InProcessCommandLog implements CommandLog {
     }
     for (const p of this.#partitions) {
       p.segments.sort((a, b) => a.base - b.base);
-      if (p.records.length === 0) p.base = Math.max(p.committed, p.segments.length ? p.segments.at(-1)!.base + p.segments.at(-1)!.count : 0);
+      if (p.records.length === 0) {
+        p.base = Math.max(p.committed, p.segments.length ? p.segments.at(-1)!.base + p.segments.at(-1)!.count : 0);
+      }
       p.next = p.committed;
       this.#release(p);
     }

@@ -170,8 +170,9 @@ export class KafkaCommandLog implements CommandLog {
     if (causes.every((c) => c.type === 'TOPIC_ALREADY_EXISTS' || /already exists/i.test(String(c.message)))) return;
     const why = causes.map((c) => c.message).join('; ');
     throw new Error(
-      `Kafka could not create topic "${this.#o.topic}" with ${this.#o.shards} partitions, KAFKA_REPLICATION_FACTOR ${this.#o.replicationFactor ?? 1} ` +
-      `and KAFKA_MIN_INSYNC_REPLICAS ${this.#o.minInsyncReplicas ?? 1}: ${why} (a replication factor above the number of brokers is refused)`,
+      `Kafka could not create topic "${this.#o.topic}" with ${this.#o.shards} partitions, ` +
+      `KAFKA_REPLICATION_FACTOR ${this.#o.replicationFactor ?? 1} and KAFKA_MIN_INSYNC_REPLICAS ${this.#o.minInsyncReplicas ?? 1}: ` +
+      `${why} (a replication factor above the number of brokers is refused)`,
       { cause: error },
     );
   }
@@ -181,8 +182,10 @@ export class KafkaCommandLog implements CommandLog {
     const copies = Math.min(...layout.map((p) => p.replicas.length));
     const wanted = this.#o.replicationFactor ?? 1;
     if (copies >= wanted) return;
-    this.#o.onError?.(new Error(`Kafka topic "${this.#o.topic}" has ${copies} replica(s) per partition, KAFKA_REPLICATION_FACTOR is ${wanted}`),
-      'an existing topic keeps its replication; raise it with kafka-reassign-partitions');
+    this.#o.onError?.(
+      new Error(`Kafka topic "${this.#o.topic}" has ${copies} replica(s) per partition, KAFKA_REPLICATION_FACTOR is ${wanted}`),
+      'an existing topic keeps its replication; raise it with kafka-reassign-partitions',
+    );
   }
 
   /** A topic just created is unknown to the broker's metadata for a moment: poll until every partition has a leader. */
@@ -302,7 +305,9 @@ export class KafkaCommandLog implements CommandLog {
       await this.#producer.connect();
       await this.#consumer.connect();
     } catch (error) {
-      if (unreachable(error)) throw new DependencyUnreachableError('Kafka', this.#o.brokers?.join(',') ?? 'KAFKA_BROKERS', rootCause(error));
+      if (unreachable(error)) {
+        throw new DependencyUnreachableError('Kafka', this.#o.brokers?.join(',') ?? 'KAFKA_BROKERS', rootCause(error));
+      }
       throw error;
     }
   }
@@ -343,14 +348,19 @@ export class KafkaCommandLog implements CommandLog {
       await Promise.race([Promise.allSettled([...this.#batches]), new Promise((r) => { timer = setTimeout(r, until - Date.now()); })]);
       clearTimeout(timer);
     }
-    if (this.#batches.size > 0) this.#o.onError?.(new Error('drain timed out'), `${this.#batches.size} batch(es) still being handled at stop; they will be delivered again`);
+    if (this.#batches.size > 0) {
+      this.#o.onError?.(
+        new Error('drain timed out'), `${this.#batches.size} batch(es) still being handled at stop; they will be delivered again`,
+      );
+    }
     await this.#commitHandled();
   }
 
   /** Commits what the runtime handled and Kafka has not taken yet (a commit refused during a rebalance, say). */
   async #commitHandled(): Promise<void> {
     if (!this.#running) return;
-    const behind = [...this.#handledUpTo].filter(([shard, offset]) => this.#owned.has(shard) && (this.#committedUpTo.get(shard) ?? -1) < offset);
+    const behind = [...this.#handledUpTo]
+      .filter(([shard, offset]) => this.#owned.has(shard) && (this.#committedUpTo.get(shard) ?? -1) < offset);
     await Promise.all(behind.map(([shard, offset]) => this.commit(shard, offset)));
   }
 
@@ -486,7 +496,9 @@ export class KafkaCommandLog implements CommandLog {
    * what this node was assigned (not a map of an earlier generation); undefined if that
    * takes longer than `withinMs` or a newer join arrives.
    */
-  async #wholeMap(owned: readonly number[], current: () => boolean, withinMs: number): Promise<Pick<ShardAssignment, 'placement' | 'nodes'> | undefined> {
+  async #wholeMap(
+    owned: readonly number[], current: () => boolean, withinMs: number,
+  ): Promise<Pick<ShardAssignment, 'placement' | 'nodes'> | undefined> {
     const until = Date.now() + withinMs;
     const delays = backoff(50, 1_000);
     while (current() && !this.#stopped && !this.#closing) {
@@ -552,7 +564,9 @@ function chunkBudget(o: KafkaCommandLogOptions): number {
   const max = o.maxRequestBytes ?? 900_000;
   const budget = max - requestOverhead(o.topic, o.shards);
   if (budget < 4_096) {
-    throw new RangeError(`KAFKA_MAX_REQUEST_BYTES (${max}) leaves under 4 kB for commands after the overheads of ${o.shards} shards; raise it`);
+    throw new RangeError(
+      `KAFKA_MAX_REQUEST_BYTES (${max}) leaves under 4 kB for commands after the overheads of ${o.shards} shards; raise it`,
+    );
   }
   return budget;
 }

@@ -65,7 +65,8 @@ export class SendQueue<T> {
     // An append larger than the whole bound still goes when nothing else waits, or it never could.
     if (this.#pending > 0 && this.#pending + records.length > this.#o.maxRecords) {
       return Promise.reject(new CommandLogFullError(
-        `the command log has ${this.#pending} records waiting for the broker (KAFKA_SEND_QUEUE_MAX is ${this.#o.maxRecords}); try again shortly`,
+        `the command log has ${this.#pending} records waiting for the broker ` +
+        `(KAFKA_SEND_QUEUE_MAX is ${this.#o.maxRecords}); try again shortly`,
       ));
     }
     return new Promise<void>((resolve, reject) => {

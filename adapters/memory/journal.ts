@@ -1,7 +1,9 @@
 // An in-memory Journal with the same uniqueness fence as the PostgreSQL one.
 // For unit tests of the runtime and for benchmarks that isolate the runtime from storage.
 
-import { DuplicateCommandError, JournalConflictError, type AppendOptions, type Journal, type JournalEntry, type SnapshotEntry } from '../../runtime/ports.ts';
+import {
+  DuplicateCommandError, JournalConflictError, type AppendOptions, type Journal, type JournalEntry, type SnapshotEntry,
+} from '../../runtime/ports.ts';
 
 export class MemoryJournal implements Journal {
   readonly #entries = new Map<string, JournalEntry[]>();

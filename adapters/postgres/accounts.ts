@@ -25,7 +25,10 @@ export class AccountStore implements Accounts {
     try {
       await this.#guard.run(() => this.#orm.em.getConnection().execute(
         'insert into account (id, email, email_hash, name, phone, role, password_hash) values (?, ?, ?, ?, ?, ?, ?)',
-        [a.id, k.seal(normalizeEmail(a.email)), k.emailIndex(a.email), k.seal(a.name), a.phone === undefined ? null : k.seal(a.phone), a.role, a.passwordHash]));
+        [
+          a.id, k.seal(normalizeEmail(a.email)), k.emailIndex(a.email), k.seal(a.name), a.phone === undefined ? null : k.seal(a.phone),
+          a.role, a.passwordHash,
+        ]));
     } catch (error) {
       if ((error as { code?: string }).code === '23505') throw new DuplicateEmailError('an account for this email exists');
       throw error;
@@ -44,6 +47,13 @@ export class AccountStore implements Accounts {
       [this.#keys.emailIndex(email), normalizeEmail(email)],
     )) as AccountRow[];
     const k = this.#keys;
-    return row && { id: row.id, email: k.reveal(row.email), name: k.reveal(row.name), phone: k.reveal(row.phone), role: row.role, passwordHash: row.password_hash };
+    return row && {
+      id: row.id,
+      email: k.reveal(row.email),
+      name: k.reveal(row.name),
+      phone: k.reveal(row.phone),
+      role: row.role,
+      passwordHash: row.password_hash,
+    };
   }
 }

@@ -1,9 +1,10 @@
 // The embedded database's own thread (see embedded.ts): PGlite, PostgreSQL compiled to
 // WebAssembly, and the socket server that speaks the PostgreSQL wire protocol for it on a
-// loopback port of its own (the main thread relays the node's SQL port to it). A statement runs synchronously inside WebAssembly and holds this thread
-// for as long as it runs (a lock wait on a damaged directory is a busy loop that never
-// ends); here that costs nothing but this thread, and the main thread, which watches the
-// clock below, can end it with worker.terminate().
+// loopback port of its own (the main thread relays the node's SQL port to it). A statement
+// runs synchronously inside WebAssembly and holds this thread for as long as it runs (a
+// lock wait on a damaged directory is a busy loop that never ends); here that costs
+// nothing but this thread, and the main thread, which watches the clock below, can end it
+// with worker.terminate().
 
 import { mkdirSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';

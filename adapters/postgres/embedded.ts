@@ -215,7 +215,9 @@ class EmbeddedDatabase implements EmbeddedPostgres {
         this.#upstream = port;
         this.#problem = undefined;
         // From now on the worker ending by itself (a crash inside PGlite) is a fault to recover from.
-        worker.once('exit', (code) => { if (this.#worker === worker) void this.#restart(`the embedded database stopped unexpectedly (exit code ${code})`); });
+        worker.once('exit', (code) => {
+          if (this.#worker === worker) void this.#restart(`the embedded database stopped unexpectedly (exit code ${code})`);
+        });
         this.#release();
         resolve();
       };
@@ -226,13 +228,19 @@ class EmbeddedDatabase implements EmbeddedPostgres {
       this.#stopping.signal.addEventListener('abort', onStop);
       worker.on('message', (m: WorkerMessage) => {
         if (m.kind === 'ready') settle(undefined, m.port);
-        else if (m.kind === 'failed') settle(new EmbeddedDatabaseError(`embedded database in ${this.#dataDir} could not be opened (${oneLine(m.message)}): ${ADVICE}`));
+        else if (m.kind === 'failed') settle(new EmbeddedDatabaseError(
+          `embedded database in ${this.#dataDir} could not be opened (${oneLine(m.message)}): ${ADVICE}`,
+        ));
       });
       worker.on('error', (error) => {
-        if (!settled) settle(new EmbeddedDatabaseError(`embedded database in ${this.#dataDir} could not be opened (${oneLine(error.message)}): ${ADVICE}`, { cause: error }));
+        if (!settled) settle(new EmbeddedDatabaseError(
+          `embedded database in ${this.#dataDir} could not be opened (${oneLine(error.message)}): ${ADVICE}`, { cause: error },
+        ));
         else this.#logger?.error({ err: error, dataDir: this.#dataDir }, 'embedded database: its thread failed');
       });
-      worker.once('exit', (code) => settle(new EmbeddedDatabaseError(`embedded database in ${this.#dataDir} stopped while opening (exit code ${code}): ${ADVICE}`)));
+      worker.once('exit', (code) => settle(new EmbeddedDatabaseError(
+        `embedded database in ${this.#dataDir} stopped while opening (exit code ${code}): ${ADVICE}`,
+      )));
     });
   }
 
@@ -419,7 +427,9 @@ class Link {
 /** A PostgreSQL ErrorResponse message. */
 function errorResponse(severity: 'ERROR' | 'FATAL', code: string, message: string, detail: string): Buffer {
   const field = (type: string, value: string) => Buffer.from(`${type}${value}\0`, 'utf8');
-  const body = Buffer.concat([field('S', severity), field('V', severity), field('C', code), field('M', message), field('D', detail), Buffer.from([0])]);
+  const body = Buffer.concat([
+    field('S', severity), field('V', severity), field('C', code), field('M', message), field('D', detail), Buffer.from([0]),
+  ]);
   const head = Buffer.alloc(5);
   head.write('E', 0, 'latin1');
   head.writeInt32BE(body.length + 4, 1);

@@ -148,7 +148,9 @@ export class PostgresJournal implements Journal {
       // A fresh tx too: a row an older node wrote during a rolling upgrade may be older than
       // offsets the projections have already passed; with this one they project it next.
       for (const k of known) {
-        await this.#sql('update journal set shard = ?, tx = pg_current_xact_id() where persistence_key = ? and shard is null', [k.shard, k.key]);
+        await this.#sql(
+          'update journal set shard = ?, tx = pg_current_xact_id() where persistence_key = ? and shard is null', [k.shard, k.key],
+        );
       }
       entities += known.length;
       if (known.length < 500) return entities;
@@ -236,7 +238,9 @@ export class PostgresJournal implements Journal {
         for (const p of batch) await this.#write([p]);
         return;
       }
-      for (const p of batch) p.reject(isUniqueViolation(error) ? new JournalConflictError(p.entry.persistenceKey, p.entry.sequenceNr) : classified(error, p.what));
+      for (const p of batch) {
+        p.reject(isUniqueViolation(error) ? new JournalConflictError(p.entry.persistenceKey, p.entry.sequenceNr) : classified(error, p.what));
+      }
       return;
     }
     const byIndex = new Map(rows.map((r) => [Number(r.i), r]));
@@ -264,7 +268,8 @@ export class PostgresJournal implements Journal {
 
   async read(persistenceKey: string, afterSequenceNr: number, limit: number): Promise<JournalEntry[]> {
     const rows = await this.#run<JournalDbRow>(`read ${persistenceKey}`,
-      'select persistence_key, sequence_nr, data, tags, created_at from journal where persistence_key = ? and sequence_nr > ? order by sequence_nr limit ?',
+      'select persistence_key, sequence_nr, data, tags, created_at from journal ' +
+      'where persistence_key = ? and sequence_nr > ? order by sequence_nr limit ?',
       [persistenceKey, afterSequenceNr, limit],
     );
     return rows.map((r) => ({
@@ -276,7 +281,8 @@ export class PostgresJournal implements Journal {
   /** Served by journal_command_idx (Migration0009CommandIds). */
   async findCommand(persistenceKey: string, commandId: string): Promise<JournalEntry | undefined> {
     const [row] = await this.#run<JournalDbRow>(`find command ${commandId} of ${persistenceKey}`,
-      "select persistence_key, sequence_nr, data, tags, created_at from journal where persistence_key = ? and data->>'cmd' = ? order by sequence_nr limit 1",
+      'select persistence_key, sequence_nr, data, tags, created_at from journal ' +
+      "where persistence_key = ? and data->>'cmd' = ? order by sequence_nr limit 1",
       [persistenceKey, commandId],
     );
     return row && {
@@ -353,5 +359,6 @@ function parseJson(value: unknown): unknown {
 
 function isUniqueViolation(error: unknown): boolean {
   const e = error as { code?: string; cause?: { code?: string } };
-  return e?.code === UNIQUE_VIOLATION || e?.cause?.code === UNIQUE_VIOLATION || /duplicate key|unique constraint/i.test(String((error as Error)?.message));
+  return e?.code === UNIQUE_VIOLATION || e?.cause?.code === UNIQUE_VIOLATION
+    || /duplicate key|unique constraint/i.test(String((error as Error)?.message));
 }

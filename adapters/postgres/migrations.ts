@@ -92,7 +92,9 @@ export class Migration0002ReadModels extends Migration {
   }
 
   override down(): void {
-    for (const table of ['analytics_rider', 'analytics_driver_hour', 'analytics_hour_cell', 'booking_view']) this.addSql(`drop table if exists ${table}`);
+    for (const table of ['analytics_rider', 'analytics_driver_hour', 'analytics_hour_cell', 'booking_view']) {
+      this.addSql(`drop table if exists ${table}`);
+    }
   }
 }
 
@@ -238,7 +240,10 @@ export class Migration0008Projections extends Migration {
     this.addSql(`alter table vehicle_view add column if not exists state jsonb`);
     this.addSql('alter table booking_view alter column version type bigint');
     // The views were fed from published events (lossy); they are rebuilt from the journal.
-    this.addSql('truncate booking_view, driver_view, vehicle_view, analytics_hour_cell, analytics_driver_hour, analytics_driver_hour_cell, analytics_rider');
+    this.addSql(
+      'truncate booking_view, driver_view, vehicle_view, ' +
+      'analytics_hour_cell, analytics_driver_hour, analytics_driver_hour_cell, analytics_rider',
+    );
   }
 
   override down(): void {

@@ -93,7 +93,9 @@ export function bookingTransition(before: BookingState, after: BookingState, rec
     };
   }
   if (eventsOf<BookingEvent>(record).some((e) => e.type === 'rated')) {
-    return { type: 'booking.rated', at: record.at, booking: bookingView(after) as BookingEventView['booking'], pickupCell: after.pickupCell };
+    return {
+      type: 'booking.rated', at: record.at, booking: bookingView(after) as BookingEventView['booking'], pickupCell: after.pickupCell,
+    };
   }
   return undefined;
 }
@@ -133,13 +135,22 @@ async function histories(sql: Sql, rows: readonly JournalRow[]): Promise<Map<str
   for (const r of rows) upTo.set(r.key, Math.max(upTo.get(r.key) ?? 0, r.seq));
   const keys = [...upTo.keys()];
   const found = await sql<{ persistence_key: string; sequence_nr: string | number; data: unknown }>(
-    `select persistence_key, sequence_nr, data from journal where persistence_key in (${placeholders(keys.length)}) order by persistence_key, sequence_nr`, keys);
+    `select persistence_key, sequence_nr, data from journal where persistence_key in (${placeholders(keys.length)}) ` +
+    'order by persistence_key, sequence_nr',
+    keys,
+  );
   const out = new Map<string, JournalRow[]>();
   for (const f of found) {
     const seq = Number(f.sequence_nr);
     if (seq > upTo.get(f.persistence_key)!) continue;
     const list = out.get(f.persistence_key) ?? [];
-    list.push({ key: f.persistence_key, id: f.persistence_key.slice(f.persistence_key.indexOf(':') + 1), seq, tx: '', record: parseJson(f.data) as JournalRecord });
+    list.push({
+      key: f.persistence_key,
+      id: f.persistence_key.slice(f.persistence_key.indexOf(':') + 1),
+      seq,
+      tx: '',
+      record: parseJson(f.data) as JournalRecord,
+    });
     out.set(f.persistence_key, list);
   }
   return out;
@@ -193,13 +204,22 @@ export function analyticsOf(events: readonly BookingEventView[]) {
     const delta = analyticsDelta(event, event.pickupCell ?? '');
     if (!delta) continue;
     const k = `${delta.hour}|${delta.cell}`;
-    const c = cells.get(k) ?? { hour: delta.hour, cell: delta.cell, i: { requests: 0, completed: 0, cancelled: 0, noDriver: 0, revenue: 0, fareCount: 0, waitMsSum: 0, waitCount: 0, surgeSum: 0, surgeCount: 0, tripMsSum: 0 } };
+    const c = cells.get(k) ?? {
+      hour: delta.hour,
+      cell: delta.cell,
+      i: {
+        requests: 0, completed: 0, cancelled: 0, noDriver: 0, revenue: 0, fareCount: 0,
+        waitMsSum: 0, waitCount: 0, surgeSum: 0, surgeCount: 0, tripMsSum: 0,
+      },
+    };
     for (const [name, n] of Object.entries(delta.increments)) c.i[name as keyof Increments] += n ?? 0;
     cells.set(k, c);
     if (delta.activeDriver) drivers.set(`${k}|${delta.activeDriver}`, { hour: delta.hour, cell: delta.cell, driverId: delta.activeDriver });
     if (delta.rider) {
       const r = riders.get(delta.rider);
-      if (!r || delta.hour < r.hour || (delta.hour === r.hour && delta.cell < r.cell)) riders.set(delta.rider, { hour: delta.hour, cell: delta.cell });
+      if (!r || delta.hour < r.hour || (delta.hour === r.hour && delta.cell < r.cell)) {
+        riders.set(delta.rider, { hour: delta.hour, cell: delta.cell });
+      }
     }
   }
   return { cells, drivers, riders };
@@ -212,7 +232,10 @@ export const analyticsProjection: Projection = {
   async apply(sql, rows) {
     const events = (await bookingSteps(sql, rows)).flatMap((s) => bookingTransition(s.before, s.after, s.row.record) ?? []);
     const { cells, drivers, riders } = analyticsOf(events);
-    const counters = ['requests', 'completed', 'cancelled', 'no_driver', 'revenue', 'fare_count', 'wait_ms_sum', 'wait_count', 'surge_sum', 'surge_count', 'trip_ms_sum'];
+    const counters = [
+      'requests', 'completed', 'cancelled', 'no_driver', 'revenue', 'fare_count',
+      'wait_ms_sum', 'wait_count', 'surge_sum', 'surge_count', 'trip_ms_sum',
+    ];
     await insertMany(sql, 'analytics_hour_cell', {
       hour: 'timestamptz', cell: 'text', requests: 'integer', completed: 'integer', cancelled: 'integer', no_driver: 'integer',
       revenue: 'bigint', fare_count: 'integer', wait_ms_sum: 'bigint', wait_count: 'integer', surge_sum: 'double precision',
@@ -222,8 +245,12 @@ export const analyticsProjection: Projection = {
       revenue: i.revenue, fare_count: i.fareCount, wait_ms_sum: Math.round(i.waitMsSum), wait_count: i.waitCount,
       surge_sum: i.surgeSum, surge_count: i.surgeCount, trip_ms_sum: Math.round(i.tripMsSum),
     })), `on conflict (hour, cell) do update set ${counters.map((c) => `${c} = analytics_hour_cell.${c} + excluded.${c}`).join(', ')}`);
-    const driverHours = new Map([...drivers.values()].map((d) => [`${d.hour}|${d.driverId}`, { hour: new Date(d.hour), driver_id: d.driverId }]));
-    await insertMany(sql, 'analytics_driver_hour', { hour: 'timestamptz', driver_id: 'text' }, [...driverHours.values()], 'on conflict do nothing');
+    const driverHours = new Map(
+      [...drivers.values()].map((d) => [`${d.hour}|${d.driverId}`, { hour: new Date(d.hour), driver_id: d.driverId }]),
+    );
+    await insertMany(
+      sql, 'analytics_driver_hour', { hour: 'timestamptz', driver_id: 'text' }, [...driverHours.values()], 'on conflict do nothing',
+    );
     await insertMany(sql, 'analytics_driver_hour_cell', { hour: 'timestamptz', cell: 'text', driver_id: 'text' },
       [...drivers.values()].map((d) => ({ hour: new Date(d.hour), cell: d.cell, driver_id: d.driverId })), 'on conflict do nothing');
     // A rider's first request may be projected after a later one (another shard): the earliest wins, whatever the order.
@@ -248,7 +275,10 @@ function stateProjection<S>(o: {
       const ids = [...new Set(rows.map((r) => r.id))];
       const current = await sql<{ id: string; version: string | number; state: unknown }>(
         `select id, version, state from ${o.table} where id in (${placeholders(ids.length)})`, ids);
-      const states = new Map(current.map((c) => [c.id, { seq: Number(c.version), state: (parseJson(c.state) ?? o.initial(c.id)) as S, changed: false }]));
+      const states = new Map(current.map((c) => [
+        c.id,
+        { seq: Number(c.version), state: (parseJson(c.state) ?? o.initial(c.id)) as S, changed: false },
+      ]));
       for (const r of rows) {
         const s = states.get(r.id) ?? { seq: 0, state: o.initial(r.id), changed: false };
         // A row at or below the stored version is already in the state (never applied twice).
@@ -258,7 +288,8 @@ function stateProjection<S>(o: {
       const changed = [...states].filter(([, s]) => s.changed)
         .map(([id, s]) => ({ id, ...o.row(id, s.state), version: s.seq, state: s.state }));
       await insertMany(sql, o.table, { id: 'text', ...o.columns, version: 'bigint', state: 'jsonb' }, changed,
-        `on conflict (id) do update set ${update}, updated_at = now() where ${o.table}.version < excluded.version`, { updated_at: 'now()' });
+        `on conflict (id) do update set ${update}, updated_at = now() where ${o.table}.version < excluded.version`,
+        { updated_at: 'now()' });
     },
   };
 }
@@ -270,7 +301,8 @@ export const driversProjection = stateProjection<DriverState>({
 });
 
 export const vehiclesProjection = stateProjection<VehicleState>({
-  name: 'vehicles', kind: 'vehicle', table: 'vehicle_view', initial: () => INITIAL_VEHICLE, apply: (s, e: VehicleEvent) => applyVehicle(s, e),
+  name: 'vehicles', kind: 'vehicle', table: 'vehicle_view', initial: () => INITIAL_VEHICLE,
+  apply: (s, e: VehicleEvent) => applyVehicle(s, e),
   columns: { driver_id: 'text', deleted: 'boolean', data: 'jsonb' },
   row: (id, state) => ({ driver_id: state.driverId ?? null, deleted: state.deleted, data: vehicleView(id, state) }),
 });
@@ -384,7 +416,14 @@ export class Projector implements Projections {
         const since = this.#shard(p.name, shard).pendingSince;
         return since === undefined ? 0 : now - since;
       }));
-      return { name: p.name, lagMs: lag, shards: owned.length, rowsProjected: stats.rows, failures: stats.failures, ...(stats.lastError ? { lastError: stats.lastError } : {}) };
+      return {
+        name: p.name,
+        lagMs: lag,
+        shards: owned.length,
+        rowsProjected: stats.rows,
+        failures: stats.failures,
+        ...(stats.lastError ? { lastError: stats.lastError } : {}),
+      };
     });
   }
 
@@ -482,7 +521,8 @@ export class Projector implements Projections {
       const upsert = `on conflict (projection, shard) do update set tx = excluded.tx, persistence_key = excluded.persistence_key,
            sequence_nr = excluded.sequence_nr, updated_at = excluded.updated_at`;
       if (epoch === undefined) {
-        await sql(`insert into projection_offset (projection, shard, tx, persistence_key, sequence_nr, updated_at) values (?, ?, ?::xid8, ?, ?, now()) ${upsert}`,
+        await sql('insert into projection_offset (projection, shard, tx, persistence_key, sequence_nr, updated_at) ' +
+          `values (?, ?, ?::xid8, ?, ?, now()) ${upsert}`,
           [p.name, shard, last.tx, last.key, last.seq]);
         return rows.length;
       }

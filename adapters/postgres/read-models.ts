@@ -131,7 +131,9 @@ export class ReadModels implements ReadModelQueries {
         ? 'select first_seen as key, count(*) as n from analytics_rider where first_seen >= ? and first_seen < ? group by first_seen'
         : 'select first_cell as key, count(*) as n from analytics_rider where first_seen >= ? and first_seen < ? group by first_cell',
       [new Date(hourFloor(from)), new Date(to)]);
-    const keyOf = (k: unknown) => (k instanceof Date ? k.toISOString() : typeof k === 'string' && groupBy === 'hour' ? new Date(k).toISOString() : String(k));
+    const keyOf = (k: unknown) => (k instanceof Date
+      ? k.toISOString()
+      : typeof k === 'string' && groupBy === 'hour' ? new Date(k).toISOString() : String(k));
     const driversBy = new Map(drivers.map((d) => [keyOf(d.key), Number(d.n)]));
     const ridersBy = new Map(riders.map((d) => [keyOf(d.key), Number(d.n)]));
     const n = (v: unknown) => Number(v ?? 0);

@@ -18,7 +18,8 @@ export class PostgresReminderStore extends FencedStore implements ReminderStore 
     const what = `reminder ${r.name} of ${r.entityKey}`;
     const epoch = epochFor(this.fence, r.shard, what);
     const written = await this.sql(
-      `insert into reminder (entity_key, name, shard, due_at) select ?, ?, ?::int, ?::timestamptz where ${FENCED_BY} ${upsert} returning 1 as ok`,
+      'insert into reminder (entity_key, name, shard, due_at) ' +
+      `select ?, ?, ?::int, ?::timestamptz where ${FENCED_BY} ${upsert} returning 1 as ok`,
       [...values, ...fenceParams(r.shard, epoch)]);
     if (written.length === 0) throw this.fence.refused(r.shard, epoch, what);
   }

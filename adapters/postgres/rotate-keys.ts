@@ -23,7 +23,9 @@ const BATCH = 200;
 export async function rotateKeys(orm: Orm, keys: Keyring, batch = BATCH): Promise<RotationCounts> {
   return {
     account: await pages(orm, batch, 'account', ['id'], 'id, email, email_hash, name, phone', '', (row) => accountRow(keys, row)),
-    driver_view: await pages(orm, batch, 'driver_view', ['id'], 'id, data, state', '', (row) => jsonColumns(keys, row, ['data', 'state'], (path) => path.length === 1 && ['name', 'phone'].includes(path[0]!) || driverContactPath(path))),
+    driver_view: await pages(orm, batch, 'driver_view', ['id'], 'id, data, state', '', (row) => jsonColumns(
+      keys, row, ['data', 'state'], (path) => path.length === 1 && ['name', 'phone'].includes(path[0]!) || driverContactPath(path),
+    )),
     journal: await pages(orm, batch, 'journal', ['persistence_key', 'sequence_nr'], 'persistence_key, sequence_nr, data',
       `(persistence_key like 'driver:%' or position('"pd1.' in data::text) > 0)`, (row) => jsonColumns(keys, row, ['data'], plainFor(row))),
     snapshot: await pages(orm, batch, 'snapshot', ['persistence_key'], 'persistence_key, data',
@@ -37,13 +39,18 @@ type Row = Record<string, unknown>;
 type Change = { set: Row; values: number };
 
 /** Walks a table in primary-key order, one transaction per page. */
-async function pages(orm: Orm, batch: number, table: string, pk: readonly string[], columns: string, filter: string, change: (row: Row) => Change) {
+async function pages(
+  orm: Orm, batch: number, table: string, pk: readonly string[], columns: string, filter: string, change: (row: Row) => Change,
+) {
   let after: unknown[] | undefined;
   let rows = 0, changed = 0, values = 0;
   for (;;) {
     const page = await inTransaction(orm, async (sql: Sql) => {
       const where = [filter, after ? `(${pk.join(', ')}) > (${pk.map(() => '?').join(', ')})` : ''].filter(Boolean).join(' and ');
-      const found = await sql<Row>(`select ${columns} from ${table} ${where ? `where ${where}` : ''} order by ${pk.join(', ')} limit ? for update`, [...(after ?? []), batch]);
+      const found = await sql<Row>(
+        `select ${columns} from ${table} ${where ? `where ${where}` : ''} order by ${pk.join(', ')} limit ? for update`,
+        [...(after ?? []), batch],
+      );
       for (const row of found) {
         const c = change(row);
         const names = Object.keys(c.set);
@@ -99,16 +106,24 @@ function deadLetterRow(keys: Keyring, row: Row): Change {
   let parsed: unknown;
   try { parsed = JSON.parse(text); } catch { return { set: {}, values: 0 }; }
   const out = resealJson(keys, parsed);
-  return out.resealed === 0 ? { set: {}, values: 0 } : { set: { command: Buffer.from(JSON.stringify(out.value), 'utf8').toString('base64') }, values: out.resealed };
+  return out.resealed === 0
+    ? { set: {}, values: 0 }
+    : { set: { command: Buffer.from(JSON.stringify(out.value), 'utf8').toString('base64') }, values: out.resealed };
 }
 
 /** Sealed values per key id in the tables rotate covers: what an old key still opens. */
 export async function sealedByKey(orm: Orm): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
-  const add = (text: string) => { for (const m of text.matchAll(/pd1\.([A-Za-z0-9_-]{1,32})\./g)) counts[m[1]!] = (counts[m[1]!] ?? 0) + 1; };
+  const add = (text: string) => {
+    for (const m of text.matchAll(/pd1\.([A-Za-z0-9_-]{1,32})\./g)) counts[m[1]!] = (counts[m[1]!] ?? 0) + 1;
+  };
   const conn = orm.em.getConnection();
-  for (const q of ['select email || coalesce(name, \'\') || coalesce(phone, \'\') as t from account', 'select data::text || coalesce(state::text, \'\') as t from driver_view',
-    `select data::text as t from journal where position('"pd1.' in data::text) > 0`, `select data::text as t from snapshot where position('"pd1.' in data::text) > 0`]) {
+  for (const q of [
+    'select email || coalesce(name, \'\') || coalesce(phone, \'\') as t from account',
+    'select data::text || coalesce(state::text, \'\') as t from driver_view',
+    `select data::text as t from journal where position('"pd1.' in data::text) > 0`,
+    `select data::text as t from snapshot where position('"pd1.' in data::text) > 0`,
+  ]) {
     for (const row of await conn.execute(q) as { t: string }[]) add(row.t);
   }
   return counts;

@@ -20,7 +20,9 @@ export class SettingsStore implements Settings {
   async get<T>(key: string, fallback: T): Promise<T> {
     const cached = this.#cache.get(key);
     if (cached && cached.until > Date.now()) return cached.value as T;
-    const [row] = await this.#guard.run(() => this.#orm.em.getConnection().execute('select value from setting where key = ?', [key])) as { value: unknown }[];
+    const [row] = await this.#guard.run(
+      () => this.#orm.em.getConnection().execute('select value from setting where key = ?', [key]),
+    ) as { value: unknown }[];
     const value = row ? (typeof row.value === 'string' ? JSON.parse(row.value) : row.value) as T : fallback;
     this.#cache.set(key, { value, until: Date.now() + this.#ttlMs });
     return value;

@@ -36,7 +36,9 @@ export class PostgresShardEpochs implements ShardEpochs {
       ) as { shard: number; epoch: string | number }[];
       return new Map(rows.map((r) => [Number(r.shard), Number(r.epoch)]));
     } catch (error) {
-      if (countsAsOutage(error)) throw new StorageUnavailableError(`taking epochs for shard(s) ${shards.join(', ')}: ${(error as Error).message}`, { cause: error });
+      if (countsAsOutage(error)) {
+        throw new StorageUnavailableError(`taking epochs for shard(s) ${shards.join(', ')}: ${(error as Error).message}`, { cause: error });
+      }
       throw error;
     }
   }

@@ -13,7 +13,10 @@ import { DependencyUnreachableError } from '../../runtime/errors.ts';
 import type { NodeId } from '../../runtime/entity.ts';
 
 type Wire =
-  | { readonly type: 'ask'; readonly corr: string; readonly from: string; readonly to: EntityRef; readonly query: unknown; readonly trace?: string }
+  | {
+    readonly type: 'ask'; readonly corr: string; readonly from: string; readonly to: EntityRef; readonly query: unknown;
+    readonly trace?: string;
+  }
   | { readonly type: 'answer'; readonly corr: string; readonly ok: true; readonly value: unknown }
   | { readonly type: 'answer'; readonly corr: string; readonly ok: false; readonly error: string; readonly errorName: string }
   | { readonly type: 'outcome'; readonly commandId: string; readonly result: CommandResult };

@@ -9,7 +9,9 @@ import type { Edge } from '../edge.ts';
 import { pricingPolicy } from '../edge.ts';
 import { HttpError } from '../errors.ts';
 import { DriverId, MaintenanceId, VehicleId } from '../ids.ts';
-import { AnalyticsQuery, DriverCreate, DriverPatch, MaintenanceCreate, PricingPolicy, Vehicle, VehicleCreate, VehiclePatch } from '../schemas.ts';
+import {
+  AnalyticsQuery, DriverCreate, DriverPatch, MaintenanceCreate, PricingPolicy, Vehicle, VehicleCreate, VehiclePatch,
+} from '../schemas.ts';
 import { outcome } from '../rejections.ts';
 import { revealFields, sealFields } from '../../runtime/personal-data.ts';
 
@@ -28,11 +30,14 @@ export function adminRoutes(edge: Edge): Api {
   const checkType = async (type: string | undefined) => {
     if (type === undefined) return;
     const policy = await pricingPolicy(edge);
-    if (!policy.tariffs[type]) throw new HttpError(400, 'unknown_vehicle_type', `type must be one of ${Object.keys(policy.tariffs).join(', ')}`);
+    if (!policy.tariffs[type]) {
+      throw new HttpError(400, 'unknown_vehicle_type', `type must be one of ${Object.keys(policy.tariffs).join(', ')}`);
+    }
   };
 
   api.add({
-    method: 'post', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Register a vehicle', roles: admin, body: VehicleCreate, response: Vehicle, status: 201,
+    method: 'post', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Register a vehicle', roles: admin, body: VehicleCreate,
+    response: Vehicle, status: 201,
     handler: async (_ctx, { body }) => {
       await checkType(body.type);
       return outcome(await edge.region.request(vehicle(`veh_${randomUUID()}`), {
@@ -41,11 +46,13 @@ export function adminRoutes(edge: Edge): Api {
     },
   });
   api.add({
-    method: 'get', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Vehicles', roles: admin, response: z.object({ items: z.array(Vehicle) }),
+    method: 'get', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Vehicles', roles: admin,
+    response: z.object({ items: z.array(Vehicle) }),
     handler: async (ctx) => { lagHeader(ctx, edge, 'vehicles'); return { items: await edge.readModels.listVehicles() }; },
   });
   api.add({
-    method: 'get', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'A vehicle', roles: admin, params: vehicleParams, response: Vehicle,
+    method: 'get', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'A vehicle', roles: admin, params: vehicleParams,
+    response: Vehicle,
     handler: async (_ctx, { params }) => {
       const view = await edge.region.ask(vehicle(params.id), { type: 'get' });
       if (!view) throw new HttpError(404, 'not_found', `no vehicle ${params.id}`);
@@ -58,22 +65,28 @@ export function adminRoutes(edge: Edge): Api {
     handler: async (_ctx, { params, body }) => {
       await checkType(body.type);
       const { type, ...rest } = body;
-      return outcome(await edge.region.request(vehicle(params.id), { type: 'update', patch: { ...rest, ...(type ? { vehicleType: type } : {}) } }));
+      return outcome(await edge.region.request(
+        vehicle(params.id), { type: 'update', patch: { ...rest, ...(type ? { vehicleType: type } : {}) } },
+      ));
     },
   });
   api.add({
-    method: 'delete', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'Retire a vehicle', roles: admin, params: vehicleParams, status: 204,
+    method: 'delete', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'Retire a vehicle', roles: admin, params: vehicleParams,
+    status: 204,
     handler: async (_ctx, { params }) => { outcome(await edge.region.request(vehicle(params.id), { type: 'delete' })); return undefined; },
   });
   api.add({
-    method: 'post', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin', summary: 'A maintenance window: the vehicle is not dispatched during it',
+    method: 'post', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin',
+    summary: 'A maintenance window: the vehicle is not dispatched during it',
     roles: admin, body: MaintenanceCreate, params: vehicleParams, response: Vehicle, status: 201,
     handler: async (_ctx, { params, body }) => outcome(await edge.region.request(vehicle(params.id), {
-      type: 'maintenance.add', id: `mw_${randomUUID().slice(0, 12)}`, from: Date.parse(body.from), to: Date.parse(body.to), reason: body.reason,
+      type: 'maintenance.add', id: `mw_${randomUUID().slice(0, 12)}`,
+      from: Date.parse(body.from), to: Date.parse(body.to), reason: body.reason,
     })),
   });
   api.add({
-    method: 'get', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin', summary: 'Maintenance windows of a vehicle', roles: admin, params: vehicleParams,
+    method: 'get', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin', summary: 'Maintenance windows of a vehicle', roles: admin,
+    params: vehicleParams,
     handler: async (_ctx, { params }) => {
       const view = await edge.region.ask<{ maintenance: unknown[] } | null>(vehicle(params.id), { type: 'get' });
       if (!view) throw new HttpError(404, 'not_found', `no vehicle ${params.id}`);
@@ -102,7 +115,10 @@ export function adminRoutes(edge: Edge): Api {
   api.add({
     method: 'get', path: '/v1/admin/drivers', tag: 'admin', summary: 'Drivers', roles: admin,
     query: z.object({ status: z.enum(['offline', 'available', 'offered', 'assigned', 'on_trip']).optional() }).strict(),
-    handler: async (ctx, { query }) => { lagHeader(ctx, edge, 'drivers'); return { items: (await edge.readModels.listDrivers(query.status)).map(reveal) }; },
+    handler: async (ctx, { query }) => {
+      lagHeader(ctx, edge, 'drivers');
+      return { items: (await edge.readModels.listDrivers(query.status)).map(reveal) };
+    },
   });
   api.add({
     method: 'get', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'A driver', roles: admin, params: driverParams,
@@ -118,16 +134,19 @@ export function adminRoutes(edge: Edge): Api {
   api.add({
     method: 'patch', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'Change a driver (deactivate with active: false)',
     roles: admin, params: driverParams, body: DriverPatch,
-    handler: async (_ctx, { params, body }) => reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(body) }))),
+    handler: async (_ctx, { params, body }) =>
+      reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(body) }))),
   });
   api.add({
-    method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin', summary: 'Approve a self-registered driver so it can go online (idempotent)',
+    method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin',
+    summary: 'Approve a self-registered driver so it can go online (idempotent)',
     roles: admin, params: driverParams,
     handler: async (_ctx, { params }) => reveal(outcome(await edge.region.request(driver(params.id), { type: 'approve' }))),
   });
 
   api.add({
-    method: 'get', path: '/v1/admin/pricing', tag: 'admin', summary: 'Pricing per vehicle type and the surge cap', roles: admin, response: PricingPolicy,
+    method: 'get', path: '/v1/admin/pricing', tag: 'admin', summary: 'Pricing per vehicle type and the surge cap', roles: admin,
+    response: PricingPolicy,
     handler: async () => { const p = await pricingPolicy(edge); return { tariffs: p.tariffs, surgeCap: p.surgeCap }; },
   });
   api.add({
@@ -136,7 +155,8 @@ export function adminRoutes(edge: Edge): Api {
     handler: async (_ctx, { body }) => { await edge.settings.put('pricing', body); return body; },
   });
   api.add({
-    method: 'get', path: '/v1/admin/analytics', tag: 'admin', summary: 'Aggregates per hour or per pickup cell', roles: admin, query: AnalyticsQuery,
+    method: 'get', path: '/v1/admin/analytics', tag: 'admin', summary: 'Aggregates per hour or per pickup cell', roles: admin,
+    query: AnalyticsQuery,
     handler: async (ctx, { query }) => {
       lagHeader(ctx, edge, 'analytics');
       const from = Date.parse(query.from);

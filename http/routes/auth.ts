@@ -36,7 +36,8 @@ export function authRoutes(edge: Edge): Api {
   const registerLimit = rateLimit(edge.limiter, { name: 'register', limit: edge.rateLimits.registerPerMin, windowMs: 60_000 }, byIp);
 
   api.add({
-    method: 'post', path: '/v1/auth/register', tag: 'auth', summary: 'Create a rider or driver account', body: Register, response: RegistrationAccepted, status: 202, public: true,
+    method: 'post', path: '/v1/auth/register', tag: 'auth', summary: 'Create a rider or driver account',
+    body: Register, response: RegistrationAccepted, status: 202, public: true,
     guards: [registerLimit],
     handler: async (_ctx, { body }) => {
       const problem = passwordProblem(body.password, body.email, body.name);
@@ -49,7 +50,10 @@ export function authRoutes(edge: Edge): Api {
       // The driver's pending profile is written before the account, so no driver account can log in without one
       // (a driver with no profile is not held for approval).
       if (body.role === 'driver') {
-        outcome(await edge.region.request({ kind: 'driver', id }, { type: 'profile.set', profile: sealFields(edge.personalData, { name: body.name, phone: body.phone, active: true, approval: 'pending' as const }) }));
+        outcome(await edge.region.request({ kind: 'driver', id }, {
+          type: 'profile.set',
+          profile: sealFields(edge.personalData, { name: body.name, phone: body.phone, active: true, approval: 'pending' as const }),
+        }));
       }
       try {
         await edge.accounts.create({ id, email: body.email, name: body.name, phone: body.phone, role: body.role, passwordHash });
@@ -62,7 +66,8 @@ export function authRoutes(edge: Edge): Api {
   });
 
   api.add({
-    method: 'post', path: '/v1/auth/login', tag: 'auth', summary: 'Exchange email and password for a short-lived token', body: Login, response: Token, public: true, errors: [401],
+    method: 'post', path: '/v1/auth/login', tag: 'auth', summary: 'Exchange email and password for a short-lived token',
+    body: Login, response: Token, public: true, errors: [401],
     guards: [loginLimit],
     handler: async (ctx, { body }) => {
       // Keyed by the email's keyed hash: the rate limiter (Redis in a cluster) holds no email either.
@@ -88,7 +93,8 @@ export function authRoutes(edge: Edge): Api {
   });
 
   api.add({
-    method: 'post', path: '/v1/auth/token', tag: 'auth', summary: 'Development only: a token for any subject and role', public: true, errors: [404],
+    method: 'post', path: '/v1/auth/token', tag: 'auth', summary: 'Development only: a token for any subject and role',
+    public: true, errors: [404],
     body: z.object({ sub: UserId, role: z.enum(['rider', 'driver', 'admin']) }).strict(), response: Token,
     handler: async (_ctx, { body }) => {
       if (!edge.devTokens || !edge.auth.canIssue) throw new HttpError(404, 'not_found', 'development tokens are disabled on this node');

@@ -12,7 +12,9 @@ import type { Edge } from '../edge.ts';
 import { pricingPolicy } from '../edge.ts';
 import { HttpError } from '../errors.ts';
 import { BookingId } from '../ids.ts';
-import { Booking, BookingCreate, BookingList, BookingListQuery, CancelRequest, Quote, QuoteRequest, RatingRequest, encodeBookingCursor } from '../schemas.ts';
+import {
+  Booking, BookingCreate, BookingList, BookingListQuery, CancelRequest, Quote, QuoteRequest, RatingRequest, encodeBookingCursor,
+} from '../schemas.ts';
 import { outcome } from '../rejections.ts';
 import { surgeAt } from '../surge.ts';
 
@@ -65,7 +67,9 @@ export function bookingRoutes(edge: Edge): Api {
         terms = await makeQuote(edge, riderId, body);
       }
       const scheduledAt = body.scheduledAt ? Date.parse(body.scheduledAt) : undefined;
-      if (scheduledAt !== undefined && scheduledAt < Date.now() - 60_000) throw new HttpError(400, 'invalid_request', 'scheduledAt is in the past');
+      if (scheduledAt !== undefined && scheduledAt < Date.now() - 60_000) {
+        throw new HttpError(400, 'invalid_request', 'scheduledAt is in the past');
+      }
       if (scheduledAt !== undefined && scheduledAt > Date.now() + 30 * 86_400_000) {
         throw new HttpError(400, 'invalid_request', 'scheduledAt is more than 30 days ahead');
       }
@@ -110,11 +114,14 @@ export function bookingRoutes(edge: Edge): Api {
   });
 
   api.add({
-    method: 'get', path: '/v1/bookings', tag: 'bookings', summary: 'Bookings, newest first: a rider sees their own, an admin all (with filters)',
+    method: 'get', path: '/v1/bookings', tag: 'bookings',
+    summary: 'Bookings, newest first: a rider sees their own, an admin all (with filters)',
     roles: ['rider', 'driver', 'admin'], query: BookingListQuery, response: BookingList,
     handler: async (ctx, { query }) => {
       const p = principalOf(ctx.state);
-      if (p.role !== 'admin' && (query.riderId || query.driverId)) throw new HttpError(403, 'forbidden', 'only admins filter by rider or driver');
+      if (p.role !== 'admin' && (query.riderId || query.driverId)) {
+        throw new HttpError(403, 'forbidden', 'only admins filter by rider or driver');
+      }
       // Every value here is checked by BookingListQuery (the cursor arrives decoded), so the read model gets nothing it cannot bind.
       ctx.set('X-Projection-Lag-Ms', String(Math.round(edge.projector.lagMs('bookings'))));
       const page = await edge.readModels.listBookings({

@@ -11,14 +11,16 @@ const Cluster = z.object({
   nodeId: z.string(), nodes: z.array(z.string()),
   shards: z.array(z.object({ shard: z.number(), node: z.string().nullable(), actors: z.number().nullable() })),
   projections: z.array(z.object({
-    name: z.string(), lagMs: z.number(), shards: z.number(), rowsProjected: z.number(), failures: z.number(), lastError: z.string().optional(),
+    name: z.string(), lagMs: z.number(), shards: z.number(), rowsProjected: z.number(), failures: z.number(),
+    lastError: z.string().optional(),
   })).describe('Read-model projections on the shards this node owns: how far behind the journal each may be'),
 });
 
 export function clusterRoutes(region: ShardRegion, host: ShardHost, projector?: ProjectionMonitor): Api {
   const api = new Api();
   api.add({
-    method: 'get', path: '/v1/admin/cluster', tag: 'admin', summary: 'Nodes, the shard -> node map, live actors per shard (for shards this node owns)',
+    method: 'get', path: '/v1/admin/cluster', tag: 'admin',
+    summary: 'Nodes, the shard -> node map, live actors per shard (for shards this node owns)',
     roles: ['admin'], response: Cluster,
     handler: async () => {
       const { placement, nodes } = region.assignment;

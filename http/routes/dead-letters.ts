@@ -29,12 +29,15 @@ export function deadLetterRoutes(edge: Edge): Api {
   };
 
   api.add({
-    method: 'get', path: '/v1/admin/dead-letters', tag: 'admin', summary: 'Commands set aside because they could not be handled, newest first', roles: admin,
-    query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(100) }).strict(), response: z.object({ items: z.array(DeadLetter) }),
+    method: 'get', path: '/v1/admin/dead-letters', tag: 'admin',
+    summary: 'Commands set aside because they could not be handled, newest first', roles: admin,
+    query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(100) }).strict(),
+    response: z.object({ items: z.array(DeadLetter) }),
     handler: async (_ctx, { query }) => ({ items: (await edge.deadLetters.list(query.limit)).map(view) }),
   });
   api.add({
-    method: 'post', path: '/v1/admin/dead-letters/:id/retry', tag: 'admin', summary: 'Send a dead-lettered command again (same id) and remove it from the list',
+    method: 'post', path: '/v1/admin/dead-letters/:id/retry', tag: 'admin',
+    summary: 'Send a dead-lettered command again (same id) and remove it from the list',
     roles: admin, status: 202, response: DeadLetter, params: Params,
     handler: async (_ctx, { params }) => {
       const letter = await found(params.id!);
@@ -50,7 +53,8 @@ export function deadLetterRoutes(edge: Edge): Api {
     },
   });
   api.add({
-    method: 'delete', path: '/v1/admin/dead-letters/:id', tag: 'admin', summary: 'Discard a dead-lettered command', roles: admin, status: 204, params: Params,
+    method: 'delete', path: '/v1/admin/dead-letters/:id', tag: 'admin', summary: 'Discard a dead-lettered command', roles: admin,
+    status: 204, params: Params,
     handler: async (_ctx, { params }) => {
       if (!(await edge.deadLetters.remove(params.id!))) throw new HttpError(404, 'not_found', `no dead letter ${params.id}`);
       return undefined;

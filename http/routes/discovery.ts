@@ -23,7 +23,8 @@ export function discoveryRoutes(edge: Edge, occupied?: OccupiedFilter): Api {
       const point = { lat: query.lat, lng: query.lng };
       const q = { point, k: query.limit, radiusKm: query.radiusKm, vehicleType: query.vehicleType };
       const found = await searchNearest(q, edge.domain.dispatch.cellRes, (cell) =>
-        edge.region.askSoon<Candidate[]>({ kind: 'cell', id: cell }, { type: 'nearest', ...q }), undefined, { maxCells: search.maxCells, occupied });
+        edge.region.askSoon<Candidate[]>({ kind: 'cell', id: cell }, { type: 'nearest', ...q }),
+      undefined, { maxCells: search.maxCells, occupied });
       return {
         drivers: found.map((c) => ({
           driverId: c.driverId, lat: c.lat, lng: c.lng, distanceKm: Math.round(c.distanceKm * 1000) / 1000, vehicleType: c.vehicleType,

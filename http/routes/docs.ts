@@ -37,9 +37,11 @@ const INIT: Record<string, string> = {
 
 // The pages may load nothing but the node's own assets (Redoc would otherwise fetch its logo from a CDN).
 // Scripts come from the node only: no inline script. Styles may be inline, as the renderers set them.
-const CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; worker-src 'self' blob:; font-src 'self' data:";
+const CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; " +
+  "script-src 'self'; worker-src 'self' blob:; font-src 'self' data:";
 // The AsyncAPI parser in the renderer compiles JSON Schemas (ajv) with new Function, hence 'unsafe-eval' there.
-const ASYNCAPI_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-eval'; worker-src 'self' blob:; font-src 'self' data:";
+const ASYNCAPI_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; " +
+  "script-src 'self' 'unsafe-eval'; worker-src 'self' blob:; font-src 'self' data:";
 
 const page = (title: string, head: string, body: string) =>
   `<!doctype html><html><head><meta charset="utf-8"><title>${title}</title>${head}</head><body>${body}</body></html>`;
