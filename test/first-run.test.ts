@@ -101,7 +101,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     // The node shares npm's stdout pipe, so its last lines arrive after npm has exited.
     const gone = await eventually(async () => !alive(nodePid!), 90_000);
     const released = !existsSync(join(dir, '.lock'));
-    const graceful = await eventually(async () => stoppedGracefully(npm.output), 10_000);
+    const graceful = await eventually(async () => stoppedGracefully(npm.output), 60_000);
     if (!gone || !released || !graceful) t.log(npm.output.slice(-20).join('\n'));
     t.true(gone, 'no node process is left');
     t.true(released, 'the node released DATA_DIR');
@@ -138,7 +138,7 @@ test('Ctrl-C in a terminal (SIGINT to npm and its node together) stops `npm star
   t.teardown(async () => { try { process.kill(-npm.child.pid!, 'SIGKILL'); } catch { /* gone */ } });
   process.kill(-npm.child.pid!, 'SIGINT'); // the whole group, as a terminal does
   const released = await eventually(async () => !existsSync(join(dir, '.lock')), 90_000);
-  const graceful = await eventually(async () => stoppedGracefully(npm.output), 10_000);
+  const graceful = await eventually(async () => stoppedGracefully(npm.output), 60_000);
   if (!released || !graceful) t.log(npm.output.slice(-20).join('\n'));
   t.true(released, 'the node released DATA_DIR');
   t.true(graceful, 'the node says it stopped gracefully');

@@ -113,7 +113,7 @@ test('a query to an entity whose shard is stopped while it recovers is answered 
   const journal = new MemoryJournal();
   const r = await startRig({ behaviors: [counter], journal, passivateAfterMs: 100 });
   await r.region.request(ref('mv'), { type: 'add', n: 4 });
-  t.true(await eventually(async () => !r.host.isActive(ref('mv')), 5_000), 'passivated');
+  t.true(await eventually(async () => !r.host.isActive(ref('mv')), 60_000), 'passivated');
   const read = journal.read.bind(journal);
   const slow = Promise.withResolvers<void>();
   journal.read = async (...args) => { await slow.promise; return read(...args); };
@@ -134,7 +134,7 @@ test('a query to an entity whose shard is stopped while it recovers is answered 
 test('a query to a passivated entity reactivates it and sees its journaled state', async (t) => {
   const r = await startRig({ behaviors: [counter], passivateAfterMs: 100 });
   await r.region.request(ref('sleepy'), { type: 'add', n: 3 });
-  t.true(await eventually(async () => !r.host.isActive(ref('sleepy')), 5_000), 'passivated');
+  t.true(await eventually(async () => !r.host.isActive(ref('sleepy')), 60_000), 'passivated');
   t.is((await get(r, 'sleepy')).total, 3);
   t.true(r.host.isActive(ref('sleepy')), 'active again');
   await r.stop();

@@ -91,10 +91,12 @@ test('a soft fix reaches the driver and its cell copy, with no journal row and n
   const state = await c.region.ask<DriverState>(driver, { type: 'get' }).catch(() => undefined);
   const view = await c.region.ask<{ status: string }>(driver, { type: 'get' });
   t.truthy(state ?? view);
-  t.true(await eventually(async () => (await copyIn(c.region, driverCell(last.lat, last.lng), 'd1'))?.lat === last.lat, 5_000), 'the cell shows the newest fix');
+  t.true(await eventually(async () => (await copyIn(c.region, driverCell(last.lat, last.lng), 'd1'))?.lat === last.lat), 'the cell shows the newest fix');
   const first = driverCell(41.3874, 2.1686);
   if (first.id !== driverCell(last.lat, last.lng).id) {
-    t.is(await copyIn(c.region, first, 'd1'), undefined, 'the copy left the cell the driver left');
+    // The remove travels to the old cell as its own soft tell: it arrives, but not
+    // necessarily before the newest cell shows the newest fix.
+    t.true(await eventually(async () => (await copyIn(c.region, first, 'd1')) === undefined), 'the copy left the cell the driver left');
   }
   t.is(c.journal.rows, rows, 'no journal row for 51 fixes and their cell copies');
   t.is(c.counts.commands, commands, 'no log record either');
@@ -114,7 +116,7 @@ test('an older fix after a newer one is ignored, by the driver and in its cell',
   await c.region.tellSoft(driver, { type: 'location', fix: newer });
   await c.region.tellSoft(driver, { type: 'location', fix: older });
   await c.region.tellSoft(driver, { type: 'location.batch', fixes: [older, at(40.75, -73.96, now - 5_000)] });
-  t.true(await eventually(async () => (await copyIn(c.region, driverCell(newer.lat, newer.lng), 'd2'))?.lat === newer.lat, 5_000));
+  t.true(await eventually(async () => (await copyIn(c.region, driverCell(newer.lat, newer.lng), 'd2'))?.lat === newer.lat));
   await new Promise((r) => setTimeout(r, 50));
   t.is(await copyIn(c.region, driverCell(older.lat, older.lng), 'd2'), undefined, 'the older fix moved nothing');
   const copy = await copyIn(c.region, driverCell(newer.lat, newer.lng), 'd2');
@@ -134,13 +136,13 @@ test('a soft message whose outcome would be journaled is not applied softly: it 
   // An event: the soft path refuses it, the log carries it, the entity journals it.
   t.is(await c.region.tellSoft(ref, { type: 'add', n: 5 }), 'durable');
   t.is(c.counts.commands, commands + 1, 'sent as one command');
-  t.true(await eventually(async () => (await c.region.ask<CounterState>(ref, { type: 'get' })).total === 5, 5_000));
+  t.true(await eventually(async () => (await c.region.ask<CounterState>(ref, { type: 'get' })).total === 5));
   t.is(c.journal.rows, rows + 1, 'journaled once, by the command');
   // A refusal, a timer, a durable tell: each would be journaled, so none is applied softly.
   t.is(await c.region.tellSoft(ref, { type: 'take', n: 100 }), 'durable');
   t.is(await c.region.tellSoft(ref, { type: 'alarm.set', at: Date.now() + 3_600_000 }), 'durable');
   t.is(await c.region.tellSoft(ref, { type: 'forward', to: `${ref.id}-b`, n: 1 }), 'durable');
-  t.true(await eventually(async () => (await c.region.ask<CounterState>({ kind: 'counter', id: `${ref.id}-b` }, { type: 'get' })).total === 1, 5_000));
+  t.true(await eventually(async () => (await c.region.ask<CounterState>({ kind: 'counter', id: `${ref.id}-b` }, { type: 'get' })).total === 1));
   t.is((await c.region.ask<CounterState>(ref, { type: 'get' })).total, 5, 'the refused take changed nothing');
   t.is(c.region.stats().softDurable, 4);
   // A reducer that throws on a soft message drops it: nothing applied, nothing written, the entity lives on.
@@ -160,7 +162,7 @@ test('a driver without a presence timer gets it through the log: its fix is appl
   const fix = at(40.73, -73.99, Date.now());
   t.is(await c.region.tellSoft(driver, { type: 'location', fix }), 'durable');
   t.true(c.counts.commands > commands);
-  t.true(await eventually(async () => (await copyIn(c.region, driverCell(fix.lat, fix.lng), 'd3'))?.lat === fix.lat, 5_000));
+  t.true(await eventually(async () => (await copyIn(c.region, driverCell(fix.lat, fix.lng), 'd3'))?.lat === fix.lat));
   // The timer is set now: the next fix is soft again.
   t.is(await c.region.tellSoft(driver, { type: 'location', fix: at(40.731, -73.99, Date.now() + 1) }), 'applied');
 });

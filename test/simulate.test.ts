@@ -61,7 +61,7 @@ test('the simulator completes trips and cleans up every booking it made when it 
     t.false(LIVE.includes(res.body.status), `booking ${b.id} is ${res.body.status}`);
   }
   // The read model catches up: none left in play, at least one completed within the run.
-  t.true(await eventually(async () => (await all()).every((b) => !LIVE.includes(b.status)), 20_000, 250),
+  t.true(await eventually(async () => (await all()).every((b) => !LIVE.includes(b.status)), 60_000, 250),
     `no booking left in play: ${JSON.stringify((await all()).filter((b) => LIVE.includes(b.status)))}`);
   const final = await all();
   t.true(final.some((b) => b.status === 'completed'), `a trip was completed: ${JSON.stringify(final.map((b) => b.status))}`);
