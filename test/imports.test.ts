@@ -1,7 +1,8 @@
 // The layering rule, checked on the source (docs/DESIGN.md, "Layers"): the edge (http/) and
 // the runtime (runtime/) reach storage, logs and brokers only through ports, never by
-// importing adapters/; the domain (actors/) imports nothing of the project outside
-// actors/ (npm packages such as h3-js are allowed). Every static import, `export … from`
+// importing adapters/, and the runtime knows no edge (http -> runtime -> actors); the domain
+// (actors/) and the configuration (config/) import nothing of the project outside
+// themselves (npm packages such as h3-js are allowed). Every static import, `export … from`
 // and dynamic `import('…')` counts, type-only ones included.
 
 import test from 'ava';
@@ -134,8 +135,12 @@ const under = (path: string, dir: string) => path === dir || path.startsWith(`${
 export function violations(files: readonly string[]): string[] {
   return files.flatMap(importsOf).filter(({ file, target }) => {
     if (target === undefined) return false;
-    if (under(file, 'http') || under(file, 'runtime')) return under(target, 'adapters');
+    // Data flows one way, http -> runtime -> actors: the runtime knows no edge either.
+    if (under(file, 'runtime')) return under(target, 'adapters') || under(target, 'http');
+    if (under(file, 'http')) return under(target, 'adapters');
     if (under(file, 'actors')) return !under(target, 'actors');
+    // The configuration is read before anything else exists: it depends on nothing of ours.
+    if (under(file, 'config')) return !under(target, 'config');
     return false;
   }).map((i) => `${i.file} → ${i.specifier}`);
 }
@@ -156,8 +161,8 @@ test('the parser sees static, type-only, re-exported and dynamic imports', (t) =
   t.deepEqual(specifiersOf(source), ['./a.ts', '../adapters/b.ts', './c.ts', './d.ts', './e.ts', 'side-effect', './k.ts']);
 });
 
-test('http/ and runtime/ import no adapter, actors/ nothing of the project outside actors/', (t) => {
-  const files = [...tsFiles('http'), ...tsFiles('runtime'), ...tsFiles('actors')];
+test('http/ and runtime/ import no adapter, runtime/ no edge, actors/ and config/ nothing of the project outside themselves', (t) => {
+  const files = [...tsFiles('http'), ...tsFiles('runtime'), ...tsFiles('actors'), ...tsFiles('config')];
   t.true(files.length > 40, `found only ${files.length} files`);
   const found = violations(files);
   t.deepEqual(found, [], `imports that break the layering (docs/DESIGN.md):\n${found.join('\n')}`);
