@@ -42,19 +42,32 @@ export interface VehicleFields {
   readonly driverId?: string | null;
 }
 
-export type VehicleMessage =
-  | ({ readonly type: 'create' } & VehicleFields)
-  | { readonly type: 'update'; readonly patch: Partial<VehicleFields> }
-  | { readonly type: 'delete' }
-  | ({ readonly type: 'maintenance.add' } & VehicleMaintenanceWindow)
-  | { readonly type: 'maintenance.remove'; readonly id: string };
+/**
+ * A vehicle's commands and what each carries. Every accepted command is recorded as the
+ * event of the same name in the past tense with the same payload, so the payloads are
+ * written once, here, and both unions below are derived from them.
+ */
+interface VehiclePayloads {
+  readonly create: VehicleFields;
+  readonly update: { readonly patch: Partial<VehicleFields> };
+  readonly delete: Record<never, never>;
+  readonly 'maintenance.add': VehicleMaintenanceWindow;
+  readonly 'maintenance.remove': { readonly id: string };
+}
 
-export type VehicleEvent =
-  | ({ readonly type: 'created' } & VehicleFields)
-  | { readonly type: 'updated'; readonly patch: Partial<VehicleFields> }
-  | { readonly type: 'deleted' }
-  | ({ readonly type: 'maintenance.added' } & VehicleMaintenanceWindow)
-  | { readonly type: 'maintenance.removed'; readonly id: string };
+/** The event each command becomes. */
+interface VehiclePastTense {
+  readonly create: 'created';
+  readonly update: 'updated';
+  readonly delete: 'deleted';
+  readonly 'maintenance.add': 'maintenance.added';
+  readonly 'maintenance.remove': 'maintenance.removed';
+}
+
+type VehicleCommand = keyof VehiclePayloads;
+
+export type VehicleMessage = { [C in VehicleCommand]: { readonly type: C } & VehiclePayloads[C] }[VehicleCommand];
+export type VehicleEvent = { [C in VehicleCommand]: { readonly type: VehiclePastTense[C] } & VehiclePayloads[C] }[VehicleCommand];
 
 const driver = (id: string): EntityRef => ({ kind: 'driver', id });
 
