@@ -39,7 +39,7 @@ export class Keyring {
 
   constructor(o: KeyringOptions) {
     for (const [id, key] of o.keys) {
-      if (!KEY_ID.test(id)) throw new PersonalDataError(`key id "${id}" must be 1-32 letters, digits, _ or -`);
+      checkKeyId(id);
       if (key.length !== KEY_BYTES) throw new PersonalDataError(`key "${id}" must be ${KEY_BYTES} bytes, got ${key.length}`);
     }
     if (!o.keys.has(o.activeId)) {
@@ -165,8 +165,12 @@ export function driverContactPath(path: readonly string[]): boolean {
 
 /** A 32-byte key as DATA_KEYS takes it: `<id>:<base64url>`. */
 export function newKeyLine(id: string): string {
-  if (!KEY_ID.test(id)) throw new PersonalDataError(`key id "${id}" must be 1-32 letters, digits, _ or -`);
+  checkKeyId(id);
   return `${id}:${randomBytes(KEY_BYTES).toString('base64url')}`;
+}
+
+function checkKeyId(id: string): void {
+  if (!KEY_ID.test(id)) throw new PersonalDataError(`key id "${id}" must be 1-32 letters, digits, _ or -`);
 }
 
 function aad(id: string): Buffer {
