@@ -581,39 +581,27 @@ export class ShardRegion {
 
   async #sendTells(tells: readonly OutboundTell[], trace?: string): Promise<void> {
     const at = this.#now();
-    if (trace === undefined || !tracingEnabled()) return this.#appendTells(tells, at);
+    // Traced: one producer span per tell, child of the handling that told it, named in the envelope.
+    const traced = trace !== undefined && tracingEnabled();
+    const spans: (Span | undefined)[] = [];
     const entries = tells.map((t) => {
       const shard = this.shardOf(t.to);
-      // One producer span per tell, child of the handling that told it, named in the envelope.
-      const span = appendSpan(t.id, t.to, t.message, shard, trace);
+      const span = traced ? appendSpan(t.id, t.to, t.message, shard, trace) : undefined;
+      if (span) spans.push(span);
       const command: CommandEnvelope = {
         id: t.id, to: t.to, message: t.message, at, ...(t.origin ? { origin: t.origin } : {}), ...traceField(span),
       };
-      return { shard, command, span };
+      return { shard, command };
     });
     try {
-      await this.#options.log.appendMany(entries.map(({ shard, command }) => ({ shard, command })));
-      for (const e of entries) endSpan(e.span);
+      await this.#options.log.appendMany(entries);
     } catch (error) {
-      for (const e of entries) endSpan(e.span, error);
+      for (const span of spans) endSpan(span, error);
       throw new LogUnavailableError(
         `the command log did not take ${tells.length} tell(s): ${(error as Error)?.message ?? error}`, { cause: error },
       );
     }
-  }
-
-  /** Untraced tells: the envelopes exactly as before tracing existed. */
-  async #appendTells(tells: readonly OutboundTell[], at: number): Promise<void> {
-    try {
-      await this.#options.log.appendMany(tells.map((t) => ({
-        shard: this.shardOf(t.to),
-        command: { id: t.id, to: t.to, message: t.message, at, ...(t.origin ? { origin: t.origin } : {}) },
-      })));
-    } catch (error) {
-      throw new LogUnavailableError(
-        `the command log did not take ${tells.length} tell(s): ${(error as Error)?.message ?? error}`, { cause: error },
-      );
-    }
+    for (const span of spans) endSpan(span);
   }
 
   async #soft(m: SoftMessage): Promise<SoftDelivery> {
