@@ -216,11 +216,18 @@ export function acceptanceRate(s: DriverState): number {
   return s.offers === 0 ? 1 : s.accepts / s.offers;
 }
 
+/**
+ * When a cell copy (and a remove of one) was written, on one clock: a device's clock can
+ * run ahead of ours, so the newest fix's time counts when it is later than now. A remove
+ * stamped with now alone would lose to the copy it removes, which would stay behind.
+ */
+const copyStamp = (s: DriverState, now: number): number => Math.max(s.fix?.at ?? 0, now);
+
 export function driverCopy(id: string, s: DriverState, now: number): DriverCopy | undefined {
   if (!s.fix) return undefined;
   return {
     driverId: id, lat: s.fix.lat, lng: s.fix.lng, status: s.status, vehicleType: s.vehicleType, rating: rating(s),
-    acceptanceRate: acceptanceRate(s), lastTripEndedAt: s.lastTripEndedAt, maintenance: s.maintenance, seenAt: Math.max(s.fix.at, now),
+    acceptanceRate: acceptanceRate(s), lastTripEndedAt: s.lastTripEndedAt, maintenance: s.maintenance, seenAt: copyStamp(s, now),
   };
 }
 
@@ -240,7 +247,7 @@ export function makeDriverBehavior(
   function cellEffects(id: string, before: DriverState, after: DriverState, now: number): Effect[] {
     const effects: Effect[] = [];
     if (before.cell && (before.cell !== after.cell || after.status === 'offline')) {
-      effects.push({ type: 'tell', durable: false, to: cell(before.cell), message: { type: 'driver.remove', driverId: id, at: now } });
+      effects.push({ type: 'tell', durable: false, to: cell(before.cell), message: { type: 'driver.remove', driverId: id, at: copyStamp(after, now) } });
     }
     const copy = driverCopy(id, after, now);
     if (after.cell && after.status !== 'offline' && copy) {

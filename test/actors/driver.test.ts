@@ -1,6 +1,7 @@
 import test from 'ava';
 import { latLngToCell } from 'h3-js';
 import type { Effect, HandleContext } from '../../actors/behavior.ts';
+import { DEFAULT_CELL, makeCellBehavior, type CellMessage, type DriverCopy } from '../../actors/cell.ts';
 import { DEFAULT_PRESENCE, driverExists, driverView, initialDriver, makeDriverBehavior, type DriverMessage, type DriverState } from '../../actors/driver.ts';
 
 const behavior = makeDriverBehavior({ cellRes: 7, offerTimeoutMs: 15_000 });
@@ -55,6 +56,27 @@ test('a stale fix is ignored; a newer one moves the driver between cells', (t) =
   t.deepEqual(same.effects.map((e) => e.type === 'tell' ? (e.message as { type: string }).type : e.type), ['driver.upsert'], 'same cell: the copy is updated');
   const batch = behavior.handle(available, { type: 'location.batch', fixes: [{ lat: 1, lng: 1, at: 40 }, { lat: 2, lng: 2, at: 50 }, { lat: 3, lng: 3, at: 45 }] }, ctx());
   t.is(batch.state.fix?.at, 50, 'a batch keeps its newest fix');
+});
+
+test('a device clock ahead of ours: the copy still leaves the cell the driver left, and going offline still removes it', (t) => {
+  const cellBehavior = makeCellBehavior(DEFAULT_CELL);
+  const now = 1_000_000;
+  // Fixes stamped 5 s ahead of the server, as a phone with a fast clock sends them.
+  const first = behavior.handle(available, { type: 'location', fix: { lat: 48.85, lng: 2.35, at: now + 5_000 } }, ctx(now));
+  const second = behavior.handle(first.state, { type: 'location', fix: { lat: 48.95, lng: 2.35, at: now + 5_001 } }, ctx(now + 1));
+  t.not(first.state.cell, second.state.cell);
+  const left = cellOf(first.state.cell!, [...first.effects, ...second.effects], now + 1);
+  t.deepEqual(left.map((d) => d.driverId), [], 'the cell the driver left holds no copy');
+  const off = behavior.handle(second.state, { type: 'offline' }, ctx(now + 2));
+  t.deepEqual(cellOf(second.state.cell!, [...second.effects, ...off.effects], now + 2), [], 'offline: the copy is gone');
+
+  /** The copies one cell holds after the tells among these effects reach it, in order. */
+  function cellOf(id: string, effects: readonly Effect[], at: number) {
+    const cellCtx = (): HandleContext => ({ self: { kind: 'cell', id }, now: at, commandId: 'c' });
+    const state = effects.reduce((s, e) => e.type === 'tell' && e.to.kind === 'cell' && e.to.id === id
+      ? cellBehavior.handle(s, e.message as CellMessage, cellCtx()).state : s, cellBehavior.initial(id));
+    return cellBehavior.query!(state, { type: 'drivers' }, cellCtx()) as DriverCopy[];
+  }
 });
 
 test('going offline is refused during a trip and allowed otherwise', (t) => {
