@@ -80,8 +80,9 @@ const DEFINED = {
       'PGlite has no timeout of its own)',
   },
   EMBEDDED_OPEN_TIMEOUT_MS: {
-    default: '60000',
-    doc: 'an embedded database that does not answer within this at start-up stops the node with one line (it may be damaged)',
+    default: '180000',
+    doc: 'an embedded database that does not answer within this at start-up stops the node with one line (it may be damaged); ' +
+      'generous, as a first start on a busy two-core machine can take over a minute',
   },
   COMMAND_MAX_ATTEMPTS: {
     default: '20',

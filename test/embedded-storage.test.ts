@@ -178,7 +178,7 @@ test.serial('a node on a directory where the database never opens answers /healt
   const dir = tempDir(t);
   await wedgedPgliteDir(join(dir, 'pg'), 'pg_catalog.pg_database');
   const port = await freePort();
-  const node = startMain(t, { DATA_DIR: dir, PORT: String(port) });
+  const node = startMain(t, { DATA_DIR: dir, PORT: String(port), EMBEDDED_OPEN_TIMEOUT_MS: '60000' });
 
   // The port is bound before storage opens: the process says it is alive, and not ready, it does not hang.
   t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`)).status === 200, 30_000));

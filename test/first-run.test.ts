@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { eventually, launchNodeProcess, startCommand, startNodeProcess, type NodeProcess } from './helpers/node-process.ts';
+import { eventually, launchNodeProcess, START_BOUND_MS, startCommand, startNodeProcess, type NodeProcess } from './helpers/node-process.ts';
 
 const embedded = (dataDir: string) => ({
   DATA_DIR: dataDir, MODE: 'embedded', DATABASE_URL: '', REDIS_URL: '', KAFKA_BROKERS: '', AUTH_DEV_TOKENS: 'true',
@@ -52,7 +52,7 @@ async function book(url: string): Promise<void> {
   if (res.status !== 201) throw new Error(`booking: ${res.status} ${await res.text()}`);
 }
 
-test('a second node on the same DATA_DIR exits with one line and leaves the first node\'s files byte-for-byte unchanged', async (t) => {
+test.serial('a second node on the same DATA_DIR exits with one line and leaves the first node\'s files byte-for-byte unchanged', async (t) => {
   const dir = tempDir(t);
   const first = await startNodeProcess('main.ts', embedded(dir));
   stopAll(t, first);
@@ -76,7 +76,7 @@ test('a second node on the same DATA_DIR exits with one line and leaves the firs
   t.is((await fetch(`${first.url}/ready`)).status, 200, 'the first node goes on serving');
 });
 
-test('a node killed with SIGKILL leaves a stale lock that the next start takes over', async (t) => {
+test.serial('a node killed with SIGKILL leaves a stale lock that the next start takes over', async (t) => {
   const dir = tempDir(t);
   const first = await startNodeProcess('main.ts', embedded(dir));
   await book(first.url);
@@ -96,7 +96,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     const nodePid = started?.pid;
     t.truthy(nodePid, 'the node logs its pid');
     npm.child.kill(signal);
-    const code = await Promise.race([npm.exited, new Promise((r) => setTimeout(() => r('still running'), 90_000))]);
+    const code = await Promise.race([npm.exited, new Promise((r) => setTimeout(() => r('still running'), START_BOUND_MS))]);
     t.not(code, 'still running', 'npm exits');
     // The node shares npm's stdout pipe, so its last lines arrive after npm has exited.
     const gone = await eventually(async () => !alive(nodePid!), 90_000);
@@ -109,14 +109,14 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-test('a SIGTERM while the node starts stops it gracefully once it has started', async (t) => {
+test.serial('a SIGTERM while the node starts stops it gracefully once it has started', async (t) => {
   const dir = tempDir(t);
   const node = launchNodeProcess('main.ts', embedded(dir));
   stopAll(t, node);
   // The lock is the node's first step in DATA_DIR: storage, the port and the log line follow.
   t.true(await eventually(async () => existsSync(join(dir, '.lock')), 60_000, 5), 'the node took DATA_DIR');
   node.child.kill('SIGTERM');
-  const code = await Promise.race([node.exited, new Promise((r) => setTimeout(() => r('still running'), 90_000))]);
+  const code = await Promise.race([node.exited, new Promise((r) => setTimeout(() => r('still running'), START_BOUND_MS))]);
   if (code !== 0) t.log(node.output.slice(-20).join('\n'));
   t.is(code, 0, 'the node exits by itself, not by the signal');
   t.false(existsSync(join(dir, '.lock')), 'the node released DATA_DIR');
@@ -132,9 +132,9 @@ function alive(pid: number): boolean {
   }
 }
 
-test('Ctrl-C in a terminal (SIGINT to npm and its node together) stops `npm start` gracefully', async (t) => {
+test.serial('Ctrl-C in a terminal (SIGINT to npm and its node together) stops `npm start` gracefully', async (t) => {
   const dir = tempDir(t);
-  const npm = await startCommand('npm', ['start', '--silent'], embedded(dir), 90_000, { ownGroup: true });
+  const npm = await startCommand('npm', ['start', '--silent'], embedded(dir), START_BOUND_MS, { ownGroup: true });
   t.teardown(async () => { try { process.kill(-npm.child.pid!, 'SIGKILL'); } catch { /* gone */ } });
   process.kill(-npm.child.pid!, 'SIGINT'); // the whole group, as a terminal does
   const released = await eventually(async () => !existsSync(join(dir, '.lock')), 90_000);

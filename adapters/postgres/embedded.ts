@@ -24,7 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import type { ParentMessage, WorkerInput, WorkerMessage } from './embedded-worker.ts';
 
-export const DEFAULT_OPEN_TIMEOUT_MS = 60_000;
+export const DEFAULT_OPEN_TIMEOUT_MS = 180_000;
 export const DEFAULT_EMBEDDED_STATEMENT_TIMEOUT_MS = 30_000;
 /** A clean stop (PGlite's own close, a checkpoint) gets this long before the worker is terminated. */
 const STOP_GRACE_MS = 5_000;

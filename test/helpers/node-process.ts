@@ -6,6 +6,19 @@ import { fileURLToPath } from 'node:url';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 
+/**
+ * How long a test waits for a node to say it started. Generous: CI machines have two
+ * shared cores, and a first start compiles PGlite's WebAssembly and runs initdb.
+ */
+export const START_BOUND_MS = 240_000;
+
+/** What every node under test runs with unless a test says otherwise. */
+const NODE_DEFAULTS = {
+  LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1',
+  // A slow machine is not a damaged database: the start bound above decides, not the node.
+  EMBEDDED_OPEN_TIMEOUT_MS: String(START_BOUND_MS + 60_000),
+};
+
 export interface NodeProcess {
   readonly url: string;
   readonly child: ChildProcess;
@@ -14,19 +27,19 @@ export interface NodeProcess {
   exited: Promise<number | null>;
 }
 
-export function startNodeProcess(script: string, env: Record<string, string>, timeoutMs = 90_000): Promise<NodeProcess> {
+export function startNodeProcess(script: string, env: Record<string, string>, timeoutMs = START_BOUND_MS): Promise<NodeProcess> {
   return startCommand(process.execPath, [script], env, timeoutMs);
 }
 
 /** Any command that ends up running a node (`npm start`, say), found started by its log line. */
 export async function startCommand(
-  command: string, args: readonly string[], env: Record<string, string>, timeoutMs = 90_000, options: { ownGroup?: boolean } = {},
+  command: string, args: readonly string[], env: Record<string, string>, timeoutMs = START_BOUND_MS, options: { ownGroup?: boolean } = {},
 ): Promise<NodeProcess> {
   const child = spawn(command, args, {
     cwd: repoRoot,
     // In a process group of its own, it can be signalled as a terminal's Ctrl-C signals one.
     detached: options.ownGroup ?? false,
-    env: { ...process.env, LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1', ...env },
+    env: { ...process.env, ...NODE_DEFAULTS, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];
@@ -76,7 +89,7 @@ export async function freePort(): Promise<number> {
 export function launchNodeProcess(script: string, env: Record<string, string>): Omit<NodeProcess, 'url'> & { started: Promise<string> } {
   const child = spawn(process.execPath, [script], {
     cwd: repoRoot,
-    env: { ...process.env, LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1', ...env },
+    env: { ...process.env, ...NODE_DEFAULTS, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];
