@@ -11,24 +11,41 @@ export abstract class RuntimeError extends Error {
   abstract readonly retriable: boolean;
   /** A stable name for logs, metrics and the dead-letter table. */
   abstract readonly kind: FailureKind;
+  constructor(message?: string, options?: ErrorOptions) {
+    super(message, options);
+    // Logs and stack traces show the class (StorageUnavailableError), not "Error".
+    this.name = new.target.name;
+  }
 }
 
 export type FailureKind =
   | 'storage_unavailable' | 'journal_conflict' | 'storage_rejected' | 'reducer_failed' | 'undecodable' | 'log_unavailable'
   | 'log_full' | 'entity_stopped' | 'dependency_unreachable' | 'rebalance_failed' | 'shard_handoff' | 'shard_fenced' | 'unknown';
 
-/** Storage cannot be reached or answer now (connection refused or reset, timeout). */
-export class StorageUnavailableError extends RuntimeError {
-  override readonly name = 'StorageUnavailableError';
-  readonly retriable = true;
-  readonly kind = 'storage_unavailable' as const;
+/** A class of failure is two facts: its kind and whether it is retried. Each class below says them once. */
+function failure<const K extends FailureKind, const R extends boolean>(kind: K, retriable: R) {
+  abstract class Failure extends RuntimeError {
+    readonly kind = kind;
+    readonly retriable = retriable;
+  }
+  return Failure;
 }
 
-/** Another writer got to the entity's next journal position first: recover and try again. */
-export class JournalConflictError extends RuntimeError {
-  override readonly name = 'JournalConflictError';
+/** A retriable refusal that says how long to wait: the edge sends it as `Retry-After`. */
+export abstract class RetryLaterError extends RuntimeError {
   readonly retriable = true;
-  readonly kind = 'journal_conflict' as const;
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds = 1) {
+    super(message);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** Storage cannot be reached or answer now (connection refused or reset, timeout). */
+export class StorageUnavailableError extends failure('storage_unavailable', true) {}
+
+/** Another writer got to the entity's next journal position first: recover and try again. */
+export class JournalConflictError extends failure('journal_conflict', true) {
   readonly persistenceKey: string;
   readonly sequenceNr: number;
   constructor(persistenceKey: string, sequenceNr: number) {
@@ -42,10 +59,7 @@ export class JournalConflictError extends RuntimeError {
  * The entity journaled this command already (an append made `unlessCommand`, ports.ts): nothing
  * was written. Not a failure of the command: the runtime answers it as it answered it then.
  */
-export class DuplicateCommandError extends RuntimeError {
-  override readonly name = 'DuplicateCommandError';
-  readonly retriable = true;
-  readonly kind = 'journal_conflict' as const;
+export class DuplicateCommandError extends failure('journal_conflict', true) {
   readonly persistenceKey: string;
   readonly commandId: string;
   constructor(persistenceKey: string, commandId: string) {
@@ -56,42 +70,16 @@ export class DuplicateCommandError extends RuntimeError {
 }
 
 /** Storage is up but refuses this data (bad bytes, a value out of range): retrying changes nothing. */
-export class StorageRejectedError extends RuntimeError {
-  override readonly name = 'StorageRejectedError';
-  readonly retriable = false;
-  readonly kind = 'storage_rejected' as const;
-}
+export class StorageRejectedError extends failure('storage_rejected', false) {}
 
 /** The entity's reducer threw: a bug, or a message it cannot take. */
-export class ReducerError extends RuntimeError {
-  override readonly name = 'ReducerError';
-  readonly retriable = false;
-  readonly kind = 'reducer_failed' as const;
-}
+export class ReducerError extends failure('reducer_failed', false) {}
 
 /** The command cannot be read (not an envelope, no such entity kind). */
-export class UndecodableCommandError extends RuntimeError {
-  override readonly name = 'UndecodableCommandError';
-  readonly retriable = false;
-  readonly kind = 'undecodable' as const;
-}
-
-/** A retriable refusal that says how long to wait: the edge sends it as `Retry-After`. */
-export abstract class RetryLaterError extends RuntimeError {
-  readonly retriable = true;
-  readonly retryAfterSeconds: number;
-  constructor(message: string, retryAfterSeconds = 1) {
-    super(message);
-    this.retryAfterSeconds = retryAfterSeconds;
-  }
-}
+export class UndecodableCommandError extends failure('undecodable', false) {}
 
 /** The command log (Kafka) could not take the command's tells. */
-export class LogUnavailableError extends RuntimeError {
-  override readonly name = 'LogUnavailableError';
-  readonly retriable = true;
-  readonly kind = 'log_unavailable' as const;
-}
+export class LogUnavailableError extends failure('log_unavailable', true) {}
 
 /**
  * The command log's send queue is full (the broker is slow or away): the append is
@@ -99,16 +87,11 @@ export class LogUnavailableError extends RuntimeError {
  * the caller may try the same command again after `retryAfterSeconds`.
  */
 export class CommandLogFullError extends RetryLaterError {
-  override readonly name = 'CommandLogFullError';
   readonly kind = 'log_full' as const;
 }
 
 /** The entity was stopped (passivated, shard moved, node stopping) before it handled the message. */
-export class EntityStoppedError extends RuntimeError {
-  override readonly name = 'EntityStoppedError';
-  readonly retriable = true;
-  readonly kind = 'entity_stopped' as const;
-}
+export class EntityStoppedError extends failure('entity_stopped', true) {}
 
 /**
  * A dependency (PostgreSQL, Kafka, Redis) cannot be reached at all: connection refused or
@@ -116,10 +99,7 @@ export class EntityStoppedError extends RuntimeError {
  * before its dependencies waits for them instead of exiting; anything else they throw at
  * start (bad credentials, a topic with the wrong partition count) is left as it is and fails.
  */
-export class DependencyUnreachableError extends RuntimeError {
-  override readonly name = 'DependencyUnreachableError';
-  readonly retriable = true;
-  readonly kind = 'dependency_unreachable' as const;
+export class DependencyUnreachableError extends failure('dependency_unreachable', true) {
   /** "PostgreSQL", "Kafka", "Redis". */
   readonly dependency: string;
   /** host:port, never credentials. */
@@ -135,11 +115,7 @@ export class DependencyUnreachableError extends RuntimeError {
 }
 
 /** Setting up a gained shard failed (its reminders could not be read): the log tries the step again. */
-export class RebalanceStepError extends RuntimeError {
-  override readonly name = 'RebalanceStepError';
-  readonly retriable = true;
-  readonly kind = 'rebalance_failed' as const;
-}
+export class RebalanceStepError extends failure('rebalance_failed', true) {}
 
 /**
  * The entity's shard is being handed from one node to another (a rebalance, or its owner
@@ -148,7 +124,6 @@ export class RebalanceStepError extends RuntimeError {
  * `retryAfterSeconds` reaches the new owner.
  */
 export class ShardHandoffError extends RetryLaterError {
-  override readonly name = 'ShardHandoffError';
   readonly kind = 'shard_handoff' as const;
 }
 
@@ -158,10 +133,7 @@ export class ShardHandoffError extends RetryLaterError {
  * Not retriable: retrying with the same epoch is refused the same way, and the node
  * stops the shard instead (region.ts).
  */
-export class ShardFencedError extends RuntimeError {
-  override readonly name = 'ShardFencedError';
-  readonly retriable = false;
-  readonly kind = 'shard_fenced' as const;
+export class ShardFencedError extends failure('shard_fenced', false) {
   readonly shard: ShardId;
   /** The epoch the write carried (undefined: this node held none for the shard). */
   readonly epoch: number | undefined;
@@ -176,11 +148,7 @@ export class ShardFencedError extends RuntimeError {
 }
 
 /** An error no adapter classified: treated as transient until attempts run out. */
-export class UnclassifiedError extends RuntimeError {
-  override readonly name = 'UnclassifiedError';
-  readonly retriable = true;
-  readonly kind = 'unknown' as const;
-}
+export class UnclassifiedError extends failure('unknown', true) {}
 
 /** The runtime's view of any thrown value. */
 export function classify(error: unknown): RuntimeError {
