@@ -1,63 +1,33 @@
-// The tables MikroORM knows about, as EntitySchemas (no decorators: the code runs
-// by Node's type stripping). The hot paths use SQL through MikroORM's connection;
-// these schemas keep the ORM's view of the schema whole for read models and tooling.
+// The tables MikroORM knows about, defined with its property builders (no decorators:
+// the code runs by Node's type stripping; the row types are inferred from these).
+// The hot paths use SQL through MikroORM's connection; these keep the ORM's view of
+// the schema whole for read models and tooling.
 
-import { EntitySchema } from '@mikro-orm/core';
+import { defineEntity, p } from '@mikro-orm/core';
 
-export interface JournalRow {
-  persistenceKey: string;
-  sequenceNr: string;
-  data: unknown;
-  tags: string[];
-  createdAt: Date;
-}
-
-export const JournalSchema = new EntitySchema<JournalRow>({
+export const JournalSchema = defineEntity({
   name: 'JournalRow',
   tableName: 'journal',
   properties: {
-    persistenceKey: { type: 'text', primary: true },
-    sequenceNr: { type: 'bigint', primary: true },
-    data: { type: 'json' },
-    tags: { type: 'json' },
-    createdAt: { type: 'Date' },
+    persistenceKey: p.text().primary(),
+    sequenceNr: p.bigint('string').primary(),
+    data: p.json<unknown>(),
+    tags: p.json<string[]>(),
+    createdAt: p.datetime(),
   },
 });
 
-export interface SnapshotRow {
-  persistenceKey: string;
-  sequenceNr: string;
-  data: unknown;
-  createdAt: Date;
-}
-
-export const SnapshotSchema = new EntitySchema<SnapshotRow>({
+/** One row per entity: the latest snapshot. */
+export const SnapshotSchema = defineEntity({
   name: 'SnapshotRow',
   tableName: 'snapshot',
-  properties: {
-    persistenceKey: { type: 'text', primary: true },
-    sequenceNr: { type: 'bigint' },
-    data: { type: 'json' },
-    createdAt: { type: 'Date' },
-  },
+  properties: { persistenceKey: p.text().primary(), sequenceNr: p.bigint('string'), data: p.json<unknown>(), createdAt: p.datetime() },
 });
 
-export interface ReminderRow {
-  entityKey: string;
-  name: string;
-  shard: number;
-  dueAt: Date;
-}
-
-export const ReminderSchema = new EntitySchema<ReminderRow>({
+export const ReminderSchema = defineEntity({
   name: 'ReminderRow',
   tableName: 'reminder',
-  properties: {
-    entityKey: { type: 'text', primary: true },
-    name: { type: 'text', primary: true },
-    shard: { type: 'integer' },
-    dueAt: { type: 'Date' },
-  },
+  properties: { entityKey: p.text().primary(), name: p.text().primary(), shard: p.integer(), dueAt: p.datetime() },
 });
 
 export const entities = [JournalSchema, SnapshotSchema, ReminderSchema];
