@@ -36,6 +36,13 @@ const booking = { bookingId };
 const EXAMPLE_BOOKING = 'bk_Qm9va2luZy1FeGFtcGxlMQ';
 const EXAMPLE_AT = '2026-03-01T08:15:30.000Z';
 
+/** A message about one booking and nothing else, documented with the example each such message has. */
+function bookingMessage<const T extends string>(type: T, id: string, exampleRef: string, description: string) {
+  return z.object({ type: z.literal(type), ...booking, ...ref }).strict().meta({
+    id, description, examples: [{ type, bookingId: EXAMPLE_BOOKING, ref: exampleRef }],
+  });
+}
+
 export const ClientMessage = z.discriminatedUnion('type', [
   z.object({ type: z.literal('auth'), token: text().max(4096).describe('A JWT, as for `Authorization: Bearer`.'), ...ref }).strict().meta({
     id: 'AuthMessage',
@@ -75,44 +82,26 @@ export const ClientMessage = z.discriminatedUnion('type', [
       ref: 'batch-3',
     }],
   }),
-  z.object({ type: z.literal('offer.accept'), ...booking, ...ref }).strict().meta({
-    id: 'OfferAcceptMessage',
-    description: 'Driver only. Accept the open offer for this booking. Refused with `no_such_offer` when the driver holds no open offer ' +
-      'for it (expired, withdrawn, or another booking).',
-    examples: [{ type: 'offer.accept', bookingId: EXAMPLE_BOOKING, ref: 'acc-1' }],
-  }),
-  z.object({ type: z.literal('offer.decline'), ...booking, ...ref }).strict().meta({
-    id: 'OfferDeclineMessage',
-    description: 'Driver only. Decline the open offer; the booking moves on to the next candidate. Refused with `no_such_offer` as for ' +
-      '`offer.accept`.',
-    examples: [{ type: 'offer.decline', bookingId: EXAMPLE_BOOKING, ref: 'dec-1' }],
-  }),
-  z.object({ type: z.literal('trip.arrived'), ...booking, ...ref }).strict().meta({
-    id: 'TripArrivedMessage',
-    description: 'Driver only. Arrived at the pickup (booking becomes `arriving`). Refused with `not_assigned` unless the driver is ' +
-      'assigned to this booking.',
-    examples: [{ type: 'trip.arrived', bookingId: EXAMPLE_BOOKING, ref: 'arr-1' }],
-  }),
-  z.object({ type: z.literal('trip.start'), ...booking, ...ref }).strict().meta({
-    id: 'TripStartMessage',
-    description: 'Driver only. The rider is on board (booking becomes `in_progress`). Refused with `not_assigned` unless the driver is ' +
-      'assigned to this booking.',
-    examples: [{ type: 'trip.start', bookingId: EXAMPLE_BOOKING, ref: 'start-1' }],
-  }),
-  z.object({ type: z.literal('trip.complete'), ...booking, ...ref }).strict().meta({
-    id: 'TripCompleteMessage',
-    description: 'Driver only. The trip is over (booking becomes `completed`, driver available). Refused with `not_on_trip` unless the ' +
-      'driver is on this booking\'s trip.',
-    examples: [{ type: 'trip.complete', bookingId: EXAMPLE_BOOKING, ref: 'done-1' }],
-  }),
-  z.object({ type: z.literal('subscribe'), ...booking, ...ref }).strict().meta({
-    id: 'SubscribeMessage',
-    description: 'Any role that may read the booking (its rider, its assigned driver, an admin): answered with `ack` and then a ' +
+  bookingMessage('offer.accept', 'OfferAcceptMessage', 'acc-1',
+    'Driver only. Accept the open offer for this booking. Refused with `no_such_offer` when the driver holds no open offer ' +
+      'for it (expired, withdrawn, or another booking).'),
+  bookingMessage('offer.decline', 'OfferDeclineMessage', 'dec-1',
+    'Driver only. Decline the open offer; the booking moves on to the next candidate. Refused with `no_such_offer` as for ' +
+      '`offer.accept`.'),
+  bookingMessage('trip.arrived', 'TripArrivedMessage', 'arr-1',
+    'Driver only. Arrived at the pickup (booking becomes `arriving`). Refused with `not_assigned` unless the driver is ' +
+      'assigned to this booking.'),
+  bookingMessage('trip.start', 'TripStartMessage', 'start-1',
+    'Driver only. The rider is on board (booking becomes `in_progress`). Refused with `not_assigned` unless the driver is ' +
+      'assigned to this booking.'),
+  bookingMessage('trip.complete', 'TripCompleteMessage', 'done-1',
+    'Driver only. The trip is over (booking becomes `completed`, driver available). Refused with `not_on_trip` unless the ' +
+      'driver is on this booking\'s trip.'),
+  bookingMessage('subscribe', 'SubscribeMessage', 'sub-1',
+    'Any role that may read the booking (its rider, its assigned driver, an admin): answered with `ack` and then a ' +
       '`booking.updated` carrying the current booking. A rider then receives every `booking.updated` and `driver.location` of that ' +
       'booking (pushes to riders are filtered by subscription; drivers receive what is addressed to them regardless, and nothing is ' +
-      'addressed to admins). `not_found` when the booking does not exist or is not the caller\'s.',
-    examples: [{ type: 'subscribe', bookingId: EXAMPLE_BOOKING, ref: 'sub-1' }],
-  }),
+      'addressed to admins). `not_found` when the booking does not exist or is not the caller\'s.'),
   z.object({ type: z.literal('ops.subscribe'), ...ref }).strict().meta({
     id: 'OpsSubscribeMessage',
     description: 'Admin only. Answered with `ack`, then an `ops.snapshot` at once and every 2 s until the socket closes.',
