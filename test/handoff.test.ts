@@ -144,7 +144,11 @@ test.serial('a graceful stop in the middle of a batch commits what it handled: t
     shard: n1.region.shardOf(ref(id)), command: { id: `${id}-${k}`, to: ref(id), message: { type: 'add', n: 1 }, at: Date.now() },
   })));
   await producer.send({ topic, messages: entries.map((e) => ({ partition: e.shard, key: `counter:${e.command.to.id}`, value: JSON.stringify(e.command) })) });
-  t.true(await eventually(async () => record.all.length >= 2, 60_000, 20), 'handling has begun');
+  // Each shard's batch is fetched on its own: stopping before one has begun would leave it
+  // unfetched, not in flight, so the stop waits until every shard with commands has begun.
+  const shardsWithCommands = new Set(entries.map((e) => e.shard)).size;
+  const begun = () => new Set(record.all.map((h) => h.shard)).size;
+  t.true(await eventually(async () => begun() === shardsWithCommands, 60_000, 5), 'handling has begun on every shard');
   t.true(record.all.length < entries.length, 'and is still under way when the node is told to stop');
   await n1.stop();
   const handled = record.all.length;
