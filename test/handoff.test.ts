@@ -186,27 +186,42 @@ test.serial('a node losing shards to a joining node fires no timer, answers no a
   const members: Member[] = [n1];
   const ids = Array.from({ length: 24 }, (_, i) => `e${i}`);
 
-  // Load: commands, alarms due every few hundred ms, and asks to every member for every entity.
+  // Load: commands, alarms, and asks to every member for every entity. An alarm is due before
+  // the next round can set it again (a round sleeps 50 ms): set further ahead, a quick machine
+  // pushed every alarm back before it was due, and none ever fired.
   let running = true;
+  const errors = new Map<string, number>();
+  const noteError = (e: unknown) => {
+    const key = e instanceof Error ? `${e.name}: ${e.message.slice(0, 80)}` : String(e);
+    errors.set(key, (errors.get(key) ?? 0) + 1);
+  };
+  // What the members were doing, for a failure's message.
+  const state = () => JSON.stringify({
+    members: members.map((m) => ({ node: m.node, ready: m.region.ready, ...m.region.stats() })),
+    record: record.all.length, errors: [...errors].slice(0, 5),
+  });
+  t.teardown(() => { running = false; }); // a failed assertion must not leave the load running
   const load = (async () => {
     for (let round = 0; running; round++) {
       const now = Date.now();
-      await Promise.allSettled(ids.map((id) => n1.region.tell(ref(id), round % 2 === 0 ? { type: 'add', n: 1 } : { type: 'alarm.set', at: now + 150 })));
+      await Promise.allSettled(ids.map((id) => n1.region.tell(ref(id), round % 2 === 0 ? { type: 'add', n: 1 } : { type: 'alarm.set', at: now + 20 })
+        .catch(noteError)));
       await Promise.allSettled(members.flatMap((m) => ids.map((id) =>
-        m.region.ask(ref(id), { type: 'get' }).then(() => record.add(m.node, m.region.shardOf(ref(id)), 'ask')))));
+        m.region.ask(ref(id), { type: 'get' }).then(() => record.add(m.node, m.region.shardOf(ref(id)), 'ask'), noteError))));
       await new Promise((r) => setTimeout(r, 50));
     }
   })();
 
   t.true(await eventually(async () => record.all.some((h) => h.what === 'timer') && record.all.some((h) => h.what === 'ask'), 60_000),
-    'n1 fires timers and answers asks');
+    `n1 fires timers and answers asks: ${state()}`);
   const n2 = await member(t, { ...common, node: 'n2', kafka: createKafka({ brokers, clientId: 'test-handoff-n2' }) });
   members.push(n2);
-  t.true(await eventually(async () => n2.region.stats().owned.length > 0 && n1.region.stats().owned.length < shards, 60_000), 'n2 took shards');
+  t.true(await eventually(async () => n2.region.stats().owned.length > 0 && n1.region.stats().owned.length < shards, 60_000), `n2 took shards: ${state()}`);
   const moved = n2.region.stats().owned;
   // Until n2 has answered asks and fired timers on what it took.
-  t.true(await eventually(async () => moved.every((s) => record.all.some((h) => h.node === 'n2' && h.shard === s && h.what === 'ask')), 60_000));
-  t.true(await eventually(async () => record.all.some((h) => h.node === 'n2' && h.what === 'timer'), 60_000), 'n2 fires timers of its shards');
+  t.true(await eventually(async () => moved.every((s) => record.all.some((h) => h.node === 'n2' && h.shard === s && h.what === 'ask')), 60_000),
+    `n2 answers asks of every shard it took: ${state()}`);
+  t.true(await eventually(async () => record.all.some((h) => h.node === 'n2' && h.what === 'timer'), 60_000), `n2 fires timers of its shards: ${state()}`);
   await new Promise((r) => setTimeout(r, 1_000));
   running = false;
   await load;
