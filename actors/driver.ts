@@ -142,6 +142,9 @@ export interface DriverSettings {
 
 export const DEFAULT_PRESENCE = { presenceMs: 30_000, silentAfterMs: 600_000 } as const;
 
+/** How far ahead of our clock a fix's time is believed (phones keep time to about a second). */
+export const MAX_FIX_AHEAD_MS = 10_000;
+
 /**
  * Rated bookings a driver remembers. Bounded so the state stays small; a booking rated
  * again after this many later ratings would count again, but the booking itself refuses
@@ -293,8 +296,18 @@ export function makeDriverBehavior(
 
   function move(s: DriverState, fixes: readonly Fix[], ctx: HandleContext): DriverOutcome {
     // Fixes arrive late and out of order (batches sent after a tunnel): keep the newest only.
+    // A device's clock may run ahead of ours, but a fix is never believed newer than a little
+    // ahead: one fix stamped years ahead would otherwise make every later fix look stale and
+    // freeze the driver where it was (and keep its cell copy fresh for years).
+    const latest = ctx.now + MAX_FIX_AHEAD_MS;
     const newest = fixes.reduce<Fix | undefined>((best, f) => (!best || f.at > best.at ? f : best), undefined);
-    if (!newest || (s.fix && newest.at <= s.fix.at)) return unchanged(s);
+    const believed = newest && newest.at > latest ? { ...newest, at: latest } : newest;
+    // A fix kept from before this rule, stamped beyond belief, says nothing of order: any fix replaces it.
+    if (!believed || (s.fix && s.fix.at <= latest && believed.at <= s.fix.at)) return unchanged(s);
+    return moveTo(s, believed, ctx);
+  }
+
+  function moveTo(s: DriverState, newest: Fix, ctx: HandleContext): DriverOutcome {
     let next: DriverState = { ...s, fix: newest, cell: latLngToCell(newest.lat, newest.lng, settings.cellRes), heardAt: ctx.now };
     const effects = s.status === 'offline' ? [] : cellEffects(ctx.self.id, s, next, ctx.now);
     // Online without a presence timer this incarnation knows of (lapsed while silent, online

@@ -24,7 +24,7 @@ export const Fix = z.object({
 }).strict().meta({
   id: 'Fix',
   description: 'A GPS fix: position, optional heading (degrees from north) and speed (m/s), and when it was taken. A fix older than the ' +
-    'driver\'s newest is ignored.',
+    'driver\'s newest is ignored; a time more than 10 s ahead of the server\'s clock counts as 10 s ahead.',
 });
 
 const ref = {

@@ -2,7 +2,7 @@ import test from 'ava';
 import { latLngToCell } from 'h3-js';
 import type { Effect, HandleContext } from '../../actors/behavior.ts';
 import { DEFAULT_CELL, makeCellBehavior, type CellMessage, type DriverCopy } from '../../actors/cell.ts';
-import { DEFAULT_PRESENCE, driverExists, driverView, initialDriver, makeDriverBehavior, type DriverMessage, type DriverState } from '../../actors/driver.ts';
+import { DEFAULT_PRESENCE, MAX_FIX_AHEAD_MS, driverExists, driverView, initialDriver, makeDriverBehavior, type DriverMessage, type DriverState } from '../../actors/driver.ts';
 
 const behavior = makeDriverBehavior({ cellRes: 7, offerTimeoutMs: 15_000 });
 const ctx = (now = 1_000_000): HandleContext => ({ self: { kind: 'driver', id: 'd1' }, now, commandId: 'c' });
@@ -77,6 +77,23 @@ test('a device clock ahead of ours: the copy still leaves the cell the driver le
       ? cellBehavior.handle(s, e.message as CellMessage, cellCtx()).state : s, cellBehavior.initial(id));
     return cellBehavior.query!(state, { type: 'drivers' }, cellCtx()) as DriverCopy[];
   }
+});
+
+test('a fix stamped far ahead of our clock is believed only a little ahead: later fixes move the driver again', (t) => {
+  const now = 1_000_000;
+  const year = 365 * 86_400_000;
+  const wild = behavior.handle(available, { type: 'location', fix: { lat: 48.85, lng: 2.35, at: now + year } }, ctx(now));
+  t.is(wild.state.fix?.at, now + MAX_FIX_AHEAD_MS, 'taken, at the latest time believed');
+  const copy = wild.effects.find((e) => e.type === 'tell' && (e.message as { type: string }).type === 'driver.upsert');
+  t.is((copy as { message: { driver: DriverCopy } } | undefined)?.message.driver.seenAt, now + MAX_FIX_AHEAD_MS, 'and so is its cell copy');
+  const soon = behavior.handle(wild.state, { type: 'location', fix: { lat: 48.95, lng: 2.35, at: now + 1_000 } }, ctx(now + 1_000));
+  t.is(soon.state, wild.state, 'a fix older than the one believed is still stale');
+  const later = now + MAX_FIX_AHEAD_MS + 1;
+  const moved = behavior.handle(wild.state, { type: 'location', fix: { lat: 48.95, lng: 2.35, at: later } }, ctx(later));
+  t.is(moved.state.fix?.lat, 48.95, 'once our clock passes it, the driver moves again');
+  // A state kept from before the rule, holding a fix a year ahead, is not stuck either.
+  const kept: DriverState = { ...available, fix: { lat: 48.85, lng: 2.35, at: now + year } };
+  t.is(behavior.handle(kept, { type: 'location', fix: { lat: 48.95, lng: 2.35, at: now } }, ctx(now)).state.fix?.lat, 48.95);
 });
 
 test('going offline is refused during a trip and allowed otherwise', (t) => {
