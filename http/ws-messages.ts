@@ -37,32 +37,32 @@ const EXAMPLE_BOOKING = 'bk_Qm9va2luZy1FeGFtcGxlMQ';
 const EXAMPLE_AT = '2026-03-01T08:15:30.000Z';
 
 /**
- * Messages about one booking and nothing else, by type: the schema and its example are
- * the same for each (`offer.accept` is OfferAcceptMessage in the AsyncAPI document).
+ * Messages about one booking and nothing else: type, AsyncAPI id, example ref and text.
+ * The schema and the shape of the example are the same for each.
  */
 const ABOUT_ONE_BOOKING = ([
-  ['offer.accept', 'acc-1',
+  ['offer.accept', 'OfferAcceptMessage', 'acc-1',
     'Driver only. Accept the open offer for this booking. Refused with `no_such_offer` when the driver holds no open offer ' +
       'for it (expired, withdrawn, or another booking).'],
-  ['offer.decline', 'dec-1',
+  ['offer.decline', 'OfferDeclineMessage', 'dec-1',
     'Driver only. Decline the open offer; the booking moves on to the next candidate. Refused with `no_such_offer` as for ' +
       '`offer.accept`.'],
-  ['trip.arrived', 'arr-1',
+  ['trip.arrived', 'TripArrivedMessage', 'arr-1',
     'Driver only. Arrived at the pickup (booking becomes `arriving`). Refused with `not_assigned` unless the driver is ' +
       'assigned to this booking.'],
-  ['trip.start', 'start-1',
+  ['trip.start', 'TripStartMessage', 'start-1',
     'Driver only. The rider is on board (booking becomes `in_progress`). Refused with `not_assigned` unless the driver is ' +
       'assigned to this booking.'],
-  ['trip.complete', 'done-1',
+  ['trip.complete', 'TripCompleteMessage', 'done-1',
     'Driver only. The trip is over (booking becomes `completed`, driver available). Refused with `not_on_trip` unless the ' +
       'driver is on this booking\'s trip.'],
-  ['subscribe', 'sub-1',
+  ['subscribe', 'SubscribeMessage', 'sub-1',
     'Any role that may read the booking (its rider, its assigned driver, an admin): answered with `ack` and then a ' +
       '`booking.updated` carrying the current booking. A rider then receives every `booking.updated` and `driver.location` of that ' +
       'booking (pushes to riders are filtered by subscription; drivers receive what is addressed to them regardless, and nothing is ' +
       'addressed to admins). `not_found` when the booking does not exist or is not the caller\'s.'],
-] as const).map(([type, exampleRef, description]) => z.object({ type: z.literal(type), ...booking, ...ref }).strict().meta({
-  id: `${type.split('.').map((w) => w[0]!.toUpperCase() + w.slice(1)).join('')}Message`,
+] as const).map(([type, id, exampleRef, description]) => z.object({ type: z.literal(type), ...booking, ...ref }).strict().meta({
+  id,
   description,
   examples: [{ type, bookingId: EXAMPLE_BOOKING, ref: exampleRef }],
 }));
