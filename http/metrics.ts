@@ -148,6 +148,16 @@ export class Metrics {
         for (const s of region.stuckShards()) this.set({ shard: String(s.shard) }, s.seconds);
       },
     });
+    new Gauge({
+      name: 'shard_unserved_seconds',
+      help: 'Shards the command log assigns this node that it does not serve, for how long, and why (absent when served)',
+      labelNames: ['shard', 'reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of region.unservedShards()) this.set({ shard: String(u.shard), reason: u.reason }, u.seconds);
+      },
+    });
     this.#mirror(
       'dispatch_fenced_writes_total', 'Writes storage refused because another node took their shard (a newer epoch)', [],
       () => ({ '': region.stats().fencedWrites }),

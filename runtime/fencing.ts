@@ -38,6 +38,20 @@ export class ShardFences implements WriteFence {
     for (const shard of shards) this.#held.delete(shard);
   }
 
+  /**
+   * The shards among `shards` this node holds no current epoch for: never taken, dropped,
+   * or taken by another node since (a node that was out of its group while another was
+   * given its shards and then got them back). Their entities may hold what is no longer true.
+   */
+  async stale(shards: readonly ShardId[]): Promise<ShardId[]> {
+    if (shards.length === 0) return [];
+    const current = await this.#epochs.currentEpochs(shards);
+    return shards.filter((shard) => {
+      const held = this.#held.get(shard);
+      return held === undefined || current.get(shard) !== held;
+    });
+  }
+
   epochOf(shard: ShardId): Epoch | undefined {
     return this.#held.get(shard);
   }

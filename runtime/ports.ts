@@ -64,8 +64,12 @@ export interface CommandLogHandlers {
    * Called once per record, in offset order per shard; the log commits nothing by itself.
    * `heartbeat` tells the log the consumer is alive while a record takes long (a retry
    * waiting for storage), so the group does not evict a node that is only waiting.
+   * Resolves true when every record was handled; false when the runtime left some unhandled
+   * (it does not serve the shard now): the log must not move past them (resolve, commit, or
+   * commit a later record), but deliver them again, from the first one, to whoever serves
+   * the shard next, this node included.
    */
-  onRecords(shard: ShardId, records: readonly LogRecord[], heartbeat?: () => Promise<void>): Promise<void>;
+  onRecords(shard: ShardId, records: readonly LogRecord[], heartbeat?: () => Promise<void>): Promise<boolean>;
   /**
    * Ownership changed. Called before records of newly gained shards are delivered.
    * `revoked` must be fully drained (handled and committed) when the promise settles.
@@ -87,6 +91,15 @@ export interface CommandLogHandlers {
    * onAssignment): shards kept resume at once; shards lost stay stopped until drained.
    */
   onJoined?(owned: readonly ShardId[]): void;
+  /**
+   * The group confirmed this node's membership (a join, a heartbeat answered): its latest
+   * assignment stands until `until` (ms since the epoch) unless a rebalance says otherwise.
+   * A log with a group calls it on every confirmation; past `until` without a new one, the
+   * node may have been evicted (paused, cut off) and its shards given to others, so the
+   * runtime serves none of them until the group answers again. A log without a group (the
+   * in-process one) never calls it: its assignment needs no confirming.
+   */
+  onLease?(until: number): void;
   /** The whole shard map became known after onAssignment was given a provisional one (the group was still settling). */
   onPlacement?(map: Pick<ShardAssignment, 'placement' | 'nodes'>): void;
   /**
@@ -250,6 +263,8 @@ export interface DeadLetterStore {
 export interface ShardEpochs {
   /** Takes a new epoch for each shard, owned by `nodeId`; returns them. */
   acquire(shards: readonly ShardId[], nodeId: NodeId): Promise<ReadonlyMap<ShardId, Epoch>>;
+  /** The current epoch of each shard that has one (shards never taken are absent). */
+  currentEpochs(shards: readonly ShardId[]): Promise<ReadonlyMap<ShardId, Epoch>>;
 }
 
 /**

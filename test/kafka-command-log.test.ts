@@ -26,6 +26,7 @@ function collector(log: KafkaCommandLog) {
     async onRecords(shard, records) {
       seen.push(...records);
       await log.commit(shard, records.at(-1)!.offset);
+      return true;
     },
     async onAssignment(assignment) {
       assignments.push(assignment);
@@ -95,6 +96,7 @@ test('a failed rebalance step is retried while the gained shards wait, and start
     async onRecords(shard, records) {
       seen.push(...records);
       await log.commit(shard, records.at(-1)!.offset);
+      return true;
     },
     async onAssignment(_assignment, _revoked, gained) {
       attempts++;
@@ -124,6 +126,7 @@ test('stats() says how many records each owned shard has not committed, from wha
       // Shard 1's records are held unhandled until the test lets them go.
       if (shard === 1) await held;
       await log.commit(shard, records.at(-1)!.offset);
+      return true;
     },
     async onAssignment() { /* a lone member */ },
   });

@@ -45,7 +45,7 @@ async function startedLog(t: ExecutionContext, s: LogSetup): Promise<KafkaComman
   });
   t.teardown(() => log.stop());
   await log.start({
-    async onRecords(shard, records) { await log.commit(shard, records.at(-1)!.offset); },
+    async onRecords(shard, records) { await log.commit(shard, records.at(-1)!.offset); return true; },
     async onAssignment() {},
   });
   return log;

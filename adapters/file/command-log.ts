@@ -192,8 +192,9 @@ export class InProcessCommandLog implements CommandLog {
       .map((command, i) => ({ shard: p.shard, offset: from + i, command }));
     if (batch.length === 0) return;
     try {
-      await this.#handlers!.onRecords(p.shard, batch);
-      p.next = from + batch.length;
+      // Left unhandled (the shard is not served now): delivered again, from the same record, a little later.
+      if (await this.#handlers!.onRecords(p.shard, batch)) p.next = from + batch.length;
+      else await sleep(250);
     } catch (error) {
       this.#o.onError?.(error, `delivery of shard ${p.shard} from offset ${from} failed; retrying`);
       await sleep(100);

@@ -13,6 +13,7 @@ import { entityKey } from '../../runtime/entity.ts';
 import type { CommandEnvelope, CommandLog, CommandLogHandlers, LogRecord, ShardAssignment, SoftMessage } from '../../runtime/ports.ts';
 import { backoff, sleep } from '../../runtime/backoff.ts';
 import { DependencyUnreachableError } from '../../runtime/errors.ts';
+import { notAnEnvelope, undecodableRecord } from '../../runtime/undecodable.ts';
 import { isNetworkError } from '../resilience.ts';
 import { decodeJson, stickyRendezvousAssigner, type PlacementData } from './assigner.ts';
 import { SendQueue, recordBytes } from './send-queue.ts';
@@ -81,6 +82,12 @@ export class KafkaCommandLog implements CommandLog {
   /** Per shard: Kafka's high watermark as of the last batch fetched, and that batch's first offset (for stats()). */
   readonly #fetched = new Map<number, { highWatermark: number; firstOffset: number }>();
   readonly #queue: SendQueue<Message & { partition: number }>;
+  /**
+   * Per shard served: the offset of the next record to hand to the runtime, every record
+   * before it handled. Unknown right after a join (the first batch starts at the committed
+   * offset, where Kafka resumes). A batch starting past it would skip records: refused.
+   */
+  readonly #position = new Map<number, number>();
 
   constructor(options: KafkaCommandLogOptions) {
     this.#o = options;
@@ -124,9 +131,14 @@ export class KafkaCommandLog implements CommandLog {
       // At once, not behind an earlier step: kept shards resume, lost ones are no longer served.
       const now = new Set(owned);
       for (const s of this.#serving) if (!now.has(s)) this.#serving.delete(s);
+      // After a join Kafka resumes every partition from its committed offset.
+      this.#position.clear();
+      this.#confirmed();
       this.#handlers?.onJoined?.(owned);
       this.#reassigning = this.#reassigning.then(() => this.#reassign(owned, join)).catch((e) => options.onError?.(e, 'rebalance'));
     });
+    // A heartbeat answered: the broker counts this member as alive, in this generation, for a session from now.
+    this.#consumer.on(this.#consumer.events.HEARTBEAT, () => this.#confirmed());
     this.#consumer.on(this.#consumer.events.CRASH, (event) => {
       // kafkajs has disconnected the consumer: it is out of the group and its shards go to
       // others. Nothing is served from them until the next assignment; kafkajs restarts a
@@ -136,6 +148,16 @@ export class KafkaCommandLog implements CommandLog {
       this.#handlers?.onRebalancing?.();
       if (!event.payload.restart) void this.#restartConsumer();
     });
+  }
+
+  /**
+   * The group vouches for this member for a session from now, less a margin for the
+   * answer's own trip (the broker counts from when it received the heartbeat).
+   */
+  #confirmed(): void {
+    const session = this.#o.sessionTimeoutMs ?? 10_000;
+    const margin = Math.min(this.#o.heartbeatIntervalMs ?? 1_000, session / 4);
+    this.#handlers?.onLease?.(Date.now() + session - margin);
   }
 
   /** Creates the topic with one partition per shard, or checks that the existing one has that many. */
@@ -405,31 +427,55 @@ export class KafkaCommandLog implements CommandLog {
 
   async #handleBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const shard = batch.partition;
-    this.#fetched.set(shard, { highWatermark: Number(batch.highWatermark), firstOffset: Number(batch.firstOffset() ?? batch.lastOffset()) });
+    const first = Number(batch.firstOffset() ?? batch.lastOffset());
+    this.#fetched.set(shard, { highWatermark: Number(batch.highWatermark), firstOffset: first });
     await this.#reassigning;
     if (!(await this.#servable(shard, isRunning, isStale, heartbeat))) return;
-    const records: LogRecord[] = [];
-    const soft: SoftMessage[] = [];
-    for (const message of batch.messages) {
-      const value = decodeJson<CommandEnvelope | SoftRecord>(message.value);
-      if (value && isSoftRecord(value)) soft.push(...value.soft);
-      else if (value) records.push({ shard, offset: Number(message.offset), command: value as CommandEnvelope });
-      else this.#o.onError?.(new Error('undecodable record'), `shard ${shard} offset ${message.offset} skipped`);
+    const beat = () => heartbeat().catch(() => undefined);
+    const position = this.#position.get(shard);
+    if (position !== undefined && first > position) {
+      // Records [position, first) were never handed to the runtime: go back for them.
+      this.#o.onError?.(new Error(`records ${position}..${first - 1} of shard ${shard} skipped`), 'fetching them again');
+      this.#consumer.seek({ topic: this.#o.topic, partition: shard, offset: String(position) });
+      return;
     }
+    const { records, soft } = this.#decode(shard, batch.messages);
     // Soft messages first: they are last-write-wins by their own timestamps, and waiting
     // behind commands (storage) would only make them staler.
     if (soft.length > 0) await this.#handlers!.onSoft?.(shard, soft).catch((e) => this.#o.onError?.(e, `soft messages of shard ${shard}`));
     const last = Number(batch.lastOffset());
     // While a record waits for storage the region calls heartbeat: kafkajs only
     // heartbeats between batches, and a silent member is evicted from the group.
-    if (records.length > 0) {
-      await this.#handlers!.onRecords(shard, records, () => heartbeat().catch(() => undefined));
-      // Soft records after the last command are committed once the commands are (not when the runtime left them).
-      const lastCommand = records.at(-1)!.offset;
-      if (last > lastCommand && (this.#handledUpTo.get(shard) ?? -1) >= lastCommand) await this.commit(shard, last);
-    } else if (batch.messages.length > 0) await this.commit(shard, last);
+    if (records.length > 0 && !(await this.#handlers!.onRecords(shard, records, beat))) {
+      // Left unhandled (the shard is not served here now): nothing is resolved or committed,
+      // so the same records come again, from the first, to whoever serves the shard next.
+      // A pause, heartbeating, so an unserved shard is not fetched again in a hot loop.
+      await pause(1_000, beat);
+      return;
+    }
+    // Soft records after the batch's last command (or a batch of soft records only) are
+    // committed here. Every record before them is handled: the batch's commands just were,
+    // and every record before the batch was (the position check above), so this never
+    // commits past a command left unhandled.
+    if (last > (records.at(-1)?.offset ?? -1)) await this.commit(shard, last);
+    this.#position.set(shard, last + 1);
     resolveOffset(batch.lastOffset());
-    await heartbeat().catch(() => undefined);
+    await beat();
+  }
+
+  /** Commands and soft messages of a batch, in order; a record that is neither becomes an undecodable stand-in (runtime/undecodable.ts). */
+  #decode(shard: ShardId, messages: EachBatchPayload['batch']['messages']): { records: LogRecord[]; soft: SoftMessage[] } {
+    const records: LogRecord[] = [];
+    const soft: SoftMessage[] = [];
+    for (const message of messages) {
+      const offset = Number(message.offset);
+      const value = decodeJson<CommandEnvelope | SoftRecord>(message.value);
+      if (value && isSoftRecord(value)) { soft.push(...value.soft); continue; }
+      const wrong = value === undefined ? 'not JSON' : notAnEnvelope(value);
+      // Not a command: handed on as a stand-in that the region dead-letters with the record's bytes.
+      records.push(wrong === undefined ? { shard, offset, command: value as CommandEnvelope } : undecodableRecord(shard, offset, message.value, wrong));
+    }
+    return { records, soft };
   }
 
   /**
@@ -536,6 +582,14 @@ export class KafkaCommandLog implements CommandLog {
   async #refreshMap(owned: readonly number[], join: number): Promise<void> {
     const map = await this.#wholeMap(owned, () => join === this.#joins, Number.POSITIVE_INFINITY);
     if (map && join === this.#joins && !this.#stopped) this.#handlers?.onPlacement?.(map);
+  }
+}
+
+/** Waits, heartbeating about once a second meanwhile. */
+async function pause(ms: number, heartbeat: () => Promise<unknown>): Promise<void> {
+  for (let left = ms; left > 0; left -= 1_000) {
+    await sleep(Math.min(left, 1_000));
+    await heartbeat();
   }
 }
 

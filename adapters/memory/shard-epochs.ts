@@ -17,6 +17,15 @@ export class MemoryShardEpochs implements ShardEpochs {
     return out;
   }
 
+  async currentEpochs(shards: readonly ShardId[]): Promise<ReadonlyMap<ShardId, Epoch>> {
+    const out = new Map<ShardId, Epoch>();
+    for (const shard of shards) {
+      const row = this.#rows.get(shard);
+      if (row) out.set(shard, row.epoch);
+    }
+    return out;
+  }
+
   current(shard: ShardId): { epoch: Epoch; owner: string } | undefined {
     return this.#rows.get(shard);
   }

@@ -42,6 +42,21 @@ export class PostgresShardEpochs implements ShardEpochs {
       throw error;
     }
   }
+
+  async currentEpochs(shards: readonly ShardId[]): Promise<ReadonlyMap<ShardId, Epoch>> {
+    if (shards.length === 0) return new Map();
+    try {
+      const rows = await this.#orm.em.getConnection().execute(
+        `select shard, epoch from shard_epoch where shard in (${shards.map(() => '?').join(',')})`, [...shards],
+      ) as { shard: number; epoch: string | number }[];
+      return new Map(rows.map((r) => [Number(r.shard), Number(r.epoch)]));
+    } catch (error) {
+      if (countsAsOutage(error)) {
+        throw new StorageUnavailableError(`reading epochs of shard(s) ${shards.join(', ')}: ${(error as Error).message}`, { cause: error });
+      }
+      throw error;
+    }
+  }
 }
 
 /** `exists (...)`: true while `epoch` is the shard's current one; append to a write's `where`, with `fenceParams`. */

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { Api } from '../api.ts';
 import type { Edge } from '../edge.ts';
 import { HttpError } from '../errors.ts';
+import { isUndecodable } from '../../runtime/undecodable.ts';
 
 const DeadLetter = z.object({
   id: z.string(), shard: z.number(), offset: z.number(),
@@ -41,6 +42,9 @@ export function deadLetterRoutes(edge: Edge): Api {
     roles: admin, status: 202, response: DeadLetter, params: Params,
     handler: async (_ctx, { params }) => {
       const letter = await found(params.id!);
+      if (isUndecodable(letter.command)) {
+        throw new HttpError(409, 'not_retriable', `dead letter ${letter.id} is a log record that is not a command: discard it`);
+      }
       // Removed first: if it fails again, it comes back as a new letter, not lost in a race with this delete.
       await edge.deadLetters.remove(letter.id);
       try {

@@ -47,6 +47,7 @@ function consumer(log: CommandLog, withhold: boolean): Consumer {
           upTo = r.offset;
         }
         if (upTo !== undefined) await log.commit(shard, upTo);
+        return true;
       },
       async onAssignment(assignment, revoked, gained) {
         assignments.push({ assignment, revoked, gained });
@@ -170,7 +171,7 @@ export function commandLogConformance(name: string, makePlace: (shards: number) 
     const first = await start();
     const handle = first.c.handlers.onRecords;
     // The first batch is held until released, while drain() is waiting.
-    first.c.handlers.onRecords = async (shard, batch) => { place.entered = true; await held; await handle(shard, batch); };
+    first.c.handlers.onRecords = async (shard, batch) => { place.entered = true; await held; return handle(shard, batch); };
     await first.log.append(0, command('slow'));
     t.true(await eventually(async () => place.entered, WAIT_MS));
     t.truthy(first.log.drain, 'drain() is implemented');

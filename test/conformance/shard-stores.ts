@@ -137,4 +137,13 @@ export function shardEpochsConformance(name: string, make: Make<ShardEpochs>): v
     const [a, b] = await Promise.all([epochs.acquire([3], 'a'), epochs.acquire([3], 'b')]);
     t.deepEqual([a.get(3), b.get(3)].sort(), [1, 2]);
   });
+
+  test(`${name} shard epochs: the current epochs are the last taken, and shards never taken are absent`, async (t) => {
+    const epochs = await use(t);
+    t.deepEqual([...await epochs.currentEpochs([0, 1])], []);
+    await epochs.acquire([0, 1], 'a');
+    await epochs.acquire([1], 'b');
+    t.deepEqual([...await epochs.currentEpochs([0, 1, 2])].sort(), [[0, 1], [1, 2]]);
+    t.deepEqual([...await epochs.currentEpochs([])], []);
+  });
 }

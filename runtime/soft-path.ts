@@ -1,0 +1,175 @@
+// The soft path: soft state (GPS fixes, a driver's copy in its cell) with no command id,
+// dedupe, journal row or log record of its own. Straight to the entity when this node
+// serves its shard; else batched per shard into one log record per tick for the owner.
+// A soft message may be lost (a rebalance, a crash): receivers keep the newest by the
+// message's own timestamp, and the next one repairs it. A message whose outcome would be
+// journaled (events, a refusal, timers, durable tells) is not applied softly: it is sent
+// as a command instead and applied as one.
+
+import { randomUUID } from 'node:crypto';
+import type { EntityRef } from '../actors/behavior.ts';
+import { entityKey } from './entity.ts';
+import type { SoftOutcome } from './entity-actor.ts';
+import { LogUnavailableError } from './errors.ts';
+import type { CommandLog, ShardId, SoftMessage } from './ports.ts';
+import type { ShardHost } from './shard-host.ts';
+
+/**
+ * What became of a soft message here: `applied` by its entity on this node; `durable` when
+ * its outcome had to be journaled, so it was sent as a command instead (and applied as one);
+ * `forwarded` in a soft record to the shard's owner; `dropped` when nobody could take it now
+ * (the entity was failing or being stopped, the shard between owners on a node without a
+ * log to forward it through).
+ */
+export type SoftDelivery = SoftOutcome | 'forwarded';
+
+/** Soft messages per log record at most (a fix is ~150 bytes: well under a request's budget). */
+const SOFT_RECORD_MAX = 1_000;
+/** Entities' soft tells in flight on a node before senders wait (briefly) for room. */
+const SOFT_IN_FLIGHT_MAX = 5_000;
+const SOFT_WAIT_MS = 1_000;
+
+export interface SoftPathOptions {
+  readonly log: Pick<CommandLog, 'append' | 'appendSoft'>;
+  readonly host: Pick<ShardHost, 'knows' | 'soft'>;
+  readonly shardOf: (ref: EntityRef) => ShardId;
+  readonly holds: (shard: ShardId) => boolean;
+  /** True once the node has fenced every shard to stop: nothing is forwarded any more. */
+  readonly closed: () => boolean;
+  readonly onError?: (error: unknown, context: string) => void;
+}
+
+export interface SoftStats {
+  readonly softApplied: number;
+  readonly softDurable: number;
+  readonly softForwarded: number;
+  readonly softDropped: number;
+}
+
+interface Outgoing {
+  messages: SoftMessage[];
+  done: Promise<void>;
+  settle: (error?: unknown) => void;
+}
+
+export class SoftPath {
+  readonly #o: SoftPathOptions;
+  #applied = 0;
+  #durable = 0;
+  #forwarded = 0;
+  #dropped = 0;
+  /** Soft messages for shards served elsewhere, per shard, until this tick ends (one record each). */
+  readonly #out = new Map<ShardId, Outgoing>();
+  #flush: NodeJS.Immediate | undefined;
+  /** Soft tells from entities not handled yet, and senders waiting for fewer (see #room). */
+  #inFlight = 0;
+  #waiting: (() => void)[] = [];
+
+  constructor(options: SoftPathOptions) {
+    this.#o = options;
+  }
+
+  stats(): SoftStats {
+    return { softApplied: this.#applied, softDurable: this.#durable, softForwarded: this.#forwarded, softDropped: this.#dropped };
+  }
+
+  /** Delivers one soft message: to its entity here, or forwarded to its shard's owner. */
+  async deliver(m: SoftMessage): Promise<SoftDelivery> {
+    const shard = this.#o.shardOf(m.to);
+    if (this.#o.holds(shard)) return this.#apply(shard, m);
+    // Served elsewhere, or between owners: the log takes it to whoever serves the shard next.
+    if (!this.#o.log.appendSoft || this.#o.closed()) { this.#dropped++; return 'dropped'; }
+    await this.#queue(shard, m);
+    this.#forwarded++;
+    return 'forwarded';
+  }
+
+  /**
+   * Entities' soft tells: not waited for (a sender must not wait for its receiver's mailbox:
+   * two entities telling each other would deadlock), but past SOFT_IN_FLIGHT_MAX unhandled
+   * ones the sender waits for room, at most SOFT_WAIT_MS, so a fast sender (drivers) cannot
+   * queue unboundedly ahead of slower receivers (cells).
+   */
+  tellFrom(from: EntityRef, tells: readonly { to: EntityRef; message: unknown }[], at: number): Promise<void> | undefined {
+    for (const t of tells) {
+      this.#inFlight++;
+      this.deliver({ to: t.to, message: t.message, at })
+        .catch((e) => this.#o.onError?.(e, `soft tell from ${entityKey(from)} to ${entityKey(t.to)}`))
+        .finally(() => this.#settled());
+    }
+    return this.#room();
+  }
+
+  /** Soft messages of a record from another node, for a shard this node serves. */
+  async received(shard: ShardId, messages: readonly SoftMessage[]): Promise<void> {
+    await Promise.all(messages.map(async (m) => {
+      // A shard lost meanwhile (or a record naming an entity of another shard) is not served here.
+      if (!this.#o.holds(shard) || this.#o.shardOf(m.to) !== shard) { this.#dropped++; return; }
+      await this.#apply(shard, m).catch((e) => {
+        this.#dropped++;
+        this.#o.onError?.(e, `soft message to ${entityKey(m.to)}: sending it as a command failed`);
+      });
+    }));
+  }
+
+  /** Hands a soft message to its entity here; an outcome that must be journaled goes through the log as a command. */
+  async #apply(shard: ShardId, m: SoftMessage): Promise<SoftDelivery> {
+    if (!this.#o.host.knows(m.to.kind)) { this.#dropped++; return 'dropped'; }
+    const outcome = await this.#o.host.soft(m.to, shard, m.message).catch((): SoftOutcome => 'dropped');
+    if (outcome === 'applied') this.#applied++;
+    else if (outcome === 'dropped') this.#dropped++;
+    else {
+      await this.#o.log.append(shard, { id: randomUUID(), to: m.to, message: m.message, at: m.at });
+      this.#durable++;
+    }
+    return outcome;
+  }
+
+  #room(): Promise<void> | undefined {
+    if (this.#inFlight < SOFT_IN_FLIGHT_MAX) return undefined;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, SOFT_WAIT_MS);
+      this.#waiting.push(() => { clearTimeout(timer); resolve(); });
+    });
+  }
+
+  #settled(): void {
+    this.#inFlight--;
+    if (this.#inFlight < SOFT_IN_FLIGHT_MAX / 2 && this.#waiting.length > 0) {
+      const waiting = this.#waiting;
+      this.#waiting = [];
+      for (const go of waiting) go();
+    }
+  }
+
+  /** Soft messages for another node's shard wait for the end of this tick, then go as one record per shard. */
+  #queue(shard: ShardId, m: SoftMessage): Promise<void> {
+    let batch = this.#out.get(shard);
+    if (!batch) {
+      let settle!: (error?: unknown) => void;
+      const done = new Promise<void>((resolve, reject) => { settle = (error) => (error === undefined ? resolve() : reject(error)); });
+      batch = { messages: [], done, settle };
+      this.#out.set(shard, batch);
+      this.#flush ??= setImmediate(() => this.#flushAll());
+    }
+    batch.messages.push(m);
+    if (batch.messages.length >= SOFT_RECORD_MAX) { this.#out.delete(shard); this.#send(shard, batch); }
+    return batch.done;
+  }
+
+  #flushAll(): void {
+    this.#flush = undefined;
+    const batches = [...this.#out];
+    this.#out.clear();
+    for (const [shard, batch] of batches) this.#send(shard, batch);
+  }
+
+  #send(shard: ShardId, batch: Outgoing): void {
+    this.#o.log.appendSoft!(shard, batch.messages).then(
+      () => batch.settle(),
+      (error: unknown) => batch.settle(new LogUnavailableError(
+        `the command log did not take ${batch.messages.length} soft message(s): ${(error as Error)?.message ?? error}`, { cause: error },
+      )),
+    );
+  }
+}
