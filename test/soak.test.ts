@@ -22,6 +22,7 @@ test('a short soak: pause, join and SIGKILL mid-rebalance under load break no in
   t.true(result.acknowledged > 0, 'the load booked rides');
   t.true(result.report.counterCommands > 0, 'the counter load ran');
   t.true(result.faults.some((f) => f.startsWith('SIGSTOP')), 'a node was paused');
+  t.true(result.faults.some((f) => / counters read through it after its return, \d+ stale$/.test(f)), 'reads through the returned node were checked');
   t.true(result.faults.some((f) => f.includes('SIGKILL')), 'a node was killed');
   t.deepEqual(result.violations, [], 'no invariant violated');
 });

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { SignJWT } from 'jose';
+import pg from 'pg';
 import { Kafka, logLevel } from 'kafkajs';
 import { checkInvariants, type InvariantReport } from './invariants.ts';
 import { eventually, freePort, repoRoot, startNodeProcess, type NodeProcess } from './node-process.ts';
@@ -102,6 +103,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const gone: Member[] = [];
   const fencedWrites: Record<string, string> = {};
   const died: string[] = [];
+  /** Stale answers of a node back from a pause (see staleReads). */
+  const returned: string[] = [];
   const work = mkdtempSync(join(tmpdir(), 'soak-'));
   const recordFile = join(work, 'bookings.jsonl');
   writeFileSync(recordFile, '');
@@ -196,6 +199,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       }
       return true;
     };
+    const shardsOf = async (m: Member) => (await view(m.node.url)).shards
+      .flatMap((s, shard) => (s.node === m.id ? [shard] : []));
     const metric = async (m: Member) => {
       try {
         const res = await fetch(`${m.node.url}/metrics`, { headers: auth, signal: AbortSignal.timeout(5_000) });
@@ -289,6 +294,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     const steps: Step[] = [];
     steps.push({ atMs: options.pauseAtMs, run: async () => {
       const m = members[members.length - 1]!;
+      const before = await shardsOf(m);
       m.paused = true;
       m.node.child.kill('SIGSTOP');
       fault(`SIGSTOP ${m.id} for ${2 * SESSION_TIMEOUT_MS + 3_000} ms (session timeout ${SESSION_TIMEOUT_MS} ms)`);
@@ -296,8 +302,14 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       m.node.child.kill('SIGCONT');
       fault(`SIGCONT ${m.id}`);
       await eventually(async () => (await fetch(`${m.node.url}/ready`, { signal: AbortSignal.timeout(3_000) })).ok, 120_000, 500);
-      m.paused = false;
       await settle(`after pausing ${m.id}`);
+      const back = (await shardsOf(m)).filter((s) => before.includes(s));
+      fault(`${m.id} got back ${back.length} of its ${before.length} old shard(s)${back.length ? `: ${back.join(', ')}` : ''}`);
+      // Reads through the returned node are the journal's, never a copy from before the pause.
+      const stale = await staleReads(m, counterIds, db.url);
+      if (stale.length > 0) returned.push(...stale.map((v) => `after its return, ${m.id} answered ${v}`));
+      fault(`${m.id}: ${counterIds.length} counters read through it after its return, ${stale.length} stale`);
+      m.paused = false; // commands through it from now on: the final check counts them applied exactly once
     } });
     for (let k = 1; options.churnEveryMs * k < options.durationMs; k++) {
       steps.push({ atMs: options.churnEveryMs * k, run: async () => {
@@ -350,10 +362,37 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       : Math.max(...firstOkAfterKill.values()) - killedAt;
     log(`soak: load stopped; ${acknowledged.length} bookings acknowledged; checking invariants`);
     const report = await checkInvariants({ databaseUrl: db.url, urls, adminToken: admin, bookings: acknowledged, counterSent: sent, log });
-    return { report, violations: [...died, ...report.violations], acknowledged: acknowledged.length, longestUnavailableMs, serveAgainAfterKillMs, longestCounterAckMs, fencedWrites, faults };
+    return { report, violations: [...died, ...returned, ...report.violations], acknowledged: acknowledged.length, longestUnavailableMs, serveAgainAfterKillMs, longestCounterAckMs, fencedWrites, faults };
   } finally {
     for (const c of cleanup.reverse()) await c().catch((e) => log(`soak: cleanup: ${e instanceof Error ? e.message : e}`));
     rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Counters whose answer through `m` is older than the journal was before the read: the
+ * journal's row count for the counter is read before and after (the load goes on), and the
+ * answer's `applied` must lie between them.
+ */
+async function staleReads(m: Member, ids: readonly string[], databaseUrl: string): Promise<string[]> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  const rows = async (id: string) => Number((await client.query<{ n: string }>(
+    'select count(*) as n from journal where persistence_key = $1', [`counter:${id}`],
+  )).rows[0]!.n);
+  try {
+    const stale: string[] = [];
+    for (const id of ids) {
+      const low = await rows(id);
+      const res = await fetch(`${m.node.url}/counter/${id}`, { signal: AbortSignal.timeout(10_000) }).catch(() => undefined);
+      if (!res?.ok) { stale.push(`${id}: no answer (${res?.status ?? 'timeout'})`); continue; }
+      const applied = ((await res.json()) as { applied: number }).applied;
+      const high = await rows(id);
+      if (applied < low || applied > high) stale.push(`${id}: applied ${applied} where the journal held ${low}..${high}`);
+    }
+    return stale;
+  } finally {
+    await client.end();
   }
 }
 
