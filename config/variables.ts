@@ -152,7 +152,8 @@ const DEFINED = {
   OTEL_SERVICE_NAME: { default: 'dispatch', doc: 'service.name of the traces; the node id goes with it as service.instance.id' },
   OTEL_TRACES_SAMPLER_ARG: {
     default: '1',
-    doc: 'share of new traces recorded, 0 to 1 (a trace continues its parent\'s decision across nodes)',
+    doc: 'share of requests traced, 0 to 1, decided where the trace starts (the edge; a client\'s traceparent is only a link) and kept ' +
+      'by every span of the trace across nodes',
   },
   METRICS_PORT: {
     doc: 'port of a separate listener serving /metrics to Prometheus (bind it where only the scraper reaches); unset: /metrics is on ' +
