@@ -89,6 +89,11 @@ const DEFINED = {
     doc: 'attempts at a command that fails transiently (storage down) before it is dead-lettered; with backoff capped at 5 s, 20 is ' +
       'about 70 s. Permanent failures are dead-lettered at once',
   },
+  DEAD_LETTER_RETRY_MAX_AGE_MS: {
+    default: '86400000',
+    doc: 'a dead-lettered command issued longer ago than this is not retried (409 dead_letter_too_old) unless the admin forces it ' +
+      '(?force=true): replayed late, an old command can undo what happened since (re-activate a driver deactivated meanwhile)',
+  },
   ASK_TIMEOUT_MS: { default: '5000', doc: 'timeout of a query to an entity' },
   STARTUP_TIMEOUT_MS: {
     default: '300000',
