@@ -103,7 +103,24 @@ export interface Projections extends ProjectionMonitor {
   rebuild(name: string): Promise<{ rows: number; ms: number }>;
 }
 
-// ---- Rate limiter (http/rate-limit.ts makes middleware of it) ----
+// ---- Rate limiter (http/rate-limit.ts makes middleware of it; http/ws.ts meters sockets with it) ----
+//
+// Counted where every node sees the same numbers (Redis in a cluster, this process in an
+// embedded node): a user's allowance is the same however many nodes their requests and
+// sockets land on.
+
+/** A token bucket: refilled at `perSecond`, holding at most `burst`. */
+export interface Budget {
+  readonly perSecond: number;
+  readonly burst: number;
+}
+
+/** One place held under a capped key (one open socket of a user). */
+export interface Place {
+  readonly key: string;
+  /** Unique per holder (a session), so a holder's renewal and release touch only its place. */
+  readonly holder: string;
+}
 
 export interface RateLimiter {
   /** Counts one hit; `allowed` false once `limit` hits happened in the current window. */
@@ -112,6 +129,16 @@ export interface RateLimiter {
   block(key: string, ms: number): Promise<void>;
   /** How long `key` is still held back; 0 when it is not. */
   blockedFor(key: string): Promise<number>;
+  /** Takes `n` tokens from the bucket `key`; false, and nothing taken, when it holds fewer. */
+  take(key: string, n: number, budget: Budget): Promise<boolean>;
+  /**
+   * Holds one of at most `cap` places under the place's key for `leaseMs`; false when all are
+   * held. A holder that dies without releasing loses its place when its lease runs out.
+   */
+  acquire(place: Place, cap: number, leaseMs: number): Promise<boolean>;
+  /** Extends the leases of places still held (their sockets are open). */
+  renew(places: readonly Place[], leaseMs: number): Promise<void>;
+  release(place: Place): Promise<void>;
   /** Releases connections (a limiter with none has no close). */
   close?(): void;
 }
