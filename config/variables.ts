@@ -164,7 +164,7 @@ const DEFINED = {
     doc: 'port of a separate listener serving /metrics to Prometheus (bind it where only the scraper reaches); unset: /metrics is on ' +
       'PORT for admin tokens only',
   },
-  WS_MAX_SOCKETS_PER_USER: { default: '5', doc: 'open WebSocket sessions one user may hold; the next is refused with close code 4429' },
+  WS_MAX_SOCKETS_PER_USER: { default: '5', doc: 'open WebSocket sessions one user may hold, across all nodes; the next is refused with close code 4429' },
   WS_MAX_SOCKETS_PER_IP: { default: '200', doc: 'open WebSocket sessions from one client IP, signed in or not (see TRUST_PROXY)' },
   WS_AUTH_TIMEOUT_MS: {
     default: '10000',
@@ -172,7 +172,7 @@ const DEFINED = {
   },
   WS_MESSAGES_PER_SECOND: {
     default: '20',
-    doc: 'messages per second one user may send across all their sockets (bursts up to 5x); more get error rate_limited',
+    doc: 'messages per second one user may send across all their sockets on all nodes (bursts up to 5x); more get error rate_limited',
   },
   LOCATION_FIXES_PER_MINUTE: {
     default: '120',

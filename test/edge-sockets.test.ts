@@ -148,7 +148,9 @@ test('two nodes sharing one Redis share a user\'s socket cap, message budget and
   // Ten minutes of fixes (600) at once: 400 through one node, then 400 through the other.
   const driver = await a.token('two-nodes-fixes', 'driver');
   const [fixA, fixB] = [await a.socket(driver), await b.socket(driver)];
-  const batch = (n: number) => Array.from({ length: n }, (_, i) => ({ lat: 52.52, lng: 13.405 + i * 1e-5, at: new Date(Date.now() - (n - i) * 1000).toISOString() }));
+  const batch = (n: number) => Array.from({ length: n }, (_, i) => ({
+    lat: 52.52, lng: 13.405 + i * 1e-5, at: new Date(Date.now() - (n - i) * 1000).toISOString(),
+  }));
   t.not((await fixA.call({ type: 'location.batch', fixes: batch(400) }, 'b1')).code, 'rate_limited');
   t.is((await fixB.call({ type: 'location.batch', fixes: batch(400) }, 'b2')).code, 'rate_limited', 'the same budget on the other node');
   fixA.close();
