@@ -28,6 +28,7 @@ import { clusterRoutes } from './http/routes/cluster.ts';
 import { authRoutes } from './http/routes/auth.ts';
 import { adminRoutes } from './http/routes/admin.ts';
 import { deadLetterRoutes } from './http/routes/dead-letters.ts';
+import { auditRoutes } from './http/routes/audit.ts';
 import { bookingRoutes } from './http/routes/bookings.ts';
 import { discoveryRoutes } from './http/routes/discovery.ts';
 import { docsRoutes } from './http/routes/docs.ts';
@@ -44,6 +45,7 @@ import { healthChecks, openNodeServer, routeList, serveMetrics } from './http/se
 import { AccountStore } from './adapters/postgres/accounts.ts';
 import { keyringFor } from './adapters/personal-data-keys.ts';
 import { SettingsStore } from './adapters/postgres/settings.ts';
+import { PostgresAuditLog } from './adapters/postgres/audit-log.ts';
 import { InProcessRateLimiter } from './adapters/memory/rate-limiter.ts';
 import { RedisRateLimiter } from './adapters/redis/rate-limiter.ts';
 import { createLogger, type Logger } from './runtime/logger.ts';
@@ -209,6 +211,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     devTokens: config.auth.devTokens,
     rateLimits: config.rateLimits,
     deadLetters: storage.operatorDeadLetters,
+    deadLetterRetryMaxAgeMs: config.runtime.deadLetterRetryMaxAgeMs,
+    audit: new PostgresAuditLog(storage.orm, storage.sqlGuard),
   };
   if (config.quotes.ephemeral) logger.warn('no QUOTE_SECRET: signing quotes with a random per-process key (development only)');
   const metrics = new Metrics({
@@ -217,7 +221,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     breakers: () => ({ postgres: storage.sqlGuard.state() }),
   });
   const apis: Api[] = [
-    authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge, occupied), adminRoutes(edge), deadLetterRoutes(edge),
+    authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge, occupied), adminRoutes(edge), deadLetterRoutes(edge), auditRoutes(edge),
     clusterRoutes(region, host, projector),
   ];
 

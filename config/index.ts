@@ -85,6 +85,8 @@ export interface Config {
     readonly maxConcurrentRecoveries: number;
     readonly snapshotEvery: number;
     readonly commandMaxAttempts: number;
+    /** A dead letter's command older than this is retried only when an admin forces it. */
+    readonly deadLetterRetryMaxAgeMs: number;
     readonly askTimeoutMs: number;
     readonly shutdownTimeoutMs: number;
     /** How long start-up waits for unreachable dependencies before the node gives up. */
@@ -607,6 +609,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxConcurrentRecoveries: r.int('MAX_CONCURRENT_RECOVERIES', 1, 10_000),
       snapshotEvery: r.int('SNAPSHOT_EVERY', 0, 1_000_000),
       commandMaxAttempts: r.int('COMMAND_MAX_ATTEMPTS', 1, 1000),
+      deadLetterRetryMaxAgeMs: r.int('DEAD_LETTER_RETRY_MAX_AGE_MS', 1_000, 366 * 86_400_000),
       askTimeoutMs: r.int('ASK_TIMEOUT_MS', 10, 600_000),
       shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 100, 600_000),
       startupTimeoutMs: r.int('STARTUP_TIMEOUT_MS', 1_000, 86_400_000),

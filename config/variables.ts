@@ -89,6 +89,11 @@ const DEFINED = {
     doc: 'attempts at a command that fails transiently (storage down) before it is dead-lettered; with backoff capped at 5 s, 20 is ' +
       'about 70 s. Permanent failures are dead-lettered at once',
   },
+  DEAD_LETTER_RETRY_MAX_AGE_MS: {
+    default: '86400000',
+    doc: 'a dead-lettered command issued longer ago than this is not retried (409 dead_letter_too_old) unless the admin forces it ' +
+      '(?force=true): replayed late, an old command can undo what happened since (re-activate a driver deactivated meanwhile)',
+  },
   ASK_TIMEOUT_MS: { default: '5000', doc: 'timeout of a query to an entity' },
   STARTUP_TIMEOUT_MS: {
     default: '300000',
@@ -152,13 +157,14 @@ const DEFINED = {
   OTEL_SERVICE_NAME: { default: 'dispatch', doc: 'service.name of the traces; the node id goes with it as service.instance.id' },
   OTEL_TRACES_SAMPLER_ARG: {
     default: '1',
-    doc: 'share of new traces recorded, 0 to 1 (a trace continues its parent\'s decision across nodes)',
+    doc: 'share of requests traced, 0 to 1, decided where the trace starts (the edge; a client\'s traceparent is only a link) and kept ' +
+      'by every span of the trace across nodes',
   },
   METRICS_PORT: {
     doc: 'port of a separate listener serving /metrics to Prometheus (bind it where only the scraper reaches); unset: /metrics is on ' +
       'PORT for admin tokens only',
   },
-  WS_MAX_SOCKETS_PER_USER: { default: '5', doc: 'open WebSocket sessions one user may hold; the next is refused with close code 4429' },
+  WS_MAX_SOCKETS_PER_USER: { default: '5', doc: 'open WebSocket sessions one user may hold, across all nodes; the next is refused with close code 4429' },
   WS_MAX_SOCKETS_PER_IP: { default: '200', doc: 'open WebSocket sessions from one client IP, signed in or not (see TRUST_PROXY)' },
   WS_AUTH_TIMEOUT_MS: {
     default: '10000',
@@ -166,7 +172,7 @@ const DEFINED = {
   },
   WS_MESSAGES_PER_SECOND: {
     default: '20',
-    doc: 'messages per second one user may send across all their sockets (bursts up to 5x); more get error rate_limited',
+    doc: 'messages per second one user may send across all their sockets on all nodes (bursts up to 5x); more get error rate_limited',
   },
   LOCATION_FIXES_PER_MINUTE: {
     default: '120',

@@ -7,6 +7,8 @@ import { z, type ZodType } from 'zod';
 import type { Role } from './auth.ts';
 import { requireRole, type AuthState } from './authenticate.ts';
 import { HttpError } from './errors.ts';
+import { audited, type AuditDetail, type AuditNote } from './audit.ts';
+import type { AuditLog } from './ports.ts';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
@@ -37,7 +39,13 @@ export interface Operation<B = unknown, Q = unknown, P = Record<string, string>>
    * (400 for input, 413 for a body, 401/403 for roles, 404 for path parameters, 429 for /v1/).
    */
   readonly errors?: readonly number[];
-  readonly handler: (ctx: Context & { state: AuthState }, input: { body: B; query: Q; params: P }) => Promise<unknown>;
+  /**
+   * What the action changes, for the audit log (http/audit.ts), from its input and its
+   * result (undefined when it was refused). Required of every write admins may call; an
+   * admin's call is then recorded, done or refused.
+   */
+  readonly audit?: (input: { body: B; query: Q; params: P }, result: any) => AuditNote;
+  readonly handler: (ctx: Context & { state: AuthState & AuditDetail }, input: { body: B; query: Q; params: P }) => Promise<unknown>;
 }
 
 export const ErrorSchema = z.object({
@@ -68,12 +76,23 @@ const pathParams = (path: string) => [...path.matchAll(/:(\w+)/g)].map((m) => m[
 export class Api {
   readonly router = new Router<AuthState>();
   readonly operations: Operation<any, any, any>[] = [];
+  readonly #audit: AuditLog | undefined;
+
+  /** `audit`: where admins' writes are recorded (required once an operation declares `audit`). */
+  constructor(options: { audit?: AuditLog } = {}) {
+    this.#audit = options.audit;
+  }
 
   add<B = undefined, Q = undefined, P = Record<string, string>>(op: Operation<B, Q, P>): void {
     const name = `${op.method.toUpperCase()} ${op.path}`;
     if (!op.roles === !op.public) {
       throw new Error(`${name}: declare either roles (who may call it) or public: true, not ${op.public ? 'both' : 'neither'}`);
     }
+    // An admin's write that leaves no record is the gap the audit log closes: a forgotten one fails at start.
+    if (op.method !== 'get' && op.roles?.includes('admin') && !op.audit) {
+      throw new Error(`${name}: admins may call it and it writes: declare audit (what it changes) for the audit log`);
+    }
+    if (op.audit && !this.#audit) throw new Error(`${name}: declares audit, but this Api was made without an audit log`);
     // Every path parameter has a format, so none reaches a handler (and an actor) unchecked: a forgotten one fails at start.
     const names = pathParams(op.path);
     if (names.length > 0 || op.params) {
@@ -94,7 +113,12 @@ export class Api {
         if (!checked.success) throw noSuchResource(checked.error.issues);
         params = checked.data;
       }
-      const result = await op.handler(ctx as never, { body, query, params });
+      const input = { body, query, params };
+      const action = () => op.handler(ctx as never, input);
+      const audit = op.audit;
+      const result = audit && ctx.state.principal?.role === 'admin'
+        ? await audited(this.#audit!, ctx as never, op, (done) => audit(input, done), action)
+        : await action();
       ctx.status = op.status ?? 200;
       if (result !== undefined) ctx.body = result;
     });

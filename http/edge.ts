@@ -10,7 +10,7 @@ import type { ShardHost } from '../runtime/shard-host.ts';
 import type { Keyring } from '../runtime/personal-data.ts';
 import type { Authenticator } from './auth.ts';
 import type { QuoteSigner } from './quote-token.ts';
-import type { Accounts, Projections, RateLimiter, ReadModelQueries, Settings } from './ports.ts';
+import type { Accounts, AuditLog, Projections, RateLimiter, ReadModelQueries, Settings } from './ports.ts';
 
 export interface Edge {
   readonly region: ShardRegion;
@@ -34,6 +34,10 @@ export interface Edge {
   readonly personalData: Keyring;
   /** Commands the runtime could not handle (admin: list, retry, discard). */
   readonly deadLetters: DeadLetterStore;
+  /** A dead letter whose command was issued longer ago than this is retried only when forced. */
+  readonly deadLetterRetryMaxAgeMs: number;
+  /** Where admins' actions are recorded (http/audit.ts). */
+  readonly audit: AuditLog;
 }
 
 export async function pricingPolicy(edge: Edge): Promise<PricingPolicy> {

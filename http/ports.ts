@@ -1,6 +1,6 @@
 // Ports of the edge: what the HTTP and WebSocket edge needs from storage, with only the
 // methods it calls. Adapters implement them (adapters/postgres for accounts, read models,
-// settings and projections; adapters/memory and adapters/redis for the rate limiter);
+// settings, projections and the audit log; adapters/memory and adapters/redis for the rate limiter);
 // node.ts chooses the adapters and hands them to the edge. Nothing under http/ imports
 // adapters/ (test/imports.test.ts checks it; docs/DESIGN.md, "Layers").
 
@@ -103,7 +103,24 @@ export interface Projections extends ProjectionMonitor {
   rebuild(name: string): Promise<{ rows: number; ms: number }>;
 }
 
-// ---- Rate limiter (http/rate-limit.ts makes middleware of it) ----
+// ---- Rate limiter (http/rate-limit.ts makes middleware of it; http/ws.ts meters sockets with it) ----
+//
+// Counted where every node sees the same numbers (Redis in a cluster, this process in an
+// embedded node): a user's allowance is the same however many nodes their requests and
+// sockets land on.
+
+/** A token bucket: refilled at `perSecond`, holding at most `burst`. */
+export interface Budget {
+  readonly perSecond: number;
+  readonly burst: number;
+}
+
+/** One place held under a capped key (one open socket of a user). */
+export interface Place {
+  readonly key: string;
+  /** Unique per holder (a session), so a holder's renewal and release touch only its place. */
+  readonly holder: string;
+}
 
 export interface RateLimiter {
   /** Counts one hit; `allowed` false once `limit` hits happened in the current window. */
@@ -112,6 +129,57 @@ export interface RateLimiter {
   block(key: string, ms: number): Promise<void>;
   /** How long `key` is still held back; 0 when it is not. */
   blockedFor(key: string): Promise<number>;
+  /** Takes `n` tokens from the bucket `key`; false, and nothing taken, when it holds fewer. */
+  take(key: string, n: number, budget: Budget): Promise<boolean>;
+  /**
+   * Holds one of at most `cap` places under the place's key for `leaseMs`; false when all are
+   * held. A holder that dies without releasing loses its place when its lease runs out.
+   */
+  acquire(place: Place, cap: number, leaseMs: number): Promise<boolean>;
+  /** Extends the leases of places still held (their sockets are open). */
+  renew(places: readonly Place[], leaseMs: number): Promise<void>;
+  release(place: Place): Promise<void>;
   /** Releases connections (a limiter with none has no close). */
   close?(): void;
+}
+
+// ---- Audit log: who did what, as an admin, from where (http/audit.ts records it) ----
+
+export interface AuditRecord {
+  /** When the action was answered, ms since the epoch. */
+  readonly at: number;
+  /** The token's subject and role. */
+  readonly actor: { readonly sub: string; readonly role: string };
+  readonly method: string;
+  /** The route's template (`/v1/admin/drivers/:id`), not the path. */
+  readonly route: string;
+  /** What it acted on (`driver:drv_1`), when it names one thing. */
+  readonly target?: string;
+  /** What changed, in a few words, with no personal data in clear (field names, not their values). */
+  readonly summary: string;
+  /** The status answered: whether the action was done, refused or failed. */
+  readonly status: number;
+  /** The client's address as the edge resolved it (TRUST_PROXY). */
+  readonly ip: string;
+  /** The node's id of the request, as in its log line. */
+  readonly requestId: string;
+}
+
+export interface AuditEntry extends AuditRecord {
+  /** Increasing with each record: newest first is highest first, and a page ends at an id. */
+  readonly id: string;
+}
+
+export interface AuditQuery {
+  readonly limit: number;
+  /** Only entries older than the one with this id (the last of the previous page). */
+  readonly before?: string;
+  /** Only this subject's actions. */
+  readonly actor?: string;
+}
+
+export interface AuditLog {
+  record(entry: AuditRecord): Promise<void>;
+  /** Newest first. */
+  list(query: AuditQuery): Promise<AuditEntry[]>;
 }

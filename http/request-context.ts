@@ -4,15 +4,29 @@
 import { randomUUID } from 'node:crypto';
 import type { Middleware } from 'koa';
 import type { Logger } from 'pino';
+import type { Principal } from './auth.ts';
 import { HttpError, errorBody } from './errors.ts';
+
+/** Longest client request id kept in the log. */
+const CLIENT_ID_MAX = 128;
+
+/**
+ * The request id is always the node's own: a client's X-Request-Id could collide with
+ * another request's on purpose, or pass for one of ours in the logs. What the client sent
+ * is kept beside it, as `clientRequestId`, reduced to safe characters and bounded.
+ */
+export function clientRequestIdOf(header: string): string | undefined {
+  const kept = header.slice(0, CLIENT_ID_MAX * 4).replace(/[^\w.:/-]/g, '').slice(0, CLIENT_ID_MAX);
+  return kept === '' ? undefined : kept;
+}
 
 export function requestContext(logger: Logger): Middleware {
   return async (ctx, next) => {
-    const incoming = ctx.get('x-request-id');
-    const requestId = /^[\w.-]{1,128}$/.test(incoming) ? incoming : randomUUID();
+    const requestId = randomUUID();
     ctx.state.requestId = requestId;
     ctx.set('x-request-id', requestId);
-    const log = logger.child({ requestId });
+    const clientRequestId = clientRequestIdOf(ctx.get('x-request-id'));
+    const log = logger.child(clientRequestId === undefined ? { requestId } : { requestId, clientRequestId });
     ctx.state.log = log;
     const started = performance.now();
     try {
@@ -35,7 +49,10 @@ export function requestContext(logger: Logger): Middleware {
       }
     } finally {
       const ms = Math.round((performance.now() - started) * 100) / 100;
-      log.info({ method: ctx.method, path: ctx.path, status: ctx.status, ms }, 'request');
+      // Who did it: the token's subject and role (authentication ran below, for this request).
+      const principal = (ctx.state as { principal?: Principal }).principal;
+      const actor = principal ? { actor: { sub: principal.sub, role: principal.role } } : {};
+      log.info({ method: ctx.method, path: ctx.path, status: ctx.status, ms, ...actor }, 'request');
     }
   };
 }
@@ -61,8 +78,8 @@ function retryAfterOf(error: unknown): number | undefined {
   return typeof seconds === 'number' && seconds > 0 ? Math.ceil(seconds) : undefined;
 }
 
-/** Koa and its body parsers throw errors with `status` (or `statusCode`) set. */
-function statusOf(error: unknown): number {
+/** The status an error is answered with. Koa and its body parsers throw errors with `status` (or `statusCode`) set. */
+export function statusOf(error: unknown): number {
   const known = RUNTIME_ERRORS[(error as Error)?.name];
   if (known) return known[0];
   const e = error as { status?: unknown; statusCode?: unknown; expose?: unknown };

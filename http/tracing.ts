@@ -1,7 +1,9 @@
 // One server span per HTTP request, named `METHOD route` (the route's template, not the
 // path: ids would make every name unique). It is active while the request is handled, so
-// the commands it appends continue its trace (runtime/tracing.ts). A caller's traceparent
-// header is continued. Probes are not traced: they come every few seconds and say nothing.
+// the commands it appends continue its trace (runtime/tracing.ts). Each request starts a new
+// trace: a caller's traceparent header is only a link (a client must not choose our trace
+// ids nor force spans to be recorded). Probes are not traced: they come every few seconds
+// and say nothing.
 
 import type { Middleware } from 'koa';
 import { endSpan, SpanKind, startRootSpan, withSpan } from '../runtime/tracing.ts';

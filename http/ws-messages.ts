@@ -71,8 +71,8 @@ export const ClientMessage = z.discriminatedUnion('type', [
   z.object({ type: z.literal('auth'), token: text().max(4096).describe('A JWT, as for `Authorization: Bearer`.'), ...ref }).strict().meta({
     id: 'AuthMessage',
     description: 'Authenticates the socket (any role). Send it first when the socket was opened without `?token=`; the socket is closed ' +
-      'with 4401 if no valid token arrives within 10 s. Answered with `ack`; an invalid token gets `error` `unauthenticated` and close ' +
-      '4401.',
+      'with 4401 if no valid token arrives within 10 s, if another message comes first, and with 1009 if the first message is over 8 ' +
+      'KiB. Answered with `ack`; an invalid token gets `error` `unauthenticated` and close 4401.',
     examples: [{ type: 'auth', token: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkcml2ZXItNDIiLCJyb2xlIjoiZHJpdmVyIn0.c2lnbmF0dXJl', ref: 'auth-1' }],
   }),
   z.object({
@@ -177,7 +177,8 @@ export const ServerMessage = z.discriminatedUnion('type', [
     ),
   }).meta({
     id: 'ErrorMessage',
-    description: 'The message was refused. The socket stays open (except after a failed `auth`, which closes it with 4401).',
+    description: 'The message was refused. The socket stays open (except after a failed `auth`, or a first message that is not a ' +
+      'small `auth`, which close it).',
     examples: [
       { type: 'error', code: 'no_such_offer', message: 'no open offer for booking bk_Qm9va2luZy1FeGFtcGxlMQ', ref: 'acc-1' },
       { type: 'error', code: 'unknown_type', message: 'unknown message type "teleport"' },

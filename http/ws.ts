@@ -5,10 +5,14 @@
 // through the notifier). Dead sockets are closed by ping/pong; a slow reader
 // loses superseded location pushes first and is closed if it falls far behind.
 // Limits are per user and per client address, not per socket, so opening more
-// sockets buys nothing: sockets per user and per IP are capped, messages and
-// location fixes are metered per user across their sockets (on this node), and
-// a session ends when its token does unless a fresh `auth` message extends it.
+// sockets buys nothing: sockets per user are capped and messages and location fixes
+// metered per user across all their sockets on every node (the RateLimiter port: Redis
+// in a cluster, this process when embedded), sockets per IP are capped per node, and
+// a session ends when its token does unless a fresh `auth` message extends it. A socket
+// opened without a token may send one small message, its `auth`: anything else first
+// closes it before a large payload is parsed.
 
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Logger } from '../runtime/logger.ts';
@@ -22,7 +26,8 @@ import { mayRead } from './booking-access.ts';
 import { opsSnapshot } from './ops-feed.ts';
 import { commandError } from './rejections.ts';
 import { ClientMessage, DRIVER_ONLY } from './ws-messages.ts';
-import { TokenBucket } from './token-bucket.ts';
+import { TokenBucket } from '../runtime/token-bucket.ts';
+import type { Budget, Place } from './ports.ts';
 import { BookingId } from './ids.ts';
 
 /** Socket messages that start no trace: location fixes are soft state, sent about once a second per driver. */
@@ -51,7 +56,14 @@ export interface WsLimits {
 }
 
 /** Close codes of the protocol (docs/API.md lists them). */
-export const CLOSE = { unauthenticated: 4401, tooMany: 4429 } as const;
+export const CLOSE = { unauthenticated: 4401, tooMany: 4429, tooBig: 1009 } as const;
+
+/**
+ * The largest message a socket may send before it is authenticated: an `auth` message
+ * with a token of up to 4096 characters (ws-messages.ts) fits, a payload to make the node
+ * parse does not.
+ */
+export const FIRST_MESSAGE_MAX_BYTES = 8 * 1024;
 
 interface Session {
   readonly socket: WebSocket;
@@ -59,17 +71,15 @@ interface Session {
   principal?: Principal;
   alive: boolean;
   readonly subscriptions: Set<string>;
-  /** Before auth the socket has a bucket of its own; after, its user's. */
+  /** Before auth the socket has a bucket of its own; after, its user's (in the limiter). */
   readonly bucket: TokenBucket;
+  /** The user's socket place this session holds (released when it closes). */
+  place?: Place;
+  /** An `auth` message being checked: messages that arrive meanwhile wait for it. */
+  authenticating?: Promise<void>;
   ops?: NodeJS.Timeout;
   /** Closes the socket when its token expires (or when no auth came in time). */
   expiry?: NodeJS.Timeout;
-}
-
-/** What one user may still send, across all their sockets on this node. */
-interface Allowance {
-  readonly messages: TokenBucket;
-  readonly fixes: TokenBucket;
 }
 
 export class WsGateway {
@@ -78,7 +88,6 @@ export class WsGateway {
   readonly #sessions = new Set<Session>();
   readonly #byUser = new Map<string, Set<Session>>();
   readonly #byIp = new Map<string, number>();
-  readonly #allowances = new Map<string, Allowance>();
   #heartbeat: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
 
@@ -120,6 +129,7 @@ export class WsGateway {
       return;
     }
     let principal: Principal | undefined;
+    let place: Place | undefined;
     const token = url.searchParams.get('token');
     if (token) {
       try {
@@ -128,22 +138,42 @@ export class WsGateway {
         refuse('401 Unauthorized', 'unauthenticated', 'invalid or expired token');
         return;
       }
-      if (this.#userSockets(principal.sub) >= this.#o.limits.maxSocketsPerUser) {
+      place = await this.#acquire(principal);
+      if (!place) {
         refuse('429 Too Many Requests', 'too_many_sockets', 'too many open sockets for this user');
         return;
       }
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(ws, ip, principal));
+    // The client may have gone while its place was taken: a place nobody opened is given back.
+    let opened = false;
+    const giveBack = () => { if (!opened && place) void this.#o.edge.limiter.release(place); };
+    if (socket.destroyed) { giveBack(); return; }
+    socket.once('close', giveBack);
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      opened = true;
+      this.#open(ws, ip, principal, place);
+    });
   }
 
-  #open(socket: WebSocket, ip: string, principal: Principal | undefined): void {
+  /** One of the user's socket places, held cluster-wide; undefined when they hold them all. */
+  async #acquire(principal: Principal): Promise<Place | undefined> {
+    const place = { key: `ws:sockets:${principal.sub}`, holder: randomUUID() };
+    return (await this.#o.edge.limiter.acquire(place, this.#o.limits.maxSocketsPerUser, this.#leaseMs)) ? place : undefined;
+  }
+
+  /** A place outlives a node that died holding it by this long: three heartbeats, each renewing it. */
+  get #leaseMs(): number {
+    return 3 * (this.#o.heartbeatMs ?? 30_000);
+  }
+
+  #open(socket: WebSocket, ip: string, principal: Principal | undefined, place: Place | undefined): void {
     const { messagesPerSecond } = this.#o.limits;
     const session: Session = {
       socket, ip, alive: true, subscriptions: new Set(), bucket: new TokenBucket(messagesPerSecond, messagesPerSecond * 5),
     };
     this.#sessions.add(session);
     this.#byIp.set(ip, (this.#byIp.get(ip) ?? 0) + 1);
-    if (principal) this.#bind(session, principal);
+    if (principal) this.#bind(session, principal, place!);
     else session.expiry = setTimeout(() => socket.close(CLOSE.unauthenticated, 'authenticate first'), this.#o.limits.authTimeoutMs);
     socket.on('pong', () => { session.alive = true; });
     socket.on('message', (data, isBinary) => void this.#receive(session, data, isBinary));
@@ -151,26 +181,21 @@ export class WsGateway {
     socket.on('error', () => this.#drop(session));
   }
 
-  #userSockets(sub: string): number {
-    return this.#byUser.get(sub)?.size ?? 0;
+  /** A user's messages across all their sockets: bursts of 5 seconds' worth. */
+  get #messageBudget(): Budget {
+    const { messagesPerSecond } = this.#o.limits;
+    return { perSecond: messagesPerSecond, burst: messagesPerSecond * 5 };
   }
 
-  #allowance(sub: string): Allowance {
-    let a = this.#allowances.get(sub);
-    if (!a) {
-      const { messagesPerSecond, fixesPerMinute } = this.#o.limits;
-      // A batch sent after a dead zone may carry up to ten minutes of fixes at once.
-      a = {
-        messages: new TokenBucket(messagesPerSecond, messagesPerSecond * 5),
-        fixes: new TokenBucket(fixesPerMinute / 60, fixesPerMinute * 10),
-      };
-      this.#allowances.set(sub, a);
-    }
-    return a;
+  /** A driver's fixes: a batch sent after a dead zone may carry up to ten minutes of them at once. */
+  get #fixBudget(): Budget {
+    const { fixesPerMinute } = this.#o.limits;
+    return { perSecond: fixesPerMinute / 60, burst: fixesPerMinute * 10 };
   }
 
-  #bind(session: Session, principal: Principal): void {
+  #bind(session: Session, principal: Principal, place: Place): void {
     session.principal = principal;
+    session.place = place;
     let set = this.#byUser.get(principal.sub);
     if (!set) this.#byUser.set(principal.sub, (set = new Set()));
     set.add(session);
@@ -199,6 +224,7 @@ export class WsGateway {
     const left = (this.#byIp.get(session.ip) ?? 1) - 1;
     if (left > 0) this.#byIp.set(session.ip, left);
     else this.#byIp.delete(session.ip);
+    if (session.place) void this.#o.edge.limiter.release(session.place);
     if (session.principal) {
       this.#byUser.get(session.principal.sub)?.delete(session);
       if (this.#byUser.get(session.principal.sub)?.size === 0) this.#byUser.delete(session.principal.sub);
@@ -207,8 +233,9 @@ export class WsGateway {
   }
 
   #beat(): void {
-    // Allowances of users who stopped sending are full again: nothing to remember.
-    for (const [sub, a] of this.#allowances) if (a.messages.full() && a.fixes.full() && !this.#byUser.has(sub)) this.#allowances.delete(sub);
+    // The places of open sockets are held for another lease; a dead node's run out.
+    const places = [...this.#sessions].flatMap((s) => (s.place ? [s.place] : []));
+    void this.#o.edge.limiter.renew(places, this.#leaseMs).catch((e: unknown) => this.#o.logger.warn({ err: e }, 'renewing socket places'));
     for (const s of this.#sessions) {
       if (!s.alive) { s.socket.terminate(); this.#drop(s); continue; }
       s.alive = false;
@@ -258,12 +285,14 @@ export class WsGateway {
     endSpan(span);
   }
 
-  #allow(session: Session): boolean {
-    return session.principal ? this.#allowance(session.principal.sub).messages.take() : session.bucket.take();
-  }
-
   async #receive(session: Session, data: RawData, isBinary: boolean): Promise<void> {
-    if (!this.#allow(session)) { this.#error(session, 'rate_limited', 'too many messages; slow down'); return; }
+    // What arrives while an auth is checked is read once it has been decided.
+    if (!session.principal && session.authenticating) await session.authenticating;
+    if (!session.principal) { this.#receiveFirst(session, data, isBinary); return; }
+    if (!(await this.#o.edge.limiter.take(`ws:messages:${session.principal.sub}`, 1, this.#messageBudget))) {
+      this.#error(session, 'rate_limited', 'too many messages; slow down');
+      return;
+    }
     if (isBinary) { this.#error(session, 'bad_message', 'messages are JSON text'); return; }
     let raw: unknown;
     try { raw = JSON.parse(data.toString()); } catch { this.#error(session, 'malformed_json', 'the message is not valid JSON'); return; }
@@ -290,6 +319,38 @@ export class WsGateway {
     }
   }
 
+  /**
+   * A socket opened without a token may send one thing: a small `auth` message. Anything
+   * larger is refused unread, anything else after reading it; both close the socket.
+   */
+  #receiveFirst(session: Session, data: RawData, isBinary: boolean): void {
+    if (session.socket.readyState !== WebSocket.OPEN) return;
+    if (!session.bucket.take()) { this.#error(session, 'rate_limited', 'too many messages; slow down'); return; }
+    const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
+    if (isBinary || size > FIRST_MESSAGE_MAX_BYTES) {
+      const why = isBinary ? 'the first message must be an auth message (JSON text)'
+        : `the first message must be an auth message of at most ${FIRST_MESSAGE_MAX_BYTES / 1024} KiB`;
+      this.#error(session, 'unauthenticated', why);
+      session.socket.close(isBinary ? CLOSE.unauthenticated : CLOSE.tooBig, isBinary ? 'authenticate first' : 'auth message too large');
+      return;
+    }
+    let raw: unknown;
+    try { raw = JSON.parse(data.toString()); } catch { raw = undefined; }
+    const parsed = ClientMessage.safeParse(raw);
+    if (!parsed.success || parsed.data.type !== 'auth') {
+      const ref = (raw as { ref?: unknown } | undefined)?.ref;
+      this.#error(session, 'unauthenticated', 'send { type: "auth", token } first; nothing else is read before it',
+        typeof ref === 'string' || typeof ref === 'number' ? ref : undefined);
+      session.socket.close(CLOSE.unauthenticated, 'authenticate first');
+      return;
+    }
+    const auth = parsed.data;
+    session.authenticating = this.#handle(session, auth).catch((error: unknown) => {
+      this.#o.logger.warn({ err: error }, 'websocket auth failed');
+      this.#error(session, 'unavailable', 'the message could not be handled; try again', auth.ref);
+    }).finally(() => { session.authenticating = undefined; });
+  }
+
   async #handle(session: Session, m: ClientMessage): Promise<void> {
     if (m.type === 'auth') {
       let principal: Principal;
@@ -309,12 +370,16 @@ export class WsGateway {
         // A fresh token for the same user: the session now ends when it does.
         session.principal = principal;
         this.#expireAt(session, principal.expiresAt);
-      } else if (this.#userSockets(principal.sub) >= this.#o.limits.maxSocketsPerUser) {
-        this.#error(session, 'too_many_sockets', 'too many open sockets for this user', m.ref);
-        session.socket.close(CLOSE.tooMany, 'too many sockets for this user');
-        return;
       } else {
-        this.#bind(session, principal);
+        const place = await this.#acquire(principal);
+        if (!place) {
+          this.#error(session, 'too_many_sockets', 'too many open sockets for this user', m.ref);
+          session.socket.close(CLOSE.tooMany, 'too many sockets for this user');
+          return;
+        }
+        // Closed while the place was taken: give it back rather than bind a dead session.
+        if (!this.#sessions.has(session)) { void this.#o.edge.limiter.release(place); return; }
+        this.#bind(session, principal, place);
       }
       this.#send(session, { type: 'ack', ref: m.ref ?? null });
       return;
@@ -327,7 +392,7 @@ export class WsGateway {
     const fix = (f: { lat: number; lng: number; heading?: number; speed?: number; at: string }) =>
       ({ lat: f.lat, lng: f.lng, heading: f.heading, speed: f.speed, at: Date.parse(f.at) });
     const fixes = m.type === 'location' ? 1 : m.type === 'location.batch' ? m.fixes.length : 0;
-    if (fixes > 0 && !this.#allowance(p.sub).fixes.take(fixes)) {
+    if (fixes > 0 && !(await this.#o.edge.limiter.take(`ws:fixes:${p.sub}`, fixes, this.#fixBudget))) {
       this.#error(
         session, 'rate_limited', `more location fixes than ${this.#o.limits.fixesPerMinute} a minute; send one every few seconds`, m.ref,
       );

@@ -1,5 +1,5 @@
 // Traces across nodes, on the OpenTelemetry API alone. A trace starts at the edge (an HTTP
-// request, a WebSocket command) and follows the command through the log: the context
+// request, a WebSocket command), always as a new root whatever the client sent, and follows the command through the log: the context
 // travels in the command envelope as a W3C traceparent (`CommandEnvelope.trace`), so the
 // node that handles it, on whichever node it lives, continues the same trace, and so do
 // the tells, service requests and notifications that handling causes.
@@ -61,10 +61,17 @@ export function startSpan(name: string, kind: SpanKind, attributes: Attributes, 
   return trace.getTracer('dispatch').startSpan(name, { kind, attributes }, parent);
 }
 
-/** Starts a trace's first span: a request at the edge, continuing the caller's traceparent if it sent one. */
-export function startRootSpan(name: string, kind: SpanKind, attributes: Attributes, traceparent?: string): Span | undefined {
+/**
+ * Starts a new trace: a request at the public edge. A client's traceparent is never its
+ * parent: continuing it would let any caller pick the trace id and, with its sampled flag,
+ * have spans recorded past the sampling ratio. It is at most a link on the new root, so an
+ * operator can still join the client's trace to ours; the sampler decides at the root.
+ */
+export function startRootSpan(name: string, kind: SpanKind, attributes: Attributes, clientTraceparent?: string): Span | undefined {
   if (!enabled) return undefined;
-  return trace.getTracer('dispatch').startSpan(name, { kind, attributes }, contextOf(traceparent));
+  const linked = clientTraceparent === undefined ? undefined : trace.getSpanContext(contextOf(clientTraceparent));
+  return trace.getTracer('dispatch').startSpan(name, { kind, attributes, root: true, ...(linked ? { links: [{ context: linked }] } : {}) },
+    ROOT_CONTEXT);
 }
 
 /** Runs `fn` with `span` active (so asks and tells inside continue it); just runs it without one. */

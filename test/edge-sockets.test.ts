@@ -1,11 +1,14 @@
 // WebSocket limits against one user (or one address) opening many sockets: caps
-// per user and per address, an auth deadline for bare sockets, message and
-// location budgets per user across their sockets, sessions that end with their token.
+// per user and per address, an auth deadline and a small first message for bare sockets,
+// message and location budgets per user across their sockets (and across nodes sharing
+// one Redis), sessions that end with their token.
 
 import test from 'ava';
+import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { SECRET, startEdge, WsClient, type EdgeNode } from './helpers/edge-client.ts';
 import { eventually } from './helpers/node-process.ts';
+import { redisUrl } from './helpers/services.ts';
 
 const sign = (sub: string, role: string, expSeconds: number) => new SignJWT({ role })
   .setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuer('dispatch').setIssuedAt()
@@ -87,4 +90,69 @@ test('a session ends with its token, with close code 4401, unless a fresh auth m
   t.is(extended.closed, undefined, 'the refreshed session is open after the first token expired');
   t.is((await extended.call({ type: 'online', vehicleType: 'economy' }, 'on')).type, 'ack');
   extended.close();
+});
+
+test('before auth a socket may send only a small auth message: 100 KiB, or any other message, closes it unparsed', async (t) => {
+  const edge = await startEdge();
+  t.teardown(() => edge.stop());
+  const big = await edge.socket();
+  big.send({ type: 'auth', token: 'x'.repeat(100 * 1024), ref: 'big' });
+  t.true(await eventually(async () => big.closed !== undefined));
+  t.deepEqual(big.closed, { code: 1009, reason: 'auth message too large' });
+  t.like(big.messages.at(-1), { type: 'error', code: 'unauthenticated' });
+  t.regex(big.messages.at(-1).message, /at most 8 KiB/);
+
+  const early = await edge.socket();
+  early.send({ type: 'offline', ref: 'early' });
+  t.true(await eventually(async () => early.closed !== undefined));
+  t.deepEqual(early.closed, { code: 4401, reason: 'authenticate first' });
+  t.like(early.messages.at(-1), { type: 'error', code: 'unauthenticated', ref: 'early' });
+
+  // The auth message itself, and what is sent right behind it, still work.
+  const proper = await edge.socket();
+  proper.send({ type: 'auth', token: await edge.token('first-message', 'driver'), ref: 'a' });
+  proper.send({ type: 'online', vehicleType: 'economy', ref: 'on' });
+  t.is((await proper.next((m) => m.ref === 'a')).type, 'ack');
+  t.is((await proper.next((m) => m.ref === 'on')).type, 'ack', 'a message sent before the auth was answered waits for it');
+  t.is(proper.closed, undefined);
+  proper.close();
+});
+
+test('two nodes sharing one Redis share a user\'s socket cap, message budget and location budget', async (t) => {
+  // Keys of their own on the shared Redis, so other suites running at once count apart.
+  const env = {
+    REDIS_URL: await redisUrl(), KAFKA_TOPIC_PREFIX: `ws${randomUUID().slice(0, 8)}`,
+    WS_MAX_SOCKETS_PER_USER: '2', WS_MESSAGES_PER_SECOND: '1', LOCATION_FIXES_PER_MINUTE: '60',
+  };
+  const [a, b] = await Promise.all([startEdge(env), startEdge(env)]);
+  t.teardown(async () => { await a.stop(); await b.stop(); });
+
+  // One socket on each node: the user's two places are taken on either node.
+  const capped = await a.token('two-nodes-cap', 'driver');
+  const [onA, onB] = [await a.socket(capped), await b.socket(capped)];
+  t.is(await refused(a, capped), 'upgrade refused: 429', 'a third socket on the first node');
+  t.is(await refused(b, capped), 'upgrade refused: 429', 'and on the second');
+  onA.close();
+  t.true(await eventually(async () => (await refused(b, capped)) === 'opened'), 'a socket closed on one node frees a place on the other');
+  onB.close();
+
+  // A burst of 5 messages a user: 4 on each node are 8, more than one burst.
+  const chatty = await a.token('two-nodes-chatty', 'driver');
+  const sockets = [await a.socket(chatty), await b.socket(chatty)];
+  for (const s of sockets) for (let i = 0; i < 4; i++) s.send({ type: 'offline', ref: `m${i}` });
+  const answers = () => sockets.flatMap((s) => s.messages.filter((m) => m.type === 'ack' || m.type === 'error'));
+  t.true(await eventually(async () => answers().length === 8), JSON.stringify(answers()));
+  t.true(answers().some((m) => m.code === 'rate_limited'), 'the budget is the user\'s across nodes');
+  for (const s of sockets) s.close();
+
+  // Ten minutes of fixes (600) at once: 400 through one node, then 400 through the other.
+  const driver = await a.token('two-nodes-fixes', 'driver');
+  const [fixA, fixB] = [await a.socket(driver), await b.socket(driver)];
+  const batch = (n: number) => Array.from({ length: n }, (_, i) => ({
+    lat: 52.52, lng: 13.405 + i * 1e-5, at: new Date(Date.now() - (n - i) * 1000).toISOString(),
+  }));
+  t.not((await fixA.call({ type: 'location.batch', fixes: batch(400) }, 'b1')).code, 'rate_limited');
+  t.is((await fixB.call({ type: 'location.batch', fixes: batch(400) }, 'b2')).code, 'rate_limited', 'the same budget on the other node');
+  fixA.close();
+  fixB.close();
 });

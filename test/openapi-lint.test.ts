@@ -96,3 +96,14 @@ test('an operation must say who may call it: roles, or public', (t) => {
   t.throws(() => api.add({ method: 'get', path: '/v1/both', tag: 't', summary: 's', roles: ['admin'], public: true, handler }), { message: /not both/ });
   t.notThrows(() => api.add({ method: 'get', path: '/v1/open', tag: 't', summary: 's', public: true, handler }));
 });
+
+test('an operation that writes and admins may call must say what it changes, for the audit log', (t) => {
+  const handler = async () => undefined;
+  const audit = { record: async () => undefined, list: async () => [] };
+  t.throws(() => new Api({ audit }).add({ method: 'post', path: '/v1/admin/things', tag: 't', summary: 's', roles: ['rider', 'admin'], handler }),
+    { message: /POST \/v1\/admin\/things: admins may call it and it writes: declare audit/ });
+  t.throws(() => new Api().add({ method: 'delete', path: '/v1/x', tag: 't', summary: 's', roles: ['admin'], audit: () => ({ summary: 'x' }), handler }),
+    { message: /without an audit log/ });
+  t.notThrows(() => new Api().add({ method: 'post', path: '/v1/mine', tag: 't', summary: 's', roles: ['rider'], handler }));
+  t.notThrows(() => new Api().add({ method: 'get', path: '/v1/admin/read', tag: 't', summary: 's', roles: ['admin'], handler }));
+});

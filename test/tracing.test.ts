@@ -17,7 +17,8 @@ import { shardOf } from '../runtime/entity.ts';
 import type { CommandEnvelope } from '../runtime/ports.ts';
 import { setTracingEnabled, startRootSpan, SpanKind, withSpan, endSpan } from '../runtime/tracing.ts';
 import { counter } from './fixtures/counter.ts';
-import { WsClient } from './helpers/edge-client.ts';
+import { startEdge, WsClient, type EdgeNode } from './helpers/edge-client.ts';
+import { samplerFor } from '../adapters/otel/tracing.ts';
 import { eventually, startNodeProcess, type NodeProcess } from './helpers/node-process.ts';
 import { startRig } from './helpers/rig.ts';
 import { freshDatabase, kafkaBrokers, redisUrl, TEST_DATA_KEYS } from './helpers/services.ts';
@@ -79,6 +80,63 @@ test.serial('in one process, a traced request\'s tell carries the handling span 
   const tell = appended.find((c) => c.to.id === 'on-dst')!;
   t.regex(tell.trace ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
   t.is(tell.trace!.split('-')[2], parentOf(handledDst)!.spanContext().spanId);
+});
+
+/** The SDK as a node starts it (the same sampler), exporting into memory; undone in teardown. */
+function inMemoryTracing(t: { teardown(f: () => Promise<void>): void }, ratio: number): InMemorySpanExporter {
+  const exporter = new InMemorySpanExporter();
+  const provider = new TracerProvider({ sampler: samplerFor(ratio), spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  trace.setGlobalTracerProvider(provider);
+  setTracingEnabled(true);
+  t.teardown(async () => {
+    setTracingEnabled(false);
+    await provider.shutdown();
+    trace.disable();
+    context.disable();
+  });
+  return exporter;
+}
+
+const randomHex = (bytes: number) => Buffer.from(Array.from({ length: bytes }, () => Math.floor(Math.random() * 256))).toString('hex');
+
+/** A rider's booking request carrying a sampled traceparent of the client's choosing; its trace id. */
+async function bookWithClientTrace(edge: EdgeNode): Promise<{ clientTraceId: string; clientSpanId: string; bookingId: string }> {
+  const [clientTraceId, clientSpanId] = [randomHex(16), randomHex(8)];
+  const rider = await edge.token(`trace-rider-${randomHex(3)}`, 'rider');
+  const res = await edge.http('POST', '/v1/bookings', {
+    token: rider, headers: { traceparent: `00-${clientTraceId}-${clientSpanId}-01` },
+    body: { pickup: PICKUP, dropoff: DROPOFF, vehicleType: 'economy' },
+  });
+  if (res.status !== 201) throw new Error(`booking: ${res.status} ${JSON.stringify(res.body)}`);
+  // Read back: the booking's creation and the first steps it caused have been handled.
+  await edge.http('GET', `/v1/bookings/${res.body.id}`, { token: rider });
+  return { clientTraceId, clientSpanId, bookingId: res.body.id };
+}
+
+test.serial('a client\'s sampled traceparent does not steer tracing: at ratio 0 nothing is recorded under its trace id', async (t) => {
+  const exporter = inMemoryTracing(t, 0);
+  const edge = await startEdge();
+  t.teardown(() => edge.stop());
+  const { clientTraceId } = await bookWithClientTrace(edge);
+  const spans = exporter.getFinishedSpans();
+  t.deepEqual(spans.filter((s) => s.spanContext().traceId === clientTraceId).map((s) => s.name), [], 'no span under the client\'s trace id');
+  t.deepEqual(spans.map((s) => s.name), [], 'nothing recorded at ratio 0');
+});
+
+test.serial('at ratio 1 a request starts a trace of its own, the client\'s traceparent only a link on its root', async (t) => {
+  const exporter = inMemoryTracing(t, 1);
+  const edge = await startEdge();
+  t.teardown(() => edge.stop());
+  const { clientTraceId, clientSpanId } = await bookWithClientTrace(edge);
+  const root = exporter.getFinishedSpans().find((s) => s.name === 'POST /v1/bookings');
+  t.truthy(root, 'the request was traced');
+  t.not(root!.spanContext().traceId, clientTraceId, 'a trace id of our own');
+  t.is(root!.parentSpanContext, undefined, 'the request starts the trace');
+  t.deepEqual(root!.links.map((l) => [l.context.traceId, l.context.spanId]), [[clientTraceId, clientSpanId]], 'linked to the client\'s span');
+  t.true(await eventually(async () => exporter.getFinishedSpans().some((s) => s.name === 'command.handle'
+    && s.spanContext().traceId === root!.spanContext().traceId), 60_000), 'the commands it caused continue the new trace');
+  t.false(exporter.getFinishedSpans().some((s) => s.spanContext().traceId === clientTraceId));
 });
 
 // --- Two nodes, real Kafka, PostgreSQL and Redis, spans exported over OTLP/HTTP ---

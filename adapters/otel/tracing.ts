@@ -8,7 +8,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider } from '@opentelemetry/sdk-trace';
+import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider, type Sampler } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { TracingConfig } from '../../config/index.ts';
 import { setTracingEnabled } from '../../runtime/tracing.ts';
@@ -17,6 +17,16 @@ import type { NodeId } from '../../runtime/entity.ts';
 export interface Tracing {
   /** Sends the spans still queued and stops; tracing is off again after it. */
   shutdown(): Promise<void>;
+}
+
+/**
+ * The ratio decides at the root: every request at the public edge starts a new trace (no
+ * client traceparent is continued, runtime/tracing.ts startRootSpan), so OTEL_TRACES_SAMPLER_ARG
+ * holds whatever clients send. Inside the cluster a span follows its parent's decision,
+ * carried in the command envelope, so no trace loses its middle.
+ */
+export function samplerFor(ratio: number): Sampler {
+  return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) });
 }
 
 /** The API's globals are per process: one node per process traces (a second start is refused). */
@@ -31,8 +41,7 @@ export function startTracing(config: TracingConfig, nodeId: NodeId): Tracing {
       // service.instance.id, as the semantic conventions name a service's instance.
       'service.instance.id': nodeId,
     }),
-    // A trace continued from another node keeps its decision, so no trace loses its middle.
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.ratio) }),
+    sampler: samplerFor(config.ratio),
     spanProcessors: [new BatchSpanProcessor({
       exporter: new OTLPTraceExporter({ url: config.url, headers: { ...config.headers } }),
       // A trace shows within a second or two; batches stay large under load (512 spans).

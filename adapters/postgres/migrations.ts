@@ -19,6 +19,7 @@ const LIST: ReadonlyArray<readonly [string, string]> = [
   ['Migration0009CommandIds', '0009_command_ids.sql'],
   ['Migration0010ShardEpochs', '0010_shard_epochs.sql'],
   ['Migration0011SealedAccounts', '0011_sealed_accounts.sql'],
+  ['Migration0012AdminAudit', '0012_admin_audit.sql'],
 ];
 
 export interface MigrationSql {

@@ -13,10 +13,14 @@ import {
   AnalyticsQuery, DriverCreate, DriverPatch, MaintenanceCreate, PricingPolicy, Vehicle, VehicleCreate, VehiclePatch,
 } from '../schemas.ts';
 import { outcome } from '../rejections.ts';
+import { fieldsSet } from '../audit.ts';
 import { revealFields, sealFields } from '../../runtime/personal-data.ts';
 
+/** Values an audit summary may show (http/audit.ts): types, counts, ids and flags, never names, phones, plates or free text. */
+const SHOWN = ['type', 'capacity', 'driverId', 'vehicleId', 'active'];
+
 export function adminRoutes(edge: Edge): Api {
-  const api = new Api();
+  const api = new Api({ audit: edge.audit });
   const admin = ['admin'] as const;
   const vehicle = (id: string) => ({ kind: 'vehicle', id });
   const driver = (id: string) => ({ kind: 'driver', id });
@@ -38,6 +42,7 @@ export function adminRoutes(edge: Edge): Api {
   api.add({
     method: 'post', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Register a vehicle', roles: admin, body: VehicleCreate,
     response: Vehicle, status: 201,
+    audit: ({ body }, made?: { id: string }) => ({ target: made && `vehicle:${made.id}`, summary: `register vehicle: ${fieldsSet(body, SHOWN)}` }),
     handler: async (_ctx, { body }) => {
       await checkType(body.type);
       return outcome(await edge.region.request(vehicle(`veh_${randomUUID()}`), {
@@ -62,6 +67,7 @@ export function adminRoutes(edge: Edge): Api {
   api.add({
     method: 'patch', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'Change a vehicle',
     roles: admin, params: vehicleParams, body: VehiclePatch, response: Vehicle,
+    audit: ({ params, body }) => ({ target: `vehicle:${params.id}`, summary: `change vehicle: ${fieldsSet(body, SHOWN)}` }),
     handler: async (_ctx, { params, body }) => {
       await checkType(body.type);
       const { type, ...rest } = body;
@@ -72,13 +78,14 @@ export function adminRoutes(edge: Edge): Api {
   });
   api.add({
     method: 'delete', path: '/v1/admin/vehicles/:id', tag: 'admin', summary: 'Retire a vehicle', roles: admin, params: vehicleParams,
-    status: 204,
+    status: 204, audit: ({ params }) => ({ target: `vehicle:${params.id}`, summary: 'retire vehicle' }),
     handler: async (_ctx, { params }) => { outcome(await edge.region.request(vehicle(params.id), { type: 'delete' })); return undefined; },
   });
   api.add({
     method: 'post', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin',
     summary: 'A maintenance window: the vehicle is not dispatched during it',
     roles: admin, body: MaintenanceCreate, params: vehicleParams, response: Vehicle, status: 201,
+    audit: ({ params, body }) => ({ target: `vehicle:${params.id}`, summary: `add maintenance window ${body.from} to ${body.to}, reason set` }),
     handler: async (_ctx, { params, body }) => outcome(await edge.region.request(vehicle(params.id), {
       type: 'maintenance.add', id: `mw_${randomUUID().slice(0, 12)}`,
       from: Date.parse(body.from), to: Date.parse(body.to), reason: body.reason,
@@ -96,6 +103,7 @@ export function adminRoutes(edge: Edge): Api {
   api.add({
     method: 'delete', path: '/v1/admin/vehicles/:id/maintenance/:mid', tag: 'admin', summary: 'Remove a maintenance window',
     roles: admin, params: windowParams, status: 204,
+    audit: ({ params }) => ({ target: `vehicle:${params.id}`, summary: `remove maintenance window ${params.mid}` }),
     handler: async (_ctx, { params }) => {
       outcome(await edge.region.request(vehicle(params.id), { type: 'maintenance.remove', id: params.mid }));
       return undefined;
@@ -104,6 +112,11 @@ export function adminRoutes(edge: Edge): Api {
 
   api.add({
     method: 'post', path: '/v1/admin/drivers', tag: 'admin', summary: 'Add a driver', roles: admin, body: DriverCreate, status: 201,
+    audit: ({ body }, made?: { id: string }) => {
+      const { id, ...profile } = body;
+      const target = made?.id ?? id;
+      return { target: target && `driver:${target}`, summary: `add driver: ${fieldsSet(profile, SHOWN)}` };
+    },
     handler: async (_ctx, { body }) => {
       const { id, ...profile } = body;
       // A driver an admin adds is approved from the start.
@@ -134,13 +147,17 @@ export function adminRoutes(edge: Edge): Api {
   api.add({
     method: 'patch', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'Change a driver (deactivate with active: false)',
     roles: admin, params: driverParams, body: DriverPatch,
+    audit: ({ params, body }) => ({
+      target: `driver:${params.id}`,
+      summary: `${body.active === false ? 'deactivate' : body.active ? 'activate' : 'change'} driver: ${fieldsSet(body, SHOWN)}`,
+    }),
     handler: async (_ctx, { params, body }) =>
       reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(body) }))),
   });
   api.add({
     method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin',
     summary: 'Approve a self-registered driver so it can go online (idempotent)',
-    roles: admin, params: driverParams,
+    roles: admin, params: driverParams, audit: ({ params }) => ({ target: `driver:${params.id}`, summary: 'approve driver' }),
     handler: async (_ctx, { params }) => reveal(outcome(await edge.region.request(driver(params.id), { type: 'approve' }))),
   });
 
@@ -152,6 +169,7 @@ export function adminRoutes(edge: Edge): Api {
   api.add({
     method: 'put', path: '/v1/admin/pricing', tag: 'admin', summary: 'Replace pricing (reaches every node within seconds)',
     roles: admin, body: PricingPolicy, response: PricingPolicy,
+    audit: ({ body }) => ({ target: 'pricing', summary: `replace pricing: tariffs for ${Object.keys(body.tariffs).join(', ')}; surgeCap=${body.surgeCap}` }),
     handler: async (_ctx, { body }) => { await edge.settings.put('pricing', body); return body; },
   });
   api.add({
@@ -171,6 +189,7 @@ export function adminRoutes(edge: Edge): Api {
     summary: 'Rebuild a read model from the journal while the node serves (its view is emptied, then projected again from the start)',
     roles: admin, params: z.object({ name: z.enum(['bookings', 'analytics', 'drivers', 'vehicles']) }),
     response: z.object({ projection: z.string(), rows: z.number(), ms: z.number() }),
+    audit: ({ params }) => ({ target: `projection:${params.name}`, summary: 'rebuild read model from the journal' }),
     handler: async (_ctx, { params }) => ({ projection: params.name, ...(await edge.projector.rebuild(params.name)) }),
   });
   return api;

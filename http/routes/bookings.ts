@@ -12,6 +12,7 @@ import type { Edge } from '../edge.ts';
 import { pricingPolicy } from '../edge.ts';
 import { HttpError } from '../errors.ts';
 import { BookingId } from '../ids.ts';
+import { fieldsSet } from '../audit.ts';
 import {
   Booking, BookingCreate, BookingList, BookingListQuery, CancelRequest, Quote, QuoteRequest, RatingRequest, encodeBookingCursor,
 } from '../schemas.ts';
@@ -34,7 +35,7 @@ async function makeQuote(
 const digest = (text: string) => createHash('sha256').update(text).digest('base64url').slice(0, 22);
 
 export function bookingRoutes(edge: Edge): Api {
-  const api = new Api();
+  const api = new Api({ audit: edge.audit });
   const bookingRef = (id: string) => ({ kind: 'booking', id });
   // A malformed id is answered 404 before the handler runs (Api.add), as an unknown one is.
   const params = z.object({ id: BookingId });
@@ -137,6 +138,8 @@ export function bookingRoutes(edge: Edge): Api {
   api.add({
     method: 'post', path: '/v1/bookings/:id/cancel', tag: 'bookings', summary: 'Cancel (409 once in progress or finished)',
     roles: ['rider', 'admin'], body: CancelRequest.optional().default({}), params, response: Booking, errors: [409],
+    // Recorded when an admin cancels (a rider's own cancel is the booking's timeline).
+    audit: ({ params, body }) => ({ target: `booking:${params.id}`, summary: `cancel booking: ${fieldsSet(body)}` }),
     handler: async (ctx, { params, body }) => {
       const p = principalOf(ctx.state);
       outcome(await edge.region.request(bookingRef(params.id), { type: 'cancel', by: { role: p.role, userId: p.sub }, reason: body?.reason }));

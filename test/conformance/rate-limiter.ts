@@ -81,4 +81,55 @@ export function rateLimiterConformance(name: string, make: () => Promise<RateLim
     await limiter.block(brief, 200);
     t.true(await eventually(async () => (await limiter.blockedFor(brief)) === 0, 30_000, 20), 'a block ends');
   });
+
+  // A budget slow enough (one token an hour) that no case sees it refill, unless it waits to.
+  const SLOW = { perSecond: 1 / 3600, burst: 5 };
+
+  test(`${name}: a bucket gives its burst, refuses more, and refuses a take larger than what is left without taking anything`, async (t) => {
+    const limiter = await use(t);
+    const k = key('bucket');
+    t.true(await limiter.take(k, 3, SLOW));
+    t.false(await limiter.take(k, 3, SLOW), '2 left: 3 is refused');
+    t.true(await limiter.take(k, 2, SLOW), 'and took nothing: 2 are still there');
+    t.false(await limiter.take(k, 1, SLOW));
+    t.true(await limiter.take(key('other'), 5, SLOW), 'another key has its own bucket');
+  });
+
+  test(`${name}: takes at once from one bucket get exactly its burst`, async (t) => {
+    const limiter = await use(t);
+    const k = key('bucket-race');
+    const taken = await Promise.all(Array.from({ length: 20 }, () => limiter.take(k, 1, SLOW)));
+    t.is(taken.filter(Boolean).length, 5);
+  });
+
+  test(`${name}: an empty bucket fills again at its rate`, async (t) => {
+    const limiter = await use(t);
+    const k = key('refill');
+    const budget = { perSecond: 20, burst: 2 };
+    t.true(await eventually(async () => !(await limiter.take(k, 1, budget)), 30_000, 0), 'emptied');
+    t.true(await eventually(async () => limiter.take(k, 1, budget), 30_000, 20), 'a token came back');
+  });
+
+  test(`${name}: at most cap places are held; a holder holds one however often it asks; a release frees one`, async (t) => {
+    const limiter = await use(t);
+    const k = key('places');
+    const place = (holder: string) => ({ key: k, holder });
+    t.true(await limiter.acquire(place('a'), 2, HOUR));
+    t.true(await limiter.acquire(place('a'), 2, HOUR), 'the same holder again');
+    t.true(await limiter.acquire(place('b'), 2, HOUR));
+    t.false(await limiter.acquire(place('c'), 2, HOUR), 'both places are held');
+    t.true(await limiter.acquire({ key: key('elsewhere'), holder: 'c' }, 2, HOUR), 'another key has its own places');
+    await limiter.release(place('a'));
+    t.true(await limiter.acquire(place('c'), 2, HOUR), 'a released place is free');
+  });
+
+  test(`${name}: a place whose lease runs out is free; a renewal holds a place (also one the limiter lost)`, async (t) => {
+    const limiter = await use(t);
+    const k = key('leases');
+    t.true(await limiter.acquire({ key: k, holder: 'dead-node' }, 1, 200));
+    t.true(await eventually(async () => limiter.acquire({ key: k, holder: 'next' }, 1, HOUR), 30_000, 20), 'the lease ran out');
+    const lost = key('lost');
+    await limiter.renew([{ key: lost, holder: 'open-socket' }], HOUR);
+    t.false(await limiter.acquire({ key: lost, holder: 'newcomer' }, 1, HOUR), 'the renewed place counts');
+  });
 }

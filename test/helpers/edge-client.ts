@@ -7,6 +7,7 @@ import { WebSocket } from 'ws';
 import { dispatchBehaviors, dispatchServices } from '../../actors/index.ts';
 import { loadConfig } from '../../config/index.ts';
 import { startNode, type RunningNode } from '../../node.ts';
+import type { Logger } from '../../runtime/logger.ts';
 import { freshDatabase } from './services.ts';
 
 export interface Response {
@@ -35,14 +36,14 @@ export interface EdgeNode {
 
 export const SECRET = 'edge-test-secret-of-good-length';
 
-export async function startEdge(extra: Record<string, string> = {}): Promise<EdgeNode> {
+export async function startEdge(extra: Record<string, string> = {}, options: { logger?: Logger } = {}): Promise<EdgeNode> {
   const db = await freshDatabase();
   const config = loadConfig({
     MODE: 'embedded', DATABASE_URL: db.url, DATA_DIR: mkdtempSync(join(tmpdir(), 'edge-')), PORT: '0', HOST: '127.0.0.1',
     LOG_LEVEL: 'silent', SHARDS: '8', AUTH_DEV_TOKENS: 'true', JWT_SECRET: SECRET, OFFER_TIMEOUT_MS: '5000', DISPATCH_DEADLINE_MS: '10000',
     ...extra,
   });
-  const node = await startNode({ config, behaviors: dispatchBehaviors(config), services: dispatchServices(config) });
+  const node = await startNode({ config, behaviors: dispatchBehaviors(config), services: dispatchServices(config), logger: options.logger });
   const exchanges: Exchange[] = [];
   const http: EdgeNode['http'] = async (method, path, options = {}) => {
     const headers: Record<string, string> = { ...options.headers };
