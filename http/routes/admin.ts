@@ -14,6 +14,7 @@ import {
 } from '../schemas.ts';
 import { outcome } from '../rejections.ts';
 import { revealFields, sealFields } from '../../runtime/personal-data.ts';
+import { requireVehicleType, requireVehicleTypes } from '../vehicle-types.ts';
 
 export function adminRoutes(edge: Edge): Api {
   const api = new Api();
@@ -27,13 +28,10 @@ export function adminRoutes(edge: Edge): Api {
   // A driver's name and phone enter the actor sealed and are opened only here, for admins.
   const seal = <T extends object>(profile: T) => sealFields(edge.personalData, profile);
   const reveal = <T>(view: T) => revealFields(edge.personalData, view);
-  const checkType = async (type: string | undefined) => {
-    if (type === undefined) return;
-    const policy = await pricingPolicy(edge);
-    if (!policy.tariffs[type]) {
-      throw new HttpError(400, 'unknown_vehicle_type', `type must be one of ${Object.keys(policy.tariffs).join(', ')}`);
-    }
-  };
+  const checkType = (type: string | undefined) => requireVehicleType(edge, 'body.type', type);
+  /** The vehicle types an admin allows a driver without a vehicle (http/online.ts): each one pricing defines. */
+  const checkAllowed = (types: readonly string[] | undefined) =>
+    requireVehicleTypes(edge, (types ?? []).map((type, i) => ({ path: `body.vehicleTypes.${i}`, type })));
 
   api.add({
     method: 'post', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Register a vehicle', roles: admin, body: VehicleCreate,
@@ -105,6 +103,7 @@ export function adminRoutes(edge: Edge): Api {
   api.add({
     method: 'post', path: '/v1/admin/drivers', tag: 'admin', summary: 'Add a driver', roles: admin, body: DriverCreate, status: 201,
     handler: async (_ctx, { body }) => {
+      await checkAllowed(body.vehicleTypes);
       const { id, ...profile } = body;
       // A driver an admin adds is approved from the start.
       return reveal(outcome(await edge.region.request(driver(id ?? `drv_${randomUUID()}`), {
@@ -134,8 +133,10 @@ export function adminRoutes(edge: Edge): Api {
   api.add({
     method: 'patch', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'Change a driver (deactivate with active: false)',
     roles: admin, params: driverParams, body: DriverPatch,
-    handler: async (_ctx, { params, body }) =>
-      reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(body) }))),
+    handler: async (_ctx, { params, body }) => {
+      await checkAllowed(body.vehicleTypes);
+      return reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(body) })));
+    },
   });
   api.add({
     method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin',

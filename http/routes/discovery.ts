@@ -11,6 +11,7 @@ import { Api } from '../api.ts';
 import type { Edge } from '../edge.ts';
 import { Nearby, nearbyQuery, Surge, SurgeQuery } from '../schemas.ts';
 import { surgeAt } from '../surge.ts';
+import { requireVehicleType } from '../vehicle-types.ts';
 
 /** `occupied`: the node's cells that ever held a driver; without it every reachable cell is asked. */
 export function discoveryRoutes(edge: Edge, occupied?: OccupiedFilter): Api {
@@ -20,6 +21,7 @@ export function discoveryRoutes(edge: Edge, occupied?: OccupiedFilter): Api {
     method: 'get', path: '/v1/drivers/nearby', tag: 'discovery', summary: 'Available drivers near a point, closest first',
     roles: ['rider', 'admin'], query: nearbyQuery(search.maxRadiusKm), response: Nearby,
     handler: async (_ctx, { query }) => {
+      await requireVehicleType(edge, 'query.vehicleType', query.vehicleType);
       const point = { lat: query.lat, lng: query.lng };
       const q = { point, k: query.limit, radiusKm: query.radiusKm, vehicleType: query.vehicleType };
       const found = await searchNearest(q, edge.domain.dispatch.cellRes, (cell) =>
