@@ -146,7 +146,14 @@ export function nearbyQuery(maxRadiusKm: number) {
 export const NearbyQuery = nearbyQuery(10);
 
 export const Nearby = z.object({
-  drivers: z.array(z.object({ driverId: z.string(), lat: z.number(), lng: z.number(), distanceKm: z.number(), vehicleType: z.string() })),
+  drivers: z.array(z.object({
+    ref: z.string().describe('Names the driver in this answer only: drawn anew for every answer, so it cannot follow a driver'),
+    driverId: z.string().optional().describe('Admins only: the driver\'s id'),
+    lat: z.number().describe('Riders: rounded to 3 decimal places (about 110 m); admins: exact'),
+    lng: z.number().describe('Riders: rounded to 3 decimal places (about 110 m north-south, less east-west); admins: exact'),
+    distanceKm: z.number().describe('From the point asked about; riders: to 0.1 km, admins: to the metre'),
+    vehicleType: z.string(),
+  })).describe('Closest first'),
 });
 
 export const SurgeQuery = strictQuery(z.object({ lat: coordinate(-90, 90), lng: coordinate(-180, 180) }));
