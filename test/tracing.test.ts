@@ -181,6 +181,12 @@ test.serial('one booking is one trace, from the POST on one node to the offer ha
   const placement = { shards: SHARDS, placementRes: 4 };
   const driverId = Array.from({ length: 200 }, (_, i) => `drv-${run}-${i}`).find((id) => map.get(shardOf({ kind: 'driver', id }, placement)) === 't2')!;
   t.truthy(driverId);
+  // Without development tokens a driver goes online only as its vehicle's type or one an admin allowed it.
+  const allowed = await fetch(`${n1.url}/v1/admin/drivers`, {
+    method: 'POST', body: JSON.stringify({ id: driverId, name: 'Traced Driver', vehicleTypes: ['economy'] }),
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${await token(`ops-${run}`, 'admin')}` },
+  });
+  t.is(allowed.status, 201, await allowed.text());
   const driver = await WsClient.connect(`${n1.url.replace('http', 'ws')}/v1/ws?token=${await token(driverId, 'driver')}`);
   t.teardown(() => driver.close());
   t.is((await driver.call({ type: 'online', vehicleType: 'economy' }, 'on')).type, 'ack');
