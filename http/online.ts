@@ -27,6 +27,8 @@ export async function checkOnline(edge: Edge, driverId: string, vehicleType: str
   if (!tariffOf(policy, vehicleType)) return refuse('unknown_vehicle_type', `must be one of ${vehicleTypes(policy).join(', ')}`);
   const driver = await edge.region.ask<{ profile?: DriverProfile } | null>({ kind: 'driver', id: driverId }, { type: 'get' });
   const profile = driver?.profile;
+  // A deactivated or unapproved driver is refused by its actor, for that reason first.
+  if (profile && (!profile.active || profile.approval === 'pending')) return { ok: true };
   if (profile?.vehicleId) {
     const vehicle = await edge.region.ask<{ type: string } | null>({ kind: 'vehicle', id: profile.vehicleId }, { type: 'get' });
     if (!vehicle) {

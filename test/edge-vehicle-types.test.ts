@@ -166,6 +166,10 @@ test('without development tokens, a driver with neither a vehicle nor an allowed
   t.is((await prod.http('POST', '/v1/admin/drivers', { token: boss, body: { id, name: 'Nadia' } })).status, 201);
   const socket = await prod.socket(await token(id, 'driver'));
   t.teardown(() => socket.close());
+  // A deactivated driver hears that first.
+  t.is((await prod.http('PATCH', `/v1/admin/drivers/${id}`, { token: boss, body: { active: false } })).status, 200);
+  t.like(await socket.call({ type: 'online', vehicleType: 'economy' }, 'inactive'), { type: 'error', code: 'inactive' });
+  t.is((await prod.http('PATCH', `/v1/admin/drivers/${id}`, { token: boss, body: { active: true } })).status, 200);
   const refused = await socket.call({ type: 'online', vehicleType: 'economy' }, 'eco');
   t.like(refused, { type: 'error', code: 'vehicle_type_not_allowed' });
   t.regex(refused.message, /^vehicleType: this driver has no vehicle and no vehicle type an admin allowed/);

@@ -53,7 +53,8 @@ test('an altered value, a relabelled key id and an unknown key id are refused, e
   t.throws(() => keys.open([prefix, 'k2', iv, body].join('.'), EMAIL), { instanceOf: PersonalDataError, message: /failed authentication/ });
   // Nor as the earlier format, whose additional data was the key id alone.
   t.throws(() => keys.open(['pd1', id, iv, body].join('.'), EMAIL), { instanceOf: PersonalDataError, message: /failed authentication/ });
-  t.throws(() => ring('k2', [['k2', k2]]).open(sealed, EMAIL), { instanceOf: PersonalDataError, message: /key id "k1", which is not in DATA_KEYS \(have: k2\)/ });
+  t.throws(() => ring('k2', [['k2', k2]]).open(sealed, EMAIL),
+    { instanceOf: PersonalDataError, message: /key id "k1", which is not in DATA_KEYS \(have: k2\)/ });
   t.throws(() => keys.open('alice@example.org', EMAIL), { message: /not a sealed value/ });
   t.is(keys.reveal('alice@example.org', EMAIL), 'alice@example.org', 'plaintext from before sealing reads as it is');
 });
@@ -183,5 +184,6 @@ test('development mode with no keys keeps its own under DATA_DIR: what one start
   const again = keyringFor(loadConfig({ DATA_DIR: dir }));
   t.is(again.keyring.open(sealed, NAME), 'Erin');
   t.is(again.keyring.emailIndex('e@x.org'), first.keyring.emailIndex('e@x.org'));
-  t.throws(() => keyringFor(loadConfig({ DATA_DIR: mkdtempSync(join(tmpdir(), 'pd-keys-')) })).keyring.open(sealed, NAME), { message: /failed authentication/ });
+  const elsewhere = keyringFor(loadConfig({ DATA_DIR: mkdtempSync(join(tmpdir(), 'pd-keys-')) })).keyring;
+  t.throws(() => elsewhere.open(sealed, NAME), { message: /failed authentication/ });
 });

@@ -2,7 +2,9 @@ import test from 'ava';
 import { latLngToCell } from 'h3-js';
 import type { Effect, HandleContext } from '../../actors/behavior.ts';
 import { DEFAULT_CELL, makeCellBehavior, type CellMessage, type DriverCopy } from '../../actors/cell.ts';
-import { DEFAULT_PRESENCE, MAX_FIX_AHEAD_MS, driverExists, driverView, initialDriver, makeDriverBehavior, onlineRefusal, type DriverMessage, type DriverState } from '../../actors/driver.ts';
+import {
+  DEFAULT_PRESENCE, MAX_FIX_AHEAD_MS, driverExists, driverView, initialDriver, makeDriverBehavior, onlineRefusal, type DriverMessage, type DriverState,
+} from '../../actors/driver.ts';
 
 const behavior = makeDriverBehavior({ cellRes: 7, offerTimeoutMs: 15_000 });
 const ctx = (now = 1_000_000): HandleContext => ({ self: { kind: 'driver', id: 'd1' }, now, commandId: 'c' });
