@@ -55,6 +55,8 @@ test('a name every object has is a 4xx naming the field wherever a request names
       ['PUT', '/v1/admin/pricing', admin, { tariffs: { economy: TARIFF, [name]: TARIFF }, surgeCap: 2 }, `body.tariffs.${name}`],
       ['GET', `/v1/admin/analytics?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z&groupBy=${q}`, admin, undefined, 'query.groupBy'],
       ['GET', `/v1/bookings?status=${q}`, rider, undefined, 'query.status'],
+      ['GET', `/v1/admin/drivers?status=${q}`, admin, undefined, 'query.status'],
+      ['POST', `/v1/admin/projections/${q}/rebuild`, admin, undefined, 'path.name'],
       ['GET', `/v1/bookings?${q}=1`, rider, undefined, `query.${name}`],
       ['POST', '/v1/quotes', rider, { pickup: P, dropoff: D, vehicleType: 'economy', [name]: 1 }, name],
     ];
