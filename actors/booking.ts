@@ -362,6 +362,10 @@ export function makeBookingBehavior(
             ? rejected(s, 'already_created', 'this booking was created by another request')
             : unchanged(s, bookingView(s));
         }
+        // Never a ride with no price: whatever priced it (a tariff lookup gone wrong, an old quote), the amount is whole minor units.
+        if (!Number.isSafeInteger(m.price?.amount) || m.price.amount < 0) {
+          return rejected(s, 'invalid_price', `price.amount must be a whole, non-negative number of minor units, not ${m.price?.amount}`);
+        }
         const { type: _t, ...fields } = m;
         const created: BookingEvent = { type: 'created', at: now, id: s.id, deadlineAt: 0, radiusKm: settings.initialRadiusKm, ...fields };
         const base = applyBooking(s, created);

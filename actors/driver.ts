@@ -71,6 +71,8 @@ export interface DriverProfile {
   readonly name?: string;
   readonly phone?: string;
   readonly vehicleId?: string;
+  /** The vehicle types an admin allowed a driver without a vehicle to go online with. */
+  readonly vehicleTypes?: readonly string[];
   /** An inactive driver cannot go online (suspended, offboarded). */
   readonly active: boolean;
   /** Self-registered drivers start pending; absent means approved (admin-created, older drivers). */
@@ -89,6 +91,7 @@ export interface OfferDetails {
 }
 
 export type DriverMessage =
+  /** `vehicleId`: the driver's vehicle, whose type the sender checked is `vehicleType` (http/online.ts). */
   | { readonly type: 'online'; readonly vehicleType: string; readonly vehicleId?: string }
   | { readonly type: 'offline' }
   | { readonly type: 'location'; readonly fix: Fix }
@@ -199,6 +202,24 @@ function withRated(rated: readonly string[] = [], bookingId: string | undefined)
 export function driverExists(s: DriverState): boolean {
   return s.known === true || s.profile.name !== undefined || s.profile.approval !== undefined || s.status !== 'offline'
     || s.offers > 0 || s.ratingCount > 0 || s.lastTripEndedAt > 0;
+}
+
+/**
+ * Why this driver may not go online with this vehicle type, as far as its own state tells:
+ * a driver with a vehicle only after its sender checked that vehicle's type (the actor does
+ * not know it; http/online.ts looks it up), a driver without one only with a type an admin
+ * allowed. A driver with neither is left to the sender (a development node allows any type).
+ */
+export function onlineRefusal(profile: DriverProfile, m: { vehicleType: string; vehicleId?: string }): string | undefined {
+  if (profile.vehicleId) {
+    return m.vehicleId === profile.vehicleId ? undefined
+      : `vehicleType: not checked against this driver's vehicle ${profile.vehicleId}; send online again`;
+  }
+  const allowed = profile.vehicleTypes ?? [];
+  if (allowed.length > 0 && !allowed.includes(m.vehicleType)) {
+    return `vehicleType: this driver may go online as ${allowed.join(', ')} (allowed by an admin), not ${m.vehicleType}`;
+  }
+  return undefined;
 }
 
 /** The driver as admin lists show it. */
@@ -329,11 +350,13 @@ export function makeDriverBehavior(
   const handle = (s: DriverState, m: DriverMessage, ctx: HandleContext): DriverOutcome => {
     const notify = (message: unknown): Effect => ({ type: 'notify', userId: ctx.self.id, message });
     switch (m.type) {
-      case 'online':
+      case 'online': {
         if (!s.profile.active) return rejected(s, 'inactive', 'this driver is not active');
         if (s.profile.approval === 'pending') {
           return rejected(s, 'driver_pending_approval', 'this driver is waiting for an admin to approve it');
         }
+        const refusal = onlineRefusal(s.profile, m);
+        if (refusal) return rejected(s, 'vehicle_type_not_allowed', refusal);
         if (s.status !== 'offline') {
           if (s.status === 'available' && s.vehicleType !== m.vehicleType) {
             return transition(s, [{ type: 'went.online', vehicleType: m.vehicleType, vehicleId: m.vehicleId }], ctx);
@@ -341,6 +364,7 @@ export function makeDriverBehavior(
           return unchanged(s);
         }
         return transition(s, [{ type: 'went.online', vehicleType: m.vehicleType, vehicleId: m.vehicleId }], ctx);
+      }
       case 'offline':
         if (s.status === 'offline') return unchanged(s);
         if (s.status === 'assigned' || s.status === 'on_trip') return rejected(s, 'on_trip', 'cannot go offline with a booking in hand');

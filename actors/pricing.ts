@@ -63,14 +63,31 @@ export function estimate(pickup: Point, dropoff: Point, policy: PricingPolicy): 
   return { distanceKm: round2(km), durationMin: round2((km / policy.citySpeedKmh) * 60) };
 }
 
+/**
+ * The tariff of a vehicle type, or undefined when pricing defines none. Vehicle types come
+ * from requests, and the tariffs are a plain object (JSON from the settings): only its own
+ * properties count, so `constructor` or `toString` is an unknown type, not a tariff.
+ */
+export function tariffOf(policy: Pick<PricingPolicy, 'tariffs'>, vehicleType: string): Tariff | undefined {
+  return Object.hasOwn(policy.tariffs, vehicleType) ? policy.tariffs[vehicleType] : undefined;
+}
+
+/** The vehicle types pricing defines. */
+export function vehicleTypes(policy: Pick<PricingPolicy, 'tariffs'>): string[] {
+  return Object.keys(policy.tariffs);
+}
+
 export function fare(vehicleType: string, trip: Estimate, surge: number, at: number, policy: PricingPolicy): Money {
-  const tariff = policy.tariffs[vehicleType];
+  const tariff = tariffOf(policy, vehicleType);
   if (!tariff) throw new RangeError(`unknown vehicle type "${vehicleType}"`);
   const metered = tariff.base + tariff.perKm * trip.distanceKm + tariff.perMin * trip.durationMin;
   const clamped = Math.min(tariff.maximum, Math.max(tariff.minimum, metered));
   const cappedSurge = Math.min(policy.surgeCap, Math.max(1, surge));
   const peak = policy.peakHours.includes(new Date(at).getUTCHours()) ? policy.peakMultiplier : 1;
-  return { amount: Math.round(clamped * cappedSurge * peak), currency: tariff.currency };
+  const amount = Math.round(clamped * cappedSurge * peak);
+  // A tariff that is not numbers (a hand-edited setting) prices nothing rather than a ride with no price.
+  if (!Number.isSafeInteger(amount) || amount < 0) throw new RangeError(`the tariff of "${vehicleType}" gives no price (${amount})`);
+  return { amount, currency: tariff.currency };
 }
 
 export function quote(

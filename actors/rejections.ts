@@ -18,7 +18,9 @@ export type BookingRejection =
   /** Cancel once in progress or finished; rate before completion or a second time. */
   | 'conflict'
   /** Stars not an integer from 1 to 5. */
-  | 'invalid_rating';
+  | 'invalid_rating'
+  /** A create whose price is not a whole, non-negative amount of minor units (a tariff that priced nothing). */
+  | 'invalid_price';
 
 /** Refusals of a driver's commands (over the WebSocket, from admins, from bookings). */
 export type DriverRejection =
@@ -41,7 +43,9 @@ export type DriverRejection =
   /** A booking's rating counted a second time. */
   | 'already_rated'
   /** A profile change or approval for a driver nobody created. */
-  | 'not_found';
+  | 'not_found'
+  /** `online` with a vehicle type that is not its vehicle's, or not one an admin allowed it. */
+  | 'vehicle_type_not_allowed';
 
 /** Refusals of a vehicle's commands (admin API). */
 export type VehicleRejection =

@@ -26,6 +26,7 @@ export const REJECTION_STATUS: Record<RejectionCode, number> = {
   forbidden: 403,
   conflict: 409,
   invalid_rating: 400,
+  invalid_price: 400,
   // Driver
   inactive: 403,
   driver_pending_approval: 403,
@@ -35,6 +36,7 @@ export const REJECTION_STATUS: Record<RejectionCode, number> = {
   not_assigned: 409,
   not_on_trip: 409,
   already_rated: 409,
+  vehicle_type_not_allowed: 403,
   // Vehicle
   invalid_window: 400,
 };

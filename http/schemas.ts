@@ -15,8 +15,13 @@ export const Point = z.object({
 
 export const Money = z.object({ amount: z.number().int(), currency: z.string() }).meta({ id: 'Money' });
 
-/** Vehicle types are what pricing defines; checked against the live policy in handlers. */
-export const VehicleType = z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'a vehicle type is a short lowercase name');
+/**
+ * Vehicle types are what pricing defines; checked against the live policy in handlers. A name
+ * every JavaScript object already has (`constructor`, `toString`, `valueOf` ...) is refused
+ * here too: it can never be a tariff's name, so no lookup by it can find a built-in instead.
+ */
+export const VehicleType = z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'a vehicle type is a short lowercase name')
+  .refine((name) => !(name in Object.prototype), 'is a name every JavaScript object has, not a vehicle type');
 
 const isoTime = z.iso.datetime({ offset: true });
 
@@ -141,7 +146,14 @@ export function nearbyQuery(maxRadiusKm: number) {
 export const NearbyQuery = nearbyQuery(10);
 
 export const Nearby = z.object({
-  drivers: z.array(z.object({ driverId: z.string(), lat: z.number(), lng: z.number(), distanceKm: z.number(), vehicleType: z.string() })),
+  drivers: z.array(z.object({
+    ref: z.string().describe('Names the driver in this answer only: drawn anew for every answer, so it cannot follow a driver'),
+    driverId: z.string().optional().describe('Admins only: the driver\'s id'),
+    lat: z.number().describe('Riders: rounded to 3 decimal places (about 110 m); admins: exact'),
+    lng: z.number().describe('Riders: rounded to 3 decimal places (about 110 m north-south, less east-west); admins: exact'),
+    distanceKm: z.number().describe('From the point asked about; riders: to 0.1 km, admins: to the metre'),
+    vehicleType: z.string(),
+  })).describe('Closest first'),
 });
 
 export const SurgeQuery = strictQuery(z.object({ lat: coordinate(-90, 90), lng: coordinate(-180, 180) }));
@@ -161,13 +173,16 @@ export const Vehicle = z.object({
 export const MaintenanceCreate = z.object({ from: isoTime, to: isoTime, reason: text().min(1).max(200) }).strict()
   .refine((w) => Date.parse(w.to) > Date.parse(w.from), { message: 'to must be after from', path: ['to'] });
 
+/** What a driver without a vehicle may go online as; a driver with one goes online as its vehicle's type. */
+const AllowedVehicleTypes = z.array(VehicleType).max(16)
+  .describe('Vehicle types a driver without a vehicle may go online with (each one pricing defines); [] allows none.');
 export const DriverCreate = z.object({
   id: DriverId.optional(), name: text().min(1).max(100), phone: text().max(30).optional(),
-  vehicleId: VehicleId.optional(), active: z.boolean().default(true),
+  vehicleId: VehicleId.optional(), vehicleTypes: AllowedVehicleTypes.optional(), active: z.boolean().default(true),
 }).strict();
 export const DriverPatch = z.object({
   name: text().min(1).max(100).optional(), phone: text().max(30).optional(), vehicleId: VehicleId.optional(),
-  active: z.boolean().optional(),
+  vehicleTypes: AllowedVehicleTypes.optional(), active: z.boolean().optional(),
 }).strict();
 
 export const Tariff = z.object({

@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import type { Role } from './auth.ts';
 import { BookingRef, text } from './ids.ts';
-import { Booking, BookingStatus, Money, Point } from './schemas.ts';
+import { Booking, BookingStatus, Money, Point, VehicleType } from './schemas.ts';
 
 const isoTime = z.iso.datetime({ offset: true });
 /** Times the server writes come from Date#toISOString: UTC with a Z. */
@@ -77,13 +77,17 @@ export const ClientMessage = z.discriminatedUnion('type', [
   }),
   z.object({
     type: z.literal('online'),
-    vehicleType: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/).describe('A vehicle type pricing defines (economy, comfort, xl by default).'),
+    vehicleType: VehicleType.describe(
+      'A vehicle type pricing defines (economy, comfort, xl by default): the type of the driver\'s vehicle, or one an admin allowed ' +
+      'for a driver without a vehicle.',
+    ),
     ...ref,
   }).strict().meta({
     id: 'OnlineMessage',
     description: 'Driver only. Go online (available for offers) with this vehicle type; repeating it while available changes the vehicle ' +
       'type. Refused with `inactive` for a deactivated driver and `driver_pending_approval` for a self-registered one an admin has not ' +
-      'approved yet.',
+      'approved yet; `unknown_vehicle_type` for a type pricing does not define, and `vehicle_type_not_allowed` for a type that is not ' +
+      'the driver\'s vehicle\'s (or, without a vehicle, not one an admin allowed it).',
     examples: [{ type: 'online', vehicleType: 'economy', ref: 1 }],
   }),
   z.object({ type: z.literal('offline'), ...ref }).strict().meta({
@@ -168,7 +172,8 @@ export const ServerMessage = z.discriminatedUnion('type', [
     type: z.literal('error'),
     code: z.string().describe(
       'snake_case: rate_limited, bad_message, malformed_json, unknown_type, invalid_message, unauthenticated, already_authenticated, ' +
-      'forbidden, not_found, unavailable, or a refusal of the driver\'s actor (inactive, driver_pending_approval, on_trip, ' +
+      'forbidden, not_found, unavailable, unknown_vehicle_type, or a refusal of the driver\'s actor (inactive, driver_pending_approval, ' +
+      'vehicle_type_not_allowed, on_trip, ' +
       'no_such_offer, not_assigned, not_on_trip, internal_error, ...).',
     ),
     message: z.string().describe('For people, not for programs.'),

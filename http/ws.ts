@@ -23,6 +23,7 @@ import type { Authenticator, Principal } from './auth.ts';
 import type { Edge } from './edge.ts';
 import type { Metrics } from './metrics.ts';
 import { mayRead } from './booking-access.ts';
+import { checkOnline } from './online.ts';
 import { opsSnapshot } from './ops-feed.ts';
 import { commandError } from './rejections.ts';
 import { ClientMessage, DRIVER_ONLY } from './ws-messages.ts';
@@ -428,9 +429,15 @@ export class WsGateway {
         return;
       }
       default: {
-        const command = m.type === 'online' ? { type: 'online', vehicleType: m.vehicleType }
-          : m.type === 'offline' ? { type: 'offline' }
-          : { type: m.type, bookingId: m.bookingId };
+        let command;
+        if (m.type === 'online') {
+          // The vehicle type sets the fares: only the driver's vehicle's, or one an admin allowed it (http/online.ts).
+          const check = await checkOnline(this.#o.edge, p.sub, m.vehicleType);
+          if (!check.ok) { this.#error(session, check.code, check.message, m.ref); return; }
+          command = { type: 'online', vehicleType: m.vehicleType, ...(check.vehicleId ? { vehicleId: check.vehicleId } : {}) };
+        } else {
+          command = m.type === 'offline' ? { type: 'offline' } : { type: m.type, bookingId: m.bookingId };
+        }
         // The same error a REST route would answer, without the status: a refusal's code, or
         // internal_error / unprocessable / unavailable for a command that failed.
         const error = commandError(await region.request(driver, command));

@@ -20,9 +20,11 @@ type Point = { lat: number; lng: number };
 
 let edge: EdgeNode;
 let rider: string;
+let admin: string;
 test.before(async () => {
   edge = await startEdge();
   rider = await edge.token('search-rider', 'rider');
+  admin = await edge.token('search-admin', 'admin');
 });
 test.after.always(async () => { await edge?.stop(); });
 
@@ -79,8 +81,9 @@ async function move(socket: WsClient, at: Point): Promise<void> {
   if (ack.type !== 'ack') throw new Error(JSON.stringify(ack));
 }
 
+/** Whether the driver is in the nearby list (by its id, which only admins see). */
 const listed = async (p: Point, id: string) => {
-  const res = await nearby(p, 5);
+  const res = await nearby(p, 5, admin);
   if (res.status !== 200) throw new Error(JSON.stringify(res.body));
   return (res.body.drivers as { driverId: string }[]).some((d) => d.driverId === id);
 };

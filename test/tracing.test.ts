@@ -239,6 +239,12 @@ test.serial('one booking is one trace, from the POST on one node to the offer ha
   const placement = { shards: SHARDS, placementRes: 4 };
   const driverId = Array.from({ length: 200 }, (_, i) => `drv-${run}-${i}`).find((id) => map.get(shardOf({ kind: 'driver', id }, placement)) === 't2')!;
   t.truthy(driverId);
+  // Without development tokens a driver goes online only as its vehicle's type or one an admin allowed it.
+  const allowed = await fetch(`${n1.url}/v1/admin/drivers`, {
+    method: 'POST', body: JSON.stringify({ id: driverId, name: 'Traced Driver', vehicleTypes: ['economy'] }),
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${await token(`ops-${run}`, 'admin')}` },
+  });
+  t.is(allowed.status, 201, await allowed.text());
   const driver = await WsClient.connect(`${n1.url.replace('http', 'ws')}/v1/ws?token=${await token(driverId, 'driver')}`);
   t.teardown(() => driver.close());
   t.is((await driver.call({ type: 'online', vehicleType: 'economy' }, 'on')).type, 'ack');
@@ -252,8 +258,10 @@ test.serial('one booking is one trace, from the POST on one node to the offer ha
   t.is(quote.status, 201, JSON.stringify(quote.body));
   // The fix reaches its cell softly (forwarded to the owner): book once both nodes' searches
   // see the driver, so the booking's first search (traced) finds it, not a later one on a timer.
+  // Admins see drivers' ids in the nearby list (riders get a fresh ref per answer).
+  const ops = await token(`ops-${run}`, 'admin');
   const seen = async (node: NodeProcess) => {
-    const res = await fetch(`${node.url}/v1/drivers/nearby?lat=${PICKUP.lat}&lng=${PICKUP.lng}&radiusKm=2`, { headers: { authorization: `Bearer ${rider}` } });
+    const res = await fetch(`${node.url}/v1/drivers/nearby?lat=${PICKUP.lat}&lng=${PICKUP.lng}&radiusKm=2`, { headers: { authorization: `Bearer ${ops}` } });
     return res.ok && ((await res.json()) as { drivers: { driverId: string }[] }).drivers.some((d) => d.driverId === driverId);
   };
   t.true(await eventually(async () => (await seen(n1)) && (await seen(n2)), 60_000, 200), 'the driver is in its cell');

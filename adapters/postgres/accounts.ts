@@ -22,12 +22,14 @@ export class AccountStore implements Accounts {
 
   async create(a: AccountRecord): Promise<void> {
     const k = this.#keys;
+    // Each value is sealed for its account and column: copied to another row or column, it does not open.
+    const seal = (field: string, value: string) => k.seal(value, { scope: 'account', id: a.id, field });
     try {
       await this.#guard.run(() => this.#orm.em.getConnection().execute(
         'insert into account (id, email, email_hash, name, phone, role, password_hash) values (?, ?, ?, ?, ?, ?, ?)',
         [
-          a.id, k.seal(normalizeEmail(a.email)), k.emailIndex(a.email), k.seal(a.name), a.phone === undefined ? null : k.seal(a.phone),
-          a.role, a.passwordHash,
+          a.id, seal('email', normalizeEmail(a.email)), k.emailIndex(a.email), seal('name', a.name),
+          a.phone === undefined ? null : seal('phone', a.phone), a.role, a.passwordHash,
         ]));
     } catch (error) {
       if ((error as { code?: string }).code === '23505') throw new DuplicateEmailError('an account for this email exists');
@@ -46,12 +48,12 @@ export class AccountStore implements Accounts {
       'select id, email, name, phone, role, password_hash from account where email_hash = ? or (email_hash is null and email = ?) limit 1',
       [this.#keys.emailIndex(email), normalizeEmail(email)],
     )) as AccountRow[];
-    const k = this.#keys;
+    const open = (field: string, value: string | null) => this.#keys.reveal(value, { scope: 'account', id: row!.id, field });
     return row && {
       id: row.id,
-      email: k.reveal(row.email),
-      name: k.reveal(row.name),
-      phone: k.reveal(row.phone),
+      email: open('email', row.email)!,
+      name: open('name', row.name)!,
+      phone: open('phone', row.phone),
       role: row.role,
       passwordHash: row.password_hash,
     };

@@ -15,6 +15,10 @@ import {
 import { outcome } from '../rejections.ts';
 import { fieldsSet } from '../audit.ts';
 import { revealFields, sealFields } from '../../runtime/personal-data.ts';
+import { requireVehicleType, requireVehicleTypes } from '../vehicle-types.ts';
+
+/** A driver as the actor answers it and driver_view lists it: what admins see, once opened. */
+type DriverView = ReturnType<typeof driverView>;
 
 /** Values an audit summary may show (http/audit.ts): types, counts, ids and flags, never names, phones, plates or free text. */
 const SHOWN = ['type', 'capacity', 'driverId', 'vehicleId', 'active'];
@@ -28,16 +32,14 @@ export function adminRoutes(edge: Edge): Api {
   const vehicleParams = z.object({ id: VehicleId });
   const windowParams = z.object({ id: VehicleId, mid: MaintenanceId });
   const driverParams = z.object({ id: DriverId });
-  // A driver's name and phone enter the actor sealed and are opened only here, for admins.
-  const seal = <T extends object>(profile: T) => sealFields(edge.personalData, profile);
-  const reveal = <T>(view: T) => revealFields(edge.personalData, view);
-  const checkType = async (type: string | undefined) => {
-    if (type === undefined) return;
-    const policy = await pricingPolicy(edge);
-    if (!policy.tariffs[type]) {
-      throw new HttpError(400, 'unknown_vehicle_type', `type must be one of ${Object.keys(policy.tariffs).join(', ')}`);
-    }
-  };
+  // A driver's name and phone enter the actor sealed for that driver and are opened only here, for admins;
+  // a value that does not open shows as null, named in the driver's `unreadable`.
+  const seal = <T extends object>(id: string, profile: T) => sealFields(edge.personalData, profile, { scope: 'driver', id });
+  const reveal = <T extends { id: string }>(view: T) => revealFields(edge.personalData, view, { scope: 'driver', id: view.id });
+  const checkType = (type: string | undefined) => requireVehicleType(edge, 'body.type', type);
+  /** The vehicle types an admin allows a driver without a vehicle (http/online.ts): each one pricing defines. */
+  const checkAllowed = (types: readonly string[] | undefined) =>
+    requireVehicleTypes(edge, (types ?? []).map((type, i) => ({ path: `body.vehicleTypes.${i}`, type })));
 
   api.add({
     method: 'post', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Register a vehicle', roles: admin, body: VehicleCreate,
@@ -118,11 +120,13 @@ export function adminRoutes(edge: Edge): Api {
       return { target: target && `driver:${target}`, summary: `add driver: ${fieldsSet(profile, SHOWN)}` };
     },
     handler: async (_ctx, { body }) => {
-      const { id, ...profile } = body;
+      await checkAllowed(body.vehicleTypes);
+      const { id: chosen, ...profile } = body;
+      const id = chosen ?? `drv_${randomUUID()}`;
       // A driver an admin adds is approved from the start.
-      return reveal(outcome(await edge.region.request(driver(id ?? `drv_${randomUUID()}`), {
-        type: 'profile.set', profile: seal({ ...profile, approval: 'approved' as const }),
-      })));
+      return reveal(outcome(await edge.region.request(driver(id), {
+        type: 'profile.set', profile: seal(id, { ...profile, approval: 'approved' as const }),
+      })) as DriverView);
     },
   });
   api.add({
@@ -130,7 +134,7 @@ export function adminRoutes(edge: Edge): Api {
     query: z.object({ status: z.enum(['offline', 'available', 'offered', 'assigned', 'on_trip']).optional() }).strict(),
     handler: async (ctx, { query }) => {
       lagHeader(ctx, edge, 'drivers');
-      return { items: (await edge.readModels.listDrivers(query.status)).map(reveal) };
+      return { items: (await edge.readModels.listDrivers(query.status)).map((row) => reveal(row as DriverView)) };
     },
   });
   api.add({
@@ -151,14 +155,16 @@ export function adminRoutes(edge: Edge): Api {
       target: `driver:${params.id}`,
       summary: `${body.active === false ? 'deactivate' : body.active ? 'activate' : 'change'} driver: ${fieldsSet(body, SHOWN)}`,
     }),
-    handler: async (_ctx, { params, body }) =>
-      reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(body) }))),
+    handler: async (_ctx, { params, body }) => {
+      await checkAllowed(body.vehicleTypes);
+      return reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(params.id, body) })) as DriverView);
+    },
   });
   api.add({
     method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin',
     summary: 'Approve a self-registered driver so it can go online (idempotent)',
     roles: admin, params: driverParams, audit: ({ params }) => ({ target: `driver:${params.id}`, summary: 'approve driver' }),
-    handler: async (_ctx, { params }) => reveal(outcome(await edge.region.request(driver(params.id), { type: 'approve' }))),
+    handler: async (_ctx, { params }) => reveal(outcome(await edge.region.request(driver(params.id), { type: 'approve' })) as DriverView),
   });
 
   api.add({

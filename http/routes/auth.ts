@@ -52,7 +52,7 @@ export function authRoutes(edge: Edge): Api {
       if (body.role === 'driver') {
         outcome(await edge.region.request({ kind: 'driver', id }, {
           type: 'profile.set',
-          profile: sealFields(edge.personalData, { name: body.name, phone: body.phone, active: true, approval: 'pending' as const }),
+          profile: sealFields(edge.personalData, { name: body.name, phone: body.phone, active: true, approval: 'pending' as const }, { scope: 'driver', id }),
         }));
       }
       try {

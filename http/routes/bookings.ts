@@ -18,14 +18,13 @@ import {
 } from '../schemas.ts';
 import { outcome } from '../rejections.ts';
 import { surgeAt } from '../surge.ts';
+import { requireVehicleType } from '../vehicle-types.ts';
 
 async function makeQuote(
   edge: Edge, riderId: string, input: { pickup: { lat: number; lng: number }; dropoff: { lat: number; lng: number }; vehicleType: string },
 ) {
+  await requireVehicleType(edge, 'body.vehicleType', input.vehicleType);
   const policy = await pricingPolicy(edge);
-  if (!policy.tariffs[input.vehicleType]) {
-    throw new HttpError(400, 'unknown_vehicle_type', `vehicleType must be one of ${Object.keys(policy.tariffs).join(', ')}`);
-  }
   const { surge } = await surgeAt(edge, input.pickup);
   const q = priceQuote({ ...input, surge, now: Date.now() }, policy);
   const pickupCell = latLngToCell(input.pickup.lat, input.pickup.lng, edge.domain.dispatch.cellRes);

@@ -4,13 +4,22 @@
 // radiusKm is capped (SEARCH_MAX_RADIUS_KM, 400 beyond it), at most
 // SEARCH_MAX_CELLS cells are asked, and cells that never held a driver are
 // skipped without being asked (the node's occupied cells, see node.ts).
+//
+// Riders see where cars are, not who they are: a rider who learnt a driver's id (from a
+// past booking) must not be able to poll this and follow that driver. So a rider gets
+// each driver under a `ref` drawn at random for that answer alone, with the position
+// rounded to RIDER_DECIMALS decimal places and the distance to 100 m; admins also get
+// the `driverId` and the exact figures.
 
+import { randomBytes } from 'node:crypto';
 import type { Candidate } from '../../actors/cell.ts';
 import { DEFAULT_SEARCH, searchNearest, type OccupiedFilter } from '../../actors/nearest.ts';
 import { Api } from '../api.ts';
+import { principalOf } from '../authenticate.ts';
 import type { Edge } from '../edge.ts';
 import { Nearby, nearbyQuery, Surge, SurgeQuery } from '../schemas.ts';
 import { surgeAt } from '../surge.ts';
+import { requireVehicleType } from '../vehicle-types.ts';
 
 /** `occupied`: the node's cells that ever held a driver; without it every reachable cell is asked. */
 export function discoveryRoutes(edge: Edge, occupied?: OccupiedFilter): Api {
@@ -19,17 +28,15 @@ export function discoveryRoutes(edge: Edge, occupied?: OccupiedFilter): Api {
   api.add({
     method: 'get', path: '/v1/drivers/nearby', tag: 'discovery', summary: 'Available drivers near a point, closest first',
     roles: ['rider', 'admin'], query: nearbyQuery(search.maxRadiusKm), response: Nearby,
-    handler: async (_ctx, { query }) => {
+    handler: async (ctx, { query }) => {
+      await requireVehicleType(edge, 'query.vehicleType', query.vehicleType);
       const point = { lat: query.lat, lng: query.lng };
       const q = { point, k: query.limit, radiusKm: query.radiusKm, vehicleType: query.vehicleType };
       const found = await searchNearest(q, edge.domain.dispatch.cellRes, (cell) =>
         edge.region.askSoon<Candidate[]>({ kind: 'cell', id: cell }, { type: 'nearest', ...q }),
       undefined, { maxCells: search.maxCells, occupied });
-      return {
-        drivers: found.map((c) => ({
-          driverId: c.driverId, lat: c.lat, lng: c.lng, distanceKm: Math.round(c.distanceKm * 1000) / 1000, vehicleType: c.vehicleType,
-        })),
-      };
+      const exact = principalOf(ctx.state).role === 'admin';
+      return { drivers: found.map((c) => (exact ? adminView(c) : riderView(c))) };
     },
   });
   api.add({
@@ -38,4 +45,22 @@ export function discoveryRoutes(edge: Edge, occupied?: OccupiedFilter): Api {
     handler: async (_ctx, { query }) => surgeAt(edge, query),
   });
   return api;
+}
+
+/** Decimal places of a position shown to riders: 3 is about 110 m north-south (less east-west away from the equator). */
+export const RIDER_DECIMALS = 3;
+
+const round = (x: number, decimals: number) => Math.round(x * 10 ** decimals) / 10 ** decimals;
+/** Names a driver within one answer only: random, so two answers cannot be matched up by it. */
+const freshRef = () => randomBytes(9).toString('base64url');
+
+function riderView(c: Candidate) {
+  return {
+    ref: freshRef(), lat: round(c.lat, RIDER_DECIMALS), lng: round(c.lng, RIDER_DECIMALS), distanceKm: round(c.distanceKm, 1),
+    vehicleType: c.vehicleType,
+  };
+}
+
+function adminView(c: Candidate) {
+  return { ref: freshRef(), driverId: c.driverId, lat: c.lat, lng: c.lng, distanceKm: round(c.distanceKm, 3), vehicleType: c.vehicleType };
 }

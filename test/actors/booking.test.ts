@@ -30,6 +30,15 @@ test('creating a booking starts a search with a retry timer and a deadline', (t)
   t.deepEqual(again.events, [], 'creating twice changes nothing');
 });
 
+test('a booking is never created without a whole, non-negative price', (t) => {
+  for (const amount of [null, undefined, Number.NaN, 12.5, -1, Number.POSITIVE_INFINITY, '1200']) {
+    const out = behavior.handle(initialBooking('b1'), { ...create, price: { amount: amount as number, currency: 'USD' } }, ctx());
+    t.is(out.rejection?.code, 'invalid_price', String(amount));
+    t.deepEqual(out.events, [], `nothing journaled for ${String(amount)}`);
+    t.is(out.state.status, 'none');
+  }
+});
+
 test('candidates are offered one at a time, best first; a refusal moves to the next', (t) => {
   const searching = run(initialBooking('b1'), create);
   const offered = behavior.handle(searching, { type: 'candidates', search: 1, drivers: [cand('far', 2), cand('near', 0.5)] }, ctx());

@@ -4,7 +4,7 @@ import { DEFAULT_CELL, makeCellBehavior, surgeAt, type Candidate, type CellState
 import { rankCandidates, DEFAULT_WEIGHTS } from '../../actors/dispatch-policy.ts';
 import { distanceKm } from '../../actors/geo.ts';
 import { searchNearest } from '../../actors/nearest.ts';
-import { DEFAULT_PRICING, fare, quote } from '../../actors/pricing.ts';
+import { DEFAULT_PRICING, fare, quote, tariffOf, vehicleTypes } from '../../actors/pricing.ts';
 
 const cellBehavior = makeCellBehavior(DEFAULT_CELL);
 const CENTER = { lat: 40.7128, lng: -74.006 };
@@ -120,4 +120,19 @@ test('pricing: minimum, maximum, surge cap and peak hours', (t) => {
   t.is(fare('economy', { distanceKm: 1000, durationMin: 2000 }, 1, noon, DEFAULT_PRICING).amount, DEFAULT_PRICING.tariffs.economy!.maximum);
   t.throws(() => fare('rickshaw', trip, 1, noon, DEFAULT_PRICING), { message: /unknown vehicle type/ });
   t.true(short.expiresAt > noon, 'a quote locks its price until it expires');
+});
+
+test('pricing: a name every object has is no tariff, and a tariff that is not numbers prices nothing (never a null amount)', (t) => {
+  const trip = { distanceKm: 10, durationMin: 24 };
+  const noon = Date.UTC(2026, 0, 1, 12);
+  // A stored policy comes back from JSON as a plain object, like DEFAULT_PRICING's.
+  const stored = JSON.parse(JSON.stringify(DEFAULT_PRICING)) as typeof DEFAULT_PRICING;
+  for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']) {
+    t.is(tariffOf(stored, name), undefined, name);
+    t.throws(() => fare(name, trip, 1, noon, stored), { message: /unknown vehicle type/ }, name);
+    t.throws(() => quote({ pickup: CENTER, dropoff: CENTER, vehicleType: name, surge: 1, now: noon }, stored), undefined, name);
+  }
+  const broken = { ...stored, tariffs: { ...stored.tariffs, odd: { ...stored.tariffs.economy!, perKm: 'x' as unknown as number } } };
+  t.throws(() => fare('odd', trip, 1, noon, broken), { message: /gives no price/ });
+  t.deepEqual(vehicleTypes(stored), ['economy', 'comfort', 'xl']);
 });

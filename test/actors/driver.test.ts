@@ -2,7 +2,9 @@ import test from 'ava';
 import { latLngToCell } from 'h3-js';
 import type { Effect, HandleContext } from '../../actors/behavior.ts';
 import { DEFAULT_CELL, makeCellBehavior, type CellMessage, type DriverCopy } from '../../actors/cell.ts';
-import { DEFAULT_PRESENCE, MAX_FIX_AHEAD_MS, driverExists, driverView, initialDriver, makeDriverBehavior, type DriverMessage, type DriverState } from '../../actors/driver.ts';
+import {
+  DEFAULT_PRESENCE, MAX_FIX_AHEAD_MS, driverExists, driverView, initialDriver, makeDriverBehavior, onlineRefusal, type DriverMessage, type DriverState,
+} from '../../actors/driver.ts';
 
 const behavior = makeDriverBehavior({ cellRes: 7, offerTimeoutMs: 15_000 });
 const ctx = (now = 1_000_000): HandleContext => ({ self: { kind: 'driver', id: 'd1' }, now, commandId: 'c' });
@@ -315,4 +317,26 @@ test('a booking\'s rating counts once, whatever command carries it, also after a
   const replayed = once.events.reduce(behavior.apply, available);
   t.is(behavior.handle(replayed, { type: 'rated', bookingId: 'b7', stars: 5 }, ctx()).rejection?.code, 'already_rated');
   t.is(behavior.apply(available, { type: 'rated', stars: 3 }).ratingCount, 1, 'an event from before ratings were keyed still counts');
+});
+
+test('online: a driver with a vehicle only as checked against that vehicle; without one, only as a type an admin allowed', (t) => {
+  const withVehicle = run(initialDriver(), { type: 'profile.set', profile: { name: 'V', active: true, vehicleId: 'veh_1' } });
+  const unchecked = behavior.handle(withVehicle, { type: 'online', vehicleType: 'xl' }, ctx());
+  t.is(unchecked.rejection?.code, 'vehicle_type_not_allowed');
+  t.regex(unchecked.rejection!.message, /^vehicleType: /);
+  t.is(unchecked.state.status, 'offline');
+  t.is(behavior.handle(withVehicle, { type: 'online', vehicleType: 'xl', vehicleId: 'veh_2' }, ctx()).rejection?.code, 'vehicle_type_not_allowed',
+    'checked against another vehicle (the driver\'s changed meanwhile)');
+  const checked = behavior.handle(withVehicle, { type: 'online', vehicleType: 'comfort', vehicleId: 'veh_1' }, ctx());
+  t.is(checked.state.status, 'available');
+  t.is(checked.state.vehicleId, 'veh_1');
+
+  const allowed = run(initialDriver(), { type: 'profile.set', profile: { name: 'A', active: true, vehicleTypes: ['economy', 'comfort'] } });
+  const refused = behavior.handle(allowed, { type: 'online', vehicleType: 'xl' }, ctx());
+  t.is(refused.rejection?.code, 'vehicle_type_not_allowed');
+  t.regex(refused.rejection!.message, /^vehicleType: .*economy, comfort/);
+  t.is(behavior.handle(allowed, { type: 'online', vehicleType: 'comfort' }, ctx()).state.status, 'available');
+  const on = run(allowed, { type: 'online', vehicleType: 'economy' });
+  t.is(behavior.handle(on, { type: 'online', vehicleType: 'xl' }, ctx()).rejection?.code, 'vehicle_type_not_allowed', 'nor by changing type online');
+  t.is(onlineRefusal({ active: true }, { vehicleType: 'xl' }), undefined, 'with neither, the sender decides (http/online.ts)');
 });
