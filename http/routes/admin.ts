@@ -21,7 +21,7 @@ import { requireVehicleType, requireVehicleTypes } from '../vehicle-types.ts';
 type DriverView = ReturnType<typeof driverView>;
 
 /** Values an audit summary may show (http/audit.ts): types, counts, ids and flags, never names, phones, plates or free text. */
-const SHOWN = ['type', 'capacity', 'driverId', 'vehicleId', 'active'];
+const SHOWN = ['type', 'capacity', 'driverId', 'vehicleId', 'vehicleTypes', 'active'];
 
 export function adminRoutes(edge: Edge): Api {
   const api = new Api({ audit: edge.audit });
