@@ -291,7 +291,15 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       stopping = true;
       logger.info({ reason }, 'node stopping');
       ws.close(reason);
+      // Requests in flight finish first, while this node still serves its shards: the commands
+      // they wait for are handled here (or answered from another node) as on any other day, not
+      // refused halfway. New connections are refused meanwhile; /ready says 503 so balancers
+      // send nothing new. Bounded: a request still waiting then is answered 503 by the stop.
       const closed = server.close();
+      let drained: NodeJS.Timeout | undefined;
+      const drainMs = Math.min(config.runtime.askTimeoutMs + 1_000, config.runtime.shutdownTimeoutMs / 2);
+      await Promise.race([closed, new Promise((r) => { drained = setTimeout(r, drainMs); })]);
+      clearTimeout(drained);
       await scheduler.stop();
       // Hand-off order (runtime/region.ts stop()): finish and commit the batches in flight,
       // stop timers, asks and activations of every shard, snapshot, and only then leave the

@@ -63,6 +63,8 @@ const RUNTIME_ERRORS: Record<string, [number, string]> = {
   NotOwnerError: [503, 'unavailable'],
   // The shard is moving between nodes: asking again in a second reaches its new owner.
   ShardHandoffError: [503, 'unavailable'],
+  // This node is stopping (a rolling restart, a scale-in): any other node takes the request.
+  NodeStoppingError: [503, 'unavailable'],
   RemoteAskError: [503, 'unavailable'],
   DependencyUnavailableError: [503, 'unavailable'],
   // The shard moved to another node while this one still served it: asking again finds the new owner.

@@ -28,7 +28,10 @@ export interface NodeServer {
   serve(listener: RequestListener): void;
   /** Where the node answers, once listening. */
   url(): string;
-  /** Stops taking connections; resolves when the open ones are done. Idle keep-alive connections are closed at once. */
+  /**
+   * Stops taking connections; resolves when the open ones are done. Idle keep-alive connections
+   * are closed at once, busy ones after their current answer.
+   */
   close(): Promise<void>;
 }
 
@@ -55,6 +58,10 @@ export async function openNodeServer(options: NodeServerOptions): Promise<NodeSe
     },
     close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // A kept-alive connection busy now carries one more answer, then closes: its client's next
+      // request opens a connection elsewhere (a balancer's next node) instead of finding this one gone.
+      const listener = current;
+      current = (req, res) => { res.setHeader('connection', 'close'); listener(req, res); };
       server.closeIdleConnections();
       return closed;
     },

@@ -128,6 +128,14 @@ export class ShardHandoffError extends RetryLaterError {
 }
 
 /**
+ * The node is stopping and takes no new commands: the request is for another node (the
+ * client, or its load balancer, sends it there). Nothing was written.
+ */
+export class NodeStoppingError extends RetryLaterError {
+  readonly kind = 'shard_handoff' as const;
+}
+
+/**
  * A write of a shard was refused because this node's epoch for it is no longer the
  * current one: another node took the shard (ports.ts ShardEpochs). Nothing was written.
  * Not retriable: retrying with the same epoch is refused the same way, and the node

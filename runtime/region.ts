@@ -15,7 +15,7 @@ import { randomUUID } from 'node:crypto';
 import type { EntityRef, Service } from '../actors/behavior.ts';
 import { entityKey, shardOf, type EntityKey, type NodeId, type Placement, type ShardId } from './entity.ts';
 import { failureOf, type OutboundTell } from './entity-actor.ts';
-import { LogUnavailableError, ShardFencedError } from './errors.ts';
+import { LogUnavailableError, NodeStoppingError, ShardFencedError } from './errors.ts';
 import type { ShardFences } from './fencing.ts';
 import type {
   CommandEnvelope, CommandLog, CommandResult, DeadLetter, DeadLetterStore, Failure, LogRecord, Notifier, ReminderStore,
@@ -404,7 +404,7 @@ export class ShardRegion {
     await this.#options.log.stop();
     for (const [id, pending] of this.#pending) {
       clearTimeout(pending.timer);
-      pending.reject(new Error('node is shutting down'));
+      pending.reject(new NodeStoppingError('node is shutting down; the command may still be applied by the shard\'s next owner'));
       this.#pending.delete(id);
     }
   }
@@ -430,7 +430,7 @@ export class ShardRegion {
   }
 
   #checkAccepting(): void {
-    if (this.#stopping) throw new Error('node is shutting down and accepts no commands');
+    if (this.#stopping) throw new NodeStoppingError('node is shutting down and accepts no commands; another node takes them');
   }
 
   /**
