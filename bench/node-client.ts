@@ -97,6 +97,10 @@ export class BenchDriver {
   policy: OfferPolicy = { accept: 0 };
   rand: () => number;
   tally: Tally | undefined;
+  /** When set, each command's round trip (sent → ack), ms. */
+  timings: number[] | undefined;
+  /** Called once a ride this driver accepted is completed. */
+  onDone: ((bookingId: string) => void) | undefined;
 
   private constructor(id: string, ws: WebSocket, seed: number) {
     this.id = id;
@@ -150,20 +154,27 @@ export class BenchDriver {
     return this.call({ type: 'location.batch', fixes: points.map((p, i) => ({ lat: p.lat, lng: p.lng, at: new Date(now - (points.length - 1 - i)).toISOString() })) });
   }
 
+  async #timed(message: Record<string, unknown>): Promise<void> {
+    const t0 = performance.now();
+    await this.call(message);
+    this.timings?.push(performance.now() - t0);
+  }
+
   async #answer(bookingId: string): Promise<void> {
     const t = this.tally;
     try {
       if (this.rand() >= this.policy.accept) {
-        await this.call({ type: 'offer.decline', bookingId });
+        await this.#timed({ type: 'offer.decline', bookingId });
         if (t) count(t, 'decline');
         return;
       }
-      await this.call({ type: 'offer.accept', bookingId });
+      await this.#timed({ type: 'offer.accept', bookingId });
       if (t) count(t, 'accept');
       for (const step of ['trip.arrived', 'trip.start', 'trip.complete']) {
-        await this.call({ type: step, bookingId });
+        await this.#timed({ type: step, bookingId });
         if (t) count(t, step);
       }
+      this.onDone?.(bookingId);
     } catch (e) {
       // An offer withdrawn or expired meanwhile is answered with an error: counted, not fatal.
       if (t) count(t, `refused: ${(e as Error).message}`);
@@ -202,8 +213,8 @@ export interface RiderAnswer { readonly status: number; readonly id?: string; re
 async function post(url: string, path: string, token: string, body: unknown): Promise<RiderAnswer> {
   try {
     const res = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
-    const json = await res.json().catch(() => ({})) as { id?: string; quoteId?: string; code?: string };
-    return { status: res.status, id: json.id, quoteId: json.quoteId, error: res.ok ? undefined : json.code ?? String(res.status) };
+    const json = await res.json().catch(() => ({})) as { id?: string; quoteId?: string; error?: { code?: string } };
+    return { status: res.status, id: json.id, quoteId: json.quoteId, error: res.ok ? undefined : `${res.status} ${json.error?.code ?? ''}`.trim() };
   } catch (e) {
     return { status: 0, error: (e as Error).message };
   }
