@@ -69,7 +69,14 @@ export function readmeTable(results: string): string {
     '| --- | ---: | --- | --- |',
     ...shown.map((r) => `| ${r.case} | ${r.value === '—' ? (r.mark === 'not run' ? 'not run' : 'not measured') : `${r.value} ${r.unit}`} | ${r.goal} | ${r.mark} |`),
   ];
-  return out.join('\n');
+  // The closing note's nearest, side by side with the peers and their versions, follows the table.
+  const lines = results.split('\n');
+  const side = lines.indexOf('## Nearest, side by side');
+  if (side >= 0) {
+    const end = lines.findIndex((l, i) => i > side && l.startsWith('## '));
+    out.push('', `**Nearest, side by side.** ${lines.slice(side + 1, end < 0 ? undefined : end).join('\n').trim()}`);
+  }
+  return out.join('\n').trimEnd();
 }
 
 export function updateReadme(): void {

@@ -118,12 +118,17 @@ function nearestSideBySide(all: readonly Row[]): string[] {
     return row && Number.isFinite(row.value) ? row.value.toLocaleString('en-US') : '—';
   };
   const pair = (size: string, who: string) => `${v(size, `${who} p50`)} / ${v(size, `${who} p99`)}`;
+  /** A peer's version, as its p50 row's note opens with it. */
+  const version = (who: string) => {
+    const row = all.find((r) => r.case.endsWith(`: ${who} p50`) && r.note);
+    return row && !row.missing ? ` (${row.note!.split(';')[0]})` : '';
+  };
   return [
     '## Nearest, side by side',
     '',
     'k=10 within 3 km over the city, the same queries interleaved query by query; p50 / p99 in µs (Redis: the client round trip, and its server time per query from INFO commandstats).',
     '',
-    '| drivers | ours | Redis, widening radius | Redis server per query | PostGIS KNN | in-process static index |',
+    `| drivers | ours | Redis, widening radius${version('Redis GEOSEARCH, widening radius')} | Redis server per query | PostGIS KNN${version('PostGIS KNN (GiST)')} | in-process static index${version('in-process static index')} |`,
     '| --- | ---: | ---: | ---: | ---: | ---: |',
     ...sizes.map((n) => `| ${n} | ${pair(n, 'ours')} | ${pair(n, 'Redis GEOSEARCH, widening radius')} | ${v(n, 'Redis server time per query (mean)')} | ${pair(n, 'PostGIS KNN (GiST)')} | ${pair(n, 'in-process static index')} |`),
     '',
