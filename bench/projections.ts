@@ -22,6 +22,7 @@ import { openOrm } from '../adapters/postgres/orm.ts';
 import { Projector } from '../adapters/postgres/projections.ts';
 import { planEffects, type JournalRecord } from '../runtime/entity-actor.ts';
 import { shardOf } from '../runtime/entity.ts';
+import { GOALS } from './goals.ts';
 import { percentile, type Row } from './stats.ts';
 
 const SHARDS = 32; // the nodes' default (config/variables.ts), as scripts/projections.ts assumes
@@ -47,13 +48,14 @@ export async function projectionsBench(options: { databaseUrl?: string; quick?: 
     return [];
   }
   // Two offered rates: one well below what one embedded node accepts on 2 cores (about 90
-  // bookings/s when the machine is otherwise quiet), and one near it. The notes give the
-  // rate achieved and the requests that failed: a busy machine gets less than it is offered.
+  // bookings/s when the machine was otherwise quiet), and issue 23's goal rate, 200/s. The
+  // notes give the rate achieved and the requests that failed: a node or a machine that
+  // cannot keep up gets less than it is offered.
   const seconds = options.quick ? 5 : 30;
   return [
     ...await lagUnderLoad(options.databaseUrl, seconds, 25),
     // --quick: the lower rate only (a smoke run of two minutes).
-    ...options.quick ? [] : await lagUnderLoad(options.databaseUrl, seconds, 100),
+    ...options.quick ? [] : await lagUnderLoad(options.databaseUrl, seconds, 200),
     ...await analyticsRebuild(options.databaseUrl, options.quick ? 5_000 : 100_000),
   ];
 }
@@ -148,7 +150,8 @@ async function lagUnderLoad(base: string, seconds: number, perSecond: number): P
     return [
       ...[50, 99, 100].map((p): Row => ({
         bench: 'projections', case: `projection lag, ${perSecond} bookings/s offered, ${pct(p)}`, value: round(percentile(lags, p)), unit: 'ms',
-        note: p === 99 ? `goal (ours): p99 ≤ 1000 ms; Projector.lagMs() every 50 ms (${lags.length} samples); ${load}` : 'Projector.lagMs(), every projection',
+        goal: p === 99 && perSecond === 200 ? GOALS.projectionLagP99 : undefined,
+        note: p === 99 ? `Projector.lagMs() every 50 ms (${lags.length} samples); ${load}` : 'Projector.lagMs(), every projection',
       })),
       ...[50, 99, 100].map((p): Row => ({
         bench: 'projections', case: `booking 201 → in booking_view, ${perSecond} bookings/s offered, ${pct(p)}`, value: round(percentile(visible, p)), unit: 'ms',
@@ -315,9 +318,12 @@ async function analyticsRebuild(base: string, count: number): Promise<Row[]> {
 
     const data = `${count} bookings (${rows} journal rows, ${totals!.completed} completed, ${totals!.cancelled} cancelled, ${totals!.no_driver} no driver) over a week, ${totals!.cells} (hour, cell) rows; both agree on every count`;
     return [
-      { bench: 'projections', case: `rebuild analytics, ${count} bookings, Projector.rebuild`, value: ours.ms, unit: 'ms', note: `goal (ours): < 60 s for 100k bookings; ${data}; also fills drivers per hour and first-seen riders` },
+      { bench: 'projections', case: `rebuild analytics, ${count} bookings, Projector.rebuild`, value: ours.ms, unit: 'ms', note: `${data}; also fills drivers per hour and first-seen riders` },
       { bench: 'projections', case: `rebuild analytics, ${count} bookings, one SQL group by (peer)`, value: peerMs, unit: 'ms', note: 'insert … select … group by over the same journal rows: per (hour, cell) counts and revenue only' },
-      { bench: 'projections', case: `rebuild analytics, ${count} bookings, ratio Projector / SQL peer`, value: Math.round((ours.ms / peerMs) * 10) / 10, unit: '×', note: '>1: the plain SQL aggregation is faster' },
+      {
+        bench: 'projections', case: `rebuild analytics, ${count} bookings, ratio Projector / SQL peer`, value: Math.round((ours.ms / peerMs) * 10) / 10, unit: '×',
+        note: '>1: the plain SQL aggregation is faster', goal: count === 100_000 ? GOALS.analyticsVsSql : undefined,
+      },
     ];
   } finally {
     await client.end();

@@ -1,7 +1,8 @@
-// The in-process node the dispatch and memory benches run on: the real shard host and
-// region on the in-process command log, like test/helpers/rig.ts, but sized for a
-// benchmark (a million copies, 100k live actors) and with a journal that can keep
-// nothing (a node's journal lives in PostgreSQL, not in its heap).
+// The in-process node the nearest, fix and memory benches run on: the real shard host and
+// region on the in-process command log (or the one given), like test/helpers/rig.ts, but
+// sized for a benchmark (a million copies, 100k live actors), with the node's set of
+// occupied cells kept from the cells' events as node.ts keeps it, and a journal that can
+// keep nothing (a node's journal lives in PostgreSQL, not in its heap).
 
 import { DEFAULT_BOOKING, makeBookingBehavior } from '../actors/booking.ts';
 import { DEFAULT_CELL, makeCellBehavior } from '../actors/cell.ts';
@@ -12,7 +13,10 @@ import { MemoryDeadLetterStore } from '../adapters/memory/dead-letters.ts';
 import { MemoryJournal } from '../adapters/memory/journal.ts';
 import { InProcessNotifier } from '../adapters/memory/notifier.ts';
 import { MemoryReminderStore } from '../adapters/memory/reminders.ts';
-import type { Journal } from '../runtime/ports.ts';
+import { InProcessOccupiedCells } from '../adapters/memory/occupied-cells.ts';
+import { occupiedCellOf } from '../actors/cell.ts';
+import type { OccupiedFilter } from '../actors/nearest.ts';
+import type { CommandLog, Journal } from '../runtime/ports.ts';
 import { ShardRegion } from '../runtime/region.ts';
 import { ShardHost } from '../runtime/shard-host.ts';
 
@@ -33,16 +37,32 @@ export interface BenchRig {
   readonly region: ShardRegion;
   readonly host: ShardHost;
   readonly notifier: InProcessNotifier;
+  /** The cells that ever held a driver, as the node's searches see them. */
+  readonly occupied: OccupiedFilter;
   stop(): Promise<void>;
 }
 
-export async function benchRig(options: { maxActiveEntities?: number; journal?: Journal } = {}): Promise<BenchRig> {
+export interface RigOptions {
+  maxActiveEntities?: number;
+  journal?: Journal;
+  /** Default: the in-process log of an embedded node. */
+  log?: (shards: number) => CommandLog;
+  nodeId?: string;
+  /**
+   * Drivers' presence period; the fix bench sets it past the run, so every cell copy applied
+   * was caused by a fix it sent (a presence tick re-sends a copy of its own).
+   */
+  presenceMs?: number;
+}
+
+export async function benchRig(options: RigOptions = {}): Promise<BenchRig> {
   const notifier = new InProcessNotifier();
   const shards = 32;
+  const nodeId = options.nodeId ?? 'bench';
   const host = new ShardHost({
     journal: options.journal ?? new MemoryJournal(),
     behaviors: [
-      makeDriverBehavior({ cellRes: CELL_RES, offerTimeoutMs: 15_000 }),
+      makeDriverBehavior({ cellRes: CELL_RES, offerTimeoutMs: 15_000, presenceMs: options.presenceMs }),
       makeCellBehavior(DEFAULT_CELL),
       makeBookingBehavior({ ...DEFAULT_BOOKING, deadlineMs: 60_000 }),
     ] as never,
@@ -52,9 +72,9 @@ export async function benchRig(options: { maxActiveEntities?: number; journal?: 
     snapshotEvery: 0,
   });
   const region = new ShardRegion({
-    nodeId: 'bench',
+    nodeId,
     placement: { shards, placementRes: 4 },
-    log: new InProcessCommandLog({ shards, nodeId: 'bench' }),
+    log: options.log?.(shards) ?? new InProcessCommandLog({ shards, nodeId }),
     host,
     reminders: new MemoryReminderStore(),
     notifier,
@@ -66,6 +86,11 @@ export async function benchRig(options: { maxActiveEntities?: number; journal?: 
     deadLetters: new MemoryDeadLetterStore(),
     maxAttempts: 1_000,
   });
+  const occupiedCells = new InProcessOccupiedCells();
+  region.onDomainEvent((topic, event) => {
+    const cell = occupiedCellOf(topic, event);
+    if (cell) occupiedCells.mark(cell);
+  });
   await region.start();
-  return { region, host, notifier, stop: () => region.stop() };
+  return { region, host, notifier, occupied: (cells) => occupiedCells.filter(cells), stop: () => region.stop() };
 }

@@ -59,7 +59,7 @@ async function throughput(name: string, journal: Journal, commands: number, enti
   }));
   await r.stop();
   return [
-    { bench: 'runtime', case: `commands/s, ${name}`, value: Math.round(commands / seconds), unit: 'cmd/s', note: `${commands} commands to ${entities} entities, one journal row each` },
+    { bench: 'runtime', case: `commands/s, ${name}`, value: Math.round(commands / seconds), unit: 'cmd/s', note: `${commands} commands to ${entities} entities of the test counter (one journal row each): the runtime alone, not a dispatch command` },
     { bench: 'runtime', case: `tell→handled p50, ${name}`, value: round(percentile(latencies, 50)), unit: 'ms', note: '50 concurrent requesters' },
     { bench: 'runtime', case: `tell→handled p99, ${name}`, value: round(percentile(latencies, 99)), unit: 'ms', note: '50 concurrent requesters' },
   ];

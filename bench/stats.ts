@@ -1,6 +1,6 @@
 // Small statistics and reporting helpers shared by the benchmarks.
 
-/** A goal of issue 14 a row is held to: `value op goal.value`, written as `text` in the table. */
+/** A goal of issue 23 a row is held to: `value op goal.value`, written as `text` in the table. */
 export interface Goal {
   readonly op: '<=' | '>=' | '<' | '>';
   readonly value: number;
@@ -17,6 +17,13 @@ export interface Row {
   readonly goal?: Goal;
   /** Not measured in this run (a --quick run skips the slowest): marked `skip`, not counted as met or failed. */
   readonly skipped?: boolean;
+  /** Not run: this service did not answer (--allow-missing). Marked `not run`, and counted apart from the goals. */
+  readonly missing?: string;
+}
+
+/** A row whose measurement needs a service this run did not have (--allow-missing). */
+export function notRun(service: string, row: Omit<Row, 'value' | 'missing' | 'skipped'>): Row {
+  return { ...row, value: Number.NaN, missing: service, note: `not run: ${service} did not answer${row.note ? `; ${row.note}` : ''}` };
 }
 
 export function percentile(values: readonly number[], p: number): number {
@@ -28,7 +35,7 @@ export function percentile(values: readonly number[], p: number): number {
 
 /** Whether the row meets its goal; undefined when it has none or was skipped. A value that is not a number fails. */
 export function meets(r: Row): boolean | undefined {
-  if (!r.goal || r.skipped) return undefined;
+  if (!r.goal || r.skipped || r.missing) return undefined;
   const v = r.value;
   if (!Number.isFinite(v)) return false;
   switch (r.goal.op) {
@@ -40,17 +47,24 @@ export function meets(r: Row): boolean | undefined {
 }
 
 function mark(r: Row): string {
+  if (r.missing) return 'not run';
   if (r.goal && r.skipped) return 'skip';
   const ok = meets(r);
   return ok === undefined ? '' : ok ? 'pass' : 'FAIL';
 }
 
-/** "N of M goals met" (skipped goals are neither, and are counted apart). */
+/** "N of M goals met"; goals not run (a service missing) or skipped (--quick) are neither, and are counted apart, visibly. */
 export function goalSummary(rows: readonly Row[]): string {
-  const goals = rows.filter((r) => r.goal && !r.skipped);
+  const goals = rows.filter((r) => r.goal && !r.skipped && !r.missing);
   const met = goals.filter((r) => meets(r)).length;
-  const skipped = rows.filter((r) => r.goal && r.skipped).length;
-  return `${met} of ${goals.length} goals met${skipped ? ` (${skipped} not measured in this run)` : ''}`;
+  const skipped = rows.filter((r) => r.goal && r.skipped && !r.missing).length;
+  const missing = rows.filter((r) => r.goal && r.missing);
+  const services = [...new Set(missing.map((r) => r.missing))].join(', ');
+  const apart = [
+    missing.length ? `${missing.length} not run because ${services} did not answer, not counted` : '',
+    skipped ? `${skipped} not measured in this run` : '',
+  ].filter(Boolean).join('; ');
+  return `${met} of ${goals.length} goals met${apart ? ` (${apart})` : ''}`;
 }
 
 const cell = (s: string) => s.replaceAll('|', '\\|');
@@ -58,7 +72,7 @@ const cell = (s: string) => s.replaceAll('|', '\\|');
 export function markdownTable(rows: readonly Row[]): string {
   const lines = ['| bench | case | value | unit | goal | mark | note |', '| --- | --- | ---: | --- | --- | --- | --- |'];
   for (const r of rows) {
-    const value = r.skipped || !Number.isFinite(r.value) ? '—' : r.value.toLocaleString('en-US');
+    const value = r.skipped || r.missing || !Number.isFinite(r.value) ? '—' : r.value.toLocaleString('en-US');
     lines.push(`| ${r.bench} | ${cell(r.case)} | ${value} | ${r.unit} | ${cell(r.goal?.text ?? '')} | ${mark(r)} | ${cell(r.note ?? '')} |`);
   }
   return lines.join('\n');

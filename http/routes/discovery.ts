@@ -13,13 +13,28 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Candidate } from '../../actors/cell.ts';
-import { DEFAULT_SEARCH, searchNearest, type OccupiedFilter } from '../../actors/nearest.ts';
+import { DEFAULT_SEARCH, searchNearest, type NearestQuery, type OccupiedFilter, type SearchSettings } from '../../actors/nearest.ts';
+import type { ShardRegion } from '../../runtime/region.ts';
 import { Api } from '../api.ts';
 import { principalOf } from '../authenticate.ts';
 import type { Edge } from '../edge.ts';
 import { Nearby, nearbyQuery, Surge, SurgeQuery } from '../schemas.ts';
 import { surgeAt } from '../surge.ts';
 import { requireVehicleType } from '../vehicle-types.ts';
+
+/**
+ * A rider's nearby search as this route runs it: ring by ring over the cell actors (answered
+ * at once when local), skipping cells that never held a driver, at most `maxCells` cells, with
+ * the cells' own rules (available, fresh, vehicle type, not in maintenance). Exported so the
+ * bench times this very path (bench/nearest.ts).
+ */
+export function findNearby(
+  region: Pick<ShardRegion, 'askSoon'>, cellRes: number, search: SearchSettings, occupied: OccupiedFilter | undefined, q: NearestQuery,
+): Promise<Candidate[]> {
+  return searchNearest(q, cellRes, (cell) =>
+    region.askSoon<Candidate[]>({ kind: 'cell', id: cell }, { type: 'nearest', ...q }),
+  undefined, { maxCells: search.maxCells, occupied });
+}
 
 /** `occupied`: the node's cells that ever held a driver; without it every reachable cell is asked. */
 export function discoveryRoutes(edge: Edge, occupied?: OccupiedFilter): Api {
@@ -32,9 +47,7 @@ export function discoveryRoutes(edge: Edge, occupied?: OccupiedFilter): Api {
       await requireVehicleType(edge, 'query.vehicleType', query.vehicleType);
       const point = { lat: query.lat, lng: query.lng };
       const q = { point, k: query.limit, radiusKm: query.radiusKm, vehicleType: query.vehicleType };
-      const found = await searchNearest(q, edge.domain.dispatch.cellRes, (cell) =>
-        edge.region.askSoon<Candidate[]>({ kind: 'cell', id: cell }, { type: 'nearest', ...q }),
-      undefined, { maxCells: search.maxCells, occupied });
+      const found = await findNearby(edge.region, edge.domain.dispatch.cellRes, search, occupied, q);
       const exact = principalOf(ctx.state).role === 'admin';
       return { drivers: found.map((c) => (exact ? adminView(c) : riderView(c))) };
     },

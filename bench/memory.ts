@@ -1,0 +1,63 @@
+// Heap per online driver: its driver actor online (actor, state, registry entry) plus its
+// copy in a cell after one fix (cell actors included, shared among their drivers), after
+// forced collections. The journal keeps nothing here: a node's journal rows are in
+// PostgreSQL, not in its heap. Heap per connected driver (WebSocket session included) is
+// measured on a real node process by bench/node.ts.
+
+import { latLngToCell } from 'h3-js';
+import { CENTER, city, METRO } from './city.ts';
+import { GOALS } from './goals.ts';
+import { CELL_RES, benchRig, discardingJournal } from './rig.ts';
+import type { Row } from './stats.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function collector(): Promise<() => void> {
+  const exposed = (globalThis as { gc?: () => void }).gc;
+  if (exposed) return exposed;
+  const { setFlagsFromString } = await import('node:v8');
+  const { runInNewContext } = await import('node:vm');
+  setFlagsFromString('--expose_gc');
+  return runInNewContext('gc') as () => void;
+}
+
+export async function memoryBench(options: { quick?: boolean }): Promise<Row[]> {
+  const gc = await collector();
+  const heap = async () => { await sleep(50); gc(); gc(); return process.memoryUsage(); };
+  const n = options.quick ? 10_000 : 100_000;
+  const r = await benchRig({ maxActiveEntities: n * 2 + 10_000, journal: discardingJournal });
+  const fleet = city(METRO, n, 14);
+  const now = Date.now();
+  const driver = (i: number) => ({ kind: 'driver', id: `mem-d${i}` });
+  try {
+    // Settles the runtime's own lazily made structures before the baseline.
+    await r.region.request(driver(-1), { type: 'online', vehicleType: 'economy' });
+    await r.region.tellSoft(driver(-1), { type: 'location', fix: { ...CENTER, at: now } });
+    const before = await heap();
+    for (let i = 0; i < n; i += 2_000) {
+      await Promise.all(Array.from({ length: Math.min(2_000, n - i) }, (_, k) => r.region.request(driver(i + k), { type: 'online', vehicleType: 'economy' })));
+    }
+    const afterOnline = await heap();
+    const cells = new Set<string>();
+    for (let i = 0; i < n; i += 2_000) {
+      await Promise.all(Array.from({ length: Math.min(2_000, n - i) }, (_, k) => {
+        const at = { lat: fleet.lat[i + k]!, lng: fleet.lng[i + k]! };
+        cells.add(latLngToCell(at.lat, at.lng, CELL_RES));
+        return r.region.tellSoft(driver(i + k), { type: 'location', fix: { ...at, at: now + 1 } });
+      }));
+    }
+    // A request to each cell queues behind the copies told to it: once answered, every copy is in.
+    await Promise.all([...cells].map((id) => r.region.request({ kind: 'cell', id }, { type: 'driver.remove', driverId: 'none', at: 0 }, { timeoutMs: 600_000 })));
+    const afterFix = await heap();
+    const active = r.host.stats().activeByKind;
+    const kb = (bytes: number) => Math.round(bytes / 102.4) / 10;
+    const note = `${n} driver actors online with one fix each over the bench's metro, in ${cells.size} cells; ${JSON.stringify(active)} live; heapUsed after two forced collections; RSS grew ${Math.round((afterFix.rss - before.rss) / 2 ** 20)} MiB${options.quick ? '; --quick: 10k drivers (the goal is at 100k)' : ''}`;
+    return [
+      { bench: 'memory', case: `heap per online driver (actor + state + its copy in a cell), ${n / 1000}k drivers`, value: kb((afterFix.heapUsed - before.heapUsed) / n), unit: 'KiB', note, goal: options.quick ? undefined : GOALS.heapPerOnlineDriver },
+      { bench: 'memory', case: '… of which the driver actor online', value: kb((afterOnline.heapUsed - before.heapUsed) / n), unit: 'KiB', note: 'nact actor, state, registry entry' },
+      { bench: 'memory', case: '… of which its fix and its copy in a cell', value: kb((afterFix.heapUsed - afterOnline.heapUsed) / n), unit: 'KiB', note: 'the newest fix in the driver, the copy in the cell, the cell actors' },
+    ];
+  } finally {
+    await r.stop();
+  }
+}
