@@ -9,7 +9,7 @@
 // region, told by `onFenced`, stops it (no more timers, asks, activations).
 
 import { ShardFencedError } from './errors.ts';
-import type { Epoch, ShardEpochs, ShardId, WriteFence } from './ports.ts';
+import type { Epoch, EpochRecord, ShardEpochs, ShardId, WriteFence } from './ports.ts';
 import type { NodeId } from './entity.ts';
 
 export class ShardFences implements WriteFence {
@@ -48,8 +48,25 @@ export class ShardFences implements WriteFence {
     const current = await this.#epochs.currentEpochs(shards);
     return shards.filter((shard) => {
       const held = this.#held.get(shard);
-      return held === undefined || current.get(shard) !== held;
+      return held === undefined || current.get(shard)?.epoch !== held;
     });
+  }
+
+  /** Who holds each shard's current epoch, and whether they let it go (for a hand-off). */
+  holders(shards: readonly ShardId[]): Promise<ReadonlyMap<ShardId, EpochRecord>> {
+    return this.#epochs.currentEpochs(shards);
+  }
+
+  /**
+   * A shard handed over in an orderly way (drained: its last commit made, its entities
+   * stopped): its epoch is marked released in storage, so its next owner takes it at once,
+   * and forgotten here, so its writes are refused from now on. Marking is best effort: a
+   * next owner that does not see it waits until this node is out of its group.
+   */
+  async letGo(shards: readonly ShardId[]): Promise<void> {
+    const epochs = new Map(shards.flatMap((s) => (this.#held.has(s) ? [[s, this.#held.get(s)!] as const] : [])));
+    this.release(shards);
+    await this.#epochs.release(epochs);
   }
 
   epochOf(shard: ShardId): Epoch | undefined {

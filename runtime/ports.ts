@@ -261,10 +261,35 @@ export interface DeadLetterStore {
  * node that lost the shard without noticing (paused, evicted from the group) writes nothing.
  */
 export interface ShardEpochs {
-  /** Takes a new epoch for each shard, owned by `nodeId`; returns them. */
+  /** Takes a new epoch for each shard, owned by `nodeId`, not released; returns them. */
   acquire(shards: readonly ShardId[], nodeId: NodeId): Promise<ReadonlyMap<ShardId, Epoch>>;
   /** The current epoch of each shard that has one (shards never taken are absent). */
-  currentEpochs(shards: readonly ShardId[]): Promise<ReadonlyMap<ShardId, Epoch>>;
+  currentEpochs(shards: readonly ShardId[]): Promise<ReadonlyMap<ShardId, EpochRecord>>;
+  /**
+   * Marks each shard's epoch released by its owner (drained: its last commit made, its
+   * entities stopped), where that epoch is still the current one: the next owner need not
+   * wait for it. An epoch taken meanwhile is left as it is.
+   */
+  release(epochs: ReadonlyMap<ShardId, Epoch>): Promise<void>;
+}
+
+export interface EpochRecord {
+  readonly epoch: Epoch;
+  readonly owner: NodeId;
+  /** Its owner let the shard go (graceful hand-off); false while it holds it, or died holding it. */
+  readonly released: boolean;
+}
+
+/**
+ * Where each shard's consumption of the command log resumes, kept by the shards' owners in
+ * storage (beside their epochs) rather than by the log: a node that lost a shard without
+ * noticing cannot move it, and a new owner starts where the last one stopped.
+ */
+export interface ShardOffsets {
+  /** The next offset to deliver, per shard that has one (absent: from the log's start). */
+  next(shards: readonly ShardId[]): Promise<ReadonlyMap<ShardId, number>>;
+  /** Everything before `next` of `shard` is handled; refused (ShardFencedError) unless this node holds the shard's epoch. */
+  commit(shard: ShardId, next: number): Promise<void>;
 }
 
 /**

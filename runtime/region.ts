@@ -401,6 +401,7 @@ export class ShardRegion {
     this.#closed = true;
     this.#handoff.close();
     await this.#options.host.stopAll();
+    await this.#handoff.letGoAll();
     await this.#options.log.stop();
     for (const [id, pending] of this.#pending) {
       clearTimeout(pending.timer);

@@ -63,6 +63,10 @@ export class ShardHandoff {
   #closed = false;
   /** Until when the group vouches for this node's assignment; undefined for a log without a group. */
   #leaseUntil: number | undefined;
+  /** How long the group's vouching lasts (a session, less a margin), as the last lease said. */
+  #leaseMs = 0;
+  /** The membership ran out at some point since the last join (or no join was ever confirmed). */
+  #lapsed = true;
   /** Shards assigned here that a refused write dropped: since when, and confirmations seen since. */
   readonly #dropped = new Map<ShardId, { since: number; confirmations: number }>();
   /** Shards being set up: since when, and why the last attempt failed. */
@@ -146,12 +150,19 @@ export class ShardHandoff {
     this.#bump();
   }
 
-  /** The join completed: kept shards resume once their epochs are checked (reassign); lost ones stay fenced. */
+  /**
+   * The join completed: lost shards stop at once. Kept ones go on, unless the node's membership
+   * lapsed since its last join (it may have been out of the group while others held its
+   * shards): then they resume once their epochs are checked (reassign).
+   */
   joined(owned: readonly ShardId[]): void {
     this.#joins++;
     this.#joined = new Set(owned);
     this.#unchecked.clear();
-    if (this.#o.fences) for (const shard of owned) this.#unchecked.add(shard);
+    if (this.#lapsed || !this.#confirmed()) {
+      if (this.#o.fences) for (const shard of owned) this.#unchecked.add(shard);
+      this.#lapsed = false;
+    }
     this.#rebalancing = false;
     this.#rebalancingSince = undefined;
     this.#bump();
@@ -159,7 +170,11 @@ export class ShardHandoff {
 
   /** The group vouches for this node until `until`; dropped shards it still assigns here are taken back. */
   leased(until: number): void {
+    const now = this.#o.now();
+    // Renewed after it ran out: the node may have been out of its group meanwhile.
+    if (this.#leaseUntil !== undefined && now >= this.#leaseUntil) this.#lapsed = true;
     this.#leaseUntil = until;
+    this.#leaseMs = Math.max(0, until - now);
     this.signal();
     const due: ShardId[] = [];
     for (const [shard, drop] of this.#dropped) {
@@ -221,8 +236,43 @@ export class ShardHandoff {
       await this.#o.host.stopShards(revoked);
     } finally {
       for (const shard of revoked) { this.#owned.delete(shard); this.#draining.delete(shard); this.#gaining.delete(shard); }
-      this.#o.fences?.release(revoked);
       this.#bump();
+      // Drained: the next owner may take them now.
+      await this.#o.fences?.letGo(revoked).catch((e) => this.#o.onError?.(e, `releasing shard(s) ${revoked.join(', ')}`));
+    }
+  }
+
+  /** The node stopped every entity: its shards go to their next owners at once. */
+  async letGoAll(): Promise<void> {
+    const held = [...this.#owned];
+    this.#owned.clear();
+    await this.#o.fences?.letGo(held).catch((e) => this.#o.onError?.(e, 'releasing the shards at stop'));
+  }
+
+  /**
+   * Shards still held by another member of the group (its epoch current, not released):
+   * waited for until it lets them go (it drains them when it hears it lost them), at most a
+   * session plus a second. By then a member that never lets go has been out of the group for
+   * a session, and serves nothing (its lease ran out); its late writes are refused anyway.
+   */
+  async #awaitRelease(shards: readonly ShardId[]): Promise<void> {
+    const fences = this.#o.fences;
+    const members = new Set(this.#assignment.nodes);
+    if (!fences || members.size <= 1 || shards.length === 0) return;
+    const until = this.#o.now() + this.#leaseMs + 1_000;
+    let waiting = [...shards];
+    for (let round = 0; waiting.length > 0; round++) {
+      const holders = await fences.holders(waiting);
+      waiting = waiting.filter((shard) => {
+        const h = holders.get(shard);
+        return h !== undefined && !h.released && h.owner !== this.#o.nodeId && members.has(h.owner);
+      });
+      if (waiting.length === 0) return;
+      if (this.#o.now() >= until) {
+        this.#o.onError?.(new Error('not released'), `shard(s) ${waiting.join(', ')}: taken without their last owner's release`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, Math.min(200, 20 * (round + 1))));
     }
   }
 
@@ -246,6 +296,7 @@ export class ShardHandoff {
     if (setUp.length === 0) return;
     try {
       if (this.#o.fences && acquire.length > 0) {
+        await this.#awaitRelease(acquire);
         await this.#o.fences.acquire(acquire, this.#o.nodeId);
         for (const shard of acquire) if (this.#assignment.owned.includes(shard)) this.#owned.add(shard);
         if (joins === this.#joins) for (const shard of acquire) this.#unchecked.delete(shard);

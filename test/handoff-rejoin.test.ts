@@ -85,8 +85,12 @@ async function node(options: { lease: boolean; passivateAfterMs?: number }) {
       data: { v: 2, cmd: `elsewhere-${seq}`, at: 0, events: [{ type: 'added', n, by: 'v2' }], tells: [], timersSet: [], timersCancelled: [] },
     });
   };
-  /** The group gives this node every shard again (a rejoin): a rebalance, a join, then the assignment with nothing gained. */
+  /**
+   * The node was out of its group (its lease ran out: paused, cut off) and the group gives it
+   * every shard again: a rebalance, a join, then the assignment with nothing gained.
+   */
   const rejoin = async () => {
+    h.onLease?.(Date.now() - 1);
     h.onRebalancing!();
     h.onLease?.(Date.now() + LEASE_MS);
     h.onJoined!(ALL);
@@ -125,6 +129,7 @@ test('a rejoined shard is not answered from memory before its epoch is checked',
   await a.epochs.acquire([S], 'b');
   await a.writtenElsewhere(2, 10);
   const h = a.handlers();
+  h.onLease!(Date.now() - 1); // out of the group for a while
   h.onRebalancing!();
   h.onLease!(Date.now() + LEASE_MS);
   h.onJoined!(ALL);
@@ -185,4 +190,16 @@ test('without a group (the in-process log) a fenced shard is not taken back, and
   t.false(a.region.owns(S));
   t.regex(a.region.unready() ?? '', /assigned but not served: a write was refused .*another process writes this storage/);
   t.deepEqual(a.region.unservedShards().map((u) => u.reason), ['fenced']);
+});
+
+test('a join while the node stayed in its group (its lease never ran out) keeps serving the kept shards without a pause', async (t) => {
+  const a = await node({ lease: true });
+  t.teardown(() => a.region.stop());
+  t.true(await a.handlers().onRecords(S, [a.record('c0', 1)]));
+  const h = a.handlers();
+  h.onRebalancing!();
+  h.onLease!(Date.now() + LEASE_MS);
+  h.onJoined!(ALL);
+  // Answered at once from the entity's state, before the assignment step runs.
+  t.is(a.region.askNow<CounterState>(x, { type: 'get' })?.value.total, 1);
 });

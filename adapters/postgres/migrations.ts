@@ -20,6 +20,7 @@ const LIST: ReadonlyArray<readonly [string, string]> = [
   ['Migration0010ShardEpochs', '0010_shard_epochs.sql'],
   ['Migration0011SealedAccounts', '0011_sealed_accounts.sql'],
   ['Migration0012AdminAudit', '0012_admin_audit.sql'],
+  ['Migration0013ShardHandoff', '0013_shard_handoff.sql'],
 ];
 
 export interface MigrationSql {

@@ -9,7 +9,7 @@
 // committed before the next epoch is taken.
 
 import type { Orm } from './orm.ts';
-import type { Epoch, ShardEpochs, ShardId, WriteFence } from '../../runtime/ports.ts';
+import type { Epoch, EpochRecord, ShardEpochs, ShardId, WriteFence } from '../../runtime/ports.ts';
 import { StorageUnavailableError } from '../../runtime/errors.ts';
 import { countsAsOutage } from '../resilience.ts';
 import type { NodeId } from '../../runtime/entity.ts';
@@ -29,7 +29,7 @@ export class PostgresShardEpochs implements ShardEpochs {
       const rows = await this.#orm.em.getConnection().execute(
         `insert into shard_epoch (shard, epoch, owner, updated_at)
          select s, 1, ?, now() from unnest(array[${shards.map(() => '?').join(',')}]::int[]) s
-         on conflict (shard) do update set epoch = shard_epoch.epoch + 1, owner = excluded.owner, updated_at = now()
+         on conflict (shard) do update set epoch = shard_epoch.epoch + 1, owner = excluded.owner, released = false, updated_at = now()
          returning shard, epoch`,
         // In shard order: a journal batch locks the rows of several shards in that order too.
         [nodeId, ...[...shards].sort((a, b) => a - b)],
@@ -43,17 +43,29 @@ export class PostgresShardEpochs implements ShardEpochs {
     }
   }
 
-  async currentEpochs(shards: readonly ShardId[]): Promise<ReadonlyMap<ShardId, Epoch>> {
+  async currentEpochs(shards: readonly ShardId[]): Promise<ReadonlyMap<ShardId, EpochRecord>> {
     if (shards.length === 0) return new Map();
+    const rows = await this.#run(`reading epochs of shard(s) ${shards.join(', ')}`, () => this.#orm.em.getConnection().execute(
+      `select shard, epoch, owner, released from shard_epoch where shard in (${shards.map(() => '?').join(',')})`, [...shards],
+    )) as { shard: number; epoch: string | number; owner: string; released: boolean }[];
+    return new Map(rows.map((r) => [Number(r.shard), { epoch: Number(r.epoch), owner: r.owner, released: Boolean(r.released) }]));
+  }
+
+  async release(epochs: ReadonlyMap<ShardId, Epoch>): Promise<void> {
+    if (epochs.size === 0) return;
+    const pairs = [...epochs].sort(([a], [b]) => a - b);
+    await this.#run(`releasing shard(s) ${pairs.map(([s]) => s).join(', ')}`, () => this.#orm.em.getConnection().execute(
+      `update shard_epoch set released = true, updated_at = now()
+       where (shard, epoch) in (${pairs.map(() => '(?::int, ?::bigint)').join(',')})`,
+      pairs.flat(),
+    ));
+  }
+
+  async #run<T>(what: string, statement: () => Promise<T>): Promise<T> {
     try {
-      const rows = await this.#orm.em.getConnection().execute(
-        `select shard, epoch from shard_epoch where shard in (${shards.map(() => '?').join(',')})`, [...shards],
-      ) as { shard: number; epoch: string | number }[];
-      return new Map(rows.map((r) => [Number(r.shard), Number(r.epoch)]));
+      return await statement();
     } catch (error) {
-      if (countsAsOutage(error)) {
-        throw new StorageUnavailableError(`reading epochs of shard(s) ${shards.join(', ')}: ${(error as Error).message}`, { cause: error });
-      }
+      if (countsAsOutage(error)) throw new StorageUnavailableError(`${what}: ${(error as Error).message}`, { cause: error });
       throw error;
     }
   }
