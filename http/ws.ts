@@ -40,6 +40,11 @@ export interface WsOptions {
   readonly limits: WsLimits;
   /** The client's address (TRUST_PROXY decides whose X-Forwarded-For counts). */
   readonly addressOf: (req: IncomingMessage) => { ip: string };
+  /**
+   * Whether `?token=` on the upgrade URL is accepted (WS_QUERY_TOKEN). Off by default: the
+   * request line, token included, lands in every proxy's access log; the first message does not.
+   */
+  readonly queryToken?: boolean;
 }
 
 export interface WsLimits {
@@ -52,6 +57,9 @@ export interface WsLimits {
 
 /** Close codes of the protocol (docs/API.md lists them). */
 export const CLOSE = { unauthenticated: 4401, tooMany: 4429 } as const;
+
+/** The close reason of a socket opened with ?token= while WS_QUERY_TOKEN is off (at most 123 bytes). */
+export const QUERY_TOKEN_REFUSED = 'token in the URL refused: send {"type":"auth","token":"..."} as the first message';
 
 interface Session {
   readonly socket: WebSocket;
@@ -121,6 +129,11 @@ export class WsGateway {
     }
     let principal: Principal | undefined;
     const token = url.searchParams.get('token');
+    if (token !== null && !this.#o.queryToken) {
+      // Upgraded, then closed: a browser's WebSocket sees a close reason, never an HTTP status.
+      this.#wss.handleUpgrade(req, socket, head, (ws) => ws.close(CLOSE.unauthenticated, QUERY_TOKEN_REFUSED));
+      return;
+    }
     if (token) {
       try {
         principal = await this.#o.auth.verify(token);
