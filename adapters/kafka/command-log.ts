@@ -16,6 +16,7 @@ import { DependencyUnreachableError } from '../../runtime/errors.ts';
 import { isNetworkError } from '../resilience.ts';
 import { decodeJson, stickyRendezvousAssigner, type PlacementData } from './assigner.ts';
 import { SendQueue, recordBytes } from './send-queue.ts';
+import { openRecord, sign, UnverifiedRecordError } from './envelope-signature.ts';
 import type { NodeId, ShardId } from '../../runtime/entity.ts';
 
 export interface KafkaCommandLogOptions {
@@ -39,6 +40,8 @@ export interface KafkaCommandLogOptions {
   readonly retryMinMs?: number;
   readonly retryMaxMs?: number;
   readonly onError?: (error: unknown, context: string) => void;
+  /** CLUSTER_KEY's keys: records are signed with the first and must verify with one (undefined: signing off). */
+  readonly signingKeys?: readonly Buffer[];
 }
 
 export class TopicMismatchError extends Error {
@@ -216,14 +219,15 @@ export class KafkaCommandLog implements CommandLog {
    */
   appendMany(entries: readonly { shard: ShardId; command: CommandEnvelope }[]): Promise<void> {
     return this.#queue.push(entries.map(({ shard, command }) => ({
-      partition: shard, key: entityKey(command.to), value: JSON.stringify(command),
+      partition: shard, key: entityKey(command.to), value: sign(JSON.stringify(command), { topic: this.#o.topic, partition: shard }, this.#o.signingKeys),
     })));
   }
 
   /** Many soft messages of one shard as one record (its key names no entity: it holds many). */
   appendSoft(shard: ShardId, messages: readonly SoftMessage[]): Promise<void> {
     if (messages.length === 0) return Promise.resolve();
-    return this.#queue.push([{ partition: shard, key: SOFT_KEY, value: JSON.stringify({ soft: messages } satisfies SoftRecord) }]);
+    const value = sign(JSON.stringify({ soft: messages } satisfies SoftRecord), { topic: this.#o.topic, partition: shard }, this.#o.signingKeys);
+    return this.#queue.push([{ partition: shard, key: SOFT_KEY, value }]);
   }
 
   async #send(messages: readonly (Message & { partition: number })[]): Promise<void> {
@@ -411,10 +415,15 @@ export class KafkaCommandLog implements CommandLog {
     const records: LogRecord[] = [];
     const soft: SoftMessage[] = [];
     for (const message of batch.messages) {
-      const value = decodeJson<CommandEnvelope | SoftRecord>(message.value);
+      // A record whose signature does not verify is forged or foreign: handled like an undecodable one.
+      const opened = openRecord(message.value, { topic: this.#o.topic, partition: shard }, this.#o.signingKeys);
+      const value = opened.ok ? decodeJson<CommandEnvelope | SoftRecord>(opened.payload) : undefined;
       if (value && isSoftRecord(value)) soft.push(...value.soft);
       else if (value) records.push({ shard, offset: Number(message.offset), command: value as CommandEnvelope });
-      else this.#o.onError?.(new Error('undecodable record'), `shard ${shard} offset ${message.offset} skipped`);
+      else {
+        const error = opened.ok ? new Error('undecodable record') : new UnverifiedRecordError(opened.reason);
+        this.#o.onError?.(error, `shard ${shard} offset ${message.offset} skipped`);
+      }
     }
     // Soft messages first: they are last-write-wins by their own timestamps, and waiting
     // behind commands (storage) would only make them staler.
