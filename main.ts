@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import type { Logger } from './runtime/logger.ts';
+import { createLogger, type Logger } from './runtime/logger.ts';
 
 async function main(): Promise<void> {
   let config;
@@ -63,20 +63,11 @@ async function main(): Promise<void> {
   if (stopping) stop(stopping);
 }
 
-/**
- * In the demo the terminal belongs to the simulator's progress line: the node's JSON
- * logs go to a file instead, in the format of runtime/logger.ts (keep the two alike;
- * createLogger taking a destination would make this a one-liner).
- */
+/** In the demo the terminal belongs to the simulator's progress line: the node's JSON logs go to a file instead. */
 function demoLogger(level: string, nodeId: string, path: string): Logger {
   mkdirSync(resolve(path, '..'), { recursive: true });
   process.stderr.write(`node logs: ${path}\n`);
-  return pino({
-    level,
-    base: { node: nodeId, pid: process.pid },
-    timestamp: pino.stdTimeFunctions.isoTime,
-    formatters: { level: (label) => ({ level: label }) },
-  }, pino.destination({ dest: path, append: true, sync: true }));
+  return createLogger({ level, nodeId, destination: pino.destination({ dest: path, append: true, sync: true }) });
 }
 
 /**
