@@ -405,13 +405,17 @@ function serverTls(r: Reader): { cert: string; key: string } | undefined {
 /** Kafka connection security: TLS, and SASL over it. */
 function kafkaSecurity(r: Reader): KafkaSecurity {
   const ssl = r.bool('KAFKA_SSL');
-  if (r.raw('KAFKA_SASL_MECHANISM') === undefined) return { ssl };
-  const mechanism = r.oneOf('KAFKA_SASL_MECHANISM', ['plain', 'scram-sha-256', 'scram-sha-512'] as const, 'plain');
   const username = r.optional('KAFKA_SASL_USERNAME');
   const password = r.optional('KAFKA_SASL_PASSWORD');
-  if (!username || !password) r.problems.push('KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD');
   const placeholder = password === undefined ? undefined : placeholderProblem('KAFKA_SASL_PASSWORD', password);
   if (placeholder) r.problems.push(placeholder);
+  if (r.raw('KAFKA_SASL_MECHANISM') === undefined) {
+    // Credentials with no mechanism would be silently unused: the node would connect without them.
+    if (username || password) r.problems.push('KAFKA_SASL_USERNAME or KAFKA_SASL_PASSWORD is set but KAFKA_SASL_MECHANISM is not');
+    return { ssl };
+  }
+  const mechanism = r.oneOf('KAFKA_SASL_MECHANISM', ['plain', 'scram-sha-256', 'scram-sha-512'] as const, 'plain');
+  if (!username || !password) r.problems.push('KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD');
   // SCRAM proves the password without sending it; PLAIN sends it as it is.
   if (!ssl && mechanism === 'plain') {
     r.problems.push('KAFKA_SASL_MECHANISM=plain needs KAFKA_SSL=true: PLAIN sends the password in clear (scram-sha-512 does not)');

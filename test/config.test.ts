@@ -116,6 +116,7 @@ const bad: [Record<string, string>, RegExp][] = [
   [{ TRUST_PROXY: '10.0.0.0/33' }, /^TRUST_PROXY must be .* \(not an address or CIDR: 10\.0\.0\.0\/33\)$/],
   [{ KAFKA_REPLICATION_FACTOR: '3', KAFKA_MIN_INSYNC_REPLICAS: '4' }, /^KAFKA_MIN_INSYNC_REPLICAS \(4\) must not exceed KAFKA_REPLICATION_FACTOR \(3\)$/],
   [{ KAFKA_SEND_QUEUE_MAX: '0' }, /^KAFKA_SEND_QUEUE_MAX must be an integer from 1/],
+  [{ KAFKA_SASL_PASSWORD: 'k7#pQ2!x-a-real-looking-one' }, /^KAFKA_SASL_USERNAME or KAFKA_SASL_PASSWORD is set but KAFKA_SASL_MECHANISM is not$/],
   [{ KAFKA_MAX_REQUEST_BYTES: '1000' }, /^KAFKA_MAX_REQUEST_BYTES must be an integer from 65536/],
 ];
 
