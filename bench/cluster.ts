@@ -24,7 +24,8 @@ interface Services { kafka: string; database: string; redis: string }
 function env(s: Services, prefix: string, nodeId: string): Record<string, string> {
   return {
     MODE: 'cluster', KAFKA_BROKERS: s.kafka, DATABASE_URL: s.database, REDIS_URL: s.redis,
-    JWT_SECRET: 'bench-secret-of-sufficient-length', QUOTE_SECRET: 'bench-quote-key-shared-by-every-node', ...BENCH_DATA_KEYS, ...BENCH_CLUSTER_KEY, KAFKA_TOPIC_PREFIX: prefix, SHARDS: String(SHARDS),
+    JWT_SECRET: 'bench-secret-of-sufficient-length', QUOTE_SECRET: 'bench-quote-key-shared-by-every-node', ...BENCH_DATA_KEYS, ...BENCH_CLUSTER_KEY,
+    KAFKA_TOPIC_PREFIX: prefix, SHARDS: String(SHARDS),
     KAFKA_SESSION_TIMEOUT_MS: '6000', LOG_LEVEL: 'warn', NODE_ID: nodeId, DATA_DIR: mkdtempSync(join(tmpdir(), 'bench-')),
   };
 }

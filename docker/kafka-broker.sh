@@ -40,7 +40,8 @@ secret() {
 }
 CLIENT_PASSWORD=$(secret kafka_password)
 BROKER_PASSWORD=$(secret kafka_broker_password)
-PLAIN_JAAS="org.apache.kafka.common.security.plain.PlainLoginModule required username=\"broker\" password=\"$BROKER_PASSWORD\" user_broker=\"$BROKER_PASSWORD\";"
+PLAIN_JAAS="org.apache.kafka.common.security.plain.PlainLoginModule required"
+PLAIN_JAAS+=" username=\"broker\" password=\"$BROKER_PASSWORD\" user_broker=\"$BROKER_PASSWORD\";"
 
 mkdir -p "$CONFIG" "$DATA"
 cat > "$CONFIG/server.properties" <<PROPS

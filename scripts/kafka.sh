@@ -119,7 +119,8 @@ launch() {
     if [ ! -f "$DATA/logs/meta.properties" ]; then
       java_cmd kafka.tools.StorageTool format -t "$(java_cmd kafka.tools.StorageTool random-uuid)" -c "$DATA/server.properties" >/dev/null
     fi
-    setsid nohup bash -c "exec java -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true -Dlog4j.configuration=file:$DATA/log4j.properties -cp '$CACHE/libs/*' kafka.Kafka '$DATA/server.properties'" \
+    setsid nohup bash -c "exec java -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
+      -Dlog4j.configuration=file:$DATA/log4j.properties -cp '$CACHE/libs/*' kafka.Kafka '$DATA/server.properties'" \
       > "$DATA/stdout.log" 2>&1 < /dev/null &
   fi
   echo $! > "$PIDFILE"

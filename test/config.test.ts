@@ -342,7 +342,8 @@ test('REDIS_PASSWORD goes into REDIS_URL (so it can be a secret file); one in bo
   const url = loadConfig({ ...CLUSTER, REDIS_URL: 'rediss://redis:6380', REDIS_PASSWORD: password }).storage.redisUrl!;
   t.is(new URL(url).protocol, 'rediss:', 'TLS kept');
   t.is(decodeURIComponent(new URL(url).password), password);
-  t.deepEqual(problems({ ...CLUSTER, REDIS_URL: 'redis://:in-url@r:6379', REDIS_PASSWORD: password }), ['REDIS_URL already has a password and REDIS_PASSWORD is set; keep one']);
+  t.deepEqual(problems({ ...CLUSTER, REDIS_URL: 'redis://:in-url@r:6379', REDIS_PASSWORD: password }),
+    ['REDIS_URL already has a password and REDIS_PASSWORD is set; keep one']);
   t.regex(problems({ ...CLUSTER, REDIS_PASSWORD: 'changeme' })[0] ?? '', /^REDIS_PASSWORD is a sample or placeholder value/);
   const found = problems({ REDIS_URL: 'redis//:hunter2-x@r', REDIS_PASSWORD: password });
   t.false(found.join('\n').includes('hunter2-x') || found.join('\n').includes(password));

@@ -94,8 +94,10 @@ test('k8s: variables, ports and probes match the node', (t) => {
     return { ...configMap, ...files, NODE_ID: 'dispatch-0' };
   };
   // The committed Secret is a template: its secrets are placeholders the node refuses; real ones load.
-  const refused = t.throws(() => loadConfig(withSecret(secret)), { message: /DATABASE_PASSWORD is a sample[\s\S]*JWT_SECRET is a sample[\s\S]*QUOTE_SECRET is a sample/ });
-  for (const name of ['DATA_KEYS', 'DATA_INDEX_KEY', 'CLUSTER_KEY', 'REDIS_PASSWORD', 'KAFKA_SASL_PASSWORD']) t.regex(refused?.message ?? '', new RegExp(`${name} is a sample`));
+  const refused = t.throws(() => loadConfig(withSecret(secret)));
+  for (const name of Object.keys(secret)) {
+    t.regex(refused?.message ?? '', new RegExp(`${name} is a sample`));
+  }
   const filled = {
     ...secret, JWT_SECRET: randomBytes(48).toString('base64'), QUOTE_SECRET: randomBytes(48).toString('base64'),
     DATABASE_PASSWORD: randomBytes(24).toString('base64url'), CLUSTER_KEY: randomBytes(48).toString('base64'),
@@ -260,7 +262,8 @@ test('k8s: pods locked down, secrets as files, and a NetworkPolicy letting only 
   t.true(mount.readOnly);
   t.is(volumes.get(mount.name).secret.defaultMode & 0o007, 0, 'not readable by other users');
   for (const key of Object.keys(secret.stringData)) {
-    t.true(container.env.some((e: { name: string; value?: string }) => e.name === `${key}_FILE` && e.value === `${mount.mountPath}/${key}`), `${key} is read from ${mount.mountPath}/${key}`);
+    const path = `${mount.mountPath}/${key}`;
+    t.true(container.env.some((e: { name: string; value?: string }) => e.name === `${key}_FILE` && e.value === path), `${key} is read from ${path}`);
   }
 
   // The NetworkPolicy: the pods' every ingress rule names who, and which port.
@@ -284,7 +287,7 @@ test('k8s: pods locked down, secrets as files, and a NetworkPolicy letting only 
   // What the policy's openings stand for: TRUST_PROXY believes the ingress, METRICS_HOST is open because only Prometheus gets through.
   const configMap = docs.find((d) => d.kind === 'ConfigMap')!.data as Env;
   t.is(configMap.METRICS_HOST, '0.0.0.0', 'k8s opens the metrics listener beyond loopback, with the policy in place');
-  t.is(String(container.ports.find((p: { name: string }) => p.name === 'metrics').containerPort), configMap.METRICS_PORT);
+  t.is(String(container.ports.find((p: { name: string }) => p.name === 'metrics').containerPort), configMap.METRICS_PORT!);
   // Egress: the dependencies the configuration names, on their ports, and DNS.
   const egress = (policy!.spec.egress as { ports: { port: number; protocol: string }[] }[]).flatMap((r) => r.ports.map((p) => p.port));
   const ports = [

@@ -38,7 +38,8 @@ test('METRICS_PORT serves /metrics on a listener of its own, and the API port do
 
 /** This machine's first address that is not loopback (where a client on the network would connect), if any. */
 const external = Object.values(networkInterfaces()).flat().find((a) => a && !a.internal && a.family === 'IPv4')?.address;
-const answers = (url: string) => fetch(url, { signal: AbortSignal.timeout(10_000) }).then((r) => r.status, (e: Error) => (e.cause as { code?: string })?.code ?? e.message);
+const answers = (url: string) => fetch(url, { signal: AbortSignal.timeout(10_000) })
+  .then((r) => r.status, (e: Error) => (e.cause as { code?: string })?.code ?? e.message);
 
 test('a node serving its API on every interface keeps /metrics (no token) on loopback unless METRICS_HOST says otherwise', async (t) => {
   const edge = await startEdge({ HOST: '0.0.0.0', METRICS_PORT: '0' });
