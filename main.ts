@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import type { Logger } from './runtime/logger.ts';
+import { createLogger, type Logger } from './runtime/logger.ts';
 
 async function main(): Promise<void> {
   let config;
@@ -45,7 +45,7 @@ async function main(): Promise<void> {
   const demoMode = process.env.DEMO === 'true';
   const logger = demoMode ? demoLogger(config.log.level, config.node.id, resolve(config.storage.dataDir, 'node.log')) : undefined;
   const node = await startNode({ config, behaviors: dispatchBehaviors(config), services: dispatchServices(config), logger });
-  const demo = demoMode && !stopping ? await startDemo(node.url, config.http.port) : undefined;
+  const demo = demoMode && !stopping ? await startDemo(node.url) : undefined;
   stop = (signal) => {
     const deadline = setTimeout(() => {
       node.logger.error({ shutdownTimeoutMs: config.runtime.shutdownTimeoutMs }, 'graceful shutdown timed out');
@@ -63,35 +63,28 @@ async function main(): Promise<void> {
   if (stopping) stop(stopping);
 }
 
-/**
- * In the demo the terminal belongs to the simulator's progress line: the node's JSON
- * logs go to a file instead, in the format of runtime/logger.ts (keep the two alike;
- * createLogger taking a destination would make this a one-liner).
- */
+/** In the demo the terminal belongs to the simulator's progress line: the node's JSON logs go to a file instead. */
 function demoLogger(level: string, nodeId: string, path: string): Logger {
   mkdirSync(resolve(path, '..'), { recursive: true });
   process.stderr.write(`node logs: ${path}\n`);
-  return pino({
-    level,
-    base: { node: nodeId, pid: process.pid },
-    timestamp: pino.stdTimeFunctions.isoTime,
-    formatters: { level: (label) => ({ level: label }) },
-  }, pino.destination({ dest: path, append: true, sync: true }));
+  return createLogger({ level, nodeId, destination: pino.destination({ dest: path, append: true, sync: true }) });
 }
 
 /**
  * `npm run demo`: the simulator against this node, and where to watch it. The simulator
  * runs in a process group of its own, so a Ctrl-C reaches it once, from here: it then
- * cancels its bookings against the still-running node before the node stops.
+ * cancels its bookings against the still-running node before the node stops. The demo
+ * issues development tokens, so package.json binds it to loopback unless HOST says otherwise.
  */
-async function startDemo(url: string, port: number): Promise<{ stop(signal: NodeJS.Signals): Promise<void> }> {
+async function startDemo(url: string): Promise<{ stop(signal: NodeJS.Signals): Promise<void> }> {
   const local = url.replace('0.0.0.0', 'localhost');
   const admin = await fetch(`${local}/v1/auth/token`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sub: 'demo-admin', role: 'admin' }),
   })
     .then((r) => r.json() as Promise<{ token: string }>).catch(() => undefined);
-  // Printed before the simulator starts, so it does not land in the middle of its progress line.
-  if (admin?.token) process.stderr.write(`watch the city: http://localhost:${port}/ops?token=${admin.token}\n\n`);
+  // Printed before the simulator starts, so it does not land in the middle of its progress line. The
+  // token rides in the fragment, which browsers never send: no access log or proxy sees it.
+  if (admin?.token) process.stderr.write(`watch the city: ${local}/ops#token=${admin.token}\n\n`);
   const sim = spawn(process.execPath, [fileURLToPath(new URL('./scripts/simulate.ts', import.meta.url))], {
     // The IPC channel only tells the simulator when this process is gone (it then exits).
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'], detached: true, env: { ...process.env, URL: local },

@@ -260,7 +260,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     ],
   });
   const routes = routeList([...apis.map((a) => a.router), ...extraRouters]);
-  const ws = new WsGateway({ edge, auth, notifier, logger, metrics, limits: config.ws, addressOf });
+  const ws = new WsGateway({ edge, auth, notifier, logger, metrics, limits: config.ws, queryToken: config.ws.queryToken, addressOf });
   ws.attach(server.server);
   try {
     await boot.step(() => region.start());
@@ -276,11 +276,12 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   }
   started = true;
   server.serve(app.callback());
-  const metricsServer = config.metrics.port === undefined ? undefined : await serveMetrics(metrics, config.metrics.port, config.http.host);
+  // Apart from HOST: a node serving its API on every interface keeps /metrics (no token) on METRICS_HOST.
+  const metricsServer = config.metrics.port === undefined ? undefined : await serveMetrics(metrics, config.metrics.port, config.metrics.host);
   projector.start();
   scheduler.start();
   const url = server.url();
-  const metricsUrl = metricsServer ? `http://${config.http.host}:${(metricsServer.address() as AddressInfo).port}/metrics` : `${url}/metrics`;
+  const metricsUrl = metricsServer ? `http://${hostPort(metricsServer.address() as AddressInfo)}/metrics` : `${url}/metrics`;
   logger.info({ url, metricsUrl, mode: config.mode, shards: config.cluster.shards }, 'node started');
   storage.startBackfill();
 
@@ -332,6 +333,11 @@ function openTracing(config: Config, logger: Logger): Tracing | undefined {
     logger.warn({ err: error }, 'tracing not started');
     return undefined;
   }
+}
+
+/** host:port of a bound listener, an IPv6 address bracketed. */
+function hostPort(address: AddressInfo): string {
+  return `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
 }
 
 function embeddedSecret(logger: Logger): string {

@@ -17,6 +17,9 @@ export function openCommandLog(config: Config, logger: Logger, options: { quiet?
     });
   }
   const prefix = config.cluster.topicPrefix;
+  // Said once at start: what an operator must know about who can write commands.
+  if (!config.cluster.kafkaSecurity.sasl) logger.warn('no KAFKA_SASL_MECHANISM: the brokers do not know this node from anyone else who reaches them');
+  if (!config.cluster.signingKeys) logger.warn('COMMAND_SIGNING=false: commands in Kafka are not signed, so whoever can write to it can forge them');
   return new KafkaCommandLog({
     kafka: createKafka({ brokers: config.cluster.kafkaBrokers, clientId: `${prefix}-${config.node.id}`, logger, quiet: options.quiet,
       ...config.cluster.kafkaSecurity,
@@ -31,6 +34,7 @@ export function openCommandLog(config: Config, logger: Logger, options: { quiet?
     minInsyncReplicas: config.cluster.minInsyncReplicas,
     maxQueuedRecords: config.cluster.sendQueueMax,
     maxRequestBytes: config.cluster.maxRequestBytes,
+    signingKeys: config.cluster.signingKeys,
     onError,
   });
 }

@@ -11,7 +11,7 @@
 
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { TEST_DATA_KEYS as BENCH_DATA_KEYS } from '../test/helpers/services.ts';
+import { TEST_CLUSTER_KEY as BENCH_CLUSTER_KEY, TEST_DATA_KEYS as BENCH_DATA_KEYS } from '../test/helpers/services.ts';
 import { movedShards, placeShards } from '../runtime/placement.ts';
 import { GOALS } from './goals.ts';
 import { connectDrivers, OPEN_LIMITS, rider, startBenchNode, tokenFor, type BenchDriver, type BenchNode, type Tally } from './node-client.ts';
@@ -41,7 +41,9 @@ async function scratchDatabase(base: string): Promise<{ url: string; drop(): Pro
 
 const nodeEnv = (s: Services, db: string, prefix: string, nodeId: string): Record<string, string> => ({
   MODE: 'cluster', KAFKA_BROKERS: s.kafka, DATABASE_URL: db, REDIS_URL: s.redis, KAFKA_TOPIC_PREFIX: prefix, SHARDS: String(SHARDS),
-  QUOTE_SECRET: 'bench-quote-key-shared-by-every-node', ...BENCH_DATA_KEYS, KAFKA_SESSION_TIMEOUT_MS: '6000', NODE_ID: nodeId, ...OPEN_LIMITS,
+  QUOTE_SECRET: 'bench-quote-key-shared-by-every-node', ...BENCH_DATA_KEYS, ...BENCH_CLUSTER_KEY, KAFKA_SESSION_TIMEOUT_MS: '6000', NODE_ID: nodeId,
+  // Development tokens are refused in cluster mode: the bench signs its tokens itself (tokenFor).
+  ...OPEN_LIMITS, AUTH_DEV_TOKENS: 'false',
 });
 
 /** Waits until every shard is placed on one of `count` nodes, as a node's admin view shows it. */

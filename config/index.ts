@@ -73,6 +73,11 @@ export interface Config {
     readonly minInsyncReplicas: number;
     /** Commands waiting for the broker before appends are refused. */
     readonly sendQueueMax: number;
+    /**
+     * CLUSTER_KEY's keys: commands written to Kafka are signed with the first, and a record that
+     * verifies with none is skipped. Undefined in embedded mode and with COMMAND_SIGNING=false.
+     */
+    readonly signingKeys?: readonly Buffer[];
     readonly maxRequestBytes: number;
   };
   readonly storage: {
@@ -105,10 +110,14 @@ export interface Config {
   readonly metrics: {
     /** A separate listener for /metrics; undefined: /metrics on the API port, admins only. */
     readonly port?: number;
+    /** Where that listener binds (METRICS_HOST), apart from the API's HOST. */
+    readonly host: string;
   };
   /** OTLP trace export; undefined: tracing is off (runtime/tracing.ts records nothing). */
   readonly tracing?: TracingConfig;
   readonly ws: {
+    /** Whether a token in the upgrade URL (?token=) is accepted; it reaches proxies' logs. */
+    readonly queryToken: boolean;
     readonly maxSocketsPerUser: number;
     readonly maxSocketsPerIp: number;
     readonly authTimeoutMs: number;
@@ -398,12 +407,21 @@ function serverTls(r: Reader): { cert: string; key: string } | undefined {
 /** Kafka connection security: TLS, and SASL over it. */
 function kafkaSecurity(r: Reader): KafkaSecurity {
   const ssl = r.bool('KAFKA_SSL');
-  if (r.raw('KAFKA_SASL_MECHANISM') === undefined) return { ssl };
-  const mechanism = r.oneOf('KAFKA_SASL_MECHANISM', ['plain', 'scram-sha-256', 'scram-sha-512'] as const, 'plain');
   const username = r.optional('KAFKA_SASL_USERNAME');
   const password = r.optional('KAFKA_SASL_PASSWORD');
+  const placeholder = password === undefined ? undefined : placeholderProblem('KAFKA_SASL_PASSWORD', password);
+  if (placeholder) r.problems.push(placeholder);
+  if (r.raw('KAFKA_SASL_MECHANISM') === undefined) {
+    // Credentials with no mechanism would be silently unused: the node would connect without them.
+    if (username || password) r.problems.push('KAFKA_SASL_USERNAME or KAFKA_SASL_PASSWORD is set but KAFKA_SASL_MECHANISM is not');
+    return { ssl };
+  }
+  const mechanism = r.oneOf('KAFKA_SASL_MECHANISM', ['plain', 'scram-sha-256', 'scram-sha-512'] as const, 'plain');
   if (!username || !password) r.problems.push('KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD');
-  if (!ssl) r.problems.push('KAFKA_SASL_MECHANISM needs KAFKA_SSL=true: the password must not cross the network in clear');
+  // SCRAM proves the password without sending it; PLAIN sends it as it is.
+  if (!ssl && mechanism === 'plain') {
+    r.problems.push('KAFKA_SASL_MECHANISM=plain needs KAFKA_SSL=true: PLAIN sends the password in clear (scram-sha-512 does not)');
+  }
   return { ssl, sasl: { mechanism, username: username ?? '', password: password ?? '' } };
 }
 
@@ -477,27 +495,57 @@ export function loadPersonalDataKeys(env: Env = process.env): PersonalDataKeys |
   return keys;
 }
 
-/** DATABASE_URL with DATABASE_PASSWORD put in, so the password can live in a secret file. */
-function withPassword(r: Reader, url: string | undefined): string | undefined {
-  const password = r.optional('DATABASE_PASSWORD');
+/** DATABASE_URL or REDIS_URL with its *_PASSWORD put in, so the password can live in a secret file. */
+function withPassword(r: Reader, service: 'DATABASE' | 'REDIS', url: string | undefined): string | undefined {
+  const [urlName, passwordName] = [`${service}_URL`, `${service}_PASSWORD`] as const;
+  const password = r.optional(passwordName);
   if (password === undefined) return url;
-  const placeholder = placeholderProblem('DATABASE_PASSWORD', password);
+  const placeholder = placeholderProblem(passwordName, password);
   if (placeholder) r.problems.push(placeholder);
   if (url === undefined) {
-    r.problems.push('DATABASE_PASSWORD is set but DATABASE_URL is not (the password is for the URL\'s server)');
+    r.problems.push(`${passwordName} is set but ${urlName} is not (the password is for the URL's server)`);
     return url;
   }
   const parsed = new URL(url);
   if (parsed.password) {
-    r.problems.push('DATABASE_URL already has a password and DATABASE_PASSWORD is set; keep one');
+    r.problems.push(`${urlName} already has a password and ${passwordName} is set; keep one`);
     return url;
   }
   parsed.password = encodeURIComponent(password);
   return parsed.toString();
 }
 
+/**
+ * CLUSTER_KEY, comma-separated keys (the first signs), required in cluster mode unless
+ * COMMAND_SIGNING=false: without it anyone who can write to Kafka can forge any command.
+ */
+function signingKeys(r: Reader, mode: Mode, otherSecrets: readonly (string | undefined)[]): Buffer[] | undefined {
+  const text = r.optional('CLUSTER_KEY');
+  const signing = r.bool('COMMAND_SIGNING');
+  if (text === undefined) {
+    if (mode === 'cluster' && signing) {
+      r.problems.push(
+        'CLUSTER_KEY is required in cluster mode (at least 32 bytes, the same on every node: it signs the commands written to Kafka); ' +
+        'COMMAND_SIGNING=false turns signing off where nothing but the nodes can write to the brokers',
+      );
+    }
+    return undefined;
+  }
+  const keys = text.split(',').map((k) => k.trim()).filter(Boolean);
+  keys.forEach((key, i) => {
+    const name = keys.length > 1 ? `CLUSTER_KEY key ${i + 1}` : 'CLUSTER_KEY';
+    const placeholder = placeholderProblem('CLUSTER_KEY', key);
+    if (placeholder) r.problems.push(placeholder.replace('CLUSTER_KEY', name));
+    else if (bytes(key) < 32) r.problems.push(`${name} must be at least 32 bytes, got ${bytes(key)}`);
+    else if (otherSecrets.includes(key)) r.problems.push(`${name} must differ from the other secrets (one key, one purpose)`);
+  });
+  if (mode !== 'cluster' || !signing) return undefined;
+  return keys.map((k) => Buffer.from(k, 'utf8'));
+}
+
+/** A URL with its password masked; Redis URLs often have a password and no user (redis://:password@host). */
 function redact(url: string): string {
-  return url.replace(/\/\/([^:/@]+):([^@]+)@/, '//$1:***@');
+  return url.replace(/\/\/([^:/@]*):([^@]+)@/, '//$1:***@');
 }
 
 /**
@@ -535,8 +583,8 @@ export function loadConfig(env: Env = process.env): Config {
   const r = new Reader(env);
   r.checkSecretSources();
   const kafkaBrokers = r.brokers('KAFKA_BROKERS');
-  const databaseUrl = withPassword(r, r.url('DATABASE_URL', ['postgres:', 'postgresql:']));
-  const redisUrl = r.url('REDIS_URL', ['redis:', 'rediss:']);
+  const databaseUrl = withPassword(r, 'DATABASE', r.url('DATABASE_URL', ['postgres:', 'postgresql:']));
+  const redisUrl = withPassword(r, 'REDIS', r.url('REDIS_URL', ['redis:', 'rediss:']));
   const mode = r.oneOf<Mode>('MODE', ['embedded', 'cluster'], kafkaBrokers.length > 0 ? 'cluster' : 'embedded');
   if (mode === 'cluster') {
     for (const [name, value] of [
@@ -569,9 +617,10 @@ export function loadConfig(env: Env = process.env): Config {
       trustProxy: trustProxy(r),
       tls: serverTls(r),
     },
-    metrics: { port: r.raw('METRICS_PORT') === undefined ? undefined : r.int('METRICS_PORT', 0, 65535) },
+    metrics: { port: r.raw('METRICS_PORT') === undefined ? undefined : r.int('METRICS_PORT', 0, 65535), host: r.string('METRICS_HOST') },
     tracing: tracing(r),
     ws: {
+      queryToken: r.bool('WS_QUERY_TOKEN'),
       maxSocketsPerUser: r.int('WS_MAX_SOCKETS_PER_USER', 1, 1000),
       maxSocketsPerIp: r.int('WS_MAX_SOCKETS_PER_IP', 1, 1_000_000),
       authTimeoutMs: r.int('WS_AUTH_TIMEOUT_MS', 100, 600_000),
@@ -597,6 +646,7 @@ export function loadConfig(env: Env = process.env): Config {
       sendQueueMax: r.int('KAFKA_SEND_QUEUE_MAX', 1, 10_000_000),
       // Room for one request's overheads (about 100 bytes per shard) and at least a small command.
       maxRequestBytes: r.int('KAFKA_MAX_REQUEST_BYTES', 65_536, 100 * 1024 * 1024),
+      signingKeys: signingKeys(r, mode, [r.optional('JWT_SECRET'), quoteSecret, r.optional('DATA_INDEX_KEY')]),
     },
     storage: {
       databaseUrl, dataDir: r.string('DATA_DIR'), redisUrl,
@@ -676,6 +726,10 @@ export function loadConfig(env: Env = process.env): Config {
     r.problems.push(
       'JWT_AUDIENCE is required with JWT_PUBLIC_KEY or JWKS_URL, so tokens the identity provider issued for other services are refused',
     );
+  }
+  if (config.auth.devTokens && mode !== 'embedded') {
+    // One variable would let anyone mint an admin token for the whole cluster.
+    r.problems.push(`AUTH_DEV_TOKENS=true is refused in ${mode} mode: it lets anyone mint tokens of any role (embedded mode only)`);
   }
   if (quoteSecret !== undefined) {
     const placeholder = placeholderProblem('QUOTE_SECRET', quoteSecret);

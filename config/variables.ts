@@ -11,7 +11,7 @@ export interface Variable {
 const DEFINED = {
   MODE: { doc: 'embedded (one node, everything in-process) or cluster; default: cluster when KAFKA_BROKERS is set' },
   NODE_ID: { doc: 'this node\'s id in the cluster; default: the hostname' },
-  HOST: { default: '0.0.0.0', doc: 'address the HTTP server binds' },
+  HOST: { default: '0.0.0.0', doc: 'address the HTTP server binds (`npm run demo` binds 127.0.0.1 unless HOST is set)' },
   PORT: { default: '8000', doc: 'HTTP port (0 picks a free one)' },
   TLS_CERT_FILE: {
     doc: 'PEM certificate (chain) the node serves HTTPS and WSS with, on PORT; with TLS_KEY_FILE. Unset: plain HTTP (TLS ends at a proxy ' +
@@ -28,8 +28,8 @@ const DEFINED = {
     doc: 'true connects to the brokers over TLS (system CAs; a private CA through NODE_EXTRA_CA_CERTS=/path/ca.pem)',
   },
   KAFKA_SASL_MECHANISM: {
-    doc: 'plain, scram-sha-256 or scram-sha-512 to authenticate to the brokers (with KAFKA_SSL=true, so the password is not sent in ' +
-      'clear); unset: no SASL',
+    doc: 'plain, scram-sha-256 or scram-sha-512 to authenticate to the brokers; plain only with KAFKA_SSL=true (it sends the password ' +
+      'in clear, SCRAM does not). Unset: no SASL, and a cluster node says at start that anyone reaching Kafka can write commands',
   },
   KAFKA_SASL_USERNAME: { doc: 'SASL user name' },
   KAFKA_SASL_PASSWORD: { secret: true, doc: 'SASL password' },
@@ -64,6 +64,23 @@ const DEFINED = {
     secret: true,
     doc: 'the PostgreSQL password, when DATABASE_URL carries none (so the URL can sit in plain configuration and the password in a ' +
       'secret file: DATABASE_PASSWORD_FILE)',
+  },
+  REDIS_PASSWORD: {
+    secret: true,
+    doc: 'the Redis password (requirepass, or the ACL user\'s named in REDIS_URL), when REDIS_URL carries none (so the password can ' +
+      'be a secret file: REDIS_PASSWORD_FILE)',
+  },
+  CLUSTER_KEY: {
+    secret: true,
+    doc: 'HMAC key signing every command the nodes write to Kafka (a record that does not verify is skipped, so whoever reaches ' +
+      'Kafka cannot forge commands): at least 32 bytes, the same on every node, not another secret; required in cluster mode unless ' +
+      'COMMAND_SIGNING=false. Rotate: comma-separated keys, the first signs and all verify (add the new one second everywhere, then ' +
+      'first, then drop the old)',
+  },
+  COMMAND_SIGNING: {
+    default: 'true',
+    doc: 'false: commands in Kafka are neither signed nor checked (CLUSTER_KEY not needed); only where nothing but the nodes can ' +
+      'write to the brokers. The same on every node',
   },
   DATA_DIR: { default: './data', doc: 'where the embedded node keeps its database and command log' },
   REDIS_URL: {
@@ -113,7 +130,11 @@ const DEFINED = {
     doc: 'required aud claim; must be set with JWT_PUBLIC_KEY or JWKS_URL, so tokens an identity provider issued for another service are ' +
       'refused',
   },
-  AUTH_DEV_TOKENS: { default: 'false', doc: 'true enables POST /v1/auth/token (development only)' },
+  AUTH_DEV_TOKENS: {
+    default: 'false',
+    doc: 'true enables POST /v1/auth/token, which gives anyone a token of any role: embedded (development) mode only, refused in ' +
+      'cluster mode',
+  },
   TOKEN_TTL_SECONDS: { default: '900', doc: 'lifetime of tokens this node issues' },
   QUOTE_SECRET: {
     secret: true,
@@ -161,11 +182,21 @@ const DEFINED = {
       'by every span of the trace across nodes',
   },
   METRICS_PORT: {
-    doc: 'port of a separate listener serving /metrics to Prometheus (bind it where only the scraper reaches); unset: /metrics is on ' +
-      'PORT for admin tokens only',
+    doc: 'port of a separate listener serving /metrics to Prometheus without a token, on METRICS_HOST; unset: /metrics is on PORT for ' +
+      'admin tokens only',
+  },
+  METRICS_HOST: {
+    default: '127.0.0.1',
+    doc: 'address the METRICS_PORT listener binds, apart from HOST: loopback unless set. 0.0.0.0 only where a firewall or ' +
+      'NetworkPolicy lets nothing but the scraper reach METRICS_PORT (k8s/networkpolicy.yaml)',
   },
   WS_MAX_SOCKETS_PER_USER: { default: '5', doc: 'open WebSocket sessions one user may hold, across all nodes; the next is refused with close code 4429' },
   WS_MAX_SOCKETS_PER_IP: { default: '200', doc: 'open WebSocket sessions from one client IP, signed in or not (see TRUST_PROXY)' },
+  WS_QUERY_TOKEN: {
+    default: 'false',
+    doc: 'true accepts a token in the WebSocket URL (/v1/ws?token=...), which proxies and access logs record; otherwise such a socket ' +
+      'is closed with 4401 and the token goes in the first message, {"type":"auth","token":"..."}',
+  },
   WS_AUTH_TIMEOUT_MS: {
     default: '10000',
     doc: 'a socket opened without a token must send its auth message within this time or is closed with 4401',

@@ -20,11 +20,11 @@ const capital = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
 const DESCRIPTION = `Drivers, riders and admins hold one WebSocket at \`/v1/ws\`. Every frame is a JSON text
 message with a \`type\`.
 
-**Authentication.** Send \`{ "type": "auth", "token": "<JWT>" }\` as the first message (recommended),
-or open the socket with \`?token=<JWT>\` (query strings end up in proxy and access logs). A socket
-not authenticated within 10 s is closed with 4401; a bad token in \`auth\` closes it with 4401, a bad
-\`?token=\` refuses the upgrade with HTTP 401. The session acts as the token's subject: a driver's
-socket drives that driver's actor only.
+**Authentication.** Send \`{ "type": "auth", "token": "<JWT>" }\` as the first message. A socket
+not authenticated within 10 s is closed with 4401; a bad token in \`auth\` closes it with 4401. A
+token in the URL (\`?token=<JWT>\`, which proxy and access logs record) closes the socket with 4401
+at once, unless the node runs with WS_QUERY_TOKEN=true; there a bad \`?token=\` refuses the upgrade
+with HTTP 401. The session acts as the token's subject: a driver's socket drives that driver's actor only.
 
 **Acknowledgements.** Every client message may carry a \`ref\` (string of at most 64 characters, or
 a number). It is answered with \`{ "type": "ack", "ref" }\` (\`ref\` null when none was given) or
@@ -152,11 +152,12 @@ function build() {
       securitySchemes: {
         firstMessage: {
           type: 'http', scheme: 'bearer', bearerFormat: 'JWT',
-          description: 'Recommended: send `{ "type": "auth", "token": "<JWT>" }` as the first message, within 10 s of opening the socket.',
+          description: 'Send `{ "type": "auth", "token": "<JWT>" }` as the first message, within 10 s of opening the socket.',
         },
         queryToken: {
           type: 'httpApiKey', name: 'token', in: 'query',
-          description: 'The same JWT as `?token=` on the upgrade request; refused with HTTP 401 when invalid.',
+          description: 'Only on nodes with WS_QUERY_TOKEN=true (elsewhere the socket is closed with 4401): the same JWT as `?token=` on ' +
+            'the upgrade request, refused with HTTP 401 when invalid. Query strings end up in proxy and access logs.',
         },
       },
     },

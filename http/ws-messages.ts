@@ -70,9 +70,9 @@ const ABOUT_ONE_BOOKING = ([
 export const ClientMessage = z.discriminatedUnion('type', [
   z.object({ type: z.literal('auth'), token: text().max(4096).describe('A JWT, as for `Authorization: Bearer`.'), ...ref }).strict().meta({
     id: 'AuthMessage',
-    description: 'Authenticates the socket (any role). Send it first when the socket was opened without `?token=`; the socket is closed ' +
-      'with 4401 if no valid token arrives within 10 s, if another message comes first, and with 1009 if the first message is over 8 ' +
-      'KiB. Answered with `ack`; an invalid token gets `error` `unauthenticated` and close 4401.',
+    description: 'Authenticates the socket (any role): send it first; the socket is closed with 4401 if no valid token arrives within ' +
+      '10 s or if another message comes first, and with 1009 if the first message is over 8 KiB. Answered with `ack`; an invalid token ' +
+      'gets `error` `unauthenticated` and close 4401. Sent again later with a fresh token for the same user, it extends the session.',
     examples: [{ type: 'auth', token: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkcml2ZXItNDIiLCJyb2xlIjoiZHJpdmVyIn0.c2lnbmF0dXJl', ref: 'auth-1' }],
   }),
   z.object({

@@ -46,6 +46,11 @@ export interface WsOptions {
   readonly limits: WsLimits;
   /** The client's address (TRUST_PROXY decides whose X-Forwarded-For counts). */
   readonly addressOf: (req: IncomingMessage) => { ip: string };
+  /**
+   * Whether `?token=` on the upgrade URL is accepted (WS_QUERY_TOKEN). Off by default: the
+   * request line, token included, lands in every proxy's access log; the first message does not.
+   */
+  readonly queryToken?: boolean;
 }
 
 export interface WsLimits {
@@ -65,6 +70,9 @@ export const CLOSE = { unauthenticated: 4401, tooMany: 4429, tooBig: 1009 } as c
  * parse does not.
  */
 export const FIRST_MESSAGE_MAX_BYTES = 8 * 1024;
+
+/** The close reason of a socket opened with ?token= while WS_QUERY_TOKEN is off (at most 123 bytes). */
+export const QUERY_TOKEN_REFUSED = 'token in the URL refused: send {"type":"auth","token":"..."} as the first message';
 
 interface Session {
   readonly socket: WebSocket;
@@ -132,6 +140,11 @@ export class WsGateway {
     let principal: Principal | undefined;
     let place: Place | undefined;
     const token = url.searchParams.get('token');
+    if (token !== null && !this.#o.queryToken) {
+      // Upgraded, then closed: a browser's WebSocket sees a close reason, never an HTTP status.
+      this.#wss.handleUpgrade(req, socket, head, (ws) => ws.close(CLOSE.unauthenticated, QUERY_TOKEN_REFUSED));
+      return;
+    }
     if (token) {
       try {
         principal = await this.#o.auth.verify(token);

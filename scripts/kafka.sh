@@ -9,6 +9,11 @@
 #
 #   scripts/kafka.sh start | stop | status
 #
+# With KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE) set, the broker authenticates every
+# client: SCRAM-SHA-512 as ${KAFKA_SASL_USERNAME:-dispatch} with that password (the node's own
+# variables, so one environment serves both). It is then docker/kafka-broker.sh, the script
+# compose starts its brokers with. A data directory keeps the mode it was first started in.
+#
 # Jars are cached in .ci/.cache/kafka-<version>/, data and logs live in
 # ${KAFKA_DATA_DIR:-.ci/.kafka}. `start` is idempotent.
 set -euo pipefail
@@ -23,6 +28,7 @@ PIDFILE="$DATA/kafka.pid"
 LOG="$DATA/server.log"
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
+sasl() { [ -n "${KAFKA_SASL_PASSWORD:-}${KAFKA_SASL_PASSWORD_FILE:-}" ]; }
 
 fetch_jars() {
   [ -f "$CACHE/.complete" ] && return
@@ -42,9 +48,24 @@ POM
   touch "$CACHE/.complete"
 }
 
+# What a single development broker needs whichever its listeners.
+common_properties() {
+  cat <<PROPS
+num.partitions=1
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.retention.hours=24
+PROPS
+}
+
 write_config() {
   mkdir -p "$DATA/logs"
-  cat > "$DATA/server.properties" <<PROPS
+  # In SASL mode docker/kafka-broker.sh writes the broker's own server.properties.
+  sasl || cat > "$DATA/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
@@ -54,14 +75,7 @@ controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DATA/logs
-num.partitions=1
-auto.create.topics.enable=true
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-group.initial.rebalance.delay.ms=0
-log.retention.hours=24
+$(common_properties)
 PROPS
   cat > "$DATA/log4j.properties" <<L4J
 log4j.rootLogger=INFO, file
@@ -80,21 +94,48 @@ java_cmd() {
     -Dlog4j.configuration="file:$DATA/log4j.properties" -cp "$CACHE/libs/*" "$@"
 }
 
+# The SASL broker's password files (mode 600 in a 700 directory) and its cluster id, kept in the data directory.
+write_sasl_secrets() {
+  mkdir -p "$DATA/secrets"
+  chmod 700 "$DATA/secrets"
+  if [ -n "${KAFKA_SASL_PASSWORD_FILE:-}" ]; then tr -d '\r\n' < "$KAFKA_SASL_PASSWORD_FILE" > "$DATA/secrets/kafka_password"
+  else printf '%s' "$KAFKA_SASL_PASSWORD" > "$DATA/secrets/kafka_password"; fi
+  [ -f "$DATA/secrets/kafka_broker_password" ] || head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$DATA/secrets/kafka_broker_password"
+  chmod 600 "$DATA/secrets/"*
+  [ -f "$DATA/cluster-id" ] || java_cmd kafka.tools.StorageTool random-uuid > "$DATA/cluster-id"
+}
+
+# Starts the broker in a session of its own; its pid (java's: both exec) goes to $PIDFILE.
+launch() {
+  if sasl; then
+    write_sasl_secrets
+    KAFKA_NODE_ID=1 CLUSTER_ID=$(cat "$DATA/cluster-id") KAFKA_CONTROLLER_QUORUM_VOTERS="1@127.0.0.1:$CONTROLLER_PORT" \
+      KAFKA_ADVERTISED_HOST=127.0.0.1 KAFKA_BIND_HOST=127.0.0.1 KAFKA_PORT=$PORT KAFKA_CONTROLLER_PORT=$CONTROLLER_PORT \
+      KAFKA_SASL_USERNAME=${KAFKA_SASL_USERNAME:-dispatch} KAFKA_LOG_DIRS="$DATA/logs" KAFKA_CONFIG_DIR="$DATA" \
+      KAFKA_SECRETS_DIR="$DATA/secrets" KAFKA_CLASSPATH="$CACHE/libs/*" KAFKA_LOG4J="file:$DATA/log4j.properties" \
+      KAFKA_HEAP_OPTS="-Xms256m -Xmx512m" KAFKA_PROPERTIES="$(common_properties)" \
+      setsid nohup bash "$ROOT/docker/kafka-broker.sh" > "$DATA/stdout.log" 2>&1 < /dev/null &
+  else
+    if [ ! -f "$DATA/logs/meta.properties" ]; then
+      java_cmd kafka.tools.StorageTool format -t "$(java_cmd kafka.tools.StorageTool random-uuid)" -c "$DATA/server.properties" >/dev/null
+    fi
+    setsid nohup bash -c "exec java -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
+      -Dlog4j.configuration=file:$DATA/log4j.properties -cp '$CACHE/libs/*' kafka.Kafka '$DATA/server.properties'" \
+      > "$DATA/stdout.log" 2>&1 < /dev/null &
+  fi
+  echo $! > "$PIDFILE"
+}
+
 start() {
   if answers; then echo "kafka.sh: a broker already answers on 127.0.0.1:$PORT"; return; fi
   local started=$SECONDS
   fetch_jars
   write_config
-  if [ ! -f "$DATA/logs/meta.properties" ]; then
-    java_cmd kafka.tools.StorageTool format -t "$(java_cmd kafka.tools.StorageTool random-uuid)" -c "$DATA/server.properties" >/dev/null
-  fi
   : > "$LOG"
-  setsid nohup bash -c "exec java -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true -Dlog4j.configuration=file:$DATA/log4j.properties -cp '$CACHE/libs/*' kafka.Kafka '$DATA/server.properties'" \
-    > "$DATA/stdout.log" 2>&1 < /dev/null &
-  echo $! > "$PIDFILE"
+  launch
   for _ in $(seq 1 120); do
     if grep -q "Kafka Server started" "$LOG" 2>/dev/null && answers; then
-      echo "kafka.sh: Kafka $VERSION ready on 127.0.0.1:$PORT ($((SECONDS - started)) s)"
+      echo "kafka.sh: Kafka $VERSION ready on 127.0.0.1:$PORT$(sasl && echo ' (SASL)') ($((SECONDS - started)) s)"
       return
     fi
     if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then break; fi

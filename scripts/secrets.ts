@@ -1,6 +1,7 @@
 // `npm run secrets`: makes the secret files docker-compose.yml mounts (./secrets/*, never
-// committed, never in an image): random JWT, quote and personal-data keys and a PostgreSQL password. An
-// existing file is kept, so running it again does not log every user out.
+// committed, never in an image): random JWT, quote, personal-data and command-signing keys, and the
+// PostgreSQL, Redis and Kafka passwords. An existing file is kept, so running it again does not log
+// every user out (and one missing, a secret added since, is made).
 
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -8,7 +9,10 @@ import { join, resolve } from 'node:path';
 import { newKeyLine } from '../runtime/personal-data.ts';
 
 /** The secrets compose mounts: 48 random bytes in base64 (the node wants at least 32), or a DATA_KEYS entry. */
-export const COMPOSE_SECRETS = ['jwt_secret', 'quote_secret', 'postgres_password', 'data_keys', 'data_index_key'] as const;
+export const COMPOSE_SECRETS = [
+  'jwt_secret', 'quote_secret', 'postgres_password', 'data_keys', 'data_index_key', 'cluster_key', 'redis_password',
+  'kafka_password', 'kafka_broker_password',
+] as const;
 const MAKE: Partial<Record<(typeof COMPOSE_SECRETS)[number], () => string>> = { data_keys: () => newKeyLine('k1') };
 
 export function makeSecrets(dir: string): { made: string[]; kept: string[] } {

@@ -5,8 +5,10 @@
 // their own. Driving runs SPEEDUP times faster than real (20 by default: a 2 km
 // ride takes about 10 s; timeouts on the node keep real time). One progress line
 // rewrites itself on a terminal (a line every PROGRESS_S seconds otherwise).
-// Needs a node with AUTH_DEV_TOKENS=true (it asks for tokens). Sockets authenticate
-// with their first message, so tokens stay out of URLs.
+// Needs a node with AUTH_DEV_TOKENS=true (it asks for tokens), or, against a cluster (which
+// refuses development tokens), the cluster's JWT_SECRET (and JWT_ISSUER if not the default)
+// in its environment: it then signs its riders' and drivers' tokens itself. Sockets
+// authenticate with their first message, so tokens stay out of URLs.
 //
 // When it stops (DURATION_S reached, SIGINT or SIGTERM) it leaves nothing behind:
 // no new bookings; trips under way are driven straight to their dropoff and
@@ -23,6 +25,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
+import { SignJWT } from 'jose';
 import { WebSocket } from 'ws';
 
 const env = (name: string, fallback: number): number => {
@@ -110,12 +113,27 @@ async function api<T>(method: string, path: string, tok?: string, body?: unknown
 }
 
 const tokens = new Map<string, { token: string; at: number }>();
-/** A development token, reused for five minutes (tokens live 15 by default). */
+const SIGNING_SECRET = process.env.JWT_SECRET ? new TextEncoder().encode(process.env.JWT_SECRET) : undefined;
+
+/** A token signed here with the cluster's JWT_SECRET, as the nodes sign them (HS256, 15 minutes). */
+function signed(sub: string, role: 'rider' | 'driver', secret: Uint8Array): Promise<string> {
+  return new SignJWT({ role }).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuer(process.env.JWT_ISSUER || 'dispatch')
+    .setIssuedAt().setExpirationTime('15m').sign(secret);
+}
+
+/** A token (development, or signed here), reused for five minutes (tokens live 15 by default). */
 async function token(sub: string, role: 'rider' | 'driver'): Promise<string> {
   const cached = tokens.get(sub);
   if (cached && Date.now() - cached.at < 5 * 60_000) return cached.token;
+  if (SIGNING_SECRET) {
+    const made = await signed(sub, role, SIGNING_SECRET);
+    tokens.set(sub, { token: made, at: Date.now() });
+    return made;
+  }
   const res = await api<{ token: string }>('POST', '/v1/auth/token', undefined, { sub, role });
-  if (res.status === 404) throw new Error(`${URL_BASE} does not issue development tokens: start it with AUTH_DEV_TOKENS=true`);
+  if (res.status === 404) {
+    throw new Error(`${URL_BASE} does not issue development tokens: start it with AUTH_DEV_TOKENS=true, or give this JWT_SECRET`);
+  }
   if (res.status !== 200) throw new Error(`token: HTTP ${res.status}`);
   tokens.set(sub, { token: res.body.token, at: Date.now() });
   return res.body.token;

@@ -7,7 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
-import { TEST_DATA_KEYS, freshDatabase, kafkaBrokers, redisUrl } from './helpers/services.ts';
+import { TEST_CLUSTER_KEY, TEST_DATA_KEYS, freshDatabase, kafkaBrokers, redisUrl } from './helpers/services.ts';
 import { eventually, startNodeProcess, type NodeProcess } from './helpers/node-process.ts';
 
 const FIXTURE = 'test/fixtures/counter-node.ts';
@@ -32,6 +32,7 @@ async function clusterEnv(): Promise<Record<string, string>> {
     JWT_SECRET: SECRET,
     QUOTE_SECRET: QUOTE_SECRET,
     ...TEST_DATA_KEYS,
+    ...TEST_CLUSTER_KEY,
     KAFKA_TOPIC_PREFIX: `t${randomUUID().slice(0, 8)}`,
     KAFKA_SESSION_TIMEOUT_MS: '6000',
     SHARDS: String(SHARDS),

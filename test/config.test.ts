@@ -21,6 +21,7 @@ const CLUSTER = {
   KAFKA_BROKERS: 'k1:9092,k2:9092', DATABASE_URL: 'postgres://u:p@db:5432/x', REDIS_URL: 'redis://r:6379',
   JWT_SECRET: randomBytes(32).toString('base64'), QUOTE_SECRET: randomBytes(32).toString('base64'),
   DATA_KEYS: `k1:${randomBytes(32).toString('base64')}`, DATA_INDEX_KEY: randomBytes(32).toString('base64'),
+  CLUSTER_KEY: randomBytes(32).toString('base64'),
 } as const;
 
 test('the defaults select one embedded node', (t) => {
@@ -50,9 +51,12 @@ test('Kafka brokers select cluster mode, which needs PostgreSQL, Redis and real 
   const key = 'JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL is required in cluster mode';
   const quote = /^QUOTE_SECRET is required in cluster mode/;
   const dataKeys = /^DATA_KEYS and DATA_INDEX_KEY are required in cluster mode/;
+  const clusterKey = /^CLUSTER_KEY is required in cluster mode/;
   const found = problems({ KAFKA_BROKERS: 'k1:9092,k2:9092' });
-  const [keys] = found.splice(found.findIndex((p) => dataKeys.test(p)), 1);
-  t.regex(keys ?? '', dataKeys);
+  for (const expected of [dataKeys, clusterKey]) {
+    const [one] = found.splice(found.findIndex((p) => expected.test(p)), 1);
+    t.regex(one ?? '', expected);
+  }
   t.deepEqual(found.slice(0, 3), ['DATABASE_URL is required in cluster mode', 'REDIS_URL is required in cluster mode', key]);
   t.is(found.length, 4);
   t.regex(found[3]!, quote);
@@ -62,8 +66,10 @@ test('Kafka brokers select cluster mode, which needs PostgreSQL, Redis and real 
   t.deepEqual(config.cluster.kafkaBrokers, ['k1:9092', 'k2:9092']);
   t.deepEqual(config.quotes, { secret: CLUSTER.QUOTE_SECRET, ephemeral: false });
   const all = problems({ MODE: 'cluster' });
-  t.true(all.some((p) => dataKeys.test(p)));
-  all.splice(all.findIndex((p) => dataKeys.test(p)), 1);
+  for (const expected of [dataKeys, clusterKey]) {
+    t.true(all.some((p) => expected.test(p)));
+    all.splice(all.findIndex((p) => expected.test(p)), 1);
+  }
   t.deepEqual(all.slice(0, 4), [
     'KAFKA_BROKERS is required in cluster mode', 'DATABASE_URL is required in cluster mode', 'REDIS_URL is required in cluster mode', key,
   ]);
@@ -110,6 +116,7 @@ const bad: [Record<string, string>, RegExp][] = [
   [{ TRUST_PROXY: '10.0.0.0/33' }, /^TRUST_PROXY must be .* \(not an address or CIDR: 10\.0\.0\.0\/33\)$/],
   [{ KAFKA_REPLICATION_FACTOR: '3', KAFKA_MIN_INSYNC_REPLICAS: '4' }, /^KAFKA_MIN_INSYNC_REPLICAS \(4\) must not exceed KAFKA_REPLICATION_FACTOR \(3\)$/],
   [{ KAFKA_SEND_QUEUE_MAX: '0' }, /^KAFKA_SEND_QUEUE_MAX must be an integer from 1/],
+  [{ KAFKA_SASL_PASSWORD: 'k7#pQ2!x-a-real-looking-one' }, /^KAFKA_SASL_USERNAME or KAFKA_SASL_PASSWORD is set but KAFKA_SASL_MECHANISM is not$/],
   [{ KAFKA_MAX_REQUEST_BYTES: '1000' }, /^KAFKA_MAX_REQUEST_BYTES must be an integer from 65536/],
 ];
 
@@ -231,13 +238,20 @@ test('secrets are read from NAME_FILE (mounted secrets): the same configuration 
   const password = randomBytes(24).toString('base64');
   const dataKeys = `k1:${randomBytes(32).toString('base64')}`;
   const index = randomBytes(48).toString('base64');
-  const files = secretFiles(t, { jwt, quote, password, dataKeys, index });
-  const plain = { KAFKA_BROKERS: 'k:9092', REDIS_URL: 'redis://r:6379', NODE_ID: 'n1' };
+  const clusterKey = randomBytes(48).toString('base64');
+  const redisPassword = randomBytes(24).toString('base64');
+  const kafkaPassword = randomBytes(24).toString('base64url');
+  const files = secretFiles(t, { jwt, quote, password, dataKeys, index, clusterKey, redisPassword, kafkaPassword });
+  const plain = { KAFKA_BROKERS: 'k:9092', REDIS_URL: 'redis://r:6379', NODE_ID: 'n1', KAFKA_SASL_MECHANISM: 'scram-sha-512', KAFKA_SASL_USERNAME: 'dispatch' };
   const config = loadConfig({
     ...plain, DATABASE_URL: 'postgres://dispatch@db:5432/dispatch',
     JWT_SECRET_FILE: files.jwt!, QUOTE_SECRET_FILE: files.quote!, DATABASE_PASSWORD_FILE: files.password!,
-    DATA_KEYS_FILE: files.dataKeys!, DATA_INDEX_KEY_FILE: files.index!,
+    DATA_KEYS_FILE: files.dataKeys!, DATA_INDEX_KEY_FILE: files.index!, CLUSTER_KEY_FILE: files.clusterKey!,
+    REDIS_PASSWORD_FILE: files.redisPassword!, KAFKA_SASL_PASSWORD_FILE: files.kafkaPassword!,
   });
+  t.deepEqual(config.cluster.signingKeys, [Buffer.from(clusterKey)]);
+  t.is(decodeURIComponent(new URL(config.storage.redisUrl!).password), redisPassword);
+  t.is(config.cluster.kafkaSecurity.sasl?.password, kafkaPassword);
   t.deepEqual(config.personalData?.keys.get('k1'), Buffer.from(dataKeys.slice(3), 'base64'));
   t.deepEqual(config.personalData?.indexKey, Buffer.from(index));
   t.is(config.auth.secret, jwt, 'the file\'s newline is not part of the secret');
@@ -297,4 +311,49 @@ test('traces: off by default; an OTLP endpoint, or OTEL_TRACES_EXPORTER=otlp, tu
   t.deepEqual(loadConfig({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_HEADERS: 'api-key=a%3Db, x=y', OTEL_TRACES_SAMPLER_ARG: '0.25' }).tracing,
     { url: 'http://localhost:4318/v1/traces', headers: { 'api-key': 'a=b', x: 'y' }, serviceName: 'dispatch', ratio: 0.25 });
   t.deepEqual(problems({ OTEL_TRACES_EXPORTER: 'zipkin', OTEL_EXPORTER_OTLP_ENDPOINT: 'jaeger:4318', OTEL_TRACES_SAMPLER_ARG: '2' }).length, 3);
+});
+
+test('AUTH_DEV_TOKENS=true is refused outside embedded mode, naming the variable', (t) => {
+  const found = problems({ ...CLUSTER, AUTH_DEV_TOKENS: 'true' });
+  t.deepEqual(found, ['AUTH_DEV_TOKENS=true is refused in cluster mode: it lets anyone mint tokens of any role (embedded mode only)']);
+  t.deepEqual(problems({ ...CLUSTER, AUTH_DEV_TOKENS: 'false' }), []);
+  t.true(loadConfig({ AUTH_DEV_TOKENS: 'true' }).auth.devTokens, 'the embedded (development) mode keeps them');
+});
+
+test('CLUSTER_KEY: required in cluster mode unless COMMAND_SIGNING=false; short, sample or reused keys refused without echo', (t) => {
+  const { CLUSTER_KEY: _, ...unsigned } = CLUSTER;
+  t.regex(problems(unsigned).join('\n'), /^CLUSTER_KEY is required in cluster mode .*COMMAND_SIGNING=false/m);
+  t.is(loadConfig({ ...unsigned, COMMAND_SIGNING: 'false' }).cluster.signingKeys, undefined, 'signing explicitly off');
+  t.is(loadConfig({}).cluster.signingKeys, undefined, 'embedded mode has no Kafka to sign for');
+  const [older, newer] = [randomBytes(32).toString('base64'), randomBytes(32).toString('base64')];
+  t.deepEqual(loadConfig({ ...CLUSTER, CLUSTER_KEY: `${newer}, ${older}` }).cluster.signingKeys, [Buffer.from(newer), Buffer.from(older)],
+    'rotation: the first key signs, every key verifies');
+  const short = 'a-cluster-key-of-31-bytes-short';
+  t.deepEqual(problems({ ...CLUSTER, CLUSTER_KEY: short }), ['CLUSTER_KEY must be at least 32 bytes, got 31']);
+  t.deepEqual(problems({ ...CLUSTER, CLUSTER_KEY: `${newer},${short}` }), ['CLUSTER_KEY key 2 must be at least 32 bytes, got 31']);
+  t.regex(problems({ ...CLUSTER, CLUSTER_KEY: 'replace-me-with-openssl-rand-base64-48' })[0] ?? '', /^CLUSTER_KEY is a sample or placeholder value/);
+  t.deepEqual(problems({ ...CLUSTER, CLUSTER_KEY: CLUSTER.JWT_SECRET }), ['CLUSTER_KEY must differ from the other secrets (one key, one purpose)']);
+  const all = [short, CLUSTER.JWT_SECRET].flatMap((k) => problems({ ...CLUSTER, CLUSTER_KEY: k })).join('\n');
+  t.false(all.includes(short) || all.includes(CLUSTER.JWT_SECRET), 'no key in the messages');
+});
+
+test('REDIS_PASSWORD goes into REDIS_URL (so it can be a secret file); one in both, or a sample, is refused without echo', (t) => {
+  const password = 'r3d!s/pa ss#word-7Kq';
+  const url = loadConfig({ ...CLUSTER, REDIS_URL: 'rediss://redis:6380', REDIS_PASSWORD: password }).storage.redisUrl!;
+  t.is(new URL(url).protocol, 'rediss:', 'TLS kept');
+  t.is(decodeURIComponent(new URL(url).password), password);
+  t.deepEqual(problems({ ...CLUSTER, REDIS_URL: 'redis://:in-url@r:6379', REDIS_PASSWORD: password }),
+    ['REDIS_URL already has a password and REDIS_PASSWORD is set; keep one']);
+  t.regex(problems({ ...CLUSTER, REDIS_PASSWORD: 'changeme' })[0] ?? '', /^REDIS_PASSWORD is a sample or placeholder value/);
+  const found = problems({ REDIS_URL: 'redis//:hunter2-x@r', REDIS_PASSWORD: password });
+  t.false(found.join('\n').includes('hunter2-x') || found.join('\n').includes(password));
+});
+
+test('METRICS_HOST: the metrics listener binds loopback unless told, whatever HOST is; ?token= sockets are off by default', (t) => {
+  const config = loadConfig({ HOST: '0.0.0.0', METRICS_PORT: '9100' });
+  t.deepEqual(config.metrics, { port: 9100, host: '127.0.0.1' });
+  t.is(config.http.host, '0.0.0.0');
+  t.is(loadConfig({ METRICS_PORT: '9100', METRICS_HOST: '0.0.0.0' }).metrics.host, '0.0.0.0');
+  t.false(config.ws.queryToken);
+  t.true(loadConfig({ WS_QUERY_TOKEN: 'true' }).ws.queryToken);
 });

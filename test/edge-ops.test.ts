@@ -1,6 +1,7 @@
 // Operations surface: health, readiness, metrics, and a graceful stop that closes sockets with a reason.
 
 import test from 'ava';
+import { networkInterfaces } from 'node:os';
 import { startEdge } from './helpers/edge-client.ts';
 import { eventually } from './helpers/node-process.ts';
 
@@ -33,4 +34,29 @@ test('METRICS_PORT serves /metrics on a listener of its own, and the API port do
   t.regex(await scraped.text(), /shards_owned 8/);
   const admin = await edge.token('ops-admin', 'admin');
   t.is((await fetch(`${edge.url}/metrics`, { headers: { authorization: `Bearer ${admin}` } })).status, 404);
+});
+
+/** This machine's first address that is not loopback (where a client on the network would connect), if any. */
+const external = Object.values(networkInterfaces()).flat().find((a) => a && !a.internal && a.family === 'IPv4')?.address;
+const answers = (url: string) => fetch(url, { signal: AbortSignal.timeout(10_000) })
+  .then((r) => r.status, (e: Error) => (e.cause as { code?: string })?.code ?? e.message);
+
+test('a node serving its API on every interface keeps /metrics (no token) on loopback unless METRICS_HOST says otherwise', async (t) => {
+  const edge = await startEdge({ HOST: '0.0.0.0', METRICS_PORT: '0' });
+  t.teardown(() => edge.stop());
+  const metrics = new URL(edge.node.metricsUrl);
+  t.is(metrics.hostname, '127.0.0.1', 'bound on METRICS_HOST, not HOST');
+  t.is(await answers(edge.node.metricsUrl), 200);
+  const api = new URL(edge.url);
+  if (external) {
+    t.is(await answers(`http://${external}:${api.port}/health`), 200, `the API answers on ${external}`);
+    t.is(await answers(`http://${external}:${metrics.port}/metrics`), 'ECONNREFUSED', `/metrics does not answer on ${external}`);
+  } else {
+    t.log('no address besides loopback on this machine: checked the bound address only');
+  }
+
+  const open = await startEdge({ HOST: '127.0.0.1', METRICS_PORT: '0', METRICS_HOST: '0.0.0.0' });
+  t.teardown(() => open.stop());
+  t.is(new URL(open.node.metricsUrl).hostname, '0.0.0.0', 'bound where the operator said');
+  if (external) t.is(await answers(`http://${external}:${new URL(open.node.metricsUrl).port}/metrics`), 200);
 });

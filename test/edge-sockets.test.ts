@@ -20,8 +20,29 @@ async function refused(edge: EdgeNode, token?: string): Promise<string> {
   return WsClient.connect(wsUrl(edge, token)).then((s) => { s.close(); return 'opened'; }, (e: Error) => e.message);
 }
 
+test('a token in the socket URL is refused with a close reason naming the way, unless WS_QUERY_TOKEN=true', async (t) => {
+  const edge = await startEdge();
+  t.teardown(() => edge.stop());
+  const token = await edge.token('url-token', 'driver');
+  const inUrl = await WsClient.connect(wsUrl(edge, token));
+  t.true(await eventually(async () => inUrl.closed !== undefined));
+  t.deepEqual(inUrl.closed, { code: 4401, reason: 'token in the URL refused: send {"type":"auth","token":"..."} as the first message' });
+  t.deepEqual(inUrl.messages, [], 'nothing was served to it');
+  // The documented way works on the same node.
+  const first = await WsClient.connect(wsUrl(edge));
+  t.is((await first.call({ type: 'auth', token }, 'a')).type, 'ack');
+  t.is((await first.call({ type: 'offline' }, 'off')).type, 'ack');
+  first.close();
+
+  const allowed = await startEdge({ WS_QUERY_TOKEN: 'true' });
+  t.teardown(() => allowed.stop());
+  const legacy = await WsClient.connect(wsUrl(allowed, await allowed.token('url-token', 'driver')));
+  t.is((await legacy.call({ type: 'offline' }, 'off')).type, 'ack', 'signed in by the URL when the operator allows it');
+  legacy.close();
+});
+
 test('sockets per user are capped, by ?token= and by the auth message alike', async (t) => {
-  const edge = await startEdge({ WS_MAX_SOCKETS_PER_USER: '3' });
+  const edge = await startEdge({ WS_MAX_SOCKETS_PER_USER: '3', WS_QUERY_TOKEN: 'true' });
   t.teardown(() => edge.stop());
   const token = await edge.token('many-sockets', 'driver');
   const open = await Promise.all([1, 2, 3].map(() => edge.socket(token)));
@@ -81,8 +102,8 @@ test('a session ends with its token, with close code 4401, unless a fresh auth m
   // Long enough for both sockets to connect and one to refresh on a loaded machine (3 s was
   // not: the token expired before the refresh arrived), short enough to wait out.
   const short = await sign('expiring', 'driver', 15);
-  const ending = await WsClient.connect(wsUrl(edge, short));
-  const extended = await WsClient.connect(wsUrl(edge, short));
+  const ending = await WsClient.signIn(wsUrl(edge), short);
+  const extended = await WsClient.signIn(wsUrl(edge), short);
   t.is((await extended.call({ type: 'auth', token: await sign('expiring', 'driver', 3600) }, 'refresh')).type, 'ack');
   t.is((await extended.call({ type: 'auth', token: await sign('someone-else', 'driver', 3600) }, 'swap')).code, 'already_authenticated');
   t.true(await eventually(async () => ending.closed !== undefined));

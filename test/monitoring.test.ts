@@ -61,7 +61,7 @@ async function token(url: string, sub: string, role: string): Promise<string> {
 
 /** A driver online near the pickup, a booking, its offer accepted: every dispatch metric gets a sample. */
 async function driveTraffic(url: string): Promise<void> {
-  const driver = await WsClient.connect(`${url.replace('http', 'ws')}/v1/ws?token=${await token(url, 'mon-driver', 'driver')}`);
+  const driver = await WsClient.signIn(`${url.replace('http', 'ws')}/v1/ws`, await token(url, 'mon-driver', 'driver'));
   await driver.call({ type: 'online', vehicleType: 'economy' }, 'on');
   await driver.call({ type: 'location', lat: PICKUP.lat + 0.001, lng: PICKUP.lng, heading: 0, speed: 5, at: new Date().toISOString() }, 'fix');
   const res = await fetch(`${url}/v1/bookings`, {

@@ -1,7 +1,8 @@
 /// <reference lib="dom" />
 // The operations page in headless Chromium against a node with the simulator
 // running: it connects with the admin token as the socket's first message (the token
-// leaves the address bar for sessionStorage, never localStorage), says "live" only
+// comes in the address's fragment, #token=, which no request carries, and leaves the
+// address bar for sessionStorage, never localStorage), says "live" only
 // once a snapshot has arrived, shows drivers, cells, a shard legend naming the node
 // and a surge scale, keeps its bookings in a scrolling box, and runs under a strict
 // Content-Security-Policy. The capture is docs/ops.png (the README shows it).
@@ -70,10 +71,14 @@ test('the operations page shows the simulated city live', async (t) => {
   });
 
   const token = await edge.token('ops-admin', 'admin');
-  await page.goto(`${edge.url}/ops?token=${token}`);
+  // Every request the page makes, to see that the token in the fragment never travels.
+  const requested: string[] = [];
+  page.on('request', (r) => requested.push(r.url()));
+  await page.goto(`${edge.url}/ops#token=${token}`);
 
   // The token went from the address bar to sessionStorage, and from there into the socket's first message.
   t.false(page.url().includes('token'), page.url());
+  t.false(requested.some((u) => u.includes(token)), `no request carried the token: ${requested.join(' ')}`);
   t.false(page.url().includes(token));
   t.is(await page.evaluate(() => sessionStorage.getItem('opsToken')), token);
   t.false(JSON.stringify(await page.evaluate(() => ({ ...localStorage }))).includes(token), 'nothing in localStorage');
@@ -165,6 +170,13 @@ test('the operations page shows the simulated city live', async (t) => {
   await bare.waitForFunction(() => document.querySelector('#status')?.textContent === 'live', undefined, { timeout: 15_000 });
   t.false(await bare.isVisible('#login'));
   t.is(await bare.evaluate(() => localStorage.length), 0);
+
+  // Opened the old way, the token in the query: it was sent (and logged) already, so it leaves the address bar unused.
+  const old = await browser.newPage();
+  await old.goto(`${edge.url}/ops?token=${token}&x=1`);
+  await old.waitForFunction(() => document.querySelector('#status')?.textContent === 'admin token needed', undefined, { timeout: 10_000 });
+  t.is(new URL(old.url()).search, '?x=1', 'the token left the address bar, the rest stayed');
+  t.is(await old.evaluate(() => sessionStorage.getItem('opsToken')), null);
   t.deepEqual(violations, [], 'no Content-Security-Policy violations');
 });
 

@@ -149,6 +149,7 @@ test('sealFields seals every contact field, whatever it looks like; revealFields
 const CLUSTER = {
   KAFKA_BROKERS: 'k1:9092', DATABASE_URL: 'postgres://u:p@db:5432/x', REDIS_URL: 'redis://r:6379',
   JWT_SECRET: randomBytes(32).toString('base64'), QUOTE_SECRET: randomBytes(32).toString('base64'),
+  CLUSTER_KEY: randomBytes(32).toString('base64'),
 };
 const problems = (env: Record<string, string>) => {
   try { loadConfig(env); return []; } catch (error) { if (error instanceof ConfigError) return [...error.problems]; throw error; }

@@ -9,7 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
-import { TEST_DATA_KEYS, freshDatabase, kafkaBrokers, redisUrl } from './helpers/services.ts';
+import { TEST_CLUSTER_KEY, TEST_DATA_KEYS, freshDatabase, kafkaBrokers, redisUrl } from './helpers/services.ts';
 import { eventually, startNodeProcess, type NodeProcess } from './helpers/node-process.ts';
 import { journalTruthDiff } from './helpers/journal-truth.ts';
 
@@ -26,7 +26,7 @@ test('a shard moved to a joining node: its projections resume where the old owne
   t.teardown(() => db.drop());
   const env = {
     MODE: 'cluster', KAFKA_BROKERS: await kafkaBrokers(), DATABASE_URL: db.url, REDIS_URL: await redisUrl(),
-    JWT_SECRET: SECRET, QUOTE_SECRET: `${SECRET}-quotes`, ...TEST_DATA_KEYS, KAFKA_TOPIC_PREFIX: `p${randomUUID().slice(0, 8)}`,
+    JWT_SECRET: SECRET, QUOTE_SECRET: `${SECRET}-quotes`, ...TEST_DATA_KEYS, ...TEST_CLUSTER_KEY, KAFKA_TOPIC_PREFIX: `p${randomUUID().slice(0, 8)}`,
     KAFKA_SESSION_TIMEOUT_MS: '6000', SHARDS: '8', ASK_TIMEOUT_MS: '5000', LOG_LEVEL: 'info',
     RATE_LIMIT_BOOKINGS_PER_MIN: '100000', RATE_LIMIT_API_PER_MIN: '100000',
   };

@@ -10,7 +10,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { faultProxy } from './helpers/fault-proxy.ts';
-import { TEST_DATA_KEYS, freshDatabase, kafkaBrokers, redisUrl } from './helpers/services.ts';
+import { TEST_CLUSTER_KEY, TEST_DATA_KEYS, freshDatabase, kafkaBrokers, redisUrl } from './helpers/services.ts';
 import { eventually, freePort, launchNodeProcess } from './helpers/node-process.ts';
 
 const FIXTURE = 'test/fixtures/counter-node.ts';
@@ -24,7 +24,7 @@ async function env(): Promise<Record<string, string>> {
   databases.push(db);
   return {
     MODE: 'cluster', KAFKA_BROKERS: await kafkaBrokers(), DATABASE_URL: db.url, REDIS_URL: await redisUrl(),
-    JWT_SECRET: 'startup-test-secret-of-some-length-0123', QUOTE_SECRET: 'startup-test-quote-key-of-some-length-0123', ...TEST_DATA_KEYS,
+    JWT_SECRET: 'startup-test-secret-of-some-length-0123', QUOTE_SECRET: 'startup-test-quote-key-of-some-length-0123', ...TEST_DATA_KEYS, ...TEST_CLUSTER_KEY,
     KAFKA_TOPIC_PREFIX: `s${randomUUID().slice(0, 8)}`, KAFKA_SESSION_TIMEOUT_MS: '6000', SHARDS: '4',
     STARTUP_TIMEOUT_MS: '600000', NODE_ID: 'waiter', DATA_DIR: mkdtempSync(join(tmpdir(), 'waiter-')),
   };

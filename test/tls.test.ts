@@ -96,11 +96,13 @@ test('TLS files that are missing, alone or not a certificate and its key stop th
   t.deepEqual(loadConfig({ TLS_CERT_FILE: certs.certFile, TLS_KEY_FILE: certs.keyFile }).http.tls?.cert, readFileSync(certs.certFile, 'utf8'));
 });
 
-test('Kafka: TLS and SASL from the configuration; SASL without TLS is refused', (t) => {
+test('Kafka: TLS and SASL from the configuration; PLAIN without TLS is refused, SCRAM (no password on the wire) is not', (t) => {
   const base = { MODE: 'embedded' };
   t.deepEqual(loadConfig(base).cluster.kafkaSecurity, { ssl: false });
   const secured = loadConfig({ ...base, KAFKA_SSL: 'true', KAFKA_SASL_MECHANISM: 'scram-sha-512', KAFKA_SASL_USERNAME: 'dispatch', KAFKA_SASL_PASSWORD: 'k7#pQ2!x' });
   t.deepEqual(secured.cluster.kafkaSecurity, { ssl: true, sasl: { mechanism: 'scram-sha-512', username: 'dispatch', password: 'k7#pQ2!x' } });
   const error = t.throws(() => loadConfig({ ...base, KAFKA_SASL_MECHANISM: 'plain', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'p' }), { instanceOf: ConfigError });
-  t.regex(error?.message ?? '', /KAFKA_SASL_MECHANISM needs KAFKA_SSL=true/);
+  t.regex(error?.message ?? '', /KAFKA_SASL_MECHANISM=plain needs KAFKA_SSL=true/);
+  const scram = loadConfig({ ...base, KAFKA_SASL_MECHANISM: 'scram-sha-512', KAFKA_SASL_USERNAME: 'dispatch', KAFKA_SASL_PASSWORD: 'k7#pQ2!x' });
+  t.deepEqual(scram.cluster.kafkaSecurity, { ssl: false, sasl: { mechanism: 'scram-sha-512', username: 'dispatch', password: 'k7#pQ2!x' } });
 });

@@ -21,7 +21,7 @@ import { startEdge, WsClient, type EdgeNode } from './helpers/edge-client.ts';
 import { samplerFor } from '../adapters/otel/tracing.ts';
 import { eventually, startNodeProcess, type NodeProcess } from './helpers/node-process.ts';
 import { startRig } from './helpers/rig.ts';
-import { freshDatabase, kafkaBrokers, redisUrl, TEST_DATA_KEYS } from './helpers/services.ts';
+import { freshDatabase, kafkaBrokers, redisUrl, TEST_CLUSTER_KEY, TEST_DATA_KEYS } from './helpers/services.ts';
 
 const ref = (id: string) => ({ kind: 'counter', id });
 
@@ -216,7 +216,7 @@ test.serial('one booking is one trace, from the POST on one node to the offer ha
     MODE: 'cluster', KAFKA_BROKERS: await kafkaBrokers(), DATABASE_URL: db.url, REDIS_URL: await redisUrl(),
     JWT_SECRET: SECRET, QUOTE_SECRET: 'tracing-test-quote-key-shared-by-all-nodes', KAFKA_TOPIC_PREFIX: `tr${randomUUID().slice(0, 8)}`,
     KAFKA_SESSION_TIMEOUT_MS: '6000', SHARDS: String(SHARDS), LOG_LEVEL: 'warn', OFFER_TIMEOUT_MS: '60000',
-    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, ...TEST_DATA_KEYS,
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, ...TEST_DATA_KEYS, ...TEST_CLUSTER_KEY,
   };
   const start = async (id: string) => {
     const node = await startNodeProcess('main.ts', { ...env, LOG_LEVEL: 'info', NODE_ID: id, DATA_DIR: mkdtempSync(join(tmpdir(), `${id}-`)) }, 120_000);
@@ -245,7 +245,7 @@ test.serial('one booking is one trace, from the POST on one node to the offer ha
     headers: { 'content-type': 'application/json', authorization: `Bearer ${await token(`ops-${run}`, 'admin')}` },
   });
   t.is(allowed.status, 201, await allowed.text());
-  const driver = await WsClient.connect(`${n1.url.replace('http', 'ws')}/v1/ws?token=${await token(driverId, 'driver')}`);
+  const driver = await WsClient.signIn(`${n1.url.replace('http', 'ws')}/v1/ws`, await token(driverId, 'driver'));
   t.teardown(() => driver.close());
   t.is((await driver.call({ type: 'online', vehicleType: 'economy' }, 'on')).type, 'ack');
   await driver.call({ type: 'location', lat: PICKUP.lat + 0.002, lng: PICKUP.lng, heading: 90, speed: 8, at: new Date().toISOString() }, 'fix');

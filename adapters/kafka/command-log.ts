@@ -17,6 +17,7 @@ import { notAnEnvelope, undecodableRecord } from '../../runtime/undecodable.ts';
 import { isNetworkError } from '../resilience.ts';
 import { decodeJson, stickyRendezvousAssigner, type PlacementData } from './assigner.ts';
 import { SendQueue, recordBytes } from './send-queue.ts';
+import { openRecord, sign, UnverifiedRecordError } from './envelope-signature.ts';
 import type { NodeId, ShardId } from '../../runtime/entity.ts';
 
 export interface KafkaCommandLogOptions {
@@ -40,6 +41,8 @@ export interface KafkaCommandLogOptions {
   readonly retryMinMs?: number;
   readonly retryMaxMs?: number;
   readonly onError?: (error: unknown, context: string) => void;
+  /** CLUSTER_KEY's keys: records are signed with the first and must verify with one (undefined: signing off). */
+  readonly signingKeys?: readonly Buffer[];
 }
 
 export class TopicMismatchError extends Error {
@@ -238,14 +241,15 @@ export class KafkaCommandLog implements CommandLog {
    */
   appendMany(entries: readonly { shard: ShardId; command: CommandEnvelope }[]): Promise<void> {
     return this.#queue.push(entries.map(({ shard, command }) => ({
-      partition: shard, key: entityKey(command.to), value: JSON.stringify(command),
+      partition: shard, key: entityKey(command.to), value: sign(JSON.stringify(command), { topic: this.#o.topic, partition: shard }, this.#o.signingKeys),
     })));
   }
 
   /** Many soft messages of one shard as one record (its key names no entity: it holds many). */
   appendSoft(shard: ShardId, messages: readonly SoftMessage[]): Promise<void> {
     if (messages.length === 0) return Promise.resolve();
-    return this.#queue.push([{ partition: shard, key: SOFT_KEY, value: JSON.stringify({ soft: messages } satisfies SoftRecord) }]);
+    const value = sign(JSON.stringify({ soft: messages } satisfies SoftRecord), { topic: this.#o.topic, partition: shard }, this.#o.signingKeys);
+    return this.#queue.push([{ partition: shard, key: SOFT_KEY, value }]);
   }
 
   async #send(messages: readonly (Message & { partition: number })[]): Promise<void> {
@@ -469,9 +473,11 @@ export class KafkaCommandLog implements CommandLog {
     const soft: SoftMessage[] = [];
     for (const message of messages) {
       const offset = Number(message.offset);
-      const value = decodeJson<CommandEnvelope | SoftRecord>(message.value);
+      // A record whose signature does not verify is forged or foreign: dead-lettered like an undecodable one.
+      const opened = openRecord(message.value, { topic: this.#o.topic, partition: shard }, this.#o.signingKeys);
+      const value = opened.ok ? decodeJson<CommandEnvelope | SoftRecord>(opened.payload) : undefined;
       if (value && isSoftRecord(value)) { soft.push(...value.soft); continue; }
-      const wrong = value === undefined ? 'not JSON' : notAnEnvelope(value);
+      const wrong = !opened.ok ? new UnverifiedRecordError(opened.reason).message : value === undefined ? 'not JSON' : notAnEnvelope(value);
       // Not a command: handed on as a stand-in that the region dead-letters with the record's bytes.
       records.push(wrong === undefined ? { shard, offset, command: value as CommandEnvelope } : undecodableRecord(shard, offset, message.value, wrong));
     }

@@ -2,21 +2,25 @@
 // plain canvas (hexagons and points; no map tiles, nothing from the internet).
 //
 // The admin token is the first message on the socket, never part of its URL (URLs end
-// up in proxy and access logs). A token given in the page's address (?token=, as
-// `npm run demo` prints it) is moved into sessionStorage (gone when the tab closes)
-// and taken out of the address bar at once.
+// up in proxy and access logs). A token given in the page's address as a fragment
+// (/ops#token=..., as `npm run demo` prints it: browsers never send the fragment) is moved
+// into sessionStorage (gone when the tab closes) and taken out of the address bar at once.
+// One given the old way, in the query (?token=), has already been sent and logged: it is
+// taken out of the address bar too, and not used.
 (() => {
   const TOKEN_KEY = 'opsToken';
   const STALE_MS = 8_000;
   const RETRY_MS = 2_000;
 
+  const fragment = new URLSearchParams(location.hash.slice(1));
   const params = new URLSearchParams(location.search);
-  if (params.has('token')) {
-    const given = params.get('token');
+  if (fragment.has('token') || params.has('token')) {
+    const given = fragment.get('token');
     if (given) sessionStorage.setItem(TOKEN_KEY, given);
+    fragment.delete('token');
     params.delete('token');
-    const rest = params.toString();
-    history.replaceState(history.state, '', `${location.pathname}${rest ? `?${rest}` : ''}${location.hash}`);
+    const [query, hash] = [params.toString(), fragment.toString()];
+    history.replaceState(history.state, '', `${location.pathname}${query ? `?${query}` : ''}${hash ? `#${hash}` : ''}`);
   }
   // Earlier versions of this page kept the token in localStorage, which outlives the tab: drop it.
   try { localStorage.removeItem(TOKEN_KEY); } catch { /* storage disabled */ }

@@ -1,7 +1,8 @@
 // The operations page: static files from http/ops, no CDN, no inline script or style
-// (the policy below forbids both). The page may be opened with ?token= in its address
-// (the demo prints such a link): it moves the token out of the URL at once, and
-// `Referrer-Policy: no-referrer` (set on every answer by http/security-headers.ts) keeps the address out of the requests it makes first.
+// (the policy below forbids both). The page may be opened with #token= in its address
+// (the demo prints such a link; a fragment is never sent, so no log sees it): it moves the
+// token out of the URL at once, and `Referrer-Policy: no-referrer` (set on every answer by
+// http/security-headers.ts) keeps the address out of the requests it makes first.
 
 import Router from '@koa/router';
 import { readFileSync } from 'node:fs';

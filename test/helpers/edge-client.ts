@@ -65,7 +65,7 @@ export async function startEdge(extra: Record<string, string> = {}, options: { l
       if (res.status !== 200) throw new Error(`token: ${res.status} ${JSON.stringify(res.body)}`);
       return res.body.token as string;
     },
-    socket: (token) => WsClient.connect(`${node.url.replace('http', 'ws')}/v1/ws${token ? `?token=${token}` : ''}`),
+    socket: (token) => WsClient.signIn(`${node.url.replace('http', 'ws')}/v1/ws`, token),
     stop: async () => { await node.stop(); await db.drop(); },
   };
 }
@@ -92,6 +92,19 @@ export class WsClient {
       socket.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
       socket.once('error', reject);
     });
+  }
+
+  /**
+   * A socket signed in as clients do, with the token in its first message (a token in the URL is
+   * refused unless WS_QUERY_TOKEN=true); rejects when the auth is refused. Without a token: bare.
+   */
+  static async signIn(url: string, token?: string): Promise<WsClient> {
+    const client = await WsClient.connect(url);
+    if (token === undefined) return client;
+    const answer = await client.call({ type: 'auth', token }, '$auth');
+    if (answer.type === 'ack') return client;
+    client.close();
+    throw new Error(`auth refused: ${answer.code}`);
   }
 
   send(message: unknown): void {

@@ -99,3 +99,8 @@ export const TEST_DATA_KEYS = {
   DATA_KEYS: `test1:${createHash('sha256').update('dispatch test data key').digest('base64')}`,
   DATA_INDEX_KEY: createHash('sha256').update('dispatch test index key').digest('base64'),
 } as const;
+
+/** The key signing a test cluster's commands in Kafka (cluster mode requires one), fixed like the data keys. */
+export const TEST_CLUSTER_KEY = {
+  CLUSTER_KEY: createHash('sha256').update('dispatch test cluster key').digest('base64'),
+} as const;

@@ -15,7 +15,7 @@ import pg from 'pg';
 import { Kafka, logLevel } from 'kafkajs';
 import { checkInvariants, type InvariantReport } from './invariants.ts';
 import { eventually, freePort, repoRoot, startNodeProcess, type NodeProcess } from './node-process.ts';
-import { TEST_DATA_KEYS, freshDatabase, kafkaBrokers, redisUrl } from './services.ts';
+import { TEST_CLUSTER_KEY, TEST_DATA_KEYS, freshDatabase, kafkaBrokers, redisUrl } from './services.ts';
 
 export interface SoakOptions {
   readonly durationMs: number;
@@ -122,7 +122,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       JWT_SECRET: SECRET,
       QUOTE_SECRET,
       ...TEST_DATA_KEYS,
-      AUTH_DEV_TOKENS: 'true',
+      ...TEST_CLUSTER_KEY,
       KAFKA_TOPIC_PREFIX: prefix,
       KAFKA_SESSION_TIMEOUT_MS: String(SESSION_TIMEOUT_MS),
       SHARDS: String(SHARDS),
@@ -163,7 +163,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       const sim = spawn(process.execPath, ['scripts/simulate.ts'], {
         cwd: repoRoot,
         env: {
-          ...process.env, URL: m.node.url, RECORD_FILE: recordFile, DRIVERS: String(options.driversPerNode ?? 8),
+          // A cluster issues no development tokens: the simulator signs its own with the cluster's secret.
+          ...process.env, URL: m.node.url, JWT_SECRET: SECRET, RECORD_FILE: recordFile, DRIVERS: String(options.driversPerNode ?? 8),
           BOOKINGS_PER_MIN: String(options.bookingsPerMinPerNode ?? 20), SPEEDUP: '30', SCHEDULED_SHARE: '0.05', PROGRESS_S: '30', CLEANUP_S: '30',
         },
         stdio: ['ignore', 'pipe', 'pipe'],
