@@ -8,6 +8,7 @@ import type Router from '@koa/router';
 import type { AnyBehavior, Service } from './actors/behavior.ts';
 import type { Config } from './config/index.ts';
 import { openCommandLog } from './adapters/command-log.ts';
+import { PostgresShardOffsets } from './adapters/postgres/shard-offsets.ts';
 import { openStorage, type Storage } from './adapters/storage.ts';
 import { lockDataDir } from './adapters/data-dir-lock.ts';
 import { BookingScheduler } from './adapters/cron/scheduler.ts';
@@ -35,7 +36,7 @@ import { docsRoutes } from './http/routes/docs.ts';
 import { opsPageRoutes } from './http/routes/ops-page.ts';
 import type { Api } from './http/api.ts';
 import type { Edge } from './http/edge.ts';
-import { Metrics, ServiceTimings } from './http/metrics.ts';
+import { HandoffTimings, Metrics, ServiceTimings } from './http/metrics.ts';
 import { QuoteSigner } from './http/quote-token.ts';
 import { rateLimit, userOrIp } from './http/rate-limit.ts';
 import { WsGateway } from './http/ws.ts';
@@ -137,7 +138,11 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     ? new PostgresOccupiedCells(storage.orm, storage.sqlGuard, { onError })
     : new InProcessOccupiedCells();
   const occupied = (cells: readonly string[]) => occupiedCells.filter(cells);
-  const baseLog = openCommandLog(config, logger, { quiet: () => !started });
+  const handoffTimings = new HandoffTimings();
+  const baseLog = openCommandLog(config, logger, {
+    quiet: () => !started, offsets: (topic) => new PostgresShardOffsets(storage.orm, topic, storage.fences),
+    onPhase: (phase, seconds) => handoffTimings.observe(phase, seconds),
+  });
   const log = options.wrapLog ? options.wrapLog(baseLog) : baseLog;
   // Timed for /metrics; the region calls them, so they are wrapped before it exists.
   const serviceTimings = new ServiceTimings();
@@ -216,7 +221,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   };
   if (config.quotes.ephemeral) logger.warn('no QUOTE_SECRET: signing quotes with a random per-process key (development only)');
   const metrics = new Metrics({
-    region, host, projector, services: serviceTimings,
+    region, host, projector, services: serviceTimings, handoff: handoffTimings,
     lag: baseLog.stats?.bind(baseLog),
     breakers: () => ({ postgres: storage.sqlGuard.state() }),
   });

@@ -3,13 +3,19 @@
 import { join } from 'node:path';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../runtime/logger.ts';
-import type { CommandLog } from '../runtime/ports.ts';
+import type { CommandLog, ShardOffsets } from '../runtime/ports.ts';
 import { createKafka } from './kafka/client.ts';
 import { KafkaCommandLog } from './kafka/command-log.ts';
 import { InProcessCommandLog } from './file/command-log.ts';
 
-/** `quiet`: while it answers true, the Kafka client's own log lines are dropped (start-up says it waits instead). */
-export function openCommandLog(config: Config, logger: Logger, options: { quiet?: () => boolean } = {}): CommandLog {
+/**
+ * `offsets`: where a cluster's shards resume reading (offsetsFor: the node's storage, fenced).
+ * `quiet`: while it answers true, the Kafka client's own log lines are dropped (start-up says it waits instead).
+ */
+export function openCommandLog(
+  config: Config, logger: Logger,
+  options: { quiet?: () => boolean; offsets?: (topic: string) => ShardOffsets; onPhase?: (phase: string, seconds: number) => void } = {},
+): CommandLog {
   const onError = (error: unknown, context: string) => logger.warn({ err: error }, context);
   if (config.mode === 'embedded') {
     return new InProcessCommandLog({
@@ -20,11 +26,14 @@ export function openCommandLog(config: Config, logger: Logger, options: { quiet?
   // Said once at start: what an operator must know about who can write commands.
   if (!config.cluster.kafkaSecurity.sasl) logger.warn('no KAFKA_SASL_MECHANISM: the brokers do not know this node from anyone else who reaches them');
   if (!config.cluster.signingKeys) logger.warn('COMMAND_SIGNING=false: commands in Kafka are not signed, so whoever can write to it can forge them');
+  if (!options.offsets) throw new Error('a cluster command log needs where its shards resume (offsets)');
+  const topic = `${prefix}.commands`;
   return new KafkaCommandLog({
+    offsets: options.offsets(topic),
     kafka: createKafka({ brokers: config.cluster.kafkaBrokers, clientId: `${prefix}-${config.node.id}`, logger, quiet: options.quiet,
       ...config.cluster.kafkaSecurity,
     }),
-    topic: `${prefix}.commands`,
+    topic,
     groupId: `${prefix}.nodes`,
     shards: config.cluster.shards,
     nodeId: config.node.id,
@@ -35,6 +44,8 @@ export function openCommandLog(config: Config, logger: Logger, options: { quiet?
     maxQueuedRecords: config.cluster.sendQueueMax,
     maxRequestBytes: config.cluster.maxRequestBytes,
     signingKeys: config.cluster.signingKeys,
+    onPhase: options.onPhase,
+    onJoinDone: (summary) => logger.info(summary),
     onError,
   });
 }

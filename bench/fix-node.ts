@@ -8,6 +8,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { benchRig, type BenchRig } from './rig.ts';
+import { MemoryShardOffsets } from '../adapters/memory/shard-offsets.ts';
 
 export interface FixNodeData {
   readonly index: number;
@@ -48,7 +49,7 @@ async function start(): Promise<BenchRig> {
     nodeId, presenceMs: 3_600_000, maxActiveEntities: data.drivers * 2 + 10_000,
     log: (shards) => new KafkaCommandLog({
       kafka: createKafka({ brokers: brokers.split(','), clientId: nodeId }), topic: `${topic}.commands`, groupId: `${topic}.nodes`, shards, nodeId,
-      sessionTimeoutMs: 10_000,
+      sessionTimeoutMs: 10_000, offsets: new MemoryShardOffsets(),
     }),
   });
 }

@@ -20,6 +20,8 @@ export interface MetricSources {
   readonly breakers?: () => Readonly<Record<string, string>>;
   /** Times the node services entities request; made before the region, which calls them. */
   readonly services?: ServiceTimings;
+  /** Times the phases of membership changes; made before the command log, which reports them. */
+  readonly handoff?: HandoffTimings;
 }
 
 /** Breaker states as one number a graph and an alert can read: closed 0, trying 0.5, refusing 1. */
@@ -46,6 +48,19 @@ export class ServiceTimings {
       const end = this.histogram.startTimer({ service: name });
       try { return await service(payload, ports); } finally { end(); }
     }]));
+  }
+}
+
+/** How long each phase of taking a join's assignment took (adapters/kafka/command-log.ts HandoffPhase). */
+export class HandoffTimings {
+  readonly histogram = new Histogram<'phase'>({
+    name: 'shard_handoff_phase_seconds',
+    help: 'Time each phase of a membership change takes on this node: join, drain, map, set_up (release, take, set up), read',
+    labelNames: ['phase'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [],
+  });
+
+  observe(phase: string, seconds: number): void {
+    this.histogram.observe({ phase }, seconds);
   }
 }
 
@@ -109,6 +124,7 @@ export class Metrics {
       name: 'dispatch_outcomes_total', help: 'Bookings reaching a dispatch outcome', labelNames: ['outcome'], registers,
     });
     if (sources.services) this.registry.registerMetric(sources.services.histogram);
+    if (sources.handoff) this.registry.registerMetric(sources.handoff.histogram);
     this.#runtime(sources);
     this.#cells(sources.host);
     if (sources.projector) this.#projections(sources.projector);

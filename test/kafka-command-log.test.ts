@@ -7,12 +7,15 @@ import { KafkaCommandLog, TopicMismatchError } from '../adapters/kafka/command-l
 import type { CommandLogHandlers, LogRecord, ShardAssignment } from '../runtime/ports.ts';
 import { kafkaBrokers } from './helpers/services.ts';
 import { eventually } from './helpers/node-process.ts';
+import { MemoryShardOffsets } from '../adapters/memory/shard-offsets.ts';
+import { offsetsOf } from './helpers/offsets.ts';
 
 async function logFor(t: ExecutionContext, topic: string, shards: number, nodeId = 'n1') {
   const brokers = (await kafkaBrokers()).split(',');
   const log = new KafkaCommandLog({
     kafka: createKafka({ brokers, clientId: `test-${nodeId}` }),
     topic, groupId: `${topic}.group`, shards, nodeId, sessionTimeoutMs: 6_000, heartbeatIntervalMs: 500,
+    offsets: new MemoryShardOffsets({ table: offsetsOf(topic) }),
   });
   // Stopped even when an assertion fails, so no consumer keeps the worker alive.
   t.teardown(() => log.stop());
@@ -85,7 +88,7 @@ test('a failed rebalance step is retried while the gained shards wait, and start
   const errors: string[] = [];
   const log = new KafkaCommandLog({
     kafka: createKafka({ brokers, clientId: 'test-flaky' }), topic, groupId: `${topic}.group`, shards: 2, nodeId: 'n1',
-    sessionTimeoutMs: 6_000, heartbeatIntervalMs: 500, retryMinMs: 100, retryMaxMs: 500,
+    sessionTimeoutMs: 6_000, heartbeatIntervalMs: 500, retryMinMs: 100, retryMaxMs: 500, offsets: new MemoryShardOffsets(),
     onError: (_e, context) => errors.push(context),
   });
   t.teardown(() => log.stop());

@@ -17,6 +17,7 @@ import type { CommandEnvelope } from '../runtime/ports.ts';
 import { eventually } from './helpers/node-process.ts';
 import { kafkaBrokers } from './helpers/services.ts';
 import { stallableSockets } from './helpers/stallable-sockets.ts';
+import { MemoryShardOffsets } from '../adapters/memory/shard-offsets.ts';
 
 const PAD = 'x'.repeat(500);
 const command = (id: string, entity = 'e1'): CommandEnvelope => ({ id, to: { kind: 'counter', id: entity }, message: { pad: PAD }, at: Date.now() });
@@ -42,6 +43,7 @@ async function startedLog(t: ExecutionContext, s: LogSetup): Promise<KafkaComman
   const log = new KafkaCommandLog({
     kafka, topic: s.topic, groupId: `${s.topic}.group`, shards: s.shards ?? 2, nodeId: 'n1',
     sessionTimeoutMs: 6_000, heartbeatIntervalMs: 500, maxQueuedRecords: s.maxQueuedRecords, maxRequestBytes: s.maxRequestBytes,
+    offsets: new MemoryShardOffsets(),
   });
   t.teardown(() => log.stop());
   await log.start({
@@ -234,7 +236,9 @@ test('the topic is created with KAFKA_REPLICATION_FACTOR copies and KAFKA_MIN_IN
   const brokers = (await kafkaBrokers()).split(',');
   const kafka = new Kafka({ clientId: 'producer-test-topics', brokers, logLevel: logLevel.NOTHING });
   const open = (topic: string, replicationFactor: number, minInsyncReplicas: number) => {
-    const log = new KafkaCommandLog({ kafka, topic, groupId: `${topic}.group`, shards: 2, nodeId: 'n1', replicationFactor, minInsyncReplicas });
+    const log = new KafkaCommandLog({
+      kafka, topic, groupId: `${topic}.group`, shards: 2, nodeId: 'n1', replicationFactor, minInsyncReplicas, offsets: new MemoryShardOffsets(),
+    });
     t.teardown(() => log.stop());
     return log;
   };

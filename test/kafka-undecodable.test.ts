@@ -17,6 +17,7 @@ import { isUndecodable, type UndecodableMessage } from '../runtime/undecodable.t
 import { counter, type CounterState } from './fixtures/counter.ts';
 import { kafkaBrokers } from './helpers/services.ts';
 import { eventually } from './helpers/node-process.ts';
+import { MemoryShardOffsets } from '../adapters/memory/shard-offsets.ts';
 
 test('records that are not commands are dead-lettered with their bytes, and the shard goes on past them', async (t) => {
   t.timeout(180_000);
@@ -24,7 +25,9 @@ test('records that are not commands are dead-lettered with their bytes, and the 
   const kafka = createKafka({ brokers: (await kafkaBrokers()).split(','), clientId: 'test-undecodable' });
   const shards = 2;
   const placement = { shards, placementRes: 4 };
-  const log = new KafkaCommandLog({ kafka, topic, groupId: `${topic}.group`, shards, nodeId: 'n1', sessionTimeoutMs: 6_000 });
+  const log = new KafkaCommandLog({
+    kafka, topic, groupId: `${topic}.group`, shards, nodeId: 'n1', sessionTimeoutMs: 6_000, offsets: new MemoryShardOffsets(),
+  });
   const deadLetters = new MemoryDeadLetterStore();
   const host = new ShardHost({
     journal: new MemoryJournal(), behaviors: [counter as never], passivateAfterMs: 60_000, maxActiveEntities: 1_000,

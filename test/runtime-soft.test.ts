@@ -22,6 +22,8 @@ import { counter, type CounterState } from './fixtures/counter.ts';
 import { startRig } from './helpers/rig.ts';
 import { kafkaBrokers } from './helpers/services.ts';
 import { eventually } from './helpers/node-process.ts';
+import { MemoryShardOffsets } from '../adapters/memory/shard-offsets.ts';
+import { offsetsOf } from './helpers/offsets.ts';
 
 const CELL_RES = 7;
 
@@ -179,7 +181,7 @@ async function member(t: ExecutionContext, node: string, topic: string, shards: 
   });
   const { counts, wrapped } = countingLog(new KafkaCommandLog({
     kafka: createKafka({ brokers, clientId: `soft-${node}` }), topic, groupId: `${topic}.group`, shards, nodeId: node,
-    sessionTimeoutMs: 6_000, heartbeatIntervalMs: 500,
+    sessionTimeoutMs: 6_000, heartbeatIntervalMs: 500, offsets: new MemoryShardOffsets({ table: offsetsOf(topic) }),
   }));
   const region = new ShardRegion({
     nodeId: node, placement: { shards, placementRes: 4 }, log: wrapped, host, reminders: new MemoryReminderStore(),

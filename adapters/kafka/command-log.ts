@@ -1,21 +1,32 @@
-// The command log on Kafka: one topic, one partition per shard. Appends go to
-// the shard's partition through a bounded send queue (send-queue.ts), one request
-// at a time, acknowledged by all in-sync replicas (the topic's min.insync.replicas
-// decides how many that must be). The node's consumer group decides which node
-// consumes which partitions, through the sticky rendezvous assigner. Offsets are
-// committed only when the runtime says a batch is handled. Soft messages (GPS fixes
-// for a shard another node owns) travel many to a record, `{ "soft": [...] }`, through
-// the same queue; a consumer hands them to the runtime before the batch's commands.
+// The command log on Kafka: one topic, one partition per shard. Appends go to the shard's
+// partition through a bounded send queue (send-queue.ts), one request at a time,
+// acknowledged by all in-sync replicas (the topic's min.insync.replicas decides how many that
+// must be). Soft messages (GPS fixes for a shard another node owns) travel many to a record,
+// `{ "soft": [...] }`, through the same queue; the reader hands them to the runtime before the
+// batch's commands. Records are signed with the cluster key (envelope-signature.ts).
+//
+// Who reads which partition is split in two, so that a change of membership stops only the
+// shards that move. The cluster's consumer group (membership.ts) decides which node owns which
+// shard, through the sticky rendezvous assigner, and reads nothing; kafkajs rebalances it
+// eagerly, which no longer matters. The node's own reader (partition-reader.ts), in a group
+// of its own, reads the partitions of the shards this node serves, each from the offset kept
+// with the shard's epoch in storage (ports.ts ShardOffsets): a shard the node keeps is read on
+// through every rebalance; a shard it gains is read once its last owner let it go (the
+// runtime's hand-off, shard-handoff.ts) from where that owner stopped; a shard it loses stops
+// being read at once, and the batch being handled finishes before the runtime drains it.
 
-import type { Admin, Consumer, EachBatchPayload, Kafka, Message, Producer } from 'kafkajs';
-import { AssignerProtocol } from 'kafkajs';
+import type { Admin, EachBatchPayload, Kafka, Message, Producer } from 'kafkajs';
 import { entityKey } from '../../runtime/entity.ts';
-import type { CommandEnvelope, CommandLog, CommandLogHandlers, LogRecord, ShardAssignment, SoftMessage } from '../../runtime/ports.ts';
+import type {
+  CommandEnvelope, CommandLog, CommandLogHandlers, LogRecord, ShardAssignment, ShardOffsets, SoftMessage,
+} from '../../runtime/ports.ts';
 import { backoff, sleep } from '../../runtime/backoff.ts';
 import { DependencyUnreachableError } from '../../runtime/errors.ts';
 import { notAnEnvelope, undecodableRecord } from '../../runtime/undecodable.ts';
 import { isNetworkError } from '../resilience.ts';
-import { decodeJson, stickyRendezvousAssigner, type PlacementData } from './assigner.ts';
+import { decodeJson } from './assigner.ts';
+import { GroupMembership } from './membership.ts';
+import { PartitionReader } from './partition-reader.ts';
 import { SendQueue, recordBytes } from './send-queue.ts';
 import { openRecord, sign, UnverifiedRecordError } from './envelope-signature.ts';
 import type { NodeId, ShardId } from '../../runtime/entity.ts';
@@ -26,6 +37,8 @@ export interface KafkaCommandLogOptions {
   readonly groupId: string;
   readonly shards: number;
   readonly nodeId: NodeId;
+  /** Where each shard's reading resumes (PostgreSQL in a node, fenced by the shard's epoch). */
+  readonly offsets: ShardOffsets;
   readonly replicationFactor?: number;
   /** The topic's min.insync.replicas: with acks from all, a write needs this many copies or fails. */
   readonly minInsyncReplicas?: number;
@@ -43,23 +56,37 @@ export interface KafkaCommandLogOptions {
   readonly onError?: (error: unknown, context: string) => void;
   /** CLUSTER_KEY's keys: records are signed with the first and must verify with one (undefined: signing off). */
   readonly signingKeys?: readonly Buffer[];
+  /** How long each phase of a join took (for /metrics), and the join's summary line (for the log). */
+  readonly onPhase?: (phase: HandoffPhase, seconds: number) => void;
+  readonly onJoinDone?: (summary: string) => void;
 }
+
+/**
+ * The phases of taking a join's assignment: `join` from this member's rejoin to its assignment
+ * (the group waits for every member), `drain` the batches of lost shards finishing, `map` the
+ * group describing its new map, `set_up` the runtime's step (lost shards snapshotted and
+ * released, gained ones waited for, taken and set up), `read` gained shards read from their
+ * stored offsets.
+ */
+export type HandoffPhase = 'join' | 'drain' | 'map' | 'set_up' | 'read';
 
 export class TopicMismatchError extends Error {
   override readonly name = 'TopicMismatchError';
 }
+
+/** How long a join's step waits for the group to describe its new map before going on with what it knows. */
+const MAP_WAIT_MS = 5_000;
 
 export class KafkaCommandLog implements CommandLog {
   readonly shards: number;
   readonly #o: KafkaCommandLogOptions;
   #producer: Producer;
   #producerUsable = true;
-  readonly #consumer: Consumer;
   readonly #admin: Admin;
+  readonly #membership: GroupMembership;
+  readonly #reader: PartitionReader;
   /** Shards the group assigned this node at the last join (what the assigner is told for stickiness). */
   #owned = new Set<number>();
-  /** Owned shards whose records are handed to the runtime: set up, not being drained. */
-  #serving = new Set<number>();
   /** Owned shards whose set-up (onAssignment) has not succeeded yet. */
   #gaining = new Set<number>();
   /** The last whole shard map read from the group. */
@@ -67,30 +94,25 @@ export class KafkaCommandLog implements CommandLog {
   #handlers: CommandLogHandlers | undefined;
   #reassigning: Promise<void> = Promise.resolve();
   #firstAssignment: (() => void) | undefined;
-  /** Joins seen; a rebalance step stops retrying once a newer join is queued behind it. */
-  #joins = 0;
   #running = false;
   #stopped = false;
   /** Set by drain(): fetched batches are no longer handed to the runtime. */
   #closing = false;
   #drained: Promise<void> | undefined;
-  /** Lets the batches held while closing go, so kafkajs' runner can stop. */
-  #release: () => void = () => undefined;
-  readonly #released = new Promise<void>((resolve) => { this.#release = resolve; });
-  /** Batches being handled by the runtime right now. */
-  readonly #batches = new Set<Promise<void>>();
-  /** Per shard: the last offset the runtime said was handled, and the last one Kafka took. */
+  /** Per shard: the last offset the runtime said was handled, and the last one storage took. */
   readonly #handledUpTo = new Map<number, number>();
   readonly #committedUpTo = new Map<number, number>();
   /** Per shard: Kafka's high watermark as of the last batch fetched, and that batch's first offset (for stats()). */
   readonly #fetched = new Map<number, { highWatermark: number; firstOffset: number }>();
   readonly #queue: SendQueue<Message & { partition: number }>;
   /**
-   * Per shard served: the offset of the next record to hand to the runtime, every record
-   * before it handled. Unknown right after a join (the first batch starts at the committed
-   * offset, where Kafka resumes). A batch starting past it would skip records: refused.
+   * Per shard read: the offset of the next record to hand to the runtime, every record before
+   * it handled. Set where reading starts (the stored offset); a batch starting past it would
+   * skip records: refused, and the reader sent back for them.
    */
   readonly #position = new Map<number, number>();
+  /** When this member began its latest rejoin (for the `join` phase). */
+  #joiningAt: number | undefined;
 
   constructor(options: KafkaCommandLogOptions) {
     this.#o = options;
@@ -102,65 +124,30 @@ export class KafkaCommandLog implements CommandLog {
       sizeOf: (m) => recordBytes(m.key as string, m.value as string),
       send: (messages) => this.#send(messages),
     });
-    this.#consumer = options.kafka.consumer({
-      groupId: options.groupId,
-      sessionTimeout: options.sessionTimeoutMs ?? 10_000,
-      heartbeatInterval: options.heartbeatIntervalMs ?? 1_000,
-      rebalanceTimeout: 30_000,
-      allowAutoTopicCreation: false,
-      partitionAssigners: [stickyRendezvousAssigner({
-        nodeId: options.nodeId, topic: options.topic, owned: () => [...this.#owned],
-        // The hand-off fence. kafkajs has no revoke callback, and what it does offer comes too
-        // late or not everywhere: GROUP_JOIN fires after SyncGroup, when the new owner may
-        // already consume; REBALANCING fires only when a fetch meets a rebalance (not on an
-        // UNKNOWN_MEMBER_ID rejoin); assign() runs on the leader only. protocol() is called on
-        // every member at the start of every JoinGroup, and the broker completes no join (so
-        // sends no member its new partitions) before every member has rejoined. So a member
-        // stopping its timers, asks and activations here, synchronously, has stopped them
-        // before anyone else can own its shards. It does not know yet which it will lose, so
-        // it stops them all; GROUP_JOIN resumes the kept ones (the eager protocol stops
-        // consuming every partition meanwhile anyway). kafkajs rejoins only after the batches
-        // in flight are handled, so no command is being handled here either. A member that
-        // misses the join (stuck beyond rebalanceTimeout, or evicted) is not fenced this way:
-        // its commits are refused and it stops on its next join.
-        onJoin: () => this.#handlers?.onRebalancing?.(),
-      })],
-    });
     this.#admin = options.kafka.admin();
-    // Registered once here, not in start(), which may be called again while the broker is down.
-    this.#consumer.on(this.#consumer.events.GROUP_JOIN, (event) => {
-      const owned = (event.payload.memberAssignment[options.topic] ?? []).slice().sort((a, b) => a - b);
-      const join = ++this.#joins;
-      // At once, not behind an earlier step: kept shards resume, lost ones are no longer served.
-      const now = new Set(owned);
-      for (const s of this.#serving) if (!now.has(s)) this.#serving.delete(s);
-      // After a join Kafka resumes every partition from its committed offset.
-      this.#position.clear();
-      this.#confirmed();
-      this.#handlers?.onJoined?.(owned);
-      this.#reassigning = this.#reassigning.then(() => this.#reassign(owned, join)).catch((e) => options.onError?.(e, 'rebalance'));
+    this.#reader = new PartitionReader({
+      kafka: options.kafka, topic: options.topic, groupId: options.groupId, nodeId: options.nodeId, shards: options.shards,
+      onBatch: (payload) => this.#handleBatch(payload), onError: options.onError,
     });
-    // A heartbeat answered: the broker counts this member as alive, in this generation, for a session from now.
-    this.#consumer.on(this.#consumer.events.HEARTBEAT, () => this.#confirmed());
-    this.#consumer.on(this.#consumer.events.CRASH, (event) => {
-      // kafkajs has disconnected the consumer: it is out of the group and its shards go to
-      // others. Nothing is served from them until the next assignment; kafkajs restarts a
-      // consumer only after a retriable error, so after any other one this log does.
-      options.onError?.(event.payload.error, `kafka consumer crashed; ${event.payload.restart ? 'kafkajs restarts it' : 'restarting it'}`);
-      this.#serving.clear();
-      this.#handlers?.onRebalancing?.();
-      if (!event.payload.restart) void this.#restartConsumer();
+    this.#membership = new GroupMembership({
+      kafka: options.kafka, topic: options.topic, groupId: options.groupId, nodeId: options.nodeId, shards: options.shards,
+      sessionTimeoutMs: options.sessionTimeoutMs ?? 10_000, heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1_000,
+      owned: () => [...this.#owned], retryMinMs: options.retryMinMs, retryMaxMs: options.retryMaxMs, onError: options.onError,
+    }, {
+      joining: () => { this.#joiningAt ??= Date.now(); },
+      // At once, not behind an earlier step: lost shards are no longer read or served.
+      joined: (owned, join) => {
+        if (this.#joiningAt !== undefined) options.onPhase?.('join', (Date.now() - this.#joiningAt) / 1000);
+        this.#joiningAt = undefined;
+        const now = new Set(owned);
+        const lost = [...this.#owned].filter((s) => !now.has(s));
+        void this.#reader.unserve(lost, 0);
+        this.#handlers?.onJoined?.(owned);
+        this.#reassigning = this.#reassigning.then(() => this.#reassign(owned, join)).catch((e) => options.onError?.(e, 'rebalance'));
+      },
+      lease: (until) => this.#handlers?.onLease?.(until),
+      crashed: () => this.#handlers?.onLease?.(0),
     });
-  }
-
-  /**
-   * The group vouches for this member for a session from now, less a margin for the
-   * answer's own trip (the broker counts from when it received the heartbeat).
-   */
-  #confirmed(): void {
-    const session = this.#o.sessionTimeoutMs ?? 10_000;
-    const margin = Math.min(this.#o.heartbeatIntervalMs ?? 1_000, session / 4);
-    this.#handlers?.onLease?.(Date.now() + session - margin);
   }
 
   /** Creates the topic with one partition per shard, or checks that the existing one has that many. */
@@ -285,7 +272,7 @@ export class KafkaCommandLog implements CommandLog {
   /**
    * May be called again after it failed with DependencyUnreachableError (no broker yet);
    * resolves once the first assignment has been handed to the runtime (set up or not:
-   * a gained shard whose set-up fails is retried in the background, see #reassign).
+   * a gained shard whose set-up fails is retried in the background, see #setUp).
    */
   async start(handlers: CommandLogHandlers): Promise<void> {
     this.#handlers = handlers;
@@ -293,43 +280,19 @@ export class KafkaCommandLog implements CommandLog {
     await this.#connect();
     if (!this.#running) {
       this.#running = true;
-      await this.#consumer.subscribe({ topic: this.#o.topic, fromBeginning: true });
-      await this.#run();
+      await this.#reader.start();
+      await this.#membership.start();
     }
     await assigned;
   }
 
-  #run(): Promise<void> {
-    return this.#consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: this.shards,
-      eachBatch: (payload) => this.#eachBatch(payload),
-    });
-  }
-
-  /** After a crash kafkajs gave up on: connects and runs the consumer again (it rejoins the group), with backoff. */
-  async #restartConsumer(): Promise<void> {
-    const delays = backoff(this.#o.retryMinMs ?? 200, this.#o.retryMaxMs ?? 5_000);
-    for (let attempt = 1; !this.#stopped && !this.#closing; attempt++) {
-      await sleep(delays.next().value);
-      if (this.#stopped || this.#closing) return;
-      try {
-        await this.#consumer.connect();
-        await this.#run();
-        return;
-      } catch (error) {
-        this.#o.onError?.(error, `restarting the kafka consumer failed (attempt ${attempt}); trying again`);
-      }
-    }
-  }
-
-  /** Connects the admin, producer and consumer; a broker that cannot be reached is DependencyUnreachableError. */
+  /** Connects the admin, producer and both consumers; a broker that cannot be reached is DependencyUnreachableError. */
   async #connect(): Promise<void> {
     try {
       await this.ensureTopic();
       await this.#producer.connect();
-      await this.#consumer.connect();
+      await this.#reader.connect();
+      await this.#membership.connect();
     } catch (error) {
       if (unreachable(error)) {
         throw new DependencyUnreachableError('Kafka', this.#o.brokers?.join(',') ?? 'KAFKA_BROKERS', rootCause(error));
@@ -341,25 +304,21 @@ export class KafkaCommandLog implements CommandLog {
   async commit(shard: ShardId, offset: number): Promise<void> {
     if ((this.#handledUpTo.get(shard) ?? -1) < offset) this.#handledUpTo.set(shard, offset);
     try {
-      // Note: kafkajs' runner drops a commit silently (no error) once it is stopping; stop()
-      // therefore commits before it lets the runner stop (see drain()).
-      await this.#consumer.commitOffsets([{ topic: this.#o.topic, partition: shard, offset: String(offset + 1) }]);
+      await this.#o.offsets.commit(shard, offset + 1);
       if ((this.#committedUpTo.get(shard) ?? -1) < offset) this.#committedUpTo.set(shard, offset);
     } catch (error) {
-      // Lost the partition in a rebalance: its new owner resumes from the last
-      // commit and entities drop what they already applied, by command id.
+      // Refused (another node took the shard: the runtime drops it) or storage down: the next
+      // owner, or this node's next commit, goes on from the last offset stored; entities drop
+      // what they already applied, by command id.
       this.#o.onError?.(error, `commit of shard ${shard} at ${offset} refused`);
     }
   }
 
   /**
-   * Stops handing records to the runtime and waits for the batches being handled, then
-   * commits what was handled, all while still a member of the group. kafkajs' own stop
-   * (runner.stop(), from consumer.disconnect()) marks the runner stopped before it waits
-   * for the batches in flight, and the runner drops every commit made after that without
-   * an error: the last batches of every graceful stop would stay uncommitted and be
-   * handled again by the next owner. Batches fetched meanwhile are held, unhandled and
-   * unresolved, until stop() lets kafkajs stop.
+   * Stops handing records to the runtime and waits for the batches being handled, which
+   * commit as they finish, while this node is still a member of the group (owning its
+   * shards); then commits what was handled but not stored yet. A graceful stop calls it,
+   * stops the shards (the runtime lets their epochs go), then stop(), which leaves the group.
    */
   drain(): Promise<void> {
     this.#drained ??= this.#drain();
@@ -368,21 +327,14 @@ export class KafkaCommandLog implements CommandLog {
 
   async #drain(): Promise<void> {
     this.#closing = true;
-    const until = Date.now() + 15_000;
-    while (this.#batches.size > 0 && Date.now() < until) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.allSettled([...this.#batches]), new Promise((r) => { timer = setTimeout(r, until - Date.now()); })]);
-      clearTimeout(timer);
-    }
-    if (this.#batches.size > 0) {
-      this.#o.onError?.(
-        new Error('drain timed out'), `${this.#batches.size} batch(es) still being handled at stop; they will be delivered again`,
-      );
+    await this.#reader.unserve(this.#reader.served, 15_000);
+    if (this.#reader.busy().length > 0) {
+      this.#o.onError?.(new Error('drain timed out'), `${this.#reader.busy().length} batch(es) still being handled at stop; delivered again`);
     }
     await this.#commitHandled();
   }
 
-  /** Commits what the runtime handled and Kafka has not taken yet (a commit refused during a rebalance, say). */
+  /** Commits what the runtime handled and storage has not taken yet (a commit refused during an outage, say). */
   async #commitHandled(): Promise<void> {
     if (!this.#running) return;
     const behind = [...this.#handledUpTo]
@@ -397,11 +349,21 @@ export class KafkaCommandLog implements CommandLog {
     return this.#stopping;
   }
 
+  async #stop(): Promise<void> {
+    await this.drain();
+    this.#stopped = true;
+    await this.#reader.stop();
+    await this.#membership.stop();
+    await this.#reassigning;
+    await this.#producer.disconnect().catch((e) => this.#o.onError?.(e, 'producer disconnect'));
+    await this.#admin.disconnect().catch(() => undefined);
+  }
+
   /**
    * Records behind per owned shard, without asking Kafka: its high watermark as of the last
-   * batch fetched, less what is committed (or, at least, what came before that batch: kafkajs
-   * fetches a shard's next batch only once the last one was handled). As fresh as the last
-   * fetch, so a shard stuck on one batch shows the lag it had then; 0 before any fetch.
+   * batch fetched, less what is committed (or, at least, what came before that batch: the
+   * reader fetches a shard's next batch only once the last one was handled). As fresh as the
+   * last fetch, so a shard stuck on one batch shows the lag it had then; 0 before any fetch.
    */
   stats(): { shard: ShardId; lag: number }[] {
     return [...this.#owned].map((shard) => {
@@ -412,35 +374,17 @@ export class KafkaCommandLog implements CommandLog {
     });
   }
 
-  async #stop(): Promise<void> {
-    await this.drain();
-    this.#stopped = true;
-    this.#release();
-    await this.#consumer.disconnect().catch((e) => this.#o.onError?.(e, 'consumer disconnect'));
-    await this.#reassigning;
-    await this.#producer.disconnect().catch((e) => this.#o.onError?.(e, 'producer disconnect'));
-    await this.#admin.disconnect().catch(() => undefined);
-  }
-
-  async #eachBatch(payload: EachBatchPayload): Promise<void> {
-    if (this.#closing) { await this.#released; return; }
-    const work = this.#handleBatch(payload);
-    this.#batches.add(work);
-    try { await work; } finally { this.#batches.delete(work); }
-  }
-
   async #handleBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const shard = batch.partition;
     const first = Number(batch.firstOffset() ?? batch.lastOffset());
     this.#fetched.set(shard, { highWatermark: Number(batch.highWatermark), firstOffset: first });
-    await this.#reassigning;
-    if (!(await this.#servable(shard, isRunning, isStale, heartbeat))) return;
+    if (this.#closing || !isRunning() || isStale() || !this.#reader.serves(shard)) return;
     const beat = () => heartbeat().catch(() => undefined);
     const position = this.#position.get(shard);
     if (position !== undefined && first > position) {
       // Records [position, first) were never handed to the runtime: go back for them.
       this.#o.onError?.(new Error(`records ${position}..${first - 1} of shard ${shard} skipped`), 'fetching them again');
-      this.#consumer.seek({ topic: this.#o.topic, partition: shard, offset: String(position) });
+      this.#reader.serve(shard, position);
       return;
     }
     const { records, soft } = this.#decode(shard, batch.messages);
@@ -448,13 +392,11 @@ export class KafkaCommandLog implements CommandLog {
     // behind commands (storage) would only make them staler.
     if (soft.length > 0) await this.#handlers!.onSoft?.(shard, soft).catch((e) => this.#o.onError?.(e, `soft messages of shard ${shard}`));
     const last = Number(batch.lastOffset());
-    // While a record waits for storage the region calls heartbeat: kafkajs only
-    // heartbeats between batches, and a silent member is evicted from the group.
     if (records.length > 0 && !(await this.#handlers!.onRecords(shard, records, beat))) {
       // Left unhandled (the shard is not served here now): nothing is resolved or committed,
       // so the same records come again, from the first, to whoever serves the shard next.
-      // A pause, heartbeating, so an unserved shard is not fetched again in a hot loop.
-      await pause(1_000, beat);
+      // A pause, so a shard left unserved here is not fetched again in a hot loop.
+      await sleep(1_000);
       return;
     }
     // Soft records after the batch's last command (or a batch of soft records only) are
@@ -463,8 +405,8 @@ export class KafkaCommandLog implements CommandLog {
     // commits past a command left unhandled.
     if (last > (records.at(-1)?.offset ?? -1)) await this.commit(shard, last);
     this.#position.set(shard, last + 1);
+    this.#reader.moved(shard, last + 1);
     resolveOffset(batch.lastOffset());
-    await beat();
   }
 
   /** Commands and soft messages of a batch, in order; a record that is neither becomes an undecodable stand-in (runtime/undecodable.ts). */
@@ -485,32 +427,47 @@ export class KafkaCommandLog implements CommandLog {
   }
 
   /**
-   * Whether a fetched batch may be handed to the runtime. A gained shard still being set up
-   * holds its batch for a while (heartbeating) before kafkajs fetches it again: returning
-   * at once would fetch and skip the same batch in a hot loop until the set-up succeeds.
+   * A join's assignment, in order behind earlier ones. Lost shards stopped being read when the
+   * join arrived; their last batch finishes here before the runtime drains them. The step
+   * waits (briefly) for the group to describe its whole map, so the runtime knows which nodes
+   * are members (a gained shard whose last owner is one waits for its release). Gained shards
+   * are read once the runtime has set them up, from where their last owner stopped.
    */
-  async #servable(shard: ShardId, isRunning: () => boolean, isStale: () => boolean, heartbeat: () => Promise<void>): Promise<boolean> {
-    for (let waited = 0; this.#gaining.has(shard) && waited < 5 && isRunning() && !isStale(); waited++) {
-      await sleep(1_000);
-      await heartbeat().catch(() => undefined);
-    }
-    return this.#serving.has(shard) && !this.#closing && isRunning() && !isStale();
-  }
-
   async #reassign(owned: readonly number[], join: number): Promise<void> {
     const now = new Set(owned);
     const revoked = [...this.#owned].filter((s) => !now.has(s));
     // A shard whose set-up failed under an earlier join is still to be set up if it stayed.
     const gained = owned.filter((s) => !this.#owned.has(s) || this.#gaining.has(s));
-    // Revoked shards are stopped now, not after reading the whole map from the group (a
-    // describeGroup round trip, longer while the group settles): the runtime gets this
-    // node's own part of the map at once, and the rest through onPlacement when it is read.
-    for (const s of revoked) this.#serving.delete(s);
     this.#owned = now;
     this.#gaining = new Set(gained);
-    const assignment: ShardAssignment = { owned, ...this.#provisionalMap(owned) };
-    await this.#setUp(assignment, revoked, gained, join);
-    void this.#refreshMap(owned, join);
+    const phases = this.#phases();
+    await this.#reader.unserve(revoked);
+    phases.end('drain');
+    const current = () => join === this.#membership.joins;
+    const map = await this.#membership.wholeMap(owned, current, MAP_WAIT_MS);
+    phases.end('map');
+    if (map) this.#map = map;
+    const assignment: ShardAssignment = { owned, ...(map ?? this.#provisionalMap(owned)) };
+    await this.#setUp(assignment, revoked, gained, join, phases);
+    if (!map) void this.#refreshMap(owned, join);
+    if (revoked.length + gained.length > 0) {
+      this.#o.onJoinDone?.(`join ${join}: ${owned.length} shard(s), ${gained.length} gained, ${revoked.length} lost; ${phases.summary()}`);
+    }
+  }
+
+  /** Times the phases of one join's step, one after the other. */
+  #phases(): { end(phase: HandoffPhase): void; summary(): string } {
+    let since = performance.now();
+    const took: string[] = [];
+    return {
+      end: (phase) => {
+        const now = performance.now();
+        this.#o.onPhase?.(phase, (now - since) / 1000);
+        took.push(`${phase} ${Math.round(now - since)} ms`);
+        since = now;
+      },
+      summary: () => took.join(', '),
+    };
   }
 
   /**
@@ -518,62 +475,48 @@ export class KafkaCommandLog implements CommandLog {
    * blip, say) is reported and the step tried again with backoff, for the shards still to
    * gain, until it succeeds, a newer join replaces it or the log stops. The first attempt
    * lets start() resolve either way: the runtime reports a shard not yet set up as not ready.
+   * Shards set up are read from their stored offsets.
    */
-  async #setUp(assignment: ShardAssignment, revoked: readonly number[], gained: readonly number[], join: number): Promise<void> {
+  async #setUp(
+    assignment: ShardAssignment, revoked: readonly number[], gained: readonly number[], join: number,
+    phases: { end(phase: HandoffPhase): void },
+  ): Promise<void> {
     const delays = backoff(this.#o.retryMinMs ?? 200, this.#o.retryMaxMs ?? 5_000);
-    let delay = 0;
     for (let attempt = 1, drain = revoked; ; attempt++, drain = []) {
       try {
         await this.#handlers!.onAssignment(assignment, drain, gained);
+        phases.end('set_up');
         this.#gaining.clear();
-        for (const s of assignment.owned) this.#serving.add(s);
+        await this.#read(assignment.owned, join);
+        phases.end('read');
         return;
       } catch (error) {
-        delay = delays.next().value;
+        const delay = delays.next().value;
         this.#o.onError?.(error, `rebalance: setting up shards ${gained.join(', ')} failed (attempt ${attempt}); retrying in ${delay} ms`);
-        // Shards that stayed keep being served while the gained ones wait.
-        for (const s of assignment.owned) if (!this.#gaining.has(s)) this.#serving.add(s);
+        // Shards that stayed keep being read while the gained ones wait.
+        await this.#read(assignment.owned.filter((s) => !this.#gaining.has(s)), join).catch(() => undefined);
+        await sleep(delay);
       } finally {
         this.#firstAssignment?.();
         this.#firstAssignment = undefined;
       }
-      await sleep(delay);
-      if (this.#stopped || this.#closing || join !== this.#joins) return;
+      if (this.#stopped || this.#closing || join !== this.#membership.joins) return;
     }
   }
 
-  /**
-   * The whole shard -> node map rides in every member's assignment user data, which the
-   * group describes only once it is stable. Read until it is, and until it agrees with
-   * what this node was assigned (not a map of an earlier generation); undefined if that
-   * takes longer than `withinMs` or a newer join arrives.
-   */
-  async #wholeMap(
-    owned: readonly number[], current: () => boolean, withinMs: number,
-  ): Promise<Pick<ShardAssignment, 'placement' | 'nodes'> | undefined> {
-    const until = Date.now() + withinMs;
-    const delays = backoff(50, 1_000);
-    while (current() && !this.#stopped && !this.#closing) {
-      const map = await this.#describeMap().catch((error: unknown) => { this.#o.onError?.(error, 'reading the shard map from the group'); });
-      if (map && agrees(map.placement, owned, this.#o.nodeId, this.shards)) {
-        this.#map = map;
-        return map;
-      }
-      if (Date.now() >= until) return undefined;
-      await sleep(delays.next().value);
+  /** Starts reading the shards not read yet, each from its stored offset. */
+  async #read(shards: readonly number[], join: number): Promise<void> {
+    const unread = shards.filter((s) => !this.#reader.serves(s));
+    if (unread.length === 0 || this.#closing) return;
+    const next = await this.#o.offsets.next(unread);
+    // A newer join may have taken some away meanwhile.
+    if (join !== this.#membership.joins && !this.#stopped) return;
+    for (const shard of unread) {
+      if (!this.#owned.has(shard)) continue;
+      const from = next.get(shard) ?? 0;
+      this.#position.set(shard, from);
+      this.#reader.serve(shard, from);
     }
-    return undefined;
-  }
-
-  async #describeMap(): Promise<Pick<ShardAssignment, 'placement' | 'nodes'> | undefined> {
-    const group = await this.#consumer.describeGroup();
-    if (group.state !== 'Stable') return undefined;
-    for (const member of group.members) {
-      const assignment = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
-      const data = decodeJson<PlacementData>(assignment?.userData);
-      if (data) return { nodes: data.nodes, placement: new Map(data.owners.map((node, shard) => [shard, node])) };
-    }
-    return undefined;
   }
 
   /** Until the group describes the new map: the last one, with this node's own shards as assigned now. */
@@ -586,16 +529,10 @@ export class KafkaCommandLog implements CommandLog {
 
   /** Keeps reading the map in the background until the group is stable, then tells the runtime. */
   async #refreshMap(owned: readonly number[], join: number): Promise<void> {
-    const map = await this.#wholeMap(owned, () => join === this.#joins, Number.POSITIVE_INFINITY);
-    if (map && join === this.#joins && !this.#stopped) this.#handlers?.onPlacement?.(map);
-  }
-}
-
-/** Waits, heartbeating about once a second meanwhile. */
-async function pause(ms: number, heartbeat: () => Promise<unknown>): Promise<void> {
-  for (let left = ms; left > 0; left -= 1_000) {
-    await sleep(Math.min(left, 1_000));
-    await heartbeat();
+    const map = await this.#membership.wholeMap(owned, () => join === this.#membership.joins, Number.POSITIVE_INFINITY);
+    if (!map || join !== this.#membership.joins || this.#stopped) return;
+    this.#map = map;
+    this.#handlers?.onPlacement?.(map);
   }
 }
 
@@ -629,14 +566,6 @@ function chunkBudget(o: KafkaCommandLogOptions): number {
     );
   }
   return budget;
-}
-
-/** Whether a map gives this node exactly the shards it was assigned, and every shard an owner. */
-function agrees(placement: ReadonlyMap<number, string>, owned: readonly number[], me: string, shards: number): boolean {
-  if (placement.size !== shards) return false;
-  const mine = new Set(owned);
-  for (const [shard, node] of placement) if ((node === me) !== mine.has(shard)) return false;
-  return true;
 }
 
 /** kafkajs errors that say no broker could be reached (as opposed to one that answered with a refusal). */

@@ -1,16 +1,18 @@
 // Shard offsets in memory (runtime/ports.ts ShardOffsets), for one process: the command log's
-// tests. With a WriteFence a commit is refused unless this node holds the shard's epoch
+// tests and benchmarks. Members of one test cluster share a table (as nodes share PostgreSQL);
+// with a WriteFence a commit is refused unless this member holds the shard's current epoch
 // (checked against `epochs`, as PostgreSQL checks it in the same statement).
 
 import type { MemoryShardEpochs } from './shard-epochs.ts';
 import type { ShardId, ShardOffsets, WriteFence } from '../../runtime/ports.ts';
 
 export class MemoryShardOffsets implements ShardOffsets {
-  readonly #next = new Map<ShardId, number>();
+  readonly #next: Map<ShardId, number>;
   readonly #fenced: { fence: WriteFence; epochs: MemoryShardEpochs } | undefined;
 
-  constructor(fenced?: { fence: WriteFence; epochs: MemoryShardEpochs }) {
-    this.#fenced = fenced;
+  constructor(options: { table?: Map<ShardId, number>; fence?: WriteFence; epochs?: MemoryShardEpochs } = {}) {
+    this.#next = options.table ?? new Map();
+    this.#fenced = options.fence && options.epochs ? { fence: options.fence, epochs: options.epochs } : undefined;
   }
 
   async next(shards: readonly ShardId[]): Promise<ReadonlyMap<ShardId, number>> {

@@ -10,6 +10,7 @@ import { KafkaCommandLog } from '../../adapters/kafka/command-log.ts';
 import { createKafka } from '../../adapters/kafka/client.ts';
 import { kafkaBrokers } from '../helpers/services.ts';
 import { commandLogConformance } from './command-log.ts';
+import { MemoryShardOffsets } from '../../adapters/memory/shard-offsets.ts';
 
 commandLogConformance('file log', async (shards) => {
   const dir = mkdtempSync(join(tmpdir(), 'dispatch-log-conformance-'));
@@ -28,10 +29,13 @@ commandLogConformance('file log', async (shards) => {
 commandLogConformance('Kafka', async (shards) => {
   const brokers = (await kafkaBrokers()).split(',');
   const topic = `conf.${randomUUID().slice(0, 8)}.commands`;
+  // One table for every log opened in the case: a restart resumes where the last one stored.
+  const table = new Map<number, number>();
   return {
     open: () => new KafkaCommandLog({
       kafka: createKafka({ brokers, clientId: 'conf-node' }),
       topic, groupId: `${topic}.group`, shards, nodeId: 'conf-node', brokers, sessionTimeoutMs: 6_000, heartbeatIntervalMs: 500,
+      offsets: new MemoryShardOffsets({ table }),
     }),
     async remove() {
       const admin = createKafka({ brokers, clientId: 'conf-cleanup' }).admin();

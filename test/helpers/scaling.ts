@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { shardOf } from '../../runtime/entity.ts';
 import { eventually, startNodeProcess, type NodeProcess } from './node-process.ts';
-import { TEST_DATA_KEYS, freshDatabase, kafkaBrokers, redisUrl } from './services.ts';
+import { TEST_CLUSTER_KEY, TEST_DATA_KEYS, freshDatabase, kafkaBrokers, redisUrl } from './services.ts';
 
 export interface ScalingOptions {
   /** Commands per second, open loop. */
@@ -65,7 +65,7 @@ export async function runScaling(o: ScalingOptions): Promise<ScalingResult> {
   const prefix = `scale${randomUUID().slice(0, 8)}`;
   const env: Record<string, string> = {
     MODE: 'cluster', KAFKA_BROKERS: await kafkaBrokers(), DATABASE_URL: db.url, REDIS_URL: await redisUrl(),
-    JWT_SECRET: SECRET, QUOTE_SECRET: `${SECRET}-quote`, ...TEST_DATA_KEYS, KAFKA_TOPIC_PREFIX: prefix,
+    JWT_SECRET: SECRET, QUOTE_SECRET: `${SECRET}-quote`, ...TEST_DATA_KEYS, ...TEST_CLUSTER_KEY, KAFKA_TOPIC_PREFIX: prefix,
     KAFKA_SESSION_TIMEOUT_MS: String(o.sessionTimeoutMs ?? 10_000), SHARDS: String(shards), ASK_TIMEOUT_MS: '10000',
     SHUTDOWN_TIMEOUT_MS: '30000', LOG_LEVEL: 'info',
   };
