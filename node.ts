@@ -244,6 +244,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     health: healthChecks({
       stopping: () => stopping, region, logger,
       storageProblem: () => storage.problem?.(),
+      logProblem: () => baseLog.problem?.(),
       ping: () => storage.journal.ping(),
     }),
     addressOf,

@@ -6,14 +6,16 @@ import type { Logger } from '../runtime/logger.ts';
 import type { CommandLog } from '../runtime/ports.ts';
 import { createKafka } from './kafka/client.ts';
 import { KafkaCommandLog } from './kafka/command-log.ts';
-import { InProcessCommandLog } from './file/command-log.ts';
+import { CommandLogGapError, InProcessCommandLog } from './file/command-log.ts';
 
 /** `quiet`: while it answers true, the Kafka client's own log lines are dropped (start-up says it waits instead). */
 export function openCommandLog(config: Config, logger: Logger, options: { quiet?: () => boolean } = {}): CommandLog {
   const onError = (error: unknown, context: string) => logger.warn({ err: error }, context);
   if (config.mode === 'embedded') {
     return new InProcessCommandLog({
-      shards: config.cluster.shards, nodeId: config.node.id, dir: join(config.storage.dataDir, 'log'), onError,
+      shards: config.cluster.shards, nodeId: config.node.id, dir: join(config.storage.dataDir, 'log'),
+      // Records missing on disk stop a shard until an operator repairs it: an error, not a warning.
+      onError: (error, context) => (error instanceof CommandLogGapError ? logger.error({ err: error }, context) : onError(error, context)),
     });
   }
   const prefix = config.cluster.topicPrefix;
