@@ -27,6 +27,8 @@ export interface CrashLoopOptions {
   readonly acksPerRound?: number;
   /** Clients sending at once. */
   readonly concurrency?: number;
+  /** How long a round may take to acknowledge its commands before that is a violation (and the kill comes anyway). */
+  readonly roundBoundMs?: number;
   /** Cut each partition's newest segment mid-record after each kill (see the top of the file). */
   readonly tear?: boolean;
   readonly log?: (line: string) => void;
@@ -63,10 +65,13 @@ export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashLoop
   const acked = new Map<string, string>();
   let sequence = 0;
   let torn = 0;
+  const stalls: string[] = [];
+  const bound = options.roundBoundMs ?? 120_000;
   let node: NodeProcess | undefined;
   try {
     for (let round = 1; round <= options.rounds + 1; round++) {
-      const last = round > options.rounds;
+      // A node that stopped taking commands is not killed further: its state is what the check reads.
+      const last = round > options.rounds || stalls.length > 0;
       node = await startNodeProcess(FIXTURE, env);
       const before = acked.size;
       // The last run only has the commands still unacknowledged sent again, and is not killed.
@@ -78,12 +83,16 @@ export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashLoop
         const id = `${prefix}-k${++sequence}`;
         return [id, counters[sequence % COUNTERS]!];
       }, (id, counter, ok) => (ok ? acked : unacked).set(id, counter));
+      const what = last ? sending.done : sending.reached;
+      if (!(await within(what, bound))) {
+        stalls.push(`${last ? 'last start' : `round ${round}`}: ${acked.size - before} of ${target} commands acknowledged within ${bound} ms`);
+        log(`crash loop: ${stalls.at(-1)}`);
+      }
       if (last) {
-        await sending.done;
+        sending.stop();
         log(`crash loop: last start: ${acked.size - before} left-over commands acknowledged`);
         break;
       }
-      await sending.reached;
       await node.kill('SIGKILL');
       sending.stop();
       await sending.done;
@@ -91,8 +100,9 @@ export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashLoop
       log(`crash loop: round ${round}: SIGKILL after ${acked.size - before} acknowledged (${unacked.size} in flight, sent again next round)`);
     }
     const report = await check(options.databaseUrl, node!.url, prefix, acked);
-    await node!.kill('SIGTERM');
-    const result = { rounds: options.rounds, torn, ...report };
+    await within(node!.kill('SIGTERM'), 60_000); // else SIGKILL, below
+    const result = { rounds: options.rounds, torn, ...report, violations: [...stalls, ...report.violations] };
+    if (stalls.length > 0) log('crash loop: stopped after the first round that stalled');
     log(`crash loop: ${crashLoopSummary(result)}`);
     return result;
   } finally {
@@ -104,6 +114,15 @@ export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashLoop
 export function crashLoopSummary(r: CrashLoopResult): string {
   return `${r.rounds} rounds (${r.torn} tails torn): acknowledged ${r.acknowledged}, applied ${r.applied}, lost ${r.lost}, doubled ${r.doubled}; ` +
     `counter totals ${r.totals.counted} for ${r.totals.acknowledged} acknowledged adds`;
+}
+
+/** True if `promise` settled within `ms`. */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  const settled = await Promise.race([promise.then(() => true, () => true), late]);
+  clearTimeout(timer);
+  return settled;
 }
 
 interface Burst { readonly reached: Promise<void>; readonly done: Promise<void>; stop(): void }
