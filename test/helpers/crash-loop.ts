@@ -35,6 +35,7 @@ export interface CrashLoopOptions {
 }
 
 export interface CrashLoopResult {
+  /** Kills done (fewer than asked for if a round stalled). */
   readonly rounds: number;
   /** Commands the node acknowledged (202), each counted once however often it was sent. */
   readonly acknowledged: number;
@@ -65,6 +66,7 @@ export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashLoop
   const acked = new Map<string, string>();
   let sequence = 0;
   let torn = 0;
+  let kills = 0;
   const stalls: string[] = [];
   const bound = options.roundBoundMs ?? 120_000;
   let node: NodeProcess | undefined;
@@ -94,6 +96,7 @@ export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashLoop
         break;
       }
       await node.kill('SIGKILL');
+      kills++;
       sending.stop();
       await sending.done;
       if (options.tear) torn += tearTails(join(dataDir, 'log'));
@@ -101,7 +104,7 @@ export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashLoop
     }
     const report = await check(options.databaseUrl, node!.url, prefix, acked);
     await within(node!.kill('SIGTERM'), 60_000); // else SIGKILL, below
-    const result = { rounds: options.rounds, torn, ...report, violations: [...stalls, ...report.violations] };
+    const result = { rounds: kills, torn, ...report, violations: [...stalls, ...report.violations] };
     if (stalls.length > 0) log('crash loop: stopped after the first round that stalled');
     log(`crash loop: ${crashLoopSummary(result)}`);
     return result;
