@@ -128,6 +128,15 @@ test('a write that fails half-way (a full disk) fails the append, and nothing is
   t.deepEqual(after.reports, []);
 });
 
+test('a batch whose second write fails still delivers its first record, with no append after it', async (t) => {
+  const { consume } = place(t);
+  let writes = 0;
+  const full = () => { throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }); };
+  const opened = await consume({ writeSync: (fd, buffer, offset, length) => (++writes === 2 ? full() : writeSync(fd, buffer, offset, length)) });
+  await t.throwsAsync(opened.log.appendMany([{ shard: 0, command: cmd('first') }, { shard: 0, command: cmd('second') }]), { instanceOf: LogUnavailableError });
+  t.true(await eventually(async () => (opened.seen.get(0) ?? []).includes('0:first'), 60_000), 'the record written is delivered');
+});
+
 test('a write that takes nothing fails the append instead of looping', async (t) => {
   const { open } = place(t);
   const stuck = open({ writeSync: () => 0 });

@@ -124,8 +124,12 @@ export class InProcessCommandLog implements CommandLog {
 
   async appendMany(entries: readonly { shard: ShardId; command: CommandEnvelope }[]): Promise<void> {
     this.#refuseStopped(entries.map((e) => e.shard));
-    for (const { shard, command } of entries) this.#appendOne(shard, command);
-    for (const shard of new Set(entries.map((e) => e.shard))) this.#schedule(shard);
+    try {
+      for (const { shard, command } of entries) this.#appendOne(shard, command);
+    } finally {
+      // Those written before a failed one are in the log: they are delivered, not left until the next append.
+      for (const shard of new Set(entries.map((e) => e.shard))) this.#schedule(shard);
+    }
   }
 
   /** Resolves after the first attempt at setting the shards up; a failed one is retried in the background (ports.ts). */
