@@ -4,6 +4,7 @@
 import { ConfigError, loadConfig } from './config/index.ts';
 import { dispatchBehaviors, dispatchServices } from './actors/index.ts';
 import { startNode } from './node.ts';
+import { StartupStoppedError } from './runtime/startup.ts';
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -24,9 +25,12 @@ async function main(): Promise<void> {
   }
   // Handlers first: a signal that arrives while the node starts (or just as it logs
   // 'node started') would otherwise meet Node's default action and kill it on the spot,
-  // leaving DATA_DIR locked. Such a signal stops the node as soon as it has started.
+  // leaving DATA_DIR locked. Such a signal stops start-up where it is (waiting for a
+  // dependency included): startNode closes what it opened and fails with StartupStoppedError.
+  // One that comes as it has just started stops it as soon as it has.
   let stopping: NodeJS.Signals | undefined;
   let stop: ((signal: NodeJS.Signals) => void) | undefined;
+  const starting = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) {
       // Further signals never cut the graceful stop short: Ctrl-C under `npm start` arrives
@@ -37,14 +41,17 @@ async function main(): Promise<void> {
       return;
     }
     stopping = signal;
-    stop?.(signal);
+    if (stop) stop(signal);
+    else starting.abort(signal);
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
 
   const demoMode = process.env.DEMO === 'true';
   const logger = demoMode ? demoLogger(config.log.level, config.node.id, resolve(config.storage.dataDir, 'node.log')) : undefined;
-  const node = await startNode({ config, behaviors: dispatchBehaviors(config), services: dispatchServices(config), logger });
+  const node = await startNode({
+    config, behaviors: dispatchBehaviors(config), services: dispatchServices(config), logger, signal: starting.signal,
+  });
   const demo = demoMode && !stopping ? await startDemo(node.url) : undefined;
   stop = (signal) => {
     const deadline = setTimeout(() => {
@@ -116,6 +123,8 @@ const EXPLAINED: Record<string, (e: Error) => string> = {
 };
 
 main().catch((error: unknown) => {
+  // Stopped by a signal before it served: the node has said so and released what it held.
+  if (error instanceof StartupStoppedError) process.exit(0);
   const explain = error instanceof Error ? EXPLAINED[String((error as { code?: unknown }).code)] : undefined;
   const text = explain ? explain(error as Error) : error instanceof Error ? error.stack ?? error.message : String(error);
   process.stderr.write(`failed to start: ${text}\n`);

@@ -52,7 +52,7 @@ import { RedisRateLimiter } from './adapters/redis/rate-limiter.ts';
 import { createLogger, type Logger } from './runtime/logger.ts';
 import { ShardRegion } from './runtime/region.ts';
 import { ShardHost } from './runtime/shard-host.ts';
-import { startup } from './runtime/startup.ts';
+import { startup, StartupStoppedError } from './runtime/startup.ts';
 import type { CommandLog, Notifier, OccupiedCells } from './runtime/ports.ts';
 import { startTracing, type Tracing } from './adapters/otel/tracing.ts';
 
@@ -70,6 +70,11 @@ export interface NodeOptions {
   /** Lets a caller wrap the command log (fault injection in tests). */
   readonly wrapLog?: (log: CommandLog) => CommandLog;
   readonly logger?: Logger;
+  /**
+   * Aborted to stop the node before it has started (a signal during start-up): startNode then
+   * closes what it opened and fails with StartupStoppedError. After it resolved, stop() it.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface RunningNode {
@@ -98,7 +103,10 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   // Before anything is served, so the first request is traced; flushed last on stop.
   const tracing = openTracing(config, logger);
   // Dependencies not reachable yet are waited for (one line each), within STARTUP_TIMEOUT_MS.
-  const boot = startup({ timeoutMs: config.runtime.startupTimeoutMs, logger });
+  const boot = startup({ timeoutMs: config.runtime.startupTimeoutMs, logger, signal: options.signal });
+  const stoppedEarly = (error: unknown) => {
+    if (error instanceof StartupStoppedError) logger.info({ reason: error.reason }, 'node stopped during start-up');
+  };
   let started = false;
   // Redis and Kafka clients retry by themselves and say so on every attempt: while start-up
   // waits, its one line per dependency speaks for them.
@@ -118,11 +126,13 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     });
   let storage: Storage;
   try {
-    storage = await boot.step(() => openStorage(config, logger));
+    // The embedded database is opened to the end even if a signal comes meanwhile: cut short, it could be left damaged.
+    storage = await boot.step(() => openStorage(config, logger), { finish: config.storage.databaseUrl === undefined });
   } catch (error) {
     server.server.close();
     lock?.release();
     await tracing?.shutdown();
+    stoppedEarly(error);
     throw error;
   }
   const redisUrl = config.storage.redisUrl;
@@ -253,6 +263,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     health: healthChecks({
       stopping: () => stopping, region, logger,
       storageProblem: () => storage.problem?.(),
+      logProblem: () => baseLog.problem?.(),
       ping: () => storage.journal.ping(),
     }),
     addressOf,
@@ -277,6 +288,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     server.server.close();
     lock?.release();
     await tracing?.shutdown();
+    stoppedEarly(error);
     throw error;
   }
   started = true;

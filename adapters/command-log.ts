@@ -6,7 +6,7 @@ import type { Logger } from '../runtime/logger.ts';
 import type { CommandLog, ShardOffsets } from '../runtime/ports.ts';
 import { createKafka } from './kafka/client.ts';
 import { KafkaCommandLog } from './kafka/command-log.ts';
-import { InProcessCommandLog } from './file/command-log.ts';
+import { CommandLogGapError, InProcessCommandLog } from './file/command-log.ts';
 
 /**
  * `offsets`: where a cluster's shards resume reading (offsetsFor: the node's storage, fenced).
@@ -19,7 +19,9 @@ export function openCommandLog(
   const onError = (error: unknown, context: string) => logger.warn({ err: error }, context);
   if (config.mode === 'embedded') {
     return new InProcessCommandLog({
-      shards: config.cluster.shards, nodeId: config.node.id, dir: join(config.storage.dataDir, 'log'), onError,
+      shards: config.cluster.shards, nodeId: config.node.id, dir: join(config.storage.dataDir, 'log'),
+      // Records missing on disk stop a shard until an operator repairs it: an error, not a warning.
+      onError: (error, context) => (error instanceof CommandLogGapError ? logger.error({ err: error }, context) : onError(error, context)),
     });
   }
   const prefix = config.cluster.topicPrefix;

@@ -71,6 +71,8 @@ const RUNTIME_ERRORS: Record<string, [number, string]> = {
   ShardFencedError: [503, 'unavailable'],
   // The command log holds all it may for the broker: this node is overloaded, not broken.
   CommandLogFullError: [503, 'overloaded'],
+  // The command log could not take the command (a full disk, a shard stopped at a gap): nothing was accepted.
+  LogUnavailableError: [503, 'unavailable'],
 };
 
 /** Seconds a runtime error says to wait before trying again (a RetryLaterError's retryAfterSeconds). */

@@ -74,6 +74,8 @@ export interface ReadinessSources {
   readonly region: Pick<ShardRegion, 'unready' | 'stuckShards'>;
   /** A storage problem worth reporting (undefined: none). */
   readonly storageProblem?: () => string | undefined;
+  /** A command log problem worth reporting (undefined: none): a shard stopped at a gap in its records. */
+  readonly logProblem?: () => string | undefined;
   /** Answers when storage is reachable. */
   readonly ping: () => Promise<void>;
   readonly logger: Logger;
@@ -88,7 +90,7 @@ export function healthChecks(sources: ReadinessSources): HealthProbe {
       if (sources.stopping()) return { ok: false, reason: 'node is shutting down' };
       const unready = region.unready();
       if (unready) return { ok: false, reason: unready };
-      const problem = sources.storageProblem?.();
+      const problem = sources.storageProblem?.() ?? sources.logProblem?.();
       if (problem) return { ok: false, reason: problem };
       try {
         // Bounded: behind a stuck statement the ping would wait as long as the statement.

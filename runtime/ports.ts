@@ -141,6 +141,8 @@ export interface CommandLog {
   stop(): Promise<void>;
   /** Records appended but not yet committed, per shard this node consumes (for /metrics). */
   stats?(): readonly { readonly shard: number; readonly lag: number }[];
+  /** A fault an operator must repair (a shard stopped at a gap in its records), in words for /ready; undefined: none. */
+  problem?(): string | undefined;
 }
 
 /** A journal entry as the persistence engine stores it. */

@@ -5,11 +5,17 @@
 // after a join starts, and the soak's own Kafka broker (not the shared one) is restarted.
 // Then test/helpers/invariants.ts checks: every acknowledged booking readable and valid,
 // no driver ever held two live bookings, every counter command applied exactly once, the
-// views and analytics equal the journal. Exit status 1 on any violation.
+// views and analytics equal the journal. Then "embedded node in a crash loop"
+// (test/helpers/crash-loop.ts): one embedded node killed with SIGKILL mid-burst and
+// restarted on its DATA_DIR 20 times (CRASH_LOOP_ROUNDS), every acknowledged command
+// applied exactly once. Exit status 1 on any violation.
 //
 //   SOAK_MINUTES=3 npm run soak
+//   SOAK_SCENARIO=crash-loop npm run soak      (or cluster: one scenario only)
 //   SOAK_LOG_DIR=/tmp/soak-logs keeps every node's whole log there
 
+import { crashLoopSummary, runCrashLoop } from '../test/helpers/crash-loop.ts';
+import { freshDatabase } from '../test/helpers/services.ts';
 import { runSoak, summary } from '../test/helpers/soak.ts';
 
 const minutes = Number(process.env.SOAK_MINUTES || 10);
@@ -17,20 +23,45 @@ if (!Number.isFinite(minutes) || minutes < 1) {
   console.error(`SOAK_MINUTES must be a number >= 1 (got ${process.env.SOAK_MINUTES})`);
   process.exit(2);
 }
+const rounds = Number(process.env.CRASH_LOOP_ROUNDS || 20);
+if (!Number.isInteger(rounds) || rounds < 1) {
+  console.error(`CRASH_LOOP_ROUNDS must be a whole number >= 1 (got ${process.env.CRASH_LOOP_ROUNDS})`);
+  process.exit(2);
+}
+const scenario = process.env.SOAK_SCENARIO || 'all';
+if (!['all', 'cluster', 'crash-loop'].includes(scenario)) {
+  console.error(`SOAK_SCENARIO must be cluster or crash-loop (got ${scenario}); unset, both run`);
+  process.exit(2);
+}
 const durationMs = minutes * 60_000;
 const began = Date.now();
 const stamp = () => `[${((Date.now() - began) / 1000).toFixed(0).padStart(4)} s]`;
+const log = (line: string) => console.log(`${stamp()} ${line}`);
 try {
-  const result = await runSoak({
-    durationMs,
-    churnEveryMs: 60_000,
-    pauseAtMs: 20_000,
-    brokerRestartAtMs: Math.min(90_000, durationMs / 2),
-    log: (line) => console.log(`${stamp()} ${line}`),
-    logDir: process.env.SOAK_LOG_DIR || undefined,
-  });
-  console.log(`\nsoak of ${minutes} min done in ${((Date.now() - began) / 60_000).toFixed(1)} min\n${summary(result)}`);
-  process.exit(result.violations.length === 0 ? 0 : 1);
+  let violations = 0;
+  if (scenario !== 'crash-loop') {
+    const result = await runSoak({
+      durationMs,
+      churnEveryMs: 60_000,
+      pauseAtMs: 20_000,
+      brokerRestartAtMs: Math.min(90_000, durationMs / 2),
+      log,
+      logDir: process.env.SOAK_LOG_DIR || undefined,
+    });
+    console.log(`\nsoak of ${minutes} min done in ${((Date.now() - began) / 60_000).toFixed(1)} min\n${summary(result)}\n`);
+    violations += result.violations.length;
+  }
+  if (scenario !== 'cluster') {
+    const db = await freshDatabase();
+    try {
+      const loop = await runCrashLoop({ databaseUrl: db.url, rounds, tear: true, log });
+      console.log(`\nembedded node in a crash loop: ${crashLoopSummary(loop)}\n${loop.violations.map((v) => `  - ${v}`).join('\n')}`);
+      violations += loop.violations.length;
+    } finally {
+      await db.drop();
+    }
+  }
+  process.exit(violations === 0 ? 0 : 1);
 } catch (error) {
   console.error(`soak failed: ${error instanceof Error ? error.stack : error}`);
   process.exit(1);

@@ -81,3 +81,21 @@ test.serial('a node that waits longer than STARTUP_TIMEOUT_MS exits with one lin
   t.is(failed.length, 1, node.output.slice(-10).join('\n'));
   t.regex(failed[0]!, /PostgreSQL at 127\.0\.0\.1:\d+ is not reachable: .*gave up after STARTUP_TIMEOUT_MS \(3000 ms\)/);
 });
+
+test.serial('a SIGTERM while the node waits for PostgreSQL stops it: a clean exit and a line saying it stopped during start-up', async (t) => {
+  t.timeout(180_000);
+  // Nothing listens on these ports: PostgreSQL is waited for, and Kafka and Redis come after it.
+  const closed = `127.0.0.1:${await freePort()}`;
+  const node = launchNodeProcess('main.ts', {
+    MODE: 'cluster', DATABASE_URL: `postgres://postgres@${closed}/postgres`, KAFKA_BROKERS: closed, REDIS_URL: `redis://${closed}`,
+    JWT_SECRET: 'startup-test-secret-of-some-length-0123', QUOTE_SECRET: 'startup-test-quote-key-of-some-length-0123', ...TEST_DATA_KEYS,
+    STARTUP_TIMEOUT_MS: '600000', NODE_ID: 'stopped-waiter', DATA_DIR: mkdtempSync(join(tmpdir(), 'waiter-')),
+  });
+  t.teardown(() => node.kill('SIGKILL'));
+  t.true(await eventually(async () => waitingLine('PostgreSQL', node.output).length > 0, 120_000), `says it waits:\n${node.output.slice(-20).join('\n')}`);
+  node.child.kill('SIGTERM');
+  const code = await Promise.race([node.exited, new Promise((r) => setTimeout(() => r('still running'), 60_000))]);
+  t.is(code, 0, `exits by itself, cleanly:\n${node.output.slice(-10).join('\n')}`);
+  t.true(node.output.some((l) => l.includes('"msg":"node stopped during start-up"') && l.includes('"reason":"SIGTERM"')));
+  t.false(node.output.some((l) => l.startsWith('failed to start:')), 'not reported as a failure');
+});
