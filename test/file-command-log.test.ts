@@ -47,6 +47,7 @@ function place(t: ExecutionContext) {
         const mine = opened.seen.get(shard) ?? [];
         opened.seen.set(shard, mine);
         mine.push(...records.map((r) => `${r.offset}:${r.command.id}`));
+        return true;
       },
       onAssignment: async () => undefined,
     });
