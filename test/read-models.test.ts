@@ -97,6 +97,8 @@ test.serial('a booking due while its node was down is activated when the node st
   await new Promise((r) => setTimeout(r, 2_000)); // its time passes while no node runs
   const second = await node(dir, { SCHEDULE_LEAD_MS: '0' });
   t.true(await eventually(async () => (await status(second, id)) !== 'scheduled'), 'activated late, not lost');
+  // Cancelled, so its search does not go on in the next test's node over the same database (and take its driver).
+  await second.region.request({ kind: 'booking', id }, { type: 'cancel', by: { role: 'rider', userId: 'r-down' } });
   await second.stop();
 });
 
@@ -110,7 +112,8 @@ test.serial('bookings are listed from the read model and a ride is counted in an
   await n.region.request({ kind: 'driver', id: driverId }, { type: 'location', fix: { ...CENTER, at: Date.now() } });
   n.notifier.subscribe((userId, message) => {
     const m = message as { type: string; bookingId?: string };
-    if (userId === driverId && m.type === 'offer') n.region.tell({ kind: 'driver', id: driverId }, { type: 'offer.accept', bookingId: m.bookingId }).catch(() => undefined);
+    // Its own booking's offers only: a booking of another test over this database must not take the driver.
+    if (userId === driverId && m.type === 'offer' && m.bookingId === `ride-${run}`) n.region.tell({ kind: 'driver', id: driverId }, { type: 'offer.accept', bookingId: m.bookingId }).catch(() => undefined);
   });
   const id = `ride-${run}`;
   const started = Date.now();
