@@ -8,15 +8,19 @@
 // views and analytics equal the journal. Then "embedded node in a crash loop"
 // (test/helpers/crash-loop.ts): one embedded node killed with SIGKILL mid-burst and
 // restarted on its DATA_DIR 20 times (CRASH_LOOP_ROUNDS), every acknowledged command
-// applied exactly once. Exit status 1 on any violation.
+// applied exactly once. Then "scaling under load" (test/helpers/scaling.ts): three nodes under
+// 25 commands/s while a node joins, one leaves gracefully, every node is restarted in turn and
+// one is killed, with the per-event table (failed requests, waits of unmoved and moved shards).
+// Exit status 1 on any violation.
 //
 //   SOAK_MINUTES=3 npm run soak
-//   SOAK_SCENARIO=crash-loop npm run soak      (or cluster: one scenario only)
+//   SOAK_SCENARIO=crash-loop npm run soak      (or cluster, or scaling: one scenario only)
 //   SOAK_LOG_DIR=/tmp/soak-logs keeps every node's whole log there
 
 import { crashLoopSummary, runCrashLoop } from '../test/helpers/crash-loop.ts';
 import { freshDatabase } from '../test/helpers/services.ts';
 import { runSoak, summary } from '../test/helpers/soak.ts';
+import { runScaling, scalingTable } from '../test/helpers/scaling.ts';
 
 const minutes = Number(process.env.SOAK_MINUTES || 10);
 if (!Number.isFinite(minutes) || minutes < 1) {
@@ -29,8 +33,8 @@ if (!Number.isInteger(rounds) || rounds < 1) {
   process.exit(2);
 }
 const scenario = process.env.SOAK_SCENARIO || 'all';
-if (!['all', 'cluster', 'crash-loop'].includes(scenario)) {
-  console.error(`SOAK_SCENARIO must be cluster or crash-loop (got ${scenario}); unset, both run`);
+if (!['all', 'cluster', 'crash-loop', 'scaling'].includes(scenario)) {
+  console.error(`SOAK_SCENARIO must be cluster, crash-loop or scaling (got ${scenario}); unset, all run`);
   process.exit(2);
 }
 const durationMs = minutes * 60_000;
@@ -39,7 +43,7 @@ const stamp = () => `[${((Date.now() - began) / 1000).toFixed(0).padStart(4)} s]
 const log = (line: string) => console.log(`${stamp()} ${line}`);
 try {
   let violations = 0;
-  if (scenario !== 'crash-loop') {
+  if (scenario === 'all' || scenario === 'cluster') {
     const result = await runSoak({
       durationMs,
       churnEveryMs: 60_000,
@@ -51,7 +55,7 @@ try {
     console.log(`\nsoak of ${minutes} min done in ${((Date.now() - began) / 60_000).toFixed(1)} min\n${summary(result)}\n`);
     violations += result.violations.length;
   }
-  if (scenario !== 'cluster') {
+  if (scenario === 'all' || scenario === 'crash-loop') {
     const db = await freshDatabase();
     try {
       const loop = await runCrashLoop({ databaseUrl: db.url, rounds, tear: true, log });
@@ -60,6 +64,14 @@ try {
     } finally {
       await db.drop();
     }
+  }
+  if (scenario === 'all' || scenario === 'scaling') {
+    const scaling = await runScaling({ rate: 25, quietMs: 8_000, sessionTimeoutMs: 10_000, log });
+    const failed = scaling.rows.reduce((n, r) => n + r.failed, 0);
+    console.log(`\nscaling under load (25 commands/s, 24 shards, session timeout 10 s):\n${scalingTable(scaling.rows)}\n` +
+      `${scaling.acknowledged} commands acknowledged, ${failed} requests failed, ${scaling.wrong.length} counters wrong` +
+      `${[...scaling.failures, ...scaling.wrong].map((v) => `\n  - ${v}`).join('')}`);
+    violations += failed + scaling.wrong.length + scaling.failures.length;
   }
   process.exit(violations === 0 ? 0 : 1);
 } catch (error) {

@@ -131,7 +131,9 @@ export class KafkaCommandLog implements CommandLog {
     });
     this.#membership = new GroupMembership({
       kafka: options.kafka, topic: options.topic, groupId: options.groupId, nodeId: options.nodeId, shards: options.shards,
-      sessionTimeoutMs: options.sessionTimeoutMs ?? 10_000, heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1_000,
+      // Heartbeats are the member's only work, and how soon it hears of a join or a leave (a
+      // rebalance is answered at the next one): frequent and tiny.
+      sessionTimeoutMs: options.sessionTimeoutMs ?? 10_000, heartbeatIntervalMs: options.heartbeatIntervalMs ?? 300,
       owned: () => [...this.#owned], retryMinMs: options.retryMinMs, retryMaxMs: options.retryMaxMs, onError: options.onError,
     }, {
       joining: () => { this.#joiningAt ??= Date.now(); },

@@ -66,7 +66,9 @@ export async function runScaling(o: ScalingOptions): Promise<ScalingResult> {
   const env: Record<string, string> = {
     MODE: 'cluster', KAFKA_BROKERS: await kafkaBrokers(), DATABASE_URL: db.url, REDIS_URL: await redisUrl(),
     JWT_SECRET: SECRET, QUOTE_SECRET: `${SECRET}-quote`, ...TEST_DATA_KEYS, ...TEST_CLUSTER_KEY, KAFKA_TOPIC_PREFIX: prefix,
-    KAFKA_SESSION_TIMEOUT_MS: String(o.sessionTimeoutMs ?? 10_000), SHARDS: String(shards), ASK_TIMEOUT_MS: '10000',
+    KAFKA_SESSION_TIMEOUT_MS: String(o.sessionTimeoutMs ?? 10_000), SHARDS: String(shards),
+    // Longer than a session, so a command to a killed node's shard waits for the survivors instead of timing out.
+    ASK_TIMEOUT_MS: String((o.sessionTimeoutMs ?? 10_000) + 10_000),
     SHUTDOWN_TIMEOUT_MS: '30000', LOG_LEVEL: 'info',
   };
   const admin = await new SignJWT({ role: 'admin' }).setProtectedHeader({ alg: 'HS256' }).setSubject('scaling')
