@@ -116,7 +116,7 @@ const tokens = new Map<string, { token: string; at: number }>();
 const SIGNING_SECRET = process.env.JWT_SECRET ? new TextEncoder().encode(process.env.JWT_SECRET) : undefined;
 
 /** A token signed here with the cluster's JWT_SECRET, as the nodes sign them (HS256, 15 minutes). */
-function signed(sub: string, role: 'rider' | 'driver', secret: Uint8Array): Promise<string> {
+function signed(sub: string, role: 'rider' | 'driver' | 'admin', secret: Uint8Array): Promise<string> {
   return new SignJWT({ role }).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuer(process.env.JWT_ISSUER || 'dispatch')
     .setIssuedAt().setExpirationTime('15m').sign(secret);
 }
@@ -137,6 +137,22 @@ async function token(sub: string, role: 'rider' | 'driver'): Promise<string> {
   if (res.status !== 200) throw new Error(`token: HTTP ${res.status}`);
   tokens.set(sub, { token: res.body.token, at: Date.now() });
   return res.body.token;
+}
+
+/**
+ * A node without development tokens (a cluster) lets a driver go online only as its vehicle's
+ * type or one an admin allowed it: signing with the cluster's secret, the simulator is that
+ * admin, and allows its drivers the types it drives. A development node needs nothing.
+ */
+async function allowTypes(driverId: string): Promise<void> {
+  if (!SIGNING_SECRET) return;
+  const admin = await signed('simulator', 'admin', SIGNING_SECRET);
+  const types = { vehicleTypes: ['economy', 'comfort'] };
+  const made = await api('POST', '/v1/admin/drivers', admin, { id: driverId, name: `Simulated driver ${driverId}`, ...types });
+  if (made.status === 201) return;
+  // Registered by an earlier run: its allowed types are set again.
+  const changed = await api('PATCH', `/v1/admin/drivers/${driverId}`, admin, types);
+  if (changed.status !== 200) throw new Error(`allowing ${driverId} its vehicle types: HTTP ${made.status}, then ${changed.status}`);
 }
 
 // ---- WebSocket ---------------------------------------------------------------
@@ -225,6 +241,7 @@ class SimDriver {
   }
 
   async start(): Promise<void> {
+    await allowTypes(this.id);
     this.#conn = await Conn.open(await token(this.id, 'driver'));
     this.#conn.onPush = (m) => this.#onPush(m);
     this.#fix(); // a position first, so the node can place the driver in a cell
