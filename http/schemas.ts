@@ -2,6 +2,7 @@
 // validate at the edge and generate the OpenAPI document.
 
 import { z } from 'zod';
+import { TARIFF_LIMIT } from '../actors/pricing.ts';
 import { DriverId, isStorableText, text, VehicleId } from './ids.ts';
 
 // Every free string of a request is text() (http/ids.ts): no control characters but tab and
@@ -13,7 +14,8 @@ export const Point = z.object({
   lng: z.number().min(-180).max(180),
 }).strict().meta({ id: 'Point' });
 
-export const Money = z.object({ amount: z.number().int(), currency: z.string() }).meta({ id: 'Money' });
+/** A price is within its tariff's bounds, so at most TARIFF_LIMIT minor units. */
+export const Money = z.object({ amount: z.number().int().min(0).max(TARIFF_LIMIT), currency: z.string() }).meta({ id: 'Money' });
 
 /** Vehicle types are what pricing defines; checked against the live policy in handlers. */
 export const VehicleType = z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'a vehicle type is a short lowercase name');
@@ -170,9 +172,12 @@ export const DriverPatch = z.object({
   active: z.boolean().optional(),
 }).strict();
 
+/** A tariff value in minor units: bounded so that every price (at most the maximum) is a safe integer. */
+const tariffAmount = (min: number) => z.number().int().min(min)
+  .max(TARIFF_LIMIT, `must be at most ${TARIFF_LIMIT} (minor units), so every price stays a safe integer`);
 export const Tariff = z.object({
-  base: z.number().int().min(0), perKm: z.number().int().min(0), perMin: z.number().int().min(0),
-  minimum: z.number().int().min(0), maximum: z.number().int().min(1), currency: z.string().regex(/^[A-Z]{3}$/),
+  base: tariffAmount(0), perKm: tariffAmount(0), perMin: tariffAmount(0),
+  minimum: tariffAmount(0), maximum: tariffAmount(1), currency: z.string().regex(/^[A-Z]{3}$/),
 }).strict().refine((t) => t.maximum >= t.minimum, { message: 'maximum must be at least minimum', path: ['maximum'] });
 export const PricingPolicy = z.object({
   tariffs: z.record(VehicleType, Tariff).refine((t) => Object.keys(t).length > 0, 'at least one vehicle type'),

@@ -171,6 +171,19 @@ test.serial('auth table: each is refused with 401 or 403 and nothing changes', a
   riderSocket.close();
 });
 
+test.serial('tariff values past their documented bound are a 400 naming the field, and pricing is unchanged', async (t) => {
+  const huge = Number.MAX_SAFE_INTEGER;
+  const tariff = { base: 250, perKm: 120, perMin: 25, minimum: 600, maximum: 20_000, currency: 'USD' };
+  for (const field of ['base', 'perKm', 'perMin', 'minimum', 'maximum'] as const) {
+    const body = { tariffs: { economy: { ...tariff, [field]: huge, ...(field === 'minimum' ? { maximum: huge } : {}) } }, surgeCap: 3 };
+    const res = await edge.http('PUT', '/v1/admin/pricing', { token: admin, body });
+    t.is(res.status, 400, `${field}: ${JSON.stringify(res.body)}`);
+    t.is(res.body.error.code, 'invalid_request');
+    t.true(res.body.error.details.some((d: { path: string }) => d.path === `body.tariffs.economy.${field}`), JSON.stringify(res.body.error.details));
+  }
+  t.is((await edge.http('GET', '/v1/admin/pricing', { token: admin })).body.tariffs.economy.maximum, 20_000, 'nothing was stored');
+});
+
 test.serial('accounts: register, login, wrong password, duplicate email, weak password; the login token works', async (t) => {
   const email = `ana-${randomUUID().slice(0, 8)}@example.com`;
   const reg = await edge.http('POST', '/v1/auth/register', { body: { email, password: 'correct-Horse-9', name: 'Ana', role: 'rider' } });
