@@ -41,7 +41,9 @@ export type DriverRejection =
   /** A booking's rating counted a second time. */
   | 'already_rated'
   /** A profile change or approval for a driver nobody created. */
-  | 'not_found';
+  | 'not_found'
+  /** An admin's create under the id of a driver that exists. */
+  | 'conflict';
 
 /** Refusals of a vehicle's commands (admin API). */
 export type VehicleRejection =

@@ -35,6 +35,13 @@ export function adminRoutes(edge: Edge): Api {
     }
   };
 
+  // A driver's vehicleId names a vehicle that exists (one retired later leaves the driver pointing at nothing, as a deletion does).
+  const checkVehicle = async (id: string | undefined) => {
+    if (id === undefined || await edge.region.ask(vehicle(id), { type: 'get' })) return;
+    const message = `no vehicle ${id}; register it first (POST /v1/admin/vehicles)`;
+    throw new HttpError(400, 'invalid_request', `body.vehicleId: ${message}`, [{ path: 'body.vehicleId', message }]);
+  };
+
   api.add({
     method: 'post', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Register a vehicle', roles: admin, body: VehicleCreate,
     response: Vehicle, status: 201,
@@ -103,12 +110,14 @@ export function adminRoutes(edge: Edge): Api {
   });
 
   api.add({
-    method: 'post', path: '/v1/admin/drivers', tag: 'admin', summary: 'Add a driver', roles: admin, body: DriverCreate, status: 201,
+    method: 'post', path: '/v1/admin/drivers', tag: 'admin', roles: admin, body: DriverCreate, status: 201, errors: [409],
+    summary: 'Add a driver (approved from the start); an id that is taken, by any driver, is 409 conflict',
     handler: async (_ctx, { body }) => {
       const { id, ...profile } = body;
-      // A driver an admin adds is approved from the start.
+      await checkVehicle(body.vehicleId);
+      // A driver an admin adds is approved from the start; a self-registered one only by /approve (a create never changes a driver).
       return reveal(outcome(await edge.region.request(driver(id ?? `drv_${randomUUID()}`), {
-        type: 'profile.set', profile: seal({ ...profile, approval: 'approved' as const }),
+        type: 'create', profile: seal({ ...profile, approval: 'approved' as const }),
       })));
     },
   });
@@ -134,8 +143,10 @@ export function adminRoutes(edge: Edge): Api {
   api.add({
     method: 'patch', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'Change a driver (deactivate with active: false)',
     roles: admin, params: driverParams, body: DriverPatch,
-    handler: async (_ctx, { params, body }) =>
-      reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(body) }))),
+    handler: async (_ctx, { params, body }) => {
+      await checkVehicle(body.vehicleId);
+      return reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(body) })));
+    },
   });
   api.add({
     method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin',
