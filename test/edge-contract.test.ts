@@ -155,8 +155,15 @@ test.serial('auth table: each is refused with 401 or 403 and nothing changes', a
   // A rider cannot read another rider's booking; a driver acts only as itself.
   const mine = await edge.http('POST', '/v1/bookings', { token: rider, body: { ...body, scheduledAt: new Date(Date.now() + 3_600_000).toISOString() } });
   t.is(mine.status, 201);
-  t.is((await edge.http('GET', `/v1/bookings/${mine.body.id}`, { token: otherRider })).status, 404);
-  t.is((await edge.http('POST', `/v1/bookings/${mine.body.id}/cancel`, { token: otherRider, body: {} })).status, 403);
+  // Someone else's booking is answered as a booking that does not exist is, on every route, so no answer confirms the id.
+  const ghost = `bk_${randomUUID()}`;
+  const strangers: [string, string, unknown][] = [['GET', '', undefined], ['POST', '/cancel', {}], ['POST', '/rating', { stars: 1 }]];
+  for (const [method, tail, payload] of strangers) {
+    const theirs = await edge.http(method, `/v1/bookings/${mine.body.id}${tail}`, { token: otherRider, body: payload });
+    const nobodys = await edge.http(method, `/v1/bookings/${ghost}${tail}`, { token: otherRider, body: payload });
+    t.is(theirs.status, 404, `${method} ${tail || '/'} of someone else's booking: ${JSON.stringify(theirs.body)}`);
+    t.deepEqual(theirs.body, JSON.parse(JSON.stringify(nobodys.body).replaceAll(ghost, mine.body.id)), `${method} ${tail || '/'}: the same answer as for no booking`);
+  }
   t.is((await edge.http('GET', `/v1/bookings/${mine.body.id}`, { token: rider })).body.status, 'scheduled', 'nothing changed');
   const others = await edge.http('GET', '/v1/bookings', { token: otherRider });
   t.false(others.body.items.some((b: { id: string }) => b.id === mine.body.id));

@@ -17,6 +17,7 @@ import {
 } from '../schemas.ts';
 import { outcome } from '../rejections.ts';
 import { surgeAt } from '../surge.ts';
+import type { CommandResult } from '../../runtime/ports.ts';
 
 async function makeQuote(
   edge: Edge, riderId: string, input: { pickup: { lat: number; lng: number }; dropoff: { lat: number; lng: number }; vehicleType: string },
@@ -29,6 +30,16 @@ async function makeQuote(
   const q = priceQuote({ ...input, surge, now: Date.now() }, policy);
   const pickupCell = latLngToCell(input.pickup.lat, input.pickup.lng, edge.domain.dispatch.cellRes);
   return { q, pickupCell, quoteId: edge.quotes.sign({ ...q, riderId, pickupCell }) };
+}
+
+/**
+ * Someone else's booking is one this caller cannot see: the booking's refusal of a stranger
+ * (`forbidden`) is answered as an unknown booking is, word for word, so no answer confirms an id.
+ */
+function unseen(id: string, result: CommandResult): CommandResult {
+  const code = result.status === 'rejected' ? result.rejection?.code : undefined;
+  if (code === 'forbidden' || code === 'not_found') throw new HttpError(404, 'not_found', `no booking ${id}`);
+  return result;
 }
 
 const digest = (text: string) => createHash('sha256').update(text).digest('base64url').slice(0, 22);
@@ -139,7 +150,9 @@ export function bookingRoutes(edge: Edge): Api {
     roles: ['rider', 'admin'], body: CancelRequest.optional().default({}), params, response: Booking, errors: [409],
     handler: async (ctx, { params, body }) => {
       const p = principalOf(ctx.state);
-      outcome(await edge.region.request(bookingRef(params.id), { type: 'cancel', by: { role: p.role, userId: p.sub }, reason: body?.reason }));
+      outcome(unseen(params.id, await edge.region.request(bookingRef(params.id), {
+        type: 'cancel', by: { role: p.role, userId: p.sub }, reason: body?.reason,
+      })));
       return edge.region.ask(bookingRef(params.id), { type: 'get' });
     },
   });
@@ -149,9 +162,9 @@ export function bookingRoutes(edge: Edge): Api {
     roles: ['rider'], body: RatingRequest, params, response: Booking, errors: [409],
     handler: async (ctx, { params, body }) => {
       const p = principalOf(ctx.state);
-      outcome(await edge.region.request(bookingRef(params.id), {
+      outcome(unseen(params.id, await edge.region.request(bookingRef(params.id), {
         type: 'rate', by: { role: p.role, userId: p.sub }, stars: body.stars, comment: body.comment,
-      }));
+      })));
       return edge.region.ask(bookingRef(params.id), { type: 'get' });
     },
   });
