@@ -14,6 +14,8 @@ import { HttpError, errorBody } from './errors.ts';
 import { clientAddress, clientAddressOf, type ClientAddress } from './client-address.ts';
 import type { IncomingMessage } from 'node:http';
 import { securityHeaders } from './security-headers.ts';
+import { unrouted } from './unrouted.ts';
+import { jsonBodies } from './json-bodies.ts';
 import { tracing } from './tracing.ts';
 
 export interface HealthProbe {
@@ -46,6 +48,9 @@ export function createApp(options: AppOptions): Koa {
   // Outside the error shaping below, so the span sees the status the client gets.
   app.use(tracing());
   app.use(requestContext(options.logger));
+  // Outside every router's allowedMethods, so it writes the body once they have set 404, 405 or 501.
+  app.use(unrouted());
+  app.use(jsonBodies());
   app.use(bodyParser({
     enableTypes: ['json'],
     jsonLimit: options.maxBodyBytes,
@@ -78,10 +83,5 @@ export function createApp(options: AppOptions): Koa {
       : next()));
   }
   for (const router of options.routers ?? []) app.use(router.routes()).use(router.allowedMethods());
-
-  app.use((ctx) => {
-    ctx.status = 404;
-    ctx.body = errorBody('not_found', `no route for ${ctx.method} ${ctx.path}`);
-  });
   return app;
 }
