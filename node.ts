@@ -36,7 +36,7 @@ import type { Api } from './http/api.ts';
 import type { Edge } from './http/edge.ts';
 import { Metrics, ServiceTimings } from './http/metrics.ts';
 import { QuoteSigner } from './http/quote-token.ts';
-import { rateLimit, userOrIp } from './http/rate-limit.ts';
+import { rateLimit, successLimit, userOrIp } from './http/rate-limit.ts';
 import { WsGateway } from './http/ws.ts';
 import { clientAddressOf } from './http/client-address.ts';
 import type { RateLimiter } from './http/ports.ts';
@@ -238,7 +238,10 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       },
       {
         method: 'POST', path: /^\/v1\/bookings$/,
-        middleware: rateLimit(limiter, { name: 'book', limit: config.rateLimits.bookingsPerMin, windowMs: 60_000 }, userOrIp),
+        // Bookings created, as its name says: a refused request (400, 409, 429) counts for nothing.
+        middleware: successLimit(
+          limiter, { name: 'book', limit: config.rateLimits.bookingsPerMin, windowMs: 60_000 }, userOrIp, (ctx) => ctx.state.created === true,
+        ),
       },
     ],
     health: healthChecks({

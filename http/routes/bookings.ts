@@ -109,6 +109,8 @@ export function bookingRoutes(edge: Edge): Api {
         : outcome(result)) as { riderId: string };
       if (view.riderId !== riderId) throw new HttpError(409, 'conflict', 'booking id collision');
       ctx.set('Location', `/v1/bookings/${id}`);
+      // What the bookings-per-minute limit counts (node.ts): a booking made now, not one answered again.
+      ctx.state.created = result.status === 'applied';
       return view;
     },
   });
