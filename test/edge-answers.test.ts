@@ -48,10 +48,14 @@ test('a body that is not sent as JSON is 415, and changes nothing', async (t) =>
   const json = JSON.stringify({ name: 'After' });
   for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/xml', '']) {
     const headers: Record<string, string> = type ? { 'content-type': type } : {};
-    const res = await fetch(`${edge.url}/v1/admin/drivers/${id}`, { method: 'PATCH', body: new Blob([json], type ? { type } : {}), headers: { ...headers, authorization: `Bearer ${admin}` } });
+    const res = await fetch(`${edge.url}/v1/admin/drivers/${id}`, {
+      method: 'PATCH', body: new Blob([json], type ? { type } : {}), headers: { ...headers, authorization: `Bearer ${admin}` },
+    });
     const body = await res.json();
     assertError(t, { status: res.status, body, headers: res.headers }, 415, 'unsupported_media_type', `PATCH as ${type || 'no type'}`);
-    const quote = await edge.http('POST', '/v1/quotes', { token: rider, raw: JSON.stringify({ pickup: P, dropoff: D, vehicleType: 'economy' }), headers: { 'content-type': type || 'application/octet-stream' } });
+    const quote = await edge.http('POST', '/v1/quotes', {
+      token: rider, raw: JSON.stringify({ pickup: P, dropoff: D, vehicleType: 'economy' }), headers: { 'content-type': type || 'application/octet-stream' },
+    });
     assertError(t, quote, 415, 'unsupported_media_type', `POST /v1/quotes as ${type || 'octet-stream'}`);
   }
   t.is((await edge.http('GET', `/v1/admin/drivers/${id}`, { token: admin })).body.name, 'Before', 'nothing changed');
@@ -98,7 +102,8 @@ test('the Authorization header counts only where a token is needed: ignored on p
     }
     const token = await edge.http('POST', '/v1/auth/token', { headers, body: { sub: 'someone', role: 'rider' } });
     t.is(token.status, 200, `a public operation ignores "${authorization.slice(0, 12)}"`);
-    const login = await edge.http('POST', '/v1/auth/login', { headers, body: { email: `nobody-${randomUUID().slice(0, 8)}@example.org`, password: 'not-the-one-9' } });
+    const email = `nobody-${randomUUID().slice(0, 8)}@example.org`;
+    const login = await edge.http('POST', '/v1/auth/login', { headers, body: { email, password: 'not-the-one-9' } });
     t.is(login.body.error.code, 'invalid_credentials', 'login answers for the credentials, not for a stale token');
     assertError(t, await edge.http('GET', '/v1/bookings', { headers }), 401, 'unauthenticated', `GET /v1/bookings with "${authorization.slice(0, 12)}"`);
     assertError(t, await edge.http('GET', '/metrics', { headers }), 401, 'unauthenticated', `GET /metrics with "${authorization.slice(0, 12)}"`);

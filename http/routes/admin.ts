@@ -10,7 +10,8 @@ import { pricingPolicy } from '../edge.ts';
 import { HttpError } from '../errors.ts';
 import { DriverId, MaintenanceId, VehicleId } from '../ids.ts';
 import {
-  AnalyticsQuery, DriverCreate, DriverPatch, MaintenanceCreate, PricingPolicy, Vehicle, VehicleCreate, VehiclePatch,
+  Analytics, AnalyticsQuery, Driver, DriverCreate, DriverDetail, DriverList, DriverPatch, DriverStatus, MaintenanceCreate, MaintenanceList,
+  PricingPolicy, PROJECTION_LAG, Vehicle, VehicleCreate, VehiclePatch,
 } from '../schemas.ts';
 import { outcome } from '../rejections.ts';
 import { revealFields, sealFields } from '../../runtime/personal-data.ts';
@@ -54,7 +55,7 @@ export function adminRoutes(edge: Edge): Api {
   });
   api.add({
     method: 'get', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Vehicles', roles: admin,
-    response: z.object({ items: z.array(Vehicle) }),
+    response: z.object({ items: z.array(Vehicle) }), responseHeaders: [PROJECTION_LAG],
     handler: async (ctx) => { lagHeader(ctx, edge, 'vehicles'); return { items: await edge.readModels.listVehicles() }; },
   });
   api.add({
@@ -93,7 +94,7 @@ export function adminRoutes(edge: Edge): Api {
   });
   api.add({
     method: 'get', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin', summary: 'Maintenance windows of a vehicle', roles: admin,
-    params: vehicleParams,
+    params: vehicleParams, response: MaintenanceList,
     handler: async (_ctx, { params }) => {
       const view = await edge.region.ask<{ maintenance: unknown[] } | null>(vehicle(params.id), { type: 'get' });
       if (!view) throw new HttpError(404, 'not_found', `no vehicle ${params.id}`);
@@ -110,7 +111,7 @@ export function adminRoutes(edge: Edge): Api {
   });
 
   api.add({
-    method: 'post', path: '/v1/admin/drivers', tag: 'admin', roles: admin, body: DriverCreate, status: 201, errors: [409],
+    method: 'post', path: '/v1/admin/drivers', tag: 'admin', roles: admin, body: DriverCreate, response: Driver, status: 201, errors: [409],
     summary: 'Add a driver (approved from the start); an id that is taken, by any driver, is 409 conflict',
     handler: async (_ctx, { body }) => {
       const { id, ...profile } = body;
@@ -123,14 +124,14 @@ export function adminRoutes(edge: Edge): Api {
   });
   api.add({
     method: 'get', path: '/v1/admin/drivers', tag: 'admin', summary: 'Drivers', roles: admin,
-    query: z.object({ status: z.enum(['offline', 'available', 'offered', 'assigned', 'on_trip']).optional() }).strict(),
+    query: z.object({ status: DriverStatus.optional() }).strict(), response: DriverList, responseHeaders: [PROJECTION_LAG],
     handler: async (ctx, { query }) => {
       lagHeader(ctx, edge, 'drivers');
       return { items: (await edge.readModels.listDrivers(query.status)).map(reveal) };
     },
   });
   api.add({
-    method: 'get', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'A driver', roles: admin, params: driverParams,
+    method: 'get', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'A driver', roles: admin, params: driverParams, response: DriverDetail,
     handler: async (_ctx, { params }) => {
       const s = await edge.region.ask<(DriverState & { exists: boolean }) | null>(driver(params.id), { type: 'get' });
       if (!s?.exists) throw new HttpError(404, 'not_found', `no driver ${params.id}`);
@@ -142,7 +143,7 @@ export function adminRoutes(edge: Edge): Api {
   });
   api.add({
     method: 'patch', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'Change a driver (deactivate with active: false)',
-    roles: admin, params: driverParams, body: DriverPatch,
+    roles: admin, params: driverParams, body: DriverPatch, response: Driver,
     handler: async (_ctx, { params, body }) => {
       await checkVehicle(body.vehicleId);
       return reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(body) })));
@@ -151,7 +152,7 @@ export function adminRoutes(edge: Edge): Api {
   api.add({
     method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin',
     summary: 'Approve a self-registered driver so it can go online (idempotent)',
-    roles: admin, params: driverParams,
+    roles: admin, params: driverParams, response: Driver,
     handler: async (_ctx, { params }) => reveal(outcome(await edge.region.request(driver(params.id), { type: 'approve' }))),
   });
 
@@ -167,7 +168,7 @@ export function adminRoutes(edge: Edge): Api {
   });
   api.add({
     method: 'get', path: '/v1/admin/analytics', tag: 'admin', summary: 'Aggregates per hour or per pickup cell', roles: admin,
-    query: AnalyticsQuery,
+    query: AnalyticsQuery, response: Analytics, responseHeaders: [PROJECTION_LAG],
     handler: async (ctx, { query }) => {
       lagHeader(ctx, edge, 'analytics');
       const from = Date.parse(query.from);

@@ -13,7 +13,8 @@ import { pricingPolicy } from '../edge.ts';
 import { HttpError } from '../errors.ts';
 import { BookingId } from '../ids.ts';
 import {
-  Booking, BookingCreate, BookingList, BookingListQuery, CancelRequest, Quote, QuoteRequest, RatingRequest, encodeBookingCursor,
+  Booking, BookingCreate, BookingList, BookingListQuery, CancelRequest, IdempotencyKey, PROJECTION_LAG, Quote, QuoteRequest, RatingRequest,
+  encodeBookingCursor,
 } from '../schemas.ts';
 import { outcome } from '../rejections.ts';
 import { surgeAt } from '../surge.ts';
@@ -65,7 +66,10 @@ export function bookingRoutes(edge: Edge): Api {
   api.add({
     method: 'post', path: '/v1/bookings', tag: 'bookings', summary: 'Book now or for later, from a quote or from scratch',
     roles: ['rider'], body: BookingCreate, response: Booking, status: 201, errors: [409],
-    headers: [{ name: 'Idempotency-Key', description: 'the same key from the same rider creates one booking' }],
+    headers: [{ name: 'Idempotency-Key', description: 'the same key from the same rider creates one booking', schema: IdempotencyKey }],
+    responseHeaders: [{
+      name: 'Location', required: true, description: 'where the booking is read', schema: z.string().regex(/^\/v1\/bookings\/bk_[\w-]+$/),
+    }],
     handler: async (ctx, { body }) => {
       const riderId = principalOf(ctx.state).sub;
       let terms;
@@ -85,7 +89,7 @@ export function bookingRoutes(edge: Edge): Api {
         throw new HttpError(400, 'invalid_request', 'scheduledAt is more than 30 days ahead');
       }
       const key = ctx.get('idempotency-key');
-      if (key && !/^[\w.:-]{1,128}$/.test(key)) {
+      if (key && !IdempotencyKey.safeParse(key).success) {
         throw new HttpError(400, 'invalid_request', 'Idempotency-Key must be 1-128 characters of letters, digits, . : _ -');
       }
       // A booking from a quote is named by the quote, so the quote books once: another
@@ -129,7 +133,7 @@ export function bookingRoutes(edge: Edge): Api {
   api.add({
     method: 'get', path: '/v1/bookings', tag: 'bookings',
     summary: 'Bookings, newest first: a rider sees their own, an admin all (with filters)',
-    roles: ['rider', 'driver', 'admin'], query: BookingListQuery, response: BookingList,
+    roles: ['rider', 'driver', 'admin'], query: BookingListQuery, response: BookingList, responseHeaders: [PROJECTION_LAG],
     handler: async (ctx, { query }) => {
       const p = principalOf(ctx.state);
       if (p.role !== 'admin' && (query.riderId || query.driverId)) {

@@ -250,7 +250,8 @@ test('a driver who let the offer run out is offered it once more when a search f
     t.is(third.state.tried.filter((id) => id === 'only').length, 2);
   }
   // A driver who declined is not asked again.
-  let s = run(initialBooking('b1'), create, { type: 'candidates', search: 1, drivers: [cand('no', 0.3)] }, { type: 'offer.declined', driverId: 'no' });
+  let s = run(initialBooking('b1'), create, { type: 'candidates', search: 1, drivers: [cand('no', 0.3)] },
+    { type: 'offer.declined', driverId: 'no' });
   const after = behavior.handle(s, { type: 'candidates', search: s.searches, drivers: [cand('no', 0.3)] }, ctx());
   t.is(after.state.status, 'searching', 'a decline is final');
   // Someone new comes first: the second chance is only for when nobody else is left.
