@@ -159,7 +159,11 @@ const DEFINED = {
       'PORT for admin tokens only',
   },
   WS_MAX_SOCKETS_PER_USER: { default: '5', doc: 'open WebSocket sessions one user may hold; the next is refused with close code 4429' },
-  WS_MAX_SOCKETS_PER_IP: { default: '200', doc: 'open WebSocket sessions from one client IP, signed in or not (see TRUST_PROXY)' },
+  WS_MAX_SOCKETS_PER_IP: {
+    default: '200',
+    doc: 'open WebSocket sessions from one client IP, signed in or not (see TRUST_PROXY); unset with AUTH_DEV_TOKENS=true: 100000, ' +
+      'so a development node takes its own simulator',
+  },
   WS_AUTH_TIMEOUT_MS: {
     default: '10000',
     doc: 'a socket opened without a token must send its auth message within this time or is closed with 4401',
@@ -173,7 +177,11 @@ const DEFINED = {
     doc: 'location fixes per minute one driver may send (a phone sends about 60); a batch after a dead zone may use up to 10 minutes of ' +
       'it at once',
   },
-  RATE_LIMIT_API_PER_MIN: { default: '600', doc: 'requests per minute to /v1/ per signed-in user (or client IP)' },
+  RATE_LIMIT_API_PER_MIN: {
+    default: '600',
+    doc: 'requests per minute to /v1/ per signed-in user (or client IP); unset with AUTH_DEV_TOKENS=true: 100000, so a development ' +
+      'node takes its own simulator',
+  },
   RATE_LIMIT_BOOKINGS_PER_MIN: { default: '30', doc: 'bookings created per minute per user (or client IP)' },
   RATE_LIMIT_LOGIN_PER_MIN: { default: '10', doc: 'login attempts per minute per client IP' },
   RATE_LIMIT_REGISTER_PER_MIN: { default: '20', doc: 'registrations per minute per client IP' },
