@@ -23,7 +23,6 @@ import { RedisNotifier } from './adapters/redis/notifier.ts';
 import { RedisRemoteChannel } from './adapters/redis/remote-channel.ts';
 import { randomBytes } from 'node:crypto';
 import { createApp } from './http/app.ts';
-import { requireRole } from './http/authenticate.ts';
 import { createAuthenticator } from './http/auth.ts';
 import { clusterRoutes } from './http/routes/cluster.ts';
 import { authRoutes } from './http/routes/auth.ts';
@@ -34,11 +33,13 @@ import { bookingRoutes } from './http/routes/bookings.ts';
 import { discoveryRoutes } from './http/routes/discovery.ts';
 import { docsRoutes } from './http/routes/docs.ts';
 import { opsPageRoutes } from './http/routes/ops-page.ts';
+import { healthRoutes } from './http/routes/health.ts';
+import { metricsRoutes } from './http/routes/metrics-scrape.ts';
 import type { Api } from './http/api.ts';
 import type { Edge } from './http/edge.ts';
 import { HandoffTimings, Metrics, ServiceTimings } from './http/metrics.ts';
 import { QuoteSigner } from './http/quote-token.ts';
-import { rateLimit, userOrIp } from './http/rate-limit.ts';
+import { rateLimit, successLimit, userOrIp } from './http/rate-limit.ts';
 import { WsGateway } from './http/ws.ts';
 import { clientAddressOf } from './http/client-address.ts';
 import type { RateLimiter } from './http/ports.ts';
@@ -238,12 +239,20 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const apis: Api[] = [
     authRoutes(edge), bookingRoutes(edge), discoveryRoutes(edge, occupied), adminRoutes(edge), deadLetterRoutes(edge), auditRoutes(edge),
     clusterRoutes(region, host, projector),
+    // /metrics on the API port only when it has no port of its own.
+    ...(config.metrics.port === undefined ? [metricsRoutes(metrics)] : []),
   ];
 
   const extraRouters = options.routers?.(region) ?? [];
   let stopping = false;
   // One reading of TRUST_PROXY for HTTP requests and WebSocket upgrades alike.
   const addressOf = clientAddressOf(config.http.trustProxy);
+  const health = healthChecks({
+    stopping: () => stopping, region, logger,
+    storageProblem: () => storage.problem?.(),
+    logProblem: () => baseLog.problem?.(),
+    ping: () => storage.journal.ping(),
+  });
   const app = createApp({
     logger,
     auth,
@@ -257,19 +266,17 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       },
       {
         method: 'POST', path: /^\/v1\/bookings$/,
-        middleware: rateLimit(limiter, { name: 'book', limit: config.rateLimits.bookingsPerMin, windowMs: 60_000 }, userOrIp),
+        // Bookings created, as its name says: a refused request (400, 409, 429) counts for nothing.
+        middleware: successLimit(
+          limiter, { name: 'book', limit: config.rateLimits.bookingsPerMin, windowMs: 60_000 }, userOrIp, (ctx) => ctx.state.created === true,
+        ),
       },
     ],
-    health: healthChecks({
-      stopping: () => stopping, region, logger,
-      storageProblem: () => storage.problem?.(),
-      logProblem: () => baseLog.problem?.(),
-      ping: () => storage.journal.ping(),
-    }),
+    health,
     addressOf,
     routers: [
-      ...(config.metrics.port === undefined ? [metrics.routes(requireRole('admin'))] : []),
-      docsRoutes(() => apis),
+      // The app serves /health and /ready from `health` itself; the document describes them too.
+      docsRoutes(() => [healthRoutes(health), ...apis]),
       opsPageRoutes(),
       ...apis.map((a) => a.router),
       ...extraRouters,

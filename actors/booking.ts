@@ -32,7 +32,7 @@
 
 import { rejected, unchanged, type Behavior, type Effect, type EntityRef, type HandleContext, type Outcome } from './behavior.ts';
 import type { Candidate } from './cell.ts';
-import { DEFAULT_WEIGHTS, rankCandidates, type DispatchWeights } from './dispatch-policy.ts';
+import { DEFAULT_WEIGHTS, rankCandidates, rankSecondChances, type DispatchWeights } from './dispatch-policy.ts';
 import type { Point } from './geo.ts';
 import type { Money } from './pricing.ts';
 import type { BookingRejection } from './rejections.ts';
@@ -69,6 +69,8 @@ export interface BookingState {
   /** Searches made before the booking was last sent back to dispatch; the backoff counts from here. */
   readonly searchesBefore?: number;
   readonly tried: readonly string[];
+  /** Drivers whose offer of this booking ran out unanswered (expired or timed out), once each; absent when none. */
+  readonly lapsed?: readonly string[];
   readonly queue: readonly Candidate[];
   readonly offer?: { readonly driverId: string; readonly expiresAt: number };
   readonly deadlineAt: number;
@@ -176,6 +178,9 @@ export const FINAL: readonly BookingStatus[] = ['completed', 'cancelled', 'no_dr
 /** Statuses from which a rider or admin may still cancel (the contract: 409 once in progress or finished). */
 const CANCELLABLE: readonly BookingStatus[] = ['scheduled', 'searching', 'offered', 'accepted', 'arriving'];
 
+/** Reasons an offer ends without an answer from the driver: it may be offered again once (dispatch-policy.ts). */
+const LAPSED: readonly string[] = ['expired', 'timeout'];
+
 /** The timers of a dispatch round, all cancelled when it ends (accepted, cancelled, no driver). */
 const DISPATCH_TIMERS = ['offer', 'search', 'deadline'] as const;
 
@@ -214,8 +219,10 @@ export function applyBooking(s: BookingState, e: BookingEvent): BookingState {
       ...withStatus(s, 'offered', e.at), offer: { driverId: e.driverId, expiresAt: e.expiresAt },
       tried: [...s.tried, e.driverId], queue: s.queue.filter((c) => c.driverId !== e.driverId),
     };
-    case 'offer.failed':
-      return s.status === 'offered' ? { ...withStatus(s, 'searching', e.at), offer: undefined } : { ...s, offer: undefined };
+    case 'offer.failed': {
+      const next = s.status === 'offered' ? { ...withStatus(s, 'searching', e.at), offer: undefined } : { ...s, offer: undefined };
+      return LAPSED.includes(e.reason) && !s.lapsed?.includes(e.driverId) ? { ...next, lapsed: [...(s.lapsed ?? []), e.driverId] } : next;
+    }
     case 'accepted': return { ...withStatus(s, 'accepted', e.at), driverId: e.driverId, offer: undefined, queue: [] };
     // Back to searching: the released driver stays in `tried`; the next search gets a fresh deadline.
     case 'released':
@@ -291,13 +298,14 @@ export function makeBookingBehavior(
   }
 
   /**
-   * Offer to the best untried candidate. With nobody to offer: give up at the deadline only;
-   * right after a search (`searched`) wait out a backoff before the next one, else (the
-   * candidates of a search ran out) search again at once, wider.
+   * Offer to the best untried candidate; when a search found none, to a driver who let its
+   * offer run out, once more. With nobody to offer: give up at the deadline only; right after
+   * a search (`searched`) wait out a backoff before the next one, else (the candidates of a
+   * search ran out) search again at once, wider.
    */
   function offerOrWidenOrGiveUp(s: BookingState, now: number, searched = false): Step {
-    const ranked = rankCandidates(s.queue, { bookingId: s.id, radiusKm: s.radiusKm, now, tried: s.tried, weights: settings.weights });
-    const best = ranked[0];
+    const o = { bookingId: s.id, radiusKm: s.radiusKm, now, tried: s.tried, weights: settings.weights };
+    const best = rankCandidates(s.queue, o)[0] ?? (searched ? rankSecondChances(s.queue, { ...o, lapsed: s.lapsed ?? [] })[0] : undefined);
     if (best) {
       const expiresAt = now + settings.offerTimeoutMs;
       return {

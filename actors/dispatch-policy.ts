@@ -1,6 +1,9 @@
 // Who gets the offer: candidates ranked by a weighted score, distance first, then
 // rating, time since the driver's last trip (fairness) and acceptance rate. Ties are
-// broken by a hash of booking and driver, so no driver is always first by id.
+// broken by a hash of booking and driver, so no driver is always first by id. A driver
+// is offered a booking once; one who let the offer run out (did not answer: a phone in
+// a pocket, a missed sound) gets one more chance when nobody else is left, as dispatch
+// systems with a fixed number of attempts per driver do. A decline is final.
 
 import type { Candidate } from './cell.ts';
 import { inMaintenance } from './vehicle.ts';
@@ -39,4 +42,20 @@ export function rankCandidates(
     .map((c) => ({ c, s: score(c, o.radiusKm, o.now, o.weights), t: tieBreak(o.bookingId, c.driverId) }))
     .sort((a, b) => a.s - b.s || a.t - b.t)
     .map((x) => x.c);
+}
+
+/** How many times a driver who let an offer run out may be offered the same booking. */
+export const OFFERS_PER_LAPSED_DRIVER = 2;
+
+/**
+ * When no untried candidate is left: those whose offer of this booking ran out unanswered
+ * (`lapsed`) and who have had fewer than OFFERS_PER_LAPSED_DRIVER offers of it, best first.
+ */
+export function rankSecondChances(
+  candidates: readonly Candidate[],
+  o: { bookingId: string; radiusKm: number; now: number; tried: readonly string[]; lapsed: readonly string[]; weights: DispatchWeights },
+): Candidate[] {
+  const offers = (id: string) => o.tried.filter((t) => t === id).length;
+  const again = candidates.filter((c) => o.lapsed.includes(c.driverId) && offers(c.driverId) < OFFERS_PER_LAPSED_DRIVER);
+  return rankCandidates(again, { ...o, tried: [] });
 }

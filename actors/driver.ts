@@ -107,8 +107,10 @@ export type DriverMessage =
   | { readonly type: 'booking.cancelled'; readonly bookingId: string }
   | { readonly type: 'rated'; readonly bookingId: string; readonly stars: number }
   | { readonly type: 'maintenance.set'; readonly windows: readonly MaintenanceWindow[] }
-  /** Creates or changes the profile (admin create, registration). */
+  /** Creates or changes the profile (registration, under a fresh id). */
   | { readonly type: 'profile.set'; readonly profile: Partial<DriverProfile> }
+  /** An admin adds a driver: refused with `conflict` when the id is anyone's already (added, registered, or online). */
+  | { readonly type: 'create'; readonly profile: Partial<DriverProfile> }
   /** Changes the profile of an existing driver; `not_found` for an id nobody created. */
   | { readonly type: 'profile.update'; readonly profile: Partial<Omit<DriverProfile, 'approval'>> }
   /** An admin approves a self-registered driver (idempotent). */
@@ -456,6 +458,10 @@ export function makeDriverBehavior(
       case 'maintenance.set':
         return transition(s, [{ type: 'maintenance.set', windows: m.windows }], ctx);
       case 'profile.set':
+        return changeProfile(s, m.profile, ctx);
+      case 'create':
+        // A create is not an upsert: it would overwrite a driver's profile, or approve a pending one.
+        if (driverExists(s)) return rejected(s, 'conflict', `driver ${ctx.self.id} exists; change it with PATCH`);
         return changeProfile(s, m.profile, ctx);
       case 'profile.update': {
         if (!driverExists(s)) return rejected(s, 'not_found', `no driver ${ctx.self.id}`);

@@ -1,9 +1,16 @@
-// Fares: per vehicle type base + per km + per minute, clamped to a minimum and a
-// maximum, times the pickup cell's surge, times a time-of-day multiplier.
+// Fares: per vehicle type base + per km + per minute, times the pickup cell's surge,
+// times a time-of-day multiplier, clamped to the tariff's minimum and maximum: the
+// bounds hold whatever the multipliers, so a tariff's maximum is the most a rider pays.
 // Distance is great-circle times a detour factor (streets are not straight);
 // duration is that distance at an average city speed. Money is in minor units.
 
 import { distanceKm, type Point } from './geo.ts';
+
+/**
+ * The largest value of any tariff field (minor units): a price is at most the tariff's
+ * maximum, so every price, and a sum of millions of them, stays a safe integer.
+ */
+export const TARIFF_LIMIT = 1_000_000_000;
 
 export interface Tariff {
   readonly base: number;
@@ -81,10 +88,10 @@ export function fare(vehicleType: string, trip: Estimate, surge: number, at: num
   const tariff = tariffOf(policy, vehicleType);
   if (!tariff) throw new RangeError(`unknown vehicle type "${vehicleType}"`);
   const metered = tariff.base + tariff.perKm * trip.distanceKm + tariff.perMin * trip.durationMin;
-  const clamped = Math.min(tariff.maximum, Math.max(tariff.minimum, metered));
   const cappedSurge = Math.min(policy.surgeCap, Math.max(1, surge));
   const peak = policy.peakHours.includes(new Date(at).getUTCHours()) ? policy.peakMultiplier : 1;
-  const amount = Math.round(clamped * cappedSurge * peak);
+  // Clamped last: a maximum applied before surge would let a fare reach surgeCap times it.
+  const amount = Math.round(Math.min(tariff.maximum, Math.max(tariff.minimum, metered * cappedSurge * peak)));
   // A tariff that is not numbers (a hand-edited setting) prices nothing rather than a ride with no price.
   if (!Number.isSafeInteger(amount) || amount < 0) throw new RangeError(`the tariff of "${vehicleType}" gives no price (${amount})`);
   return { amount, currency: tariff.currency };

@@ -45,7 +45,9 @@ export type DriverRejection =
   /** A profile change or approval for a driver nobody created. */
   | 'not_found'
   /** `online` with a vehicle type that is not its vehicle's, or not one an admin allowed it. */
-  | 'vehicle_type_not_allowed';
+  | 'vehicle_type_not_allowed'
+  /** An admin's create under the id of a driver that exists. */
+  | 'conflict';
 
 /** Refusals of a vehicle's commands (admin API). */
 export type VehicleRejection =

@@ -173,6 +173,18 @@ type Env = Readonly<Record<string, string | undefined>>;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Reads one variable at a time, collecting problems instead of throwing on the first. */
+/**
+ * What the caps per client address are on a development node (AUTH_DEV_TOKENS=true) when
+ * they are not set: such a node gives a token to whoever asks, so a cap per address keeps
+ * no one out there, and its own simulator (`npm run simulate`, thousands of drivers and
+ * riders from one address) must fit under it. Set, a variable means what it says.
+ */
+export const DEVELOPMENT_CAPS = { WS_MAX_SOCKETS_PER_IP: 100_000, RATE_LIMIT_API_PER_MIN: 100_000 } as const;
+
+function perAddress(r: Reader, name: keyof typeof DEVELOPMENT_CAPS, devTokens: boolean): number {
+  return devTokens && r.raw(name) === undefined ? DEVELOPMENT_CAPS[name] : r.int(name, 1, 1_000_000);
+}
+
 class Reader {
   readonly problems: string[] = [];
   readonly #env: Env;
@@ -606,6 +618,7 @@ export function loadConfig(env: Env = process.env): Config {
     jwksUrl = undefined;
   }
 
+  const devTokens = r.bool('AUTH_DEV_TOKENS');
   const config: Config = {
     mode,
     development,
@@ -622,13 +635,13 @@ export function loadConfig(env: Env = process.env): Config {
     ws: {
       queryToken: r.bool('WS_QUERY_TOKEN'),
       maxSocketsPerUser: r.int('WS_MAX_SOCKETS_PER_USER', 1, 1000),
-      maxSocketsPerIp: r.int('WS_MAX_SOCKETS_PER_IP', 1, 1_000_000),
+      maxSocketsPerIp: perAddress(r, 'WS_MAX_SOCKETS_PER_IP', devTokens),
       authTimeoutMs: r.int('WS_AUTH_TIMEOUT_MS', 100, 600_000),
       messagesPerSecond: r.int('WS_MESSAGES_PER_SECOND', 1, 10_000),
       fixesPerMinute: r.int('LOCATION_FIXES_PER_MINUTE', 1, 60_000),
     },
     rateLimits: {
-      apiPerMin: r.int('RATE_LIMIT_API_PER_MIN', 1, 1_000_000),
+      apiPerMin: perAddress(r, 'RATE_LIMIT_API_PER_MIN', devTokens),
       bookingsPerMin: r.int('RATE_LIMIT_BOOKINGS_PER_MIN', 1, 1_000_000),
       loginPerMin: r.int('RATE_LIMIT_LOGIN_PER_MIN', 1, 1_000_000),
       registerPerMin: r.int('RATE_LIMIT_REGISTER_PER_MIN', 1, 1_000_000),
@@ -670,7 +683,7 @@ export function loadConfig(env: Env = process.env): Config {
       jwksUrl,
       issuer: r.string('JWT_ISSUER'),
       audience: r.optional('JWT_AUDIENCE'),
-      devTokens: r.bool('AUTH_DEV_TOKENS'),
+      devTokens,
       tokenTtlSeconds: r.int('TOKEN_TTL_SECONDS', 60, 86_400),
     },
     personalData: personalDataKeys(r, development, [r.optional('JWT_SECRET'), quoteSecret]),

@@ -191,7 +191,11 @@ const DEFINED = {
       'NetworkPolicy lets nothing but the scraper reach METRICS_PORT (k8s/networkpolicy.yaml)',
   },
   WS_MAX_SOCKETS_PER_USER: { default: '5', doc: 'open WebSocket sessions one user may hold, across all nodes; the next is refused with close code 4429' },
-  WS_MAX_SOCKETS_PER_IP: { default: '200', doc: 'open WebSocket sessions from one client IP, signed in or not (see TRUST_PROXY)' },
+  WS_MAX_SOCKETS_PER_IP: {
+    default: '200',
+    doc: 'open WebSocket sessions from one client IP, signed in or not (see TRUST_PROXY); unset with AUTH_DEV_TOKENS=true: 100000, ' +
+      'so a development node takes its own simulator',
+  },
   WS_QUERY_TOKEN: {
     default: 'false',
     doc: 'true accepts a token in the WebSocket URL (/v1/ws?token=...), which proxies and access logs record; otherwise such a socket ' +
@@ -210,7 +214,11 @@ const DEFINED = {
     doc: 'location fixes per minute one driver may send (a phone sends about 60); a batch after a dead zone may use up to 10 minutes of ' +
       'it at once',
   },
-  RATE_LIMIT_API_PER_MIN: { default: '600', doc: 'requests per minute to /v1/ per signed-in user (or client IP)' },
+  RATE_LIMIT_API_PER_MIN: {
+    default: '600',
+    doc: 'requests per minute to /v1/ per signed-in user (or client IP); unset with AUTH_DEV_TOKENS=true: 100000, so a development ' +
+      'node takes its own simulator',
+  },
   RATE_LIMIT_BOOKINGS_PER_MIN: { default: '30', doc: 'bookings created per minute per user (or client IP)' },
   RATE_LIMIT_LOGIN_PER_MIN: { default: '10', doc: 'login attempts per minute per client IP' },
   RATE_LIMIT_REGISTER_PER_MIN: { default: '20', doc: 'registrations per minute per client IP' },

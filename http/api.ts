@@ -32,11 +32,16 @@ export interface Operation<B = unknown, Q = unknown, P = Record<string, string>>
    */
   readonly params?: ZodType<P>;
   readonly response?: ZodType;
+  /** The success body's media type when it is not JSON (/metrics); `response` is then its text. */
+  readonly produces?: string;
   readonly status?: number;
-  readonly headers?: readonly { name: string; description: string; required?: boolean }[];
+  /** Request headers the operation reads, with the format it holds them to (the handler checks the same schema). */
+  readonly headers?: readonly Header[];
+  /** Headers of the success answer (Location, X-Projection-Lag-Ms). */
+  readonly responseHeaders?: readonly Header[];
   /**
    * Error statuses the handler itself can answer, beyond those derived from the declaration
-   * (400 for input, 413 for a body, 401/403 for roles, 404 for path parameters, 429 for /v1/).
+   * (see errorStatuses).
    */
   readonly errors?: readonly number[];
   /**
@@ -46,6 +51,13 @@ export interface Operation<B = unknown, Q = unknown, P = Record<string, string>>
    */
   readonly audit?: (input: { body: B; query: Q; params: P }, result: any) => AuditNote;
   readonly handler: (ctx: Context & { state: AuthState & AuditDetail }, input: { body: B; query: Q; params: P }) => Promise<unknown>;
+}
+
+export interface Header {
+  readonly name: string;
+  readonly description: string;
+  readonly required?: boolean;
+  readonly schema?: ZodType;
 }
 
 export const ErrorSchema = z.object({
@@ -130,6 +142,7 @@ const TAGS: Readonly<Record<string, string>> = {
   bookings: 'Quotes and bookings',
   discovery: 'Nearby drivers and surge',
   admin: 'Vehicles, drivers, pricing, analytics and the cluster (admin role)',
+  operations: 'Liveness, readiness and metrics, for orchestrators and scrapers',
 };
 
 /** What each error status means, for the responses of the OpenAPI document. */
@@ -140,26 +153,53 @@ const ERROR_MEANINGS: Readonly<Record<number, string>> = {
   404: 'no such resource, or not one this caller may see',
   409: 'refused in the resource\'s current state (or a duplicate)',
   413: 'the body is larger than the node accepts',
-  422: 'well-formed but not acceptable',
+  415: 'the body is not `application/json`',
+  422: 'storage refused the command\'s data (`unprocessable`): it was set aside as a dead letter',
   429: 'rate limited; `Retry-After` gives the seconds to wait',
-  503: 'a dependency is unavailable (`unavailable`), ' +
+  431: 'the request line and headers (a URL, say) are larger than 16 KB',
+  500: 'a bug (`internal_error`); no stack trace is sent',
+  503: 'a dependency is unavailable (`unavailable`), the entity\'s shard is moving, ' +
     'or the node is overloaded (`overloaded`, with `Retry-After` giving the seconds to wait); retry later',
+  504: 'the entity\'s owner did not answer in time (`timeout`); retry later',
 };
 
-/** Error statuses an operation can answer: derived from its declaration, plus those it names. */
+/**
+ * Every status an operation can answer with an error, so none is left to a `default`: those
+ * its declaration implies, those it names, and those any request can meet (a URL too long,
+ * a bug). Operations under /v1/ reach storage or entities, which can be down, moving or
+ * slow (503, 504); those that write can meet storage refusing the data (422).
+ */
 export function errorStatuses(op: Operation<any, any, any>): number[] {
-  const statuses = new Set<number>(op.errors ?? []);
+  const statuses = new Set<number>([...op.errors ?? [], 431, 500]);
   if (op.body || op.query || op.headers?.length || op.path.includes(':')) statuses.add(400);
-  if (op.body) statuses.add(413);
+  if (op.body) { statuses.add(413); statuses.add(415); }
   if (op.roles) { statuses.add(401); statuses.add(403); }
   if (op.path.includes(':')) statuses.add(404);
   // node.ts rate-limits every /v1/ request per user or IP; guards are tighter limits.
   if (op.path.startsWith('/v1/') || op.guards?.length) statuses.add(429);
+  if (op.path.startsWith('/v1/')) { statuses.add(503); statuses.add(504); }
+  if (op.path.startsWith('/v1/') && op.method !== 'get') statuses.add(422);
   return [...statuses].sort((a, b) => a - b);
 }
 
-const errorResponse = (description: string) => ({
-  description,
+/** Headers that come with answers whatever the operation: their names, as `components.headers` holds them. */
+const COMMON_HEADERS = {
+  'X-Request-Id': {
+    description: 'the request\'s id, in every answer: the caller\'s own when it sent a well-formed one, else a fresh one; logs carry it',
+    required: true, schema: { type: 'string', pattern: '^[\\w.-]{1,128}$' },
+  },
+  'Retry-After': { description: 'seconds to wait before trying again', required: true, schema: { type: 'integer', minimum: 1 } },
+} as const;
+const headerRef = (name: keyof typeof COMMON_HEADERS) => ({ $ref: `#/components/headers/${name}` });
+
+const errorResponse = (status: number) => ({
+  description: ERROR_MEANINGS[status] ?? 'error',
+  headers: {
+    'X-Request-Id': headerRef('X-Request-Id'),
+    // Always with a 429; with a 503 when the node is overloaded or starting.
+    ...(status === 429 ? { 'Retry-After': headerRef('Retry-After') } : {}),
+    ...(status === 503 ? { 'Retry-After': { description: 'seconds to wait, when the node says', schema: { type: 'integer', minimum: 1 } } } : {}),
+  },
   content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
 });
 
@@ -190,19 +230,27 @@ export function openApiDocument(apis: readonly Api[], info: { title: string; ver
     const required = (querySchema?.required ?? []) as string[];
     const query = Object.entries((querySchema?.properties ?? {}) as Record<string, unknown>)
       .map(([name, schema]) => ({ name, in: 'query', required: required.includes(name), schema }));
+    const headerSchema = (h: Header) => (h.schema ? toSchema(h.schema, 'input') : { type: 'string' });
     const headers = (op.headers ?? []).map((h) => ({
-      name: h.name, in: 'header', required: h.required ?? false, description: h.description, schema: { type: 'string' },
+      name: h.name, in: 'header', required: h.required ?? false, description: h.description, schema: headerSchema(h),
     }));
     const status = String(op.status ?? 200);
-    const responses: Record<string, unknown> = {
-      [status]: op.response
-        // Described as zod's input view: objects stay open, since the contract lets fields be added.
-        ? { description: 'success', content: { 'application/json': { schema: toSchema(op.response, 'input') } } }
-        : { description: 'success' },
+    const successHeaders = {
+      'X-Request-Id': headerRef('X-Request-Id'),
+      ...Object.fromEntries((op.responseHeaders ?? []).map((h) => [h.name, {
+        description: h.description, required: h.required ?? false, schema: headerSchema(h),
+      }])),
     };
-    for (const code of errorStatuses(op)) responses[String(code)] = errorResponse(ERROR_MEANINGS[code] ?? 'error');
-    // Anything else (5xx: timeouts, unavailable dependencies) has the same shape.
-    responses.default = errorResponse('error');
+    const responses: Record<string, unknown> = {
+      [status]: {
+        description: 'success',
+        headers: successHeaders,
+        // Described as zod's input view: objects stay open, since the contract lets fields be added.
+        ...(op.response ? { content: { [op.produces ?? 'application/json']: { schema: toSchema(op.response, 'input') } } } : {}),
+      },
+    };
+    // Every error status is named (errorStatuses), so there is no `default`: an answer outside them breaks the contract.
+    for (const code of errorStatuses(op)) responses[String(code)] = errorResponse(code);
     let operationId = `${op.method}` +
       `${path.replace(/[{}]/g, '').replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ? c.toUpperCase() : ''))}`;
     for (let n = 2; operationIds.has(operationId); n++) operationId = `${operationId.replace(/_\d+$/, '')}_${n}`;
@@ -214,7 +262,9 @@ export function openApiDocument(apis: readonly Api[], info: { title: string; ver
       operationId,
       security: op.roles ? [{ bearer: [] }] : [],
       parameters: [...params, ...query, ...headers],
-      ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: toSchema(op.body, 'input') } } } } : {}),
+      ...(op.body ? {
+        requestBody: { required: !op.body.safeParse(undefined).success, content: { 'application/json': { schema: toSchema(op.body, 'input') } } },
+      } : {}),
       responses,
     };
   }
@@ -232,6 +282,6 @@ export function openApiDocument(apis: readonly Api[], info: { title: string; ver
     security: [{ bearer: [] }],
     tags,
     paths,
-    components: { schemas, securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+    components: { schemas, headers: COMMON_HEADERS, securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
   };
 }

@@ -10,10 +10,13 @@ import type { Metrics } from './metrics.ts';
 import type { Middleware } from 'koa';
 import type { Logger } from 'pino';
 import { requestContext } from './request-context.ts';
-import { HttpError, errorBody } from './errors.ts';
+import { HttpError } from './errors.ts';
 import { clientAddress, clientAddressOf, type ClientAddress } from './client-address.ts';
 import type { IncomingMessage } from 'node:http';
 import { securityHeaders } from './security-headers.ts';
+import { unrouted } from './unrouted.ts';
+import { healthRoutes } from './routes/health.ts';
+import { jsonBodies } from './json-bodies.ts';
 import { tracing } from './tracing.ts';
 
 export interface HealthProbe {
@@ -46,6 +49,9 @@ export function createApp(options: AppOptions): Koa {
   // Outside the error shaping below, so the span sees the status the client gets.
   app.use(tracing());
   app.use(requestContext(options.logger));
+  // Outside every router's allowedMethods, so it writes the body once they have set 404, 405 or 501.
+  app.use(unrouted());
+  app.use(jsonBodies());
   app.use(bodyParser({
     enableTypes: ['json'],
     jsonLimit: options.maxBodyBytes,
@@ -57,20 +63,8 @@ export function createApp(options: AppOptions): Koa {
     },
   }));
 
-  const ops = new Router();
-  ops.get('/health', (ctx) => {
-    ctx.body = { status: options.health.live() ? 'ok' : 'down' };
-  });
-  ops.get('/ready', async (ctx) => {
-    const state = await options.health.ready();
-    if (state.ok) {
-      ctx.body = { status: 'ready', ...state.details };
-    } else {
-      ctx.status = 503;
-      ctx.body = errorBody('not_ready', state.reason);
-    }
-  });
-  app.use(ops.routes()).use(ops.allowedMethods());
+  const { router: health } = healthRoutes(options.health);
+  app.use(health.routes()).use(health.allowedMethods());
   app.use(authenticate(options.auth));
   for (const limit of options.limits ?? []) {
     app.use((ctx, next) => (limit.path.test(ctx.path) && (!limit.method || ctx.method === limit.method)
@@ -78,10 +72,5 @@ export function createApp(options: AppOptions): Koa {
       : next()));
   }
   for (const router of options.routers ?? []) app.use(router.routes()).use(router.allowedMethods());
-
-  app.use((ctx) => {
-    ctx.status = 404;
-    ctx.body = errorBody('not_found', `no route for ${ctx.method} ${ctx.path}`);
-  });
   return app;
 }

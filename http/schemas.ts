@@ -2,6 +2,7 @@
 // validate at the edge and generate the OpenAPI document.
 
 import { z } from 'zod';
+import { TARIFF_LIMIT } from '../actors/pricing.ts';
 import { DriverId, isStorableText, text, VehicleId } from './ids.ts';
 
 // Every free string of a request is text() (http/ids.ts): no control characters but tab and
@@ -13,7 +14,8 @@ export const Point = z.object({
   lng: z.number().min(-180).max(180),
 }).strict().meta({ id: 'Point' });
 
-export const Money = z.object({ amount: z.number().int(), currency: z.string() }).meta({ id: 'Money' });
+/** A price is within its tariff's bounds, so at most TARIFF_LIMIT minor units. */
+export const Money = z.object({ amount: z.number().int().min(0).max(TARIFF_LIMIT), currency: z.string() }).meta({ id: 'Money' });
 
 /**
  * Vehicle types are what pricing defines; checked against the live policy in handlers. A name
@@ -43,9 +45,20 @@ export const BookingStatus = z.enum([
 
 export const Booking = z.object({
   id: z.string(), riderId: z.string(), status: BookingStatus, vehicleType: z.string(), pickup: Point, dropoff: Point,
-  scheduledAt: z.string().optional(), price: Money, surge: z.number(), driverId: z.string().optional(), createdAt: z.string(),
+  scheduledAt: z.string().optional(), price: Money, surge: z.number(), distanceKm: z.number(), durationMin: z.number(),
+  driverId: z.string().optional(), createdAt: z.string(),
   timeline: z.array(z.object({ status: BookingStatus, at: z.string() })),
+  rating: z.object({ stars: z.number().int().min(1).max(5), comment: z.string().optional() }).optional(),
 }).meta({ id: 'Booking' });
+
+/** How far behind the journal a list read from a projection may be (X-Projection-Lag-Ms on lists and analytics). */
+export const PROJECTION_LAG = {
+  name: 'X-Projection-Lag-Ms', required: true, schema: z.string().regex(/^\d+$/),
+  description: 'how far behind the journal the answer may be, in ms: the lag of the projections it reads, on this node\'s shards',
+} as const;
+
+/** The header that makes a booking request idempotent: what the handler accepts, and what the document says. */
+export const IdempotencyKey = z.string().regex(/^[A-Za-z0-9.:_-]{1,128}$/, 'Idempotency-Key must be 1-128 characters of letters, digits, . : _ -');
 
 export const BookingList = z.object({ items: z.array(Booking), nextCursor: z.string().optional() });
 
@@ -166,10 +179,13 @@ export const VehiclePatch = z.object({
   plate: text().min(1).max(20).optional(), type: VehicleType.optional(), capacity: z.number().int().min(1).max(60).optional(),
   driverId: DriverId.nullable().optional(),
 }).strict();
+export const MaintenanceWindow = z.object({ id: z.string(), from: z.string(), to: z.string(), reason: z.string() })
+  .meta({ id: 'MaintenanceWindow' });
 export const Vehicle = z.object({
   id: z.string(), plate: z.string(), type: z.string(), capacity: z.number(), driverId: z.string().optional(),
-  maintenance: z.array(z.object({ id: z.string(), from: z.string(), to: z.string(), reason: z.string() })),
+  maintenance: z.array(MaintenanceWindow),
 }).meta({ id: 'Vehicle' });
+export const MaintenanceList = z.object({ items: z.array(MaintenanceWindow) });
 export const MaintenanceCreate = z.object({ from: isoTime, to: isoTime, reason: text().min(1).max(200) }).strict()
   .refine((w) => Date.parse(w.to) > Date.parse(w.from), { message: 'to must be after from', path: ['to'] });
 
@@ -180,19 +196,48 @@ export const DriverCreate = z.object({
   id: DriverId.optional(), name: text().min(1).max(100), phone: text().max(30).optional(),
   vehicleId: VehicleId.optional(), vehicleTypes: AllowedVehicleTypes.optional(), active: z.boolean().default(true),
 }).strict();
+export const DriverStatus = z.enum(['offline', 'available', 'offered', 'assigned', 'on_trip']);
+
+/** A driver as admins see it (actors/driver.ts driverView, with name and phone opened). */
+export const Driver = z.object({
+  id: z.string(), status: DriverStatus, vehicleType: z.string(), name: z.string().optional(), phone: z.string().optional(),
+  vehicleId: z.string().optional(), active: z.boolean(), approval: z.enum(['pending', 'approved']),
+  rating: z.number(), acceptanceRate: z.number(), trips: z.number().int(), lastTripEndedAt: z.string().optional(),
+}).meta({ id: 'Driver' });
+/** One driver read from its actor: also the booking in hand and the last position. */
+export const DriverDetail = Driver.extend({
+  bookingId: z.string().optional(), location: z.object({ lat: z.number(), lng: z.number(), at: z.string() }).optional(),
+}).meta({ id: 'DriverDetail' });
+export const DriverList = z.object({ items: z.array(Driver) });
+
 export const DriverPatch = z.object({
   name: text().min(1).max(100).optional(), phone: text().max(30).optional(), vehicleId: VehicleId.optional(),
   vehicleTypes: AllowedVehicleTypes.optional(), active: z.boolean().optional(),
 }).strict();
 
+/** A tariff value in minor units: bounded so that every price (at most the maximum) is a safe integer. */
+const tariffAmount = (min: number) => z.number().int().min(min)
+  .max(TARIFF_LIMIT, `must be at most ${TARIFF_LIMIT} (minor units), so every price stays a safe integer`);
 export const Tariff = z.object({
-  base: z.number().int().min(0), perKm: z.number().int().min(0), perMin: z.number().int().min(0),
-  minimum: z.number().int().min(0), maximum: z.number().int().min(1), currency: z.string().regex(/^[A-Z]{3}$/),
+  base: tariffAmount(0), perKm: tariffAmount(0), perMin: tariffAmount(0),
+  minimum: tariffAmount(0), maximum: tariffAmount(1), currency: z.string().regex(/^[A-Z]{3}$/),
 }).strict().refine((t) => t.maximum >= t.minimum, { message: 'maximum must be at least minimum', path: ['maximum'] });
 export const PricingPolicy = z.object({
   tariffs: z.record(VehicleType, Tariff).refine((t) => Object.keys(t).length > 0, 'at least one vehicle type'),
   surgeCap: z.number().min(1).max(20),
 }).strict().meta({ id: 'Pricing' });
+
+/** Figures of one hour or one pickup cell (actors/analytics.ts summarize); a mean over nothing is null. */
+const AnalyticsItem = z.object({
+  key: z.string(), requests: z.number().int(), completed: z.number().int(), cancelled: z.number().int(), noDriver: z.number().int(),
+  revenue: z.number(), meanFare: z.number().nullable(), meanWaitToPickupSec: z.number().nullable(), meanSurge: z.number().nullable(),
+  activeDrivers: z.number().int(), driverUtilisation: z.number().nullable(), newRiders: z.number().int(),
+});
+export const Analytics = z.object({
+  groupBy: z.enum(['hour', 'cell']), from: z.string(), to: z.string(), items: z.array(AnalyticsItem),
+  totals: z.object({ activeDrivers: z.number().int(), newRiders: z.number().int() }),
+  topPickupCells: z.array(z.object({ cell: z.string(), requests: z.number().int() })).optional().describe('with groupBy=cell'),
+}).meta({ id: 'Analytics' });
 
 const ANALYTICS_MAX_DAYS = 93;
 export const AnalyticsQuery = strictQuery(z.object({ from: queryTime, to: queryTime, groupBy: z.enum(['hour', 'cell']).default('hour') })
@@ -219,3 +264,11 @@ export const RegistrationAccepted = z.object({ status: z.literal('accepted') }).
     + 'go online until an admin approves it.',
 });
 export const Token = z.object({ token: z.string(), expiresAt: z.string().optional() });
+
+/** GET /health: the process is up. */
+export const Health = z.object({ status: z.enum(['ok', 'down']) });
+/** GET /ready: the node serves; `stuckShards` when a shard waits on a failing command. */
+export const Ready = z.object({
+  status: z.literal('ready'),
+  stuckShards: z.array(z.object({ shard: z.number().int(), seconds: z.number(), failure: z.string().optional() })).optional(),
+});

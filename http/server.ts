@@ -3,6 +3,7 @@
 // /metrics on its own port. It knows no adapter: node.ts chooses those and hands this
 // module only what it reads (docs/DESIGN.md, "Layers").
 
+import { randomUUID } from 'node:crypto';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -12,6 +13,8 @@ import type { Logger } from '../runtime/logger.ts';
 import { withTimeout, type ShardRegion } from '../runtime/region.ts';
 import type { HealthProbe } from './app.ts';
 import type { Metrics } from './metrics.ts';
+import { answerClientError } from './client-error.ts';
+import { unrouted } from './unrouted.ts';
 
 export interface NodeServerOptions {
   readonly port: number;
@@ -43,6 +46,7 @@ export async function openNodeServer(options: NodeServerOptions): Promise<NodeSe
   const tls = options.tls;
   const server: Server = tls ? createTlsServer({ cert: tls.cert, key: tls.key }, handler) : createServer(handler);
   server.on('upgrade', (_req, socket) => { if (current === whileStarting) socket.destroy(); });
+  server.on('clientError', answerClientError);
   try {
     await listen(server, options.port, options.host);
   } catch (error) {
@@ -117,6 +121,8 @@ export function routeList(routers: readonly Router<any>[]): string[] {
 /** /metrics alone on its own port, for a scraper on the internal network: no token needed. */
 export async function serveMetrics(metrics: Metrics, port: number, host: string): Promise<Server> {
   const app = new Koa();
+  app.use(async (ctx, next) => { ctx.set('X-Request-Id', randomUUID()); await next(); });
+  app.use(unrouted());
   app.use(metrics.routes().routes());
   const server = createServer(app.callback());
   await listen(server, port, host);
@@ -130,12 +136,13 @@ export async function serveMetrics(metrics: Metrics, port: number, host: string)
 function starting(waitingFor: () => string | undefined): RequestListener {
   return (req, res) => {
     const path = (req.url ?? '').split('?')[0];
+    const requestId = randomUUID();
     if (path === '/health') {
-      res.writeHead(200, { 'content-type': 'application/json' });
+      res.writeHead(200, { 'content-type': 'application/json', 'x-request-id': requestId });
       res.end(JSON.stringify({ status: 'ok' }));
       return;
     }
-    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'x-request-id': requestId });
     const [code, message] = path === '/ready' ? ['not_ready', waitingFor() ?? 'the node is starting'] : ['starting', 'the node is starting'];
     res.end(JSON.stringify({ error: { code, message } }));
   };

@@ -130,7 +130,8 @@ export class WsGateway {
   async #upgrade(req: IncomingMessage, url: URL, socket: import('node:stream').Duplex, head: Buffer): Promise<void> {
     const refuse = (status: string, code: string, message: string) =>
       socket.end(
-        `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n${JSON.stringify({ error: { code, message } })}`,
+        `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\nX-Request-Id: ${randomUUID()}\r\n\r\n` +
+          JSON.stringify({ error: { code, message } }),
       );
     const { ip } = this.#o.addressOf(req);
     if ((this.#byIp.get(ip) ?? 0) >= this.#o.limits.maxSocketsPerIp) {

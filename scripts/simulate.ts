@@ -10,6 +10,13 @@
 // in its environment: it then signs its riders' and drivers' tokens itself. Sockets
 // authenticate with their first message, so tokens stay out of URLs.
 //
+// Drivers come online 50 at a time. A socket the node refuses (a cap on sockets per
+// address or per user, a token refused) is tried again with backoff and, failing that,
+// counted and reported with the node's setting that refused it; it never ends the run.
+// A development node (AUTH_DEV_TOKENS=true) sets its caps per address to fit thousands of
+// drivers from this one address; against another node, raise WS_MAX_SOCKETS_PER_IP and
+// RATE_LIMIT_API_PER_MIN on it for more than about 150 drivers.
+//
 // When it stops (DURATION_S reached, SIGINT or SIGTERM) it leaves nothing behind:
 // no new bookings; trips under way are driven straight to their dropoff and
 // completed; every other booking it made that has not finished is cancelled by
@@ -45,6 +52,7 @@ const PROGRESS_S = Math.max(env('PROGRESS_S', 10), 1); // a progress line this o
 const CLEANUP_S = Math.max(env('CLEANUP_S', 30), 1); // how long the clean-up at the end may take
 const RECORD_FILE = process.env.RECORD_FILE || undefined; // acknowledged bookings, one JSON line each
 const ACCEPT_RATE = 0.9;
+const STARTS_AT_ONCE = 50; // drivers coming online together
 // Bookings for later: past the node's dispatch lead (SCHEDULE_LEAD_MS, 10 min by default) they wait as `scheduled`.
 const SCHEDULE_AHEAD_MS = 15 * 60_000;
 const DRIVE_KMH = 36; // in town, pickups and trips
@@ -63,7 +71,7 @@ interface SimBooking {
 }
 
 const stats = {
-  online: 0, booked: 0, scheduled: 0, offers: 0, accepted: 0, declined: 0, tripsDone: 0,
+  online: 0, peakOnline: 0, unstarted: 0, refusals: 0, lastRefusal: '', booked: 0, scheduled: 0, offers: 0, accepted: 0, declined: 0, tripsDone: 0,
   completed: 0, noDriver: 0, cancelled: 0, finishedAtStop: 0, errors: 0, lastError: '', waits: [] as number[], startedAt: Date.now(),
 };
 const bookings = new Map<string, SimBooking>();
@@ -94,6 +102,37 @@ function error(context: string, e: unknown): void {
   stats.lastError = `${context}: ${e instanceof Error ? e.message : String(e)}`;
 }
 
+/** Nothing to simulate against (no node, no development tokens): the run ends, saying why. */
+class Fatal extends Error {}
+
+/** The node's settings behind each refusal it can answer a socket or a token request with. */
+const CAPS: Readonly<Record<string, string>> = {
+  'from this address': 'WS_MAX_SOCKETS_PER_IP',
+  'for this user': 'WS_MAX_SOCKETS_PER_USER',
+};
+
+/** A socket or request the node refused, with the setting that refused it when there is one. */
+class Refused extends Error {
+  constructor(status: number, code: string, message: string) {
+    const cap = Object.entries(CAPS).find(([phrase]) => message.includes(phrase))?.[1];
+    super(`the node refused it: ${status} ${code}, ${message}${cap ? ` (its ${cap}: raise it on the node, or run fewer DRIVERS)` : ''}`);
+  }
+}
+
+/** Tries `attempt` again after a refusal (1, 2, 4, 8 s), counting each; other failures pass through. */
+async function retryRefused<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let wait = 1_000; ; wait *= 2) {
+    try {
+      return await attempt();
+    } catch (e) {
+      if (!(e instanceof Refused) || wait > 8_000 || stopping) throw e;
+      stats.refusals++;
+      stats.lastRefusal = e.message;
+      await sleep(wait);
+    }
+  }
+}
+
 // ---- HTTP ------------------------------------------------------------------
 
 async function api<T>(method: string, path: string, tok?: string, body?: unknown): Promise<{ status: number; body: T }> {
@@ -105,6 +144,9 @@ async function api<T>(method: string, path: string, tok?: string, body?: unknown
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(15_000),
+  }).catch((e: unknown) => {
+    if ((e as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED') throw new Fatal(`nothing answers at ${URL_BASE}: start a node first`);
+    throw e;
   });
   const text = await res.text();
   let parsed: unknown = text;
@@ -130,9 +172,14 @@ async function token(sub: string, role: 'rider' | 'driver'): Promise<string> {
     tokens.set(sub, { token: made, at: Date.now() });
     return made;
   }
-  const res = await api<{ token: string }>('POST', '/v1/auth/token', undefined, { sub, role });
+  const res = await retryRefused(async () => {
+    const answer = await api<{ token: string; error?: { code: string; message: string } }>('POST', '/v1/auth/token', undefined, { sub, role });
+    // Development tokens are asked for from this one address: the node's limit per address (not per user) applies.
+    if (answer.status === 429) throw new Refused(429, 'rate_limited', 'too many requests from this address (its RATE_LIMIT_API_PER_MIN)');
+    return answer;
+  });
   if (res.status === 404) {
-    throw new Error(`${URL_BASE} does not issue development tokens: start it with AUTH_DEV_TOKENS=true, or give this JWT_SECRET`);
+    throw new Fatal(`${URL_BASE} does not issue development tokens: start it with AUTH_DEV_TOKENS=true, or give this JWT_SECRET`);
   }
   if (res.status !== 200) throw new Error(`token: HTTP ${res.status}`);
   tokens.set(sub, { token: res.body.token, at: Date.now() });
@@ -188,12 +235,36 @@ class Conn {
     ws.on('error', () => undefined); // a close follows
   }
 
-  static async open(tok: string): Promise<Conn> {
+  /** An authenticated socket; a refusal by the node is retried a few times, then thrown naming the node's setting. */
+  static open(tok: string): Promise<Conn> {
+    return retryRefused(() => Conn.#open(tok));
+  }
+
+  static async #open(tok: string): Promise<Conn> {
     const ws = new WebSocket(`${URL_BASE.replace(/^http/, 'ws')}/v1/ws`);
-    await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      // Refused before the upgrade (a cap on sockets per address): the node's JSON error says which.
+      ws.once('unexpected-response', (_req, res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => { text += chunk.toString(); });
+        res.on('end', () => {
+          let body: { error?: { code?: string; message?: string } } = {};
+          try { body = JSON.parse(text); } catch { /* not JSON */ }
+          reject(new Refused(res.statusCode ?? 0, body.error?.code ?? 'refused', body.error?.message ?? text));
+          ws.on('error', () => undefined); // the aborted handshake's own error: already answered
+          ws.terminate();
+        });
+      });
+      ws.once('error', reject);
+    });
     const conn = new Conn(ws);
     const reply = await conn.call({ type: 'auth', token: tok });
-    if (reply.type !== 'ack') { ws.close(); throw new Error(`websocket auth: ${reply.code} ${reply.message}`); }
+    if (reply.type !== 'ack') {
+      ws.close();
+      if (reply.code === 'too_many_sockets') throw new Refused(429, reply.code, reply.message ?? '');
+      throw new Error(`websocket auth: ${reply.code} ${reply.message}`);
+    }
     return conn;
   }
 
@@ -248,6 +319,7 @@ class SimDriver {
     const online = await this.#conn.call({ type: 'online', vehicleType: Math.random() < 0.8 ? 'economy' : 'comfort' });
     if (online.type !== 'ack') throw new Error(`driver online: ${online.code} ${online.message}`);
     stats.online++;
+    stats.peakOnline = Math.max(stats.peakOnline, stats.online);
     this.#conn.onClose = () => { stats.online--; };
     void this.#cruise();
   }
@@ -471,10 +543,12 @@ async function finish(reason: string, drivers: SimDriver[]): Promise<number> {
       `${stats.completed} completed, ${stats.noDriver} no driver, ${stats.cancelled} cancelled`,
     `  at stop   ${stats.finishedAtStop} trips under way driven to their end; ` +
       `${cancelledAtStop.length} cancelled${byStatus ? ` (${byStatus})` : ''}; ${left.length} left open`,
-    `  drivers   ${DRIVERS}: ${stats.offers} offers, ${stats.accepted} accepted, ${stats.declined} declined, ` +
+    `  drivers   ${DRIVERS} asked, ${stats.peakOnline} online at most${stats.unstarted ? `, ${stats.unstarted} could not start` : ''}: ` +
+      `${stats.offers} offers, ${stats.accepted} accepted, ${stats.declined} declined, ` +
       `${stats.tripsDone} trips driven; p50 wait to accept ` +
       `${stats.waits.length ? `${(([...stats.waits].sort((a, b) => a - b)[Math.floor(stats.waits.length / 2)]!) / 1000).toFixed(1)} s` : '-'}`,
     `  errors    ${stats.errors}${stats.lastError ? ` (last: ${stats.lastError})` : ''}`,
+    ...(stats.refusals ? [`  refused   ${stats.refusals} times, tried again (last: ${stats.lastRefusal})`] : []),
   ];
   if (left.length) lines.push(`  left open: ${left.map((b) => `${b.id} (${b.status || 'unknown'})`).join(', ')}`);
   await new Promise<void>((resolve) => process.stdout.write(`${lines.join('\n')}\n`, () => resolve()));
@@ -497,11 +571,19 @@ async function main(): Promise<void> {
     `driving ${SPEEDUP}x real time${DURATION_S ? ` for ${DURATION_S} s` : ' until interrupted'}`,
   );
   const drivers: SimDriver[] = [];
-  for (let i = 0; i < DRIVERS && !signals; i++) {
-    const d = new SimDriver();
-    await d.start();
-    drivers.push(d);
-    await sleep(20);
+  // In waves, so that a city of thousands comes online in moments, not one driver at a time.
+  for (let i = 0; i < DRIVERS && !signals; i += STARTS_AT_ONCE) {
+    await Promise.all(Array.from({ length: Math.min(STARTS_AT_ONCE, DRIVERS - i) }, async () => {
+      const d = new SimDriver();
+      try {
+        await d.start();
+        drivers.push(d);
+      } catch (e) {
+        if (e instanceof Fatal) throw e;
+        stats.unstarted++;
+        error(`${d.id} start`, e);
+      }
+    }));
   }
   stats.startedAt = Date.now();
   ticker = setInterval(progress, tty ? 1_000 : PROGRESS_S * 1000);

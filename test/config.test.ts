@@ -196,6 +196,20 @@ test('rate limits come from the configuration', (t) => {
   t.deepEqual(config.rateLimits, { apiPerMin: 1200, bookingsPerMin: 5, loginPerMin: 3, registerPerMin: 4 });
 });
 
+test('a development node\'s caps per address fit its own simulator unless they are set; elsewhere they are the defaults', (t) => {
+  const dev = loadConfig({ AUTH_DEV_TOKENS: 'true' });
+  t.is(dev.ws.maxSocketsPerIp, 100_000, 'thousands of simulated drivers hold sockets from one address');
+  t.is(dev.rateLimits.apiPerMin, 100_000, 'and ask for their tokens from it');
+  const set = loadConfig({ AUTH_DEV_TOKENS: 'true', WS_MAX_SOCKETS_PER_IP: '50', RATE_LIMIT_API_PER_MIN: '70' });
+  t.is(set.ws.maxSocketsPerIp, 50, 'a value set is the value');
+  t.is(set.rateLimits.apiPerMin, 70);
+  const production = loadConfig({});
+  t.is(production.ws.maxSocketsPerIp, 200);
+  t.is(production.rateLimits.apiPerMin, 600);
+  const refused = t.throws<ConfigError>(() => loadConfig({ AUTH_DEV_TOKENS: 'maybe' }));
+  t.deepEqual(refused?.problems, ['AUTH_DEV_TOKENS must be true or false, got "maybe"'], 'said once');
+});
+
 test('a node answers 429 at the configured limits (login, register, the API)', async (t) => {
   const edge = await startEdge({ RATE_LIMIT_LOGIN_PER_MIN: '3', RATE_LIMIT_REGISTER_PER_MIN: '2', RATE_LIMIT_API_PER_MIN: '12' });
   t.teardown(() => edge.stop());

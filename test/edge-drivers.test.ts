@@ -191,6 +191,48 @@ test.serial('unknown drivers and vehicles are 404 and asking creates nothing', a
   dev.close();
 });
 
+test.serial('an admin create is a create: a taken id is 409 and changes nothing, approval stays with /approve, a vehicleId names a vehicle', async (t) => {
+  const id = `taken-${randomUUID().slice(0, 8)}`;
+  t.is((await edge.http('POST', '/v1/admin/drivers', { token: admin, body: { id, name: 'First' } })).status, 201);
+  const again = await edge.http('POST', '/v1/admin/drivers', { token: admin, body: { id, name: 'Second' } });
+  t.is(again.status, 409, JSON.stringify(again.body));
+  t.is(again.body.error.code, 'conflict');
+  t.is((await edge.http('GET', `/v1/admin/drivers/${id}`, { token: admin })).body.name, 'First', 'the name was not overwritten');
+
+  // A self-registered driver waiting for approval: a create under its id does not approve it.
+  const email = `pend-${randomUUID().slice(0, 8)}@example.com`;
+  const password = 'amber-Lantern-58-quill';
+  t.is((await edge.http('POST', '/v1/auth/register', { body: { email, password, name: 'Pending Pat', role: 'driver' } })).status, 202);
+  const pending = subOf((await edge.http('POST', '/v1/auth/login', { body: { email, password } })).body.token);
+  const bypass = await edge.http('POST', '/v1/admin/drivers', { token: admin, body: { id: pending, name: 'Pending Pat' } });
+  t.is(bypass.status, 409);
+  t.is((await edge.http('GET', `/v1/admin/drivers/${pending}`, { token: admin })).body.approval, 'pending', 'only /approve approves');
+
+  // A driver known only from going online is taken too.
+  const devId = `online-${randomUUID().slice(0, 8)}`;
+  const dev = await edge.socket(await edge.token(devId, 'driver'));
+  await goOnline(dev, near(VIENNA, 0.003));
+  t.is((await edge.http('POST', '/v1/admin/drivers', { token: admin, body: { id: devId, name: 'Over' } })).status, 409);
+  dev.close();
+
+  const nowhere = `veh_${randomUUID()}`;
+  const orphan = `orphan-${randomUUID().slice(0, 8)}`;
+  const noVehicle = await edge.http('POST', '/v1/admin/drivers', { token: admin, body: { id: orphan, name: 'Orphan', vehicleId: nowhere } });
+  t.is(noVehicle.status, 400);
+  t.is(noVehicle.body.error.code, 'invalid_request');
+  t.is(noVehicle.body.error.details[0].path, 'body.vehicleId');
+  t.is((await edge.http('GET', `/v1/admin/drivers/${orphan}`, { token: admin })).status, 404, 'no driver was created');
+  const patched = await edge.http('PATCH', `/v1/admin/drivers/${id}`, { token: admin, body: { vehicleId: nowhere } });
+  t.is(patched.status, 400);
+  t.is(patched.body.error.details[0].path, 'body.vehicleId');
+  const car = await edge.http('POST', '/v1/admin/vehicles', { token: admin, body: { plate: 'B-CR 1', type: 'economy', capacity: 4 } });
+  t.is(car.status, 201);
+  const placed = await edge.http('POST', '/v1/admin/drivers', { token: admin, body: { id: orphan, name: 'Orphan', vehicleId: car.body.id } });
+  t.is(placed.status, 201);
+  t.is(placed.body.vehicleId, car.body.id);
+  t.is((await edge.http('PATCH', `/v1/admin/drivers/${id}`, { token: admin, body: { vehicleId: car.body.id } })).status, 200);
+});
+
 test.serial('registration answers the same for new and existing emails and changes nothing for an existing one', async (t) => {
   const email = `same-${randomUUID().slice(0, 8)}@example.com`;
   const first = await edge.http('POST', '/v1/auth/register', { body: { email, password: 'correct-Horse-9', name: 'Ana', role: 'rider' } });

@@ -34,6 +34,12 @@ test('METRICS_PORT serves /metrics on a listener of its own, and the API port do
   t.regex(await scraped.text(), /shards_owned 8/);
   const admin = await edge.token('ops-admin', 'admin');
   t.is((await fetch(`${edge.url}/metrics`, { headers: { authorization: `Bearer ${admin}` } })).status, 404);
+  // Its other answers are the contract's too: the JSON error body and an X-Request-Id.
+  t.truthy(scraped.headers.get('x-request-id'));
+  const elsewhere = await fetch(new URL('/elsewhere', edge.node.metricsUrl));
+  t.is(elsewhere.status, 404);
+  t.truthy(elsewhere.headers.get('x-request-id'));
+  t.is(((await elsewhere.json()) as { error: { code: string } }).error.code, 'not_found');
 });
 
 /** This machine's first address that is not loopback (where a client on the network would connect), if any. */

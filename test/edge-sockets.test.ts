@@ -4,7 +4,8 @@
 // one Redis), sessions that end with their token.
 
 import test from 'ava';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { request, type IncomingMessage } from 'node:http';
 import { SignJWT } from 'jose';
 import { SECRET, startEdge, WsClient, type EdgeNode } from './helpers/edge-client.ts';
 import { eventually } from './helpers/node-process.ts';
@@ -62,6 +63,21 @@ test('sockets per address are capped, and unauthenticated ones count', async (t)
   const bare = await Promise.all([1, 2, 3, 4].map(() => edge.socket()));
   t.is(await refused(edge), 'upgrade refused: 429');
   t.is(await refused(edge, await edge.token('late', 'rider')), 'upgrade refused: 429', 'a valid token does not pass the address cap');
+  // The refusal is an answer like any other: the JSON error body and an X-Request-Id.
+  const answer = await new Promise<IncomingMessage>((resolve, reject) => {
+    const req = request(`${edge.url}/v1/ws`, { headers: {
+      Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
+    } });
+    req.on('response', resolve);
+    req.on('upgrade', () => reject(new Error('upgraded past the cap')));
+    req.on('error', reject);
+    req.end();
+  });
+  t.is(answer.statusCode, 429);
+  t.truthy(answer.headers['x-request-id']);
+  const chunks: Buffer[] = [];
+  for await (const chunk of answer) chunks.push(chunk as Buffer);
+  t.is(JSON.parse(Buffer.concat(chunks).toString()).error.code, 'too_many_sockets');
   for (const s of bare) s.close();
 });
 

@@ -58,7 +58,12 @@ test('every operation documents a 4xx response with the Error schema', (t) => {
     const errors = Object.entries(op.responses as Record<string, any>)
       .filter(([status, r]) => /^4\d\d$/.test(status) && r.content?.['application/json']?.schema?.$ref === '#/components/schemas/Error');
     t.true(errors.length > 0, `${method.toUpperCase()} ${path} has a 4xx response with the Error schema`);
-    t.is(op.responses.default?.content?.['application/json']?.schema?.$ref, '#/components/schemas/Error', `${method.toUpperCase()} ${path} default`);
+    // Every status is named, so a validating proxy can refuse any other; a bug's 500 is one of them.
+    t.false('default' in op.responses, `${method.toUpperCase()} ${path} has no default response`);
+    t.is(op.responses['500']?.content?.['application/json']?.schema?.$ref, '#/components/schemas/Error', `${method.toUpperCase()} ${path} 500`);
+    for (const [status, response] of Object.entries(op.responses as Record<string, any>)) {
+      t.is(response.headers?.['X-Request-Id']?.$ref, '#/components/headers/X-Request-Id', `${method.toUpperCase()} ${path} ${status} documents X-Request-Id`);
+    }
   }
   t.truthy(doc.components.schemas.Error);
 });
@@ -75,6 +80,14 @@ test('errors follow from the declaration: roles give 401/403, path parameters 40
   const responses = (method: string, path: string) => Object.keys(doc.paths[path][method].responses);
   t.true(responses('post', '/v1/bookings/{id}/cancel').includes('409'), 'cancel can be refused in the booking\'s state');
   t.true(responses('post', '/v1/auth/login').includes('401'), 'login answers wrong credentials with 401');
+  t.true(responses('patch', '/v1/admin/drivers/{id}').includes('415'), 'a body that is not JSON is 415');
+  t.true(responses('get', '/v1/bookings').includes('431'), 'a URL too long is 431');
+  t.is(doc.paths['/v1/bookings'].post.responses['201'].headers.Location.required, true, 'a booking created says where it is');
+  t.is(doc.paths['/v1/bookings'].post.responses['429'].headers['Retry-After'].$ref, '#/components/headers/Retry-After');
+  t.is(doc.paths['/v1/bookings'].post.parameters.find((p: { name: string }) => p.name === 'Idempotency-Key').schema.pattern, '^[A-Za-z0-9.:_-]{1,128}$');
+  for (const path of ['/health', '/ready', '/metrics']) t.truthy(doc.paths[path]?.get, `${path} is documented`);
+  t.truthy(doc.paths['/metrics'].get.responses['200'].content['text/plain'], '/metrics is text');
+  for (const field of ['distanceKm', 'durationMin', 'rating']) t.truthy(doc.components.schemas.Booking.properties[field], `Booking.${field}`);
 });
 
 test('public operations say security: [], the rest need the bearer scheme; ids are unique; servers are relative', (t) => {

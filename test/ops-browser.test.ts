@@ -5,11 +5,15 @@
 // address bar for sessionStorage, never localStorage), says "live" only
 // once a snapshot has arrived, shows drivers, cells, a shard legend naming the node
 // and a surge scale, keeps its bookings in a scrolling box, and runs under a strict
-// Content-Security-Policy. The capture is docs/ops.png (the README shows it).
+// Content-Security-Policy. The capture goes to test-results/ops.png; docs/ops.png (the
+// README shows it) is rewritten only when asked for (`npm run docs:ops`), so a test run
+// leaves the working tree as it found it.
 
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { chromium, type WebSocketRoute } from 'playwright-core';
 import { startEdge } from './helpers/edge-client.ts';
 import { repoRoot } from './helpers/node-process.ts';
@@ -145,8 +149,13 @@ test('the operations page shows the simulated city live', async (t) => {
   // The capture for the README: once trips have been completed and others are under way (best effort).
   await page.waitForFunction(() => Number(document.querySelector('#c-completed')?.textContent) >= 1
     && document.querySelectorAll('#bookings tr[data-status="in_progress"]').length >= 1, undefined, { timeout: 30_000 }).catch(() => undefined);
-  await page.screenshot({ path: 'test-results/ops.png' });
-  copyFileSync('test-results/ops.png', 'docs/ops.png');
+  const committed = join(repoRoot, 'docs', 'ops.png');
+  const digest = () => (existsSync(committed) ? createHash('sha256').update(readFileSync(committed)).digest('hex') : 'absent');
+  const pictured = digest();
+  await page.screenshot({ path: join(repoRoot, 'test-results', 'ops.png') });
+  const asked = Boolean(process.env.UPDATE_OPS_PNG);
+  if (asked) copyFileSync(join(repoRoot, 'test-results', 'ops.png'), committed);
+  if (!asked) t.is(digest(), pictured, 'docs/ops.png is rewritten only by npm run docs:ops');
 
   // The socket closes: "disconnected"; it reconnects with the token from sessionStorage, live again.
   const before = sockets.length;

@@ -2,9 +2,12 @@
 // answer the README shows (the blocks after `<!-- example:NAME -->`) must equal what
 // the node answers today, with ids, tokens and times written as "…".
 // `UPDATE_README=1 npm test` (or this file alone) rewrites the blocks from the run.
-// It also checks that the README links only to files that are in the repository.
+// It also runs the ride's shell commands as the README writes them, in bash against a
+// node, with nothing a newcomer would have to install, and checks that the README links
+// only to files that are in the repository.
 
 import test from 'ava';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startEdge } from './helpers/edge-client.ts';
@@ -103,4 +106,43 @@ test('the README links only to files in the repository', (t) => {
   const links = [...text.matchAll(/\]\(([^)#]+)(#[^)]*)?\)/g)].map((m) => m[1]!).filter((l) => !/^[a-z]+:/.test(l));
   t.true(links.length > 5, 'the README links the docs');
   for (const link of links) t.true(existsSync(join(repoRoot, link)), `${link} exists`);
+});
+
+/** The shell commands of the README's ride, in order; the node it starts in its own terminal is the test's. */
+function rideCommands(text: string): string[] {
+  const section = text.slice(text.indexOf('## The API in one ride'), text.indexOf('## Guarantees'));
+  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!).filter((block) => !block.includes('npm start'));
+}
+
+test('the README ride runs as typed: bash, curl, Node and npm run ride, ids in variables, nothing else to install', async (t) => {
+  try { execFileSync('curl', ['--version'], { stdio: 'ignore' }); } catch { throw new Error('the README ride needs curl on the PATH'); }
+  const commands = rideCommands(readFileSync(README, 'utf8'));
+  t.true(commands.length >= 6, 'the ride is written as shell commands');
+  const script = commands.join('\n');
+  t.notRegex(script, /\bjq\b|websocat|date -d|date --date|bk_…|eyJ…/, 'no jq, no websocat, no GNU date, nothing to copy by hand');
+  // Real windows: the ride client must beat the 10 s auth and 15 s offer windows itself.
+  const edge = await startEdge({ PEAK_HOURS: 'none', OFFER_TIMEOUT_MS: '15000', DISPATCH_DEADLINE_MS: '120000' });
+  t.teardown(() => edge.stop());
+  t.true(script.includes('export API=http://localhost:8000'));
+  const shell = spawn('bash', ['-e', '-c', script.replace('export API=http://localhost:8000', `export API=${edge.url}`)], {
+    cwd: repoRoot, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RIDE_STEP_MS: '200', RIDE_TIMEOUT_S: '120' },
+  });
+  // The driver's app runs in the background of that shell: the whole group goes at the end.
+  t.teardown(() => { try { process.kill(-shell.pid!, 'SIGKILL'); } catch { /* gone */ } });
+  let output = '';
+  shell.stdout.on('data', (d: Buffer) => { output += d.toString(); });
+  shell.stderr.on('data', (d: Buffer) => { output += d.toString(); });
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([
+    new Promise<number | null>((resolve) => shell.once('exit', (c) => resolve(c))),
+    new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), 180_000); }),
+  ]);
+  clearTimeout(timer);
+  t.log(output.split('\n').filter((l) => l.startsWith('driver') || l.startsWith('rider')).slice(0, 12).join('\n'));
+  t.is(code, 0, output);
+  t.regex(output, /^driver < \{"type":"offer","bookingId":"bk_/m, 'the driver got the offer');
+  t.regex(output, /^driver > \{"type":"offer\.accept"/m, 'and accepted it in time');
+  t.regex(output, /^rider < \{"type":"booking\.updated","booking":\{[^\n]*"status":"completed"/m, 'the rider saw the trip end');
+  t.regex(output, /"status":"completed"[^\n]*"rating":\{"stars":5\}/, 'and rated it');
+  t.regex(output, /\{"groupBy":"cell"/, 'analytics answered for today');
 });

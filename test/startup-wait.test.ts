@@ -53,9 +53,12 @@ for (const dependency of ['PostgreSQL', 'Kafka', 'Redis'] as const) {
     const base = `http://127.0.0.1:${port}`;
 
     t.true(await eventually(async () => waitingLine(dependency, node.output).length > 0, 120_000), `says it waits:\n${node.output.slice(-20).join('\n')}`);
-    t.is((await fetch(`${base}/health`)).status, 200, '/health answers while it waits');
+    const health = await fetch(`${base}/health`);
+    t.is(health.status, 200, '/health answers while it waits');
     const ready = await fetch(`${base}/ready`);
     t.is(ready.status, 503);
+    // Answered before the app serves, and still in the contract's shape.
+    for (const res of [health, ready, await fetch(`${base}/v1/bookings`)]) t.truthy(res.headers.get('x-request-id'), `${res.url}: X-Request-Id`);
     const body = await ready.json() as { error: { message: string } };
     t.regex(body.error.message, new RegExp(`waiting for ${dependency} at 127\\.0\\.0\\.1:\\d+`), '/ready says what it waits for');
     // A few more attempts pass (backoff from 250 ms), and the node neither exits nor repeats the line.

@@ -10,7 +10,8 @@ import { pricingPolicy } from '../edge.ts';
 import { HttpError } from '../errors.ts';
 import { DriverId, MaintenanceId, VehicleId } from '../ids.ts';
 import {
-  AnalyticsQuery, DriverCreate, DriverPatch, MaintenanceCreate, PricingPolicy, Vehicle, VehicleCreate, VehiclePatch,
+  Analytics, AnalyticsQuery, Driver, DriverCreate, DriverDetail, DriverList, DriverPatch, DriverStatus, MaintenanceCreate, MaintenanceList,
+  PricingPolicy, PROJECTION_LAG, Vehicle, VehicleCreate, VehiclePatch,
 } from '../schemas.ts';
 import { outcome } from '../rejections.ts';
 import { fieldsSet } from '../audit.ts';
@@ -41,6 +42,13 @@ export function adminRoutes(edge: Edge): Api {
   const checkAllowed = (types: readonly string[] | undefined) =>
     requireVehicleTypes(edge, (types ?? []).map((type, i) => ({ path: `body.vehicleTypes.${i}`, type })));
 
+  // A driver's vehicleId names a vehicle that exists (one retired later leaves the driver pointing at nothing, as a deletion does).
+  const checkVehicle = async (id: string | undefined) => {
+    if (id === undefined || await edge.region.ask(vehicle(id), { type: 'get' })) return;
+    const message = `no vehicle ${id}; register it first (POST /v1/admin/vehicles)`;
+    throw new HttpError(400, 'invalid_request', `body.vehicleId: ${message}`, [{ path: 'body.vehicleId', message }]);
+  };
+
   api.add({
     method: 'post', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Register a vehicle', roles: admin, body: VehicleCreate,
     response: Vehicle, status: 201,
@@ -54,7 +62,7 @@ export function adminRoutes(edge: Edge): Api {
   });
   api.add({
     method: 'get', path: '/v1/admin/vehicles', tag: 'admin', summary: 'Vehicles', roles: admin,
-    response: z.object({ items: z.array(Vehicle) }),
+    response: z.object({ items: z.array(Vehicle) }), responseHeaders: [PROJECTION_LAG],
     handler: async (ctx) => { lagHeader(ctx, edge, 'vehicles'); return { items: await edge.readModels.listVehicles() }; },
   });
   api.add({
@@ -95,7 +103,7 @@ export function adminRoutes(edge: Edge): Api {
   });
   api.add({
     method: 'get', path: '/v1/admin/vehicles/:id/maintenance', tag: 'admin', summary: 'Maintenance windows of a vehicle', roles: admin,
-    params: vehicleParams,
+    params: vehicleParams, response: MaintenanceList,
     handler: async (_ctx, { params }) => {
       const view = await edge.region.ask<{ maintenance: unknown[] } | null>(vehicle(params.id), { type: 'get' });
       if (!view) throw new HttpError(404, 'not_found', `no vehicle ${params.id}`);
@@ -113,7 +121,8 @@ export function adminRoutes(edge: Edge): Api {
   });
 
   api.add({
-    method: 'post', path: '/v1/admin/drivers', tag: 'admin', summary: 'Add a driver', roles: admin, body: DriverCreate, status: 201,
+    method: 'post', path: '/v1/admin/drivers', tag: 'admin', roles: admin, body: DriverCreate, response: Driver, status: 201, errors: [409],
+    summary: 'Add a driver (approved from the start); an id that is taken, by any driver, is 409 conflict',
     audit: ({ body }, made?: { id: string }) => {
       const { id, ...profile } = body;
       const target = made?.id ?? id;
@@ -121,24 +130,25 @@ export function adminRoutes(edge: Edge): Api {
     },
     handler: async (_ctx, { body }) => {
       await checkAllowed(body.vehicleTypes);
+      await checkVehicle(body.vehicleId);
       const { id: chosen, ...profile } = body;
       const id = chosen ?? `drv_${randomUUID()}`;
-      // A driver an admin adds is approved from the start.
+      // A driver an admin adds is approved from the start; a self-registered one only by /approve (a create never changes a driver).
       return reveal(outcome(await edge.region.request(driver(id), {
-        type: 'profile.set', profile: seal(id, { ...profile, approval: 'approved' as const }),
+        type: 'create', profile: seal(id, { ...profile, approval: 'approved' as const }),
       })) as DriverView);
     },
   });
   api.add({
     method: 'get', path: '/v1/admin/drivers', tag: 'admin', summary: 'Drivers', roles: admin,
-    query: z.object({ status: z.enum(['offline', 'available', 'offered', 'assigned', 'on_trip']).optional() }).strict(),
+    query: z.object({ status: DriverStatus.optional() }).strict(), response: DriverList, responseHeaders: [PROJECTION_LAG],
     handler: async (ctx, { query }) => {
       lagHeader(ctx, edge, 'drivers');
       return { items: (await edge.readModels.listDrivers(query.status)).map((row) => reveal(row as DriverView)) };
     },
   });
   api.add({
-    method: 'get', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'A driver', roles: admin, params: driverParams,
+    method: 'get', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'A driver', roles: admin, params: driverParams, response: DriverDetail,
     handler: async (_ctx, { params }) => {
       const s = await edge.region.ask<(DriverState & { exists: boolean }) | null>(driver(params.id), { type: 'get' });
       if (!s?.exists) throw new HttpError(404, 'not_found', `no driver ${params.id}`);
@@ -150,20 +160,21 @@ export function adminRoutes(edge: Edge): Api {
   });
   api.add({
     method: 'patch', path: '/v1/admin/drivers/:id', tag: 'admin', summary: 'Change a driver (deactivate with active: false)',
-    roles: admin, params: driverParams, body: DriverPatch,
+    roles: admin, params: driverParams, body: DriverPatch, response: Driver,
     audit: ({ params, body }) => ({
       target: `driver:${params.id}`,
       summary: `${body.active === false ? 'deactivate' : body.active ? 'activate' : 'change'} driver: ${fieldsSet(body, SHOWN)}`,
     }),
     handler: async (_ctx, { params, body }) => {
       await checkAllowed(body.vehicleTypes);
+      await checkVehicle(body.vehicleId);
       return reveal(outcome(await edge.region.request(driver(params.id), { type: 'profile.update', profile: seal(params.id, body) })) as DriverView);
     },
   });
   api.add({
     method: 'post', path: '/v1/admin/drivers/:id/approve', tag: 'admin',
     summary: 'Approve a self-registered driver so it can go online (idempotent)',
-    roles: admin, params: driverParams, audit: ({ params }) => ({ target: `driver:${params.id}`, summary: 'approve driver' }),
+    roles: admin, params: driverParams, response: Driver, audit: ({ params }) => ({ target: `driver:${params.id}`, summary: 'approve driver' }),
     handler: async (_ctx, { params }) => reveal(outcome(await edge.region.request(driver(params.id), { type: 'approve' })) as DriverView),
   });
 
@@ -180,7 +191,7 @@ export function adminRoutes(edge: Edge): Api {
   });
   api.add({
     method: 'get', path: '/v1/admin/analytics', tag: 'admin', summary: 'Aggregates per hour or per pickup cell', roles: admin,
-    query: AnalyticsQuery,
+    query: AnalyticsQuery, response: Analytics, responseHeaders: [PROJECTION_LAG],
     handler: async (ctx, { query }) => {
       lagHeader(ctx, edge, 'analytics');
       const from = Date.parse(query.from);

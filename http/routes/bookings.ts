@@ -14,11 +14,13 @@ import { HttpError } from '../errors.ts';
 import { BookingId } from '../ids.ts';
 import { fieldsSet } from '../audit.ts';
 import {
-  Booking, BookingCreate, BookingList, BookingListQuery, CancelRequest, Quote, QuoteRequest, RatingRequest, encodeBookingCursor,
+  Booking, BookingCreate, BookingList, BookingListQuery, CancelRequest, IdempotencyKey, PROJECTION_LAG, Quote, QuoteRequest, RatingRequest,
+  encodeBookingCursor,
 } from '../schemas.ts';
 import { outcome } from '../rejections.ts';
 import { surgeAt } from '../surge.ts';
 import { requireVehicleType } from '../vehicle-types.ts';
+import type { CommandResult } from '../../runtime/ports.ts';
 
 async function makeQuote(
   edge: Edge, riderId: string, input: { pickup: { lat: number; lng: number }; dropoff: { lat: number; lng: number }; vehicleType: string },
@@ -29,6 +31,16 @@ async function makeQuote(
   const q = priceQuote({ ...input, surge, now: Date.now() }, policy);
   const pickupCell = latLngToCell(input.pickup.lat, input.pickup.lng, edge.domain.dispatch.cellRes);
   return { q, pickupCell, quoteId: edge.quotes.sign({ ...q, riderId, pickupCell }) };
+}
+
+/**
+ * Someone else's booking is one this caller cannot see: the booking's refusal of a stranger
+ * (`forbidden`) is answered as an unknown booking is, word for word, so no answer confirms an id.
+ */
+function unseen(id: string, result: CommandResult): CommandResult {
+  const code = result.status === 'rejected' ? result.rejection?.code : undefined;
+  if (code === 'forbidden' || code === 'not_found') throw new HttpError(404, 'not_found', `no booking ${id}`);
+  return result;
 }
 
 const digest = (text: string) => createHash('sha256').update(text).digest('base64url').slice(0, 22);
@@ -54,7 +66,10 @@ export function bookingRoutes(edge: Edge): Api {
   api.add({
     method: 'post', path: '/v1/bookings', tag: 'bookings', summary: 'Book now or for later, from a quote or from scratch',
     roles: ['rider'], body: BookingCreate, response: Booking, status: 201, errors: [409],
-    headers: [{ name: 'Idempotency-Key', description: 'the same key from the same rider creates one booking' }],
+    headers: [{ name: 'Idempotency-Key', description: 'the same key from the same rider creates one booking', schema: IdempotencyKey }],
+    responseHeaders: [{
+      name: 'Location', required: true, description: 'where the booking is read', schema: z.string().regex(/^\/v1\/bookings\/bk_[\w-]+$/),
+    }],
     handler: async (ctx, { body }) => {
       const riderId = principalOf(ctx.state).sub;
       let terms;
@@ -74,7 +89,7 @@ export function bookingRoutes(edge: Edge): Api {
         throw new HttpError(400, 'invalid_request', 'scheduledAt is more than 30 days ahead');
       }
       const key = ctx.get('idempotency-key');
-      if (key && !/^[\w.:-]{1,128}$/.test(key)) {
+      if (key && !IdempotencyKey.safeParse(key).success) {
         throw new HttpError(400, 'invalid_request', 'Idempotency-Key must be 1-128 characters of letters, digits, . : _ -');
       }
       // A booking from a quote is named by the quote, so the quote books once: another
@@ -98,6 +113,8 @@ export function bookingRoutes(edge: Edge): Api {
         : outcome(result)) as { riderId: string };
       if (view.riderId !== riderId) throw new HttpError(409, 'conflict', 'booking id collision');
       ctx.set('Location', `/v1/bookings/${id}`);
+      // What the bookings-per-minute limit counts (node.ts): a booking made now, not one answered again.
+      ctx.state.created = result.status === 'applied';
       return view;
     },
   });
@@ -116,7 +133,7 @@ export function bookingRoutes(edge: Edge): Api {
   api.add({
     method: 'get', path: '/v1/bookings', tag: 'bookings',
     summary: 'Bookings, newest first: a rider sees their own, an admin all (with filters)',
-    roles: ['rider', 'driver', 'admin'], query: BookingListQuery, response: BookingList,
+    roles: ['rider', 'driver', 'admin'], query: BookingListQuery, response: BookingList, responseHeaders: [PROJECTION_LAG],
     handler: async (ctx, { query }) => {
       const p = principalOf(ctx.state);
       if (p.role !== 'admin' && (query.riderId || query.driverId)) {
@@ -141,7 +158,9 @@ export function bookingRoutes(edge: Edge): Api {
     audit: ({ params, body }) => ({ target: `booking:${params.id}`, summary: `cancel booking: ${fieldsSet(body)}` }),
     handler: async (ctx, { params, body }) => {
       const p = principalOf(ctx.state);
-      outcome(await edge.region.request(bookingRef(params.id), { type: 'cancel', by: { role: p.role, userId: p.sub }, reason: body?.reason }));
+      outcome(unseen(params.id, await edge.region.request(bookingRef(params.id), {
+        type: 'cancel', by: { role: p.role, userId: p.sub }, reason: body?.reason,
+      })));
       return edge.region.ask(bookingRef(params.id), { type: 'get' });
     },
   });
@@ -151,9 +170,9 @@ export function bookingRoutes(edge: Edge): Api {
     roles: ['rider'], body: RatingRequest, params, response: Booking, errors: [409],
     handler: async (ctx, { params, body }) => {
       const p = principalOf(ctx.state);
-      outcome(await edge.region.request(bookingRef(params.id), {
+      outcome(unseen(params.id, await edge.region.request(bookingRef(params.id), {
         type: 'rate', by: { role: p.role, userId: p.sub }, stars: body.stars, comment: body.comment,
-      }));
+      })));
       return edge.region.ask(bookingRef(params.id), { type: 'get' });
     },
   });

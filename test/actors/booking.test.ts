@@ -237,3 +237,51 @@ test('a released booking starts its backoff over; stray or late releases change 
   const started = run(arriving, { type: 'trip.started', driverId: 'd1' });
   t.deepEqual(behavior.handle(started, { type: 'driver.released', driverId: 'd1', reason: 'x' }, ctx()).events, [], 'a started trip is not released');
 });
+
+test('a driver who let the offer run out is offered it once more when a search finds nobody else; a decline is final', (t) => {
+  for (const lapse of [
+    { type: 'offer.declined', driverId: 'only', expired: true },
+    { type: 'offer.timeout', driverId: 'only' },
+  ] as const) {
+    let s = run(initialBooking('b1'), create, { type: 'candidates', search: 1, drivers: [cand('only', 0.3)] });
+    t.is(s.offer?.driverId, 'only');
+    s = run(s, lapse);
+    t.is(s.status, 'searching', `${lapse.type}: back to searching`);
+    // The candidates of the first search ran out: the next search is made at once, and finds the same driver alone.
+    const found = behavior.handle(s, { type: 'candidates', search: s.searches, drivers: [cand('only', 0.3)] }, ctx());
+    t.is(found.state.status, 'offered', `${lapse.type}: offered again`);
+    t.is(found.state.offer?.driverId, 'only');
+    t.true(found.effects.some((e) => e.type === 'tell' && e.to.kind === 'driver' && e.to.id === 'only'));
+    // Once: after a second lapse the driver is not offered a third time.
+    s = run(found.state, { ...lapse });
+    const third = behavior.handle(s, { type: 'candidates', search: s.searches, drivers: [cand('only', 0.3)] }, ctx());
+    t.is(third.state.status, 'searching', `${lapse.type}: not a third time`);
+    t.is(third.state.tried.filter((id) => id === 'only').length, 2);
+  }
+  // A driver who declined is not asked again.
+  let s = run(initialBooking('b1'), create, { type: 'candidates', search: 1, drivers: [cand('no', 0.3)] },
+    { type: 'offer.declined', driverId: 'no' });
+  const after = behavior.handle(s, { type: 'candidates', search: s.searches, drivers: [cand('no', 0.3)] }, ctx());
+  t.is(after.state.status, 'searching', 'a decline is final');
+  // Someone new comes first: the second chance is only for when nobody else is left.
+  s = run(initialBooking('b1'), create, { type: 'candidates', search: 1, drivers: [cand('slow', 0.1)] }, { type: 'offer.timeout', driverId: 'slow' });
+  const fresh = behavior.handle(s, { type: 'candidates', search: s.searches, drivers: [cand('slow', 0.1), cand('new', 2)] }, ctx());
+  t.is(fresh.state.offer?.driverId, 'new', 'an untried driver before a second chance, even farther away');
+});
+
+test('the drivers who let an offer lapse are rebuilt from the journal', (t) => {
+  const out = behavior.handle(initialBooking('b1'), create, ctx());
+  let s = out.state;
+  const events = [...out.events];
+  for (const m of [
+    { type: 'candidates', search: 1, drivers: [cand('a', 0.2), cand('b', 0.4)] },
+    { type: 'offer.timeout', driverId: 'a' },
+    { type: 'offer.declined', driverId: 'b' },
+  ] as BookingMessage[]) {
+    const step = behavior.handle(s, m, ctx());
+    events.push(...step.events);
+    s = step.state;
+  }
+  t.deepEqual(s.lapsed, ['a']);
+  t.deepEqual(events.reduce(behavior.apply, initialBooking('b1')).lapsed, ['a']);
+});

@@ -9,6 +9,7 @@ import { loadConfig } from '../../config/index.ts';
 import { startNode, type RunningNode } from '../../node.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { freshDatabase } from './services.ts';
+import { OpenApiValidator } from './openapi-validator.ts';
 
 export interface Response {
   readonly status: number;
@@ -26,8 +27,15 @@ export interface Exchange {
 export interface EdgeNode {
   readonly node: RunningNode;
   readonly url: string;
-  /** Every JSON response seen, for checking against /openapi.json. */
+  /** Every JSON response seen. */
   readonly exchanges: Exchange[];
+  /**
+   * Every answer `http` got, held to /openapi.json as a validating proxy would hold it
+   * (test/helpers/openapi-validator.ts): what broke the contract, one line each.
+   */
+  readonly violations: string[];
+  /** The validator those answers went through (its `seen` says which operations they covered). */
+  validator(): Promise<OpenApiValidator>;
   token(sub: string, role: 'rider' | 'driver' | 'admin'): Promise<string>;
   http(method: string, path: string, options?: { token?: string; body?: unknown; raw?: string; headers?: Record<string, string> }): Promise<Response>;
   socket(token?: string): Promise<WsClient>;
@@ -45,6 +53,9 @@ export async function startEdge(extra: Record<string, string> = {}, options: { l
   });
   const node = await startNode({ config, behaviors: dispatchBehaviors(config), services: dispatchServices(config), logger: options.logger });
   const exchanges: Exchange[] = [];
+  const violations: string[] = [];
+  let validator: Promise<OpenApiValidator> | undefined;
+  const validatorOf = () => (validator ??= fetch(`${node.url}/openapi.json`).then(async (r) => new OpenApiValidator(await r.json())));
   const http: EdgeNode['http'] = async (method, path, options = {}) => {
     const headers: Record<string, string> = { ...options.headers };
     if (options.token) headers.authorization = `Bearer ${options.token}`;
@@ -56,17 +67,24 @@ export async function startEdge(extra: Record<string, string> = {}, options: { l
     let parsed: unknown = text;
     try { parsed = text ? JSON.parse(text) : undefined; } catch { /* not JSON */ }
     if ((res.headers.get('content-type') ?? '').includes('json')) exchanges.push({ method: method.toLowerCase(), path: path.split('?')[0]!, status: res.status, body: parsed });
+    const answer = { method, path: path.split('?')[0]!, status: res.status, headers: res.headers, body: parsed, text };
+    violations.push(...(await validatorOf()).check(answer));
     return { status: res.status, body: parsed, headers: res.headers };
   };
   return {
-    node, url: node.url, exchanges, http,
+    node, url: node.url, exchanges, violations, validator: validatorOf, http,
     async token(sub, role) {
       const res = await http('POST', '/v1/auth/token', { body: { sub, role } });
       if (res.status !== 200) throw new Error(`token: ${res.status} ${JSON.stringify(res.body)}`);
       return res.body.token as string;
     },
     socket: (token) => WsClient.signIn(`${node.url.replace('http', 'ws')}/v1/ws`, token),
-    stop: async () => { await node.stop(); await db.drop(); },
+    // Every suite on this client holds the node to its document: an answer that broke it fails the suite here.
+    stop: async () => {
+      await node.stop();
+      await db.drop();
+      if (violations.length > 0) throw new Error(`answers that break /openapi.json:\n${violations.join('\n')}`);
+    },
   };
 }
 
