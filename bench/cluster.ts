@@ -10,7 +10,6 @@
 // booking → first offer frame at 100/s and 1,000/s in cluster mode.
 
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
 import { TEST_CLUSTER_KEY as BENCH_CLUSTER_KEY, TEST_DATA_KEYS as BENCH_DATA_KEYS } from '../test/helpers/services.ts';
 import { movedShards, placeShards } from '../runtime/placement.ts';
 import { GOALS } from './goals.ts';
@@ -19,6 +18,7 @@ import { downtown, offerRun } from './offers.ts';
 import { cpuSeconds, kafkaBroker, postgresPids } from './proc.ts';
 import { offsetKm } from './city.ts';
 import { percentile, type Row } from './stats.ts';
+import { scratchDatabase } from './scratch-database.ts';
 
 const SHARDS = 32;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -26,18 +26,6 @@ const round = (x: number) => Math.round(x * 1000) / 1000;
 
 interface Services { kafka: string; database: string; redis: string }
 
-async function scratchDatabase(base: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `bench_cluster_${randomUUID().slice(0, 8)}`;
-  const admin = async (sql: string) => {
-    const c = new pg.Client({ connectionString: base });
-    await c.connect();
-    try { await c.query(sql); } finally { await c.end(); }
-  };
-  await admin(`create database ${name}`);
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  return { url: url.toString(), drop: () => admin(`drop database if exists ${name} with (force)`) };
-}
 
 const nodeEnv = (s: Services, db: string, prefix: string, nodeId: string): Record<string, string> => ({
   MODE: 'cluster', KAFKA_BROKERS: s.kafka, DATABASE_URL: db, REDIS_URL: s.redis, KAFKA_TOPIC_PREFIX: prefix, SHARDS: String(SHARDS),
@@ -165,7 +153,7 @@ export async function clusterBench(s: Services, o: { quick: boolean }): Promise<
   // Riders in the closed loop: enough that the nodes, not the riders' waiting, bound the rate.
   const riders = o.quick ? 32 : 256;
   for (const count of [1, 2, 3]) {
-    const db = await scratchDatabase(s.database);
+    const db = await scratchDatabase(s.database, 'bench_cluster');
     const prefix = `bench${randomUUID().slice(0, 6)}`;
     const nodes: BenchNode[] = [];
     let drivers: BenchDriver[] = [];

@@ -17,6 +17,7 @@ import KDBush from 'kdbush';
 import { around } from 'geokdbush';
 import pg from 'pg';
 import { driverId, eligible, STATUSES, VEHICLE_TYPES, type Clock, type Fleet, type Query } from './city.ts';
+import { scratchDatabase } from './scratch-database.ts';
 
 export interface Peer {
   readonly name: string;
@@ -114,16 +115,8 @@ export interface PostgisPeer extends Peer {
 
 /** A fresh database with the postgis extension, dropped on close (the server is shared). */
 export async function postgisPeer(baseUrl: string, f: Fleet, clock: Clock, ttlMs: number): Promise<PostgisPeer> {
-  const name = `bench_postgis_${randomUUID().slice(0, 8)}`;
-  const admin = async (sql: string) => {
-    const c = new pg.Client({ connectionString: baseUrl });
-    await c.connect();
-    try { await c.query(sql); } finally { await c.end(); }
-  };
-  await admin(`create database ${name}`);
-  const url = new URL(baseUrl);
-  url.pathname = `/${name}`;
-  const db = new pg.Client({ connectionString: url.toString() });
+  const scratch = await scratchDatabase(baseUrl, 'bench_postgis');
+  const db = new pg.Client({ connectionString: scratch.url });
   try {
     await db.connect();
     await db.query('create extension postgis');
@@ -159,12 +152,12 @@ export async function postgisPeer(baseUrl: string, f: Fleet, clock: Clock, ttlMs
       },
       async close() {
         await db.end();
-        await admin(`drop database if exists ${name} with (force)`);
+        await scratch.drop();
       },
     };
   } catch (error) {
     await db.end().catch(() => undefined);
-    await admin(`drop database if exists ${name} with (force)`);
+    await scratch.drop();
     throw error;
   }
 }

@@ -7,7 +7,6 @@
 //     a plain SQL aggregation of the same journal rows (the peer), whose totals must agree.
 // Each part has a database of its own, dropped afterwards (the server is shared).
 
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,23 +23,12 @@ import { planEffects, type JournalRecord } from '../runtime/entity-actor.ts';
 import { shardOf } from '../runtime/entity.ts';
 import { GOALS } from './goals.ts';
 import { percentile, type Row } from './stats.ts';
+import { scratchDatabase } from './scratch-database.ts';
 
 const SHARDS = 32; // the nodes' default (config/variables.ts), as scripts/projections.ts assumes
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const round = (x: number) => Math.round(x * 10) / 10;
 
-async function scratchDatabase(base: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `bench_proj_${randomUUID().slice(0, 8)}`;
-  const admin = async (sql: string) => {
-    const c = new pg.Client({ connectionString: base });
-    await c.connect();
-    try { await c.query(sql); } finally { await c.end(); }
-  };
-  await admin(`create database ${name}`);
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  return { url: url.toString(), drop: () => admin(`drop database if exists ${name} with (force)`) };
-}
 
 export async function projectionsBench(options: { databaseUrl?: string; quick?: boolean }): Promise<Row[]> {
   if (!options.databaseUrl) {
@@ -64,7 +52,7 @@ export async function projectionsBench(options: { databaseUrl?: string; quick?: 
 // 1. Lag under booking load.
 
 async function lagUnderLoad(base: string, seconds: number, perSecond: number): Promise<Row[]> {
-  const db = await scratchDatabase(base);
+  const db = await scratchDatabase(base, 'bench_proj');
   const config = loadConfig({
     MODE: 'embedded', DATABASE_URL: db.url, DATA_DIR: mkdtempSync(join(tmpdir(), 'bench-proj-')), PORT: '0', HOST: '127.0.0.1',
     LOG_LEVEL: 'error', AUTH_DEV_TOKENS: 'true', JWT_SECRET: 'bench-secret-of-sufficient-length',
@@ -279,7 +267,7 @@ const PEER = `
 const COUNTS = 'hour, cell, requests::bigint, completed::bigint, cancelled::bigint, no_driver::bigint, revenue::bigint';
 
 async function analyticsRebuild(base: string, count: number): Promise<Row[]> {
-  const db = await scratchDatabase(base);
+  const db = await scratchDatabase(base, 'bench_proj');
   const orm = await openOrm({ url: db.url, poolMax: 4 }); // migrates the fresh database
   const client = new pg.Client({ connectionString: db.url });
   await client.connect();

@@ -13,6 +13,7 @@ import { AssignerProtocol, type Consumer, type Kafka } from 'kafkajs';
 import { backoff, sleep } from '../../runtime/backoff.ts';
 import type { NodeId, ShardAssignment } from '../../runtime/ports.ts';
 import { decodeJson, stickyRendezvousAssigner, type PlacementData } from './assigner.ts';
+import { restartConsumer } from './restart.ts';
 
 export interface MembershipOptions {
   readonly kafka: Kafka;
@@ -104,19 +105,11 @@ export class GroupMembership {
     this.#events.lease(Date.now() + this.#o.sessionTimeoutMs - margin);
   }
 
-  async #restart(): Promise<void> {
-    const delays = backoff(this.#o.retryMinMs ?? 200, this.#o.retryMaxMs ?? 5_000);
-    for (let attempt = 1; !this.#stopped; attempt++) {
-      await sleep(delays.next().value);
-      if (this.#stopped) return;
-      try {
-        await this.#consumer.connect();
-        await this.#run();
-        return;
-      } catch (error) {
-        this.#o.onError?.(error, `restarting the kafka group member failed (attempt ${attempt}); trying again`);
-      }
-    }
+  #restart(): Promise<void> {
+    return restartConsumer({
+      consumer: this.#consumer, run: () => this.#run(), stopped: () => this.#stopped, what: 'kafka group member',
+      retryMinMs: this.#o.retryMinMs, retryMaxMs: this.#o.retryMaxMs, onError: this.#o.onError,
+    });
   }
 
   /**

@@ -8,6 +8,7 @@
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
 import type { NodeId, ShardId } from '../../runtime/ports.ts';
+import { restartConsumer } from './restart.ts';
 
 export interface PartitionReaderOptions {
   readonly kafka: Kafka;
@@ -69,17 +70,10 @@ export class PartitionReader {
     });
   }
 
-  async #restart(): Promise<void> {
-    for (let attempt = 1; !this.#stopped; attempt++) {
-      await new Promise((r) => setTimeout(r, Math.min(5_000, 200 * attempt)));
-      try {
-        await this.#consumer.connect();
-        await this.#run();
-        return;
-      } catch (error) {
-        this.#o.onError?.(error, `restarting the kafka partition reader failed (attempt ${attempt}); trying again`);
-      }
-    }
+  #restart(): Promise<void> {
+    return restartConsumer({
+      consumer: this.#consumer, run: () => this.#run(), stopped: () => this.#stopped, what: 'kafka partition reader', onError: this.#o.onError,
+    });
   }
 
   /** Every partition was (re)assigned: only the served ones are read, each from where it is to go on. */
