@@ -397,8 +397,9 @@ export class KafkaCommandLog implements CommandLog {
     if (records.length > 0 && !(await this.#handlers!.onRecords(shard, records, beat))) {
       // Left unhandled (the shard is not served here now): nothing is resolved or committed,
       // so the same records come again, from the first, to whoever serves the shard next.
-      // A pause, so a shard left unserved here is not fetched again in a hot loop.
-      await sleep(1_000);
+      // Still read here (the runtime dropped it, say), a pause keeps it from being fetched again
+      // in a hot loop; no longer read (lost), it is not held up: its drain waits for this batch.
+      if (this.#reader.serves(shard) && !this.#closing) await sleep(1_000);
       return;
     }
     // Soft records after the batch's last command (or a batch of soft records only) are
