@@ -200,8 +200,13 @@ export const DriverStatus = z.enum(['offline', 'available', 'offered', 'assigned
 
 /** A driver as admins see it (actors/driver.ts driverView, with name and phone opened). */
 export const Driver = z.object({
-  id: z.string(), status: DriverStatus, vehicleType: z.string(), name: z.string().optional(), phone: z.string().optional(),
-  vehicleId: z.string().optional(), active: z.boolean(), approval: z.enum(['pending', 'approved']),
+  id: z.string(), status: DriverStatus, vehicleType: z.string(),
+  // null when the stored value does not open (named in `unreadable`): one bad value spoils its field, not the list.
+  name: z.string().nullable().optional(), phone: z.string().nullable().optional(),
+  unreadable: z.array(z.enum(['name', 'phone'])).optional()
+    .describe('personal fields whose stored value does not open (altered, copied from another record, or under a key no longer held)'),
+  vehicleId: z.string().optional(), vehicleTypes: z.array(z.string()).optional(), active: z.boolean(),
+  approval: z.enum(['pending', 'approved']),
   rating: z.number(), acceptanceRate: z.number(), trips: z.number().int(), lastTripEndedAt: z.string().optional(),
 }).meta({ id: 'Driver' });
 /** One driver read from its actor: also the booking in hand and the last position. */

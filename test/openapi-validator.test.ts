@@ -130,6 +130,9 @@ test.serial('the README ride and a call of every operation: 0 violations', async
   await call('GET', '/v1/admin/dead-letters', { token: admin }, 200);
   await call('POST', `/v1/admin/dead-letters/${randomUUID()}/retry`, { token: admin }, 404);
   await call('DELETE', `/v1/admin/dead-letters/${randomUUID()}`, { token: admin }, 404);
+  const audit = await call('GET', '/v1/admin/audit?limit=5', { token: admin }, 200);
+  t.true(audit.body.items.length > 0, 'the admin writes above are in the audit log');
+  await call('GET', '/v1/admin/audit?limit=0', { token: admin }, 400);
   await call('GET', '/v1/admin/cluster', { token: admin }, 200);
   await call('DELETE', `/v1/admin/vehicles/${vid}`, { token: admin }, 204);
   // Answers no handler writes: no token, a body that is not JSON, a URL too long, a method the path does not take.
