@@ -244,9 +244,8 @@ export class ShardHandoff {
 
   /** The node stopped every entity: its shards go to their next owners at once. */
   async letGoAll(): Promise<void> {
-    const held = [...this.#owned];
-    this.#owned.clear();
-    await this.#o.fences?.letGo(held).catch((e) => this.#o.onError?.(e, 'releasing the shards at stop'));
+    // Still "owned" here (closed: asks for them hear ShardHandoffError, not NotOwnerError); only their epochs go.
+    await this.#o.fences?.letGo([...this.#owned]).catch((e) => this.#o.onError?.(e, 'releasing the shards at stop'));
   }
 
   /**
