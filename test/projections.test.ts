@@ -166,3 +166,25 @@ test('analytics rebuilt from the journal while the node runs give the same figur
     await n.stop();
   }
 });
+
+test('a wake for a shard this node no longer owns is dropped: the projector goes back to waiting, it does not spin', async (t) => {
+  const db = await freshDatabase();
+  databases.push(db);
+  const orm = await openOrm({ url: db.url, poolMax: 2 });
+  t.teardown(() => orm.close(true));
+  let owned = [0, 1];
+  const recording: Projection = { name: 'rec', kind: 'test', tables: [], async apply() {} };
+  const projector = new Projector({ orm, projections: [recording], owned: () => owned, totalShards: 2, pollMs: 60_000 });
+  projector.start();
+  t.teardown(() => projector.stop());
+  owned = [0]; // shard 1 moved away (or the node is stopping)
+  projector.wake('test', 1);
+  // A loop that resolved its wait at once for ever would starve every timer and I/O callback of this process.
+  const ticks = await new Promise<number>((resolve) => {
+    let n = 0;
+    const tick = () => (++n === 20 ? resolve(n) : setTimeout(tick, 5));
+    setTimeout(tick, 5);
+  });
+  t.is(ticks, 20, 'timers still run');
+  t.deepEqual(projector.status().map((s) => s.failures), [0]);
+});

@@ -440,7 +440,9 @@ export class Projector implements Projections {
       const sweep = this.#now() - lastSweep >= pollMs;
       if (sweep) lastSweep = this.#now();
       const targets = sweep ? owned : owned.filter((s) => woken.has(s));
-      for (const s of targets) woken.delete(s);
+      // Every wake is taken now: those of shards this node no longer owns are not its to project,
+      // and one left behind would end the wait below at once, for ever (a loop with no I/O).
+      woken.clear();
       let failed = false;
       for (const shard of targets) {
         if (this.#stopped) break;
