@@ -92,7 +92,7 @@ test.serial('a SIGTERM while the node waits for PostgreSQL stops it: a clean exi
   const node = launchNodeProcess('main.ts', {
     MODE: 'cluster', DATABASE_URL: `postgres://postgres@${closed}/postgres`, KAFKA_BROKERS: closed, REDIS_URL: `redis://${closed}`,
     JWT_SECRET: 'startup-test-secret-of-some-length-0123', QUOTE_SECRET: 'startup-test-quote-key-of-some-length-0123', ...TEST_DATA_KEYS,
-    STARTUP_TIMEOUT_MS: '600000', NODE_ID: 'stopped-waiter', DATA_DIR: mkdtempSync(join(tmpdir(), 'waiter-')),
+    ...TEST_CLUSTER_KEY, STARTUP_TIMEOUT_MS: '600000', NODE_ID: 'stopped-waiter', DATA_DIR: mkdtempSync(join(tmpdir(), 'waiter-')),
   });
   t.teardown(() => node.kill('SIGKILL'));
   t.true(await eventually(async () => waitingLine('PostgreSQL', node.output).length > 0, 120_000), `says it waits:\n${node.output.slice(-20).join('\n')}`);

@@ -1,4 +1,4 @@
-// The ReminderStore, DeadLetterStore and ShardEpochs conformance suites (shard-stores.ts)
+// The ReminderStore, DeadLetterStore, ShardEpochs and ShardOffsets conformance suites (shard-stores.ts)
 // against the in-memory stores and PostgreSQL (a database of its own per case).
 
 import { MemoryReminderStore } from '../../adapters/memory/reminders.ts';
@@ -9,7 +9,12 @@ import { PostgresDeadLetterStore } from '../../adapters/postgres/dead-letters.ts
 import { PostgresShardEpochs } from '../../adapters/postgres/shard-epochs.ts';
 import { openOrm, type Orm } from '../../adapters/postgres/orm.ts';
 import { freshDatabase } from '../helpers/services.ts';
-import { deadLetterStoreConformance, reminderStoreConformance, shardEpochsConformance, type StoreUnderTest } from './shard-stores.ts';
+import { MemoryShardOffsets } from '../../adapters/memory/shard-offsets.ts';
+import { PostgresShardOffsets } from '../../adapters/postgres/shard-offsets.ts';
+import { ShardFences } from '../../runtime/fencing.ts';
+import {
+  deadLetterStoreConformance, reminderStoreConformance, shardEpochsConformance, shardOffsetsConformance, type StoreUnderTest,
+} from './shard-stores.ts';
 
 const inMemory = <S>(store: S) => async (): Promise<StoreUnderTest<S>> => ({ store, close: async () => undefined });
 
@@ -27,3 +32,13 @@ deadLetterStoreConformance('memory', async () => inMemory(new MemoryDeadLetterSt
 deadLetterStoreConformance('PostgreSQL', onPostgres((orm) => new PostgresDeadLetterStore(orm)));
 shardEpochsConformance('memory', async () => inMemory(new MemoryShardEpochs())());
 shardEpochsConformance('PostgreSQL', onPostgres((orm) => new PostgresShardEpochs(orm)));
+shardOffsetsConformance('memory', async () => {
+  const epochs = new MemoryShardEpochs();
+  const fences = new ShardFences(epochs);
+  return inMemory({ offsets: new MemoryShardOffsets({ fence: fences, epochs }), epochs, fences })();
+});
+shardOffsetsConformance('PostgreSQL', onPostgres((orm) => {
+  const epochs = new PostgresShardEpochs(orm);
+  const fences = new ShardFences(epochs);
+  return { offsets: new PostgresShardOffsets(orm, 'conformance.commands', fences), epochs, fences };
+}));

@@ -1,12 +1,14 @@
 // Conformance suites of the small shard-keyed stores of runtime/ports.ts: ReminderStore,
-// DeadLetterStore and ShardEpochs. The same cases run against the in-memory stores (the
+// DeadLetterStore, ShardEpochs and ShardOffsets. The same cases run against the in-memory stores (the
 // runtime's tests) and PostgreSQL (shard-stores.test.ts). Each case gets a store of its own,
 // over storage of its own (these stores answer for everything they hold: list, forShards).
 // Fencing of these stores' writes is PostgreSQL-only (the memory stores take no WriteFence);
 // test/fencing.test.ts covers it.
 
 import test from 'ava';
-import type { DeadLetter, DeadLetterStore, ReminderStore, ShardEpochs } from '../../runtime/ports.ts';
+import type { DeadLetter, DeadLetterStore, ReminderStore, ShardEpochs, ShardOffsets } from '../../runtime/ports.ts';
+import { ShardFencedError } from '../../runtime/errors.ts';
+import type { ShardFences } from '../../runtime/fencing.ts';
 
 export interface StoreUnderTest<S> {
   readonly store: S;
@@ -143,7 +145,51 @@ export function shardEpochsConformance(name: string, make: Make<ShardEpochs>): v
     t.deepEqual([...await epochs.currentEpochs([0, 1])], []);
     await epochs.acquire([0, 1], 'a');
     await epochs.acquire([1], 'b');
-    t.deepEqual([...await epochs.currentEpochs([0, 1, 2])].sort(), [[0, 1], [1, 2]]);
+    const current = [...await epochs.currentEpochs([0, 1, 2])].sort(([a], [b]) => a - b);
+    t.deepEqual(current, [[0, { epoch: 1, owner: 'a', released: false }], [1, { epoch: 2, owner: 'b', released: false }]]);
     t.deepEqual([...await epochs.currentEpochs([])], []);
+  });
+
+  test(`${name} shard epochs: a release marks the epoch it names, if still current; the next acquire is not released`, async (t) => {
+    const epochs = await use(t);
+    await epochs.acquire([0, 1], 'a');
+    await epochs.acquire([1], 'b');
+    await epochs.release(new Map([[0, 1], [1, 1]])); // shard 1's epoch 1 is no longer current: left as it is
+    const released = async () => [...await epochs.currentEpochs([0, 1])].sort(([a], [b]) => a - b).map(([s, r]) => [s, r.released]);
+    t.deepEqual(await released(), [[0, true], [1, false]]);
+    await epochs.acquire([0], 'b');
+    t.deepEqual(await released(), [[0, false], [1, false]]);
+  });
+}
+
+/** Shard offsets with the epochs that fence them, and a fence holding what this node took. */
+export interface FencedOffsets {
+  readonly offsets: ShardOffsets;
+  readonly epochs: ShardEpochs;
+  readonly fences: ShardFences;
+}
+
+export function shardOffsetsConformance(name: string, make: Make<FencedOffsets>): void {
+  const use = using(make);
+
+  test(`${name} shard offsets: a shard never committed is absent; a commit is read back; an offset never goes back`, async (t) => {
+    const { offsets, fences } = await use(t);
+    await fences.acquire([0, 1], 'me');
+    t.deepEqual([...await offsets.next([0, 1])], []);
+    await offsets.commit(0, 5);
+    await offsets.commit(0, 3);
+    await offsets.commit(1, 1);
+    t.deepEqual([...await offsets.next([0, 1, 2])].sort(([a], [b]) => a - b), [[0, 5], [1, 1]]);
+    t.deepEqual([...await offsets.next([])], []);
+  });
+
+  test(`${name} shard offsets: a commit by a node that no longer holds the shard's epoch is refused and moves nothing`, async (t) => {
+    const { offsets, epochs, fences } = await use(t);
+    await fences.acquire([3], 'me');
+    await offsets.commit(3, 10);
+    await epochs.acquire([3], 'another node');
+    await t.throwsAsync(offsets.commit(3, 20), { instanceOf: ShardFencedError });
+    t.deepEqual([...await offsets.next([3])], [[3, 10]]);
+    t.false(fences.holds(3), 'the refused epoch is dropped');
   });
 }
