@@ -79,16 +79,17 @@ export interface CommandLogHandlers {
    */
   onAssignment(assignment: ShardAssignment, revoked: readonly ShardId[], gained: readonly ShardId[]): Promise<void>;
   /**
-   * A rebalance has begun and this node may lose any shard it owns. Called synchronously
-   * before the node rejoins the group, so before any other node can be given one of its
-   * shards: the runtime stops firing timers, answering asks and activating entities on
-   * every shard it owns until onJoined says which it kept. (Kafka's eager protocol stops
-   * consuming every partition during a rebalance anyway.)
+   * For a log whose new owners may take a shard as soon as the group has synced (no release
+   * handshake): a rebalance has begun and this node may lose any shard it owns. Called
+   * synchronously before the node rejoins the group; the runtime stops firing timers,
+   * answering asks and activating entities on every shard it owns until onJoined says which
+   * it kept. The Kafka log does not call it: a gained shard waits for its last owner's
+   * release (shard-handoff.ts), so shards that stay need not stop.
    */
   onRebalancing?(): void;
   /**
    * The group assigned this node `owned` (synchronously, as the assignment arrives, before
-   * onAssignment): shards kept resume at once; shards lost stay stopped until drained.
+   * onAssignment): shards lost stop at once and stay stopped until drained; kept ones go on.
    */
   onJoined?(owned: readonly ShardId[]): void;
   /**
