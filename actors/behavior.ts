@@ -50,6 +50,11 @@ export interface ServicePorts {
   readonly requester: EntityRef;
   /** A query's answer: at once when the entity is active on this node, else a promise of it. */
   ask<A>(to: EntityRef, query: unknown): A | Promise<A>;
+  /**
+   * A query's answer when the entity is active on this node, else undefined (nothing is
+   * asked): for queries that may only be answered in process (a cell's `nearest.offer`).
+   */
+  askNow?<A>(to: EntityRef, query: unknown): { readonly value: A } | undefined;
 }
 
 /**

@@ -418,7 +418,9 @@ export class ShardRegion {
       : startSpan(`service ${name}`, SpanKind.INTERNAL, { 'dispatch.entity': entityKey(requester) }, trace);
     try {
       await withSpan(span, async () => {
-        const answer = await service(payload, { now: this.#now(), requester, ask: (to, query) => this.askSoon(to, query) });
+        const answer = await service(payload, {
+          now: this.#now(), requester, ask: (to, query) => this.askSoon(to, query), askNow: (to, query) => this.askNow(to, query),
+        });
         if (answer !== undefined) await this.tell(requester, answer);
       });
       endSpan(span);
