@@ -47,8 +47,8 @@ const KM_PER_DEG = 6371.0088 * Math.PI / 180;
 const SLACK = 0.999;
 /** Most buckets a cell's grid spans (128 KiB of starts); a cell spread wider (the antimeridian) is one bucket, scanned whole. */
 const MAX_BUCKETS = 1 << 15;
-/** Entries past the sorted part (and dead ones) a cell tolerates before sorting again: this many, or a sixteenth of its drivers. */
-const UNSORTED_MIN = 32;
+/** Entries past the sorted part (and dead ones) a cell tolerates before sorting again: this many, or an eighth of its drivers. */
+const UNSORTED_MIN = 64;
 /** A cell holding at most this many drivers is scanned whole (a few ns each) instead of walking its buckets. */
 const SCAN_AT_MOST = 48;
 const NONE = -1;
@@ -103,6 +103,8 @@ export class CellIndex {
   #free: number[] = [];
   /** Entries: [0, #sorted) by bucket, then appended ones up to #length; #dead of all are dead. */
   #entries = new Float64Array(8 * ENTRY);
+  /** What #sort writes into next (the two swap). */
+  #spare = new Float64Array(0);
   #length = 0;
   #sorted = 0;
   #dead = 0;
@@ -364,14 +366,14 @@ export class CellIndex {
   /** Enters slot s past the sorted part; sorts again once too many entries are unsorted or dead. */
   #append(s: number, d: DriverCopy): void {
     if (this.#length * ENTRY >= this.#entries.length) {
-      const entries = new Float64Array(this.#entries.length * 2);
-      entries.set(this.#entries);
+      const entries = new Float64Array(Math.max(this.#entries.length * 2, 8 * ENTRY));
+      entries.set(this.#entries.subarray(0, this.#length * ENTRY));
       this.#entries = entries;
     }
     this.#pos[s] = this.#length;
     this.#write(this.#length++, d, s);
     const unsorted = this.#length - this.#sorted + this.#dead;
-    if (unsorted > Math.max(UNSORTED_MIN, this.#ids.size / 16)) this.#sort();
+    if (unsorted > Math.max(UNSORTED_MIN, this.#ids.size / 8)) this.#sort();
   }
 
   /**
@@ -400,16 +402,20 @@ export class CellIndex {
       starts[b + 1]!++;
     }
     for (let b = 0; b < buckets; b++) starts[b + 1]! += starts[b]!;
+    // Into the spare array (each entry copied as it is: its cosine is not computed again), which then swaps in.
     const size = Math.max(8, this.#ids.size * 2) * ENTRY;
-    if (this.#entries.length < this.#ids.size * ENTRY || this.#entries.length > size * 2) this.#entries = new Float64Array(size);
+    if (this.#spare.length < this.#ids.size * ENTRY || this.#spare.length > size * 2) this.#spare = new Float64Array(size);
+    const from = this.#entries;
+    const to = this.#spare;
     const next = starts.slice(0, buckets);
     for (let s = 0; s < this.#high; s++) {
-      const d = this.#copies[s];
-      if (!d) continue;
+      if (!this.#copies[s]) continue;
       const i = next[bucketOfSlot[s]!]!++;
+      for (let f = 0, a = this.#pos[s]! * ENTRY, b = i * ENTRY; f < ENTRY; f++) to[b + f] = from[a + f]!;
       this.#pos[s] = i;
-      this.#write(i, d, s);
     }
+    this.#spare = from;
+    this.#entries = to;
     this.#starts = starts;
     this.#length = this.#sorted = this.#ids.size;
     this.#dead = 0;

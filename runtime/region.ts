@@ -264,7 +264,8 @@ export class ShardRegion {
    */
   tellSoft(to: EntityRef, message: unknown): Promise<SoftDelivery> {
     this.#checkAccepting();
-    return this.#soft.deliver({ to, message, at: this.#now() });
+    const delivered = this.#soft.deliver({ to, message, at: this.#now() });
+    return typeof delivered === 'string' ? Promise.resolve(delivered) : delivered;
   }
 
   /** A tell whose outcome (applied, rejected with a reason, or the entity's reply) comes back here. */
