@@ -103,8 +103,9 @@ export class CellIndex {
   #free: number[] = [];
   /** Entries: [0, #sorted) by bucket, then appended ones up to #length; #dead of all are dead. */
   #entries = new Float64Array(8 * ENTRY);
-  /** What #sort writes into next (the two swap). */
+  /** What #sort writes into next (the two swap), and its bucket per entry. */
   #spare = new Float64Array(0);
+  #scratch = new Int32Array(0);
   #length = 0;
   #sorted = 0;
   #dead = 0;
@@ -186,14 +187,16 @@ export class CellIndex {
   }
 
   set(driver: DriverCopy): void {
-    this.#record(driver.driverId);
-    this.#put(driver);
+    const s = this.#ids.get(driver.driverId);
+    this.#record(driver.driverId, s === undefined ? undefined : this.#copies[s]);
+    this.#put(driver, s);
   }
 
   delete(id: string): void {
-    if (!this.#ids.has(id)) return;
-    this.#record(id);
-    this.#remove(id);
+    const s = this.#ids.get(id);
+    if (s === undefined) return;
+    this.#record(id, this.#copies[s]);
+    this.#remove(id, s);
   }
 
   /**
@@ -265,9 +268,9 @@ export class CellIndex {
     }
   }
 
-  #record(id: string): void {
+  #record(id: string, before: DriverCopy | undefined): void {
     if (!this.#open) throw new Error('cell index changed outside a step');
-    this.#undo.push({ id, before: this.get(id) });
+    this.#undo.push({ id, before });
   }
 
   #rollBack(version: number): void {
@@ -292,12 +295,12 @@ export class CellIndex {
     this.#version = this.#latest;
   }
 
-  #put(driver: DriverCopy): void {
-    let s = this.#ids.get(driver.driverId);
+  #put(driver: DriverCopy, slot = this.#ids.get(driver.driverId)): void {
+    let s = slot;
     if (s === undefined) {
       s = this.#free.pop() ?? this.#newSlot();
       this.#ids.set(driver.driverId, s);
-    } else if (this.#pos[s]! >= this.#sorted || this.#bucketOf(driver) === this.#bucketOf(this.#copies[s]!)) {
+    } else if (this.#pos[s]! >= this.#sorted || this.#bucketOf(driver.lat, driver.lng) === this.#bucketAt(this.#pos[s]!)) {
       // Moved within its bucket, or past the sorted part (scanned whole): in place.
       this.#copies[s] = driver;
       this.#write(this.#pos[s]!, driver, s);
@@ -309,8 +312,8 @@ export class CellIndex {
     this.#append(s, driver);
   }
 
-  #remove(id: string): void {
-    const s = this.#ids.get(id);
+  #remove(id: string, slot = this.#ids.get(id)): void {
+    const s = slot;
     if (s === undefined) return;
     this.#ids.delete(id);
     this.#kill(s);
@@ -340,12 +343,17 @@ export class CellIndex {
     return s;
   }
 
-  /** The bucket of the sorted part's grid a driver falls in (NONE: outside the box). */
-  #bucketOf(d: DriverCopy): number {
+  /** The bucket of the sorted part's grid a position falls in (NONE: outside the box). */
+  #bucketOf(lat: number, lng: number): number {
     if (this.#w * this.#h === 1) return 0;
-    const bx = gx(d.lng) - this.#x0;
-    const by = gy(d.lat) - this.#y0;
+    const bx = gx(lng) - this.#x0;
+    const by = gy(lat) - this.#y0;
     return bx >= 0 && bx < this.#w && by >= 0 && by < this.#h ? by * this.#w + bx : NONE;
+  }
+
+  /** The bucket of entry i (read from the entry: the copy object is not touched). */
+  #bucketAt(i: number): number {
+    return this.#bucketOf(this.#entries[i * ENTRY + LAT]!, this.#entries[i * ENTRY + LNG]!);
   }
 
   #write(i: number, d: DriverCopy, s: number): void {
@@ -381,39 +389,43 @@ export class CellIndex {
    * no entry dead or unsorted left: one bucket when they spread wider than MAX_BUCKETS.
    */
   #sort(): void {
+    // From the entries alone (positions side by side), not the copies: a sort reads one run of memory.
+    const from = this.#entries;
+    const length = this.#length;
     let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-    for (let s = 0; s < this.#high; s++) {
-      const d = this.#copies[s];
-      if (!d) continue;
-      const x = gx(d.lng), y = gy(d.lat);
+    for (let i = 0; i < length * ENTRY; i += ENTRY) {
+      if (from[i + TAG]! === DEAD) continue;
+      const x = gx(from[i + LNG]!), y = gy(from[i + LAT]!);
       if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
     }
     const gridded = (x1 - x0 + 1) * (y1 - y0 + 1) <= MAX_BUCKETS;
-    this.#x0 = x0; this.#y0 = y0;
-    this.#w = gridded ? x1 - x0 + 1 : 1; this.#h = gridded ? y1 - y0 + 1 : 1;
-    const buckets = this.#w * this.#h;
+    const w = gridded ? x1 - x0 + 1 : 1;
+    const buckets = gridded ? w * (y1 - y0 + 1) : 1;
     const starts = new Int32Array(buckets + 1);
-    const bucketOfSlot = new Int32Array(this.#high);
-    for (let s = 0; s < this.#high; s++) {
-      const d = this.#copies[s];
-      if (!d) continue;
-      const b = gridded ? (gy(d.lat) - y0) * this.#w + (gx(d.lng) - x0) : 0;
-      bucketOfSlot[s] = b;
+    if (this.#scratch.length < length) this.#scratch = new Int32Array(Math.max(length, this.#scratch.length * 2));
+    const bucketOf = this.#scratch;
+    for (let e = 0; e < length; e++) {
+      const i = e * ENTRY;
+      if (from[i + TAG]! === DEAD) continue;
+      const b = gridded ? (gy(from[i + LAT]!) - y0) * w + (gx(from[i + LNG]!) - x0) : 0;
+      bucketOf[e] = b;
       starts[b + 1]!++;
     }
     for (let b = 0; b < buckets; b++) starts[b + 1]! += starts[b]!;
-    // Into the spare array (each entry copied as it is: its cosine is not computed again), which then swaps in.
+    // Into the spare array, each entry copied as it is (its cosine is not computed again); then the two swap.
     const size = Math.max(8, this.#ids.size * 2) * ENTRY;
     if (this.#spare.length < this.#ids.size * ENTRY || this.#spare.length > size * 2) this.#spare = new Float64Array(size);
-    const from = this.#entries;
     const to = this.#spare;
     const next = starts.slice(0, buckets);
-    for (let s = 0; s < this.#high; s++) {
-      if (!this.#copies[s]) continue;
-      const i = next[bucketOfSlot[s]!]!++;
-      for (let f = 0, a = this.#pos[s]! * ENTRY, b = i * ENTRY; f < ENTRY; f++) to[b + f] = from[a + f]!;
-      this.#pos[s] = i;
+    for (let e = 0; e < length; e++) {
+      const i = e * ENTRY;
+      if (from[i + TAG]! === DEAD) continue;
+      const at = next[bucketOf[e]!]!++;
+      for (let f = 0; f < ENTRY; f++) to[at * ENTRY + f] = from[i + f]!;
+      this.#pos[from[i + SLOT]!] = at;
     }
+    this.#x0 = x0; this.#y0 = y0;
+    this.#w = w; this.#h = gridded ? y1 - y0 + 1 : 1;
     this.#spare = from;
     this.#entries = to;
     this.#starts = starts;
