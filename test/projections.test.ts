@@ -12,7 +12,7 @@ import { dispatchBehaviors, dispatchServices } from '../actors/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { startNode, type NodeOptions, type RunningNode } from '../node.ts';
 import { openOrm } from '../adapters/postgres/orm.ts';
-import { Projector, type JournalRow, type Projection } from '../adapters/postgres/projections.ts';
+import { Projector, quietPollMs, type JournalRow, type Projection } from '../adapters/postgres/projections.ts';
 import { createBooking } from './fixtures/booking-request.ts';
 import { freshDatabase } from './helpers/services.ts';
 import { eventually, repoRoot } from './helpers/node-process.ts';
@@ -165,4 +165,61 @@ test('analytics rebuilt from the journal while the node runs give the same figur
   } finally {
     await n.stop();
   }
+});
+
+test('an idle projector costs the database next to nothing: one statement per sweep finds the shards with rows, and quiet sweeps back off; rows are still found', async (t) => {
+  const db = await freshDatabase();
+  databases.push(db);
+  const orm = await openOrm({ url: db.url, poolMax: 4 });
+  t.teardown(() => orm.close(true));
+  // Counts what the projector asks: statements outside a transaction (the probe) and transactions (batches).
+  const asked = { statements: 0, transactions: 0 };
+  const connection = orm.em.getConnection();
+  const counted = new Proxy(orm, {
+    get: (target, name) => name !== 'em' ? Reflect.get(target, name) : new Proxy(target.em, {
+      get: (em, key) => key !== 'getConnection' ? Reflect.get(em, key) : () => new Proxy(connection, {
+        get: (c, k) => {
+          if (k === 'execute') return (...args: unknown[]) => { asked.statements++; return (c.execute as (...a: unknown[]) => unknown)(...args); };
+          if (k === 'getNativeClient') {
+            return async () => {
+              const pool = await c.getNativeClient() as unknown as pg.Pool;
+              return new Proxy(pool, { get: (p, m) => (m === 'connect' ? () => { asked.transactions++; return p.connect(); } : Reflect.get(p, m)) });
+            };
+          }
+          return Reflect.get(c, k);
+        },
+      }),
+    }),
+  });
+  const seen: string[] = [];
+  const recording: Projection = { name: 'rec', kind: 'test', tables: [], async apply(_sql, rows: readonly JournalRow[]) { seen.push(...rows.map((r) => r.key)); } };
+  const shards = Array.from({ length: 32 }, (_, i) => i);
+  const projector = new Projector({ orm: counted, projections: [recording], owned: () => shards, totalShards: 32, pollMs: 50, idlePollMs: 400 });
+  projector.start();
+  t.teardown(() => projector.stop());
+  await new Promise((r) => setTimeout(r, 2_000));
+  // At pollMs, 2 s would be 40 sweeps of 32 transactions each.
+  t.is(asked.transactions, 0, 'no shard had rows: no batch was run');
+  t.true(asked.statements <= 20, `${asked.statements} probes in 2 s (40 sweeps at pollMs)`);
+  t.is(projector.lagMs(), 0);
+
+  // A row no wake-up announced is found by a later sweep, however quiet the node was.
+  const record = JSON.stringify({ v: 1, cmd: 'c', at: 0, events: [], tells: [], timersSet: [], timersCancelled: [] });
+  const insert = async (key: string, shard: number) => {
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try { await client.query(`insert into journal (persistence_key, sequence_nr, data, tags, shard) values ($1, 1, $2, '[]', $3)`, [key, record, shard]); } finally { await client.end(); }
+  };
+  await insert('test:unannounced', 7);
+  t.true(await eventually(async () => seen.includes('test:unannounced'), 60_000));
+  t.is(asked.transactions, 1, 'only the shard with the row was caught up');
+  // A wake-up is followed at once.
+  await insert('test:woken', 9);
+  projector.wake('test', 9);
+  t.true(await eventually(async () => seen.includes('test:woken'), 60_000));
+});
+
+test('quiet sweeps back off from pollMs, doubling up to idlePollMs', (t) => {
+  t.deepEqual([0, 1, 2, 3, 4, 5, 6, 40].map((q) => quietPollMs(1_000, 30_000, q)), [1_000, 1_000, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000]);
+  t.is(quietPollMs(1_000, 500, 10), 500, 'the caller keeps idlePollMs at least pollMs');
 });
