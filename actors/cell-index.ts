@@ -103,8 +103,7 @@ export class CellIndex {
   #free: number[] = [];
   /** Entries: [0, #sorted) by bucket, then appended ones up to #length; #dead of all are dead. */
   #entries = new Float64Array(8 * ENTRY);
-  /** What #sort writes into next (the two swap), and its bucket per entry. */
-  #spare = new Float64Array(0);
+  /** The bucket of each entry, while #sort runs. */
   #scratch = new Int32Array(0);
   #length = 0;
   #sorted = 0;
@@ -412,10 +411,11 @@ export class CellIndex {
       starts[b + 1]!++;
     }
     for (let b = 0; b < buckets; b++) starts[b + 1]! += starts[b]!;
-    // Into the spare array, each entry copied as it is (its cosine is not computed again); then the two swap.
-    const size = Math.max(8, this.#ids.size * 2) * ENTRY;
-    if (this.#spare.length < this.#ids.size * ENTRY || this.#spare.length > size * 2) this.#spare = new Float64Array(size);
-    const to = this.#spare;
+    // Into a new array with room for the appends until the next sort, each entry copied as it is
+    // (its cosine is not computed again). Not kept as a spare: a second array per cell was
+    // memory per driver held for nothing between sorts, a new one is a small allocation per sort.
+    const live = this.#ids.size;
+    const to = new Float64Array((live + Math.max(UNSORTED_MIN, Math.ceil(live / 8)) + 1) * ENTRY);
     const next = starts.slice(0, buckets);
     for (let e = 0; e < length; e++) {
       const i = e * ENTRY;
@@ -426,7 +426,6 @@ export class CellIndex {
     }
     this.#x0 = x0; this.#y0 = y0;
     this.#w = w; this.#h = gridded ? y1 - y0 + 1 : 1;
-    this.#spare = from;
     this.#entries = to;
     this.#starts = starts;
     this.#length = this.#sorted = this.#ids.size;

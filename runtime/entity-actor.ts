@@ -353,7 +353,19 @@ export function entityActor(options: EntityActorOptions): EntityActor {
   // this incarnation must handle nothing more until it is stopped and recovered.
   let poisoned = false;
 
+  /**
+   * What nact holds as the actor's state: the replayed incarnation while it recovers, then
+   * nothing. Every message after activation starts from `current`; a copy in nact would be
+   * an older version of the entity's state (and all it refers to) kept alive for nothing.
+   */
   async function receive(
+    given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext,
+  ): Promise<Incarnation<unknown>> {
+    const next = await step(given, msg, ctx);
+    return current === undefined ? next : undefined as never;
+  }
+
+  async function step(
     given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext,
   ): Promise<Incarnation<unknown>> {
     if (ctx.recovering) return replay(behavior, upgraded(given), msg as JournalRecord);

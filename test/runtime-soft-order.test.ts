@@ -122,3 +122,42 @@ test('a soft batch whose entity stops before handling it: each of its messages i
   t.deepEqual(await r.seen(), ['M']);
   t.is(r.region.stats().softDropped, 2);
 });
+
+interface Held { readonly blob: readonly number[] }
+/** A state worth measuring: 2,500 numbers (20 KB) made from a seed (the journal keeps the seed, not the blob). */
+const holder: Behavior<Held, { type: 'fill' | 'touch'; seed: string }, { type: 'filled'; seed: string }, { type: 'get' }, number> = {
+  kind: 'holder',
+  eventVersion: 1,
+  initial: () => ({ blob: [] }),
+  handle(s, m) {
+    if (m.type === 'touch') return { state: { blob: blobOf(m.seed) }, events: [], effects: [] };
+    const event = { type: 'filled' as const, seed: m.seed };
+    return { state: holder.apply(s, event), events: [event], effects: [] };
+  },
+  apply: (_s, e) => ({ blob: blobOf(e.seed) }),
+  query: (s) => s.blob.length,
+};
+const blobOf = (seed: string) => Array.from({ length: 2_500 }, (_, i) => i + seed.length + 0.5);
+
+test('an idle entity holds one version of its state: what the mailbox kept of earlier ones (nact\'s copy, its last turn) is let go', async (t) => {
+  const { setFlagsFromString } = await import('node:v8');
+  const { runInNewContext } = await import('node:vm');
+  setFlagsFromString('--expose_gc');
+  const gc = runInNewContext('gc') as () => void;
+  const r = await startRig({ behaviors: [holder] });
+  t.teardown(() => r.stop());
+  const n = 1_000;
+  const ref = (i: number) => ({ kind: 'holder', id: `h${i}` });
+  const heap = () => { gc(); gc(); return process.memoryUsage().heapUsed; };
+  await r.region.request(ref(-1), { type: 'fill', seed: 'warm' });
+  const before = heap();
+  // Each entity: a command through its mailbox (a 20 KB state), then a soft message at once (another 20 KB state).
+  for (let i = 0; i < n; i++) await r.region.request(ref(i), { type: 'fill', seed: `a${i}` });
+  for (let i = 0; i < n; i++) t.is(await r.region.tellSoft(ref(i), { type: 'touch', seed: `b${i}` }), 'applied');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const perEntity = (heap() - before) / n;
+  // Two versions held would be 40 KB and more per entity.
+  t.log(`${Math.round(perEntity)} bytes per entity`);
+  t.true(perEntity < 30_000, `${Math.round(perEntity)} bytes per entity`);
+  t.is(await r.region.ask<number>(ref(7), { type: 'get' }), 2_500);
+});
