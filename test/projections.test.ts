@@ -223,3 +223,27 @@ test('quiet sweeps back off from pollMs, doubling up to idlePollMs', (t) => {
   t.deepEqual([0, 1, 2, 3, 4, 5, 6, 40].map((q) => quietPollMs(1_000, 30_000, q)), [1_000, 1_000, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000]);
   t.is(quietPollMs(1_000, 500, 10), 500, 'the caller keeps idlePollMs at least pollMs');
 });
+
+test('wake-ups that come close together are projected together: one batch for the rows of the while, not one per row', async (t) => {
+  const db = await freshDatabase();
+  databases.push(db);
+  const orm = await openOrm({ url: db.url, poolMax: 4 });
+  t.teardown(() => orm.close(true));
+  const batches: number[] = [];
+  const recording: Projection = { name: 'rec', kind: 'test', tables: [], async apply(_sql, rows: readonly JournalRow[]) { batches.push(rows.length); } };
+  const projector = new Projector({ orm, projections: [recording], owned: () => [3], totalShards: 4, pollMs: 60_000, wakeDelayMs: 1_000 });
+  const record = JSON.stringify({ v: 1, cmd: 'c', at: 0, events: [], tells: [], timersSet: [], timersCancelled: [] });
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  t.teardown(() => client.end());
+  projector.start();
+  t.teardown(() => projector.stop());
+  await eventually(async () => projector.lagMs() === 0);
+  // Ten rows, each announced by its own wake-up as an entity's event would, well within the delay.
+  for (let i = 0; i < 10; i++) {
+    await client.query(`insert into journal (persistence_key, sequence_nr, data, tags, shard) values ($1, 1, $2, '[]', 3)`, [`test:w${i}`, record]);
+    projector.wake('test', 3);
+  }
+  t.true(await eventually(async () => batches.reduce((a, b) => a + b, 0) === 10, 60_000));
+  t.deepEqual(batches, [10], 'one batch');
+});

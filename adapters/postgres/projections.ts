@@ -332,6 +332,8 @@ export interface ProjectorOptions {
   readonly pollMs?: number;
   /** The longest a quiet node waits between sweeps (default 30 s; never below pollMs). */
   readonly idlePollMs?: number;
+  /** How long after a wake-up its projection runs, so the rows of that while go in one batch (default 50 ms; 0: at once). */
+  readonly wakeDelayMs?: number;
   readonly batchSize?: number;
   readonly now?: () => number;
   readonly onError?: (error: unknown, context: string) => void;
@@ -370,6 +372,8 @@ export class Projector implements Projections {
   readonly #signal = new Map<string, () => void>();
   readonly #stats = new Map<string, { rows: number; failures: number; lastError?: string }>();
   readonly #loops: Promise<void>[] = [];
+  /** Projections whose loop a wake-up will signal shortly (see #soon). */
+  readonly #waking = new Set<string>();
   #stopped = true;
 
   constructor(options: ProjectorOptions) {
@@ -413,8 +417,22 @@ export class Projector implements Projections {
       const s = this.#shard(p.name, shard);
       s.pendingSince ??= at;
       this.#woken.get(p.name)!.add(shard);
-      this.#signal.get(p.name)?.();
+      this.#soon(p.name);
     }
+  }
+
+  /**
+   * Wakes a projection's loop `wakeDelayMs` after the first wake-up since it last ran: the
+   * rows of that while are projected in one batch per shard, not one per row. Each batch is
+   * a transaction of several statements; on the embedded node they queue with the commands'
+   * own on its one connection, and one per journal row held the commands back.
+   */
+  #soon(name: string): void {
+    const delay = this.#o.wakeDelayMs ?? 50;
+    if (delay <= 0) { this.#signal.get(name)?.(); return; }
+    if (this.#waking.has(name)) return;
+    this.#waking.add(name);
+    setTimeout(() => { this.#waking.delete(name); this.#signal.get(name)?.(); }, delay).unref();
   }
 
   #shard(name: string, shard: number): ShardState {
@@ -499,7 +517,7 @@ export class Projector implements Projections {
         const timer = setTimeout(done, failed ? Math.min(pollMs, 500) : quietPollMs(pollMs, idlePollMs, quiet));
         function done() { clearTimeout(timer); resolve(); }
         this.#signal.set(p.name, done);
-        if (woken.size > 0) done();
+        if (woken.size > 0) this.#soon(p.name);
       });
     }
   }
