@@ -203,6 +203,30 @@ export class ShardHost {
         return isPromise(outcome) ? outcome.finally(() => active.leave()) : outcome;
       }
     }
+    // Not active yet (or still recovering): wait for it, then take the way an active one takes.
+    if (!active?.softNow || !active.current) return this.#softOnceActive(self, shard, message, key);
+    return this.#deliver(self, shard, (done) => ({ t: 'soft', message, done: done as never })) as Promise<SoftOutcome>;
+  }
+
+  /**
+   * A soft message for an entity being activated: once it is, at once or into the batch like
+   * any other (the messages that waited continue in the order they came, so none overtakes
+   * another). A cell's first copies, thousands of them while it recovers, took one mailbox
+   * turn each. An entity that did not come up (a failed recovery, a stop) gets the message
+   * through its mailbox as before, which answers it.
+   */
+  async #softOnceActive(self: EntityRef, shard: ShardId, message: unknown, key: EntityKey): Promise<SoftOutcome> {
+    const activation = await this.#activation(self, shard);
+    activation.enter();
+    try {
+      await activation.ready;
+    } catch {
+      // Recovery failed: the mailbox way below hears why.
+    } finally {
+      activation.leave();
+    }
+    const active = this.#active.get(key);
+    if (active === activation && active.softNow && active.current) return this.soft(self, shard, message, key);
     return this.#deliver(self, shard, (done) => ({ t: 'soft', message, done: done as never })) as Promise<SoftOutcome>;
   }
 
