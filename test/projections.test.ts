@@ -167,7 +167,8 @@ test('analytics rebuilt from the journal while the node runs give the same figur
   }
 });
 
-test('an idle projector costs the database next to nothing: one statement per sweep finds the shards with rows, and quiet sweeps back off; rows are still found', async (t) => {
+test('an idle projector costs the database next to nothing: one statement per sweep finds the shards with rows, quiet sweeps back off, rows are found',
+  async (t) => {
   const db = await freshDatabase();
   databases.push(db);
   const orm = await openOrm({ url: db.url, poolMax: 4 });
@@ -192,7 +193,9 @@ test('an idle projector costs the database next to nothing: one statement per sw
     }),
   });
   const seen: string[] = [];
-  const recording: Projection = { name: 'rec', kind: 'test', tables: [], async apply(_sql, rows: readonly JournalRow[]) { seen.push(...rows.map((r) => r.key)); } };
+  const recording: Projection = {
+    name: 'rec', kind: 'test', tables: [], async apply(_sql, rows: readonly JournalRow[]) { seen.push(...rows.map((r) => r.key)); },
+  };
   const shards = Array.from({ length: 32 }, (_, i) => i);
   const projector = new Projector({ orm: counted, projections: [recording], owned: () => shards, totalShards: 32, pollMs: 50, idlePollMs: 400 });
   projector.start();
@@ -208,7 +211,11 @@ test('an idle projector costs the database next to nothing: one statement per sw
   const insert = async (key: string, shard: number) => {
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();
-    try { await client.query(`insert into journal (persistence_key, sequence_nr, data, tags, shard) values ($1, 1, $2, '[]', $3)`, [key, record, shard]); } finally { await client.end(); }
+    try {
+      await client.query(`insert into journal (persistence_key, sequence_nr, data, tags, shard) values ($1, 1, $2, '[]', $3)`, [key, record, shard]);
+    } finally {
+      await client.end();
+    }
   };
   await insert('test:unannounced', 7);
   t.true(await eventually(async () => seen.includes('test:unannounced'), 60_000));

@@ -162,7 +162,8 @@ test('an idle entity holds one version of its state: what the mailbox kept of ea
   t.is(await r.region.ask<number>(ref(7), { type: 'get' }), 2_500);
 });
 
-test('soft messages that come while their entity is being activated are applied once it is, in the order they came, before a command sent after them', async (t) => {
+test('soft messages that come while their entity is being activated are applied once it is, in the order they came, before a command after them',
+  async (t) => {
   const r = await rig(t);
   const notes = Array.from({ length: 20 }, (_, i) => r.region.tellSoft(r.ref, { type: 'note', v: `n${i}` }));
   const marked = r.command('M');

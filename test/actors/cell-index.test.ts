@@ -223,7 +223,8 @@ test('1,000,000 drivers in indexes built directly: the search equals brute force
   }, 2, 8);
 });
 
-test('drivers moving, leaving and coming back between searches (within buckets, across them, past the sorted part): every search equals brute force', async (t) => {
+test('drivers moving, leaving and coming back between searches (within buckets, across them, past the sorted part): every search equals brute force',
+  async (t) => {
   // The index keeps entries sorted by bucket and appends moved ones until it sorts again; a
   // stale entry, a driver left in its old bucket or a lost one would show here.
   const rand = seeded(5);
@@ -251,7 +252,8 @@ test('drivers moving, leaving and coming back between searches (within buckets, 
       }
       // A few metres (same bucket, mostly), a block or two, or anywhere in the area; now and then busy.
       const to = !was || pick > 0.8 ? spot() : pick > 0.5
-        ? { lat: was.lat + (rand() - 0.5) * 0.003, lng: was.lng + (rand() - 0.5) * 0.003 } : { lat: was.lat + (rand() - 0.5) * 1e-4, lng: was.lng + (rand() - 0.5) * 1e-4 };
+        ? { lat: was.lat + (rand() - 0.5) * 0.003, lng: was.lng + (rand() - 0.5) * 0.003 }
+        : { lat: was.lat + (rand() - 0.5) * 1e-4, lng: was.lng + (rand() - 0.5) * 1e-4 };
       const moved = copy(id, to, { seenAt: seen, vehicleType: was?.vehicleType ?? 'economy', status: rand() < 0.1 ? 'on_trip' : 'available' });
       s = cell.handle(s, { type: 'driver.upsert', driver: moved }, ctx()).state;
       live.set(id, moved);

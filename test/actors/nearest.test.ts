@@ -195,7 +195,8 @@ test('the dispatch search (nearestService) honours maxCells and the occupied cel
   t.deepEqual(filtered, [latLngToCell(here.lat, here.lng, RES)], 'only the occupied cell is asked');
 });
 
-test('cells at hand offer into the search\'s one top-k: the same answers and the same cells asked as asking each cell (5,000 drivers, brute-force oracle)', async (t) => {
+test('cells at hand offer into the search\'s one top-k: the same answers and the same cells asked as asking each cell (5,000 drivers, brute force)',
+  async (t) => {
   const rand = seeded(21);
   const drivers = Array.from({ length: 5_000 }, (_, i) => copy(`d${i}`, { lat: CENTER.lat + (rand() - 0.5) * 0.2, lng: CENTER.lng + (rand() - 0.5) * 0.3 }));
   const w = world(drivers);
@@ -206,7 +207,8 @@ test('cells at hand offer into the search\'s one top-k: the same answers and the
     const state = w.cells.get(cell);
     if (!state || cell.charCodeAt(cell.length - 8) % 2 === 0) return false;
     offered++;
-    return cellBehavior.query!(state, { type: 'nearest.offer', point: q.point, radiusKm: q.radiusKm, vehicleType: q.vehicleType, best }, { self: { kind: 'cell', id: cell }, now: NOW }) === true;
+    const query = { type: 'nearest.offer' as const, point: q.point, radiusKm: q.radiusKm, vehicleType: q.vehicleType, best };
+    return cellBehavior.query!(state, query, { self: { kind: 'cell', id: cell }, now: NOW }) === true;
   };
   for (let i = 0; i < 40; i++) {
     const point = { lat: CENTER.lat + (rand() - 0.5) * 0.22, lng: CENTER.lng + (rand() - 0.5) * 0.32 };
@@ -232,7 +234,8 @@ test('a driver in two cells while it crosses between them is answered once, at i
   const w = world([old, now, copy('y', { lat: CENTER.lat + 0.001, lng: CENTER.lng })]);
   const q = { point: CENTER, k: 5, radiusKm: 5 };
   const offer = (cell: string, qq: { point: Point; radiusKm: number }, best: TopK<DriverCopy>) =>
-    cellBehavior.query!(w.cells.get(cell) ?? cellBehavior.initial(cell), { type: 'nearest.offer', ...qq, best }, { self: { kind: 'cell', id: cell }, now: NOW }) === true;
+    cellBehavior.query!(w.cells.get(cell) ?? cellBehavior.initial(cell), { type: 'nearest.offer', ...qq, best },
+      { self: { kind: 'cell', id: cell }, now: NOW }) === true;
   for (const limits of [{}, { offer }]) {
     const found = await searchNearest(q, RES, w.ask(q), undefined, limits);
     t.deepEqual(found.map((c) => [c.driverId, c.seenAt]), [['y', NOW], ['x', NOW + 5]]);
@@ -240,7 +243,8 @@ test('a driver in two cells while it crosses between them is answered once, at i
   }
 });
 
-test('the search stops at the first ring wholly beyond the radius or the k-th distance, never sooner (whole rings are judged without measuring each cell)', async (t) => {
+test('the search stops at the first ring wholly beyond the radius or the k-th distance, never sooner (whole rings judged without measuring each cell)',
+  async (t) => {
   const rand = seeded(33);
   const drivers = Array.from({ length: 3_000 }, (_, i) => copy(`d${i}`, { lat: CENTER.lat + (rand() - 0.5) * 0.3, lng: CENTER.lng + (rand() - 0.5) * 0.45 }));
   const w = world(drivers);
