@@ -50,6 +50,11 @@ export interface ServicePorts {
   readonly requester: EntityRef;
   /** A query's answer: at once when the entity is active on this node, else a promise of it. */
   ask<A>(to: EntityRef, query: unknown): A | Promise<A>;
+  /**
+   * A query's answer when the entity is active on this node, else undefined (nothing is
+   * asked): for queries that may only be answered in process (a cell's `nearest.offer`).
+   */
+  askNow?<A>(to: EntityRef, query: unknown): { readonly value: A } | undefined;
 }
 
 /**
@@ -91,9 +96,12 @@ export interface Behavior<S, M, E, Q = never, A = unknown, R extends string = st
 /** Any behavior, as the runtime and the node hold them (each its own types inside). */
 export type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
 
+/** Nothing, shared: most outcomes (every GPS fix) persist no event, and an empty array each was garbage. */
+const NOTHING: readonly never[] = Object.freeze([]);
+
 /** A reducer result with nothing persisted and nothing to do (optionally a reply to a waiting caller). */
 export function unchanged<S, E, R extends string = never>(state: S, reply?: unknown): Outcome<S, E, R> {
-  return reply === undefined ? { state, events: [], effects: [] } : { state, events: [], effects: [], reply };
+  return reply === undefined ? { state, events: NOTHING, effects: NOTHING } : { state, events: NOTHING, effects: NOTHING, reply };
 }
 
 /** A refusal: nothing persisted, nothing done (unless `effects`), and the caller told why. */

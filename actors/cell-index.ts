@@ -6,7 +6,20 @@
 // the box of buckets the cell ever filled, and stops at the first ring that lies
 // wholly beyond the radius or the k-th best distance so far. Both prunings use a
 // lower bound of the great-circle distance; ranking and the radius test use the
-// exact `distanceKm`, so answers equal a brute-force scan.
+// exact `distanceKm`, so answers equal a brute-force scan. A cell holding few drivers
+// is scanned whole instead: cheaper than walking its empty buckets.
+//
+// Why one packed array. A search looks at tens of drivers it will not keep, in a few
+// cells, per query, and between queries a node does other work that evicts them from the
+// CPU's caches: what it reads must be few cache lines, read in order. So what a search
+// reads of a driver (position, its latitude's cosine, tag, slot) sits in one Float64Array, 40 bytes a driver,
+// sorted by bucket row by row (a bucket, and a row of buckets, is one run of memory),
+// under a table of where each bucket starts; a driver's copy is read only once its box
+// test passed. A driver that moves within its bucket is updated in place; one that
+// changes bucket, comes or goes leaves a dead entry and is appended past the sorted part
+// (scanned whole by every search), until enough did that the array is sorted again
+// (O(drivers), every few dozen moves): a cell of thousands of drivers still sorts in tens
+// of microseconds.
 //
 // Why mutate in place. The cell reducer must look pure: `(state, message) ->
 // state'`. Copying the driver map on every update costs O(drivers in the cell);
@@ -24,7 +37,7 @@
 // never held.
 
 import type { DriverCopy } from './cell.ts';
-import { distanceKm, type Point } from './geo.ts';
+import { cosLat, haversineKm, type Point } from './geo.ts';
 import type { TopK } from './top-k.ts';
 
 /** Bucket side in degrees of latitude and of longitude. */
@@ -32,17 +45,21 @@ export const GRID_DEG = 0.001;
 const KM_PER_DEG = 6371.0088 * Math.PI / 180;
 /** Slack on every lower bound: covers sin(x) <= x over a degree and float rounding at bucket edges. */
 const SLACK = 0.999;
-/** A cell whose buckets span wider than this (the antimeridian) is scanned whole. */
-const MAX_SPAN = 1 / GRID_DEG;
+/** Most buckets a cell's grid spans (128 KiB of starts); a cell spread wider (the antimeridian) is one bucket, scanned whole. */
+const MAX_BUCKETS = 1 << 15;
+/** Entries past the sorted part (and dead ones) a cell tolerates before sorting again: this many, or an eighth of its drivers. */
+const UNSORTED_MIN = 64;
+/** A cell holding at most this many drivers is scanned whole (a few ns each) instead of walking its buckets. */
+const SCAN_AT_MOST = 48;
+const NONE = -1;
+/** An entry's fields: ENTRY numbers per driver. */
+const ENTRY = 5;
+const LAT = 0, LNG = 1, COS = 2, TAG = 3, SLOT = 4;
+/** A slot's tag when its driver is never answered (see CellIndex's `tagOf`); below it, a dead entry. */
+export const UNTAGGED = -1;
+const DEAD = -2;
 
 export class StaleCellState extends Error {}
-
-interface Slot {
-  driver: DriverCopy;
-  key: number;
-  /** Position in its bucket, for O(1) removal. */
-  pos: number;
-}
 
 interface Change {
   readonly id: string;
@@ -52,17 +69,48 @@ interface Change {
   after?: DriverCopy | undefined;
 }
 
+/** One search's question, handed down the walk (one object per cell asked). */
+interface Search {
+  readonly point: Point;
+  readonly radiusKm: number;
+  readonly accept: (d: DriverCopy) => boolean;
+  readonly best: TopK<DriverCopy>;
+  readonly tag: number;
+  /** km per degree of latitude and (at the most poleward latitude in reach) of longitude, less the slack. */
+  readonly kmLat: number;
+  readonly kmLng: number;
+  /** cosLat(point.lat), for haversineKm. */
+  readonly cos: number;
+}
+
 const gx = (lng: number) => Math.floor(lng / GRID_DEG);
 const gy = (lat: number) => Math.floor(lat / GRID_DEG);
-// Small-integer keys (V8 hashes them fastest). They repeat every 2^15 buckets, farther apart
-// than any cell walked by rings (MAX_SPAN); a wider cell is scanned whole, where shared buckets do no harm.
-const keyOf = (x: number, y: number) => ((y & 0x7fff) << 15) | (x & 0x7fff);
 
 export class CellIndex {
-  readonly #slots = new Map<string, Slot>();
-  readonly #buckets = new Map<number, Slot[]>();
-  // Box of buckets ever filled since the index was last empty.
-  #minX = Infinity; #maxX = -Infinity; #minY = Infinity; #maxY = -Infinity;
+  /**
+   * A driver's tag, kept in its entry so a search can skip drivers it cannot answer without
+   * reading their copies: UNTAGGED (never answered, e.g. not available) or a small number a
+   * search asks for (its vehicle type). Only a pre-filter: `accept` decides.
+   */
+  readonly #tagOf: (d: DriverCopy) => number;
+  /** driverId -> slot. */
+  readonly #ids = new Map<string, number>();
+  /** Per slot: the copy (undefined: a free slot), and where its entry is. */
+  #copies: (DriverCopy | undefined)[] = [];
+  #pos = new Int32Array(8);
+  /** Slots in use or freed so far, and the freed ones. */
+  #high = 0;
+  #free: number[] = [];
+  /** Entries: [0, #sorted) by bucket, then appended ones up to #length; #dead of all are dead. */
+  #entries = new Float64Array(8 * ENTRY);
+  /** The bucket of each entry, while #sort runs. */
+  #scratch = new Int32Array(0);
+  #length = 0;
+  #sorted = 0;
+  #dead = 0;
+  /** The grid of the sorted part: w x h buckets from bucket (x0, y0); bucket b's entries start at #starts[b]. */
+  #x0 = 0; #y0 = 0; #w = 1; #h = 1;
+  #starts = new Int32Array(2);
   #version = 0;
   /** The version before the last step, and the last version handed out (versions are never reused). */
   #previous = 0;
@@ -74,6 +122,10 @@ export class CellIndex {
   /** Set while the last step is rolled back: `#latest` is the version redoing it gives. */
   #redoable = false;
   #latest = 0;
+
+  constructor(tagOf: (d: DriverCopy) => number = () => 0) {
+    this.#tagOf = tagOf;
+  }
 
   get version(): number {
     return this.#version;
@@ -105,84 +157,119 @@ export class CellIndex {
   }
 
   /** One change per driver: its value before the step and after it. */
-  #closed(changes: readonly Change[]): Change[] {
+  #closed(changes: Change[]): Change[] {
+    if (changes.length === 1) { // one copy in, the common step: no map
+      const c = changes[0]!;
+      c.after = this.get(c.id);
+      return c.before === c.after ? [] : changes;
+    }
     const first = new Map<string, Change>();
     for (const c of changes) if (!first.has(c.id)) first.set(c.id, { id: c.id, before: c.before });
-    for (const c of first.values()) c.after = this.#slots.get(c.id)?.driver;
+    for (const c of first.values()) c.after = this.get(c.id);
     return [...first.values()].filter((c) => c.before !== c.after);
   }
 
   get size(): number {
-    return this.#slots.size;
+    return this.#ids.size;
   }
 
   get(id: string): DriverCopy | undefined {
-    return this.#slots.get(id)?.driver;
+    const slot = this.#ids.get(id);
+    return slot === undefined ? undefined : this.#copies[slot];
   }
 
   *values(): IterableIterator<DriverCopy> {
-    for (const slot of this.#slots.values()) yield slot.driver;
+    for (let s = 0; s < this.#high; s++) {
+      const d = this.#copies[s];
+      if (d) yield d;
+    }
   }
 
   set(driver: DriverCopy): void {
-    this.#record(driver.driverId);
-    this.#put(driver);
+    const s = this.#ids.get(driver.driverId);
+    this.#record(driver.driverId, s === undefined ? undefined : this.#copies[s]);
+    this.#put(driver, s);
   }
 
   delete(id: string): void {
-    if (!this.#slots.has(id)) return;
-    this.#record(id);
-    this.#remove(id);
+    const s = this.#ids.get(id);
+    if (s === undefined) return;
+    this.#record(id, this.#copies[s]);
+    this.#remove(id, s);
   }
 
   /**
    * Offers to `best` every driver within `radiusKm` of `point` that `accept` lets through
-   * and that could still rank, walking buckets outward until none can.
+   * and that could still rank, walking buckets outward until none can. With `tag`, only
+   * drivers of that tag are looked at; without it, every tagged one.
    */
-  nearest(point: Point, radiusKm: number, accept: (d: DriverCopy) => boolean, best: TopK<DriverCopy>): void {
-    if (this.#slots.size === 0) return;
+  nearest(point: Point, radiusKm: number, accept: (d: DriverCopy) => boolean, best: TopK<DriverCopy>, tag?: number): void {
+    if (this.#ids.size === 0) return;
     // Longitude degrees shrink toward the poles: bound with the most poleward latitude
     // a driver within 2 radii can have (one farther is beyond the radius by latitude alone).
     const cap = Math.min(89.9, Math.abs(point.lat) + 2 * radiusKm / KM_PER_DEG);
-    const kmLat = KM_PER_DEG * SLACK;
-    const kmLng = KM_PER_DEG * Math.cos(cap * Math.PI / 180) * SLACK;
-    const visit = (bucket: Slot[]) => {
-      for (const { driver: d } of bucket) {
-        const limit = Math.min(radiusKm, best.bound);
-        if (Math.abs(d.lat - point.lat) * kmLat > limit || Math.abs(d.lng - point.lng) * kmLng > limit) continue;
-        if (!accept(d)) continue;
-        const km = distanceKm(point, d);
-        if (km <= radiusKm) best.offer(km, d);
-      }
+    const search: Search = {
+      point, radiusKm, accept, best, tag: tag ?? UNTAGGED, kmLat: KM_PER_DEG * SLACK, kmLng: KM_PER_DEG * Math.cos(cap * Math.PI / 180) * SLACK,
+      cos: cosLat(point.lat),
     };
-    if (this.#maxX - this.#minX > MAX_SPAN || this.#maxY - this.#minY > MAX_SPAN) {
-      for (const bucket of this.#buckets.values()) visit(bucket);
-      return;
-    }
-    this.#walkRings(gx(point.lng), gy(point.lat), Math.min(kmLat, kmLng) * GRID_DEG, () => Math.min(radiusKm, best.bound), visit);
+    if (this.#ids.size <= SCAN_AT_MOST || this.#w * this.#h === 1) return this.#scan(0, this.#length, search);
+    this.#walkRings(search);
+    this.#scan(this.#sorted, this.#length, search);
   }
 
-  /** Square rings of buckets around (x, y), clipped to the filled box, while a ring can hold anything within `limit()`. */
-  #walkRings(x: number, y: number, kmPerRing: number, limit: () => number, visit: (bucket: Slot[]) => void): void {
-    const first = Math.max(0, this.#minX - x, x - this.#maxX, this.#minY - y, y - this.#maxY);
-    const last = Math.max(x - this.#minX, this.#maxX - x, y - this.#minY, this.#maxY - y);
-    const at = (bx: number, by: number) => {
-      if (bx < this.#minX || bx > this.#maxX || by < this.#minY || by > this.#maxY) return;
-      const bucket = this.#buckets.get(keyOf(bx, by));
-      if (bucket) visit(bucket);
-    };
+  /** Offers the drivers of entries [from, to) that pass the tag, the box test against the bound so far, the rules and the radius. */
+  #scan(from: number, to: number, q: Search): void {
+    const entries = this.#entries;
+    const { point, kmLat, kmLng, best } = q;
+    for (let i = from * ENTRY; i < to * ENTRY; i += ENTRY) {
+      const tag = entries[i + TAG]!;
+      if (tag < 0 || (q.tag !== UNTAGGED && tag !== q.tag)) continue;
+      const limit = Math.min(q.radiusKm, best.bound);
+      if (Math.abs(entries[i + LAT]! - point.lat) * kmLat > limit || Math.abs(entries[i + LNG]! - point.lng) * kmLng > limit) continue;
+      const d = this.#copies[entries[i + SLOT]!]!;
+      if (!q.accept(d)) continue;
+      // The very number distanceKm(point, d) gives, with both cosines at hand.
+      const km = haversineKm(point.lat, point.lng, q.cos, entries[i + LAT]!, entries[i + LNG]!, entries[i + COS]!);
+      if (km <= q.radiusKm) best.offer(km, d);
+    }
+  }
+
+  /** Buckets bx0..bx1 of row `by` of the sorted part (one run of entries). */
+  #row(by: number, bx0: number, bx1: number, q: Search): void {
+    const b = by * this.#w;
+    this.#scan(this.#starts[b + bx0]!, this.#starts[b + bx1 + 1]!, q);
+  }
+
+  /** Square rings of buckets around the point's, clipped to the box, while a ring can hold anything within the bound. */
+  #walkRings(q: Search): void {
+    const fx = q.point.lng / GRID_DEG;
+    const fy = q.point.lat / GRID_DEG;
+    const x = Math.floor(fx) - this.#x0;
+    const y = Math.floor(fy) - this.#y0;
+    const w = this.#w;
+    const h = this.#h;
+    // Ring r is at least r - 1 buckets away, plus the point's distance to its own bucket's nearest side.
+    const inset = Math.min(Math.min(fx - Math.floor(fx), Math.ceil(fx) - fx) * q.kmLng, Math.min(fy - Math.floor(fy), Math.ceil(fy) - fy) * q.kmLat);
+    const kmPerRing = Math.min(q.kmLat, q.kmLng) * GRID_DEG;
+    const first = Math.max(0, -x, x - (w - 1), -y, y - (h - 1));
+    const last = Math.max(x, w - 1 - x, y, h - 1 - y);
     for (let r = first; r <= last; r++) {
-      // Every point of ring r is at least r - 1 whole buckets away along one axis.
-      if (r > 0 && (r - 1) * kmPerRing > limit()) return;
-      if (r === 0) { at(x, y); continue; }
-      for (let bx = Math.max(x - r, this.#minX); bx <= Math.min(x + r, this.#maxX); bx++) { at(bx, y - r); at(bx, y + r); }
-      for (let by = Math.max(y - r + 1, this.#minY); by <= Math.min(y + r - 1, this.#maxY); by++) { at(x - r, by); at(x + r, by); }
+      if (r > 0 && (r - 1) * kmPerRing + inset * GRID_DEG > Math.min(q.radiusKm, q.best.bound)) return;
+      if (r === 0) { this.#row(y, x, x, q); continue; }
+      const left = Math.max(x - r, 0);
+      const right = Math.min(x + r, w - 1);
+      if (y - r >= 0) this.#row(y - r, left, right, q);
+      if (y + r < h) this.#row(y + r, left, right, q);
+      for (let by = Math.max(y - r + 1, 0); by <= Math.min(y + r - 1, h - 1); by++) {
+        if (x - r >= 0) this.#row(by, x - r, x - r, q);
+        if (x + r < w) this.#row(by, x + r, x + r, q);
+      }
     }
   }
 
-  #record(id: string): void {
+  #record(id: string, before: DriverCopy | undefined): void {
     if (!this.#open) throw new Error('cell index changed outside a step');
-    this.#undo.push({ id, before: this.#slots.get(id)?.driver });
+    this.#undo.push({ id, before });
   }
 
   #rollBack(version: number): void {
@@ -207,30 +294,141 @@ export class CellIndex {
     this.#version = this.#latest;
   }
 
-  #put(driver: DriverCopy): void {
-    const x = gx(driver.lng);
-    const y = gy(driver.lat);
-    const key = keyOf(x, y);
-    const slot = this.#slots.get(driver.driverId);
-    if (slot && slot.key === key) { slot.driver = driver; return; }
-    if (slot) this.#remove(driver.driverId);
-    let bucket = this.#buckets.get(key);
-    if (!bucket) this.#buckets.set(key, bucket = []);
-    const added: Slot = { driver, key, pos: bucket.length };
-    bucket.push(added);
-    this.#slots.set(driver.driverId, added);
-    this.#minX = Math.min(this.#minX, x); this.#maxX = Math.max(this.#maxX, x);
-    this.#minY = Math.min(this.#minY, y); this.#maxY = Math.max(this.#maxY, y);
+  #put(driver: DriverCopy, slot = this.#ids.get(driver.driverId)): void {
+    let s = slot;
+    if (s === undefined) {
+      s = this.#free.pop() ?? this.#newSlot();
+      this.#ids.set(driver.driverId, s);
+    } else if (this.#pos[s]! >= this.#sorted || this.#bucketOf(driver.lat, driver.lng) === this.#bucketAt(this.#pos[s]!)) {
+      // Moved within its bucket, or past the sorted part (scanned whole): in place.
+      this.#copies[s] = driver;
+      this.#write(this.#pos[s]!, driver, s);
+      return;
+    } else {
+      this.#kill(s);
+    }
+    this.#copies[s] = driver;
+    this.#append(s, driver);
   }
 
-  #remove(id: string): void {
-    const slot = this.#slots.get(id);
-    if (!slot) return;
-    this.#slots.delete(id);
-    const bucket = this.#buckets.get(slot.key)!;
-    const moved = bucket.pop()!;
-    if (moved !== slot) { bucket[slot.pos] = moved; moved.pos = slot.pos; }
-    if (bucket.length === 0) this.#buckets.delete(slot.key);
-    if (this.#slots.size === 0) { this.#minX = this.#minY = Infinity; this.#maxX = this.#maxY = -Infinity; }
+  #remove(id: string, slot = this.#ids.get(id)): void {
+    const s = slot;
+    if (s === undefined) return;
+    this.#ids.delete(id);
+    this.#kill(s);
+    this.#copies[s] = undefined;
+    this.#free.push(s);
+    if (this.#ids.size === 0) this.#reset();
+  }
+
+  /** Empty: forget the box, the slots and the entries (the next drivers may be elsewhere). */
+  #reset(): void {
+    this.#copies = [];
+    this.#high = 0;
+    this.#free = [];
+    this.#length = this.#sorted = this.#dead = 0;
+    this.#w = this.#h = 1;
+    this.#starts = new Int32Array(2);
+  }
+
+  /** A new slot at the end, doubling `#pos` when full. */
+  #newSlot(): number {
+    const s = this.#high++;
+    if (s >= this.#pos.length) {
+      const pos = new Int32Array(this.#pos.length * 2);
+      pos.set(this.#pos);
+      this.#pos = pos;
+    }
+    return s;
+  }
+
+  /** The bucket of the sorted part's grid a position falls in (NONE: outside the box). */
+  #bucketOf(lat: number, lng: number): number {
+    if (this.#w * this.#h === 1) return 0;
+    const bx = gx(lng) - this.#x0;
+    const by = gy(lat) - this.#y0;
+    return bx >= 0 && bx < this.#w && by >= 0 && by < this.#h ? by * this.#w + bx : NONE;
+  }
+
+  /** The bucket of entry i (read from the entry: the copy object is not touched). */
+  #bucketAt(i: number): number {
+    return this.#bucketOf(this.#entries[i * ENTRY + LAT]!, this.#entries[i * ENTRY + LNG]!);
+  }
+
+  #write(i: number, d: DriverCopy, s: number): void {
+    const at = i * ENTRY;
+    this.#entries[at + LAT] = d.lat;
+    this.#entries[at + LNG] = d.lng;
+    this.#entries[at + COS] = cosLat(d.lat);
+    this.#entries[at + TAG] = this.#tagOf(d);
+    this.#entries[at + SLOT] = s;
+  }
+
+  /** Marks slot s's entry dead (its driver changed bucket or left). */
+  #kill(s: number): void {
+    this.#entries[this.#pos[s]! * ENTRY + TAG] = DEAD;
+    this.#dead++;
+  }
+
+  /** Enters slot s past the sorted part; sorts again once too many entries are unsorted or dead. */
+  #append(s: number, d: DriverCopy): void {
+    if (this.#length * ENTRY >= this.#entries.length) {
+      const entries = new Float64Array(Math.max(this.#entries.length * 2, 8 * ENTRY));
+      entries.set(this.#entries.subarray(0, this.#length * ENTRY));
+      this.#entries = entries;
+    }
+    this.#pos[s] = this.#length;
+    this.#write(this.#length++, d, s);
+    const unsorted = this.#length - this.#sorted + this.#dead;
+    if (unsorted > Math.max(UNSORTED_MIN, this.#ids.size / 8)) this.#sort();
+  }
+
+  /**
+   * Sorts the live entries by bucket (a counting sort) over a grid that fits them now, with
+   * no entry dead or unsorted left: one bucket when they spread wider than MAX_BUCKETS.
+   */
+  #sort(): void {
+    // From the entries alone (positions side by side), not the copies: a sort reads one run of memory.
+    const from = this.#entries;
+    const length = this.#length;
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    for (let i = 0; i < length * ENTRY; i += ENTRY) {
+      if (from[i + TAG]! === DEAD) continue;
+      const x = gx(from[i + LNG]!), y = gy(from[i + LAT]!);
+      if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
+    }
+    const gridded = (x1 - x0 + 1) * (y1 - y0 + 1) <= MAX_BUCKETS;
+    const w = gridded ? x1 - x0 + 1 : 1;
+    const buckets = gridded ? w * (y1 - y0 + 1) : 1;
+    const starts = new Int32Array(buckets + 1);
+    if (this.#scratch.length < length) this.#scratch = new Int32Array(Math.max(length, this.#scratch.length * 2));
+    const bucketOf = this.#scratch;
+    for (let e = 0; e < length; e++) {
+      const i = e * ENTRY;
+      if (from[i + TAG]! === DEAD) continue;
+      const b = gridded ? (gy(from[i + LAT]!) - y0) * w + (gx(from[i + LNG]!) - x0) : 0;
+      bucketOf[e] = b;
+      starts[b + 1]!++;
+    }
+    for (let b = 0; b < buckets; b++) starts[b + 1]! += starts[b]!;
+    // Into a new array with room for the appends until the next sort, each entry copied as it is
+    // (its cosine is not computed again). Not kept as a spare: a second array per cell was
+    // memory per driver held for nothing between sorts, a new one is a small allocation per sort.
+    const live = this.#ids.size;
+    const to = new Float64Array((live + Math.max(UNSORTED_MIN, Math.ceil(live / 8)) + 1) * ENTRY);
+    const next = starts.slice(0, buckets);
+    for (let e = 0; e < length; e++) {
+      const i = e * ENTRY;
+      if (from[i + TAG]! === DEAD) continue;
+      const at = next[bucketOf[e]!]!++;
+      for (let f = 0; f < ENTRY; f++) to[at * ENTRY + f] = from[i + f]!;
+      this.#pos[from[i + SLOT]!] = at;
+    }
+    this.#x0 = x0; this.#y0 = y0;
+    this.#w = w; this.#h = gridded ? y1 - y0 + 1 : 1;
+    this.#entries = to;
+    this.#starts = starts;
+    this.#length = this.#sorted = this.#ids.size;
+    this.#dead = 0;
   }
 }

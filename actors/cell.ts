@@ -8,7 +8,7 @@
 // empty and publishes again on its first driver (marking is idempotent).
 
 import { unchanged, type Behavior, type Outcome } from './behavior.ts';
-import { CellIndex } from './cell-index.ts';
+import { CellIndex, UNTAGGED } from './cell-index.ts';
 import type { DriverStatus } from './driver.ts';
 import type { Point } from './geo.ts';
 import { TopK } from './top-k.ts';
@@ -57,8 +57,28 @@ export interface CellState {
   readonly marked?: boolean;
 }
 
+/**
+ * Vehicle types as small numbers, for the index's tags: a search looks only at available
+ * drivers of its type without reading their copies. Bounded: past the bound new types share
+ * one tag (only a pre-filter; `eligible` still decides).
+ */
+const vehicleTags = new Map<string, number>();
+const MAX_VEHICLE_TAGS = 1_000;
+
+function vehicleTag(type: string): number {
+  let tag = vehicleTags.get(type);
+  if (tag === undefined) {
+    tag = Math.min(vehicleTags.size, MAX_VEHICLE_TAGS);
+    if (vehicleTags.size < MAX_VEHICLE_TAGS) vehicleTags.set(type, tag);
+  }
+  return tag;
+}
+
+/** The index's tag of a copy: its vehicle type when available, else never answered. */
+const tagOf = (d: DriverCopy) => (d.status === 'available' ? vehicleTag(d.vehicleType) : UNTAGGED);
+
 export function emptyCell(): CellState {
-  return { index: new CellIndex(), version: 0, demand: [], surge: 1, surgeAt: 0 };
+  return { index: new CellIndex(tagOf), version: 0, demand: [], surge: 1, surgeAt: 0 };
 }
 
 /** The index showing this state's drivers (it throws StaleCellState for a state older than the previous one). */
@@ -96,6 +116,11 @@ export type CellMessage =
 
 export type CellQuery =
   | { readonly type: 'nearest'; readonly point: Point; readonly k: number; readonly radiusKm: number; readonly vehicleType?: string }
+  /**
+   * Offers the eligible drivers within the radius to a search's top-k (actors/nearest.ts):
+   * in process only (ShardRegion.askNow), never sent to another node. Answers true.
+   */
+  | { readonly type: 'nearest.offer'; readonly point: Point; readonly radiusKm: number; readonly vehicleType?: string; readonly best: TopK<DriverCopy> }
   | { readonly type: 'surge' }
   | { readonly type: 'drivers' };
 
@@ -145,7 +170,8 @@ export function eligible(d: DriverCopy, vehicleType: string | undefined, now: nu
 export function offerNearest(
   state: CellState, q: Omit<Extract<CellQuery, { type: 'nearest' }>, 'type' | 'k'>, now: number, s: CellSettings, best: TopK<DriverCopy>,
 ): void {
-  live(state).nearest(q.point, q.radiusKm, (d) => eligible(d, q.vehicleType, now, s), best);
+  const tag = q.vehicleType === undefined ? undefined : vehicleTag(q.vehicleType);
+  live(state).nearest(q.point, q.radiusKm, (d) => eligible(d, q.vehicleType, now, s), best, tag);
 }
 
 export function nearestInCell(state: CellState, q: Extract<CellQuery, { type: 'nearest' }>, now: number, s: CellSettings): Candidate[] {
@@ -209,6 +235,7 @@ export function makeCellBehavior(settings: CellSettings = DEFAULT_CELL): Behavio
       const state = given.index instanceof CellIndex ? given : emptyCell();
       switch (q.type) {
         case 'nearest': return nearestInCell(state, q, ctx.now, settings);
+        case 'nearest.offer': offerNearest(state, q, ctx.now, settings, q.best); return true;
         case 'surge': return {
           surge: Math.round(surgeAt(state, ctx.now, settings) * 100) / 100, supply: supply(state, ctx.now),
           demand: recentDemand(state, ctx.now, settings).length,

@@ -9,9 +9,22 @@ const EARTH_RADIUS_KM = 6371.0088;
 const RAD = Math.PI / 180;
 
 export function distanceKm(a: Point, b: Point): number {
-  const dLat = (b.lat - a.lat) * RAD;
-  const dLng = (b.lng - a.lng) * RAD;
-  const h = Math.sin(dLat / 2) ** 2 + Math.cos(a.lat * RAD) * Math.cos(b.lat * RAD) * Math.sin(dLng / 2) ** 2;
+  return haversineKm(a.lat, a.lng, cosLat(a.lat), b.lat, b.lng, cosLat(b.lat));
+}
+
+/** The cosine of a latitude in degrees, as distanceKm uses it (searches keep it beside a position). */
+export function cosLat(lat: number): number {
+  return Math.cos(lat * RAD);
+}
+
+/**
+ * distanceKm with both latitudes' cosines given (cosLat): the same operations in the same
+ * order, so the very same number, for a search that measures one point against many.
+ */
+export function haversineKm(aLat: number, aLng: number, aCos: number, bLat: number, bLng: number, bCos: number): number {
+  const dLat = (bLat - aLat) * RAD;
+  const dLng = (bLng - aLng) * RAD;
+  const h = Math.sin(dLat / 2) ** 2 + aCos * bCos * Math.sin(dLng / 2) ** 2;
   return 2 * EARTH_RADIUS_KM * Math.asin(Math.min(1, Math.sqrt(h)));
 }
 

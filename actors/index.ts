@@ -6,7 +6,7 @@ import { DEFAULT_CELL, makeCellBehavior, type Candidate } from './cell.ts';
 import { makeDriverBehavior } from './driver.ts';
 import { makeVehicleBehavior } from './vehicle.ts';
 import type { Point } from './geo.ts';
-import { DEFAULT_SEARCH, searchNearest, type SearchPorts, type SearchSettings } from './nearest.ts';
+import { DEFAULT_SEARCH, offerByAskNow, searchNearest, type SearchPorts, type SearchSettings } from './nearest.ts';
 
 export interface DomainSettings {
   readonly dispatch: {
@@ -65,7 +65,7 @@ export function nearestService(cellRes: number, limits: { readonly maxCells?: nu
       ports.ask<Candidate[]>(
         { kind: 'cell', id: cell }, { type: 'nearest', point: q.point, k: q.k, radiusKm: q.radiusKm, vehicleType: q.vehicleType },
       ),
-    undefined, { maxCells: limits.maxCells, occupied: ports.occupiedCells });
+    undefined, { maxCells: limits.maxCells, occupied: ports.occupiedCells, offer: ports.askNow && offerByAskNow(ports.askNow) });
     return { type: 'candidates', search: q.search, drivers };
   };
 }

@@ -12,9 +12,9 @@
 // exactly the nearest within the rings it covered).
 
 import { cellToBoundary, cellToLatLng, gridDisk, gridRingUnsafe, latLngToCell } from 'h3-js';
-import type { Service, ServicePorts } from './behavior.ts';
-import type { Candidate } from './cell.ts';
-import { distanceKm, type Point } from './geo.ts';
+import type { EntityRef, Service, ServicePorts } from './behavior.ts';
+import type { Candidate, CellQuery, DriverCopy } from './cell.ts';
+import { cosLat, distanceKm, haversineKm, type Point } from './geo.ts';
 import { TopK } from './top-k.ts';
 
 export interface SearchSettings {
@@ -39,6 +39,8 @@ export interface SearchLimits {
   readonly maxCells?: number;
   /** Skips cells that never held a driver; absent: every reachable cell is asked. */
   readonly occupied?: OccupiedFilter;
+  /** Cells at hand offer their drivers at once (see OfferCell); absent: every cell is asked. */
+  readonly offer?: OfferCell;
 }
 
 export interface NearestQuery {
@@ -50,6 +52,8 @@ export interface NearestQuery {
 
 interface CellDisc {
   readonly center: Point;
+  /** cosLat(center.lat). */
+  readonly cos: number;
   /** Circumradius, with slack for the sphere. */
   readonly radiusKm: number;
 }
@@ -65,7 +69,7 @@ function discOf(cell: string): CellDisc {
   const center = { lat, lng };
   let radius = 0;
   for (const [vlat, vlng] of cellToBoundary(cell)) radius = Math.max(radius, distanceKm(center, { lat: vlat, lng: vlng }));
-  disc = { center, radiusKm: radius * 1.005 };
+  disc = { center, cos: cosLat(lat), radiusKm: radius * 1.005 };
   if (discs.size >= MAX_DISCS) discs.clear(); // bounded: a city's cells fit many times over
   discs.set(cell, disc);
   return disc;
@@ -74,7 +78,7 @@ function discOf(cell: string): CellDisc {
 /** Smallest possible distance from `point` to anywhere inside `cell`. */
 export function cellLowerBoundKm(point: Point, cell: string): number {
   const disc = discOf(cell);
-  return Math.max(0, distanceKm(point, disc.center) - disc.radiusKm);
+  return Math.max(0, haversineKm(point.lat, point.lng, cosLat(point.lat), disc.center.lat, disc.center.lng, disc.cos) - disc.radiusKm);
 }
 
 export function ring(origin: string, r: number): string[] {
@@ -88,25 +92,66 @@ export function ring(origin: string, r: number): string[] {
   }
 }
 
+/** Ring r around an origin cell with its cells' discs side by side: what bounding them needs, no h3 call. */
+interface RingGeometry {
+  readonly cells: readonly string[];
+  readonly lat: Float64Array;
+  readonly lng: Float64Array;
+  readonly cos: Float64Array;
+  readonly radiusKm: Float64Array;
+  /**
+   * The least lower bound of the ring's cells as seen from the origin's centre: from a
+   * point δ km from that centre, every cell's lower bound is at least this less δ (triangle
+   * inequality), so a search can tell a ring lies beyond its reach without measuring it.
+   */
+  readonly innerKm: number;
+}
+
+function geometryOf(origin: string, cells: readonly string[]): RingGeometry {
+  const n = cells.length;
+  const g = { cells, lat: new Float64Array(n), lng: new Float64Array(n), cos: new Float64Array(n), radiusKm: new Float64Array(n), innerKm: 0 };
+  const from = discOf(origin);
+  let inner = Number.POSITIVE_INFINITY;
+  cells.forEach((cell, i) => {
+    const disc = discOf(cell);
+    g.lat[i] = disc.center.lat; g.lng[i] = disc.center.lng; g.cos[i] = disc.cos; g.radiusKm[i] = disc.radiusKm;
+    inner = Math.min(inner, haversineKm(from.center.lat, from.center.lng, from.cos, disc.center.lat, disc.center.lng, disc.cos) - disc.radiusKm);
+  });
+  // Below by a hair: rounding in the triangle inequality must never make it cut a ring a search would ask.
+  g.innerKm = inner * (1 - 1e-9) - 1e-9;
+  return g;
+}
+
 /**
- * Merges candidate lists: closest first (ties by driverId), one entry per driver (its
- * newest copy), at most k. A driver appears at most once within one list (true of a
- * cell's answer and of this function's own), so a single list needs no de-duplication.
+ * Ring geometry per origin cell, computed once: a search from a cell asks the same rings
+ * every time, and gridRing plus the cells' discs cost more than the cells' answers. Rings
+ * beyond CACHED_RINGS (radii wider than a city search) are computed each time.
  */
-export function mergeTopK(lists: readonly (readonly Candidate[])[], k: number): Candidate[] {
-  const full = lists.filter((list) => list.length > 0);
-  let all: Iterable<Candidate> = full[0] ?? [];
-  if (full.length > 1) {
-    const newest = new Map<string, Candidate>();
-    for (const list of full) for (const c of list) {
-      const known = newest.get(c.driverId);
-      if (!known || c.seenAt > known.seenAt) newest.set(c.driverId, c);
-    }
-    all = newest.values();
+const ringsByOrigin = new Map<string, RingGeometry[]>();
+const MAX_ORIGINS = 20_000;
+const CACHED_RINGS = 8;
+
+function ringGeometry(origin: string, r: number): RingGeometry {
+  if (r > CACHED_RINGS) return geometryOf(origin, ring(origin, r));
+  let rings = ringsByOrigin.get(origin);
+  if (!rings) {
+    if (ringsByOrigin.size >= MAX_ORIGINS) ringsByOrigin.clear(); // bounded: a region's cells fit
+    ringsByOrigin.set(origin, rings = []);
   }
-  const best = new TopK<Candidate>(k);
-  for (const c of all) best.offer(c.distanceKm, c);
-  return best.sorted().map((e) => e.driver);
+  while (rings.length <= r) rings.push(geometryOf(origin, ring(origin, rings.length)));
+  return rings[r]!;
+}
+
+/**
+ * Offers a cell's eligible drivers within the radius to the search's top-k at once, when the
+ * cell is at hand (active on this node); false when it is not, and the cell is asked instead.
+ */
+export type OfferCell = (cell: string, q: NearestQuery, best: TopK<DriverCopy>) => boolean;
+
+/** An OfferCell over a region's askNow: the cell's `nearest.offer` query, answered only in process. */
+export function offerByAskNow(askNow: (to: EntityRef, query: CellQuery) => { readonly value: unknown } | undefined): OfferCell {
+  return (cell, q, best) =>
+    askNow({ kind: 'cell', id: cell }, { type: 'nearest.offer', point: q.point, radiusKm: q.radiusKm, vehicleType: q.vehicleType, best }) !== undefined;
 }
 
 export interface SearchStats {
@@ -123,24 +168,38 @@ export type CellAnswer = readonly Candidate[] | Promise<readonly Candidate[]>;
 
 const isPromise = <T>(x: T | Promise<T>): x is Promise<T> => typeof (x as { then?: unknown } | undefined)?.then === 'function';
 
-/** Awaits only what is a promise: a search over cells at hand never yields to the event loop. */
-function settleAll(answers: CellAnswer[]): readonly (readonly Candidate[])[] | Promise<readonly (readonly Candidate[])[]> {
-  return answers.some(isPromise) ? Promise.all(answers) : answers as (readonly Candidate[])[];
-}
-
 /** The cells of ring r within reach: under the radius and under the k-th distance found so far. */
-function reachableOf(q: NearestQuery, cells: readonly string[], kthKm: number): { ringMin: number; reachable: string[] } {
+function reachableOf(q: NearestQuery, ring: RingGeometry, kthKm: number): { ringMin: number; reachable: string[] } {
   let ringMin = Number.POSITIVE_INFINITY;
   const reachable: string[] = [];
-  for (const cell of cells) {
-    const bound = cellLowerBoundKm(q.point, cell);
+  const { lat, lng } = q.point;
+  const cos = cosLat(lat);
+  for (let i = 0; i < ring.cells.length; i++) {
+    // cellLowerBoundKm, with the cosines at hand.
+    const bound = Math.max(0, haversineKm(lat, lng, cos, ring.lat[i]!, ring.lng[i]!, ring.cos[i]!) - ring.radiusKm[i]!);
     ringMin = Math.min(ringMin, bound);
-    if (bound <= q.radiusKm && bound <= kthKm) reachable.push(cell);
+    if (bound <= q.radiusKm && bound <= kthKm) reachable.push(ring.cells[i]!);
   }
   return { ringMin, reachable };
 }
 
-/** Runs the ring search; `askCell` answers a cell's nearest query (a cell actor in the runtime, or the cell's state at hand). */
+/** The cells of `ring` that `answered` names, in ring order, once each: a scan for a few, a set for many. */
+function within(ring: readonly string[], answered: readonly string[]): readonly string[] {
+  if (ring.length * answered.length <= 256) return ring.filter((c) => answered.includes(c));
+  const named = new Set(answered);
+  return ring.filter((c) => named.has(c));
+}
+
+function offerAll(best: TopK<DriverCopy>, answer: readonly Candidate[]): void {
+  for (const c of answer) best.offer(c.distanceKm, c);
+}
+
+/**
+ * Runs the ring search; `askCell` answers a cell's nearest query (a cell actor in the runtime,
+ * or the cell's state at hand). With `limits.offer`, a cell at hand offers its drivers straight
+ * to the search's one top-k instead (no list per cell, and the k-th distance found so far
+ * prunes every later cell's walk); the cells it cannot offer at once are asked.
+ */
 export async function searchNearest(
   q: NearestQuery, cellRes: number, askCell: (cell: string) => CellAnswer,
   stats: SearchStats = { rings: 0, cellsAsked: 0 }, limits: SearchLimits = {},
@@ -148,28 +207,35 @@ export async function searchNearest(
   const origin = latLngToCell(q.point.lat, q.point.lng, cellRes);
   const maxCells = limits.maxCells ?? Number.POSITIVE_INFINITY;
   let asked = 0;
-  let found: Candidate[] = [];
+  const best = new TopK<DriverCopy>(q.k);
+  // How far the point is from its cell's centre (see RingGeometry.innerKm).
+  const from = discOf(origin);
+  const offsetKm = haversineKm(q.point.lat, q.point.lng, cosLat(q.point.lat), from.center.lat, from.center.lng, from.cos);
   for (let r = 0; ; r++) {
-    const kthKm = found[q.k - 1]?.distanceKm ?? Number.POSITIVE_INFINITY;
-    const { ringMin, reachable } = reachableOf(q, ring(origin, r), kthKm);
+    const kthKm = best.bound;
+    const geometry = ringGeometry(origin, r);
+    // Beyond reach as a whole: every cell's bound exceeds the radius or the k-th distance, as measuring would find.
+    if (r > 0 && geometry.innerKm - offsetKm > Math.min(q.radiusKm, kthKm)) break;
+    const { ringMin, reachable } = reachableOf(q, geometry, kthKm);
     if (ringMin > q.radiusKm || ringMin > kthKm) break;
     // One lookup per ring; what it answers is kept in ring order and never beyond the ring.
     const answered = limits.occupied?.(reachable);
-    const occupied = answered === undefined ? undefined : new Set(isPromise(answered) ? await answered : answered);
-    const toAsk = occupied ? reachable.filter((c) => occupied.has(c)) : reachable;
+    const toAsk = answered === undefined ? reachable : within(reachable, isPromise(answered) ? await answered : answered);
     if (asked + toAsk.length > maxCells) { stats.truncated = true; break; }
     stats.rings++;
     stats.cellsAsked += toAsk.length;
-    if (occupied) stats.cellsSkipped = (stats.cellsSkipped ?? 0) + reachable.length - toAsk.length;
+    if (answered !== undefined) stats.cellsSkipped = (stats.cellsSkipped ?? 0) + reachable.length - toAsk.length;
     asked += toAsk.length;
-    if (toAsk.length > 0) {
-      const pending = settleAll(toAsk.map(askCell));
-      const answers = isPromise(pending) ? await pending : pending;
-      found = mergeTopK([found, ...answers], q.k);
+    let pending: Promise<readonly Candidate[]>[] | undefined;
+    for (const cell of toAsk) {
+      if (limits.offer?.(cell, q, best)) continue;
+      const answer = askCell(cell);
+      if (isPromise(answer)) (pending ??= []).push(answer); else offerAll(best, answer);
     }
+    if (pending) for (const answer of await Promise.all(pending)) offerAll(best, answer);
     if (r > 1000) break; // a radius larger than a continent: stop rather than spin
   }
-  return found;
+  return best.sorted().map(({ km, driver }) => ({ ...driver, distanceKm: km }));
 }
 
 /** What a node service sees when the node keeps a set of occupied cells (see node.ts). */

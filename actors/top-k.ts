@@ -1,9 +1,16 @@
-// The k best of a stream of (distance, driver) pairs: a max-heap of k, so each
-// offer costs O(log k) and nothing is kept beyond k. Order is distance, then
+// The k best of a stream of (distance, driver) pairs: a max-heap of k on a typed array of
+// distances beside an array of the drivers, so an offer allocates nothing and costs
+// O(log k) when it enters (and one comparison when it does not). Order is distance, then
 // driverId, the order every nearest answer uses (so answers equal a sort-all).
+//
+// One heap serves a whole search across cells (actors/nearest.ts), so a driver may be
+// offered twice: crossing a cell boundary, it sits in both cells until the old one hears
+// of it. A driver is held once, at its newest copy (by `seenAt`) among those offered while
+// it is held; nothing is allocated to know it (the k held are compared, only on entry).
 
 interface Ranked {
   readonly driverId: string;
+  readonly seenAt?: number;
 }
 
 export interface Entry<T extends Ranked> {
@@ -11,67 +18,115 @@ export interface Entry<T extends Ranked> {
   readonly driver: T;
 }
 
-/** a worse than b: farther, or as far with the larger driverId. */
-function worse<T extends Ranked>(a: Entry<T>, b: Entry<T>): boolean {
-  return a.km > b.km || (a.km === b.km && a.driver.driverId > b.driver.driverId);
-}
-
 export class TopK<T extends Ranked = Ranked> {
   readonly k: number;
-  readonly #heap: Entry<T>[] = [];
+  readonly #km: Float64Array;
+  readonly #items: (T | undefined)[];
+  #size = 0;
 
   constructor(k: number) {
     this.k = Math.max(0, Math.floor(k));
+    this.#km = new Float64Array(this.k);
+    this.#items = new Array<T | undefined>(this.k).fill(undefined);
   }
 
   get size(): number {
-    return this.#heap.length;
+    return this.#size;
   }
 
   /** Distance a driver must not exceed to enter (ties enter by driverId): Infinity until k are held. */
   get bound(): number {
-    return this.#heap.length < this.k ? Number.POSITIVE_INFINITY : this.#heap[0]!.km;
+    return this.#size < this.k ? Number.POSITIVE_INFINITY : this.#km[0]!;
   }
 
   offer(km: number, driver: T): void {
-    const heap = this.#heap;
-    if (this.k === 0) return;
-    const entry = { km, driver };
-    if (heap.length < this.k) {
-      heap.push(entry);
-      this.#up(heap.length - 1);
-    } else if (worse(heap[0]!, entry)) {
-      heap[0] = entry;
-      this.#down(0);
+    const k = this.k;
+    if (k === 0) return;
+    const size = this.#size;
+    // The common case, and allocation-free: farther than the worst held.
+    if (size === k && (km > this.#km[0]! || (km === this.#km[0]! && driver.driverId >= this.#items[0]!.driverId))) {
+      if (!this.#holds(driver.driverId)) return;
     }
+    const held = this.#indexOf(driver.driverId);
+    if (held >= 0) return this.#replace(held, km, driver);
+    if (size < k) {
+      this.#km[size] = km;
+      this.#items[size] = driver;
+      this.#size = size + 1;
+      this.#up(size);
+      return;
+    }
+    this.#km[0] = km;
+    this.#items[0] = driver;
+    this.#down(0);
   }
 
   /** The held entries, best first. */
   sorted(): Entry<T>[] {
-    return [...this.#heap].sort((a, b) => (worse(a, b) ? 1 : -1));
+    const out: Entry<T>[] = [];
+    for (let i = 0; i < this.#size; i++) out.push({ km: this.#km[i]!, driver: this.#items[i]! });
+    return out.sort((a, b) => (worseThan(a.km, a.driver.driverId, b.km, b.driver.driverId) ? 1 : -1));
+  }
+
+  /** Whether a driver is held (an offer beyond the bound may still be its newer copy). */
+  #holds(driverId: string): boolean {
+    return this.#indexOf(driverId) >= 0;
+  }
+
+  #indexOf(driverId: string): number {
+    for (let i = 0; i < this.#size; i++) if (this.#items[i]!.driverId === driverId) return i;
+    return -1;
+  }
+
+  /** A driver already held: its newer copy takes its place (wherever that ranks); an older one is ignored. */
+  #replace(i: number, km: number, driver: T): void {
+    const held = this.#items[i]!;
+    if (!((driver.seenAt ?? 0) > (held.seenAt ?? 0))) return;
+    this.#km[i] = km;
+    this.#items[i] = driver;
+    this.#up(i);
+    this.#down(i);
+  }
+
+  /** Entry i ranks worse than entry j. */
+  #worse(i: number, j: number): boolean {
+    return worseThan(this.#km[i]!, this.#items[i]!.driverId, this.#km[j]!, this.#items[j]!.driverId);
+  }
+
+  #swap(i: number, j: number): void {
+    const km = this.#km[i]!;
+    this.#km[i] = this.#km[j]!;
+    this.#km[j] = km;
+    const item = this.#items[i];
+    this.#items[i] = this.#items[j];
+    this.#items[j] = item;
   }
 
   #up(i: number): void {
-    const heap = this.#heap;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (!worse(heap[i]!, heap[parent]!)) return;
-      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+      if (!this.#worse(i, parent)) return;
+      this.#swap(i, parent);
       i = parent;
     }
   }
 
   #down(i: number): void {
-    const heap = this.#heap;
+    const size = this.#size;
     for (;;) {
       const l = 2 * i + 1;
       const r = l + 1;
       let top = i;
-      if (l < heap.length && worse(heap[l]!, heap[top]!)) top = l;
-      if (r < heap.length && worse(heap[r]!, heap[top]!)) top = r;
+      if (l < size && this.#worse(l, top)) top = l;
+      if (r < size && this.#worse(r, top)) top = r;
       if (top === i) return;
-      [heap[i], heap[top]] = [heap[top]!, heap[i]!];
+      this.#swap(i, top);
       i = top;
     }
   }
+}
+
+/** (kmA, idA) ranks worse than (kmB, idB): farther, or as far with the larger driverId. */
+function worseThan(kmA: number, idA: string, kmB: number, idB: string): boolean {
+  return kmA > kmB || (kmA === kmB && idA > idB);
 }

@@ -19,6 +19,7 @@
 
 import type { EntityRef } from '../actors/behavior.ts';
 import type { EntityKey, ShardId } from './entity.ts';
+import type { SoftBatch } from './entity-actor.ts';
 
 export type ActivationState = 'recovering' | 'active' | 'passivating' | 'poisoned' | 'stopped';
 export type ActivationEvent = 'recovered' | 'recovery_failed' | 'poison' | 'passivate' | 'stopped';
@@ -59,6 +60,10 @@ export class Activation<Ref = unknown> {
   /** Callers still waiting on this actor: settled with an error if it stops first. */
   readonly waiting = new Set<(error: Error) => void>();
   #current: { readonly state: unknown } | undefined;
+  /** The soft batch last in the actor's mailbox, open to more soft messages until it starts or anything follows it. */
+  softBatch: SoftBatch | undefined;
+  /** The actor's soft path around its mailbox (EntityActor.softNow), once spawned. */
+  softNow: ((message: unknown) => 'applied' | 'durable' | 'dropped' | Promise<'applied' | 'durable' | 'dropped'> | undefined) | undefined;
 
   constructor(self: EntityRef, key: EntityKey, shard: ShardId, now: number) {
     this.self = self;

@@ -21,6 +21,12 @@ export interface OutboundTell {
   readonly origin?: Origin;
 }
 
+/** A non-durable tell: no id, no origin (receivers keep the newest by the message's own time). */
+export interface SoftTell {
+  readonly to: EntityRef;
+  readonly message: unknown;
+}
+
 interface TimerEntry {
   readonly at: number;
   readonly message: unknown;
@@ -79,9 +85,26 @@ export type SoftOutcome = 'applied' | 'durable' | 'dropped';
 export type ActorMessage =
   | { readonly t: 'activate'; readonly done: Deferred<void> }
   | { readonly t: 'soft'; readonly message: unknown; readonly done: Deferred<SoftOutcome> }
+  /** Soft messages that came while the entity was busy, in order: one mailbox turn for all of them (see SoftBatch). */
+  | { readonly t: 'softBatch'; readonly batch: SoftBatch }
   | { readonly t: 'command'; readonly command: CommandEnvelope; readonly done: Deferred<CommandResult> }
   | { readonly t: 'query'; readonly query: unknown; readonly done: Deferred<unknown> }
   | { readonly t: 'snapshot'; readonly done: Deferred<void> };
+
+/** How a delivered message is answered (every kind but a soft batch, whose messages are answered one by one). */
+export type MessageDone = Extract<ActorMessage, { readonly done: unknown }>['done'];
+
+/**
+ * Soft messages for a busy entity, gathered while the batch waits in the mailbox: the host
+ * appends to it only while it is the last message queued and has not started, so the
+ * entity still sees every message in the order it came.
+ */
+export interface SoftBatch {
+  readonly messages: unknown[];
+  readonly done: Deferred<SoftOutcome>[];
+  /** Set when the actor takes it up: later soft messages go into a new batch. */
+  started: boolean;
+}
 
 /** What an entity actor needs from the node that hosts it. */
 export interface ActorHost {
@@ -93,7 +116,7 @@ export interface ActorHost {
    */
   send(from: EntityRef, tells: readonly OutboundTell[], trace?: string): Promise<void>;
   /** Hands non-durable tells (`durable: false`) to the soft path; never fails; may ask the sender to wait for room. */
-  sendSoft(from: EntityRef, tells: readonly OutboundTell[]): Promise<void> | undefined;
+  sendSoft(from: EntityRef, tells: readonly SoftTell[]): Promise<void> | undefined;
   /** The journal's record of a command this entity handled, if any (the durable dedupe record). */
   findCommand(key: string, commandId: string): Promise<JournalRecord | undefined>;
   notify(userId: string, message: unknown, trace?: string): void;
@@ -167,7 +190,7 @@ export function planEffects(commandId: string, effects: readonly Effect[], origi
   return { tells, softTells, timersSet, timersCancelled, notifications, publications, requests };
 }
 
-interface PersistContext {
+export interface PersistContext {
   readonly recovering?: boolean;
   /** nact's persist: `options` reaches the journal's append (persistence-engine.ts). */
   persist(record: JournalRecord, tags?: string[], options?: AppendOptions): Promise<void>;
@@ -203,6 +226,8 @@ function isJournaled(
     || outcome.rejection !== undefined || command.origin !== undefined;
 }
 
+const NO_TELLS: readonly OutboundTell[] = Object.freeze([]);
+
 /** The command id a reducer sees for a soft message (which has none). */
 export const SOFT_COMMAND_ID = 'soft';
 
@@ -211,9 +236,33 @@ function answerAgain(rejection: Refusal | undefined): CommandResult {
   return rejection ? { status: 'rejected', rejection } : { status: 'duplicate' };
 }
 
-/** The nact actor function for one entity. */
-export function entityActor(options: EntityActorOptions) {
-  const { behavior, self, key, host, snapshotEvery, onState } = options;
+/** One entity's actor: the nact actor function, and its soft messages' way around the mailbox. */
+export interface EntityActor {
+  /** The nact actor function. */
+  readonly receive: (given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext) => Promise<Incarnation<unknown>>;
+  /**
+   * Handles a soft message at once, outside the mailbox; the host calls it only while no
+   * message of this entity is in flight (so it cannot overtake one) and marks the entity
+   * busy meanwhile. The same decision, effects and published state as the mailbox's
+   * `soft`, in the same order; a promise when the sender must wait for room on the soft
+   * path (the state is applied already). Undefined when it cannot be done here and now
+   * (not recovered yet, or a soft snapshot is due): the caller goes through the mailbox.
+   */
+  readonly softNow: (message: unknown) => SoftOutcome | Promise<SoftOutcome> | undefined;
+}
+
+/** The nact actor function for one entity, and its soft path around the mailbox. */
+export function entityActor(options: EntityActorOptions): EntityActor {
+  const { behavior, self, key, host, snapshotEvery } = options;
+  /**
+   * The incarnation the actor last published: what every message after activation starts
+   * from (nact's copy of the state lags behind a soft message handled outside its mailbox).
+   */
+  let current: Incarnation<unknown> | undefined;
+  const onState = (incarnation: Incarnation<unknown>) => {
+    current = incarnation;
+    options.onState?.(incarnation);
+  };
 
   /** The command as dedupe sees it: its id and, for a tell from an entity, its origin. */
   type Handled = Pick<CommandEnvelope, 'id' | 'origin' | 'trace'>;
@@ -304,17 +353,30 @@ export function entityActor(options: EntityActorOptions) {
   // this incarnation must handle nothing more until it is stopped and recovered.
   let poisoned = false;
 
-  return async function actor(
+  /**
+   * What nact holds as the actor's state: the replayed incarnation while it recovers, then
+   * nothing. Every message after activation starts from `current`; a copy in nact would be
+   * an older version of the entity's state (and all it refers to) kept alive for nothing.
+   */
+  async function receive(
     given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext,
   ): Promise<Incarnation<unknown>> {
-    const incarnation = upgraded(given);
-    if (ctx.recovering) return replay(behavior, incarnation, msg as JournalRecord);
+    const next = await step(given, msg, ctx);
+    return current === undefined ? next : undefined as never;
+  }
+
+  async function step(
+    given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext,
+  ): Promise<Incarnation<unknown>> {
+    if (ctx.recovering) return replay(behavior, upgraded(given), msg as JournalRecord);
+    const incarnation = current ?? upgraded(given);
     const m = msg as ActorMessage;
     if (poisoned) {
       const failure: Failure = { kind: 'entity_stopped', retriable: true, message: `${key} is recovering; try again` };
       if (m.t === 'command') m.done.resolve({ status: 'failed', failure });
       else if (m.t === 'query') m.done.reject(new Error(failure.message));
       else if (m.t === 'soft') m.done.resolve('dropped');
+      else if (m.t === 'softBatch') { m.batch.started = true; for (const d of m.batch.done) d.resolve('dropped'); }
       else m.done.resolve();
       return incarnation;
     }
@@ -323,6 +385,8 @@ export function entityActor(options: EntityActorOptions) {
         return activate(incarnation, m.done);
       case 'soft':
         return runSoft(incarnation, m.message, m.done);
+      case 'softBatch':
+        return runSoftBatch(incarnation, m.batch);
       case 'query':
         try {
           if (!behavior.query) throw new Error(`${self.kind} answers no queries`);
@@ -336,8 +400,10 @@ export function entityActor(options: EntityActorOptions) {
           if (incarnation.unsnapshotted > 0 || incarnation.seq > 0) {
             await host.saveSnapshot(key, incarnation.seq, { ...incarnation, unsnapshotted: 0 });
           }
+          const next = { ...incarnation, unsnapshotted: 0 };
+          current = next;
           m.done.resolve();
-          return { ...incarnation, unsnapshotted: 0 };
+          return next;
         } catch (error) {
           m.done.reject(error);
           return incarnation;
@@ -375,7 +441,7 @@ export function entityActor(options: EntityActorOptions) {
         }
       }
     }
-  };
+  }
 
   /**
    * A soft message: no command id, no dedupe, no journal. Applied only when its outcome
@@ -405,6 +471,65 @@ export function entityActor(options: EntityActorOptions) {
       done.resolve('dropped');
       return incarnation;
     }
+  }
+
+  /** A batch's soft messages one after the other, each as softNow would (runSoft when it cannot), each answered. */
+  async function runSoftBatch(incarnation: Incarnation<unknown>, batch: SoftBatch): Promise<Incarnation<unknown>> {
+    batch.started = true;
+    let latest = incarnation;
+    for (let i = 0; i < batch.messages.length; i++) {
+      const message = batch.messages[i];
+      const done = batch.done[i]!;
+      const now = softNow(message);
+      if (now === undefined) latest = await runSoft(current ?? latest, message, done);
+      else done.resolve(typeof now === 'string' ? now : await now);
+      latest = current ?? latest;
+    }
+    return latest;
+  }
+
+  /** runSoft without the mailbox (see EntityActor.softNow). */
+  function softNow(message: unknown): SoftOutcome | Promise<SoftOutcome> | undefined {
+    const incarnation = current;
+    if (!incarnation) return undefined;
+    if (poisoned) return 'dropped';
+    const at = host.now();
+    let outcome: Outcome<unknown, unknown>;
+    try {
+      outcome = decide(incarnation.state, message, at, SOFT_COMMAND_ID);
+    } catch {
+      return 'dropped'; // reported by decide; nothing changed
+    }
+    // What planEffects and isJournaled decide, without their arrays: a fix's outcome is one or two soft tells.
+    if (outcome.events.length > 0 || outcome.rejection !== undefined) return 'durable';
+    let soft = 0;
+    for (const e of outcome.effects) {
+      if (e.type === 'timer.set' || e.type === 'timer.cancel' || (e.type === 'tell' && e.durable !== false)) return 'durable';
+      if (e.type === 'tell') soft++;
+    }
+    const changed = outcome.state !== incarnation.state;
+    const unsnapshotted = changed ? incarnation.unsnapshotted + 1 : incarnation.unsnapshotted;
+    // A soft snapshot awaits storage: the mailbox takes this one.
+    if (changed && behavior.softSnapshotEvery && unsnapshotted >= behavior.softSnapshotEvery) return undefined;
+    let room: Promise<void> | undefined;
+    try {
+      // Effects in planEffects' order: soft tells (all of them, in order), notifications, publications, requests.
+      if (soft > 0) {
+        const tells = soft === outcome.effects.length ? outcome.effects as readonly SoftTell[]
+          : outcome.effects.filter((e): e is Extract<Effect, { type: 'tell' }> => e.type === 'tell');
+        room = host.sendSoft(self, tells);
+      }
+      if (soft < outcome.effects.length) {
+        for (const e of outcome.effects) if (e.type === 'notify') host.notify(e.userId, e.message);
+        for (const e of outcome.effects) if (e.type === 'publish') host.publish(e.topic, e.event, self);
+        for (const e of outcome.effects) if (e.type === 'request') host.request(self, e.service, e.payload);
+      }
+    } catch (error) {
+      host.reducerFailed(self, message, error);
+      return 'dropped';
+    }
+    onState(changed || incarnation.outbox.length > 0 ? { ...incarnation, state: outcome.state, outbox: NO_TELLS, unsnapshotted } : incarnation);
+    return room ? room.then((): SoftOutcome => 'applied') : 'applied';
   }
 
   /**
@@ -440,4 +565,6 @@ export function entityActor(options: EntityActorOptions) {
     const effects = resets ? outcome.effects : [cancelsFired, ...outcome.effects];
     return handleOutcome({ ...incarnation, timers: rest }, { id: commandId }, at, { ...outcome, effects }, ctx);
   }
+
+  return { receive, softNow };
 }

@@ -41,12 +41,15 @@ class JournalTail {
   readonly #key: string;
   readonly #after: number;
   readonly #stats: EngineStats;
+  /** The first page, when recovery read it with the snapshot (Journal.recover). */
+  #first: JournalEntry[] | undefined;
 
-  constructor(journal: Journal, key: string, after: number, stats: EngineStats) {
+  constructor(journal: Journal, key: string, after: number, stats: EngineStats, first?: JournalEntry[]) {
     this.#journal = journal;
     this.#key = key;
     this.#after = after;
     this.#stats = stats;
+    this.#first = first;
   }
 
   async reduce<T>(reducer: Reducer<T>, initial: T): Promise<T> {
@@ -54,7 +57,8 @@ class JournalTail {
     let after = this.#after;
     let index = 0;
     for (;;) {
-      const page = await this.#journal.read(this.#key, after, PAGE_SIZE);
+      const page = this.#first ?? await this.#journal.read(this.#key, after, PAGE_SIZE);
+      this.#first = undefined;
       for (const entry of page) {
         // nact's reducer returns a promise chained on the previous one; awaiting
         // each step keeps the chain from growing with the journal.
@@ -85,12 +89,32 @@ export class JournalPersistenceEngine {
     this.journal = journal;
   }
 
+  /**
+   * The first page of entries read with the snapshot, per entity, until recovery asks for
+   * them right after (nact calls latestSnapshot, then events from the snapshot's number):
+   * one round trip to storage per activation instead of two, which on the embedded node's
+   * one connection was a round trip per new booking and per new cell.
+   */
+  readonly #prefetched = new Map<string, { after: number; entries: JournalEntry[] }>();
+
   events(persistenceKey: string, offset = 0): JournalTail {
-    return new JournalTail(this.journal, persistenceKey, offset, this.stats);
+    const prefetched = this.#prefetched.get(persistenceKey);
+    this.#prefetched.delete(persistenceKey);
+    const first = prefetched && prefetched.after === offset ? prefetched.entries : undefined;
+    return new JournalTail(this.journal, persistenceKey, offset, this.stats, first);
   }
 
   async latestSnapshot(persistenceKey: string): Promise<NactPersistedSnapshot | undefined> {
-    const snap = await this.journal.latestSnapshot(persistenceKey);
+    let snap;
+    if (this.journal.recover) {
+      const read = await this.journal.recover(persistenceKey, PAGE_SIZE);
+      snap = read.snapshot;
+      // Bounded: an activation that never asked for its events (it failed) leaves one behind at most.
+      if (this.#prefetched.size >= 10_000) this.#prefetched.clear();
+      this.#prefetched.set(persistenceKey, { after: snap?.sequenceNr ?? 0, entries: read.entries });
+    } else {
+      snap = await this.journal.latestSnapshot(persistenceKey);
+    }
     if (!snap) return undefined;
     return { data: snap.data, sequenceNumber: snap.sequenceNr, key: snap.persistenceKey, createdAt: snap.createdAt };
   }

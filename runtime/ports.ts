@@ -185,6 +185,11 @@ export interface Journal {
   /** The entry an entity journaled for a command (by the command id in its data, `cmd`), if any. */
   findCommand(persistenceKey: string, commandId: string): Promise<JournalEntry | undefined>;
   latestSnapshot(persistenceKey: string): Promise<SnapshotEntry | undefined>;
+  /**
+   * Recovery's two reads in one: the latest snapshot and the first `limit` entries after it
+   * (ascending). Optional: without it, recovery asks latestSnapshot, then read.
+   */
+  recover?(persistenceKey: string, limit: number): Promise<{ snapshot: SnapshotEntry | undefined; entries: JournalEntry[] }>;
   saveSnapshot(entry: SnapshotEntry): Promise<void>;
   /** Answers when storage is reachable (for /ready). */
   ping(): Promise<void>;

@@ -264,7 +264,8 @@ export class ShardRegion {
    */
   tellSoft(to: EntityRef, message: unknown): Promise<SoftDelivery> {
     this.#checkAccepting();
-    return this.#soft.deliver({ to, message, at: this.#now() });
+    const delivered = this.#soft.deliver({ to, message, at: this.#now() });
+    return typeof delivered === 'string' ? Promise.resolve(delivered) : delivered;
   }
 
   /** A tell whose outcome (applied, rejected with a reason, or the entity's reply) comes back here. */
@@ -419,7 +420,9 @@ export class ShardRegion {
       : startSpan(`service ${name}`, SpanKind.INTERNAL, { 'dispatch.entity': entityKey(requester) }, trace);
     try {
       await withSpan(span, async () => {
-        const answer = await service(payload, { now: this.#now(), requester, ask: (to, query) => this.askSoon(to, query) });
+        const answer = await service(payload, {
+          now: this.#now(), requester, ask: (to, query) => this.askSoon(to, query), askNow: (to, query) => this.askNow(to, query),
+        });
         if (answer !== undefined) await this.tell(requester, answer);
       });
       endSpan(span);

@@ -17,11 +17,12 @@
 // the command's write succeeded (see entityActor's onState). A poisoned incarnation's
 // state is never served (Activation drops it on the poison event).
 
+import { createRequire } from 'node:module';
 import { configurePersistence, dispatch, spawnPersistent, start, stop } from 'nact';
 import type { AnyBehavior, EntityRef } from '../actors/behavior.ts';
 import { entityKey, type EntityKey, type ShardId } from './entity.ts';
 import {
-  entityActor, freshIncarnation, type ActorHost, type ActorMessage, type JournalRecord, type SoftOutcome,
+  entityActor, freshIncarnation, type ActorHost, type ActorMessage, type JournalRecord, type MessageDone, type SoftOutcome,
 } from './entity-actor.ts';
 import { JournalPersistenceEngine } from './persistence-engine.ts';
 import { Activation as ActivationOf, accepts } from './activation.ts';
@@ -31,6 +32,26 @@ import { EntityStoppedError } from './errors.ts';
 import type { CommandResult, Journal } from './ports.ts';
 import { Semaphore } from './semaphore.ts';
 
+
+/** nact's registry of systems, to reach an actor object from its reference (nact exports no way to). */
+const nactSystems = createRequire(import.meta.url)('nact/lib/system-map.js') as {
+  find(system: string, ref: unknown): { immediate?: unknown; initialState?: unknown } | undefined;
+};
+
+/**
+ * What nact keeps of an idle actor that nothing reads any more (see ShardHost's #left): the
+ * handle of its last setImmediate turn; and, once the entity actor has published a state
+ * (it starts every message from its own, see entityActor's receive), the initial state it
+ * was spawned with, one more version of the entity's state held for nothing.
+ */
+function forgetLastTurn(ref: NactRef, published: boolean): void {
+  const actor = nactSystems.find((ref as unknown as { system: { name: string } }).system.name, ref);
+  if (!actor) return;
+  actor.immediate = undefined;
+  if (published) actor.initialState = undefined;
+}
+
+const isPromise = <T>(x: T | Promise<T> | undefined): x is Promise<T> => typeof (x as { then?: unknown } | undefined)?.then === 'function';
 
 /** How long passivation waits for an entity's in-flight messages. */
 const DRAIN_TIMEOUT_MS = 10_000;
@@ -110,7 +131,7 @@ export class ShardHost {
   }
 
   /** Delivers a command to an entity and resolves once it is handled and its effects are durable. */
-  command(self: EntityRef, shard: ShardId, build: (done: ActorMessage['done']) => ActorMessage): Promise<CommandResult> {
+  command(self: EntityRef, shard: ShardId, build: (done: MessageDone) => ActorMessage): Promise<CommandResult> {
     return this.#deliver(self, shard, build) as Promise<CommandResult>;
   }
 
@@ -158,8 +179,54 @@ export class ShardHost {
   /**
    * Delivers a soft message (no command id, no journal record; see entity-actor.ts runSoft).
    * The caller checks that this node serves the shard, as for a query.
+   *
+   * An entity active here with no message in flight handles it at once, outside its
+   * mailbox (EntityActor.softNow): nact's mailbox costs a setImmediate turn, a context with
+   * a Map and a bound function, and promises per message, which was most of what a fix
+   * cost. Nothing can be overtaken: nothing of this entity is queued or running; and the
+   * entity counts as busy meanwhile, so a message it causes for itself waits its turn.
    */
-  soft(self: EntityRef, shard: ShardId, message: unknown): Promise<SoftOutcome> {
+  soft(self: EntityRef, shard: ShardId, message: unknown, key: EntityKey = entityKey(self)): SoftOutcome | Promise<SoftOutcome> {
+    const active = this.#active.get(key);
+    // Busy: into the batch of soft messages waiting in its mailbox (one turn for them all).
+    if (active?.softNow && active.current && active.inFlight > 0) return this.#batched(active, message);
+    if (active?.softNow && active.current && active.inFlight === 0) {
+      active.enter();
+      let outcome: SoftOutcome | Promise<SoftOutcome> | undefined;
+      try {
+        outcome = active.softNow(message);
+      } finally {
+        if (!isPromise(outcome)) active.leave();
+      }
+      if (outcome !== undefined) {
+        active.lastUsed = this.#now();
+        return isPromise(outcome) ? outcome.finally(() => active.leave()) : outcome;
+      }
+    }
+    // Not active yet (or still recovering): wait for it, then take the way an active one takes.
+    if (!active?.softNow || !active.current) return this.#softOnceActive(self, shard, message, key);
+    return this.#deliver(self, shard, (done) => ({ t: 'soft', message, done: done as never })) as Promise<SoftOutcome>;
+  }
+
+  /**
+   * A soft message for an entity being activated: once it is, at once or into the batch like
+   * any other (the messages that waited continue in the order they came, so none overtakes
+   * another). A cell's first copies, thousands of them while it recovers, took one mailbox
+   * turn each. An entity that did not come up (a failed recovery, a stop) gets the message
+   * through its mailbox as before, which answers it.
+   */
+  async #softOnceActive(self: EntityRef, shard: ShardId, message: unknown, key: EntityKey): Promise<SoftOutcome> {
+    const activation = await this.#activation(self, shard);
+    activation.enter();
+    try {
+      await activation.ready;
+    } catch {
+      // Recovery failed: the mailbox way below hears why.
+    } finally {
+      activation.leave();
+    }
+    const active = this.#active.get(key);
+    if (active === activation && active.softNow && active.current) return this.soft(self, shard, message, key);
     return this.#deliver(self, shard, (done) => ({ t: 'soft', message, done: done as never })) as Promise<SoftOutcome>;
   }
 
@@ -172,6 +239,11 @@ export class ShardHost {
   /** Entities of a kind live on this node right now (for operations views). */
   activeRefs(kind: string): EntityRef[] {
     return [...this.#active.values()].filter((a) => a.self.kind === kind && accepts(a.state)).map((a) => a.self);
+  }
+
+  /** The shard of an entity active here (it was activated for it), or undefined. */
+  activeShard(self: EntityRef, key: EntityKey = entityKey(self)): ShardId | undefined {
+    return this.#active.get(key)?.shard;
   }
 
   isActive(self: EntityRef): boolean {
@@ -214,7 +286,7 @@ export class ShardHost {
   }
 
   #deliver(
-    self: EntityRef, shard: ShardId, build: (done: ActorMessage['done']) => ActorMessage, read?: (state: unknown) => unknown,
+    self: EntityRef, shard: ShardId, build: (done: MessageDone) => ActorMessage, read?: (state: unknown) => unknown,
   ): Promise<unknown> {
     // The common case, an entity active and recovered here, without the awaits of activation:
     // on the hot path (fixes, cell copies) they were a large share of the cost per message.
@@ -222,16 +294,13 @@ export class ShardHost {
     if (active?.current && accepts(active.state)) {
       active.enter();
       active.lastUsed = this.#now();
-      return this.#dispatch(active, build).finally(() => {
-        active.leave();
-        active.lastUsed = this.#now();
-      });
+      return this.#dispatch(active, build).finally(() => this.#left(active));
     }
     return this.#activateAndDeliver(self, shard, build, read);
   }
 
   async #activateAndDeliver(
-    self: EntityRef, shard: ShardId, build: (done: ActorMessage['done']) => ActorMessage, read?: (state: unknown) => unknown,
+    self: EntityRef, shard: ShardId, build: (done: MessageDone) => ActorMessage, read?: (state: unknown) => unknown,
   ): Promise<unknown> {
     const activation = await this.#activation(self, shard);
     activation.enter();
@@ -242,18 +311,58 @@ export class ShardHost {
       if (current) return read(current.state);
       return await this.#dispatch(activation, build);
     } finally {
-      activation.leave();
-      activation.lastUsed = this.#now();
+      this.#left(activation);
     }
   }
 
+  /**
+   * A delivered message settled. Once nothing is in flight, the actor's last mailbox turn is
+   * let go: nact keeps the handle of the setImmediate that ran it, and Node leaves a run
+   * immediate linked to those queued after it, so that handle kept a chain of other actors'
+   * turns (their closures, contexts and messages) alive, about 1 KiB per idle entity.
+   */
+  #left(activation: Activation): void {
+    activation.leave();
+    activation.lastUsed = this.#now();
+    if (activation.inFlight === 0 && activation.ref) forgetLastTurn(activation.ref, activation.current !== undefined);
+  }
+
+  /**
+   * A soft message for a busy entity joins the soft batch last in its mailbox, or starts one
+   * there: under a steady stream an entity in the mailbox's hands would take one event-loop
+   * turn per message and never catch up (a hot cell stayed busy for good). In flight until
+   * answered, like any delivered message; a stop before it is handled fails it.
+   */
+  #batched(active: Activation, message: unknown): Promise<SoftOutcome> {
+    return new Promise<SoftOutcome>((resolve, reject) => {
+      active.enter();
+      const fail = (error: Error) => { active.leave(); reject(error); };
+      active.waiting.add(fail);
+      const settle = <T>(f: (v: T) => void) => (v: T) => {
+        active.waiting.delete(fail);
+        this.#left(active);
+        f(v);
+      };
+      let batch = active.softBatch;
+      if (!batch || batch.started) {
+        batch = { messages: [], done: [], started: false };
+        active.softBatch = batch;
+        dispatch(active.ref!, { t: 'softBatch', batch } satisfies ActorMessage);
+      }
+      batch.messages.push(message);
+      batch.done.push({ resolve: settle(resolve), reject: settle(reject) });
+    });
+  }
+
   /** Puts a message in the actor's mailbox; a stop before it is handled fails it (see #passivate). */
-  #dispatch(activation: Activation, build: (done: ActorMessage['done']) => ActorMessage): Promise<unknown> {
+  #dispatch(activation: Activation, build: (done: MessageDone) => ActorMessage): Promise<unknown> {
+    // Whatever comes after the open soft batch must not be overtaken by soft messages joining it.
+    activation.softBatch = undefined;
     return new Promise<unknown>((resolve, reject) => {
       const fail = (error: Error) => reject(error);
       activation.waiting.add(fail);
       const settle = <T>(f: (v: T) => void) => (v: T) => { activation.waiting.delete(fail); f(v); };
-      dispatch(activation.ref!, build({ resolve: settle(resolve), reject: settle(reject) } as ActorMessage['done']));
+      dispatch(activation.ref!, build({ resolve: settle(resolve), reject: settle(reject) } as MessageDone));
     });
   }
 
@@ -278,12 +387,14 @@ export class ShardHost {
     const activation: Activation = new ActivationOf<NactRef>(self, key, shard, this.#now());
     // Spawning starts recovery, so it happens inside the semaphore that bounds concurrent recoveries.
     activation.ready = this.#recoveries.run(() => new Promise<void>((resolve, reject) => {
+      const actor = entityActor({
+        behavior, self, key, host: this.#actorHost(services), snapshotEvery: behavior.snapshotEvery ?? this.#options.snapshotEvery,
+        onState: (incarnation) => activation.publish(incarnation),
+      });
+      activation.softNow = actor.softNow;
       activation.ref = spawnPersistent(
         this.#system,
-        entityActor({
-          behavior, self, key, host: this.#actorHost(services), snapshotEvery: behavior.snapshotEvery ?? this.#options.snapshotEvery,
-          onState: (incarnation) => activation.publish(incarnation),
-        }) as never,
+        actor.receive as never,
         key,
         undefined,
         {

@@ -23,6 +23,8 @@ import type { ShardHost } from './shard-host.ts';
  */
 export type SoftDelivery = SoftOutcome | 'forwarded';
 
+const isPromise = <T>(x: T | Promise<T>): x is Promise<T> => typeof (x as { then?: unknown } | undefined)?.then === 'function';
+
 /** Soft messages per log record at most (a fix is ~150 bytes: well under a request's budget). */
 const SOFT_RECORD_MAX = 1_000;
 /** Entities' soft tells in flight on a node before senders wait (briefly) for room. */
@@ -31,7 +33,7 @@ const SOFT_WAIT_MS = 1_000;
 
 export interface SoftPathOptions {
   readonly log: Pick<CommandLog, 'append' | 'appendSoft'>;
-  readonly host: Pick<ShardHost, 'knows' | 'soft'>;
+  readonly host: Pick<ShardHost, 'knows' | 'soft' | 'activeShard'>;
   readonly shardOf: (ref: EntityRef) => ShardId;
   readonly holds: (shard: ShardId) => boolean;
   /** True once the node has fenced every shard to stop: nothing is forwarded any more. */
@@ -73,15 +75,22 @@ export class SoftPath {
     return { softApplied: this.#applied, softDurable: this.#durable, softForwarded: this.#forwarded, softDropped: this.#dropped };
   }
 
-  /** Delivers one soft message: to its entity here, or forwarded to its shard's owner. */
-  async deliver(m: SoftMessage): Promise<SoftDelivery> {
-    const shard = this.#o.shardOf(m.to);
-    if (this.#o.holds(shard)) return this.#apply(shard, m);
+  /**
+   * Delivers one soft message: to its entity here, or forwarded to its shard's owner. The
+   * outcome is plain when the entity took it at once (ShardHost.soft), else a promise.
+   */
+  deliver(m: SoftMessage): SoftDelivery | Promise<SoftDelivery> {
+    return this.#deliver(m.to, m.message, m.at);
+  }
+
+  #deliver(to: EntityRef, message: unknown, at: number): SoftDelivery | Promise<SoftDelivery> {
+    const key = entityKey(to);
+    // An entity active here knows its shard: no hashing (BigInt, and H3 for cells) per soft message.
+    const shard = this.#o.host.activeShard(to, key) ?? this.#o.shardOf(to);
+    if (this.#o.holds(shard)) return this.#apply(shard, to, message, at, key);
     // Served elsewhere, or between owners: the log takes it to whoever serves the shard next.
     if (!this.#o.log.appendSoft || this.#o.closed()) { this.#dropped++; return 'dropped'; }
-    await this.#queue(shard, m);
-    this.#forwarded++;
-    return 'forwarded';
+    return this.#queue(shard, { to, message, at }).then(() => { this.#forwarded++; return 'forwarded' as const; });
   }
 
   /**
@@ -93,7 +102,14 @@ export class SoftPath {
   tellFrom(from: EntityRef, tells: readonly { to: EntityRef; message: unknown }[], at: number): Promise<void> | undefined {
     for (const t of tells) {
       this.#inFlight++;
-      this.deliver({ to: t.to, message: t.message, at })
+      let delivered: SoftDelivery | Promise<SoftDelivery>;
+      try {
+        delivered = this.#deliver(t.to, t.message, at);
+      } catch (e) {
+        delivered = Promise.reject(e);
+      }
+      if (!isPromise(delivered)) { this.#settled(); continue; }
+      delivered
         .catch((e) => this.#o.onError?.(e, `soft tell from ${entityKey(from)} to ${entityKey(t.to)}`))
         .finally(() => this.#settled());
     }
@@ -105,7 +121,7 @@ export class SoftPath {
     await Promise.all(messages.map(async (m) => {
       // A shard lost meanwhile (or a record naming an entity of another shard) is not served here.
       if (!this.#o.holds(shard) || this.#o.shardOf(m.to) !== shard) { this.#dropped++; return; }
-      await this.#apply(shard, m).catch((e) => {
+      await Promise.resolve(this.#apply(shard, m.to, m.message, m.at, entityKey(m.to))).catch((e) => {
         this.#dropped++;
         this.#o.onError?.(e, `soft message to ${entityKey(m.to)}: sending it as a command failed`);
       });
@@ -113,16 +129,26 @@ export class SoftPath {
   }
 
   /** Hands a soft message to its entity here; an outcome that must be journaled goes through the log as a command. */
-  async #apply(shard: ShardId, m: SoftMessage): Promise<SoftDelivery> {
-    if (!this.#o.host.knows(m.to.kind)) { this.#dropped++; return 'dropped'; }
-    const outcome = await this.#o.host.soft(m.to, shard, m.message).catch((): SoftOutcome => 'dropped');
-    if (outcome === 'applied') this.#applied++;
-    else if (outcome === 'dropped') this.#dropped++;
-    else {
-      await this.#o.log.append(shard, { id: randomUUID(), to: m.to, message: m.message, at: m.at });
-      this.#durable++;
+  #apply(shard: ShardId, to: EntityRef, message: unknown, at: number, key: string): SoftDelivery | Promise<SoftDelivery> {
+    if (!this.#o.host.knows(to.kind)) { this.#dropped++; return 'dropped'; }
+    let outcome: SoftOutcome | Promise<SoftOutcome>;
+    try {
+      outcome = this.#o.host.soft(to, shard, message, key);
+    } catch {
+      outcome = 'dropped';
     }
-    return outcome;
+    if (isPromise(outcome)) return outcome.catch((): SoftOutcome => 'dropped').then((o) => this.#counted(shard, to, message, at, o));
+    return this.#counted(shard, to, message, at, outcome);
+  }
+
+  /** Counts what became of a soft message here; `durable` goes to the log as a command first. */
+  #counted(shard: ShardId, to: EntityRef, message: unknown, at: number, outcome: SoftOutcome): SoftDelivery | Promise<SoftDelivery> {
+    if (outcome === 'applied') { this.#applied++; return outcome; }
+    if (outcome === 'dropped') { this.#dropped++; return outcome; }
+    return this.#o.log.append(shard, { id: randomUUID(), to, message, at }).then(() => {
+      this.#durable++;
+      return outcome;
+    });
   }
 
   #room(): Promise<void> | undefined {

@@ -5,7 +5,7 @@
 
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -227,4 +227,28 @@ test.serial('a node on a directory where a statement never ends (like one two no
   process.kill(node.pid, 'SIGTERM');
   t.not(await within(node.exited, 60_000), 'timed out', 'SIGTERM ends the node although its database is stuck');
   t.true(node.lines.some((l) => l.includes('"node stopping"')));
+});
+
+test('a new directory\'s database is created by a process of its own (its memory goes with it), whole, and serves with 16 MB of shared buffers', async (t) => {
+  const dir = join(tempDir(t), 'pg');
+  const db = await startEmbeddedPostgres({ dataDir: dir });
+  t.teardown(() => db.stop());
+  const orm = await openOrm({ url: db.url, poolMax: 1 });
+  t.teardown(() => orm.close(true));
+  const [row] = await orm.em.getConnection().execute(`select setting from pg_settings where name = 'shared_buffers'`) as { setting: string }[];
+  t.is(Number(row!.setting) * 8, 16 * 1024, 'shared_buffers of 16 MB');
+  // Created beside the target and moved in whole: nothing is left of the staging directory.
+  t.deepEqual(readdirSync(join(dir, '..')), ['pg']);
+  t.true(readdirSync(dir).includes('PG_VERSION'));
+});
+
+test('a database that cannot be created fails with one line and leaves nothing behind', async (t) => {
+  const base = tempDir(t);
+  writeFileSync(join(base, 'file'), 'not a directory');
+  const dir = join(base, 'file', 'pg');
+  const error = await t.throwsAsync(startEmbeddedPostgres({ dataDir: dir, openTimeoutMs: 120_000 }));
+  t.true(error instanceof EmbeddedDatabaseError, String(error));
+  t.regex(String(error?.message), /could not be created/);
+  t.notRegex(String(error?.message), /\n/);
+  t.deepEqual(readdirSync(base), ['file']);
 });

@@ -12,6 +12,8 @@ import pg from 'pg';
 import { openOrm, type Orm } from '../adapters/postgres/orm.ts';
 import { PostgresJournal } from '../adapters/postgres/journal.ts';
 import { PostgresShardEpochs } from '../adapters/postgres/shard-epochs.ts';
+import { PostgresReminderStore } from '../adapters/postgres/reminders.ts';
+import { JournalPersistenceEngine } from '../runtime/persistence-engine.ts';
 import { startEmbeddedPostgres } from '../adapters/postgres/embedded.ts';
 import { DuplicateCommandError, JournalConflictError, ShardFencedError, StorageUnavailableError, classify } from '../runtime/errors.ts';
 import { shardOf, type Placement } from '../runtime/entity.ts';
@@ -196,4 +198,77 @@ test.serial('PostgreSQL: a connection lost mid-batch fails every append of the b
   t.is(Number(rows.rows[0].n), 0, 'nothing of the batch is visible');
   // The journal serves again, and the same appends (retried) are written.
   t.deepEqual((await settle(ids.map((id) => journal.append(entry(id, 1))))).filter((r) => r.status === 'rejected'), []);
+});
+
+test.serial('PostgreSQL: reminders of one tick are written by one statement each, a fenced shard\'s refused alone, one entity\'s writes in order',
+  async (t) => {
+  const { orm } = await postgres.open(t);
+  // Counts the statements the store runs.
+  let statements = 0;
+  const connection = orm.em.getConnection();
+  const counted = new Proxy(orm, {
+    get: (target, name) => name !== 'em' ? Reflect.get(target, name) : new Proxy(target.em, {
+      get: (em, k) => k !== 'getConnection' ? Reflect.get(em, k) : () => new Proxy(connection, {
+        get: (c, m) => (m === 'execute'
+          ? (...args: unknown[]) => { statements++; return (c.execute as (...a: unknown[]) => unknown)(...args); }
+          : Reflect.get(c, m)),
+      }),
+    }),
+  });
+  const epochs = new PostgresShardEpochs(orm);
+  await epochs.acquire([0, 1, 2, 3], 'old');
+  const current = await epochs.acquire([0, 1, 2, 3], 'me');
+  const held = new Map(current);
+  const ids = Array.from({ length: 40 }, (_, i) => `r${i}`);
+  const lost = shardOfId(ids[0]!);
+  held.set(lost, current.get(lost)! - 1);
+  const writes = fence(held);
+  const reminders = new PostgresReminderStore(counted, writes);
+  const due = Date.now() + 60_000;
+  const results = await settle(ids.map((id) => reminders.set({ entityKey: key(id), name: 'alarm', shard: shardOfId(id), dueAt: due })));
+  t.is(statements, 1, 'one statement for 40 reminders');
+  ids.forEach((id, i) => {
+    const r = results[i]!;
+    if (shardOfId(id) === lost) t.true(r.status === 'rejected' && r.reason instanceof ShardFencedError, id);
+    else t.is(r.status, 'fulfilled', id);
+  });
+  const stored = await reminders.forShards([0, 1, 2, 3]);
+  t.deepEqual(stored.map((r) => r.entityKey).sort(), ids.filter((id) => shardOfId(id) !== lost).map(key).sort());
+  // Set, moved, cleared and set again within one tick: applied in that order (the later writes of a key wait for the next batch).
+  statements = 0;
+  const id = ids.find((x) => shardOfId(x) !== lost)!;
+  const ref = { entityKey: key(id), name: 'later', shard: shardOfId(id) };
+  await Promise.all([reminders.set({ ...ref, dueAt: due }), reminders.set({ ...ref, dueAt: due + 1 }), reminders.clear(ref.entityKey, 'later', ref.shard),
+    reminders.set({ ...ref, dueAt: due + 2 }), reminders.clear(key(ids[5]!), 'alarm', shardOfId(ids[5]!)).catch(() => undefined)]);
+  t.is(statements, 5, 'four batches for the four writes of one key (the first also holds the other key\'s clear, a statement of its own)');
+  t.deepEqual((await reminders.forShards([ref.shard])).filter((r) => r.name === 'later').map((r) => r.dueAt), [due + 2]);
+});
+
+test.serial('PostgreSQL: recovery reads the latest snapshot and the entries after it in one statement, and replays the same entries', async (t) => {
+  const { orm } = await postgres.open(t);
+  const journal = new PostgresJournal(orm, PLACEMENT);
+  for (let seq = 1; seq <= 5; seq++) await journal.append(entry('rec', seq));
+  for (let seq = 1; seq <= 2; seq++) await journal.append(entry('plain', seq));
+  await journal.saveSnapshot({ persistenceKey: key('rec'), sequenceNr: 3, data: { at: 3 }, createdAt: Date.now() });
+  const withSnapshot = await journal.recover(key('rec'), 500);
+  t.like(withSnapshot.snapshot, { persistenceKey: key('rec'), sequenceNr: 3, data: { at: 3 } });
+  t.deepEqual(withSnapshot.entries.map((e) => e.sequenceNr), [4, 5]);
+  t.deepEqual(withSnapshot.entries, await journal.read(key('rec'), 3, 500), 'the entries read would give');
+  t.deepEqual((await journal.recover(key('plain'), 1)).entries.map((e) => e.sequenceNr), [1], 'at most `limit`');
+  t.deepEqual(await journal.recover(key('nobody'), 500), { snapshot: undefined, entries: [] });
+
+  // The engine nact recovers through: one recover, no read, for an entity whose tail fits a page.
+  const calls = { recover: 0, read: 0 };
+  const counting = new Proxy(journal, {
+    get: (target, name) => {
+      const value = Reflect.get(target, name) as unknown;
+      if (name !== 'recover' && name !== 'read') return typeof value === 'function' ? value.bind(target) : value;
+      return (...args: unknown[]) => { calls[name]++; return (value as (...a: unknown[]) => unknown).apply(target, args); };
+    },
+  });
+  const engine = new JournalPersistenceEngine(counting);
+  const snapshot = await engine.latestSnapshot(key('rec'));
+  const replayed = await engine.events(key('rec'), snapshot!.sequenceNumber).reduce((seqs: number[], e) => [...seqs, e.sequenceNumber], []);
+  t.deepEqual(replayed, [4, 5]);
+  t.deepEqual(calls, { recover: 1, read: 0 });
 });

@@ -12,7 +12,7 @@ import { dispatchBehaviors, dispatchServices } from '../actors/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { startNode, type NodeOptions, type RunningNode } from '../node.ts';
 import { openOrm } from '../adapters/postgres/orm.ts';
-import { Projector, type JournalRow, type Projection } from '../adapters/postgres/projections.ts';
+import { Projector, quietPollMs, type JournalRow, type Projection } from '../adapters/postgres/projections.ts';
 import { createBooking } from './fixtures/booking-request.ts';
 import { freshDatabase } from './helpers/services.ts';
 import { eventually, repoRoot } from './helpers/node-process.ts';
@@ -167,24 +167,113 @@ test('analytics rebuilt from the journal while the node runs give the same figur
   }
 });
 
-test('a wake for a shard this node no longer owns is dropped: the projector goes back to waiting, it does not spin', async (t) => {
+test('a wake for a shard this node no longer owns is dropped: the projector goes back to waiting, it does not loop', async (t) => {
   const db = await freshDatabase();
   databases.push(db);
   const orm = await openOrm({ url: db.url, poolMax: 2 });
   t.teardown(() => orm.close(true));
   let owned = [0, 1];
+  let asked = 0;
   const recording: Projection = { name: 'rec', kind: 'test', tables: [], async apply() {} };
-  const projector = new Projector({ orm, projections: [recording], owned: () => owned, totalShards: 2, pollMs: 60_000 });
+  const projector = new Projector({
+    orm, projections: [recording], owned: () => { asked++; return owned; }, totalShards: 2, pollMs: 60_000,
+  });
   projector.start();
   t.teardown(() => projector.stop());
+  await eventually(async () => asked > 0);
   owned = [0]; // shard 1 moved away (or the node is stopping)
+  const before = asked;
   projector.wake('test', 1);
-  // A loop that resolved its wait at once for ever would starve every timer and I/O callback of this process.
-  const ticks = await new Promise<number>((resolve) => {
-    let n = 0;
-    const tick = () => (++n === 20 ? resolve(n) : setTimeout(tick, 5));
-    setTimeout(tick, 5);
-  });
-  t.is(ticks, 20, 'timers still run');
+  // A wake left behind would end every wait at once (or after the wake delay): the loop would go round for ever.
+  await new Promise((r) => setTimeout(r, 1_000));
+  t.true(asked - before <= 3, `the loop went round ${asked - before} times after one wake`);
   t.deepEqual(projector.status().map((s) => s.failures), [0]);
+});
+
+test('an idle projector costs the database next to nothing: one statement per sweep finds the shards with rows, quiet sweeps back off, rows are found',
+  async (t) => {
+  const db = await freshDatabase();
+  databases.push(db);
+  const orm = await openOrm({ url: db.url, poolMax: 4 });
+  t.teardown(() => orm.close(true));
+  // Counts what the projector asks: statements outside a transaction (the probe) and transactions (batches).
+  const asked = { statements: 0, transactions: 0 };
+  const connection = orm.em.getConnection();
+  const counted = new Proxy(orm, {
+    get: (target, name) => name !== 'em' ? Reflect.get(target, name) : new Proxy(target.em, {
+      get: (em, key) => key !== 'getConnection' ? Reflect.get(em, key) : () => new Proxy(connection, {
+        get: (c, k) => {
+          if (k === 'execute') return (...args: unknown[]) => { asked.statements++; return (c.execute as (...a: unknown[]) => unknown)(...args); };
+          if (k === 'getNativeClient') {
+            return async () => {
+              const pool = await c.getNativeClient() as unknown as pg.Pool;
+              return new Proxy(pool, { get: (p, m) => (m === 'connect' ? () => { asked.transactions++; return p.connect(); } : Reflect.get(p, m)) });
+            };
+          }
+          return Reflect.get(c, k);
+        },
+      }),
+    }),
+  });
+  const seen: string[] = [];
+  const recording: Projection = {
+    name: 'rec', kind: 'test', tables: [], async apply(_sql, rows: readonly JournalRow[]) { seen.push(...rows.map((r) => r.key)); },
+  };
+  const shards = Array.from({ length: 32 }, (_, i) => i);
+  const projector = new Projector({ orm: counted, projections: [recording], owned: () => shards, totalShards: 32, pollMs: 50, idlePollMs: 400 });
+  projector.start();
+  t.teardown(() => projector.stop());
+  await new Promise((r) => setTimeout(r, 2_000));
+  // At pollMs, 2 s would be 40 sweeps of 32 transactions each.
+  t.is(asked.transactions, 0, 'no shard had rows: no batch was run');
+  t.true(asked.statements <= 20, `${asked.statements} probes in 2 s (40 sweeps at pollMs)`);
+  t.is(projector.lagMs(), 0);
+
+  // A row no wake-up announced is found by a later sweep, however quiet the node was.
+  const record = JSON.stringify({ v: 1, cmd: 'c', at: 0, events: [], tells: [], timersSet: [], timersCancelled: [] });
+  const insert = async (key: string, shard: number) => {
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      await client.query(`insert into journal (persistence_key, sequence_nr, data, tags, shard) values ($1, 1, $2, '[]', $3)`, [key, record, shard]);
+    } finally {
+      await client.end();
+    }
+  };
+  await insert('test:unannounced', 7);
+  t.true(await eventually(async () => seen.includes('test:unannounced'), 60_000));
+  t.is(asked.transactions, 1, 'only the shard with the row was caught up');
+  // A wake-up is followed at once.
+  await insert('test:woken', 9);
+  projector.wake('test', 9);
+  t.true(await eventually(async () => seen.includes('test:woken'), 60_000));
+});
+
+test('quiet sweeps back off from pollMs, doubling up to idlePollMs', (t) => {
+  t.deepEqual([0, 1, 2, 3, 4, 5, 6, 40].map((q) => quietPollMs(1_000, 30_000, q)), [1_000, 1_000, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000]);
+  t.is(quietPollMs(1_000, 500, 10), 500, 'the caller keeps idlePollMs at least pollMs');
+});
+
+test('wake-ups that come close together are projected together: one batch for the rows of the while, not one per row', async (t) => {
+  const db = await freshDatabase();
+  databases.push(db);
+  const orm = await openOrm({ url: db.url, poolMax: 4 });
+  t.teardown(() => orm.close(true));
+  const batches: number[] = [];
+  const recording: Projection = { name: 'rec', kind: 'test', tables: [], async apply(_sql, rows: readonly JournalRow[]) { batches.push(rows.length); } };
+  const projector = new Projector({ orm, projections: [recording], owned: () => [3], totalShards: 4, pollMs: 60_000, wakeDelayMs: 1_000 });
+  const record = JSON.stringify({ v: 1, cmd: 'c', at: 0, events: [], tells: [], timersSet: [], timersCancelled: [] });
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  t.teardown(() => client.end());
+  projector.start();
+  t.teardown(() => projector.stop());
+  await eventually(async () => projector.lagMs() === 0);
+  // Ten rows, each announced by its own wake-up as an entity's event would, well within the delay.
+  for (let i = 0; i < 10; i++) {
+    await client.query(`insert into journal (persistence_key, sequence_nr, data, tags, shard) values ($1, 1, $2, '[]', 3)`, [`test:w${i}`, record]);
+    projector.wake('test', 3);
+  }
+  t.true(await eventually(async () => batches.reduce((a, b) => a + b, 0) === 10, 60_000));
+  t.deepEqual(batches, [10], 'one batch');
 });

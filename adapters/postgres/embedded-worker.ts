@@ -11,6 +11,13 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 
+/**
+ * PostgreSQL settings of the embedded database. shared_buffers: 16 MB instead of 128 MB,
+ * which PostgreSQL touches (zeroes) when it starts, so it was resident even in an empty
+ * node; an embedded node's working set (recent journal rows, small views) fits.
+ */
+const POSTGRESQL_CONF: readonly string[] = ['shared_buffers=16MB'];
+
 export interface WorkerInput {
   readonly dataDir: string;
   /** One BigInt64: Date.now() when the protocol message running now started, 0 when idle. */
@@ -50,7 +57,7 @@ parent.on('message', (message: ParentMessage) => {
 
 try {
   mkdirSync(input.dataDir, { recursive: true });
-  db = await PGlite.create({ dataDir: input.dataDir });
+  db = await PGlite.create({ dataDir: input.dataDir, postgresqlconf: [...POSTGRESQL_CONF] });
   await db.query('select 1');
   // Every protocol message the socket server hands PGlite passes here: the main thread
   // sees how long the one running now has been running, even while it blocks this thread.

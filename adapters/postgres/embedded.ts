@@ -19,7 +19,10 @@
 //    database again. The SQL port stays the same and keeps accepting meanwhile:
 //    connections made while the database reopens are relayed once it answers.
 
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import type { ParentMessage, WorkerInput, WorkerMessage } from './embedded-worker.ts';
@@ -69,6 +72,12 @@ export class EmbeddedDatabaseError extends Error {
 }
 
 const WORKER_URL = new URL('./embedded-worker.ts', import.meta.url);
+const INIT_PATH = fileURLToPath(new URL('./embedded-init.ts', import.meta.url));
+
+/** A directory that holds nothing yet (or does not exist): the database is created in it. */
+function isNew(dir: string): boolean {
+  return !existsSync(dir) || readdirSync(dir).length === 0;
+}
 
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const database = new EmbeddedDatabase(options);
@@ -128,6 +137,7 @@ class EmbeddedDatabase implements EmbeddedPostgres {
     });
     this.#port = (this.#server.address() as { port: number }).port;
     try {
+      if (isNew(this.#dataDir)) await this.#create();
       await this.#open();
     } catch (error) {
       await this.stop();
@@ -190,6 +200,41 @@ class EmbeddedDatabase implements EmbeddedPostgres {
       }
     }
     this.#waiting.clear();
+  }
+
+  /**
+   * Creates the database (initdb) in a process of its own (embedded-init.ts), into a
+   * directory beside the target that replaces it once complete: a creation cut short
+   * leaves no half-made directory behind. Within openTimeoutMs, like opening.
+   */
+  async #create(): Promise<void> {
+    const staging = `${this.#dataDir}.new-${process.pid}`;
+    rmSync(staging, { recursive: true, force: true });
+    const child = spawn(process.execPath, [INIT_PATH, staging], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => { stderr = (stderr + String(d)).slice(-2_000); });
+    const onStop = () => child.kill('SIGKILL');
+    this.#stopping.signal.addEventListener('abort', onStop);
+    const timer = setTimeout(() => child.kill('SIGKILL'), this.#openTimeoutMs);
+    try {
+      const code = await new Promise<number | null>((resolve, reject) => { child.once('exit', resolve); child.once('error', reject); });
+      if (this.#stopping.signal.aborted) throw new EmbeddedDatabaseError(`embedded database in ${this.#dataDir} was stopped while it was created`);
+      if (code !== 0) {
+        throw new EmbeddedDatabaseError(
+          `embedded database in ${this.#dataDir} could not be created (exit code ${code}${stderr ? `: ${oneLine(stderr).slice(-300)}` : ''})`,
+        );
+      }
+      rmSync(this.#dataDir, { recursive: true, force: true });
+      renameSync(staging, this.#dataDir);
+    } catch (error) {
+      rmSync(staging, { recursive: true, force: true });
+      throw error instanceof EmbeddedDatabaseError ? error : new EmbeddedDatabaseError(
+        `embedded database in ${this.#dataDir} could not be created (${oneLine((error as Error)?.message ?? String(error))})`, { cause: error },
+      );
+    } finally {
+      clearTimeout(timer);
+      this.#stopping.signal.removeEventListener('abort', onStop);
+    }
   }
 
   /** Starts a worker on the directory and resolves once it answers. */

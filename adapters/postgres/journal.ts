@@ -301,6 +301,29 @@ export class PostgresJournal implements Journal {
     };
   }
 
+  /** The snapshot and the entries after it in one statement (Journal.recover). */
+  async recover(persistenceKey: string, limit: number): Promise<{ snapshot: SnapshotEntry | undefined; entries: JournalEntry[] }> {
+    const rows = await this.#run<JournalDbRow & { snap: boolean }>(`recover ${persistenceKey}`,
+      `with s as (select persistence_key, sequence_nr, data, created_at from snapshot where persistence_key = ?)
+       select true as snap, persistence_key, sequence_nr, data, '[]'::jsonb as tags, created_at from s
+       union all
+       (select false, persistence_key, sequence_nr, data, tags, created_at from journal
+        where persistence_key = ? and sequence_nr > coalesce((select sequence_nr from s), 0) order by sequence_nr limit ?)`,
+      [persistenceKey, persistenceKey, limit],
+    );
+    const snap = rows.find((r) => truthy(r.snap));
+    return {
+      snapshot: snap && {
+        persistenceKey: snap.persistence_key, sequenceNr: Number(snap.sequence_nr), data: parseJson(snap.data),
+        createdAt: new Date(snap.created_at).getTime(),
+      },
+      entries: rows.filter((r) => !truthy(r.snap)).map((r) => ({
+        persistenceKey: r.persistence_key, sequenceNr: Number(r.sequence_nr), data: parseJson(r.data),
+        tags: (parseJson(r.tags) as string[] | null) ?? [], createdAt: new Date(r.created_at).getTime(),
+      })).sort((a, b) => a.sequenceNr - b.sequenceNr),
+    };
+  }
+
   async saveSnapshot(entry: SnapshotEntry): Promise<void> {
     const what = `save snapshot of ${entry.persistenceKey}`;
     const fence = this.#fenceOf(entry.persistenceKey, what);

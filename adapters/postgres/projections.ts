@@ -322,8 +322,18 @@ export interface ProjectorOptions {
   /** Makes each batch's offset write conditional on this node's epoch for the shard (not a rebuild's). */
   readonly fence?: WriteFence;
   readonly totalShards: number;
-  /** How often every owned shard is looked at even without a wake-up (default 1 s). */
+  /**
+   * How often every owned shard is looked at even without a wake-up (default 1 s): rows a
+   * wake-up found not yet visible (an older transaction still open), rows no wake-up
+   * announced. After a few sweeps that found nothing with no wake-up between them, the
+   * sweeps back off, doubling up to `idlePollMs`: an idle node costs nothing to speak of.
+   * Any wake-up, any row found, or a change of the owned shards sweeps at `pollMs` again.
+   */
   readonly pollMs?: number;
+  /** The longest a quiet node waits between sweeps (default 30 s; never below pollMs). */
+  readonly idlePollMs?: number;
+  /** How long after a wake-up its projection runs, so the rows of that while go in one batch (default 50 ms; 0: at once). */
+  readonly wakeDelayMs?: number;
   readonly batchSize?: number;
   readonly now?: () => number;
   readonly onError?: (error: unknown, context: string) => void;
@@ -337,6 +347,15 @@ interface ShardState {
 }
 
 export type { ProjectionStatus };
+
+/** Sweeps after this many quiet ones in a row come at pollMs still (rows of the last wake-up that were not visible yet). */
+const QUIET_SWEEPS_AT_POLL = 3;
+
+/** The wait before the next sweep after `quiet` quiet sweeps in a row: pollMs, then doubling up to idlePollMs. */
+export function quietPollMs(pollMs: number, idlePollMs: number, quiet: number): number {
+  if (quiet < QUIET_SWEEPS_AT_POLL) return pollMs;
+  return Math.min(idlePollMs, pollMs * 2 ** Math.min(30, quiet - QUIET_SWEEPS_AT_POLL + 1));
+}
 
 function lockKey(name: string): number {
   let h = 0x5eed;
@@ -353,6 +372,8 @@ export class Projector implements Projections {
   readonly #signal = new Map<string, () => void>();
   readonly #stats = new Map<string, { rows: number; failures: number; lastError?: string }>();
   readonly #loops: Promise<void>[] = [];
+  /** Projections whose loop a wake-up will signal shortly (see #soon). */
+  readonly #waking = new Set<string>();
   #stopped = true;
 
   constructor(options: ProjectorOptions) {
@@ -396,8 +417,22 @@ export class Projector implements Projections {
       const s = this.#shard(p.name, shard);
       s.pendingSince ??= at;
       this.#woken.get(p.name)!.add(shard);
-      this.#signal.get(p.name)?.();
+      this.#soon(p.name);
     }
+  }
+
+  /**
+   * Wakes a projection's loop `wakeDelayMs` after the first wake-up since it last ran: the
+   * rows of that while are projected in one batch per shard, not one per row. Each batch is
+   * a transaction of several statements; on the embedded node they queue with the commands'
+   * own on its one connection, and one per journal row held the commands back.
+   */
+  #soon(name: string): void {
+    const delay = this.#o.wakeDelayMs ?? 50;
+    if (delay <= 0) { this.#signal.get(name)?.(); return; }
+    if (this.#waking.has(name)) return;
+    this.#waking.add(name);
+    setTimeout(() => { this.#waking.delete(name); this.#signal.get(name)?.(); }, delay).unref();
   }
 
   #shard(name: string, shard: number): ShardState {
@@ -433,21 +468,40 @@ export class Projector implements Projections {
 
   async #loop(p: Projection): Promise<void> {
     const pollMs = this.#o.pollMs ?? 1_000;
+    const idlePollMs = Math.max(pollMs, this.#o.idlePollMs ?? 30_000);
     let lastSweep = 0;
+    /** Sweeps in a row that found nothing with no wake-up in between, and the owned shards last seen. */
+    let quiet = 0;
+    let lastOwned = '';
     while (!this.#stopped) {
       const owned = this.#o.owned();
       const woken = this.#woken.get(p.name)!;
-      const sweep = this.#now() - lastSweep >= pollMs;
+      const ownedNow = owned.join();
+      if (woken.size > 0 || ownedNow !== lastOwned) quiet = 0;
+      lastOwned = ownedNow;
+      const every = quietPollMs(pollMs, idlePollMs, quiet);
+      const sweep = this.#now() - lastSweep >= every;
       if (sweep) lastSweep = this.#now();
-      const targets = sweep ? owned : owned.filter((s) => woken.has(s));
+      const asked = sweep ? owned : owned.filter((s) => woken.has(s));
       // Every wake is taken now: those of shards this node no longer owns are not its to project,
-      // and one left behind would end the wait below at once, for ever (a loop with no I/O).
+      // and one left behind would end the wait below at once, for ever (a loop with no work).
       woken.clear();
       let failed = false;
+      let found = 0;
+      let targets = asked;
+      if (sweep && asked.length > 0) {
+        // One statement says which shards have rows to project; only those are caught up.
+        try {
+          targets = await this.#waiting(p, asked);
+        } catch (error) {
+          targets = asked; // asked one by one, as before: their own failure is reported there
+          this.#o.onError?.(error, `projection ${p.name}: which shards have rows`);
+        }
+      }
       for (const shard of targets) {
         if (this.#stopped) break;
         try {
-          await this.#catchUp(p.name, shard, true);
+          found += await this.#catchUp(p.name, shard, true);
         } catch (error) {
           failed = true;
           const stats = this.#stats.get(p.name)!;
@@ -458,14 +512,38 @@ export class Projector implements Projections {
         }
       }
       if (failed) lastSweep = 0;
+      if (failed || found > 0 || (!sweep && targets.length > 0)) quiet = 0;
+      else if (sweep) quiet++;
       if (this.#stopped) break;
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, failed ? Math.min(pollMs, 500) : pollMs);
+        const timer = setTimeout(done, failed ? Math.min(pollMs, 500) : quietPollMs(pollMs, idlePollMs, quiet));
         function done() { clearTimeout(timer); resolve(); }
         this.#signal.set(p.name, done);
-        if (woken.size > 0) done();
+        if (woken.size > 0) this.#soon(p.name);
       });
     }
+  }
+
+  /**
+   * The shards among `shards` with journal rows this projection can project now (the same
+   * visibility and offsets a batch reads). The others are caught up as of now: their lag
+   * ends, as a batch that found nothing would end it.
+   */
+  async #waiting(p: Projection, shards: readonly number[]): Promise<number[]> {
+    const startedAt = this.#now();
+    const rows = await this.#guarded(() => this.#o.orm.em.getConnection().execute(
+      `select s.shard from unnest(array[${shards.map(() => '?').join(',')}]::int[]) s(shard)
+       left join projection_offset o on o.projection = ? and o.shard = s.shard
+       where exists (select 1 from journal j where j.kind = ? and j.shard = s.shard and j.tx < pg_snapshot_xmin(pg_current_snapshot())
+         and (j.tx, j.persistence_key, j.sequence_nr) > (coalesce(o.tx, '0'::xid8), coalesce(o.persistence_key, ''), coalesce(o.sequence_nr, 0)))`,
+      [...shards, p.name, p.kind]) as Promise<{ shard: number }[]>);
+    const waiting = new Set(rows.map((r) => Number(r.shard)));
+    for (const shard of shards) {
+      if (waiting.has(shard)) continue;
+      const s = this.#shard(p.name, shard);
+      if (s.pendingSince !== undefined && s.pendingSince <= startedAt) s.pendingSince = undefined;
+    }
+    return shards.filter((shard) => waiting.has(shard));
   }
 
   /** Projects one shard until no visible journal row is left; returns the rows projected. */

@@ -1,40 +1,70 @@
 // Reminders (runtime/ports.ts ReminderStore) on PostgreSQL, indexed by shard so a
 // node that gains shards finds the entities with timers to re-arm. With a WriteFence,
 // writes are conditional on this node's epoch for the reminder's shard (shard-epochs.ts).
+//
+// Group commit, as the journal's: the sets (and the clears) that arrive within one tick
+// are written by one statement, each row checked against its shard's epoch, each caller
+// told its own outcome. A command that sets a timer waits for its reminder before its
+// journal row, and every offer, deadline and presence timer is one: one statement per
+// reminder, on the embedded node's single connection, was most of its statements (at 100
+// bookings a second, 800 of 1,200 a second) and what held bookings back.
 
 import { FencedStore } from './fenced-store.ts';
 import type { Reminder, ReminderStore, ShardId } from '../../runtime/ports.ts';
-import { FENCED_BY, epochFor, fenceParams, staleEpoch } from './shard-epochs.ts';
 import type { EntityKey } from '../../runtime/entity.ts';
 
+/** Rows in one statement at most. */
+const MAX_ROWS = 500;
+
+const HELD = `held as (
+    select shard, epoch from shard_epoch where shard in (select sh from u where ep is not null) order by shard for share
+  ), f as (
+    select u.*, (u.ep is not null and not exists (select 1 from held h where h.shard = u.sh and h.epoch = u.ep)) as fenced from u
+  )`;
+
+const SET_BATCH = `with u as (
+    select * from jsonb_to_recordset(?::jsonb) as u(i int, k text, n text, sh int, due timestamptz, ep bigint)
+  ), ${HELD}, ins as (
+    insert into reminder (entity_key, name, shard, due_at) select k, n, sh, due from f where not fenced order by i
+    on conflict (entity_key, name) do update set shard = excluded.shard, due_at = excluded.due_at
+    returning 1
+  )
+  select f.i, f.fenced from f`;
+
+const CLEAR_BATCH = `with u as (
+    select * from jsonb_to_recordset(?::jsonb) as u(i int, k text, n text, sh int, ep bigint)
+  ), ${HELD}, del as (
+    delete from reminder r using f where not f.fenced and r.entity_key = f.k and r.name = f.n
+    returning 1
+  )
+  select f.i, f.fenced from f`;
+
+interface Pending {
+  readonly kind: 'set' | 'clear';
+  readonly entityKey: EntityKey;
+  readonly name: string;
+  readonly shard: ShardId | undefined;
+  readonly dueAt: number;
+  /** The epoch the write carries (undefined: not fenced). */
+  readonly epoch: number | undefined;
+  readonly what: string;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
 export class PostgresReminderStore extends FencedStore implements ReminderStore {
-  async set(r: Reminder): Promise<void> {
-    const values = [r.entityKey, r.name, r.shard, new Date(r.dueAt)];
-    const upsert = 'on conflict (entity_key, name) do update set shard = excluded.shard, due_at = excluded.due_at';
-    if (!this.fence) {
-      await this.sql(`insert into reminder (entity_key, name, shard, due_at) values (?, ?, ?, ?) ${upsert}`, values);
-      return;
-    }
+  #queue: Pending[] = [];
+  #scheduled = false;
+  #writing = false;
+
+  set(r: Reminder): Promise<void> {
     const what = `reminder ${r.name} of ${r.entityKey}`;
-    const epoch = epochFor(this.fence, r.shard, what);
-    const written = await this.sql(
-      'insert into reminder (entity_key, name, shard, due_at) ' +
-      `select ?, ?, ?::int, ?::timestamptz where ${FENCED_BY} ${upsert} returning 1 as ok`,
-      [...values, ...fenceParams(r.shard, epoch)]);
-    if (written.length === 0) throw this.fence.refused(r.shard, epoch, what);
+    return this.#enqueue('set', r.entityKey, r.name, r.shard, r.dueAt, what);
   }
 
-  async clear(entityKey: EntityKey, name: string, shard?: ShardId): Promise<void> {
-    if (!this.fence || shard === undefined) {
-      await this.sql('delete from reminder where entity_key = ? and name = ?', [entityKey, name]);
-      return;
-    }
-    const what = `clearing reminder ${name} of ${entityKey}`;
-    const epoch = epochFor(this.fence, shard, what);
-    const deleted = await this.sql(`delete from reminder where entity_key = ? and name = ? and ${FENCED_BY} returning 1 as ok`,
-      [entityKey, name, ...fenceParams(shard, epoch)]);
-    // Nothing deleted: a stale epoch, or no such reminder.
-    if (deleted.length === 0 && await staleEpoch((q, p) => this.sql(q, p), shard, epoch)) throw this.fence.refused(shard, epoch, what);
+  /** With `shard` and a fence, refused when this node's epoch for it is stale (a missing reminder is not an error). */
+  clear(entityKey: EntityKey, name: string, shard?: ShardId): Promise<void> {
+    return this.#enqueue('clear', entityKey, name, shard, 0, `clearing reminder ${name} of ${entityKey}`);
   }
 
   async forShards(shards: readonly ShardId[]): Promise<Reminder[]> {
@@ -43,5 +73,75 @@ export class PostgresReminderStore extends FencedStore implements ReminderStore 
       `select entity_key, name, shard, due_at from reminder where shard in (${shards.map(() => '?').join(',')})`, [...shards],
     );
     return rows.map((r) => ({ entityKey: r.entity_key, name: r.name, shard: r.shard, dueAt: new Date(r.due_at).getTime() }));
+  }
+
+  #enqueue(kind: Pending['kind'], entityKey: EntityKey, name: string, shard: ShardId | undefined, dueAt: number, what: string): Promise<void> {
+    // A write this node may not make fails at once, as before: it holds no epoch for the shard.
+    let epoch: number | undefined;
+    if (this.fence && shard !== undefined) {
+      epoch = this.fence.epochOf(shard);
+      if (epoch === undefined) return Promise.reject(this.fence.refused(shard, undefined, what));
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ kind, entityKey, name, shard, dueAt, epoch, what, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /** What came within this tick goes in the next batch; one batch at a time, the rest queue and grow meanwhile. */
+  #schedule(): void {
+    if (this.#scheduled || this.#writing || this.#queue.length === 0) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#drain();
+    });
+  }
+
+  async #drain(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#take();
+        await Promise.all([this.#write('set', batch.filter((p) => p.kind === 'set')), this.#write('clear', batch.filter((p) => p.kind === 'clear'))]);
+      }
+    } finally {
+      this.#writing = false;
+      this.#schedule();
+    }
+  }
+
+  /** The next batch, in arrival order: one write per (entity, name) (a second waits for the next batch, so the order holds). */
+  #take(): Pending[] {
+    const batch: Pending[] = [];
+    const rest: Pending[] = [];
+    const keys = new Set<string>();
+    for (const p of this.#queue) {
+      const key = `${p.entityKey}\u0000${p.name}`;
+      if (batch.length >= MAX_ROWS || keys.has(key)) { rest.push(p); continue; }
+      keys.add(key);
+      batch.push(p);
+    }
+    this.#queue = rest;
+    return batch;
+  }
+
+  async #write(kind: Pending['kind'], batch: readonly Pending[]): Promise<void> {
+    if (batch.length === 0) return;
+    const json = JSON.stringify(batch.map((p, i) => kind === 'set'
+      ? { i, k: p.entityKey, n: p.name, sh: p.shard ?? null, due: new Date(p.dueAt).toISOString(), ep: p.epoch ?? null }
+      : { i, k: p.entityKey, n: p.name, sh: p.shard ?? null, ep: p.epoch ?? null }));
+    let rows: { i: number | string; fenced: unknown }[];
+    try {
+      rows = await this.sql(kind === 'set' ? SET_BATCH : CLEAR_BATCH, [json]);
+    } catch (error) {
+      for (const p of batch) p.reject(error);
+      return;
+    }
+    const fenced = new Set(rows.filter((r) => r.fenced === true || r.fenced === 't').map((r) => Number(r.i)));
+    batch.forEach((p, i) => {
+      if (fenced.has(i) && this.fence && p.shard !== undefined) p.reject(this.fence.refused(p.shard, p.epoch, p.what));
+      else p.resolve();
+    });
   }
 }

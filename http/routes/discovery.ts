@@ -13,7 +13,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Candidate } from '../../actors/cell.ts';
-import { DEFAULT_SEARCH, searchNearest, type NearestQuery, type OccupiedFilter, type SearchSettings } from '../../actors/nearest.ts';
+import { DEFAULT_SEARCH, offerByAskNow, searchNearest, type NearestQuery, type OccupiedFilter, type SearchSettings } from '../../actors/nearest.ts';
 import type { ShardRegion } from '../../runtime/region.ts';
 import { Api } from '../api.ts';
 import { principalOf } from '../authenticate.ts';
@@ -29,11 +29,11 @@ import { requireVehicleType } from '../vehicle-types.ts';
  * bench times this very path (bench/nearest.ts).
  */
 export function findNearby(
-  region: Pick<ShardRegion, 'askSoon'>, cellRes: number, search: SearchSettings, occupied: OccupiedFilter | undefined, q: NearestQuery,
+  region: Pick<ShardRegion, 'askSoon' | 'askNow'>, cellRes: number, search: SearchSettings, occupied: OccupiedFilter | undefined, q: NearestQuery,
 ): Promise<Candidate[]> {
   return searchNearest(q, cellRes, (cell) =>
     region.askSoon<Candidate[]>({ kind: 'cell', id: cell }, { type: 'nearest', ...q }),
-  undefined, { maxCells: search.maxCells, occupied });
+  undefined, { maxCells: search.maxCells, occupied, offer: offerByAskNow((to, query) => region.askNow(to, query)) });
 }
 
 /** `occupied`: the node's cells that ever held a driver; without it every reachable cell is asked. */

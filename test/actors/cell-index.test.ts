@@ -222,3 +222,61 @@ test('1,000,000 drivers in indexes built directly: the search equals brute force
     return best.sorted().map(({ km, driver }) => ({ ...driver, distanceKm: km }));
   }, 2, 8);
 });
+
+test('drivers moving, leaving and coming back between searches (within buckets, across them, past the sorted part): every search equals brute force',
+  async (t) => {
+  // The index keeps entries sorted by bucket and appends moved ones until it sorts again; a
+  // stale entry, a driver left in its old bucket or a lost one would show here.
+  const rand = seeded(5);
+  const spot = () => ({ lat: CENTER.lat + (rand() - 0.5) * 0.02, lng: CENTER.lng + (rand() - 0.5) * 0.026 });
+  const live = new Map<string, DriverCopy>();
+  for (let i = 0; i < 600; i++) live.set(`m${i}`, copy(`m${i}`, spot(), { vehicleType: i % 4 === 0 ? 'comfort' : 'economy' }));
+  let s = fill([...live.values()]);
+  const oracle = (point: Point, k: number, radiusKm: number, vehicleType: string) => [...live.values()]
+    .filter((d) => d.vehicleType === vehicleType && d.status === 'available')
+    .map((d) => ({ id: d.driverId, km: distanceKm(point, d) }))
+    .filter((d) => d.km <= radiusKm)
+    .sort((a, b) => a.km - b.km || (a.id < b.id ? -1 : 1))
+    .slice(0, k).map((d) => d.id);
+  let seen = NOW;
+  for (let round = 0; round < 60; round++) {
+    for (let j = 0; j < 25; j++) {
+      const id = `m${Math.floor(rand() * 800)}`;
+      const was = live.get(id);
+      const pick = rand();
+      seen++;
+      if (was && pick < 0.1) {
+        s = cell.handle(s, { type: 'driver.remove', driverId: id, at: seen }, ctx()).state;
+        live.delete(id);
+        continue;
+      }
+      // A few metres (same bucket, mostly), a block or two, or anywhere in the area; now and then busy.
+      const to = !was || pick > 0.8 ? spot() : pick > 0.5
+        ? { lat: was.lat + (rand() - 0.5) * 0.003, lng: was.lng + (rand() - 0.5) * 0.003 }
+        : { lat: was.lat + (rand() - 0.5) * 1e-4, lng: was.lng + (rand() - 0.5) * 1e-4 };
+      const moved = copy(id, to, { seenAt: seen, vehicleType: was?.vehicleType ?? 'economy', status: rand() < 0.1 ? 'on_trip' : 'available' });
+      s = cell.handle(s, { type: 'driver.upsert', driver: moved }, ctx()).state;
+      live.set(id, moved);
+    }
+    for (const [k, radiusKm, vehicleType] of [[10, 3, 'economy'], [3, 0.3, 'comfort'], [50, 1, 'economy']] as const) {
+      const point = spot();
+      t.deepEqual(nearest(s, { point, k, radiusKm, vehicleType }, seen), oracle(point, k, radiusKm, vehicleType), `round ${round} k=${k}`);
+    }
+    t.is(driversOf(s).length, live.size);
+  }
+});
+
+test('one top-k across cells: a driver offered twice (in two cells while it crosses) is held once, at its newest copy', (t) => {
+  const best = new TopK<DriverCopy>(3);
+  best.offer(0.5, copy('x', near(0), { seenAt: NOW }));
+  best.offer(0.7, copy('y', near(0)));
+  best.offer(0.2, copy('x', near(0.001), { seenAt: NOW + 1 }));
+  best.offer(0.1, copy('x', near(0.002), { seenAt: NOW - 1 }));
+  best.offer(0.9, copy('z', near(0)));
+  best.offer(0.95, copy('w', near(0)));
+  t.deepEqual(best.sorted().map((e) => [e.driver.driverId, e.km, e.driver.seenAt]), [['x', 0.2, NOW + 1], ['y', 0.7, NOW], ['z', 0.9, NOW]]);
+  // Its newer copy farther than the k-th still replaces the older one held.
+  best.offer(5, copy('y', near(0.04), { seenAt: NOW + 2 }));
+  t.deepEqual(best.sorted().map((e) => e.driver.driverId), ['x', 'z', 'y']);
+  t.is(best.bound, 5);
+});

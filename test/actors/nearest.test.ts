@@ -10,6 +10,7 @@ import { DEFAULT_CELL, makeCellBehavior, occupiedCellOf, type Candidate, type Ce
 import { distanceKm, type Point } from '../../actors/geo.ts';
 import { nearestService } from '../../actors/index.ts';
 import { cellLowerBoundKm, ring, searchNearest, withOccupiedCells, type SearchStats } from '../../actors/nearest.ts';
+import { TopK } from '../../actors/top-k.ts';
 
 const RES = 7;
 const CENTER = { lat: 52.37, lng: 4.9 };
@@ -192,4 +193,76 @@ test('the dispatch search (nearestService) honours maxCells and the occupied cel
   t.is(answer.search, 1);
   t.deepEqual(answer.drivers.map((d) => d.driverId), ['here']);
   t.deepEqual(filtered, [latLngToCell(here.lat, here.lng, RES)], 'only the occupied cell is asked');
+});
+
+test('cells at hand offer into the search\'s one top-k: the same answers and the same cells asked as asking each cell (5,000 drivers, brute force)',
+  async (t) => {
+  const rand = seeded(21);
+  const drivers = Array.from({ length: 5_000 }, (_, i) => copy(`d${i}`, { lat: CENTER.lat + (rand() - 0.5) * 0.2, lng: CENTER.lng + (rand() - 0.5) * 0.3 }));
+  const w = world(drivers);
+  const occupied = (cells: readonly string[]) => cells.filter((c) => w.marked.has(c));
+  let offered = 0;
+  // Half the cells are at hand (offer), the rest must be asked: both kinds in one search.
+  const offer = (cell: string, q: { point: Point; radiusKm: number; vehicleType?: string }, best: TopK<DriverCopy>) => {
+    const state = w.cells.get(cell);
+    if (!state || cell.charCodeAt(cell.length - 8) % 2 === 0) return false;
+    offered++;
+    const query = { type: 'nearest.offer' as const, point: q.point, radiusKm: q.radiusKm, vehicleType: q.vehicleType, best };
+    return cellBehavior.query!(state, query, { self: { kind: 'cell', id: cell }, now: NOW }) === true;
+  };
+  for (let i = 0; i < 40; i++) {
+    const point = { lat: CENTER.lat + (rand() - 0.5) * 0.22, lng: CENTER.lng + (rand() - 0.5) * 0.32 };
+    for (const [k, radiusKm] of [[10, 3], [1, 0.5], [40, 8]] as const) {
+      const q = { point, k, radiusKm };
+      const asked: SearchStats = { rings: 0, cellsAsked: 0 };
+      const plain = await searchNearest(q, RES, w.ask(q), asked, { occupied });
+      const mixed: SearchStats = { rings: 0, cellsAsked: 0 };
+      const found = await searchNearest(q, RES, w.ask(q), mixed, { occupied, offer });
+      t.deepEqual(found.map((c) => c.driverId), oracle(drivers, point, k, radiusKm), `k=${k} r=${radiusKm}`);
+      t.deepEqual(found, plain, 'the same candidates, distances included');
+      t.deepEqual(mixed, asked, 'the same rings and cells');
+    }
+  }
+  t.true(offered > 100, `cells offered at hand: ${offered}`);
+});
+
+test('a driver in two cells while it crosses between them is answered once, at its newest copy', async (t) => {
+  const a = latLngToCell(CENTER.lat, CENTER.lng, RES);
+  const [lat, lng] = cellToLatLng(gridDisk(a, 1).find((c) => c !== a)!);
+  const old = copy('x', { lat: CENTER.lat + 0.0005, lng: CENTER.lng });
+  const now = { ...copy('x', { lat, lng }), seenAt: NOW + 5 };
+  const w = world([old, now, copy('y', { lat: CENTER.lat + 0.001, lng: CENTER.lng })]);
+  const q = { point: CENTER, k: 5, radiusKm: 5 };
+  const offer = (cell: string, qq: { point: Point; radiusKm: number }, best: TopK<DriverCopy>) =>
+    cellBehavior.query!(w.cells.get(cell) ?? cellBehavior.initial(cell), { type: 'nearest.offer', ...qq, best },
+      { self: { kind: 'cell', id: cell }, now: NOW }) === true;
+  for (const limits of [{}, { offer }]) {
+    const found = await searchNearest(q, RES, w.ask(q), undefined, limits);
+    t.deepEqual(found.map((c) => [c.driverId, c.seenAt]), [['y', NOW], ['x', NOW + 5]]);
+    t.is(found[1]!.lat, lat, 'where it is now');
+  }
+});
+
+test('the search stops at the first ring wholly beyond the radius or the k-th distance, never sooner (whole rings judged without measuring each cell)',
+  async (t) => {
+  const rand = seeded(33);
+  const drivers = Array.from({ length: 3_000 }, (_, i) => copy(`d${i}`, { lat: CENTER.lat + (rand() - 0.5) * 0.3, lng: CENTER.lng + (rand() - 0.5) * 0.45 }));
+  const w = world(drivers);
+  let checked = 0;
+  for (let i = 0; i < 150; i++) {
+    const point = { lat: CENTER.lat + (rand() - 0.5) * 0.34, lng: CENTER.lng + (rand() - 0.5) * 0.5 };
+    for (const [k, radiusKm] of [[10, 3], [3, 10], [30, 6]] as const) {
+      const q = { point, k, radiusKm };
+      const stats: SearchStats = { rings: 0, cellsAsked: 0 };
+      const found = await searchNearest(q, RES, w.ask(q), stats);
+      const reach = Math.min(radiusKm, found.length === k ? found.at(-1)!.distanceKm : Number.POSITIVE_INFINITY);
+      const origin = latLngToCell(point.lat, point.lng, RES);
+      // The ring it stopped before lies beyond reach; every ring it covered did not (or it found more there).
+      const ringMin = (r: number) => Math.min(...ring(origin, r).map((c) => cellLowerBoundKm(point, c)));
+      t.true(ringMin(stats.rings) > reach, `stopped before ring ${stats.rings}, within reach (${ringMin(stats.rings)} <= ${reach})`);
+      for (let r = 0; r < stats.rings; r++) t.true(ringMin(r) <= radiusKm);
+      checked++;
+    }
+  }
+  t.is(checked, 450);
 });
