@@ -61,6 +61,21 @@ export interface WsLimits {
   readonly fixesPerMinute: number;
 }
 
+/** Messages up to this size are read for their `ref` when refused before they are handled. */
+const REF_READ_MAX_BYTES = 4 * 1024;
+
+/** The `ref` of a refused message, when it is small JSON text that has one. */
+function refOf(data: RawData, isBinary: boolean): string | number | undefined {
+  const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
+  if (isBinary || size > REF_READ_MAX_BYTES) return undefined;
+  try {
+    const ref = (JSON.parse(data.toString()) as { ref?: unknown } | null)?.ref;
+    return typeof ref === 'string' || typeof ref === 'number' ? ref : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Close codes of the protocol (docs/API.md lists them). */
 export const CLOSE = { unauthenticated: 4401, tooMany: 4429, tooBig: 1009 } as const;
 
@@ -305,7 +320,8 @@ export class WsGateway {
     if (!session.principal && session.authenticating) await session.authenticating;
     if (!session.principal) { this.#receiveFirst(session, data, isBinary); return; }
     if (!(await this.#o.edge.limiter.take(`ws:messages:${session.principal.sub}`, 1, this.#messageBudget))) {
-      this.#error(session, 'rate_limited', 'too many messages; slow down');
+      // Said with the message's ref, so the client knows which one to send again (a small message only is read for it).
+      this.#error(session, 'rate_limited', 'too many messages; slow down', refOf(data, isBinary));
       return;
     }
     if (isBinary) { this.#error(session, 'bad_message', 'messages are JSON text'); return; }

@@ -97,6 +97,8 @@ test('the message budget is per user: more sockets do not buy more messages', as
   // Each socket stays under a budget of its own (25), together they are far over.
   for (const s of sockets) for (let i = 0; i < 20; i++) s.send({ type: 'offline', ref: `m${i}` });
   t.true(await eventually(async () => sockets.some((s) => s.messages.some((m) => m.code === 'rate_limited'))));
+  const refused = sockets.flatMap((s) => s.messages.filter((m) => m.code === 'rate_limited'));
+  t.true(refused.every((m) => typeof m.ref === 'string' && /^m\d+$/.test(m.ref)), 'each refusal names the message it refuses');
   for (const s of sockets) s.close();
 });
 
