@@ -56,7 +56,11 @@ export function assign(cost: readonly (readonly number[])[]): number[] {
         if (minv[j]! < delta) { delta = minv[j]!; j1 = j; }
       }
       for (let j = 0; j <= cols; j++) {
-        if (used[j]) { u[matchOfCol[j]!] += delta; v[j] -= delta; } else minv[j] -= delta;
+        if (used[j]) {
+          const i1 = matchOfCol[j]!;
+          u[i1] = u[i1]! + delta;
+          v[j] = v[j]! - delta;
+        } else minv[j] = minv[j]! - delta;
       }
       j0 = j1;
     } while (matchOfCol[j0] !== 0);

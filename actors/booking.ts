@@ -11,6 +11,17 @@
 // booking before the trip starts (deactivated) sends it back to dispatch with a
 // fresh deadline.
 //
+// In batched mode (DISPATCH_MODE=batched) a search is a join of the pickup's area
+// (area.ts) instead of a request to `nearest`: the area answers, after its window,
+// `candidates` holding the one driver the batch's assignment gave this booking, or
+// none. The booking offers as in greedy. With nobody to offer (none given, or the
+// driver declined, let the offer run out or was refused) it joins the next batch at
+// once, at the same radius: a batch that found nobody free for it is the common case in
+// a busy city, and widening then would trade a short wait for a long pickup. The radius
+// widens only once the booking has spent, at its current radius, the greedy backoff
+// (searchBackoff) plus one window. A search that got no answer (an area owner that moved
+// or died mid-window) sends the same join again; the area takes it once.
+//
 // A scheduled booking activates itself: it sets a durable timer for
 // scheduledAt - scheduleLeadMs when it is created, so its dispatch does not depend
 // on the read model. The node's cron sweep of the read model may tell it to
@@ -33,11 +44,14 @@
 import { rejected, unchanged, type Behavior, type Effect, type EntityRef, type HandleContext, type Outcome } from './behavior.ts';
 import type { Candidate } from './cell.ts';
 import { DEFAULT_WEIGHTS, rankCandidates, rankSecondChances, type DispatchWeights } from './dispatch-policy.ts';
+import { areaOf } from './area.ts';
 import type { Point } from './geo.ts';
 import type { Money } from './pricing.ts';
 import type { BookingRejection } from './rejections.ts';
 
 export type { BookingRejection } from './rejections.ts';
+
+export type DispatchMode = 'greedy' | 'batched';
 
 export type BookingStatus =
   | 'none' | 'scheduled' | 'searching' | 'offered' | 'accepted' | 'arriving' | 'in_progress' | 'completed' | 'cancelled' | 'no_driver';
@@ -65,6 +79,8 @@ export interface BookingState {
   readonly createdAt: number;
   readonly timeline: readonly { readonly status: BookingStatus; readonly at: number }[];
   readonly radiusKm: number;
+  /** When the current radius was first searched (batched mode widens by it); absent before the first search. */
+  readonly radiusSince?: number;
   readonly searches: number;
   /** Searches made before the booking was last sent back to dispatch; the backoff counts from here. */
   readonly searchesBefore?: number;
@@ -159,12 +175,16 @@ export interface BookingSettings {
   /** A scheduled booking activates (by its own durable timer) this long before its time. */
   readonly scheduleLeadMs: number;
   readonly weights: DispatchWeights;
+  /** greedy: ask `nearest` and offer the best; batched: join the area's next batch (area.ts). */
+  readonly dispatchMode: DispatchMode;
+  /** Batched mode's window: how long a join waits at most before its batch is matched. */
+  readonly batchMs: number;
 }
 
 export const DEFAULT_BOOKING: BookingSettings = {
   offerTimeoutMs: 15_000, deadlineMs: 120_000, initialRadiusKm: 3, maxRadiusKm: 12,
   candidatesPerSearch: 10, searchRetryMs: 5_000, searchBackoffMs: 1_000, searchBackoffMaxMs: 8_000,
-  scheduleLeadMs: 600_000, weights: DEFAULT_WEIGHTS,
+  scheduleLeadMs: 600_000, weights: DEFAULT_WEIGHTS, dispatchMode: 'greedy', batchMs: 2_000,
 };
 
 /** How long the booking waits after its `n`th search of a dispatch round found nobody (n from 1). */
@@ -213,6 +233,7 @@ export function applyBooking(s: BookingState, e: BookingEvent): BookingState {
       return {
         ...(s.status === 'scheduled' ? withStatus(s, 'searching', e.at) : s),
         searches: e.search, radiusKm: e.radiusKm, deadlineAt: e.deadlineAt, queue: [],
+        radiusSince: s.radiusSince === undefined || e.radiusKm !== s.radiusKm ? e.at : s.radiusSince,
       };
     case 'candidates.received': return { ...s, queue: e.queue };
     case 'offered': return {
@@ -228,6 +249,7 @@ export function applyBooking(s: BookingState, e: BookingEvent): BookingState {
     case 'released':
       return {
         ...withStatus(s, 'searching', e.at), driverId: undefined, offer: undefined, queue: [], deadlineAt: 0, searchesBefore: s.searches,
+        radiusSince: undefined,
       };
     case 'arriving': return withStatus(s, 'arriving', e.at);
     case 'started': return withStatus(s, 'in_progress', e.at);
@@ -282,19 +304,40 @@ export function makeBookingBehavior(
   const stepped = (s: BookingState, step: Step, before: readonly Effect[] = []): BookingOutcome =>
     result(s, step.events, [...before, ...step.effects]);
 
+  const batched = settings.dispatchMode === 'batched';
+
+  /** The search itself: a request to `nearest` (greedy), or a join of the pickup's area (batched). */
+  function ask(s: BookingState, searchNo: number, radiusKm: number): Effect {
+    const q = { bookingId: s.id, search: searchNo, point: s.pickup, radiusKm, k: settings.candidatesPerSearch, vehicleType: s.vehicleType };
+    if (!batched) return { type: 'request', service: 'nearest', payload: q };
+    // Soft: a join lost on the way (an owner that moved) is sent again by the retry timer.
+    return { type: 'tell', durable: false, to: { kind: 'area', id: areaOf(s.pickupCell) }, message: { type: 'join', ...q, tried: s.tried } };
+  }
+
+  const retryTimer = (now: number, searchNo: number): Effect =>
+    ({ type: 'timer.set', name: 'search', at: now + settings.searchRetryMs, message: { type: 'search.retry', search: searchNo } });
+
   function search(s: BookingState, now: number, radiusKm: number): Step {
     const searchNo = s.searches + 1;
     const deadlineAt = s.deadlineAt > 0 && s.status !== 'scheduled' ? s.deadlineAt : now + settings.deadlineMs;
     return {
       events: [{ type: 'search.started', at: now, search: searchNo, radiusKm, deadlineAt }],
       effects: [
-        { type: 'request', service: 'nearest', payload: {
-          bookingId: s.id, search: searchNo, point: s.pickup, radiusKm, k: settings.candidatesPerSearch, vehicleType: s.vehicleType,
-        } },
-        { type: 'timer.set', name: 'search', at: now + settings.searchRetryMs, message: { type: 'search.retry', search: searchNo } },
+        ask(s, searchNo, radiusKm),
+        retryTimer(now, searchNo),
         { type: 'timer.set', name: 'deadline', at: deadlineAt, message: { type: 'deadline' } },
       ],
     };
+  }
+
+  /**
+   * Batched mode, nobody to offer: the next batch, at once. Wider only after the greedy
+   * backoff for this radius and one window have passed since it was first searched.
+   */
+  function rejoin(s: BookingState, now: number): Step {
+    const widenings = Math.round(Math.log2(Math.max(s.radiusKm, settings.initialRadiusKm) / settings.initialRadiusKm));
+    const due = (s.radiusSince ?? now) + settings.batchMs + searchBackoff(settings, widenings + 1);
+    return search(s, now, now >= due ? wider(s) : s.radiusKm);
   }
 
   /**
@@ -320,6 +363,7 @@ export function makeBookingBehavior(
       };
     }
     if (now >= s.deadlineAt) return giveUp(now);
+    if (batched) return rejoin(s, now);
     if (searched) {
       const wait = searchBackoff(settings, s.searches - (s.searchesBefore ?? 0));
       // Never past the deadline, whose own timer ends the booking.
@@ -406,6 +450,8 @@ export function makeBookingBehavior(
       case 'search.retry': {
         if (s.status !== 'searching' || m.search !== s.searches) return unchanged(s);
         if (now >= s.deadlineAt) return stepped(s, giveUp(now));
+        // Batched: the same join again (its area may have lost it); the area takes a repeat once.
+        if (batched && m.type === 'search.retry') return result(s, [], [ask(s, s.searches, s.radiusKm), retryTimer(now, s.searches)]);
         // After a backoff, wider; after a search that got no answer, the same radius again.
         return stepped(s, search(s, now, m.type === 'search.next' ? wider(s) : s.radiusKm));
       }

@@ -1,8 +1,11 @@
 // The entity kinds and node services of a dispatch node.
 
 import type { AnyBehavior, Service } from './behavior.ts';
-import { makeBookingBehavior, DEFAULT_BOOKING } from './booking.ts';
+import { DEFAULT_AREA, makeAreaBehavior, type AreaPending, type BatchRequest } from './area.ts';
+import { matchBatch } from './batch.ts';
+import { makeBookingBehavior, DEFAULT_BOOKING, type DispatchMode } from './booking.ts';
 import { DEFAULT_CELL, makeCellBehavior, type Candidate } from './cell.ts';
+import { DEFAULT_WEIGHTS } from './dispatch-policy.ts';
 import { makeDriverBehavior } from './driver.ts';
 import { makeVehicleBehavior } from './vehicle.ts';
 import type { Point } from './geo.ts';
@@ -23,13 +26,25 @@ export interface DomainSettings {
     readonly searchBackoffMaxMs?: number;
     readonly presenceMs?: number;
     readonly driverSilentAfterMs?: number;
+    /** Absent: greedy (each booking offers its own best candidate). */
+    readonly mode?: DispatchMode;
+    /** Batched mode's window; absent: DEFAULT_AREA.batchMs. */
+    readonly batchMs?: number;
   };
   /** Bounds of nearest-driver searches; absent: DEFAULT_SEARCH. */
   readonly search?: SearchSettings;
 }
 
+/**
+ * A booking that got no answer asks again after this long; in batched mode an answer comes
+ * only after the window, so the retry waits for the window and this much more.
+ */
+const BATCH_RETRY_SLACK_MS = 3_000;
+
 export function dispatchBehaviors(settings: DomainSettings): AnyBehavior[] {
   const d = settings.dispatch;
+  const mode = d.mode ?? 'greedy';
+  const batchMs = d.batchMs ?? DEFAULT_AREA.batchMs;
   return [
     makeDriverBehavior({
       cellRes: d.cellRes, offerTimeoutMs: d.offerTimeoutMs, presenceMs: d.presenceMs, silentAfterMs: d.driverSilentAfterMs,
@@ -40,8 +55,12 @@ export function dispatchBehaviors(settings: DomainSettings): AnyBehavior[] {
       scheduleLeadMs: d.scheduleLeadMs ?? DEFAULT_BOOKING.scheduleLeadMs,
       searchBackoffMs: d.searchBackoffMs ?? DEFAULT_BOOKING.searchBackoffMs,
       searchBackoffMaxMs: d.searchBackoffMaxMs ?? DEFAULT_BOOKING.searchBackoffMaxMs,
+      dispatchMode: mode, batchMs,
+      searchRetryMs: mode === 'batched' ? Math.max(DEFAULT_BOOKING.searchRetryMs, batchMs + BATCH_RETRY_SLACK_MS) : DEFAULT_BOOKING.searchRetryMs,
     }),
     makeVehicleBehavior(),
+    // Known in both modes, so joins sent just before a switch to greedy still find their area.
+    makeAreaBehavior({ ...DEFAULT_AREA, batchMs }),
   ] as unknown as AnyBehavior[];
 }
 
@@ -70,6 +89,32 @@ export function nearestService(cellRes: number, limits: { readonly maxCells?: nu
   };
 }
 
+/** Wait without keeping a stopping process alive. */
+const sleep = (ms: number) => new Promise<void>((resolve) => { setTimeout(resolve, ms).unref(); });
+
+/**
+ * Closes an area's window (area.ts): at `closeAt`, reads the window's joins from the area,
+ * runs each booking's nearest search exactly as `nearest` does (cells on any node, asked
+ * where they live), matches them all at once (batch.ts) and answers the area
+ * `batch.closed`. It runs on the node that owns the area. A window the area no longer has
+ * (it moved or restarted meanwhile) gets no answer: its bookings join again by their retry.
+ */
+export function batchService(cellRes: number, limits: { readonly maxCells?: number } = {}, weights = DEFAULT_WEIGHTS): Service {
+  const nearest = nearestService(cellRes, limits);
+  return async (payload, ports: SearchPorts) => {
+    const q = payload as BatchRequest;
+    if (q.closeAt > ports.now) await sleep(q.closeAt - ports.now);
+    const pending = await ports.ask<AreaPending>(ports.requester, { type: 'pending', window: q.window });
+    if (!pending || pending.joins.length === 0) return undefined;
+    // A search that failed leaves its booking out of this batch (it stays for the next), not the whole batch.
+    const found = await Promise.all(pending.joins.map((j) => (nearest(j, ports) as Promise<{ drivers: Candidate[] }>)
+      .then((a) => a.drivers, () => undefined)));
+    return { type: 'batch.closed', window: q.window, answers: matchBatch(pending.joins, found, q.closeAt, weights) };
+  };
+}
+
 export function dispatchServices(settings: DomainSettings): Record<string, Service> {
-  return { nearest: nearestService(settings.dispatch.cellRes, { maxCells: (settings.search ?? DEFAULT_SEARCH).maxCells }) };
+  const cellRes = settings.dispatch.cellRes;
+  const limits = { maxCells: (settings.search ?? DEFAULT_SEARCH).maxCells };
+  return { nearest: nearestService(cellRes, limits), batch: batchService(cellRes, limits) };
 }

@@ -151,6 +151,10 @@ export interface Config {
     readonly presenceMs: number;
     /** An online driver silent this long is no longer re-announced. */
     readonly driverSilentAfterMs: number;
+    /** greedy: each booking offers its own best candidate; batched: an area's bookings matched at once (actors/area.ts). */
+    readonly mode: 'greedy' | 'batched';
+    /** Batched mode's window. */
+    readonly batchMs: number;
   };
   /** Bounds of nearest-driver searches: the nearby endpoint's radius cap, cells asked per search. */
   readonly search: {
@@ -703,6 +707,8 @@ export function loadConfig(env: Env = process.env): Config {
       searchBackoffMaxMs: r.int('DISPATCH_SEARCH_BACKOFF_MAX_MS', 100, 600_000),
       presenceMs: r.int('DRIVER_PRESENCE_MS', 1_000, 100_000),
       driverSilentAfterMs: r.int('DRIVER_SILENT_AFTER_MS', 60_000, 86_400_000),
+      mode: r.oneOf('DISPATCH_MODE', ['greedy', 'batched'] as const, 'greedy'),
+      batchMs: r.int('DISPATCH_BATCH_MS', 100, 60_000),
     },
     search: {
       maxRadiusKm: r.number('SEARCH_MAX_RADIUS_KM', 0.1, 100),

@@ -235,6 +235,16 @@ const DEFINED = {
       'DISPATCH_SEARCH_BACKOFF_MAX_MS, until DISPATCH_DEADLINE_MS',
   },
   DISPATCH_SEARCH_BACKOFF_MAX_MS: { default: '8000', doc: 'longest wait between two dispatch searches that found nobody' },
+  DISPATCH_MODE: {
+    default: 'greedy',
+    doc: 'greedy: each booking offers its own best-ranked nearby driver; batched: the bookings of an area (the H3 parent of the pickup cell, ' +
+      'two resolutions coarser) that search within DISPATCH_BATCH_MS are matched at once to free drivers by an exact assignment ' +
+      '(least total of the ranking costs: shorter pickups when bookings compete for drivers)',
+  },
+  DISPATCH_BATCH_MS: {
+    default: '2000',
+    doc: 'batched dispatch: how long an area gathers searching bookings before matching them (a booking\'s first offer waits up to this)',
+  },
   DRIVER_PRESENCE_MS: {
     default: '30000',
     doc: 'an online driver re-sends its last position to its cell this often (a journaled timer), so cells emptied by a restart or a ' +

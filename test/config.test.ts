@@ -30,6 +30,9 @@ test('the defaults select one embedded node', (t) => {
   t.is(config.http.port, 8000);
   t.is(config.cluster.shards, 32);
   t.is(config.dispatch.cellRes, 7);
+  t.is(config.dispatch.mode, 'greedy', 'greedy dispatch unless DISPATCH_MODE says batched');
+  t.is(config.dispatch.batchMs, 2_000);
+  t.is(loadConfig({ DISPATCH_MODE: 'batched' }).dispatch.mode, 'batched');
   t.is(config.storage.databaseUrl, undefined);
   t.is(config.storage.redisUrl, undefined);
   t.deepEqual(config.cluster.kafkaBrokers, []);
@@ -89,6 +92,8 @@ const bad: [Record<string, string>, RegExp][] = [
   [{ SHARDS: '0' }, /^SHARDS must be an integer from 1/],
   [{ AUTH_DEV_TOKENS: 'maybe' }, /^AUTH_DEV_TOKENS must be true or false/],
   [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/],
+  [{ DISPATCH_MODE: 'auction' }, /^DISPATCH_MODE must be one of greedy, batched, got "auction"$/],
+  [{ DISPATCH_BATCH_MS: '50' }, /^DISPATCH_BATCH_MS must be an integer from 100 to 60000, got "50"$/],
   [{ SURGE_CAP: 'NaN' }, /^SURGE_CAP must be a number/],
   [{ PEAK_HOURS: '7,25' }, /^PEAK_HOURS must be hours 0-23 separated by commas, or none, got "7,25"$/],
   [{ PEAK_MULTIPLIER: '0.5' }, /^PEAK_MULTIPLIER must be a number from 1 to 5/],
