@@ -17,10 +17,11 @@
 // none. The booking offers as in greedy. With nobody to offer (none given, or the
 // driver declined, let the offer run out or was refused) it joins the next batch at
 // once, at the same radius: a batch that found nobody free for it is the common case in
-// a busy city, and widening then would trade a short wait for a long pickup. The radius
-// widens only once the booking has spent, at its current radius, the greedy backoff
-// (searchBackoff) plus one window. A search that got no answer (an area owner that moved
-// or died mid-window) sends the same join again; the area takes it once.
+// a busy city, and widening then would trade a short wait for a long pickup. After a
+// batch that gave it nobody, the radius widens once the booking has spent, at its current
+// radius, the greedy backoff (searchBackoff) plus one window; after a failed offer it
+// keeps its radius (there were drivers near). A search that got no answer (an area owner
+// that moved or died mid-window) sends the same join again; the area takes it once.
 //
 // A scheduled booking activates itself: it sets a durable timer for
 // scheduledAt - scheduleLeadMs when it is created, so its dispatch does not depend
@@ -331,13 +332,15 @@ export function makeBookingBehavior(
   }
 
   /**
-   * Batched mode, nobody to offer: the next batch, at once. Wider only after the greedy
-   * backoff for this radius and one window have passed since it was first searched.
+   * Batched mode, nobody to offer: the next batch, at once. After an offer that failed, at
+   * the same radius (there were drivers near). After a batch that gave it nobody (`empty`),
+   * wider only once the greedy backoff for this radius and one window have passed since
+   * it was first searched.
    */
-  function rejoin(s: BookingState, now: number): Step {
+  function rejoin(s: BookingState, now: number, empty: boolean): Step {
     const widenings = Math.round(Math.log2(Math.max(s.radiusKm, settings.initialRadiusKm) / settings.initialRadiusKm));
     const due = (s.radiusSince ?? now) + settings.batchMs + searchBackoff(settings, widenings + 1);
-    return search(s, now, now >= due ? wider(s) : s.radiusKm);
+    return search(s, now, empty && now >= due ? wider(s) : s.radiusKm);
   }
 
   /**
@@ -363,7 +366,7 @@ export function makeBookingBehavior(
       };
     }
     if (now >= s.deadlineAt) return giveUp(now);
-    if (batched) return rejoin(s, now);
+    if (batched) return rejoin(s, now, searched);
     if (searched) {
       const wait = searchBackoff(settings, s.searches - (s.searchesBefore ?? 0));
       // Never past the deadline, whose own timer ends the booking.

@@ -3,6 +3,7 @@ import type { HandleContext } from '../../actors/behavior.ts';
 import type { Effect } from '../../actors/behavior.ts';
 import { DEFAULT_BOOKING, initialBooking, makeBookingBehavior, searchBackoff, type BookingMessage, type BookingState } from '../../actors/booking.ts';
 import type { Candidate } from '../../actors/cell.ts';
+import { areaOf } from '../../actors/area.ts';
 
 const behavior = makeBookingBehavior(DEFAULT_BOOKING);
 const ctx = (now = 1_000_000): HandleContext => ({ self: { kind: 'booking', id: 'b1' }, now, commandId: 'c' });
@@ -284,4 +285,71 @@ test('the drivers who let an offer lapse are rebuilt from the journal', (t) => {
   }
   t.deepEqual(s.lapsed, ['a']);
   t.deepEqual(events.reduce(behavior.apply, initialBooking('b1')).lapsed, ['a']);
+});
+
+// Batched mode (DISPATCH_MODE=batched): a search is a join of the pickup's area.
+const batchedBehavior = makeBookingBehavior({ ...DEFAULT_BOOKING, dispatchMode: 'batched', batchMs: 2_000, searchRetryMs: 5_000 });
+const joins = (effects: readonly Effect[]) => effects.flatMap((e) => (e.type === 'tell' && e.to.kind === 'area' ? [e] : []));
+
+test('batched: a search is a soft join of the pickup\'s area, with what the booking tried, and no request to nearest', (t) => {
+  const out = batchedBehavior.handle(initialBooking('b1'), create, ctx());
+  const [j] = joins(out.effects);
+  t.deepEqual(j?.to, { kind: 'area', id: areaOf(create.type === 'create' ? create.pickupCell : '') });
+  t.is(j?.durable, false);
+  t.deepEqual(j?.message, {
+    type: 'join', bookingId: 'b1', search: 1, point: { lat: 52.52, lng: 13.4 }, radiusKm: 3, k: 10, vehicleType: 'economy', tried: [],
+  });
+  t.deepEqual(out.effects.filter((e) => e.type === 'request'), []);
+  t.deepEqual(timersSet(out.effects).map((e) => [e.name, e.at - 1_000_000]), [['search', 5_000], ['deadline', DEFAULT_BOOKING.deadlineMs]]);
+});
+
+test('batched: the retry re-sends the same join (same search, same radius), journals nothing, and arms itself again', (t) => {
+  const s = batchedBehavior.handle(initialBooking('b1'), create, ctx()).state;
+  const first = joins(batchedBehavior.handle(initialBooking('b1'), create, ctx()).effects)[0]!;
+  const retry = batchedBehavior.handle(s, { type: 'search.retry', search: 1 }, ctx(1_005_000));
+  t.deepEqual(retry.events, []);
+  t.deepEqual(joins(retry.effects).map((e) => e.message), [first.message]);
+  t.deepEqual(timersSet(retry.effects).map((e) => [e.name, e.at, e.message]), [['search', 1_010_000, { type: 'search.retry', search: 1 }]]);
+  t.deepEqual(batchedBehavior.handle(s, { type: 'search.retry', search: 0 }, ctx()).effects, [], 'a stale retry is ignored');
+});
+
+test('batched: the one driver of its batch is offered; a decline, timeout or refusal, however late, joins the next batch at the same radius', (t) => {
+  const s = batchedBehavior.handle(initialBooking('b1'), create, ctx()).state;
+  const offered = batchedBehavior.handle(s, { type: 'candidates', search: 1, drivers: [cand('d1', 0.4)] }, ctx(1_002_000));
+  t.is(offered.state.offer?.driverId, 'd1');
+  for (const failed of [
+    { type: 'offer.declined', driverId: 'd1' }, { type: 'offer.timeout', driverId: 'd1' }, { type: 'offer.refused', driverId: 'd1', reason: 'busy' },
+  ] as const) {
+    const out = batchedBehavior.handle(offered.state, failed, ctx(1_030_000));
+    t.is(out.state.status, 'searching', failed.type);
+    t.is(out.state.searches, 2);
+    const [j] = joins(out.effects);
+    t.like(j?.message, { type: 'join', search: 2, radiusKm: 3, tried: ['d1'] }, `${failed.type}: the next batch, same radius`);
+  }
+});
+
+test('batched: a batch with nobody for it joins the next at once; the radius widens only after backoff and a window at it', (t) => {
+  let s = batchedBehavior.handle(initialBooking('b1'), create, ctx()).state;
+  let now = 1_000_000;
+  const radii: [number, number][] = [];
+  while (now < 1_000_000 + 20_000) {
+    now += 2_100; // an empty answer every window
+    const out = batchedBehavior.handle(s, { type: 'candidates', search: s.searches, drivers: [] }, ctx(now));
+    t.is(joins(out.effects).length, 1, 'the next batch at once, no backoff timer');
+    t.false(timersSet(out.effects).some((e) => (e.message as { type: string }).type === 'search.next'));
+    s = out.state;
+    radii.push([now - 1_000_000, s.radiusKm]);
+  }
+  // At 3 km: widened once 2 s (window) + 1 s (first backoff) passed; at 6 km after 2 s + 2 s more.
+  t.deepEqual(radii.slice(0, 5), [[2_100, 3], [4_200, 6], [6_300, 6], [8_400, 12], [10_500, 12]]);
+  const late = batchedBehavior.handle(s, { type: 'candidates', search: s.searches, drivers: [] }, ctx(s.deadlineAt));
+  t.is(late.state.status, 'no_driver', 'the deadline still ends it');
+});
+
+test('batched: a scheduled booking activates into a batch like any other', (t) => {
+  const scheduled = batchedBehavior.handle(initialBooking('b1'), { ...create, scheduledAt: 1_000_000 + 3_600_000 } as BookingMessage, ctx()).state;
+  t.is(scheduled.status, 'scheduled');
+  const active = batchedBehavior.handle(scheduled, { type: 'activate' }, ctx(1_000_000 + 3_000_000));
+  t.is(active.state.status, 'searching');
+  t.like(joins(active.effects)[0]?.message, { type: 'join', bookingId: 'b1', search: 1, radiusKm: 3 });
 });
