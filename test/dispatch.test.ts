@@ -1,12 +1,16 @@
 // Dispatch flows through the real runtime (in-process log, in-memory journal):
-// drivers, cells and bookings as actors, the nearest search as a node service.
+// drivers, cells and bookings as actors, the nearest search as a node service. Each
+// flow runs in both dispatch modes: greedy (a booking offers its own best candidate)
+// and batched (bookings join their area's window and are matched at once).
 
 import test from 'ava';
-import { makeBookingBehavior, DEFAULT_BOOKING, type BookingState } from '../actors/booking.ts';
+import type { Service } from '../actors/behavior.ts';
+import { makeAreaBehavior, DEFAULT_AREA } from '../actors/area.ts';
+import { makeBookingBehavior, DEFAULT_BOOKING, type BookingSettings, type BookingState, type DispatchMode } from '../actors/booking.ts';
 import { DEFAULT_CELL, makeCellBehavior } from '../actors/cell.ts';
 import { makeDriverBehavior } from '../actors/driver.ts';
 import { makeVehicleBehavior } from '../actors/vehicle.ts';
-import { nearestService } from '../actors/index.ts';
+import { batchService, nearestService } from '../actors/index.ts';
 import { createBooking } from './fixtures/booking-request.ts';
 import { startRig, type Rig } from './helpers/rig.ts';
 import { eventually } from './helpers/node-process.ts';
@@ -19,15 +23,27 @@ function seeded(seed: number) {
   return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
 }
 
-async function dispatchRig(overrides: Partial<typeof DEFAULT_BOOKING> = {}): Promise<Rig> {
+const MODES: readonly DispatchMode[] = ['greedy', 'batched'];
+/** Short windows keep the batched runs quick; the retry must outlast a window and its matching. */
+const BATCH_MS = 300;
+
+/** The booking and area behaviours and the services of a dispatch mode (as actors/index.ts wires them). */
+function dispatchParts(mode: DispatchMode, booking: Partial<BookingSettings>, wrap: (name: string, s: Service) => Service = (_n, s) => s) {
+  const settings: BookingSettings = { ...DEFAULT_BOOKING, ...booking, dispatchMode: mode, batchMs: BATCH_MS };
+  const retry = mode === 'batched' ? { searchRetryMs: Math.max(settings.searchRetryMs, BATCH_MS + 1_500) } : {};
+  return {
+    behaviors: [makeBookingBehavior({ ...settings, ...retry }), makeAreaBehavior({ ...DEFAULT_AREA, batchMs: BATCH_MS })],
+    services: { nearest: wrap('nearest', nearestService(CELL_RES)), batch: wrap('batch', batchService(CELL_RES)) },
+  };
+}
+
+async function dispatchRig(mode: DispatchMode, overrides: Partial<BookingSettings> = {}): Promise<Rig> {
+  const parts = dispatchParts(mode, {
+    offerTimeoutMs: 1_500, deadlineMs: 5_000, searchRetryMs: 500, searchBackoffMs: 200, searchBackoffMaxMs: 1_000, ...overrides,
+  });
   return startRig({
-    behaviors: [
-      makeDriverBehavior({ cellRes: CELL_RES, offerTimeoutMs: 2_000 }),
-      makeCellBehavior(DEFAULT_CELL),
-      makeBookingBehavior({ ...DEFAULT_BOOKING, offerTimeoutMs: 1_500, deadlineMs: 5_000, searchRetryMs: 500, searchBackoffMs: 200, searchBackoffMaxMs: 1_000, ...overrides }),
-      makeVehicleBehavior(),
-    ],
-    services: { nearest: nearestService(CELL_RES) },
+    behaviors: [makeDriverBehavior({ cellRes: CELL_RES, offerTimeoutMs: 2_000 }), makeCellBehavior(DEFAULT_CELL), ...parts.behaviors, makeVehicleBehavior()],
+    services: parts.services,
     // 500 requests at once on a loaded 2-core machine outlasted the 5 s default: how long a
     // caller waits is not what these tests are about.
     askTimeoutMs: 60_000,
@@ -55,191 +71,195 @@ function acceptingApps(r: Rig, rand: () => number, skip: (driverId: string) => b
   });
 }
 
-test('no double assignment: 500 bookings race for 50 drivers', async (t) => {
-  // Deadlines far beyond the machine's speed: the test is about who gets which
-  // booking, and a slow machine must not turn every search into no_driver. Bookings
-  // search until their deadline now, so the 450 without a driver end only then.
-  const r = await dispatchRig({ offerTimeoutMs: 30_000, deadlineMs: 30_000 });
-  const rand = seeded(7);
-  const drivers = Array.from({ length: 50 }, (_, i) => `race-d${i}`);
-  await Promise.all(drivers.map((id) => online(r, id, { lat: CENTER.lat + (rand() - 0.5) * 0.02, lng: CENTER.lng + (rand() - 0.5) * 0.03 })));
-  const acceptedBy = new Map<string, string[]>();
-  r.region.onDomainEvent((_topic, event) => {
-    const e = event as { type: string; booking: { id: string; driverId?: string } };
-    if (e.type === 'booking.accepted') acceptedBy.set(e.booking.driverId!, [...(acceptedBy.get(e.booking.driverId!) ?? []), e.booking.id]);
+for (const mode of MODES) {
+  test(`${mode}: no double assignment: 500 bookings race for 50 drivers`, async (t) => {
+    // Deadlines far beyond the machine's speed: the test is about who gets which
+    // booking, and a slow machine must not turn every search into no_driver. Bookings
+    // search until their deadline now, so the 450 without a driver end only then.
+    const r = await dispatchRig(mode, { offerTimeoutMs: 30_000, deadlineMs: 30_000 });
+    const rand = seeded(7);
+    const drivers = Array.from({ length: 50 }, (_, i) => `race-d${i}`);
+    await Promise.all(drivers.map((id) => online(r, id, { lat: CENTER.lat + (rand() - 0.5) * 0.02, lng: CENTER.lng + (rand() - 0.5) * 0.03 })));
+    const acceptedBy = new Map<string, string[]>();
+    r.region.onDomainEvent((_topic, event) => {
+      const e = event as { type: string; booking: { id: string; driverId?: string } };
+      if (e.type === 'booking.accepted') acceptedBy.set(e.booking.driverId!, [...(acceptedBy.get(e.booking.driverId!) ?? []), e.booking.id]);
+    });
+    const stop = acceptingApps(r, rand);
+    const bookings = Array.from({ length: 500 }, (_, i) => `race-b${i}`);
+    await Promise.all(bookings.map((id, i) => r.region.request(booking(id), createMessage(`rider-${i}`, {
+      lat: CENTER.lat + (rand() - 0.5) * 0.01, lng: CENTER.lng + (rand() - 0.5) * 0.01,
+    }))));
+    const final = async () => Promise.all(bookings.map((id) => r.region.ask<BookingState & { status: string; driverId?: string }>(booking(id), { type: 'get' })));
+    t.true(await eventually(async () => (await final()).every((b) => b.status === 'accepted' || b.status === 'no_driver'), 150_000, 250),
+      'every booking ends accepted or no_driver');
+    stop();
+    const views = await final();
+    const accepted = views.filter((b) => b.status === 'accepted');
+    const noDriver = views.filter((b) => b.status === 'no_driver');
+    t.is(accepted.length + noDriver.length, 500, 'counts add up');
+    t.is(new Set(accepted.map((b) => b.driverId)).size, accepted.length, 'no driver holds two accepted bookings');
+    t.true(accepted.length > 0 && accepted.length <= 50, `${accepted.length} accepted`);
+    for (const [driverId, list] of acceptedBy) t.is(list.length, 1, `${driverId} was accepted once, not ${list.join(', ')}`);
+    for (const b of accepted) {
+      const d = await r.region.ask<{ status: string; bookingId?: string }>(driver(b.driverId!), { type: 'get' });
+      t.is(d.status, 'assigned');
+      t.is(d.bookingId, b.id, `${b.driverId} holds the booking that names it`);
+    }
+    // How many drivers win a booking depends on how fast the machine is (a booking gives
+    // up at its deadline); that none is left holding an offer nobody answers does not.
+    const holders = new Set(accepted.map((b) => b.driverId));
+    for (const id of drivers.filter((d) => !holders.has(d))) {
+      const d = await r.region.ask<{ status: string }>(driver(id), { type: 'get' });
+      t.is(d.status, 'available', `${id} without a booking is available again`);
+    }
+    await r.stop();
   });
-  const stop = acceptingApps(r, rand);
-  const bookings = Array.from({ length: 500 }, (_, i) => `race-b${i}`);
-  await Promise.all(bookings.map((id, i) => r.region.request(booking(id), createMessage(`rider-${i}`, {
-    lat: CENTER.lat + (rand() - 0.5) * 0.01, lng: CENTER.lng + (rand() - 0.5) * 0.01,
-  }))));
-  const final = async () => Promise.all(bookings.map((id) => r.region.ask<BookingState & { status: string; driverId?: string }>(booking(id), { type: 'get' })));
-  t.true(await eventually(async () => (await final()).every((b) => b.status === 'accepted' || b.status === 'no_driver'), 150_000, 250),
-    'every booking ends accepted or no_driver');
-  stop();
-  const views = await final();
-  const accepted = views.filter((b) => b.status === 'accepted');
-  const noDriver = views.filter((b) => b.status === 'no_driver');
-  t.is(accepted.length + noDriver.length, 500, 'counts add up');
-  t.is(new Set(accepted.map((b) => b.driverId)).size, accepted.length, 'no driver holds two accepted bookings');
-  t.true(accepted.length > 0 && accepted.length <= 50, `${accepted.length} accepted`);
-  for (const [driverId, list] of acceptedBy) t.is(list.length, 1, `${driverId} was accepted once, not ${list.join(', ')}`);
-  for (const b of accepted) {
-    const d = await r.region.ask<{ status: string; bookingId?: string }>(driver(b.driverId!), { type: 'get' });
-    t.is(d.status, 'assigned');
-    t.is(d.bookingId, b.id, `${b.driverId} holds the booking that names it`);
-  }
-  // How many drivers win a booking depends on how fast the machine is (a booking gives
-  // up at its deadline); that none is left holding an offer nobody answers does not.
-  const holders = new Set(accepted.map((b) => b.driverId));
-  for (const id of drivers.filter((d) => !holders.has(d))) {
-    const d = await r.region.ask<{ status: string }>(driver(id), { type: 'get' });
-    t.is(d.status, 'available', `${id} without a booking is available again`);
-  }
-  await r.stop();
-});
 
-test('a whole ride: offer, accept, arrive, start, complete, rate', async (t) => {
-  const r = await dispatchRig();
-  await online(r, 'ride-near', { lat: CENTER.lat + 0.002, lng: CENTER.lng });
-  await online(r, 'ride-far', { lat: CENTER.lat + 0.015, lng: CENTER.lng });
-  const offers: string[] = [];
-  const riderSaw: string[] = [];
-  const driverSaw: string[] = [];
-  r.notifier.subscribe((userId, message) => {
-    const m = message as { type: string; booking?: { status: string } };
-    if (m.type === 'offer') offers.push(userId);
-    if (userId === 'rider-ride' && m.type === 'booking.updated') riderSaw.push(m.booking!.status);
-    if (userId === 'ride-near' && m.type === 'booking.updated') driverSaw.push(m.booking!.status);
+  test(`${mode}: a whole ride: offer, accept, arrive, start, complete, rate`, async (t) => {
+    const r = await dispatchRig(mode);
+    await online(r, 'ride-near', { lat: CENTER.lat + 0.002, lng: CENTER.lng });
+    await online(r, 'ride-far', { lat: CENTER.lat + 0.015, lng: CENTER.lng });
+    const offers: string[] = [];
+    const riderSaw: string[] = [];
+    const driverSaw: string[] = [];
+    r.notifier.subscribe((userId, message) => {
+      const m = message as { type: string; booking?: { status: string } };
+      if (m.type === 'offer') offers.push(userId);
+      if (userId === 'rider-ride' && m.type === 'booking.updated') riderSaw.push(m.booking!.status);
+      if (userId === 'ride-near' && m.type === 'booking.updated') driverSaw.push(m.booking!.status);
+    });
+    const created = await r.region.request(booking('ride-1'), createMessage('rider-ride'));
+    t.is((created.reply as { status: string }).status, 'searching');
+    t.true(await eventually(async () => offers.length > 0));
+    t.is(offers[0], 'ride-near', 'the nearer driver is offered first');
+    t.is((await r.region.request(driver('ride-near'), { type: 'offer.accept', bookingId: 'ride-1' })).status, 'applied');
+    t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('ride-1'), { type: 'get' })).status === 'accepted'));
+    for (const step of ['trip.arrived', 'trip.start', 'trip.complete']) {
+      const out = await r.region.request(driver('ride-near'), { type: step, bookingId: 'ride-1' });
+      t.is(out.status, 'applied', step);
+      await new Promise((res) => setTimeout(res, 30));
+    }
+    t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('ride-1'), { type: 'get' })).status === 'completed'));
+    const view = await r.region.ask<{ timeline: { status: string }[]; driverId: string }>(booking('ride-1'), { type: 'get' });
+    t.deepEqual(view.timeline.map((s) => s.status), ['searching', 'offered', 'accepted', 'arriving', 'in_progress', 'completed']);
+    t.deepEqual(riderSaw, ['searching', 'offered', 'accepted', 'arriving', 'in_progress', 'completed']);
+    t.deepEqual(driverSaw, ['accepted', 'arriving', 'in_progress', 'completed'], 'the driver is told of every transition of its booking');
+    const rate = await r.region.request(booking('ride-1'), { type: 'rate', by: { role: 'rider', userId: 'rider-ride' }, stars: 4 });
+    t.is(rate.status, 'applied');
+    const again = await r.region.request(booking('ride-1'), { type: 'rate', by: { role: 'rider', userId: 'rider-ride' }, stars: 5 });
+    t.is(again.rejection?.code, 'conflict', 'a booking is rated once');
+    t.true(await eventually(async () => (await r.region.ask<{ rating: number }>(driver('ride-near'), { type: 'get' })).rating === 4));
+    const d = await r.region.ask<{ status: string; lastTripEndedAt: number }>(driver('ride-near'), { type: 'get' });
+    t.is(d.status, 'available');
+    t.true(d.lastTripEndedAt > 0);
+    const cancel = await r.region.request(booking('ride-1'), { type: 'cancel', by: { role: 'rider', userId: 'rider-ride' } });
+    t.is(cancel.rejection?.code, 'conflict', 'a completed booking cannot be cancelled');
+    await r.stop();
   });
-  const created = await r.region.request(booking('ride-1'), createMessage('rider-ride'));
-  t.is((created.reply as { status: string }).status, 'searching');
-  t.true(await eventually(async () => offers.length > 0));
-  t.is(offers[0], 'ride-near', 'the nearer driver is offered first');
-  t.is((await r.region.request(driver('ride-near'), { type: 'offer.accept', bookingId: 'ride-1' })).status, 'applied');
-  t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('ride-1'), { type: 'get' })).status === 'accepted'));
-  for (const step of ['trip.arrived', 'trip.start', 'trip.complete']) {
-    const out = await r.region.request(driver('ride-near'), { type: step, bookingId: 'ride-1' });
-    t.is(out.status, 'applied', step);
-    await new Promise((res) => setTimeout(res, 30));
-  }
-  t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('ride-1'), { type: 'get' })).status === 'completed'));
-  const view = await r.region.ask<{ timeline: { status: string }[]; driverId: string }>(booking('ride-1'), { type: 'get' });
-  t.deepEqual(view.timeline.map((s) => s.status), ['searching', 'offered', 'accepted', 'arriving', 'in_progress', 'completed']);
-  t.deepEqual(riderSaw, ['searching', 'offered', 'accepted', 'arriving', 'in_progress', 'completed']);
-  t.deepEqual(driverSaw, ['accepted', 'arriving', 'in_progress', 'completed'], 'the driver is told of every transition of its booking');
-  const rate = await r.region.request(booking('ride-1'), { type: 'rate', by: { role: 'rider', userId: 'rider-ride' }, stars: 4 });
-  t.is(rate.status, 'applied');
-  const again = await r.region.request(booking('ride-1'), { type: 'rate', by: { role: 'rider', userId: 'rider-ride' }, stars: 5 });
-  t.is(again.rejection?.code, 'conflict', 'a booking is rated once');
-  t.true(await eventually(async () => (await r.region.ask<{ rating: number }>(driver('ride-near'), { type: 'get' })).rating === 4));
-  const d = await r.region.ask<{ status: string; lastTripEndedAt: number }>(driver('ride-near'), { type: 'get' });
-  t.is(d.status, 'available');
-  t.true(d.lastTripEndedAt > 0);
-  const cancel = await r.region.request(booking('ride-1'), { type: 'cancel', by: { role: 'rider', userId: 'rider-ride' } });
-  t.is(cancel.rejection?.code, 'conflict', 'a completed booking cannot be cancelled');
-  await r.stop();
-});
 
-test('an offer that times out goes to the next candidate, and the first driver is released', async (t) => {
-  const r = await dispatchRig({ offerTimeoutMs: 300 });
-  await online(r, 'slow', { lat: CENTER.lat + 0.001, lng: CENTER.lng });
-  await online(r, 'quick', { lat: CENTER.lat + 0.01, lng: CENTER.lng });
-  const offers: string[] = [];
-  r.notifier.subscribe((userId, message) => {
-    const m = message as { type: string; bookingId?: string };
-    if (m.type !== 'offer') return;
-    offers.push(userId);
-    if (userId === 'quick') r.region.tell(driver('quick'), { type: 'offer.accept', bookingId: m.bookingId }).catch(() => undefined);
+  test(`${mode}: an offer that times out goes to the next candidate, and the first driver is released`, async (t) => {
+    const r = await dispatchRig(mode, { offerTimeoutMs: 300 });
+    await online(r, 'slow', { lat: CENTER.lat + 0.001, lng: CENTER.lng });
+    await online(r, 'quick', { lat: CENTER.lat + 0.01, lng: CENTER.lng });
+    const offers: string[] = [];
+    r.notifier.subscribe((userId, message) => {
+      const m = message as { type: string; bookingId?: string };
+      if (m.type !== 'offer') return;
+      offers.push(userId);
+      if (userId === 'quick') r.region.tell(driver('quick'), { type: 'offer.accept', bookingId: m.bookingId }).catch(() => undefined);
+    });
+    await r.region.request(booking('to-1'), createMessage('rider-to'));
+    t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('to-1'), { type: 'get' })).status === 'accepted'));
+    t.deepEqual(offers, ['slow', 'quick']);
+    const view = await r.region.ask<{ driverId: string }>(booking('to-1'), { type: 'get' });
+    t.is(view.driverId, 'quick');
+    t.true(await eventually(async () => (await r.region.ask<{ status: string }>(driver('slow'), { type: 'get' })).status === 'available'), 'the slow driver is free again');
+    const late = await r.region.request(driver('slow'), { type: 'offer.accept', bookingId: 'to-1' });
+    t.is(late.rejection?.code, 'no_such_offer', 'a late acceptance is refused');
+    await r.stop();
   });
-  await r.region.request(booking('to-1'), createMessage('rider-to'));
-  t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('to-1'), { type: 'get' })).status === 'accepted'));
-  t.deepEqual(offers, ['slow', 'quick']);
-  const view = await r.region.ask<{ driverId: string }>(booking('to-1'), { type: 'get' });
-  t.is(view.driverId, 'quick');
-  t.true(await eventually(async () => (await r.region.ask<{ status: string }>(driver('slow'), { type: 'get' })).status === 'available'), 'the slow driver is free again');
-  const late = await r.region.request(driver('slow'), { type: 'offer.accept', bookingId: 'to-1' });
-  t.is(late.rejection?.code, 'no_such_offer', 'a late acceptance is refused');
-  await r.stop();
-});
 
-test('a node restart in the middle of an offer still ends in a valid state', async (t) => {
-  const first = await dispatchRig({ offerTimeoutMs: 400 });
-  await online(first, 'mid-1', { lat: CENTER.lat + 0.001, lng: CENTER.lng });
-  let offered = false;
-  first.notifier.subscribe((_u, m) => { if ((m as { type: string }).type === 'offer') offered = true; });
-  await first.region.request(booking('mid-b'), createMessage('rider-mid'));
-  t.true(await eventually(async () => offered));
-  await first.stop(); // the offer is open; its timers are journaled with the booking and the driver
-  const second = await startRig({
-    journal: first.journal, reminders: first.reminders,
-    behaviors: [makeDriverBehavior({ cellRes: CELL_RES, offerTimeoutMs: 400 }), makeCellBehavior(DEFAULT_CELL),
-      makeBookingBehavior({ ...DEFAULT_BOOKING, offerTimeoutMs: 400, deadlineMs: 1_500, searchRetryMs: 300, searchBackoffMs: 200, searchBackoffMaxMs: 400 })],
-    services: { nearest: nearestService(CELL_RES) },
+  test(`${mode}: a node restart in the middle of an offer still ends in a valid state`, async (t) => {
+    const first = await dispatchRig(mode, { offerTimeoutMs: 400 });
+    await online(first, 'mid-1', { lat: CENTER.lat + 0.001, lng: CENTER.lng });
+    let offered = false;
+    first.notifier.subscribe((_u, m) => { if ((m as { type: string }).type === 'offer') offered = true; });
+    await first.region.request(booking('mid-b'), createMessage('rider-mid'));
+    t.true(await eventually(async () => offered));
+    await first.stop(); // the offer is open; its timers are journaled with the booking and the driver
+    const parts = dispatchParts(mode, { offerTimeoutMs: 400, deadlineMs: 1_500, searchRetryMs: 300, searchBackoffMs: 200, searchBackoffMaxMs: 400 });
+    const second = await startRig({
+      journal: first.journal, reminders: first.reminders,
+      behaviors: [makeDriverBehavior({ cellRes: CELL_RES, offerTimeoutMs: 400 }), makeCellBehavior(DEFAULT_CELL), ...parts.behaviors],
+      services: parts.services,
+    });
+    t.true(await eventually(async () => ['no_driver', 'accepted'].includes((await second.region.ask<{ status: string }>(booking('mid-b'), { type: 'get' })).status), 60_000),
+      'the timers fired after the restart and the booking reached a final state');
+    const d = await second.region.ask<{ status: string }>(driver('mid-1'), { type: 'get' });
+    t.is(d.status, 'available', 'the driver is not left holding an offer');
+    await second.stop();
   });
-  t.true(await eventually(async () => ['no_driver', 'accepted'].includes((await second.region.ask<{ status: string }>(booking('mid-b'), { type: 'get' })).status), 60_000),
-    'the timers fired after the restart and the booking reached a final state');
-  const d = await second.region.ask<{ status: string }>(driver('mid-1'), { type: 'get' });
-  t.is(d.status, 'available', 'the driver is not left holding an offer');
-  await second.stop();
-});
 
-test('a scheduled booking waits, activates once, and dispatches', async (t) => {
-  const r = await dispatchRig();
-  await online(r, 'sch-d', { lat: CENTER.lat + 0.001, lng: CENTER.lng });
-  const stop = acceptingApps(r, seeded(1));
-  const created = await r.region.request(booking('sch-1'), createMessage('rider-sch', CENTER, Date.now() + 5 * 60_000));
-  t.is((created.reply as { status: string }).status, 'scheduled');
-  await r.region.request(booking('sch-1'), { type: 'activate' });
-  await r.region.request(booking('sch-1'), { type: 'activate' });
-  t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('sch-1'), { type: 'get' })).status === 'accepted'));
-  const view = await r.region.ask<{ timeline: { status: string }[] }>(booking('sch-1'), { type: 'get' });
-  t.deepEqual(view.timeline.map((s) => s.status), ['scheduled', 'searching', 'offered', 'accepted'], 'activation twice dispatched once');
-  stop();
-  await r.stop();
-});
-
-test('a driver whose vehicle is in a maintenance window is never offered; an inactive driver cannot go online', async (t) => {
-  const r = await dispatchRig({ deadlineMs: 1_200 });
-  const vehicle = { kind: 'vehicle', id: 'v-shop' };
-  t.is((await r.region.request(vehicle, { type: 'create', plate: 'B-XY 1', vehicleType: 'economy', capacity: 4, driverId: 'shop-d' })).status, 'applied');
-  const added = await r.region.request(vehicle, { type: 'maintenance.add', id: 'm1', from: Date.now() - 1_000, to: Date.now() + 3_600_000, reason: 'brakes' });
-  t.is(added.status, 'applied');
-  await online(r, 'shop-d', { lat: CENTER.lat + 0.001, lng: CENTER.lng });
-  const offers: string[] = [];
-  r.notifier.subscribe((userId, m) => { if ((m as { type: string }).type === 'offer') offers.push(userId); });
-  await r.region.request(booking('shop-b1'), createMessage('rider-shop'));
-  t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('shop-b1'), { type: 'get' })).status === 'no_driver', 60_000));
-  t.deepEqual(offers, [], 'the driver in maintenance was never offered');
-  const bad = await r.region.request(vehicle, { type: 'maintenance.add', id: 'm2', from: 10, to: 5, reason: 'x' });
-  t.is(bad.rejection?.code, 'invalid_window');
-  await r.region.request(vehicle, { type: 'maintenance.remove', id: 'm1' });
-  await r.region.request(driver('shop-d'), { type: 'location', fix: { lat: CENTER.lat + 0.001, lng: CENTER.lng, at: Date.now() } });
-  await r.region.request(booking('shop-b2'), createMessage('rider-shop'));
-  t.true(await eventually(async () => offers.includes('shop-d')), 'out of maintenance, the driver is offered again');
-
-  await r.region.request(driver('gone-d'), { type: 'profile.set', profile: { name: 'Gone', active: false } });
-  const refused = await r.region.request(driver('gone-d'), { type: 'online', vehicleType: 'economy' });
-  t.is(refused.rejection?.code, 'inactive');
-  await r.stop();
-});
-
-test('a booking made before any driver is free keeps searching and is offered to one who comes online before the deadline', async (t) => {
-  const nearest = nearestService(CELL_RES);
-  let searched = 0;
-  const r = await startRig({
-    behaviors: [
-      makeDriverBehavior({ cellRes: CELL_RES, offerTimeoutMs: 2_000 }), makeCellBehavior(DEFAULT_CELL),
-      makeBookingBehavior({ ...DEFAULT_BOOKING, deadlineMs: 60_000, searchBackoffMs: 200, searchBackoffMaxMs: 800 }),
-    ],
-    services: { nearest: (payload, ports) => { searched++; return nearest(payload, ports); } },
+  test(`${mode}: a scheduled booking waits, activates once, and dispatches`, async (t) => {
+    const r = await dispatchRig(mode);
+    await online(r, 'sch-d', { lat: CENTER.lat + 0.001, lng: CENTER.lng });
+    const stop = acceptingApps(r, seeded(1));
+    const created = await r.region.request(booking('sch-1'), createMessage('rider-sch', CENTER, Date.now() + 5 * 60_000));
+    t.is((created.reply as { status: string }).status, 'scheduled');
+    await r.region.request(booking('sch-1'), { type: 'activate' });
+    await r.region.request(booking('sch-1'), { type: 'activate' });
+    t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('sch-1'), { type: 'get' })).status === 'accepted'));
+    const view = await r.region.ask<{ timeline: { status: string }[] }>(booking('sch-1'), { type: 'get' });
+    t.deepEqual(view.timeline.map((s) => s.status), ['scheduled', 'searching', 'offered', 'accepted'], 'activation twice dispatched once');
+    stop();
+    await r.stop();
   });
-  const offers: string[] = [];
-  r.notifier.subscribe((userId, m) => { if ((m as { type: string }).type === 'offer') offers.push(userId); });
-  await r.region.request(booking('late-b'), createMessage('rider-late'));
-  t.true(await eventually(async () => searched >= 4, 30_000), 'empty searches are made again, with backoff');
-  t.is((await r.region.ask<{ status: string }>(booking('late-b'), { type: 'get' })).status, 'searching', 'not no_driver before the deadline');
-  await online(r, 'late-d', { lat: CENTER.lat + 0.002, lng: CENTER.lng });
-  t.true(await eventually(async () => offers.includes('late-d'), 30_000), 'the driver who came online is offered');
-  await r.stop();
-});
+
+  test(`${mode}: a driver whose vehicle is in a maintenance window is never offered; an inactive driver cannot go online`, async (t) => {
+    const r = await dispatchRig(mode, { deadlineMs: 1_200 });
+    const vehicle = { kind: 'vehicle', id: 'v-shop' };
+    t.is((await r.region.request(vehicle, { type: 'create', plate: 'B-XY 1', vehicleType: 'economy', capacity: 4, driverId: 'shop-d' })).status, 'applied');
+    const added = await r.region.request(vehicle, { type: 'maintenance.add', id: 'm1', from: Date.now() - 1_000, to: Date.now() + 3_600_000, reason: 'brakes' });
+    t.is(added.status, 'applied');
+    await online(r, 'shop-d', { lat: CENTER.lat + 0.001, lng: CENTER.lng });
+    const offers: string[] = [];
+    r.notifier.subscribe((userId, m) => { if ((m as { type: string }).type === 'offer') offers.push(userId); });
+    await r.region.request(booking('shop-b1'), createMessage('rider-shop'));
+    t.true(await eventually(async () => (await r.region.ask<{ status: string }>(booking('shop-b1'), { type: 'get' })).status === 'no_driver', 60_000));
+    t.deepEqual(offers, [], 'the driver in maintenance was never offered');
+    const bad = await r.region.request(vehicle, { type: 'maintenance.add', id: 'm2', from: 10, to: 5, reason: 'x' });
+    t.is(bad.rejection?.code, 'invalid_window');
+    await r.region.request(vehicle, { type: 'maintenance.remove', id: 'm1' });
+    await r.region.request(driver('shop-d'), { type: 'location', fix: { lat: CENTER.lat + 0.001, lng: CENTER.lng, at: Date.now() } });
+    await r.region.request(booking('shop-b2'), createMessage('rider-shop'));
+    t.true(await eventually(async () => offers.includes('shop-d')), 'out of maintenance, the driver is offered again');
+
+    await r.region.request(driver('gone-d'), { type: 'profile.set', profile: { name: 'Gone', active: false } });
+    const refused = await r.region.request(driver('gone-d'), { type: 'online', vehicleType: 'economy' });
+    t.is(refused.rejection?.code, 'inactive');
+    await r.stop();
+  });
+
+  test(`${mode}: a booking made before any driver is free keeps searching and is offered to one who comes online before the deadline`, async (t) => {
+    let searched = 0;
+    // Greedy counts its searches, batched its windows: each is a search that found nobody.
+    const counted = (name: string, service: Service): Service => (payload, ports) => {
+      if (name === (mode === 'greedy' ? 'nearest' : 'batch')) searched++;
+      return service(payload, ports);
+    };
+    const parts = dispatchParts(mode, { deadlineMs: 60_000, searchBackoffMs: 200, searchBackoffMaxMs: 800 }, counted);
+    const r = await startRig({
+      behaviors: [makeDriverBehavior({ cellRes: CELL_RES, offerTimeoutMs: 2_000 }), makeCellBehavior(DEFAULT_CELL), ...parts.behaviors],
+      services: parts.services,
+    });
+    const offers: string[] = [];
+    r.notifier.subscribe((userId, m) => { if ((m as { type: string }).type === 'offer') offers.push(userId); });
+    await r.region.request(booking('late-b'), createMessage('rider-late'));
+    t.true(await eventually(async () => searched >= 4, 30_000), 'empty searches are made again, with backoff');
+    t.is((await r.region.ask<{ status: string }>(booking('late-b'), { type: 'get' })).status, 'searching', 'not no_driver before the deadline');
+    await online(r, 'late-d', { lat: CENTER.lat + 0.002, lng: CENTER.lng });
+    t.true(await eventually(async () => offers.includes('late-d'), 30_000), 'the driver who came online is offered');
+    await r.stop();
+  });
+}
