@@ -11,6 +11,7 @@ import { DEFAULT_CELL, makeCellBehavior } from '../actors/cell.ts';
 import { makeDriverBehavior } from '../actors/driver.ts';
 import { makeVehicleBehavior } from '../actors/vehicle.ts';
 import { batchService, nearestService } from '../actors/index.ts';
+import { distanceKm } from '../actors/geo.ts';
 import { createBooking } from './fixtures/booking-request.ts';
 import { startRig, type Rig } from './helpers/rig.ts';
 import { eventually } from './helpers/node-process.ts';
@@ -29,10 +30,11 @@ const BATCH_MS = 300;
 
 /** The booking and area behaviours and the services of a dispatch mode (as actors/index.ts wires them). */
 function dispatchParts(mode: DispatchMode, booking: Partial<BookingSettings>, wrap: (name: string, s: Service) => Service = (_n, s) => s) {
-  const settings: BookingSettings = { ...DEFAULT_BOOKING, ...booking, dispatchMode: mode, batchMs: BATCH_MS };
-  const retry = mode === 'batched' ? { searchRetryMs: Math.max(settings.searchRetryMs, BATCH_MS + 1_500) } : {};
+  const batchMs = booking.batchMs ?? BATCH_MS;
+  const settings: BookingSettings = { ...DEFAULT_BOOKING, ...booking, dispatchMode: mode, batchMs };
+  const retry = mode === 'batched' ? { searchRetryMs: Math.max(settings.searchRetryMs, batchMs + 1_500) } : {};
   return {
-    behaviors: [makeBookingBehavior({ ...settings, ...retry }), makeAreaBehavior({ ...DEFAULT_AREA, batchMs: BATCH_MS })],
+    behaviors: [makeBookingBehavior({ ...settings, ...retry }), makeAreaBehavior({ ...DEFAULT_AREA, batchMs })],
     services: { nearest: wrap('nearest', nearestService(CELL_RES)), batch: wrap('batch', batchService(CELL_RES)) },
   };
 }
@@ -263,3 +265,62 @@ for (const mode of MODES) {
     await r.stop();
   });
 }
+
+/** A point `km` east of CENTER (a block is about 0.1 km). */
+const east = (km: number) => ({ lat: CENTER.lat, lng: CENTER.lng + km / (111.32 * Math.cos(CENTER.lat * Math.PI / 180)) });
+
+test('batched beats greedy on the classic case: two riders a block apart, two drivers, two short pickups instead of one long', async (t) => {
+  // Rider A at 0, rider B 150 m east; driver X between them (70 m east of A), driver Y 100 m west of A.
+  // Greedy: A takes its nearest, X; B is left with Y, 250 m away: 320 m of pickups. Batched: A-Y and B-X, 180 m.
+  const riders = { A: east(0), B: east(0.15) };
+  const drivers = { X: east(0.07), Y: east(-0.1) };
+  const pickups: Record<string, number> = {};
+  for (const mode of MODES) {
+    // A window long enough that B, booked right after A, meets A in it however slow the machine.
+    const r = await dispatchRig(mode, { batchMs: 1_500, deadlineMs: 20_000, offerTimeoutMs: 10_000 });
+    for (const [id, at] of Object.entries(drivers)) await online(r, `${mode}-${id}`, at);
+    const stop = acceptingApps(r, seeded(2));
+    const offered: string[] = [];
+    r.notifier.subscribe((userId, m) => { if ((m as { type: string }).type === 'offer') offered.push(userId); });
+    await r.region.request(booking(`${mode}-A`), createMessage('rider-A', riders.A));
+    // A searches first: greedy's search is over once A is offered (else both would race for X and either could win it).
+    if (mode === 'greedy') t.true(await eventually(async () => offered.length > 0, 30_000));
+    await r.region.request(booking(`${mode}-B`), createMessage('rider-B', riders.B));
+    const view = (id: string) => r.region.ask<{ status: string; driverId?: string }>(booking(`${mode}-${id}`), { type: 'get' });
+    t.true(await eventually(async () => (await view('A')).status === 'accepted' && (await view('B')).status === 'accepted', 60_000), mode);
+    const got = { A: (await view('A')).driverId, B: (await view('B')).driverId };
+    t.deepEqual(got, mode === 'greedy' ? { A: `${mode}-X`, B: `${mode}-Y` } : { A: `${mode}-Y`, B: `${mode}-X` }, mode);
+    pickups[mode] = (['A', 'B'] as const).reduce((sum, id) => sum + distanceKm(riders[id], drivers[got[id]!.slice(mode.length + 1) as 'X' | 'Y']), 0);
+    stop();
+    await r.stop();
+  }
+  t.log(`total pickup distance: greedy ${pickups.greedy!.toFixed(3)} km, batched ${pickups.batched!.toFixed(3)} km`);
+  t.true(pickups.batched! < pickups.greedy! * 0.7, 'batched pickups are well under greedy\'s');
+});
+
+test('batched: the area\'s owner dies mid-window; after the restart each booking joins again by its retry timer and is matched', async (t) => {
+  const booked = { offerTimeoutMs: 5_000, deadlineMs: 60_000, batchMs: 2_000 };
+  const first = await dispatchRig('batched', booked);
+  await online(first, 'win-d1', east(0.05));
+  await online(first, 'win-d2', east(-0.05));
+  await first.region.request(booking('win-b1'), createMessage('rider-w1', east(0)));
+  await first.region.request(booking('win-b2'), createMessage('rider-w2', east(0.02)));
+  await first.stop(); // the window is open (2 s): its joins die with the area's soft state
+  const parts = dispatchParts('batched', { ...DEFAULT_BOOKING, ...booked, searchRetryMs: 3_500 });
+  const second = await startRig({
+    journal: first.journal, reminders: first.reminders,
+    behaviors: [makeDriverBehavior({ cellRes: CELL_RES, offerTimeoutMs: 5_000 }), makeCellBehavior(DEFAULT_CELL), ...parts.behaviors],
+    services: parts.services,
+  });
+  // Cells are soft too: the drivers' next fixes fill them again.
+  for (const [id, at] of [['win-d1', east(0.05)], ['win-d2', east(-0.05)]] as const) {
+    await second.region.request(driver(id), { type: 'location', fix: { ...at, at: Date.now() } });
+  }
+  const stop = acceptingApps(second, seeded(3));
+  const view = (id: string) => second.region.ask<{ status: string; driverId?: string }>(booking(id), { type: 'get' });
+  t.true(await eventually(async () => (await view('win-b1')).status === 'accepted' && (await view('win-b2')).status === 'accepted', 60_000),
+    'both bookings were matched after the restart');
+  t.not((await view('win-b1')).driverId, (await view('win-b2')).driverId, 'to two drivers');
+  stop();
+  await second.stop();
+});
