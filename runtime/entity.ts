@@ -82,12 +82,17 @@ export function jumpHash(key: bigint, buckets: number): number {
 
 export interface Placement {
   readonly shards: number;
-  /** Cells are placed by their parent at this resolution. */
+  /** Cells (and areas) are placed by their parent at this resolution. */
   readonly placementRes: number;
 }
 
+/**
+ * Cells are placed by their parent, so neighbours share a shard and a search stays on one
+ * node. An area (batched dispatch: the H3 parent its bookings batch in) goes with its cells
+ * when it is finer than the placement resolution, so its batch's searches are local too.
+ */
 export function placementKey(ref: EntityRef, placementRes: number): string {
-  if (ref.kind === 'cell' && isValidCell(ref.id) && getResolution(ref.id) > placementRes) {
+  if ((ref.kind === 'cell' || ref.kind === 'area') && isValidCell(ref.id) && getResolution(ref.id) > placementRes) {
     return `cell${SEPARATOR}${cellToParent(ref.id, placementRes)}`;
   }
   return entityKey(ref);

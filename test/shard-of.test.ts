@@ -50,6 +50,15 @@ test('cells are placed by their coarser parent, so neighbours share a shard', (t
   t.is(placementKey({ kind: 'driver', id: cell }, 4), entityKey({ kind: 'driver', id: cell }));
 });
 
+test('an area (batched dispatch) shares the shard of the cells under it; one coarser than the placement is placed by its own id', (t) => {
+  const cell = latLngToCell(52.52, 13.405, 7);
+  const area = cellToParent(cell, 5);
+  t.is(placementKey({ kind: 'area', id: area }, 4), `cell:${cellToParent(cell, 4)}`);
+  t.is(shardOf({ kind: 'area', id: area }, placement), shardOf({ kind: 'cell', id: cell }, placement));
+  const wide = cellToParent(cell, 3);
+  t.is(placementKey({ kind: 'area', id: wide }, 4), entityKey({ kind: 'area', id: wide }));
+});
+
 test('the fast 64-bit FNV-1a equals the reference over UTF-8 bytes, for ASCII and other text', (t) => {
   let seed = 7;
   const next = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
