@@ -7,9 +7,10 @@ import test from 'ava';
 import { MemoryJournal } from '../adapters/memory/journal.ts';
 import { DEFAULT_CELL, makeCellBehavior } from '../actors/cell.ts';
 import { makeDriverBehavior } from '../actors/driver.ts';
-import { makeBookingBehavior, DEFAULT_BOOKING } from '../actors/booking.ts';
+import { makeBookingBehavior, DEFAULT_BOOKING, type DispatchMode } from '../actors/booking.ts';
+import { DEFAULT_AREA, makeAreaBehavior } from '../actors/area.ts';
 import { makeVehicleBehavior } from '../actors/vehicle.ts';
-import { nearestService } from '../actors/index.ts';
+import { batchService, nearestService } from '../actors/index.ts';
 import type { CommandLog } from '../runtime/ports.ts';
 import { counter, type CounterState } from './fixtures/counter.ts';
 import { createBooking } from './fixtures/booking-request.ts';
@@ -86,35 +87,39 @@ test('a timer whose fire meets a storage outage rings once storage is back, with
   await r.stop();
 });
 
-test('storage failing as an offer times out: the booking still moves to the next driver, with no outside poke', async (t) => {
-  const journal = new MemoryJournal();
-  const r = await startRig({
-    journal,
-    behaviors: [
-      makeDriverBehavior({ cellRes: 7, offerTimeoutMs: 60_000 }),
-      makeCellBehavior(DEFAULT_CELL),
-      makeBookingBehavior({ ...DEFAULT_BOOKING, offerTimeoutMs: 1_000, deadlineMs: 120_000 }),
-      makeVehicleBehavior(),
-    ],
-    services: { nearest: nearestService(7) },
+// Both dispatch modes: in batched mode the next driver comes from the next batch.
+for (const mode of ['greedy', 'batched'] as const satisfies readonly DispatchMode[]) {
+  test(`${mode}: storage failing as an offer times out: the booking still moves to the next driver, with no outside poke`, async (t) => {
+    const journal = new MemoryJournal();
+    const r = await startRig({
+      journal,
+      behaviors: [
+        makeDriverBehavior({ cellRes: 7, offerTimeoutMs: 60_000 }),
+        makeCellBehavior(DEFAULT_CELL),
+        makeBookingBehavior({ ...DEFAULT_BOOKING, offerTimeoutMs: 1_000, deadlineMs: 120_000, dispatchMode: mode, batchMs: 300 }),
+        makeVehicleBehavior(),
+        makeAreaBehavior({ ...DEFAULT_AREA, batchMs: 300 }),
+      ],
+      services: { nearest: nearestService(7), batch: batchService(7) },
+    });
+    const pickup = { lat: 52.52, lng: 13.405 };
+    for (const [id, dLat] of [['near', 0.001], ['far', 0.01]] as const) {
+      await r.region.request({ kind: 'driver', id }, { type: 'online', vehicleType: 'economy' });
+      await r.region.request({ kind: 'driver', id }, { type: 'location', fix: { lat: pickup.lat + dLat, lng: pickup.lng, at: Date.now() } });
+    }
+    const offers: string[] = [];
+    r.notifier.subscribe((userId, m) => { if ((m as { type: string }).type === 'offer') offers.push(userId); });
+    await r.region.request({ kind: 'booking', id: 'b1' }, createBooking({ riderId: 'rider', pickup, cellRes: 7 }));
+    t.true(await eventually(async () => offers.includes('near')));
+    // The near driver never answers; storage goes away before the offer's timer is due.
+    journal.failing = new Error('connection refused');
+    const retried = r.region.stats().commandsRetried;
+    t.true(await eventually(async () => r.region.stats().commandsRetried > retried), 'the timeout met the outage');
+    journal.failing = undefined;
+    t.true(await eventually(async () => offers.includes('far')), `offers: ${offers.join(', ')}`);
+    await r.stop();
   });
-  const pickup = { lat: 52.52, lng: 13.405 };
-  for (const [id, dLat] of [['near', 0.001], ['far', 0.01]] as const) {
-    await r.region.request({ kind: 'driver', id }, { type: 'online', vehicleType: 'economy' });
-    await r.region.request({ kind: 'driver', id }, { type: 'location', fix: { lat: pickup.lat + dLat, lng: pickup.lng, at: Date.now() } });
-  }
-  const offers: string[] = [];
-  r.notifier.subscribe((userId, m) => { if ((m as { type: string }).type === 'offer') offers.push(userId); });
-  await r.region.request({ kind: 'booking', id: 'b1' }, createBooking({ riderId: 'rider', pickup, cellRes: 7 }));
-  t.true(await eventually(async () => offers.includes('near')));
-  // The near driver never answers; storage goes away before the offer's timer is due.
-  journal.failing = new Error('connection refused');
-  const retried = r.region.stats().commandsRetried;
-  t.true(await eventually(async () => r.region.stats().commandsRetried > retried), 'the timeout met the outage');
-  journal.failing = undefined;
-  t.true(await eventually(async () => offers.includes('far')), `offers: ${offers.join(', ')}`);
-  await r.stop();
-});
+}
 
 test('an entity stopped with messages still queued: every caller hears so, no promise is left pending', async (t) => {
   const journal = new MemoryJournal();
