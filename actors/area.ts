@@ -5,12 +5,12 @@
 // batch, and one entity, so one shard and one node, owns each batch).
 //
 // Bookings are sharded by their own id, so an area's bookings live on many nodes: each
-// joins its area with a soft tell. The first join opens a window and asks the node service
-// `batch` to close it `batchMs` later: the service reads the window's joins (query
-// `pending`), searches each booking's nearest drivers across cells on any node, solves one
-// assignment for them all (batch.ts) and answers `batch.closed`; the area tells each
-// booking its driver, or none, as the `candidates` a greedy search answers. Joins that
-// came after the service read the window stay for the next one.
+// joins its area with a soft tell. The first join opens a window and requests the node
+// service `batch`, deferred to the window's end (`at`, batchMs later): it reads the
+// window's joins (query `pending`), searches each booking's nearest drivers across cells
+// on any node, solves one assignment for them all (batch.ts) and answers `batch.closed`;
+// the area tells each booking its driver, or none, as the `candidates` a greedy search
+// answers. Joins that came after the service read the window stay for the next one.
 //
 // Its state is soft (ephemeral: never journaled nor snapshotted): an owner that dies or
 // moves mid-window loses the window, and each of its bookings joins again when its own
@@ -94,7 +94,7 @@ export function makeAreaBehavior(settings: AreaSettings = DEFAULT_AREA): Behavio
   function open(s: AreaState, now: number): { state: AreaState; effect: Effect } {
     const window = { id: `${now}.${s.opened}`, closeAt: now + settings.batchMs };
     const payload: BatchRequest = { window: window.id, closeAt: window.closeAt };
-    return { state: { ...s, window, opened: s.opened + 1 }, effect: { type: 'request', service: 'batch', payload } };
+    return { state: { ...s, window, opened: s.opened + 1 }, effect: { type: 'request', service: 'batch', payload, at: window.closeAt } };
   }
 
   function handle(s: AreaState, m: AreaMessage, ctx: { readonly now: number }) {

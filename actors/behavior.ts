@@ -36,8 +36,10 @@ export type Effect =
   | { readonly type: 'publish'; readonly topic: string; readonly event: unknown }
   /** Asks a node service (such as the nearest-driver search across cells) for an answer
    *  that comes back to this entity as a command. Best effort: an entity that needs the
-   *  answer keeps a timer to ask again. */
-  | { readonly type: 'request'; readonly service: string; readonly payload: unknown };
+   *  answer keeps a timer to ask again. With `at`, the service runs no earlier than then
+   *  (held in memory on this node, not journaled: a soft deadline such as a batch window's,
+   *  lost if the node stops, where a timer would cost a journal row). */
+  | { readonly type: 'request'; readonly service: string; readonly payload: unknown; readonly at?: number };
 
 /**
  * A service runs outside any entity (it may ask many) and answers with a message for

@@ -89,11 +89,8 @@ export function nearestService(cellRes: number, limits: { readonly maxCells?: nu
   };
 }
 
-/** Wait without keeping a stopping process alive. */
-const sleep = (ms: number) => new Promise<void>((resolve) => { setTimeout(resolve, ms).unref(); });
-
 /**
- * Closes an area's window (area.ts): at `closeAt`, reads the window's joins from the area,
+ * Closes an area's window (area.ts): run at `closeAt` (the area's request is deferred to it), reads the window's joins from the area,
  * runs each booking's nearest search exactly as `nearest` does (cells on any node, asked
  * where they live), matches them all at once (batch.ts) and answers the area
  * `batch.closed`. It runs on the node that owns the area. A window the area no longer has
@@ -103,7 +100,6 @@ export function batchService(cellRes: number, limits: { readonly maxCells?: numb
   const nearest = nearestService(cellRes, limits);
   return async (payload, ports: SearchPorts) => {
     const q = payload as BatchRequest;
-    if (q.closeAt > ports.now) await sleep(q.closeAt - ports.now);
     const pending = await ports.ask<AreaPending>(ports.requester, { type: 'pending', window: q.window });
     if (!pending || pending.joins.length === 0) return undefined;
     // A search that failed leaves its booking out of this batch (it stays for the next), not the whole batch.

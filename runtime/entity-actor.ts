@@ -121,8 +121,8 @@ export interface ActorHost {
   findCommand(key: string, commandId: string): Promise<JournalRecord | undefined>;
   notify(userId: string, message: unknown, trace?: string): void;
   publish(topic: string, event: unknown, from: EntityRef): void;
-  /** Runs a node service; its answer is told back to `self`. */
-  request(self: EntityRef, service: string, payload: unknown, trace?: string): void;
+  /** Runs a node service (no earlier than `at`, when given); its answer is told back to `self`. */
+  request(self: EntityRef, service: string, payload: unknown, trace?: string, at?: number): void;
   /** Records a reminder before the timer is journaled (see ReminderStore). */
   remember(self: EntityRef, name: string, at: number): Promise<void>;
   forget(self: EntityRef, name: string): void;
@@ -171,7 +171,7 @@ export function planEffects(commandId: string, effects: readonly Effect[], origi
   const timersCancelled: string[] = [];
   const notifications: { userId: string; message: unknown }[] = [];
   const publications: { topic: string; event: unknown }[] = [];
-  const requests: { service: string; payload: unknown }[] = [];
+  const requests: { service: string; payload: unknown; at?: number }[] = [];
   effects.forEach((effect, i) => {
     switch (effect.type) {
       case 'tell': {
@@ -184,7 +184,7 @@ export function planEffects(commandId: string, effects: readonly Effect[], origi
       case 'timer.cancel': timersCancelled.push(effect.name); break;
       case 'notify': notifications.push({ userId: effect.userId, message: effect.message }); break;
       case 'publish': publications.push({ topic: effect.topic, event: effect.event }); break;
-      case 'request': requests.push({ service: effect.service, payload: effect.payload }); break;
+      case 'request': requests.push({ service: effect.service, payload: effect.payload, at: effect.at }); break;
     }
   });
   return { tells, softTells, timersSet, timersCancelled, notifications, publications, requests };
@@ -309,7 +309,7 @@ export function entityActor(options: EntityActorOptions): EntityActor {
     next.outbox = [];
     for (const n of plan.notifications) host.notify(n.userId, n.message, command.trace);
     for (const p of plan.publications) host.publish(p.topic, p.event, self);
-    for (const r of plan.requests) host.request(self, r.service, r.payload, command.trace);
+    for (const r of plan.requests) host.request(self, r.service, r.payload, command.trace, r.at);
     const status: CommandStatus = outcome.rejection ? 'rejected' : 'applied';
     return [next, { status, rejection: outcome.rejection, reply: outcome.reply }];
   }
@@ -522,7 +522,7 @@ export function entityActor(options: EntityActorOptions): EntityActor {
       if (soft < outcome.effects.length) {
         for (const e of outcome.effects) if (e.type === 'notify') host.notify(e.userId, e.message);
         for (const e of outcome.effects) if (e.type === 'publish') host.publish(e.topic, e.event, self);
-        for (const e of outcome.effects) if (e.type === 'request') host.request(self, e.service, e.payload);
+        for (const e of outcome.effects) if (e.type === 'request') host.request(self, e.service, e.payload, undefined, e.at);
       }
     } catch (error) {
       host.reducerFailed(self, message, error);

@@ -148,7 +148,7 @@ export class ShardRegion {
           try { listener(topic, event, from); } catch (e) { options.onError?.(e, `event listener for ${topic}`); }
         }
       },
-      request: (self, service, payload, trace) => void this.#runService(self, service, payload, trace),
+      request: (self, service, payload, trace, at) => void this.#runService(self, service, payload, trace, at),
       remember: (self, name, dueAt) => this.#timers.remember(self, name, dueAt),
       forget: (self, name) => this.#timers.forget(self, name),
       onTimer: (self, name, at) => void this.#timers.fire(self, name, at),
@@ -411,9 +411,14 @@ export class ShardRegion {
     }
   }
 
-  async #runService(requester: EntityRef, name: string, payload: unknown, trace?: string): Promise<void> {
+  async #runService(requester: EntityRef, name: string, payload: unknown, trace?: string, at?: number): Promise<void> {
     const service = this.#options.services?.[name];
     if (!service) { this.#options.onError?.(new Error(`no service "${name}"`), `request from ${entityKey(requester)}`); return; }
+    // A deferred request waits in memory (unref'd: it never keeps a stopping process alive);
+    // a node that stops meanwhile drops it, and the requester's own retry covers that.
+    const wait = at === undefined ? 0 : at - this.#now();
+    if (wait > 0) await new Promise<void>((resolve) => { setTimeout(resolve, wait).unref(); });
+    if (this.#closed) return;
     // Active while the service runs, so its remote asks and its answer's tell continue the requester's trace.
     const span = trace === undefined
       ? undefined

@@ -92,7 +92,8 @@ for (const mode of MODES) {
     await Promise.all(bookings.map((id, i) => r.region.request(booking(id), createMessage(`rider-${i}`, {
       lat: CENTER.lat + (rand() - 0.5) * 0.01, lng: CENTER.lng + (rand() - 0.5) * 0.01,
     }))));
-    const final = async () => Promise.all(bookings.map((id) => r.region.ask<BookingState & { status: string; driverId?: string }>(booking(id), { type: 'get' })));
+    const final = async () => Promise.all(bookings.map((id) =>
+      r.region.ask<BookingState & { status: string; driverId?: string }>(booking(id), { type: 'get' })));
     t.true(await eventually(async () => (await final()).every((b) => b.status === 'accepted' || b.status === 'no_driver'), 150_000, 250),
       'every booking ends accepted or no_driver');
     stop();
@@ -176,7 +177,8 @@ for (const mode of MODES) {
     t.deepEqual(offers, ['slow', 'quick']);
     const view = await r.region.ask<{ driverId: string }>(booking('to-1'), { type: 'get' });
     t.is(view.driverId, 'quick');
-    t.true(await eventually(async () => (await r.region.ask<{ status: string }>(driver('slow'), { type: 'get' })).status === 'available'), 'the slow driver is free again');
+    t.true(await eventually(async () => (await r.region.ask<{ status: string }>(driver('slow'), { type: 'get' })).status === 'available'),
+      'the slow driver is free again');
     const late = await r.region.request(driver('slow'), { type: 'offer.accept', bookingId: 'to-1' });
     t.is(late.rejection?.code, 'no_such_offer', 'a late acceptance is refused');
     await r.stop();
@@ -196,7 +198,8 @@ for (const mode of MODES) {
       behaviors: [makeDriverBehavior({ cellRes: CELL_RES, offerTimeoutMs: 400 }), makeCellBehavior(DEFAULT_CELL), ...parts.behaviors],
       services: parts.services,
     });
-    t.true(await eventually(async () => ['no_driver', 'accepted'].includes((await second.region.ask<{ status: string }>(booking('mid-b'), { type: 'get' })).status), 60_000),
+    const settled = async () => ['no_driver', 'accepted'].includes((await second.region.ask<{ status: string }>(booking('mid-b'), { type: 'get' })).status);
+    t.true(await eventually(settled, 60_000),
       'the timers fired after the restart and the booking reached a final state');
     const d = await second.region.ask<{ status: string }>(driver('mid-1'), { type: 'get' });
     t.is(d.status, 'available', 'the driver is not left holding an offer');
@@ -222,7 +225,9 @@ for (const mode of MODES) {
     const r = await dispatchRig(mode, { deadlineMs: 1_200 });
     const vehicle = { kind: 'vehicle', id: 'v-shop' };
     t.is((await r.region.request(vehicle, { type: 'create', plate: 'B-XY 1', vehicleType: 'economy', capacity: 4, driverId: 'shop-d' })).status, 'applied');
-    const added = await r.region.request(vehicle, { type: 'maintenance.add', id: 'm1', from: Date.now() - 1_000, to: Date.now() + 3_600_000, reason: 'brakes' });
+    const added = await r.region.request(vehicle, {
+      type: 'maintenance.add', id: 'm1', from: Date.now() - 1_000, to: Date.now() + 3_600_000, reason: 'brakes',
+    });
     t.is(added.status, 'applied');
     await online(r, 'shop-d', { lat: CENTER.lat + 0.001, lng: CENTER.lng });
     const offers: string[] = [];

@@ -43,6 +43,7 @@ test('the first join opens a window and asks the batch service to close it after
   const payload = asked[0]!.type === 'request' ? asked[0]!.payload as { window: string; closeAt: number } : undefined;
   t.is(asked[0]!.type === 'request' && asked[0]!.service, 'batch');
   t.is(payload!.closeAt, T0 + DEFAULT_AREA.batchMs);
+  t.is(asked[0]!.type === 'request' && asked[0]!.at, T0 + DEFAULT_AREA.batchMs, 'deferred to the end of the window');
   t.is(state.window?.id, payload!.window);
   t.deepEqual(Object.keys(state.pending).sort(), ['b1', 'b2']);
   t.deepEqual(area.query!(state, { type: 'pending', window: payload!.window }, ctx()), { joins: [join('b1'), join('b2')] });
