@@ -172,3 +172,35 @@ test('soft state is snapshotted every few changes, so a crash loses little of it
   await second.stop();
   await first.stop();
 });
+
+/** An entity that requests a service deferred to `at`, and keeps what the answers say. */
+const deferring = {
+  kind: 'deferring',
+  eventVersion: 1,
+  ephemeral: true,
+  initial: () => ({ answers: [] as number[] }),
+  handle: (s: { answers: number[] }, m: { type: 'go'; at: number } | { type: 'answer'; ranAt: number }) => (m.type === 'go'
+    ? { state: s, events: [], effects: [{ type: 'request' as const, service: 'stamp', payload: {}, at: m.at }] }
+    : { state: { answers: [...s.answers, m.ranAt] }, events: [], effects: [] }),
+  apply: (s: { answers: number[] }) => s,
+  query: (s: { answers: number[] }) => s,
+};
+
+test('a deferred request runs its service no earlier than its time; a node stopped before then drops it', async (t) => {
+  let runs = 0;
+  const services = { stamp: async (_p: unknown, ports: { now: number }) => { runs++; return { type: 'answer', ranAt: ports.now }; } };
+  const r = await startRig({ behaviors: [deferring], services });
+  const at = Date.now() + 300;
+  await r.region.request({ kind: 'deferring', id: 'x' }, { type: 'go', at });
+  t.true(await eventually(async () => (await r.region.ask<{ answers: number[] }>({ kind: 'deferring', id: 'x' }, {})).answers.length === 1, 60_000, 20));
+  const [ranAt] = (await r.region.ask<{ answers: number[] }>({ kind: 'deferring', id: 'x' }, {})).answers;
+  t.true(ranAt! >= at, `ran at ${ranAt! - at} ms from its time`);
+  await r.stop();
+
+  const stopped = await startRig({ behaviors: [deferring], services });
+  runs = 0;
+  await stopped.region.request({ kind: 'deferring', id: 'y' }, { type: 'go', at: Date.now() + 200 });
+  await stopped.stop();
+  await sleep(500);
+  t.is(runs, 0, 'dropped with the node that held it');
+});
