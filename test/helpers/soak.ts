@@ -27,6 +27,8 @@ export interface SoakOptions {
   readonly brokerRestartAtMs?: number;
   readonly driversPerNode?: number;
   readonly bookingsPerMinPerNode?: number;
+  /** The nodes' DISPATCH_MODE (absent: their default, greedy). */
+  readonly dispatchMode?: 'greedy' | 'batched';
   readonly log?: (line: string) => void;
   /** Each node's whole output goes to <logDir>/<node id>.log as well (for reading after a finding). */
   readonly logDir?: string;
@@ -130,6 +132,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       SHUTDOWN_TIMEOUT_MS: '30000',
       RATE_LIMIT_BOOKINGS_PER_MIN: '1000',
       LOG_LEVEL: 'info',
+      ...(options.dispatchMode ? { DISPATCH_MODE: options.dispatchMode } : {}),
     };
     const admin = await new SignJWT({ role: 'admin' }).setProtectedHeader({ alg: 'HS256' }).setSubject('soak-admin')
       .setIssuer('dispatch').setIssuedAt().setExpirationTime('6h').sign(new TextEncoder().encode(SECRET));
