@@ -90,11 +90,12 @@ export function nearestService(cellRes: number, limits: { readonly maxCells?: nu
 }
 
 /**
- * Closes an area's window (area.ts): run at `closeAt` (the area's request is deferred to it), reads the window's joins from the area,
- * runs each booking's nearest search exactly as `nearest` does (cells on any node, asked
- * where they live), matches them all at once (batch.ts) and answers the area
- * `batch.closed`. It runs on the node that owns the area. A window the area no longer has
- * (it moved or restarted meanwhile) gets no answer: its bookings join again by their retry.
+ * Closes an area's window (area.ts), run at `closeAt` (the area's request is deferred to
+ * it) on the node that owns the area: reads the window's joins from the area, runs each
+ * booking's nearest search exactly as `nearest` does (cells on any node, asked where they
+ * live), matches them all at once (batch.ts) and answers the area `batch.closed`. A window
+ * the area no longer has (it moved or restarted meanwhile) gets no answer: its bookings
+ * join again by their retry.
  */
 export function batchService(cellRes: number, limits: { readonly maxCells?: number } = {}, weights = DEFAULT_WEIGHTS): Service {
   const nearest = nearestService(cellRes, limits);

@@ -721,6 +721,12 @@ export function loadConfig(env: Env = process.env): Config {
       `must not be below DISPATCH_SEARCH_BACKOFF_MS (${config.dispatch.searchBackoffMs})`,
     );
   }
+  if (config.dispatch.mode === 'batched' && config.dispatch.batchMs * 2 > config.dispatch.deadlineMs) {
+    // A booking waits up to a window per batch: with fewer than two before its deadline it could never rejoin.
+    r.problems.push(
+      `DISPATCH_BATCH_MS (${config.dispatch.batchMs}) must be at most half of DISPATCH_DEADLINE_MS (${config.dispatch.deadlineMs}) in batched mode`,
+    );
+  }
   if (config.cluster.minInsyncReplicas > config.cluster.replicationFactor) {
     // The topic could never take a write: every append would fail.
     r.problems.push(

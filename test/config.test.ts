@@ -94,6 +94,8 @@ const bad: [Record<string, string>, RegExp][] = [
   [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/],
   [{ DISPATCH_MODE: 'auction' }, /^DISPATCH_MODE must be one of greedy, batched, got "auction"$/],
   [{ DISPATCH_BATCH_MS: '50' }, /^DISPATCH_BATCH_MS must be an integer from 100 to 60000, got "50"$/],
+  [{ DISPATCH_MODE: 'batched', DISPATCH_BATCH_MS: '10000', DISPATCH_DEADLINE_MS: '15000' },
+    /^DISPATCH_BATCH_MS \(10000\) must be at most half of DISPATCH_DEADLINE_MS \(15000\) in batched mode$/],
   [{ SURGE_CAP: 'NaN' }, /^SURGE_CAP must be a number/],
   [{ PEAK_HOURS: '7,25' }, /^PEAK_HOURS must be hours 0-23 separated by commas, or none, got "7,25"$/],
   [{ PEAK_MULTIPLIER: '0.5' }, /^PEAK_MULTIPLIER must be a number from 1 to 5/],
