@@ -16,6 +16,7 @@
 //   SOAK_MINUTES=3 npm run soak
 //   SOAK_SCENARIO=crash-loop npm run soak      (or cluster, or scaling: one scenario only)
 //   SOAK_LOG_DIR=/tmp/soak-logs keeps every node's whole log there
+//   DISPATCH_MODE=batched npm run soak          the cluster's nodes dispatch in batches
 
 import { crashLoopSummary, runCrashLoop } from '../test/helpers/crash-loop.ts';
 import { freshDatabase } from '../test/helpers/services.ts';
@@ -51,6 +52,7 @@ try {
       brokerRestartAtMs: Math.min(90_000, durationMs / 2),
       log,
       logDir: process.env.SOAK_LOG_DIR || undefined,
+      dispatchMode: process.env.DISPATCH_MODE === 'batched' ? 'batched' : undefined,
     });
     console.log(`\nsoak of ${minutes} min done in ${((Date.now() - began) / 60_000).toFixed(1)} min\n${summary(result)}\n`);
     violations += result.violations.length;
