@@ -67,7 +67,7 @@ export interface NodeOptions {
   /** Extra routers for the edge (for example a test fixture's). */
   readonly routers?: (region: ShardRegion) => readonly Router<any>[];
   /** Projection settings (tests: a short poll, a fault after commit). */
-  readonly projector?: Partial<Pick<ProjectorOptions, 'pollMs' | 'batchSize' | 'afterCommit'>>;
+  readonly projector?: Partial<Pick<ProjectorOptions, 'pollMs' | 'batchSize' | 'rebuildBatchSize' | 'afterCommit'>>;
   /** Lets a caller wrap the command log (fault injection in tests). */
   readonly wrapLog?: (log: CommandLog) => CommandLog;
   readonly logger?: Logger;

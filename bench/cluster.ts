@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { TEST_CLUSTER_KEY as BENCH_CLUSTER_KEY, TEST_DATA_KEYS as BENCH_DATA_KEYS } from '../test/helpers/services.ts';
 import { movedShards, placeShards } from '../runtime/placement.ts';
 import { GOALS } from './goals.ts';
-import { connectDrivers, OPEN_LIMITS, rider, startBenchNode, tokenFor, type BenchDriver, type BenchNode, type Tally } from './node-client.ts';
+import { allowEconomy, connectDrivers, OPEN_LIMITS, rider, startBenchNode, tokenFor, type BenchDriver, type BenchNode, type Tally } from './node-client.ts';
 import { downtown, offerRun } from './offers.ts';
 import { cpuSeconds, kafkaBroker, postgresPids } from './proc.ts';
 import { offsetKm } from './city.ts';
@@ -160,6 +160,7 @@ export async function clusterBench(s: Services, o: { quick: boolean }): Promise<
     try {
       for (let i = 1; i <= count; i++) nodes.push(await startBenchNode(nodeEnv(s, db.url, prefix, `b${i}`)));
       await settled(nodes[0]!, count);
+      await allowEconomy(nodes[0]!.url, Array.from({ length: driverCount }, (_, n) => `${prefix}-driver-${n}`));
       drivers = await connectDrivers(nodes.map((n) => n.url), `${prefix}-driver`, downtown(driverCount, 71));
       await sleep(2_000);
       const idleA = readCpu(nodes, broker?.pid);

@@ -190,6 +190,23 @@ export class BenchDriver {
 }
 
 /** Connects `n` drivers at `positions`, 50 at a time, round-robin over `urls`, each online with one fix. */
+/**
+ * A cluster node lets a driver without a vehicle go online only with a type an admin allowed
+ * (a development node allows any): allow these drivers economy first, 20 requests at a time.
+ */
+export async function allowEconomy(url: string, ids: readonly string[]): Promise<void> {
+  const admin = await tokenFor('bench-admin', 'admin');
+  for (let i = 0; i < ids.length; i += 20) {
+    await Promise.all(ids.slice(i, i + 20).map(async (id) => {
+      const res = await fetch(`${url}/v1/admin/drivers`, {
+        method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${admin}` },
+        body: JSON.stringify({ id, name: `Bench driver ${id}`, vehicleTypes: ['economy'] }),
+      });
+      if (res.status !== 201) throw new Error(`allowing ${id} economy: HTTP ${res.status} ${await res.text()}`);
+    }));
+  }
+}
+
 export async function connectDrivers(urls: readonly string[], prefix: string, positions: readonly Point[], from = 0): Promise<BenchDriver[]> {
   const out: BenchDriver[] = [];
   for (let i = 0; i < positions.length; i += 50) {

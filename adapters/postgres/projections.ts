@@ -64,8 +64,17 @@ export interface Projection {
   readonly kind: string;
   /** The tables it owns alone: emptied by a rebuild. */
   readonly tables: readonly string[];
-  apply(sql: Sql, rows: readonly JournalRow[], shard: number): Promise<void>;
+  /**
+   * `memo`, during a rebuild: entity states this projection folded in earlier batches, by
+   * persistence key, each at the sequence number it reflects. A state is a function of the
+   * journal up to its sequence number, so it stays right whoever projects next; a row that
+   * follows it at once is folded on it instead of reading the entity's history again.
+   */
+  apply(sql: Sql, rows: readonly JournalRow[], shard: number, memo?: StateMemo): Promise<void>;
 }
+
+/** See Projection.apply. Bounded by whoever makes it; absent outside a rebuild. */
+export type StateMemo = Map<string, { readonly seq: number; readonly state: unknown }>;
 
 // ---------------------------------------------------------------------------------------
 // Folds, shared with the checker in test/helpers (the truth computed from the journal).
@@ -156,28 +165,57 @@ async function histories(sql: Sql, rows: readonly JournalRow[]): Promise<Map<str
   return out;
 }
 
-/** For each booking row of the batch: the booking before and after it. */
-async function bookingSteps(sql: Sql, rows: readonly JournalRow[]) {
+/** Most booking states a rebuild keeps between batches (the oldest go first): a few thousand bookings per shard fit. */
+const MEMO_MAX = 50_000;
+
+/**
+ * For each booking row of the batch: the booking before and after it. A booking whose rows
+ * here start at its first, or follow its state in `memo` at once, is folded from there; the
+ * others from their history, read again.
+ */
+async function bookingSteps(sql: Sql, rows: readonly JournalRow[], memo?: StateMemo) {
+  const byKey = new Map<string, JournalRow[]>();
+  for (const r of rows) {
+    const list = byKey.get(r.key);
+    if (list) list.push(r); else byKey.set(r.key, [r]);
+  }
+  const starts: [key: string, history: readonly JournalRow[], state: BookingState][] = [];
+  const unknown: JournalRow[] = [];
+  for (const [key, list] of byKey) {
+    const known = list[0]!.seq === 1 ? { seq: 0, state: initialBooking(key.slice(key.indexOf(':') + 1)) } : memo?.get(key);
+    if (known && list.every((r, i) => r.seq === known.seq + 1 + i)) starts.push([key, list, known.state as BookingState]);
+    else unknown.push(...list);
+  }
+  for (const [key, history] of unknown.length > 0 ? await histories(sql, unknown) : []) {
+    starts.push([key, history, initialBooking(key.slice(key.indexOf(':') + 1))]);
+  }
   const wanted = new Set(rows.map((r) => `${r.key}#${r.seq}`));
   const steps: { row: JournalRow; before: BookingState; after: BookingState }[] = [];
-  for (const [key, history] of await histories(sql, rows)) {
-    let state = initialBooking(key.slice(key.indexOf(':') + 1));
+  for (const [key, history, first] of starts) {
+    let state = first;
     for (const h of history) {
       const next = foldBooking(state, h.record);
       if (wanted.has(`${key}#${h.seq}`)) steps.push({ row: h, before: state, after: next });
       state = next;
     }
+    if (memo) remember(memo, key, history.at(-1)!.seq, state);
   }
   return steps;
+}
+
+function remember(memo: StateMemo, key: string, seq: number, state: unknown): void {
+  memo.delete(key);
+  memo.set(key, { seq, state });
+  if (memo.size > MEMO_MAX) memo.delete(memo.keys().next().value!);
 }
 
 export const bookingsProjection: Projection = {
   name: 'bookings',
   kind: 'booking',
   tables: ['booking_view'],
-  async apply(sql, rows, shard) {
+  async apply(sql, rows, shard, memo) {
     const latest = new Map<string, { seq: number; state: BookingState }>();
-    for (const s of await bookingSteps(sql, rows)) {
+    for (const s of await bookingSteps(sql, rows, memo)) {
       if (s.row.record.events.length === 0 || s.after.status === 'none') continue;
       const seen = latest.get(s.row.key);
       if (!seen || seen.seq < s.row.seq) latest.set(s.row.key, { seq: s.row.seq, state: s.after });
@@ -229,8 +267,8 @@ export const analyticsProjection: Projection = {
   name: 'analytics',
   kind: 'booking',
   tables: ['analytics_hour_cell', 'analytics_driver_hour', 'analytics_driver_hour_cell', 'analytics_rider'],
-  async apply(sql, rows) {
-    const events = (await bookingSteps(sql, rows)).flatMap((s) => bookingTransition(s.before, s.after, s.row.record) ?? []);
+  async apply(sql, rows, _shard, memo) {
+    const events = (await bookingSteps(sql, rows, memo)).flatMap((s) => bookingTransition(s.before, s.after, s.row.record) ?? []);
     const { cells, drivers, riders } = analyticsOf(events);
     const counters = [
       'requests', 'completed', 'cancelled', 'no_driver', 'revenue', 'fare_count',
@@ -335,6 +373,12 @@ export interface ProjectorOptions {
   /** How long after a wake-up its projection runs, so the rows of that while go in one batch (default 50 ms; 0: at once). */
   readonly wakeDelayMs?: number;
   readonly batchSize?: number;
+  /**
+   * Journal rows per batch of a rebuild (default 5000). A rebuild reads the whole journal and
+   * nobody waits on its single rows, so it takes big batches: each batch is a transaction and
+   * re-reads its bookings' histories, which at the live batch size was most of a rebuild's time.
+   */
+  readonly rebuildBatchSize?: number;
   readonly now?: () => number;
   readonly onError?: (error: unknown, context: string) => void;
   /** Test hook: runs after a batch committed, inside the guarded call (a slow one makes the guard time out and retry). */
@@ -552,13 +596,12 @@ export class Projector implements Projections {
   }
 
   /** `fenced`: as this shard's owner (the offset write carries its epoch), not as a rebuild. */
-  async #catchUp(name: string, shard: number, fenced: boolean): Promise<number> {
+  async #catchUp(name: string, shard: number, fenced: boolean, batch = this.#o.batchSize ?? 200, memo?: StateMemo): Promise<number> {
     const p = this.#projection(name);
-    const batch = this.#o.batchSize ?? 200;
     let total = 0;
     for (;;) {
       const startedAt = this.#now();
-      const n = await this.#guarded(() => this.#batch(p, shard, batch, fenced));
+      const n = await this.#guarded(() => this.#batch(p, shard, batch, fenced, memo));
       total += n;
       this.#stats.get(name)!.rows += n;
       if (n < batch) {
@@ -573,7 +616,7 @@ export class Projector implements Projections {
     return this.#o.guard ? this.#o.guard.run(work) : work();
   }
 
-  async #batch(p: Projection, shard: number, limit: number, fenced: boolean): Promise<number> {
+  async #batch(p: Projection, shard: number, limit: number, fenced: boolean, memo?: StateMemo): Promise<number> {
     const fence = fenced ? this.#o.fence : undefined;
     const what = `projection ${p.name} offset of shard ${shard}`;
     // A shard handed over since the loop read `owned`: its new owner projects it.
@@ -596,7 +639,7 @@ export class Projector implements Projections {
         key: r.persistence_key, id: r.persistence_key.slice(r.persistence_key.indexOf(':') + 1), seq: Number(r.sequence_nr), tx: r.tx,
         record: parseJson(r.data) as JournalRecord,
       }));
-      await p.apply(sql, journalRows, shard);
+      await p.apply(sql, journalRows, shard, memo);
       const last = journalRows.at(-1)!;
       const upsert = `on conflict (projection, shard) do update set tx = excluded.tx, persistence_key = excluded.persistence_key,
            sequence_nr = excluded.sequence_nr, updated_at = excluded.updated_at`;
@@ -634,7 +677,9 @@ export class Projector implements Projections {
     const at = this.#now();
     for (const s of this.#state.get(name)!.values()) s.pendingSince ??= at;
     let rows = 0;
-    for (let shard = 0; shard < this.#o.totalShards; shard++) rows += await this.catchUp(name, shard);
+    const batch = this.#o.rebuildBatchSize ?? 5_000;
+    // One memo per shard: a booking's rows are all in its shard.
+    for (let shard = 0; shard < this.#o.totalShards; shard++) rows += await this.#catchUp(name, shard, false, batch, new Map());
     return { rows, ms: Math.round(performance.now() - started) };
   }
 }
