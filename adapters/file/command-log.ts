@@ -60,6 +60,12 @@ export interface InProcessCommandLogOptions {
   readonly onError?: (error: unknown, context: string) => void;
   /** Writes to segment files (tests: a short or failing write); fs.writeSync otherwise. */
   readonly writeSync?: WriteSync;
+  /**
+   * Committed offsets are written at most this often (default 100 ms). Every write is a file
+   * written and renamed on the event loop; once per tick it cost 6% of a core at 200 bookings/s.
+   * Offsets written late only mean records redelivered after a crash, which dedupe absorbs.
+   */
+  readonly offsetsEveryMs?: number;
 }
 
 interface Segment {
@@ -170,12 +176,13 @@ export class InProcessCommandLog implements CommandLog {
     this.#release(p);
     if (this.#o.dir && !this.#offsetsDirty) {
       this.#offsetsDirty = true;
-      // Coalesce commits of one tick into one write; losing it only means redelivery.
-      setImmediate(() => {
+      // Coalesce the commits of a while into one write; losing it only means redelivery.
+      setTimeout(() => {
         // A failed write (a full disk, a directory removed after stop) must not end the
         // process from a timer: the offsets stay as they were, and the commits are redelivered.
+        if (!this.#offsetsDirty) return; // written by stop() meanwhile
         try { this.#writeOffsets(); } catch (error) { this.#o.onError?.(error, 'writing committed offsets'); }
-      });
+      }, this.#o.offsetsEveryMs ?? 100);
     }
   }
 
