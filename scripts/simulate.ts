@@ -31,6 +31,7 @@
 //   are for later) and each driver's answer to each booking come from it (scripts/rng.ts), so runs
 //   with one SEED see the same city; what the node does with it (who is offered what) may differ.
 //   RESULT_FILE: the run's figures as JSON (scripts/sim-metrics.ts), raw samples included
+//   --compare: greedy against batched dispatch on fresh nodes (scripts/simulate-compare.ts)
 //   RECORD_FILE: appends one JSON line { id, riderId, at } per booking the node acknowledged
 //   (201), for a checker to verify afterwards (the soak, scripts/soak.ts, does)
 
@@ -685,7 +686,9 @@ async function main(): Promise<void> {
   process.exit(await finish(reason, drivers));
 }
 
-main().catch((e: unknown) => {
+// `npm run simulate -- --compare` is the compare's, which runs this file as a child per mode and load.
+if (process.argv.includes('--compare')) await import('./simulate-compare.ts');
+else main().catch((e: unknown) => {
   process.stdout.write('\n');
   console.error(e instanceof Error ? e.message : e);
   process.exit(1);
