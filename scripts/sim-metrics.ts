@@ -21,11 +21,15 @@ export interface Counts {
   readonly leftOpen: number; readonly offers: number; readonly accepted: number; readonly declined: number;
   /** Trips completed inside the measured window (the ones driven straight to their end at the stop are not). */
   readonly tripsInWindow: number;
+  /** Bookings made inside the measured window (past the warm-up), and of them those that ended no_driver. */
+  readonly measuredBookings: number;
+  readonly measuredNoDriver: number;
   readonly errors: number;
 }
 
 export interface RunSettings {
-  readonly seed: number; readonly drivers: number; readonly bookingsPerMin: number; readonly durationS: number; readonly speedup: number;
+  readonly seed: number; readonly warmupS: number; readonly drivers: number; readonly bookingsPerMin: number; readonly durationS: number;
+  readonly speedup: number;
   readonly scheduledShare: number; readonly url: string;
 }
 
@@ -37,7 +41,7 @@ export interface SimResult {
   readonly firstOfferMs: Spread;
   readonly pickupKm: Spread;
   readonly pickupSimS: Spread;
-  /** no_driver / bookings made. */
+  /** Of the bookings made in the measured window, the share that ended no_driver. */
   readonly noDriverShare: number;
   readonly tripsPerDriverHour: number;
   readonly idleShare: number;
@@ -66,7 +70,7 @@ export function summarise(settings: RunSettings, counts: Counts, raw: RawSamples
     firstOfferMs: spread(raw.firstOfferMs),
     pickupKm: spread(raw.pickupKm),
     pickupSimS: spread(raw.pickupSimS),
-    noDriverShare: counts.booked ? counts.noDriver / counts.booked : 0,
+    noDriverShare: counts.measuredBookings ? counts.measuredNoDriver / counts.measuredBookings : 0,
     tripsPerDriverHour: driverHours > 0 ? counts.tripsInWindow / driverHours : 0,
     idleShare: raw.onlineMs > 0 ? Math.max(0, raw.onlineMs - raw.engagedMs) / raw.onlineMs : 0,
     driverHours,
@@ -83,7 +87,8 @@ export function metricLines(r: SimResult): string[] {
       ` (${r.firstOfferMs.n} immediate bookings offered)`,
     `  pickup    distance mean ${fixed(r.pickupKm.mean, 2)} km, p90 ${fixed(r.pickupKm.p90, 2)} km (${r.pickupKm.n} accepted);` +
       ` time mean ${fixed(r.pickupSimS.mean, 0)} s, p90 ${fixed(r.pickupSimS.p90, 0)} s simulated (${r.pickupSimS.n} arrived)`,
-    `  fleet     no_driver ${fixed(r.noDriverShare * 100, 1)} % of bookings; ${fixed(r.tripsPerDriverHour, 2)} trips per driver-hour;` +
+    `  fleet     no_driver ${fixed(r.noDriverShare * 100, 1)} % of ${r.counts.measuredBookings} bookings measured;` +
+      ` ${fixed(r.tripsPerDriverHour, 2)} trips per driver-hour;` +
       ` idle ${fixed(r.idleShare * 100, 1)} % of ${fixed(r.driverHours, 1)} simulated driver-hours`,
   ];
 }

@@ -15,9 +15,10 @@
 // A node that does not know DISPATCH_MODE yet (before batched dispatch lands) runs greedy in
 // both columns: the compare says so, and the table then shows the noise between two runs.
 //
-//   knobs: COMPARE_DRIVERS (60), COMPARE_SECONDS (70, booking time per run), COMPARE_LOADS
-//   (light,busy,near), COMPARE_MODES (greedy,batched), SEED (1), SPEEDUP (20), DISPATCH_BATCH_MS
-//   (2000), COMPARE_CAPACITY_PER_MIN (computed), COMPARE_SCHEDULED_SHARE (0.1), COMPARE_OUT
+//   knobs: COMPARE_DRIVERS (60), COMPARE_SECONDS (75, booking time per run), COMPARE_WARMUP_S (20, left out
+//   of the figures), COMPARE_LOADS (light,busy,near), COMPARE_MODES (greedy,batched), SEED (1), SPEEDUP (20),
+//   DISPATCH_BATCH_MS (2000), COMPARE_DEADLINE_MS (30000, the nodes' DISPATCH_DEADLINE_MS), COMPARE_CAPACITY_PER_MIN
+//   (computed), COMPARE_SCHEDULED_SHARE (0.1), COMPARE_OUT (where bench/ is written; the repository)
 //   Six runs of about 95 s each: about 10 minutes on 2 cores.
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -44,7 +45,11 @@ const num = (name: string, fallback: number): number => {
 const list = (name: string, fallback: string) => (process.env[name] || fallback).split(',').map((s) => s.trim()).filter(Boolean);
 
 const DRIVERS = Math.max(1, Math.round(num('COMPARE_DRIVERS', 60)));
-const SECONDS = Math.max(5, num('COMPARE_SECONDS', 70));
+const SECONDS = Math.max(5, num('COMPARE_SECONDS', 75));
+// The fleet starts idle and spread out: the first seconds of bookings are left out of the figures.
+const WARMUP_S = Math.min(num('COMPARE_WARMUP_S', 20), SECONDS / 2);
+// A rider gives up after this long searching (real time; 10 simulated minutes at SPEEDUP 20), so no_driver can happen in a run.
+const DEADLINE_MS = num('COMPARE_DEADLINE_MS', 30_000);
 const SEED = Math.floor(num('SEED', 1));
 const SPEEDUP = Math.max(num('SPEEDUP', 20), 0.1);
 const BATCH_MS = num('DISPATCH_BATCH_MS', 2000);
@@ -97,7 +102,7 @@ async function startNode(mode: string, dir: string): Promise<Node> {
   const log = join(dir, 'node.log');
   const env = ownEnv({
     AUTH_DEV_TOKENS: 'true', PORT: '0', HOST: '127.0.0.1', DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'info',
-    DISPATCH_MODE: mode, DISPATCH_BATCH_MS: String(BATCH_MS), SCHEDULE_LEAD_MS: String(SCHEDULE_LEAD_MS),
+    DISPATCH_MODE: mode, DISPATCH_BATCH_MS: String(BATCH_MS), SCHEDULE_LEAD_MS: String(SCHEDULE_LEAD_MS), DISPATCH_DEADLINE_MS: String(DEADLINE_MS),
     EMBEDDED_OPEN_TIMEOUT_MS: String(NODE_START_MS + 60_000),
   });
   const { child, exited } = launch(['main.ts'], env);
@@ -137,7 +142,8 @@ async function startNode(mode: string, dir: string): Promise<Node> {
 /** The simulator against `url`, its summary passed through indented; its figures from RESULT_FILE. */
 async function simulate(url: string, bookingsPerMin: number, resultFile: string): Promise<SimResult> {
   const env = ownEnv({
-    URL: url, DRIVERS: String(DRIVERS), BOOKINGS_PER_MIN: bookingsPerMin.toFixed(2), DURATION_S: String(SECONDS), SEED: String(SEED),
+    URL: url, DRIVERS: String(DRIVERS), BOOKINGS_PER_MIN: bookingsPerMin.toFixed(2), DURATION_S: String(SECONDS),
+    WARMUP_S: String(WARMUP_S), SEED: String(SEED),
     SPEEDUP: String(SPEEDUP), SCHEDULED_SHARE: String(SCHEDULED_SHARE), SCHEDULE_AHEAD_S: String(SCHEDULE_AHEAD_S),
     PROGRESS_S: String(Math.max(10, Math.round(SECONDS / 4))), CLEANUP_S: '30', RESULT_FILE: resultFile,
   });
@@ -183,7 +189,8 @@ function machine() {
 
 function command(): string {
   const set = Object.entries({
-    COMPARE_DRIVERS: process.env.COMPARE_DRIVERS, COMPARE_SECONDS: process.env.COMPARE_SECONDS, COMPARE_LOADS: process.env.COMPARE_LOADS,
+    COMPARE_DRIVERS: process.env.COMPARE_DRIVERS, COMPARE_SECONDS: process.env.COMPARE_SECONDS, COMPARE_WARMUP_S: process.env.COMPARE_WARMUP_S,
+    COMPARE_DEADLINE_MS: process.env.COMPARE_DEADLINE_MS, COMPARE_LOADS: process.env.COMPARE_LOADS,
     COMPARE_MODES: process.env.COMPARE_MODES, SEED: process.env.SEED, SPEEDUP: process.env.SPEEDUP, DISPATCH_BATCH_MS: process.env.DISPATCH_BATCH_MS,
     COMPARE_CAPACITY_PER_MIN: process.env.COMPARE_CAPACITY_PER_MIN, COMPARE_SCHEDULED_SHARE: process.env.COMPARE_SCHEDULED_SHARE,
   }).filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`);
@@ -201,7 +208,9 @@ function markdown(runs: readonly CompareRun[], tables: string[][], verdicts: rea
       `on ${m.cpus} × ${m.cpu}, ${m.memoryGB} GB, ${m.os}, Node ${m.node}.`,
     '',
     `Each column is a fresh embedded node (\`DISPATCH_MODE\` of the column, \`DISPATCH_BATCH_MS=${BATCH_MS}\`) with the simulator ` +
-      `against it: ${DRIVERS} drivers, ${SECONDS} s of bookings, SEED ${SEED}, driving ${SPEEDUP}× real time, ` +
+      `against it: ${DRIVERS} drivers, ${SECONDS} s of bookings (the first ${WARMUP_S} s, while the fleet fills up, left out of the ` +
+      `figures), SEED ${SEED}, driving ${SPEEDUP}× real time, a rider giving up after ${DEADLINE_MS / 1000} s of search ` +
+      '(`DISPATCH_DEADLINE_MS`: no_driver), ' +
       `${Math.round(SCHEDULED_SHARE * 100)} % of bookings for ${SCHEDULE_AHEAD_S} s later. The same seed gives every column the same ` +
       'fleet, the same booking stream and the same answer from a driver to a booking; what the node offers to whom differs by mode.',
     '',
@@ -232,7 +241,8 @@ export async function compare(): Promise<void> {
   const computed = capacity(SEED, DRIVERS, SPEEDUP);
   const perMin = num('COMPARE_CAPACITY_PER_MIN', 0) || computed.perMin;
   const how = process.env.COMPARE_CAPACITY_PER_MIN ? `set to ${perMin} bookings/min by COMPARE_CAPACITY_PER_MIN` : computed.how;
-  console.log(`dispatch compare: ${MODES.join(' and ')} at ${LOADS.join(', ')}; ${DRIVERS} drivers, ${SECONDS} s a run, seed ${SEED}`);
+  console.log(`dispatch compare: ${MODES.join(' and ')} at ${LOADS.join(', ')}; ${DRIVERS} drivers, ${SECONDS} s a run ` +
+    `(first ${WARMUP_S} s not measured), seed ${SEED}`);
   console.log(`capacity: ${how}`);
   if (!modeKnown && MODES.includes('batched')) {
     console.log('note: this node does not know DISPATCH_MODE yet: the batched runs get greedy dispatch (the table shows run-to-run noise)');
@@ -258,7 +268,10 @@ export async function compare(): Promise<void> {
   const json = join(results, 'dispatch-compare.json');
   writeFileSync(json, `${JSON.stringify({
     date: at.toISOString(), command: command(), machine: machine(), modeKnown,
-    settings: { drivers: DRIVERS, seconds: SECONDS, seed: SEED, speedup: SPEEDUP, batchMs: BATCH_MS, scheduledShare: SCHEDULED_SHARE, loads: LOAD_SHARE },
+    settings: {
+      drivers: DRIVERS, seconds: SECONDS, warmupS: WARMUP_S, deadlineMs: DEADLINE_MS, seed: SEED, speedup: SPEEDUP, batchMs: BATCH_MS,
+      scheduledShare: SCHEDULED_SHARE, loads: LOAD_SHARE,
+    },
     capacity: { perMin, how, model: computed }, verdicts, runs,
   }, null, 1)}\n`);
   const title = `DISPATCH COMPARE, SEED ${SEED}, ${DRIVERS} DRIVERS, ${at.toISOString().slice(0, 10)}${modeKnown ? '' : ' (BATCHED NOT IN THIS NODE YET)'}`;

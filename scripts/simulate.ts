@@ -31,6 +31,7 @@
 //   are for later) and each driver's answer to each booking come from it (scripts/rng.ts), so runs
 //   with one SEED see the same city; what the node does with it (who is offered what) may differ.
 //   RESULT_FILE: the run's figures as JSON (scripts/sim-metrics.ts), raw samples included
+//   WARMUP_S (0): the figures leave out the first seconds of bookings, while the fleet fills up
 //   --compare: greedy against batched dispatch on fresh nodes (scripts/simulate-compare.ts)
 //   RECORD_FILE: appends one JSON line { id, riderId, at } per booking the node acknowledged
 //   (201), for a checker to verify afterwards (the soak, scripts/soak.ts, does)
@@ -63,6 +64,7 @@ const CLEANUP_S = Math.max(env('CLEANUP_S', 30), 1); // how long the clean-up at
 const RECORD_FILE = process.env.RECORD_FILE || undefined; // acknowledged bookings, one JSON line each
 const RESULT_FILE = process.env.RESULT_FILE || undefined; // the run's figures, JSON
 const SEED = Math.floor(env('SEED', 1));
+const WARMUP_S = env('WARMUP_S', 0);
 const ACCEPT_RATE = 0.9;
 const STARTS_AT_ONCE = 50; // drivers coming online together
 // Bookings for later: past the node's dispatch lead (SCHEDULE_LEAD_MS, 10 min by default) they wait as `scheduled`.
@@ -92,11 +94,12 @@ const awaitingAck = new Map<string, (() => void)[]>();
 /** First offer frame for each booking at any driver (Date.now()). */
 const firstOfferAt = new Map<string, number>();
 const raw: RawSamples = { firstOfferMs: [], pickupKm: [], pickupSimS: [], onlineMs: 0, engagedMs: 0 };
-/** The measured window: from all drivers online to the stop. Driver time and trips outside it are not counted. */
+/** The measured window: from all drivers online (and WARMUP_S) to the stop. Samples, driver time and trips outside it are not counted. */
 const span = { from: Date.now(), to: Number.POSITIVE_INFINITY };
 let tripsInWindow = 0;
 /** Real ms of [from, to) inside the measured window. */
 const inWindow = (from: number, to: number) => Math.max(0, Math.min(to, span.to) - Math.max(from, span.from));
+const measuring = () => !stopping && Date.now() >= span.from;
 const inflight = new Set<Promise<void>>();
 let stopping = false; // no new bookings, no new offers
 let finishing = false; // trips under way drive straight to their dropoff
@@ -466,17 +469,18 @@ class SimDriver {
     };
     const aborted = () => job.aborted;
     const acceptedAt = Date.now();
-    if (!stopping) raw.pickupKm.push(distanceKm(this.#at, offer.pickup));
+    const counted = measuring(); // accepted inside the window: its pickup is a sample
+    if (counted) raw.pickupKm.push(distanceKm(this.#at, offer.pickup));
     if (!(await this.#driveTo(offer.pickup, DRIVE_KMH, aborted))) return;
     if (!(await step('trip.arrived'))) return;
-    if (!stopping) raw.pickupSimS.push(((Date.now() - acceptedAt) * SPEEDUP) / 1000);
+    if (counted) raw.pickupSimS.push(((Date.now() - acceptedAt) * SPEEDUP) / 1000);
     for (let waited = 0; waited < 2_000 && !finishing && !job.aborted; waited += 250) await sleep(250); // the rider gets in
     if (!(await step('trip.start'))) return;
     // A trip under way when the simulation stops cannot be cancelled: it is driven to its end at once.
     if (!(await this.#driveTo(offer.dropoff, DRIVE_KMH, aborted, () => finishing))) return;
     if (await step('trip.complete')) {
       stats.tripsDone++;
-      if (!stopping) tripsInWindow++;
+      if (measuring()) tripsInWindow++;
     }
   }
 }
@@ -585,16 +589,20 @@ const stopReason = new Promise<string>((resolve) => { stopRequested = resolve; }
 
 /** The run's figures: time to first offer from the 201 (an offer seen before the 201 counts as 0) of bookings not made for later. */
 function measured(leftOpen: number) {
-  for (const b of bookings.values()) {
+  // Bookings made inside the window are the ones measured: their first offers and how many ended no_driver.
+  const inside = [...bookings.values()].filter((b) => b.ackAt >= span.from);
+  for (const b of inside) {
     const offered = firstOfferAt.get(b.id);
     if (!b.scheduled && offered !== undefined) raw.firstOfferMs.push(Math.max(0, offered - b.ackAt));
   }
   const counts = {
     booked: stats.booked, scheduled: stats.scheduled, completed: stats.completed, noDriver: stats.noDriver, cancelled: stats.cancelled, leftOpen,
     offers: stats.offers, accepted: stats.accepted, declined: stats.declined, tripsInWindow, errors: stats.errors,
+    measuredBookings: inside.length, measuredNoDriver: inside.filter((b) => b.status === 'no_driver').length,
   };
   const settings = {
-    seed: SEED, drivers: DRIVERS, bookingsPerMin: BOOKINGS_PER_MIN, durationS: DURATION_S, speedup: SPEEDUP, scheduledShare: SCHEDULED_SHARE,
+    seed: SEED, warmupS: WARMUP_S, drivers: DRIVERS, bookingsPerMin: BOOKINGS_PER_MIN, durationS: DURATION_S, speedup: SPEEDUP,
+    scheduledShare: SCHEDULED_SHARE,
     url: URL_BASE,
   };
   return summarise(settings, counts, raw);
@@ -671,7 +679,7 @@ async function main(): Promise<void> {
     }));
   }
   stats.startedAt = Date.now();
-  span.from = stats.startedAt;
+  span.from = stats.startedAt + WARMUP_S * 1000;
   ticker = setInterval(progress, tty ? 1_000 : PROGRESS_S * 1000);
   if (DURATION_S > 0) setTimeout(() => stopRequested(`${DURATION_S} s`), DURATION_S * 1000).unref();
   let stopped: string | undefined;
