@@ -37,10 +37,10 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
 const label = (v: number) => (Math.abs(v) >= 100 || Number.isInteger(v) ? String(Math.round(v)) : v.toFixed(v < 1 ? 2 : 1));
 
 /** Frame, grid, ticks and axis titles; returns the data-to-pixel mapping. */
-function axes(r: Raster, box: Box, xr: Range, yr: Range, xTitle: string, yTitle: string, title: string) {
+function axes(r: Raster, box: Box, xr: Range, yr: Range, xTitle: string, yTitle: string, title: string, xTicks = 5) {
   const px = (x: number) => box.x + ((x - xr.lo) / (xr.hi - xr.lo || 1)) * box.w;
   const py = (y: number) => box.y + box.h - ((y - yr.lo) / (yr.hi - yr.lo || 1)) * box.h;
-  for (const t of niceTicks(xr.lo, xr.hi)) {
+  for (const t of niceTicks(xr.lo, xr.hi, xTicks)) {
     r.line(px(t), box.y, px(t), box.y + box.h, GRID);
     r.text(px(t) - Raster.textWidth(label(t)) / 2, box.y + box.h + 6, label(t), INK);
   }
@@ -100,7 +100,7 @@ export function dispatchPlot(runs: readonly PlotRun[], title: string): Raster {
   const maxS = Math.max(60, ...runs.flatMap((x) => x.pickupSimS));
   const box = { x: 70, y: 500, w: W - 110, h: 310 };
   const { px, py } = axes(r, box, { lo: Math.max(0, lo - pad), hi: hi + pad }, { lo: 0, hi: maxS }, 'BOOKINGS PER MINUTE (LOAD)',
-    'PICKUP TIME, SIMULATED S', 'PICKUP TIME AGAINST LOAD: DOTS EACH PICKUP, LINES THE MEAN');
+    'PICKUP TIME, SIMULATED S', 'PICKUP TIME AGAINST LOAD: DOTS EACH PICKUP, LINES THE MEAN', 12);
   modes.forEach((mode, m) => {
     const nudge = (m - (modes.length - 1) / 2) * 18;
     const own = runs.filter((x) => x.mode === mode).sort((a, b) => a.bookingsPerMin - b.bookingsPerMin);

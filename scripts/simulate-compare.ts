@@ -23,7 +23,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
-import { cpus, hostname, platform, release, tmpdir, totalmem } from 'node:os';
+import { cpus, platform, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -183,7 +183,7 @@ function machine() {
   const c = cpus();
   return {
     cpus: c.length, cpu: c[0]?.model ?? 'unknown', memoryGB: Math.round(totalmem() / 1e9), os: `${platform()} ${release()}`,
-    node: process.version, host: hostname(),
+    node: process.version,
   };
 }
 
@@ -197,11 +197,27 @@ function command(): string {
   return [...set, 'npm run simulate -- --compare'].join(' ');
 }
 
+/** A paragraph as lines of at most `width` characters (the page is read as text too). */
+function wrap(text: string, width = 110): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) { lines.push(line); line = word; } else line = line ? `${line} ${word}` : word;
+  }
+  return [...lines, line].join('\n');
+}
+
+/** How busy the fleet was at each load, per mode: how close the loads came to what they are named. */
+function busyness(runs: readonly CompareRun[]): string {
+  return `Share of driver time engaged (an offer or a trip in hand) in the measured window: ${LOADS.map((l) => `${l} ${
+    runs.filter((r) => r.load === l).map((r) => `${r.mode} ${Math.round((1 - r.result.idleShare) * 100)} %`).join(', ')}`).join('; ')}.`;
+}
+
 function markdown(runs: readonly CompareRun[], tables: string[][], verdicts: readonly Verdict[], how: string, at: Date): string {
   const m = machine();
   const passed = verdicts.filter((v) => v.pass).length;
   const unapplied = !modeKnown && MODES.includes('batched');
-  return [
+  const paragraphs = [
     '# Dispatch modes compared: greedy and batched (issue 25)',
     '',
     `Written by \`${command()}\` ([\`scripts/simulate-compare.ts\`](../scripts/simulate-compare.ts)) on ${at.toISOString()}, ` +
@@ -219,7 +235,7 @@ function markdown(runs: readonly CompareRun[], tables: string[][], verdicts: rea
         'Its differences from the greedy column are the noise between two runs of one mode, and its verdicts mean nothing yet.', '']
       : []),
     `Loads are shares of what the fleet can serve (light ${LOAD_SHARE.light}, busy ${LOAD_SHARE.busy}, near capacity ` +
-      `${LOAD_SHARE.near}), computed (\`scripts/compare-capacity.ts\`): ${how}.`,
+      `${LOAD_SHARE.near}), computed (\`scripts/compare-capacity.ts\`): ${how}. ${busyness(runs)}`,
     '',
     'Time to first offer: the booking\'s 201 to the first offer frame for it at any driver (bookings for later left out). ' +
       'Pickup distance: straight line from where the driver was when its accept was acknowledged to the pickup. ' +
@@ -234,7 +250,9 @@ function markdown(runs: readonly CompareRun[], tables: string[][], verdicts: rea
     '',
     `Raw samples and every figure: [\`results/dispatch-compare.json\`](results/dispatch-compare.json) (${runs.length} runs).`,
     '',
-  ].join('\n');
+  ];
+  // Tables and the image stay on one line each; prose is wrapped.
+  return paragraphs.map((p) => (p.startsWith('|') || p.startsWith('![') ? p : wrap(p))).join('\n');
 }
 
 export async function compare(): Promise<void> {
@@ -261,6 +279,7 @@ export async function compare(): Promise<void> {
   }
   console.log('');
   for (const t of tables) console.log(`${t.join('\n')}\n`);
+  console.log(busyness(runs));
   console.log(`goals met: ${verdicts.filter((v) => v.pass).length} of ${verdicts.length}`);
 
   const results = join(OUT, 'bench', 'results');
