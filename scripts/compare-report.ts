@@ -22,18 +22,23 @@ interface Figure {
   readonly digits: number;
   /** Which way is better for riders and operators; idle share is neither (at a fixed demand it follows pickup lengths). */
   readonly better: Better;
+  /**
+   * A difference this small passes the light-load goal whatever 5 % of it is: below what one run can tell apart (a first offer in
+   * 10 ms against 15 ms is +50 %), in the figure's unit.
+   */
+  readonly floor: number;
 }
 
 export const FIGURES: readonly Figure[] = [
-  { key: 'firstOfferP50', label: 'time to first offer p50, s', value: (r) => r.firstOfferMs.p50 / 1000, digits: 2, better: 'lower' },
-  { key: 'firstOfferP99', label: 'time to first offer p99, s', value: (r) => r.firstOfferMs.p99 / 1000, digits: 2, better: 'lower' },
-  { key: 'pickupKmMean', label: 'pickup distance mean, km', value: (r) => r.pickupKm.mean, digits: 2, better: 'lower' },
-  { key: 'pickupKmP90', label: 'pickup distance p90, km', value: (r) => r.pickupKm.p90, digits: 2, better: 'lower' },
-  { key: 'pickupSMean', label: 'pickup time mean, simulated s', value: (r) => r.pickupSimS.mean, digits: 0, better: 'lower' },
-  { key: 'pickupSP90', label: 'pickup time p90, simulated s', value: (r) => r.pickupSimS.p90, digits: 0, better: 'lower' },
-  { key: 'noDriver', label: 'bookings ending no_driver, %', value: (r) => r.noDriverShare * 100, digits: 1, better: 'lower' },
-  { key: 'tripsPerHour', label: 'trips per driver-hour', value: (r) => r.tripsPerDriverHour, digits: 2, better: 'higher' },
-  { key: 'idle', label: 'driver idle share, %', value: (r) => r.idleShare * 100, digits: 1, better: 'neither' },
+  { key: 'firstOfferP50', label: 'time to first offer p50, s', value: (r) => r.firstOfferMs.p50 / 1000, digits: 2, better: 'lower', floor: 0.1 },
+  { key: 'firstOfferP99', label: 'time to first offer p99, s', value: (r) => r.firstOfferMs.p99 / 1000, digits: 2, better: 'lower', floor: 0.1 },
+  { key: 'pickupKmMean', label: 'pickup distance mean, km', value: (r) => r.pickupKm.mean, digits: 2, better: 'lower', floor: 0.05 },
+  { key: 'pickupKmP90', label: 'pickup distance p90, km', value: (r) => r.pickupKm.p90, digits: 2, better: 'lower', floor: 0.05 },
+  { key: 'pickupSMean', label: 'pickup time mean, simulated s', value: (r) => r.pickupSimS.mean, digits: 0, better: 'lower', floor: 5 },
+  { key: 'pickupSP90', label: 'pickup time p90, simulated s', value: (r) => r.pickupSimS.p90, digits: 0, better: 'lower', floor: 5 },
+  { key: 'noDriver', label: 'bookings ending no_driver, %', value: (r) => r.noDriverShare * 100, digits: 1, better: 'lower', floor: 0.5 },
+  { key: 'tripsPerHour', label: 'trips per driver-hour', value: (r) => r.tripsPerDriverHour, digits: 2, better: 'higher', floor: 0 },
+  { key: 'idle', label: 'driver idle share, %', value: (r) => r.idleShare * 100, digits: 1, better: 'neither', floor: 0.5 },
 ];
 
 export interface Verdict { readonly load: string; readonly figure: string; readonly goal: string; readonly pass: boolean }
@@ -51,9 +56,11 @@ function goalOf(load: string, f: Figure, greedy: number, batched: number, batchM
   }
   if (load === 'light') {
     // Must not hurt a quiet city: no more than 5 % worse, whichever way is worse for the figure.
-    if (f.better === 'lower') return { goal: 'within 5 % (not worse)', pass: batched <= greedy * 1.05 };
-    if (f.better === 'higher') return { goal: 'within 5 % (not worse)', pass: batched >= greedy * 0.95 };
-    return { goal: 'within 5 %', pass: Math.abs(batched - greedy) <= Math.abs(greedy) * 0.05 };
+    const slack = Math.max(Math.abs(greedy) * 0.05, f.floor);
+    const goal = `within 5 %${f.floor ? ` or ${f.floor}` : ''}`;
+    if (f.better === 'lower') return { goal: `${goal} (not worse)`, pass: batched <= greedy + slack };
+    if (f.better === 'higher') return { goal: `${goal} (not worse)`, pass: batched >= greedy - slack };
+    return { goal, pass: Math.abs(batched - greedy) <= slack };
   }
   return undefined;
 }
