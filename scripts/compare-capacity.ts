@@ -37,13 +37,16 @@ export function capacity(seed: number, drivers: number, speedup: number): Capaci
     tripKm += distanceKm(b.pickup, b.dropoff);
   }
   tripKm /= STREAM_SAMPLE;
-  const types = (['economy', 'comfort'] as const).filter((t) => demand[t] > 0);
+  // A type no driver drives cannot be served at any load (its bookings end no_driver): the fleet's capacity is the other's.
+  const types = (['economy', 'comfort'] as const).filter((t) => demand[t] > 0 && fleet[t] > 0);
+  if (types.length === 0) throw new Error(`no driver of ${drivers} drives a type the stream books: no capacity to size loads from`);
+  const unserved = (['economy', 'comfort'] as const).filter((t) => demand[t] > 0 && fleet[t] === 0);
   // Nearest of m points spread over an area A is on average half the spacing away: 0.5 * sqrt(A / m).
   const pickupOf = (t: VehicleType) => 0.5 * Math.sqrt(CITY_KM2 / Math.max(1, FREE_NEAR_CAPACITY * fleet[t]));
   const secondsPerKm = 3600 / (DRIVE_KMH * speedup);
   const cycleOf = (t: VehicleType) => READ_S + (pickupOf(t) + tripKm) * secondsPerKm + BOARD_S + STEP_S + ROUND_TRIPS_S;
   // A type's drivers serve its share of the stream: the whole stream can go as fast as the first type to run out allows.
-  const perType = types.map((t) => ({ t, perMin: fleet[t] === 0 ? 0 : ((fleet[t] * 60) / cycleOf(t)) / (demand[t] / STREAM_SAMPLE) }));
+  const perType = types.map((t) => ({ t, perMin: ((fleet[t] * 60) / cycleOf(t)) / (demand[t] / STREAM_SAMPLE) }));
   const bound = perType.reduce((a, b) => (b.perMin < a.perMin ? b : a));
   const t = bound.t;
   const how = `${drivers} drivers (${fleet.economy} economy, ${fleet.comfort} comfort: types match exactly), ` +
@@ -51,6 +54,7 @@ export function capacity(seed: number, drivers: number, speedup: number): Capaci
     `${t === 'economy' ? 'an' : 'a'} ${t} trip takes ${cycleOf(t).toFixed(1)} s real = offer read ${READ_S} + pickup ${pickupOf(t).toFixed(2)} km ` +
     `(half the spacing of ${Math.round(FREE_NEAR_CAPACITY * 100)} % of ${fleet[t]} drivers free in ${CITY_KM2.toFixed(0)} km²) ` +
     `and trip at ${DRIVE_KMH} km/h x ${speedup} + boarding ${BOARD_S} + fix steps ${STEP_S} + acks ${ROUND_TRIPS_S}; ` +
-    `${fleet[t]} x 60 / ${cycleOf(t).toFixed(1)} / ${(demand[t] / STREAM_SAMPLE).toFixed(2)} = ${bound.perMin.toFixed(1)} bookings/min`;
+    `${fleet[t]} x 60 / ${cycleOf(t).toFixed(1)} / ${(demand[t] / STREAM_SAMPLE).toFixed(2)} = ${bound.perMin.toFixed(1)} bookings/min` +
+    (unserved.length ? ` (no ${unserved.join(' or ')} driver: those bookings end no_driver at every load)` : '');
   return { perMin: bound.perMin, cycleS: cycleOf(t), tripKm, pickupKm: pickupOf(t), boundBy: t, how };
 }

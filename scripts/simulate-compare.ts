@@ -201,7 +201,8 @@ function command(): string {
 function wrap(text: string, width = 110): string {
   const lines: string[] = [];
   let line = '';
-  for (const word of text.split(' ')) {
+  // A unit stays with its number ("66 %" is not broken between lines).
+  for (const word of text.split(/ (?![%²×])/)) {
     if (line && line.length + 1 + word.length > width) { lines.push(line); line = word; } else line = line ? `${line} ${word}` : word;
   }
   return [...lines, line].join('\n');
