@@ -26,14 +26,25 @@
 // Ctrl-C arrives twice, from the terminal and forwarded by npm), SIGKILL does.
 //
 //   URL=http://localhost:8000 DRIVERS=60 BOOKINGS_PER_MIN=40 DURATION_S=120 npm run simulate
-//   more knobs: SPEEDUP, SCHEDULED_SHARE (0.1), PROGRESS_S (10), CLEANUP_S (30)
+//   more knobs: SPEEDUP, SCHEDULED_SHARE (0.1), SCHEDULE_AHEAD_S (900), PROGRESS_S (10), CLEANUP_S (30)
+//   SEED (1): drivers' starts and cruising, the booking stream (times, places, vehicle types, which
+//   are for later) and each driver's answer to each booking come from it (scripts/rng.ts), so runs
+//   with one SEED see the same city; what the node does with it (who is offered what) may differ.
+//   RESULT_FILE: the run's figures as JSON (scripts/sim-metrics.ts), raw samples included
+//   WARMUP_S (0): the figures leave out the first seconds of bookings, while the fleet fills up
+//   --compare: greedy against batched dispatch on fresh nodes (scripts/simulate-compare.ts)
 //   RECORD_FILE: appends one JSON line { id, riderId, at } per booking the node acknowledged
 //   (201), for a checker to verify afterwards (the soak, scripts/soak.ts, does)
 
 import { randomUUID } from 'node:crypto';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { SignJWT } from 'jose';
 import { WebSocket } from 'ws';
+import { streamOf, type Random } from './rng.ts';
+import {
+  distanceKm, DRIVE_KMH, driverStart, KM_PER_DEG_LAT, kmPerDegLng, planned, pointNear, STREAM, type Planned, type Point, type VehicleType,
+} from './sim-city.ts';
+import { metricLines, summarise, type RawSamples } from './sim-metrics.ts';
 
 const env = (name: string, fallback: number): number => {
   const raw = process.env[name];
@@ -51,23 +62,26 @@ const SCHEDULED_SHARE = Math.min(env('SCHEDULED_SHARE', 0.1), 1); // bookings ma
 const PROGRESS_S = Math.max(env('PROGRESS_S', 10), 1); // a progress line this often when stdout is not a terminal
 const CLEANUP_S = Math.max(env('CLEANUP_S', 30), 1); // how long the clean-up at the end may take
 const RECORD_FILE = process.env.RECORD_FILE || undefined; // acknowledged bookings, one JSON line each
+const RESULT_FILE = process.env.RESULT_FILE || undefined; // the run's figures, JSON
+const SEED = Math.floor(env('SEED', 1));
+const WARMUP_S = env('WARMUP_S', 0);
 const ACCEPT_RATE = 0.9;
 const STARTS_AT_ONCE = 50; // drivers coming online together
 // Bookings for later: past the node's dispatch lead (SCHEDULE_LEAD_MS, 10 min by default) they wait as `scheduled`.
-const SCHEDULE_AHEAD_MS = 15 * 60_000;
-const DRIVE_KMH = 36; // in town, pickups and trips
+// The compare sets it shorter, with a shorter lead on its nodes, so bookings for later activate within a run.
+const SCHEDULE_AHEAD_MS = env('SCHEDULE_AHEAD_S', 15 * 60) * 1000;
 const CRUISE_KMH = 20; // looking for fares
 const FIX_MS = 1_000; // one GPS fix a second (real time)
-const TRIP_KM: [number, number] = [1, 3.5]; // rider trips are city rides, not across town
-// A bundled city: central Berlin, about 10 x 8 km. No map data is fetched.
-const CITY = { south: 52.48, north: 52.56, west: 13.33, east: 13.47 };
 const LIVE = new Set(['scheduled', 'searching', 'offered', 'accepted', 'arriving', 'in_progress']);
 const CANCELLABLE = new Set(['scheduled', 'searching', 'offered', 'accepted', 'arriving']);
 
-interface Point { lat: number; lng: number }
 interface BookingView { id: string; status: string; driverId?: string }
 interface SimBooking {
   id: string; riderId: string; status: string; scheduled: boolean; requestedAt: number; rider?: Conn; cancelledAtStop?: string;
+  /** Its place in the booking stream: what seeds the drivers' answers to it. */
+  seq: number;
+  /** When its 201 arrived (Date.now()). */
+  ackAt: number;
 }
 
 const stats = {
@@ -75,27 +89,22 @@ const stats = {
   completed: 0, noDriver: 0, cancelled: 0, finishedAtStop: 0, errors: 0, lastError: '', waits: [] as number[], startedAt: Date.now(),
 };
 const bookings = new Map<string, SimBooking>();
+/** Drivers' offers for a booking whose 201 has not arrived yet (a fast node offers first): woken when it does. */
+const awaitingAck = new Map<string, (() => void)[]>();
+/** First offer frame for each booking at any driver (Date.now()). */
+const firstOfferAt = new Map<string, number>();
+const raw: RawSamples = { firstOfferMs: [], pickupKm: [], pickupSimS: [], onlineMs: 0, engagedMs: 0 };
+/** The measured window: from all drivers online (and WARMUP_S) to the stop. Samples, driver time and trips outside it are not counted. */
+const span = { from: Date.now(), to: Number.POSITIVE_INFINITY };
+let tripsInWindow = 0;
+/** Real ms of [from, to) inside the measured window. */
+const inWindow = (from: number, to: number) => Math.max(0, Math.min(to, span.to) - Math.max(from, span.from));
+const measuring = () => !stopping && Date.now() >= span.from;
 const inflight = new Set<Promise<void>>();
 let stopping = false; // no new bookings, no new offers
 let finishing = false; // trips under way drive straight to their dropoff
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
-const randomPoint = (): Point => ({
-  lat: CITY.south + Math.random() * (CITY.north - CITY.south),
-  lng: CITY.west + Math.random() * (CITY.east - CITY.west),
-});
-const KM_PER_DEG_LAT = 111.2;
-const kmPerDegLng = (lat: number) => KM_PER_DEG_LAT * Math.cos((lat * Math.PI) / 180);
-const distanceKm = (a: Point, b: Point) => Math.hypot((b.lat - a.lat) * KM_PER_DEG_LAT, (b.lng - a.lng) * kmPerDegLng(a.lat));
-/** A point `km` away from `from` in a random direction, kept inside the city. */
-function pointNear(from: Point, km: number): Point {
-  const angle = Math.random() * 2 * Math.PI;
-  return {
-    lat: clamp(from.lat + (km * Math.cos(angle)) / KM_PER_DEG_LAT, CITY.south, CITY.north),
-    lng: clamp(from.lng + (km * Math.sin(angle)) / kmPerDegLng(from.lat), CITY.west, CITY.east),
-  };
-}
 
 function error(context: string, e: unknown): void {
   stats.errors++;
@@ -300,12 +309,36 @@ class Conn {
 interface Job { readonly bookingId: string; aborted: boolean }
 interface Offer { bookingId: string; pickup: Point; dropoff: Point }
 
+/** The booking behind an offer, once its 201 is in (at most 5 s: a booking another client made never comes). */
+async function bookingOf(id: string): Promise<SimBooking | undefined> {
+  const known = bookings.get(id);
+  if (known) return known;
+  await Promise.race([new Promise<void>((resolve) => awaitingAck.set(id, [...(awaitingAck.get(id) ?? []), resolve])), sleep(5_000)]);
+  return bookings.get(id);
+}
+
+/** A stable number for a string (FNV-1a), for a booking outside this run's stream. */
+const hashOf = (text: string) => [...text].reduce((h, c) => Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0, 2166136261);
+
 class SimDriver {
   readonly id = `sim-d-${randomUUID().slice(0, 8)}`;
+  readonly #index: number;
+  readonly #cruising: Random;
+  readonly #vehicleType: VehicleType;
   #conn!: Conn;
-  #at: Point = randomPoint();
+  #at: Point;
   #heading = 0;
   #job: Job | undefined;
+  #onlineAt: number | undefined;
+  /** Since when it holds an offer or a trip (undefined: free). */
+  #engagedAt: number | undefined;
+
+  /** Driver number `index` of the city: where it starts, what it drives and how it cruises come from SEED and the number. */
+  constructor(index: number) {
+    this.#index = index;
+    ({ at: this.#at, vehicleType: this.#vehicleType } = driverStart(SEED, index));
+    this.#cruising = streamOf(SEED, STREAM.cruise, index);
+  }
 
   get busy(): boolean {
     return this.#job !== undefined;
@@ -316,11 +349,12 @@ class SimDriver {
     this.#conn = await Conn.open(await token(this.id, 'driver'));
     this.#conn.onPush = (m) => this.#onPush(m);
     this.#fix(); // a position first, so the node can place the driver in a cell
-    const online = await this.#conn.call({ type: 'online', vehicleType: Math.random() < 0.8 ? 'economy' : 'comfort' });
+    const online = await this.#conn.call({ type: 'online', vehicleType: this.#vehicleType });
     if (online.type !== 'ack') throw new Error(`driver online: ${online.code} ${online.message}`);
     stats.online++;
     stats.peakOnline = Math.max(stats.peakOnline, stats.online);
-    this.#conn.onClose = () => { stats.online--; };
+    this.#onlineAt = Date.now();
+    this.#conn.onClose = () => { stats.online--; this.#offline(); };
     void this.#cruise();
   }
 
@@ -329,7 +363,26 @@ class SimDriver {
     for (let i = 0; i < 10 && this.#job; i++) await sleep(300);
     const reply = await this.#conn.call({ type: 'offline' });
     if (reply.type === 'error' && reply.code !== 'closed') error(`${this.id} offline`, reply.message);
+    this.#offline();
     this.#conn.close();
+  }
+
+  /** Its online time (and engaged time) so far goes into the figures, once. */
+  #offline(): void {
+    if (this.#onlineAt === undefined) return;
+    this.#release();
+    raw.onlineMs += inWindow(this.#onlineAt, Date.now());
+    this.#onlineAt = undefined;
+  }
+
+  #engage(): void {
+    this.#engagedAt ??= Date.now();
+  }
+
+  #release(): void {
+    if (this.#engagedAt === undefined) return;
+    raw.engagedMs += inWindow(this.#engagedAt, Date.now());
+    this.#engagedAt = undefined;
   }
 
   #fix(): void {
@@ -360,7 +413,8 @@ class SimDriver {
   async #cruise(): Promise<void> {
     while (this.#conn.isOpen) {
       if (this.#job || stopping) { await sleep(FIX_MS); continue; }
-      await this.#driveTo(pointNear(this.#at, 0.5 + Math.random() * 1.5), CRUISE_KMH, () => this.#job !== undefined || stopping);
+      const to = pointNear(this.#at, 0.5 + this.#cruising() * 1.5, this.#cruising);
+      await this.#driveTo(to, CRUISE_KMH, () => this.#job !== undefined || stopping);
     }
   }
 
@@ -373,17 +427,24 @@ class SimDriver {
 
   async #onOffer(offer: Offer): Promise<void> {
     stats.offers++;
+    if (!firstOfferAt.has(offer.bookingId)) firstOfferAt.set(offer.bookingId, Date.now());
     if (this.#job) return; // the node offers to free drivers only; nothing to do
-    if (stopping || Math.random() > ACCEPT_RATE) {
-      await sleep(300 + Math.random() * 700);
-      stats.declined++;
-      this.#conn.send({ type: 'offer.decline', bookingId: offer.bookingId });
-      return;
-    }
+    this.#engage();
     const job: Job = { bookingId: offer.bookingId, aborted: false };
     this.#job = job;
     try {
-      await sleep(300 + Math.random() * 900); // the driver reads the offer
+      // This driver's answer to this booking, and how long it reads it, are the same in every run with this SEED.
+      const b = await bookingOf(offer.bookingId);
+      const answer = streamOf(SEED, STREAM.answer, this.#index * 1_000_003 + (b ? b.seq : hashOf(offer.bookingId)));
+      const accepts = answer() < ACCEPT_RATE;
+      const readMs = 300 + answer() * 900;
+      if (stopping || !accepts) {
+        await sleep(readMs);
+        stats.declined++;
+        this.#conn.send({ type: 'offer.decline', bookingId: offer.bookingId });
+        return;
+      }
+      await sleep(readMs); // the driver reads the offer
       if (job.aborted || stopping) { this.#conn.send({ type: 'offer.decline', bookingId: offer.bookingId }); return; }
       const accepted = await this.#conn.call({ type: 'offer.accept', bookingId: offer.bookingId });
       if (accepted.type !== 'ack') return; // expired or given to someone else meanwhile
@@ -392,7 +453,7 @@ class SimDriver {
     } catch (e) {
       error(`${this.id} trip`, e);
     } finally {
-      if (this.#job === job) this.#job = undefined;
+      if (this.#job === job) { this.#job = undefined; this.#release(); }
     }
   }
 
@@ -407,13 +468,20 @@ class SimDriver {
       return false;
     };
     const aborted = () => job.aborted;
+    const acceptedAt = Date.now();
+    const counted = measuring(); // accepted inside the window: its pickup is a sample
+    if (counted) raw.pickupKm.push(distanceKm(this.#at, offer.pickup));
     if (!(await this.#driveTo(offer.pickup, DRIVE_KMH, aborted))) return;
     if (!(await step('trip.arrived'))) return;
+    if (counted) raw.pickupSimS.push(((Date.now() - acceptedAt) * SPEEDUP) / 1000);
     for (let waited = 0; waited < 2_000 && !finishing && !job.aborted; waited += 250) await sleep(250); // the rider gets in
     if (!(await step('trip.start'))) return;
     // A trip under way when the simulation stops cannot be cancelled: it is driven to its end at once.
     if (!(await this.#driveTo(offer.dropoff, DRIVE_KMH, aborted, () => finishing))) return;
-    if (await step('trip.complete')) stats.tripsDone++;
+    if (await step('trip.complete')) {
+      stats.tripsDone++;
+      if (measuring()) tripsInWindow++;
+    }
   }
 }
 
@@ -430,23 +498,23 @@ function track(b: SimBooking, status: string): void {
   if (!LIVE.has(status)) b.rider?.close();
 }
 
-async function book(): Promise<void> {
+async function book(plan: Planned): Promise<void> {
   const riderId = `sim-r-${randomUUID().slice(0, 8)}`;
   const tok = await token(riderId, 'rider');
-  const pickup = randomPoint();
-  const dropoff = pointNear(pickup, TRIP_KM[0] + Math.random() * (TRIP_KM[1] - TRIP_KM[0]));
-  const scheduled = Math.random() < SCHEDULED_SHARE;
+  const { pickup, dropoff, vehicleType, scheduled } = plan;
   const body = {
     pickup,
     dropoff,
-    vehicleType: Math.random() < 0.85 ? 'economy' : 'comfort',
+    vehicleType,
     ...(scheduled ? { scheduledAt: new Date(Date.now() + SCHEDULE_AHEAD_MS).toISOString() } : {}),
   };
   const requestedAt = Date.now();
   const res = await api<BookingView>('POST', '/v1/bookings', tok, body);
   if (res.status !== 201) { error('booking', `HTTP ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`); return; }
-  const b: SimBooking = { id: res.body.id, riderId, status: '', scheduled, requestedAt };
+  const b: SimBooking = { id: res.body.id, riderId, status: '', scheduled, requestedAt, seq: plan.seq, ackAt: Date.now() };
   bookings.set(b.id, b);
+  for (const wake of awaitingAck.get(b.id) ?? []) wake();
+  awaitingAck.delete(b.id);
   // Written before anything else can fail: a booking the node acknowledged is on record.
   if (RECORD_FILE) appendFileSync(RECORD_FILE, `${JSON.stringify({ id: b.id, riderId, at: requestedAt })}\n`);
   stats.booked++;
@@ -519,8 +587,30 @@ let ticker: NodeJS.Timeout | undefined;
 let stopRequested: (reason: string) => void = () => undefined;
 const stopReason = new Promise<string>((resolve) => { stopRequested = resolve; });
 
+/** The run's figures: time to first offer from the 201 (an offer seen before the 201 counts as 0) of bookings not made for later. */
+function measured(leftOpen: number) {
+  // Bookings made inside the window are the ones measured: their first offers and how many ended no_driver.
+  const inside = [...bookings.values()].filter((b) => b.ackAt >= span.from);
+  for (const b of inside) {
+    const offered = firstOfferAt.get(b.id);
+    if (!b.scheduled && offered !== undefined) raw.firstOfferMs.push(Math.max(0, offered - b.ackAt));
+  }
+  const counts = {
+    booked: stats.booked, scheduled: stats.scheduled, completed: stats.completed, noDriver: stats.noDriver, cancelled: stats.cancelled, leftOpen,
+    offers: stats.offers, accepted: stats.accepted, declined: stats.declined, tripsInWindow, errors: stats.errors,
+    measuredBookings: inside.length, measuredNoDriver: inside.filter((b) => b.status === 'no_driver').length,
+  };
+  const settings = {
+    seed: SEED, warmupS: WARMUP_S, drivers: DRIVERS, bookingsPerMin: BOOKINGS_PER_MIN, durationS: DURATION_S, speedup: SPEEDUP,
+    scheduledShare: SCHEDULED_SHARE,
+    url: URL_BASE,
+  };
+  return summarise(settings, counts, raw);
+}
+
 async function finish(reason: string, drivers: SimDriver[]): Promise<number> {
   stopping = true;
+  span.to = Date.now();
   phase = 'stopping: ';
   progress();
   // Bookings being made now are waited for, so they are cleaned up too.
@@ -537,6 +627,7 @@ async function finish(reason: string, drivers: SimDriver[]): Promise<number> {
     .map(([s, list]) => `${list!.length} ${s}`)
     .join(', ');
   const seconds = Math.round((Date.now() - stats.startedAt) / 1000);
+  const result = measured(left.length);
   const lines = [
     `simulation over (${reason}) after ${seconds} s against ${URL_BASE}`,
     `  bookings  ${stats.booked} made (${stats.scheduled} for later): ` +
@@ -547,10 +638,12 @@ async function finish(reason: string, drivers: SimDriver[]): Promise<number> {
       `${stats.offers} offers, ${stats.accepted} accepted, ${stats.declined} declined, ` +
       `${stats.tripsDone} trips driven; p50 wait to accept ` +
       `${stats.waits.length ? `${(([...stats.waits].sort((a, b) => a - b)[Math.floor(stats.waits.length / 2)]!) / 1000).toFixed(1)} s` : '-'}`,
+    ...metricLines(result),
     `  errors    ${stats.errors}${stats.lastError ? ` (last: ${stats.lastError})` : ''}`,
     ...(stats.refusals ? [`  refused   ${stats.refusals} times, tried again (last: ${stats.lastRefusal})`] : []),
   ];
   if (left.length) lines.push(`  left open: ${left.map((b) => `${b.id} (${b.status || 'unknown'})`).join(', ')}`);
+  if (RESULT_FILE) writeFileSync(RESULT_FILE, `${JSON.stringify(result)}\n`);
   await new Promise<void>((resolve) => process.stdout.write(`${lines.join('\n')}\n`, () => resolve()));
   return left.length ? 1 : 0;
 }
@@ -573,8 +666,8 @@ async function main(): Promise<void> {
   const drivers: SimDriver[] = [];
   // In waves, so that a city of thousands comes online in moments, not one driver at a time.
   for (let i = 0; i < DRIVERS && !signals; i += STARTS_AT_ONCE) {
-    await Promise.all(Array.from({ length: Math.min(STARTS_AT_ONCE, DRIVERS - i) }, async () => {
-      const d = new SimDriver();
+    await Promise.all(Array.from({ length: Math.min(STARTS_AT_ONCE, DRIVERS - i) }, async (_, k) => {
+      const d = new SimDriver(i + k);
       try {
         await d.start();
         drivers.push(d);
@@ -586,21 +679,24 @@ async function main(): Promise<void> {
     }));
   }
   stats.startedAt = Date.now();
+  span.from = stats.startedAt + WARMUP_S * 1000;
   ticker = setInterval(progress, tty ? 1_000 : PROGRESS_S * 1000);
   if (DURATION_S > 0) setTimeout(() => stopRequested(`${DURATION_S} s`), DURATION_S * 1000).unref();
   let stopped: string | undefined;
   void stopReason.then((r) => { stopped = r; });
-  const every = 60_000 / Math.max(BOOKINGS_PER_MIN, 0.001);
-  while (stopped === undefined && !signals && BOOKINGS_PER_MIN > 0) {
-    const p = book().catch((e: unknown) => error('booking', e)).finally(() => inflight.delete(p));
+  for (let seq = 0; stopped === undefined && !signals && BOOKINGS_PER_MIN > 0; seq++) {
+    const plan = planned(SEED, seq, BOOKINGS_PER_MIN, SCHEDULED_SHARE);
+    const p = book(plan).catch((e: unknown) => error('booking', e)).finally(() => inflight.delete(p));
     inflight.add(p);
-    await Promise.race([sleep(every * (0.5 + Math.random())), stopReason]);
+    await Promise.race([sleep(plan.gapMs), stopReason]);
   }
   const reason = await stopReason;
   process.exit(await finish(reason, drivers));
 }
 
-main().catch((e: unknown) => {
+// `npm run simulate -- --compare` is the compare's, which runs this file as a child per mode and load.
+if (process.argv.includes('--compare')) await import('./simulate-compare.ts');
+else main().catch((e: unknown) => {
   process.stdout.write('\n');
   console.error(e instanceof Error ? e.message : e);
   process.exit(1);
