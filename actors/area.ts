@@ -19,7 +19,7 @@
 //
 // A window is worth its wait only where bookings compete for drivers. So an area whose
 // last batch found every booking a full list of free drivers (`scarce: false`: a quiet
-// city) closes its next window at once, and a lone booking is matched as greedy would
+// city) closes its next window at once (CALM_WINDOW_MS), and a lone booking is matched as greedy would
 // match it, with no wait; a batch that found some booking fewer drivers than it asked for
 // makes the area wait DISPATCH_BATCH_MS again. A new area (an owner that just started)
 // waits: it has seen nothing yet.
@@ -28,6 +28,9 @@ import { cellToParent, getResolution } from 'h3-js';
 import { unchanged, type Behavior, type Effect } from './behavior.ts';
 import type { Candidate } from './cell.ts';
 import type { Point } from './geo.ts';
+
+/** A calm area's window: bookings that join together still meet, and nobody waits for one. */
+export const CALM_WINDOW_MS = 25;
 
 /** An area is this many H3 resolutions coarser than the pickup cell. */
 export const AREA_LEVELS_UP = 2;
@@ -105,7 +108,7 @@ export function initialArea(): AreaState {
 export function makeAreaBehavior(settings: AreaSettings = DEFAULT_AREA): Behavior<AreaState, AreaMessage, never, AreaQuery, AreaPending> {
   /** Opens a window and asks the service to close it. */
   function open(s: AreaState, now: number): { state: AreaState; effect: Effect } {
-    const window = { id: `${now}.${s.opened}`, closeAt: s.calm ? now : now + settings.batchMs };
+    const window = { id: `${now}.${s.opened}`, closeAt: now + (s.calm ? Math.min(CALM_WINDOW_MS, settings.batchMs) : settings.batchMs) };
     const payload: BatchRequest = { window: window.id, closeAt: window.closeAt };
     return { state: { ...s, window, opened: s.opened + 1 }, effect: { type: 'request', service: 'batch', payload, at: window.closeAt } };
   }

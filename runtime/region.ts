@@ -416,8 +416,9 @@ export class ShardRegion {
     if (!service) { this.#options.onError?.(new Error(`no service "${name}"`), `request from ${entityKey(requester)}`); return; }
     // A deferred request waits in memory (unref'd: it never keeps a stopping process alive);
     // a node that stops meanwhile drops it, and the requester's own retry covers that.
-    const wait = at === undefined ? 0 : at - this.#now();
-    if (wait > 0) await new Promise<void>((resolve) => { setTimeout(resolve, wait).unref(); });
+    // Even one due now waits a turn: it is asked for from inside the requester's step, and a
+    // service that reads the requester (the batch reads its area's window) must see that step's state.
+    if (at !== undefined) await new Promise<void>((resolve) => { setTimeout(resolve, Math.max(0, at - this.#now())).unref(); });
     if (this.#closed) return;
     // Active while the service runs, so its remote asks and its answer's tell continue the requester's trace.
     const span = trace === undefined

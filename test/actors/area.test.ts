@@ -1,6 +1,6 @@
 import test from 'ava';
 import { latLngToCell } from 'h3-js';
-import { areaOf, DEFAULT_AREA, initialArea, makeAreaBehavior, type AreaMessage, type AreaState, type Join } from '../../actors/area.ts';
+import { areaOf, CALM_WINDOW_MS, DEFAULT_AREA, initialArea, makeAreaBehavior, type AreaMessage, type AreaState, type Join } from '../../actors/area.ts';
 import type { Effect } from '../../actors/behavior.ts';
 import { matchBatch } from '../../actors/batch.ts';
 import type { Candidate } from '../../actors/cell.ts';
@@ -135,7 +135,7 @@ test('after a batch that found every booking a full list of drivers (a quiet cit
   });
   const calm = run(opened, [answer(opened.window!.id, 'b1', false), T0 + 2_000], [join('b2'), T0 + 3_000]);
   const quick = requests(calm.effects).at(-1)!;
-  t.is(quick.type === 'request' && quick.at, T0 + 3_000, 'matched at once: a lone booking waits for nobody');
+  t.is(quick.type === 'request' && quick.at, T0 + 3_000 + CALM_WINDOW_MS, 'matched at once: a lone booking waits for nobody');
   const busy = run(calm.state, [answer(calm.state.window!.id, 'b2', true), T0 + 3_001], [join('b3'), T0 + 4_000]);
   const waited = requests(busy.effects).at(-1)!;
   t.is(waited.type === 'request' && waited.at, T0 + 4_000 + DEFAULT_AREA.batchMs, 'drivers scarce: a window again');
