@@ -10,22 +10,14 @@ import type { DriverCopy } from '../actors/cell.ts';
 import { distanceKm, type Point } from '../actors/geo.ts';
 import type { DriverStatus } from '../actors/driver.ts';
 import type { MaintenanceWindow } from '../actors/vehicle.ts';
+import { mulberry32 } from '../scripts/rng.ts';
 
 export const CENTER: Point = { lat: 40.73, lng: -73.99 };
 const KM_PER_DEG_LAT = 111.2;
 const kmPerDegLng = (lat: number) => KM_PER_DEG_LAT * Math.cos((lat * Math.PI) / 180);
 
-/** A small, fast, seeded generator (mulberry32): the same city on every run. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+/** A small, fast, seeded generator (mulberry32, the simulator's): the same city on every run. */
+export const seeded: (seed: number) => () => number = mulberry32;
 
 const gaussian = (rand: () => number) => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
 
