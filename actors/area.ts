@@ -16,21 +16,11 @@
 // moves mid-window loses the window, and each of its bookings joins again when its own
 // search.retry timer rings (a booking never waits on an area for ever). A join repeated
 // with the same search is idempotent; one with a newer search replaces the older.
-//
-// A window is worth its wait only where bookings compete for drivers. So an area whose
-// last batch found every booking a full list of free drivers (`scarce: false`: a quiet
-// city) closes its next window at once (CALM_WINDOW_MS), and a lone booking is matched as greedy would
-// match it, with no wait; a batch that found some booking fewer drivers than it asked for
-// makes the area wait DISPATCH_BATCH_MS again. A new area (an owner that just started)
-// waits: it has seen nothing yet.
 
 import { cellToParent, getResolution } from 'h3-js';
 import { unchanged, type Behavior, type Effect } from './behavior.ts';
 import type { Candidate } from './cell.ts';
 import type { Point } from './geo.ts';
-
-/** A calm area's window: bookings that join together still meet, and nobody waits for one. */
-export const CALM_WINDOW_MS = 25;
 
 /** An area is this many H3 resolutions coarser than the pickup cell. */
 export const AREA_LEVELS_UP = 2;
@@ -63,11 +53,7 @@ export interface BatchAnswer {
 export type AreaMessage =
   | Join
   /** The `batch` service's answer for a window (answers only for the joins it read). */
-  | {
-    readonly type: 'batch.closed'; readonly window: string; readonly answers: readonly BatchAnswer[];
-    /** false: every booking of the batch found as many free drivers as it asked for (see above); absent: scarce. */
-    readonly scarce?: boolean;
-  };
+  | { readonly type: 'batch.closed'; readonly window: string; readonly answers: readonly BatchAnswer[] };
 
 /** The `batch` service reads a window's joins; null when the area has another window (it moved or restarted). */
 export type AreaQuery = { readonly type: 'pending'; readonly window: string };
@@ -85,8 +71,6 @@ export interface AreaState {
   readonly window?: { readonly id: string; readonly closeAt: number };
   /** Windows opened by this incarnation: with the time, a window id no other incarnation uses. */
   readonly opened: number;
-  /** The last batch found drivers for all: the next window closes at once. */
-  readonly calm?: boolean;
 }
 
 export interface AreaSettings {
@@ -108,7 +92,7 @@ export function initialArea(): AreaState {
 export function makeAreaBehavior(settings: AreaSettings = DEFAULT_AREA): Behavior<AreaState, AreaMessage, never, AreaQuery, AreaPending> {
   /** Opens a window and asks the service to close it. */
   function open(s: AreaState, now: number): { state: AreaState; effect: Effect } {
-    const window = { id: `${now}.${s.opened}`, closeAt: now + (s.calm ? Math.min(CALM_WINDOW_MS, settings.batchMs) : settings.batchMs) };
+    const window = { id: `${now}.${s.opened}`, closeAt: now + settings.batchMs };
     const payload: BatchRequest = { window: window.id, closeAt: window.closeAt };
     return { state: { ...s, window, opened: s.opened + 1 }, effect: { type: 'request', service: 'batch', payload, at: window.closeAt } };
   }
@@ -138,7 +122,7 @@ export function makeAreaBehavior(settings: AreaSettings = DEFAULT_AREA): Behavio
           });
           if (pending[a.bookingId]?.search === a.search) delete pending[a.bookingId];
         }
-        const rest: AreaState = { ...s, pending, window: undefined, calm: m.scarce === false };
+        const rest: AreaState = { ...s, pending, window: undefined };
         if (Object.keys(pending).length === 0) return { state: rest, events: [], effects };
         // Joins that came after the service read the window: the next window.
         const opened = open(rest, ctx.now);

@@ -106,9 +106,7 @@ export function batchService(cellRes: number, limits: { readonly maxCells?: numb
     // A search that failed leaves its booking out of this batch (it stays for the next), not the whole batch.
     const found = await Promise.all(pending.joins.map((j) => (nearest(j, ports) as Promise<{ drivers: Candidate[] }>)
       .then((a) => a.drivers, () => undefined)));
-    // Scarce: some booking found fewer free drivers than it asked for, so bookings may compete (area.ts).
-    const scarce = pending.joins.some((j, i) => (found[i]?.length ?? 0) < j.k);
-    return { type: 'batch.closed', window: q.window, answers: matchBatch(pending.joins, found, q.closeAt, weights), scarce };
+    return { type: 'batch.closed', window: q.window, answers: matchBatch(pending.joins, found, q.closeAt, weights) };
   };
 }
 

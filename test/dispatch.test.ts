@@ -303,37 +303,6 @@ test('batched beats greedy on the classic case: two riders a block apart, two dr
   t.true(pickups.batched! < pickups.greedy! * 0.7, 'batched pickups are well under greedy\'s');
 });
 
-test('batched: where every booking finds a full list of free drivers, the area stops waiting: later bookings are matched at once', async (t) => {
-  // A window long enough that a booking caught in one would outlive the test's patience: after the first batch
-  // (a new area waits) found enough drivers, the next bookings' windows are short, and each is matched.
-  const windows: number[] = [];
-  const timed = (name: string, service: Service): Service => (payload, ports) => {
-    if (name === 'batch') {
-      const p = payload as { window: string; closeAt: number };
-      windows.push(p.closeAt - Number(p.window.split('.')[0]));
-    }
-    return service(payload, ports);
-  };
-  const parts = dispatchParts('batched', { batchMs: 20_000, deadlineMs: 120_000, offerTimeoutMs: 10_000, searchRetryMs: 25_000 }, timed);
-  const r = await startRig({
-    behaviors: [makeDriverBehavior({ cellRes: CELL_RES, offerTimeoutMs: 10_000 }), makeCellBehavior(DEFAULT_CELL), ...parts.behaviors],
-    services: parts.services,
-  });
-  for (let i = 0; i < 16; i++) await online(r, `calm-d${i}`, east(-0.8 + i * 0.1));
-  const stop = acceptingApps(r, seeded(5));
-  const view = (id: string) => r.region.ask<{ status: string }>(booking(id), { type: 'get' });
-  for (let i = 0; i < 4; i++) {
-    await r.region.request(booking(`calm-b${i}`), createMessage(`rider-c${i}`, east(i * 0.05)));
-    const matched = await eventually(async () => (await view(`calm-b${i}`)).status === 'accepted', 60_000);
-    t.true(matched, `calm-b${i} matched`);
-    if (!matched) break;
-  }
-  t.is(windows[0], 20_000, 'the first window of a new area waits');
-  t.true(windows.length >= 4 && windows.slice(1).every((w) => w < 20_000), `later windows are short: ${windows.join(', ')}`);
-  stop();
-  await r.stop();
-});
-
 test('batched: the area\'s owner dies mid-window; after the restart each booking joins again by its retry timer and is matched', async (t) => {
   const booked = { offerTimeoutMs: 5_000, deadlineMs: 60_000, batchMs: 2_000 };
   const first = await dispatchRig('batched', booked);

@@ -1,6 +1,7 @@
 // The runtime in one process: in-process command log, in-memory journal.
 
 import test from 'ava';
+import type { Service } from '../actors/behavior.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MemoryJournal } from '../adapters/memory/journal.ts';
 import { MemoryReminderStore } from '../adapters/memory/reminders.ts';
@@ -185,6 +186,28 @@ const deferring = {
   apply: (s: { answers: number[] }) => s,
   query: (s: { answers: number[] }) => s,
 };
+
+test('a request deferred to a time already due runs after the step that asked for it is stored: it reads that step\'s state', async (t) => {
+  // Run at once, inside the requesting step, a service that asks its requester read the state from before the step:
+  // an area's batch found no window and closed none (every later join waited in it).
+  const seen: unknown[] = [];
+  const services: Record<string, Service> = { stamp: async (_p, ports) => {
+    seen.push(await ports.ask(ports.requester, {}));
+    return undefined;
+  } };
+  const marking = {
+    ...deferring, kind: 'marking',
+    initial: () => ({ answers: [] as number[], marked: false }),
+    handle: (s: { answers: number[]; marked: boolean }, m: { type: 'go'; at: number }) =>
+      ({ state: { ...s, marked: true }, events: [], effects: [{ type: 'request' as const, service: 'stamp', payload: {}, at: m.at }] }),
+  };
+  const r = await startRig({ behaviors: [marking], services });
+  r.region.tellSoft({ kind: 'marking', id: 'm' }, { type: 'go', at: Date.now() - 1 });
+  await r.region.request({ kind: 'marking', id: 'm2' }, { type: 'go', at: Date.now() - 1 });
+  t.true(await eventually(async () => seen.length === 2, 60_000, 20));
+  t.deepEqual(seen.map((s) => (s as { marked: boolean }).marked), [true, true]);
+  await r.stop();
+});
 
 test('a deferred request runs its service no earlier than its time; a node stopped before then drops it', async (t) => {
   let runs = 0;

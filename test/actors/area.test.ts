@@ -1,6 +1,6 @@
 import test from 'ava';
 import { latLngToCell } from 'h3-js';
-import { areaOf, CALM_WINDOW_MS, DEFAULT_AREA, initialArea, makeAreaBehavior, type AreaMessage, type AreaState, type Join } from '../../actors/area.ts';
+import { areaOf, DEFAULT_AREA, initialArea, makeAreaBehavior, type AreaMessage, type AreaState, type Join } from '../../actors/area.ts';
 import type { Effect } from '../../actors/behavior.ts';
 import { matchBatch } from '../../actors/batch.ts';
 import type { Candidate } from '../../actors/cell.ts';
@@ -125,21 +125,4 @@ test('matching a batch: exact, not greedy, one driver per booking, tried, busy a
 
   const scarce = matchBatch([join('A'), join('B'), join('C')], [[cand('X', 1)], [cand('X', 2)], [cand('X', 0.5)]], T0, DEFAULT_WEIGHTS);
   t.deepEqual(scarce.map((a) => a.drivers.map((d) => d.driverId)), [[], [], ['X']], 'a driver goes to one booking only');
-});
-
-test('after a batch that found every booking a full list of drivers (a quiet city) the next window closes at once; a scarce one makes it wait again', (t) => {
-  const opened = run(initialArea(), [join('b1')]).state;
-  t.is(opened.window?.closeAt, T0 + DEFAULT_AREA.batchMs, 'a new area waits: it has seen nothing yet');
-  const answer = (window: string, bookingId: string, scarce?: boolean): AreaMessage => ({
-    type: 'batch.closed', window, answers: [{ bookingId, search: 1, drivers: [cand('d1', 0.4)] }], ...(scarce === undefined ? {} : { scarce }),
-  });
-  const calm = run(opened, [answer(opened.window!.id, 'b1', false), T0 + 2_000], [join('b2'), T0 + 3_000]);
-  const quick = requests(calm.effects).at(-1)!;
-  t.is(quick.type === 'request' && quick.at, T0 + 3_000 + CALM_WINDOW_MS, 'matched at once: a lone booking waits for nobody');
-  const busy = run(calm.state, [answer(calm.state.window!.id, 'b2', true), T0 + 3_001], [join('b3'), T0 + 4_000]);
-  const waited = requests(busy.effects).at(-1)!;
-  t.is(waited.type === 'request' && waited.at, T0 + 4_000 + DEFAULT_AREA.batchMs, 'drivers scarce: a window again');
-  const unsaid = run(calm.state, [answer(calm.state.window!.id, 'b2'), T0 + 3_001], [join('b4'), T0 + 4_000]);
-  const unknown = requests(unsaid.effects).at(-1)!;
-  t.is(unknown.type === 'request' && unknown.at, T0 + 4_000 + DEFAULT_AREA.batchMs, 'an answer that does not say is taken as scarce');
 });
