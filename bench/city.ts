@@ -11,10 +11,9 @@ import { distanceKm, type Point } from '../actors/geo.ts';
 import type { DriverStatus } from '../actors/driver.ts';
 import type { MaintenanceWindow } from '../actors/vehicle.ts';
 import { mulberry32 } from '../scripts/rng.ts';
+import { KM_PER_DEG_LAT, kmPerDegLng } from '../scripts/sim-city.ts';
 
 export const CENTER: Point = { lat: 40.73, lng: -73.99 };
-const KM_PER_DEG_LAT = 111.2;
-const kmPerDegLng = (lat: number) => KM_PER_DEG_LAT * Math.cos((lat * Math.PI) / 180);
 
 /** A small, fast, seeded generator (mulberry32, the simulator's): the same city on every run. */
 export const seeded: (seed: number) => () => number = mulberry32;

@@ -2,6 +2,8 @@
 // samples the simulator keeps to the figures its summary prints and RESULT_FILE holds. Kept
 // apart from the simulator so the compare (scripts/simulate-compare.ts) reads the same shape.
 
+import { percentile } from '../bench/stats.ts';
+
 /** Raw samples of one run; times are real milliseconds unless named otherwise. */
 export interface RawSamples {
   /** Booking acknowledged (201) -> first offer frame for it at any driver, immediate bookings that got one. */
@@ -50,16 +52,10 @@ export interface SimResult {
   readonly raw: { readonly firstOfferMs: number[]; readonly pickupKm: number[]; readonly pickupSimS: number[] };
 }
 
-/** Nearest-rank percentile of sorted values (NaN for none: a figure with no samples says so rather than 0). */
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
-
 export function spread(values: readonly number[]): Spread {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mean = sorted.length ? sorted.reduce((a, b) => a + b, 0) / sorted.length : Number.NaN;
-  return { n: sorted.length, mean, p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99) };
+  const mean = values.length ? values.reduce((a, b) => a + b, 0) / values.length : Number.NaN;
+  // (bench/stats.ts's nearest-rank percentile: NaN for no samples, so a figure with none says so rather than 0.)
+  return { n: values.length, mean, p50: percentile(values, 50), p90: percentile(values, 90), p99: percentile(values, 99) };
 }
 
 export function summarise(settings: RunSettings, counts: Counts, raw: RawSamples): SimResult {
