@@ -12,6 +12,14 @@
 // the area tells each booking its driver, or none, as the `candidates` a greedy search
 // answers. Joins that came after the service read the window stay for the next one.
 //
+// A window lasts batchMs only where batching pays: while the area has seen at least
+// `contention.events` contentions in the last `contention.holdMs`. A contention is a
+// booking that did not get the driver it would have got alone: its best candidate went to
+// another booking of its batch, or a driver given by the area within the last window was
+// nearer to it than the one it got. Where drivers are plentiful for the bookings (a quiet
+// city) nobody contends, so each join is matched at once, as greedy matches it, and a
+// quiet city waits for no window.
+//
 // Its state is soft (ephemeral: never journaled nor snapshotted): an owner that dies or
 // moves mid-window loses the window, and each of its bookings joins again when its own
 // search.retry timer rings (a booking never waits on an area for ever). A join repeated
@@ -20,7 +28,7 @@
 import { cellToParent, getResolution } from 'h3-js';
 import { unchanged, type Behavior, type Effect } from './behavior.ts';
 import type { Candidate } from './cell.ts';
-import type { Point } from './geo.ts';
+import { distanceKm, type Point } from './geo.ts';
 
 /** An area is this many H3 resolutions coarser than the pickup cell. */
 export const AREA_LEVELS_UP = 2;
@@ -41,6 +49,16 @@ export interface Join {
   readonly vehicleType?: string;
   /** Drivers this booking was offered already: never offered it again by a batch. */
   readonly tried: readonly string[];
+  /**
+   * Wider radii the batch may search when nobody is left for it at `radiusKm`, each from a
+   * time on (the booking's greedy backoff, counted from when it first searched its radius).
+   */
+  readonly wider?: readonly WiderRadius[];
+}
+
+export interface WiderRadius {
+  readonly radiusKm: number;
+  readonly from: number;
 }
 
 /** What a batch gave one booking: its driver, or none. */
@@ -48,6 +66,8 @@ export interface BatchAnswer {
   readonly bookingId: string;
   readonly search: number;
   readonly drivers: readonly Candidate[];
+  /** Its best candidate went to another booking of the batch (batching changed its answer). */
+  readonly contended?: boolean;
 }
 
 export type AreaMessage =
@@ -71,6 +91,17 @@ export interface AreaState {
   readonly window?: { readonly id: string; readonly closeAt: number };
   /** Windows opened by this incarnation: with the time, a window id no other incarnation uses. */
   readonly opened: number;
+  /** Drivers given within the last batchMs, where they were when given. */
+  readonly given: readonly Given[];
+  /** When contentions were seen, within the last contention.holdMs. */
+  readonly contended: readonly number[];
+}
+
+export interface Given extends Point {
+  readonly driverId: string;
+  readonly bookingId: string;
+  readonly vehicleType: string;
+  readonly at: number;
 }
 
 export interface AreaSettings {
@@ -81,18 +112,42 @@ export interface AreaSettings {
    * search that threw, a node stopping) is given up: the next join opens a fresh one.
    */
   readonly overdueMs: number;
+  /**
+   * Windows wait batchMs while at least `events` contentions were seen in the last `holdMs`,
+   * and close at once otherwise; `events` 0: every window waits batchMs.
+   */
+  readonly contention: { readonly events: number; readonly holdMs: number };
 }
 
-export const DEFAULT_AREA: AreaSettings = { batchMs: 2_000, overdueMs: 5_000 };
+/** Contention settings under which every window waits batchMs (DISPATCH_BATCH_CONTENTION=0). */
+export const EVERY_WINDOW_WAITS = { events: 0, holdMs: 0 } as const;
+
+export const DEFAULT_AREA: AreaSettings = { batchMs: 2_000, overdueMs: 5_000, contention: { events: 3, holdMs: 30_000 } };
 
 export function initialArea(): AreaState {
-  return { pending: {}, opened: 0 };
+  return { pending: {}, opened: 0, given: [], contended: [] };
+}
+
+/**
+ * Whether `join`, answered `answer`, contends with a driver the area gave another booking
+ * lately: one of them was nearer to its pickup than the driver it got (or, given none, in reach).
+ */
+function contendsWithGiven(join: Join, answer: BatchAnswer, given: readonly Given[]): boolean {
+  const got = answer.drivers[0];
+  const reach = got ? got.distanceKm : join.radiusKm;
+  return given.some((g) => g.bookingId !== join.bookingId && (join.vehicleType === undefined || g.vehicleType === join.vehicleType)
+    && distanceKm(join.point, g) < reach);
 }
 
 export function makeAreaBehavior(settings: AreaSettings = DEFAULT_AREA): Behavior<AreaState, AreaMessage, never, AreaQuery, AreaPending> {
   /** Opens a window and asks the service to close it. */
+  const { events: contentionEvents, holdMs } = settings.contention;
+  /** A window waits only while batching pays (contentions lately), else it closes at once. */
+  const windowMs = (s: AreaState, now: number) =>
+    contentionEvents === 0 || s.contended.filter((t) => now - t <= holdMs).length >= contentionEvents ? settings.batchMs : 0;
+
   function open(s: AreaState, now: number): { state: AreaState; effect: Effect } {
-    const window = { id: `${now}.${s.opened}`, closeAt: now + settings.batchMs };
+    const window = { id: `${now}.${s.opened}`, closeAt: now + windowMs(s, now) };
     const payload: BatchRequest = { window: window.id, closeAt: window.closeAt };
     return { state: { ...s, window, opened: s.opened + 1 }, effect: { type: 'request', service: 'batch', payload, at: window.closeAt } };
   }
@@ -114,7 +169,14 @@ export function makeAreaBehavior(settings: AreaSettings = DEFAULT_AREA): Behavio
         if (s.window?.id !== m.window) return unchanged<AreaState, never>(s);
         const pending: Record<string, Join> = { ...s.pending };
         const effects: Effect[] = [];
+        const given = s.given.filter((g) => ctx.now - g.at <= settings.batchMs);
+        const fresh: Given[] = [];
+        let contended = s.contended.filter((t) => ctx.now - t <= holdMs);
         for (const a of m.answers) {
+          const join = pending[a.bookingId];
+          if (a.contended || (join && contendsWithGiven(join, a, given))) contended = [...contended, ctx.now];
+          const d = a.drivers[0];
+          if (d) fresh.push({ driverId: d.driverId, bookingId: a.bookingId, vehicleType: d.vehicleType, lat: d.lat, lng: d.lng, at: ctx.now });
           // Soft: a lost answer is repaired by the booking's retry; the booking journals what it does with it.
           effects.push({
             type: 'tell', durable: false, to: { kind: 'booking', id: a.bookingId },
@@ -122,7 +184,7 @@ export function makeAreaBehavior(settings: AreaSettings = DEFAULT_AREA): Behavio
           });
           if (pending[a.bookingId]?.search === a.search) delete pending[a.bookingId];
         }
-        const rest: AreaState = { ...s, pending, window: undefined };
+        const rest: AreaState = { ...s, pending, window: undefined, given: [...given, ...fresh], contended };
         if (Object.keys(pending).length === 0) return { state: rest, events: [], effects };
         // Joins that came after the service read the window: the next window.
         const opened = open(rest, ctx.now);

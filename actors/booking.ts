@@ -20,7 +20,10 @@
 // a busy city, and widening then would trade a short wait for a long pickup. After a
 // batch that gave it nobody, the radius widens once the booking has spent, at its current
 // radius, the greedy backoff (searchBackoff) plus one window; after a failed offer it
-// keeps its radius (there were drivers near). A search that got no answer (an area owner
+// keeps its radius (there were drivers near). Each join also carries the wider radii a
+// greedy search would have reached by each time (`wider`), so a batch that leaves it with
+// nobody at its radius searches it wider in the same window, no later than greedy would
+// have (a quiet street costs one window, not three). A search that got no answer (an area owner
 // that moved or died mid-window) sends the same join again; the area takes it once.
 //
 // A scheduled booking activates itself: it sets a durable timer for
@@ -45,7 +48,7 @@
 import { rejected, unchanged, type Behavior, type Effect, type EntityRef, type HandleContext, type Outcome } from './behavior.ts';
 import type { Candidate } from './cell.ts';
 import { DEFAULT_WEIGHTS, rankCandidates, rankSecondChances, type DispatchWeights } from './dispatch-policy.ts';
-import { areaOf } from './area.ts';
+import { areaOf, type WiderRadius } from './area.ts';
 import type { Point } from './geo.ts';
 import type { Money } from './pricing.ts';
 import type { BookingRejection } from './rejections.ts';
@@ -308,11 +311,35 @@ export function makeBookingBehavior(
   const batched = settings.dispatchMode === 'batched';
 
   /** The search itself: a request to `nearest` (greedy), or a join of the pickup's area (batched). */
-  function ask(s: BookingState, searchNo: number, radiusKm: number): Effect {
+  function ask(s: BookingState, searchNo: number, radiusKm: number, now: number): Effect {
     const q = { bookingId: s.id, search: searchNo, point: s.pickup, radiusKm, k: settings.candidatesPerSearch, vehicleType: s.vehicleType };
     if (!batched) return { type: 'request', service: 'nearest', payload: q };
+    const since = radiusKm === s.radiusKm && s.radiusSince !== undefined ? s.radiusSince : now;
     // Soft: a join lost on the way (an owner that moved) is sent again by the retry timer.
-    return { type: 'tell', durable: false, to: { kind: 'area', id: areaOf(s.pickupCell) }, message: { type: 'join', ...q, tried: s.tried } };
+    return { type: 'tell', durable: false, to: { kind: 'area', id: areaOf(s.pickupCell) }, message: {
+      type: 'join', ...q, tried: s.tried, wider: widerRadii(radiusKm, since),
+    } };
+  }
+
+  /** Widenings that took a search from the first radius to `radiusKm`. */
+  const widenings = (radiusKm: number) =>
+    Math.round(Math.log2(Math.max(radiusKm, settings.initialRadiusKm) / settings.initialRadiusKm));
+
+  /**
+   * The radii past `radiusKm` a batch may search for this booking, each from when a greedy
+   * search first at `radiusKm` at `since` would have reached it (its backoffs in between).
+   */
+  function widerRadii(radiusKm: number, since: number): WiderRadius[] {
+    const out: WiderRadius[] = [];
+    let n = widenings(radiusKm);
+    let from = since;
+    for (let r = radiusKm; r < settings.maxRadiusKm;) {
+      n += 1;
+      from += searchBackoff(settings, n);
+      r = Math.min(settings.maxRadiusKm, Math.max(r, settings.initialRadiusKm) * 2);
+      out.push({ radiusKm: r, from });
+    }
+    return out;
   }
 
   const retryTimer = (now: number, searchNo: number): Effect =>
@@ -324,7 +351,7 @@ export function makeBookingBehavior(
     return {
       events: [{ type: 'search.started', at: now, search: searchNo, radiusKm, deadlineAt }],
       effects: [
-        ask(s, searchNo, radiusKm),
+        ask(s, searchNo, radiusKm, now),
         retryTimer(now, searchNo),
         { type: 'timer.set', name: 'deadline', at: deadlineAt, message: { type: 'deadline' } },
       ],
@@ -338,8 +365,7 @@ export function makeBookingBehavior(
    * it was first searched.
    */
   function rejoin(s: BookingState, now: number, empty: boolean): Step {
-    const widenings = Math.round(Math.log2(Math.max(s.radiusKm, settings.initialRadiusKm) / settings.initialRadiusKm));
-    const due = (s.radiusSince ?? now) + settings.batchMs + searchBackoff(settings, widenings + 1);
+    const due = (s.radiusSince ?? now) + settings.batchMs + searchBackoff(settings, widenings(s.radiusKm) + 1);
     return search(s, now, empty && now >= due ? wider(s) : s.radiusKm);
   }
 
@@ -454,7 +480,7 @@ export function makeBookingBehavior(
         if (s.status !== 'searching' || m.search !== s.searches) return unchanged(s);
         if (now >= s.deadlineAt) return stepped(s, giveUp(now));
         // Batched: the same join again (its area may have lost it); the area takes a repeat once.
-        if (batched && m.type === 'search.retry') return result(s, [], [ask(s, s.searches, s.radiusKm), retryTimer(now, s.searches)]);
+        if (batched && m.type === 'search.retry') return result(s, [], [ask(s, s.searches, s.radiusKm, now), retryTimer(now, s.searches)]);
         // After a backoff, wider; after a search that got no answer, the same radius again.
         return stepped(s, search(s, now, m.type === 'search.next' ? wider(s) : s.radiusKm));
       }

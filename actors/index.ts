@@ -1,8 +1,8 @@
 // The entity kinds and node services of a dispatch node.
 
 import type { AnyBehavior, Service } from './behavior.ts';
-import { DEFAULT_AREA, makeAreaBehavior, type AreaPending, type BatchRequest } from './area.ts';
-import { matchBatch } from './batch.ts';
+import { DEFAULT_AREA, makeAreaBehavior, type AreaPending, type BatchRequest, type Join } from './area.ts';
+import { closeBatch } from './batch.ts';
 import { makeBookingBehavior, DEFAULT_BOOKING, type DispatchMode } from './booking.ts';
 import { DEFAULT_CELL, makeCellBehavior, type Candidate } from './cell.ts';
 import { DEFAULT_WEIGHTS } from './dispatch-policy.ts';
@@ -30,6 +30,8 @@ export interface DomainSettings {
     readonly mode?: DispatchMode;
     /** Batched mode's window; absent: DEFAULT_AREA.batchMs. */
     readonly batchMs?: number;
+    /** Contentions that keep an area's windows (area.ts); absent: DEFAULT_AREA's; 0: always a window. */
+    readonly batchContention?: number;
   };
   /** Bounds of nearest-driver searches; absent: DEFAULT_SEARCH. */
   readonly search?: SearchSettings;
@@ -40,6 +42,9 @@ export interface DomainSettings {
  * only after the window, so the retry waits for the window and this much more.
  */
 const BATCH_RETRY_SLACK_MS = 3_000;
+
+/** An area counts its contentions over this many windows (DEFAULT_AREA's 30 s at 2 s windows). */
+const CONTENTION_HOLD_WINDOWS = 15;
 
 export function dispatchBehaviors(settings: DomainSettings): AnyBehavior[] {
   const d = settings.dispatch;
@@ -60,7 +65,10 @@ export function dispatchBehaviors(settings: DomainSettings): AnyBehavior[] {
     }),
     makeVehicleBehavior(),
     // Known in both modes, so joins sent just before a switch to greedy still find their area.
-    makeAreaBehavior({ ...DEFAULT_AREA, batchMs }),
+    makeAreaBehavior({
+      ...DEFAULT_AREA, batchMs,
+      contention: { events: d.batchContention ?? DEFAULT_AREA.contention.events, holdMs: CONTENTION_HOLD_WINDOWS * batchMs },
+    }),
   ] as unknown as AnyBehavior[];
 }
 
@@ -104,9 +112,9 @@ export function batchService(cellRes: number, limits: { readonly maxCells?: numb
     const pending = await ports.ask<AreaPending>(ports.requester, { type: 'pending', window: q.window });
     if (!pending || pending.joins.length === 0) return undefined;
     // A search that failed leaves its booking out of this batch (it stays for the next), not the whole batch.
-    const found = await Promise.all(pending.joins.map((j) => (nearest(j, ports) as Promise<{ drivers: Candidate[] }>)
-      .then((a) => a.drivers, () => undefined)));
-    return { type: 'batch.closed', window: q.window, answers: matchBatch(pending.joins, found, q.closeAt, weights) };
+    const search = (j: Join, radiusKm: number, k: number) => (nearest({ ...j, radiusKm, k }, ports) as Promise<{ drivers: Candidate[] }>)
+      .then((a) => a.drivers, () => undefined);
+    return { type: 'batch.closed', window: q.window, answers: await closeBatch(pending.joins, search, q.closeAt, weights) };
   };
 }
 

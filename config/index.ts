@@ -155,6 +155,8 @@ export interface Config {
     readonly mode: 'greedy' | 'batched';
     /** Batched mode's window. */
     readonly batchMs: number;
+    /** Batched mode: contentions in the last 15 windows that make an area wait its window (0: always). */
+    readonly batchContention: number;
   };
   /** Bounds of nearest-driver searches: the nearby endpoint's radius cap, cells asked per search. */
   readonly search: {
@@ -709,6 +711,7 @@ export function loadConfig(env: Env = process.env): Config {
       driverSilentAfterMs: r.int('DRIVER_SILENT_AFTER_MS', 60_000, 86_400_000),
       mode: r.oneOf('DISPATCH_MODE', ['greedy', 'batched'] as const, 'greedy'),
       batchMs: r.int('DISPATCH_BATCH_MS', 100, 60_000),
+      batchContention: r.int('DISPATCH_BATCH_CONTENTION', 0, 1_000),
     },
     search: {
       maxRadiusKm: r.number('SEARCH_MAX_RADIUS_KM', 0.1, 100),

@@ -245,6 +245,12 @@ const DEFINED = {
     default: '2000',
     doc: 'batched dispatch: how long an area gathers searching bookings before matching them (a booking\'s first offer waits up to this)',
   },
+  DISPATCH_BATCH_CONTENTION: {
+    default: '3',
+    doc: 'batched dispatch: an area waits DISPATCH_BATCH_MS only after this many contentions in its last 15 windows (a booking that ' +
+      'did not get the driver it would have got alone: batching changed its answer) and matches each booking at once otherwise, so a ' +
+      'quiet city waits for no window; 0: every window waits DISPATCH_BATCH_MS',
+  },
   DRIVER_PRESENCE_MS: {
     default: '30000',
     doc: 'an online driver re-sends its last position to its cell this often (a journaled timer), so cells emptied by a restart or a ' +

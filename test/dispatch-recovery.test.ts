@@ -84,7 +84,7 @@ for (const mode of ['greedy', 'batched']) {
   test.serial(`${mode}: after a restart, drivers who send no new fix are offered a booking made 2 s later (presence timer not yet due)`, async (t) => {
     const s = await storage();
     const presenceMs = 10_000;
-    const settings = { DRIVER_PRESENCE_MS: String(presenceMs), DISPATCH_MODE: mode };
+    const settings = { DRIVER_PRESENCE_MS: String(presenceMs), DISPATCH_MODE: mode, DISPATCH_BATCH_CONTENTION: '0' };
     const first = await node(t, s, settings);
     const run = randomUUID().slice(0, 8);
     const onlineAt = Date.now();
@@ -116,7 +116,7 @@ test.serial(`batched: a node stopped while its area's window is open: after the 
   const s = await storage();
   // A window long enough that the node stops inside it however slow the machine (were it closed
   // already, the booking would be offered before the stop and accepted after it: still a pass).
-  const settings = { DISPATCH_MODE: 'batched', DISPATCH_BATCH_MS: '4000', DRIVER_PRESENCE_MS: '2000' };
+  const settings = { DISPATCH_MODE: 'batched', DISPATCH_BATCH_MS: '4000', DISPATCH_BATCH_CONTENTION: '0', DRIVER_PRESENCE_MS: '2000' };
   const first = await node(t, s, settings);
   const run = randomUUID().slice(0, 8);
   const drivers = await twentyDrivers(first, run);

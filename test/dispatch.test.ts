@@ -5,7 +5,7 @@
 
 import test from 'ava';
 import type { Service } from '../actors/behavior.ts';
-import { makeAreaBehavior, DEFAULT_AREA } from '../actors/area.ts';
+import { makeAreaBehavior, DEFAULT_AREA, EVERY_WINDOW_WAITS } from '../actors/area.ts';
 import { makeBookingBehavior, DEFAULT_BOOKING, type BookingSettings, type BookingState, type DispatchMode } from '../actors/booking.ts';
 import { DEFAULT_CELL, makeCellBehavior } from '../actors/cell.ts';
 import { makeDriverBehavior } from '../actors/driver.ts';
@@ -34,7 +34,7 @@ function dispatchParts(mode: DispatchMode, booking: Partial<BookingSettings>, wr
   const settings: BookingSettings = { ...DEFAULT_BOOKING, ...booking, dispatchMode: mode, batchMs };
   const retry = mode === 'batched' ? { searchRetryMs: Math.max(settings.searchRetryMs, batchMs + 1_500) } : {};
   return {
-    behaviors: [makeBookingBehavior({ ...settings, ...retry }), makeAreaBehavior({ ...DEFAULT_AREA, batchMs })],
+    behaviors: [makeBookingBehavior({ ...settings, ...retry }), makeAreaBehavior({ ...DEFAULT_AREA, batchMs, contention: EVERY_WINDOW_WAITS })],
     services: { nearest: wrap('nearest', nearestService(CELL_RES)), batch: wrap('batch', batchService(CELL_RES)) },
   };
 }

@@ -8,7 +8,7 @@ import { MemoryJournal } from '../adapters/memory/journal.ts';
 import { DEFAULT_CELL, makeCellBehavior } from '../actors/cell.ts';
 import { makeDriverBehavior } from '../actors/driver.ts';
 import { makeBookingBehavior, DEFAULT_BOOKING, type DispatchMode } from '../actors/booking.ts';
-import { DEFAULT_AREA, makeAreaBehavior } from '../actors/area.ts';
+import { DEFAULT_AREA, EVERY_WINDOW_WAITS, makeAreaBehavior } from '../actors/area.ts';
 import { makeVehicleBehavior } from '../actors/vehicle.ts';
 import { batchService, nearestService } from '../actors/index.ts';
 import type { CommandLog } from '../runtime/ports.ts';
@@ -98,7 +98,7 @@ for (const mode of ['greedy', 'batched'] as const satisfies readonly DispatchMod
         makeCellBehavior(DEFAULT_CELL),
         makeBookingBehavior({ ...DEFAULT_BOOKING, offerTimeoutMs: 1_000, deadlineMs: 120_000, dispatchMode: mode, batchMs: 300 }),
         makeVehicleBehavior(),
-        makeAreaBehavior({ ...DEFAULT_AREA, batchMs: 300 }),
+        makeAreaBehavior({ ...DEFAULT_AREA, batchMs: 300, contention: EVERY_WINDOW_WAITS }),
       ],
       services: { nearest: nearestService(7), batch: batchService(7) },
     });

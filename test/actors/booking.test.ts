@@ -298,6 +298,8 @@ test('batched: a search is a soft join of the pickup\'s area, with what the book
   t.is(j?.durable, false);
   t.deepEqual(j?.message, {
     type: 'join', bookingId: 'b1', search: 1, point: { lat: 52.52, lng: 13.4 }, radiusKm: 3, k: 10, vehicleType: 'economy', tried: [],
+    // A batch may search it wider no sooner than a greedy search would have widened: 1 s, then 2 s more.
+    wider: [{ radiusKm: 6, from: 1_001_000 }, { radiusKm: 12, from: 1_003_000 }],
   });
   t.deepEqual(out.effects.filter((e) => e.type === 'request'), []);
   t.deepEqual(timersSet(out.effects).map((e) => [e.name, e.at - 1_000_000]), [['search', 5_000], ['deadline', DEFAULT_BOOKING.deadlineMs]]);
@@ -344,6 +346,20 @@ test('batched: a batch with nobody for it joins the next at once; the radius wid
   t.deepEqual(radii.slice(0, 5), [[2_100, 3], [4_200, 6], [6_300, 6], [8_400, 12], [10_500, 12]]);
   const late = batchedBehavior.handle(s, { type: 'candidates', search: s.searches, drivers: [] }, ctx(s.deadlineAt));
   t.is(late.state.status, 'no_driver', 'the deadline still ends it');
+});
+
+test('batched: a join at a wider radius counts its wider radii from when it first searched that one; the widest has none', (t) => {
+  let s = batchedBehavior.handle(initialBooking('b1'), create, ctx()).state;
+  // Empty answers until it widens to 6 km (at 4.2 s, see above), then one more at 6 km.
+  for (const now of [1_002_100, 1_004_200]) s = batchedBehavior.handle(s, { type: 'candidates', search: s.searches, drivers: [] }, ctx(now)).state;
+  t.is(s.radiusKm, 6);
+  const again = batchedBehavior.handle(s, { type: 'candidates', search: s.searches, drivers: [] }, ctx(1_006_300));
+  t.like(joins(again.effects)[0]?.message, { radiusKm: 6, wider: [{ radiusKm: 12, from: 1_004_200 + 2_000 }] });
+  let widest = again.state;
+  for (const now of [1_008_400, 1_010_500]) widest = batchedBehavior.handle(widest, { type: 'candidates', search: widest.searches, drivers: [] }, ctx(now)).state;
+  t.is(widest.radiusKm, 12);
+  const last = batchedBehavior.handle(widest, { type: 'candidates', search: widest.searches, drivers: [] }, ctx(1_012_600));
+  t.like(joins(last.effects)[0]?.message, { radiusKm: 12, wider: [] });
 });
 
 test('batched: a scheduled booking activates into a batch like any other', (t) => {

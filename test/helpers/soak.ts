@@ -132,7 +132,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       SHUTDOWN_TIMEOUT_MS: '30000',
       RATE_LIMIT_BOOKINGS_PER_MIN: '1000',
       LOG_LEVEL: 'info',
-      ...(options.dispatchMode ? { DISPATCH_MODE: options.dispatchMode } : {}),
+      // Batched: every window waits (no contention needed), so faults meet open windows.
+      ...(options.dispatchMode ? { DISPATCH_MODE: options.dispatchMode, DISPATCH_BATCH_CONTENTION: '0' } : {}),
     };
     const admin = await new SignJWT({ role: 'admin' }).setProtectedHeader({ alg: 'HS256' }).setSubject('soak-admin')
       .setIssuer('dispatch').setIssuedAt().setExpirationTime('6h').sign(new TextEncoder().encode(SECRET));
