@@ -17,7 +17,7 @@
 //
 //   knobs: COMPARE_DRIVERS (60), COMPARE_SECONDS (75, booking time per run), COMPARE_WARMUP_S (20, left out
 //   of the figures), COMPARE_LOADS (light,busy,near), COMPARE_MODES (greedy,batched), SEED (1), SPEEDUP (20),
-//   DISPATCH_BATCH_MS (2000), COMPARE_DEADLINE_MS (30000, the nodes' DISPATCH_DEADLINE_MS), COMPARE_CAPACITY_PER_MIN
+//   DISPATCH_BATCH_MS (2000), DISPATCH_BATCH_CONTENTION (3), COMPARE_DEADLINE_MS (30000, the nodes' DISPATCH_DEADLINE_MS), COMPARE_CAPACITY_PER_MIN
 //   (computed), COMPARE_SCHEDULED_SHARE (0.1), COMPARE_OUT (where bench/ is written; the repository)
 //   Six runs of about 95 s each: about 10 minutes on 2 cores.
 
@@ -53,6 +53,7 @@ const DEADLINE_MS = num('COMPARE_DEADLINE_MS', 30_000);
 const SEED = Math.floor(num('SEED', 1));
 const SPEEDUP = Math.max(num('SPEEDUP', 20), 0.1);
 const BATCH_MS = num('DISPATCH_BATCH_MS', 2000);
+const CONTENTION = num('DISPATCH_BATCH_CONTENTION', 3);
 const SCHEDULED_SHARE = Math.min(num('COMPARE_SCHEDULED_SHARE', 0.1), 1);
 const OUT = process.env.COMPARE_OUT || ROOT;
 /** Loads as shares of what the fleet can serve: near capacity is the issue's 80-90 %. */
@@ -102,7 +103,7 @@ async function startNode(mode: string, dir: string): Promise<Node> {
   const log = join(dir, 'node.log');
   const env = ownEnv({
     AUTH_DEV_TOKENS: 'true', PORT: '0', HOST: '127.0.0.1', DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'info',
-    DISPATCH_MODE: mode, DISPATCH_BATCH_MS: String(BATCH_MS), SCHEDULE_LEAD_MS: String(SCHEDULE_LEAD_MS), DISPATCH_DEADLINE_MS: String(DEADLINE_MS),
+    DISPATCH_MODE: mode, DISPATCH_BATCH_MS: String(BATCH_MS), DISPATCH_BATCH_CONTENTION: String(CONTENTION), SCHEDULE_LEAD_MS: String(SCHEDULE_LEAD_MS), DISPATCH_DEADLINE_MS: String(DEADLINE_MS),
     EMBEDDED_OPEN_TIMEOUT_MS: String(NODE_START_MS + 60_000),
   });
   const { child, exited } = launch(['main.ts'], env);
@@ -192,6 +193,7 @@ function command(): string {
     COMPARE_DRIVERS: process.env.COMPARE_DRIVERS, COMPARE_SECONDS: process.env.COMPARE_SECONDS, COMPARE_WARMUP_S: process.env.COMPARE_WARMUP_S,
     COMPARE_DEADLINE_MS: process.env.COMPARE_DEADLINE_MS, COMPARE_LOADS: process.env.COMPARE_LOADS,
     COMPARE_MODES: process.env.COMPARE_MODES, SEED: process.env.SEED, SPEEDUP: process.env.SPEEDUP, DISPATCH_BATCH_MS: process.env.DISPATCH_BATCH_MS,
+    DISPATCH_BATCH_CONTENTION: process.env.DISPATCH_BATCH_CONTENTION,
     COMPARE_CAPACITY_PER_MIN: process.env.COMPARE_CAPACITY_PER_MIN, COMPARE_SCHEDULED_SHARE: process.env.COMPARE_SCHEDULED_SHARE,
   }).filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`);
   return [...set, 'npm run simulate -- --compare'].join(' ');
@@ -224,7 +226,8 @@ function markdown(runs: readonly CompareRun[], tables: string[][], verdicts: rea
     `Written by \`${command()}\` ([\`scripts/simulate-compare.ts\`](../scripts/simulate-compare.ts)) on ${at.toISOString()}, ` +
       `on ${m.cpus} × ${m.cpu}, ${m.memoryGB} GB, ${m.os}, Node ${m.node}.`,
     '',
-    `Each column is a fresh embedded node (\`DISPATCH_MODE\` of the column, \`DISPATCH_BATCH_MS=${BATCH_MS}\`) with the simulator ` +
+    `Each column is a fresh embedded node (\`DISPATCH_MODE\` of the column, \`DISPATCH_BATCH_MS=${BATCH_MS}\`, ` +
+      `\`DISPATCH_BATCH_CONTENTION=${CONTENTION}\`: a window waits only after ${CONTENTION} contentions in an area's last 15) with the simulator ` +
       `against it: ${DRIVERS} drivers, ${SECONDS} s of bookings (the first ${WARMUP_S} s, while the fleet fills up, left out of the ` +
       `figures), SEED ${SEED}, driving ${SPEEDUP}× real time, a rider giving up after ${DEADLINE_MS / 1000} s of search ` +
       '(`DISPATCH_DEADLINE_MS`: no_driver), ' +

@@ -5,7 +5,7 @@
 
 import test from 'ava';
 import type { Service } from '../actors/behavior.ts';
-import { makeAreaBehavior, DEFAULT_AREA, EVERY_WINDOW_WAITS } from '../actors/area.ts';
+import { makeAreaBehavior, DEFAULT_AREA, EVERY_WINDOW_WAITS, type AreaSettings } from '../actors/area.ts';
 import { makeBookingBehavior, DEFAULT_BOOKING, type BookingSettings, type BookingState, type DispatchMode } from '../actors/booking.ts';
 import { DEFAULT_CELL, makeCellBehavior } from '../actors/cell.ts';
 import { makeDriverBehavior } from '../actors/driver.ts';
@@ -29,20 +29,26 @@ const MODES: readonly DispatchMode[] = ['greedy', 'batched'];
 const BATCH_MS = 300;
 
 /** The booking and area behaviours and the services of a dispatch mode (as actors/index.ts wires them). */
-function dispatchParts(mode: DispatchMode, booking: Partial<BookingSettings>, wrap: (name: string, s: Service) => Service = (_n, s) => s) {
+// Batched tests wait every window (DISPATCH_BATCH_CONTENTION=0) unless they pass the default's contention.
+function dispatchParts(
+  mode: DispatchMode, booking: Partial<BookingSettings>, wrap: (name: string, s: Service) => Service = (_n, s) => s,
+  contention: AreaSettings['contention'] = EVERY_WINDOW_WAITS,
+) {
   const batchMs = booking.batchMs ?? BATCH_MS;
   const settings: BookingSettings = { ...DEFAULT_BOOKING, ...booking, dispatchMode: mode, batchMs };
   const retry = mode === 'batched' ? { searchRetryMs: Math.max(settings.searchRetryMs, batchMs + 1_500) } : {};
   return {
-    behaviors: [makeBookingBehavior({ ...settings, ...retry }), makeAreaBehavior({ ...DEFAULT_AREA, batchMs, contention: EVERY_WINDOW_WAITS })],
+    behaviors: [makeBookingBehavior({ ...settings, ...retry }), makeAreaBehavior({ ...DEFAULT_AREA, batchMs, contention })],
     services: { nearest: wrap('nearest', nearestService(CELL_RES)), batch: wrap('batch', batchService(CELL_RES)) },
   };
 }
 
-async function dispatchRig(mode: DispatchMode, overrides: Partial<BookingSettings> = {}): Promise<Rig> {
+async function dispatchRig(
+  mode: DispatchMode, overrides: Partial<BookingSettings> = {}, contention?: AreaSettings['contention'],
+): Promise<Rig> {
   const parts = dispatchParts(mode, {
     offerTimeoutMs: 1_500, deadlineMs: 5_000, searchRetryMs: 500, searchBackoffMs: 200, searchBackoffMaxMs: 1_000, ...overrides,
-  });
+  }, undefined, contention);
   return startRig({
     behaviors: [makeDriverBehavior({ cellRes: CELL_RES, offerTimeoutMs: 2_000 }), makeCellBehavior(DEFAULT_CELL), ...parts.behaviors, makeVehicleBehavior()],
     services: parts.services,
@@ -301,6 +307,21 @@ test('batched beats greedy on the classic case: two riders a block apart, two dr
   }
   t.log(`total pickup distance: greedy ${pickups.greedy!.toFixed(3)} km, batched ${pickups.batched!.toFixed(3)} km`);
   t.true(pickups.batched! < pickups.greedy! * 0.7, 'batched pickups are well under greedy\'s');
+});
+
+test('batched with the default contention: a quiet area offers a lone booking at once, not after its window', async (t) => {
+  // A window of a minute: an offer before it could close shows the area did not wait it.
+  const windowMs = 60_000;
+  const r = await dispatchRig('batched', { batchMs: windowMs, deadlineMs: 240_000, offerTimeoutMs: 30_000 }, DEFAULT_AREA.contention);
+  await online(r, 'quiet-d1', east(0.05));
+  const offered: string[] = [];
+  r.notifier.subscribe((userId, m) => { if ((m as { type: string }).type === 'offer') offered.push(userId); });
+  const booked = Date.now();
+  await r.region.request(booking('quiet-b1'), createMessage('rider-q1', east(0)));
+  t.true(await eventually(async () => offered.length > 0, windowMs / 2), 'offered long before the window would have closed');
+  t.deepEqual(offered, ['quiet-d1']);
+  t.log(`first offer ${Date.now() - booked} ms after the booking`);
+  await r.stop();
 });
 
 test('batched: the area\'s owner dies mid-window; after the restart each booking joins again by its retry timer and is matched', async (t) => {
