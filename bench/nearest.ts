@@ -69,11 +69,20 @@ export async function nearestBench(o: NearestOptions): Promise<Row[]> {
   const rows: Row[] = [];
   const peers: Peer[] = [];
   try {
+    // The first load activates every cell actor (and warms the code); the drivers' next copies
+    // are what a running node applies all day, and carry the goal. Both are reported.
     const load = await loadCells(rig, copies);
+    const next = copies.map((c) => ({ ...c, seenAt: c.seenAt + 1 }));
+    const steady = await loadCells(rig, next);
+    const how = `by the soft path into ${load.cells} cells, each counted once its cell applied it; one at a time per sender, 5,000 in flight`;
     rows.push({
-      bench: 'nearest', case: `driver copies applied in cell actors/s, ${fmt(o.n)} drivers`, value: Math.round(copies.length / load.seconds), unit: 'copy/s',
-      note: `${copies.length} copies (the online drivers) by the soft path into ${load.cells} cells, each counted once its cell applied it; one at a time per sender, 5,000 in flight`,
+      bench: 'nearest', case: `driver copies applied in cell actors/s, ${fmt(o.n)} drivers`, value: Math.round(next.length / steady.seconds), unit: 'copy/s',
+      note: `${next.length} copies (each online driver's next copy, cells active) ${how}`,
       goal: o.goals.copies,
+    }, {
+      bench: 'nearest', case: `driver copies applied in cell actors/s, ${fmt(o.n)} drivers, first load into idle cells`,
+      value: Math.round(copies.length / load.seconds), unit: 'copy/s',
+      note: `${copies.length} copies (the online drivers) ${how}; every cell actor activated by its first copy`,
     });
 
     const staticIndex = staticIndexPeer(fleet);
