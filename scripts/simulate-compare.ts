@@ -26,6 +26,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, createWrit
 import { cpus, platform, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { eventually, startCommand, START_BOUND_MS } from '../test/helpers/node-process.ts';
 import { fileURLToPath } from 'node:url';
 import { isVariable } from '../config/variables.ts';
 import { dispatchPlot } from '../bench/dispatch-plot.ts';
@@ -65,7 +66,7 @@ for (const m of MODES) if (!['greedy', 'batched'].includes(m)) { console.error(`
 // Bookings for later activate within the run: made 25 s ahead, dispatched 10 s before their time.
 const SCHEDULE_AHEAD_S = 25;
 const SCHEDULE_LEAD_MS = 10_000;
-const NODE_START_MS = 240_000; // a first start compiles PGlite and runs initdb; a loaded CI machine is slow
+const NODE_START_MS = START_BOUND_MS; // a first start compiles PGlite and runs initdb; a loaded CI machine is slow
 const modeKnown = isVariable('DISPATCH_MODE');
 
 // ---- children: every one is killed and every directory removed, whatever ends the compare ----
@@ -82,59 +83,47 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(signal, () => { process.stdout.write(`\n${signal}: compare stopped, its nodes killed\n`); process.exit(130); });
 }
 
-/** The environment without what would make a child a cluster member or sign its own tokens. */
+/** What a child must not inherit: it would make it a cluster member or sign its own tokens. */
+const NOT_INHERITED = ['DATABASE_URL', 'REDIS_URL', 'KAFKA_BROKERS', 'JWT_SECRET', 'DATA_DIR', 'PORT', 'URL', 'RESULT_FILE', 'RECORD_FILE'];
+
+/** The environment without NOT_INHERITED. */
 function ownEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  for (const name of ['DATABASE_URL', 'REDIS_URL', 'KAFKA_BROKERS', 'JWT_SECRET', 'DATA_DIR', 'PORT', 'URL', 'RESULT_FILE', 'RECORD_FILE']) delete env[name];
+  for (const name of NOT_INHERITED) delete env[name];
   return { ...env, ...extra };
 }
 
 function launch(args: readonly string[], env: NodeJS.ProcessEnv): { child: ChildProcess; exited: Promise<number | null> } {
   const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  return { child, exited: watched(child) };
+}
+
+/** Killed whatever ends the compare; the promise of its exit code. */
+function watched(child: ChildProcess): Promise<number | null> {
   children.add(child);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { children.delete(child); resolve(code); }));
-  return { child, exited };
+  return new Promise<number | null>((resolve) => child.once('exit', (code) => { children.delete(child); resolve(code); }));
 }
 
 interface Node { readonly url: string; stop(): Promise<void>; readonly log: string }
 
-/** A fresh embedded node for one mode; resolves once it answers /ready. */
+/** A fresh embedded node for one mode (test/helpers/node-process.ts starts it); resolves once it answers /ready. */
 async function startNode(mode: string, dir: string): Promise<Node> {
   const log = join(dir, 'node.log');
-  const env = ownEnv({
-    AUTH_DEV_TOKENS: 'true', PORT: '0', HOST: '127.0.0.1', DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'info',
-    DISPATCH_MODE: mode, DISPATCH_BATCH_MS: String(BATCH_MS), DISPATCH_BATCH_CONTENTION: String(CONTENTION), SCHEDULE_LEAD_MS: String(SCHEDULE_LEAD_MS), DISPATCH_DEADLINE_MS: String(DEADLINE_MS),
-    EMBEDDED_OPEN_TIMEOUT_MS: String(NODE_START_MS + 60_000),
-  });
-  const { child, exited } = launch(['main.ts'], env);
   const sink = createWriteStream(log);
-  child.stderr!.pipe(sink);
-  const tail: string[] = [];
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node (${mode}) did not start in ${NODE_START_MS} ms:\n${tail.join('\n')}`)), NODE_START_MS);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      sink.write(`${line}\n`);
-      tail.push(line);
-      if (tail.length > 20) tail.shift();
-      try {
-        const entry = JSON.parse(line) as { url?: string; msg?: string };
-        if (entry.url && entry.msg === 'node started') { clearTimeout(timer); resolve(entry.url); }
-      } catch { /* not JSON */ }
-    });
-    void exited.then((code) => { clearTimeout(timer); reject(new Error(`node (${mode}) exited with ${code} before it started:\n${tail.join('\n')}`)); });
-  });
-  for (const until = Date.now() + NODE_START_MS; ;) {
-    const ready = await fetch(`${url}/ready`, { signal: AbortSignal.timeout(5_000) }).then((r) => r.ok, () => false);
-    if (ready) break;
-    if (Date.now() > until) throw new Error(`node (${mode}) at ${url} not ready in ${NODE_START_MS} ms`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  let exited: Promise<number | null> = Promise.resolve(null);
+  const node = await startCommand(process.execPath, ['main.ts'], {
+    AUTH_DEV_TOKENS: 'true', DATA_DIR: join(dir, 'data'),
+    DISPATCH_MODE: mode, DISPATCH_BATCH_MS: String(BATCH_MS), DISPATCH_BATCH_CONTENTION: String(CONTENTION),
+    SCHEDULE_LEAD_MS: String(SCHEDULE_LEAD_MS), DISPATCH_DEADLINE_MS: String(DEADLINE_MS),
+  }, NODE_START_MS, { unset: NOT_INHERITED, onSpawn: (child) => { exited = watched(child); }, onLine: (line) => sink.write(`${line}\n`) });
+  const ready = () => fetch(`${node.url}/ready`, { signal: AbortSignal.timeout(5_000) }).then((r) => r.ok, () => false);
+  if (!await eventually(ready, NODE_START_MS, 250)) throw new Error(`node (${mode}) at ${node.url} not ready in ${NODE_START_MS} ms`);
   return {
-    url, log,
+    url: node.url, log,
     async stop() {
-      child.kill('SIGTERM');
+      node.child.kill('SIGTERM');
       const gone = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 20_000))]);
-      if (!gone) { child.kill('SIGKILL'); await exited; }
+      if (!gone) await node.kill('SIGKILL');
       sink.end();
     },
   };

@@ -31,20 +31,34 @@ export function startNodeProcess(script: string, env: Record<string, string>, ti
   return startCommand(process.execPath, [script], env, timeoutMs);
 }
 
+export interface StartOptions {
+  /** In a process group of its own, it can be signalled as a terminal's Ctrl-C signals one. */
+  readonly ownGroup?: boolean;
+  /** Variables of this process the child must not inherit (a service address, a secret). */
+  readonly unset?: readonly string[];
+  /** Told the child as soon as it is spawned (to kill it whatever ends the caller). */
+  readonly onSpawn?: (child: ChildProcess) => void;
+  /** Every line of its output, as it comes (to keep a log). */
+  readonly onLine?: (line: string) => void;
+}
+
 /** Any command that ends up running a node (`npm start`, say), found started by its log line. */
 export async function startCommand(
-  command: string, args: readonly string[], env: Record<string, string>, timeoutMs = START_BOUND_MS, options: { ownGroup?: boolean } = {},
+  command: string, args: readonly string[], env: Record<string, string>, timeoutMs = START_BOUND_MS, options: StartOptions = {},
 ): Promise<NodeProcess> {
+  const inherited = { ...process.env };
+  for (const name of options.unset ?? []) delete inherited[name];
   const child = spawn(command, args, {
     cwd: repoRoot,
-    // In a process group of its own, it can be signalled as a terminal's Ctrl-C signals one.
     detached: options.ownGroup ?? false,
-    env: { ...process.env, ...NODE_DEFAULTS, ...env },
+    env: { ...inherited, ...NODE_DEFAULTS, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  options.onSpawn?.(child);
   const output: string[] = [];
+  const keep = (line: string) => { output.push(line); options.onLine?.(line); };
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  createInterface({ input: child.stderr! }).on('line', (line) => output.push(line));
+  createInterface({ input: child.stderr! }).on('line', keep);
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
       // A node that did not start in time is not left running behind the test.
@@ -52,7 +66,7 @@ export async function startCommand(
       reject(new Error(`node did not start within ${timeoutMs} ms:\n${output.slice(-30).join('\n')}`));
     }, timeoutMs);
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      output.push(line);
+      keep(line);
       try {
         const entry = JSON.parse(line) as { url?: string; msg?: string };
         if (entry.url && (entry.msg === 'fixture ready' || entry.msg === 'node started')) { clearTimeout(timer); resolve(entry.url); }
