@@ -12,10 +12,11 @@
 // Why one packed array. A search looks at tens of drivers it will not keep, in a few
 // cells, per query, and between queries a node does other work that evicts them from the
 // CPU's caches: what it reads must be few cache lines, read in order. So what a search
-// reads of a driver (position, its latitude's cosine, tag, slot) sits in one Float64Array, 40 bytes a driver,
+// reads of a driver (position, its latitude's cosine, tag, when it was seen, whether its rules
+// need its copy, slot) sits in one Float64Array, 56 bytes a driver,
 // sorted by bucket row by row (a bucket, and a row of buckets, is one run of memory),
-// under a table of where each bucket starts; a driver's copy is read only once its box
-// test passed. A driver that moves within its bucket is updated in place; one that
+// under a table of where each bucket starts; a driver's copy is read only when its entry
+// passed the tag, box and freshness tests and its rules need more (a maintenance window, say). A driver that moves within its bucket is updated in place; one that
 // changes bucket, comes or goes leaves a dead entry and is appended past the sorted part
 // (scanned whole by every search), until enough did that the array is sorted again
 // (O(drivers), every few dozen moves): a cell of thousands of drivers still sorts in tens
@@ -53,8 +54,8 @@ const UNSORTED_MIN = 64;
 const SCAN_AT_MOST = 48;
 const NONE = -1;
 /** An entry's fields: ENTRY numbers per driver. */
-const ENTRY = 5;
-const LAT = 0, LNG = 1, COS = 2, TAG = 3, SLOT = 4;
+const ENTRY = 7;
+const LAT = 0, LNG = 1, COS = 2, TAG = 3, SLOT = 4, SEEN = 5, CHECK = 6;
 /** A slot's tag when its driver is never answered (see CellIndex's `tagOf`); below it, a dead entry. */
 export const UNTAGGED = -1;
 const DEAD = -2;
@@ -76,6 +77,8 @@ interface Search {
   readonly accept: (d: DriverCopy) => boolean;
   readonly best: TopK<DriverCopy>;
   readonly tag: number;
+  /** Drivers seen before this are never answered (see `nearest`). */
+  readonly seenSince: number;
   /** km per degree of latitude and (at the most poleward latitude in reach) of longitude, less the slack. */
   readonly kmLat: number;
   readonly kmLng: number;
@@ -93,6 +96,11 @@ export class CellIndex {
    * search asks for (its vehicle type). Only a pre-filter: `accept` decides.
    */
   readonly #tagOf: (d: DriverCopy) => number;
+  /**
+   * Whether a search must ask `accept` about this driver; a driver it says no for is answered
+   * on its tag and `seenAt` alone (its rules need nothing else), without reading its copy.
+   */
+  readonly #checkOf: (d: DriverCopy) => boolean;
   /** driverId -> slot. */
   readonly #ids = new Map<string, number>();
   /** Per slot: the copy (undefined: a free slot), and where its entry is. */
@@ -123,8 +131,9 @@ export class CellIndex {
   #redoable = false;
   #latest = 0;
 
-  constructor(tagOf: (d: DriverCopy) => number = () => 0) {
+  constructor(tagOf: (d: DriverCopy) => number = () => 0, checkOf: (d: DriverCopy) => boolean = () => true) {
     this.#tagOf = tagOf;
+    this.#checkOf = checkOf;
   }
 
   get version(): number {
@@ -199,17 +208,20 @@ export class CellIndex {
   }
 
   /**
-   * Offers to `best` every driver within `radiusKm` of `point` that `accept` lets through
-   * and that could still rank, walking buckets outward until none can. With `tag`, only
-   * drivers of that tag are looked at; without it, every tagged one.
+   * Offers to `best` every driver within `radiusKm` of `point`, seen at `seenSince` or later,
+   * that `accept` lets through (asked only of drivers `checkOf` flags) and that could still
+   * rank, walking buckets outward until none can. With `tag`, only drivers of that tag are
+   * looked at; without it, every tagged one.
    */
-  nearest(point: Point, radiusKm: number, accept: (d: DriverCopy) => boolean, best: TopK<DriverCopy>, tag?: number): void {
+  nearest(
+    point: Point, radiusKm: number, accept: (d: DriverCopy) => boolean, best: TopK<DriverCopy>, tag?: number, seenSince = -Infinity,
+  ): void {
     if (this.#ids.size === 0) return;
     // Longitude degrees shrink toward the poles: bound with the most poleward latitude
     // a driver within 2 radii can have (one farther is beyond the radius by latitude alone).
     const cap = Math.min(89.9, Math.abs(point.lat) + 2 * radiusKm / KM_PER_DEG);
     const search: Search = {
-      point, radiusKm, accept, best, tag: tag ?? UNTAGGED, kmLat: KM_PER_DEG * SLACK, kmLng: KM_PER_DEG * Math.cos(cap * Math.PI / 180) * SLACK,
+      point, radiusKm, accept, best, tag: tag ?? UNTAGGED, seenSince, kmLat: KM_PER_DEG * SLACK, kmLng: KM_PER_DEG * Math.cos(cap * Math.PI / 180) * SLACK,
       cos: cosLat(point.lat),
     };
     if (this.#ids.size <= SCAN_AT_MOST || this.#w * this.#h === 1) return this.#scan(0, this.#length, search);
@@ -217,7 +229,10 @@ export class CellIndex {
     this.#scan(this.#sorted, this.#length, search);
   }
 
-  /** Offers the drivers of entries [from, to) that pass the tag, the box test against the bound so far, the rules and the radius. */
+  /**
+   * Offers the drivers of entries [from, to) that pass the tag, the box test against the bound
+   * so far, the time they were seen, the rules (when flagged) and the radius.
+   */
   #scan(from: number, to: number, q: Search): void {
     const entries = this.#entries;
     const { point, kmLat, kmLng, best } = q;
@@ -226,8 +241,9 @@ export class CellIndex {
       if (tag < 0 || (q.tag !== UNTAGGED && tag !== q.tag)) continue;
       const limit = Math.min(q.radiusKm, best.bound);
       if (Math.abs(entries[i + LAT]! - point.lat) * kmLat > limit || Math.abs(entries[i + LNG]! - point.lng) * kmLng > limit) continue;
+      if (entries[i + SEEN]! < q.seenSince) continue;
       const d = this.#copies[entries[i + SLOT]!]!;
-      if (!q.accept(d)) continue;
+      if (entries[i + CHECK]! !== 0 && !q.accept(d)) continue;
       // The very number distanceKm(point, d) gives, with both cosines at hand.
       const km = haversineKm(point.lat, point.lng, q.cos, entries[i + LAT]!, entries[i + LNG]!, entries[i + COS]!);
       if (km <= q.radiusKm) best.offer(km, d);
@@ -362,6 +378,8 @@ export class CellIndex {
     this.#entries[at + COS] = cosLat(d.lat);
     this.#entries[at + TAG] = this.#tagOf(d);
     this.#entries[at + SLOT] = s;
+    this.#entries[at + SEEN] = d.seenAt;
+    this.#entries[at + CHECK] = this.#checkOf(d) ? 1 : 0;
   }
 
   /** Marks slot s's entry dead (its driver changed bucket or left). */

@@ -77,8 +77,15 @@ function vehicleTag(type: string): number {
 /** The index's tag of a copy: its vehicle type when available, else never answered. */
 const tagOf = (d: DriverCopy) => (d.status === 'available' ? vehicleTag(d.vehicleType) : UNTAGGED);
 
+/**
+ * Whether `eligible` must read the copy: a driver with maintenance windows, or one whose type
+ * shares the overflow tag. Any other is eligible on its tag (available, its type) and its
+ * freshness (the index's `seenSince`) alone.
+ */
+const checkOf = (d: DriverCopy) => d.maintenance.length > 0 || vehicleTag(d.vehicleType) === MAX_VEHICLE_TAGS;
+
 export function emptyCell(): CellState {
-  return { index: new CellIndex(tagOf), version: 0, demand: [], surge: 1, surgeAt: 0 };
+  return { index: new CellIndex(tagOf, checkOf), version: 0, demand: [], surge: 1, surgeAt: 0 };
 }
 
 /** The index showing this state's drivers (it throws StaleCellState for a state older than the previous one). */
@@ -171,7 +178,8 @@ export function offerNearest(
   state: CellState, q: Omit<Extract<CellQuery, { type: 'nearest' }>, 'type' | 'k'>, now: number, s: CellSettings, best: TopK<DriverCopy>,
 ): void {
   const tag = q.vehicleType === undefined ? undefined : vehicleTag(q.vehicleType);
-  live(state).nearest(q.point, q.radiusKm, (d) => eligible(d, q.vehicleType, now, s), best, tag);
+  // fresh(d) is seenAt >= now - driverTtlMs: the index tests it from its entries.
+  live(state).nearest(q.point, q.radiusKm, (d) => eligible(d, q.vehicleType, now, s), best, tag, now - s.driverTtlMs);
 }
 
 export function nearestInCell(state: CellState, q: Extract<CellQuery, { type: 'nearest' }>, now: number, s: CellSettings): Candidate[] {

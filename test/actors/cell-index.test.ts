@@ -5,7 +5,7 @@
 import test from 'ava';
 import { cellToBoundary, latLngToCell } from 'h3-js';
 import { CellIndex, StaleCellState } from '../../actors/cell-index.ts';
-import { DEFAULT_CELL, driversOf, makeCellBehavior, type Candidate, type CellState, type DriverCopy } from '../../actors/cell.ts';
+import { DEFAULT_CELL, driversOf, eligible, makeCellBehavior, type Candidate, type CellState, type DriverCopy } from '../../actors/cell.ts';
 import { distanceKm, type Point } from '../../actors/geo.ts';
 import { searchNearest } from '../../actors/nearest.ts';
 import { TopK } from '../../actors/top-k.ts';
@@ -263,6 +263,52 @@ test('drivers moving, leaving and coming back between searches (within buckets, 
       t.deepEqual(nearest(s, { point, k, radiusKm, vehicleType }, seen), oracle(point, k, radiusKm, vehicleType), `round ${round} k=${k}`);
     }
     t.is(driversOf(s).length, live.size);
+  }
+});
+
+test('the rules a search reads from the entries (freshness, and whether a copy needs reading) follow each copy, in place or moved', (t) => {
+  // Most drivers are answered on their entries alone (tag, box, when they were seen); only those
+  // with maintenance windows have their copies read. A copy changed in place (same bucket) or
+  // moved must leave its entry saying what the new copy says: the search equals the rules.
+  const rand = seeded(11);
+  const ttl = DEFAULT_CELL.driverTtlMs;
+  const spot = () => ({ lat: CENTER.lat + (rand() - 0.5) * 0.01, lng: CENTER.lng + (rand() - 0.5) * 0.013 });
+  const windows = () => {
+    const pick = rand();
+    return pick < 0.6 ? [] : pick < 0.8 ? [{ from: 0, to: NOW * 2 }] : [{ from: 0, to: NOW - 1 }];
+  };
+  const live = new Map<string, DriverCopy>();
+  let seen = NOW - 2 * ttl;
+  for (let i = 0; i < 400; i++) {
+    // First copies seen over two TTLs: at the end a good share are silent beyond it.
+    live.set(`r${i}`, copy(`r${i}`, spot(), { seenAt: seen + Math.floor(rand() * 2 * ttl), maintenance: windows() }));
+  }
+  let s = fill([...live.values()]);
+  seen = Math.max(...[...live.values()].map((d) => d.seenAt));
+  for (let round = 0; round < 40; round++) {
+    for (let j = 0; j < 20; j++) {
+      const id = `r${Math.floor(rand() * 400)}`;
+      const was = live.get(id)!;
+      seen += 1 + Math.floor(rand() * 2_000);
+      // Mostly a few metres (the same bucket: updated in place), sometimes a block.
+      const step = rand() < 0.8 ? 2e-5 : 2e-3;
+      const moved = copy(id, { lat: was.lat + (rand() - 0.5) * step, lng: was.lng + (rand() - 0.5) * step }, {
+        seenAt: seen, maintenance: windows(), status: rand() < 0.15 ? 'on_trip' : 'available', vehicleType: rand() < 0.2 ? 'comfort' : 'economy',
+      });
+      s = cell.handle(s, { type: 'driver.upsert', driver: moved }, ctx(seen)).state;
+      live.set(id, moved);
+    }
+    const now = seen + Math.floor(rand() * ttl);
+    for (const vehicleType of ['economy', 'comfort', undefined]) {
+      const point = spot();
+      const expected = [...live.values()]
+        .filter((d) => eligible(d, vehicleType, now, DEFAULT_CELL))
+        .map((d) => ({ id: d.driverId, km: distanceKm(point, d) }))
+        .filter((d) => d.km <= 3)
+        .sort((a, b) => a.km - b.km || (a.id < b.id ? -1 : 1))
+        .slice(0, 25).map((d) => d.id);
+      t.deepEqual(nearest(s, { point, k: 25, radiusKm: 3, vehicleType }, now), expected, `round ${round} ${vehicleType ?? 'any type'}`);
+    }
   }
 });
 
