@@ -188,6 +188,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const readModels = new ReadModels(storage.orm, storage.sqlGuard);
   const projector = new Projector({
     orm: storage.orm, guard: storage.sqlGuard, owned: () => region.stats().owned, totalShards: config.cluster.shards, fence: storage.fences,
+    // The embedded database serves one connection at a time: shards at once would only queue.
+    ...(config.storage.databaseUrl === undefined ? { shardsAtOnce: 1 } : {}),
     ...options.projector, onError,
   });
   region.onDomainEvent((_topic, _event, from) => projector.wake(from.kind, region.shardOf(from)));

@@ -298,3 +298,39 @@ test('wake-ups that come close together are projected together: one batch for th
   t.true(await eventually(async () => batches.reduce((a, b) => a + b, 0) === 10, 60_000));
   t.deepEqual(batches, [10], 'one batch');
 });
+
+test('woken shards are caught up two at a time: their batches overlap, never more than two, and every row is projected once', async (t) => {
+  const db = await freshDatabase();
+  databases.push(db);
+  const orm = await openOrm({ url: db.url, poolMax: 4 });
+  t.teardown(() => orm.close(true));
+  let live = 0;
+  let most = 0;
+  const seen: string[] = [];
+  // A slow apply, so batches of different shards would overlap if they can.
+  const slow: Projection = {
+    name: 'slow', kind: 'test', tables: [], async apply(_sql, rows: readonly JournalRow[]) {
+      live++;
+      most = Math.max(most, live);
+      await new Promise((r) => setTimeout(r, 150));
+      seen.push(...rows.map((r) => r.key));
+      live--;
+    },
+  };
+  const shards = [0, 1, 2, 3, 4, 5, 6, 7];
+  const projector = new Projector({ orm, projections: [slow], owned: () => shards, totalShards: 8, pollMs: 60_000, wakeDelayMs: 0 });
+  const record = JSON.stringify({ v: 1, cmd: 'c', at: 0, events: [], tells: [], timersSet: [], timersCancelled: [] });
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  t.teardown(() => client.end());
+  projector.start();
+  t.teardown(() => projector.stop());
+  await eventually(async () => projector.lagMs() === 0);
+  for (const shard of shards) {
+    await client.query(`insert into journal (persistence_key, sequence_nr, data, tags, shard) values ($1, 1, $2, '[]', $3)`, [`test:s${shard}`, record, shard]);
+  }
+  for (const shard of shards) projector.wake('test', shard);
+  t.true(await eventually(async () => seen.length >= shards.length, 60_000));
+  t.deepEqual([...seen].sort(), shards.map((s) => `test:s${s}`).sort(), 'each row once');
+  t.is(most, 2, 'two shards at a time');
+});

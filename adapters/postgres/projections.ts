@@ -373,6 +373,8 @@ export interface ProjectorOptions {
   /** How long after a wake-up its projection runs, so the rows of that while go in one batch (default 50 ms; 0: at once). */
   readonly wakeDelayMs?: number;
   readonly batchSize?: number;
+  /** Shards one projection catches up at once (default SHARDS_AT_ONCE; 1 for a database of one connection). */
+  readonly shardsAtOnce?: number;
   /**
    * Journal rows per batch of a rebuild (default 5000). A rebuild reads the whole journal and
    * nobody waits on its single rows, so it takes big batches: each batch is a transaction and
@@ -391,6 +393,13 @@ interface ShardState {
 }
 
 export type { ProjectionStatus };
+
+/**
+ * Shards one projection catches up at once, each a transaction on a connection of its own:
+ * two overlap their round trips (at 200 bookings/s the bench's lag p99 went from 1.5 s to
+ * 0.4 s); four per projection, 16 for a pool of 10 shared with the journal, made it worse (7.8 s).
+ */
+const SHARDS_AT_ONCE = 2;
 
 /** Sweeps after this many quiet ones in a row come at pollMs still (rows of the last wake-up that were not visible yet). */
 const QUIET_SWEEPS_AT_POLL = 3;
@@ -542,19 +551,24 @@ export class Projector implements Projections {
           this.#o.onError?.(error, `projection ${p.name}: which shards have rows`);
         }
       }
-      for (const shard of targets) {
-        if (this.#stopped) break;
-        try {
-          found += await this.#catchUp(p.name, shard, true);
-        } catch (error) {
-          failed = true;
-          const stats = this.#stats.get(p.name)!;
-          stats.failures++;
-          stats.lastError = error instanceof Error ? error.message : String(error);
-          this.#o.onError?.(error, `projection ${p.name} shard ${shard}`);
-          break; // the database is likely down: wait, then sweep again
+      // A few shards at once: each batch is a handful of round trips, mostly waiting on the
+      // database, and shards are independent (a lock each), so their waits overlap.
+      const queue = [...targets];
+      const worker = async () => {
+        for (let shard = queue.shift(); shard !== undefined && !this.#stopped && !failed; shard = queue.shift()) {
+          try {
+            const n = await this.#catchUp(p.name, shard, true); // (not `found += await`: it would read found before the wait)
+            found += n;
+          } catch (error) {
+            failed = true; // the database is likely down: the others stop too; wait, then sweep again
+            const stats = this.#stats.get(p.name)!;
+            stats.failures++;
+            stats.lastError = error instanceof Error ? error.message : String(error);
+            this.#o.onError?.(error, `projection ${p.name} shard ${shard}`);
+          }
         }
-      }
+      };
+      await Promise.all(Array.from({ length: Math.min(this.#o.shardsAtOnce ?? SHARDS_AT_ONCE, queue.length) }, worker));
       if (failed) lastSweep = 0;
       if (failed || found > 0 || (!sweep && targets.length > 0)) quiet = 0;
       else if (sweep) quiet++;
