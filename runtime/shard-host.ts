@@ -101,7 +101,8 @@ export class ShardHost {
   readonly #timers: EntityTimers;
   readonly #recoveries: Semaphore;
   readonly #now: () => number;
-  #services: NodeServices | undefined;
+  /** What every entity actor calls back into, made once the node's services are attached: one for all of them (each call names its entity). */
+  #actorHostOf: ActorHost | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   #activations = 0;
   #passivations = 0;
@@ -120,7 +121,7 @@ export class ShardHost {
 
   /** Wires the node's services; the host is inert until then. */
   attach(services: NodeServices): void {
-    this.#services = services;
+    this.#actorHostOf = this.#actorHost(services);
     const every = Math.max(250, Math.min(this.#options.passivateAfterMs / 4, 10_000));
     this.#sweeper = setInterval(() => void this.#sweep(), every);
     this.#sweeper.unref();
@@ -381,14 +382,14 @@ export class ShardHost {
     const behavior = this.#behaviors.get(self.kind);
     if (!behavior) throw new Error(`no behavior for entity kind "${self.kind}"`);
     if (this.#active.size >= this.#options.maxActiveEntities) void this.#evictLeastRecentlyUsed();
-    const services = this.#services;
-    if (!services) throw new Error('shard host is not attached to a node');
+    const host = this.#actorHostOf;
+    if (!host) throw new Error('shard host is not attached to a node');
 
     const activation: Activation = new ActivationOf<NactRef>(self, key, shard, this.#now());
     // Spawning starts recovery, so it happens inside the semaphore that bounds concurrent recoveries.
     activation.ready = this.#recoveries.run(() => new Promise<void>((resolve, reject) => {
       const actor = entityActor({
-        behavior, self, key, host: this.#actorHost(services), snapshotEvery: behavior.snapshotEvery ?? this.#options.snapshotEvery,
+        behavior, self, key, host, snapshotEvery: behavior.snapshotEvery ?? this.#options.snapshotEvery,
         onState: (incarnation) => activation.publish(incarnation),
       });
       activation.softNow = actor.softNow;
