@@ -251,26 +251,46 @@ export interface EntityActor {
   readonly softNow: (message: unknown) => SoftOutcome | Promise<SoftOutcome> | undefined;
 }
 
+/** The command as dedupe sees it: its id and, for a tell from an entity, its origin. */
+type Handled = Pick<CommandEnvelope, 'id' | 'origin' | 'trace'>;
+
 /** The nact actor function for one entity, and its soft path around the mailbox. */
 export function entityActor(options: EntityActorOptions): EntityActor {
-  const { behavior, self, key, host, snapshotEvery } = options;
+  return new EntityActorOf(options);
+}
+
+/**
+ * One entity's actor as a class: its steps are methods shared by every entity, so an entity
+ * costs its fields and the two functions handed out (`receive` to nact, `softNow` to the host),
+ * not a closure per step (a node holds one per online driver).
+ */
+class EntityActorOf implements EntityActor {
+  readonly #o: EntityActorOptions;
   /**
    * The incarnation the actor last published: what every message after activation starts
    * from (nact's copy of the state lags behind a soft message handled outside its mailbox).
    */
-  let current: Incarnation<unknown> | undefined;
-  const onState = (incarnation: Incarnation<unknown>) => {
-    current = incarnation;
-    options.onState?.(incarnation);
-  };
+  #current: Incarnation<unknown> | undefined;
+  // Set when a write failed: nact has already advanced its sequence number, so
+  // this incarnation must handle nothing more until it is stopped and recovered.
+  #poisoned = false;
+  readonly receive: EntityActor['receive'] = (given, msg, ctx) => this.#receive(given, msg, ctx);
+  readonly softNow: EntityActor['softNow'] = (message) => this.#softNow(message);
 
-  /** The command as dedupe sees it: its id and, for a tell from an entity, its origin. */
-  type Handled = Pick<CommandEnvelope, 'id' | 'origin' | 'trace'>;
+  constructor(options: EntityActorOptions) {
+    this.#o = options;
+  }
 
-  async function handleOutcome(
+  #onState(incarnation: Incarnation<unknown>): void {
+    this.#current = incarnation;
+    this.#o.onState?.(incarnation);
+  }
+
+  async #handleOutcome(
     incarnation: Incarnation<unknown>, command: Handled, at: number, outcome: Outcome<unknown, unknown>, ctx: PersistContext,
     append?: AppendOptions,
   ): Promise<[Incarnation<unknown>, CommandResult]> {
+    const { behavior, self, key, host, snapshotEvery } = this.#o;
     const plan = planEffects(command.id, outcome.effects, { from: key, seq: incarnation.seq + 1 });
     let next: Incarnation<unknown> = { ...incarnation, state: outcome.state };
     if (isJournaled(command, outcome, plan)) {
@@ -314,9 +334,10 @@ export function entityActor(options: EntityActorOptions): EntityActor {
     return [next, { status, rejection: outcome.rejection, reply: outcome.reply }];
   }
 
-  async function runCommand(
+  async #runCommand(
     incarnation: Incarnation<unknown>, command: Handled, at: number, message: unknown, ctx: PersistContext,
   ): Promise<[Incarnation<unknown>, CommandResult]> {
+    const { self, key, host } = this.#o;
     const verdict = recognise(incarnation.dedupe, command.id, command.origin);
     if (verdict.kind === 'duplicate') return [incarnation, answerAgain(verdict.rejection)];
     // The reducer is pure, so deciding before knowing whether the command is new costs
@@ -324,23 +345,24 @@ export function entityActor(options: EntityActorOptions): EntityActor {
     // journaled (an outcome that changes nothing durable needs no record): the write itself
     // is conditional on the entity having no entry for this command id (one statement, no
     // lookup before every new command). Only a refused write asks how it was answered.
-    const outcome = decide(incarnation.state, message, at, command.id);
-    if (verdict.kind !== 'unknown') return handleOutcome(incarnation, command, at, outcome, ctx);
+    const outcome = this.#decide(incarnation.state, message, at, command.id);
+    if (verdict.kind !== 'unknown') return this.#handleOutcome(incarnation, command, at, outcome, ctx);
     try {
-      return await handleOutcome(incarnation, command, at, outcome, ctx, { unlessCommand: command.id });
+      return await this.#handleOutcome(incarnation, command, at, outcome, ctx, { unlessCommand: command.id });
     } catch (error) {
       if (!(error instanceof DuplicateCommandError)) throw error;
       const earlier = await host.findCommand(key, command.id);
       // nact numbered the refused write already, so this incarnation is out of step with its
       // journal's numbering: it is recovered (as after a failed write), the command answered.
-      poisoned = true;
+      this.#poisoned = true;
       host.poisoned(self, error);
       return [incarnation, answerAgain(earlier?.rejection)];
     }
   }
 
   /** A reducer that throws has a bug: a permanent failure (the command is dead-lettered, not retried). */
-  function decide(state: unknown, message: unknown, at: number, commandId: string): Outcome<unknown, unknown> {
+  #decide(state: unknown, message: unknown, at: number, commandId: string): Outcome<unknown, unknown> {
+    const { behavior, self, key, host } = this.#o;
     try {
       return behavior.handle(state, message, { self, now: at, commandId });
     } catch (error) {
@@ -349,29 +371,26 @@ export function entityActor(options: EntityActorOptions): EntityActor {
     }
   }
 
-  // Set when a write failed: nact has already advanced its sequence number, so
-  // this incarnation must handle nothing more until it is stopped and recovered.
-  let poisoned = false;
-
   /**
    * What nact holds as the actor's state: the replayed incarnation while it recovers, then
    * nothing. Every message after activation starts from `current`; a copy in nact would be
    * an older version of the entity's state (and all it refers to) kept alive for nothing.
    */
-  async function receive(
+  async #receive(
     given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext,
   ): Promise<Incarnation<unknown>> {
-    const next = await step(given, msg, ctx);
-    return current === undefined ? next : undefined as never;
+    const next = await this.#step(given, msg, ctx);
+    return this.#current === undefined ? next : undefined as never;
   }
 
-  async function step(
+  async #step(
     given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext,
   ): Promise<Incarnation<unknown>> {
+    const { behavior, self, key, host } = this.#o;
     if (ctx.recovering) return replay(behavior, upgraded(given), msg as JournalRecord);
-    const incarnation = current ?? upgraded(given);
+    const incarnation = this.#current ?? upgraded(given);
     const m = msg as ActorMessage;
-    if (poisoned) {
+    if (this.#poisoned) {
       const failure: Failure = { kind: 'entity_stopped', retriable: true, message: `${key} is recovering; try again` };
       if (m.t === 'command') m.done.resolve({ status: 'failed', failure });
       else if (m.t === 'query') m.done.reject(new Error(failure.message));
@@ -382,11 +401,11 @@ export function entityActor(options: EntityActorOptions): EntityActor {
     }
     switch (m.t) {
       case 'activate':
-        return activate(incarnation, m.done);
+        return this.#activate(incarnation, m.done);
       case 'soft':
-        return runSoft(incarnation, m.message, m.done);
+        return this.#runSoft(incarnation, m.message, m.done);
       case 'softBatch':
-        return runSoftBatch(incarnation, m.batch);
+        return this.#runSoftBatch(incarnation, m.batch);
       case 'query':
         try {
           if (!behavior.query) throw new Error(`${self.kind} answers no queries`);
@@ -401,7 +420,7 @@ export function entityActor(options: EntityActorOptions): EntityActor {
             await host.saveSnapshot(key, incarnation.seq, { ...incarnation, unsnapshotted: 0 });
           }
           const next = { ...incarnation, unsnapshotted: 0 };
-          current = next;
+          this.#current = next;
           m.done.resolve();
           return next;
         } catch (error) {
@@ -424,16 +443,16 @@ export function entityActor(options: EntityActorOptions): EntityActor {
         const at = host.now();
         try {
           const [next, result] = fire && timer
-            ? await runTimer(incarnation, m.command.id, at, fire.$timer, timer.message, ctx)
-            : await runCommand(incarnation, m.command, at, m.command.message, ctx);
-          if (!poisoned) onState?.(next);
+            ? await this.#runTimer(incarnation, m.command.id, at, fire.$timer, timer.message, ctx)
+            : await this.#runCommand(incarnation, m.command, at, m.command.message, ctx);
+          if (!this.#poisoned) this.#onState(next);
           m.done.resolve(result);
           return next;
         } catch (error) {
           const failure = failureOf(error);
           // A reducer that threw changed nothing: this incarnation is still in step with its journal.
           if (!(error instanceof ReducerError)) {
-            poisoned = true;
+            this.#poisoned = true;
             host.poisoned(self, error);
           }
           m.done.resolve({ status: 'failed', failure });
@@ -448,11 +467,12 @@ export function entityActor(options: EntityActorOptions): EntityActor {
    * changes nothing durable (as a command with such an outcome would not be journaled
    * either); else nothing is applied and the sender hears `durable`.
    */
-  async function runSoft(incarnation: Incarnation<unknown>, message: unknown, done: Deferred<SoftOutcome>): Promise<Incarnation<unknown>> {
+  async #runSoft(incarnation: Incarnation<unknown>, message: unknown, done: Deferred<SoftOutcome>): Promise<Incarnation<unknown>> {
+    const { self, host } = this.#o;
     const at = host.now();
     let outcome: Outcome<unknown, unknown>;
     try {
-      outcome = decide(incarnation.state, message, at, SOFT_COMMAND_ID);
+      outcome = this.#decide(incarnation.state, message, at, SOFT_COMMAND_ID);
     } catch {
       done.resolve('dropped'); // reported by decide; nothing changed
       return incarnation;
@@ -460,9 +480,9 @@ export function entityActor(options: EntityActorOptions): EntityActor {
     if (isJournaled({}, outcome, planEffects(SOFT_COMMAND_ID, outcome.effects))) { done.resolve('durable'); return incarnation; }
     try {
       const journalsNothing = { persist: () => Promise.reject(new Error('a soft message journals nothing')) };
-      const [next] = await handleOutcome(incarnation, { id: SOFT_COMMAND_ID }, at, outcome, journalsNothing);
+      const [next] = await this.#handleOutcome(incarnation, { id: SOFT_COMMAND_ID }, at, outcome, journalsNothing);
       // Queries answer from the published state: a soft change (a fix, a cell's copy) is one too.
-      onState?.(next);
+      this.#onState(next);
       done.resolve('applied');
       return next;
     } catch (error) {
@@ -474,29 +494,30 @@ export function entityActor(options: EntityActorOptions): EntityActor {
   }
 
   /** A batch's soft messages one after the other, each as softNow would (runSoft when it cannot), each answered. */
-  async function runSoftBatch(incarnation: Incarnation<unknown>, batch: SoftBatch): Promise<Incarnation<unknown>> {
+  async #runSoftBatch(incarnation: Incarnation<unknown>, batch: SoftBatch): Promise<Incarnation<unknown>> {
     batch.started = true;
     let latest = incarnation;
     for (let i = 0; i < batch.messages.length; i++) {
       const message = batch.messages[i];
       const done = batch.done[i]!;
-      const now = softNow(message);
-      if (now === undefined) latest = await runSoft(current ?? latest, message, done);
+      const now = this.#softNow(message);
+      if (now === undefined) latest = await this.#runSoft(this.#current ?? latest, message, done);
       else done.resolve(typeof now === 'string' ? now : await now);
-      latest = current ?? latest;
+      latest = this.#current ?? latest;
     }
     return latest;
   }
 
   /** runSoft without the mailbox (see EntityActor.softNow). */
-  function softNow(message: unknown): SoftOutcome | Promise<SoftOutcome> | undefined {
-    const incarnation = current;
+  #softNow(message: unknown): SoftOutcome | Promise<SoftOutcome> | undefined {
+    const { behavior, self, host } = this.#o;
+    const incarnation = this.#current;
     if (!incarnation) return undefined;
-    if (poisoned) return 'dropped';
+    if (this.#poisoned) return 'dropped';
     const at = host.now();
     let outcome: Outcome<unknown, unknown>;
     try {
-      outcome = decide(incarnation.state, message, at, SOFT_COMMAND_ID);
+      outcome = this.#decide(incarnation.state, message, at, SOFT_COMMAND_ID);
     } catch {
       return 'dropped'; // reported by decide; nothing changed
     }
@@ -528,7 +549,7 @@ export function entityActor(options: EntityActorOptions): EntityActor {
       host.reducerFailed(self, message, error);
       return 'dropped';
     }
-    onState(changed || incarnation.outbox.length > 0 ? { ...incarnation, state: outcome.state, outbox: NO_TELLS, unsnapshotted } : incarnation);
+    this.#onState(changed || incarnation.outbox.length > 0 ? { ...incarnation, state: outcome.state, outbox: NO_TELLS, unsnapshotted } : incarnation);
     return room ? room.then((): SoftOutcome => 'applied') : 'applied';
   }
 
@@ -537,17 +558,18 @@ export function entityActor(options: EntityActorOptions): EntityActor {
    * handled (see `Incarnation.outbox`). If the log refuses it, this incarnation is
    * poisoned: it handles nothing, so no later tell can overtake the unsent ones.
    */
-  async function activate(incarnation: Incarnation<unknown>, done: Deferred<void>): Promise<Incarnation<unknown>> {
+  async #activate(incarnation: Incarnation<unknown>, done: Deferred<void>): Promise<Incarnation<unknown>> {
+    const { self, host } = this.#o;
     for (const [name, timer] of Object.entries(incarnation.timers)) host.armTimer(self, name, timer.at);
-    if (incarnation.outbox.length === 0) { onState?.(incarnation); done.resolve(); return incarnation; }
+    if (incarnation.outbox.length === 0) { this.#onState(incarnation); done.resolve(); return incarnation; }
     try {
       await host.send(self, incarnation.outbox);
       const next = { ...incarnation, outbox: [] };
-      onState?.(next);
+      this.#onState(next);
       done.resolve();
       return next;
     } catch (error) {
-      poisoned = true;
+      this.#poisoned = true;
       done.resolve();
       host.poisoned(self, error);
       return incarnation;
@@ -555,16 +577,14 @@ export function entityActor(options: EntityActorOptions): EntityActor {
   }
 
   /** A fired timer runs its message as a command; the timer is cancelled in the journal unless the reducer sets it again. */
-  async function runTimer(
+  async #runTimer(
     incarnation: Incarnation<unknown>, commandId: string, at: number, name: string, message: unknown, ctx: PersistContext,
   ): Promise<[Incarnation<unknown>, CommandResult]> {
     const { [name]: _fired, ...rest } = incarnation.timers;
-    const outcome = decide(incarnation.state, message, at, commandId);
+    const outcome = this.#decide(incarnation.state, message, at, commandId);
     const resets = outcome.effects.some((e) => e.type === 'timer.set' && e.name === name);
     const cancelsFired: Effect = { type: 'timer.cancel', name };
     const effects = resets ? outcome.effects : [cancelsFired, ...outcome.effects];
-    return handleOutcome({ ...incarnation, timers: rest }, { id: commandId }, at, { ...outcome, effects }, ctx);
+    return this.#handleOutcome({ ...incarnation, timers: rest }, { id: commandId }, at, { ...outcome, effects }, ctx);
   }
-
-  return { receive, softNow };
 }
