@@ -57,13 +57,36 @@ export class Activation<Ref = unknown> {
   #idle: { promise: Promise<void>; resolve: () => void } | undefined;
   /** Settles when the actor is stopped; set when passivation starts. */
   stopping: Promise<void> | undefined;
-  /** Callers still waiting on this actor: settled with an error if it stops first. */
-  readonly waiting = new Set<(error: Error) => void>();
+  /**
+   * Callers still waiting on this actor, failed if it stops first: the first in a field, more
+   * in a set made when needed (most actors have one message in flight at most, and a node
+   * holds an activation per online driver).
+   */
+  #waiter: ((error: Error) => void) | undefined;
+  #waiters: Set<(error: Error) => void> | undefined;
   #current: { readonly state: unknown } | undefined;
   /** The soft batch last in the actor's mailbox, open to more soft messages until it starts or anything follows it. */
   softBatch: SoftBatch | undefined;
   /** The actor's soft path around its mailbox (EntityActor.softNow), once spawned. */
   softNow: ((message: unknown) => 'applied' | 'durable' | 'dropped' | Promise<'applied' | 'durable' | 'dropped'> | undefined) | undefined;
+
+  /** A caller waits on this actor until `unwait`; `failWaiting` fails every caller still waiting. */
+  wait(fail: (error: Error) => void): void {
+    if (this.#waiter === undefined) this.#waiter = fail;
+    else (this.#waiters ??= new Set()).add(fail);
+  }
+
+  unwait(fail: (error: Error) => void): void {
+    if (this.#waiter === fail) this.#waiter = undefined;
+    else this.#waiters?.delete(fail);
+  }
+
+  failWaiting(error: Error): void {
+    const all = [...(this.#waiter ? [this.#waiter] : []), ...(this.#waiters ?? [])];
+    this.#waiter = undefined;
+    this.#waiters = undefined;
+    for (const fail of all) fail(error);
+  }
 
   constructor(self: EntityRef, key: EntityKey, shard: ShardId, now: number) {
     this.self = self;

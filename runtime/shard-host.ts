@@ -338,9 +338,9 @@ export class ShardHost {
     return new Promise<SoftOutcome>((resolve, reject) => {
       active.enter();
       const fail = (error: Error) => { active.leave(); reject(error); };
-      active.waiting.add(fail);
+      active.wait(fail);
       const settle = <T>(f: (v: T) => void) => (v: T) => {
-        active.waiting.delete(fail);
+        active.unwait(fail);
         this.#left(active);
         f(v);
       };
@@ -361,8 +361,8 @@ export class ShardHost {
     activation.softBatch = undefined;
     return new Promise<unknown>((resolve, reject) => {
       const fail = (error: Error) => reject(error);
-      activation.waiting.add(fail);
-      const settle = <T>(f: (v: T) => void) => (v: T) => { activation.waiting.delete(fail); f(v); };
+      activation.wait(fail);
+      const settle = <T>(f: (v: T) => void) => (v: T) => { activation.unwait(fail); f(v); };
       dispatch(activation.ref!, build({ resolve: settle(resolve), reject: settle(reject) } as MessageDone));
     });
   }
@@ -480,10 +480,7 @@ export class ShardHost {
         activation.on('stopped');
         // nact drops what is still queued for a stopped actor: its callers hear so now
         // (a log command among them stays uncommitted and is delivered again).
-        for (const fail of [...activation.waiting]) {
-          fail(new EntityStoppedError(`${activation.key} was stopped before it handled the message`));
-        }
-        activation.waiting.clear();
+        activation.failWaiting(new EntityStoppedError(`${activation.key} was stopped before it handled the message`));
         this.#forgetActivation(activation.key);
         this.#passivations++;
       }

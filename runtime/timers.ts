@@ -26,9 +26,20 @@ export function timerCommandId(self: EntityRef, name: string, at: number): strin
   return `timer:${entityKey(self)}/${name}/${at}`;
 }
 
-/** The in-memory side of timers: one timeout per (entity, timer name), armed while the entity is active. */
+/** One armed timer of an entity. */
+interface Armed {
+  readonly name: string;
+  readonly handle: NodeJS.Timeout;
+  readonly at: number;
+}
+
+/**
+ * The in-memory side of timers: one timeout per (entity, timer name), armed while the entity
+ * is active. An entity's timers are a short list (one or two: a driver's presence, a
+ * booking's offer and deadline), not a map each: a node holds one per online driver.
+ */
 export class EntityTimers {
-  readonly #byEntity = new Map<EntityKey, Map<string, { handle: NodeJS.Timeout; at: number }>>();
+  readonly #byEntity = new Map<EntityKey, Armed[]>();
   readonly #now: () => number;
 
   constructor(now: () => number) {
@@ -39,35 +50,44 @@ export class EntityTimers {
     this.disarm(key, name);
     // setTimeout holds at most ~24.8 days; a later timer is re-armed when that passes.
     const delay = Math.min(Math.max(0, at - this.#now()), 2 ** 31 - 1);
-    const handle = setTimeout(() => {
-      this.#byEntity.get(key)?.delete(name);
-      if (this.#now() < at) this.arm(key, name, at, fire);
-      else fire();
-    }, delay);
-    let byName = this.#byEntity.get(key);
-    if (!byName) this.#byEntity.set(key, (byName = new Map()));
-    byName.set(name, { handle, at });
+    const armed: Armed = {
+      name, at,
+      handle: setTimeout(() => {
+        this.#drop(key, armed);
+        if (this.#now() < at) this.arm(key, name, at, fire);
+        else fire();
+      }, delay),
+    };
+    const list = this.#byEntity.get(key);
+    if (list) list.push(armed); else this.#byEntity.set(key, [armed]);
   }
 
   disarm(key: string, name: string): void {
-    const byName = this.#byEntity.get(key);
-    const armed = byName?.get(name);
-    if (armed) clearTimeout(armed.handle);
-    byName?.delete(name);
-    if (byName && byName.size === 0) this.#byEntity.delete(key);
+    const armed = this.#byEntity.get(key)?.find((a) => a.name === name);
+    if (!armed) return;
+    clearTimeout(armed.handle);
+    this.#drop(key, armed);
+  }
+
+  #drop(key: string, armed: Armed): void {
+    const list = this.#byEntity.get(key);
+    const i = list ? list.indexOf(armed) : -1;
+    if (i < 0) return;
+    list!.splice(i, 1);
+    if (list!.length === 0) this.#byEntity.delete(key);
   }
 
   disarmAll(key: string): void {
-    for (const name of [...(this.#byEntity.get(key)?.keys() ?? [])]) this.disarm(key, name);
+    for (const name of this.names(key)) this.disarm(key, name);
   }
 
   names(key: string): string[] {
-    return [...(this.#byEntity.get(key)?.keys() ?? [])];
+    return (this.#byEntity.get(key) ?? []).map((a) => a.name);
   }
 
   /** When the entity's next armed timer is due; undefined when it has none. */
   nextAt(key: string): number | undefined {
-    const armed = [...(this.#byEntity.get(key)?.values() ?? [])];
+    const armed = this.#byEntity.get(key) ?? [];
     return armed.length === 0 ? undefined : Math.min(...armed.map((a) => a.at));
   }
 }
