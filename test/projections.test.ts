@@ -2,7 +2,7 @@
 // late is not skipped, a batch that commits and then times out is not applied twice,
 // an open breaker only delays them, and a rebuild gives the same figures.
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { dispatchBehaviors, dispatchServices } from '../actors/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { startNode, type NodeOptions, type RunningNode } from '../node.ts';
 import { openOrm } from '../adapters/postgres/orm.ts';
-import { Projector, quietPollMs, type JournalRow, type Projection } from '../adapters/postgres/projections.ts';
+import { Projector, quietPollMs, type JournalRow, type Projection, type ProjectorOptions } from '../adapters/postgres/projections.ts';
 import { createBooking } from './fixtures/booking-request.ts';
 import { freshDatabase } from './helpers/services.ts';
 import { eventually, repoRoot } from './helpers/node-process.ts';
@@ -47,6 +47,25 @@ async function burst(n: RunningNode, count: number): Promise<string[]> {
 
 const agrees = (url: string) => async () => (await journalTruthDiff(url)).length === 0;
 const cancelledCount = async (n: RunningNode) => (await n.readModels.analytics(Date.now() - 86_400_000, Date.now() + 3_600_000, 'hour')).items.reduce((a, i) => a + i.cancelled, 0);
+
+/** A fresh database, a projector over `projection` started and caught up, and a client that journals rows as an entity would. */
+async function projectorRig(t: ExecutionContext, projection: Projection, options: Omit<ProjectorOptions, 'orm' | 'projections'>) {
+  const db = await freshDatabase();
+  databases.push(db);
+  const orm = await openOrm({ url: db.url, poolMax: 4 });
+  t.teardown(() => orm.close(true));
+  const projector = new Projector({ orm, projections: [projection], ...options });
+  const record = JSON.stringify({ v: 1, cmd: 'c', at: 0, events: [], tells: [], timersSet: [], timersCancelled: [] });
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  t.teardown(() => client.end());
+  projector.start();
+  t.teardown(() => projector.stop());
+  await eventually(async () => projector.lagMs() === 0);
+  const journal = (key: string, shard: number) =>
+    client.query(`insert into journal (persistence_key, sequence_nr, data, tags, shard) values ($1, 1, $2, '[]', $3)`, [key, record, shard]);
+  return { projector, journal };
+}
 
 test('a journal row that commits after a later one is projected, not skipped', async (t) => {
   const db = await freshDatabase();
@@ -276,23 +295,12 @@ test('quiet sweeps back off from pollMs, doubling up to idlePollMs', (t) => {
 });
 
 test('wake-ups that come close together are projected together: one batch for the rows of the while, not one per row', async (t) => {
-  const db = await freshDatabase();
-  databases.push(db);
-  const orm = await openOrm({ url: db.url, poolMax: 4 });
-  t.teardown(() => orm.close(true));
   const batches: number[] = [];
   const recording: Projection = { name: 'rec', kind: 'test', tables: [], async apply(_sql, rows: readonly JournalRow[]) { batches.push(rows.length); } };
-  const projector = new Projector({ orm, projections: [recording], owned: () => [3], totalShards: 4, pollMs: 60_000, wakeDelayMs: 1_000 });
-  const record = JSON.stringify({ v: 1, cmd: 'c', at: 0, events: [], tells: [], timersSet: [], timersCancelled: [] });
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  t.teardown(() => client.end());
-  projector.start();
-  t.teardown(() => projector.stop());
-  await eventually(async () => projector.lagMs() === 0);
+  const { projector, journal } = await projectorRig(t, recording, { owned: () => [3], totalShards: 4, pollMs: 60_000, wakeDelayMs: 1_000 });
   // Ten rows, each announced by its own wake-up as an entity's event would, well within the delay.
   for (let i = 0; i < 10; i++) {
-    await client.query(`insert into journal (persistence_key, sequence_nr, data, tags, shard) values ($1, 1, $2, '[]', 3)`, [`test:w${i}`, record]);
+    await journal(`test:w${i}`, 3);
     projector.wake('test', 3);
   }
   t.true(await eventually(async () => batches.reduce((a, b) => a + b, 0) === 10, 60_000));
@@ -300,10 +308,6 @@ test('wake-ups that come close together are projected together: one batch for th
 });
 
 test('woken shards are caught up two at a time: their batches overlap, never more than two, and every row is projected once', async (t) => {
-  const db = await freshDatabase();
-  databases.push(db);
-  const orm = await openOrm({ url: db.url, poolMax: 4 });
-  t.teardown(() => orm.close(true));
   let live = 0;
   let most = 0;
   const seen: string[] = [];
@@ -318,17 +322,8 @@ test('woken shards are caught up two at a time: their batches overlap, never mor
     },
   };
   const shards = [0, 1, 2, 3, 4, 5, 6, 7];
-  const projector = new Projector({ orm, projections: [slow], owned: () => shards, totalShards: 8, pollMs: 60_000, wakeDelayMs: 0 });
-  const record = JSON.stringify({ v: 1, cmd: 'c', at: 0, events: [], tells: [], timersSet: [], timersCancelled: [] });
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  t.teardown(() => client.end());
-  projector.start();
-  t.teardown(() => projector.stop());
-  await eventually(async () => projector.lagMs() === 0);
-  for (const shard of shards) {
-    await client.query(`insert into journal (persistence_key, sequence_nr, data, tags, shard) values ($1, 1, $2, '[]', $3)`, [`test:s${shard}`, record, shard]);
-  }
+  const { projector, journal } = await projectorRig(t, slow, { owned: () => shards, totalShards: 8, pollMs: 60_000, wakeDelayMs: 0 });
+  for (const shard of shards) await journal(`test:s${shard}`, shard);
   for (const shard of shards) projector.wake('test', shard);
   t.true(await eventually(async () => seen.length >= shards.length, 60_000));
   t.deepEqual([...seen].sort(), shards.map((s) => `test:s${s}`).sort(), 'each row once');
