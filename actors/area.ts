@@ -140,12 +140,12 @@ function contendsWithGiven(join: Join, answer: BatchAnswer, given: readonly Give
 }
 
 export function makeAreaBehavior(settings: AreaSettings = DEFAULT_AREA): Behavior<AreaState, AreaMessage, never, AreaQuery, AreaPending> {
-  /** Opens a window and asks the service to close it. */
   const { events: contentionEvents, holdMs } = settings.contention;
   /** A window waits only while batching pays (contentions lately), else it closes at once. */
   const windowMs = (s: AreaState, now: number) =>
     contentionEvents === 0 || s.contended.filter((t) => now - t <= holdMs).length >= contentionEvents ? settings.batchMs : 0;
 
+  /** Opens a window and asks the service to close it. */
   function open(s: AreaState, now: number): { state: AreaState; effect: Effect } {
     const window = { id: `${now}.${s.opened}`, closeAt: now + windowMs(s, now) };
     const payload: BatchRequest = { window: window.id, closeAt: window.closeAt };

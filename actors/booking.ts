@@ -336,7 +336,7 @@ export function makeBookingBehavior(
     for (let r = radiusKm; r < settings.maxRadiusKm;) {
       n += 1;
       from += searchBackoff(settings, n);
-      r = Math.min(settings.maxRadiusKm, Math.max(r, settings.initialRadiusKm) * 2);
+      r = widerThan(r);
       out.push({ radiusKm: r, from });
     }
     return out;
@@ -403,8 +403,13 @@ export function makeBookingBehavior(
     return search(s, now, wider(s));
   }
 
+  /** The next radius after `radiusKm`: twice it, up to the widest. */
+  function widerThan(radiusKm: number): number {
+    return Math.min(settings.maxRadiusKm, Math.max(radiusKm, settings.initialRadiusKm) * 2);
+  }
+
   function wider(s: BookingState): number {
-    return Math.min(settings.maxRadiusKm, Math.max(s.radiusKm, settings.initialRadiusKm) * 2);
+    return widerThan(s.radiusKm);
   }
 
   /** The booking as it is now, for a read model row that missed a transition (no analytics count it). */

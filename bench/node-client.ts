@@ -189,7 +189,6 @@ export class BenchDriver {
   }
 }
 
-/** Connects `n` drivers at `positions`, 50 at a time, round-robin over `urls`, each online with one fix. */
 /**
  * A cluster node lets a driver without a vehicle go online only with a type an admin allowed
  * (a development node allows any): allow these drivers economy first, 20 requests at a time.
@@ -207,6 +206,7 @@ export async function allowEconomy(url: string, ids: readonly string[]): Promise
   }
 }
 
+/** Connects `n` drivers at `positions`, 50 at a time, round-robin over `urls`, each online with one fix. */
 export async function connectDrivers(urls: readonly string[], prefix: string, positions: readonly Point[], from = 0): Promise<BenchDriver[]> {
   const out: BenchDriver[] = [];
   for (let i = 0; i < positions.length; i += 50) {
