@@ -32,6 +32,7 @@ test('the defaults select one embedded node', (t) => {
   t.is(config.dispatch.cellRes, 7);
   t.is(config.dispatch.mode, 'greedy', 'greedy dispatch unless DISPATCH_MODE says batched');
   t.is(config.dispatch.batchMs, 2_000);
+  t.is(config.dispatch.batchContention, 3, 'batched windows wait after 3 contentions unless DISPATCH_BATCH_CONTENTION says otherwise');
   t.is(loadConfig({ DISPATCH_MODE: 'batched' }).dispatch.mode, 'batched');
   t.is(config.storage.databaseUrl, undefined);
   t.is(config.storage.redisUrl, undefined);
@@ -94,6 +95,7 @@ const bad: [Record<string, string>, RegExp][] = [
   [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/],
   [{ DISPATCH_MODE: 'auction' }, /^DISPATCH_MODE must be one of greedy, batched, got "auction"$/],
   [{ DISPATCH_BATCH_MS: '50' }, /^DISPATCH_BATCH_MS must be an integer from 100 to 60000, got "50"$/],
+  [{ DISPATCH_BATCH_CONTENTION: '-1' }, /^DISPATCH_BATCH_CONTENTION must be an integer from 0 to 1000, got "-1"$/],
   [{ DISPATCH_MODE: 'batched', DISPATCH_BATCH_MS: '10000', DISPATCH_DEADLINE_MS: '15000' },
     /^DISPATCH_BATCH_MS \(10000\) must be at most half of DISPATCH_DEADLINE_MS \(15000\) in batched mode$/],
   [{ SURGE_CAP: 'NaN' }, /^SURGE_CAP must be a number/],

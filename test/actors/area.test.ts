@@ -7,6 +7,7 @@ import type { Effect } from '../../actors/behavior.ts';
 import { closeBatch, matchBatch, type BatchSearch } from '../../actors/batch.ts';
 import type { Candidate } from '../../actors/cell.ts';
 import { DEFAULT_WEIGHTS } from '../../actors/dispatch-policy.ts';
+import { dispatchBehaviors } from '../../actors/index.ts';
 
 // The window mechanics, with every window waiting (DISPATCH_BATCH_CONTENTION=0); the default adapts (below).
 const area = makeAreaBehavior({ ...DEFAULT_AREA, contention: EVERY_WINDOW_WAITS });
@@ -215,4 +216,13 @@ test('closing a batch: a join left with nobody is searched wider in the same win
 
   const failed = await closeBatch([join('A'), join('Z')], async (j) => (j.bookingId === 'Z' ? undefined : drivers), T0, DEFAULT_WEIGHTS);
   t.deepEqual(failed.map((a) => a.bookingId), ['A'], 'a join whose search failed gets no answer and stays for the next window');
+});
+
+test('DISPATCH_BATCH_CONTENTION reaches the areas: 0 makes every window wait, the default matches a quiet area at once', (t) => {
+  const areaOf = (batchContention?: number) => dispatchBehaviors({
+    dispatch: { cellRes: 7, offerTimeoutMs: 15_000, surgeCap: 3, deadlineMs: 120_000, mode: 'batched', batchMs: 2_000, batchContention },
+  }).find((b) => b.kind === 'area')!;
+  const closeOf = (behavior: ReturnType<typeof areaOf>) => at(behavior.handle(behavior.initial('a1'), join('b1'), ctx()).effects as Effect[]);
+  t.deepEqual(closeOf(areaOf(0)), [T0 + 2_000]);
+  t.deepEqual(closeOf(areaOf()), [T0]);
 });
