@@ -12,15 +12,18 @@
 // Why one packed array. A search looks at tens of drivers it will not keep, in a few
 // cells, per query, and between queries a node does other work that evicts them from the
 // CPU's caches: what it reads must be few cache lines, read in order. So what a search
-// reads of a driver (position, its latitude's cosine, tag, when it was seen, whether its rules
-// need its copy, slot) sits in one Float64Array, 56 bytes a driver,
-// sorted by bucket row by row (a bucket, and a row of buckets, is one run of memory),
-// under a table of where each bucket starts; a driver's copy is read only when its entry
-// passed the tag, box and freshness tests and its rules need more (a maintenance window, say). A driver that moves within its bucket is updated in place; one that
-// changes bucket, comes or goes leaves a dead entry and is appended past the sorted part
-// (scanned whole by every search), until enough did that the array is sorted again
-// (O(drivers), every few dozen moves): a cell of thousands of drivers still sorts in tens
-// of microseconds.
+// reads of a driver (position, when it was seen, its tag and whether its rules need its
+// copy, slot) sits in one Float64Array, 40 bytes a driver, in lanes, one per tag (a
+// vehicle type's available drivers), each sorted by bucket row by row (a bucket, and a row
+// of buckets, is one run of memory), under a table of where each lane's buckets start. A
+// search for one vehicle type reads its lane only, and a driver no search answers (busy,
+// offline) has no entry at all: a query reads about half the entries it would in one
+// array of every driver. A driver's copy is read only when its entry passed the tag, box
+// and freshness tests and its rules need more (a maintenance window, say). A driver that
+// moves within its bucket is updated in place; one that changes bucket or tag, comes or
+// goes leaves a dead entry and is appended past the sorted part (scanned whole by every
+// search), until enough did that the array is sorted again (O(drivers), every few dozen
+// moves): a cell of thousands of drivers still sorts in tens of microseconds.
 //
 // Why mutate in place. The cell reducer must look pure: `(state, message) ->
 // state'`. Copying the driver map on every update costs O(drivers in the cell);
@@ -46,19 +49,28 @@ export const GRID_DEG = 0.001;
 const KM_PER_DEG = 6371.0088 * Math.PI / 180;
 /** Slack on every lower bound: covers sin(x) <= x over a degree and float rounding at bucket edges. */
 const SLACK = 0.999;
-/** Most buckets a cell's grid spans (128 KiB of starts); a cell spread wider (the antimeridian) is one bucket, scanned whole. */
-const MAX_BUCKETS = 1 << 15;
-/** Entries past the sorted part (and dead ones) a cell tolerates before sorting again: this many, or an eighth of its drivers. */
-const UNSORTED_MIN = 64;
+/**
+ * Most starts a cell's table holds, lanes times buckets (256 KiB); a cell spread wider (the
+ * antimeridian) or holding many vehicle types is one bucket per lane.
+ */
+const MAX_STARTS = 1 << 16;
+/**
+ * Entries past the sorted part (and dead ones) a cell tolerates before sorting again: this many,
+ * or a sixteenth of its entries. Every search scans them all, in every cell it asks; a sort of
+ * a few hundred entries costs microseconds.
+ */
+const UNSORTED_MIN = 16;
 /** A cell holding at most this many drivers is scanned whole (a few ns each) instead of walking its buckets. */
 const SCAN_AT_MOST = 48;
 const NONE = -1;
-/** An entry's fields: ENTRY numbers per driver. */
-const ENTRY = 7;
-const LAT = 0, LNG = 1, COS = 2, TAG = 3, SLOT = 4, SEEN = 5, CHECK = 6;
-/** A slot's tag when its driver is never answered (see CellIndex's `tagOf`); below it, a dead entry. */
+/** An entry's fields: ENTRY numbers per driver. KEY is the tag times two, plus one when a search must check its copy. */
+const ENTRY = 5;
+const LAT = 0, LNG = 1, SEEN = 2, KEY = 3, SLOT = 4;
+/** A driver's tag when no search answers it (see CellIndex's `tagOf`): it has no entry. */
 export const UNTAGGED = -1;
-const DEAD = -2;
+/** The KEY of a dead entry. */
+const DEAD = -1;
+const tagOfKey = (key: number) => key >> 1;
 
 export class StaleCellState extends Error {}
 
@@ -103,22 +115,27 @@ export class CellIndex {
   readonly #checkOf: (d: DriverCopy) => boolean;
   /** driverId -> slot. */
   readonly #ids = new Map<string, number>();
-  /** Per slot: the copy (undefined: a free slot), and where its entry is. */
+  /** Per slot: the copy (undefined: a free slot), and where its entry is (NONE: untagged, no entry). */
   #copies: (DriverCopy | undefined)[] = [];
   #pos = new Int32Array(8);
   /** Slots in use or freed so far, and the freed ones. */
   #high = 0;
   #free: number[] = [];
-  /** Entries: [0, #sorted) by bucket, then appended ones up to #length; #dead of all are dead. */
+  /** Entries: [0, #sorted) by lane and bucket, then appended ones up to #length; #dead of all are dead, #live are not. */
   #entries = new Float64Array(8 * ENTRY);
+  #live = 0;
   /** The bucket of each entry, while #sort runs. */
   #scratch = new Int32Array(0);
   #length = 0;
   #sorted = 0;
   #dead = 0;
-  /** The grid of the sorted part: w x h buckets from bucket (x0, y0); bucket b's entries start at #starts[b]. */
+  /**
+   * The grid of the sorted part: w x h buckets from bucket (x0, y0); the entries of bucket b in
+   * lane l start at #starts[l * w * h + b]. #lanes: a tag's lane.
+   */
   #x0 = 0; #y0 = 0; #w = 1; #h = 1;
-  #starts = new Int32Array(2);
+  #starts = new Int32Array(1);
+  #lanes = new Map<number, number>();
   #version = 0;
   /** The version before the last step, and the last version handed out (versions are never reused). */
   #previous = 0;
@@ -216,7 +233,7 @@ export class CellIndex {
   nearest(
     point: Point, radiusKm: number, accept: (d: DriverCopy) => boolean, best: TopK<DriverCopy>, tag?: number, seenSince = -Infinity,
   ): void {
-    if (this.#ids.size === 0) return;
+    if (this.#live === 0) return;
     // Longitude degrees shrink toward the poles: bound with the most poleward latitude
     // a driver within 2 radii can have (one farther is beyond the radius by latitude alone).
     const cap = Math.min(89.9, Math.abs(point.lat) + 2 * radiusKm / KM_PER_DEG);
@@ -224,8 +241,13 @@ export class CellIndex {
       point, radiusKm, accept, best, tag: tag ?? UNTAGGED, seenSince, kmLat: KM_PER_DEG * SLACK, kmLng: KM_PER_DEG * Math.cos(cap * Math.PI / 180) * SLACK,
       cos: cosLat(point.lat),
     };
-    if (this.#ids.size <= SCAN_AT_MOST || this.#w * this.#h === 1) return this.#scan(0, this.#length, search);
-    this.#walkRings(search);
+    if (this.#live <= SCAN_AT_MOST || this.#w * this.#h === 1) return this.#scan(0, this.#length, search);
+    if (tag === undefined) {
+      for (let lane = 0; lane < this.#lanes.size; lane++) this.#walkRings(search, lane * this.#w * this.#h);
+    } else {
+      const lane = this.#lanes.get(tag);
+      if (lane !== undefined) this.#walkRings(search, lane * this.#w * this.#h);
+    }
     this.#scan(this.#sorted, this.#length, search);
   }
 
@@ -237,27 +259,32 @@ export class CellIndex {
     const entries = this.#entries;
     const { point, kmLat, kmLng, best } = q;
     for (let i = from * ENTRY; i < to * ENTRY; i += ENTRY) {
-      const tag = entries[i + TAG]!;
-      if (tag < 0 || (q.tag !== UNTAGGED && tag !== q.tag)) continue;
+      const key = entries[i + KEY]!;
+      if (key < 0 || (q.tag !== UNTAGGED && tagOfKey(key) !== q.tag)) continue;
       const limit = Math.min(q.radiusKm, best.bound);
-      if (Math.abs(entries[i + LAT]! - point.lat) * kmLat > limit || Math.abs(entries[i + LNG]! - point.lng) * kmLng > limit) continue;
+      const lat = entries[i + LAT]!;
+      const lng = entries[i + LNG]!;
+      if (Math.abs(lat - point.lat) * kmLat > limit || Math.abs(lng - point.lng) * kmLng > limit) continue;
       if (entries[i + SEEN]! < q.seenSince) continue;
       const d = this.#copies[entries[i + SLOT]!]!;
-      if (entries[i + CHECK]! !== 0 && !q.accept(d)) continue;
-      // The very number distanceKm(point, d) gives, with both cosines at hand.
-      const km = haversineKm(point.lat, point.lng, q.cos, entries[i + LAT]!, entries[i + LNG]!, entries[i + COS]!);
+      if ((key & 1) !== 0 && !q.accept(d)) continue;
+      // The very number distanceKm(point, d) gives.
+      const km = haversineKm(point.lat, point.lng, q.cos, lat, lng, cosLat(lat));
       if (km <= q.radiusKm) best.offer(km, d);
     }
   }
 
-  /** Buckets bx0..bx1 of row `by` of the sorted part (one run of entries). */
-  #row(by: number, bx0: number, bx1: number, q: Search): void {
-    const b = by * this.#w;
+  /** Buckets bx0..bx1 of row `by` of a lane (its buckets from `lane`) of the sorted part: one run of entries. */
+  #row(lane: number, by: number, bx0: number, bx1: number, q: Search): void {
+    const b = lane + by * this.#w;
     this.#scan(this.#starts[b + bx0]!, this.#starts[b + bx1 + 1]!, q);
   }
 
-  /** Square rings of buckets around the point's, clipped to the box, while a ring can hold anything within the bound. */
-  #walkRings(q: Search): void {
+  /**
+   * Square rings of buckets of one lane (its buckets from `lane`) around the point's, clipped
+   * to the box, while a ring can hold anything within the bound.
+   */
+  #walkRings(q: Search, lane: number): void {
     const fx = q.point.lng / GRID_DEG;
     const fy = q.point.lat / GRID_DEG;
     const x = Math.floor(fx) - this.#x0;
@@ -271,14 +298,14 @@ export class CellIndex {
     const last = Math.max(x, w - 1 - x, y, h - 1 - y);
     for (let r = first; r <= last; r++) {
       if (r > 0 && (r - 1) * kmPerRing + inset * GRID_DEG > Math.min(q.radiusKm, q.best.bound)) return;
-      if (r === 0) { this.#row(y, x, x, q); continue; }
+      if (r === 0) { this.#row(lane, y, x, x, q); continue; }
       const left = Math.max(x - r, 0);
       const right = Math.min(x + r, w - 1);
-      if (y - r >= 0) this.#row(y - r, left, right, q);
-      if (y + r < h) this.#row(y + r, left, right, q);
+      if (y - r >= 0) this.#row(lane, y - r, left, right, q);
+      if (y + r < h) this.#row(lane, y + r, left, right, q);
       for (let by = Math.max(y - r + 1, 0); by <= Math.min(y + r - 1, h - 1); by++) {
-        if (x - r >= 0) this.#row(by, x - r, x - r, q);
-        if (x + r < w) this.#row(by, x + r, x + r, q);
+        if (x - r >= 0) this.#row(lane, by, x - r, x - r, q);
+        if (x + r < w) this.#row(lane, by, x + r, x + r, q);
       }
     }
   }
@@ -315,23 +342,27 @@ export class CellIndex {
     if (s === undefined) {
       s = this.#free.pop() ?? this.#newSlot();
       this.#ids.set(driver.driverId, s);
-    } else if (this.#pos[s]! >= this.#sorted || this.#bucketOf(driver.lat, driver.lng) === this.#bucketAt(this.#pos[s]!)) {
-      // Moved within its bucket, or past the sorted part (scanned whole): in place.
-      this.#copies[s] = driver;
-      this.#write(this.#pos[s]!, driver, s);
-      return;
-    } else {
-      this.#kill(s);
+      this.#pos[s] = NONE;
     }
     this.#copies[s] = driver;
-    this.#append(s, driver);
+    const tag = this.#tagOf(driver);
+    const at = this.#pos[s]!;
+    if (at !== NONE && tag !== UNTAGGED && this.#stays(at, driver, tag)) return this.#write(at, driver, s, tag);
+    if (at !== NONE) this.#kill(s);
+    if (tag !== UNTAGGED) this.#append(s, driver, tag);
+  }
+
+  /** Whether entry i can take the driver's new copy in place: past the sorted part (scanned whole), or the same lane and bucket. */
+  #stays(i: number, driver: DriverCopy, tag: number): boolean {
+    if (i >= this.#sorted) return true;
+    return tagOfKey(this.#entries[i * ENTRY + KEY]!) === tag && this.#bucketOf(driver.lat, driver.lng) === this.#bucketAt(i);
   }
 
   #remove(id: string, slot = this.#ids.get(id)): void {
     const s = slot;
     if (s === undefined) return;
     this.#ids.delete(id);
-    this.#kill(s);
+    if (this.#pos[s]! !== NONE) this.#kill(s);
     this.#copies[s] = undefined;
     this.#free.push(s);
     if (this.#ids.size === 0) this.#reset();
@@ -342,9 +373,10 @@ export class CellIndex {
     this.#copies = [];
     this.#high = 0;
     this.#free = [];
-    this.#length = this.#sorted = this.#dead = 0;
+    this.#length = this.#sorted = this.#dead = this.#live = 0;
     this.#w = this.#h = 1;
-    this.#starts = new Int32Array(2);
+    this.#starts = new Int32Array(1);
+    this.#lanes = new Map();
   }
 
   /** A new slot at the end, doubling `#pos` when full. */
@@ -371,74 +403,83 @@ export class CellIndex {
     return this.#bucketOf(this.#entries[i * ENTRY + LAT]!, this.#entries[i * ENTRY + LNG]!);
   }
 
-  #write(i: number, d: DriverCopy, s: number): void {
+  #write(i: number, d: DriverCopy, s: number, tag: number): void {
     const at = i * ENTRY;
     this.#entries[at + LAT] = d.lat;
     this.#entries[at + LNG] = d.lng;
-    this.#entries[at + COS] = cosLat(d.lat);
-    this.#entries[at + TAG] = this.#tagOf(d);
-    this.#entries[at + SLOT] = s;
     this.#entries[at + SEEN] = d.seenAt;
-    this.#entries[at + CHECK] = this.#checkOf(d) ? 1 : 0;
+    this.#entries[at + KEY] = tag * 2 + (this.#checkOf(d) ? 1 : 0);
+    this.#entries[at + SLOT] = s;
   }
 
-  /** Marks slot s's entry dead (its driver changed bucket or left). */
+  /** Marks slot s's entry dead (its driver changed bucket or tag, became untagged, or left). */
   #kill(s: number): void {
-    this.#entries[this.#pos[s]! * ENTRY + TAG] = DEAD;
+    this.#entries[this.#pos[s]! * ENTRY + KEY] = DEAD;
+    this.#pos[s] = NONE;
     this.#dead++;
+    this.#live--;
   }
 
   /** Enters slot s past the sorted part; sorts again once too many entries are unsorted or dead. */
-  #append(s: number, d: DriverCopy): void {
+  #append(s: number, d: DriverCopy, tag: number): void {
     if (this.#length * ENTRY >= this.#entries.length) {
       const entries = new Float64Array(Math.max(this.#entries.length * 2, 8 * ENTRY));
       entries.set(this.#entries.subarray(0, this.#length * ENTRY));
       this.#entries = entries;
     }
     this.#pos[s] = this.#length;
-    this.#write(this.#length++, d, s);
+    this.#write(this.#length++, d, s, tag);
+    this.#live++;
     const unsorted = this.#length - this.#sorted + this.#dead;
-    if (unsorted > Math.max(UNSORTED_MIN, this.#ids.size / 8)) this.#sort();
+    if (unsorted > Math.max(UNSORTED_MIN, this.#live / 16)) this.#sort();
   }
 
   /**
-   * Sorts the live entries by bucket (a counting sort) over a grid that fits them now, with
-   * no entry dead or unsorted left: one bucket when they spread wider than MAX_BUCKETS.
+   * Sorts the live entries by lane and bucket (a counting sort) over a grid that fits them now,
+   * with no entry dead or unsorted left: one bucket per lane when lanes times buckets would pass
+   * MAX_STARTS.
    */
   #sort(): void {
     // From the entries alone (positions side by side), not the copies: a sort reads one run of memory.
     const from = this.#entries;
     const length = this.#length;
     let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    const lanes = new Map<number, number>();
     for (let i = 0; i < length * ENTRY; i += ENTRY) {
-      if (from[i + TAG]! === DEAD) continue;
+      const key = from[i + KEY]!;
+      if (key === DEAD) continue;
+      const tag = tagOfKey(key);
+      if (!lanes.has(tag)) lanes.set(tag, lanes.size);
       const x = gx(from[i + LNG]!), y = gy(from[i + LAT]!);
       if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
     }
-    const gridded = (x1 - x0 + 1) * (y1 - y0 + 1) <= MAX_BUCKETS;
+    const gridded = (x1 - x0 + 1) * (y1 - y0 + 1) * lanes.size <= MAX_STARTS;
     const w = gridded ? x1 - x0 + 1 : 1;
     const buckets = gridded ? w * (y1 - y0 + 1) : 1;
-    const starts = new Int32Array(buckets + 1);
+    const keys = Math.max(1, lanes.size) * buckets;
+    const starts = new Int32Array(keys + 1);
     if (this.#scratch.length < length) this.#scratch = new Int32Array(Math.max(length, this.#scratch.length * 2));
-    const bucketOf = this.#scratch;
+    const keyOf = this.#scratch;
     for (let e = 0; e < length; e++) {
       const i = e * ENTRY;
-      if (from[i + TAG]! === DEAD) continue;
+      const key = from[i + KEY]!;
+      if (key === DEAD) continue;
       const b = gridded ? (gy(from[i + LAT]!) - y0) * w + (gx(from[i + LNG]!) - x0) : 0;
-      bucketOf[e] = b;
-      starts[b + 1]!++;
+      const k = lanes.get(tagOfKey(key))! * buckets + b;
+      keyOf[e] = k;
+      starts[k + 1]!++;
     }
-    for (let b = 0; b < buckets; b++) starts[b + 1]! += starts[b]!;
-    // Into a new array with room for the appends until the next sort, each entry copied as it is
-    // (its cosine is not computed again). Not kept as a spare: a second array per cell was
-    // memory per driver held for nothing between sorts, a new one is a small allocation per sort.
-    const live = this.#ids.size;
-    const to = new Float64Array((live + Math.max(UNSORTED_MIN, Math.ceil(live / 8)) + 1) * ENTRY);
-    const next = starts.slice(0, buckets);
+    for (let k = 0; k < keys; k++) starts[k + 1]! += starts[k]!;
+    // Into a new array with room for the appends until the next sort, each entry copied as it is.
+    // Not kept as a spare: a second array per cell was memory per driver held for nothing
+    // between sorts, a new one is a small allocation per sort.
+    const live = this.#live;
+    const to = new Float64Array((live + Math.max(UNSORTED_MIN, Math.ceil(live / 16)) + 1) * ENTRY);
+    const next = starts.slice(0, keys);
     for (let e = 0; e < length; e++) {
       const i = e * ENTRY;
-      if (from[i + TAG]! === DEAD) continue;
-      const at = next[bucketOf[e]!]!++;
+      if (from[i + KEY]! === DEAD) continue;
+      const at = next[keyOf[e]!]!++;
       for (let f = 0; f < ENTRY; f++) to[at * ENTRY + f] = from[i + f]!;
       this.#pos[from[i + SLOT]!] = at;
     }
@@ -446,7 +487,8 @@ export class CellIndex {
     this.#w = w; this.#h = gridded ? y1 - y0 + 1 : 1;
     this.#entries = to;
     this.#starts = starts;
-    this.#length = this.#sorted = this.#ids.size;
+    this.#lanes = lanes;
+    this.#length = this.#sorted = live;
     this.#dead = 0;
   }
 }

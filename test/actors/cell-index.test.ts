@@ -269,7 +269,9 @@ test('drivers moving, leaving and coming back between searches (within buckets, 
 test('the rules a search reads from the entries (freshness, and whether a copy needs reading) follow each copy, in place or moved', (t) => {
   // Most drivers are answered on their entries alone (tag, box, when they were seen); only those
   // with maintenance windows have their copies read. A copy changed in place (same bucket) or
-  // moved must leave its entry saying what the new copy says: the search equals the rules.
+  // moved must leave its entry saying what the new copy says: the search equals the rules. A
+  // driver whose vehicle type or availability changes in place must change lanes too (a search
+  // of one type reads its type's lane only).
   const rand = seeded(11);
   const ttl = DEFAULT_CELL.driverTtlMs;
   const spot = () => ({ lat: CENTER.lat + (rand() - 0.5) * 0.01, lng: CENTER.lng + (rand() - 0.5) * 0.013 });
