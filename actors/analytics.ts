@@ -5,15 +5,14 @@
 export interface BookingEventView {
   readonly type: string;
   readonly at?: number;
+  /** What analytics reads of the booking after the transition (a BookingState has it all). */
   readonly booking: {
-    readonly id: string;
     readonly riderId: string;
-    readonly status: string;
     readonly price: { readonly amount: number };
     readonly surge: number;
     readonly driverId?: string;
-    readonly timeline: readonly { readonly status: string; readonly at: string }[];
-    readonly pickupCell?: string;
+    /** When the booking entered each status, in epoch milliseconds. */
+    readonly timeline: readonly { readonly status: string; readonly at: number }[];
   };
   readonly pickupCell?: string;
   readonly driverId?: string;
@@ -47,9 +46,8 @@ export function hourOf(at: number): number {
   return Math.floor(at / HOUR) * HOUR;
 }
 
-function timeOf(view: BookingEventView['booking'], status: string): number | undefined {
-  const entry = view.timeline.find((t) => t.status === status);
-  return entry ? Date.parse(entry.at) : undefined;
+function timeOf(booking: BookingEventView['booking'], status: string): number | undefined {
+  return booking.timeline.find((t) => t.status === status)?.at;
 }
 
 /** What one booking event adds to the aggregates; undefined when it adds nothing. */
@@ -64,7 +62,7 @@ export function analyticsDelta(event: BookingEventView, pickupCell: string): Ana
       if (b.timeline.length !== 1) return undefined;
       return { ...base, increments: { requests: 1, surgeSum: b.surge, surgeCount: 1 }, rider: b.riderId };
     case 'booking.arriving': {
-      const requested = Date.parse(b.timeline[0]!.at);
+      const requested = b.timeline[0]!.at;
       const searching = timeOf(b, 'searching') ?? requested;
       return { ...base, increments: { waitMsSum: at - searching, waitCount: 1 }, activeDriver: b.driverId };
     }
