@@ -55,8 +55,17 @@ export interface JournalRow {
   readonly id: string;
   readonly seq: number;
   readonly tx: string;
-  readonly record: JournalRecord;
+  readonly record: ProjectedRecord;
 }
+
+/** What projections read of a journal record: its events and when it was handled. */
+export type ProjectedRecord = Pick<JournalRecord, 'at' | 'events'>;
+
+/**
+ * The select-list item of a journal row's record as projections read it: its events and time,
+ * not the tells and timers beside them (about half a booking's record, parsed for nothing).
+ */
+const PROJECTED = `jsonb_build_object('at', data->'at', 'events', data->'events') as data`;
 
 export interface Projection {
   readonly name: string;
@@ -82,11 +91,11 @@ export type StateMemo = Map<string, { readonly seq: number; readonly state: unkn
 export const INITIAL_VEHICLE: VehicleState = { exists: false, deleted: false, plate: '', vehicleType: '', capacity: 0, maintenance: [] };
 
 /** Events of a record as the current reducers read them (all kinds are at event version 1, none upcasts). */
-function eventsOf<E>(record: JournalRecord): readonly E[] {
+function eventsOf<E>(record: ProjectedRecord): readonly E[] {
   return (record.events ?? []) as readonly E[];
 }
 
-export function foldBooking(state: BookingState, record: JournalRecord): BookingState {
+export function foldBooking(state: BookingState, record: ProjectedRecord): BookingState {
   return eventsOf<BookingEvent>(record).reduce(applyBooking, state);
 }
 
@@ -97,7 +106,7 @@ export function foldBooking(state: BookingState, record: JournalRecord): Booking
  * building the view (ISO strings for the whole timeline) at every transition was a tenth of
  * a rebuild's time.
  */
-export function bookingTransition(before: BookingState, after: BookingState, record: JournalRecord): BookingEventView | undefined {
+export function bookingTransition(before: BookingState, after: BookingState, record: ProjectedRecord): BookingEventView | undefined {
   if (after.status !== before.status) {
     return {
       type: `booking.${after.status}`, at: after.timeline.at(-1)?.at, booking: after,
@@ -154,7 +163,7 @@ async function histories(sql: Sql, rows: readonly JournalRow[]): Promise<Map<str
   for (const r of rows) upTo.set(r.key, Math.max(upTo.get(r.key) ?? 0, r.seq));
   const keys = [...upTo.keys()];
   const found = await sql<{ persistence_key: string; sequence_nr: string | number; data: unknown }>(
-    `select persistence_key, sequence_nr, data from journal where persistence_key in (${placeholders(keys.length)}) ` +
+    `select persistence_key, sequence_nr, ${PROJECTED} from journal where persistence_key in (${placeholders(keys.length)}) ` +
     'order by persistence_key, sequence_nr',
     keys,
   );
@@ -168,7 +177,7 @@ async function histories(sql: Sql, rows: readonly JournalRow[]): Promise<Map<str
       id: f.persistence_key.slice(f.persistence_key.indexOf(':') + 1),
       seq,
       tx: '',
-      record: parseJson(f.data) as JournalRecord,
+      record: parseJson(f.data) as ProjectedRecord,
     });
     out.set(f.persistence_key, list);
   }
@@ -386,9 +395,10 @@ export interface ProjectorOptions {
   /** Shards one projection catches up at once (default SHARDS_AT_ONCE; 1 for a database of one connection). */
   readonly shardsAtOnce?: number;
   /**
-   * Journal rows per batch of a rebuild (default 5000). A rebuild reads the whole journal and
-   * nobody waits on its single rows, so it takes big batches: each batch is a transaction and
-   * re-reads its bookings' histories, which at the live batch size was most of a rebuild's time.
+   * Journal rows per batch of a rebuild (default 20,000, about a shard of the bench's 100k
+   * bookings). A rebuild reads the whole journal and nobody waits on its single rows, so it
+   * takes big batches: each batch is a transaction and re-reads its bookings' histories, which
+   * at the live batch size was most of a rebuild's time.
    */
   readonly rebuildBatchSize?: number;
   readonly now?: () => number;
@@ -653,7 +663,7 @@ export class Projector implements Projections {
       const [offset] = await sql<{ tx: string; persistence_key: string; sequence_nr: string | number }>(
         'select tx::text as tx, persistence_key, sequence_nr from projection_offset where projection = ? and shard = ?', [p.name, shard]);
       const rows = await sql<{ tx: string; persistence_key: string; sequence_nr: string | number; data: unknown }>(
-        `select tx::text as tx, persistence_key, sequence_nr, data from journal
+        `select tx::text as tx, persistence_key, sequence_nr, ${PROJECTED} from journal
          where kind = ? and shard = ? and tx < pg_snapshot_xmin(pg_current_snapshot())
            and (tx, persistence_key, sequence_nr) > (?::xid8, ?, ?)
          order by tx, persistence_key, sequence_nr limit ?`,
@@ -661,7 +671,7 @@ export class Projector implements Projections {
       if (rows.length === 0) return 0;
       const journalRows: JournalRow[] = rows.map((r) => ({
         key: r.persistence_key, id: r.persistence_key.slice(r.persistence_key.indexOf(':') + 1), seq: Number(r.sequence_nr), tx: r.tx,
-        record: parseJson(r.data) as JournalRecord,
+        record: parseJson(r.data) as ProjectedRecord,
       }));
       await p.apply(sql, journalRows, shard, memo);
       const last = journalRows.at(-1)!;
@@ -701,7 +711,7 @@ export class Projector implements Projections {
     const at = this.#now();
     for (const s of this.#state.get(name)!.values()) s.pendingSince ??= at;
     let rows = 0;
-    const batch = this.#o.rebuildBatchSize ?? 5_000;
+    const batch = this.#o.rebuildBatchSize ?? 20_000;
     // Shards as many at a time as a catch-up takes them: one shard's batch waits on the database
     // about half its time, and another's folding fills that wait. One memo per shard: a
     // booking's rows are all in its shard.
