@@ -42,7 +42,7 @@
 
 import type { DriverCopy } from './cell.ts';
 import { cosLat, haversineKm, type Point } from './geo.ts';
-import type { TopK } from './top-k.ts';
+import { idHash, type TopK } from './top-k.ts';
 
 /** Bucket side in degrees of latitude and of longitude. */
 export const GRID_DEG = 0.001;
@@ -118,6 +118,8 @@ export class CellIndex {
   /** Per slot: the copy (undefined: a free slot), and where its entry is (NONE: untagged, no entry). */
   #copies: (DriverCopy | undefined)[] = [];
   #pos = new Int32Array(8);
+  /** Per slot: idHash of its driver's id, for the search's top-k (it then need not read the copy). */
+  #hashes = new Int32Array(8);
   /** Slots in use or freed so far, and the freed ones. */
   #high = 0;
   #free: number[] = [];
@@ -266,11 +268,12 @@ export class CellIndex {
       const lng = entries[i + LNG]!;
       if (Math.abs(lat - point.lat) * kmLat > limit || Math.abs(lng - point.lng) * kmLng > limit) continue;
       if (entries[i + SEEN]! < q.seenSince) continue;
-      const d = this.#copies[entries[i + SLOT]!]!;
+      const slot = entries[i + SLOT]!;
+      const d = this.#copies[slot]!;
       if ((key & 1) !== 0 && !q.accept(d)) continue;
       // The very number distanceKm(point, d) gives.
       const km = haversineKm(point.lat, point.lng, q.cos, lat, lng, cosLat(lat));
-      if (km <= q.radiusKm) best.offer(km, d);
+      if (km <= q.radiusKm) best.offer(km, d, this.#hashes[slot]!);
     }
   }
 
@@ -343,6 +346,7 @@ export class CellIndex {
       s = this.#free.pop() ?? this.#newSlot();
       this.#ids.set(driver.driverId, s);
       this.#pos[s] = NONE;
+      this.#hashes[s] = idHash(driver.driverId);
     }
     this.#copies[s] = driver;
     const tag = this.#tagOf(driver);
@@ -386,6 +390,9 @@ export class CellIndex {
       const pos = new Int32Array(this.#pos.length * 2);
       pos.set(this.#pos);
       this.#pos = pos;
+      const hashes = new Int32Array(this.#hashes.length * 2);
+      hashes.set(this.#hashes);
+      this.#hashes = hashes;
     }
     return s;
   }

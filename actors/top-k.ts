@@ -7,6 +7,11 @@
 // offered twice: crossing a cell boundary, it sits in both cells until the old one hears
 // of it. A driver is held once, at its newest copy (by `seenAt`) among those offered while
 // it is held; nothing is allocated to know it (the k held are compared, only on entry).
+//
+// Held drivers are compared by a hash of their id first (`idHash`; a cell index keeps each
+// driver's), and their ids only when the hashes are equal: an offer that does not enter then
+// reads nothing of the driver's copy. A search measures twice as many drivers as it keeps,
+// and between queries their copies fall out of the CPU's caches.
 
 interface Ranked {
   readonly driverId: string;
@@ -22,11 +27,14 @@ export class TopK<T extends Ranked = Ranked> {
   readonly k: number;
   readonly #km: Float64Array;
   readonly #items: (T | undefined)[];
+  /** idHash of each held driver's id. */
+  readonly #ids: Int32Array;
   #size = 0;
 
   constructor(k: number) {
     this.k = Math.max(0, Math.floor(k));
     this.#km = new Float64Array(this.k);
+    this.#ids = new Int32Array(this.k);
     this.#items = new Array<T | undefined>(this.k).fill(undefined);
   }
 
@@ -39,24 +47,25 @@ export class TopK<T extends Ranked = Ranked> {
     return this.#size < this.k ? Number.POSITIVE_INFINITY : this.#km[0]!;
   }
 
-  offer(km: number, driver: T): void {
+  /** `id`: idHash(driver.driverId), when the caller has it at hand. */
+  offer(km: number, driver: T, id = idHash(driver.driverId)): void {
     const k = this.k;
     if (k === 0) return;
     const size = this.#size;
-    // The common case, and allocation-free: farther than the worst held.
-    if (size === k && (km > this.#km[0]! || (km === this.#km[0]! && driver.driverId >= this.#items[0]!.driverId))) {
-      if (!this.#holds(driver.driverId)) return;
-    }
-    const held = this.#indexOf(driver.driverId);
+    const held = this.#indexOf(id, driver);
     if (held >= 0) return this.#replace(held, km, driver);
+    // The common case, and allocation-free: farther than the worst held.
+    if (size === k && (km > this.#km[0]! || (km === this.#km[0]! && driver.driverId >= this.#items[0]!.driverId))) return;
     if (size < k) {
       this.#km[size] = km;
+      this.#ids[size] = id;
       this.#items[size] = driver;
       this.#size = size + 1;
       this.#up(size);
       return;
     }
     this.#km[0] = km;
+    this.#ids[0] = id;
     this.#items[0] = driver;
     this.#down(0);
   }
@@ -68,13 +77,9 @@ export class TopK<T extends Ranked = Ranked> {
     return out.sort((a, b) => (worseThan(a.km, a.driver.driverId, b.km, b.driver.driverId) ? 1 : -1));
   }
 
-  /** Whether a driver is held (an offer beyond the bound may still be its newer copy). */
-  #holds(driverId: string): boolean {
-    return this.#indexOf(driverId) >= 0;
-  }
-
-  #indexOf(driverId: string): number {
-    for (let i = 0; i < this.#size; i++) if (this.#items[i]!.driverId === driverId) return i;
+  /** Where the driver is held (an offer beyond the bound may still be its newer copy), or -1. */
+  #indexOf(id: number, driver: T): number {
+    for (let i = 0; i < this.#size; i++) if (this.#ids[i] === id && this.#items[i]!.driverId === driver.driverId) return i;
     return -1;
   }
 
@@ -97,6 +102,9 @@ export class TopK<T extends Ranked = Ranked> {
     const km = this.#km[i]!;
     this.#km[i] = this.#km[j]!;
     this.#km[j] = km;
+    const id = this.#ids[i]!;
+    this.#ids[i] = this.#ids[j]!;
+    this.#ids[j] = id;
     const item = this.#items[i];
     this.#items[i] = this.#items[j];
     this.#items[j] = item;
@@ -124,6 +132,13 @@ export class TopK<T extends Ranked = Ranked> {
       i = top;
     }
   }
+}
+
+/** A 32-bit hash of a driver id (FNV-1a over its UTF-16 units): equal ids, equal hashes. */
+export function idHash(driverId: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < driverId.length; i++) h = Math.imul(h ^ driverId.charCodeAt(i), 0x01000193);
+  return h | 0;
 }
 
 /** (kmA, idA) ranks worse than (kmB, idB): farther, or as far with the larger driverId. */

@@ -8,7 +8,7 @@ import { CellIndex, StaleCellState } from '../../actors/cell-index.ts';
 import { DEFAULT_CELL, driversOf, eligible, makeCellBehavior, type Candidate, type CellState, type DriverCopy } from '../../actors/cell.ts';
 import { distanceKm, type Point } from '../../actors/geo.ts';
 import { searchNearest } from '../../actors/nearest.ts';
-import { TopK } from '../../actors/top-k.ts';
+import { idHash, TopK } from '../../actors/top-k.ts';
 
 const RES = 7;
 const CENTER = { lat: 40.73, lng: -73.99 };
@@ -327,4 +327,16 @@ test('one top-k across cells: a driver offered twice (in two cells while it cros
   best.offer(5, copy('y', near(0.04), { seenAt: NOW + 2 }));
   t.deepEqual(best.sorted().map((e) => e.driver.driverId), ['x', 'z', 'y']);
   t.is(best.bound, 5);
+});
+
+test('one top-k: two drivers whose id hashes collide are both held (a hash only narrows which ids are compared)', (t) => {
+  // The top-k compares held drivers by a 32-bit hash of their ids, then by the ids: these two
+  // differ but hash alike, and neither may be taken for the other's older copy.
+  const [a, b] = ['driver-2029599', 'driver-2632382'];
+  t.is(idHash(a), idHash(b));
+  const best = new TopK<DriverCopy>(3);
+  best.offer(0.3, copy(a, near(0)));
+  best.offer(0.2, copy(b, near(0.001), { seenAt: NOW + 1 }));
+  best.offer(0.9, copy('c', near(0.002)));
+  t.deepEqual(best.sorted().map((e) => e.driver.driverId), [b, a, 'c']);
 });
