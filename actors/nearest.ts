@@ -127,18 +127,30 @@ function geometryOf(origin: string, cells: readonly string[]): RingGeometry {
  * every time, and gridRing plus the cells' discs cost more than the cells' answers. Rings
  * beyond CACHED_RINGS (radii wider than a city search) are computed each time.
  */
-const ringsByOrigin = new Map<string, RingGeometry[]>();
+interface Origin {
+  readonly disc: CellDisc;
+  /** Ring r's geometry at r, computed as far as searches from here went. */
+  readonly rings: RingGeometry[];
+}
+
+/** A search's origin cells, with what it reads of them: one lookup per search. */
+const origins = new Map<string, Origin>();
 const MAX_ORIGINS = 20_000;
 const CACHED_RINGS = 8;
 
-function ringGeometry(origin: string, r: number): RingGeometry {
-  if (r > CACHED_RINGS) return geometryOf(origin, ring(origin, r));
-  let rings = ringsByOrigin.get(origin);
-  if (!rings) {
-    if (ringsByOrigin.size >= MAX_ORIGINS) ringsByOrigin.clear(); // bounded: a region's cells fit
-    ringsByOrigin.set(origin, rings = []);
+function originOf(cell: string): Origin {
+  let origin = origins.get(cell);
+  if (!origin) {
+    if (origins.size >= MAX_ORIGINS) origins.clear(); // bounded: a region's cells fit
+    origins.set(cell, origin = { disc: discOf(cell), rings: [] });
   }
-  while (rings.length <= r) rings.push(geometryOf(origin, ring(origin, rings.length)));
+  return origin;
+}
+
+function ringGeometry(cell: string, origin: Origin, r: number): RingGeometry {
+  if (r > CACHED_RINGS) return geometryOf(cell, ring(cell, r));
+  const rings = origin.rings;
+  while (rings.length <= r) rings.push(geometryOf(cell, ring(cell, rings.length)));
   return rings[r]!;
 }
 
@@ -204,16 +216,17 @@ export async function searchNearest(
   q: NearestQuery, cellRes: number, askCell: (cell: string) => CellAnswer,
   stats: SearchStats = { rings: 0, cellsAsked: 0 }, limits: SearchLimits = {},
 ): Promise<Candidate[]> {
-  const origin = latLngToCell(q.point.lat, q.point.lng, cellRes);
+  const cell = latLngToCell(q.point.lat, q.point.lng, cellRes);
+  const origin = originOf(cell);
   const maxCells = limits.maxCells ?? Number.POSITIVE_INFINITY;
   let asked = 0;
   const best = new TopK<DriverCopy>(q.k);
   // How far the point is from its cell's centre (see RingGeometry.innerKm).
-  const from = discOf(origin);
+  const from = origin.disc;
   const offsetKm = haversineKm(q.point.lat, q.point.lng, cosLat(q.point.lat), from.center.lat, from.center.lng, from.cos);
   for (let r = 0; ; r++) {
     const kthKm = best.bound;
-    const geometry = ringGeometry(origin, r);
+    const geometry = ringGeometry(cell, origin, r);
     // Beyond reach as a whole: every cell's bound exceeds the radius or the k-th distance, as measuring would find.
     if (r > 0 && geometry.innerKm - offsetKm > Math.min(q.radiusKm, kthKm)) break;
     const { ringMin, reachable } = reachableOf(q, geometry, kthKm);

@@ -1,4 +1,4 @@
-// The k best of a stream of (distance, driver) pairs: a max-heap of k on a typed array of
+// The k best of a stream of (distance, driver) pairs: a max-heap of k on an array of
 // distances beside an array of the drivers, so an offer allocates nothing and costs
 // O(log k) when it enters (and one comparison when it does not). Order is distance, then
 // driverId, the order every nearest answer uses (so answers equal a sort-all).
@@ -25,16 +25,17 @@ export interface Entry<T extends Ranked> {
 
 export class TopK<T extends Ranked = Ranked> {
   readonly k: number;
-  readonly #km: Float64Array;
+  // Plain arrays: a search makes one top-k, and two typed arrays cost more to make than to use.
+  readonly #km: number[];
   readonly #items: (T | undefined)[];
   /** idHash of each held driver's id. */
-  readonly #ids: Int32Array;
+  readonly #ids: number[];
   #size = 0;
 
   constructor(k: number) {
     this.k = Math.max(0, Math.floor(k));
-    this.#km = new Float64Array(this.k);
-    this.#ids = new Int32Array(this.k);
+    this.#km = new Array<number>(this.k).fill(0);
+    this.#ids = new Array<number>(this.k).fill(0);
     this.#items = new Array<T | undefined>(this.k).fill(undefined);
   }
 

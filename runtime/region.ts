@@ -302,12 +302,13 @@ export class ShardRegion {
    * search over tens of cells would otherwise pay a promise and a microtask turn per cell.
    */
   askNow<A = unknown>(to: EntityRef, query: unknown): { readonly value: A } | undefined {
-    return this.#answerNow<A>(to, this.#askShard(to), query);
+    const key = entityKey(to);
+    return this.#answerNow<A>(to, this.#askShard(to, key), query, key);
   }
 
-  #answerNow<A>(to: EntityRef, shard: ShardId, query: unknown): { readonly value: A } | undefined {
+  #answerNow<A>(to: EntityRef, shard: ShardId, query: unknown, key?: EntityKey): { readonly value: A } | undefined {
     if (!this.#handoff.holds(shard)) return undefined;
-    const value = this.#options.host.queryNow(to, shard, query);
+    const value = this.#options.host.queryNow(to, shard, query, key);
     return value === NOT_NOW ? undefined : { value: value as A };
   }
 
@@ -368,8 +369,7 @@ export class ShardRegion {
    */
   readonly #askShards = new Map<EntityKey, ShardId>();
 
-  #askShard(to: EntityRef): ShardId {
-    const key = entityKey(to);
+  #askShard(to: EntityRef, key: EntityKey = entityKey(to)): ShardId {
     let shard = this.#askShards.get(key);
     if (shard === undefined) {
       if (this.#askShards.size >= 50_000) this.#askShards.clear();

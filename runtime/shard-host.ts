@@ -141,9 +141,9 @@ export class ShardHost {
    * not poisoned, not passivating, the host not closing); else NOT_NOW, and `query` is the
    * way. Counts as use for passivation. Throws what the behavior's query throws.
    */
-  queryNow(self: EntityRef, _shard: number, query: unknown): unknown {
+  queryNow(self: EntityRef, _shard: number, query: unknown, key: EntityKey = entityKey(self)): unknown {
     if (this.#closing) return NOT_NOW;
-    const activation = this.#active.get(entityKey(self));
+    const activation = this.#active.get(key);
     const current = activation?.current;
     if (!current) return NOT_NOW;
     activation!.lastUsed = this.#now();
