@@ -59,7 +59,7 @@ const MAX_STARTS = 1 << 16;
  * or a sixteenth of its entries. Every search scans them all, in every cell it asks; a sort of
  * a few hundred entries costs microseconds.
  */
-const UNSORTED_MIN = 16;
+const UNSORTED_MIN = 32;
 /** A cell holding at most this many drivers is scanned whole (a few ns each) instead of walking its buckets. */
 const SCAN_AT_MOST = 48;
 const NONE = -1;
@@ -464,7 +464,9 @@ export class CellIndex {
     const w = gridded ? x1 - x0 + 1 : 1;
     const buckets = gridded ? w * (y1 - y0 + 1) : 1;
     const keys = Math.max(1, lanes.size) * buckets;
-    const starts = new Int32Array(keys + 1);
+    // The table of the last sort when it fits (the box and lanes rarely change between sorts):
+    // it is most of what a sort of a few dozen drivers costs, lanes times buckets long.
+    const starts = this.#starts.length === keys + 1 ? this.#starts.fill(0) : new Int32Array(keys + 1);
     if (this.#scratch.length < length) this.#scratch = new Int32Array(Math.max(length, this.#scratch.length * 2));
     const keyOf = this.#scratch;
     for (let e = 0; e < length; e++) {
@@ -482,17 +484,20 @@ export class CellIndex {
     // between sorts, a new one is a small allocation per sort.
     const live = this.#live;
     const to = new Float64Array((live + Math.max(UNSORTED_MIN, Math.ceil(live / 16)) + 1) * ENTRY);
-    const next = starts.slice(0, keys);
+    // Each key's start, moved along as its entries are placed: after, starts[k] is where k + 1
+    // starts, and one shift gives the table back.
     for (let e = 0; e < length; e++) {
       const i = e * ENTRY;
       if (from[i + KEY]! === DEAD) continue;
-      const at = next[keyOf[e]!]!++;
+      const at = starts[keyOf[e]!]!++;
       for (let f = 0; f < ENTRY; f++) to[at * ENTRY + f] = from[i + f]!;
       this.#pos[from[i + SLOT]!] = at;
     }
     this.#x0 = x0; this.#y0 = y0;
     this.#w = w; this.#h = gridded ? y1 - y0 + 1 : 1;
     this.#entries = to;
+    starts.copyWithin(1, 0, keys);
+    starts[0] = 0;
     this.#starts = starts;
     this.#lanes = lanes;
     this.#length = this.#sorted = live;

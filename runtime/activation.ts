@@ -81,11 +81,17 @@ export class Activation<Ref = unknown> {
     else this.#waiters?.delete(fail);
   }
 
-  failWaiting(error: Error): void {
+  /**
+   * `error` is made only when someone waits: an error captures a stack trace, and most
+   * activations stop (passivation) with nobody waiting.
+   */
+  failWaiting(error: () => Error): void {
     const all = [...(this.#waiter ? [this.#waiter] : []), ...(this.#waiters ?? [])];
     this.#waiter = undefined;
     this.#waiters = undefined;
-    for (const fail of all) fail(error);
+    if (all.length === 0) return;
+    const failure = error();
+    for (const fail of all) fail(failure);
   }
 
   constructor(self: EntityRef, key: EntityKey, shard: ShardId, now: number) {

@@ -480,7 +480,7 @@ export class ShardHost {
         activation.on('stopped');
         // nact drops what is still queued for a stopped actor: its callers hear so now
         // (a log command among them stays uncommitted and is delivered again).
-        activation.failWaiting(new EntityStoppedError(`${activation.key} was stopped before it handled the message`));
+        activation.failWaiting(() => new EntityStoppedError(`${activation.key} was stopped before it handled the message`));
         this.#forgetActivation(activation.key);
         this.#passivations++;
       }
