@@ -10,8 +10,6 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { createLogger, type Logger } from './runtime/logger.ts';
 
 async function main(): Promise<void> {
@@ -54,7 +52,6 @@ async function main(): Promise<void> {
   const node = await startNode({
     config, behaviors: dispatchBehaviors(config), services: dispatchServices(config), logger, signal: starting.signal,
   });
-  if (!stopping) setTimeout(releaseStartupMemory, 1_000).unref();
   const demo = demoMode && !stopping ? await startDemo(node.url) : undefined;
   stop = (signal) => {
     const deadline = setTimeout(() => {
@@ -71,20 +68,6 @@ async function main(): Promise<void> {
     });
   };
   if (stopping) stop(stopping);
-}
-
-/**
- * Gives back the memory start-up used. Loading the code, migrating and starting PGlite grow
- * V8's young generation to its largest (64 MB committed, about 10 MB of it in use once the
- * node idles), and V8 keeps it committed while the node idles. One full collection that
- * reduces memory, once, a second after the node serves: idle RSS went from about 355 MB to
- * 310 MB (an embedded node 20 s after /ready). It pauses the node once, for about 0.1 s; under
- * load V8 grows the young generation again, as it should.
- */
-function releaseStartupMemory(): void {
-  setFlagsFromString('--expose-gc'); // exposes `gc` to contexts made from now on, and nothing else
-  const gc = runInNewContext('gc') as (options: object) => void;
-  gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
 }
 
 /** In the demo the terminal belongs to the simulator's progress line: the node's JSON logs go to a file instead. */
