@@ -60,6 +60,7 @@ const MAX_STARTS = 1 << 16;
  * a few hundred entries costs microseconds.
  */
 const UNSORTED_MIN = 32;
+const unsortedAllowed = (live: number) => Math.max(UNSORTED_MIN, live / 16);
 /** A cell holding at most this many drivers is scanned whole (a few ns each) instead of walking its buckets. */
 const SCAN_AT_MOST = 48;
 const NONE = -1;
@@ -126,7 +127,7 @@ export class CellIndex {
   /** Entries: [0, #sorted) by lane and bucket, then appended ones up to #length; #dead of all are dead, #live are not. */
   #entries = new Float64Array(8 * ENTRY);
   #live = 0;
-  /** The bucket of each entry, while #sort runs. */
+  /** The lane and bucket (its key in #starts) of each entry, while #sort runs. */
   #scratch = new Int32Array(0);
   #length = 0;
   #sorted = 0;
@@ -438,7 +439,7 @@ export class CellIndex {
     this.#write(this.#length++, d, s, tag);
     this.#live++;
     const unsorted = this.#length - this.#sorted + this.#dead;
-    if (unsorted > Math.max(UNSORTED_MIN, this.#live / 16)) this.#sort();
+    if (unsorted > unsortedAllowed(this.#live)) this.#sort();
   }
 
   /**
@@ -483,7 +484,7 @@ export class CellIndex {
     // Not kept as a spare: a second array per cell was memory per driver held for nothing
     // between sorts, a new one is a small allocation per sort.
     const live = this.#live;
-    const to = new Float64Array((live + Math.max(UNSORTED_MIN, Math.ceil(live / 16)) + 1) * ENTRY);
+    const to = new Float64Array((live + Math.ceil(unsortedAllowed(live)) + 1) * ENTRY);
     // Each key's start, moved along as its entries are placed: after, starts[k] is where k + 1
     // starts, and one shift gives the table back.
     for (let e = 0; e < length; e++) {
