@@ -571,24 +571,18 @@ export class Projector implements Projections {
           this.#o.onError?.(error, `projection ${p.name}: which shards have rows`);
         }
       }
-      // A few shards at once: each batch is a handful of round trips, mostly waiting on the
-      // database, and shards are independent (a lock each), so their waits overlap.
-      const queue = [...targets];
-      const worker = async () => {
-        for (let shard = queue.shift(); shard !== undefined && !this.#stopped && !failed; shard = queue.shift()) {
-          try {
-            const n = await this.#catchUp(p.name, shard, true); // (not `found += await`: it would read found before the wait)
-            found += n;
-          } catch (error) {
-            failed = true; // the database is likely down: the others stop too; wait, then sweep again
-            const stats = this.#stats.get(p.name)!;
-            stats.failures++;
-            stats.lastError = error instanceof Error ? error.message : String(error);
-            this.#o.onError?.(error, `projection ${p.name} shard ${shard}`);
-          }
+      await this.#eachShard(targets, async (shard) => {
+        try {
+          const n = await this.#catchUp(p.name, shard, true); // (not `found += await`: it would read found before the wait)
+          found += n;
+        } catch (error) {
+          failed = true; // the database is likely down: the others stop too; wait, then sweep again
+          const stats = this.#stats.get(p.name)!;
+          stats.failures++;
+          stats.lastError = error instanceof Error ? error.message : String(error);
+          this.#o.onError?.(error, `projection ${p.name} shard ${shard}`);
         }
-      };
-      await Promise.all(Array.from({ length: Math.min(this.#o.shardsAtOnce ?? SHARDS_AT_ONCE, queue.length) }, worker));
+      }, () => !this.#stopped && !failed);
       if (failed) lastSweep = 0;
       if (failed || found > 0 || (!sweep && targets.length > 0)) quiet = 0;
       else if (sweep) quiet++;
@@ -622,6 +616,19 @@ export class Projector implements Projections {
       if (s.pendingSince !== undefined && s.pendingSince <= startedAt) s.pendingSince = undefined;
     }
     return shards.filter((shard) => waiting.has(shard));
+  }
+
+  /**
+   * Runs `work` for each shard, a few shards at once (`shardsAtOnce`), while `goOn` says so:
+   * each batch is a handful of round trips, mostly waiting on the database, and shards are
+   * independent (a lock each), so one shard's waits are filled by another's work.
+   */
+  async #eachShard(shards: readonly number[], work: (shard: number) => Promise<void>, goOn: () => boolean = () => true): Promise<void> {
+    const queue = [...shards];
+    const worker = async () => {
+      for (let shard = queue.shift(); shard !== undefined && goOn(); shard = queue.shift()) await work(shard);
+    };
+    await Promise.all(Array.from({ length: Math.min(this.#o.shardsAtOnce ?? SHARDS_AT_ONCE, queue.length) }, worker));
   }
 
   /** Projects one shard until no visible journal row is left; returns the rows projected. */
@@ -712,17 +719,11 @@ export class Projector implements Projections {
     for (const s of this.#state.get(name)!.values()) s.pendingSince ??= at;
     let rows = 0;
     const batch = this.#o.rebuildBatchSize ?? 20_000;
-    // Shards as many at a time as a catch-up takes them: one shard's batch waits on the database
-    // about half its time, and another's folding fills that wait. One memo per shard: a
-    // booking's rows are all in its shard.
-    let next = 0;
-    const worker = async () => {
-      for (let shard = next++; shard < this.#o.totalShards; shard = next++) {
-        const n = await this.#catchUp(name, shard, false, batch, new Map());
-        rows += n;
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.#o.shardsAtOnce ?? SHARDS_AT_ONCE, this.#o.totalShards) }, worker));
+    // As many shards at a time as a catch-up takes. One memo per shard: a booking's rows are all in its shard.
+    await this.#eachShard(Array.from({ length: this.#o.totalShards }, (_, shard) => shard), async (shard) => {
+      const n = await this.#catchUp(name, shard, false, batch, new Map());
+      rows += n;
+    });
     return { rows, ms: Math.round(performance.now() - started) };
   }
 }
