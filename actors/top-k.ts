@@ -75,7 +75,7 @@ export class TopK<T extends Ranked = Ranked> {
   sorted(): Entry<T>[] {
     const out: Entry<T>[] = [];
     for (let i = 0; i < this.#size; i++) out.push({ km: this.#km[i]!, driver: this.#items[i]! });
-    return out.sort((a, b) => (worseThan(a.km, a.driver.driverId, b.km, b.driver.driverId) ? 1 : -1));
+    return out.sort((a, b) => a.km - b.km || (a.driver.driverId > b.driver.driverId ? 1 : -1));
   }
 
   /** Where the driver is held (an offer beyond the bound may still be its newer copy), or -1. */
@@ -94,9 +94,11 @@ export class TopK<T extends Ranked = Ranked> {
     this.#down(i);
   }
 
-  /** Entry i ranks worse than entry j. */
+  /** Entry i ranks worse than entry j: the drivers' ids (their copies, often out of the CPU's caches) are read only on a tie. */
   #worse(i: number, j: number): boolean {
-    return worseThan(this.#km[i]!, this.#items[i]!.driverId, this.#km[j]!, this.#items[j]!.driverId);
+    const a = this.#km[i]!;
+    const b = this.#km[j]!;
+    return a > b || (a === b && this.#items[i]!.driverId > this.#items[j]!.driverId);
   }
 
   #swap(i: number, j: number): void {
@@ -140,9 +142,4 @@ export function idHash(driverId: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < driverId.length; i++) h = Math.imul(h ^ driverId.charCodeAt(i), 0x01000193);
   return h | 0;
-}
-
-/** (kmA, idA) ranks worse than (kmB, idB): farther, or as far with the larger driverId. */
-function worseThan(kmA: number, idA: string, kmB: number, idB: string): boolean {
-  return kmA > kmB || (kmA === kmB && idA > idB);
 }
