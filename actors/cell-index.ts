@@ -2,9 +2,9 @@
 // drivers instead of the whole cell.
 //
 // Drivers sit in a grid of GRID_DEG x GRID_DEG buckets (about 110 m by 85 m in
-// New York); a query walks square rings of buckets outward from its point, inside
-// the box of buckets the cell ever filled, and stops at the first ring that lies
-// wholly beyond the radius or the k-th best distance so far. Both prunings use a
+// New York); a query walks buckets outward from its point, inside the box of buckets
+// the cell ever filled, and stops where they lie wholly beyond the radius or the
+// k-th best distance so far (see #walkRings). Both prunings use a
 // lower bound of the great-circle distance; ranking and the radius test use the
 // exact `distanceKm`, so answers equal a brute-force scan. A cell holding few drivers
 // is scanned whole instead: cheaper than walking its empty buckets.
@@ -23,7 +23,9 @@
 // moves within its bucket is updated in place; one that changes bucket or tag, comes or
 // goes leaves a dead entry and is appended past the sorted part (scanned whole by every
 // search), until enough did that the array is sorted again (O(drivers), every few dozen
-// moves): a cell of thousands of drivers still sorts in tens of microseconds.
+// moves): a cell of thousands of drivers still sorts in tens of microseconds. A search
+// walks square rings of buckets until it holds k drivers, then the rest of its reach row
+// by row, each row's buckets within reach as one run of entries.
 //
 // Why mutate in place. The cell reducer must look pure: `(state, message) ->
 // state'`. Copying the driver map on every update costs O(drivers in the cell);
@@ -285,8 +287,12 @@ export class CellIndex {
   }
 
   /**
-   * Square rings of buckets of one lane (its buckets from `lane`) around the point's, clipped
-   * to the box, while a ring can hold anything within the bound.
+   * The buckets of one lane (its buckets from `lane`) that can hold anything within the bound:
+   * square rings around the point's bucket until the top-k is full (the bound is unknown
+   * before), then row by row outward, each row's buckets within reach left and right of the
+   * square walked so far as one run of entries (a row of buckets is one run of memory). Rows
+   * cost a lookup in the table of starts each; rings of ever more single buckets cost more.
+   * The bound only shrinks, so a bucket skipped as out of reach stays out of reach.
    */
   #walkRings(q: Search, lane: number): void {
     const fx = q.point.lng / GRID_DEG;
@@ -300,18 +306,61 @@ export class CellIndex {
     const kmPerRing = Math.min(q.kmLat, q.kmLng) * GRID_DEG;
     const first = Math.max(0, -x, x - (w - 1), -y, y - (h - 1));
     const last = Math.max(x, w - 1 - x, y, h - 1 - y);
-    for (let r = first; r <= last; r++) {
+    // Rings below `first` lie wholly outside the box: the square walked is `first` rings wide at once.
+    let r = first;
+    for (; r <= last; r++) {
       if (r > 0 && (r - 1) * kmPerRing + inset * GRID_DEG > Math.min(q.radiusKm, q.best.bound)) return;
-      if (r === 0) { this.#row(lane, y, x, x, q); continue; }
-      const left = Math.max(x - r, 0);
-      const right = Math.min(x + r, w - 1);
-      if (y - r >= 0) this.#row(lane, y - r, left, right, q);
-      if (y + r < h) this.#row(lane, y + r, left, right, q);
-      for (let by = Math.max(y - r + 1, 0); by <= Math.min(y + r - 1, h - 1); by++) {
-        if (x - r >= 0) this.#row(lane, by, x - r, x - r, q);
-        if (x + r < w) this.#row(lane, by, x + r, x + r, q);
-      }
+      this.#ring(lane, x, y, r, q);
+      if (q.best.bound !== Number.POSITIVE_INFINITY) break;
     }
+    if (r >= last) return;
+    this.#rowsOutward(q, lane, x, y, fx - Math.floor(fx), fy - Math.floor(fy), r);
+  }
+
+  /** Ring r of buckets around bucket (x, y), clipped to the box: its top and bottom rows as runs, its sides bucket by bucket. */
+  #ring(lane: number, x: number, y: number, r: number, q: Search): void {
+    if (r === 0) return this.#row(lane, y, x, x, q);
+    const left = Math.max(x - r, 0);
+    const right = Math.min(x + r, this.#w - 1);
+    if (y - r >= 0) this.#row(lane, y - r, left, right, q);
+    if (y + r < this.#h) this.#row(lane, y + r, left, right, q);
+    for (let by = Math.max(y - r + 1, 0); by <= Math.min(y + r - 1, this.#h - 1); by++) {
+      if (x - r >= 0) this.#row(lane, by, x - r, x - r, q);
+      if (x + r < this.#w) this.#row(lane, by, x + r, x + r, q);
+    }
+  }
+
+  /**
+   * Rows y, y ± 1, y ± 2 … while a row is within reach; in each, the buckets whose horizontal gap
+   * is within reach, less the square of `walked` rings around (x, y) that #walkRings covered.
+   * `ox`, `oy`: the point's offset within its bucket, in buckets.
+   */
+  #rowsOutward(q: Search, lane: number, x: number, y: number, ox: number, oy: number, walked: number): void {
+    const kmRow = q.kmLat * GRID_DEG;
+    const kmColumn = q.kmLng * GRID_DEG;
+    const w = this.#w;
+    for (let d = 0; y + d < this.#h || y - d >= 0; d++) {
+      const reach = Math.min(q.radiusKm, q.best.bound);
+      // Row y + d begins d - oy buckets above the point; row y - d ends d - 1 + oy below it.
+      const above = d === 0 ? 0 : (d - oy) * kmRow;
+      const below = d === 0 ? 0 : (d - 1 + oy) * kmRow;
+      if (above > reach && below > reach) return;
+      // Column x + c begins c - ox buckets east of the point; column x - c ends c - 1 + ox west of it.
+      const left = Math.max(0, x - Math.floor(reach / kmColumn + 1 - ox));
+      const right = Math.min(w - 1, x + Math.floor(reach / kmColumn + ox));
+      const beside = d <= walked ? walked : -1;
+      if (above <= reach && y + d >= 0 && y + d < this.#h) this.#rowBeside(lane, y + d, left, right, beside, x, q);
+      if (d > 0 && below <= reach && y - d >= 0 && y - d < this.#h) this.#rowBeside(lane, y - d, left, right, beside, x, q);
+    }
+  }
+
+  /** Buckets left..right of row `by` (within the box), less x - walked..x + walked when walked >= 0. */
+  #rowBeside(lane: number, by: number, left: number, right: number, walked: number, x: number, q: Search): void {
+    const end = walked < 0 ? right : Math.min(right, x - walked - 1);
+    if (left <= end) this.#row(lane, by, left, end, q);
+    if (walked < 0) return;
+    const start = Math.max(left, x + walked + 1);
+    if (start <= right) this.#row(lane, by, start, right, q);
   }
 
   #record(id: string, before: DriverCopy | undefined): void {
