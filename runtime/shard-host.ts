@@ -17,7 +17,6 @@
 // the command's write succeeded (see entityActor's onState). A poisoned incarnation's
 // state is never served (Activation drops it on the poison event).
 
-import { createRequire } from 'node:module';
 import { configurePersistence, dispatch, spawnPersistent, start, stop } from 'nact';
 import type { AnyBehavior, EntityRef } from '../actors/behavior.ts';
 import { entityKey, type EntityKey, type ShardId } from './entity.ts';
@@ -31,25 +30,8 @@ import { EntityTimers } from './timers.ts';
 import { EntityStoppedError } from './errors.ts';
 import type { CommandResult, Journal } from './ports.ts';
 import { Semaphore } from './semaphore.ts';
+import { forgetLastTurn, withoutChildMaps } from './nact-trim.ts';
 
-
-/** nact's registry of systems, to reach an actor object from its reference (nact exports no way to). */
-const nactSystems = createRequire(import.meta.url)('nact/lib/system-map.js') as {
-  find(system: string, ref: unknown): { immediate?: unknown; initialState?: unknown } | undefined;
-};
-
-/**
- * What nact keeps of an idle actor that nothing reads any more (see ShardHost's #left): the
- * handle of its last setImmediate turn; and, once the entity actor has published a state
- * (it starts every message from its own, see entityActor's receive), the initial state it
- * was spawned with, one more version of the entity's state held for nothing.
- */
-function forgetLastTurn(ref: NactRef, published: boolean): void {
-  const actor = nactSystems.find((ref as unknown as { system: { name: string } }).system.name, ref);
-  if (!actor) return;
-  actor.immediate = undefined;
-  if (published) actor.initialState = undefined;
-}
 
 const isPromise = <T>(x: T | Promise<T> | undefined): x is Promise<T> => typeof (x as { then?: unknown } | undefined)?.then === 'function';
 
@@ -410,6 +392,7 @@ export class ShardHost {
           },
         } as never,
       ) as NactRef;
+      withoutChildMaps(activation.ref);
       this.#activations++;
       dispatch(activation.ref, {
         t: 'activate',
