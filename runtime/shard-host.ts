@@ -80,11 +80,13 @@ export class ShardHost {
   readonly #engine: JournalPersistenceEngine;
   readonly #system: NactRef;
   readonly #active = new Map<EntityKey, Activation>();
-  readonly #timers: EntityTimers;
+  readonly #timers: EntityTimers<EntityRef>;
   readonly #recoveries: Semaphore;
   readonly #now: () => number;
   /** What every entity actor calls back into, made once the node's services are attached: one for all of them (each call names its entity). */
   #actorHostOf: ActorHost | undefined;
+  /** The node's services, once attached: where a due timer goes. */
+  #services: NodeServices | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   #activations = 0;
   #passivations = 0;
@@ -98,11 +100,12 @@ export class ShardHost {
     this.#system = start(configurePersistence(this.#engine as never)) as NactRef;
     this.#recoveries = new Semaphore(options.maxConcurrentRecoveries);
     this.#now = options.now ?? Date.now;
-    this.#timers = new EntityTimers(this.#now);
+    this.#timers = new EntityTimers<EntityRef>(this.#now, (self, name, at) => this.#services?.onTimer(self, name, at));
   }
 
   /** Wires the node's services; the host is inert until then. */
   attach(services: NodeServices): void {
+    this.#services = services;
     this.#actorHostOf = this.#actorHost(services);
     const every = Math.max(250, Math.min(this.#options.passivateAfterMs / 4, 10_000));
     this.#sweeper = setInterval(() => void this.#sweep(), every);
@@ -403,6 +406,12 @@ export class ShardHost {
     return activation;
   }
 
+  /** An entity's key as its activation holds it (one string per entity, however many hold it), else a new one. */
+  #keyOf(self: EntityRef): EntityKey {
+    const key = entityKey(self);
+    return this.#active.get(key)?.key ?? key;
+  }
+
   #actorHost(services: NodeServices): ActorHost {
     return {
       now: this.#now,
@@ -414,7 +423,7 @@ export class ShardHost {
       request: services.request,
       remember: services.remember,
       forget: services.forget,
-      armTimer: (self, name, at) => this.#timers.arm(entityKey(self), name, at, () => services.onTimer(self, name, at)),
+      armTimer: (self, name, at) => this.#timers.arm(this.#keyOf(self), name, at, self),
       disarmTimer: (self, name) => this.#timers.disarm(entityKey(self), name),
       saveSnapshot: (key, seq, incarnation) =>
         this.#engine.takeSnapshot({ key, sequenceNumber: seq, data: incarnation, createdAt: this.#now() }),

@@ -26,68 +26,167 @@ export function timerCommandId(self: EntityRef, name: string, at: number): strin
   return `timer:${entityKey(self)}/${name}/${at}`;
 }
 
-/** One armed timer of an entity. */
-interface Armed {
+/** One armed timer of an entity: in the node's heap by due time, and in its entity's list. */
+interface Armed<T> {
+  readonly key: EntityKey;
   readonly name: string;
-  readonly handle: NodeJS.Timeout;
   readonly at: number;
+  /** Armed in this order: equal due times fire in it. */
+  readonly order: number;
+  /** Whom `due` is called for. */
+  readonly target: T;
+  /** The entity's next armed timer: a short list (a driver's presence, a booking's offer and deadline). */
+  next: Armed<T> | undefined;
+  /** Where it is in the heap. */
+  slot: number;
 }
 
+/** `a` is due before `b`. */
+const before = <T>(a: Armed<T>, b: Armed<T>) => a.at < b.at || (a.at === b.at && a.order < b.order);
+
+/** setTimeout holds at most ~24.8 days; a later wake-up finds nothing due and waits again. */
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
 /**
- * The in-memory side of timers: one timeout per (entity, timer name), armed while the entity
- * is active. An entity's timers are a short list (one or two: a driver's presence, a
- * booking's offer and deadline), not a map each: a node holds one per online driver.
+ * The in-memory side of timers, armed while their entity is active: a heap of every armed
+ * timer of the node by due time, under one setTimeout for the earliest. A node holds one per
+ * online driver, and a Node timeout each (its object, closures and list entry) cost several
+ * times what the timer holds. A timer found early by the node's clock (`now`) is kept for later.
  */
-export class EntityTimers {
-  readonly #byEntity = new Map<EntityKey, Armed[]>();
+export class EntityTimers<T> {
+  readonly #byEntity = new Map<EntityKey, Armed<T>>();
+  readonly #heap: Armed<T>[] = [];
   readonly #now: () => number;
+  readonly #due: (target: T, name: string, at: number) => void;
+  #armed = 0;
+  #wake: NodeJS.Timeout | undefined;
+  #wakeAt = Number.POSITIVE_INFINITY;
 
-  constructor(now: () => number) {
+  /** `due` is called once per timer that comes due, after it is disarmed. */
+  constructor(now: () => number, due: (target: T, name: string, at: number) => void) {
     this.#now = now;
+    this.#due = due;
   }
 
-  arm(key: string, name: string, at: number, fire: () => void): void {
+  arm(key: EntityKey, name: string, at: number, target: T): void {
     this.disarm(key, name);
-    // setTimeout holds at most ~24.8 days; a later timer is re-armed when that passes.
-    const delay = Math.min(Math.max(0, at - this.#now()), 2 ** 31 - 1);
-    const armed: Armed = {
-      name, at,
-      handle: setTimeout(() => {
-        this.#drop(key, armed);
-        if (this.#now() < at) this.arm(key, name, at, fire);
-        else fire();
-      }, delay),
-    };
-    const list = this.#byEntity.get(key);
-    if (list) list.push(armed); else this.#byEntity.set(key, [armed]);
+    const armed: Armed<T> = { key, name, at, order: this.#armed++, target, next: this.#byEntity.get(key), slot: this.#heap.length };
+    this.#byEntity.set(key, armed);
+    this.#heap.push(armed);
+    this.#up(armed.slot);
+    this.#schedule();
   }
 
-  disarm(key: string, name: string): void {
-    const armed = this.#byEntity.get(key)?.find((a) => a.name === name);
-    if (!armed) return;
-    clearTimeout(armed.handle);
-    this.#drop(key, armed);
+  disarm(key: EntityKey, name: string): void {
+    let previous: Armed<T> | undefined;
+    for (let a = this.#byEntity.get(key); a; previous = a, a = a.next) {
+      if (a.name !== name) continue;
+      this.#unlink(a, previous);
+      this.#remove(a.slot);
+      if (this.#heap.length === 0) this.#schedule(); // nothing left: no wake-up keeps the process up
+      return;
+    }
   }
 
-  #drop(key: string, armed: Armed): void {
-    const list = this.#byEntity.get(key);
-    const i = list ? list.indexOf(armed) : -1;
-    if (i < 0) return;
-    list!.splice(i, 1);
-    if (list!.length === 0) this.#byEntity.delete(key);
+  disarmAll(key: EntityKey): void {
+    for (let a = this.#byEntity.get(key); a; a = a.next) this.#remove(a.slot);
+    this.#byEntity.delete(key);
+    if (this.#heap.length === 0) this.#schedule();
   }
 
-  disarmAll(key: string): void {
-    for (const name of this.names(key)) this.disarm(key, name);
-  }
-
-  names(key: string): string[] {
-    return (this.#byEntity.get(key) ?? []).map((a) => a.name);
+  names(key: EntityKey): string[] {
+    const names: string[] = [];
+    for (let a = this.#byEntity.get(key); a; a = a.next) names.push(a.name);
+    return names.reverse();
   }
 
   /** When the entity's next armed timer is due; undefined when it has none. */
-  nextAt(key: string): number | undefined {
-    const armed = this.#byEntity.get(key) ?? [];
-    return armed.length === 0 ? undefined : Math.min(...armed.map((a) => a.at));
+  nextAt(key: EntityKey): number | undefined {
+    let at: number | undefined;
+    for (let a = this.#byEntity.get(key); a; a = a.next) if (at === undefined || a.at < at) at = a.at;
+    return at;
+  }
+
+  /** Timers armed on the node. */
+  get size(): number {
+    return this.#heap.length;
+  }
+
+  /** Takes `a` out of its entity's list (`previous`: the entry before it there). */
+  #unlink(a: Armed<T>, previous: Armed<T> | undefined): void {
+    if (previous) previous.next = a.next;
+    else if (a.next) this.#byEntity.set(a.key, a.next);
+    else this.#byEntity.delete(a.key);
+  }
+
+  /** Wakes up for the earliest timer: at once if it is due, never later than it. */
+  #schedule(): void {
+    const first = this.#heap[0];
+    if (first && this.#wake && this.#wakeAt <= first.at) return;
+    if (this.#wake) clearTimeout(this.#wake);
+    this.#wake = undefined;
+    this.#wakeAt = Number.POSITIVE_INFINITY;
+    if (!first) return;
+    this.#wakeAt = first.at;
+    this.#wake = setTimeout(() => this.#fireDue(), Math.min(Math.max(0, first.at - this.#now()), MAX_DELAY_MS));
+  }
+
+  #fireDue(): void {
+    this.#wake = undefined;
+    this.#wakeAt = Number.POSITIVE_INFINITY;
+    const now = this.#now();
+    const due: Armed<T>[] = [];
+    while (this.#heap[0] && this.#heap[0].at <= now) {
+      const a = this.#heap[0];
+      this.disarm(a.key, a.name);
+      due.push(a);
+    }
+    this.#schedule();
+    for (const a of due) this.#due(a.target, a.name, a.at);
+  }
+
+  /** Removes heap entry i, keeping the heap in order. */
+  #remove(i: number): void {
+    const last = this.#heap.pop()!;
+    if (i < this.#heap.length) {
+      this.#heap[i] = last;
+      last.slot = i;
+      this.#up(i);
+      this.#down(last.slot);
+    }
+  }
+
+  #up(i: number): void {
+    const heap = this.#heap;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!before(heap[i]!, heap[parent]!)) return;
+      this.#swap(i, parent);
+      i = parent;
+    }
+  }
+
+  #down(i: number): void {
+    const heap = this.#heap;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let first = i;
+      if (l < heap.length && before(heap[l]!, heap[first]!)) first = l;
+      if (r < heap.length && before(heap[r]!, heap[first]!)) first = r;
+      if (first === i) return;
+      this.#swap(i, first);
+      i = first;
+    }
+  }
+
+  #swap(i: number, j: number): void {
+    const heap = this.#heap;
+    const a = heap[i]!;
+    const b = heap[j]!;
+    heap[i] = b;
+    b.slot = i;
+    heap[j] = a;
+    a.slot = j;
   }
 }
