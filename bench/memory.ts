@@ -1,13 +1,14 @@
 // Heap per online driver: its driver actor online (actor, state, registry entry) plus its
 // copy in a cell after one fix (cell actors included, shared among their drivers), after
-// forced collections. The journal keeps nothing here: a node's journal rows are in
-// PostgreSQL, not in its heap. Heap per connected driver (WebSocket session included) is
+// forced collections. The journal and the reminders keep nothing here: a node's journal
+// rows and reminders (a driver online has one, for its presence timer) are in PostgreSQL,
+// not in its heap. Heap per connected driver (WebSocket session included) is
 // measured on a real node process by bench/node.ts.
 
 import { latLngToCell } from 'h3-js';
 import { CENTER, city, METRO } from './city.ts';
 import { GOALS } from './goals.ts';
-import { CELL_RES, benchRig, discardingJournal } from './rig.ts';
+import { CELL_RES, benchRig, discardingJournal, discardingReminders } from './rig.ts';
 import type { Row } from './stats.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -25,7 +26,7 @@ export async function memoryBench(options: { quick?: boolean }): Promise<Row[]> 
   const gc = await collector();
   const heap = async () => { await sleep(50); gc(); gc(); return process.memoryUsage(); };
   const n = options.quick ? 10_000 : 100_000;
-  const r = await benchRig({ maxActiveEntities: n * 2 + 10_000, journal: discardingJournal });
+  const r = await benchRig({ maxActiveEntities: n * 2 + 10_000, journal: discardingJournal, reminders: discardingReminders });
   const fleet = city(METRO, n, 14);
   const now = Date.now();
   const driver = (i: number) => ({ kind: 'driver', id: `mem-d${i}` });

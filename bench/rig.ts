@@ -16,7 +16,7 @@ import { MemoryReminderStore } from '../adapters/memory/reminders.ts';
 import { InProcessOccupiedCells } from '../adapters/memory/occupied-cells.ts';
 import { occupiedCellOf } from '../actors/cell.ts';
 import type { OccupiedFilter } from '../actors/nearest.ts';
-import type { CommandLog, Journal } from '../runtime/ports.ts';
+import type { CommandLog, Journal, ReminderStore } from '../runtime/ports.ts';
 import { ShardRegion } from '../runtime/region.ts';
 import { ShardHost } from '../runtime/shard-host.ts';
 
@@ -33,6 +33,13 @@ export const discardingJournal: Journal = {
   close: async () => undefined,
 };
 
+/** A reminder store that stores nothing: a node's reminders are rows in PostgreSQL, as its journal's are. */
+export const discardingReminders: ReminderStore = {
+  set: async () => undefined,
+  clear: async () => undefined,
+  forShards: async () => [],
+};
+
 export interface BenchRig {
   readonly region: ShardRegion;
   readonly host: ShardHost;
@@ -45,6 +52,8 @@ export interface BenchRig {
 export interface RigOptions {
   maxActiveEntities?: number;
   journal?: Journal;
+  /** Default: reminders kept in memory. */
+  reminders?: ReminderStore;
   /** Default: the in-process log of an embedded node. */
   log?: (shards: number) => CommandLog;
   nodeId?: string;
@@ -76,7 +85,7 @@ export async function benchRig(options: RigOptions = {}): Promise<BenchRig> {
     placement: { shards, placementRes: 4 },
     log: options.log?.(shards) ?? new InProcessCommandLog({ shards, nodeId }),
     host,
-    reminders: new MemoryReminderStore(),
+    reminders: options.reminders ?? new MemoryReminderStore(),
     notifier,
     services: { nearest: nearestService(CELL_RES) },
     // Under a deliberate backlog a request waits its turn; the bench measures rates, not timeouts.
