@@ -13,6 +13,7 @@
 // closes it before a large payload is parsed.
 
 import { randomUUID } from 'node:crypto';
+import { randomId } from '../runtime/random-id.ts';
 import type { IncomingMessage, Server } from 'node:http';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Logger } from '../runtime/logger.ts';
@@ -187,7 +188,7 @@ export class WsGateway {
 
   /** One of the user's socket places, held cluster-wide; undefined when they hold them all. */
   async #acquire(principal: Principal): Promise<Place | undefined> {
-    const place = { key: `ws:sockets:${principal.sub}`, holder: randomUUID() };
+    const place = { key: `ws:sockets:${principal.sub}`, holder: randomId() };
     return (await this.#o.edge.limiter.acquire(place, this.#o.limits.maxSocketsPerUser, this.#leaseMs)) ? place : undefined;
   }
 

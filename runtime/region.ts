@@ -11,7 +11,6 @@
 // Which shards this node serves, and how they move, is the hand-off's (shard-handoff.ts);
 // timers and reminders are shard-timers.ts'; this file handles commands and asks.
 
-import { randomUUID } from 'node:crypto';
 import type { EntityRef, Service } from '../actors/behavior.ts';
 import { entityKey, shardOf, type EntityKey, type NodeId, type Placement, type ShardId } from './entity.ts';
 import { failureOf, type OutboundTell } from './entity-actor.ts';
@@ -24,6 +23,7 @@ import type {
 import { NOT_NOW, type ShardHost } from './shard-host.ts';
 import { ShardHandoff, type UnservedShard } from './shard-handoff.ts';
 import { ShardTimers } from './shard-timers.ts';
+import { randomId } from './random-id.ts';
 import { SoftPath, type SoftDelivery, type SoftStats } from './soft-path.ts';
 import { isUndecodable, type UndecodableMessage } from './undecodable.ts';
 import { backoff, sleep } from './backoff.ts';
@@ -248,7 +248,7 @@ export class ShardRegion {
   /** Appends a command; resolves once it is durable in the log. */
   async tell(to: EntityRef, message: unknown, options: { id?: string } = {}): Promise<string> {
     this.#checkAccepting();
-    const id = options.id ?? randomUUID();
+    const id = options.id ?? randomId();
     const shard = this.shardOf(to);
     const span = appendSpan(id, to, message, shard);
     const command: CommandEnvelope = { id, to, message, at: this.#now(), ...traceField(span) };
@@ -271,7 +271,7 @@ export class ShardRegion {
   /** A tell whose outcome (applied, rejected with a reason, or the entity's reply) comes back here. */
   async request(to: EntityRef, message: unknown, options: { id?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
     this.#checkAccepting();
-    const id = options.id ?? randomUUID();
+    const id = options.id ?? randomId();
     const timeoutMs = options.timeoutMs ?? this.#options.askTimeoutMs;
     const result = new Promise<CommandResult>((resolve, reject) => {
       const timer = setTimeout(() => {

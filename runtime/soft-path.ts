@@ -6,7 +6,7 @@
 // journaled (events, a refusal, timers, durable tells) is not applied softly: it is sent
 // as a command instead and applied as one.
 
-import { randomUUID } from 'node:crypto';
+import { randomId } from './random-id.ts';
 import type { EntityRef } from '../actors/behavior.ts';
 import { entityKey } from './entity.ts';
 import type { SoftOutcome } from './entity-actor.ts';
@@ -145,7 +145,7 @@ export class SoftPath {
   #counted(shard: ShardId, to: EntityRef, message: unknown, at: number, outcome: SoftOutcome): SoftDelivery | Promise<SoftDelivery> {
     if (outcome === 'applied') { this.#applied++; return outcome; }
     if (outcome === 'dropped') { this.#dropped++; return outcome; }
-    return this.#o.log.append(shard, { id: randomUUID(), to, message, at }).then(() => {
+    return this.#o.log.append(shard, { id: randomId(), to, message, at }).then(() => {
       this.#durable++;
       return outcome;
     });

@@ -2,6 +2,7 @@
 // Writes go to the entity actors; lists come from the read models.
 
 import { randomUUID } from 'node:crypto';
+import { randomId } from '../../runtime/random-id.ts';
 import { z } from 'zod';
 import { driverView, type DriverState } from '../../actors/driver.ts';
 import { Api } from '../api.ts';
@@ -55,7 +56,7 @@ export function adminRoutes(edge: Edge): Api {
     audit: ({ body }, made?: { id: string }) => ({ target: made && `vehicle:${made.id}`, summary: `register vehicle: ${fieldsSet(body, SHOWN)}` }),
     handler: async (_ctx, { body }) => {
       await checkType(body.type);
-      return outcome(await edge.region.request(vehicle(`veh_${randomUUID()}`), {
+      return outcome(await edge.region.request(vehicle(randomId('veh_')), {
         type: 'create', plate: body.plate, vehicleType: body.type, capacity: body.capacity, driverId: body.driverId,
       }));
     },
@@ -132,7 +133,7 @@ export function adminRoutes(edge: Edge): Api {
       await checkAllowed(body.vehicleTypes);
       await checkVehicle(body.vehicleId);
       const { id: chosen, ...profile } = body;
-      const id = chosen ?? `drv_${randomUUID()}`;
+      const id = chosen ?? randomId('drv_');
       // A driver an admin adds is approved from the start; a self-registered one only by /approve (a create never changes a driver).
       return reveal(outcome(await edge.region.request(driver(id), {
         type: 'create', profile: seal(id, { ...profile, approval: 'approved' as const }),

@@ -1,7 +1,7 @@
 // Accounts and tokens: register and log in (for deployments without their own
 // identity provider), and development tokens for any subject when enabled.
 
-import { randomUUID } from 'node:crypto';
+import { randomId } from '../../runtime/random-id.ts';
 import { z } from 'zod';
 import { DuplicateEmailError } from '../ports.ts';
 import { Api } from '../api.ts';
@@ -46,7 +46,7 @@ export function authRoutes(edge: Edge): Api {
       const passwordHash = await hashPassword(body.password);
       // An existing email gets the same answer and nothing changes: registration does not tell who has an account.
       if (await edge.accounts.byEmail(body.email)) return ACCEPTED;
-      const id = `${body.role === 'rider' ? 'rdr' : 'drv'}_${randomUUID()}`;
+      const id = randomId(body.role === 'rider' ? 'rdr_' : 'drv_');
       // The driver's pending profile is written before the account, so no driver account can log in without one
       // (a driver with no profile is not held for approval).
       if (body.role === 'driver') {

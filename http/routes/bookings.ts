@@ -2,6 +2,7 @@
 // read from its actor (authoritative) or listed from the read model.
 
 import { createHash, randomUUID } from 'node:crypto';
+import { randomId } from '../../runtime/random-id.ts';
 import { latLngToCell } from 'h3-js';
 import { z } from 'zod';
 import { quote as priceQuote } from '../../actors/pricing.ts';
@@ -95,7 +96,7 @@ export function bookingRoutes(edge: Edge): Api {
       // A booking from a quote is named by the quote, so the quote books once: another
       // request for it (another key, or none) reaches the same booking and is refused.
       const quoteId = 'quoteId' in body ? body.quoteId : undefined;
-      const id = quoteId ? `bk_${digest(quoteId)}` : key ? `bk_${digest(`${riderId}\u0000${key}`)}` : `bk_${randomUUID()}`;
+      const id = quoteId ? `bk_${digest(quoteId)}` : key ? `bk_${digest(`${riderId}\u0000${key}`)}` : randomId('bk_');
       const requestKey = quoteId ? key || randomUUID() : undefined;
       const { q, pickupCell } = terms;
       const result = await edge.region.request(bookingRef(id), {
