@@ -83,7 +83,6 @@ export class EntityTimers<T> {
       if (a.name !== name) continue;
       this.#unlink(a, previous);
       this.#remove(a.slot);
-      if (this.#heap.length === 0) this.#schedule(); // nothing left: no wake-up keeps the process up
       return;
     }
   }
@@ -91,7 +90,6 @@ export class EntityTimers<T> {
   disarmAll(key: EntityKey): void {
     for (let a = this.#byEntity.get(key); a; a = a.next) this.#remove(a.slot);
     this.#byEntity.delete(key);
-    if (this.#heap.length === 0) this.#schedule();
   }
 
   names(key: EntityKey): string[] {
@@ -145,9 +143,10 @@ export class EntityTimers<T> {
     for (const a of due) this.#due(a.target, a.name, a.at);
   }
 
-  /** Removes heap entry i, keeping the heap in order. */
+  /** Removes heap entry i, keeping the heap in order; the last one gone, no wake-up keeps the process up. */
   #remove(i: number): void {
     const last = this.#heap.pop()!;
+    if (this.#heap.length === 0) return this.#schedule();
     if (i < this.#heap.length) {
       this.#heap[i] = last;
       last.slot = i;
