@@ -19,7 +19,7 @@
 
 import type { EntityRef } from '../actors/behavior.ts';
 import type { EntityKey, ShardId } from './entity.ts';
-import type { SoftBatch } from './entity-actor.ts';
+import type { EntityActor, SoftBatch } from './entity-actor.ts';
 
 export type ActivationState = 'recovering' | 'active' | 'passivating' | 'poisoned' | 'stopped';
 export type ActivationEvent = 'recovered' | 'recovery_failed' | 'poison' | 'passivate' | 'stopped';
@@ -42,15 +42,22 @@ export function accepts(state: ActivationState): boolean {
   return state === 'recovering' || state === 'active';
 }
 
+/** A settled recovery: what `ready` becomes once it succeeded, one promise for every activation. */
+export const RECOVERED: Promise<void> = Promise.resolve();
+
 export class Activation<Ref = unknown> {
   readonly self: EntityRef;
   readonly key: string;
   readonly shard: ShardId;
   #state: ActivationState = 'recovering';
-  /** Set once the actor is spawned (inside the recovery semaphore). */
+  /**
+   * The entity's mailbox (nact's actor): set when it is spawned (inside the recovery
+   * semaphore), unset while the entity hibernates (active, with nothing in flight, and no
+   * mailbox until a message needs one; see ShardHost).
+   */
   ref: Ref | undefined;
-  /** Resolves once recovery is done and timers are re-armed. */
-  ready: Promise<void> = Promise.resolve();
+  /** Resolves once recovery is done and timers are re-armed (then one promise shared by all, see ShardHost). */
+  ready: Promise<void> = RECOVERED;
   lastUsed: number;
   #inFlight = 0;
   /** Resolved (and dropped) when the last in-flight message settles. */
@@ -67,8 +74,8 @@ export class Activation<Ref = unknown> {
   #current: { readonly state: unknown } | undefined;
   /** The soft batch last in the actor's mailbox, open to more soft messages until it starts or anything follows it. */
   softBatch: SoftBatch | undefined;
-  /** The actor's soft path around its mailbox (EntityActor.softNow), once spawned. */
-  softNow: ((message: unknown) => 'applied' | 'durable' | 'dropped' | Promise<'applied' | 'durable' | 'dropped'> | undefined) | undefined;
+  /** The entity's actor (its steps, its soft path around the mailbox), once first spawned; it outlives each mailbox. */
+  actor: EntityActor | undefined;
 
   /** A caller waits on this actor until `unwait`; `failWaiting` fails every caller still waiting. */
   wait(fail: (error: Error) => void): void {

@@ -134,8 +134,13 @@ export interface ActorHost {
   reducerFailed(self: EntityRef, message: unknown, error: unknown): void;
 }
 
+// Shared empty values: an incarnation (one per active entity) is immutable, and a fresh
+// empty array or table in each was heap per entity for nothing.
+const NO_TELLS: readonly OutboundTell[] = Object.freeze([]);
+const NO_TIMERS: Record<string, TimerEntry> = Object.freeze({});
+
 export function freshIncarnation<S>(behavior: Behavior<S, unknown, unknown, unknown, unknown>, id: string): Incarnation<S> {
-  return { state: behavior.initial(id), seq: 0, dedupe: emptyDedupe, outbox: [], timers: {}, unsnapshotted: 0 };
+  return { state: behavior.initial(id), seq: 0, dedupe: emptyDedupe, outbox: NO_TELLS, timers: NO_TIMERS, unsnapshotted: 0 };
 }
 
 /** Snapshots written before dedupe.ts kept a window of ids (`seen`) instead. */
@@ -204,14 +209,14 @@ export interface EntityActorOptions {
   /** Journal entries between snapshots (0: only when passivated). */
   readonly snapshotEvery: number;
   /**
-   * Told the incarnation the actor is about to return, after recovery and after each
+   * Told (publish) the incarnation the actor is about to return, after recovery and after each
    * command, before the caller hears the outcome, so a query answered from it (see
    * ShardHost.queryNow) reads its own writes. Only states the actor returns are
    * published: a command's new state after its journal write (and its tells' append)
    * succeeded; never the state of a command whose write failed, nor anything once the
    * incarnation is poisoned.
    */
-  readonly onState?: (incarnation: Incarnation<unknown>) => void;
+  readonly published?: { publish(incarnation: Incarnation<unknown>): void };
 }
 
 /**
@@ -226,7 +231,6 @@ function isJournaled(
     || outcome.rejection !== undefined || command.origin !== undefined;
 }
 
-const NO_TELLS: readonly OutboundTell[] = Object.freeze([]);
 
 /** The command id a reducer sees for a soft message (which has none). */
 export const SOFT_COMMAND_ID = 'soft';
@@ -238,8 +242,8 @@ function answerAgain(rejection: Refusal | undefined): CommandResult {
 
 /** One entity's actor: the nact actor function, and its soft messages' way around the mailbox. */
 export interface EntityActor {
-  /** The nact actor function. */
-  readonly receive: (given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext) => Promise<Incarnation<unknown>>;
+  /** The nact actor function (a method: nact is handed a function that calls it). */
+  receive(given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext): Promise<Incarnation<unknown>>;
   /**
    * Handles a soft message at once, outside the mailbox; the host calls it only while no
    * message of this entity is in flight (so it cannot overtake one) and marks the entity
@@ -248,7 +252,13 @@ export interface EntityActor {
    * path (the state is applied already). Undefined when it cannot be done here and now
    * (not recovered yet, or a soft snapshot is due): the caller goes through the mailbox.
    */
-  readonly softNow: (message: unknown) => SoftOutcome | Promise<SoftOutcome> | undefined;
+  softNow(message: unknown): SoftOutcome | Promise<SoftOutcome> | undefined;
+  /**
+   * The journal sequence number a new mailbox continues from, when this incarnation can go
+   * on in one (recovered, not poisoned): the number of entries it applied, which is nact's
+   * own count as long as no write failed (a failed write poisons it). Undefined otherwise.
+   */
+  resumableAt(): number | undefined;
 }
 
 /** The command as dedupe sees it: its id and, for a tell from an entity, its origin. */
@@ -261,11 +271,17 @@ export function entityActor(options: EntityActorOptions): EntityActor {
 
 /**
  * One entity's actor as a class: its steps are methods shared by every entity, so an entity
- * costs its fields and the two functions handed out (`receive` to nact, `softNow` to the host),
- * not a closure per step (a node holds one per online driver).
+ * costs its fields, not a closure per step (a node holds one per online driver); the function
+ * nact is handed belongs to the mailbox, and goes with it (see ShardHost's hibernation).
  */
-class EntityActorOf implements EntityActor {
-  readonly #o: EntityActorOptions;
+class EntityActorOf implements EntityActor, EntityActorOptions {
+  // The options' fields, held here rather than as the options object (one object less per entity).
+  readonly behavior: AnyBehavior;
+  readonly self: EntityRef;
+  readonly key: string;
+  readonly host: ActorHost;
+  readonly snapshotEvery: number;
+  readonly published: EntityActorOptions['published'];
   /**
    * The incarnation the actor last published: what every message after activation starts
    * from (nact's copy of the state lags behind a soft message handled outside its mailbox).
@@ -274,23 +290,30 @@ class EntityActorOf implements EntityActor {
   // Set when a write failed: nact has already advanced its sequence number, so
   // this incarnation must handle nothing more until it is stopped and recovered.
   #poisoned = false;
-  readonly receive: EntityActor['receive'] = (given, msg, ctx) => this.#receive(given, msg, ctx);
-  readonly softNow: EntityActor['softNow'] = (message) => this.#softNow(message);
 
   constructor(options: EntityActorOptions) {
-    this.#o = options;
+    this.behavior = options.behavior;
+    this.self = options.self;
+    this.key = options.key;
+    this.host = options.host;
+    this.snapshotEvery = options.snapshotEvery;
+    this.published = options.published;
   }
 
   #onState(incarnation: Incarnation<unknown>): void {
     this.#current = incarnation;
-    this.#o.onState?.(incarnation);
+    this.published?.publish(incarnation);
+  }
+
+  resumableAt(): number | undefined {
+    return this.#poisoned ? undefined : this.#current?.seq;
   }
 
   async #handleOutcome(
     incarnation: Incarnation<unknown>, command: Handled, at: number, outcome: Outcome<unknown, unknown>, ctx: PersistContext,
     append?: AppendOptions,
   ): Promise<[Incarnation<unknown>, CommandResult]> {
-    const { behavior, self, key, host, snapshotEvery } = this.#o;
+    const { behavior, self, key, host, snapshotEvery } = this;
     const plan = planEffects(command.id, outcome.effects, { from: key, seq: incarnation.seq + 1 });
     let next: Incarnation<unknown> = { ...incarnation, state: outcome.state };
     if (isJournaled(command, outcome, plan)) {
@@ -326,7 +349,7 @@ class EntityActorOf implements EntityActor {
     if (plan.tells.length > 0) await host.send(self, plan.tells, command.trace);
     // Soft copies (a driver's in its cell) skip the log: last-write-wins at the receiver.
     if (plan.softTells.length > 0) await host.sendSoft(self, plan.softTells);
-    next.outbox = [];
+    next.outbox = NO_TELLS;
     for (const n of plan.notifications) host.notify(n.userId, n.message, command.trace);
     for (const p of plan.publications) host.publish(p.topic, p.event, self);
     for (const r of plan.requests) host.request(self, r.service, r.payload, command.trace, r.at);
@@ -337,7 +360,7 @@ class EntityActorOf implements EntityActor {
   async #runCommand(
     incarnation: Incarnation<unknown>, command: Handled, at: number, message: unknown, ctx: PersistContext,
   ): Promise<[Incarnation<unknown>, CommandResult]> {
-    const { self, key, host } = this.#o;
+    const { self, key, host } = this;
     const verdict = recognise(incarnation.dedupe, command.id, command.origin);
     if (verdict.kind === 'duplicate') return [incarnation, answerAgain(verdict.rejection)];
     // The reducer is pure, so deciding before knowing whether the command is new costs
@@ -362,7 +385,7 @@ class EntityActorOf implements EntityActor {
 
   /** A reducer that throws has a bug: a permanent failure (the command is dead-lettered, not retried). */
   #decide(state: unknown, message: unknown, at: number, commandId: string): Outcome<unknown, unknown> {
-    const { behavior, self, key, host } = this.#o;
+    const { behavior, self, key, host } = this;
     try {
       return behavior.handle(state, message, { self, now: at, commandId });
     } catch (error) {
@@ -376,7 +399,7 @@ class EntityActorOf implements EntityActor {
    * nothing. Every message after activation starts from `current`; a copy in nact would be
    * an older version of the entity's state (and all it refers to) kept alive for nothing.
    */
-  async #receive(
+  async receive(
     given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext,
   ): Promise<Incarnation<unknown>> {
     const next = await this.#step(given, msg, ctx);
@@ -386,7 +409,7 @@ class EntityActorOf implements EntityActor {
   async #step(
     given: Incarnation<unknown>, msg: ActorMessage | JournalRecord, ctx: PersistContext,
   ): Promise<Incarnation<unknown>> {
-    const { behavior, self, key, host } = this.#o;
+    const { behavior, self, key, host } = this;
     if (ctx.recovering) return replay(behavior, upgraded(given), msg as JournalRecord);
     const incarnation = this.#current ?? upgraded(given);
     const m = msg as ActorMessage;
@@ -468,7 +491,7 @@ class EntityActorOf implements EntityActor {
    * either); else nothing is applied and the sender hears `durable`.
    */
   async #runSoft(incarnation: Incarnation<unknown>, message: unknown, done: Deferred<SoftOutcome>): Promise<Incarnation<unknown>> {
-    const { self, host } = this.#o;
+    const { self, host } = this;
     const at = host.now();
     let outcome: Outcome<unknown, unknown>;
     try {
@@ -500,7 +523,7 @@ class EntityActorOf implements EntityActor {
     for (let i = 0; i < batch.messages.length; i++) {
       const message = batch.messages[i];
       const done = batch.done[i]!;
-      const now = this.#softNow(message);
+      const now = this.softNow(message);
       if (now === undefined) latest = await this.#runSoft(this.#current ?? latest, message, done);
       else done.resolve(typeof now === 'string' ? now : await now);
       latest = this.#current ?? latest;
@@ -509,8 +532,8 @@ class EntityActorOf implements EntityActor {
   }
 
   /** runSoft without the mailbox (see EntityActor.softNow). */
-  #softNow(message: unknown): SoftOutcome | Promise<SoftOutcome> | undefined {
-    const { behavior, self, host } = this.#o;
+  softNow(message: unknown): SoftOutcome | Promise<SoftOutcome> | undefined {
+    const { behavior, self, host } = this;
     const incarnation = this.#current;
     if (!incarnation) return undefined;
     if (this.#poisoned) return 'dropped';
@@ -559,12 +582,12 @@ class EntityActorOf implements EntityActor {
    * poisoned: it handles nothing, so no later tell can overtake the unsent ones.
    */
   async #activate(incarnation: Incarnation<unknown>, done: Deferred<void>): Promise<Incarnation<unknown>> {
-    const { self, host } = this.#o;
+    const { self, host } = this;
     for (const [name, timer] of Object.entries(incarnation.timers)) host.armTimer(self, name, timer.at);
     if (incarnation.outbox.length === 0) { this.#onState(incarnation); done.resolve(); return incarnation; }
     try {
       await host.send(self, incarnation.outbox);
-      const next = { ...incarnation, outbox: [] };
+      const next = { ...incarnation, outbox: NO_TELLS };
       this.#onState(next);
       done.resolve();
       return next;

@@ -10,8 +10,6 @@ type NactRef = Parameters<typeof dispatch>[0];
 
 /** The fields of nact's actor object trimmed here. */
 interface NactActor {
-  immediate?: unknown;
-  initialState?: unknown;
   children?: Map<string, unknown>;
   childReferences?: Map<string, unknown>;
 }
@@ -22,19 +20,6 @@ const nactSystems = createRequire(import.meta.url)('nact/lib/system-map.js') as 
 };
 
 const actorOf = (ref: NactRef) => nactSystems.find((ref as unknown as { system: { name: string } }).system.name, ref);
-
-/**
- * What nact keeps of an idle actor that nothing reads any more (see ShardHost's #left): the
- * handle of its last setImmediate turn; and, once the entity actor has published a state
- * (it starts every message from its own, see entityActor's receive), the initial state it
- * was spawned with, one more version of the entity's state held for nothing.
- */
-export function forgetLastTurn(ref: NactRef, published: boolean): void {
-  const actor = actorOf(ref);
-  if (!actor) return;
-  actor.immediate = undefined;
-  if (published) actor.initialState = undefined;
-}
 
 /** A map nothing may be added to: what an entity actor's children are (see withoutChildMaps). */
 class NoChildren extends Map<string, unknown> {

@@ -97,6 +97,23 @@ export class JournalPersistenceEngine {
    */
   readonly #prefetched = new Map<string, { after: number; entries: JournalEntry[] }>();
 
+  /**
+   * Entities whose next recovery starts where their incarnation in memory is, without
+   * reading storage (see resume), by key: the sequence number to start from.
+   */
+  readonly #resumes = new Map<string, number>();
+
+  /**
+   * The next recovery of this key (a new nact actor for an entity that hibernated, see
+   * ShardHost) starts at `seq` with nothing to replay, and reads nothing: the node owns the
+   * entity's shard and holds its incarnation, the latest state its journal has (nact only
+   * needs the sequence number its next write continues from; the entity actor starts every
+   * message from its own incarnation).
+   */
+  resume(persistenceKey: string, seq: number): void {
+    this.#resumes.set(persistenceKey, seq);
+  }
+
   events(persistenceKey: string, offset = 0): JournalTail {
     const prefetched = this.#prefetched.get(persistenceKey);
     this.#prefetched.delete(persistenceKey);
@@ -105,6 +122,12 @@ export class JournalPersistenceEngine {
   }
 
   async latestSnapshot(persistenceKey: string): Promise<NactPersistedSnapshot | undefined> {
+    const resumeAt = this.#resumes.get(persistenceKey);
+    if (resumeAt !== undefined) {
+      this.#resumes.delete(persistenceKey);
+      this.#prefetched.set(persistenceKey, { after: resumeAt, entries: [] });
+      return { data: undefined, sequenceNumber: resumeAt, key: persistenceKey, createdAt: 0 };
+    }
     let snap;
     if (this.journal.recover) {
       const read = await this.journal.recover(persistenceKey, PAGE_SIZE);

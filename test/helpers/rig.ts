@@ -35,6 +35,7 @@ export interface RigOptions {
   readonly askTimeoutMs?: number;
   readonly maxAttempts?: number;
   readonly keepTimersWithinMs?: number;
+  readonly hibernateAfterMs?: number;
   readonly reminderScanMs?: number;
   /** Wraps the command log (fault injection). */
   readonly wrapLog?: (log: CommandLog) => CommandLog;
@@ -55,6 +56,7 @@ export async function startRig(options: RigOptions): Promise<Rig> {
     maxConcurrentRecoveries: 16,
     snapshotEvery: options.snapshotEvery ?? 0,
     keepTimersWithinMs: options.keepTimersWithinMs,
+    hibernateAfterMs: options.hibernateAfterMs,
     onError: (_e, context) => errors.push(context),
   });
   const region = new ShardRegion({
