@@ -87,7 +87,9 @@ export function recognise(d: Dedupe, id: string, origin?: Origin): Verdict {
 /** Notes a handled command; `at` is the receiver's sequence number of the entry that records it. */
 export function remember(d: Dedupe, id: string, at: number, origin?: Origin, rejection?: Refusal): Dedupe {
   const entry: RecentCommand = rejection ? { id, rejection } : { id };
-  const recent = [...d.recent.slice(Math.max(0, d.recent.length - RECENT_COMMANDS + 1)), entry];
+  // concat, not a spread: a spread's array keeps room to grow (152 bytes for one id, against
+  // 40 exactly sized), and every active entity keeps this one.
+  const recent = d.recent.slice(Math.max(0, d.recent.length - RECENT_COMMANDS + 1)).concat([entry]);
   if (!origin) return { marks: d.marks, recent };
   const mark = d.marks[origin.from];
   if (mark && !after(origin, mark)) return { marks: d.marks, recent };
