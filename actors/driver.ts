@@ -160,10 +160,17 @@ export const RATED_BOOKINGS_REMEMBERED = 1_000;
 const booking = (id: string): EntityRef => ({ kind: 'booking', id });
 const cell = (id: string): EntityRef => ({ kind: 'cell', id });
 
+// Shared by every driver that has no windows, the default profile, and every presence
+// timer: a node holds a state and a timer per online driver, so a fresh copy of each
+// (immutable, like all state) was heap per driver for nothing.
+const NO_WINDOWS: readonly MaintenanceWindow[] = Object.freeze([]);
+const DEFAULT_PROFILE: DriverProfile = Object.freeze({ active: true });
+const PRESENCE: DriverMessage = Object.freeze({ type: 'presence' });
+
 export function initialDriver(): DriverState {
   return {
-    status: 'offline', vehicleType: 'economy', ratingSum: 0, ratingCount: 0, offers: 0, accepts: 0, lastTripEndedAt: 0, maintenance: [],
-    profile: { active: true },
+    status: 'offline', vehicleType: 'economy', ratingSum: 0, ratingCount: 0, offers: 0, accepts: 0, lastTripEndedAt: 0,
+    maintenance: NO_WINDOWS, profile: DEFAULT_PROFILE,
   };
 }
 
@@ -266,7 +273,7 @@ export function makeDriverBehavior(
   const presenceMs = settings.presenceMs ?? DEFAULT_PRESENCE.presenceMs;
   const silentAfterMs = settings.silentAfterMs ?? DEFAULT_PRESENCE.silentAfterMs;
   const presenceTimer = (now: number): Effect => ({
-    type: 'timer.set', name: 'presence', at: now + presenceMs, message: { type: 'presence' },
+    type: 'timer.set', name: 'presence', at: now + presenceMs, message: PRESENCE,
   });
 
   /** The cell's copy follows the driver: upsert where it is, remove where it was. */
