@@ -96,8 +96,8 @@ interface Session {
   principal?: Principal;
   alive: boolean;
   readonly subscriptions: Set<string>;
-  /** Before auth the socket has a bucket of its own; after, its user's (in the limiter). */
-  readonly bucket: TokenBucket;
+  /** Before auth the socket has a bucket of its own; after, its user's (in the limiter), and this one goes. */
+  bucket?: TokenBucket;
   /** The user's socket place this session holds (released when it closes). */
   place?: Place;
   /** An `auth` message being checked: messages that arrive meanwhile wait for it. */
@@ -182,6 +182,9 @@ export class WsGateway {
     socket.once('close', giveBack);
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       opened = true;
+      // The session gives its place back when it closes (#drop): this listener, and all it
+      // holds (the principal, the place, the request's socket), would stay for the session's life.
+      socket.off('close', giveBack);
       this.#open(ws, ip, principal, place);
     });
   }
@@ -200,7 +203,8 @@ export class WsGateway {
   #open(socket: WebSocket, ip: string, principal: Principal | undefined, place: Place | undefined): void {
     const { messagesPerSecond } = this.#o.limits;
     const session: Session = {
-      socket, ip, alive: true, subscriptions: new Set(), bucket: new TokenBucket(messagesPerSecond, messagesPerSecond * 5),
+      socket, ip, alive: true, subscriptions: new Set(),
+      ...principal ? {} : { bucket: new TokenBucket(messagesPerSecond, messagesPerSecond * 5) },
     };
     this.#sessions.add(session);
     this.#byIp.set(ip, (this.#byIp.get(ip) ?? 0) + 1);
@@ -226,6 +230,7 @@ export class WsGateway {
 
   #bind(session: Session, principal: Principal, place: Place): void {
     session.principal = principal;
+    session.bucket = undefined;
     session.place = place;
     let set = this.#byUser.get(principal.sub);
     if (!set) this.#byUser.set(principal.sub, (set = new Set()));
@@ -357,6 +362,8 @@ export class WsGateway {
    */
   #receiveFirst(session: Session, data: RawData, isBinary: boolean): void {
     if (session.socket.readyState !== WebSocket.OPEN) return;
+    const { messagesPerSecond } = this.#o.limits;
+    session.bucket ??= new TokenBucket(messagesPerSecond, messagesPerSecond * 5);
     if (!session.bucket.take()) { this.#error(session, 'rate_limited', 'too many messages; slow down'); return; }
     const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
     if (isBinary || size > FIRST_MESSAGE_MAX_BYTES) {
