@@ -31,6 +31,7 @@ import { EntityTimers } from './timers.ts';
 import { EntityStoppedError } from './errors.ts';
 import type { CommandResult, Journal } from './ports.ts';
 import { Semaphore } from './semaphore.ts';
+import { ActiveEntities } from './active-entities.ts';
 import { withoutChildMaps } from './nact-trim.ts';
 
 
@@ -88,7 +89,7 @@ export class ShardHost {
   readonly #behaviors = new Map<string, AnyBehavior>();
   readonly #engine: JournalPersistenceEngine;
   readonly #system: NactRef;
-  readonly #active = new Map<EntityKey, Activation>();
+  readonly #active = new ActiveEntities<Activation>();
   readonly #timers: EntityTimers<EntityRef>;
   readonly #recoveries: Semaphore;
   readonly #now: () => number;
@@ -140,9 +141,9 @@ export class ShardHost {
    * not poisoned, not passivating, the host not closing); else NOT_NOW, and `query` is the
    * way. Counts as use for passivation. Throws what the behavior's query throws.
    */
-  queryNow(self: EntityRef, _shard: number, query: unknown, key: EntityKey = entityKey(self)): unknown {
+  queryNow(self: EntityRef, _shard: number, query: unknown, _key?: EntityKey): unknown {
     if (this.#closing) return NOT_NOW;
-    const activation = this.#active.get(key);
+    const activation = this.#active.get(self);
     const current = activation?.current;
     if (!current) return NOT_NOW;
     activation!.lastUsed = this.#now();
@@ -154,7 +155,7 @@ export class ShardHost {
    * use (a metrics scrape must not keep idle entities alive); else NOT_NOW.
    */
   peek(self: EntityRef, query: unknown): unknown {
-    const current = this.#closing ? undefined : this.#active.get(entityKey(self))?.current;
+    const current = this.#closing ? undefined : this.#active.get(self)?.current;
     return current ? this.#answer(self, current.state, query) : NOT_NOW;
   }
 
@@ -186,8 +187,8 @@ export class ShardHost {
    * cost. Nothing can be overtaken: nothing of this entity is queued or running; and the
    * entity counts as busy meanwhile, so a message it causes for itself waits its turn.
    */
-  soft(self: EntityRef, shard: ShardId, message: unknown, key: EntityKey = entityKey(self)): SoftOutcome | Promise<SoftOutcome> {
-    const active = this.#active.get(key);
+  soft(self: EntityRef, shard: ShardId, message: unknown): SoftOutcome | Promise<SoftOutcome> {
+    const active = this.#active.get(self);
     // Busy: into the batch of soft messages waiting in its mailbox (one turn for them all).
     if (active?.actor && active.current && active.inFlight > 0) return this.#batched(active, message);
     if (active?.actor && active.current && active.inFlight === 0) {
@@ -204,7 +205,7 @@ export class ShardHost {
       }
     }
     // Not active yet (or still recovering): wait for it, then take the way an active one takes.
-    if (!active?.actor || !active.current) return this.#softOnceActive(self, shard, message, key);
+    if (!active?.actor || !active.current) return this.#softOnceActive(self, shard, message);
     return this.#deliver(self, shard, (done) => ({ t: 'soft', message, done: done as never })) as Promise<SoftOutcome>;
   }
 
@@ -215,7 +216,7 @@ export class ShardHost {
    * turn each. An entity that did not come up (a failed recovery, a stop) gets the message
    * through its mailbox as before, which answers it.
    */
-  async #softOnceActive(self: EntityRef, shard: ShardId, message: unknown, key: EntityKey): Promise<SoftOutcome> {
+  async #softOnceActive(self: EntityRef, shard: ShardId, message: unknown): Promise<SoftOutcome> {
     const activation = await this.#activation(self, shard);
     activation.enter();
     try {
@@ -225,8 +226,8 @@ export class ShardHost {
     } finally {
       this.#left(activation);
     }
-    const active = this.#active.get(key);
-    if (active === activation && active.actor && active.current) return this.soft(self, shard, message, key);
+    const active = this.#active.get(self);
+    if (active === activation && active.actor && active.current) return this.soft(self, shard, message);
     return this.#deliver(self, shard, (done) => ({ t: 'soft', message, done: done as never })) as Promise<SoftOutcome>;
   }
 
@@ -243,12 +244,12 @@ export class ShardHost {
   }
 
   /** The shard of an entity active here (it was activated for it), or undefined. */
-  activeShard(self: EntityRef, key: EntityKey = entityKey(self)): ShardId | undefined {
-    return this.#active.get(key)?.shard;
+  activeShard(self: EntityRef): ShardId | undefined {
+    return this.#active.get(self)?.shard;
   }
 
   isActive(self: EntityRef): boolean {
-    return this.#active.has(entityKey(self));
+    return this.#active.has(self);
   }
 
   /** Names of the timers armed for an entity on this node. */
@@ -294,7 +295,7 @@ export class ShardHost {
   ): Promise<unknown> {
     // The common case, an entity active and recovered here, without the awaits of activation:
     // on the hot path (fixes, cell copies) they were a large share of the cost per message.
-    const active = this.#active.get(entityKey(self));
+    const active = this.#active.get(self);
     if (active?.current && accepts(active.state)) {
       active.enter();
       active.lastUsed = this.#now();
@@ -446,7 +447,7 @@ export class ShardHost {
   async #activation(self: EntityRef, shard: ShardId): Promise<Activation> {
     const key = entityKey(self);
     for (;;) {
-      const existing = this.#active.get(key);
+      const existing = this.#active.get(self);
       if (!existing) break;
       if (accepts(existing.state)) return existing;
       // Poisoned or passivating: wait for it to stop, then activate a fresh incarnation.
@@ -477,14 +478,13 @@ export class ShardHost {
     }));
     // A recovery's own promise (and what it holds) goes once it succeeded.
     activation.ready.then(() => { activation.ready = RECOVERED; }, () => undefined);
-    this.#active.set(key, activation);
+    this.#active.set(activation);
     return activation;
   }
 
   /** An entity's key as its activation holds it (one string per entity, however many hold it), else a new one. */
   #keyOf(self: EntityRef): EntityKey {
-    const key = entityKey(self);
-    return this.#active.get(key)?.key ?? key;
+    return this.#active.get(self)?.key ?? entityKey(self);
   }
 
   #actorHost(services: NodeServices): ActorHost {
@@ -505,7 +505,7 @@ export class ShardHost {
       reducerFailed: (self, _message, error) => this.#options.onError?.(error, `reducer of ${entityKey(self)} threw`),
       poisoned: (self, error) => {
         this.#options.onError?.(error, `entity ${entityKey(self)} failed; it will recover from its journal`);
-        const activation = this.#active.get(entityKey(self));
+        const activation = this.#active.get(self);
         if (activation) {
           activation.on('poison');
           void this.#passivate(activation, false);
@@ -548,15 +548,11 @@ export class ShardHost {
         // nact drops what is still queued for a stopped actor: its callers hear so now
         // (a log command among them stays uncommitted and is delivered again).
         activation.failWaiting(() => new EntityStoppedError(`${activation.key} was stopped before it handled the message`));
-        this.#forgetActivation(activation.key);
+        this.#active.delete(activation);
         this.#passivations++;
       }
     })();
     return activation.stopping;
-  }
-
-  #forgetActivation(key: string): void {
-    this.#active.delete(key);
   }
 
   #candidates(): Candidate<Activation>[] {

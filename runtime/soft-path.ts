@@ -84,10 +84,9 @@ export class SoftPath {
   }
 
   #deliver(to: EntityRef, message: unknown, at: number): SoftDelivery | Promise<SoftDelivery> {
-    const key = entityKey(to);
     // An entity active here knows its shard: no hashing (BigInt, and H3 for cells) per soft message.
-    const shard = this.#o.host.activeShard(to, key) ?? this.#o.shardOf(to);
-    if (this.#o.holds(shard)) return this.#apply(shard, to, message, at, key);
+    const shard = this.#o.host.activeShard(to) ?? this.#o.shardOf(to);
+    if (this.#o.holds(shard)) return this.#apply(shard, to, message, at);
     // Served elsewhere, or between owners: the log takes it to whoever serves the shard next.
     if (!this.#o.log.appendSoft || this.#o.closed()) { this.#dropped++; return 'dropped'; }
     return this.#queue(shard, { to, message, at }).then(() => { this.#forwarded++; return 'forwarded' as const; });
@@ -121,7 +120,7 @@ export class SoftPath {
     await Promise.all(messages.map(async (m) => {
       // A shard lost meanwhile (or a record naming an entity of another shard) is not served here.
       if (!this.#o.holds(shard) || this.#o.shardOf(m.to) !== shard) { this.#dropped++; return; }
-      await Promise.resolve(this.#apply(shard, m.to, m.message, m.at, entityKey(m.to))).catch((e) => {
+      await Promise.resolve(this.#apply(shard, m.to, m.message, m.at)).catch((e) => {
         this.#dropped++;
         this.#o.onError?.(e, `soft message to ${entityKey(m.to)}: sending it as a command failed`);
       });
@@ -129,11 +128,11 @@ export class SoftPath {
   }
 
   /** Hands a soft message to its entity here; an outcome that must be journaled goes through the log as a command. */
-  #apply(shard: ShardId, to: EntityRef, message: unknown, at: number, key: string): SoftDelivery | Promise<SoftDelivery> {
+  #apply(shard: ShardId, to: EntityRef, message: unknown, at: number): SoftDelivery | Promise<SoftDelivery> {
     if (!this.#o.host.knows(to.kind)) { this.#dropped++; return 'dropped'; }
     let outcome: SoftOutcome | Promise<SoftOutcome>;
     try {
-      outcome = this.#o.host.soft(to, shard, message, key);
+      outcome = this.#o.host.soft(to, shard, message);
     } catch {
       outcome = 'dropped';
     }
