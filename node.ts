@@ -18,7 +18,7 @@ import { InProcessNotifier } from './adapters/memory/notifier.ts';
 import { InProcessOccupiedCells } from './adapters/memory/occupied-cells.ts';
 import { PostgresOccupiedCells } from './adapters/postgres/occupied-cells.ts';
 import { occupiedCellOf } from './actors/cell.ts';
-import { withOccupiedCells } from './actors/nearest.ts';
+import { prepareOrigins, withOccupiedCells } from './actors/nearest.ts';
 import { RedisNotifier } from './adapters/redis/notifier.ts';
 import { RedisRemoteChannel } from './adapters/redis/remote-channel.ts';
 import { randomBytes } from 'node:crypto';
@@ -195,7 +195,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   region.onDomainEvent((_topic, _event, from) => projector.wake(from.kind, region.shardOf(from)));
   region.onDomainEvent((topic, event) => {
     const cell = occupiedCellOf(topic, event);
-    if (cell) occupiedCells.mark(cell);
+    if (cell) { occupiedCells.mark(cell); prepareOrigins(cell); }
   });
   const scheduler = new BookingScheduler({
     owned: () => region.stats().owned,

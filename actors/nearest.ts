@@ -150,8 +150,51 @@ function originOf(cell: string): Origin {
 function ringGeometry(cell: string, origin: Origin, r: number): RingGeometry {
   if (r > CACHED_RINGS) return geometryOf(cell, ring(cell, r));
   const rings = origin.rings;
-  while (rings.length <= r) rings.push(geometryOf(cell, ring(cell, rings.length)));
+  while (rings.length <= r) { rings.push(geometryOf(cell, ring(cell, rings.length))); geometryStats.computed++; }
   return rings[r]!;
+}
+
+/** Ring geometries computed so far (by searches and by prepareOrigins): what tests read to see a search computed none. */
+export const geometryStats = { computed: 0 };
+
+/** The radius prepared origins cover: the nearby search's default (http/schemas.ts nearbyQuery). */
+export const PREPARED_KM = 3;
+/** Cells whose origins wait to be prepared; bounded like the origins themselves. */
+const toPrepare = new Set<string>();
+let preparing = false;
+/** Longest a slice of preparing runs before yielding to the event loop, ms. */
+const PREPARE_SLICE_MS = 2;
+
+/**
+ * Computes, in idle time, the ring geometry a search of PREPARED_KM from `cell` or its
+ * neighbours needs. A search from an origin never seen computes it (gridRing, and the
+ * discs of cells never seen) in the query: a 1M-driver region has thousands of origins,
+ * and those first searches were the slowest percent. Called when a cell becomes occupied.
+ */
+export function prepareOrigins(cell: string): void {
+  if (toPrepare.size >= MAX_ORIGINS) return;
+  toPrepare.add(cell);
+  if (preparing) return;
+  preparing = true;
+  setImmediate(prepareSome).unref();
+}
+
+function prepareSome(): void {
+  const until = performance.now() + PREPARE_SLICE_MS;
+  for (const cell of toPrepare) {
+    toPrepare.delete(cell);
+    for (const near of gridDisk(cell, 1)) prepareOrigin(near);
+    if (performance.now() > until) break;
+  }
+  if (toPrepare.size > 0) setImmediate(prepareSome).unref(); else preparing = false;
+}
+
+/** Rings of `cell` out to the first a PREPARED_KM search from anywhere in the cell would not ask (it is measured to know). */
+function prepareOrigin(cell: string): void {
+  const origin = originOf(cell);
+  for (let r = 0; r <= CACHED_RINGS; r++) {
+    if (r > 0 && ringGeometry(cell, origin, r).innerKm - origin.disc.radiusKm > PREPARED_KM) return;
+  }
 }
 
 /**

@@ -15,7 +15,7 @@ import { InProcessNotifier } from '../adapters/memory/notifier.ts';
 import { MemoryReminderStore } from '../adapters/memory/reminders.ts';
 import { InProcessOccupiedCells } from '../adapters/memory/occupied-cells.ts';
 import { occupiedCellOf } from '../actors/cell.ts';
-import type { OccupiedFilter } from '../actors/nearest.ts';
+import { prepareOrigins, type OccupiedFilter } from '../actors/nearest.ts';
 import type { CommandLog, Journal, ReminderStore } from '../runtime/ports.ts';
 import { ShardRegion } from '../runtime/region.ts';
 import { ShardHost } from '../runtime/shard-host.ts';
@@ -98,7 +98,7 @@ export async function benchRig(options: RigOptions = {}): Promise<BenchRig> {
   const occupiedCells = new InProcessOccupiedCells();
   region.onDomainEvent((topic, event) => {
     const cell = occupiedCellOf(topic, event);
-    if (cell) occupiedCells.mark(cell);
+    if (cell) { occupiedCells.mark(cell); prepareOrigins(cell); }
   });
   await region.start();
   return { region, host, notifier, occupied: (cells) => occupiedCells.filter(cells), stop: () => region.stop() };

@@ -9,7 +9,9 @@ import type { ServicePorts } from '../../actors/behavior.ts';
 import { DEFAULT_CELL, makeCellBehavior, occupiedCellOf, type Candidate, type CellState, type DriverCopy } from '../../actors/cell.ts';
 import { distanceKm, type Point } from '../../actors/geo.ts';
 import { nearestService } from '../../actors/index.ts';
-import { cellLowerBoundKm, ring, searchNearest, withOccupiedCells, type SearchStats } from '../../actors/nearest.ts';
+import {
+  cellLowerBoundKm, geometryStats, PREPARED_KM, prepareOrigins, ring, searchNearest, withOccupiedCells, type SearchStats,
+} from '../../actors/nearest.ts';
 import { TopK } from '../../actors/top-k.ts';
 
 const RES = 7;
@@ -265,4 +267,36 @@ test('the search stops at the first ring wholly beyond the radius or the k-th di
     }
   }
   t.is(checked, 450);
+});
+
+test.serial('prepareOrigins: searches of the prepared radius from the cell or its neighbours compute no ring geometry, and answer as before', async (t) => {
+  // Far from every other test's cells: nothing here was cached before.
+  const home = { lat: -23.55, lng: -46.63 };
+  const cell = latLngToCell(home.lat, home.lng, RES);
+  const rand = seeded(51);
+  const drivers = Array.from({ length: 400 }, (_, i) => copy(`p${i}`, { lat: home.lat + (rand() - 0.5) * 0.12, lng: home.lng + (rand() - 0.5) * 0.12 }));
+  const w = world(drivers);
+  prepareOrigins(cell);
+  // Prepared in idle time, a slice per turn of the event loop.
+  for (let before = -1; before !== geometryStats.computed;) { before = geometryStats.computed; await new Promise((r) => setTimeout(r, 5)); }
+  const computed = geometryStats.computed;
+  t.true(computed > 0);
+  for (const near of gridDisk(cell, 1)) {
+    const [lat, lng] = cellToLatLng(near);
+    for (let i = 0; i < 20; i++) {
+      // Points spread over the neighbour (its centre ± less than its inradius), k beyond what is there: the widest search.
+      const point = { lat: lat + (rand() - 0.5) * 0.02, lng: lng + (rand() - 0.5) * 0.02 };
+      if (latLngToCell(point.lat, point.lng, RES) !== near) continue;
+      for (const k of [10, 1_000]) {
+        const q = { point, k, radiusKm: PREPARED_KM };
+        const found = await searchNearest(q, RES, w.ask(q));
+        t.deepEqual(found.map((c) => c.driverId), oracle(drivers, point, k, PREPARED_KM));
+      }
+    }
+  }
+  t.is(geometryStats.computed, computed, 'a search from a prepared origin computed ring geometry');
+  // The count does see a search from an origin nobody prepared.
+  const far = { point: { lat: home.lat + 0.5, lng: home.lng }, k: 10, radiusKm: PREPARED_KM };
+  await searchNearest(far, RES, w.ask(far));
+  t.true(geometryStats.computed > computed);
 });
