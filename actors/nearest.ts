@@ -15,7 +15,7 @@ import { cellToBoundary, cellToLatLng, gridDisk, gridRingUnsafe, latLngToCell } 
 import type { EntityRef, Service, ServicePorts } from './behavior.ts';
 import type { Candidate, CellQuery, DriverCopy } from './cell.ts';
 import { cosLat, distanceKm, haversineKm, type Point } from './geo.ts';
-import { TopK } from './top-k.ts';
+import { TopK, type Entry } from './top-k.ts';
 
 export interface SearchSettings {
   /** Largest radius a nearby search may ask for (a city, not a region). */
@@ -259,6 +259,21 @@ export async function searchNearest(
   q: NearestQuery, cellRes: number, askCell: (cell: string) => CellAnswer,
   stats: SearchStats = { rings: 0, cellsAsked: 0 }, limits: SearchLimits = {},
 ): Promise<Candidate[]> {
+  return (await searchFound(q, cellRes, askCell, stats, limits)).map(({ km, driver }) => ({ ...driver, distanceKm: km }));
+}
+
+/** A search's answer as the top-k holds it: each driver's copy as its cell holds it (not to be changed) and its distance. */
+export type Found = Entry<DriverCopy>;
+
+/**
+ * searchNearest's answer without a Candidate per driver: copying each copy costs a tenth of a
+ * search whose caches are cold, and a caller that builds its own view of a driver (the nearby
+ * route) needs none.
+ */
+export async function searchFound(
+  q: NearestQuery, cellRes: number, askCell: (cell: string) => CellAnswer,
+  stats: SearchStats = { rings: 0, cellsAsked: 0 }, limits: SearchLimits = {},
+): Promise<Found[]> {
   const cell = latLngToCell(q.point.lat, q.point.lng, cellRes);
   const origin = originOf(cell);
   const maxCells = limits.maxCells ?? Number.POSITIVE_INFINITY;
@@ -291,7 +306,7 @@ export async function searchNearest(
     if (pending) for (const answer of await Promise.all(pending)) offerAll(best, answer);
     if (r > 1000) break; // a radius larger than a continent: stop rather than spin
   }
-  return best.sorted().map(({ km, driver }) => ({ ...driver, distanceKm: km }));
+  return best.sorted();
 }
 
 /** What a node service sees when the node keeps a set of occupied cells (see node.ts). */

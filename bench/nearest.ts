@@ -99,7 +99,7 @@ export async function nearestBench(o: NearestOptions): Promise<Row[]> {
     if (o.databaseUrl && !o.missing.has('PostGIS')) { postgis = await postgisPeer(o.databaseUrl, fleet, clock, DEFAULT_CELL.driverTtlMs); peers.push(postgis); }
 
     const ours = (q: Query) => findNearby(rig.region, CELL_RES, DEFAULT_SEARCH, rig.occupied, { point: q.point, k: K, radiusKm: RADIUS_KM, vehicleType: q.vehicleType })
-      .then((found) => found.map((c) => c.driverId));
+      .then((found) => found.map((f) => f.driver.driverId));
     const runners: { name: string; run: (q: Query) => Promise<string[]> | string[] }[] = [
       { name: 'ours', run: ours }, ...peers.map((p) => ({ name: p.name, run: (q: Query) => p.query(q, K, RADIUS_KM) })),
     ];

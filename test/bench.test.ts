@@ -26,7 +26,7 @@ test('the riders\' nearest path equals brute force on the bench city, fewer-than
     let fewer = 0;
     for (const q of qs) {
       const ours = (await findNearby(rig.region, CELL_RES, DEFAULT_SEARCH, rig.occupied, { point: q.point, k: 10, radiusKm: 3, vehicleType: q.vehicleType }))
-        .map((c) => c.driverId);
+        .map((f) => f.driver.driverId);
       const truth = bruteNearest(fleet, q, 10, 3).map((d) => d.id);
       if (truth.length < 10) fewer++;
       t.deepEqual(ours, truth, `${q.kind} query at ${q.point.lat},${q.point.lng} for ${q.vehicleType}`);

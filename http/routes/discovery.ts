@@ -13,7 +13,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Candidate } from '../../actors/cell.ts';
-import { DEFAULT_SEARCH, offerByAskNow, searchNearest, type NearestQuery, type OccupiedFilter, type SearchSettings } from '../../actors/nearest.ts';
+import { DEFAULT_SEARCH, offerByAskNow, searchFound, type Found, type NearestQuery, type OccupiedFilter, type SearchSettings } from '../../actors/nearest.ts';
 import type { ShardRegion } from '../../runtime/region.ts';
 import { Api } from '../api.ts';
 import { principalOf } from '../authenticate.ts';
@@ -30,8 +30,8 @@ import { requireVehicleType } from '../vehicle-types.ts';
  */
 export function findNearby(
   region: Pick<ShardRegion, 'askSoon' | 'askNow'>, cellRes: number, search: SearchSettings, occupied: OccupiedFilter | undefined, q: NearestQuery,
-): Promise<Candidate[]> {
-  return searchNearest(q, cellRes, (cell) =>
+): Promise<Found[]> {
+  return searchFound(q, cellRes, (cell) =>
     region.askSoon<Candidate[]>({ kind: 'cell', id: cell }, { type: 'nearest', ...q }),
   undefined, { maxCells: search.maxCells, occupied, offer: offerByAskNow((to, query) => region.askNow(to, query)) });
 }
@@ -67,13 +67,13 @@ const round = (x: number, decimals: number) => Math.round(x * 10 ** decimals) / 
 /** Names a driver within one answer only: random, so two answers cannot be matched up by it. */
 const freshRef = () => randomBytes(9).toString('base64url');
 
-function riderView(c: Candidate) {
+function riderView({ driver: d, km }: Found) {
   return {
-    ref: freshRef(), lat: round(c.lat, RIDER_DECIMALS), lng: round(c.lng, RIDER_DECIMALS), distanceKm: round(c.distanceKm, 1),
-    vehicleType: c.vehicleType,
+    ref: freshRef(), lat: round(d.lat, RIDER_DECIMALS), lng: round(d.lng, RIDER_DECIMALS), distanceKm: round(km, 1),
+    vehicleType: d.vehicleType,
   };
 }
 
-function adminView(c: Candidate) {
-  return { ref: freshRef(), driverId: c.driverId, lat: c.lat, lng: c.lng, distanceKm: round(c.distanceKm, 3), vehicleType: c.vehicleType };
+function adminView({ driver: d, km }: Found) {
+  return { ref: freshRef(), driverId: d.driverId, lat: d.lat, lng: d.lng, distanceKm: round(km, 3), vehicleType: d.vehicleType };
 }

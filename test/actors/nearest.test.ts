@@ -6,11 +6,11 @@
 import test from 'ava';
 import { cellToLatLng, gridDisk, latLngToCell } from 'h3-js';
 import type { ServicePorts } from '../../actors/behavior.ts';
-import { DEFAULT_CELL, makeCellBehavior, occupiedCellOf, type Candidate, type CellState, type DriverCopy } from '../../actors/cell.ts';
+import { DEFAULT_CELL, driverOf, makeCellBehavior, occupiedCellOf, type Candidate, type CellState, type DriverCopy } from '../../actors/cell.ts';
 import { distanceKm, type Point } from '../../actors/geo.ts';
 import { nearestService } from '../../actors/index.ts';
 import {
-  cellLowerBoundKm, geometryStats, PREPARED_KM, prepareOrigins, ring, searchNearest, withOccupiedCells, type SearchStats,
+  cellLowerBoundKm, geometryStats, PREPARED_KM, prepareOrigins, ring, searchFound, searchNearest, withOccupiedCells, type SearchStats,
 } from '../../actors/nearest.ts';
 import { TopK } from '../../actors/top-k.ts';
 
@@ -205,9 +205,10 @@ test('cells at hand offer into the search\'s one top-k: the same answers and the
   const occupied = (cells: readonly string[]) => cells.filter((c) => w.marked.has(c));
   let offered = 0;
   // Half the cells are at hand (offer), the rest must be asked: both kinds in one search.
+  const atHand = (cell: string) => cell.charCodeAt(cell.length - 8) % 2 !== 0;
   const offer = (cell: string, q: { point: Point; radiusKm: number; vehicleType?: string }, best: TopK<DriverCopy>) => {
     const state = w.cells.get(cell);
-    if (!state || cell.charCodeAt(cell.length - 8) % 2 === 0) return false;
+    if (!state || !atHand(cell)) return false;
     offered++;
     const query = { type: 'nearest.offer' as const, point: q.point, radiusKm: q.radiusKm, vehicleType: q.vehicleType, best };
     return cellBehavior.query!(state, query, { self: { kind: 'cell', id: cell }, now: NOW }) === true;
@@ -223,6 +224,13 @@ test('cells at hand offer into the search\'s one top-k: the same answers and the
       t.deepEqual(found.map((c) => c.driverId), oracle(drivers, point, k, radiusKm), `k=${k} r=${radiusKm}`);
       t.deepEqual(found, plain, 'the same candidates, distances included');
       t.deepEqual(mixed, asked, 'the same rings and cells');
+      // searchFound: the same answer without a candidate per driver, each the very copy its cell holds.
+      const entries = await searchFound(q, RES, w.ask(q), undefined, { occupied, offer });
+      t.deepEqual(entries.map(({ km, driver }) => ({ ...driver, distanceKm: km })), found);
+      for (const { driver } of entries) {
+        const cell = latLngToCell(driver.lat, driver.lng, RES);
+        if (atHand(cell)) t.true(driver === driverOf(w.cells.get(cell)!, driver.driverId), 'a cell at hand: its copy, not a copy of it');
+      }
     }
   }
   t.true(offered > 100, `cells offered at hand: ${offered}`);
