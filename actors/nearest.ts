@@ -56,6 +56,8 @@ interface CellDisc {
   readonly cos: number;
   /** Circumradius, with slack for the sphere. */
   readonly radiusKm: number;
+  /** Inradius, less a margin: a point this close to the centre is in this cell (0: not known, see insideKmOf). */
+  readonly insideKm: number;
 }
 
 /** Cells' centres and circumradii: fixed per cell id, and asking h3 for them costs more than a whole cell's answer. */
@@ -67,12 +69,39 @@ function discOf(cell: string): CellDisc {
   if (disc) return disc;
   const [lat, lng] = cellToLatLng(cell);
   const center = { lat, lng };
+  const boundary = cellToBoundary(cell);
   let radius = 0;
-  for (const [vlat, vlng] of cellToBoundary(cell)) radius = Math.max(radius, distanceKm(center, { lat: vlat, lng: vlng }));
-  disc = { center, cos: cosLat(lat), radiusKm: radius * 1.005 };
+  for (const [vlat, vlng] of boundary) radius = Math.max(radius, distanceKm(center, { lat: vlat, lng: vlng }));
+  disc = { center, cos: cosLat(lat), radiusKm: radius * 1.005, insideKm: insideKmOf(center, boundary) };
   if (discs.size >= MAX_DISCS) discs.clear(); // bounded: a city's cells fit many times over
   discs.set(cell, disc);
   return disc;
+}
+
+const RAD = Math.PI / 180;
+const EARTH_KM = 6371.0088;
+const unit = (lat: number, lng: number): [number, number, number] =>
+  [Math.cos(lat * RAD) * Math.cos(lng * RAD), Math.cos(lat * RAD) * Math.sin(lng * RAD), Math.sin(lat * RAD)];
+
+/**
+ * How close to its centre a point must be to lie in a hexagon: the least distance from the
+ * centre to the great circles of its edges (an H3 cell's edges are straight in its face's
+ * gnomonic projection: arcs of great circles), less a metre and a millionth. A convex cell
+ * holds that disc. 0 for cells that are not plain hexagons (pentagons, and cells cut by an
+ * icosahedron edge: more vertices, maybe not convex): their points always take latLngToCell.
+ */
+function insideKmOf(center: Point, boundary: readonly (readonly number[])[]): number {
+  if (boundary.length !== 6) return 0;
+  const c = unit(center.lat, center.lng);
+  let least = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 6; i++) {
+    const a = unit(boundary[i]![0]!, boundary[i]![1]!);
+    const b = unit(boundary[(i + 1) % 6]![0]!, boundary[(i + 1) % 6]![1]!);
+    const n = [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
+    const sine = Math.abs(n[0]! * c[0] + n[1]! * c[1] + n[2]! * c[2]) / Math.hypot(n[0]!, n[1]!, n[2]!);
+    least = Math.min(least, EARTH_KM * Math.asin(Math.min(1, sine)));
+  }
+  return Math.max(0, least * (1 - 1e-6) - 0.001);
 }
 
 /** Smallest possible distance from `point` to anywhere inside `cell`. */
@@ -128,6 +157,7 @@ function geometryOf(origin: string, cells: readonly string[]): RingGeometry {
  * beyond CACHED_RINGS (radii wider than a city search) are computed each time.
  */
 interface Origin {
+  readonly cell: string;
   readonly disc: CellDisc;
   /** Ring r's geometry at r, computed as far as searches from here went. */
   readonly rings: RingGeometry[];
@@ -142,8 +172,38 @@ function originOf(cell: string): Origin {
   let origin = origins.get(cell);
   if (!origin) {
     if (origins.size >= MAX_ORIGINS) origins.clear(); // bounded: a region's cells fit
-    origins.set(cell, origin = { disc: discOf(cell), rings: [] });
+    origins.set(cell, origin = { cell, disc: discOf(cell), rings: [] });
   }
+  return origin;
+}
+
+/**
+ * The origin last found in each square of SQUARE_DEG (per resolution): a point well inside
+ * that origin's cell (CellDisc.insideKm) is in it, with no latLngToCell (a call into h3's
+ * WebAssembly, a new string to look up) which was a tenth of a search whose caches are cold.
+ */
+const squares = new Map<number, Map<number, Origin>>();
+const MAX_SQUARES = 100_000;
+/** A square's side: about a kilometre at resolution 7 (its cells' inradius), a seventh of the area each resolution finer. */
+const squareDeg = (cellRes: number) => 0.01 * Math.sqrt(7) ** (7 - cellRes);
+
+/** Origins found from a square (no latLngToCell): what tests read. */
+export const squareStats = { hits: 0 };
+
+export function originAt(point: Point, cellRes: number): Origin {
+  let byRes = squares.get(cellRes);
+  if (!byRes) squares.set(cellRes, byRes = new Map());
+  const side = squareDeg(cellRes);
+  // Row-major over the globe's squares: a small integer at resolution 7 and coarser.
+  const key = Math.floor((point.lat + 90) / side) * Math.ceil(361 / side) + Math.floor((point.lng + 180) / side);
+  const last = byRes.get(key);
+  if (last !== undefined && haversineKm(point.lat, point.lng, cosLat(point.lat), last.disc.center.lat, last.disc.center.lng, last.disc.cos) <= last.disc.insideKm) {
+    squareStats.hits++;
+    return last;
+  }
+  const origin = originOf(latLngToCell(point.lat, point.lng, cellRes));
+  if (byRes.size >= MAX_SQUARES) byRes.clear();
+  byRes.set(key, origin);
   return origin;
 }
 
@@ -274,8 +334,8 @@ export async function searchFound(
   q: NearestQuery, cellRes: number, askCell: (cell: string) => CellAnswer,
   stats: SearchStats = { rings: 0, cellsAsked: 0 }, limits: SearchLimits = {},
 ): Promise<Found[]> {
-  const cell = latLngToCell(q.point.lat, q.point.lng, cellRes);
-  const origin = originOf(cell);
+  const origin = originAt(q.point, cellRes);
+  const cell = origin.cell;
   const maxCells = limits.maxCells ?? Number.POSITIVE_INFINITY;
   let asked = 0;
   const best = new TopK<DriverCopy>(q.k);

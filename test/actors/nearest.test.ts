@@ -10,7 +10,7 @@ import { DEFAULT_CELL, driverOf, makeCellBehavior, occupiedCellOf, type Candidat
 import { distanceKm, type Point } from '../../actors/geo.ts';
 import { nearestService } from '../../actors/index.ts';
 import {
-  cellLowerBoundKm, geometryStats, PREPARED_KM, prepareOrigins, ring, searchFound, searchNearest, withOccupiedCells, type SearchStats,
+  cellLowerBoundKm, geometryStats, originAt, PREPARED_KM, prepareOrigins, ring, searchFound, searchNearest, squareStats, withOccupiedCells, type SearchStats,
 } from '../../actors/nearest.ts';
 import { TopK } from '../../actors/top-k.ts';
 
@@ -307,4 +307,31 @@ test.serial('prepareOrigins: searches of the prepared radius from the cell or it
   const far = { point: { lat: home.lat + 0.5, lng: home.lng }, k: 10, radiusKm: PREPARED_KM };
   await searchNearest(far, RES, w.ask(far));
   t.true(geometryStats.computed > computed);
+});
+
+test.serial('originAt: a point well inside the origin last found in its square takes it, and that is always the cell latLngToCell finds', (t) => {
+  const rand = seeded(77);
+  const hitsBefore = squareStats.hits;
+  let checked = 0;
+  const check = (point: Point, res: number) => {
+    t.is(originAt(point, res).cell, latLngToCell(point.lat, point.lng, res), `${point.lat},${point.lng} at res ${res}`);
+    checked++;
+  };
+  // Cities, a high latitude, the equator and the antimeridian; two resolutions.
+  for (const [lat, lng, span] of [[52.37, 4.9, 0.4], [-33.9, 151.2, 0.4], [64.1, -21.9, 0.6], [0.05, 0.05, 0.4], [70, 179.8, 0.3]] as const) {
+    for (const res of [7, 8]) {
+      for (let i = 0; i < 20_000; i++) check({ lat: lat + (rand() - 0.5) * span, lng: ((lng + (rand() - 0.5) * span + 540) % 360) - 180 }, res);
+      // Points within metres of cells' edges and corners, where a wrong disc would show.
+      for (const cell of gridDisk(latLngToCell(lat, lng, res), 3)) {
+        const [clat, clng] = cellToLatLng(cell);
+        for (let i = 0; i < 60; i++) {
+          const angle = rand() * 2 * Math.PI;
+          // From the centre outward to past the circumradius, densest near the inscribed circle.
+          const km = (res === 7 ? 1.2 : 0.46) * (0.8 + 0.35 * rand());
+          check({ lat: clat + (km / 111.2) * Math.sin(angle), lng: clng + (km / (111.2 * Math.cos(clat * Math.PI / 180))) * Math.cos(angle) }, res);
+        }
+      }
+    }
+  }
+  t.true(squareStats.hits - hitsBefore > checked / 3, `${squareStats.hits - hitsBefore} of ${checked} from a square`);
 });
