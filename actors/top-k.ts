@@ -71,11 +71,24 @@ export class TopK<T extends Ranked = Ranked> {
     this.#down(0);
   }
 
-  /** The held entries, best first. */
+  /**
+   * The held entries, best first. Up to INSERTION_AT_MOST by insertion as they are made: for
+   * a search's ten, a sort with a comparator cost more than its search's last cell.
+   */
   sorted(): Entry<T>[] {
     const out: Entry<T>[] = [];
-    for (let i = 0; i < this.#size; i++) out.push({ km: this.#km[i]!, driver: this.#items[i]! });
-    return out.sort((a, b) => a.km - b.km || (a.driver.driverId > b.driver.driverId ? 1 : -1));
+    if (this.#size > INSERTION_AT_MOST) {
+      for (let i = 0; i < this.#size; i++) out.push({ km: this.#km[i]!, driver: this.#items[i]! });
+      return out.sort((a, b) => a.km - b.km || (a.driver.driverId > b.driver.driverId ? 1 : -1));
+    }
+    for (let i = 0; i < this.#size; i++) {
+      const entry = { km: this.#km[i]!, driver: this.#items[i]! };
+      let j = i;
+      out.push(entry);
+      for (; j > 0 && ranksBefore(entry, out[j - 1]!); j--) out[j] = out[j - 1]!;
+      out[j] = entry;
+    }
+    return out;
   }
 
   /** Where the driver is held (an offer beyond the bound may still be its newer copy), or -1. */
@@ -135,6 +148,13 @@ export class TopK<T extends Ranked = Ranked> {
       i = top;
     }
   }
+}
+
+const INSERTION_AT_MOST = 32;
+
+/** The order of `sorted`: distance, then driverId (the held drivers' ids differ). */
+function ranksBefore(a: Entry<Ranked>, b: Entry<Ranked>): boolean {
+  return a.km < b.km || (a.km === b.km && a.driver.driverId < b.driver.driverId);
 }
 
 /** A 32-bit hash of a driver id (FNV-1a over its UTF-16 units): equal ids, equal hashes. */
