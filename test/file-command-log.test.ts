@@ -212,3 +212,19 @@ test('an operator gives up the records of a gap by committing past it in offsets
   t.is(opened.log.problem(), undefined);
   t.deepEqual(await deliveredUpTo(opened), ['3:a3', '4:a4', '5:marker']);
 });
+
+test('records delivered and committed are let go from memory, not held until a thousand more are', async (t) => {
+  const { open } = place(t);
+  const { log } = open({ shards: 2 });
+  await log.start({
+    onRecords: async (shard, records: readonly LogRecord[]) => { await log.commit(shard, records.at(-1)!.offset); return true; },
+    onAssignment: async () => undefined,
+  });
+  for (let i = 0; i < 10; i++) await log.append(i % 2, cmd(`c${i}`));
+  t.true(await eventually(async () => log.stats().every((p) => p.lag === 0), 30_000), 'every record handled and committed');
+  t.true(await eventually(async () => log.heldRecords() === 0, 30_000), `${log.heldRecords()} records still held`);
+  t.deepEqual(log.stats().map((p) => p.endOffset), [5, 5], 'offsets go on from where they were');
+  await log.append(0, cmd('after'));
+  t.true(await eventually(async () => log.stats()[0]!.lag === 0 && log.heldRecords() === 0, 30_000));
+  t.is(log.stats()[0]!.endOffset, 6);
+});

@@ -212,6 +212,11 @@ export class InProcessCommandLog implements CommandLog {
     return gaps.length > 0 ? gaps.join('; ') : undefined;
   }
 
+  /** Records held in memory, delivered or not, over every partition (committed ones are let go). */
+  heldRecords(): number {
+    return this.#partitions.reduce((n, p) => n + p.records.length, 0);
+  }
+
   stats(): PartitionStats[] {
     return this.#partitions.map((p) => {
       const end = p.base + p.records.length;
@@ -262,8 +267,13 @@ export class InProcessCommandLog implements CommandLog {
     if (batch.length === 0) return;
     try {
       // Left unhandled (the shard is not served now): delivered again, from the same record, a little later.
-      if (await this.#handlers!.onRecords(p.shard, batch)) p.next = from + batch.length;
-      else await sleep(250);
+      if (await this.#handlers!.onRecords(p.shard, batch)) {
+        p.next = from + batch.length;
+        // The handler commits before it returns, while `next` was still short of the batch:
+        // released only now are the records of a log that has no more (else they stayed until
+        // 1,024 more were committed, every command's envelope in memory).
+        this.#release(p);
+      } else await sleep(250);
     } catch (error) {
       this.#o.onError?.(error, `delivery of shard ${p.shard} from offset ${from} failed; retrying`);
       await sleep(100);
