@@ -127,3 +127,15 @@ test('a hibernating entity passivated saves its state, soft changes included, an
   t.deepEqual(await r.numbers(), [1, 2]);
   t.deepEqual(r.errors, []);
 });
+
+test('thousands of entities idle at once all hibernate, a slice of the event loop at a time', async (t) => {
+  const r = await rig(t);
+  const refs = Array.from({ length: 3_000 }, (_, i) => ({ kind: 'recorder', id: `many-${i}` }));
+  for (let i = 0; i < refs.length; i += 500) {
+    await Promise.all(refs.slice(i, i + 500).map((ref) => r.region.request(ref, { type: 'mark', v: 'x' })));
+  }
+  t.true(await until(() => r.mailboxes() === 0), `${r.mailboxes()} of ${refs.length} still hold a mailbox`);
+  t.is(r.host.stats().active, refs.length);
+  const seen = await Promise.all(refs.slice(0, 50).map((ref) => r.region.ask<Log>(ref, { type: 'get' })));
+  t.true(seen.every((s) => s.seen.join() === 'x'));
+});
