@@ -2,6 +2,9 @@
 FROM node:24-slim
 WORKDIR /app
 ENV NODE_ENV=production
+# The node's memory settings, the same as `npm start`'s in package.json (README, "Memory of a
+# node"; test/start-command.test.ts holds the two equal).
+ENV MALLOC_MMAP_THRESHOLD_=131072
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev && npm cache clean --force
 COPY actors ./actors

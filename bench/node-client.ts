@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { WebSocket } from 'ws';
 import { eventually, startCommand, type NodeProcess } from '../test/helpers/node-process.ts';
+import { npmStart } from '../test/helpers/npm-start.ts';
 import type { Point } from '../actors/geo.ts';
 import { seeded } from './city.ts';
 
@@ -39,10 +40,21 @@ export interface BenchNode {
   stop(): Promise<void>;
 }
 
-/** Starts main.ts with --expose-gc and an inspector on a free port, logging at info as by default; waits for /ready. */
+/**
+ * The bench's node command: `npm start`'s (its variables and Node flags, read from
+ * package.json), with --expose-gc and an inspector on a free port added, logging at info
+ * as by default.
+ */
+export function benchNodeCommand(env: Record<string, string>): { args: string[]; env: Record<string, string> } {
+  const start = npmStart();
+  return { args: [...start.flags, '--expose-gc', '--inspect=127.0.0.1:0', start.script], env: { ...start.env, LOG_LEVEL: 'info', ...env } };
+}
+
+/** Starts the node as `npm start` does (benchNodeCommand) and waits for /ready. */
 export async function startBenchNode(env: Record<string, string>): Promise<BenchNode> {
   const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), 'bench-node-'));
-  const proc = await startCommand(process.execPath, ['--expose-gc', '--inspect=127.0.0.1:0', 'main.ts'], { LOG_LEVEL: 'info', DATA_DIR: dataDir, ...env }, 240_000);
+  const command = benchNodeCommand({ DATA_DIR: dataDir, ...env });
+  const proc = await startCommand(process.execPath, command.args, command.env, 240_000);
   const url = proc.url;
   if (!await eventually(async () => (await fetch(`${url}/ready`)).ok, 240_000, 200)) throw new Error(`node at ${url} not ready within 240 s`);
   const inspectorUrl = proc.output.map((l) => /Debugger listening on (ws:\/\/\S+)/.exec(l)?.[1]).find(Boolean);
