@@ -5,8 +5,7 @@
 // Strength is judged by zxcvbn with its common-password and diceware lists.
 
 import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { ZxcvbnFactory } from '@zxcvbn-ts/core';
-import { adjacencyGraphs, dictionary } from '@zxcvbn-ts/language-common';
+import type { ZxcvbnFactory } from '@zxcvbn-ts/core';
 
 export const SCRYPT = { N: 2 ** 17, r: 8, p: 1, keyLength: 32 } as const;
 /** zxcvbn's "safely unguessable" (score 3 of 4) is the least a password must reach. */
@@ -52,10 +51,15 @@ export function needsRehash(stored: string): boolean {
   return !h || h.N < SCRYPT.N || h.r < SCRYPT.r || h.p < SCRYPT.p || h.key.length < SCRYPT.keyLength;
 }
 
-let strength: ZxcvbnFactory | undefined;
-/** Built on first use: the dictionaries take tens of milliseconds to rank. */
-function estimator(): ZxcvbnFactory {
-  strength ??= new ZxcvbnFactory({ dictionary, graphs: adjacencyGraphs });
+let strength: Promise<ZxcvbnFactory> | undefined;
+/**
+ * Loaded and built on first use (the first registration): the dictionaries take tens of
+ * milliseconds to rank, and their modules hold 3.4 MB of heap that a node nobody registers
+ * on (an idle one; a fleet whose accounts come from an identity provider) never needs.
+ */
+function estimator(): Promise<ZxcvbnFactory> {
+  strength ??= Promise.all([import('@zxcvbn-ts/core'), import('@zxcvbn-ts/language-common')])
+    .then(([{ ZxcvbnFactory }, { adjacencyGraphs, dictionary }]) => new ZxcvbnFactory({ dictionary, graphs: adjacencyGraphs }));
   return strength;
 }
 
@@ -84,13 +88,13 @@ const WARNINGS: Record<string, string> = {
  * characters and a zxcvbn score of at least 3, judged with the account's email
  * and name as words an attacker would try first.
  */
-export function passwordProblem(password: string, email: string, name?: string): string | undefined {
+export async function passwordProblem(password: string, email: string, name?: string): Promise<string | undefined> {
   if (password.length < 10) return 'password must be at least 10 characters';
   if (password.length > 200) return 'password must be at most 200 characters';
   const local = email.split('@')[0]!.toLowerCase();
   if (local.length >= 3 && password.toLowerCase().includes(local)) return 'password must not contain the email name';
   const inputs = [email, local, ...(name ? [name, ...name.split(/\s+/)] : [])].filter((w) => w.length >= 3);
-  const result = estimator().check(password, inputs);
+  const result = (await estimator()).check(password, inputs);
   if (result.score >= MIN_SCORE) return undefined;
   const why = result.feedback.warning ? WARNINGS[result.feedback.warning] : undefined;
   return `password is too easy to guess${why ? `: ${why}` : ''}; use a longer phrase of unrelated words`;

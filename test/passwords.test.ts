@@ -2,8 +2,10 @@
 // stored string (older hashes keep verifying), and zxcvbn's judgement of strength.
 
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { randomBytes, scryptSync } from 'node:crypto';
 import { hashPassword, MIN_SCORE, needsRehash, passwordProblem, SCRYPT, verifyPassword } from '../http/passwords.ts';
+import { repoRoot } from './helpers/node-process.ts';
 
 /** A hash in the stored format at any cost (as an older release wrote them). */
 function hashAt(password: string, N: number, r = 8, p = 1): string {
@@ -46,18 +48,36 @@ test('malformed or hostile stored hashes are refused without running scrypt on t
   }
 });
 
-test('strength: common and guessable passwords are refused, long unusual ones pass', (t) => {
+test('strength: common and guessable passwords are refused, long unusual ones pass', async (t) => {
   t.is(MIN_SCORE, 3);
   const email = 'ana@example.com';
   for (const weak of ['password12', 'Password123', 'P@ssw0rd1234', 'qwertyuiop12', 'Passw0rd-long', 'iloveyou2024', 'aaaaaaaaaaaa', '1234567890']) {
-    t.truthy(passwordProblem(weak, email), `${weak} is refused`);
+    t.truthy(await passwordProblem(weak, email), `${weak} is refused`);
   }
-  t.regex(passwordProblem('password12', email)!, /too easy to guess/);
-  t.regex(passwordProblem('short', email)!, /at least 10/);
-  t.regex(passwordProblem('x'.repeat(201), email)!, /at most 200/);
-  t.regex(passwordProblem('ana-correct-Horse', email)!, /email name/);
-  t.truthy(passwordProblem('Ana Beltran 1990', 'ab@example.com', 'Ana Beltran'), 'the account name counts as a guessable word');
+  t.regex((await passwordProblem('password12', email))!, /too easy to guess/);
+  t.regex((await passwordProblem('short', email))!, /at least 10/);
+  t.regex((await passwordProblem('x'.repeat(201), email))!, /at most 200/);
+  t.regex((await passwordProblem('ana-correct-Horse', email))!, /email name/);
+  t.truthy(await passwordProblem('Ana Beltran 1990', 'ab@example.com', 'Ana Beltran'), 'the account name counts as a guessable word');
   for (const strong of ['correct-Horse-9', 'Tr0ub4dour&3', 'correct horse battery staple', 'violet-Kettle-41-sunder']) {
-    t.is(passwordProblem(strong, email), undefined, `${strong} is accepted`);
+    t.is(await passwordProblem(strong, email), undefined, `${strong} is accepted`);
   }
+});
+
+test('the strength dictionaries are loaded at the first check, not when the node starts', (t) => {
+  // A node that nobody registers on never holds them (3.4 MB of heap): what passwords.ts
+  // resolves is seen by a module hook in a process of its own, before and after one check.
+  const probe = `
+    import { registerHooks } from 'node:module';
+    const seen = [];
+    registerHooks({ resolve(specifier, context, next) { if (specifier.startsWith('@zxcvbn-ts/')) seen.push(specifier); return next(specifier, context); } });
+    const { passwordProblem } = await import('./http/passwords.ts');
+    const before = seen.length;
+    const problem = await passwordProblem('password12', 'ana@example.com');
+    process.stdout.write(JSON.stringify({ before, after: [...new Set(seen)].sort(), problem }));`;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', probe], { cwd: repoRoot, encoding: 'utf8' });
+  const { before, after, problem } = JSON.parse(out) as { before: number; after: string[]; problem: string };
+  t.is(before, 0, 'importing passwords.ts loads no dictionary');
+  t.true(['@zxcvbn-ts/core', '@zxcvbn-ts/language-common'].every((m) => after.includes(m)), 'the first check loads zxcvbn and its dictionaries');
+  t.regex(problem, /too easy to guess/);
 });

@@ -40,7 +40,7 @@ export function authRoutes(edge: Edge): Api {
     body: Register, response: RegistrationAccepted, status: 202, public: true,
     guards: [registerLimit],
     handler: async (_ctx, { body }) => {
-      const problem = passwordProblem(body.password, body.email, body.name);
+      const problem = await passwordProblem(body.password, body.email, body.name);
       if (problem) throw new HttpError(400, 'weak_password', problem, [{ path: 'body.password', message: problem }]);
       // Hashed whether or not the email is taken, so the two answers take about as long (the hash is nearly all of it).
       const passwordHash = await hashPassword(body.password);
