@@ -19,8 +19,6 @@ import { InProcessOccupiedCells } from './adapters/memory/occupied-cells.ts';
 import { PostgresOccupiedCells } from './adapters/postgres/occupied-cells.ts';
 import { occupiedCellOf } from './actors/cell.ts';
 import { prepareOrigins, withOccupiedCells } from './actors/nearest.ts';
-import { RedisNotifier } from './adapters/redis/notifier.ts';
-import { RedisRemoteChannel } from './adapters/redis/remote-channel.ts';
 import { randomBytes } from 'node:crypto';
 import { createApp } from './http/app.ts';
 import { createAuthenticator } from './http/auth.ts';
@@ -49,13 +47,12 @@ import { keyringFor } from './adapters/personal-data-keys.ts';
 import { SettingsStore } from './adapters/postgres/settings.ts';
 import { PostgresAuditLog } from './adapters/postgres/audit-log.ts';
 import { InProcessRateLimiter } from './adapters/memory/rate-limiter.ts';
-import { RedisRateLimiter } from './adapters/redis/rate-limiter.ts';
 import { createLogger, type Logger } from './runtime/logger.ts';
 import { ShardRegion } from './runtime/region.ts';
 import { ShardHost } from './runtime/shard-host.ts';
 import { startup, StartupStoppedError } from './runtime/startup.ts';
 import type { CommandLog, Notifier, OccupiedCells } from './runtime/ports.ts';
-import { startTracing, type Tracing } from './adapters/otel/tracing.ts';
+import type { Tracing } from './adapters/otel/tracing.ts';
 
 
 export interface NodeOptions {
@@ -102,7 +99,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const logger = options.logger ?? createLogger({ level: config.log.level, nodeId: config.node.id });
   const onError = (error: unknown, context: string) => logger.warn({ err: error }, context);
   // Before anything is served, so the first request is traced; flushed last on stop.
-  const tracing = openTracing(config, logger);
+  const tracing = await openTracing(config, logger);
   // Dependencies not reachable yet are waited for (one line each), within STARTUP_TIMEOUT_MS.
   const boot = startup({ timeoutMs: config.runtime.startupTimeoutMs, logger, signal: options.signal });
   const stoppedEarly = (error: unknown) => {
@@ -137,11 +134,12 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     throw error;
   }
   const redisUrl = config.storage.redisUrl;
-  const remote = config.mode === 'cluster' && redisUrl
-    ? new RedisRemoteChannel({ url: redisUrl, nodeId: config.node.id, prefix: config.cluster.topicPrefix, onError })
+  const redis = redisUrl ? await redisAdapters() : undefined;
+  const remote = config.mode === 'cluster' && redis && redisUrl
+    ? new redis.RedisRemoteChannel({ url: redisUrl, nodeId: config.node.id, prefix: config.cluster.topicPrefix, onError })
     : undefined;
-  const notifier: Notifier = redisUrl
-    ? new RedisNotifier({ url: redisUrl, prefix: config.cluster.topicPrefix, onError: onClientError })
+  const notifier: Notifier = redis && redisUrl
+    ? new redis.RedisNotifier({ url: redisUrl, prefix: config.cluster.topicPrefix, onError: onClientError })
     : new InProcessNotifier();
   // Cells that ever held a driver: searches skip the others without waking them. One process
   // owns every cell in embedded mode (memory is complete); a cluster shares them in PostgreSQL.
@@ -150,7 +148,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     : new InProcessOccupiedCells();
   const occupied = (cells: readonly string[]) => occupiedCells.filter(cells);
   const handoffTimings = new HandoffTimings();
-  const baseLog = openCommandLog(config, logger, {
+  const baseLog = await openCommandLog(config, logger, {
     quiet: () => !started, offsets: (topic) => new PostgresShardOffsets(storage.orm, topic, storage.fences),
     onPhase: (phase, seconds) => handoffTimings.observe(phase, seconds),
   });
@@ -212,8 +210,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     // then die with the process, which is what a laptop demo wants and nothing else.
     secret,
   });
-  const limiter: RateLimiter = redisUrl
-    ? new RedisRateLimiter({ url: redisUrl, prefix: config.cluster.topicPrefix, onError: (e) => onError(e, 'rate limiter') })
+  const limiter: RateLimiter = redis && redisUrl
+    ? new redis.RedisRateLimiter({ url: redisUrl, prefix: config.cluster.topicPrefix, onError: (e) => onError(e, 'rate limiter') })
     : new InProcessRateLimiter();
   const { keyring: personalData, file: keysFile } = keyringFor(config);
   // Documented in .env.example: development only; a cluster configures DATA_KEYS on every node.
@@ -348,10 +346,14 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   };
 }
 
-/** Tracing when OTEL_* configure an exporter; a second node in one process (tests) runs untraced. */
-function openTracing(config: Config, logger: Logger): Tracing | undefined {
+/**
+ * Tracing when OTEL_* configure an exporter; a second node in one process (tests) runs untraced.
+ * OpenTelemetry's SDK and exporter are loaded only then (about 5 MB of heap a node without them keeps).
+ */
+async function openTracing(config: Config, logger: Logger): Promise<Tracing | undefined> {
   if (!config.tracing) return undefined;
   try {
+    const { startTracing } = await import('./adapters/otel/tracing.ts');
     const tracing = startTracing(config.tracing, config.node.id);
     logger.info({ url: config.tracing.url, ratio: config.tracing.ratio }, 'traces exported over OTLP');
     return tracing;
@@ -369,4 +371,12 @@ function hostPort(address: AddressInfo): string {
 function embeddedSecret(logger: Logger): string {
   logger.warn('no JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL: signing tokens with a random per-process secret');
   return randomBytes(32).toString('base64url');
+}
+
+/** The Redis clients (ioredis), loaded only by a node with REDIS_URL: an embedded node never holds them. */
+async function redisAdapters() {
+  const [{ RedisNotifier }, { RedisRemoteChannel }, { RedisRateLimiter }] = await Promise.all([
+    import('./adapters/redis/notifier.ts'), import('./adapters/redis/remote-channel.ts'), import('./adapters/redis/rate-limiter.ts'),
+  ]);
+  return { RedisNotifier, RedisRemoteChannel, RedisRateLimiter };
 }

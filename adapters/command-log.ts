@@ -1,21 +1,20 @@
-// The command log for a node: Kafka in cluster mode, the in-process log otherwise.
+// The command log for a node: Kafka in cluster mode, the in-process log otherwise. The Kafka
+// client (kafkajs) is loaded only in cluster mode: an embedded node never holds it.
 
 import { join } from 'node:path';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { CommandLog, ShardOffsets } from '../runtime/ports.ts';
-import { createKafka } from './kafka/client.ts';
-import { KafkaCommandLog } from './kafka/command-log.ts';
 import { CommandLogGapError, InProcessCommandLog } from './file/command-log.ts';
 
 /**
  * `offsets`: where a cluster's shards resume reading (offsetsFor: the node's storage, fenced).
  * `quiet`: while it answers true, the Kafka client's own log lines are dropped (start-up says it waits instead).
  */
-export function openCommandLog(
+export async function openCommandLog(
   config: Config, logger: Logger,
   options: { quiet?: () => boolean; offsets?: (topic: string) => ShardOffsets; onPhase?: (phase: string, seconds: number) => void } = {},
-): CommandLog {
+): Promise<CommandLog> {
   const onError = (error: unknown, context: string) => logger.warn({ err: error }, context);
   if (config.mode === 'embedded') {
     return new InProcessCommandLog({
@@ -30,6 +29,7 @@ export function openCommandLog(
   if (!config.cluster.signingKeys) logger.warn('COMMAND_SIGNING=false: commands in Kafka are not signed, so whoever can write to it can forge them');
   if (!options.offsets) throw new Error('a cluster command log needs where its shards resume (offsets)');
   const topic = `${prefix}.commands`;
+  const [{ createKafka }, { KafkaCommandLog }] = await Promise.all([import('./kafka/client.ts'), import('./kafka/command-log.ts')]);
   return new KafkaCommandLog({
     offsets: options.offsets(topic),
     kafka: createKafka({ brokers: config.cluster.kafkaBrokers, clientId: `${prefix}-${config.node.id}`, logger, quiet: options.quiet,

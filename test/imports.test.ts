@@ -6,6 +6,7 @@
 // and dynamic `import('…')` counts, type-only ones included.
 
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -166,4 +167,21 @@ test('http/ and runtime/ import no adapter, runtime/ no edge, actors/ and config
   t.true(files.length > 40, `found only ${files.length} files`);
   const found = violations(files);
   t.deepEqual(found, [], `imports that break the layering (docs/DESIGN.md):\n${found.join('\n')}`);
+});
+
+test('the node\'s modules load no cluster client, tracing SDK or password dictionary until configured or used', (t) => {
+  // An embedded node never needs kafkajs, ioredis or OpenTelemetry's SDK, and one nobody
+  // registers on never needs zxcvbn: node.ts loads them where they are used (README,
+  // "Memory of a node"). A module hook in a process of its own sees what importing node.ts
+  // (the whole node, main.ts's graph less main itself) resolves.
+  const probe = `
+    import { registerHooks } from 'node:module';
+    const seen = new Set();
+    registerHooks({ resolve(specifier, context, next) { seen.add(specifier); return next(specifier, context); } });
+    await import('./node.ts');
+    process.stdout.write(JSON.stringify([...seen]));`;
+  const seen = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', probe], { cwd: ROOT, encoding: 'utf8' })) as string[];
+  t.true(seen.includes('koa'), 'the probe sees the node\'s packages');
+  const lazy = seen.filter((s) => /^(kafkajs|ioredis|@zxcvbn-ts\/|@opentelemetry\/(sdk-trace|exporter-trace-otlp-http|resources|context-async-hooks|core)$)/.test(s));
+  t.deepEqual(lazy, [], 'loaded only where used');
 });
