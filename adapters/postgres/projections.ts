@@ -40,7 +40,7 @@ import { inTransaction, type Sql } from './transaction.ts';
 import type { Guard } from '../resilience.ts';
 import type { WriteFence } from '../../runtime/ports.ts';
 import type { ProjectionStatus, Projections } from '../../http/ports.ts';
-import { FENCED_BY, epochFor, fenceParams } from './shard-epochs.ts';
+import { epochFor, fencedBy } from './shard-epochs.ts';
 import type { JournalRecord } from '../../runtime/entity-actor.ts';
 import { applyBooking, bookingView, initialBooking, type BookingEvent, type BookingState } from '../../actors/booking.ts';
 import { applyDriver, driverView, initialDriver, type DriverEvent, type DriverState } from '../../actors/driver.ts';
@@ -55,6 +55,8 @@ export interface JournalRow {
   readonly id: string;
   readonly seq: number;
   readonly tx: string;
+  /** The shard it was journaled on (a batch reads several). */
+  readonly shard: number;
   readonly record: ProjectedRecord;
 }
 
@@ -74,12 +76,37 @@ export interface Projection {
   /** The tables it owns alone: emptied by a rebuild. */
   readonly tables: readonly string[];
   /**
+   * Writes what `rows` (of one or more shards, each entity's in sequence order) change in the views.
    * `memo`, during a rebuild: entity states this projection folded in earlier batches, by
    * persistence key, each at the sequence number it reflects. A state is a function of the
    * journal up to its sequence number, so it stays right whoever projects next; a row that
    * follows it at once is folded on it instead of reading the entity's history again.
    */
-  apply(sql: Sql, rows: readonly JournalRow[], shard: number, memo?: StateMemo): Promise<void>;
+  apply(sql: Sql, rows: readonly JournalRow[], memo?: StateMemo): Promise<void>;
+  /**
+   * Optional, for a projection whose writes of several reads add up in memory (sums, the latest
+   * state of an entity): a Stage that gathers them, so a transaction reading the journal in
+   * several passes writes each view row once, not once per pass. `apply` is stage, add, flush.
+   */
+  stage?(): Stage;
+}
+
+/** What a projection will write, gathered from the rows of one or more reads of one transaction. */
+export interface Stage {
+  add(sql: Sql, rows: readonly JournalRow[], memo?: StateMemo): Promise<void>;
+  /** View rows waiting to be written (a transaction flushes when they are many). */
+  readonly size: number;
+  /** Writes them and starts empty again. */
+  flush(sql: Sql): Promise<void>;
+}
+
+/** `apply` of a projection that stages: every row in one add and one flush. */
+function applyStaged(stage: () => Stage): Projection['apply'] {
+  return async (sql, rows, memo) => {
+    const s = stage();
+    await s.add(sql, rows, memo);
+    await s.flush(sql);
+  };
 }
 
 /** See Projection.apply. Bounded by whoever makes it; absent outside a rebuild. */
@@ -177,6 +204,7 @@ async function histories(sql: Sql, rows: readonly JournalRow[]): Promise<Map<str
       id: f.persistence_key.slice(f.persistence_key.indexOf(':') + 1),
       seq,
       tx: '',
+      shard: -1, // (a history row is folded, never written)
       record: parseJson(f.data) as ProjectedRecord,
     });
     out.set(f.persistence_key, list);
@@ -228,35 +256,53 @@ function remember(memo: StateMemo, key: string, seq: number, state: unknown): vo
   if (memo.size > MEMO_MAX) memo.delete(memo.keys().next().value!);
 }
 
+/** booking_view: the latest state of each booking, by the journal sequence number it reflects. */
+function bookingsStage(): Stage {
+  const latest = new Map<string, { seq: number; shard: number; state: BookingState }>();
+  return {
+    get size() { return latest.size; },
+    async add(sql, rows, memo) {
+      for (const s of await bookingSteps(sql, rows, memo)) {
+        if (s.row.record.events.length === 0 || s.after.status === 'none') continue;
+        const seen = latest.get(s.row.key);
+        if (!seen || seen.seq < s.row.seq) latest.set(s.row.key, { seq: s.row.seq, shard: s.row.shard, state: s.after });
+      }
+    },
+    async flush(sql) {
+      const rows = [...latest.values()];
+      latest.clear();
+      await insertMany(sql, 'booking_view', ['id'], {
+        id: 'text', shard: 'integer', rider_id: 'text', driver_id: 'text', status: 'text', vehicle_type: 'text', pickup_cell: 'text',
+        scheduled_at: 'timestamptz', created_at: 'timestamptz', version: 'bigint', data: 'jsonb',
+      }, rows.map(({ seq, shard, state: b }) => ({
+        id: b.id, shard, rider_id: b.riderId, driver_id: b.driverId ?? null, status: b.status, vehicle_type: b.vehicleType,
+        pickup_cell: b.pickupCell ?? '', scheduled_at: b.scheduledAt !== undefined ? new Date(b.scheduledAt) : null,
+        created_at: new Date(b.createdAt), version: seq, data: bookingView(b),
+      })), `on conflict (id) do update set driver_id = excluded.driver_id, status = excluded.status, updated_at = now(),
+         version = excluded.version, data = excluded.data, shard = excluded.shard
+       where booking_view.version < excluded.version`, { updated_at: 'now()' });
+    },
+  };
+}
+
 export const bookingsProjection: Projection = {
   name: 'bookings',
   kind: 'booking',
   tables: ['booking_view'],
-  async apply(sql, rows, shard, memo) {
-    const latest = new Map<string, { seq: number; state: BookingState }>();
-    for (const s of await bookingSteps(sql, rows, memo)) {
-      if (s.row.record.events.length === 0 || s.after.status === 'none') continue;
-      const seen = latest.get(s.row.key);
-      if (!seen || seen.seq < s.row.seq) latest.set(s.row.key, { seq: s.row.seq, state: s.after });
-    }
-    await insertMany(sql, 'booking_view', ['id'], {
-      id: 'text', shard: 'integer', rider_id: 'text', driver_id: 'text', status: 'text', vehicle_type: 'text', pickup_cell: 'text',
-      scheduled_at: 'timestamptz', created_at: 'timestamptz', version: 'bigint', data: 'jsonb',
-    }, [...latest.values()].map(({ seq, state: b }) => ({
-      id: b.id, shard, rider_id: b.riderId, driver_id: b.driverId ?? null, status: b.status, vehicle_type: b.vehicleType,
-      pickup_cell: b.pickupCell ?? '', scheduled_at: b.scheduledAt !== undefined ? new Date(b.scheduledAt) : null,
-      created_at: new Date(b.createdAt), version: seq, data: bookingView(b),
-    })), `on conflict (id) do update set driver_id = excluded.driver_id, status = excluded.status, updated_at = now(),
-       version = excluded.version, data = excluded.data, shard = excluded.shard
-     where booking_view.version < excluded.version`, { updated_at: 'now()' });
-  },
+  apply: applyStaged(bookingsStage),
+  stage: bookingsStage,
 };
 
-/** Analytics additions of a set of booking transitions, summed per (hour, cell). */
-export function analyticsOf(events: readonly BookingEventView[]) {
-  const cells = new Map<string, { hour: number; cell: string; i: Increments }>();
-  const drivers = new Map<string, { hour: number; cell: string; driverId: string }>();
-  const riders = new Map<string, { hour: number; cell: string }>();
+/** Analytics additions of booking transitions: sums per (hour, cell), drivers active per (hour, cell), each rider's first request. */
+export interface AnalyticsSums {
+  readonly cells: Map<string, { hour: number; cell: string; i: Increments }>;
+  readonly drivers: Map<string, { hour: number; cell: string; driverId: string }>;
+  readonly riders: Map<string, { hour: number; cell: string }>;
+}
+
+/** Analytics additions of a set of booking transitions, summed per (hour, cell); added to `into` when given. */
+export function analyticsOf(events: readonly BookingEventView[], into?: AnalyticsSums): AnalyticsSums {
+  const { cells, drivers, riders } = into ?? { cells: new Map(), drivers: new Map(), riders: new Map() };
   for (const event of events) {
     const delta = analyticsDelta(event, event.pickupCell ?? '');
     if (!delta) continue;
@@ -282,40 +328,54 @@ export function analyticsOf(events: readonly BookingEventView[]) {
   return { cells, drivers, riders };
 }
 
+/** The analytics tables: sums, drivers and riders of many reads added up, then written once. */
+function analyticsStage(): Stage {
+  let sums: AnalyticsSums = { cells: new Map(), drivers: new Map(), riders: new Map() };
+  return {
+    get size() { return sums.cells.size + sums.drivers.size + sums.riders.size; },
+    async add(sql, rows, memo) {
+      const steps = await bookingSteps(sql, rows, memo);
+      analyticsOf(steps.flatMap((s) => bookingTransition(s.before, s.after, s.row.record) ?? []), sums);
+    },
+    async flush(sql) {
+      const { cells, drivers, riders } = sums;
+      sums = { cells: new Map(), drivers: new Map(), riders: new Map() };
+      const counters = [
+        'requests', 'completed', 'cancelled', 'no_driver', 'revenue', 'fare_count',
+        'wait_ms_sum', 'wait_count', 'surge_sum', 'surge_count', 'trip_ms_sum',
+      ];
+      await insertMany(sql, 'analytics_hour_cell', ['hour', 'cell'], {
+        hour: 'timestamptz', cell: 'text', requests: 'integer', completed: 'integer', cancelled: 'integer', no_driver: 'integer',
+        revenue: 'bigint', fare_count: 'integer', wait_ms_sum: 'bigint', wait_count: 'integer', surge_sum: 'double precision',
+        surge_count: 'integer', trip_ms_sum: 'bigint',
+      }, [...cells.values()].map(({ hour, cell, i }) => ({
+        hour: new Date(hour), cell, requests: i.requests, completed: i.completed, cancelled: i.cancelled, no_driver: i.noDriver,
+        revenue: i.revenue, fare_count: i.fareCount, wait_ms_sum: Math.round(i.waitMsSum), wait_count: i.waitCount,
+        surge_sum: i.surgeSum, surge_count: i.surgeCount, trip_ms_sum: Math.round(i.tripMsSum),
+      })), `on conflict (hour, cell) do update set ${counters.map((c) => `${c} = analytics_hour_cell.${c} + excluded.${c}`).join(', ')}`);
+      const driverHours = new Map(
+        [...drivers.values()].map((d) => [`${d.hour}|${d.driverId}`, { hour: new Date(d.hour), driver_id: d.driverId }]),
+      );
+      await insertMany(
+        sql, 'analytics_driver_hour', ['hour', 'driver_id'], { hour: 'timestamptz', driver_id: 'text' }, [...driverHours.values()], 'on conflict do nothing',
+      );
+      await insertMany(sql, 'analytics_driver_hour_cell', ['hour', 'cell', 'driver_id'], { hour: 'timestamptz', cell: 'text', driver_id: 'text' },
+        [...drivers.values()].map((d) => ({ hour: new Date(d.hour), cell: d.cell, driver_id: d.driverId })), 'on conflict do nothing');
+      // A rider's first request may be projected after a later one (another shard): the earliest wins, whatever the order.
+      await insertMany(sql, 'analytics_rider', ['rider_id'], { rider_id: 'text', first_seen: 'timestamptz', first_cell: 'text' },
+        [...riders].map(([riderId, r]) => ({ rider_id: riderId, first_seen: new Date(r.hour), first_cell: r.cell })),
+        `on conflict (rider_id) do update set first_seen = excluded.first_seen, first_cell = excluded.first_cell
+         where (excluded.first_seen, excluded.first_cell) < (analytics_rider.first_seen, coalesce(analytics_rider.first_cell, ''))`);
+    },
+  };
+}
+
 export const analyticsProjection: Projection = {
   name: 'analytics',
   kind: 'booking',
   tables: ['analytics_hour_cell', 'analytics_driver_hour', 'analytics_driver_hour_cell', 'analytics_rider'],
-  async apply(sql, rows, _shard, memo) {
-    const events = (await bookingSteps(sql, rows, memo)).flatMap((s) => bookingTransition(s.before, s.after, s.row.record) ?? []);
-    const { cells, drivers, riders } = analyticsOf(events);
-    const counters = [
-      'requests', 'completed', 'cancelled', 'no_driver', 'revenue', 'fare_count',
-      'wait_ms_sum', 'wait_count', 'surge_sum', 'surge_count', 'trip_ms_sum',
-    ];
-    await insertMany(sql, 'analytics_hour_cell', ['hour', 'cell'], {
-      hour: 'timestamptz', cell: 'text', requests: 'integer', completed: 'integer', cancelled: 'integer', no_driver: 'integer',
-      revenue: 'bigint', fare_count: 'integer', wait_ms_sum: 'bigint', wait_count: 'integer', surge_sum: 'double precision',
-      surge_count: 'integer', trip_ms_sum: 'bigint',
-    }, [...cells.values()].map(({ hour, cell, i }) => ({
-      hour: new Date(hour), cell, requests: i.requests, completed: i.completed, cancelled: i.cancelled, no_driver: i.noDriver,
-      revenue: i.revenue, fare_count: i.fareCount, wait_ms_sum: Math.round(i.waitMsSum), wait_count: i.waitCount,
-      surge_sum: i.surgeSum, surge_count: i.surgeCount, trip_ms_sum: Math.round(i.tripMsSum),
-    })), `on conflict (hour, cell) do update set ${counters.map((c) => `${c} = analytics_hour_cell.${c} + excluded.${c}`).join(', ')}`);
-    const driverHours = new Map(
-      [...drivers.values()].map((d) => [`${d.hour}|${d.driverId}`, { hour: new Date(d.hour), driver_id: d.driverId }]),
-    );
-    await insertMany(
-      sql, 'analytics_driver_hour', ['hour', 'driver_id'], { hour: 'timestamptz', driver_id: 'text' }, [...driverHours.values()], 'on conflict do nothing',
-    );
-    await insertMany(sql, 'analytics_driver_hour_cell', ['hour', 'cell', 'driver_id'], { hour: 'timestamptz', cell: 'text', driver_id: 'text' },
-      [...drivers.values()].map((d) => ({ hour: new Date(d.hour), cell: d.cell, driver_id: d.driverId })), 'on conflict do nothing');
-    // A rider's first request may be projected after a later one (another shard): the earliest wins, whatever the order.
-    await insertMany(sql, 'analytics_rider', ['rider_id'], { rider_id: 'text', first_seen: 'timestamptz', first_cell: 'text' },
-      [...riders].map(([riderId, r]) => ({ rider_id: riderId, first_seen: new Date(r.hour), first_cell: r.cell })),
-      `on conflict (rider_id) do update set first_seen = excluded.first_seen, first_cell = excluded.first_cell
-       where (excluded.first_seen, excluded.first_cell) < (analytics_rider.first_seen, coalesce(analytics_rider.first_cell, ''))`);
-  },
+  apply: applyStaged(analyticsStage),
+  stage: analyticsStage,
 };
 
 /** Drivers and vehicles: the view row holds the folded state and the sequence number it reflects. */
@@ -405,6 +465,85 @@ export interface ProjectorOptions {
   readonly onError?: (error: unknown, context: string) => void;
   /** Test hook: runs after a batch committed, inside the guarded call (a slow one makes the guard time out and retry). */
   readonly afterCommit?: (projection: string, shard: number, rows: number) => Promise<void>;
+}
+
+/** A transaction's work: rows projected by shard, and the shards whose last read was full (more may wait). */
+interface Batch {
+  readonly rows: ReadonlyMap<number, number>;
+  readonly full: readonly number[];
+}
+
+/** The fence refused the offsets of these shards (another node holds them): the whole transaction was rolled back. */
+class Refused extends Error {
+  readonly shards: readonly number[];
+  override readonly cause: Error;
+  constructor(shards: readonly number[], cause: Error) {
+    super(cause.message, { cause });
+    this.shards = shards;
+    this.cause = cause;
+  }
+}
+
+/**
+ * `shards` cut into at most `count` groups, each in shard order, each a transaction at a time:
+ * a batch of all a group's shards is a handful of statements where one per shard was as many
+ * for each (at 200 bookings/s a batch was ten statements of about 4 ms each, for 7 rows).
+ */
+export function shardGroups(shards: readonly number[], count: number): number[][] {
+  const sorted = [...shards].sort((a, b) => a - b);
+  const n = Math.max(1, Math.min(count, sorted.length));
+  const groups = Array.from({ length: n }, () => [] as number[]);
+  sorted.forEach((shard, i) => groups[i % n]!.push(shard));
+  return groups.filter((g) => g.length > 0);
+}
+
+/**
+ * Up to `perShard` journal rows of each of `shards` that this projection can project now, after
+ * the shard's stored offset, in (shard, tx, persistence_key, sequence_nr) order. One statement
+ * for every shard, taken after their locks: it sees the offsets of any batch that committed before.
+ */
+async function readJournal(sql: Sql, p: Projection, shards: readonly number[], perShard: number): Promise<JournalRow[]> {
+  const rows = await sql<{ shard: number; tx: string; persistence_key: string; sequence_nr: string | number; data: unknown }>(
+    `select s.shard, j.tx::text as tx, j.persistence_key, j.sequence_nr, j.data
+     from unnest(array[${placeholders(shards.length)}]::int[]) as s(shard)
+     left join projection_offset o on o.projection = ? and o.shard = s.shard
+     cross join lateral (
+       select jr.tx, jr.persistence_key, jr.sequence_nr, ${PROJECTED.replaceAll('data->', 'jr.data->')} from journal jr
+       where jr.kind = ? and jr.shard = s.shard and jr.tx < pg_snapshot_xmin(pg_current_snapshot())
+         and (jr.tx, jr.persistence_key, jr.sequence_nr) > (coalesce(o.tx, '0'::xid8), coalesce(o.persistence_key, ''), coalesce(o.sequence_nr, 0))
+       order by jr.tx, jr.persistence_key, jr.sequence_nr limit ?) j
+     order by s.shard, j.tx, j.persistence_key, j.sequence_nr`,
+    [...shards, p.name, p.kind, perShard]);
+  return rows.map((r) => ({
+    key: r.persistence_key, id: r.persistence_key.slice(r.persistence_key.indexOf(':') + 1), seq: Number(r.sequence_nr), tx: r.tx,
+    shard: Number(r.shard), record: parseJson(r.data) as ProjectedRecord,
+  }));
+}
+
+/**
+ * Each shard's offset moved to its last row read, in one statement. With `epochs` (an owner's
+ * batch), only where this node's epoch of the shard is still the current one: the shards
+ * whose offset was not written are given to `refused`, whose error rolls the whole batch back.
+ */
+async function writeOffsets(
+  sql: Sql, name: string, last: readonly JournalRow[], epochs: ReadonlyMap<number, number | undefined> | undefined,
+  refused: (shards: number[]) => Error,
+): Promise<void> {
+  if (last.length === 0) return;
+  const offsets = last.map((r) => ({ shard: r.shard, tx: r.tx, key: r.key, seq: r.seq, epoch: epochs?.get(r.shard) ?? null }));
+  const written = await sql<{ shard: number }>(
+    `insert into projection_offset (projection, shard, tx, persistence_key, sequence_nr, updated_at)
+     select ?, r.shard, r.tx::xid8, r.key, r.seq, now()
+     from jsonb_to_recordset(?::jsonb) as r(shard int, tx text, key text, seq bigint, epoch bigint)
+     ${epochs ? `where ${fencedBy('r.shard', 'r.epoch')}` : ''}
+     order by r.shard
+     on conflict (projection, shard) do update set tx = excluded.tx, persistence_key = excluded.persistence_key,
+       sequence_nr = excluded.sequence_nr, updated_at = excluded.updated_at
+     returning shard`,
+    [name, JSON.stringify(offsets)]);
+  if (written.length === last.length) return;
+  const ok = new Set(written.map((w) => Number(w.shard)));
+  throw refused(last.map((r) => r.shard).filter((shard) => !ok.has(shard)));
 }
 
 interface ShardState {
@@ -571,16 +710,13 @@ export class Projector implements Projections {
           this.#o.onError?.(error, `projection ${p.name}: which shards have rows`);
         }
       }
-      await this.#eachShard(targets, async (shard) => {
+      await this.#eachGroup(targets, async (shards) => {
         try {
-          const n = await this.#catchUp(p.name, shard, true); // (not `found += await`: it would read found before the wait)
+          const n = await this.#catchUp(p.name, shards, true); // (not `found += await`: it would read found before the wait)
           found += n;
         } catch (error) {
           failed = true; // the database is likely down: the others stop too; wait, then sweep again
-          const stats = this.#stats.get(p.name)!;
-          stats.failures++;
-          stats.lastError = error instanceof Error ? error.message : String(error);
-          this.#o.onError?.(error, `projection ${p.name} shard ${shard}`);
+          this.#failure(p.name, error, `projection ${p.name} shards ${shards.join(',')}`);
         }
       }, () => !this.#stopped && !failed);
       if (failed) lastSweep = 0;
@@ -619,87 +755,91 @@ export class Projector implements Projections {
   }
 
   /**
-   * Runs `work` for each shard, a few shards at once (`shardsAtOnce`), while `goOn` says so:
-   * each batch is a handful of round trips, mostly waiting on the database, and shards are
-   * independent (a lock each), so one shard's waits are filled by another's work.
+   * Runs `work` for each group of `shards` (shardGroups), the groups at once, while `goOn` says
+   * so: each group is caught up by transactions of its own, mostly waiting on the database, and
+   * the groups' shards are disjoint (a lock each), so one group's waits are filled by another's work.
    */
-  async #eachShard(shards: readonly number[], work: (shard: number) => Promise<void>, goOn: () => boolean = () => true): Promise<void> {
-    const queue = [...shards];
-    const worker = async () => {
-      for (let shard = queue.shift(); shard !== undefined && goOn(); shard = queue.shift()) await work(shard);
-    };
-    await Promise.all(Array.from({ length: Math.min(this.#o.shardsAtOnce ?? SHARDS_AT_ONCE, queue.length) }, worker));
+  async #eachGroup(shards: readonly number[], work: (group: readonly number[]) => Promise<void>, goOn: () => boolean = () => true): Promise<void> {
+    await Promise.all(shardGroups(shards, this.#o.shardsAtOnce ?? SHARDS_AT_ONCE).map(async (group) => { if (goOn()) await work(group); }));
+  }
+
+  #failure(name: string, error: unknown, context: string): void {
+    const stats = this.#stats.get(name)!;
+    stats.failures++;
+    stats.lastError = error instanceof Error ? error.message : String(error);
+    this.#o.onError?.(error, context);
   }
 
   /** Projects one shard until no visible journal row is left; returns the rows projected. */
   catchUp(name: string, shard: number): Promise<number> {
-    return this.#catchUp(name, shard, false);
+    return this.#catchUp(name, [shard], false);
   }
 
-  /** `fenced`: as this shard's owner (the offset write carries its epoch), not as a rebuild. */
-  async #catchUp(name: string, shard: number, fenced: boolean, batch = this.#o.batchSize ?? 200, memo?: StateMemo): Promise<number> {
+  /**
+   * Projects `shards` until no visible journal row is left; returns the rows projected.
+   * `fenced`: as their owner (offset writes carry its epochs). `memo`: a rebuild's (see Projection.apply).
+   */
+  async #catchUp(name: string, shards: readonly number[], fenced: boolean, perShard = this.#o.batchSize ?? 200, memo?: StateMemo): Promise<number> {
     const p = this.#projection(name);
     let total = 0;
-    for (;;) {
+    let left: readonly number[] = [...shards].sort((a, b) => a - b);
+    while (left.length > 0) {
       const startedAt = this.#now();
-      const n = await this.#guarded(() => this.#batch(p, shard, batch, fenced, memo));
-      total += n;
-      this.#stats.get(name)!.rows += n;
-      if (n < batch) {
+      let done: Batch;
+      try {
+        done = await this.#guarded(() => this.#batch(p, left, perShard, fenced, memo));
+      } catch (error) {
+        if (!(error instanceof Refused)) throw error;
+        // Shards another node holds now: the others of the group go on without them.
+        this.#failure(name, error.cause, `projection ${name} shards ${error.shards.join(',')}`);
+        left = left.filter((shard) => !error.shards.includes(shard));
+        continue;
+      }
+      for (const n of done.rows.values()) total += n;
+      this.#stats.get(name)!.rows += [...done.rows.values()].reduce((a, n) => a + n, 0);
+      for (const shard of left) {
+        if (done.full.includes(shard)) continue;
         const s = this.#shard(name, shard);
         if (s.pendingSince !== undefined && s.pendingSince <= startedAt) s.pendingSince = undefined;
-        return total;
       }
+      left = done.full;
     }
+    return total;
   }
 
   #guarded<T>(work: () => Promise<T>): Promise<T> {
     return this.#o.guard ? this.#o.guard.run(work) : work();
   }
 
-  async #batch(p: Projection, shard: number, limit: number, fenced: boolean, memo?: StateMemo): Promise<number> {
+  /**
+   * One transaction over `shards`: takes their locks, reads up to `perShard` rows of each, writes
+   * the views, then each shard's offset. Returns the rows projected by shard and the shards
+   * whose read was full (more may wait).
+   */
+  async #batch(p: Projection, shards: readonly number[], perShard: number, fenced: boolean, memo?: StateMemo): Promise<Batch> {
     const fence = fenced ? this.#o.fence : undefined;
-    const what = `projection ${p.name} offset of shard ${shard}`;
+    const what = (shard: number) => `projection ${p.name} offset of shard ${shard}`;
     // A shard handed over since the loop read `owned`: its new owner projects it.
-    if (fence && fence.epochOf(shard) === undefined) return 0;
-    const epoch = fence ? epochFor(fence, shard, what) : undefined;
-    const n = await inTransaction(this.#o.orm, async (sql) => {
-      // Serialises batches of this (projection, shard): an old owner's, a new owner's, a rebuild's.
+    const held = fence ? shards.filter((shard) => fence.epochOf(shard) !== undefined) : shards;
+    if (held.length === 0) return { rows: new Map(), full: [] };
+    const epochs = new Map(held.map((shard) => [shard, fence ? epochFor(fence, shard, what(shard)) : undefined]));
+    const done = await inTransaction(this.#o.orm, async (sql) => {
+      // Serialises batches of each (projection, shard): an old owner's, a new owner's, a rebuild's.
+      // Taken in shard order, so two transactions wanting shards in common never wait on each other in a cycle.
       // (An advisory lock takes no transaction id, so a batch that finds nothing holds no one back.)
-      await sql('select pg_advisory_xact_lock(?, ?)', [lockKey(p.name), shard]);
-      const [offset] = await sql<{ tx: string; persistence_key: string; sequence_nr: string | number }>(
-        'select tx::text as tx, persistence_key, sequence_nr from projection_offset where projection = ? and shard = ?', [p.name, shard]);
-      const rows = await sql<{ tx: string; persistence_key: string; sequence_nr: string | number; data: unknown }>(
-        `select tx::text as tx, persistence_key, sequence_nr, ${PROJECTED} from journal
-         where kind = ? and shard = ? and tx < pg_snapshot_xmin(pg_current_snapshot())
-           and (tx, persistence_key, sequence_nr) > (?::xid8, ?, ?)
-         order by tx, persistence_key, sequence_nr limit ?`,
-        [p.kind, shard, offset?.tx ?? '0', offset?.persistence_key ?? '', Number(offset?.sequence_nr ?? 0), limit]);
-      if (rows.length === 0) return 0;
-      const journalRows: JournalRow[] = rows.map((r) => ({
-        key: r.persistence_key, id: r.persistence_key.slice(r.persistence_key.indexOf(':') + 1), seq: Number(r.sequence_nr), tx: r.tx,
-        record: parseJson(r.data) as ProjectedRecord,
-      }));
-      await p.apply(sql, journalRows, shard, memo);
-      const last = journalRows.at(-1)!;
-      const upsert = `on conflict (projection, shard) do update set tx = excluded.tx, persistence_key = excluded.persistence_key,
-           sequence_nr = excluded.sequence_nr, updated_at = excluded.updated_at`;
-      if (epoch === undefined) {
-        await sql('insert into projection_offset (projection, shard, tx, persistence_key, sequence_nr, updated_at) ' +
-          `values (?, ?, ?::xid8, ?, ?, now()) ${upsert}`,
-          [p.name, shard, last.tx, last.key, last.seq]);
-        return rows.length;
-      }
-      const written = await sql(
-        `insert into projection_offset (projection, shard, tx, persistence_key, sequence_nr, updated_at)
-         select ?, ?::int, ?::xid8, ?, ?::bigint, now() where ${FENCED_BY} ${upsert} returning 1 as ok`,
-        [p.name, shard, last.tx, last.key, last.seq, ...fenceParams(shard, epoch)]);
-      // Rolls back the view rows written above.
-      if (written.length === 0) throw fence!.refused(shard, epoch, what);
-      return rows.length;
+      await sql(`select count(pg_advisory_xact_lock(?, u.shard)) from unnest(array[${placeholders(held.length)}]::int[]) as u(shard)`,
+        [lockKey(p.name), ...held]);
+      const read = await readJournal(sql, p, held, perShard);
+      if (read.length > 0) await p.apply(sql, read, memo);
+      const last = new Map<number, JournalRow>();
+      const rows = new Map<number, number>();
+      for (const r of read) { rows.set(r.shard, (rows.get(r.shard) ?? 0) + 1); last.set(r.shard, r); }
+      await writeOffsets(sql, p.name, [...last.values()], fence && epochs,
+        (refused) => new Refused(refused, fence!.refused(refused[0]!, epochs.get(refused[0]!), what(refused[0]!))));
+      return { rows, full: held.filter((shard) => rows.get(shard) === perShard) };
     });
-    if (n > 0) await this.#o.afterCommit?.(p.name, shard, n);
-    return n;
+    for (const [shard, n] of done.rows) if (n > 0) await this.#o.afterCommit?.(p.name, shard, n);
+    return done;
   }
 
   /**
@@ -719,11 +859,15 @@ export class Projector implements Projections {
     for (const s of this.#state.get(name)!.values()) s.pendingSince ??= at;
     let rows = 0;
     const batch = this.#o.rebuildBatchSize ?? 20_000;
-    // As many shards at a time as a catch-up takes. One memo per shard: a booking's rows are all in its shard.
-    await this.#eachShard(Array.from({ length: this.#o.totalShards }, (_, shard) => shard), async (shard) => {
-      const n = await this.#catchUp(name, shard, false, batch, new Map());
-      rows += n;
-    });
+    // A shard at a time in each of as many workers as a catch-up has groups. One memo per shard: a booking's rows are all in its shard.
+    const queue = Array.from({ length: this.#o.totalShards }, (_, shard) => shard);
+    const worker = async () => {
+      for (let shard = queue.shift(); shard !== undefined; shard = queue.shift()) {
+        const n = await this.#catchUp(name, [shard], false, batch, new Map()); // (not `rows += await`: it would read rows before the wait)
+        rows += n;
+      }
+    };
+    await Promise.all(Array.from({ length: this.#o.shardsAtOnce ?? SHARDS_AT_ONCE }, worker));
     return { rows, ms: Math.round(performance.now() - started) };
   }
 }

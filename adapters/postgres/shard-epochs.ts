@@ -71,8 +71,13 @@ export class PostgresShardEpochs implements ShardEpochs {
   }
 }
 
+/** `exists (...)`: true while `epoch` is the shard's current one, for SQL expressions of a shard and an epoch (a write of many shards). */
+export function fencedBy(shard: string, epoch: string): string {
+  return `exists (select 1 from shard_epoch where shard = ${shard} and epoch = ${epoch} for share)`;
+}
+
 /** `exists (...)`: true while `epoch` is the shard's current one; append to a write's `where`, with `fenceParams`. */
-export const FENCED_BY = 'exists (select 1 from shard_epoch where shard = ? and epoch = ? for share)';
+export const FENCED_BY = fencedBy('?', '?');
 
 export function fenceParams(shard: ShardId, epoch: Epoch): [number, number] {
   return [shard, epoch];
