@@ -226,23 +226,26 @@ async function bookingSteps(sql: Sql, rows: readonly JournalRow[], memo?: StateM
     const list = byKey.get(r.key);
     if (list) list.push(r); else byKey.set(r.key, [r]);
   }
-  const starts: [key: string, history: readonly JournalRow[], state: BookingState][] = [];
+  // `read`: a history read again, of which only the batch's rows are steps (the others are all steps).
+  const starts: [key: string, history: readonly JournalRow[], state: BookingState, read: boolean][] = [];
   const unknown: JournalRow[] = [];
   for (const [key, list] of byKey) {
     const known = list[0]!.seq === 1 ? { seq: 0, state: initialBooking(key.slice(key.indexOf(':') + 1)) } : memo?.get(key);
-    if (known && list.every((r, i) => r.seq === known.seq + 1 + i)) starts.push([key, list, known.state as BookingState]);
+    if (known && list.every((r, i) => r.seq === known.seq + 1 + i)) starts.push([key, list, known.state as BookingState, false]);
     else unknown.push(...list);
   }
   for (const [key, history] of unknown.length > 0 ? await histories(sql, unknown) : []) {
-    starts.push([key, history, initialBooking(key.slice(key.indexOf(':') + 1))]);
+    starts.push([key, history, initialBooking(key.slice(key.indexOf(':') + 1)), true]);
   }
-  const wanted = new Set(rows.map((r) => `${r.key}#${r.seq}`));
+  // A key-and-sequence string per row, for every row of a rebuild, was a fifth of its folding
+  // time (2.9 s against 3.9 s): only the rows of histories read again need looking up.
+  const wanted = new Set(unknown.map((r) => `${r.key}#${r.seq}`));
   const steps: { row: JournalRow; before: BookingState; after: BookingState }[] = [];
-  for (const [key, history, first] of starts) {
+  for (const [key, history, first, read] of starts) {
     let state = first;
     for (const h of history) {
       const next = foldBooking(state, h.record);
-      if (wanted.has(`${key}#${h.seq}`)) steps.push({ row: h, before: state, after: next });
+      if (!read || wanted.has(`${key}#${h.seq}`)) steps.push({ row: h, before: state, after: next });
       state = next;
     }
     if (memo) remember(memo, key, history.at(-1)!.seq, state);
