@@ -12,7 +12,7 @@ import { dispatchBehaviors, dispatchServices } from '../actors/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { startNode, type NodeOptions, type RunningNode } from '../node.ts';
 import { openOrm } from '../adapters/postgres/orm.ts';
-import { insertMany, Projector, quietPollMs, shardGroups, type JournalRow, type Projection, type ProjectorOptions } from '../adapters/postgres/projections.ts';
+import { insertMany, Projector, quietPollMs, shardGroups, sqlLiteral, type JournalRow, type Projection, type ProjectorOptions } from '../adapters/postgres/projections.ts';
 import { ShardFencedError } from '../runtime/errors.ts';
 import type { WriteFence } from '../runtime/ports.ts';
 import { inTransaction } from '../adapters/postgres/transaction.ts';
@@ -429,4 +429,21 @@ test('a shard whose offset the fence refuses is left out of its group\'s batch: 
   t.regex(projector.status()[0]!.lastError ?? '', /refused/);
   const { rows } = await client.query<{ shard: number }>('select shard from projection_offset order by shard');
   t.deepEqual(rows.map((r) => r.shard), [0, 1, 3], 'never shard 2');
+});
+
+test('insertMany quotes its rows itself: quotes, backslashes, question marks and dollar signs in text come back as written', async (t) => {
+  // The rows travel as one SQL literal that insertMany writes (sqlLiteral, as pg's escapeLiteral), not as a parameter of `sql`.
+  const texts = ["it's", 'back\\slash \\\\ two', 'a ? b ?? c \\?', '$1 $$ $tag$', 'quote "inside" and \n newline', 'émoji 🚕', ''];
+  for (const text of texts) t.is(sqlLiteral(text), pg.Client.prototype.escapeLiteral(text), text);
+  const db = await freshDatabase();
+  databases.push(db);
+  const orm = await openOrm({ url: db.url, poolMax: 2 });
+  t.teardown(() => orm.close(true));
+  const rows = texts.map((text, i) => ({ id: `r${i}`, text }));
+  const back = await inTransaction(orm, async (sql) => {
+    await sql('create temporary table quoted (id text primary key, text text)');
+    await insertMany(sql, 'quoted', ['id'], { id: 'text', text: 'text' }, rows, 'on conflict do nothing');
+    return sql<{ id: string; text: string }>('select id, text from quoted order by id');
+  });
+  t.deepEqual(back, [...rows].sort((a, b) => a.id.localeCompare(b.id)));
 });
