@@ -418,7 +418,12 @@ export class ShardRegion {
     // a node that stops meanwhile drops it, and the requester's own retry covers that.
     // Even one due now waits a turn: it is asked for from inside the requester's step, and a
     // service that reads the requester (the batch reads its area's window) must see that step's state.
-    if (at !== undefined) await new Promise<void>((resolve) => { setTimeout(resolve, Math.max(0, at - this.#now())).unref(); });
+    // Node's timers run on their own clock and can fire a millisecond before `now` reaches
+    // `at` (CI saw -1 ms): a wake-up that comes early waits again.
+    if (at !== undefined) {
+      do await new Promise<void>((resolve) => { setTimeout(resolve, Math.max(0, at - this.#now())).unref(); });
+      while (this.#now() < at && !this.#closed);
+    }
     if (this.#closed) return;
     // Active while the service runs, so its remote asks and its answer's tell continue the requester's trace.
     const span = trace === undefined
