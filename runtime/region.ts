@@ -302,13 +302,12 @@ export class ShardRegion {
    * search over tens of cells would otherwise pay a promise and a microtask turn per cell.
    */
   askNow<A = unknown>(to: EntityRef, query: unknown): { readonly value: A } | undefined {
-    const key = entityKey(to);
-    return this.#answerNow<A>(to, this.#askShard(to, key), query, key);
+    return this.#answerNow<A>(to, this.#askShard(to), query);
   }
 
-  #answerNow<A>(to: EntityRef, shard: ShardId, query: unknown, key?: EntityKey): { readonly value: A } | undefined {
+  #answerNow<A>(to: EntityRef, shard: ShardId, query: unknown): { readonly value: A } | undefined {
     if (!this.#handoff.holds(shard)) return undefined;
-    const value = this.#options.host.queryNow(to, shard, query, key);
+    const value = this.#options.host.queryNow(to, shard, query);
     return value === NOT_NOW ? undefined : { value: value as A };
   }
 

@@ -144,7 +144,7 @@ export class ShardHost {
    * not poisoned, not passivating, the host not closing); else NOT_NOW, and `query` is the
    * way. Counts as use for passivation. Throws what the behavior's query throws.
    */
-  queryNow(self: EntityRef, _shard: number, query: unknown, _key?: EntityKey): unknown {
+  queryNow(self: EntityRef, _shard: number, query: unknown): unknown {
     if (this.#closing) return NOT_NOW;
     const activation = this.#active.get(self);
     const current = activation?.current;
