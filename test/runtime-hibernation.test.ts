@@ -4,61 +4,11 @@
 // incarnation without reading storage, numbering journal entries where the last one left.
 
 import test from 'ava';
-import type { Behavior } from '../actors/behavior.ts';
-import { MemoryJournal } from '../adapters/memory/journal.ts';
-import type { JournalEntry } from '../runtime/ports.ts';
+import { GatedJournal, recorder, until, type Log } from './helpers/recorder.ts';
 import { startRig } from './helpers/rig.ts';
 
-interface Log { readonly seen: readonly string[] }
-type Note = { readonly type: 'note'; readonly v: string } | { readonly type: 'mark'; readonly v: string };
-
-/** Soft notes change state only; marks are journaled. */
-const recorder: Behavior<Log, Note, { readonly type: 'marked'; readonly v: string }, { readonly type: 'get' }, Log> = {
-  kind: 'recorder',
-  eventVersion: 1,
-  initial: () => ({ seen: [] }),
-  handle(s, m) {
-    if (m.type === 'note') return { state: { seen: [...s.seen, m.v] }, events: [], effects: [] };
-    const event = { type: 'marked' as const, v: m.v };
-    return { state: recorder.apply(s, event), events: [event], effects: [] };
-  },
-  apply: (s, e) => ({ seen: [...s.seen, e.v] }),
-  query: (s) => s,
-};
-
-/** A memory journal that counts reads and whose appends wait while it is held. */
-class WatchedJournal extends MemoryJournal {
-  reads = 0;
-  #held: Promise<void> | undefined;
-  #release: (() => void) | undefined;
-  hold(): void {
-    this.#held = new Promise((r) => { this.#release = r; });
-  }
-  release(): void {
-    this.#held = undefined;
-    this.#release?.();
-  }
-  override async append(entry: JournalEntry, options?: Parameters<MemoryJournal['append']>[1]): Promise<void> {
-    if (this.#held) await this.#held;
-    return super.append(entry, options);
-  }
-  override async read(key: string, after: number, limit: number): Promise<JournalEntry[]> {
-    this.reads++;
-    return super.read(key, after, limit);
-  }
-  override async latestSnapshot(key: string) {
-    this.reads++;
-    return super.latestSnapshot(key);
-  }
-}
-
-const until = async (check: () => boolean) => {
-  for (let i = 0; i < 6_000 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
-  return check();
-};
-
 async function rig(t: import('ava').ExecutionContext) {
-  const journal = new WatchedJournal();
+  const journal = new GatedJournal();
   const r = await startRig({ behaviors: [recorder], journal, hibernateAfterMs: 20 });
   t.teardown(() => r.stop());
   const ref = { kind: 'recorder', id: 'r1' };

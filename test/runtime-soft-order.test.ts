@@ -5,50 +5,10 @@
 
 import test from 'ava';
 import type { Behavior } from '../actors/behavior.ts';
-import { MemoryJournal } from '../adapters/memory/journal.ts';
-import type { CommandResult, JournalEntry } from '../runtime/ports.ts';
+import type { CommandResult } from '../runtime/ports.ts';
 import type { SoftOutcome } from '../runtime/entity-actor.ts';
+import { GatedJournal, recorder, until, type Log } from './helpers/recorder.ts';
 import { startRig } from './helpers/rig.ts';
-
-interface Log { readonly seen: readonly string[] }
-type Note = { readonly type: 'note'; readonly v: string } | { readonly type: 'mark'; readonly v: string };
-
-/** Every message it handles is appended to `seen`: soft notes change state only, marks are journaled. */
-const recorder: Behavior<Log, Note, { readonly type: 'marked'; readonly v: string }, { readonly type: 'get' }, Log> = {
-  kind: 'recorder',
-  eventVersion: 1,
-  initial: () => ({ seen: [] }),
-  handle(s, m) {
-    if (m.type === 'note') return { state: { seen: [...s.seen, m.v] }, events: [], effects: [] };
-    const event = { type: 'marked' as const, v: m.v };
-    return { state: recorder.apply(s, event), events: [event], effects: [] };
-  },
-  apply: (s, e) => ({ seen: [...s.seen, e.v] }),
-  query: (s) => s,
-};
-
-/** A memory journal whose appends wait while it is held. */
-class GatedJournal extends MemoryJournal {
-  #held: Promise<void> | undefined;
-  #release: (() => void) | undefined;
-  waiting = 0;
-  hold(): void {
-    this.#held = new Promise((r) => { this.#release = r; });
-  }
-  release(): void {
-    this.#held = undefined;
-    this.#release?.();
-  }
-  override async append(entry: JournalEntry, options?: Parameters<MemoryJournal['append']>[1]): Promise<void> {
-    if (this.#held) { this.waiting++; await this.#held; this.waiting--; }
-    return super.append(entry, options);
-  }
-}
-
-const until = async (check: () => boolean) => {
-  for (let i = 0; i < 6_000 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
-  return check();
-};
 
 async function rig(t: import('ava').ExecutionContext) {
   const journal = new GatedJournal();
