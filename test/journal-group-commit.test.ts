@@ -161,6 +161,52 @@ for (const backend of [postgres, pglite]) {
     t.deepEqual(rest.filter((r) => r.status === 'rejected'), []);
     t.is((await journal.read(key('g9'), 0, 10)).length, 1);
   });
+
+  test.serial(`${backend.name}: recovery reads that meet go in one statement, and each gets its own snapshot and tail`, async (t) => {
+    const { orm } = await backend.open(t);
+    const journal = new PostgresJournal(orm, PLACEMENT);
+    // Per i % 3: nothing journaled; i entries and no snapshot; 5 entries and a snapshot at 2.
+    const ids = Array.from({ length: 30 }, (_, i) => `rec${i}`);
+    const limit = 3;
+    const expected = ids.map((id, i) => {
+      if (i % 3 === 0) return { snapshot: undefined, seqs: [] as number[] };
+      if (i % 3 === 1) return { snapshot: undefined, seqs: [1, 2, 3].filter((s) => s <= i) };
+      return { snapshot: { persistenceKey: key(id), sequenceNr: 2, data: { at: id }, createdAt: Date.UTC(2026, 0, 1) }, seqs: [3, 4, 5] };
+    });
+    for (const [i, id] of ids.entries()) {
+      const n = i % 3 === 1 ? i : i % 3 === 2 ? 5 : 0;
+      for (let seq = 1; seq <= n; seq++) await journal.append(entry(id, seq));
+      if (i % 3 === 2) await journal.saveSnapshot(expected[i]!.snapshot!);
+    }
+    const before = journal.recoveryReadStats.statements;
+    // Every read in one tick, one key asked twice.
+    const read = await Promise.all([...ids, 'rec4'].map((id) => journal.recover(key(id), limit)));
+    t.is(journal.recoveryReadStats.statements - before, 1, 'one statement for every read of the tick');
+    const asked = [...ids, 'rec4'];
+    for (const [i, r] of read.entries()) {
+      const id = asked[i]!;
+      const want = expected[ids.indexOf(id)]!;
+      t.deepEqual(r.snapshot, want.snapshot, id);
+      t.deepEqual(r.entries.map((e) => [e.persistenceKey, e.sequenceNr, e.data, e.tags]), want.seqs.map((seq) => [key(id), seq, entry(id, seq).data, ['t']]), id);
+    }
+    t.not(read[4], read[30], 'the key asked twice: each caller its own answer');
+    // A read alone is one statement too, and the same answer.
+    const alone = await journal.recover(key('rec5'), limit);
+    t.deepEqual(alone, read[5]);
+  });
+
+  test.serial(`${backend.name}: recovery reads with another page size in the same tick get their own statement`, async (t) => {
+    const { orm } = await backend.open(t);
+    const journal = new PostgresJournal(orm, PLACEMENT);
+    for (let seq = 1; seq <= 6; seq++) await journal.append(entry('paged', seq));
+    const before = journal.recoveryReadStats.statements;
+    const [two, five, none] = await Promise.all([journal.recover(key('paged'), 2), journal.recover(key('paged'), 5), journal.recover(key('none'), 2)]);
+    t.deepEqual(two.entries.map((e) => e.sequenceNr), [1, 2]);
+    t.deepEqual(five.entries.map((e) => e.sequenceNr), [1, 2, 3, 4, 5]);
+    t.deepEqual(none, { snapshot: undefined, entries: [] });
+    t.is(journal.recoveryReadStats.statements - before, 2);
+  });
+
 }
 
 test.serial('PostgreSQL: a connection lost mid-batch fails every append of the batch retriably, and none of it is written', async (t) => {

@@ -22,11 +22,11 @@ import { FENCED_BY, epochFor, fenceParams, staleEpoch } from './shard-epochs.ts'
 import { DuplicateCommandError, JournalConflictError, StorageRejectedError, StorageUnavailableError } from '../../runtime/errors.ts';
 import { countsAsOutage, hasSqlState, isRetriableConflict } from '../resilience.ts';
 import { parseEntityKey, shardOf, type Placement } from '../../runtime/entity.ts';
+import { RecoveryReads, type RecoveryReadStats } from './recovery-reads.ts';
+import { journalEntry, snapshotEntry, truthy, type JournalDbRow, type SnapshotDbRow } from './rows.ts';
 
 const UNIQUE_VIOLATION = '23505';
 
-interface JournalDbRow { persistence_key: string; sequence_nr: string | number; data: unknown; tags: string[]; created_at: Date | string }
-interface SnapshotDbRow { persistence_key: string; sequence_nr: string | number; data: unknown; created_at: Date | string }
 
 export interface GroupCommitOptions {
   /** Rows in one statement at most. Default 500. */
@@ -98,6 +98,7 @@ export class PostgresJournal implements Journal {
   #inFlight = 0;
   readonly #batches = new Set<Promise<void>>();
   readonly #stats: GroupCommitStats = { appends: 0, statements: 0, largestBatch: 0 };
+  readonly #recoveries = new RecoveryReads((what, sql, params) => this.#run(what, sql, params));
 
   /**
    * With `placement`, each row records its entity's shard, which projections read by (projections.ts);
@@ -272,10 +273,7 @@ export class PostgresJournal implements Journal {
       'where persistence_key = ? and sequence_nr > ? order by sequence_nr limit ?',
       [persistenceKey, afterSequenceNr, limit],
     );
-    return rows.map((r) => ({
-      persistenceKey: r.persistence_key, sequenceNr: Number(r.sequence_nr), data: parseJson(r.data),
-      tags: (parseJson(r.tags) as string[] | null) ?? [], createdAt: new Date(r.created_at).getTime(),
-    }));
+    return rows.map(journalEntry);
   }
 
   /** Served by journal_command_idx (Migration0009CommandIds). */
@@ -285,43 +283,24 @@ export class PostgresJournal implements Journal {
       "where persistence_key = ? and data->>'cmd' = ? order by sequence_nr limit 1",
       [persistenceKey, commandId],
     );
-    return row && {
-      persistenceKey: row.persistence_key, sequenceNr: Number(row.sequence_nr), data: parseJson(row.data),
-      tags: (parseJson(row.tags) as string[] | null) ?? [], createdAt: new Date(row.created_at).getTime(),
-    };
+    return row && journalEntry(row);
   }
 
   async latestSnapshot(persistenceKey: string): Promise<SnapshotEntry | undefined> {
     const [row] = await this.#run<SnapshotDbRow>(`snapshot of ${persistenceKey}`,
       'select persistence_key, sequence_nr, data, created_at from snapshot where persistence_key = ?', [persistenceKey],
     );
-    return row && {
-      persistenceKey: row.persistence_key, sequenceNr: Number(row.sequence_nr), data: parseJson(row.data),
-      createdAt: new Date(row.created_at).getTime(),
-    };
+    return row && snapshotEntry(row);
   }
 
-  /** The snapshot and the entries after it in one statement (Journal.recover). */
-  async recover(persistenceKey: string, limit: number): Promise<{ snapshot: SnapshotEntry | undefined; entries: JournalEntry[] }> {
-    const rows = await this.#run<JournalDbRow & { snap: boolean }>(`recover ${persistenceKey}`,
-      `with s as (select persistence_key, sequence_nr, data, created_at from snapshot where persistence_key = ?)
-       select true as snap, persistence_key, sequence_nr, data, '[]'::jsonb as tags, created_at from s
-       union all
-       (select false, persistence_key, sequence_nr, data, tags, created_at from journal
-        where persistence_key = ? and sequence_nr > coalesce((select sequence_nr from s), 0) order by sequence_nr limit ?)`,
-      [persistenceKey, persistenceKey, limit],
-    );
-    const snap = rows.find((r) => truthy(r.snap));
-    return {
-      snapshot: snap && {
-        persistenceKey: snap.persistence_key, sequenceNr: Number(snap.sequence_nr), data: parseJson(snap.data),
-        createdAt: new Date(snap.created_at).getTime(),
-      },
-      entries: rows.filter((r) => !truthy(r.snap)).map((r) => ({
-        persistenceKey: r.persistence_key, sequenceNr: Number(r.sequence_nr), data: parseJson(r.data),
-        tags: (parseJson(r.tags) as string[] | null) ?? [], createdAt: new Date(r.created_at).getTime(),
-      })).sort((a, b) => a.sequenceNr - b.sequenceNr),
-    };
+  /** The snapshot and the entries after it (Journal.recover): reads that meet go in one statement (recovery-reads.ts). */
+  recover(persistenceKey: string, limit: number): Promise<{ snapshot: SnapshotEntry | undefined; entries: JournalEntry[] }> {
+    return this.#recoveries.recover(persistenceKey, limit);
+  }
+
+  /** How recovery reads were grouped (for tests). */
+  get recoveryReadStats(): Readonly<RecoveryReadStats> {
+    return this.#recoveries.stats;
   }
 
   async saveSnapshot(entry: SnapshotEntry): Promise<void> {
@@ -369,15 +348,6 @@ function classified(error: unknown, what: string): Error {
   return countsAsOutage(error) ? new StorageUnavailableError(message, { cause: error })
     : hasSqlState(error) ? new StorageRejectedError(message, { cause: error })
     : error instanceof Error ? error : new Error(message);
-}
-
-/** pg answers booleans as booleans; the embedded node's driver may answer 't'/'f'. */
-function truthy(value: unknown): boolean {
-  return value === true || value === 't' || value === 'true' || value === 1;
-}
-
-function parseJson(value: unknown): unknown {
-  return typeof value === 'string' ? JSON.parse(value) : value;
 }
 
 function isUniqueViolation(error: unknown): boolean {
