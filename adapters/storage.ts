@@ -74,7 +74,11 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
   const url = embedded?.url ?? config.storage.databaseUrl!;
   let orm: Orm;
   try {
-    orm = await openOrm({ url, poolMax: embedded ? 1 : 10, statementTimeoutMs: config.storage.statementTimeoutMs });
+    orm = await openOrm({
+      url, poolMax: embedded ? 1 : 10, statementTimeoutMs: config.storage.statementTimeoutMs,
+      // The node's own connection needs no loopback socket: it is relayed in-process (in-process-socket.ts).
+      ...(embedded ? { stream: () => embedded.connect() } : {}),
+    });
   } catch (error) {
     // The database was restarted under the migrations: a statement was stuck in it.
     const stuck = embedded && embedded.restarts() > 0;

@@ -64,12 +64,14 @@ test('PGlite runs off the main thread: a started node answers /health while a st
   await t.notThrowsAsync(busy.promise, 'a statement under the timeout runs to its end');
 });
 
-test('a statement running longer than the timeout fails with PostgreSQL\'s 57014, and the database serves again with its data', async (t) => {
+// The node's own pool connects in-process (db.connect()); psql and other tools over TCP (db.url). Both are relayed alike.
+for (const via of ['TCP', 'in-process'] as const) {
+test(`${via}: a statement running longer than the timeout fails with PostgreSQL's 57014, and the database serves again with its data`, async (t) => {
   const dir = tempDir(t);
   const logger = captureLogger();
   const db = await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), statementTimeoutMs: 3_000, logger });
   t.teardown(() => db.stop());
-  const orm = await openOrm({ url: db.url, poolMax: 1, statementTimeoutMs: 3_000 });
+  const orm = await openOrm({ url: db.url, poolMax: 1, statementTimeoutMs: 3_000, ...(via === 'in-process' ? { stream: () => db.connect() } : {}) });
   t.teardown(() => orm.close(true));
   const sql = (query: string) => orm.em.getConnection().execute(query);
   await sql('create table kept (x int)');
@@ -88,6 +90,7 @@ test('a statement running longer than the timeout fails with PostgreSQL\'s 57014
   t.regex(errors[0]!.msg, /a statement ran longer than 3 s; restarting it/);
   t.true(logger.lines.some((l) => l.msg === 'embedded database restarted'));
 });
+}
 
 test('PostgreSQL: every pooled connection carries statement_timeout, and a longer statement fails with 57014', async (t) => {
   const database = await freshDatabase();

@@ -22,10 +22,12 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import type { ParentMessage, WorkerInput, WorkerMessage } from './embedded-worker.ts';
+import { inProcessConnection } from './in-process-socket.ts';
 
 export const DEFAULT_OPEN_TIMEOUT_MS = 180_000;
 export const DEFAULT_EMBEDDED_STATEMENT_TIMEOUT_MS = 30_000;
@@ -51,6 +53,11 @@ export interface EmbeddedPostgresOptions {
 
 export interface EmbeddedPostgres {
   readonly url: string;
+  /**
+   * A connection made in-process, as `url` would make one over TCP: the same relay, the same
+   * statement timeout; the client end is for pg's `stream` option (in-process-socket.ts).
+   */
+  connect(): Duplex;
   /** Why the database cannot serve right now, in words fit for /ready (no paths); undefined when it can. */
   problem(): string | undefined;
   /** How often a statement ran over the timeout or the worker died, and the database was restarted. */
@@ -100,7 +107,7 @@ class EmbeddedDatabase implements EmbeddedPostgres {
   readonly #server: Server;
   readonly #links = new Set<Link>();
   /** Connections accepted while the database (re)opens: relayed once it answers. */
-  readonly #waiting = new Set<Socket>();
+  readonly #waiting = new Set<Duplex>();
   #port: number;
   #worker: Worker | undefined;
   /** The worker's own port while it serves; undefined while opening or restarting. */
@@ -120,6 +127,12 @@ class EmbeddedDatabase implements EmbeddedPostgres {
 
   get url(): string {
     return `postgres://postgres@127.0.0.1:${this.#port}/postgres`;
+  }
+
+  connect(): Duplex {
+    const { client, server } = inProcessConnection();
+    this.#accept(server);
+    return client;
   }
 
   problem(): string | undefined {
@@ -178,8 +191,9 @@ class EmbeddedDatabase implements EmbeddedPostgres {
     await worker.terminate();
   }
 
-  #accept(socket: Socket): void {
-    socket.setNoDelay(true);
+  /** A connection to relay: a TCP socket on the SQL port, or connect()'s server end. */
+  #accept(socket: Duplex): void {
+    if ('setNoDelay' in socket) (socket as Socket).setNoDelay(true);
     socket.on('error', () => socket.destroy());
     if (this.#stopping.signal.aborted) socket.destroy();
     else if (this.#upstream !== undefined) this.#links.add(new Link(socket, this.#upstream, (l) => this.#links.delete(l)));
@@ -337,7 +351,7 @@ const GSSENC_REQUEST = 80877104;
  * stream stands between two messages: only then can it answer the client itself.
  */
 class Link {
-  readonly #client: Socket;
+  readonly #client: Duplex;
   readonly #port: number;
   readonly #onClose: (link: Link) => void;
   #upstream!: Socket;
@@ -354,7 +368,7 @@ class Link {
   #left = 0;
   #closed = false;
 
-  constructor(client: Socket, port: number, onClose: (link: Link) => void) {
+  constructor(client: Duplex, port: number, onClose: (link: Link) => void) {
     this.#client = client;
     this.#port = port;
     this.#onClose = onClose;

@@ -1,5 +1,6 @@
 // Opens MikroORM on PostgreSQL and brings the schema up to date.
 
+import type { Duplex } from 'node:stream';
 import { MikroORM } from '@mikro-orm/postgresql';
 import { Migrator } from '@mikro-orm/migrations';
 import { entities } from './entities.ts';
@@ -27,6 +28,8 @@ export interface OrmOptions {
    * timers inside WebAssembly): embedded.ts enforces the same bound for the embedded node.
    */
   readonly statementTimeoutMs?: number;
+  /** Each connection's socket, made by this instead of a TCP connection to `url` (pg's `stream` option): the embedded node's own. */
+  readonly stream?: () => Duplex;
 }
 
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
@@ -45,6 +48,7 @@ export async function openOrm(options: OrmOptions): Promise<Orm> {
     driverOptions: {
       statement_timeout: options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS,
       idle_in_transaction_session_timeout: options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS,
+      ...(options.stream ? { stream: options.stream } : {}),
     },
     debug: options.debug ?? false,
     ensureDatabase: false,
