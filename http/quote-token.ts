@@ -1,7 +1,7 @@
 // A quote is its own proof: its terms signed with HMAC-SHA256 into the quoteId, so
 // any node can honour it until it expires without storing it.
 
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { Quote } from '../actors/pricing.ts';
 
 export interface QuoteTerms extends Quote {
@@ -10,9 +10,10 @@ export interface QuoteTerms extends Quote {
 }
 
 export class QuoteSigner {
-  readonly #key: Buffer;
+  /** A KeyObject: createHmac wraps a Buffer key anew on every call, several times the MAC's own cost. */
+  readonly #key: KeyObject;
   constructor(secret: string) {
-    this.#key = createHmac('sha256', 'dispatch-quote').update(secret).digest();
+    this.#key = createSecretKey(createHmac('sha256', 'dispatch-quote').update(secret).digest());
   }
 
   sign(terms: QuoteTerms): string {
