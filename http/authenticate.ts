@@ -10,6 +10,7 @@
 import type { Middleware } from 'koa';
 import { bearerToken, type Authenticator, type Principal, type Role } from './auth.ts';
 import { HttpError } from './errors.ts';
+import { VerifiedTokens } from './verified-tokens.ts';
 
 export interface AuthState {
   principal?: Principal;
@@ -19,17 +20,23 @@ export interface AuthState {
   created?: boolean;
 }
 
-export function authenticate(auth: Authenticator): Middleware<AuthState> {
+export function authenticate(auth: Authenticator, verified = new VerifiedTokens()): Middleware<AuthState> {
   return async (ctx, next) => {
     try {
       const token = bearerToken(ctx.get('authorization') || undefined);
-      if (token) ctx.state.principal = await auth.verify(token);
+      if (token) ctx.state.principal = verified.get(token, Date.now()) ?? await verifyAndRemember(auth, verified, token);
     } catch (error) {
       if (!(error instanceof HttpError)) throw error;
       ctx.state.authError = error;
     }
     await next();
   };
+}
+
+async function verifyAndRemember(auth: Authenticator, verified: VerifiedTokens, token: string): Promise<Principal> {
+  const principal = await auth.verify(token);
+  verified.remember(token, principal);
+  return principal;
 }
 
 export function requireRole(...roles: Role[]): Middleware<AuthState> {
