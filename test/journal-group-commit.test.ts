@@ -162,6 +162,49 @@ for (const backend of [postgres, pglite]) {
     t.is((await journal.read(key('g9'), 0, 10)).length, 1);
   });
 
+  test.serial(`${backend.name}: snapshots of one tick are written by one statement; a second of one entity waits, and an older never replaces a newer`, async (t) => {
+    const { orm } = await backend.open(t);
+    const journal = new PostgresJournal(orm, PLACEMENT);
+    const snap = (id: string, seq: number) => ({ persistenceKey: key(id), sequenceNr: seq, data: { id, seq }, createdAt: Date.UTC(2026, 0, 1, 0, 0, seq) });
+    const before = journal.snapshotWriteStats.statements;
+    const results = await settle(Array.from({ length: 100 }, (_, i) => journal.saveSnapshot(snap(`s${i}`, 2))));
+    t.deepEqual(results.filter((r) => r.status === 'rejected'), []);
+    t.is(journal.snapshotWriteStats.statements - before, 1);
+    t.deepEqual(await journal.latestSnapshot(key('s42')), snap('s42', 2));
+    // In one tick: s1 newer then older (the older waits, then changes nothing); s2 older then newer.
+    const mid = journal.snapshotWriteStats.statements;
+    const again = await settle([journal.saveSnapshot(snap('s1', 5)), journal.saveSnapshot(snap('s1', 4)), journal.saveSnapshot(snap('s2', 3)), journal.saveSnapshot(snap('s2', 6))]);
+    t.deepEqual(again.filter((r) => r.status === 'rejected'), []);
+    t.is(journal.snapshotWriteStats.statements - mid, 2, 'the second of each entity in the next statement');
+    t.is((await journal.latestSnapshot(key('s1')))?.sequenceNr, 5);
+    t.is((await journal.latestSnapshot(key('s2')))?.sequenceNr, 6);
+  });
+
+  test.serial(`${backend.name}: snapshots of a fenced shard fail alone, with the fencing error; refused data fails alone`, async (t) => {
+    const { orm } = await backend.open(t);
+    const epochs = new PostgresShardEpochs(orm);
+    const current = await epochs.acquire([0, 1, 2, 3], 'me');
+    const held = new Map(current);
+    const ids = Array.from({ length: 40 }, (_, i) => `sf${i}`);
+    const lost = shardOfId(ids[0]!);
+    held.set(lost, current.get(lost)! - 1);
+    const journal = new PostgresJournal(orm, PLACEMENT, fence(held));
+    const snap = (id: string, data: unknown = { id }) => ({ persistenceKey: key(id), sequenceNr: 1, data, createdAt: Date.now() });
+    const before = journal.snapshotWriteStats.statements;
+    const results = await settle(ids.map((id) => journal.saveSnapshot(snap(id))));
+    t.is(journal.snapshotWriteStats.statements - before, 1);
+    for (const [i, id] of ids.entries()) {
+      const r = results[i]!;
+      if (shardOfId(id) === lost) t.true(r.status === 'rejected' && r.reason instanceof ShardFencedError && r.reason.shard === lost, id);
+      else t.is(r.status, 'fulfilled', id);
+      t.is((await journal.latestSnapshot(key(id))) === undefined, shardOfId(id) === lost, id);
+    }
+    const unfenced = Array.from({ length: 40 }, (_, i) => `sg${i}`).filter((id) => shardOfId(id) !== lost).slice(0, 6);
+    const [bad, ...good] = await settle([journal.saveSnapshot(snap(unfenced[0]!, { text: 'nul \u0000 byte' })), ...unfenced.slice(1).map((id) => journal.saveSnapshot(snap(id)))]);
+    t.true(reason(bad) !== undefined && classify(reason(bad)).retriable === false, String(reason(bad)));
+    t.deepEqual(good.filter((r) => r.status === 'rejected'), []);
+  });
+
   test.serial(`${backend.name}: recovery reads that meet go in one statement, and each gets its own snapshot and tail`, async (t) => {
     const { orm } = await backend.open(t);
     const journal = new PostgresJournal(orm, PLACEMENT);

@@ -18,11 +18,12 @@
 
 import type { Orm } from './orm.ts';
 import type { AppendOptions, Journal, JournalEntry, SnapshotEntry, WriteFence } from '../../runtime/ports.ts';
-import { FENCED_BY, epochFor, fenceParams, staleEpoch } from './shard-epochs.ts';
+import { epochFor } from './shard-epochs.ts';
 import { DuplicateCommandError, JournalConflictError, StorageRejectedError, StorageUnavailableError } from '../../runtime/errors.ts';
 import { countsAsOutage, hasSqlState, isRetriableConflict } from '../resilience.ts';
 import { parseEntityKey, shardOf, type Placement } from '../../runtime/entity.ts';
 import { RecoveryReads, type RecoveryReadStats } from './recovery-reads.ts';
+import { SnapshotWrites, type SnapshotWriteStats } from './snapshot-writes.ts';
 import { journalEntry, snapshotEntry, truthy, type JournalDbRow, type SnapshotDbRow } from './rows.ts';
 
 const UNIQUE_VIOLATION = '23505';
@@ -99,6 +100,7 @@ export class PostgresJournal implements Journal {
   readonly #batches = new Set<Promise<void>>();
   readonly #stats: GroupCommitStats = { appends: 0, statements: 0, largestBatch: 0 };
   readonly #recoveries = new RecoveryReads((what, sql, params) => this.#run(what, sql, params));
+  readonly #snapshots: SnapshotWrites;
 
   /**
    * With `placement`, each row records its entity's shard, which projections read by (projections.ts);
@@ -111,6 +113,7 @@ export class PostgresJournal implements Journal {
     this.#maxRows = Math.max(1, groupCommit.maxRows ?? 500);
     this.#maxBytes = Math.max(1, groupCommit.maxBytes ?? 1024 * 1024);
     this.#maxInFlight = Math.max(1, groupCommit.maxInFlight ?? 2);
+    this.#snapshots = new SnapshotWrites((sql, params) => this.#sql(sql, params), fence, classified);
   }
 
   /** How appends were grouped (for tests and /metrics). */
@@ -303,25 +306,15 @@ export class PostgresJournal implements Journal {
     return this.#recoveries.stats;
   }
 
+  /** Snapshots that meet go in one statement (snapshot-writes.ts); an older one never replaces a newer one. */
   async saveSnapshot(entry: SnapshotEntry): Promise<void> {
     const what = `save snapshot of ${entry.persistenceKey}`;
-    const fence = this.#fenceOf(entry.persistenceKey, what);
-    const values = [entry.persistenceKey, entry.sequenceNr, JSON.stringify(entry.data), new Date(entry.createdAt)];
-    // Never replace a newer snapshot with an older one (a slow write racing a newer one).
-    const upsert = `on conflict (persistence_key) do update set sequence_nr = excluded.sequence_nr, data = excluded.data, created_at = excluded.created_at
-       where snapshot.sequence_nr <= excluded.sequence_nr returning 1 as ok`;
-    if (!fence) {
-      await this.#run(what, `insert into snapshot (persistence_key, sequence_nr, data, created_at) values (?, ?, ?, ?) ${upsert}`, values);
-      return;
-    }
-    const written = await this.#run(what,
-      `insert into snapshot (persistence_key, sequence_nr, data, created_at)
-       select ?, ?, ?::jsonb, ?::timestamptz where ${FENCED_BY} ${upsert}`,
-      [...values, ...fenceParams(fence.shard, fence.epoch)]);
-    // Nothing written: a stale epoch, or a newer snapshot already there.
-    if (written.length === 0 && await staleEpoch((q, p) => this.#run(what, q, p), fence.shard, fence.epoch)) {
-      throw this.#fence!.refused(fence.shard, fence.epoch, what);
-    }
+    return this.#snapshots.save(entry, what, this.#fenceOf(entry.persistenceKey, what));
+  }
+
+  /** How snapshot writes were grouped (for tests). */
+  get snapshotWriteStats(): Readonly<SnapshotWriteStats> {
+    return this.#snapshots.stats;
   }
 
   async ping(): Promise<void> {
@@ -334,6 +327,7 @@ export class PostgresJournal implements Journal {
       if (this.#batches.size === 0) this.#drain();
       await Promise.allSettled([...this.#batches]);
     }
+    await this.#snapshots.settled();
     await this.#orm.close(true);
   }
 }

@@ -10,21 +10,16 @@
 // bookings a second, 800 of 1,200 a second) and what held bookings back.
 
 import { FencedStore } from './fenced-store.ts';
+import { HELD_EPOCHS } from './shard-epochs.ts';
 import type { Reminder, ReminderStore, ShardId } from '../../runtime/ports.ts';
 import type { EntityKey } from '../../runtime/entity.ts';
 
 /** Rows in one statement at most. */
 const MAX_ROWS = 500;
 
-const HELD = `held as (
-    select shard, epoch from shard_epoch where shard in (select sh from u where ep is not null) order by shard for share
-  ), f as (
-    select u.*, (u.ep is not null and not exists (select 1 from held h where h.shard = u.sh and h.epoch = u.ep)) as fenced from u
-  )`;
-
 const SET_BATCH = `with u as (
     select * from jsonb_to_recordset(?::jsonb) as u(i int, k text, n text, sh int, due timestamptz, ep bigint)
-  ), ${HELD}, ins as (
+  ), ${HELD_EPOCHS}, ins as (
     insert into reminder (entity_key, name, shard, due_at) select k, n, sh, due from f where not fenced order by i
     on conflict (entity_key, name) do update set shard = excluded.shard, due_at = excluded.due_at
     returning 1
@@ -33,7 +28,7 @@ const SET_BATCH = `with u as (
 
 const CLEAR_BATCH = `with u as (
     select * from jsonb_to_recordset(?::jsonb) as u(i int, k text, n text, sh int, ep bigint)
-  ), ${HELD}, del as (
+  ), ${HELD_EPOCHS}, del as (
     delete from reminder r using f where not f.fenced and r.entity_key = f.k and r.name = f.n
     returning 1
   )

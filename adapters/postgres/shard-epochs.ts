@@ -76,6 +76,18 @@ export function fencedBy(shard: string, epoch: string): string {
   return `exists (select 1 from shard_epoch where shard = ${shard} and epoch = ${epoch} for share)`;
 }
 
+/**
+ * CTEs of a batch write fed from `u` (columns sh, the shard, and ep, the epoch, null where
+ * unfenced): `held`, the batch's shards' epochs locked FOR SHARE until commit (so an epoch
+ * taken meanwhile waits for the write; in shard order, as epochs are taken), and `f`, every
+ * row of `u` with `fenced`, whether its epoch is stale.
+ */
+export const HELD_EPOCHS = `held as (
+    select shard, epoch from shard_epoch where shard in (select sh from u where ep is not null) order by shard for share
+  ), f as (
+    select u.*, (u.ep is not null and not exists (select 1 from held h where h.shard = u.sh and h.epoch = u.ep)) as fenced from u
+  )`;
+
 /** `exists (...)`: true while `epoch` is the shard's current one; append to a write's `where`, with `fenceParams`. */
 export const FENCED_BY = fencedBy('?', '?');
 
