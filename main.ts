@@ -4,6 +4,7 @@
 import { ConfigError, loadConfig } from './config/index.ts';
 import { dispatchBehaviors, dispatchServices } from './actors/index.ts';
 import { startNode } from './node.ts';
+import { releaseStartupMemory } from './runtime/startup-memory.ts';
 import { StartupStoppedError } from './runtime/startup.ts';
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -53,6 +54,9 @@ async function main(): Promise<void> {
     config, behaviors: dispatchBehaviors(config), services: dispatchServices(config), logger, signal: starting.signal,
   });
   const demo = demoMode && !stopping ? await startDemo(node.url) : undefined;
+  releaseStartupMemory(STARTUP_SETTLES_MS, (r) => node.logger.info({
+    heapTotalMb: [mb(r.heapBefore), mb(r.heapAfter)], rssMb: [mb(r.rssBefore), mb(r.rssAfter)],
+  }, 'start-up memory given back'));
   stop = (signal) => {
     const deadline = setTimeout(() => {
       node.logger.error({ shutdownTimeoutMs: config.runtime.shutdownTimeoutMs }, 'graceful shutdown timed out');
@@ -69,6 +73,10 @@ async function main(): Promise<void> {
   };
   if (stopping) stop(stopping);
 }
+
+/** Start-up's own background work (first sweeps, catch-ups) is done by then, on a quiet node. */
+const STARTUP_SETTLES_MS = 5_000;
+const mb = (bytes: number) => Math.round(bytes / 1e6);
 
 /** In the demo the terminal belongs to the simulator's progress line: the node's JSON logs go to a file instead. */
 function demoLogger(level: string, nodeId: string, path: string): Logger {
