@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { openOrm, type Orm } from '../adapters/postgres/orm.ts';
-import { PostgresJournal } from '../adapters/postgres/journal.ts';
+import { PostgresJournal, type JournalOptions } from '../adapters/postgres/journal.ts';
+import { preparedOn } from '../adapters/postgres/prepared.ts';
 import { PostgresShardEpochs } from '../adapters/postgres/shard-epochs.ts';
 import { PostgresReminderStore } from '../adapters/postgres/reminders.ts';
 import { JournalPersistenceEngine } from '../runtime/persistence-engine.ts';
@@ -42,7 +43,8 @@ function fence(epochs: Map<ShardId, Epoch>): WriteFence & { refusals: number } {
   };
 }
 
-type Backend = { name: string; open(t: ExecutionContext): Promise<{ orm: Orm; url: string }> };
+/** The journal's options as the backend's node sets them (the embedded node prepares its batch statements). */
+type Backend = { name: string; open(t: ExecutionContext): Promise<{ orm: Orm; url: string; options: JournalOptions }> };
 
 const postgres: Backend = {
   name: 'PostgreSQL',
@@ -50,7 +52,7 @@ const postgres: Backend = {
     const db = await freshDatabase();
     const orm = await openOrm({ url: db.url, poolMax: 4 });
     t.teardown(async () => { await orm.close(true); await db.drop(); });
-    return { orm, url: db.url };
+    return { orm, url: db.url, options: {} };
   },
 };
 
@@ -61,7 +63,7 @@ const pglite: Backend = {
     const db = await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), openTimeoutMs: 300_000 });
     const orm = await openOrm({ url: db.url, poolMax: 1 });
     t.teardown(async () => { await orm.close(true); await db.stop(); rmSync(dir, { recursive: true, force: true }); });
-    return { orm, url: db.url };
+    return { orm, url: db.url, options: { prepared: preparedOn(orm) } };
   },
 };
 
@@ -71,8 +73,8 @@ async function settle(appends: Promise<void>[]): Promise<PromiseSettledResult<vo
 
 for (const backend of [postgres, pglite]) {
   test.serial(`${backend.name}: 300 appends of different entities in one tick are written by one statement`, async (t) => {
-    const { orm } = await backend.open(t);
-    const journal = new PostgresJournal(orm, PLACEMENT);
+    const { orm, options } = await backend.open(t);
+    const journal = new PostgresJournal(orm, PLACEMENT, undefined, options);
     const before = journal.groupCommitStats.statements;
     const results = await settle(Array.from({ length: 300 }, (_, i) => journal.append(entry(`e${i}`, 1))));
     t.deepEqual(results.filter((r) => r.status === 'rejected'), []);
@@ -87,8 +89,8 @@ for (const backend of [postgres, pglite]) {
   });
 
   test.serial(`${backend.name}: batches are bounded in rows and bytes, and keep going while earlier ones are written`, async (t) => {
-    const { orm } = await backend.open(t);
-    const journal = new PostgresJournal(orm, PLACEMENT, undefined, { maxRows: 50, maxBytes: 64 * 1024, maxInFlight: 2 });
+    const { orm, options } = await backend.open(t);
+    const journal = new PostgresJournal(orm, PLACEMENT, undefined, { ...options, maxRows: 50, maxBytes: 64 * 1024, maxInFlight: 2 });
     const big = (id: string): JournalEntry => ({ ...entry(id, 1), data: { cmd: id, blob: 'x'.repeat(20_000) } });
     const results = await settle([
       ...Array.from({ length: 120 }, (_, i) => journal.append(entry(`r${i}`, 1))),
@@ -102,8 +104,8 @@ for (const backend of [postgres, pglite]) {
   });
 
   test.serial(`${backend.name}: a taken position fails only its own append; a command journaled already fails only its own`, async (t) => {
-    const { orm } = await backend.open(t);
-    const journal = new PostgresJournal(orm, PLACEMENT);
+    const { orm, options } = await backend.open(t);
+    const journal = new PostgresJournal(orm, PLACEMENT, undefined, options);
     await journal.append(entry('taken', 1));
     await journal.append(entry('seen', 1, 'cmd-once'));
     const statements = journal.groupCommitStats.statements;
@@ -125,7 +127,7 @@ for (const backend of [postgres, pglite]) {
   });
 
   test.serial(`${backend.name}: appends of a fenced shard fail alone, with the fencing error; other shards' land in the same statement`, async (t) => {
-    const { orm } = await backend.open(t);
+    const { orm, options } = await backend.open(t);
     const epochs = new PostgresShardEpochs(orm);
     await epochs.acquire([0, 1, 2, 3], 'old');
     const current = await epochs.acquire([0, 1, 2, 3], 'me'); // all at epoch 2
@@ -134,7 +136,7 @@ for (const backend of [postgres, pglite]) {
     const lost = shardOfId(ids[0]!);
     held.set(lost, current.get(lost)! - 1); // this node missed the newer epoch of one shard
     const writes = fence(held);
-    const journal = new PostgresJournal(orm, PLACEMENT, writes);
+    const journal = new PostgresJournal(orm, PLACEMENT, writes, options);
     const statements = journal.groupCommitStats.statements;
     const results = await settle(ids.map((id) => journal.append(entry(id, 1))));
     t.is(journal.groupCommitStats.statements - statements, 1);
@@ -153,8 +155,8 @@ for (const backend of [postgres, pglite]) {
   });
 
   test.serial(`${backend.name}: data the database refuses fails only its own append`, async (t) => {
-    const { orm } = await backend.open(t);
-    const journal = new PostgresJournal(orm, PLACEMENT);
+    const { orm, options } = await backend.open(t);
+    const journal = new PostgresJournal(orm, PLACEMENT, undefined, options);
     const bad: JournalEntry = { ...entry('bad', 1), data: { cmd: 'bad', text: 'nul \u0000 byte' } };
     const [refused, ...rest] = await settle([journal.append(bad), ...Array.from({ length: 10 }, (_, i) => journal.append(entry(`g${i}`, 1)))]);
     t.true(reason(refused) !== undefined && classify(reason(refused)).retriable === false, 'refused data is a permanent failure');
@@ -163,8 +165,8 @@ for (const backend of [postgres, pglite]) {
   });
 
   test.serial(`${backend.name}: snapshots of one tick are written by one statement; a second of one entity waits, and an older never replaces a newer`, async (t) => {
-    const { orm } = await backend.open(t);
-    const journal = new PostgresJournal(orm, PLACEMENT);
+    const { orm, options } = await backend.open(t);
+    const journal = new PostgresJournal(orm, PLACEMENT, undefined, options);
     const snap = (id: string, seq: number) => ({ persistenceKey: key(id), sequenceNr: seq, data: { id, seq }, createdAt: Date.UTC(2026, 0, 1, 0, 0, seq) });
     const before = journal.snapshotWriteStats.statements;
     const results = await settle(Array.from({ length: 100 }, (_, i) => journal.saveSnapshot(snap(`s${i}`, 2))));
@@ -181,14 +183,14 @@ for (const backend of [postgres, pglite]) {
   });
 
   test.serial(`${backend.name}: snapshots of a fenced shard fail alone, with the fencing error; refused data fails alone`, async (t) => {
-    const { orm } = await backend.open(t);
+    const { orm, options } = await backend.open(t);
     const epochs = new PostgresShardEpochs(orm);
     const current = await epochs.acquire([0, 1, 2, 3], 'me');
     const held = new Map(current);
     const ids = Array.from({ length: 40 }, (_, i) => `sf${i}`);
     const lost = shardOfId(ids[0]!);
     held.set(lost, current.get(lost)! - 1);
-    const journal = new PostgresJournal(orm, PLACEMENT, fence(held));
+    const journal = new PostgresJournal(orm, PLACEMENT, fence(held), options);
     const snap = (id: string, data: unknown = { id }) => ({ persistenceKey: key(id), sequenceNr: 1, data, createdAt: Date.now() });
     const before = journal.snapshotWriteStats.statements;
     const results = await settle(ids.map((id) => journal.saveSnapshot(snap(id))));
@@ -206,8 +208,8 @@ for (const backend of [postgres, pglite]) {
   });
 
   test.serial(`${backend.name}: recovery reads that meet go in one statement, and each gets its own snapshot and tail`, async (t) => {
-    const { orm } = await backend.open(t);
-    const journal = new PostgresJournal(orm, PLACEMENT);
+    const { orm, options } = await backend.open(t);
+    const journal = new PostgresJournal(orm, PLACEMENT, undefined, options);
     // Per i % 3: nothing journaled; i entries and no snapshot; 5 entries and a snapshot at 2.
     const ids = Array.from({ length: 30 }, (_, i) => `rec${i}`);
     const limit = 3;
@@ -239,8 +241,8 @@ for (const backend of [postgres, pglite]) {
   });
 
   test.serial(`${backend.name}: recovery reads with another page size in the same tick get their own statement`, async (t) => {
-    const { orm } = await backend.open(t);
-    const journal = new PostgresJournal(orm, PLACEMENT);
+    const { orm, options } = await backend.open(t);
+    const journal = new PostgresJournal(orm, PLACEMENT, undefined, options);
     for (let seq = 1; seq <= 6; seq++) await journal.append(entry('paged', seq));
     const before = journal.recoveryReadStats.statements;
     const [two, five, none] = await Promise.all([journal.recover(key('paged'), 2), journal.recover(key('paged'), 5), journal.recover(key('none'), 2)]);

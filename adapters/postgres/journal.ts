@@ -22,6 +22,7 @@ import { epochFor } from './shard-epochs.ts';
 import { DuplicateCommandError, JournalConflictError, StorageRejectedError, StorageUnavailableError } from '../../runtime/errors.ts';
 import { countsAsOutage, hasSqlState, isRetriableConflict } from '../resilience.ts';
 import { parseEntityKey, shardOf, type Placement } from '../../runtime/entity.ts';
+import { prepared, type Prepared, type RunPrepared } from './prepared.ts';
 import { RecoveryReads, type RecoveryReadStats } from './recovery-reads.ts';
 import { SnapshotWrites, type SnapshotWriteStats } from './snapshot-writes.ts';
 import { journalEntry, snapshotEntry, truthy, type JournalDbRow, type SnapshotDbRow } from './rows.ts';
@@ -29,13 +30,15 @@ import { journalEntry, snapshotEntry, truthy, type JournalDbRow, type SnapshotDb
 const UNIQUE_VIOLATION = '23505';
 
 
-export interface GroupCommitOptions {
+export interface JournalOptions {
   /** Rows in one statement at most. Default 500. */
   readonly maxRows?: number;
   /** Bytes of event data (JSON) in one statement at most; a bigger single row goes alone. Default 1 MiB. */
   readonly maxBytes?: number;
   /** Batches written at once; more appends wait and join the next. Default 2. */
   readonly maxInFlight?: number;
+  /** Runs the batch statements as named prepared statements (prepared.ts; the embedded node's); default: inlined by MikroORM. */
+  readonly prepared?: RunPrepared;
 }
 
 export interface GroupCommitStats {
@@ -66,7 +69,7 @@ interface BatchRow { i: number; fenced: boolean; dup: boolean; written: boolean 
  * commit, so an epoch taken meanwhile waits for this write; in shard order, as epochs are taken), `f` each row's verdict, `ins`
  * the rows written. Duplicate commands are found by journal_command_idx (Migration0009).
  */
-const BATCH_INSERT = `with u as (
+const BATCH_INSERT = prepared('dispatch_journal_append', `with u as (
     select * from jsonb_to_recordset(?::jsonb) as u(i int, k text, s bigint, d jsonb, t jsonb, c timestamptz, sh int, ep bigint, cmd text)
   ), held as (
     select shard, epoch from shard_epoch where shard in (select sh from u where ep is not null) order by shard for share
@@ -85,7 +88,7 @@ const BATCH_INSERT = `with u as (
     returning persistence_key, sequence_nr
   )
   select f.i, f.fenced, f.dup, ins.sequence_nr is not null as written
-  from f left join ins on ins.persistence_key = f.k and ins.sequence_nr = f.s`;
+  from f left join ins on ins.persistence_key = f.k and ins.sequence_nr = f.s`);
 
 export class PostgresJournal implements Journal {
   readonly #orm: Orm;
@@ -99,21 +102,23 @@ export class PostgresJournal implements Journal {
   #inFlight = 0;
   readonly #batches = new Set<Promise<void>>();
   readonly #stats: GroupCommitStats = { appends: 0, statements: 0, largestBatch: 0 };
-  readonly #recoveries = new RecoveryReads((what, sql, params) => this.#run(what, sql, params));
+  readonly #prepared: RunPrepared | undefined;
+  readonly #recoveries = new RecoveryReads((what, statement, params) => this.#runBatch(what, statement, params));
   readonly #snapshots: SnapshotWrites;
 
   /**
    * With `placement`, each row records its entity's shard, which projections read by (projections.ts);
    * with `fence` too, appends and snapshots are refused (ShardFencedError) unless this node holds the shard's current epoch.
    */
-  constructor(orm: Orm, placement?: Placement, fence?: WriteFence, groupCommit: GroupCommitOptions = {}) {
+  constructor(orm: Orm, placement?: Placement, fence?: WriteFence, groupCommit: JournalOptions = {}) {
     this.#orm = orm;
     this.#placement = placement;
     this.#fence = fence;
     this.#maxRows = Math.max(1, groupCommit.maxRows ?? 500);
     this.#maxBytes = Math.max(1, groupCommit.maxBytes ?? 1024 * 1024);
     this.#maxInFlight = Math.max(1, groupCommit.maxInFlight ?? 2);
-    this.#snapshots = new SnapshotWrites((sql, params) => this.#sql(sql, params), fence, classified);
+    this.#prepared = groupCommit.prepared;
+    this.#snapshots = new SnapshotWrites((statement, params) => this.#batchStatement(statement, params), fence, classified);
   }
 
   /** How appends were grouped (for tests and /metrics). */
@@ -158,6 +163,19 @@ export class PostgresJournal implements Journal {
       }
       entities += known.length;
       if (known.length < 500) return entities;
+    }
+  }
+
+  /** A batch statement: prepared where the journal was given a runner for them, else inlined. */
+  #batchStatement<T>(statement: Prepared, params: unknown[]): Promise<T[]> {
+    return this.#prepared ? this.#prepared<T>(statement, params) : this.#sql<T>(statement.sql, params);
+  }
+
+  async #runBatch<T>(what: string, statement: Prepared, params: unknown[]): Promise<T[]> {
+    try {
+      return await this.#batchStatement<T>(statement, params);
+    } catch (error) {
+      throw classified(error, what);
     }
   }
 
@@ -266,7 +284,7 @@ export class PostgresJournal implements Journal {
     const json = `[${batch.map((p, i) => `{"i":${i},"k":${JSON.stringify(p.entry.persistenceKey)},"s":${p.entry.sequenceNr},"d":${p.json},`
       + `"t":${JSON.stringify(p.entry.tags)},"c":${JSON.stringify(new Date(p.entry.createdAt).toISOString())},"sh":${p.shard ?? 'null'},`
       + `"ep":${p.fence?.epoch ?? 'null'},"cmd":${p.unlessCommand === undefined ? 'null' : JSON.stringify(p.unlessCommand)}}`).join(',')}]`;
-    const rows = await this.#sql<BatchRow>(BATCH_INSERT, [json]);
+    const rows = await this.#batchStatement<BatchRow>(BATCH_INSERT, [json]);
     return rows.map((r) => ({ i: Number(r.i), fenced: truthy(r.fenced), dup: truthy(r.dup), written: truthy(r.written) }));
   }
 

@@ -9,6 +9,7 @@
 // the current tick, so the activations of one tick share it).
 
 import type { JournalEntry, SnapshotEntry } from '../../runtime/ports.ts';
+import { prepared, type Prepared } from './prepared.ts';
 import { journalEntry, snapshotEntry, truthy, type JournalDbRow } from './rows.ts';
 
 export interface Recovered {
@@ -16,8 +17,8 @@ export interface Recovered {
   readonly entries: JournalEntry[];
 }
 
-/** Runs one statement (`?` placeholders), failing in the runtime's error classes. */
-export type RunSql = <T>(what: string, sql: string, params: unknown[]) => Promise<T[]>;
+/** Runs one statement, failing in the runtime's error classes. */
+export type RunSql = <T>(what: string, statement: Prepared, params: unknown[]) => Promise<T[]>;
 
 export interface RecoveryReadStats {
   /** recover() calls answered. */
@@ -40,14 +41,14 @@ interface Row extends JournalDbRow {
 /** Keys in one statement at most. */
 const MAX_KEYS = 200;
 
-const RECOVER_MANY = `with k as (select distinct key from jsonb_array_elements_text(?::jsonb) as k(key)),
+const RECOVER_MANY = prepared('dispatch_recover', `with k as (select distinct key from jsonb_array_elements_text(?::jsonb) as k(key)),
   s as (select persistence_key, sequence_nr, data, created_at from snapshot where persistence_key in (select key from k))
   select true as snap, persistence_key, sequence_nr, data, '[]'::jsonb as tags, created_at from s
   union all
   select false, j.persistence_key, j.sequence_nr, j.data, j.tags, j.created_at from k cross join lateral (
     select persistence_key, sequence_nr, data, tags, created_at from journal
     where persistence_key = k.key and sequence_nr > coalesce((select sequence_nr from s where s.persistence_key = k.key), 0)
-    order by sequence_nr limit ?) j`;
+    order by sequence_nr limit ?) j`);
 
 export class RecoveryReads {
   readonly #run: RunSql;

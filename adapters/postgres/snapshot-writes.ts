@@ -12,11 +12,12 @@
 import type { SnapshotEntry, WriteFence } from '../../runtime/ports.ts';
 import { countsAsOutage, hasSqlState } from '../resilience.ts';
 import { HELD_EPOCHS } from './shard-epochs.ts';
+import { prepared, type Prepared } from './prepared.ts';
 
 /** Rows in one statement at most. */
 const MAX_ROWS = 200;
 
-const BATCH_UPSERT = `with u as (
+const BATCH_UPSERT = prepared('dispatch_snapshot_upsert', `with u as (
     select * from jsonb_to_recordset(?::jsonb) as u(i int, k text, s bigint, d jsonb, c timestamptz, sh int, ep bigint)
   ), ${HELD_EPOCHS}, ins as (
     insert into snapshot (persistence_key, sequence_nr, data, created_at) select k, s, d, c from f where not fenced order by i
@@ -24,10 +25,10 @@ const BATCH_UPSERT = `with u as (
     where snapshot.sequence_nr <= excluded.sequence_nr
     returning 1
   )
-  select f.i, f.fenced from f`;
+  select f.i, f.fenced from f`);
 
-/** Runs one statement (`?` placeholders) as it is, its errors unclassified. */
-export type Execute = <T>(sql: string, params: unknown[]) => Promise<T[]>;
+/** Runs one statement as it is, its errors unclassified. */
+export type Execute = <T>(statement: Prepared, params: unknown[]) => Promise<T[]>;
 
 export interface SnapshotWriteStats {
   snapshots: number;

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryJournal } from '../../adapters/memory/journal.ts';
+import { preparedOn } from '../../adapters/postgres/prepared.ts';
 import { PostgresJournal } from '../../adapters/postgres/journal.ts';
 import { PostgresShardEpochs } from '../../adapters/postgres/shard-epochs.ts';
 import { startEmbeddedPostgres } from '../../adapters/postgres/embedded.ts';
@@ -26,7 +27,9 @@ journalConformance('memory', {
  * One database per implementation for the whole file (cases use keys of their own); each
  * journal gets an ORM of its own, which its close() closes, as a node's does.
  */
-function postgresAdapter(open: () => Promise<{ url: string; poolMax: number }>): JournalImplementation {
+function postgresAdapter(open: () => Promise<{ url: string; poolMax: number }>, embedded = false): JournalImplementation {
+  // As the node runs it: the embedded node's journal prepares its batch statements.
+  const options = (o: Orm) => (embedded ? { prepared: preparedOn(o) } : {});
   // The schema is brought up once, before the cases' ORMs open concurrently.
   let migrated: Promise<void> | undefined;
   const orm = async (): Promise<Orm> => {
@@ -36,12 +39,13 @@ function postgresAdapter(open: () => Promise<{ url: string; poolMax: number }>):
   };
   return {
     async make() {
-      const journal = new PostgresJournal(await orm());
+      const o = await orm();
+      const journal = new PostgresJournal(o, undefined, undefined, options(o));
       return { journal, close: () => journal.close() };
     },
     async makeFenced(placement, fence) {
       const o = await orm();
-      const journal = new PostgresJournal(o, placement, fence);
+      const journal = new PostgresJournal(o, placement, fence, options(o));
       return { journal, epochs: new PostgresShardEpochs(o), close: () => journal.close() };
     },
   };
@@ -59,7 +63,7 @@ journalConformance('PGlite', postgresAdapter(async () => {
     return { url: db.url, stop: () => db.stop(), dir };
   })();
   return { url: (await embedded).url, poolMax: 1 };
-}));
+}, true));
 
 test.after.always(async () => {
   if (pgDb) await (await pgDb).drop();
