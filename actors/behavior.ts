@@ -99,7 +99,7 @@ export interface Behavior<S, M, E, Q = never, A = unknown, R extends string = st
 export type AnyBehavior = Behavior<unknown, unknown, unknown, unknown, unknown>;
 
 /** Nothing, shared: most outcomes (every GPS fix) persist no event, and an empty array each was garbage. */
-const NOTHING: readonly never[] = Object.freeze([]);
+export const NOTHING: readonly never[] = Object.freeze([]);
 
 /** A reducer result with nothing persisted and nothing to do (optionally a reply to a waiting caller). */
 export function unchanged<S, E, R extends string = never>(state: S, reply?: unknown): Outcome<S, E, R> {

@@ -20,7 +20,7 @@
 // died while online does not stay dispatchable forever.
 
 import { latLngToCell } from 'h3-js';
-import { rejected, unchanged, type Behavior, type Effect, type EntityRef, type HandleContext, type Outcome } from './behavior.ts';
+import { NOTHING, rejected, unchanged, type Behavior, type Effect, type EntityRef, type HandleContext, type Outcome } from './behavior.ts';
 import type { DriverCopy } from './cell.ts';
 import type { Point } from './geo.ts';
 import type { Money } from './pricing.ts';
@@ -158,7 +158,23 @@ export const MAX_FIX_AHEAD_MS = 10_000;
 export const RATED_BOOKINGS_REMEMBERED = 1_000;
 
 const booking = (id: string): EntityRef => ({ kind: 'booking', id });
-const cell = (id: string): EntityRef => ({ kind: 'cell', id });
+
+/**
+ * A cell's ref, one per cell: every fix tells the driver's cell, and a ref made per fix was
+ * garbage (refs are immutable, so sharing one changes nothing a reducer returns). Bounded:
+ * past CELL_REFS_KEPT cells the table starts over (a node's drivers span far fewer).
+ */
+const cellRefs = new Map<string, EntityRef>();
+const CELL_REFS_KEPT = 50_000;
+function cell(id: string): EntityRef {
+  let ref = cellRefs.get(id);
+  if (ref === undefined) {
+    if (cellRefs.size >= CELL_REFS_KEPT) cellRefs.clear();
+    ref = Object.freeze({ kind: 'cell', id });
+    cellRefs.set(id, ref);
+  }
+  return ref;
+}
 
 // Shared by every driver that has no windows, the default profile, and every presence
 // timer: a node holds a state and a timer per online driver, so a fresh copy of each
@@ -278,15 +294,13 @@ export function makeDriverBehavior(
 
   /** The cell's copy follows the driver: upsert where it is, remove where it was. */
   function cellEffects(id: string, before: DriverState, after: DriverState, now: number): Effect[] {
-    const effects: Effect[] = [];
-    if (before.cell && (before.cell !== after.cell || after.status === 'offline')) {
-      effects.push({ type: 'tell', durable: false, to: cell(before.cell), message: { type: 'driver.remove', driverId: id, at: copyStamp(after, now) } });
-    }
-    const copy = driverCopy(id, after, now);
-    if (after.cell && after.status !== 'offline' && copy) {
-      effects.push({ type: 'tell', durable: false, to: cell(after.cell), message: { type: 'driver.upsert', driver: copy } });
-    }
-    return effects;
+    const removes = before.cell !== undefined && (before.cell !== after.cell || after.status === 'offline');
+    const copy = after.cell && after.status !== 'offline' ? driverCopy(id, after, now) : undefined;
+    const upsert: Effect | undefined = copy && { type: 'tell', durable: false, to: cell(after.cell!), message: { type: 'driver.upsert', driver: copy } };
+    // Most fixes stay in their cell: one array of one tell, not an empty one grown by push.
+    if (!removes) return upsert ? [upsert] : [];
+    const remove: Effect = { type: 'tell', durable: false, to: cell(before.cell!), message: { type: 'driver.remove', driverId: id, at: copyStamp(after, now) } };
+    return upsert ? [remove, upsert] : [remove];
   }
 
   function transition(s: DriverState, given: DriverEvent[], ctx: HandleContext, extra: Effect[] = []): DriverOutcome {
@@ -324,28 +338,35 @@ export function makeDriverBehavior(
     };
   }
 
+  /** Fixes arrive late and out of order (batches sent after a tunnel): the newest counts (see moveOne). */
   function move(s: DriverState, fixes: readonly Fix[], ctx: HandleContext): DriverOutcome {
-    // Fixes arrive late and out of order (batches sent after a tunnel): keep the newest only.
+    let newest: Fix | undefined;
+    for (const f of fixes) if (!newest || f.at > newest.at) newest = f;
+    return newest ? moveOne(s, newest, ctx) : unchanged(s);
+  }
+
+  function moveOne(s: DriverState, newest: Fix, ctx: HandleContext): DriverOutcome {
     // A device's clock may run ahead of ours, but a fix is never believed newer than a little
     // ahead: one fix stamped years ahead would otherwise make every later fix look stale and
     // freeze the driver where it was (and keep its cell copy fresh for years).
     const latest = ctx.now + MAX_FIX_AHEAD_MS;
-    const newest = fixes.reduce<Fix | undefined>((best, f) => (!best || f.at > best.at ? f : best), undefined);
-    const believed = newest && newest.at > latest ? { ...newest, at: latest } : newest;
+    const believed = newest.at > latest ? { ...newest, at: latest } : newest;
     // A fix kept from before this rule, stamped beyond belief, says nothing of order: any fix replaces it.
-    if (!believed || (s.fix && s.fix.at <= latest && believed.at <= s.fix.at)) return unchanged(s);
+    if (s.fix && s.fix.at <= latest && believed.at <= s.fix.at) return unchanged(s);
     return moveTo(s, believed, ctx);
   }
 
   function moveTo(s: DriverState, newest: Fix, ctx: HandleContext): DriverOutcome {
-    let next: DriverState = { ...s, fix: newest, cell: latLngToCell(newest.lat, newest.lng, settings.cellRes), heardAt: ctx.now };
-    const effects = s.status === 'offline' ? [] : cellEffects(ctx.self.id, s, next, ctx.now);
+    const online = s.status !== 'offline';
+    const cellNow = latLngToCell(newest.lat, newest.lng, settings.cellRes);
     // Online without a presence timer this incarnation knows of (lapsed while silent, online
-    // since before presence existed, or replayed without a snapshot): set it.
-    if (s.status !== 'offline' && !s.presence) {
-      effects.push(presenceTimer(ctx.now));
-      next = { ...next, presence: true };
-    }
+    // since before presence existed, or replayed without a snapshot): set it. One new state either way.
+    const setsPresence = online && !s.presence;
+    const next: DriverState = setsPresence
+      ? { ...s, fix: newest, cell: cellNow, heardAt: ctx.now, presence: true }
+      : { ...s, fix: newest, cell: cellNow, heardAt: ctx.now };
+    const effects = online ? cellEffects(ctx.self.id, s, next, ctx.now) : [];
+    if (setsPresence) effects.push(presenceTimer(ctx.now));
     // The rider of the booking in hand follows the car.
     if ((s.status === 'assigned' || s.status === 'on_trip') && s.riderId && s.bookingId) {
       effects.push({ type: 'notify', userId: s.riderId, message: {
@@ -353,7 +374,7 @@ export function makeDriverBehavior(
         at: new Date(newest.at).toISOString(),
       } });
     }
-    return { state: next, events: [], effects };
+    return { state: next, events: NOTHING, effects };
   }
 
   const handle = (s: DriverState, m: DriverMessage, ctx: HandleContext): DriverOutcome => {
@@ -382,7 +403,7 @@ export function makeDriverBehavior(
             ? [{ type: 'tell', to: booking(s.bookingId), message: { type: 'offer.declined', driverId: ctx.self.id } }]
             : []);
       case 'presence': return presenceTick(s, ctx);
-      case 'location': return move(s, [m.fix], ctx);
+      case 'location': return moveOne(s, m.fix, ctx);
       case 'location.batch': return move(s, m.fixes, ctx);
       case 'offer': {
         const reason = !s.profile.active ? 'driver is inactive'

@@ -93,7 +93,7 @@ async function online(): Promise<number> {
 async function send(m: Extract<ToNode, { type: 'send' }>): Promise<number> {
   const mine: number[] = [];
   for (let i = m.from; i < m.to; i++) if ((i % data.drivers) % data.nodes === data.index) mine.push(i);
-  const one = (i: number) => region.tellSoft(driverRef(i % data.drivers), { type: 'location', fix: fixOf(i % data.drivers, m.firstStep + Math.floor((i - m.from) / data.drivers)) });
+  const one = (i: number) => region.tellSoftSoon(driverRef(i % data.drivers), { type: 'location', fix: fixOf(i % data.drivers, m.firstStep + Math.floor((i - m.from) / data.drivers)) });
   if (m.rate === undefined) {
     let next = 0;
     await Promise.all(Array.from({ length: 2_000 }, async () => {
@@ -102,7 +102,7 @@ async function send(m: Extract<ToNode, { type: 'send' }>): Promise<number> {
     return mine.length;
   }
   // Paced: each fix sent when it is due (by its index among all nodes' fixes), in the tick it falls in.
-  const pending: Promise<unknown>[] = [];
+  const pending: unknown[] = [];
   let next = 0;
   while (next < mine.length) {
     const due = Math.floor(((Date.now() - m.start!) * m.rate) / 1000) + m.from;

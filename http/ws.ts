@@ -465,13 +465,15 @@ export class WsGateway {
     }
     switch (m.type) {
       case 'location':
+      case 'location.batch': {
         // Fixes are many and soft: the soft path (no command id, no journal, no log record
-        // when this node serves the driver); acked once handed to the driver or its owner.
-        this.#ackSoft(session, await region.tellSoft(driver, { type: 'location', fix: fix(m) }), m.ref);
+        // when this node serves the driver); acked once handed to the driver or its owner,
+        // at once when the driver took them at once (the common case): no await, no promise.
+        const delivered = region.tellSoftSoon(driver, m.type === 'location'
+          ? { type: 'location', fix: fix(m) } : { type: 'location.batch', fixes: m.fixes.map(fix) });
+        this.#ackSoft(session, typeof delivered === 'string' ? delivered : await delivered, m.ref);
         return;
-      case 'location.batch':
-        this.#ackSoft(session, await region.tellSoft(driver, { type: 'location.batch', fixes: m.fixes.map(fix) }), m.ref);
-        return;
+      }
       case 'ops.subscribe': {
         if (p.role !== 'admin') { this.#error(session, 'forbidden', 'the operations feed is for admins', m.ref); return; }
         this.#send(session, { type: 'ack', ref: m.ref ?? null });

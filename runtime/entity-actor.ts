@@ -572,7 +572,16 @@ class EntityActorOf implements EntityActor, EntityActorOptions {
       host.reducerFailed(self, message, error);
       return 'dropped';
     }
-    this.#onState(changed || incarnation.outbox.length > 0 ? { ...incarnation, state: outcome.state, outbox: NO_TELLS, unsnapshotted } : incarnation);
+    // In place: a new incarnation per fix (and per cell copy) was an object promoted with
+    // every state it held. Nothing else holds this one: the activation publishes the same
+    // object, snapshots are written from copies, and no message of this entity is in flight
+    // (softNow runs only then), so no step is reading it meanwhile.
+    if (changed || incarnation.outbox.length > 0) {
+      incarnation.state = outcome.state;
+      incarnation.outbox = NO_TELLS;
+      incarnation.unsnapshotted = unsnapshotted;
+    }
+    this.#onState(incarnation);
     return room ? room.then((): SoftOutcome => 'applied') : 'applied';
   }
 

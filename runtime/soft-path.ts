@@ -83,6 +83,11 @@ export class SoftPath {
     return this.#deliver(m.to, m.message, m.at);
   }
 
+  /** deliver, without a message object to carry the three (one per fix). */
+  deliverTo(to: EntityRef, message: unknown, at: number): SoftDelivery | Promise<SoftDelivery> {
+    return this.#deliver(to, message, at);
+  }
+
   #deliver(to: EntityRef, message: unknown, at: number): SoftDelivery | Promise<SoftDelivery> {
     // An entity active here knows its shard: no hashing (BigInt, and H3 for cells) per soft message.
     const shard = this.#o.host.activeShard(to) ?? this.#o.shardOf(to);

@@ -108,6 +108,36 @@ test('a soft fix reaches the driver and its cell copy, with no journal row and n
   t.is(stats.softForwarded, 0, 'embedded: nothing to forward');
 });
 
+test('tellSoftSoon answers at once when the entity took the message at once, else a promise of the same answer', async (t) => {
+  const c = await city(t);
+  const ref = { kind: 'counter', id: `soon-${randomUUID().slice(0, 6)}` };
+  // Not active yet: it is activated first, so the answer comes later.
+  const first = c.region.tellSoftSoon(ref, { type: 'seen', at: 1 });
+  t.true(first instanceof Promise, 'an entity not active here answers through a promise');
+  t.is(await first, 'applied');
+  // Active and idle: taken at once, answered at once (no promise per message).
+  t.is(c.region.tellSoftSoon(ref, { type: 'seen', at: 2 }), 'applied');
+  t.is((await c.region.ask<CounterState>(ref, { type: 'get' })).lastSeen, 2);
+  t.is(c.region.tellSoftSoon(ref, { type: 'add', n: 1 }) instanceof Promise, true, 'an outcome to journal goes through the log: a promise');
+});
+
+test('soft messages handled at once count toward the soft snapshot, and a snapshot keeps the state it was taken at', async (t) => {
+  const journal = new MemoryJournal();
+  const rig = await startRig({ shards: 8, journal, behaviors: [counter] });
+  t.teardown(() => rig.stop());
+  const ref = { kind: 'counter', id: `snap-${randomUUID().slice(0, 6)}` };
+  // The counter snapshots soft state every 5 changes (softSnapshotEvery).
+  for (let i = 1; i <= 12; i++) t.is(await rig.region.tellSoft(ref, { type: 'seen', at: i }), 'applied');
+  t.is((await rig.region.ask<CounterState>(ref, { type: 'get' })).lastSeen, 12);
+  const snapshot = await journal.latestSnapshot(`counter:${ref.id}`);
+  t.is((snapshot?.data as { state: CounterState } | undefined)?.state.lastSeen, 10, 'the tenth change is the last snapshotted');
+  t.is((snapshot?.data as { unsnapshotted: number }).unsnapshotted, 0);
+  // A crash: a second node on the same journal recovers up to the snapshot.
+  const second = await startRig({ shards: 8, journal, behaviors: [counter] });
+  t.teardown(() => second.stop());
+  t.is((await second.region.ask<CounterState>(ref, { type: 'get' })).lastSeen, 10);
+});
+
 test('an older fix after a newer one is ignored, by the driver and in its cell', async (t) => {
   const c = await city(t);
   const driver = { kind: 'driver', id: 'd2' };

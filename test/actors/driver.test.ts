@@ -60,6 +60,18 @@ test('a stale fix is ignored; a newer one moves the driver between cells', (t) =
   t.is(batch.state.fix?.at, 50, 'a batch keeps its newest fix');
 });
 
+test('fixes in one cell tell it by one shared ref, and a fix changes only what a fix changes', (t) => {
+  const first = behavior.handle(available, { type: 'location', fix: { lat: 52.5201, lng: 13.4001, at: 30 } }, ctx());
+  const second = behavior.handle(first.state, { type: 'location', fix: { lat: 52.5202, lng: 13.4002, at: 40 } }, ctx(1_000_100));
+  const to = (e: Effect | undefined) => (e?.type === 'tell' ? e.to : undefined);
+  t.deepEqual(to(second.effects[0]), { kind: 'cell', id: available.cell });
+  t.is(to(second.effects[0]), to(first.effects[0]), 'the same ref object: no new ref per fix');
+  t.true(Object.isFrozen(to(first.effects[0])), 'shared, so nobody may change it');
+  // The new state is the old one with the fix, its cell and when it was heard: nothing else moves.
+  t.deepEqual(second.state, { ...first.state, fix: { lat: 52.5202, lng: 13.4002, at: 40 }, heardAt: 1_000_100 });
+  t.deepEqual(Object.keys(second.state), Object.keys(first.state), 'the same fields in the same order');
+});
+
 test('a device clock ahead of ours: the copy still leaves the cell the driver left, and going offline still removes it', (t) => {
   const cellBehavior = makeCellBehavior(DEFAULT_CELL);
   const now = 1_000_000;
