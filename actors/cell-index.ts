@@ -81,9 +81,15 @@ interface Change {
   readonly id: string;
   /** What the driver was before the step (undefined: absent). */
   readonly before: DriverCopy | undefined;
-  /** What the step left (undefined: absent); set when the step closes. */
-  after?: DriverCopy | undefined;
+  /** What the step left (undefined: absent); set when the step closes (declared from the start: one shape, no extra store). */
+  after: DriverCopy | undefined;
 }
+
+/**
+ * The changes of a step that changed nothing, shared: a cell takes a step per copy, and a new
+ * empty array each, grown to room for 17 by its first push, was most of what a step allocated.
+ */
+const NO_CHANGES: Change[] = Object.freeze([]) as unknown as Change[];
 
 /** One search's question, handed down the walk (one object per cell asked). */
 interface Search {
@@ -147,7 +153,7 @@ export class CellIndex {
   #clock = 0;
   #open = false;
   /** The changes of the last step (one per driver once it closes), or of the open step. */
-  #undo: Change[] = [];
+  #undo: Change[] = NO_CHANGES;
   #undoable = false;
   /** Set while the last step is rolled back: `#latest` is the version redoing it gives. */
   #redoable = false;
@@ -172,12 +178,12 @@ export class CellIndex {
   }
 
   /** Runs `change` as one step from `version`; answers the version of the result (the same if nothing changed). */
-  step(version: number, change: (index: CellIndex) => void): number {
+  step<A = undefined>(version: number, change: (index: CellIndex, arg: A) => void, arg?: A): number {
     this.checkout(version);
-    this.#undo = [];
+    this.#undo = NO_CHANGES;
     this.#redoable = false; // a step from the previous version drops the rolled-back one for good
     this.#open = true;
-    change(this);
+    change(this, arg as A);
     this.#open = false;
     this.#undo = this.#closed(this.#undo);
     // Only the last step can be undone: the runtime never hands back an older state.
@@ -192,10 +198,10 @@ export class CellIndex {
     if (changes.length === 1) { // one copy in, the common step: no map
       const c = changes[0]!;
       c.after = this.get(c.id);
-      return c.before === c.after ? [] : changes;
+      return c.before === c.after ? NO_CHANGES : changes;
     }
     const first = new Map<string, Change>();
-    for (const c of changes) if (!first.has(c.id)) first.set(c.id, { id: c.id, before: c.before });
+    for (const c of changes) if (!first.has(c.id)) first.set(c.id, { id: c.id, before: c.before, after: undefined });
     for (const c of first.values()) c.after = this.get(c.id);
     return [...first.values()].filter((c) => c.before !== c.after);
   }
@@ -365,7 +371,9 @@ export class CellIndex {
 
   #record(id: string, before: DriverCopy | undefined): void {
     if (!this.#open) throw new Error('cell index changed outside a step');
-    this.#undo.push({ id, before });
+    const change: Change = { id, before, after: undefined };
+    // Most steps change one driver: an array of exactly one (push on the shared empty one would throw).
+    if (this.#undo.length === 0) this.#undo = [change]; else this.#undo.push(change);
   }
 
   #rollBack(version: number): void {
@@ -375,7 +383,7 @@ export class CellIndex {
     }
     // A closed step can be redone (its state may still be handed in); a half-done one cannot.
     this.#redoable = !this.#open && this.#version === this.#latest && this.#undo.length > 0;
-    if (!this.#redoable) this.#undo = [];
+    if (!this.#redoable) this.#undo = NO_CHANGES;
     this.#open = false;
     this.#undoable = false;
     this.#version = version;

@@ -196,18 +196,24 @@ const SETTLE_EVERY_MS = 10_000;
  * on the changed drivers and silent drivers swept. One index step, so the runtime
  * dropping this outcome rolls all of it back.
  */
-function advance(state: CellState, now: number, s: CellSettings, change: (index: CellIndex) => void, settleNow = false): CellState {
+function advance<A>(state: CellState, now: number, s: CellSettings, change: (index: CellIndex, arg: A) => void, arg: A, settleNow = false): CellState {
   const settle = settleNow || now - state.surgeAt >= SETTLE_EVERY_MS;
+  if (!settle) {
+    // The common step (a copy in, a copy out): no closure, only the state of the new version.
+    const version = state.index.step(state.version, change, arg);
+    return version === state.version ? state : { ...state, version };
+  }
   let surge = state.surge;
   const version = state.index.step(state.version, (index) => {
-    change(index);
-    if (!settle) return;
+    change(index, arg);
     surge = surgeOf(index, state, now, s);
     sweep(index, now, s);
   });
-  if (!settle) return version === state.version ? state : { ...state, version };
   return { ...state, version, demand: recentDemand(state, now, s), surge, surgeAt: now };
 }
+
+const setDriver = (index: CellIndex, driver: DriverCopy) => index.set(driver);
+const deleteDriver = (index: CellIndex, driverId: string) => index.delete(driverId);
 
 export function makeCellBehavior(settings: CellSettings = DEFAULT_CELL): Behavior<CellState, CellMessage, never, CellQuery, unknown> {
   return {
@@ -224,7 +230,7 @@ export function makeCellBehavior(settings: CellSettings = DEFAULT_CELL): Behavio
         case 'driver.upsert': {
           const known = driverOf(state, msg.driver.driverId);
           if (known && known.seenAt > msg.driver.seenAt) return unchanged(state); // stale
-          const next = advance(state, ctx.now, settings, (index) => index.set(msg.driver));
+          const next = advance(state, ctx.now, settings, setDriver, msg.driver);
           if (state.marked) return unchanged(next);
           const occupied: CellOccupied = { type: 'cell.occupied', cell: ctx.self.id };
           return { state: { ...next, marked: true }, events: [], effects: [{ type: 'publish', topic: CELL_TOPIC, event: occupied }] };
@@ -232,10 +238,10 @@ export function makeCellBehavior(settings: CellSettings = DEFAULT_CELL): Behavio
         case 'driver.remove': {
           const known = driverOf(state, msg.driverId);
           if (!known || known.seenAt > msg.at) return unchanged(state);
-          return unchanged(advance(state, ctx.now, settings, (index) => index.delete(msg.driverId)));
+          return unchanged(advance(state, ctx.now, settings, deleteDriver, msg.driverId));
         }
         case 'demand':
-          return unchanged(advance({ ...state, demand: [...state.demand, msg.at] }, ctx.now, settings, () => undefined, true));
+          return unchanged(advance({ ...state, demand: [...state.demand, msg.at] }, ctx.now, settings, () => undefined, undefined, true));
       }
     },
     apply: (state) => state,

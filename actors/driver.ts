@@ -23,6 +23,7 @@ import { latLngToCell } from 'h3-js';
 import { NOTHING, rejected, unchanged, type Behavior, type Effect, type EntityRef, type HandleContext, type Outcome } from './behavior.ts';
 import type { DriverCopy } from './cell.ts';
 import type { Point } from './geo.ts';
+import { surelyIn } from './nearest.ts';
 import type { Money } from './pricing.ts';
 import type { DriverRejection } from './rejections.ts';
 import { inMaintenance, type MaintenanceWindow } from './vehicle.ts';
@@ -280,6 +281,8 @@ export function driverCopy(id: string, s: DriverState, now: number): DriverCopy 
   };
 }
 
+const sameOr = (was: string | undefined, found: string) => (found === was ? was : found);
+
 /** What handling one message of a driver comes to. */
 type DriverOutcome = Outcome<DriverState, DriverEvent, DriverRejection>;
 
@@ -358,7 +361,9 @@ export function makeDriverBehavior(
 
   function moveTo(s: DriverState, newest: Fix, ctx: HandleContext): DriverOutcome {
     const online = s.status !== 'offline';
-    const cellNow = latLngToCell(newest.lat, newest.lng, settings.cellRes);
+    // The cell's string from before when the driver stayed in it: a new one would be garbage
+    // only once the next fix replaced it, so it outlived a collection or two (as every state does).
+    const cellNow = s.cell !== undefined && surelyIn(newest, s.cell, settings.cellRes) ? s.cell : sameOr(s.cell, latLngToCell(newest.lat, newest.lng, settings.cellRes));
     // Online without a presence timer this incarnation knows of (lapsed while silent, online
     // since before presence existed, or replayed without a snapshot): set it. One new state either way.
     const setsPresence = online && !s.presence;

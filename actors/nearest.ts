@@ -11,7 +11,7 @@
 // ring that would pass the bound (whole rings only, so what it returns is still
 // exactly the nearest within the rings it covered).
 
-import { cellToBoundary, cellToLatLng, gridDisk, gridRingUnsafe, latLngToCell } from 'h3-js';
+import { cellToBoundary, cellToLatLng, getResolution, gridDisk, gridRingUnsafe, latLngToCell } from 'h3-js';
 import type { EntityRef, Service, ServicePorts } from './behavior.ts';
 import type { Candidate, CellQuery, DriverCopy } from './cell.ts';
 import { cosLat, distanceKm, haversineKm, type Point } from './geo.ts';
@@ -58,6 +58,8 @@ interface CellDisc {
   readonly radiusKm: number;
   /** Inradius, less a margin: a point this close to the centre is in this cell (0: not known, see insideKmOf). */
   readonly insideKm: number;
+  /** The cell's resolution. */
+  readonly res: number;
 }
 
 /** Cells' centres and circumradii: fixed per cell id, and asking h3 for them costs more than a whole cell's answer. */
@@ -72,7 +74,7 @@ function discOf(cell: string): CellDisc {
   const boundary = cellToBoundary(cell);
   let radius = 0;
   for (const [vlat, vlng] of boundary) radius = Math.max(radius, distanceKm(center, { lat: vlat, lng: vlng }));
-  disc = { center, cos: cosLat(lat), radiusKm: radius * 1.005, insideKm: insideKmOf(center, boundary) };
+  disc = { center, cos: cosLat(lat), radiusKm: radius * 1.005, insideKm: insideKmOf(center, boundary), res: getResolution(cell) };
   if (discs.size >= MAX_DISCS) discs.clear(); // bounded: a city's cells fit many times over
   discs.set(cell, disc);
   return disc;
@@ -102,6 +104,19 @@ function insideKmOf(center: Point, boundary: readonly (readonly number[])[]): nu
     least = Math.min(least, EARTH_KM * Math.asin(Math.min(1, sine)));
   }
   return Math.max(0, least * (1 - 1e-6) - 0.001);
+}
+
+/**
+ * Whether `point` lies well inside `cell` (within its inradius less a margin, see insideKmOf),
+ * so that latLngToCell at `cellRes` would answer `cell`; false when that is not sure (near an
+ * edge, a cell of another resolution, a pentagon). A driver's fix mostly falls in the cell of
+ * its last one, and latLngToCell (h3's call, a new string) was a tenth of a fix's CPU and a
+ * fifth of what it allocated; this is the test searches' origins take (originAt).
+ */
+export function surelyIn(point: Point, cell: string, cellRes: number): boolean {
+  const disc = discOf(cell);
+  return disc.res === cellRes && disc.insideKm > 0
+    && haversineKm(point.lat, point.lng, cosLat(point.lat), disc.center.lat, disc.center.lng, disc.cos) <= disc.insideKm;
 }
 
 /** Smallest possible distance from `point` to anywhere inside `cell`. */

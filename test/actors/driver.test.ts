@@ -60,6 +60,20 @@ test('a stale fix is ignored; a newer one moves the driver between cells', (t) =
   t.is(batch.state.fix?.at, 50, 'a batch keeps its newest fix');
 });
 
+test('a driver moving in small steps is always in the cell latLngToCell gives, and its copy follows', (t) => {
+  let s = available;
+  let lat = 52.52, lng = 13.4;
+  for (let i = 1; i <= 2_000; i++) {
+    lat += Math.sin(i / 50) * 0.0007; lng += Math.cos(i / 70) * 0.0009;
+    const out = behavior.handle(s, { type: 'location', fix: { lat, lng, at: 10 + i } }, ctx());
+    const cell = latLngToCell(lat, lng, 7);
+    if (out.state.cell !== cell) { t.fail(`fix ${i}: ${out.state.cell} for a point in ${cell}`); return; }
+    const to = out.effects.map((e) => (e.type === 'tell' ? `${(e.message as { type: string }).type}@${e.to.id}` : e.type));
+    t.deepEqual(to, s.cell === cell ? [`driver.upsert@${cell}`] : [`driver.remove@${s.cell}`, `driver.upsert@${cell}`]);
+    s = out.state;
+  }
+});
+
 test('fixes in one cell tell it by one shared ref, and a fix changes only what a fix changes', (t) => {
   const first = behavior.handle(available, { type: 'location', fix: { lat: 52.5201, lng: 13.4001, at: 30 } }, ctx());
   const second = behavior.handle(first.state, { type: 'location', fix: { lat: 52.5202, lng: 13.4002, at: 40 } }, ctx(1_000_100));

@@ -4,13 +4,13 @@
 // `cell.occupied` publication and the dispatch service's use of both bounds.
 
 import test from 'ava';
-import { cellToLatLng, gridDisk, latLngToCell } from 'h3-js';
+import { cellToBoundary, cellToLatLng, gridDisk, latLngToCell } from 'h3-js';
 import type { ServicePorts } from '../../actors/behavior.ts';
 import { DEFAULT_CELL, driverOf, makeCellBehavior, occupiedCellOf, type Candidate, type CellState, type DriverCopy } from '../../actors/cell.ts';
 import { distanceKm, type Point } from '../../actors/geo.ts';
 import { nearestService } from '../../actors/index.ts';
 import {
-  cellLowerBoundKm, geometryStats, originAt, PREPARED_KM, prepareOrigins, ring, searchFound, searchNearest, squareStats, withOccupiedCells, type SearchStats,
+  cellLowerBoundKm, geometryStats, originAt, PREPARED_KM, prepareOrigins, ring, searchFound, searchNearest, squareStats, surelyIn, withOccupiedCells, type SearchStats,
 } from '../../actors/nearest.ts';
 import { TopK } from '../../actors/top-k.ts';
 
@@ -334,4 +334,29 @@ test.serial('originAt: a point well inside the origin last found in its square t
     }
   }
   t.true(squareStats.hits - hitsBefore > checked / 3, `${squareStats.hits - hitsBefore} of ${checked} from a square`);
+});
+
+test('surelyIn claims a cell only for points latLngToCell puts in it, and most points near its centre', (t) => {
+  const rand = seeded(7);
+  let claimed = 0;
+  let nearCentre = 0;
+  for (const res of [5, 7, 9]) {
+    for (let c = 0; c < 20; c++) {
+      const cell = latLngToCell(40.5 + rand(), -74.5 + rand(), res);
+      const [clat, clng] = cellToLatLng(cell);
+      const [vlat, vlng] = cellToBoundary(cell)[0]!;
+      const spanLat = Math.abs(vlat - clat) * 1.6 + 1e-4, spanLng = Math.abs(vlng - clng) * 1.6 + 1e-4;
+      for (let i = 0; i < 400; i++) {
+        const p = { lat: clat + (rand() * 2 - 1) * spanLat, lng: clng + (rand() * 2 - 1) * spanLng };
+        if (!surelyIn(p, cell, res)) continue;
+        claimed++;
+        if (latLngToCell(p.lat, p.lng, res) !== cell) { t.fail(`${p.lat},${p.lng} is not in ${cell}`); return; }
+      }
+      const centre = { lat: clat + spanLat * 0.05, lng: clng };
+      if (surelyIn(centre, cell, res)) nearCentre++;
+      t.false(surelyIn(centre, cell, res + 1), 'never for a cell of another resolution');
+    }
+  }
+  t.true(claimed > 60 * 400 * 0.2, `claimed ${claimed} points`);
+  t.is(nearCentre, 60, 'a point by the centre is always claimed');
 });
