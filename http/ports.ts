@@ -132,6 +132,11 @@ export interface RateLimiter {
   /** Takes `n` tokens from the bucket `key`; false, and nothing taken, when it holds fewer. */
   take(key: string, n: number, budget: Budget): Promise<boolean>;
   /**
+   * `take` answered at once, by a limiter that keeps its buckets in this process: the socket
+   * gateway takes twice per GPS fix, and a promise and an await each were garbage and turns.
+   */
+  takeNow?(key: string, n: number, budget: Budget): boolean;
+  /**
    * Holds one of at most `cap` places under the place's key for `leaseMs`; false when all are
    * held. A holder that dies without releasing loses its place when its lease runs out.
    */
