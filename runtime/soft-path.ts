@@ -162,7 +162,11 @@ export class SoftPath {
   }
 
   #room(): Promise<void> | undefined {
-    if (this.#inFlight < SOFT_IN_FLIGHT_MAX) return undefined;
+    return this.#inFlight < SOFT_IN_FLIGHT_MAX ? undefined : this.#waitForRoom();
+  }
+
+  /** Apart from #room: its closures would make #room take a context at every call, room or not. */
+  #waitForRoom(): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, SOFT_WAIT_MS);
       this.#waiting.push(() => { clearTimeout(timer); resolve(); });
