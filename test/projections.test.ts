@@ -12,7 +12,7 @@ import { dispatchBehaviors, dispatchServices } from '../actors/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { startNode, type NodeOptions, type RunningNode } from '../node.ts';
 import { openOrm } from '../adapters/postgres/orm.ts';
-import { insertMany, Projector, quietPollMs, shardGroups, sqlLiteral, type JournalRow, type Projection, type ProjectorOptions } from '../adapters/postgres/projections.ts';
+import { analyticsProjection, bookingsProjection, insertMany, Projector, quietPollMs, shardGroups, sqlLiteral, type JournalRow, type Projection, type ProjectorOptions } from '../adapters/postgres/projections.ts';
 import { ShardFencedError } from '../runtime/errors.ts';
 import type { WriteFence } from '../runtime/ports.ts';
 import { inTransaction } from '../adapters/postgres/transaction.ts';
@@ -22,6 +22,7 @@ import { eventually, repoRoot } from './helpers/node-process.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { journalTruthDiff } from './helpers/journal-truth.ts';
+import { bookingHistory, FATES } from './helpers/booking-histories.ts';
 
 const CENTER = { lat: 48.8566, lng: 2.3522 };
 const databases: { drop(): Promise<void> }[] = [];
@@ -208,6 +209,108 @@ test('a rebuild in batches smaller than a booking\'s history (states carried bet
   } finally {
     await n.stop();
   }
+});
+
+/**
+ * `perFate` bookings of every fate (helpers/booking-histories.ts) journaled on `shards` shards as
+ * live bookings are, their rows interleaved: each transaction writes the next record of every
+ * booking, so a booking's rows lie far apart in a shard's (tx, key, sequence) order.
+ */
+async function journalFates(client: pg.Client, shards: number, perFate: number, t0 = Date.UTC(2026, 4, 4, 9, 40)): Promise<{ bookings: number; rows: number }> {
+  const histories = FATES.flatMap((fate, f) => Array.from({ length: perFate }, (_, i) => {
+    const n = f * perFate + i;
+    return { key: `booking:fate-${n}`, shard: n % shards, records: bookingHistory(`fate-${n}`, fate, t0 + n * 97_000, n) };
+  }));
+  let rows = 0;
+  for (let seq = 1; histories.some((h) => h.records.length >= seq); seq++) {
+    const now = histories.filter((h) => h.records.length >= seq);
+    await client.query(
+      `insert into journal (persistence_key, sequence_nr, data, tags, shard)
+       select k, $2, d, '[]', s from unnest($1::text[], $3::jsonb[], $4::int[]) as t(k, d, s)`,
+      [now.map((h) => h.key), seq, now.map((h) => JSON.stringify(h.records[seq - 1])), now.map((h) => h.shard)]);
+    rows += now.length;
+  }
+  return { bookings: histories.length, rows };
+}
+
+/**
+ * Until a projection can read every one of the journal's `rows`: it reads below the oldest transaction
+ * running anywhere on the server, and the other tests' databases share it.
+ */
+const readable = (client: pg.Client, rows: number) => eventually(async () =>
+  Number((await client.query('select count(*) as n from journal where tx < pg_snapshot_xmin(pg_current_snapshot())')).rows[0].n) === rows);
+
+/** Every row of the views of bookings and analytics, in key order. */
+async function bookingViews(client: pg.Client): Promise<Record<string, unknown[]>> {
+  const out: Record<string, unknown[]> = {};
+  for (const [table, key] of [['booking_view', 'id'], ['analytics_hour_cell', 'hour, cell'], ['analytics_driver_hour', 'hour, driver_id'],
+    ['analytics_driver_hour_cell', 'hour, cell, driver_id'], ['analytics_rider', 'rider_id']] as const) {
+    // (booking_view's updated_at says when a row was written, not what it holds.)
+    out[table] = (await client.query(`select * from ${table} order by ${key}`)).rows.map(({ updated_at: _u, ...r }) => r);
+  }
+  return out;
+}
+
+test('a rebuild lands where the live projection did, over bookings of every fate, whether its pages cut through bookings or not', async (t) => {
+  const db = await freshDatabase();
+  databases.push(db);
+  const orm = await openOrm({ url: db.url, poolMax: 4 });
+  t.teardown(() => orm.close(true));
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  t.teardown(() => client.end());
+  const perFate = 6;
+  const { bookings, rows } = await journalFates(client, 4, perFate);
+  t.true(await readable(client, rows));
+  const options = { orm, projections: [bookingsProjection, analyticsProjection], owned: () => [0, 1, 2, 3], totalShards: 4 };
+  // The live projection, in batches of 7 rows: what a rebuild must give again.
+  const live = new Projector({ ...options, batchSize: 7 });
+  for (let shard = 0; shard < 4; shard++) for (const name of ['bookings', 'analytics']) await live.catchUp(name, shard);
+  t.deepEqual(await journalTruthDiff(db.url), []);
+  const before = await bookingViews(client);
+  // Not empty views agreeing: every fate counted as the fold counts it.
+  const [totals] = (await client.query(`select sum(requests)::int as requests, sum(completed)::int as completed, sum(cancelled)::int as cancelled,
+    sum(no_driver)::int as no_driver, sum(revenue)::int as revenue from analytics_hour_cell`)).rows;
+  t.like(totals, { requests: bookings, completed: 5 * perFate, cancelled: 3 * perFate, no_driver: perFate });
+  t.true(totals.revenue > 0);
+  t.true(before.analytics_driver_hour_cell!.length > 0 && before.analytics_rider!.length === 7);
+  for (const pageSize of [3, 20_000]) {
+    const rebuilding = new Projector({ ...options, rebuildBatchSize: pageSize });
+    for (const name of ['analytics', 'bookings']) t.is((await rebuilding.rebuild(name)).rows, rows, `${name}, pages of ${pageSize}`);
+    t.deepEqual(await bookingViews(client), before, `pages of ${pageSize}`);
+    t.deepEqual(await journalTruthDiff(db.url), [], `pages of ${pageSize}`);
+  }
+});
+
+test('rows of a transaction still open while a rebuild reads are left to the projection after it, and projected once', async (t) => {
+  // A rebuild writes each shard's offset once, at its end: past the last row it read, never past
+  // a row it could not see yet (one an older transaction is still writing), or that row is lost.
+  const db = await freshDatabase();
+  databases.push(db);
+  const orm = await openOrm({ url: db.url, poolMax: 4 });
+  t.teardown(() => orm.close(true));
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  t.teardown(() => client.end());
+  const { bookings, rows } = await journalFates(client, 2, 2);
+  t.true(await readable(client, rows));
+  const record = (id: string) => JSON.stringify(bookingHistory(id, 'cancelled-searching', Date.UTC(2026, 4, 4, 12), 3)[0]);
+  const insert = (c: pg.Client, id: string) => c.query(`insert into journal (persistence_key, sequence_nr, data, tags, shard) values ($1, 1, $2, '[]', 0)`, [`booking:${id}`, record(id)]);
+  const open = new pg.Client({ connectionString: db.url });
+  await open.connect();
+  t.teardown(() => open.end());
+  await open.query('begin');
+  await insert(open, 'late'); // an older transaction, still open
+  await insert(client, 'early'); // a younger one, committed
+  const projector = new Projector({ orm, projections: [bookingsProjection, analyticsProjection], owned: () => [0, 1], totalShards: 2 });
+  for (const name of ['bookings', 'analytics']) await projector.rebuild(name);
+  const requests = async () => Number((await client.query('select sum(requests) as n from analytics_hour_cell')).rows[0].n);
+  t.is(await requests(), bookings, 'neither row: the younger one waits behind the older');
+  await open.query('commit');
+  t.true(await readable(client, rows + 2));
+  for (let shard = 0; shard < 2; shard++) for (const name of ['bookings', 'analytics']) await projector.catchUp(name, shard);
+  t.is(await requests(), bookings + 2);
+  t.deepEqual(await journalTruthDiff(db.url), []);
 });
 
 test('two batches adding to the same analytics rows, listed in opposite orders, both commit: rows are written in key order, never deadlocked', async (t) => {
