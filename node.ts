@@ -67,7 +67,7 @@ export interface NodeOptions {
   /** Extra routers for the edge (for example a test fixture's). */
   readonly routers?: (region: ShardRegion) => readonly Router<any>[];
   /** Projection settings (tests: a short poll, a fault after commit). */
-  readonly projector?: Partial<Pick<ProjectorOptions, 'pollMs' | 'batchSize' | 'rebuildBatchSize' | 'afterCommit'>>;
+  readonly projector?: Partial<Pick<ProjectorOptions, 'pollMs' | 'batchSize' | 'rebuildBatchSize' | 'rebuildShardsPerTransaction' | 'afterCommit'>>;
   /** Lets a caller wrap the command log (fault injection in tests). */
   readonly wrapLog?: (log: CommandLog) => CommandLog;
   readonly logger?: Logger;
@@ -195,7 +195,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     // every 200 ms, a quarter as many batches carry the same rows.
     wakeDelayMs: PROJECTION_WAKE_MS,
     // The embedded database serves one connection at a time: shards at once would only queue.
-    ...(config.storage.databaseUrl === undefined ? { shardsAtOnce: 1 } : {}),
+    ...(config.storage.databaseUrl === undefined ? { shardsAtOnce: 1, rebuildShardsPerTransaction: 1 } : {}),
     ...options.projector, onError,
   });
   region.onDomainEvent((_topic, _event, from) => projector.wake(from.kind, region.shardOf(from)));

@@ -307,31 +307,45 @@ export const bookingsProjection: Projection = {
   stage: bookingsStage,
 };
 
-/** Analytics additions of booking transitions: sums per (hour, cell), drivers active per (hour, cell), each rider's first request. */
+/** Sums of one (hour, cell) and the drivers active there. */
+export interface CellSums { readonly hour: number; readonly cell: string; readonly i: Increments; readonly drivers: Set<string> }
+
+/** Analytics additions of booking transitions: sums and the drivers active per (hour, cell), each rider's first request. */
 export interface AnalyticsSums {
-  readonly cells: Map<string, { hour: number; cell: string; i: Increments }>;
-  readonly drivers: Map<string, { hour: number; cell: string; driverId: string }>;
+  /** By hour, then cell. */
+  readonly cells: Map<number, Map<string, CellSums>>;
   readonly riders: Map<string, { hour: number; cell: string }>;
+  /** (hour, cell) sums and drivers in them: what the first two tables get. */
+  rows: number;
 }
 
-/** Analytics additions of a set of booking transitions, summed per (hour, cell); added to `into` when given. */
+/**
+ * Analytics additions of a set of booking transitions, summed per (hour, cell); added to `into` when given.
+ * A rebuild adds some 400k deltas here, so no key string is built per delta: sums are found by hour,
+ * then cell, and each active driver goes in its cell's set. A key of hour and cell per delta (the
+ * function's costliest line, the hour's digits), and a key and an object per driver and delta, made
+ * this a third of a rebuild's folding.
+ */
 export function analyticsOf(events: readonly BookingEventView[], into?: AnalyticsSums): AnalyticsSums {
-  const { cells, drivers, riders } = into ?? { cells: new Map(), drivers: new Map(), riders: new Map() };
+  const sums = into ?? { cells: new Map(), riders: new Map(), rows: 0 };
+  const { cells, riders } = sums;
   for (const event of events) {
     const delta = analyticsDelta(event, event.pickupCell ?? '');
     if (!delta) continue;
-    const k = `${delta.hour}|${delta.cell}`;
-    const c = cells.get(k) ?? {
-      hour: delta.hour,
-      cell: delta.cell,
-      i: {
-        requests: 0, completed: 0, cancelled: 0, noDriver: 0, revenue: 0, fareCount: 0,
-        waitMsSum: 0, waitCount: 0, surgeSum: 0, surgeCount: 0, tripMsSum: 0,
-      },
-    };
-    for (const [name, n] of Object.entries(delta.increments)) c.i[name as keyof Increments] += n ?? 0;
-    cells.set(k, c);
-    if (delta.activeDriver) drivers.set(`${k}|${delta.activeDriver}`, { hour: delta.hour, cell: delta.cell, driverId: delta.activeDriver });
+    let hour = cells.get(delta.hour);
+    if (!hour) cells.set(delta.hour, hour = new Map());
+    let c = hour.get(delta.cell);
+    if (!c) {
+      c = {
+        hour: delta.hour, cell: delta.cell, drivers: new Set(),
+        i: { requests: 0, completed: 0, cancelled: 0, noDriver: 0, revenue: 0, fareCount: 0, waitMsSum: 0, waitCount: 0, surgeSum: 0, surgeCount: 0, tripMsSum: 0 },
+      };
+      hour.set(delta.cell, c);
+      sums.rows++;
+    }
+    const inc = delta.increments;
+    for (const name in inc) c.i[name as keyof Increments] += inc[name as keyof Increments] ?? 0;
+    if (delta.activeDriver && !c.drivers.has(delta.activeDriver)) { c.drivers.add(delta.activeDriver); sums.rows++; }
     if (delta.rider) {
       const r = riders.get(delta.rider);
       if (!r || delta.hour < r.hour || (delta.hour === r.hour && delta.cell < r.cell)) {
@@ -339,21 +353,48 @@ export function analyticsOf(events: readonly BookingEventView[], into?: Analytic
       }
     }
   }
-  return { cells, drivers, riders };
+  return sums;
+}
+
+/** Every (hour, cell) of `sums`. */
+export function cellSums(sums: AnalyticsSums): CellSums[] {
+  return [...sums.cells.values()].flatMap((hour) => [...hour.values()]);
+}
+
+/**
+ * The drivers active per (hour, cell) and per hour, from one list of cells with their drivers: a
+ * row per driver, and the hour's rows derived from them in the statement, were twice the JSON for
+ * this process to write and the server to parse (a rebuild of the bench's 100k bookings: 150k rows).
+ * Each table's rows go in key order, as insertMany's (see there why).
+ */
+async function writeDrivers(sql: Sql, cells: readonly CellSums[]): Promise<void> {
+  const rows = cells.filter((c) => c.drivers.size > 0).map((c) => ({ hour: new Date(c.hour), cell: c.cell, drivers: [...c.drivers] }));
+  if (rows.length === 0) return;
+  await sql(
+    `with d as (
+       select r.hour, r.cell, d.driver_id
+       from jsonb_to_recordset(${sqlLiteral(JSON.stringify(rows))}::jsonb) as r(hour timestamptz, cell text, drivers text[])
+       cross join unnest(r.drivers) as d(driver_id)),
+     by_cell as (
+       insert into analytics_driver_hour_cell (hour, cell, driver_id) select hour, cell, driver_id from d order by hour, cell, driver_id
+       on conflict do nothing)
+     insert into analytics_driver_hour (hour, driver_id) select distinct hour, driver_id from d order by hour, driver_id
+     on conflict do nothing`);
 }
 
 /** The analytics tables: sums, drivers and riders of many reads added up, then written once. */
 function analyticsStage(): Stage {
-  let sums: AnalyticsSums = { cells: new Map(), drivers: new Map(), riders: new Map() };
+  let sums: AnalyticsSums = { cells: new Map(), riders: new Map(), rows: 0 };
   return {
-    get size() { return sums.cells.size + sums.drivers.size + sums.riders.size; },
+    get size() { return sums.rows + sums.riders.size; },
     async add(sql, rows, memo) {
       const steps = await bookingSteps(sql, rows, memo);
       analyticsOf(steps.flatMap((s) => bookingTransition(s.before, s.after, s.row.record) ?? []), sums);
     },
     async flush(sql) {
-      const { cells, drivers, riders } = sums;
-      sums = { cells: new Map(), drivers: new Map(), riders: new Map() };
+      const cells = cellSums(sums);
+      const { riders } = sums;
+      sums = { cells: new Map(), riders: new Map(), rows: 0 };
       const counters = [
         'requests', 'completed', 'cancelled', 'no_driver', 'revenue', 'fare_count',
         'wait_ms_sum', 'wait_count', 'surge_sum', 'surge_count', 'trip_ms_sum',
@@ -362,19 +403,12 @@ function analyticsStage(): Stage {
         hour: 'timestamptz', cell: 'text', requests: 'integer', completed: 'integer', cancelled: 'integer', no_driver: 'integer',
         revenue: 'bigint', fare_count: 'integer', wait_ms_sum: 'bigint', wait_count: 'integer', surge_sum: 'double precision',
         surge_count: 'integer', trip_ms_sum: 'bigint',
-      }, [...cells.values()].map(({ hour, cell, i }) => ({
+      }, cells.map(({ hour, cell, i }) => ({
         hour: new Date(hour), cell, requests: i.requests, completed: i.completed, cancelled: i.cancelled, no_driver: i.noDriver,
         revenue: i.revenue, fare_count: i.fareCount, wait_ms_sum: Math.round(i.waitMsSum), wait_count: i.waitCount,
         surge_sum: i.surgeSum, surge_count: i.surgeCount, trip_ms_sum: Math.round(i.tripMsSum),
       })), `on conflict (hour, cell) do update set ${counters.map((c) => `${c} = analytics_hour_cell.${c} + excluded.${c}`).join(', ')}`);
-      const driverHours = new Map(
-        [...drivers.values()].map((d) => [`${d.hour}|${d.driverId}`, { hour: new Date(d.hour), driver_id: d.driverId }]),
-      );
-      await insertMany(
-        sql, 'analytics_driver_hour', ['hour', 'driver_id'], { hour: 'timestamptz', driver_id: 'text' }, [...driverHours.values()], 'on conflict do nothing',
-      );
-      await insertMany(sql, 'analytics_driver_hour_cell', ['hour', 'cell', 'driver_id'], { hour: 'timestamptz', cell: 'text', driver_id: 'text' },
-        [...drivers.values()].map((d) => ({ hour: new Date(d.hour), cell: d.cell, driver_id: d.driverId })), 'on conflict do nothing');
+      await writeDrivers(sql, cells);
       // A rider's first request may be projected after a later one (another shard): the earliest wins, whatever the order.
       await insertMany(sql, 'analytics_rider', ['rider_id'], { rider_id: 'text', first_seen: 'timestamptz', first_cell: 'text' },
         [...riders].map(([riderId, r]) => ({ rider_id: riderId, first_seen: new Date(r.hour), first_cell: r.cell })),
@@ -469,12 +503,19 @@ export interface ProjectorOptions {
   /** Shards one projection catches up at once (default SHARDS_AT_ONCE; 1 for a database of one connection). */
   readonly shardsAtOnce?: number;
   /**
-   * Journal rows per batch of a rebuild (default 20,000, about a shard of the bench's 100k
+   * Journal rows per read of a rebuild of a projection that stages (default 2,000; see REBUILD_PAGE),
+   * and per batch of a rebuild of one that does not (default 20,000, about a shard of the bench's 100k
    * bookings). A rebuild reads the whole journal and nobody waits on its single rows, so it
    * takes big batches: each batch is a transaction and re-reads its bookings' histories, which
    * at the live batch size was most of a rebuild's time.
    */
   readonly rebuildBatchSize?: number;
+  /**
+   * Shards a rebuild of a projection that stages takes in one transaction (default all): their
+   * views are written once for all of them. Its connection is held throughout: the embedded
+   * database, which has one, takes one shard at a time so other statements get their turn.
+   */
+  readonly rebuildShardsPerTransaction?: number;
   readonly now?: () => number;
   readonly onError?: (error: unknown, context: string) => void;
   /** Test hook: runs after a batch committed, inside the guarded call (a slow one makes the guard time out and retry). */
@@ -517,7 +558,7 @@ export function shardGroups(shards: readonly number[], count: number): number[][
  * for every shard, taken after their locks: it sees the offsets of any batch that committed before.
  */
 async function readJournal(sql: Sql, p: Projection, shards: readonly number[], perShard: number): Promise<JournalRow[]> {
-  const rows = await sql<{ shard: number; tx: string; persistence_key: string; sequence_nr: string | number; data: unknown }>(
+  const rows = await sql<ReadRow & { shard: number }>(
     `select s.shard, j.tx::text as tx, j.persistence_key, j.sequence_nr, j.data
      from unnest(array[${placeholders(shards.length)}]::int[]) as s(shard)
      left join projection_offset o on o.projection = ? and o.shard = s.shard
@@ -528,10 +569,38 @@ async function readJournal(sql: Sql, p: Projection, shards: readonly number[], p
        order by jr.tx, jr.persistence_key, jr.sequence_nr limit ?) j
      order by s.shard, j.tx, j.persistence_key, j.sequence_nr`,
     [...shards, p.name, p.kind, perShard]);
-  return rows.map((r) => ({
-    key: r.persistence_key, id: r.persistence_key.slice(r.persistence_key.indexOf(':') + 1), seq: Number(r.sequence_nr), tx: r.tx,
-    shard: Number(r.shard), record: parseJson(r.data) as ProjectedRecord,
-  }));
+  return rows.map((r) => journalRow(r, Number(r.shard), parseJson(r.data) as ProjectedRecord));
+}
+
+/** A journal row as a read returns it (`data` or `at` and `events`, as the select has them). */
+interface ReadRow { tx: string; persistence_key: string; sequence_nr: string | number; data?: unknown; at?: number; events?: unknown }
+
+function journalRow(r: ReadRow, shard: number, record: ProjectedRecord): JournalRow {
+  const key = r.persistence_key;
+  return { key, id: key.slice(key.indexOf(':') + 1), seq: Number(r.sequence_nr), tx: r.tx, shard, record };
+}
+
+/** Where a rebuild's read of a shard stands: after this (tx, persistence_key, sequence_nr). */
+type Position = Pick<JournalRow, 'tx' | 'key' | 'seq'>;
+
+const START: Position = { tx: '0', key: '', seq: 0 };
+
+/**
+ * Up to `limit` journal rows of one shard after `after`, in (tx, persistence_key, sequence_nr)
+ * order, that a projection can project now: a page of a rebuild, which keeps its own position
+ * (its offsets are written once, at the end of its transaction). The record's time and events
+ * come as columns of their own: the jsonb_build_object of `PROJECTED` cost the server more than
+ * the rest of the read.
+ */
+async function readPage(sql: Sql, kind: string, shard: number, after: Position, limit: number): Promise<JournalRow[]> {
+  const rows = await sql<ReadRow>(
+    // (j.tx in the order: the bare name would be the text column of the select list, and '10' < '9'.)
+    `select j.tx::text as tx, j.persistence_key, j.sequence_nr, j.data->'at' as at, j.data->'events' as events from journal j
+     where j.kind = ? and j.shard = ? and j.tx < pg_snapshot_xmin(pg_current_snapshot())
+       and (j.tx, j.persistence_key, j.sequence_nr) > (?::xid8, ?, ?)
+     order by j.tx, j.persistence_key, j.sequence_nr limit ?`,
+    [kind, shard, after.tx, after.key, after.seq, limit]);
+  return rows.map((r) => journalRow(r, shard, { at: parseJson(r.at) as number, events: (parseJson(r.events) ?? []) as ProjectedRecord['events'] }));
 }
 
 /**
@@ -559,6 +628,37 @@ async function writeOffsets(
   const ok = new Set(written.map((w) => Number(w.shard)));
   throw refused(last.map((r) => r.shard).filter((shard) => !ok.has(shard)));
 }
+
+/**
+ * The pages of `shards`, one shard after another, each read from `from(shard)` to its end. The
+ * next page is asked for as soon as a page arrives, before the caller works on it: the server
+ * reads while the caller folds (one connection runs one statement at a time, so this is as
+ * much overlap as a transaction gets).
+ */
+async function* pages(sql: Sql, kind: string, shards: readonly number[], from: (shard: number) => Position, size: number) {
+  const read = (i: number, after: Position) => {
+    const rows = readPage(sql, kind, shards[i]!, after, size);
+    rows.catch(() => {}); // (awaited below, or abandoned with the transaction when the caller fails first)
+    return { i, rows };
+  };
+  let next = shards.length > 0 ? read(0, from(shards[0]!)) : undefined;
+  while (next) {
+    const { i, rows: reading } = next;
+    const rows = await reading;
+    next = rows.length === size ? read(i, rows.at(-1)!) : i + 1 < shards.length ? read(i + 1, from(shards[i + 1]!)) : undefined;
+    yield { shard: shards[i]!, rows };
+  }
+}
+
+/**
+ * Journal rows per read of a rebuild that stages. Small enough that a page and the garbage of its
+ * fold die young: the collector took about 40% less with pages of 1-2k rows than of 20k (bench's
+ * 100k bookings, --trace-gc), and the reads, each an index range, cost the server no more.
+ */
+const REBUILD_PAGE = 2_000;
+
+/** View rows a rebuild's stage may hold before it writes them (the bench's 100k bookings make about 120k). */
+const REBUILD_FLUSH_AT = 500_000;
 
 interface ShardState {
   /** Since when journal rows may wait for this shard (undefined: caught up as far as this node knows). */
@@ -872,9 +972,15 @@ export class Projector implements Projections {
     const at = this.#now();
     for (const s of this.#state.get(name)!.values()) s.pendingSince ??= at;
     let rows = 0;
+    const shards = Array.from({ length: this.#o.totalShards }, (_, shard) => shard);
+    if (p.stage) {
+      const per = Math.max(1, this.#o.rebuildShardsPerTransaction ?? shards.length);
+      for (let i = 0; i < shards.length; i += per) rows += await this.#rebuildStaged(p, p.stage, shards.slice(i, i + per));
+      return { rows, ms: Math.round(performance.now() - started) };
+    }
     const batch = this.#o.rebuildBatchSize ?? 20_000;
     // A shard at a time in each of as many workers as a catch-up has groups. One memo per shard: a booking's rows are all in its shard.
-    const queue = Array.from({ length: this.#o.totalShards }, (_, shard) => shard);
+    const queue = [...shards];
     const worker = async () => {
       for (let shard = queue.shift(); shard !== undefined; shard = queue.shift()) {
         const n = await this.#catchUp(name, [shard], false, batch, new Map()); // (not `rows += await`: it would read rows before the wait)
@@ -883,5 +989,58 @@ export class Projector implements Projections {
     };
     await Promise.all(Array.from({ length: this.#o.shardsAtOnce ?? SHARDS_AT_ONCE }, worker));
     return { rows, ms: Math.round(performance.now() - started) };
+  }
+
+  /**
+   * Rebuilds `shards` of a projection that stages, in one transaction: takes their locks, reads
+   * each shard from its stored offset (the owners may have projected some since the rebuild
+   * emptied the views) to its end in pages, adds every page to one Stage and writes it once
+   * (flushing early only when it grows large), then the shards' offsets. Per-shard transactions
+   * wrote the same (hour, cell) sums once per shard: ten times the rows a rebuild ends with, and
+   * the upserts, their JSON and the garbage of batches kept alive were most of its time.
+   * Each page is asked for before the one before it is folded, so the server reads while this
+   * process folds. Not under the guard: its per-call timeout is for short statements, and a
+   * rebuild that fails is the caller's to run again (its transaction leaves nothing behind).
+   */
+  async #rebuildStaged(p: Projection, stage: () => Stage, shards: readonly number[]): Promise<number> {
+    const pageSize = this.#o.rebuildBatchSize ?? REBUILD_PAGE;
+    const startedAt = this.#now();
+    const done = await inTransaction(this.#o.orm, async (sql) => {
+      await sql(`select count(pg_advisory_xact_lock(?, u.shard)) from unnest(array[${placeholders(shards.length)}]::int[]) as u(shard)`,
+        [lockKey(p.name), ...shards]);
+      const stored = await sql<{ shard: number; tx: string; persistence_key: string; sequence_nr: string | number }>(
+        `select shard, tx::text as tx, persistence_key, sequence_nr from projection_offset where projection = ? and shard in (${placeholders(shards.length)})`,
+        [p.name, ...shards]);
+      const from = new Map<number, Position>(stored.map((o) => [Number(o.shard), { tx: o.tx, key: o.persistence_key, seq: Number(o.sequence_nr) }]));
+      const staged = stage();
+      const last = new Map<number, JournalRow>();
+      const counts = new Map<number, number>();
+      let memo: StateMemo = new Map();
+      let memoShard: number | undefined;
+      for await (const { shard, rows } of pages(sql, p.kind, shards, (s) => from.get(s) ?? START, pageSize)) {
+        if (rows.length === 0) continue;
+        // One memo per shard: a booking's rows are all in its shard.
+        if (shard !== memoShard) { memo = new Map(); memoShard = shard; }
+        await staged.add(sql, rows, memo);
+        last.set(shard, rows.at(-1)!);
+        counts.set(shard, (counts.get(shard) ?? 0) + rows.length);
+        if (staged.size >= REBUILD_FLUSH_AT) await staged.flush(sql);
+      }
+      await staged.flush(sql);
+      await writeOffsets(sql, p.name, [...last.values()], undefined, () => new Error('offsets refused without a fence'));
+      return counts;
+    });
+    // As a batch's commit: the shards are caught up as of when it started, and the hook hears of their rows.
+    for (const shard of shards) {
+      const s = this.#shard(p.name, shard);
+      if (s.pendingSince !== undefined && s.pendingSince <= startedAt) s.pendingSince = undefined;
+    }
+    let total = 0;
+    for (const [shard, n] of done) {
+      total += n;
+      await this.#o.afterCommit?.(p.name, shard, n);
+    }
+    this.#stats.get(p.name)!.rows += total;
+    return total;
   }
 }

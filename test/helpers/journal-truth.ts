@@ -6,7 +6,7 @@ import pg from 'pg';
 import { bookingView, initialBooking, type BookingState } from '../../actors/booking.ts';
 import { applyDriver, driverView, initialDriver, type DriverEvent, type DriverState } from '../../actors/driver.ts';
 import { applyVehicle, vehicleView, type VehicleEvent, type VehicleState } from '../../actors/vehicle.ts';
-import { analyticsOf, bookingTransition, foldBooking, INITIAL_VEHICLE } from '../../adapters/postgres/projections.ts';
+import { analyticsOf, bookingTransition, cellSums, foldBooking, INITIAL_VEHICLE } from '../../adapters/postgres/projections.ts';
 import type { JournalRecord } from '../../runtime/entity-actor.ts';
 import type { BookingEventView } from '../../actors/analytics.ts';
 
@@ -59,7 +59,10 @@ export async function journalTruthDiff(url: string): Promise<string[]> {
     await compare('driver_view', new Map([...drivers].filter(([, d]) => d.seq > 0).map(([id, d]) => [id, { seq: d.seq, data: driverView(id, d.state), status: d.state.status }])));
     await compare('vehicle_view', new Map([...vehicles].filter(([, v]) => v.seq > 0).map(([id, v]) => [id, { seq: v.seq, data: vehicleView(id, v.state) }])));
 
-    const { cells, drivers: activeDrivers, riders } = analyticsOf(transitions);
+    const sums = analyticsOf(transitions);
+    const { riders } = sums;
+    const cells = new Map(cellSums(sums).map((c) => [`${c.hour}|${c.cell}`, c]));
+    const activeDrivers = [...cells.values()].reduce((n, c) => n + c.drivers.size, 0);
     const gotCells = new Map((await client.query<Record<string, string | Date>>('select * from analytics_hour_cell')).rows
       .map((r) => [`${new Date(r.hour!).getTime()}|${r.cell}`, r]));
     for (const [k, c] of cells) {
@@ -70,7 +73,7 @@ export async function journalTruthDiff(url: string): Promise<string[]> {
     }
     for (const k of gotCells.keys()) if (!cells.has(k)) diff.push(`analytics_hour_cell ${k}: not in the journal`);
     const driverHours = (await client.query<{ hour: Date; cell: string; driver_id: string }>('select * from analytics_driver_hour_cell')).rows;
-    if (driverHours.length !== activeDrivers.size) diff.push(`analytics_driver_hour_cell: ${driverHours.length} rows, journal ${activeDrivers.size}`);
+    if (driverHours.length !== activeDrivers) diff.push(`analytics_driver_hour_cell: ${driverHours.length} rows, journal ${activeDrivers}`);
     const riderRows = (await client.query<{ rider_id: string; first_seen: Date; first_cell: string }>('select * from analytics_rider')).rows;
     if (riderRows.length !== riders.size) diff.push(`analytics_rider: ${riderRows.length} rows, journal ${riders.size}`);
     for (const r of riderRows) {
