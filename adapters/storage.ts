@@ -98,12 +98,12 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
   }
   logger.info({ embedded: Boolean(embedded), ms: Math.round(performance.now() - started) }, 'storage ready');
   const fences = new ShardFences(new PostgresShardEpochs(orm));
-  const journal = new PostgresJournal(orm, { shards: config.cluster.shards, placementRes: config.cluster.placementRes }, fences,
-    // The embedded database parses and plans in WebAssembly: its batch statements are prepared once (prepared.ts).
-    embedded ? { prepared: preparedOn(orm) } : {});
+  // The embedded database parses and plans in WebAssembly: its batch statements are prepared once (prepared.ts).
+  const batchStatements = embedded ? { prepared: preparedOn(orm) } : {};
+  const journal = new PostgresJournal(orm, { shards: config.cluster.shards, placementRes: config.cluster.placementRes }, fences, batchStatements);
   let backfill: { stop(): void } | undefined;
   return {
-    orm, journal, reminders: new PostgresReminderStore(orm, fences), deadLetters: new PostgresDeadLetterStore(orm, fences), fences,
+    orm, journal, reminders: new PostgresReminderStore(orm, fences, batchStatements), deadLetters: new PostgresDeadLetterStore(orm, fences), fences,
     operatorDeadLetters: new PostgresDeadLetterStore(orm),
     embedded: Boolean(embedded),
     // Shared by every user: only errors saying the server is down or unreachable move it, never one request's bad input.

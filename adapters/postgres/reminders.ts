@@ -11,28 +11,30 @@
 
 import { FencedStore } from './fenced-store.ts';
 import { HELD_EPOCHS } from './shard-epochs.ts';
-import type { Reminder, ReminderStore, ShardId } from '../../runtime/ports.ts';
+import { prepared, type RunPrepared } from './prepared.ts';
+import type { Orm } from './orm.ts';
+import type { Reminder, ReminderStore, ShardId, WriteFence } from '../../runtime/ports.ts';
 import type { EntityKey } from '../../runtime/entity.ts';
 
 /** Rows in one statement at most. */
 const MAX_ROWS = 500;
 
-const SET_BATCH = `with u as (
+const SET_BATCH = prepared('dispatch_reminders_set', `with u as (
     select * from jsonb_to_recordset(?::jsonb) as u(i int, k text, n text, sh int, due timestamptz, ep bigint)
   ), ${HELD_EPOCHS}, ins as (
     insert into reminder (entity_key, name, shard, due_at) select k, n, sh, due from f where not fenced order by i
     on conflict (entity_key, name) do update set shard = excluded.shard, due_at = excluded.due_at
     returning 1
   )
-  select f.i, f.fenced from f`;
+  select f.i, f.fenced from f`);
 
-const CLEAR_BATCH = `with u as (
+const CLEAR_BATCH = prepared('dispatch_reminders_clear', `with u as (
     select * from jsonb_to_recordset(?::jsonb) as u(i int, k text, n text, sh int, ep bigint)
   ), ${HELD_EPOCHS}, del as (
     delete from reminder r using f where not f.fenced and r.entity_key = f.k and r.name = f.n
     returning 1
   )
-  select f.i, f.fenced from f`;
+  select f.i, f.fenced from f`);
 
 interface Pending {
   readonly kind: 'set' | 'clear';
@@ -48,9 +50,16 @@ interface Pending {
 }
 
 export class PostgresReminderStore extends FencedStore implements ReminderStore {
+  /** Runs the batch statements prepared (the embedded node's; prepared.ts); absent: inlined by MikroORM. */
+  readonly #prepared: RunPrepared | undefined;
   #queue: Pending[] = [];
   #scheduled = false;
   #writing = false;
+
+  constructor(orm: Orm, fence?: WriteFence, options: { prepared?: RunPrepared } = {}) {
+    super(orm, fence);
+    this.#prepared = options.prepared;
+  }
 
   set(r: Reminder): Promise<void> {
     const what = `reminder ${r.name} of ${r.entityKey}`;
@@ -128,7 +137,8 @@ export class PostgresReminderStore extends FencedStore implements ReminderStore 
       : { i, k: p.entityKey, n: p.name, sh: p.shard ?? null, ep: p.epoch ?? null }));
     let rows: { i: number | string; fenced: unknown }[];
     try {
-      rows = await this.sql(kind === 'set' ? SET_BATCH : CLEAR_BATCH, [json]);
+      const statement = kind === 'set' ? SET_BATCH : CLEAR_BATCH;
+      rows = this.#prepared ? await this.#prepared(statement, [json]) : await this.sql(statement.sql, [json]);
     } catch (error) {
       for (const p of batch) p.reject(error);
       return;

@@ -4,6 +4,7 @@
 import { MemoryReminderStore } from '../../adapters/memory/reminders.ts';
 import { MemoryDeadLetterStore } from '../../adapters/memory/dead-letters.ts';
 import { MemoryShardEpochs } from '../../adapters/memory/shard-epochs.ts';
+import { preparedOn } from '../../adapters/postgres/prepared.ts';
 import { PostgresReminderStore } from '../../adapters/postgres/reminders.ts';
 import { PostgresDeadLetterStore } from '../../adapters/postgres/dead-letters.ts';
 import { PostgresShardEpochs } from '../../adapters/postgres/shard-epochs.ts';
@@ -28,6 +29,8 @@ function onPostgres<S>(make: (orm: Orm) => S) {
 
 reminderStoreConformance('memory', async () => inMemory(new MemoryReminderStore())());
 reminderStoreConformance('PostgreSQL', onPostgres((orm) => new PostgresReminderStore(orm)));
+// As the embedded node writes them: the batch statements prepared (adapters/postgres/prepared.ts).
+reminderStoreConformance('PostgreSQL, prepared statements', onPostgres((orm) => new PostgresReminderStore(orm, undefined, { prepared: preparedOn(orm) })));
 deadLetterStoreConformance('memory', async () => inMemory(new MemoryDeadLetterStore())());
 deadLetterStoreConformance('PostgreSQL', onPostgres((orm) => new PostgresDeadLetterStore(orm)));
 shardEpochsConformance('memory', async () => inMemory(new MemoryShardEpochs())());
