@@ -2,8 +2,11 @@
 // cell actors ring by ring, and stopping as soon as the answer is certain: when
 // k drivers are found and no cell of the next ring can hold anyone closer, or
 // when the next ring lies wholly beyond the radius. A cell's lower bound is the
-// distance to its centre minus its circumradius (triangle inequality), so the
-// search never misses a closer driver across a cell boundary.
+// greater of the distance to its centre minus its circumradius (triangle inequality)
+// and the distance to the farthest of its edges' great circles the point lies
+// outside of, so the search never misses a closer driver across a cell boundary.
+// Within a ring, a cell is judged again against the k-th distance when its turn
+// comes: the cells at hand before it may have found k closer drivers.
 //
 // Two bounds keep one search from waking a city's worth of actors: cells that
 // never held a driver (an `occupied` filter says which did) are skipped without
@@ -56,13 +59,26 @@ interface CellDisc {
   readonly cos: number;
   /** Circumradius, with slack for the sphere. */
   readonly radiusKm: number;
-  /** Inradius, less a margin: a point this close to the centre is in this cell (0: not known, see insideKmOf). */
-  readonly insideKm: number;
+  /** Its edges when a plain hexagon (see Edges). */
+  readonly edges: Edges | undefined;
   /** The cell's resolution. */
   readonly res: number;
 }
 
-/** Cells' centres and circumradii: fixed per cell id, and asking h3 for them costs more than a whole cell's answer. */
+/**
+ * A plain hexagon's six edges as the great circles they lie on (an H3 cell's edges are straight
+ * in its face's gnomonic projection: arcs of great circles): each one's unit normal, pointing
+ * inward, three numbers apiece. Cells that are not plain hexagons (pentagons, cells cut by an
+ * icosahedron edge: more vertices, maybe not convex) have none.
+ */
+type Edges = Float64Array;
+/**
+ * sin of a metre over the earth's radius: the margin a point keeps from every edge to be
+ * taken as inside (h3's own rounding is far below it), and one a lower bound gives away.
+ */
+const EDGE_SINE = 0.001 / 6371.0088;
+
+/** Cells' centres, circumradii and edges: fixed per cell id, and asking h3 for them costs more than a whole cell's answer. */
 const discs = new Map<string, CellDisc>();
 const MAX_DISCS = 100_000;
 
@@ -74,7 +90,7 @@ function discOf(cell: string): CellDisc {
   const boundary = cellToBoundary(cell);
   let radius = 0;
   for (const [vlat, vlng] of boundary) radius = Math.max(radius, distanceKm(center, { lat: vlat, lng: vlng }));
-  disc = { center, cos: cosLat(lat), radiusKm: radius * 1.005, insideKm: insideKmOf(center, boundary), res: getResolution(cell) };
+  disc = { center, cos: cosLat(lat), radiusKm: radius * 1.005, edges: edgesOf(center, boundary), res: getResolution(cell) };
   if (discs.size >= MAX_DISCS) discs.clear(); // bounded: a city's cells fit many times over
   discs.set(cell, disc);
   return disc;
@@ -85,44 +101,63 @@ const EARTH_KM = 6371.0088;
 const unit = (lat: number, lng: number): [number, number, number] =>
   [Math.cos(lat * RAD) * Math.cos(lng * RAD), Math.cos(lat * RAD) * Math.sin(lng * RAD), Math.sin(lat * RAD)];
 
-/**
- * How close to its centre a point must be to lie in a hexagon: the least distance from the
- * centre to the great circles of its edges (an H3 cell's edges are straight in its face's
- * gnomonic projection: arcs of great circles), less a metre and a millionth. A convex cell
- * holds that disc. 0 for cells that are not plain hexagons (pentagons, and cells cut by an
- * icosahedron edge: more vertices, maybe not convex): their points always take latLngToCell.
- */
-function insideKmOf(center: Point, boundary: readonly (readonly number[])[]): number {
-  if (boundary.length !== 6) return 0;
+/** The inward normals of a plain hexagon's edges; undefined for any other cell. */
+function edgesOf(center: Point, boundary: readonly (readonly number[])[]): Edges | undefined {
+  if (boundary.length !== 6) return undefined;
   const c = unit(center.lat, center.lng);
-  let least = Number.POSITIVE_INFINITY;
+  const edges = new Float64Array(18);
   for (let i = 0; i < 6; i++) {
     const a = unit(boundary[i]![0]!, boundary[i]![1]!);
     const b = unit(boundary[(i + 1) % 6]![0]!, boundary[(i + 1) % 6]![1]!);
     const n = [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
-    const sine = Math.abs(n[0]! * c[0] + n[1]! * c[1] + n[2]! * c[2]) / Math.hypot(n[0]!, n[1]!, n[2]!);
-    least = Math.min(least, EARTH_KM * Math.asin(Math.min(1, sine)));
+    const norm = Math.hypot(n[0]!, n[1]!, n[2]!) * Math.sign(n[0]! * c[0] + n[1]! * c[1] + n[2]! * c[2]);
+    for (let j = 0; j < 3; j++) edges[3 * i + j] = n[j]! / norm;
   }
-  return Math.max(0, least * (1 - 1e-6) - 0.001);
+  return edges;
+}
+
+/** A search's point as a unit vector, for the edges' tests. */
+interface Unit { readonly x: number; readonly y: number; readonly z: number }
+
+function unitOf(point: Point, cos: number): Unit {
+  return { x: cos * Math.cos(point.lng * RAD), y: cos * Math.sin(point.lng * RAD), z: Math.sin(point.lat * RAD) };
+}
+
+/** Whether the point lies inside all six edges (from `at` in `edges`), by EDGE_SINE at least: then it is in the cell. */
+function insideEdges(edges: Float64Array, at: number, p: Unit): boolean {
+  for (let i = at; i < at + 18; i += 3) if (edges[i]! * p.x + edges[i + 1]! * p.y + edges[i + 2]! * p.z < EDGE_SINE) return false;
+  return true;
 }
 
 /**
- * Whether `point` lies well inside `cell` (within its inradius less a margin, see insideKmOf),
- * so that latLngToCell at `cellRes` would answer `cell`; false when that is not sure (near an
- * edge, a cell of another resolution, a pentagon). A driver's fix mostly falls in the cell of
- * its last one, and latLngToCell (h3's call, a new string) was a tenth of a fix's CPU and a
- * fifth of what it allocated; this is the test searches' origins take (originAt).
+ * The least distance from the point to the cell whose edges start at `at`: at least its distance
+ * to the farthest of the great circles it lies outside of (the cell is inside all six), less
+ * the margin. 0 inside, and for a cell without edges (all zero).
+ */
+function edgeBoundKm(edges: Float64Array, at: number, p: Unit): number {
+  let outside = 0;
+  for (let i = at; i < at + 18; i += 3) outside = Math.max(outside, -(edges[i]! * p.x + edges[i + 1]! * p.y + edges[i + 2]! * p.z));
+  return outside <= EDGE_SINE ? 0 : EARTH_KM * Math.asin(Math.min(1, outside - EDGE_SINE));
+}
+
+/**
+ * Whether `point` lies well inside `cell` (inside all six edges by a metre, as searches'
+ * origins are placed), so that latLngToCell at `cellRes` would answer `cell`; false when that
+ * is not sure (near an edge, a cell of another resolution, a pentagon). A driver's fix mostly
+ * falls in the cell of its last one, and latLngToCell (h3's call, a new string) was a tenth of
+ * a fix's CPU and a fifth of what it allocated.
  */
 export function surelyIn(point: Point, cell: string, cellRes: number): boolean {
   const disc = discOf(cell);
-  return disc.res === cellRes && disc.insideKm > 0
-    && haversineKm(point.lat, point.lng, cosLat(point.lat), disc.center.lat, disc.center.lng, disc.cos) <= disc.insideKm;
+  return disc.res === cellRes && disc.edges !== undefined && insideEdges(disc.edges, 0, unitOf(point, cosLat(point.lat)));
 }
 
 /** Smallest possible distance from `point` to anywhere inside `cell`. */
 export function cellLowerBoundKm(point: Point, cell: string): number {
   const disc = discOf(cell);
-  return Math.max(0, haversineKm(point.lat, point.lng, cosLat(point.lat), disc.center.lat, disc.center.lng, disc.cos) - disc.radiusKm);
+  const cos = cosLat(point.lat);
+  const byDisc = haversineKm(point.lat, point.lng, cos, disc.center.lat, disc.center.lng, disc.cos) - disc.radiusKm;
+  return Math.max(0, byDisc, disc.edges ? edgeBoundKm(disc.edges, 0, unitOf(point, cos)) : 0);
 }
 
 export function ring(origin: string, r: number): string[] {
@@ -143,6 +178,8 @@ interface RingGeometry {
   readonly lng: Float64Array;
   readonly cos: Float64Array;
   readonly radiusKm: Float64Array;
+  /** The cells' edges, 18 numbers each (all zero for a cell without: its disc bounds it alone). */
+  readonly edges: Float64Array;
   /**
    * The least lower bound of the ring's cells as seen from the origin's centre: from a
    * point δ km from that centre, every cell's lower bound is at least this less δ (triangle
@@ -153,12 +190,15 @@ interface RingGeometry {
 
 function geometryOf(origin: string, cells: readonly string[]): RingGeometry {
   const n = cells.length;
-  const g = { cells, lat: new Float64Array(n), lng: new Float64Array(n), cos: new Float64Array(n), radiusKm: new Float64Array(n), innerKm: 0 };
+  const g = {
+    cells, lat: new Float64Array(n), lng: new Float64Array(n), cos: new Float64Array(n), radiusKm: new Float64Array(n), edges: new Float64Array(18 * n), innerKm: 0,
+  };
   const from = discOf(origin);
   let inner = Number.POSITIVE_INFINITY;
   cells.forEach((cell, i) => {
     const disc = discOf(cell);
     g.lat[i] = disc.center.lat; g.lng[i] = disc.center.lng; g.cos[i] = disc.cos; g.radiusKm[i] = disc.radiusKm;
+    if (disc.edges) g.edges.set(disc.edges, 18 * i);
     inner = Math.min(inner, haversineKm(from.center.lat, from.center.lng, from.cos, disc.center.lat, disc.center.lng, disc.cos) - disc.radiusKm);
   });
   // Below by a hair: rounding in the triangle inequality must never make it cut a ring a search would ask.
@@ -193,8 +233,8 @@ function originOf(cell: string): Origin {
 }
 
 /**
- * The origin last found in each square of SQUARE_DEG (per resolution): a point well inside
- * that origin's cell (CellDisc.insideKm) is in it, with no latLngToCell (a call into h3's
+ * The origin last found in each square of SQUARE_DEG (per resolution): a point inside that
+ * origin's edges, by a metre, is in it (insideEdges), with no latLngToCell (a call into h3's
  * WebAssembly, a new string to look up) which was a tenth of a search whose caches are cold.
  */
 const squares = new Map<number, Map<number, Origin>>();
@@ -205,14 +245,14 @@ const squareDeg = (cellRes: number) => 0.01 * Math.sqrt(7) ** (7 - cellRes);
 /** Origins found from a square (no latLngToCell): what tests read. */
 export const squareStats = { hits: 0 };
 
-export function originAt(point: Point, cellRes: number): Origin {
+export function originAt(point: Point, cellRes: number, p: Unit = unitOf(point, cosLat(point.lat))): Origin {
   let byRes = squares.get(cellRes);
   if (!byRes) squares.set(cellRes, byRes = new Map());
   const side = squareDeg(cellRes);
   // Row-major over the globe's squares: a small integer at resolution 7 and coarser.
   const key = Math.floor((point.lat + 90) / side) * Math.ceil(361 / side) + Math.floor((point.lng + 180) / side);
   const last = byRes.get(key);
-  if (last !== undefined && haversineKm(point.lat, point.lng, cosLat(point.lat), last.disc.center.lat, last.disc.center.lng, last.disc.cos) <= last.disc.insideKm) {
+  if (last?.disc.edges !== undefined && insideEdges(last.disc.edges, 0, p)) {
     squareStats.hits++;
     return last;
   }
@@ -286,6 +326,7 @@ export function offerByAskNow(askNow: (to: EntityRef, query: CellQuery) => { rea
 
 export interface SearchStats {
   rings: number;
+  /** Cells asked (or offered at hand): not those left out as beyond the k-th distance when their turn came. */
   cellsAsked: number;
   /** Reachable cells the occupied filter left out (never held a driver: not asked). */
   cellsSkipped?: number;
@@ -298,19 +339,24 @@ export type CellAnswer = readonly Candidate[] | Promise<readonly Candidate[]>;
 
 const isPromise = <T>(x: T | Promise<T>): x is Promise<T> => typeof (x as { then?: unknown } | undefined)?.then === 'function';
 
-/** The cells of ring r within reach: under the radius and under the k-th distance found so far. */
-function reachableOf(q: NearestQuery, ring: RingGeometry, kthKm: number): { ringMin: number; reachable: string[] } {
+/**
+ * The cells of ring r within reach (under the radius and the k-th distance found so far), and
+ * each one's lower bound beside it, so a cell can be judged again when its turn comes.
+ */
+function reachableOf(q: NearestQuery, p: Unit, ring: RingGeometry, kthKm: number): { ringMin: number; reachable: string[]; bounds: number[] } {
   let ringMin = Number.POSITIVE_INFINITY;
   const reachable: string[] = [];
+  const bounds: number[] = [];
   const { lat, lng } = q.point;
   const cos = cosLat(lat);
   for (let i = 0; i < ring.cells.length; i++) {
-    // cellLowerBoundKm, with the cosines at hand.
-    const bound = Math.max(0, haversineKm(lat, lng, cos, ring.lat[i]!, ring.lng[i]!, ring.cos[i]!) - ring.radiusKm[i]!);
+    // cellLowerBoundKm, with the cosines and edges at hand.
+    const byDisc = haversineKm(lat, lng, cos, ring.lat[i]!, ring.lng[i]!, ring.cos[i]!) - ring.radiusKm[i]!;
+    const bound = Math.max(0, byDisc, edgeBoundKm(ring.edges, 18 * i, p));
     ringMin = Math.min(ringMin, bound);
-    if (bound <= q.radiusKm && bound <= kthKm) reachable.push(ring.cells[i]!);
+    if (bound <= q.radiusKm && bound <= kthKm) { reachable.push(ring.cells[i]!); bounds.push(bound); }
   }
-  return { ringMin, reachable };
+  return { ringMin, reachable, bounds };
 }
 
 /** The cells of `ring` that `answered` names, in ring order, once each: a scan for a few, a set for many. */
@@ -349,7 +395,8 @@ export async function searchFound(
   q: NearestQuery, cellRes: number, askCell: (cell: string) => CellAnswer,
   stats: SearchStats = { rings: 0, cellsAsked: 0 }, limits: SearchLimits = {},
 ): Promise<Found[]> {
-  const origin = originAt(q.point, cellRes);
+  const p = unitOf(q.point, cosLat(q.point.lat));
+  const origin = originAt(q.point, cellRes, p);
   const cell = origin.cell;
   const maxCells = limits.maxCells ?? Number.POSITIVE_INFINITY;
   let asked = 0;
@@ -362,18 +409,22 @@ export async function searchFound(
     const geometry = ringGeometry(cell, origin, r);
     // Beyond reach as a whole: every cell's bound exceeds the radius or the k-th distance, as measuring would find.
     if (r > 0 && geometry.innerKm - offsetKm > Math.min(q.radiusKm, kthKm)) break;
-    const { ringMin, reachable } = reachableOf(q, geometry, kthKm);
+    const { ringMin, reachable, bounds } = reachableOf(q, p, geometry, kthKm);
     if (ringMin > q.radiusKm || ringMin > kthKm) break;
     // One lookup per ring; what it answers is kept in ring order and never beyond the ring.
-    const answered = limits.occupied?.(reachable);
+      const answered = limits.occupied?.(reachable);
     const toAsk = answered === undefined ? reachable : within(reachable, isPromise(answered) ? await answered : answered);
     if (asked + toAsk.length > maxCells) { stats.truncated = true; break; }
     stats.rings++;
-    stats.cellsAsked += toAsk.length;
     if (answered !== undefined) stats.cellsSkipped = (stats.cellsSkipped ?? 0) + reachable.length - toAsk.length;
     asked += toAsk.length;
     let pending: Promise<readonly Candidate[]>[] | undefined;
+    let at = 0;
     for (const cell of toAsk) {
+      while (reachable[at] !== cell) at++; // toAsk is in ring order: its bound is the next of its cell
+      // Beyond the k-th distance the cells asked before it found: nothing in it can rank.
+      if (bounds[at]! > best.bound) continue;
+      stats.cellsAsked++;
       if (limits.offer?.(cell, q, best)) continue;
       const answer = askCell(cell);
       if (isPromise(answer)) (pending ??= []).push(answer); else offerAll(best, answer);

@@ -197,13 +197,14 @@ test('the dispatch search (nearestService) honours maxCells and the occupied cel
   t.deepEqual(filtered, [latLngToCell(here.lat, here.lng, RES)], 'only the occupied cell is asked');
 });
 
-test('cells at hand offer into the search\'s one top-k: the same answers and the same cells asked as asking each cell (5,000 drivers, brute force)',
+test('cells at hand offer into the search\'s one top-k: the same answers and rings as asking each cell, and no more cells (5,000 drivers, brute force)',
   async (t) => {
   const rand = seeded(21);
   const drivers = Array.from({ length: 5_000 }, (_, i) => copy(`d${i}`, { lat: CENTER.lat + (rand() - 0.5) * 0.2, lng: CENTER.lng + (rand() - 0.5) * 0.3 }));
   const w = world(drivers);
   const occupied = (cells: readonly string[]) => cells.filter((c) => w.marked.has(c));
   let offered = 0;
+  let spared = 0;
   // Half the cells are at hand (offer), the rest must be asked: both kinds in one search.
   const atHand = (cell: string) => cell.charCodeAt(cell.length - 8) % 2 !== 0;
   const offer = (cell: string, q: { point: Point; radiusKm: number; vehicleType?: string }, best: TopK<DriverCopy>) => {
@@ -223,7 +224,12 @@ test('cells at hand offer into the search\'s one top-k: the same answers and the
       const found = await searchNearest(q, RES, w.ask(q), mixed, { occupied, offer });
       t.deepEqual(found.map((c) => c.driverId), oracle(drivers, point, k, radiusKm), `k=${k} r=${radiusKm}`);
       t.deepEqual(found, plain, 'the same candidates, distances included');
-      t.deepEqual(mixed, asked, 'the same rings and cells');
+      // A cell at hand offers at once, so the cells after it in its ring are judged against a
+      // k-th distance the asked cells only give once the ring is answered: never more cells.
+      t.is(mixed.rings, asked.rings, 'the same rings');
+      t.is(mixed.truncated, asked.truncated);
+      t.true(mixed.cellsAsked <= asked.cellsAsked, `cells asked: ${mixed.cellsAsked} at hand against ${asked.cellsAsked}`);
+      spared += asked.cellsAsked - mixed.cellsAsked;
       // searchFound: the same answer without a candidate per driver, each the very copy its cell holds.
       const entries = await searchFound(q, RES, w.ask(q), undefined, { occupied, offer });
       t.deepEqual(entries.map(({ km, driver }) => ({ ...driver, distanceKm: km })), found);
@@ -234,6 +240,7 @@ test('cells at hand offer into the search\'s one top-k: the same answers and the
     }
   }
   t.true(offered > 100, `cells offered at hand: ${offered}`);
+  t.true(spared > 0, 'a cell beyond the k-th distance the cells before it in its ring found is not asked');
 });
 
 test('a driver in two cells while it crosses between them is answered once, at its newest copy', async (t) => {
@@ -307,6 +314,57 @@ test.serial('prepareOrigins: searches of the prepared radius from the cell or it
   const far = { point: { lat: home.lat + 0.5, lng: home.lng }, k: 10, radiusKm: PREPARED_KM };
   await searchNearest(far, RES, w.ask(far));
   t.true(geometryStats.computed > computed);
+});
+
+test('a cell\'s lower bound never passes the distance to a point in it, and across an edge it is about the distance to that edge', (t) => {
+  const rand = seeded(31);
+  let tight = 0;
+  for (const [lat, lng] of [[40.73, -73.99], [64.1, -21.9], [0.05, 0.05]] as const) {
+    const home = latLngToCell(lat, lng, RES);
+    const cells = gridDisk(home, 2);
+    // Points in each cell: spread over it, and a centimetre inside its edges (where a bound too large shows).
+    const inside = new Map<string, Point[]>();
+    for (const cell of cells) {
+      const pts: Point[] = [];
+      const [clat, clng] = cellToLatLng(cell);
+      const boundary = cellToBoundary(cell);
+      for (let i = 0; i < 6; i++) {
+        const [alat, alng] = boundary[i]!;
+        const [blat, blng] = boundary[(i + 1) % 6]!;
+        for (let j = 0; j <= 20; j++) {
+          const f = j / 20;
+          const e = { lat: alat + (blat - alat) * f, lng: alng + (blng - alng) * f };
+          const towards = 0.00001 / Math.max(1e-9, distanceKm(e, { lat: clat, lng: clng })); // a centimetre toward the centre
+          pts.push({ lat: e.lat + (clat - e.lat) * towards, lng: e.lng + (clng - e.lng) * towards });
+        }
+      }
+      for (let i = 0; i < 200; i++) pts.push({ lat: clat + (rand() - 0.5) * 0.03, lng: clng + (rand() - 0.5) * 0.04 });
+      inside.set(cell, pts.filter((p) => latLngToCell(p.lat, p.lng, RES) === cell));
+    }
+    for (let i = 0; i < 300; i++) {
+      const [hlat, hlng] = cellToLatLng(home);
+      const point = { lat: hlat + (rand() - 0.5) * 0.05, lng: hlng + (rand() - 0.5) * 0.07 };
+      for (const cell of cells) {
+        const bound = cellLowerBoundKm(point, cell);
+        const least = Math.min(...inside.get(cell)!.map((p) => distanceKm(point, p)));
+        t.true(bound <= least, `${cell} from ${point.lat},${point.lng}: bound ${bound} > ${least}`);
+      }
+    }
+    // 300 m out from the middle of each edge: the disc alone (centre less circumradius) says about 0.13 km.
+    for (const cell of cells) {
+      const [clat, clng] = cellToLatLng(cell);
+      const boundary = cellToBoundary(cell);
+      for (let i = 0; i < 6; i++) {
+        const mid = { lat: (boundary[i]![0] + boundary[(i + 1) % 6]![0]) / 2, lng: (boundary[i]![1] + boundary[(i + 1) % 6]![1]) / 2 };
+        const out = 0.3 / distanceKm(mid, { lat: clat, lng: clng });
+        const point = { lat: mid.lat + (mid.lat - clat) * out, lng: mid.lng + (mid.lng - clng) * out };
+        const bound = cellLowerBoundKm(point, cell);
+        t.true(bound > 0.28 && bound <= 0.3, `${cell} edge ${i}: ${bound}`);
+        tight++;
+      }
+    }
+  }
+  t.is(tight, 3 * 19 * 6);
 });
 
 test.serial('originAt: a point well inside the origin last found in its square takes it, and that is always the cell latLngToCell finds', (t) => {
