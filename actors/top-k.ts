@@ -1,9 +1,12 @@
-// The k best of a stream of (distance, driver) pairs: a max-heap of k on an array of
-// distances beside an array of the drivers, so an offer allocates nothing and costs
-// O(log k) when it enters (and one comparison when it does not). Order is distance, then
-// driverId, the order every nearest answer uses (so answers equal a sort-all).
+// The k best of a stream of (distance, driver) pairs: the k held in order on an array of
+// distances beside an array of the drivers, so an offer allocates nothing and costs one
+// comparison when it does not enter, and moving the ones behind it when it does (k is tens
+// at most; a search offers a few dozen). Order is distance, then driverId, the order every
+// nearest answer uses (so answers equal a sort-all). Held in order rather than in a heap:
+// the answer needs no sort, and the code a search runs is less (between queries it falls out
+// of the CPU's caches with the data: a search runs cold, and each line of code it runs costs).
 //
-// One heap serves a whole search across cells (actors/nearest.ts), so a driver may be
+// One top-k serves a whole search across cells (actors/nearest.ts), so a driver may be
 // offered twice: crossing a cell boundary, it sits in both cells until the old one hears
 // of it. A driver is held once, at its newest copy (by `seenAt`) among those offered while
 // it is held; nothing is allocated to know it (the k held are compared, only on entry).
@@ -45,49 +48,43 @@ export class TopK<T extends Ranked = Ranked> {
 
   /** Distance a driver must not exceed to enter (ties enter by driverId): Infinity until k are held. */
   get bound(): number {
-    return this.#size < this.k ? Number.POSITIVE_INFINITY : this.#km[0]!;
+    return this.#size < this.k ? Number.POSITIVE_INFINITY : this.#km[this.k - 1]!;
+  }
+
+  /**
+   * Whether an offer at `km` of the driver whose idHash is `id` could change what is held: false
+   * when the top-k is full, the distance beyond the worst held and no held driver has that hash
+   * (what `offer` would ignore), so a caller can skip reading the driver's copy. Ties say true.
+   */
+  admits(km: number, id: number): boolean {
+    if (this.#size < this.k) return true;
+    if (km <= this.#km[this.k - 1]!) return this.k > 0;
+    for (let i = 0; i < this.#size; i++) if (this.#ids[i] === id) return true;
+    return false;
   }
 
   /** `id`: idHash(driver.driverId), when the caller has it at hand. */
   offer(km: number, driver: T, id = idHash(driver.driverId)): void {
     const k = this.k;
     if (k === 0) return;
-    const size = this.#size;
     const held = this.#indexOf(id, driver);
-    if (held >= 0) return this.#replace(held, km, driver);
-    // The common case, and allocation-free: farther than the worst held.
-    if (size === k && (km > this.#km[0]! || (km === this.#km[0]! && driver.driverId >= this.#items[0]!.driverId))) return;
-    if (size < k) {
-      this.#km[size] = km;
-      this.#ids[size] = id;
-      this.#items[size] = driver;
-      this.#size = size + 1;
-      this.#up(size);
-      return;
+    if (held >= 0) {
+      // A driver already held: its newer copy takes its place (wherever that ranks); an older one is ignored.
+      if (!((driver.seenAt ?? 0) > (this.#items[held]!.seenAt ?? 0))) return;
+      this.#removeAt(held);
+    } else if (this.#size === k) {
+      // The common case: farther than the worst held.
+      const last = k - 1;
+      if (km > this.#km[last]! || (km === this.#km[last]! && driver.driverId >= this.#items[last]!.driverId)) return;
+      this.#size = last;
     }
-    this.#km[0] = km;
-    this.#ids[0] = id;
-    this.#items[0] = driver;
-    this.#down(0);
+    this.#insert(km, driver, id);
   }
 
-  /**
-   * The held entries, best first. Up to INSERTION_AT_MOST by insertion as they are made: for
-   * a search's ten, a sort with a comparator cost more than its search's last cell.
-   */
+  /** The held entries, best first (they are held in that order). */
   sorted(): Entry<T>[] {
-    const out: Entry<T>[] = [];
-    if (this.#size > INSERTION_AT_MOST) {
-      for (let i = 0; i < this.#size; i++) out.push({ km: this.#km[i]!, driver: this.#items[i]! });
-      return out.sort((a, b) => a.km - b.km || (a.driver.driverId > b.driver.driverId ? 1 : -1));
-    }
-    for (let i = 0; i < this.#size; i++) {
-      const entry = { km: this.#km[i]!, driver: this.#items[i]! };
-      let j = i;
-      out.push(entry);
-      for (; j > 0 && ranksBefore(entry, out[j - 1]!); j--) out[j] = out[j - 1]!;
-      out[j] = entry;
-    }
+    const out = new Array<Entry<T>>(this.#size);
+    for (let i = 0; i < this.#size; i++) out[i] = { km: this.#km[i]!, driver: this.#items[i]! };
     return out;
   }
 
@@ -97,64 +94,31 @@ export class TopK<T extends Ranked = Ranked> {
     return -1;
   }
 
-  /** A driver already held: its newer copy takes its place (wherever that ranks); an older one is ignored. */
-  #replace(i: number, km: number, driver: T): void {
-    const held = this.#items[i]!;
-    if (!((driver.seenAt ?? 0) > (held.seenAt ?? 0))) return;
-    this.#km[i] = km;
-    this.#items[i] = driver;
-    this.#up(i);
-    this.#down(i);
+  #removeAt(i: number): void {
+    const size = --this.#size;
+    for (let j = i; j < size; j++) {
+      this.#km[j] = this.#km[j + 1]!;
+      this.#ids[j] = this.#ids[j + 1]!;
+      this.#items[j] = this.#items[j + 1];
+    }
+    this.#items[size] = undefined;
   }
 
-  /** Entry i ranks worse than entry j: the drivers' ids (their copies, often out of the CPU's caches) are read only on a tie. */
-  #worse(i: number, j: number): boolean {
-    const a = this.#km[i]!;
-    const b = this.#km[j]!;
-    return a > b || (a === b && this.#items[i]!.driverId > this.#items[j]!.driverId);
-  }
-
-  #swap(i: number, j: number): void {
-    const km = this.#km[i]!;
-    this.#km[i] = this.#km[j]!;
+  /** Into its place by distance, then driverId, with room for it: entries behind it move one on. */
+  #insert(km: number, driver: T, id: number): void {
+    let j = this.#size;
+    for (; j > 0; j--) {
+      const before = this.#km[j - 1]!;
+      if (before < km || (before === km && this.#items[j - 1]!.driverId < driver.driverId)) break;
+      this.#km[j] = before;
+      this.#ids[j] = this.#ids[j - 1]!;
+      this.#items[j] = this.#items[j - 1];
+    }
     this.#km[j] = km;
-    const id = this.#ids[i]!;
-    this.#ids[i] = this.#ids[j]!;
     this.#ids[j] = id;
-    const item = this.#items[i];
-    this.#items[i] = this.#items[j];
-    this.#items[j] = item;
+    this.#items[j] = driver;
+    this.#size++;
   }
-
-  #up(i: number): void {
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!this.#worse(i, parent)) return;
-      this.#swap(i, parent);
-      i = parent;
-    }
-  }
-
-  #down(i: number): void {
-    const size = this.#size;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let top = i;
-      if (l < size && this.#worse(l, top)) top = l;
-      if (r < size && this.#worse(r, top)) top = r;
-      if (top === i) return;
-      this.#swap(i, top);
-      i = top;
-    }
-  }
-}
-
-const INSERTION_AT_MOST = 32;
-
-/** The order of `sorted`: distance, then driverId (the held drivers' ids differ). */
-function ranksBefore(a: Entry<Ranked>, b: Entry<Ranked>): boolean {
-  return a.km < b.km || (a.km === b.km && a.driver.driverId < b.driver.driverId);
 }
 
 /** A 32-bit hash of a driver id (FNV-1a over its UTF-16 units): equal ids, equal hashes. */

@@ -329,6 +329,25 @@ test('one top-k across cells: a driver offered twice (in two cells while it cros
   t.is(best.bound, 5);
 });
 
+test('one top-k: an offer it does not admit would change nothing (what lets a search skip reading that copy)', (t) => {
+  const rand = seeded(5);
+  let refused = 0;
+  for (let round = 0; round < 200; round++) {
+    const best = new TopK<DriverCopy>(1 + Math.floor(rand() * 5));
+    for (let i = 0; i < 30; i++) {
+      const d = copy(`d${Math.floor(rand() * 12)}`, near(0), { seenAt: NOW + Math.floor(rand() * 3) });
+      const km = Math.round(rand() * 20) / 10;
+      const before = JSON.stringify(best.sorted().map((e) => [e.km, e.driver.driverId, e.driver.seenAt]));
+      const admitted = best.admits(km, idHash(d.driverId));
+      best.offer(km, d);
+      if (admitted) continue;
+      refused++;
+      t.is(JSON.stringify(best.sorted().map((e) => [e.km, e.driver.driverId, e.driver.seenAt])), before, `${d.driverId} at ${km}`);
+    }
+  }
+  t.true(refused > 1000, `offers refused: ${refused}`);
+});
+
 test('one top-k: two drivers whose id hashes collide are both held (a hash only narrows which ids are compared)', (t) => {
   // The top-k compares held drivers by a 32-bit hash of their ids, then by the ids: these two
   // differ but hash alike, and neither may be taken for the other's older copy.
