@@ -331,13 +331,40 @@ export class CellIndex {
     const last = Math.max(x, w - 1 - x, y, h - 1 - y);
     // Rings below `first` lie wholly outside the box: the square walked is `first` rings wide at once.
     let r = first;
-    for (; r <= last; r++) {
-      if (r > 0 && (r - 1) * kmPerRing + inset * GRID_DEG > Math.min(q.radiusKm, q.best.bound)) return;
+    if (r > 0 && (r - 1) * kmPerRing + inset * GRID_DEG > Math.min(q.radiusKm, q.best.bound)) return;
+    // Rings up to `square` at once, row by row: each row one run and one lookup, where a ring's
+    // sides cost a lookup per bucket (and rows were looked up once per ring, rings apart).
+    const square = Math.min(last, Math.max(r, this.#squareFor(q, lane, kmPerRing)));
+    if (square > r) {
+      const left = Math.max(x - square, 0);
+      const right = Math.min(x + square, w - 1);
+      for (let by = Math.max(y - square, 0); by <= Math.min(y + square, h - 1); by++) this.#row(lane, by, left, right, q);
+      r = square;
+    } else {
       this.#ring(lane, x, y, r, q);
-      if (q.best.bound !== Number.POSITIVE_INFINITY) break;
+    }
+    // Rings 0..r walked; more until the top-k is full (its bound unknown before).
+    while (q.best.bound === Number.POSITIVE_INFINITY && r < last) {
+      r++;
+      if ((r - 1) * kmPerRing + inset * GRID_DEG > q.radiusKm) return;
+      this.#ring(lane, x, y, r, q);
     }
     if (r >= last) return;
     this.#rowsOutward(q, lane, x, y, fx - Math.floor(fx), fy - Math.floor(fy), r);
+  }
+
+  /**
+   * Half the side of a square of buckets (from the point's bucket) that should hold twice the
+   * drivers the top-k still needs, at the lane's mean density over the box, and no wider than
+   * the radius: 0 when the top-k is full (its bound decides). A guess: rings go on past it.
+   */
+  #squareFor(q: Search, lane: number, kmPerRing: number): number {
+    const need = q.best.k - q.best.size;
+    if (need <= 0) return 0;
+    const buckets = this.#w * this.#h;
+    const count = this.#starts[lane + buckets]! - this.#starts[lane]!;
+    if (count <= 0) return 0;
+    return Math.min(Math.floor(Math.sqrt((2 * need * buckets) / count) / 2), Math.ceil(q.radiusKm / kmPerRing) + 1);
   }
 
   /** Ring r of buckets around bucket (x, y), clipped to the box: its top and bottom rows as runs, its sides bucket by bucket. */

@@ -237,20 +237,34 @@ function originOf(cell: string): Origin {
  * origin's edges, by a metre, is in it (insideEdges), with no latLngToCell (a call into h3's
  * WebAssembly, a new string to look up) which was a tenth of a search whose caches are cold.
  */
-const squares = new Map<number, Map<number, Origin>>();
+const squares = new Map<number, Squares>();
 const MAX_SQUARES = 100_000;
 /** A square's side: about a kilometre at resolution 7 (its cells' inradius), a seventh of the area each resolution finer. */
 const squareDeg = (cellRes: number) => 0.01 * Math.sqrt(7) ** (7 - cellRes);
+
+/** One resolution's squares, with their side and how many make a row of the globe. */
+interface Squares {
+  readonly side: number;
+  readonly columns: number;
+  readonly last: Map<number, Origin>;
+}
+
+function squaresOf(cellRes: number): Squares {
+  let at = squares.get(cellRes);
+  if (!at) {
+    const side = squareDeg(cellRes);
+    squares.set(cellRes, at = { side, columns: Math.ceil(361 / side), last: new Map() });
+  }
+  return at;
+}
 
 /** Origins found from a square (no latLngToCell): what tests read. */
 export const squareStats = { hits: 0 };
 
 export function originAt(point: Point, cellRes: number, p: Unit = unitOf(point, cosLat(point.lat))): Origin {
-  let byRes = squares.get(cellRes);
-  if (!byRes) squares.set(cellRes, byRes = new Map());
-  const side = squareDeg(cellRes);
+  const { side, columns, last: byRes } = squaresOf(cellRes);
   // Row-major over the globe's squares: a small integer at resolution 7 and coarser.
-  const key = Math.floor((point.lat + 90) / side) * Math.ceil(361 / side) + Math.floor((point.lng + 180) / side);
+  const key = Math.floor((point.lat + 90) / side) * columns + Math.floor((point.lng + 180) / side);
   const last = byRes.get(key);
   if (last?.disc.edges !== undefined && insideEdges(last.disc.edges, 0, p)) {
     squareStats.hits++;
@@ -400,7 +414,7 @@ export async function searchFound(
   const cell = origin.cell;
   const maxCells = limits.maxCells ?? Number.POSITIVE_INFINITY;
   let asked = 0;
-  const best = new TopK<DriverCopy>(q.k);
+  const best = takeTopK(q.k);
   // How far the point is from its cell's centre (see RingGeometry.innerKm).
   const from = origin.disc;
   const offsetKm = haversineKm(q.point.lat, q.point.lng, cosLat(q.point.lat), from.center.lat, from.center.lng, from.cos);
@@ -432,7 +446,29 @@ export async function searchFound(
     if (pending) for (const answer of await Promise.all(pending)) offerAll(best, answer);
     if (r > 1000) break; // a radius larger than a continent: stop rather than spin
   }
-  return best.sorted();
+  const found = best.sorted();
+  giveBack(best);
+  return found;
+}
+
+/**
+ * Spare top-ks, one per k, for the next search: making one (three arrays) was a twentieth of a
+ * search. A search takes one and gives it back emptied, so one running meanwhile (an await on a
+ * cell not at hand) takes another or makes a new one.
+ */
+const spareTopK = new Map<number, TopK<DriverCopy>>();
+
+function takeTopK(k: number): TopK<DriverCopy> {
+  const spare = spareTopK.get(k);
+  if (!spare) return new TopK<DriverCopy>(k);
+  spareTopK.delete(k);
+  return spare;
+}
+
+function giveBack(best: TopK<DriverCopy>): void {
+  if (spareTopK.size >= 64) return;
+  best.clear();
+  spareTopK.set(best.k, best);
 }
 
 /** What a node service sees when the node keeps a set of occupied cells (see node.ts). */

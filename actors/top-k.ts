@@ -46,6 +46,12 @@ export class TopK<T extends Ranked = Ranked> {
     return this.#size;
   }
 
+  /** Empties it, holding no driver's copy, for another search. */
+  clear(): void {
+    this.#items.fill(undefined, 0, this.#size);
+    this.#size = 0;
+  }
+
   /** Distance a driver must not exceed to enter (ties enter by driverId): Infinity until k are held. */
   get bound(): number {
     return this.#size < this.k ? Number.POSITIVE_INFINITY : this.#km[this.k - 1]!;
