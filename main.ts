@@ -75,7 +75,7 @@ async function main(): Promise<void> {
 }
 
 /** Start-up's own background work (first sweeps, catch-ups) is done by then, on a quiet node. */
-const STARTUP_SETTLES_MS = 5_000;
+const STARTUP_SETTLES_MS = 2_000;
 const mb = (bytes: number) => Math.round(bytes / 1e6);
 
 /** In the demo the terminal belongs to the simulator's progress line: the node's JSON logs go to a file instead. */

@@ -1,7 +1,7 @@
 // Start-up allocates much, once: modules compiled, the schema brought up to date, the
 // embedded database opened, the first sweeps and catch-ups. V8 keeps the young generation
 // that grew for it (about 30 MB here) until a collection shrinks it, and an idle node
-// never collects. So, a few seconds after start, one full collection of the kind that
+// never collects. So, two seconds after start, one full collection of the kind that
 // gives memory back (V8's last-resort flavour, which shrinks the heap's spaces): an idle
 // embedded node's RSS went from 258-288 MB to 212-223 MB (bench/node.ts's idle node).
 // Under load the young generation grows again as far as the load needs.
