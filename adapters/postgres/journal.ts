@@ -22,7 +22,7 @@ import { epochFor } from './shard-epochs.ts';
 import { DuplicateCommandError, JournalConflictError, StorageRejectedError, StorageUnavailableError } from '../../runtime/errors.ts';
 import { countsAsOutage, hasSqlState, isRetriableConflict } from '../resilience.ts';
 import { parseEntityKey, shardOf, type Placement } from '../../runtime/entity.ts';
-import { prepared, type Prepared, type RunPrepared } from './prepared.ts';
+import { batchStatements, prepared, type Prepared, type RunPrepared } from './prepared.ts';
 import { RecoveryReads, type RecoveryReadStats } from './recovery-reads.ts';
 import { SnapshotWrites, type SnapshotWriteStats } from './snapshot-writes.ts';
 import { journalEntry, snapshotEntry, truthy, type JournalDbRow, type SnapshotDbRow } from './rows.ts';
@@ -102,7 +102,8 @@ export class PostgresJournal implements Journal {
   #inFlight = 0;
   readonly #batches = new Set<Promise<void>>();
   readonly #stats: GroupCommitStats = { appends: 0, statements: 0, largestBatch: 0 };
-  readonly #prepared: RunPrepared | undefined;
+  /** The batch statements: prepared where the journal was given a runner for them (the embedded node), else inlined. */
+  readonly #batchStatement: RunPrepared;
   readonly #recoveries = new RecoveryReads((what, statement, params) => this.#runBatch(what, statement, params));
   readonly #snapshots: SnapshotWrites;
 
@@ -117,8 +118,8 @@ export class PostgresJournal implements Journal {
     this.#maxRows = Math.max(1, groupCommit.maxRows ?? 500);
     this.#maxBytes = Math.max(1, groupCommit.maxBytes ?? 1024 * 1024);
     this.#maxInFlight = Math.max(1, groupCommit.maxInFlight ?? 2);
-    this.#prepared = groupCommit.prepared;
-    this.#snapshots = new SnapshotWrites((statement, params) => this.#batchStatement(statement, params), fence, classified);
+    this.#batchStatement = batchStatements((sql, params) => this.#sql(sql, params), groupCommit.prepared);
+    this.#snapshots = new SnapshotWrites(this.#batchStatement, fence, classified);
   }
 
   /** How appends were grouped (for tests and /metrics). */
@@ -164,11 +165,6 @@ export class PostgresJournal implements Journal {
       entities += known.length;
       if (known.length < 500) return entities;
     }
-  }
-
-  /** A batch statement: prepared where the journal was given a runner for them, else inlined. */
-  #batchStatement<T>(statement: Prepared, params: unknown[]): Promise<T[]> {
-    return this.#prepared ? this.#prepared<T>(statement, params) : this.#sql<T>(statement.sql, params);
   }
 
   async #runBatch<T>(what: string, statement: Prepared, params: unknown[]): Promise<T[]> {

@@ -8,7 +8,7 @@
 // connection pooler (PgBouncer before 1.21) loses named statements between transactions.
 
 import type pg from 'pg';
-import type { Orm } from './orm.ts';
+import type { Orm, Sql } from './orm.ts';
 import { hasSqlState } from '../resilience.ts';
 
 /** A statement run many times: `sql` with `?` placeholders (MikroORM's), `text` the same numbered ($1, $2, ...). */
@@ -24,6 +24,11 @@ export type RunPrepared = <T>(statement: Prepared, values: unknown[]) => Promise
 export function prepared(name: string, sql: string): Prepared {
   let n = 0;
   return { name, sql, text: sql.replace(/\?/g, () => `$${++n}`) };
+}
+
+/** A store's batch statements: prepared when given a runner for them, else inlined through `sql` (MikroORM's). */
+export function batchStatements(sql: Sql, runPrepared: RunPrepared | undefined): RunPrepared {
+  return runPrepared ?? (<T>(statement: Prepared, values: unknown[]) => sql<T>(statement.sql, values));
 }
 
 /** Runs prepared statements on the ORM's own pool (its one connection on the embedded node). */

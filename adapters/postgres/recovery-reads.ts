@@ -5,11 +5,11 @@
 // database's thread, ahead of the commands' own writes. So reads that arrive while one
 // is running wait and go together: one statement for the lot, each key's snapshot and
 // up to `limit` journal rows after it (a lateral read per key, by the primary key).
-// At most one batch runs at a time; with nothing running, a read goes at once (after
-// the current tick, so the activations of one tick share it).
+// At most one batch runs at a time (batch-queue.ts).
 
 import type { JournalEntry, SnapshotEntry } from '../../runtime/ports.ts';
 import { prepared, type Prepared } from './prepared.ts';
+import { BatchQueue } from './batch-queue.ts';
 import { journalEntry, snapshotEntry, truthy, type JournalDbRow } from './rows.ts';
 
 export interface Recovered {
@@ -52,9 +52,7 @@ const RECOVER_MANY = prepared('dispatch_recover', `with k as (select distinct ke
 
 export class RecoveryReads {
   readonly #run: RunSql;
-  #queue: Pending[] = [];
-  #running = false;
-  #scheduled = false;
+  readonly #queue = new BatchQueue<Pending>({ take: sameLimit, run: (batch) => this.#read(batch) });
   readonly #stats: RecoveryReadStats = { reads: 0, statements: 0 };
 
   constructor(run: RunSql) {
@@ -66,47 +64,7 @@ export class RecoveryReads {
   }
 
   recover(key: string, limit: number): Promise<Recovered> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ key, limit, resolve, reject });
-      this.#schedule();
-    });
-  }
-
-  #schedule(): void {
-    if (this.#running || this.#scheduled || this.#queue.length === 0) return;
-    this.#scheduled = true;
-    setImmediate(() => {
-      this.#scheduled = false;
-      void this.#next();
-    });
-  }
-
-  async #next(): Promise<void> {
-    if (this.#running || this.#queue.length === 0) return;
-    this.#running = true;
-    const batch = this.#take();
-    try {
-      await this.#read(batch);
-    } finally {
-      this.#running = false;
-      this.#schedule();
-    }
-  }
-
-  /** The oldest reads with the first one's limit, up to MAX_KEYS distinct keys. */
-  #take(): Pending[] {
-    const limit = this.#queue[0]!.limit;
-    const keys = new Set<string>();
-    const batch: Pending[] = [];
-    const rest: Pending[] = [];
-    for (const p of this.#queue) {
-      const fits = p.limit === limit && (keys.has(p.key) || keys.size < MAX_KEYS);
-      if (!fits) { rest.push(p); continue; }
-      keys.add(p.key);
-      batch.push(p);
-    }
-    this.#queue = rest;
-    return batch;
+    return new Promise((resolve, reject) => this.#queue.push({ key, limit, resolve, reject }));
   }
 
   async #read(batch: readonly Pending[]): Promise<void> {
@@ -124,6 +82,21 @@ export class RecoveryReads {
     this.#stats.reads += batch.length;
     for (const p of batch) p.resolve(recovered(byKey.get(p.key)));
   }
+}
+
+/** The oldest reads with the first one's limit, up to MAX_KEYS distinct keys (a key asked twice shares the read). */
+function sameLimit(queue: readonly Pending[]): { batch: Pending[]; rest: Pending[] } {
+  const limit = queue[0]!.limit;
+  const keys = new Set<string>();
+  const batch: Pending[] = [];
+  const rest: Pending[] = [];
+  for (const p of queue) {
+    const fits = p.limit === limit && (keys.has(p.key) || keys.size < MAX_KEYS);
+    if (!fits) { rest.push(p); continue; }
+    keys.add(p.key);
+    batch.push(p);
+  }
+  return { batch, rest };
 }
 
 function group(rows: readonly Row[]): Map<string, Row[]> {

@@ -10,8 +10,9 @@
 // bookings a second, 800 of 1,200 a second) and what held bookings back.
 
 import { FencedStore } from './fenced-store.ts';
-import { HELD_EPOCHS } from './shard-epochs.ts';
-import { prepared, type RunPrepared } from './prepared.ts';
+import { HELD_EPOCHS, fencedRows } from './shard-epochs.ts';
+import { batchStatements, prepared, type RunPrepared } from './prepared.ts';
+import { BatchQueue, onePerKey } from './batch-queue.ts';
 import type { Orm } from './orm.ts';
 import type { Reminder, ReminderStore, ShardId, WriteFence } from '../../runtime/ports.ts';
 import type { EntityKey } from '../../runtime/entity.ts';
@@ -50,15 +51,17 @@ interface Pending {
 }
 
 export class PostgresReminderStore extends FencedStore implements ReminderStore {
-  /** Runs the batch statements prepared (the embedded node's; prepared.ts); absent: inlined by MikroORM. */
-  readonly #prepared: RunPrepared | undefined;
-  #queue: Pending[] = [];
-  #scheduled = false;
-  #writing = false;
+  /** Runs the batch statements: prepared on the embedded node (prepared.ts), else inlined by MikroORM. */
+  readonly #batch: RunPrepared;
+  readonly #queue = new BatchQueue<Pending>({
+    // One write per (entity, name): a second waits for the next batch, so the order holds.
+    take: (queue) => onePerKey(queue, MAX_ROWS, (p) => `${p.entityKey}\u0000${p.name}`),
+    run: (batch) => this.#run(batch),
+  });
 
   constructor(orm: Orm, fence?: WriteFence, options: { prepared?: RunPrepared } = {}) {
     super(orm, fence);
-    this.#prepared = options.prepared;
+    this.#batch = batchStatements(this.sql, options.prepared);
   }
 
   set(r: Reminder): Promise<void> {
@@ -86,48 +89,12 @@ export class PostgresReminderStore extends FencedStore implements ReminderStore 
       epoch = this.fence.epochOf(shard);
       if (epoch === undefined) return Promise.reject(this.fence.refused(shard, undefined, what));
     }
-    return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ kind, entityKey, name, shard, dueAt, epoch, what, resolve, reject });
-      this.#schedule();
-    });
+    return new Promise<void>((resolve, reject) => this.#queue.push({ kind, entityKey, name, shard, dueAt, epoch, what, resolve, reject }));
   }
 
-  /** What came within this tick goes in the next batch; one batch at a time, the rest queue and grow meanwhile. */
-  #schedule(): void {
-    if (this.#scheduled || this.#writing || this.#queue.length === 0) return;
-    this.#scheduled = true;
-    setImmediate(() => {
-      this.#scheduled = false;
-      void this.#drain();
-    });
-  }
-
-  async #drain(): Promise<void> {
-    this.#writing = true;
-    try {
-      while (this.#queue.length > 0) {
-        const batch = this.#take();
-        await Promise.all([this.#write('set', batch.filter((p) => p.kind === 'set')), this.#write('clear', batch.filter((p) => p.kind === 'clear'))]);
-      }
-    } finally {
-      this.#writing = false;
-      this.#schedule();
-    }
-  }
-
-  /** The next batch, in arrival order: one write per (entity, name) (a second waits for the next batch, so the order holds). */
-  #take(): Pending[] {
-    const batch: Pending[] = [];
-    const rest: Pending[] = [];
-    const keys = new Set<string>();
-    for (const p of this.#queue) {
-      const key = `${p.entityKey}\u0000${p.name}`;
-      if (batch.length >= MAX_ROWS || keys.has(key)) { rest.push(p); continue; }
-      keys.add(key);
-      batch.push(p);
-    }
-    this.#queue = rest;
-    return batch;
+  /** A batch's sets and clears, one statement each, at once. */
+  async #run(batch: readonly Pending[]): Promise<void> {
+    await Promise.all([this.#write('set', batch.filter((p) => p.kind === 'set')), this.#write('clear', batch.filter((p) => p.kind === 'clear'))]);
   }
 
   async #write(kind: Pending['kind'], batch: readonly Pending[]): Promise<void> {
@@ -137,13 +104,12 @@ export class PostgresReminderStore extends FencedStore implements ReminderStore 
       : { i, k: p.entityKey, n: p.name, sh: p.shard ?? null, ep: p.epoch ?? null }));
     let rows: { i: number | string; fenced: unknown }[];
     try {
-      const statement = kind === 'set' ? SET_BATCH : CLEAR_BATCH;
-      rows = this.#prepared ? await this.#prepared(statement, [json]) : await this.sql(statement.sql, [json]);
+      rows = await this.#batch(kind === 'set' ? SET_BATCH : CLEAR_BATCH, [json]);
     } catch (error) {
       for (const p of batch) p.reject(error);
       return;
     }
-    const fenced = new Set(rows.filter((r) => r.fenced === true || r.fenced === 't').map((r) => Number(r.i)));
+    const fenced = fencedRows(rows);
     batch.forEach((p, i) => {
       if (fenced.has(i) && this.fence && p.shard !== undefined) p.reject(this.fence.refused(p.shard, p.epoch, p.what));
       else p.resolve();

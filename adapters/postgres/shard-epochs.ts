@@ -88,6 +88,11 @@ export const HELD_EPOCHS = `held as (
     select u.*, (u.ep is not null and not exists (select 1 from held h where h.shard = u.sh and h.epoch = u.ep)) as fenced from u
   )`;
 
+/** The indexes (`i`) of a HELD_EPOCHS batch's rows whose epoch was stale (pg answers true, the embedded node's driver 't'). */
+export function fencedRows(rows: readonly { i: number | string; fenced: unknown }[]): Set<number> {
+  return new Set(rows.filter((r) => r.fenced === true || r.fenced === 't').map((r) => Number(r.i)));
+}
+
 /** `exists (...)`: true while `epoch` is the shard's current one; append to a write's `where`, with `fenceParams`. */
 export const FENCED_BY = fencedBy('?', '?');
 

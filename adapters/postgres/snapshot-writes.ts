@@ -11,8 +11,9 @@
 
 import type { SnapshotEntry, WriteFence } from '../../runtime/ports.ts';
 import { countsAsOutage, hasSqlState } from '../resilience.ts';
-import { HELD_EPOCHS } from './shard-epochs.ts';
+import { HELD_EPOCHS, fencedRows } from './shard-epochs.ts';
 import { prepared, type Prepared } from './prepared.ts';
+import { BatchQueue, onePerKey } from './batch-queue.ts';
 
 /** Rows in one statement at most. */
 const MAX_ROWS = 200;
@@ -49,9 +50,10 @@ export class SnapshotWrites {
   readonly #fence: WriteFence | undefined;
   /** The error a failed statement is reported with, in the runtime's classes. */
   readonly #classified: (error: unknown, what: string) => Error;
-  #queue: PendingSnapshot[] = [];
-  #scheduled = false;
-  #writing: Promise<void> | undefined;
+  readonly #queue = new BatchQueue<PendingSnapshot>({
+    take: (queue) => onePerKey(queue, MAX_ROWS, (p) => p.entry.persistenceKey),
+    run: (batch) => this.#write(batch),
+  });
   readonly #stats: SnapshotWriteStats = { snapshots: 0, statements: 0 };
 
   constructor(execute: Execute, fence: WriteFence | undefined, classified: (error: unknown, what: string) => Error) {
@@ -65,50 +67,12 @@ export class SnapshotWrites {
   }
 
   /** Once every snapshot asked for so far is written (or failed). */
-  async settled(): Promise<void> {
-    while (this.#writing || this.#queue.length > 0) {
-      if (!this.#writing) this.#writing = this.#drain();
-      await this.#writing;
-    }
+  settled(): Promise<void> {
+    return this.#queue.settled();
   }
 
   save(entry: SnapshotEntry, what: string, fence: PendingSnapshot['fence']): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ entry, what, fence, resolve, reject });
-      this.#schedule();
-    });
-  }
-
-  #schedule(): void {
-    if (this.#scheduled || this.#writing || this.#queue.length === 0) return;
-    this.#scheduled = true;
-    setImmediate(() => {
-      this.#scheduled = false;
-      if (!this.#writing) this.#writing = this.#drain();
-    });
-  }
-
-  async #drain(): Promise<void> {
-    try {
-      while (this.#queue.length > 0) await this.#write(this.#take());
-    } finally {
-      this.#writing = undefined;
-      this.#schedule();
-    }
-  }
-
-  /** The next batch in arrival order, one snapshot per entity. */
-  #take(): PendingSnapshot[] {
-    const batch: PendingSnapshot[] = [];
-    const rest: PendingSnapshot[] = [];
-    const keys = new Set<string>();
-    for (const p of this.#queue) {
-      if (batch.length >= MAX_ROWS || keys.has(p.entry.persistenceKey)) { rest.push(p); continue; }
-      keys.add(p.entry.persistenceKey);
-      batch.push(p);
-    }
-    this.#queue = rest;
-    return batch;
+    return new Promise((resolve, reject) => this.#queue.push({ entry, what, fence, resolve, reject }));
   }
 
   async #write(batch: readonly PendingSnapshot[]): Promise<void> {
@@ -128,7 +92,7 @@ export class SnapshotWrites {
       return;
     }
     this.#stats.snapshots += batch.length;
-    const fenced = new Set(rows.filter((r) => r.fenced === true || r.fenced === 't').map((r) => Number(r.i)));
+    const fenced = fencedRows(rows);
     batch.forEach((p, i) => {
       if (fenced.has(i) && p.fence && this.#fence) p.reject(this.#fence.refused(p.fence.shard, p.fence.epoch, p.what));
       else p.resolve();
