@@ -11,7 +11,7 @@ import pg from 'pg';
 import { dispatchBehaviors, dispatchServices } from '../actors/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { startNode, type NodeOptions, type RunningNode } from '../node.ts';
-import { openOrm } from '../adapters/postgres/orm.ts';
+import { openOrm, type Orm } from '../adapters/postgres/orm.ts';
 import { analyticsProjection, bookingsProjection, insertMany, Projector, quietPollMs, shardGroups, sqlLiteral, type JournalRow, type Projection, type ProjectorOptions } from '../adapters/postgres/projections.ts';
 import { ShardFencedError } from '../runtime/errors.ts';
 import type { WriteFence } from '../runtime/ports.ts';
@@ -53,16 +53,22 @@ const agrees = (url: string) => async () => (await journalTruthDiff(url)).length
 const cancelledCount = async (n: RunningNode) => (await n.readModels.analytics(Date.now() - 86_400_000, Date.now() + 3_600_000, 'hour')).items.reduce((a, i) => a + i.cancelled, 0);
 
 /** A fresh database, a projector over `projection` started and caught up, and a client that journals rows as an entity would. */
-async function projectorRig(t: ExecutionContext, projection: Projection, options: Omit<ProjectorOptions, 'orm' | 'projections'>) {
+/** A fresh database with the schema, the ORM on it and a plain client, closed after the test. */
+async function databaseRig(t: ExecutionContext): Promise<{ db: Awaited<ReturnType<typeof freshDatabase>>; orm: Orm; client: pg.Client }> {
   const db = await freshDatabase();
   databases.push(db);
   const orm = await openOrm({ url: db.url, poolMax: 4 });
   t.teardown(() => orm.close(true));
-  const projector = new Projector({ orm, projections: [projection], ...options });
-  const record = JSON.stringify({ v: 1, cmd: 'c', at: 0, events: [], tells: [], timersSet: [], timersCancelled: [] });
   const client = new pg.Client({ connectionString: db.url });
   await client.connect();
   t.teardown(() => client.end());
+  return { db, orm, client };
+}
+
+async function projectorRig(t: ExecutionContext, projection: Projection, options: Omit<ProjectorOptions, 'orm' | 'projections'>) {
+  const { orm, client } = await databaseRig(t);
+  const projector = new Projector({ orm, projections: [projection], ...options });
+  const record = JSON.stringify({ v: 1, cmd: 'c', at: 0, events: [], tells: [], timersSet: [], timersCancelled: [] });
   projector.start();
   t.teardown(() => projector.stop());
   await eventually(async () => projector.lagMs() === 0);
@@ -222,15 +228,20 @@ async function journalFates(client: pg.Client, shards: number, perFate: number, 
     return { key: `booking:fate-${n}`, shard: n % shards, records: bookingHistory(`fate-${n}`, fate, t0 + n * 97_000, n) };
   }));
   let rows = 0;
-  for (let seq = 1; histories.some((h) => h.records.length >= seq); seq++) {
-    const now = histories.filter((h) => h.records.length >= seq);
-    await client.query(
-      `insert into journal (persistence_key, sequence_nr, data, tags, shard)
-       select k, $2, d, '[]', s from unnest($1::text[], $3::jsonb[], $4::int[]) as t(k, d, s)`,
-      [now.map((h) => h.key), seq, now.map((h) => JSON.stringify(h.records[seq - 1])), now.map((h) => h.shard)]);
-    rows += now.length;
-  }
+  for (let seq = 1; histories.some((h) => h.records.length >= seq); seq++) rows += await journalNext(client, histories, seq);
   return { bookings: histories.length, rows };
+}
+
+type History = { key: string; shard: number; records: readonly unknown[] };
+
+/** Record `seq` of every history that has one, in one transaction; how many rows that was. */
+async function journalNext(client: pg.Client, histories: readonly History[], seq: number): Promise<number> {
+  const now = histories.filter((h) => h.records.length >= seq);
+  await client.query(
+    `insert into journal (persistence_key, sequence_nr, data, tags, shard)
+     select k, $2, d, '[]', s from unnest($1::text[], $3::jsonb[], $4::int[]) as t(k, d, s)`,
+    [now.map((h) => h.key), seq, now.map((h) => JSON.stringify(h.records[seq - 1])), now.map((h) => h.shard)]);
+  return now.length;
 }
 
 /**
@@ -252,13 +263,7 @@ async function bookingViews(client: pg.Client): Promise<Record<string, unknown[]
 }
 
 test('a rebuild lands where the live projection did, over bookings of every fate, whether its pages cut through bookings or not', async (t) => {
-  const db = await freshDatabase();
-  databases.push(db);
-  const orm = await openOrm({ url: db.url, poolMax: 4 });
-  t.teardown(() => orm.close(true));
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  t.teardown(() => client.end());
+  const { db, orm, client } = await databaseRig(t);
   const perFate = 6;
   const { bookings, rows } = await journalFates(client, 4, perFate);
   t.true(await readable(client, rows));
@@ -283,13 +288,7 @@ test('a rebuild lands where the live projection did, over bookings of every fate
 });
 
 test('live batches fold each booking on the state they left it in: no history read again while its rows follow, and the views a rebuild gives', async (t) => {
-  const db = await freshDatabase();
-  databases.push(db);
-  const orm = await openOrm({ url: db.url, poolMax: 4 });
-  t.teardown(() => orm.close(true));
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  t.teardown(() => client.end());
+  const { db, orm, client } = await databaseRig(t);
   // Every statement any pg client of this process sends: the history reads among them are counted.
   let historyReads = 0;
   const query = pg.Client.prototype.query;
@@ -308,11 +307,7 @@ test('live batches fold each booking on the state they left it in: no history re
   const readsAfterFirst: number[] = [];
   for (let seq = 1; histories.some((h) => h.records.length >= seq); seq++) {
     // The next record of every booking, then the live projection's batches: as rows come on a node.
-    const now = histories.filter((h) => h.records.length >= seq);
-    await client.query(`insert into journal (persistence_key, sequence_nr, data, tags, shard)
-       select k, $2, d, '[]', s from unnest($1::text[], $3::jsonb[], $4::int[]) as t(k, d, s)`,
-      [now.map((h) => h.key), seq, now.map((h) => JSON.stringify(h.records[seq - 1])), now.map((h) => h.shard)]);
-    rows += now.length;
+    rows += await journalNext(client, histories, seq);
     t.true(await readable(client, rows));
     const before = historyReads;
     for (const shard of [0, 1]) for (const name of ['bookings', 'analytics']) await live.catchUp(name, shard);
@@ -331,13 +326,7 @@ test('live batches fold each booking on the state they left it in: no history re
 test('rows of a transaction still open while a rebuild reads are left to the projection after it, and projected once', async (t) => {
   // A rebuild writes each shard's offset once, at its end: past the last row it read, never past
   // a row it could not see yet (one an older transaction is still writing), or that row is lost.
-  const db = await freshDatabase();
-  databases.push(db);
-  const orm = await openOrm({ url: db.url, poolMax: 4 });
-  t.teardown(() => orm.close(true));
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  t.teardown(() => client.end());
+  const { db, orm, client } = await databaseRig(t);
   const { bookings, rows } = await journalFates(client, 2, 2);
   t.true(await readable(client, rows));
   const record = (id: string) => JSON.stringify(bookingHistory(id, 'cancelled-searching', Date.UTC(2026, 4, 4, 12), 3)[0]);
@@ -550,13 +539,7 @@ test('shardGroups: at most `count` groups, disjoint, each in shard order, togeth
 test('a shard whose offset the fence refuses is left out of its group\'s batch: the other shards of the group are still projected', async (t) => {
   // A batch of a group is one transaction, rolled back whole when one shard's offset is refused
   // (another node holds its epoch). The others go on without it, as a batch per shard did.
-  const db = await freshDatabase();
-  databases.push(db);
-  const orm = await openOrm({ url: db.url, poolMax: 4 });
-  t.teardown(() => orm.close(true));
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  t.teardown(() => client.end());
+  const { orm, client } = await databaseRig(t);
   // This node writes with epoch 1; shard 2's current epoch is 2 (another node took it).
   await client.query('insert into shard_epoch (shard, epoch, owner) values (0, 1, $1), (1, 1, $1), (2, 2, $2), (3, 1, $1)', ['us', 'them']);
   let refusals = 0;
