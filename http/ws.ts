@@ -199,10 +199,16 @@ export class WsGateway {
         refuse('429 Too Many Requests', 'too_many_sockets', 'too many open sockets for this user');
         return;
       }
+      // Before the socket opens, so that what the client causes next is pushed to it.
+      await this.#watch(principal.sub);
     }
     // The client may have gone while its place was taken: a place nobody opened is given back.
     let opened = false;
-    const giveBack = () => { if (!opened && place) void this.#o.edge.limiter.release(place); };
+    const giveBack = () => {
+      if (opened || !place) return;
+      void this.#o.edge.limiter.release(place);
+      this.#o.notifier.unwatch?.(principal!.sub);
+    };
     if (socket.destroyed) { giveBack(); return; }
     socket.once('close', giveBack);
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
@@ -212,6 +218,11 @@ export class WsGateway {
       socket.off('close', giveBack);
       this.#open(ws, ip, principal, place);
     });
+  }
+
+  /** Notifications for the user routed to this node (a session bound here is unwatched by #drop). */
+  async #watch(userId: string): Promise<void> {
+    await this.#o.notifier.watch?.(userId);
   }
 
   /** One of the user's socket places, held cluster-wide; undefined when they hold them all. */
@@ -296,6 +307,7 @@ export class WsGateway {
     if (session.principal) {
       this.#byUser.get(session.principal.sub)?.delete(session);
       if (this.#byUser.get(session.principal.sub)?.size === 0) this.#byUser.delete(session.principal.sub);
+      this.#o.notifier.unwatch?.(session.principal.sub);
       this.#o.metrics?.openSockets.dec({ role: session.principal.role });
     }
   }
@@ -449,8 +461,13 @@ export class WsGateway {
           session.socket.close(CLOSE.tooMany, 'too many sockets for this user');
           return;
         }
+        await this.#watch(principal.sub);
         // Closed while the place was taken: give it back rather than bind a dead session.
-        if (!this.#sessions.has(session)) { void this.#o.edge.limiter.release(place); return; }
+        if (!this.#sessions.has(session)) {
+          void this.#o.edge.limiter.release(place);
+          this.#o.notifier.unwatch?.(principal.sub);
+          return;
+        }
         this.#bind(session, principal, place);
       }
       this.#send(session, { type: 'ack', ref: m.ref ?? null });

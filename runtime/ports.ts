@@ -203,6 +203,14 @@ export interface Notifier {
   /** `trace`: the traceparent of the handling that sent it, so the push to sockets joins its trace. */
   publish(userId: string, message: unknown, trace?: string): Promise<void>;
   subscribe(listener: (userId: string, message: unknown, trace?: string) => void): () => void;
+  /**
+   * One more socket of `userId` on this node, and one fewer: a notifier that routes by user
+   * (Redis) delivers here only what is published for users watched here. Settles once
+   * notifications for the user reach this node, or once that failed (it is tried again).
+   * An in-process notifier delivers everything and needs neither.
+   */
+  watch?(userId: string): Promise<void>;
+  unwatch?(userId: string): void;
   /** Releases connections (an in-process notifier has none). */
   close?(): Promise<void>;
 }

@@ -1,0 +1,131 @@
+// Which users' notification channels a node's subscriber holds, as their sessions come and
+// go here, and the commands that bring Redis in step: one subscribe and one unsubscribe at a
+// time, each carrying every change since the last (a thousand drivers connecting at once are
+// one SUBSCRIBE, not a thousand), and a failed one tried again a little later.
+
+export interface UserChannelsOptions {
+  subscribe(users: readonly string[]): Promise<void>;
+  unsubscribe(users: readonly string[]): Promise<void>;
+  onError(error: unknown): void;
+  /** How long after a refused command the changes it carried are sent again. */
+  readonly retryMs?: number;
+}
+
+/** Channels per command: a node restarting under 100k sessions sends a hundred commands, not one huge one. */
+const MAX_PER_COMMAND = 1_000;
+
+export class UserChannels {
+  readonly #o: UserChannelsOptions;
+  /** Sessions here per user: the channels wanted. */
+  readonly #sessions = new Map<string, number>();
+  /** Channels Redis confirmed. */
+  readonly #held = new Set<string>();
+  /** Users whose wanted and held may differ: only these are looked at, however many sessions there are. */
+  readonly #changed = new Set<string>();
+  readonly #waiting = new Map<string, (() => void)[]>();
+  #scheduled = false;
+  #running = false;
+  #retry: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(options: UserChannelsOptions) {
+    this.#o = options;
+  }
+
+  watched(user: string): boolean {
+    return this.#sessions.has(user);
+  }
+
+  /**
+   * One more session of `user` here. Settles once the user's channel is subscribed, or once
+   * trying failed (the session is not held up by Redis; the channel is tried again).
+   */
+  watch(user: string): Promise<void> {
+    this.#sessions.set(user, (this.#sessions.get(user) ?? 0) + 1);
+    if (this.#held.has(user) || this.#closed) return Promise.resolve();
+    const settled = new Promise<void>((resolve) => {
+      const list = this.#waiting.get(user);
+      if (list) list.push(resolve); else this.#waiting.set(user, [resolve]);
+    });
+    this.#change(user);
+    return settled;
+  }
+
+  /** One session of `user` fewer here; with the last, the channel is given up. */
+  unwatch(user: string): void {
+    const left = (this.#sessions.get(user) ?? 0) - 1;
+    if (left > 0) { this.#sessions.set(user, left); return; }
+    this.#sessions.delete(user);
+    this.#change(user);
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#retry);
+    for (const user of [...this.#waiting.keys()]) this.#settle(user);
+  }
+
+  #change(user: string): void {
+    this.#changed.add(user);
+    if (this.#closed || this.#scheduled || this.#running || this.#retry) return;
+    this.#scheduled = true;
+    // After the current tick, so that the sessions of one tick share a command.
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#run();
+    });
+  }
+
+  async #run(): Promise<void> {
+    this.#running = true;
+    let failed = false;
+    try {
+      while (!this.#closed && !failed && this.#changed.size > 0) {
+        const changed = [...this.#changed].slice(0, MAX_PER_COMMAND);
+        for (const user of changed) this.#changed.delete(user);
+        const add = changed.filter((u) => this.#sessions.has(u) && !this.#held.has(u));
+        const drop = changed.filter((u) => !this.#sessions.has(u) && this.#held.has(u));
+        failed = !(await this.#send(add, drop));
+      }
+    } finally {
+      this.#running = false;
+      if (failed && !this.#closed) {
+        this.#retry = setTimeout(() => { this.#retry = undefined; void this.#run(); }, this.#o.retryMs ?? 1_000);
+        this.#retry.unref();
+      }
+    }
+  }
+
+  /** False when a command was refused: its users wait for the retry. */
+  async #send(add: readonly string[], drop: readonly string[]): Promise<boolean> {
+    let ok = true;
+    if (add.length > 0) {
+      try {
+        await this.#o.subscribe(add);
+        for (const u of add) this.#held.add(u);
+      } catch (error) {
+        ok = false;
+        this.#o.onError(error);
+        for (const u of add) this.#changed.add(u);
+      }
+      for (const u of add) this.#settle(u);
+    }
+    if (drop.length > 0) {
+      try {
+        await this.#o.unsubscribe(drop);
+        for (const u of drop) this.#held.delete(u);
+      } catch (error) {
+        ok = false;
+        this.#o.onError(error);
+        for (const u of drop) this.#changed.add(u);
+      }
+    }
+    return ok;
+  }
+
+  #settle(user: string): void {
+    const list = this.#waiting.get(user);
+    this.#waiting.delete(user);
+    for (const resolve of list ?? []) resolve();
+  }
+}
