@@ -192,4 +192,19 @@ export function shardOffsetsConformance(name: string, make: Make<FencedOffsets>)
     t.deepEqual([...await offsets.next([3])], [[3, 10]]);
     t.false(fences.holds(3), 'the refused epoch is dropped');
   });
+
+  test(`${name} shard offsets: commits of many shards at once each land; the one whose epoch another node took is refused alone`, async (t) => {
+    const { offsets, epochs, fences } = await use(t);
+    const shards = Array.from({ length: 12 }, (_, i) => i);
+    await fences.acquire(shards, 'me');
+    await epochs.acquire([5], 'another node');
+    const outcomes = await Promise.allSettled(shards.map((s) => offsets.commit(s, 100 + s)));
+    t.deepEqual(outcomes.flatMap((o, s) => (o.status === 'rejected' ? [s] : [])), [5]);
+    t.true((outcomes[5] as PromiseRejectedResult).reason instanceof ShardFencedError);
+    const stored = [...await offsets.next(shards)].sort(([a], [b]) => a - b);
+    t.deepEqual(stored, shards.filter((s) => s !== 5).map((s) => [s, 100 + s]));
+    // Two commits of one shard at once: the higher wins, whatever order they are stored in.
+    await Promise.all([offsets.commit(0, 300), offsets.commit(0, 200)]);
+    t.deepEqual([...await offsets.next([0])], [[0, 300]]);
+  });
 }
