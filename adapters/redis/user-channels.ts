@@ -98,29 +98,24 @@ export class UserChannels {
 
   /** False when a command was refused: its users wait for the retry. */
   async #send(add: readonly string[], drop: readonly string[]): Promise<boolean> {
-    let ok = true;
-    if (add.length > 0) {
-      try {
-        await this.#o.subscribe(add);
-        for (const u of add) this.#held.add(u);
-      } catch (error) {
-        ok = false;
-        this.#o.onError(error);
-        for (const u of add) this.#changed.add(u);
-      }
-      for (const u of add) this.#settle(u);
+    const added = await this.#command(add, this.#o.subscribe, (u) => this.#held.add(u));
+    for (const u of add) this.#settle(u);
+    const dropped = await this.#command(drop, this.#o.unsubscribe, (u) => this.#held.delete(u));
+    return added && dropped;
+  }
+
+  /** One command for `users`: done, each is marked; refused, each waits for the retry. */
+  async #command(users: readonly string[], run: (users: readonly string[]) => Promise<void>, done: (user: string) => void): Promise<boolean> {
+    if (users.length === 0) return true;
+    try {
+      await run(users);
+      for (const u of users) done(u);
+      return true;
+    } catch (error) {
+      this.#o.onError(error);
+      for (const u of users) this.#changed.add(u);
+      return false;
     }
-    if (drop.length > 0) {
-      try {
-        await this.#o.unsubscribe(drop);
-        for (const u of drop) this.#held.delete(u);
-      } catch (error) {
-        ok = false;
-        this.#o.onError(error);
-        for (const u of drop) this.#changed.add(u);
-      }
-    }
-    return ok;
   }
 
   #settle(user: string): void {
