@@ -31,6 +31,8 @@ import { ClientMessage, DRIVER_ONLY } from './ws-messages.ts';
 import { TokenBucket } from '../runtime/token-bucket.ts';
 import type { Budget, Place } from './ports.ts';
 import { BookingId } from './ids.ts';
+import { Session } from './ws-session.ts';
+import { Deadlines } from '../runtime/deadlines.ts';
 
 /** Socket messages that start no trace: location fixes are soft state, sent about once a second per driver. */
 const UNTRACED: ReadonlySet<string> = new Set(['location', 'location.batch']);
@@ -90,53 +92,38 @@ export const FIRST_MESSAGE_MAX_BYTES = 8 * 1024;
 /** The close reason of a socket opened with ?token= while WS_QUERY_TOKEN is off (at most 123 bytes). */
 export const QUERY_TOKEN_REFUSED = 'token in the URL refused: send {"type":"auth","token":"..."} as the first message';
 
-interface Session {
-  readonly socket: WebSocket;
-  readonly ip: string;
-  principal?: Principal;
-  alive: boolean;
-  readonly subscriptions: Set<string>;
-  /** Before auth the socket has a bucket of its own; after, its user's (in the limiter), and this one goes. */
-  bucket?: TokenBucket;
-  /** The user's socket place this session holds (released when it closes). */
-  place?: Place;
-  /** An `auth` message being checked: messages that arrive meanwhile wait for it. */
-  authenticating?: Promise<void>;
-  ops?: NodeJS.Timeout;
-  /** Closes the socket when its token expires (or when no auth came in time). */
-  expiry?: NodeJS.Timeout;
-}
-
 export class WsGateway {
   readonly #o: WsOptions;
-  readonly #wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
+  // No client tracking: the gateway keeps its sessions itself, and ws's tracking added a
+  // close listener (a closure) and a Set entry per socket.
+  readonly #wss = new WebSocketServer<typeof Session>({
+    noServer: true, maxPayload: 256 * 1024, clientTracking: false, WebSocket: Session,
+  });
   readonly #sessions = new Set<Session>();
-  readonly #byUser = new Map<string, Set<Session>>();
+  /** A user's sessions: the session itself while they have one (most users), a Set when more. */
+  readonly #byUser = new Map<string, Session | Set<Session>>();
+  /** When each session's auth is due, then its token expires: one timer for all of them. */
+  readonly #deadlines = new Deadlines<Session>((session) => this.#expire(session));
   readonly #byIp = new Map<string, number>();
   #heartbeat: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
-  /** Each open socket's session, for the listeners below. */
-  readonly #bySocket = new WeakMap<WebSocket, Session>();
   /**
-   * One set of socket listeners for every session (ws calls them on the socket): four
-   * closures and their context per session were about 280 bytes of heap per connected driver.
+   * One set of socket listeners for every session (ws calls them on the socket, which is the
+   * session): four closures and their context per session were about 280 bytes of heap per
+   * connected driver.
    */
   readonly #listeners = (() => {
-    const sessionOf = (socket: WebSocket) => this.#bySocket.get(socket);
     const receive = (session: Session, data: RawData, isBinary: boolean) => void this.#receive(session, data, isBinary);
     const drop = (session: Session) => this.#drop(session);
     return {
       pong(this: WebSocket): void {
-        const session = sessionOf(this);
-        if (session) session.alive = true;
+        (this as Session).alive = true;
       },
       message(this: WebSocket, data: RawData, isBinary: boolean): void {
-        const session = sessionOf(this);
-        if (session) receive(session, data, isBinary);
+        receive(this as Session, data, isBinary);
       },
       gone(this: WebSocket): void {
-        const session = sessionOf(this);
-        if (session) drop(session);
+        drop(this as Session);
       },
     };
   })();
@@ -164,7 +151,7 @@ export class WsGateway {
   close(reason = 'server shutting down'): void {
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#unsubscribe?.();
-    for (const s of this.#sessions) s.socket.close(1001, reason);
+    for (const s of this.#sessions) s.close(1001, reason);
     this.#wss.close();
   }
 
@@ -236,21 +223,20 @@ export class WsGateway {
     return 3 * (this.#o.heartbeatMs ?? 30_000);
   }
 
-  #open(socket: WebSocket, ip: string, principal: Principal | undefined, place: Place | undefined): void {
+  #open(session: Session, ip: string, principal: Principal | undefined, place: Place | undefined): void {
     const { messagesPerSecond } = this.#o.limits;
-    const session: Session = {
-      socket, ip, alive: true, subscriptions: new Set(),
-      ...principal ? {} : { bucket: new TokenBucket(messagesPerSecond, messagesPerSecond * 5) },
-    };
+    session.ip = ip;
     this.#sessions.add(session);
     this.#byIp.set(ip, (this.#byIp.get(ip) ?? 0) + 1);
     if (principal) this.#bind(session, principal, place!);
-    else session.expiry = setTimeout(() => socket.close(CLOSE.unauthenticated, 'authenticate first'), this.#o.limits.authTimeoutMs);
-    this.#bySocket.set(socket, session);
-    socket.on('pong', this.#listeners.pong);
-    socket.on('message', this.#listeners.message);
-    socket.on('close', this.#listeners.gone);
-    socket.on('error', this.#listeners.gone);
+    else {
+      session.bucket = new TokenBucket(messagesPerSecond, messagesPerSecond * 5);
+      this.#deadlines.set(session, Date.now() + this.#o.limits.authTimeoutMs);
+    }
+    session.on('pong', this.#listeners.pong);
+    session.on('message', this.#listeners.message);
+    session.on('close', this.#listeners.gone);
+    session.on('error', this.#listeners.gone);
   }
 
   /** The limiter's answer: at once from one that keeps its buckets here (embedded), else a promise (Redis). */
@@ -275,41 +261,48 @@ export class WsGateway {
     session.principal = principal;
     session.bucket = undefined;
     session.place = place;
-    let set = this.#byUser.get(principal.sub);
-    if (!set) this.#byUser.set(principal.sub, (set = new Set()));
-    set.add(session);
+    const held = this.#byUser.get(principal.sub);
+    if (!held) this.#byUser.set(principal.sub, session);
+    else if (held instanceof Set) held.add(session);
+    else this.#byUser.set(principal.sub, new Set([held, session]));
     this.#expireAt(session, principal.expiresAt);
     this.#o.metrics?.openSockets.inc({ role: principal.role });
   }
 
   /** The session ends with its token; a fresh `auth` message moves the end. */
   #expireAt(session: Session, expiresAt: number | undefined): void {
-    clearTimeout(session.expiry);
-    session.expiry = undefined;
-    if (expiresAt === undefined) return;
-    // setTimeout holds at most ~24.8 days; a longer token is re-armed when that passes.
-    const wait = Math.min(Math.max(0, expiresAt - Date.now()), 2 ** 31 - 1);
-    session.expiry = setTimeout(() => {
-      if (Date.now() < expiresAt) this.#expireAt(session, expiresAt);
-      else session.socket.close(CLOSE.unauthenticated, 'token expired');
-    }, wait);
-    session.expiry.unref();
+    if (expiresAt === undefined) this.#deadlines.clear(session);
+    else this.#deadlines.set(session, expiresAt);
+  }
+
+  /** Its deadline came: the auth it waited for, or its token's expiry. */
+  #expire(session: Session): void {
+    session.close(CLOSE.unauthenticated, session.principal ? 'token expired' : 'authenticate first');
   }
 
   #drop(session: Session): void {
     if (session.ops) clearInterval(session.ops);
-    clearTimeout(session.expiry);
+    this.#deadlines.clear(session);
     if (!this.#sessions.delete(session)) return;
     const left = (this.#byIp.get(session.ip) ?? 1) - 1;
     if (left > 0) this.#byIp.set(session.ip, left);
     else this.#byIp.delete(session.ip);
     if (session.place) void this.#o.edge.limiter.release(session.place);
     if (session.principal) {
-      this.#byUser.get(session.principal.sub)?.delete(session);
-      if (this.#byUser.get(session.principal.sub)?.size === 0) this.#byUser.delete(session.principal.sub);
+      this.#forget(session.principal.sub, session);
       this.#o.notifier.unwatch?.(session.principal.sub);
       this.#o.metrics?.openSockets.dec({ role: session.principal.role });
     }
+  }
+
+  /** Takes the session out of its user's; a user left with one holds it alone again. */
+  #forget(sub: string, session: Session): void {
+    const held = this.#byUser.get(sub);
+    if (held === session) { this.#byUser.delete(sub); return; }
+    if (!(held instanceof Set)) return;
+    held.delete(session);
+    if (held.size === 1) this.#byUser.set(sub, held.values().next().value!);
+    else if (held.size === 0) this.#byUser.delete(sub);
   }
 
   #beat(): void {
@@ -317,9 +310,9 @@ export class WsGateway {
     const places = [...this.#sessions].flatMap((s) => (s.place ? [s.place] : []));
     void this.#o.edge.limiter.renew(places, this.#leaseMs).catch((e: unknown) => this.#o.logger.warn({ err: e }, 'renewing socket places'));
     for (const s of this.#sessions) {
-      if (!s.alive) { s.socket.terminate(); this.#drop(s); continue; }
+      if (!s.alive) { s.terminate(); this.#drop(s); continue; }
       s.alive = false;
-      s.socket.ping();
+      s.ping();
     }
   }
 
@@ -331,11 +324,11 @@ export class WsGateway {
 
   #send(session: Session, message: unknown): void {
     const limit = this.#o.maxBufferedBytes ?? 512 * 1024;
-    const buffered = session.socket.bufferedAmount;
-    if (buffered > limit * 8) { session.socket.close(1013, 'client too slow'); return; }
+    const buffered = session.bufferedAmount;
+    if (buffered > limit * 8) { session.close(1013, 'client too slow'); return; }
     // A newer position is coming: a slow reader loses the older ones first.
     if (buffered > limit && (message as { type?: string }).type === 'driver.location') return;
-    if (session.socket.readyState === WebSocket.OPEN) session.socket.send(JSON.stringify(message));
+    if (session.readyState === WebSocket.OPEN) session.send(JSON.stringify(message));
   }
 
   #error(session: Session, code: string, message: string, refValue?: string | number): void {
@@ -343,20 +336,22 @@ export class WsGateway {
   }
 
   #push(userId: string, message: unknown, trace?: string): void {
-    const sessions = this.#byUser.get(userId);
-    if (!sessions) return;
+    const held = this.#byUser.get(userId);
+    if (!held) return;
+    const sessions = held instanceof Set ? held : [held];
+    const count = held instanceof Set ? held.size : 1;
     const m = message as { type?: string; booking?: { id: string }; bookingId?: string };
     // Only the node holding the user's sockets records the push, in the trace of the handling that sent it.
     const span = trace === undefined ? undefined
       : startSpan(
-        'notify', SpanKind.CONSUMER, { 'dispatch.notification.type': m.type ?? 'unknown', 'dispatch.sessions': sessions.size }, trace,
+        'notify', SpanKind.CONSUMER, { 'dispatch.notification.type': m.type ?? 'unknown', 'dispatch.sessions': count }, trace,
       );
     let pushed = 0;
     for (const s of sessions) {
       // A rider hears about a booking once subscribed; drivers hear everything addressed to them.
       if (s.principal?.role === 'rider' && (m.type === 'booking.updated' || m.type === 'driver.location')) {
         const id = m.booking?.id ?? m.bookingId;
-        if (!id || !s.subscriptions.has(id)) continue;
+        if (!id || !s.subscriptions?.has(id)) continue;
       }
       this.#send(s, message);
       pushed++;
@@ -406,7 +401,7 @@ export class WsGateway {
    * larger is refused unread, anything else after reading it; both close the socket.
    */
   #receiveFirst(session: Session, data: RawData, isBinary: boolean): void {
-    if (session.socket.readyState !== WebSocket.OPEN) return;
+    if (session.readyState !== WebSocket.OPEN) return;
     const { messagesPerSecond } = this.#o.limits;
     session.bucket ??= new TokenBucket(messagesPerSecond, messagesPerSecond * 5);
     if (!session.bucket.take()) { this.#error(session, 'rate_limited', 'too many messages; slow down'); return; }
@@ -415,7 +410,7 @@ export class WsGateway {
       const why = isBinary ? 'the first message must be an auth message (JSON text)'
         : `the first message must be an auth message of at most ${FIRST_MESSAGE_MAX_BYTES / 1024} KiB`;
       this.#error(session, 'unauthenticated', why);
-      session.socket.close(isBinary ? CLOSE.unauthenticated : CLOSE.tooBig, isBinary ? 'authenticate first' : 'auth message too large');
+      session.close(isBinary ? CLOSE.unauthenticated : CLOSE.tooBig, isBinary ? 'authenticate first' : 'auth message too large');
       return;
     }
     let raw: unknown;
@@ -425,7 +420,7 @@ export class WsGateway {
       const ref = (raw as { ref?: unknown } | undefined)?.ref;
       this.#error(session, 'unauthenticated', 'send { type: "auth", token } first; nothing else is read before it',
         typeof ref === 'string' || typeof ref === 'number' ? ref : undefined);
-      session.socket.close(CLOSE.unauthenticated, 'authenticate first');
+      session.close(CLOSE.unauthenticated, 'authenticate first');
       return;
     }
     const auth = parsed.data;
@@ -442,7 +437,7 @@ export class WsGateway {
         principal = await this.#o.auth.verify(m.token);
       } catch {
         this.#error(session, 'unauthenticated', 'invalid or expired token', m.ref);
-        session.socket.close(CLOSE.unauthenticated, 'invalid token');
+        session.close(CLOSE.unauthenticated, 'invalid token');
         return;
       }
       const current = session.principal;
@@ -458,7 +453,7 @@ export class WsGateway {
         const place = await this.#acquire(principal);
         if (!place) {
           this.#error(session, 'too_many_sockets', 'too many open sockets for this user', m.ref);
-          session.socket.close(CLOSE.tooMany, 'too many sockets for this user');
+          session.close(CLOSE.tooMany, 'too many sockets for this user');
           return;
         }
         await this.#watch(principal.sub);
@@ -514,7 +509,7 @@ export class WsGateway {
         if (!BookingId.safeParse(m.bookingId).success) { this.#error(session, 'not_found', `no booking ${m.bookingId}`, m.ref); return; }
         const view = await region.ask<{ riderId: string; driverId?: string } | null>({ kind: 'booking', id: m.bookingId }, { type: 'get' });
         if (!view || !mayRead(p, view)) { this.#error(session, 'not_found', `no booking ${m.bookingId}`, m.ref); return; }
-        session.subscriptions.add(m.bookingId);
+        (session.subscriptions ??= new Set()).add(m.bookingId);
         this.#send(session, { type: 'ack', ref: m.ref ?? null });
         this.#send(session, { type: 'booking.updated', booking: view });
         return;

@@ -131,6 +131,32 @@ test('a session ends with its token, with close code 4401, unless a fresh auth m
   extended.close();
 });
 
+test('sessions share one deadline timer: each is closed at its own, in order, whichever others closed or moved theirs', async (t) => {
+  const edge = await startEdge({ WS_AUTH_TIMEOUT_MS: '2000' });
+  t.teardown(() => edge.stop());
+  // Deadlines set in an order unlike their own: tokens to 12 and 8 s, then ones to 9 s (its
+  // client closes it) and 10 s (refreshed to an hour), which leave the middle of the heap,
+  // and last a bare socket whose auth is due in 2 s. Whole seconds apart on a loaded machine.
+  const late = await WsClient.signIn(wsUrl(edge), await sign('deadline-late', 'driver', 12));
+  const soon = await WsClient.signIn(wsUrl(edge), await sign('deadline-soon', 'driver', 8));
+  const gone = await WsClient.signIn(wsUrl(edge), await sign('deadline-gone', 'driver', 9));
+  const moved = await WsClient.signIn(wsUrl(edge), await sign('deadline-moved', 'driver', 10));
+  const bare = await edge.socket();
+  gone.close();
+  t.is((await moved.call({ type: 'auth', token: await sign('deadline-moved', 'driver', 3600) }, 'refresh')).type, 'ack');
+  t.true(await eventually(async () => bare.closed !== undefined, 30_000, 20));
+  t.deepEqual(bare.closed, { code: 4401, reason: 'authenticate first' });
+  t.is(soon.closed, undefined, 'the auth deadline came first');
+  t.true(await eventually(async () => soon.closed !== undefined, 30_000, 20));
+  t.deepEqual(soon.closed, { code: 4401, reason: 'token expired' });
+  t.is(late.closed, undefined, 'the later token is still good');
+  t.true(await eventually(async () => late.closed !== undefined, 30_000, 20));
+  t.deepEqual(late.closed, { code: 4401, reason: 'token expired' });
+  t.is(moved.closed, undefined, 'the session whose deadline moved is open');
+  t.is((await moved.call({ type: 'offline' }, 'off')).type, 'ack');
+  moved.close();
+});
+
 test('before auth a socket may send only a small auth message: 100 KiB, or any other message, closes it unparsed', async (t) => {
   const edge = await startEdge();
   t.teardown(() => edge.stop());
