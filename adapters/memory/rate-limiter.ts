@@ -2,7 +2,7 @@
 // one process sees every request and socket, so its own counts are the whole truth.
 
 import type { Budget, Place, RateLimiter } from '../../http/ports.ts';
-import { TokenBucket } from '../../runtime/token-bucket.ts';
+import { TokenBuckets } from '../../runtime/token-buckets.ts';
 
 /** Full buckets are forgotten this often (a full bucket owes nothing: a new one is the same). */
 const PRUNE_EVERY_MS = 30_000;
@@ -10,9 +10,13 @@ const PRUNE_EVERY_MS = 30_000;
 export class InProcessRateLimiter implements RateLimiter {
   readonly #windows = new Map<string, { count: number; resetAt: number }>();
   readonly #blocks = new Map<string, number>();
-  readonly #buckets = new Map<string, TokenBucket>();
-  /** key -> holder -> lease end. */
-  readonly #places = new Map<string, Map<string, number>>();
+  readonly #buckets = new TokenBuckets();
+  /**
+   * key -> its holders and their lease ends, one after the other: [holder, until, holder, until, ...].
+   * A Map per key was about 180 bytes, and a connected user holds one key (ws:sockets:<user>) with
+   * one holder or a few.
+   */
+  readonly #places = new Map<string, (string | number)[]>();
   #prunedAt = Date.now();
 
   async hit(key: string, limit: number, windowMs: number) {
@@ -45,35 +49,45 @@ export class InProcessRateLimiter implements RateLimiter {
     const now = Date.now();
     if (now - this.#prunedAt > PRUNE_EVERY_MS) {
       this.#prunedAt = now;
-      for (const [k, b] of this.#buckets) if (b.full(now)) this.#buckets.delete(k);
+      this.#buckets.forgetFull(now);
     }
-    let bucket = this.#buckets.get(key);
-    if (!bucket) this.#buckets.set(key, (bucket = new TokenBucket(budget.perSecond, budget.burst, now)));
-    return bucket.take(n, now);
+    return this.#buckets.take(key, n, budget, now);
   }
 
   async acquire(place: Place, cap: number, leaseMs: number): Promise<boolean> {
     const now = Date.now();
-    let held = this.#places.get(place.key);
-    if (!held) this.#places.set(place.key, (held = new Map()));
-    for (const [holder, until] of held) if (until <= now) held.delete(holder);
-    if (!held.has(place.holder) && held.size >= cap) return false;
-    held.set(place.holder, now + leaseMs);
+    const held = this.#places.get(place.key) ?? [];
+    for (let i = held.length - 2; i >= 0; i -= 2) if ((held[i + 1] as number) <= now) held.splice(i, 2);
+    if (held.indexOf(place.holder) < 0 && held.length / 2 >= cap) {
+      if (held.length === 0) this.#places.delete(place.key);
+      return false;
+    }
+    this.#hold(place.key, held, place.holder, now + leaseMs);
     return true;
   }
 
   async renew(places: readonly Place[], leaseMs: number): Promise<void> {
     const until = Date.now() + leaseMs;
-    for (const p of places) {
-      let held = this.#places.get(p.key);
-      if (!held) this.#places.set(p.key, (held = new Map()));
-      held.set(p.holder, until);
-    }
+    for (const p of places) this.#hold(p.key, this.#places.get(p.key) ?? [], p.holder, until);
   }
 
   async release(place: Place): Promise<void> {
     const held = this.#places.get(place.key);
-    held?.delete(place.holder);
-    if (held?.size === 0) this.#places.delete(place.key);
+    if (!held) return;
+    const at = held.indexOf(place.holder);
+    if (at >= 0) held.splice(at, 2);
+    if (held.length === 0) this.#places.delete(place.key);
+  }
+
+  /**
+   * `holder` holds its place under `key` until `until` (a lease it had is extended). Holders
+   * are strings and lease ends numbers, so indexOf finds a holder, never a lease end.
+   */
+  #hold(key: string, held: (string | number)[], holder: string, until: number): void {
+    const at = held.indexOf(holder);
+    if (at >= 0) held[at + 1] = until;
+    else if (held.length > 0) held.push(holder, until);
+    // A key's first holder: an array grown by a push keeps room for 17 (about 150 bytes).
+    else this.#places.set(key, [holder, until]);
   }
 }
