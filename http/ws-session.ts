@@ -17,7 +17,14 @@ import type { Place } from './ports.ts';
  * gateway's four listeners are in); one with its keys set in the constructor stays a small
  * object of fixed shape, as Node's own streams make theirs.
  */
-const events = () => ({ close: undefined, error: undefined, message: undefined, pong: undefined });
+const events = () => ({ close: undefined, error: undefined, message: undefined, ping: undefined, pong: undefined });
+
+/**
+ * ws's extensions of a session: none (the server negotiates no permessage-deflate), and ws
+ * only reads them; a server that negotiated one would give its socket an object of its own.
+ * One for all instead of an empty object per socket.
+ */
+const NO_EXTENSIONS = Object.freeze({});
 
 export class Session extends WebSocket implements Scheduled {
   /** The client's address (its sockets are capped per address). */
@@ -43,6 +50,8 @@ export class Session extends WebSocket implements Scheduled {
     options?: WebSocket.ClientOptions | ClientRequestArgs,
   ) {
     super(address as string, protocols as string[] | undefined, options);
-    (this as unknown as { _events: object })._events = events();
+    const internals = this as unknown as { _events: object; _extensions: object };
+    internals._events = events();
+    internals._extensions = NO_EXTENSIONS;
   }
 }

@@ -98,6 +98,8 @@ export class WsGateway {
   // close listener (a closure) and a Set entry per socket.
   readonly #wss = new WebSocketServer<typeof Session>({
     noServer: true, maxPayload: 256 * 1024, clientTracking: false, WebSocket: Session,
+    // Pings are answered by the gateway's listener: ws's own answer keeps a closure per socket.
+    autoPong: false,
   });
   readonly #sessions = new Set<Session>();
   /** A user's sessions: the session itself while they have one (most users), a Set when more. */
@@ -115,7 +117,11 @@ export class WsGateway {
   readonly #listeners = (() => {
     const receive = (session: Session, data: RawData, isBinary: boolean) => void this.#receive(session, data, isBinary);
     const drop = (session: Session) => this.#drop(session);
+    const answer = (session: Session, data: Buffer) => this.#answerPing(session, data);
     return {
+      ping(this: WebSocket, data: Buffer): void {
+        answer(this as Session, data);
+      },
       pong(this: WebSocket): void {
         (this as Session).alive = true;
       },
@@ -233,6 +239,7 @@ export class WsGateway {
       session.bucket = new TokenBucket(messagesPerSecond, messagesPerSecond * 5);
       this.#deadlines.set(session, Date.now() + this.#o.limits.authTimeoutMs);
     }
+    session.on('ping', this.#listeners.ping);
     session.on('pong', this.#listeners.pong);
     session.on('message', this.#listeners.message);
     session.on('close', this.#listeners.gone);
@@ -316,6 +323,20 @@ export class WsGateway {
     }
   }
 
+  /**
+   * A client's ping is answered, unless it does not read what it is sent (a ping flood, say):
+   * then it is cut off, as ws's own answer did after 60 pongs unsent (a closing handshake
+   * would wait on a client that reads nothing).
+   */
+  #answerPing(session: Session, data: Buffer): void {
+    if (session.bufferedAmount > this.#maxBufferedBytes * 8) { session.terminate(); return; }
+    if (session.readyState === WebSocket.OPEN) session.pong(data);
+  }
+
+  get #maxBufferedBytes(): number {
+    return this.#o.maxBufferedBytes ?? 512 * 1024;
+  }
+
   /** A fix nobody could take (its shard is moving) is not acknowledged: the app sends it again. */
   #ackSoft(session: Session, delivery: SoftDelivery, ref: string | number | undefined): void {
     if (delivery === 'dropped') this.#error(session, 'unavailable', 'the fix could not be handed on right now; send it again', ref);
@@ -323,7 +344,7 @@ export class WsGateway {
   }
 
   #send(session: Session, message: unknown): void {
-    const limit = this.#o.maxBufferedBytes ?? 512 * 1024;
+    const limit = this.#maxBufferedBytes;
     const buffered = session.bufferedAmount;
     if (buffered > limit * 8) { session.close(1013, 'client too slow'); return; }
     // A newer position is coming: a slow reader loses the older ones first.

@@ -1,7 +1,8 @@
 // The socket gateway (http/ws.ts) on its own, over a bare HTTP server: what a node's
 // heartbeat is too slow to show in a suite (a socket that stops answering pings is
 // terminated; one that answers stays), and pushes reaching every open session of a user as
-// sessions open and close (a user's one session is held alone, two or more in a Set).
+// sessions open and close (a user's one session is held alone, two or more in a Set), and a
+// client's pings answered by the gateway, unless the client does not read its answers.
 
 import test from 'ava';
 import { createServer } from 'node:http';
@@ -14,7 +15,7 @@ import { WsGateway } from '../http/ws.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { eventually } from './helpers/node-process.ts';
 
-async function gateway(heartbeatMs: number) {
+async function gateway(heartbeatMs: number, maxBufferedBytes?: number) {
   let push: (userId: string, message: unknown) => void = () => undefined;
   const ws = new WsGateway({
     edge: { limiter: new InProcessRateLimiter() } as unknown as Edge,
@@ -23,6 +24,7 @@ async function gateway(heartbeatMs: number) {
     notifier: { publish: async () => undefined, subscribe: (listener) => { push = listener; return () => undefined; } },
     logger: createLogger({ level: 'silent', nodeId: 'ws-test' as never }),
     heartbeatMs,
+    maxBufferedBytes,
     limits: { maxSocketsPerUser: 10, maxSocketsPerIp: 100, authTimeoutMs: 10_000, messagesPerSecond: 100, fixesPerMinute: 600 },
     addressOf: (req) => ({ ip: req.socket.remoteAddress ?? '' }),
   });
@@ -88,4 +90,24 @@ test('a push reaches every open session of its user, as sessions open and close'
   t.deepEqual(pushes(other), []);
   fourth.socket.close();
   other.socket.close();
+});
+
+test('a client\'s ping is answered with its data; a client that pings without reading is cut off', async (t) => {
+  const g = await gateway(60_000, 1024);
+  t.teardown(g.stop);
+  const client = await signIn(g.url, 'pinger');
+  const pong = new Promise<string>((resolve) => client.socket.once('pong', (data) => resolve(data.toString())));
+  client.socket.ping('are you there');
+  t.is(await pong, 'are you there');
+
+  const flooder = await signIn(g.url, 'flooder');
+  (flooder.socket as unknown as { _socket: { pause(): void } })._socket.pause(); // reads nothing more
+  const payload = 'x'.repeat(125);
+  for (let i = 0; i < 200_000 && g.ws.open === 2; i++) {
+    flooder.socket.ping(payload);
+    if (i % 500 === 0) await new Promise((r) => setImmediate(r));
+  }
+  t.true(await eventually(async () => g.ws.open === 1, 5_000, 10), 'the flooder\'s session ended at once');
+  t.false(client.closed, 'the other one is open');
+  client.socket.close();
 });
