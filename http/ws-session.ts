@@ -1,6 +1,6 @@
 // A WebSocket session is its socket: the gateway's WebSocketServer makes its sockets of this
 // class (ws's `WebSocket` option), so what the gateway knows of a session (its user, its
-// place, its subscriptions) is held in fields of the socket. A session object of its own, a
+// socket place, its subscriptions) is held in fields of the socket. A session object of its own, a
 // WeakMap entry to find it from the socket's listeners, and per-session Sets were about 250
 // bytes of heap per connected driver, with every driver holding one socket.
 
@@ -9,7 +9,6 @@ import { WebSocket } from 'ws';
 import type { Scheduled } from '../runtime/deadlines.ts';
 import type { TokenBucket } from '../runtime/token-bucket.ts';
 import type { Principal } from './auth.ts';
-import type { Place } from './ports.ts';
 
 /**
  * The events the gateway listens to, there from the start. An EventEmitter's listener table
@@ -36,8 +35,11 @@ export class Session extends WebSocket implements Scheduled {
   subscriptions: Set<string> | undefined = undefined;
   /** Before auth the socket has a bucket of its own; after, its user's (in the limiter), and this one goes. */
   bucket: TokenBucket | undefined = undefined;
-  /** The user's socket place this session holds (released when it closes). */
-  place: Place | undefined = undefined;
+  /**
+   * Its hold on one of the user's socket places (released when it closes); the place's key
+   * is made from the user's id when needed rather than kept.
+   */
+  placeHolder: string | undefined = undefined;
   /** An `auth` message being checked: messages that arrive meanwhile wait for it. */
   authenticating: Promise<void> | undefined = undefined;
   ops: NodeJS.Timeout | undefined = undefined;

@@ -79,6 +79,9 @@ function refOf(data: RawData, isBinary: boolean): string | number | undefined {
   }
 }
 
+/** A user's socket place: the key their places are counted under, and this socket's hold on one. */
+const placeOf = (sub: string, holder: string): Place => ({ key: `ws:sockets:${sub}`, holder });
+
 /** Close codes of the protocol (docs/API.md lists them). */
 export const CLOSE = { unauthenticated: 4401, tooMany: 4429, tooBig: 1009 } as const;
 
@@ -220,7 +223,7 @@ export class WsGateway {
 
   /** One of the user's socket places, held cluster-wide; undefined when they hold them all. */
   async #acquire(principal: Principal): Promise<Place | undefined> {
-    const place = { key: `ws:sockets:${principal.sub}`, holder: randomId() };
+    const place = placeOf(principal.sub, randomId());
     return (await this.#o.edge.limiter.acquire(place, this.#o.limits.maxSocketsPerUser, this.#leaseMs)) ? place : undefined;
   }
 
@@ -267,7 +270,7 @@ export class WsGateway {
   #bind(session: Session, principal: Principal, place: Place): void {
     session.principal = principal;
     session.bucket = undefined;
-    session.place = place;
+    session.placeHolder = place.holder;
     const held = this.#byUser.get(principal.sub);
     if (!held) this.#byUser.set(principal.sub, session);
     else if (held instanceof Set) held.add(session);
@@ -294,8 +297,8 @@ export class WsGateway {
     const left = (this.#byIp.get(session.ip) ?? 1) - 1;
     if (left > 0) this.#byIp.set(session.ip, left);
     else this.#byIp.delete(session.ip);
-    if (session.place) void this.#o.edge.limiter.release(session.place);
     if (session.principal) {
+      if (session.placeHolder) void this.#o.edge.limiter.release(placeOf(session.principal.sub, session.placeHolder));
       this.#forget(session.principal.sub, session);
       this.#o.notifier.unwatch?.(session.principal.sub);
       this.#o.metrics?.openSockets.dec({ role: session.principal.role });
@@ -314,7 +317,7 @@ export class WsGateway {
 
   #beat(): void {
     // The places of open sockets are held for another lease; a dead node's run out.
-    const places = [...this.#sessions].flatMap((s) => (s.place ? [s.place] : []));
+    const places = [...this.#sessions].flatMap((s) => (s.principal && s.placeHolder ? [placeOf(s.principal.sub, s.placeHolder)] : []));
     void this.#o.edge.limiter.renew(places, this.#leaseMs).catch((e: unknown) => this.#o.logger.warn({ err: e }, 'renewing socket places'));
     for (const s of this.#sessions) {
       if (!s.alive) { s.terminate(); this.#drop(s); continue; }

@@ -4,7 +4,11 @@
 // per bucket, and an embedded node holds two for every connected driver (its messages and its
 // fixes, http/ws.ts). The arithmetic is TokenBucket's (runtime/token-bucket.ts).
 
-import type { Budget } from '../http/ports.ts';
+/** A bucket's refill rate and size, as the rate limiter port gives them (http/ports.ts Budget). */
+export interface Budget {
+  readonly perSecond: number;
+  readonly burst: number;
+}
 
 /** Numbers per bucket: tokens, last take, full again at. */
 const WIDTH = 3;

@@ -2,7 +2,8 @@
 // heartbeat is too slow to show in a suite (a socket that stops answering pings is
 // terminated; one that answers stays), and pushes reaching every open session of a user as
 // sessions open and close (a user's one session is held alone, two or more in a Set), and a
-// client's pings answered by the gateway, unless the client does not read its answers.
+// client's pings answered by the gateway, unless the client does not read its answers, and
+// a socket's place among its user's held for as long as it is open, and only so long.
 
 import test from 'ava';
 import { createServer } from 'node:http';
@@ -15,7 +16,7 @@ import { WsGateway } from '../http/ws.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { eventually } from './helpers/node-process.ts';
 
-async function gateway(heartbeatMs: number, maxBufferedBytes?: number) {
+async function gateway(heartbeatMs: number, maxBufferedBytes?: number, maxSocketsPerUser = 10) {
   let push: (userId: string, message: unknown) => void = () => undefined;
   const ws = new WsGateway({
     edge: { limiter: new InProcessRateLimiter() } as unknown as Edge,
@@ -25,7 +26,7 @@ async function gateway(heartbeatMs: number, maxBufferedBytes?: number) {
     logger: createLogger({ level: 'silent', nodeId: 'ws-test' as never }),
     heartbeatMs,
     maxBufferedBytes,
-    limits: { maxSocketsPerUser: 10, maxSocketsPerIp: 100, authTimeoutMs: 10_000, messagesPerSecond: 100, fixesPerMinute: 600 },
+    limits: { maxSocketsPerUser, maxSocketsPerIp: 100, authTimeoutMs: 10_000, messagesPerSecond: 100, fixesPerMinute: 600 },
     addressOf: (req) => ({ ip: req.socket.remoteAddress ?? '' }),
   });
   const server = createServer();
@@ -36,16 +37,21 @@ async function gateway(heartbeatMs: number, maxBufferedBytes?: number) {
   return { ws, url, stop, push: (userId: string, message: unknown) => push(userId, message) };
 }
 
-interface Client { readonly socket: WebSocket; readonly received: { type: string; n?: number }[]; closed: boolean }
+interface Client { readonly socket: WebSocket; readonly received: { type: string; n?: number; code?: string }[]; closed: boolean }
 
 async function signIn(url: string, user: string, options: { autoPong?: boolean } = {}): Promise<Client> {
+  const client = await open(url, user, options);
+  if (!await eventually(async () => client.received.some((m) => m.type === 'ack'), 10_000, 5)) throw new Error('no ack for auth');
+  return client;
+}
+
+async function open(url: string, user: string, options: { autoPong?: boolean } = {}): Promise<Client> {
   const socket = new WebSocket(url, options);
   const client: Client = { socket, received: [], closed: false };
   socket.on('message', (data) => client.received.push(JSON.parse(String(data))));
   socket.on('close', () => { client.closed = true; });
   await new Promise((resolve, reject) => { socket.once('open', resolve); socket.once('error', reject); });
   socket.send(JSON.stringify({ type: 'auth', token: user, ref: 'a' }));
-  if (!await eventually(async () => client.received.some((m) => m.type === 'ack'), 10_000, 5)) throw new Error('no ack for auth');
   return client;
 }
 
@@ -110,4 +116,19 @@ test('a client\'s ping is answered with its data; a client that pings without re
   t.true(await eventually(async () => g.ws.open === 1, 5_000, 10), 'the flooder\'s session ended at once');
   t.false(client.closed, 'the other one is open');
   client.socket.close();
+});
+
+test('an open socket keeps its place among its user\'s past many leases; a closed one gives it back', async (t) => {
+  // Places are leased for three heartbeats (300 ms here) and renewed at each.
+  const g = await gateway(100, undefined, 1);
+  t.teardown(g.stop);
+  const first = await signIn(g.url, 'one-socket');
+  await new Promise((r) => setTimeout(r, 1_000));
+  const second = await open(g.url, 'one-socket');
+  t.true(await eventually(async () => second.received.some((m) => m.code === 'too_many_sockets'), 10_000, 5), 'the place is still held');
+  first.socket.close();
+  t.true(await eventually(async () => g.ws.open === 0, 10_000, 5));
+  const third = await signIn(g.url, 'one-socket');
+  t.false(third.closed, 'the place was given back');
+  third.socket.close();
 });
