@@ -394,6 +394,30 @@ test.serial('originAt: a point well inside the origin last found in its square t
   t.true(squareStats.hits - hitsBefore > checked / 3, `${squareStats.hits - hitsBefore} of ${checked} from a square`);
 });
 
+test.serial('originAt: a point in a square no search came from takes a cell next to a nearby square\'s origin with no latLngToCell, and that is the cell latLngToCell finds', async (t) => {
+  // One search from a cell computes its rings (no other test searches here); then points
+  // all around it, each square met for the first time by its first point.
+  const from = { lat: 45.5, lng: -73.6 };
+  await searchFound({ point: from, k: 1, radiusKm: 4 }, RES, () => []);
+  const rand = seeded(23);
+  const before = { ...squareStats };
+  let checked = 0;
+  for (let i = 0; i < 2_000; i++) {
+    const angle = rand() * 2 * Math.PI;
+    const km = 3 * Math.sqrt(rand());
+    const point = { lat: from.lat + (km / 111.2) * Math.sin(angle), lng: from.lng + (km / (111.2 * Math.cos(from.lat * Math.PI / 180))) * Math.cos(angle) };
+    t.is(originAt(point, RES).cell, latLngToCell(point.lat, point.lng, RES), `${point.lat},${point.lng}`);
+    checked++;
+  }
+  const near = squareStats.near - before.near;
+  const hits = squareStats.hits - before.hits;
+  // Squares 1 km a side over a disc of 3 km, each one to three cells: a point whose square's
+  // origin is not its cell, or whose square is new, is found next door (500 of 2,000 here) but
+  // for a few first ones far from the search's origin (30 here; each called latLngToCell before).
+  t.true(near >= 200, `${near} found next to a nearby square's origin`);
+  t.true(hits + near > checked * 0.95, `${hits} from their square, ${near} next to one, of ${checked}`);
+});
+
 test('surelyIn claims a cell only for points latLngToCell puts in it, and most points near its centre', (t) => {
   const rand = seeded(7);
   let claimed = 0;
