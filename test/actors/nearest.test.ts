@@ -296,6 +296,8 @@ test.serial('prepareOrigins: searches of the prepared radius from the cell or it
   for (let before = -1; before !== geometryStats.computed;) { before = geometryStats.computed; await new Promise((r) => setTimeout(r, 5)); }
   const computed = geometryStats.computed;
   t.true(computed > 0);
+  const squaresBefore = { ...squareStats };
+  let searches = 0;
   for (const near of gridDisk(cell, 1)) {
     const [lat, lng] = cellToLatLng(near);
     for (let i = 0; i < 20; i++) {
@@ -305,11 +307,14 @@ test.serial('prepareOrigins: searches of the prepared radius from the cell or it
       for (const k of [10, 1_000]) {
         const q = { point, k, radiusKm: PREPARED_KM };
         const found = await searchNearest(q, RES, w.ask(q));
+        searches++;
         t.deepEqual(found.map((c) => c.driverId), oracle(drivers, point, k, PREPARED_KM));
       }
     }
   }
   t.is(geometryStats.computed, computed, 'a search from a prepared origin computed ring geometry');
+  // Each prepared origin holds the square of its centre: no search here, the first from its square included, called latLngToCell.
+  t.is(squareStats.hits - squaresBefore.hits + squareStats.near - squaresBefore.near, searches);
   // The count does see a search from an origin nobody prepared.
   const far = { point: { lat: home.lat + 0.5, lng: home.lng }, k: 10, radiusKm: PREPARED_KM };
   await searchNearest(far, RES, w.ask(far));
