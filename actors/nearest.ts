@@ -258,6 +258,9 @@ function squaresOf(cellRes: number): Squares {
   return at;
 }
 
+/** Row-major over the globe's squares: a small integer at resolution 7 and coarser. */
+const squareKey = ({ side, columns }: Squares, lat: number, lng: number) => Math.floor((lat + 90) / side) * columns + Math.floor((lng + 180) / side);
+
 /**
  * Origins found without latLngToCell: from their square (`hits`), or next to it (`near`, see
  * originNear). What tests read.
@@ -265,17 +268,15 @@ function squaresOf(cellRes: number): Squares {
 export const squareStats = { hits: 0, near: 0 };
 
 export function originAt(point: Point, cellRes: number, p: Unit = unitOf(point, cosLat(point.lat))): Origin {
-  const { side, columns, last: byRes } = squaresOf(cellRes);
-  // Row-major over the globe's squares: a small integer at resolution 7 and coarser.
-  const row = Math.floor((point.lat + 90) / side);
-  const column = Math.floor((point.lng + 180) / side);
-  const key = row * columns + column;
+  const at = squaresOf(cellRes);
+  const byRes = at.last;
+  const key = squareKey(at, point.lat, point.lng);
   const last = byRes.get(key);
   if (last !== undefined && holdsPoint(last, p)) {
     squareStats.hits++;
     return last;
   }
-  const origin = originNear(byRes, row * columns + column - columns - 1, columns, p, last) ?? originOf(latLngToCell(point.lat, point.lng, cellRes));
+  const origin = originNear(byRes, key - at.columns - 1, at.columns, p, last) ?? originOf(latLngToCell(point.lat, point.lng, cellRes));
   if (byRes.size >= MAX_SQUARES) byRes.clear();
   byRes.set(key, origin);
   return origin;
@@ -287,9 +288,9 @@ export function originAt(point: Point, cellRes: number, p: Unit = unitOf(point, 
  * than by latLngToCell.
  */
 function settle(origin: Origin): void {
-  const { side, columns, last: byRes } = squaresOf(origin.disc.res);
-  const { lat, lng } = origin.disc.center;
-  const key = Math.floor((lat + 90) / side) * columns + Math.floor((lng + 180) / side);
+  const at = squaresOf(origin.disc.res);
+  const byRes = at.last;
+  const key = squareKey(at, origin.disc.center.lat, origin.disc.center.lng);
   if (byRes.has(key) || byRes.size >= MAX_SQUARES) return;
   byRes.set(key, origin);
 }
