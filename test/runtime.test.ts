@@ -227,3 +227,29 @@ test('a deferred request runs its service no earlier than its time; a node stopp
   await sleep(500);
   t.is(runs, 0, 'dropped with the node that held it');
 });
+
+test('asks of entities of two kinds with the same id each go to their own shard', async (t) => {
+  const tally = { ...counter, kind: 'tally' };
+  const r = await startRig({ behaviors: [counter, tally], shards: 32 });
+  // Ids whose shard differs between the kinds: a cache of shards keyed by id alone would send one kind's ask to the other's shard.
+  const ids = Array.from({ length: 200 }, (_, i) => `e${i}`).filter((id) => r.region.shardOf({ kind: 'counter', id }) !== r.region.shardOf({ kind: 'tally', id })).slice(0, 5);
+  t.is(ids.length, 5);
+  const asked: { kind: string; shard: number }[] = [];
+  const queryNow = r.host.queryNow.bind(r.host);
+  r.host.queryNow = (self, shard, query) => { asked.push({ kind: self.kind, shard }); return queryNow(self, shard, query); };
+  for (const id of ids) {
+    await r.region.request({ kind: 'counter', id }, { type: 'add', n: 1 });
+    await r.region.request({ kind: 'tally', id }, { type: 'add', n: 2 });
+  }
+  for (let round = 0; round < 2; round++) {
+    for (const id of ids) {
+      for (const kind of ['counter', 'tally']) {
+        asked.length = 0;
+        const state = await r.region.ask<CounterState>({ kind, id }, { type: 'get' });
+        t.is(state.total, kind === 'counter' ? 1 : 2);
+        t.deepEqual(asked, [{ kind, shard: r.region.shardOf({ kind, id }) }], `${kind} ${id}`);
+      }
+    }
+  }
+  await r.stop();
+});
