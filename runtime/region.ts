@@ -311,14 +311,14 @@ export class ShardRegion {
    * search over tens of cells would otherwise pay a promise and a microtask turn per cell.
    */
   askNow<A = unknown>(to: EntityRef, query: unknown): { readonly value: A } | undefined {
-    return this.#answerNow<A>(to, this.#askShard(to), query);
-  }
-
-  #answerNow<A>(to: EntityRef, shard: ShardId, query: unknown): { readonly value: A } | undefined {
-    if (!this.#handoff.holds(shard)) return undefined;
-    const value = this.#options.host.queryNow(to, shard, query);
+    // The shard from the entity's activation, checked as served: one lookup where finding the
+    // shard first was another (a cold map, or shardOf's hashing for an entity not asked
+    // before: a 1M-driver region's searches meet thousands of cells for the first time).
+    const value = this.#options.host.queryServed(to, this.#serves, query);
     return value === NOT_NOW ? undefined : { value: value as A };
   }
+
+  readonly #serves = (shard: ShardId) => this.#handoff.holds(shard);
 
   /** An ask answered at once when it can be (askNow), else a promise of it. */
   askSoon<A = unknown>(to: EntityRef, query: unknown): A | Promise<A> {
@@ -336,9 +336,9 @@ export class ShardRegion {
    * can come between the check and the answer since nothing else runs in between.
    */
   async ask<A = unknown>(to: EntityRef, query: unknown, timeoutMs = this.#options.askTimeoutMs): Promise<A> {
-    const shard = this.#askShard(to);
-    const now = this.#answerNow<A>(to, shard, query);
+    const now = this.askNow<A>(to, query);
     if (now) return now.value;
+    const shard = this.#askShard(to);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.#handoff.holds(shard)) {

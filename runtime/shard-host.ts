@@ -46,6 +46,9 @@ type NactRef = Parameters<typeof dispatch>[0];
 
 type Activation = ActivationOf<NactRef>;
 
+/** Every shard served: queryNow's callers checked theirs. */
+const served = () => true;
+
 /** What queryNow returns when the entity must be activated (or finish passivating) before it can answer. */
 export const NOT_NOW: unique symbol = Symbol('not answerable without activation');
 
@@ -145,10 +148,18 @@ export class ShardHost {
    * way. Counts as use for passivation. Throws what the behavior's query throws.
    */
   queryNow(self: EntityRef, _shard: number, query: unknown): unknown {
+    return this.queryServed(self, served, query);
+  }
+
+  /**
+   * queryNow for an entity whose shard `serves` says is served now, its shard read from its
+   * activation (the caller need not know it); NOT_NOW when it is not, as when not active here.
+   */
+  queryServed(self: EntityRef, serves: (shard: ShardId) => boolean, query: unknown): unknown {
     if (this.#closing) return NOT_NOW;
     const activation = this.#active.get(self);
     const current = activation?.current;
-    if (!current) return NOT_NOW;
+    if (!current || !serves(activation!.shard)) return NOT_NOW;
     activation!.lastUsed = this.#now();
     return this.#answer(self, current.state, query);
   }

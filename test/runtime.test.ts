@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { MemoryJournal } from '../adapters/memory/journal.ts';
 import { MemoryReminderStore } from '../adapters/memory/reminders.ts';
 import { startRig, type Rig } from './helpers/rig.ts';
+import { NOT_NOW } from '../runtime/shard-host.ts';
 import { counter, type CounterState } from './fixtures/counter.ts';
 import { eventually } from './helpers/node-process.ts';
 
@@ -234,22 +235,36 @@ test('asks of entities of two kinds with the same id each go to their own shard'
   // Ids whose shard differs between the kinds: a cache of shards keyed by id alone would send one kind's ask to the other's shard.
   const ids = Array.from({ length: 200 }, (_, i) => `e${i}`).filter((id) => r.region.shardOf({ kind: 'counter', id }) !== r.region.shardOf({ kind: 'tally', id })).slice(0, 5);
   t.is(ids.length, 5);
-  const asked: { kind: string; shard: number }[] = [];
-  const queryNow = r.host.queryNow.bind(r.host);
-  r.host.queryNow = (self, shard, query) => { asked.push({ kind: self.kind, shard }); return queryNow(self, shard, query); };
+  // An ask to an entity not active here finds its shard, and activates it there.
+  const activated: { kind: string; shard: number }[] = [];
+  const query = r.host.query.bind(r.host);
+  r.host.query = (self, shard, q) => { activated.push({ kind: self.kind, shard }); return query(self, shard, q); };
   for (const id of ids) {
-    await r.region.request({ kind: 'counter', id }, { type: 'add', n: 1 });
-    await r.region.request({ kind: 'tally', id }, { type: 'add', n: 2 });
-  }
-  for (let round = 0; round < 2; round++) {
-    for (const id of ids) {
-      for (const kind of ['counter', 'tally']) {
-        asked.length = 0;
-        const state = await r.region.ask<CounterState>({ kind, id }, { type: 'get' });
-        t.is(state.total, kind === 'counter' ? 1 : 2);
-        t.deepEqual(asked, [{ kind, shard: r.region.shardOf({ kind, id }) }], `${kind} ${id}`);
-      }
+    for (const kind of ['counter', 'tally']) {
+      activated.length = 0;
+      t.is((await r.region.ask<CounterState>({ kind, id }, { type: 'get' })).total, 0);
+      t.deepEqual(activated, [{ kind, shard: r.region.shardOf({ kind, id }) }], `${kind} ${id}`);
     }
   }
+  // Active now: answered at once, each from its own state.
+  for (const id of ids) {
+    await r.region.request({ kind: 'tally', id }, { type: 'add', n: 2 });
+    t.is(r.region.askNow<CounterState>({ kind: 'counter', id }, { type: 'get' })?.value.total, 0);
+    t.is(r.region.askNow<CounterState>({ kind: 'tally', id }, { type: 'get' })?.value.total, 2);
+  }
+  await r.stop();
+});
+
+test('the host answers at once only for an active entity whose shard the caller serves, the shard read from its activation', async (t) => {
+  const r = await startRig({ behaviors: [counter], shards: 32 });
+  await r.region.request(ref('s'), { type: 'add', n: 3 });
+  const asked: number[] = [];
+  const serves = (ok: boolean) => (shard: number) => { asked.push(shard); return ok; };
+  t.is(r.host.queryServed(ref('s'), serves(false), { type: 'get' }), NOT_NOW);
+  t.is((r.host.queryServed(ref('s'), serves(true), { type: 'get' }) as CounterState).total, 3);
+  t.deepEqual(asked, [r.region.shardOf(ref('s')), r.region.shardOf(ref('s'))]);
+  // Not active here: not answered, and no shard to ask about.
+  t.is(r.host.queryServed(ref('never'), serves(true), { type: 'get' }), NOT_NOW);
+  t.is(asked.length, 2);
   await r.stop();
 });
