@@ -371,25 +371,18 @@ export class ShardRegion {
   }
 
   /**
-   * Shards of entities asked lately, by kind then id. shardOf hashes with BigInt (and H3 for
-   * cells), which is most of what an ask answered locally costs; placement never changes for a
-   * region, so an entry never goes stale. By kind then id, not by entityKey: a key built per
-   * ask is a new string to flatten and hash, where an id a caller keeps (a search's ring of
-   * cells) hashes once; that was a tenth of a nearby search's CPU (profile). Bounded by
-   * starting over.
+   * Shards of entities asked lately and not answered at once (askNow takes an active entity's
+   * from its activation). shardOf hashes with BigInt (and H3 for cells); placement never
+   * changes for a region, so an entry never goes stale. Bounded by starting over.
    */
-  readonly #askShards = new Map<string, Map<string, ShardId>>();
-  #askShardCount = 0;
+  readonly #askShards = new Map<EntityKey, ShardId>();
 
-  #askShard(to: EntityRef): ShardId {
-    let ids = this.#askShards.get(to.kind);
-    let shard = ids?.get(to.id);
+  #askShard(to: EntityRef, key: EntityKey = entityKey(to)): ShardId {
+    let shard = this.#askShards.get(key);
     if (shard === undefined) {
-      if (this.#askShardCount >= 50_000) { this.#askShards.clear(); this.#askShardCount = 0; ids = undefined; }
-      if (!ids) this.#askShards.set(to.kind, ids = new Map());
+      if (this.#askShards.size >= 50_000) this.#askShards.clear();
       shard = this.shardOf(to);
-      ids.set(to.id, shard);
-      this.#askShardCount++;
+      this.#askShards.set(key, shard);
     }
     return shard;
   }
