@@ -66,3 +66,46 @@ test('a refused subscribe settles the session at once and is sent again until it
   t.is(errors.length, 2);
   channels.close();
 });
+
+test('a session that comes while its user\'s unsubscribe is in flight waits for it and gets the channel back', async (t) => {
+  const held = new Set<string>();
+  const ops: string[] = [];
+  let open!: () => void;
+  const gate = new Promise<void>((r) => { open = r; });
+  const channels = new UserChannels({
+    subscribe: async (users) => { ops.push('subscribe'); for (const u of users) held.add(u); },
+    unsubscribe: async (users) => { ops.push('unsubscribe'); await gate; for (const u of users) held.delete(u); },
+    onError: () => undefined,
+  });
+  await channels.watch('driver-1');
+  channels.unwatch('driver-1');
+  t.true(await eventually(async () => ops.includes('unsubscribe'), 5_000, 5));
+  let settled = false;
+  const again = channels.watch('driver-1').then(() => { settled = true; });
+  await new Promise((r) => setTimeout(r, 30));
+  t.false(settled, 'not settled while the channel is being given up');
+  open();
+  await again;
+  t.true(held.has('driver-1'), 'held again once the session is told so');
+  t.deepEqual(ops, ['subscribe', 'unsubscribe', 'subscribe']);
+});
+
+test('a session that comes while an unsubscribe Redis refuses is in flight settles: the channel stays held', async (t) => {
+  let open!: () => void;
+  const gate = new Promise<void>((r) => { open = r; });
+  let unsubscribes = 0;
+  const channels = new UserChannels({
+    subscribe: async () => undefined,
+    unsubscribe: async () => { unsubscribes++; await gate; throw new Error('refused'); },
+    onError: () => undefined,
+    retryMs: 20,
+  });
+  t.teardown(() => channels.close());
+  await channels.watch('driver-1');
+  channels.unwatch('driver-1');
+  t.true(await eventually(async () => unsubscribes === 1, 5_000, 5));
+  const again = channels.watch('driver-1');
+  open();
+  await again;
+  t.true(channels.watched('driver-1'));
+});

@@ -11,6 +11,8 @@ export interface UserChannelsOptions {
   readonly retryMs?: number;
 }
 
+const NONE: ReadonlySet<string> = new Set();
+
 /** Channels per command: a node restarting under 100k sessions sends a hundred commands, not one huge one. */
 const MAX_PER_COMMAND = 1_000;
 
@@ -20,6 +22,8 @@ export class UserChannels {
   readonly #sessions = new Map<string, number>();
   /** Channels Redis confirmed. */
   readonly #held = new Set<string>();
+  /** Channels an unsubscribe in flight gives up: still held, but not for a session that comes now. */
+  #dropping: ReadonlySet<string> = NONE;
   /** Users whose wanted and held may differ: only these are looked at, however many sessions there are. */
   readonly #changed = new Set<string>();
   readonly #waiting = new Map<string, (() => void)[]>();
@@ -42,7 +46,7 @@ export class UserChannels {
    */
   watch(user: string): Promise<void> {
     this.#sessions.set(user, (this.#sessions.get(user) ?? 0) + 1);
-    if (this.#held.has(user) || this.#closed) return Promise.resolve();
+    if ((this.#held.has(user) && !this.#dropping.has(user)) || this.#closed) return Promise.resolve();
     const settled = new Promise<void>((resolve) => {
       const list = this.#waiting.get(user);
       if (list) list.push(resolve); else this.#waiting.set(user, [resolve]);
@@ -81,8 +85,7 @@ export class UserChannels {
     let failed = false;
     try {
       while (!this.#closed && !failed && this.#changed.size > 0) {
-        const changed = [...this.#changed].slice(0, MAX_PER_COMMAND);
-        for (const user of changed) this.#changed.delete(user);
+        const changed = this.#takeChanged();
         const add = changed.filter((u) => this.#sessions.has(u) && !this.#held.has(u));
         const drop = changed.filter((u) => !this.#sessions.has(u) && this.#held.has(u));
         failed = !(await this.#send(add, drop));
@@ -96,11 +99,29 @@ export class UserChannels {
     }
   }
 
-  /** False when a command was refused: its users wait for the retry. */
+  /** The next users to bring in step, at most a command's worth, taken out of #changed. */
+  #takeChanged(): string[] {
+    const taken: string[] = [];
+    for (const user of this.#changed) {
+      if (taken.length === MAX_PER_COMMAND) break;
+      taken.push(user);
+    }
+    for (const user of taken) this.#changed.delete(user);
+    return taken;
+  }
+
+  /**
+   * False when a command was refused: its users wait for the retry. A user watched again
+   * while their unsubscribe is in flight waits for it (watch) and is subscribed again next.
+   */
   async #send(add: readonly string[], drop: readonly string[]): Promise<boolean> {
     const added = await this.#command(add, this.#o.subscribe, (u) => this.#held.add(u));
     for (const u of add) this.#settle(u);
+    this.#dropping = new Set(drop);
     const dropped = await this.#command(drop, this.#o.unsubscribe, (u) => this.#held.delete(u));
+    this.#dropping = NONE;
+    // Refused, the channel is still held: a session that came meanwhile has it.
+    for (const u of drop) if (this.#held.has(u)) this.#settle(u);
     return added && dropped;
   }
 
