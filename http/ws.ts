@@ -200,11 +200,7 @@ export class WsGateway {
     }
     // The client may have gone while its place was taken: a place nobody opened is given back.
     let opened = false;
-    const giveBack = () => {
-      if (opened || !place) return;
-      void this.#o.edge.limiter.release(place);
-      this.#o.notifier.unwatch?.(principal!.sub);
-    };
+    const giveBack = () => { if (!opened && place) this.#giveUp(principal!.sub, place); };
     if (socket.destroyed) { giveBack(); return; }
     socket.once('close', giveBack);
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
@@ -216,7 +212,13 @@ export class WsGateway {
     });
   }
 
-  /** Notifications for the user routed to this node (a session bound here is unwatched by #drop). */
+  /** A session's socket place and its user's channel here, given back when it closes (or goes before it is bound). */
+  #giveUp(sub: string, place: Place): void {
+    void this.#o.edge.limiter.release(place);
+    this.#o.notifier.unwatch?.(sub);
+  }
+
+  /** Notifications for the user routed to this node (given up with the session's place, #giveUp). */
   async #watch(userId: string): Promise<void> {
     await this.#o.notifier.watch?.(userId);
   }
@@ -298,9 +300,8 @@ export class WsGateway {
     if (left > 0) this.#byIp.set(session.ip, left);
     else this.#byIp.delete(session.ip);
     if (session.principal) {
-      if (session.placeHolder) void this.#o.edge.limiter.release(placeOf(session.principal.sub, session.placeHolder));
+      if (session.placeHolder) this.#giveUp(session.principal.sub, placeOf(session.principal.sub, session.placeHolder));
       this.#forget(session.principal.sub, session);
-      this.#o.notifier.unwatch?.(session.principal.sub);
       this.#o.metrics?.openSockets.dec({ role: session.principal.role });
     }
   }
@@ -482,11 +483,7 @@ export class WsGateway {
         }
         await this.#watch(principal.sub);
         // Closed while the place was taken: give it back rather than bind a dead session.
-        if (!this.#sessions.has(session)) {
-          void this.#o.edge.limiter.release(place);
-          this.#o.notifier.unwatch?.(principal.sub);
-          return;
-        }
+        if (!this.#sessions.has(session)) { this.#giveUp(principal.sub, place); return; }
         this.#bind(session, principal, place);
       }
       this.#send(session, { type: 'ack', ref: m.ref ?? null });
