@@ -9,7 +9,7 @@
 // row is fenced on its own, and each caller told its own outcome.
 
 import { FencedStore } from './fenced-store.ts';
-import { HELD_EPOCHS, fencedRows } from './shard-epochs.ts';
+import { HELD_EPOCHS, epochFor, fencedRows } from './shard-epochs.ts';
 import { BatchQueue, onePerKey } from './batch-queue.ts';
 import type { Orm } from './orm.ts';
 import type { ShardId, ShardOffsets, WriteFence } from '../../runtime/ports.ts';
@@ -60,9 +60,8 @@ export class PostgresShardOffsets extends FencedStore implements ShardOffsets {
 
   commit(shard: ShardId, next: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      // No epoch held: refused at once, as the statement would refuse it.
-      const epoch = this.fence?.epochOf(shard);
-      if (this.fence && epoch === undefined) { reject(this.fence.refused(shard, undefined, this.#what(shard, next))); return; }
+      // No epoch held: refused at once (epochFor throws, which rejects), as the statement would refuse it.
+      const epoch = this.fence ? epochFor(this.fence, shard, this.#what(shard, next)) : undefined;
       this.#queue.push({ shard, next, epoch, resolve, reject });
     });
   }
