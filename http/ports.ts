@@ -5,6 +5,7 @@
 // adapters/ (test/imports.test.ts checks it; docs/DESIGN.md, "Layers").
 
 import type { summarize } from '../actors/analytics.ts';
+import type { Budget } from '../runtime/token-buckets.ts';
 
 // ---- Accounts (deployments without their own identity provider) ----
 
@@ -109,11 +110,8 @@ export interface Projections extends ProjectionMonitor {
 // embedded node): a user's allowance is the same however many nodes their requests and
 // sockets land on.
 
-/** A token bucket: refilled at `perSecond`, holding at most `burst`. */
-export interface Budget {
-  readonly perSecond: number;
-  readonly burst: number;
-}
+/** A token bucket: refilled at `perSecond`, holding at most `burst` (the runtime's buckets take it as it is). */
+export type { Budget };
 
 /** One place held under a capped key (one open socket of a user). */
 export interface Place {

@@ -16,7 +16,7 @@ export class TokenBucket {
 
   /** Takes `n` tokens if there are as many; false (and nothing taken) otherwise. */
   take(n = 1, now = Date.now()): boolean {
-    this.#tokens = Math.min(this.#capacity, this.#tokens + ((now - this.#at) / 1000) * this.#rate);
+    this.#tokens = refilled(this.#tokens, this.#at, now, this.#rate, this.#capacity);
     this.#at = now;
     if (this.#tokens < n) return false;
     this.#tokens -= n;
@@ -25,6 +25,11 @@ export class TokenBucket {
 
   /** Full again: nothing taken is still owed, so the bucket can be forgotten. */
   full(now = Date.now()): boolean {
-    return this.#tokens + ((now - this.#at) / 1000) * this.#rate >= this.#capacity;
+    return refilled(this.#tokens, this.#at, now, this.#rate, this.#capacity) >= this.#capacity;
   }
+}
+
+/** What a bucket holding `tokens` at `at` holds at `now`, refilled at `rate` a second up to `capacity`. */
+export function refilled(tokens: number, at: number, now: number, rate: number, capacity: number): number {
+  return Math.min(capacity, tokens + ((now - at) / 1000) * rate);
 }

@@ -2,9 +2,11 @@
 // was last taken from, and when it will be full again (then it owes nothing and can be
 // forgotten). A TokenBucket object per key, with its numbers boxed, was about 90 bytes more
 // per bucket, and an embedded node holds two for every connected driver (its messages and its
-// fixes, http/ws.ts). The arithmetic is TokenBucket's (runtime/token-bucket.ts).
+// fixes, http/ws.ts). The refill is TokenBucket's (runtime/token-bucket.ts).
 
-/** A bucket's refill rate and size, as the rate limiter port gives them (http/ports.ts Budget). */
+import { refilled } from './token-bucket.ts';
+
+/** A bucket's refill rate and size (the rate limiter port's Budget, http/ports.ts). */
 export interface Budget {
   readonly perSecond: number;
   readonly burst: number;
@@ -30,7 +32,7 @@ export class TokenBuckets {
       this.#numbers[slot + 1] = now;
     }
     const s = this.#numbers;
-    const tokens = Math.min(budget.burst, s[slot]! + ((now - s[slot + 1]!) / 1000) * budget.perSecond);
+    const tokens = refilled(s[slot]!, s[slot + 1]!, now, budget.perSecond, budget.burst);
     s[slot + 1] = now;
     const taken = tokens >= n;
     s[slot] = taken ? tokens - n : tokens;
