@@ -29,8 +29,14 @@ export type Effect =
   /** A push to a user's live sessions (WebSocket), best effort. */
   | { readonly type: 'notify'; readonly userId: string; readonly message: unknown }
   /** Arm (or re-arm) a named timer; the message is delivered to this entity at `at`.
-   *  Timers are persisted with the entity and re-armed after recovery. */
-  | { readonly type: 'timer.set'; readonly name: string; readonly at: number; readonly message: unknown }
+   *  Timers are persisted with the entity and re-armed after recovery. With `durable:
+   *  false`, a timer the journal holds already is re-armed in memory only (and in
+   *  snapshots): no journal row and no reminder write, and after a crash it fires at the
+   *  due time the journal holds, which is earlier, so at once if that has passed. For
+   *  periodic work that a restart should run at once anyway (a driver's presence), where
+   *  a journal row per period was the cost of an idle online driver. A timer the journal
+   *  does not hold (new, or cancelled in the same outcome) is journaled as usual. */
+  | { readonly type: 'timer.set'; readonly name: string; readonly at: number; readonly message: unknown; readonly durable?: false }
   | { readonly type: 'timer.cancel'; readonly name: string }
   /** A domain event for projections and analytics (already persisted in the journal). */
   | { readonly type: 'publish'; readonly topic: string; readonly event: unknown }

@@ -291,7 +291,7 @@ export function makeDriverBehavior(
 ): Behavior<DriverState, DriverMessage, DriverEvent, DriverQuery, unknown, DriverRejection> {
   const presenceMs = settings.presenceMs ?? DEFAULT_PRESENCE.presenceMs;
   const silentAfterMs = settings.silentAfterMs ?? DEFAULT_PRESENCE.silentAfterMs;
-  const presenceTimer = (now: number): Effect => ({
+  const presenceTimer = (now: number): Extract<Effect, { type: 'timer.set' }> => ({
     type: 'timer.set', name: 'presence', at: now + presenceMs, message: PRESENCE,
   });
 
@@ -337,7 +337,9 @@ export function makeDriverBehavior(
     return {
       state: s.presence ? s : { ...s, presence: true },
       events: [],
-      effects: [...cellEffects(ctx.self.id, s, s, ctx.now), presenceTimer(ctx.now)],
+      // Re-armed in memory: a journal row per online driver per period was what an idle
+      // fleet cost; after a crash the journaled, earlier due time fires it at once.
+      effects: [...cellEffects(ctx.self.id, s, s, ctx.now), { ...presenceTimer(ctx.now), durable: false }],
     };
   }
 

@@ -168,11 +168,19 @@ export function replay(behavior: AnyBehavior, incarnation: Incarnation<unknown>,
   return { ...incarnation, state, seq, dedupe, outbox: record.tells, timers, unsnapshotted: 0 };
 }
 
-/** Splits a reducer's effects into what is journaled and what is done after; durable tells carry their origin. */
-export function planEffects(commandId: string, effects: readonly Effect[], origin?: Omit<Origin, 'i'>) {
+/**
+ * Splits a reducer's effects into what is journaled and what is done after; durable tells
+ * carry their origin. `journaledTimers`: the timers the journal holds before this command,
+ * which alone a `durable: false` set re-arms in memory (`rearmed`); without it every set is
+ * journaled.
+ */
+export function planEffects(
+  commandId: string, effects: readonly Effect[], origin?: Omit<Origin, 'i'>, journaledTimers?: Readonly<Record<string, TimerEntry>>,
+) {
   const tells: OutboundTell[] = [];
   const softTells: OutboundTell[] = [];
   const timersSet: { name: string; at: number; message: unknown }[] = [];
+  const rearmed: { name: string; at: number; message: unknown }[] = [];
   const timersCancelled: string[] = [];
   const notifications: { userId: string; message: unknown }[] = [];
   const publications: { topic: string; event: unknown }[] = [];
@@ -185,14 +193,23 @@ export function planEffects(commandId: string, effects: readonly Effect[], origi
         else tells.push(origin ? { ...tell, origin: { ...origin, i } } : tell);
         break;
       }
-      case 'timer.set': timersSet.push({ name: effect.name, at: effect.at, message: effect.message }); break;
+      case 'timer.set': {
+        const timer = { name: effect.name, at: effect.at, message: effect.message };
+        const soft = effect.durable === false && journaledTimers !== undefined && Object.hasOwn(journaledTimers, effect.name);
+        (soft ? rearmed : timersSet).push(timer);
+        break;
+      }
       case 'timer.cancel': timersCancelled.push(effect.name); break;
       case 'notify': notifications.push({ userId: effect.userId, message: effect.message }); break;
       case 'publish': publications.push({ topic: effect.topic, event: effect.event }); break;
       case 'request': requests.push({ service: effect.service, payload: effect.payload, at: effect.at }); break;
     }
   });
-  return { tells, softTells, timersSet, timersCancelled, notifications, publications, requests };
+  // Cancelled in the journal by this outcome, a timer re-armed only in memory would be lost on a crash.
+  for (let i = rearmed.length - 1; i >= 0; i--) {
+    if (timersCancelled.includes(rearmed[i]!.name)) timersSet.push(...rearmed.splice(i, 1));
+  }
+  return { tells, softTells, timersSet, rearmed, timersCancelled, notifications, publications, requests };
 }
 
 export interface PersistContext {
@@ -309,24 +326,27 @@ class EntityActorOf implements EntityActor, EntityActorOptions {
     return this.#poisoned ? undefined : this.#current?.seq;
   }
 
+  /** `journaledTimers`: the timers the journal holds before this command (see planEffects). */
   async #handleOutcome(
     incarnation: Incarnation<unknown>, command: Handled, at: number, outcome: Outcome<unknown, unknown>, ctx: PersistContext,
-    append?: AppendOptions,
+    append?: AppendOptions, journaledTimers = incarnation.timers,
   ): Promise<[Incarnation<unknown>, CommandResult]> {
     const { behavior, self, key, host, snapshotEvery } = this;
-    const plan = planEffects(command.id, outcome.effects, { from: key, seq: incarnation.seq + 1 });
+    const plan = planEffects(command.id, outcome.effects, { from: key, seq: incarnation.seq + 1 }, journaledTimers);
     let next: Incarnation<unknown> = { ...incarnation, state: outcome.state };
     if (isJournaled(command, outcome, plan)) {
-      for (const t of plan.timersSet) await host.remember(self, t.name, t.at);
+      // A record is written anyway: timers re-armed in memory go in it too.
+      const timersSet = plan.rearmed.length > 0 ? [...plan.timersSet, ...plan.rearmed] : plan.timersSet;
+      for (const t of timersSet) await host.remember(self, t.name, t.at);
       const record: JournalRecord = {
         v: behavior.eventVersion, cmd: command.id, at, events: outcome.events, tells: plan.tells,
-        timersSet: plan.timersSet, timersCancelled: plan.timersCancelled,
+        timersSet, timersCancelled: plan.timersCancelled,
         ...(command.origin ? { from: command.origin } : {}), ...(outcome.rejection ? { rejection: outcome.rejection } : {}),
       };
       await (append ? ctx.persist(record, [], append) : ctx.persist(record));
       const timers = { ...incarnation.timers };
       for (const name of plan.timersCancelled) { delete timers[name]; host.disarmTimer(self, name); }
-      for (const t of plan.timersSet) { timers[t.name] = { at: t.at, message: t.message }; host.armTimer(self, t.name, t.at); }
+      for (const t of timersSet) { timers[t.name] = { at: t.at, message: t.message }; host.armTimer(self, t.name, t.at); }
       const seq = incarnation.seq + 1;
       const dedupe = remember(incarnation.dedupe, command.id, seq, command.origin, outcome.rejection);
       next = { state: outcome.state, seq, dedupe, outbox: plan.tells, timers, unsnapshotted: incarnation.unsnapshotted };
@@ -336,11 +356,18 @@ class EntityActorOf implements EntityActor, EntityActorOptions {
       if (snapshotEvery > 0 && next.seq % snapshotEvery === 0) {
         await host.saveSnapshot(key, next.seq, { ...next, unsnapshotted: 0 }).then(() => { next.unsnapshotted = 0; }, () => undefined);
       }
-    } else if (outcome.state !== incarnation.state) {
-      next.unsnapshotted = incarnation.unsnapshotted + 1;
-      if (behavior.softSnapshotEvery && next.unsnapshotted >= behavior.softSnapshotEvery) {
-        // Best effort: a failed snapshot only means more soft state lost on a crash.
-        await host.saveSnapshot(key, next.seq, { ...next, unsnapshotted: 0 }).then(() => { next.unsnapshotted = 0; }, () => undefined);
+    } else {
+      // The journal keeps the earlier due time of these: after a crash they fire then.
+      if (plan.rearmed.length > 0) {
+        next.timers = { ...next.timers };
+        for (const t of plan.rearmed) { next.timers[t.name] = { at: t.at, message: t.message }; host.armTimer(self, t.name, t.at); }
+      }
+      if (outcome.state !== incarnation.state) {
+        next.unsnapshotted = incarnation.unsnapshotted + 1;
+        if (behavior.softSnapshotEvery && next.unsnapshotted >= behavior.softSnapshotEvery) {
+          // Best effort: a failed snapshot only means more soft state lost on a crash.
+          await host.saveSnapshot(key, next.seq, { ...next, unsnapshotted: 0 }).then(() => { next.unsnapshotted = 0; }, () => undefined);
+        }
       }
     }
     // Timers cancelled and set again in one command keep their reminder.
@@ -620,6 +647,7 @@ class EntityActorOf implements EntityActor, EntityActorOptions {
     const resets = outcome.effects.some((e) => e.type === 'timer.set' && e.name === name);
     const cancelsFired: Effect = { type: 'timer.cancel', name };
     const effects = resets ? outcome.effects : [cancelsFired, ...outcome.effects];
-    return this.#handleOutcome({ ...incarnation, timers: rest }, { id: commandId }, at, { ...outcome, effects }, ctx);
+    // The journal still holds the fired timer: a re-set of it may stay in memory.
+    return this.#handleOutcome({ ...incarnation, timers: rest }, { id: commandId }, at, { ...outcome, effects }, ctx, undefined, incarnation.timers);
   }
 }
