@@ -271,6 +271,14 @@ export interface EntityActor {
    */
   softNow(message: unknown): SoftOutcome | Promise<SoftOutcome> | undefined;
   /**
+   * Fires a due timer at once, outside the mailbox and the log, as softNow handles a soft
+   * message, when its outcome is soft but for re-arming that timer in memory (a driver's
+   * presence): nothing in it needs the log's exactly-once, as a duplicate fire re-sends soft
+   * copies and re-arms. Undefined when it cannot (another outcome, the timer re-set since,
+   * not recovered): nothing is applied and the fire goes through the log.
+   */
+  fireNow(name: string, at: number): SoftOutcome | Promise<SoftOutcome> | undefined;
+  /**
    * The journal sequence number a new mailbox continues from, when this incarnation can go
    * on in one (recovered, not poisoned): the number of entries it applied, which is nact's
    * own count as long as no write failed (a failed write poisons it). Undefined otherwise.
@@ -560,10 +568,23 @@ class EntityActorOf implements EntityActor, EntityActorOptions {
 
   /** runSoft without the mailbox (see EntityActor.softNow). */
   softNow(message: unknown): SoftOutcome | Promise<SoftOutcome> | undefined {
+    if (this.#poisoned && this.#current) return 'dropped';
+    return this.#now(message, undefined);
+  }
+
+  fireNow(name: string, at: number): SoftOutcome | Promise<SoftOutcome> | undefined {
+    const timer = this.#current?.timers[name];
+    if (this.#poisoned || !timer || timer.at !== at) return undefined;
+    const outcome = this.#now(timer.message, name);
+    // Refused here (or a reducer that threw): the log's way decides, dead-letters, reports.
+    return outcome === 'durable' || outcome === 'dropped' ? undefined : outcome;
+  }
+
+  /** softNow's and fireNow's work: `rearms`, the timer being fired, which the outcome may re-arm in memory alone. */
+  #now(message: unknown, rearms: string | undefined): SoftOutcome | Promise<SoftOutcome> | undefined {
     const { behavior, self, host } = this;
     const incarnation = this.#current;
     if (!incarnation) return undefined;
-    if (this.#poisoned) return 'dropped';
     const at = host.now();
     let outcome: Outcome<unknown, unknown>;
     try {
@@ -576,11 +597,15 @@ class EntityActorOf implements EntityActor, EntityActorOptions {
     // Indexed loops: for-of here took an iterator and a result object per effect (measured).
     const effects = outcome.effects;
     let soft = 0;
+    let rearm: Extract<Effect, { type: 'timer.set' }> | undefined;
     for (let i = 0; i < effects.length; i++) {
       const e = effects[i]!;
+      if (e.type === 'timer.set' && e.name === rearms && e.durable === false && !rearm) { rearm = e; continue; }
       if (e.type === 'timer.set' || e.type === 'timer.cancel' || (e.type === 'tell' && e.durable !== false)) return 'durable';
       if (e.type === 'tell') soft++;
     }
+    // A fire that does not re-arm its timer cancels it in the journal.
+    if (rearms !== undefined && !rearm) return 'durable';
     const changed = outcome.state !== incarnation.state;
     const unsnapshotted = changed ? incarnation.unsnapshotted + 1 : incarnation.unsnapshotted;
     // A soft snapshot awaits storage: the mailbox takes this one.
@@ -610,6 +635,11 @@ class EntityActorOf implements EntityActor, EntityActorOptions {
       incarnation.state = outcome.state;
       incarnation.outbox = NO_TELLS;
       incarnation.unsnapshotted = unsnapshotted;
+    }
+    if (rearm) {
+      // A new table: snapshots being written share the old one.
+      incarnation.timers = { ...incarnation.timers, [rearm.name]: { at: rearm.at, message: rearm.message } };
+      host.armTimer(self, rearm.name, rearm.at);
     }
     this.#onState(incarnation);
     return room ? room.then((): SoftOutcome => 'applied') : 'applied';

@@ -224,6 +224,27 @@ export class ShardHost {
   }
 
   /**
+   * Fires a due timer of an entity active here and idle at once, outside its mailbox and the
+   * log (EntityActor.fireNow), when the fire is soft but for re-arming itself in memory.
+   * False when it cannot: the caller appends the fire to the log as usual.
+   */
+  fireNow(self: EntityRef, name: string, at: number): boolean {
+    const active = this.#active.get(self);
+    if (!active?.actor || !active.current || active.inFlight > 0) return false;
+    active.enter();
+    let outcome: SoftOutcome | Promise<SoftOutcome> | undefined;
+    try {
+      outcome = active.actor.fireNow(name, at);
+    } finally {
+      if (!isPromise(outcome)) active.leave();
+    }
+    if (outcome === undefined) return false;
+    active.lastUsed = this.#now();
+    if (isPromise(outcome)) void outcome.finally(() => active.leave());
+    return true;
+  }
+
+  /**
    * A soft message for an entity being activated: once it is, at once or into the batch like
    * any other (the messages that waited continue in the order they came, so none overtakes
    * another). A cell's first copies, thousands of them while it recovers, took one mailbox

@@ -1,7 +1,8 @@
 // Timers and reminders of the entities of the shards this node serves.
 //
 // A due timer becomes a command in its entity's shard (timers.ts), appended to the log so it
-// is handled like any other. A reminder (ports.ts ReminderStore) is the durable note that an
+// is handled like any other; one whose outcome only re-arms it in memory and re-sends soft
+// state (a driver's presence) is run at once instead (ShardHost.fireNow). A reminder (ports.ts ReminderStore) is the durable note that an
 // entity has a timer, so the shard's next owner (or this node after a restart) activates the
 // entity and it arms its timers again: every reminder on a shard being set up, and from time
 // to time those already due whose entity is not active (its timer was lost). Reminder writes
@@ -18,7 +19,7 @@ import { timerCommandId, type TimerFire } from './timers.ts';
 export interface ShardTimersOptions {
   readonly log: Pick<CommandLog, 'append'>;
   readonly reminders: ReminderStore;
-  readonly host: Pick<ShardHost, 'knows' | 'isActive' | 'activate' | 'armedTimers'>;
+  readonly host: Pick<ShardHost, 'knows' | 'isActive' | 'activate' | 'armedTimers'> & Partial<Pick<ShardHost, 'fireNow'>>;
   readonly shardOf: (ref: EntityRef) => ShardId;
   /** Whether this node serves the shard now (shard-handoff.ts). */
   readonly holds: (shard: ShardId) => boolean;
@@ -91,6 +92,8 @@ export class ShardTimers {
       if (this.#o.paused(shard)) this.#deferred.push({ self, name, at });
       return;
     }
+    // A fire that only re-arms itself in memory and re-sends soft state needs no log.
+    if (this.#o.host.fireNow?.(self, name, at)) return;
     const fire: TimerFire = { $timer: name, at };
     for (const delay of this.#o.backoff()) {
       try {

@@ -5,13 +5,16 @@ import test from 'ava';
 import type { Behavior } from '../actors/behavior.ts';
 import { MemoryJournal } from '../adapters/memory/journal.ts';
 import { MemoryReminderStore } from '../adapters/memory/reminders.ts';
+import type { CommandEnvelope, CommandLog } from '../runtime/ports.ts';
+import { isTimerFire } from '../runtime/timers.ts';
 import { startRig } from './helpers/rig.ts';
 import { eventually } from './helpers/node-process.ts';
 
 interface PulseState { readonly beats: number }
 type PulseMessage =
-  | { readonly type: 'start'; readonly everyMs: number; readonly firstInMs?: number }
-  | { readonly type: 'beat'; readonly everyMs: number }
+  | { readonly type: 'start'; readonly everyMs: number; readonly firstInMs?: number; readonly until?: number }
+  /** Lapses (is not set again) once it has beaten `until` times. */
+  | { readonly type: 'beat'; readonly everyMs: number; readonly until?: number }
   | { readonly type: 'stop' }
   /** Starts over and re-arms in the same outcome: cancelled in the journal, so the set must be journaled. */
   | { readonly type: 'restart'; readonly everyMs: number };
@@ -22,12 +25,15 @@ const pulse: Behavior<PulseState, PulseMessage, { readonly type: 'started' }, { 
   eventVersion: 1,
   initial: () => ({ beats: 0 }),
   handle(state, msg, ctx) {
-    const beat = (everyMs: number) => ({ name: 'beat', at: ctx.now + everyMs, message: { type: 'beat', everyMs } });
+    const beat = (everyMs: number, until?: number) => ({ name: 'beat', at: ctx.now + everyMs, message: { type: 'beat', everyMs, until } });
     switch (msg.type) {
       case 'start':
-        return { state, events: [{ type: 'started' }], effects: [{ type: 'timer.set', ...beat(msg.everyMs), at: ctx.now + (msg.firstInMs ?? msg.everyMs) }] };
-      case 'beat':
-        return { state: { beats: state.beats + 1 }, events: [], effects: [{ type: 'timer.set', ...beat(msg.everyMs), durable: false }] };
+        return { state, events: [{ type: 'started' }], effects: [{ type: 'timer.set', ...beat(msg.everyMs, msg.until), at: ctx.now + (msg.firstInMs ?? msg.everyMs) }] };
+      case 'beat': {
+        const beats = state.beats + 1;
+        if (msg.until !== undefined && beats >= msg.until) return { state: { beats }, events: [], effects: [] };
+        return { state: { beats }, events: [], effects: [{ type: 'timer.set', ...beat(msg.everyMs, msg.until), durable: false }] };
+      }
       case 'stop':
         return { state, events: [], effects: [{ type: 'timer.cancel', name: 'beat' }] };
       case 'restart':
@@ -76,6 +82,34 @@ test('a cancelled timer stays cancelled; one set again after a cancel in the sam
   t.is((await r.reminders.forShards(ALL_SHARDS)).length, 1, 'and its reminder');
   await r.region.request(ref, { type: 'stop' });
   t.true(await eventually(async () => (await r.reminders.forShards(ALL_SHARDS)).length === 0, 60_000, 20), 'the cancel clears the reminder');
+  t.deepEqual(r.host.armedTimers(ref), []);
+  await r.stop();
+});
+
+/** The log, counting the timer fires appended to it. */
+function countingFires(fires: CommandEnvelope[]) {
+  return (log: CommandLog): CommandLog => new Proxy(log, {
+    get(target, name) {
+      if (name === 'append') {
+        return (shard: number, command: CommandEnvelope) => {
+          if (isTimerFire(command.message)) fires.push(command);
+          return target.append(shard, command);
+        };
+      }
+      const value = Reflect.get(target, name) as unknown;
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+test('a fire that only re-arms its timer in memory skips the log; the one that lets it lapse goes through it', async (t) => {
+  const fires: CommandEnvelope[] = [];
+  const r = await startRig({ behaviors: [pulse], wrapLog: countingFires(fires) });
+  await r.region.request(ref, { type: 'start', everyMs: 20, until: 6 });
+  t.true(await eventually(async () => (await r.region.ask<PulseState>(ref, { type: 'get' })).beats === 6, 60_000, 20), 'six beats');
+  t.true(await eventually(async () => (await r.reminders.forShards(ALL_SHARDS)).length === 0, 60_000, 20), 'the lapse cleared the reminder');
+  t.is(fires.length, 1, 'five beats went by no log record; the lapse (a cancel in the journal) did');
+  t.is(r.journal.count(key), 2, 'the start and the lapse');
   t.deepEqual(r.host.armedTimers(ref), []);
   await r.stop();
 });
