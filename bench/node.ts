@@ -8,10 +8,12 @@
 // 3. node CPU per GPS fix from driver sockets (frame, parse, validate, meter, apply), for
 //    single fixes and location.batch of 10, less the node's idle CPU over the same time;
 // 4. booking → first offer frame at 100/s and 1,000/s with realistic acceptance, then the
-//    all-decline storm (last: its bookings keep searching until their deadline).
+//    all-decline storm (last: its bookings keep searching until their deadline);
+// 5. idle after the load: every socket closed, once the storm's bookings reached their deadline.
 
 import { cpuSeconds, rssBytes } from './proc.ts';
 import { GOALS } from './goals.ts';
+import { VARIABLES } from '../config/variables.ts';
 import { connectDrivers, OPEN_LIMITS, startBenchNode, type BenchDriver, type BenchNode } from './node-client.ts';
 import { downtown, offerRun } from './offers.ts';
 import type { Row } from './stats.ts';
@@ -59,20 +61,30 @@ async function idle(node: BenchNode, seconds: number, quick: boolean): Promise<R
 /** When the idle node is read: start-up's tail is over by then (bench/node.ts probes read 0 to 3% of a core up to 8 s after /ready). */
 const SETTLE_S = 25;
 
+/** A booking searches until its dispatch deadline, and its last offer runs out after it: the node's defaults. */
+const BOOKING_WORK_MS = Number(VARIABLES.DISPATCH_DEADLINE_MS.default) + Number(VARIABLES.OFFER_TIMEOUT_MS.default);
+const PRESENCE_S = Number(VARIABLES.DRIVER_PRESENCE_MS.default) / 1000;
+
 /**
  * The node idle again after the load: every socket closed, then, once its work is done (the
- * rides and offers left over, the projections catching up: a two-second window under 5% of a
- * core, waited for up to two minutes), `seconds` of CPU.
+ * storm's bookings search until their deadline, offering to drivers whose sockets are gone;
+ * then the projections catching up: a two-second window under 5% of a core, waited for up to
+ * two minutes), `seconds` of CPU. The drivers stay online in the node (they closed their
+ * sockets without going offline, as a phone that loses its network does) until
+ * DRIVER_SILENT_AFTER_MS, so their presence timers are in the figure.
  */
-async function idleAfterLoad(node: BenchNode, drivers: readonly BenchDriver[], seconds: number): Promise<Row> {
+async function idleAfterLoad(node: BenchNode, drivers: readonly BenchDriver[], seconds: number, workEndsAt: number): Promise<Row> {
   for (const d of drivers) d.close();
   const t0 = performance.now();
-  while (performance.now() - t0 < 120_000 && await cpuPercent(node.pid, 2) >= 5);
-  const quietAfter = Math.round((performance.now() - t0) / 1000);
+  await sleep(Math.max(0, workEndsAt - t0));
+  const t1 = performance.now();
+  while (performance.now() - t1 < 120_000 && await cpuPercent(node.pid, 2) >= 5);
+  const after = (t: number) => Math.round((performance.now() - t) / 1000);
+  const waited = `${after(t0)} s after (${Math.round((t1 - t0) / 1000)} s of it for the last bookings' deadline, then a 2 s window under 5% of a core)`;
   const percent = await cpuPercent(node.pid, seconds);
   return {
     bench: 'node', case: 'idle embedded node after the load: CPU', value: round(percent, 100), unit: '% of a core', goal: GOALS.idleCpu,
-    note: `the node above once the offer runs are over and every driver socket is closed: quiet (a 2 s window under 5% of a core) ${quietAfter} s after, then ${seconds} s`,
+    note: `the node above once the offer runs are over and every driver socket is closed: ${waited}, then ${seconds} s; ${drivers.length} drivers still online in the node (socket closed, not offline), each re-announced to its cell every ${PRESENCE_S} s`,
   };
 }
 
@@ -154,11 +166,15 @@ export async function nodeBench(o: { quick: boolean }): Promise<Row[]> {
     const runs = o.quick
       ? [{ rate: 100, bookings: 100, accept: realistic }, { rate: 1_000, bookings: 200, accept: realistic, goal: GOALS.offerAt1000P99 }, { rate: 1_000, bookings: 200, accept: 0 }]
       : [{ rate: 100, bookings: 1_000, accept: realistic }, { rate: 1_000, bookings: 2_000, accept: realistic, goal: GOALS.offerAt1000P99 }, { rate: 1_000, bookings: 2_000, accept: 0 }];
+    let lastRunAt = 0;
     for (const [i, run] of runs.entries()) {
+      lastRunAt = performance.now();
       rows.push(...(await offerRun([node.url], drivers, run, `${where}${o.quick ? '; --quick: fewer bookings' : ''}`, 100 + i)).rows);
       await sleep(3_000); // rides accepted in this run are over before the next
     }
-    rows.push(await idleAfterLoad(node, drivers, o.quick ? 3 : 10));
+    // --quick does not wait for the storm's deadline.
+    // A whole presence period: the drivers came online together, so their timers fire together.
+    rows.push(await idleAfterLoad(node, drivers, o.quick ? 3 : PRESENCE_S, o.quick ? 0 : lastRunAt + BOOKING_WORK_MS));
     return rows;
   } finally {
     for (const d of drivers) d.close();
