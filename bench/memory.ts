@@ -10,6 +10,7 @@ import { latLngToCell } from 'h3-js';
 import { CENTER, city, METRO } from './city.ts';
 import { GOALS } from './goals.ts';
 import { CELL_RES, benchRig, discardingJournal, discardingReminders } from './rig.ts';
+import { DEFAULT_PRESENCE } from '../actors/driver.ts';
 import type { Row } from './stats.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -21,6 +22,16 @@ async function collector(): Promise<() => void> {
   const { runInNewContext } = await import('node:vm');
   setFlagsFromString('--expose_gc');
   return runInNewContext('gc') as () => void;
+}
+
+/** This process's CPU over `ms`, as a share of one core and in µs. */
+async function restingCpu(ms: number): Promise<{ percent: number; micros: number }> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await sleep(ms);
+  const used = process.cpuUsage(c0);
+  const micros = used.user + used.system;
+  return { percent: (micros / 1000 / (performance.now() - t0)) * 100, micros };
 }
 
 export async function memoryBench(options: { quick?: boolean }): Promise<Row[]> {
@@ -62,6 +73,7 @@ export async function memoryBench(options: { quick?: boolean }): Promise<Row[]> 
     const mailboxes = await rested();
     const afterFix = await heap();
     const active = r.host.stats().activeByKind;
+    const presence = await restingCpu(DEFAULT_PRESENCE.presenceMs);
     // Two decimals: the goal is marked on this value, and a tenth of a KiB rounded away could pass a figure above it.
     const kb = (bytes: number) => Math.round(bytes / 10.24) / 100;
     const note = `${n} driver actors online with one fix each over the bench's metro, in ${cells.size} cells; ${JSON.stringify(active)} live, ${mailboxes} of them holding a mailbox (the rest hibernate once idle for a second, as on a node); heapUsed after two forced collections; RSS grew ${Math.round((afterFix.rss - before.rss) / 2 ** 20)} MiB${options.quick ? '; --quick: 10k drivers (the goal is at 100k)' : ''}`;
@@ -69,6 +81,10 @@ export async function memoryBench(options: { quick?: boolean }): Promise<Row[]> 
       { bench: 'memory', case: `heap per online driver (actor + state + its copy in a cell), ${n / 1000}k drivers`, value: kb((afterFix.heapUsed - before.heapUsed) / n), unit: 'KiB', note, goal: options.quick ? undefined : GOALS.heapPerOnlineDriver },
       { bench: 'memory', case: '… of which the driver actor online', value: kb((afterOnline.heapUsed - before.heapUsed) / n), unit: 'KiB', note: 'state, incarnation, activation, timer, registry entry; the nact actor only while it has work (see the note above)' },
       { bench: 'memory', case: '… of which its fix and its copy in a cell', value: kb((afterFix.heapUsed - afterOnline.heapUsed) / n), unit: 'KiB', note: 'the newest fix in the driver, the copy in the cell, the cell actors' },
+      {
+        bench: 'memory', case: `CPU of ${n / 1000}k online drivers at rest`, value: Math.round(presence.percent * 10) / 10, unit: '% of a core',
+        note: `the same drivers sending nothing, over one presence period (${DEFAULT_PRESENCE.presenceMs / 1000} s), in which each driver's presence timer fires once and re-announces it to its cell: ${Math.round(presence.micros / n)} µs per driver per period; this process's CPU (process.cpuUsage), journal and reminders discarded (a node's reminder scan, one read of its shards' reminders every 30 s, is not in it)`,
+      },
     ];
   } finally {
     await r.stop();
