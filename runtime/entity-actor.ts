@@ -569,19 +569,19 @@ class EntityActorOf implements EntityActor, EntityActorOptions {
   /** runSoft without the mailbox (see EntityActor.softNow). */
   softNow(message: unknown): SoftOutcome | Promise<SoftOutcome> | undefined {
     if (this.#poisoned && this.#current) return 'dropped';
-    return this.#now(message, undefined);
+    return this.#handleNow(message, undefined);
   }
 
   fireNow(name: string, at: number): SoftOutcome | Promise<SoftOutcome> | undefined {
     const timer = this.#current?.timers[name];
     if (this.#poisoned || !timer || timer.at !== at) return undefined;
-    const outcome = this.#now(timer.message, name);
+    const outcome = this.#handleNow(timer.message, name);
     // Refused here (or a reducer that threw): the log's way decides, dead-letters, reports.
     return outcome === 'durable' || outcome === 'dropped' ? undefined : outcome;
   }
 
   /** softNow's and fireNow's work: `rearms`, the timer being fired, which the outcome may re-arm in memory alone. */
-  #now(message: unknown, rearms: string | undefined): SoftOutcome | Promise<SoftOutcome> | undefined {
+  #handleNow(message: unknown, rearms: string | undefined): SoftOutcome | Promise<SoftOutcome> | undefined {
     const { behavior, self, host } = this;
     const incarnation = this.#current;
     if (!incarnation) return undefined;
