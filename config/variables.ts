@@ -253,7 +253,7 @@ const DEFINED = {
   },
   DRIVER_PRESENCE_MS: {
     default: '30000',
-    doc: 'an online driver re-sends its last position to its cell this often (a journaled timer), so cells emptied by a restart or a ' +
+    doc: 'an online driver re-sends its last position to its cell this often (a timer journaled when it goes online, then re-armed in memory), so cells emptied by a restart or a ' +
       'shard move fill again without new fixes; below the cells\' 2-minute expiry',
   },
   DRIVER_SILENT_AFTER_MS: {
