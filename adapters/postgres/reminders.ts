@@ -10,7 +10,7 @@
 // bookings a second, 800 of 1,200 a second) and what held bookings back.
 
 import { FencedStore } from './fenced-store.ts';
-import { HELD_EPOCHS, fencedRows } from './shard-epochs.ts';
+import { HELD_EPOCHS, settleFenced } from './shard-epochs.ts';
 import { batchStatements, prepared, type RunPrepared } from './prepared.ts';
 import { BatchQueue, onePerKey } from './batch-queue.ts';
 import type { Orm } from './orm.ts';
@@ -109,10 +109,6 @@ export class PostgresReminderStore extends FencedStore implements ReminderStore 
       for (const p of batch) p.reject(error);
       return;
     }
-    const fenced = fencedRows(rows);
-    batch.forEach((p, i) => {
-      if (fenced.has(i) && this.fence && p.shard !== undefined) p.reject(this.fence.refused(p.shard, p.epoch, p.what));
-      else p.resolve();
-    });
+    settleFenced(batch, rows, (p) => (p.shard === undefined ? undefined : this.fence?.refused(p.shard, p.epoch, p.what)));
   }
 }

@@ -89,8 +89,23 @@ export const HELD_EPOCHS = `held as (
   )`;
 
 /** The indexes (`i`) of a HELD_EPOCHS batch's rows whose epoch was stale (pg answers true, the embedded node's driver 't'). */
-export function fencedRows(rows: readonly { i: number | string; fenced: unknown }[]): Set<number> {
+function fencedRows(rows: readonly { i: number | string; fenced: unknown }[]): Set<number> {
   return new Set(rows.filter((r) => r.fenced === true || r.fenced === 't').map((r) => Number(r.i)));
+}
+
+/**
+ * Settles each write of a batch by its statement's answer (one row per write, `i` its place
+ * in the batch): a fenced one's writer hears `refused(write)` (undefined: no fence to
+ * refuse by, so it resolves), the others resolve.
+ */
+export function settleFenced<W extends { resolve(): void; reject(error: unknown): void }>(
+  batch: readonly W[], rows: readonly { i: number | string; fenced: unknown }[], refused: (write: W) => Error | undefined,
+): void {
+  const fenced = fencedRows(rows);
+  batch.forEach((w, i) => {
+    const error = fenced.has(i) ? refused(w) : undefined;
+    if (error) w.reject(error); else w.resolve();
+  });
 }
 
 /** `exists (...)`: true while `epoch` is the shard's current one; append to a write's `where`, with `fenceParams`. */

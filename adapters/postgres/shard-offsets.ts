@@ -9,7 +9,7 @@
 // row is fenced on its own, and each caller told its own outcome.
 
 import { FencedStore } from './fenced-store.ts';
-import { HELD_EPOCHS, epochFor, fencedRows } from './shard-epochs.ts';
+import { HELD_EPOCHS, epochFor, settleFenced } from './shard-epochs.ts';
 import { BatchQueue, onePerKey } from './batch-queue.ts';
 import type { Orm } from './orm.ts';
 import type { ShardId, ShardOffsets, WriteFence } from '../../runtime/ports.ts';
@@ -79,10 +79,6 @@ export class PostgresShardOffsets extends FencedStore implements ShardOffsets {
       for (const c of batch) c.reject(error);
       return;
     }
-    const fenced = fencedRows(rows);
-    batch.forEach((c, i) => {
-      if (fenced.has(i) && this.fence) c.reject(this.fence.refused(c.shard, c.epoch, this.#what(c.shard, c.next)));
-      else c.resolve();
-    });
+    settleFenced(batch, rows, (c) => this.fence?.refused(c.shard, c.epoch, this.#what(c.shard, c.next)));
   }
 }

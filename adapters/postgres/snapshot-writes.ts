@@ -11,7 +11,7 @@
 
 import type { SnapshotEntry, WriteFence } from '../../runtime/ports.ts';
 import { countsAsOutage, hasSqlState } from '../resilience.ts';
-import { HELD_EPOCHS, fencedRows } from './shard-epochs.ts';
+import { HELD_EPOCHS, settleFenced } from './shard-epochs.ts';
 import { prepared, type Prepared } from './prepared.ts';
 import { BatchQueue, onePerKey } from './batch-queue.ts';
 
@@ -92,10 +92,6 @@ export class SnapshotWrites {
       return;
     }
     this.#stats.snapshots += batch.length;
-    const fenced = fencedRows(rows);
-    batch.forEach((p, i) => {
-      if (fenced.has(i) && p.fence && this.#fence) p.reject(this.#fence.refused(p.fence.shard, p.fence.epoch, p.what));
-      else p.resolve();
-    });
+    settleFenced(batch, rows, (p) => p.fence && this.#fence?.refused(p.fence.shard, p.fence.epoch, p.what));
   }
 }
