@@ -373,18 +373,27 @@ export class ShardRegion {
   /**
    * Shards of entities asked lately and not answered at once (askNow takes an active entity's
    * from its activation). shardOf hashes with BigInt (and H3 for cells); placement never
-   * changes for a region, so an entry never goes stale. Bounded by starting over.
+   * changes for a region, so an entry never goes stale. Bounded by starting over. Only shards
+   * held elsewhere are kept: an entity of a shard held here is active once asked, and answered
+   * at once from then on, so its entry (a key and a table slot, about 75 bytes per driver that
+   * connected) was never read again.
    */
   readonly #askShards = new Map<EntityKey, ShardId>();
 
   #askShard(to: EntityRef, key: EntityKey = entityKey(to)): ShardId {
     let shard = this.#askShards.get(key);
     if (shard === undefined) {
-      if (this.#askShards.size >= 50_000) this.#askShards.clear();
       shard = this.shardOf(to);
+      if (this.#handoff.holds(shard)) return shard;
+      if (this.#askShards.size >= 50_000) this.#askShards.clear();
       this.#askShards.set(key, shard);
     }
     return shard;
+  }
+
+  /** Shards remembered for asks (see #askShards), for tests. */
+  get askShardsKept(): number {
+    return this.#askShards.size;
   }
 
   stats(): RegionStats {

@@ -28,6 +28,13 @@ test('commands reach the entity in order and queries see the result', async (t) 
   await r.stop();
 });
 
+test('asks to entities of shards held here keep no shard for them (they are answered from their activation next)', async (t) => {
+  const r = await rig();
+  for (let i = 0; i < 20; i++) t.is((await get(r, `ask-${i}`)).total, 0);
+  t.is(r.region.askShardsKept, 0);
+  await r.stop();
+});
+
 test('a command delivered twice is applied once', async (t) => {
   const r = await rig();
   const first = await r.region.request(ref('d'), { type: 'add', n: 5 }, { id: 'cmd-1' });
