@@ -80,6 +80,16 @@ function refOf(data: RawData, isBinary: boolean): string | number | undefined {
 }
 
 /** A user's socket place: the key their places are counted under, and this socket's hold on one. */
+/**
+ * Node caches a socket's peer address ({address, family, port}, 56 bytes) the first time it
+ * is read, and keeps it for the socket's life: a session holds its address as `ip` and never
+ * reads it again, so the cache goes (a later read of remoteAddress asks the handle again).
+ */
+function forgetPeer(socket: import('node:stream').Duplex): void {
+  const s = socket as { _peername?: unknown };
+  if (s._peername !== undefined) s._peername = undefined;
+}
+
 const placeOf = (sub: string, holder: string): Place => ({ key: `ws:sockets:${sub}`, holder });
 
 /** Close codes of the protocol (docs/API.md lists them). */
@@ -171,6 +181,7 @@ export class WsGateway {
           JSON.stringify({ error: { code, message } }),
       );
     const { ip } = this.#o.addressOf(req);
+    forgetPeer(socket);
     if ((this.#byIp.get(ip) ?? 0) >= this.#o.limits.maxSocketsPerIp) {
       refuse('429 Too Many Requests', 'too_many_sockets', 'too many open sockets from this address');
       return;

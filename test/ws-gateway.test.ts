@@ -34,7 +34,7 @@ async function gateway(heartbeatMs: number, maxBufferedBytes?: number, maxSocket
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/v1/ws`;
   const stop = () => { ws.close(); server.closeAllConnections(); server.close(); };
-  return { ws, url, stop, push: (userId: string, message: unknown) => push(userId, message) };
+  return { ws, url, stop, server, push: (userId: string, message: unknown) => push(userId, message) };
 }
 
 interface Client { readonly socket: WebSocket; readonly received: { type: string; n?: number; code?: string }[]; closed: boolean }
@@ -67,6 +67,18 @@ test('a socket that stops answering pings is terminated by the heartbeat; one th
   t.is(g.ws.open, 1);
   answering.socket.close();
   t.true(await eventually(async () => g.ws.open === 0, 10_000, 10));
+});
+
+test('a session keeps its address, not the socket\'s cached peer address', async (t) => {
+  const g = await gateway(60_000);
+  const sockets: import('node:net').Socket[] = [];
+  g.server.on('connection', (s) => sockets.push(s));
+  const a = await signIn(g.url, 'peer-user');
+  t.is(sockets.length, 1);
+  t.is((sockets[0] as unknown as { _peername?: unknown })._peername, undefined, 'no cached peer address');
+  t.is(sockets[0]!.remoteAddress, '127.0.0.1', 'read again from the handle when asked');
+  a.socket.close();
+  g.stop();
 });
 
 test('a push reaches every open session of its user, as sessions open and close', async (t) => {
