@@ -12,7 +12,7 @@ import { WebSocket } from 'ws';
 import { InProcessRateLimiter } from '../adapters/memory/rate-limiter.ts';
 import type { Authenticator } from '../http/auth.ts';
 import type { Edge } from '../http/edge.ts';
-import { WsGateway } from '../http/ws.ts';
+import { placeHolderId, WsGateway } from '../http/ws.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { eventually } from './helpers/node-process.ts';
 
@@ -79,6 +79,12 @@ test('a session keeps its address, not the socket\'s cached peer address', async
   t.is(sockets[0]!.remoteAddress, '127.0.0.1', 'read again from the handle when asked');
   a.socket.close();
   g.stop();
+});
+
+test('place holders are short and do not repeat', (t) => {
+  const ids = new Set(Array.from({ length: 10_000 }, placeHolderId));
+  t.is(ids.size, 10_000);
+  for (const id of ids) t.regex(id, /^[A-Za-z0-9_-]{16}$/);
 });
 
 test('a push reaches every open session of its user, as sessions open and close', async (t) => {
