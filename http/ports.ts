@@ -127,13 +127,18 @@ export interface RateLimiter {
   block(key: string, ms: number): Promise<void>;
   /** How long `key` is still held back; 0 when it is not. */
   blockedFor(key: string): Promise<number>;
-  /** Takes `n` tokens from the bucket `key`; false, and nothing taken, when it holds fewer. */
-  take(key: string, n: number, budget: Budget): Promise<boolean>;
+  /**
+   * Takes `n` tokens from `id`'s bucket of `scope` (the bucket `<scope>:<id>`); false, and
+   * nothing taken, when it holds fewer. Scope and id apart, a limiter that keeps its buckets
+   * in this process keys them by the id the caller already holds (a user's), not by a string
+   * of its own per bucket.
+   */
+  take(scope: string, id: string, n: number, budget: Budget): Promise<boolean>;
   /**
    * `take` answered at once, by a limiter that keeps its buckets in this process: the socket
    * gateway takes twice per GPS fix, and a promise and an await each were garbage and turns.
    */
-  takeNow?(key: string, n: number, budget: Budget): boolean;
+  takeNow?(scope: string, id: string, n: number, budget: Budget): boolean;
   /**
    * Holds one of at most `cap` places under the place's key for `leaseMs`; false when all are
    * held. A holder that dies without releasing loses its place when its lease runs out.

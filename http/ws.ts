@@ -269,9 +269,9 @@ export class WsGateway {
   }
 
   /** The limiter's answer: at once from one that keeps its buckets here (embedded), else a promise (Redis). */
-  #take(key: string, n: number, budget: Budget): boolean | Promise<boolean> {
+  #take(scope: string, user: string, n: number, budget: Budget): boolean | Promise<boolean> {
     const limiter = this.#o.edge.limiter;
-    return limiter.takeNow ? limiter.takeNow(key, n, budget) : limiter.take(key, n, budget);
+    return limiter.takeNow ? limiter.takeNow(scope, user, n, budget) : limiter.take(scope, user, n, budget);
   }
 
   /** A user's messages across all their sockets: bursts of 5 seconds' worth. */
@@ -406,7 +406,7 @@ export class WsGateway {
     // What arrives while an auth is checked is read once it has been decided.
     if (!session.principal && session.authenticating) await session.authenticating;
     if (!session.principal) { this.#receiveFirst(session, data, isBinary); return; }
-    const allowed = this.#take(`ws:messages:${session.principal.sub}`, 1, this.#messageBudget);
+    const allowed = this.#take('ws:messages', session.principal.sub, 1, this.#messageBudget);
     if (!(typeof allowed === 'boolean' ? allowed : await allowed)) {
       // Said with the message's ref, so the client knows which one to send again (a small message only is read for it).
       this.#error(session, 'rate_limited', 'too many messages; slow down', refOf(data, isBinary));
@@ -514,7 +514,7 @@ export class WsGateway {
     const fix = (f: { lat: number; lng: number; heading?: number; speed?: number; at: string }) =>
       ({ lat: f.lat, lng: f.lng, heading: f.heading, speed: f.speed, at: Date.parse(f.at) });
     const fixes = m.type === 'location' ? 1 : m.type === 'location.batch' ? m.fixes.length : 0;
-    const fixesAllowed = fixes === 0 || this.#take(`ws:fixes:${p.sub}`, fixes, this.#fixBudget);
+    const fixesAllowed = fixes === 0 || this.#take('ws:fixes', p.sub, fixes, this.#fixBudget);
     if (!(typeof fixesAllowed === 'boolean' ? fixesAllowed : await fixesAllowed)) {
       this.#error(
         session, 'rate_limited', `more location fixes than ${this.#o.limits.fixesPerMinute} a minute; send one every few seconds`, m.ref,

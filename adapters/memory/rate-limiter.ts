@@ -10,7 +10,12 @@ const PRUNE_EVERY_MS = 30_000;
 export class InProcessRateLimiter implements RateLimiter {
   readonly #windows = new Map<string, { count: number; resetAt: number }>();
   readonly #blocks = new Map<string, number>();
-  readonly #buckets = new TokenBuckets();
+  /**
+   * Buckets by scope, then by id: the ids are the callers' own strings (a user's id, which its
+   * session holds anyway), where a key per bucket (`ws:fixes:<user>`) was a string of its own,
+   * about 33 bytes for each of a connected driver's two buckets.
+   */
+  readonly #buckets = new Map<string, TokenBuckets>();
   /**
    * key -> its holders and their lease ends, one after the other: [holder, until, holder, until, ...].
    * A Map per key was about 180 bytes, and a connected user holds one key (ws:sockets:<user>) with
@@ -40,18 +45,20 @@ export class InProcessRateLimiter implements RateLimiter {
     return Math.max(0, (this.#blocks.get(key) ?? 0) - Date.now());
   }
 
-  async take(key: string, n: number, budget: Budget): Promise<boolean> {
-    return this.takeNow(key, n, budget);
+  async take(scope: string, id: string, n: number, budget: Budget): Promise<boolean> {
+    return this.takeNow(scope, id, n, budget);
   }
 
   /** `take` without a promise, for a caller that needs the answer now (Redis's fallback). */
-  takeNow(key: string, n: number, budget: Budget): boolean {
+  takeNow(scope: string, id: string, n: number, budget: Budget): boolean {
     const now = Date.now();
     if (now - this.#prunedAt > PRUNE_EVERY_MS) {
       this.#prunedAt = now;
-      this.#buckets.forgetFull(now);
+      for (const buckets of this.#buckets.values()) buckets.forgetFull(now);
     }
-    return this.#buckets.take(key, n, budget, now);
+    let buckets = this.#buckets.get(scope);
+    if (!buckets) this.#buckets.set(scope, (buckets = new TokenBuckets()));
+    return buckets.take(id, n, budget, now);
   }
 
   async acquire(place: Place, cap: number, leaseMs: number): Promise<boolean> {

@@ -85,15 +85,15 @@ export class RedisRateLimiter implements RateLimiter {
     }
   }
 
-  async take(key: string, n: number, budget: Budget): Promise<boolean> {
+  async take(scope: string, id: string, n: number, budget: Budget): Promise<boolean> {
     // Idle this long, a bucket is full again: Redis forgets it, which reads the same.
     const idleMs = Math.ceil((budget.burst / budget.perSecond) * 1000) + 1000;
     try {
-      const ok = await this.#scripts().dispatchTake(`${this.#prefix}bucket:${key}`, n, budget.perSecond / 1000, budget.burst, idleMs);
+      const ok = await this.#scripts().dispatchTake(`${this.#prefix}bucket:${scope}:${id}`, n, budget.perSecond / 1000, budget.burst, idleMs);
       return Number(ok) === 1;
     } catch (error) {
       this.#onError(error);
-      return this.#local.takeNow(key, n, budget);
+      return this.#local.takeNow(scope, id, n, budget);
     }
   }
 

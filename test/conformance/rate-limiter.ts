@@ -88,17 +88,18 @@ export function rateLimiterConformance(name: string, make: () => Promise<RateLim
   test(`${name}: a bucket gives its burst, refuses more, and refuses a take larger than what is left without taking anything`, async (t) => {
     const limiter = await use(t);
     const k = key('bucket');
-    t.true(await limiter.take(k, 3, SLOW));
-    t.false(await limiter.take(k, 3, SLOW), '2 left: 3 is refused');
-    t.true(await limiter.take(k, 2, SLOW), 'and took nothing: 2 are still there');
-    t.false(await limiter.take(k, 1, SLOW));
-    t.true(await limiter.take(key('other'), 5, SLOW), 'another key has its own bucket');
+    t.true(await limiter.take('bucket', k, 3, SLOW));
+    t.false(await limiter.take('bucket', k, 3, SLOW), '2 left: 3 is refused');
+    t.true(await limiter.take('bucket', k, 2, SLOW), 'and took nothing: 2 are still there');
+    t.false(await limiter.take('bucket', k, 1, SLOW));
+    t.true(await limiter.take('bucket', key('other'), 5, SLOW), 'another key has its own bucket');
+    t.true(await limiter.take('other-scope', k, 5, SLOW), 'the same id has a bucket of its own in another scope');
   });
 
   test(`${name}: takes at once from one bucket get exactly its burst`, async (t) => {
     const limiter = await use(t);
     const k = key('bucket-race');
-    const taken = await Promise.all(Array.from({ length: 20 }, () => limiter.take(k, 1, SLOW)));
+    const taken = await Promise.all(Array.from({ length: 20 }, () => limiter.take('bucket', k, 1, SLOW)));
     t.is(taken.filter(Boolean).length, 5);
   });
 
@@ -106,8 +107,8 @@ export function rateLimiterConformance(name: string, make: () => Promise<RateLim
     const limiter = await use(t);
     const k = key('refill');
     const budget = { perSecond: 20, burst: 2 };
-    t.true(await eventually(async () => !(await limiter.take(k, 1, budget)), 30_000, 0), 'emptied');
-    t.true(await eventually(async () => limiter.take(k, 1, budget), 30_000, 20), 'a token came back');
+    t.true(await eventually(async () => !(await limiter.take('bucket', k, 1, budget)), 30_000, 0), 'emptied');
+    t.true(await eventually(async () => limiter.take('bucket', k, 1, budget), 30_000, 20), 'a token came back');
   });
 
   test(`${name}: at most cap places are held; a holder holds one however often it asks; a release frees one`, async (t) => {
