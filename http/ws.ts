@@ -125,7 +125,13 @@ export class WsGateway {
   readonly #byUser = new Map<string, Session | Set<Session>>();
   /** When each session's auth is due, then its token expires: one timer for all of them. */
   readonly #deadlines = new Deadlines<Session>((session) => this.#expire(session));
-  readonly #byIp = new Map<string, number>();
+  /**
+   * Open sockets by client address, with the address as the first of them brought it: each
+   * session keeps that one string as its ip. Each socket reads its own copy of its peer's
+   * address, and the sockets behind one address (a load balancer's, a carrier's NAT) kept one
+   * string each for their lives, 32 bytes per connected driver.
+   */
+  readonly #byIp = new Map<string, { readonly ip: string; open: number }>();
   #heartbeat: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
   /**
@@ -188,7 +194,7 @@ export class WsGateway {
       );
     const { ip } = this.#o.addressOf(req);
     forgetPeer(socket);
-    if ((this.#byIp.get(ip) ?? 0) >= this.#o.limits.maxSocketsPerIp) {
+    if ((this.#byIp.get(ip)?.open ?? 0) >= this.#o.limits.maxSocketsPerIp) {
       refuse('429 Too Many Requests', 'too_many_sockets', 'too many open sockets from this address');
       return;
     }
@@ -253,9 +259,11 @@ export class WsGateway {
 
   #open(session: Session, ip: string, principal: Principal | undefined, place: Place | undefined): void {
     const { messagesPerSecond } = this.#o.limits;
-    session.ip = ip;
+    let sharing = this.#byIp.get(ip);
+    if (!sharing) this.#byIp.set(ip, (sharing = { ip, open: 0 }));
+    sharing.open++;
+    session.ip = sharing.ip;
     this.#sessions.add(session);
-    this.#byIp.set(ip, (this.#byIp.get(ip) ?? 0) + 1);
     if (principal) this.#bind(session, principal, place!);
     else {
       session.bucket = new TokenBucket(messagesPerSecond, messagesPerSecond * 5);
@@ -313,9 +321,8 @@ export class WsGateway {
     if (session.ops) clearInterval(session.ops);
     this.#deadlines.clear(session);
     if (!this.#sessions.delete(session)) return;
-    const left = (this.#byIp.get(session.ip) ?? 1) - 1;
-    if (left > 0) this.#byIp.set(session.ip, left);
-    else this.#byIp.delete(session.ip);
+    const sharing = this.#byIp.get(session.ip);
+    if (sharing && --sharing.open <= 0) this.#byIp.delete(session.ip);
     if (session.principal) {
       if (session.placeHolder) this.#giveUp(session.principal.sub, placeOf(session.principal.sub, session.placeHolder));
       this.#forget(session.principal.sub, session);

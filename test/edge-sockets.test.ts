@@ -79,6 +79,13 @@ test('sockets per address are capped, and unauthenticated ones count', async (t)
   for await (const chunk of answer) chunks.push(chunk as Buffer);
   t.is(JSON.parse(Buffer.concat(chunks).toString()).error.code, 'too_many_sockets');
   for (const s of bare) s.close();
+  // Closed sockets give their address's places back: four open again, and the fifth is refused.
+  t.true(await eventually(async () => {
+    const again = await Promise.all([1, 2, 3, 4].map(() => edge.socket().catch(() => undefined)));
+    const all = again.every(Boolean);
+    for (const s of again) s?.close();
+    return all;
+  }, 10_000, 50), 'the address has its four places back');
 });
 
 test('a socket that does not authenticate in time is closed with 4401', async (t) => {
