@@ -113,9 +113,14 @@ export interface Projections extends ProjectionMonitor {
 /** A token bucket: refilled at `perSecond`, holding at most `burst` (the runtime's buckets take it as it is). */
 export type { Budget };
 
-/** One place held under a capped key (one open socket of a user). */
+/**
+ * One place held under a capped key, `<scope>:<id>` (one open socket of a user: ws:sockets and
+ * the user's id). Scope and id apart, as a bucket's: a limiter that keeps places in this
+ * process keys them by the id the caller holds anyway.
+ */
 export interface Place {
-  readonly key: string;
+  readonly scope: string;
+  readonly id: string;
   /** Unique per holder (a session), so a holder's renewal and release touch only its place. */
   readonly holder: string;
 }

@@ -89,7 +89,7 @@ function forgetPeer(socket: import('node:stream').Duplex): void {
   if (s._peername !== undefined) s._peername = undefined;
 }
 
-const placeOf = (sub: string, holder: string): Place => ({ key: `ws:sockets:${sub}`, holder });
+const placeOf = (sub: string, holder: string): Place => ({ scope: 'ws:sockets', id: sub, holder });
 
 /**
  * A session's place holder: unique among its user's sessions on every node, which 96 random

@@ -17,11 +17,12 @@ export class InProcessRateLimiter implements RateLimiter {
    */
   readonly #buckets = new Map<string, TokenBuckets>();
   /**
-   * key -> its holders and their lease ends, one after the other: [holder, until, holder, until, ...].
+   * scope -> id -> its holders and their lease ends, one after the other: [holder, until, holder, until, ...].
+   * By scope, then id (the user's, which the session holds anyway): a key per user was a string of its own.
    * A Map per key was about 180 bytes, and a connected user holds one key (ws:sockets:<user>) with
    * one holder or a few.
    */
-  readonly #places = new Map<string, (string | number)[]>();
+  readonly #places = new Map<string, Map<string, (string | number)[]>>();
   #prunedAt = Date.now();
 
   async hit(key: string, limit: number, windowMs: number) {
@@ -63,38 +64,49 @@ export class InProcessRateLimiter implements RateLimiter {
 
   async acquire(place: Place, cap: number, leaseMs: number): Promise<boolean> {
     const now = Date.now();
-    const held = this.#places.get(place.key) ?? [];
+    const places = this.#scope(place.scope);
+    const held = places.get(place.id) ?? [];
     for (let i = held.length - 2; i >= 0; i -= 2) if ((held[i + 1] as number) <= now) held.splice(i, 2);
     if (held.indexOf(place.holder) < 0 && held.length / 2 >= cap) {
-      if (held.length === 0) this.#places.delete(place.key);
+      if (held.length === 0) places.delete(place.id);
       return false;
     }
-    this.#hold(place.key, held, place.holder, now + leaseMs);
+    this.#hold(places, place.id, held, place.holder, now + leaseMs);
     return true;
   }
 
   async renew(places: readonly Place[], leaseMs: number): Promise<void> {
     const until = Date.now() + leaseMs;
-    for (const p of places) this.#hold(p.key, this.#places.get(p.key) ?? [], p.holder, until);
+    for (const p of places) {
+      const scope = this.#scope(p.scope);
+      this.#hold(scope, p.id, scope.get(p.id) ?? [], p.holder, until);
+    }
   }
 
   async release(place: Place): Promise<void> {
-    const held = this.#places.get(place.key);
-    if (!held) return;
+    const places = this.#places.get(place.scope);
+    const held = places?.get(place.id);
+    if (!places || !held) return;
     const at = held.indexOf(place.holder);
     if (at >= 0) held.splice(at, 2);
-    if (held.length === 0) this.#places.delete(place.key);
+    if (held.length === 0) places.delete(place.id);
+  }
+
+  #scope(scope: string): Map<string, (string | number)[]> {
+    let places = this.#places.get(scope);
+    if (!places) this.#places.set(scope, (places = new Map()));
+    return places;
   }
 
   /**
-   * `holder` holds its place under `key` until `until` (a lease it had is extended). Holders
+   * `holder` holds its place under `id` until `until` (a lease it had is extended). Holders
    * are strings and lease ends numbers, so indexOf finds a holder, never a lease end.
    */
-  #hold(key: string, held: (string | number)[], holder: string, until: number): void {
+  #hold(places: Map<string, (string | number)[]>, id: string, held: (string | number)[], holder: string, until: number): void {
     const at = held.indexOf(holder);
     if (at >= 0) held[at + 1] = until;
     else if (held.length > 0) held.push(holder, until);
-    // A key's first holder: an array grown by a push keeps room for 17 (about 150 bytes).
-    else this.#places.set(key, [holder, until]);
+    // An id's first holder: an array grown by a push keeps room for 17 (about 150 bytes).
+    else places.set(id, [holder, until]);
   }
 }

@@ -133,7 +133,7 @@ export class RedisRateLimiter implements RateLimiter {
   }
 
   #placesKey(place: Place): string {
-    return `${this.#prefix}places:${place.key}`;
+    return `${this.#prefix}places:${place.scope}:${place.id}`;
   }
 
   #scripts(): Scripts {

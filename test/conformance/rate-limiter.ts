@@ -114,12 +114,13 @@ export function rateLimiterConformance(name: string, make: () => Promise<RateLim
   test(`${name}: at most cap places are held; a holder holds one however often it asks; a release frees one`, async (t) => {
     const limiter = await use(t);
     const k = key('places');
-    const place = (holder: string) => ({ key: k, holder });
+    const place = (holder: string) => ({ scope: 'places', id: k, holder });
     t.true(await limiter.acquire(place('a'), 2, HOUR));
     t.true(await limiter.acquire(place('a'), 2, HOUR), 'the same holder again');
     t.true(await limiter.acquire(place('b'), 2, HOUR));
     t.false(await limiter.acquire(place('c'), 2, HOUR), 'both places are held');
-    t.true(await limiter.acquire({ key: key('elsewhere'), holder: 'c' }, 2, HOUR), 'another key has its own places');
+    t.true(await limiter.acquire({ scope: 'places', id: key('elsewhere'), holder: 'c' }, 2, HOUR), 'another key has its own places');
+    t.true(await limiter.acquire({ scope: 'other-places', id: k, holder: 'c' }, 2, HOUR), 'the same id has places of its own in another scope');
     await limiter.release(place('a'));
     t.true(await limiter.acquire(place('c'), 2, HOUR), 'a released place is free');
   });
@@ -127,10 +128,10 @@ export function rateLimiterConformance(name: string, make: () => Promise<RateLim
   test(`${name}: a place whose lease runs out is free; a renewal holds a place (also one the limiter lost)`, async (t) => {
     const limiter = await use(t);
     const k = key('leases');
-    t.true(await limiter.acquire({ key: k, holder: 'dead-node' }, 1, 200));
-    t.true(await eventually(async () => limiter.acquire({ key: k, holder: 'next' }, 1, HOUR), 30_000, 20), 'the lease ran out');
+    t.true(await limiter.acquire({ scope: 'places', id: k, holder: 'dead-node' }, 1, 200));
+    t.true(await eventually(async () => limiter.acquire({ scope: 'places', id: k, holder: 'next' }, 1, HOUR), 30_000, 20), 'the lease ran out');
     const lost = key('lost');
-    await limiter.renew([{ key: lost, holder: 'open-socket' }], HOUR);
-    t.false(await limiter.acquire({ key: lost, holder: 'newcomer' }, 1, HOUR), 'the renewed place counts');
+    await limiter.renew([{ scope: 'places', id: lost, holder: 'open-socket' }], HOUR);
+    t.false(await limiter.acquire({ scope: 'places', id: lost, holder: 'newcomer' }, 1, HOUR), 'the renewed place counts');
   });
 }
