@@ -78,7 +78,6 @@ function refOf(data: RawData, isBinary: boolean): string | number | undefined {
   }
 }
 
-/** A user's socket place: the key their places are counted under, and this socket's hold on one. */
 /**
  * Node caches a socket's peer address ({address, family, port}, 56 bytes) the first time it
  * is read, and keeps it for the socket's life: a session holds its address as `ip` and never
@@ -89,6 +88,7 @@ function forgetPeer(socket: import('node:stream').Duplex): void {
   if (s._peername !== undefined) s._peername = undefined;
 }
 
+/** A user's socket place: the scope and id their places are counted under, and this socket's hold on one. */
 const placeOf = (sub: string, holder: string): Place => ({ scope: 'ws:sockets', id: sub, holder });
 
 /**
