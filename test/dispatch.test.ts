@@ -244,6 +244,9 @@ for (const mode of MODES) {
     const bad = await r.region.request(vehicle, { type: 'maintenance.add', id: 'm2', from: 10, to: 5, reason: 'x' });
     t.is(bad.rejection?.code, 'invalid_window');
     await r.region.request(vehicle, { type: 'maintenance.remove', id: 'm1' });
+    // The vehicle tells its driver through the log: the fix that refreshes the cell's copy
+    // must come after the driver heard (on a loaded machine, later than the booking's 1.2 s search).
+    t.true(await eventually(async () => (await r.region.ask<{ maintenance: unknown[] }>(driver('shop-d'), { type: 'get' })).maintenance.length === 0));
     await r.region.request(driver('shop-d'), { type: 'location', fix: { lat: CENTER.lat + 0.001, lng: CENTER.lng, at: Date.now() } });
     await r.region.request(booking('shop-b2'), createMessage('rider-shop'));
     t.true(await eventually(async () => offers.includes('shop-d')), 'out of maintenance, the driver is offered again');
