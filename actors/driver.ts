@@ -294,6 +294,10 @@ export function makeDriverBehavior(
   const presenceTimer = (now: number): Extract<Effect, { type: 'timer.set' }> => ({
     type: 'timer.set', name: 'presence', at: now + presenceMs, message: PRESENCE,
   });
+  /** The same timer set again in memory only (see presenceTick). */
+  const presenceRearmed = (now: number): Extract<Effect, { type: 'timer.set' }> => ({
+    type: 'timer.set', name: 'presence', at: now + presenceMs, message: PRESENCE, durable: false,
+  });
 
   /** The cell's copy follows the driver: upsert where it is, remove where it was. */
   function cellEffects(id: string, before: DriverState, after: DriverState, now: number): Effect[] {
@@ -334,13 +338,11 @@ export function makeDriverBehavior(
     const lapse = unchanged<DriverState, DriverEvent>(s.presence ? { ...s, presence: undefined } : s);
     if (s.status === 'offline' || !s.fix || !s.cell) return lapse; // nothing to announce; the next fix sets it again
     if (ctx.now - (s.heardAt ?? s.fix.at) > silentAfterMs) return lapse;
-    return {
-      state: s.presence ? s : { ...s, presence: true },
-      events: [],
-      // Re-armed in memory: a journal row per online driver per period was what an idle
-      // fleet cost; after a crash the journaled, earlier due time fires it at once.
-      effects: [...cellEffects(ctx.self.id, s, s, ctx.now), { ...presenceTimer(ctx.now), durable: false }],
-    };
+    // Re-armed in memory: a journal row per online driver per period was what an idle
+    // fleet cost; after a crash the journaled, earlier due time fires it at once.
+    const effects = cellEffects(ctx.self.id, s, s, ctx.now); // a new array: one more in place
+    effects.push(presenceRearmed(ctx.now));
+    return { state: s.presence ? s : { ...s, presence: true }, events: [], effects };
   }
 
   /** Fixes arrive late and out of order (batches sent after a tunnel): the newest counts (see moveOne). */

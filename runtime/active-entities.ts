@@ -41,6 +41,11 @@ export class ActiveEntities<A extends { readonly self: EntityRef }> {
     return this.#size;
   }
 
+  /** Calls `visit` for every entity held, with no iterator or entry made per entity. */
+  forEach(visit: (entity: A) => void): void {
+    for (const ids of this.#byKind.values()) ids.forEach(visit);
+  }
+
   *values(): IterableIterator<A> {
     for (const ids of this.#byKind.values()) yield* ids.values();
   }

@@ -604,6 +604,9 @@ class EntityActorOf implements EntityActor, EntityActorOptions {
       if (e.type === 'timer.set' || e.type === 'timer.cancel' || (e.type === 'tell' && e.durable !== false)) return 'durable';
       if (e.type === 'tell') soft++;
     }
+    // The re-armed timer is the only other effect of a presence firing: neither a filtered
+    // copy of the effects nor the side-effect loops below (an array and three iterators each).
+    const others = effects.length - soft - (rearm ? 1 : 0);
     // A fire that does not re-arm its timer cancels it in the journal.
     if (rearms !== undefined && !rearm) return 'durable';
     const changed = outcome.state !== incarnation.state;
@@ -614,11 +617,12 @@ class EntityActorOf implements EntityActor, EntityActorOptions {
     try {
       // Effects in planEffects' order: soft tells (all of them, in order), notifications, publications, requests.
       if (soft > 0) {
-        const tells = soft === outcome.effects.length ? outcome.effects as readonly SoftTell[]
-          : outcome.effects.filter((e): e is Extract<Effect, { type: 'tell' }> => e.type === 'tell');
+        const tells = soft === effects.length ? effects as readonly SoftTell[]
+          : soft === effects.length - 1 && effects.at(-1) === rearm ? effects.slice(0, soft) as SoftTell[]
+            : effects.filter((e): e is Extract<Effect, { type: 'tell' }> => e.type === 'tell');
         room = host.sendSoft(self, tells);
       }
-      if (soft < effects.length) {
+      if (others > 0) {
         for (const e of effects) if (e.type === 'notify') host.notify(e.userId, e.message);
         for (const e of effects) if (e.type === 'publish') host.publish(e.topic, e.event, self);
         for (const e of effects) if (e.type === 'request') host.request(self, e.service, e.payload, undefined, e.at);

@@ -3,14 +3,19 @@
 // horizon, is never a victim. One whose next timer is further off may go: its
 // reminder brings it back before the timer is due (the region scans reminders due
 // within its scan interval, and the horizon is longer than that).
+//
+// The strategies visit the node's entities in place (`Visit`): a sweep runs every few
+// seconds over every active entity, and a candidate object per entity per sweep (with a
+// generator step to reach it) was most of what an idle node with thousands of online
+// drivers allocated between their presence firings (heap sampling).
 
 import type { Activation } from './activation.ts';
 
-export interface Candidate<A extends Activation<unknown> = Activation<unknown>> {
-  readonly activation: A;
-  /** When its next armed timer is due, if it has one. */
-  readonly nextTimerAt: number | undefined;
-}
+/** Calls `visit` once for every active entity of the node. */
+export type Visit<A> = (visit: (activation: A) => void) => void;
+
+/** When an entity's next armed timer is due, if it has one; asked only of entities that could go. */
+export type NextTimerAt<A> = (activation: A) => number | undefined;
 
 export interface Horizon {
   readonly now: number;
@@ -18,12 +23,19 @@ export interface Horizon {
   readonly keepTimersWithinMs: number;
 }
 
-const idle = (h: Horizon) => (c: Candidate<Activation<unknown>>) => c.activation.state === 'active' && c.activation.inFlight === 0
-  && (c.nextTimerAt === undefined || c.nextTimerAt > h.now + h.keepTimersWithinMs);
+/** Active, nothing in flight, and no timer due within the horizon. */
+function stoppable<A extends Activation<unknown>>(a: A, nextTimerAt: NextTimerAt<A>, h: Horizon): boolean {
+  if (a.state !== 'active' || a.inFlight > 0) return false;
+  const at = nextTimerAt(a);
+  return at === undefined || at > h.now + h.keepTimersWithinMs;
+}
 
-/** Entities unused for `afterMs`. */
-export function idleVictims<A extends Activation<unknown>>(candidates: readonly Candidate<A>[], h: Horizon, afterMs: number): A[] {
-  return candidates.filter((c) => idle(h)(c) && c.activation.lastUsed <= h.now - afterMs).map((c) => c.activation);
+/** Entities unused for `afterMs`: the time of last use is compared first, as most entities of a busy node fail it. */
+export function idleVictims<A extends Activation<unknown>>(each: Visit<A>, nextTimerAt: NextTimerAt<A>, h: Horizon, afterMs: number): A[] {
+  const unusedSince = h.now - afterMs;
+  const victims: A[] = [];
+  each((a) => { if (a.lastUsed <= unusedSince && stoppable(a, nextTimerAt, h)) victims.push(a); });
+  return victims;
 }
 
 /**
@@ -32,11 +44,11 @@ export function idleVictims<A extends Activation<unknown>>(candidates: readonly 
  * for one eviction per activation.
  */
 export function leastRecentlyUsed<A extends Activation<unknown>>(
-  candidates: readonly Candidate<A>[], h: Horizon, active: number, max: number,
+  each: Visit<A>, nextTimerAt: NextTimerAt<A>, h: Horizon, active: number, max: number,
 ): A[] {
   const excess = active - max + 1;
   if (excess <= 0) return [];
-  return candidates.filter(idle(h)).map((c) => c.activation)
-    .sort((a, b) => a.lastUsed - b.lastUsed)
-    .slice(0, Math.max(excess, Math.ceil(max / 100)));
+  const idle: A[] = [];
+  each((a) => { if (stoppable(a, nextTimerAt, h)) idle.push(a); });
+  return idle.sort((a, b) => a.lastUsed - b.lastUsed).slice(0, Math.max(excess, Math.ceil(max / 100)));
 }

@@ -151,7 +151,7 @@ export class ShardRegion {
       request: (self, service, payload, trace, at) => void this.#runService(self, service, payload, trace, at),
       remember: (self, name, dueAt) => this.#timers.remember(self, name, dueAt),
       forget: (self, name) => this.#timers.forget(self, name),
-      onTimer: (self, name, at) => void this.#timers.fire(self, name, at),
+      onTimer: (self, name, at) => this.#timers.fire(self, name, at),
     });
   }
 

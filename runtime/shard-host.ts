@@ -26,7 +26,7 @@ import {
 } from './entity-actor.ts';
 import { JournalPersistenceEngine } from './persistence-engine.ts';
 import { Activation as ActivationOf, RECOVERED, accepts } from './activation.ts';
-import { idleVictims, leastRecentlyUsed, type Candidate } from './passivation.ts';
+import { idleVictims, leastRecentlyUsed, type NextTimerAt, type Visit } from './passivation.ts';
 import { EntityTimers } from './timers.ts';
 import { EntityStoppedError } from './errors.ts';
 import type { CommandResult, Journal } from './ports.ts';
@@ -225,12 +225,13 @@ export class ShardHost {
 
   /**
    * Fires a due timer of an entity active here and idle at once, outside its mailbox and the
-   * log (EntityActor.fireNow), when the fire is soft but for re-arming itself in memory.
+   * log (EntityActor.fireNow), when the fire is soft but for re-arming itself in memory and
+   * `serves` says its shard (its activation's: no hashing) is served now.
    * False when it cannot: the caller appends the fire to the log as usual.
    */
-  fireNow(self: EntityRef, name: string, at: number): boolean {
+  fireNow(self: EntityRef, name: string, at: number, serves: (shard: ShardId) => boolean): boolean {
     const active = this.#active.get(self);
-    if (!active?.actor || !active.current || active.inFlight > 0) return false;
+    if (!active?.actor || !active.current || active.inFlight > 0 || !serves(active.shard)) return false;
     active.enter();
     let outcome: SoftOutcome | Promise<SoftOutcome> | undefined;
     try {
@@ -602,21 +603,21 @@ export class ShardHost {
     return activation.stopping;
   }
 
-  #candidates(): Candidate<Activation>[] {
-    return [...this.#active.values()].map((activation) => ({ activation, nextTimerAt: this.#timers.nextAt(activation.key) }));
-  }
+  /** Every active entity, visited in place (passivation.ts). */
+  readonly #eachActive: Visit<Activation> = (visit) => this.#active.forEach(visit);
+  readonly #nextTimerAt: NextTimerAt<Activation> = (a) => this.#timers.nextAt(a.key);
 
   #horizon() {
     return { now: this.#now(), keepTimersWithinMs: this.#options.keepTimersWithinMs ?? 60_000 };
   }
 
   async #sweep(): Promise<void> {
-    const victims = idleVictims(this.#candidates(), this.#horizon(), this.#options.passivateAfterMs);
+    const victims = idleVictims(this.#eachActive, this.#nextTimerAt, this.#horizon(), this.#options.passivateAfterMs);
     await Promise.all(victims.map((a) => this.#passivate(a, true)));
   }
 
   async #evictLeastRecentlyUsed(): Promise<void> {
-    const victims = leastRecentlyUsed(this.#candidates(), this.#horizon(), this.#active.size, this.#options.maxActiveEntities);
+    const victims = leastRecentlyUsed(this.#eachActive, this.#nextTimerAt, this.#horizon(), this.#active.size, this.#options.maxActiveEntities);
     await Promise.all(victims.map((a) => this.#passivate(a, true)));
   }
 }

@@ -23,6 +23,15 @@ function entity(id: string, lastUsed: number, events: ActivationEvent[] = ['reco
   return a;
 }
 
+/** The strategies' view of a node holding these entities with these timers. */
+function visiting(candidates: readonly { activation: Activation; nextTimerAt: number | undefined }[]) {
+  const timers = new Map(candidates.map((c) => [c.activation, c.nextTimerAt]));
+  return {
+    each: (visit: (a: Activation) => void) => candidates.forEach((c) => visit(c.activation)),
+    nextTimerAt: (a: Activation) => timers.get(a),
+  };
+}
+
 test('idle passivation takes active entities unused long enough, with no work in flight and no timer due soon', (t) => {
   const h = { now: 10_000, keepTimersWithinMs: 60_000 };
   const candidates = [
@@ -34,15 +43,17 @@ test('idle passivation takes active entities unused long enough, with no work in
     { activation: entity('recovering', 1_000, []), nextTimerAt: undefined },
     { activation: entity('poisoned', 1_000, ['recovered', 'poison']), nextTimerAt: undefined },
   ];
-  t.deepEqual(idleVictims(candidates, h, 5_000).map((a) => a.self.id), ['old', 'timer-far'],
+  const { each, nextTimerAt } = visiting(candidates);
+  t.deepEqual(idleVictims(each, nextTimerAt, h, 5_000).map((a) => a.self.id), ['old', 'timer-far'],
     'a timer an hour away does not pin its entity: the reminder scan brings it back in time');
 });
 
 test('the LRU cap evicts the least recently used idle entities, at least 1% of the cap at a time', (t) => {
   const h = { now: 1_000, keepTimersWithinMs: 60_000 };
   const candidates = Array.from({ length: 300 }, (_, i) => ({ activation: entity(`e${i}`, 300 - i), nextTimerAt: i === 299 ? 2_000 : undefined }));
-  t.deepEqual(leastRecentlyUsed(candidates, h, 300, 1_000), [], 'under the cap');
-  const victims = leastRecentlyUsed(candidates, h, 300, 300);
+  const { each, nextTimerAt } = visiting(candidates);
+  t.deepEqual(leastRecentlyUsed(each, nextTimerAt, h, 300, 1_000), [], 'under the cap');
+  const victims = leastRecentlyUsed(each, nextTimerAt, h, 300, 300);
   t.is(victims.length, 3);
   t.deepEqual(victims.map((a) => a.self.id), ['e298', 'e297', 'e296'], 'oldest first, and e299 keeps its timer due soon');
 });
