@@ -89,3 +89,19 @@ test('thousands of entities idle at once all hibernate, a slice of the event loo
   const seen = await Promise.all(refs.slice(0, 50).map((ref) => r.region.ask<Log>(ref, { type: 'get' })));
   t.true(seen.every((s) => s.seen.join() === 'x'));
 });
+
+test('mailboxes are named by the host, not by chance: two spawned while Math.random repeats itself both work', async (t) => {
+  // nact names an unnamed actor anonymous-<random int32> and refuses a name a live child
+  // has: among tens of thousands of live mailboxes two drew the same one now and then, and
+  // the second entity's spawn threw (its message dropped or failed).
+  const r = await rig(t);
+  const random = Math.random;
+  Math.random = () => 0.5;
+  t.teardown(() => { Math.random = random; });
+  const other = { kind: 'recorder', id: 'r2' };
+  const [a, b] = await Promise.all([r.mark('a'), r.region.request(other, { type: 'mark', v: 'b' })]);
+  Math.random = random;
+  t.is(a.status, 'applied');
+  t.is(b.status, 'applied');
+  t.deepEqual(await r.region.ask<Log>(other, { type: 'get' }), { seen: ['b'] } as never);
+});
