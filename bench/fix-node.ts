@@ -6,6 +6,7 @@
 // gateway does, wherever their shard is served. Every millisecond it writes its region's
 // soft-message counters into shared memory, so the coordinator sees when the work is done.
 
+import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { benchRig, type BenchRig } from './rig.ts';
 import { MemoryShardOffsets } from '../adapters/memory/shard-offsets.ts';
@@ -31,9 +32,19 @@ export type ToNode =
 export type FromNode =
   | { readonly type: 'owned'; readonly shards: readonly number[] }
   | { readonly type: 'online.done'; readonly count: number }
-  | { readonly type: 'sent'; readonly count: number }
+  /** With a paced send, the node's GC pauses from its start until the last fix was sent. */
+  | { readonly type: 'sent'; readonly count: number; readonly gc?: GcPauses }
   | { readonly type: 'stopped' }
   | { readonly type: 'failed'; readonly error: string };
+
+/** Stop-the-world GC pauses of a node over a time: young generation (scavenges) and full (mark-compact). */
+export interface GcPauses {
+  readonly scavenges: number;
+  readonly scavengeMaxMs: number;
+  readonly scavengeMs: number;
+  readonly fulls: number;
+  readonly fullMaxMs: number;
+}
 
 const data = workerData as FixNodeData;
 const post = (m: FromNode) => parentPort!.postMessage(m);
@@ -70,6 +81,24 @@ const ownership = setInterval(() => {
   const owned = [...region.stats().owned].sort((a, b) => a - b);
   if (owned.join() !== lastOwned) { lastOwned = owned.join(); post({ type: 'owned', shards: owned }); }
 }, 100);
+
+// The node's GC pauses, so the paced latencies can be read against them (a pause stops the
+// node, and every fix due meanwhile waits for it).
+const pauses: PerformanceEntry[] = [];
+const gcObserver = new PerformanceObserver((list) => { pauses.push(...list.getEntries()); });
+gcObserver.observe({ entryTypes: ['gc'] });
+
+function gcSince(from: number): GcPauses {
+  const since = pauses.filter((e) => performance.timeOrigin + e.startTime >= from);
+  pauses.length = 0;
+  const kind = (e: PerformanceEntry) => (e as { detail?: { kind?: number } }).detail?.kind;
+  const young = since.filter((e) => kind(e) === constants.NODE_PERFORMANCE_GC_MINOR).map((e) => e.duration);
+  const full = since.filter((e) => kind(e) === constants.NODE_PERFORMANCE_GC_MAJOR).map((e) => e.duration);
+  return {
+    scavenges: young.length, scavengeMaxMs: Math.max(0, ...young), scavengeMs: young.reduce((a, b) => a + b, 0),
+    fulls: full.length, fullMaxMs: Math.max(0, ...full),
+  };
+}
 
 /** Each driver's fixes carry increasing times within the skew a driver is believed (the newest wins). */
 const lastAt = new Float64Array(data.drivers);
@@ -113,13 +142,21 @@ async function send(m: Extract<ToNode, { type: 'send' }>): Promise<number> {
   return mine.length;
 }
 
+/** A paced send and the node's GC pauses while it was sent. */
+async function paced(m: Extract<ToNode, { type: 'send' }>): Promise<FromNode> {
+  pauses.length = 0;
+  const count = await send(m);
+  return { type: 'sent', count, gc: gcSince(m.start!) };
+}
+
 parentPort!.on('message', (m: ToNode) => {
   const run = async () => {
     switch (m.type) {
       case 'online': return post({ type: 'online.done', count: await online() });
-      case 'send': return post({ type: 'sent', count: await send(m) });
+      case 'send': return post(m.rate === undefined ? { type: 'sent', count: await send(m) } : await paced(m));
       case 'stop':
         clearInterval(ownership);
+        gcObserver.disconnect();
         await rig.stop();
         publish();
         clearInterval(counters);

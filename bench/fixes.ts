@@ -17,7 +17,8 @@ import { Worker } from 'node:worker_threads';
 import { latLngToCell } from 'h3-js';
 import { CELL_RES } from './rig.ts';
 import { city, METRO, offsetKm, seeded } from './city.ts';
-import type { FixNodeData, FromNode, ToNode } from './fix-node.ts';
+import type { FixNodeData, FromNode, GcPauses, ToNode } from './fix-node.ts';
+import { machineCpuSeconds } from './proc.ts';
 import { GOALS } from './goals.ts';
 import { percentile, type Goal, type Row } from './stats.ts';
 
@@ -151,6 +152,20 @@ async function applied(c: Cluster, before: Snapshot, expected: number, what: str
   }
 }
 
+/** Cores the machine's other processes used since `before` (its CPU less this process's), over `seconds`. */
+function otherCores(before: { machine: number; ours: NodeJS.CpuUsage }, seconds: number): string {
+  const ours = process.cpuUsage(before.ours);
+  const others = (machineCpuSeconds() - before.machine - (ours.user + ours.system) / 1e6) / seconds;
+  return Number.isNaN(others) ? 'unknown (no /proc/stat)' : Math.max(0, others).toFixed(2);
+}
+
+/** What stopped the nodes while the paced fixes were sent: a fix due during a pause waits for it. */
+function gcNote(gc: readonly GcPauses[]): string {
+  const ms = (x: number) => `${x.toFixed(1)} ms`;
+  const each = gc.map((g) => `${g.scavenges} scavenges (${ms(g.scavengeMs)} in all, the longest ${ms(g.scavengeMaxMs)}), ${g.fulls} mark-compacts${g.fulls > 0 ? ` (the longest ${ms(g.fullMaxMs)})` : ''}`);
+  return `GC pauses while they were sent: ${gc.length === 1 ? each[0] : each.map((e, i) => `node ${i}: ${e}`).join('; ')}`;
+}
+
 interface FixRun { label: string; nodes: number; kafka?: string; drivers: number; flat: number; paced: number; rate: number; goals: { rate: Goal; p99: Goal }; perNode: boolean }
 
 async function fixRun(fleet: MovingFleet, r: FixRun): Promise<Row[]> {
@@ -190,6 +205,7 @@ async function fixRun(fleet: MovingFleet, r: FixRun): Promise<Row[]> {
       cumulative[i] = sum;
     }
     const pacedBefore = snapshot(c);
+    const cpuBefore = { machine: machineCpuSeconds(), ours: process.cpuUsage() };
     const start = Date.now() + 50;
     const latencies = new Float64Array(r.paced);
     const sending = c.all({ type: 'send', from: 0, to: r.paced, firstStep, rate: r.rate, start }, 'sent');
@@ -203,9 +219,10 @@ async function fixRun(fleet: MovingFleet, r: FixRun): Promise<Row[]> {
       if (t > until) throw new Error(`paced: ${done} of ${r.paced} fixes done after 300 s`);
       await sleep(1);
     }
-    await sending;
+    const gc = (await sending).map((m) => m.gc!);
     const afterPaced = await applied(c, pacedBefore, cumulative[r.paced - 1]!, 'paced');
     const achieved = r.paced / ((Date.now() - start) / 1000);
+    const others = otherCores(cpuBefore, (Date.now() - start + 50) / 1000);
     const moved = (from: number, count: number, step: number) => {
       let n = 0;
       for (let i = from; i < from + count; i++) if (fleet.copies[(step + Math.floor(i / fleet.drivers)) * fleet.drivers + (i % fleet.drivers)] === 2) n++;
@@ -216,7 +233,7 @@ async function fixRun(fleet: MovingFleet, r: FixRun): Promise<Row[]> {
     const fleetNote = `${fleet.drivers.toLocaleString('en-US')} drivers moving at 5-15 m/s, a fix every 4 s of theirs; ${moved(0, r.flat, 1)} of ${r.flat} fixes crossed into another cell (2 copies: remove and upsert)`;
     const rate = Math.round(r.flat / seconds / (r.perNode ? r.nodes : 1));
     const crossNote = r.nodes > 1 ? `; ${crossed} of the fixes and copies crossed Kafka to the node serving their shard (${Math.round((crossed / flatExpected) * 100)}% of them)` : '';
-    const pacedNote = `${r.paced.toLocaleString('en-US')} fixes offered at ${r.rate.toLocaleString('en-US')}/s (${Math.round(achieved).toLocaleString('en-US')}/s until the last was applied), from when each was due until as many fixes and copies as were sent up to it were applied (order across nodes not tracked); applied = sent, 0 dropped (${afterPaced.applied - pacedBefore.applied} applies)`;
+    const pacedNote = `${r.paced.toLocaleString('en-US')} fixes offered at ${r.rate.toLocaleString('en-US')}/s (${Math.round(achieved).toLocaleString('en-US')}/s until the last was applied), from when each was due until as many fixes and copies as were sent up to it were applied (order across nodes not tracked); applied = sent, 0 dropped (${afterPaced.applied - pacedBefore.applied} applies); ${gcNote(gc)}; other processes of the machine used ${others} cores meanwhile`;
     return [
       {
         bench: 'fixes', case: `GPS fixes/s${r.perNode ? ' per node' : ''}, ${r.label}, counted when every cell copy is applied`, value: rate, unit: 'fix/s', goal: r.goals.rate,

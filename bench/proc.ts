@@ -19,6 +19,16 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/** CPU seconds the machine's processes spent so far, and the hypervisor took (/proc/stat: user, nice, system, irq, softirq, steal); NaN off Linux. */
+export function machineCpuSeconds(): number {
+  try {
+    const fields = /^cpu\s+(.+)$/m.exec(readFileSync('/proc/stat', 'utf8'))![1]!.split(/\s+/).map(Number);
+    return (fields[0]! + fields[1]! + fields[2]! + fields[5]! + fields[6]! + fields[7]!) / TICKS_PER_SECOND;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 export const totalCpuSeconds = (pids: readonly number[]) => pids.reduce((s, p) => s + cpuSeconds(p), 0);
 
 /** Resident set size, bytes (NaN once it is gone). */
