@@ -12,7 +12,7 @@ import { dispatchBehaviors, dispatchServices } from '../actors/index.ts';
 import { loadConfig } from '../config/index.ts';
 import { startNode, type NodeOptions, type RunningNode } from '../node.ts';
 import { openOrm, type Orm } from '../adapters/postgres/orm.ts';
-import { analyticsProjection, bookingsProjection, insertMany, Projector, quietPollMs, shardGroups, sqlLiteral, type JournalRow, type Projection, type ProjectorOptions } from '../adapters/postgres/projections.ts';
+import { analyticsProjection, bookingsProjection, insertColumns, insertMany, Projector, quietPollMs, shardGroups, sqlLiteral, type JournalRow, type Projection, type ProjectorOptions } from '../adapters/postgres/projections.ts';
 import { ShardFencedError } from '../runtime/errors.ts';
 import type { WriteFence } from '../runtime/ports.ts';
 import { inTransaction } from '../adapters/postgres/transaction.ts';
@@ -561,6 +561,24 @@ test('a shard whose offset the fence refuses is left out of its group\'s batch: 
   t.regex(projector.status()[0]!.lastError ?? '', /refused/);
   const { rows } = await client.query<{ shard: number }>('select shard from projection_offset order by shard');
   t.deepEqual(rows.map((r) => r.shard), [0, 1, 3], 'never shard 2');
+});
+
+test('insertColumns quotes its arrays itself: text that array syntax or SQL would read otherwise, nulls and numbers come back as written', async (t) => {
+  // Each column travels as an array literal (arrayLiteral) inside an SQL literal (sqlLiteral): both must quote.
+  const texts = ["it's", 'back\\slash \\\\ two', '{a,b}', 'comma, and "quotes"', 'NULL', ' spaced ', 'a ? b $1 $$', 'quote "inside" and \n newline', 'émoji 🚕', ''];
+  const db = await freshDatabase();
+  databases.push(db);
+  const orm = await openOrm({ url: db.url, poolMax: 2 });
+  t.teardown(() => orm.close(true));
+  const rows = texts.map((text, i) => ({ id: `r${i}`, text, n: i % 3 === 0 ? null : i * 1.5 - 2, at: new Date(Date.UTC(2026, 0, 1, i)).toISOString() }));
+  const back = await inTransaction(orm, async (sql) => {
+    await sql('create temporary table quoted (id text primary key, text text, n double precision, at timestamptz)');
+    await insertColumns(sql, 'quoted', ['id'], { id: 'text', text: 'text', n: 'double precision', at: 'timestamptz' }, {
+      id: rows.map((r) => r.id), text: rows.map((r) => r.text), n: rows.map((r) => r.n), at: rows.map((r) => r.at),
+    }, 'on conflict do nothing');
+    return sql<{ id: string; text: string; n: number | null; at: Date }>('select id, text, n, at from quoted order by id');
+  });
+  t.deepEqual(back.map((r) => ({ ...r, at: new Date(r.at).toISOString() })), [...rows].sort((a, b) => a.id.localeCompare(b.id)));
 });
 
 test('insertMany quotes its rows itself: quotes, backslashes, question marks and dollar signs in text come back as written', async (t) => {

@@ -198,6 +198,32 @@ export async function insertMany(
      ${tail}`);
 }
 
+/**
+ * Many rows in one statement, as insertMany writes them, but column by column: one array per
+ * column, unnested, where insertMany sends one jsonb array of objects. For wide tables of numbers
+ * and short strings (analytics): the server parsed the jsonb of a rebuild's (hour, cell) sums in
+ * longer than it took to insert them (19k rows: 290 ms with jsonb, 140 ms with arrays).
+ * `columns` gives each column's SQL type; `values` its values, one per row, in the same order.
+ */
+export async function insertColumns(
+  sql: Sql, table: string, key: readonly string[], columns: Readonly<Record<string, string>>,
+  values: Readonly<Record<string, readonly (string | number | null)[]>>, tail: string,
+): Promise<void> {
+  const names = Object.keys(columns);
+  if ((values[names[0]!]?.length ?? 0) === 0) return;
+  await sql(
+    `insert into ${table} (${names.join(', ')})
+     select ${names.map((n) => `r.${n}`).join(', ')}
+     from unnest(${names.map((n) => `${sqlLiteral(arrayLiteral(values[n]!))}::${columns[n]}[]`).join(', ')}) as r(${names.join(', ')})
+     order by ${key.map((k) => `r.${k}`).join(', ')}
+     ${tail}`);
+}
+
+/** `values` as the text of a PostgreSQL array (array_in's input): strings quoted, `"` and `\\` escaped. */
+export function arrayLiteral(values: readonly (string | number | null)[]): string {
+  return `{${values.map((v) => v === null ? 'NULL' : typeof v === 'number' ? String(v) : `"${v.replace(/["\\]/g, '\\$&')}"`).join(',')}}`;
+}
+
 /** `text` as an SQL string literal, as pg's escapeLiteral writes it (quotes and backslashes doubled, E'' when there are backslashes). */
 export function sqlLiteral(text: string): string {
   const quoted = `'${text.replaceAll("'", "''")}'`;
@@ -380,13 +406,17 @@ export function cellSums(sums: AnalyticsSums): CellSums[] {
  * Each table's rows go in key order, as insertMany's (see there why).
  */
 async function writeDrivers(sql: Sql, cells: readonly CellSums[]): Promise<void> {
-  const rows = cells.filter((c) => c.drivers.size > 0).map((c) => ({ hour: new Date(c.hour), cell: c.cell, drivers: [...c.drivers] }));
-  if (rows.length === 0) return;
+  const hours: string[] = [], cellIds: string[] = [], drivers: string[] = [];
+  for (const c of cells) {
+    if (c.drivers.size === 0) continue;
+    const hour = new Date(c.hour).toISOString();
+    for (const driver of c.drivers) { hours.push(hour); cellIds.push(c.cell); drivers.push(driver); }
+  }
+  if (drivers.length === 0) return;
   await sql(
     `with d as (
-       select r.hour, r.cell, d.driver_id
-       from jsonb_to_recordset(${sqlLiteral(JSON.stringify(rows))}::jsonb) as r(hour timestamptz, cell text, drivers text[])
-       cross join unnest(r.drivers) as d(driver_id)),
+       select * from unnest(${sqlLiteral(arrayLiteral(hours))}::timestamptz[], ${sqlLiteral(arrayLiteral(cellIds))}::text[],
+         ${sqlLiteral(arrayLiteral(drivers))}::text[]) as d(hour, cell, driver_id)),
      by_cell as (
        insert into analytics_driver_hour_cell (hour, cell, driver_id) select hour, cell, driver_id from d order by hour, cell, driver_id
        on conflict do nothing)
@@ -411,20 +441,24 @@ function analyticsStage(): Stage {
         'requests', 'completed', 'cancelled', 'no_driver', 'revenue', 'fare_count',
         'wait_ms_sum', 'wait_count', 'surge_sum', 'surge_count', 'trip_ms_sum',
       ];
-      await insertMany(sql, 'analytics_hour_cell', ['hour', 'cell'], {
+      await insertColumns(sql, 'analytics_hour_cell', ['hour', 'cell'], {
         hour: 'timestamptz', cell: 'text', requests: 'integer', completed: 'integer', cancelled: 'integer', no_driver: 'integer',
         revenue: 'bigint', fare_count: 'integer', wait_ms_sum: 'bigint', wait_count: 'integer', surge_sum: 'double precision',
         surge_count: 'integer', trip_ms_sum: 'bigint',
-      }, cells.map(({ hour, cell, i }) => ({
-        hour: new Date(hour), cell, requests: i.requests, completed: i.completed, cancelled: i.cancelled, no_driver: i.noDriver,
-        revenue: i.revenue, fare_count: i.fareCount, wait_ms_sum: Math.round(i.waitMsSum), wait_count: i.waitCount,
-        surge_sum: i.surgeSum, surge_count: i.surgeCount, trip_ms_sum: Math.round(i.tripMsSum),
-      })), `on conflict (hour, cell) do update set ${counters.map((c) => `${c} = analytics_hour_cell.${c} + excluded.${c}`).join(', ')}`);
+      }, {
+        hour: cells.map((c) => new Date(c.hour).toISOString()), cell: cells.map((c) => c.cell),
+        requests: cells.map((c) => c.i.requests), completed: cells.map((c) => c.i.completed), cancelled: cells.map((c) => c.i.cancelled),
+        no_driver: cells.map((c) => c.i.noDriver), revenue: cells.map((c) => c.i.revenue), fare_count: cells.map((c) => c.i.fareCount),
+        wait_ms_sum: cells.map((c) => Math.round(c.i.waitMsSum)), wait_count: cells.map((c) => c.i.waitCount),
+        surge_sum: cells.map((c) => c.i.surgeSum), surge_count: cells.map((c) => c.i.surgeCount), trip_ms_sum: cells.map((c) => Math.round(c.i.tripMsSum)),
+      }, `on conflict (hour, cell) do update set ${counters.map((c) => `${c} = analytics_hour_cell.${c} + excluded.${c}`).join(', ')}`);
       await writeDrivers(sql, cells);
       // A rider's first request may be projected after a later one (another shard): the earliest wins, whatever the order.
-      await insertMany(sql, 'analytics_rider', ['rider_id'], { rider_id: 'text', first_seen: 'timestamptz', first_cell: 'text' },
-        [...riders].map(([riderId, r]) => ({ rider_id: riderId, first_seen: new Date(r.hour), first_cell: r.cell })),
-        `on conflict (rider_id) do update set first_seen = excluded.first_seen, first_cell = excluded.first_cell
+      const riderRows = [...riders];
+      await insertColumns(sql, 'analytics_rider', ['rider_id'], { rider_id: 'text', first_seen: 'timestamptz', first_cell: 'text' }, {
+        rider_id: riderRows.map(([riderId]) => riderId), first_seen: riderRows.map(([, r]) => new Date(r.hour).toISOString()),
+        first_cell: riderRows.map(([, r]) => r.cell),
+      }, `on conflict (rider_id) do update set first_seen = excluded.first_seen, first_cell = excluded.first_cell
          where (excluded.first_seen, excluded.first_cell) < (analytics_rider.first_seen, coalesce(analytics_rider.first_cell, ''))`);
     },
   };
