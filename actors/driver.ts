@@ -294,10 +294,6 @@ export function makeDriverBehavior(
   const presenceTimer = (now: number): Extract<Effect, { type: 'timer.set' }> => ({
     type: 'timer.set', name: 'presence', at: now + presenceMs, message: PRESENCE,
   });
-  /** The same timer set again in memory only (see presenceTick). */
-  const presenceRearmed = (now: number): Extract<Effect, { type: 'timer.set' }> => ({
-    type: 'timer.set', name: 'presence', at: now + presenceMs, message: PRESENCE, durable: false,
-  });
 
   /** The cell's copy follows the driver: upsert where it is, remove where it was. */
   function cellEffects(id: string, before: DriverState, after: DriverState, now: number): Effect[] {
@@ -341,7 +337,7 @@ export function makeDriverBehavior(
     // Re-armed in memory: a journal row per online driver per period was what an idle
     // fleet cost; after a crash the journaled, earlier due time fires it at once.
     const effects = cellEffects(ctx.self.id, s, s, ctx.now); // a new array: one more in place
-    effects.push(presenceRearmed(ctx.now));
+    effects.push({ ...presenceTimer(ctx.now), durable: false });
     return { state: s.presence ? s : { ...s, presence: true }, events: [], effects };
   }
 

@@ -604,8 +604,8 @@ class EntityActorOf implements EntityActor, EntityActorOptions {
       if (e.type === 'timer.set' || e.type === 'timer.cancel' || (e.type === 'tell' && e.durable !== false)) return 'durable';
       if (e.type === 'tell') soft++;
     }
-    // The re-armed timer is the only other effect of a presence firing: neither a filtered
-    // copy of the effects nor the side-effect loops below (an array and three iterators each).
+    // Side effects past the soft tells and the re-armed timer: a presence firing has none, and
+    // skips the side-effect loops below (three iterators each).
     const others = effects.length - soft - (rearm ? 1 : 0);
     // A fire that does not re-arm its timer cancels it in the journal.
     if (rearms !== undefined && !rearm) return 'durable';
@@ -618,8 +618,7 @@ class EntityActorOf implements EntityActor, EntityActorOptions {
       // Effects in planEffects' order: soft tells (all of them, in order), notifications, publications, requests.
       if (soft > 0) {
         const tells = soft === effects.length ? effects as readonly SoftTell[]
-          : soft === effects.length - 1 && effects.at(-1) === rearm ? effects.slice(0, soft) as SoftTell[]
-            : effects.filter((e): e is Extract<Effect, { type: 'tell' }> => e.type === 'tell');
+          : effects.filter((e): e is Extract<Effect, { type: 'tell' }> => e.type === 'tell');
         room = host.sendSoft(self, tells);
       }
       if (others > 0) {
