@@ -4,8 +4,9 @@
 // is handled like any other; one whose outcome only re-arms it in memory and re-sends soft
 // state (a driver's presence) is run at once instead (ShardHost.fireNow). A reminder
 // (ports.ts ReminderStore) is the durable note that an entity has a timer, so the shard's
-// next owner (or this node after a restart) activates the entity and it arms its timers again: every reminder on a shard being set up, and from time
-// to time those already due whose entity is not active (its timer was lost). Reminder writes
+// next owner (or this node after a restart) activates the entity and it arms its timers
+// again: every reminder on a shard being set up, and from time to time those already due
+// whose entity is not active (its timer was lost). Reminder writes
 // of one entity are applied in the order the entity made them: a clear left to run beside
 // the next command's set could land after it and lose the reminder.
 
