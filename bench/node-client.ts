@@ -37,6 +37,8 @@ export interface BenchNode {
   readonly pid: number;
   /** heapUsed and RSS after two forced collections, read inside the node. */
   memory(): Promise<{ heapUsed: number; rss: number }>;
+  /** Live entities holding a mailbox now (the node's actors_holding_mailbox gauge). */
+  mailboxes(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -84,6 +86,13 @@ export async function startBenchNode(env: Record<string, string>): Promise<Bench
       const value = await evaluate('(async () => { for (let i = 0; i < 3; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 50)); } '
         + 'const m = process.memoryUsage(); return JSON.stringify({ heapUsed: m.heapUsed, rss: m.rss }); })()');
       return JSON.parse(value) as { heapUsed: number; rss: number };
+    },
+    async mailboxes() {
+      const admin = await tokenFor('bench-admin', 'admin');
+      const text = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${admin}` } }).then((r) => r.text());
+      const value = /^actors_holding_mailbox (\d+)$/m.exec(text)?.[1];
+      if (value === undefined) throw new Error('the node\'s /metrics has no actors_holding_mailbox');
+      return Number(value);
     },
     async stop() {
       inspector?.terminate();

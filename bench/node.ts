@@ -97,23 +97,39 @@ async function idleAfterLoad(node: BenchNode, drivers: readonly BenchDriver[], s
   }];
 }
 
+/**
+ * Waits, up to 10 s, until the node's entities hold no mailbox (they hibernate once idle for a
+ * second or two: a connected driver's state between fixes); answers how many still held one.
+ */
+async function rested(node: BenchNode): Promise<number> {
+  let holding = await node.mailboxes();
+  for (let i = 0; i < 50 && holding > 0; i++) {
+    await sleep(200);
+    holding = await node.mailboxes();
+  }
+  return holding;
+}
+
 async function memorySlope(node: BenchNode, steps: readonly number[]): Promise<{ rows: Row[]; drivers: BenchDriver[] }> {
   const drivers: BenchDriver[] = [];
   const positions = downtown(steps.at(-1)!, 31);
   // One session before the baseline, so what the first session builds once is in it.
   drivers.push(...await connectDrivers([node.url], 'mem-warm', positions.slice(0, 1)));
+  await rested(node);
   const base = await node.memory();
   const heap: number[] = [];
   const rss: number[] = [];
+  const holding: number[] = [];
   const t0 = performance.now();
   for (const n of steps) {
     drivers.push(...await connectDrivers([node.url], 'mem', positions.slice(drivers.length - 1, n), drivers.length - 1));
+    holding.push(await rested(node));
     const m = await node.memory();
     heap.push(m.heapUsed); rss.push(m.rss);
   }
   const seconds = Math.round((performance.now() - t0) / 1000);
-  const per = steps.map((n, i) => `${n}: heap ${MB(heap[i]!)} MB, RSS ${MB(rss[i]!)} MB`).join('; ');
-  const note = `slope of heapUsed over ${steps.join(', ')} drivers connected (WebSocket session, auth, online, one fix acknowledged; ${seconds} s), each read in the node after three forced collections (--expose-gc, through its inspector); before: heap ${MB(base.heapUsed)} MB, RSS ${MB(base.rss)} MB; ${per}`;
+  const per = steps.map((n, i) => `${n}: heap ${MB(heap[i]!)} MB, RSS ${MB(rss[i]!)} MB, ${holding[i]} holding a mailbox`).join('; ');
+  const note = `slope of heapUsed over ${steps.join(', ')} drivers connected (WebSocket session, auth, online, one fix acknowledged; ${seconds} s), each read in the node after three forced collections (--expose-gc, through its inspector) once its entities idle for a second or two gave their mailboxes up, as between a driver's fixes 4 s apart (actors_holding_mailbox, waited for up to 10 s); before: heap ${MB(base.heapUsed)} MB, RSS ${MB(base.rss)} MB; ${per}`;
   return {
     drivers,
     rows: [

@@ -147,6 +147,10 @@ export class Metrics {
       collect() { for (const [kind, n] of Object.entries(host.stats().activeByKind)) this.set({ kind }, n); },
     });
     new Gauge({
+      name: 'actors_holding_mailbox', help: 'Live entities holding a nact mailbox now; the others hibernate (idle for a second or two)', registers,
+      collect() { this.set(host.stats().mailboxes); },
+    });
+    new Gauge({
       name: 'commands_handled_total', help: 'Commands handled by entities on this node (counter semantics)', registers,
       collect() { this.set(region.stats().commandsHandled); },
     });

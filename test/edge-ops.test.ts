@@ -15,7 +15,7 @@ test('health, readiness and Prometheus metrics; shutdown closes sockets with a r
   t.is((await fetch(`${edge.url}/metrics`)).status, 401, 'on the public port, metrics need an admin token');
   const admin = await edge.token('ops-admin', 'admin');
   const metrics = await fetch(`${edge.url}/metrics`, { headers: { authorization: `Bearer ${admin}` } }).then((r) => r.text());
-  for (const name of ['http_request_duration_seconds_bucket', 'websocket_open{role="driver"} 1', 'actors_active{kind="driver"}', 'commands_handled_total', 'command_log_lag', 'shards_owned 8']) {
+  for (const name of ['http_request_duration_seconds_bucket', 'websocket_open{role="driver"} 1', 'actors_active{kind="driver"}', 'actors_holding_mailbox', 'commands_handled_total', 'command_log_lag', 'shards_owned 8']) {
     t.true(metrics.includes(name), `metrics include ${name}`);
   }
   t.regex(metrics, /http_request_duration_seconds_count\{method="GET",route="\/v1\/bookings\/:id",status="404"\} 1/, 'latency is labelled by route pattern');
