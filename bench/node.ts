@@ -12,7 +12,7 @@
 // 5. idle after the load: every socket closed, once the storm's bookings reached their deadline;
 //    the first presence period shown as the load's tail (the load's garbage collected), the next read.
 
-import { cpuSeconds, rssBytes } from './proc.ts';
+import { cpuSeconds, cpuSplit, rssBytes } from './proc.ts';
 import { GOALS } from './goals.ts';
 import { VARIABLES } from '../config/variables.ts';
 import { connectDrivers, OPEN_LIMITS, startBenchNode, type BenchDriver, type BenchNode } from './node-client.ts';
@@ -149,7 +149,7 @@ async function socketFixCpu(node: BenchNode, drivers: readonly BenchDriver[], se
   const positions = downtown(drivers.length, 41);
   let fixes = 0;
   let failed = 0;
-  const c0 = cpuSeconds(node.pid);
+  const c0 = cpuSplit(node.pid);
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
   await Promise.all(drivers.map(async (d, i) => {
@@ -163,12 +163,14 @@ async function socketFixCpu(node: BenchNode, drivers: readonly BenchDriver[], se
     }
   }));
   const elapsed = (performance.now() - t0) / 1000;
-  const cpu = cpuSeconds(node.pid) - c0;
+  const c1 = cpuSplit(node.pid);
+  const system = c1.system - c0.system;
+  const cpu = c1.user - c0.user + system;
   const net = cpu - (idlePercent / 100) * elapsed;
   const kind = batch === 1 ? 'single fixes' : `location.batch of ${batch}`;
   return {
     bench: 'node', case: `node CPU per GPS fix from driver sockets, end to end, ${kind}`, value: round((net / fixes) * 1e6), unit: 'µs', goal: GOALS.socketFixCpu,
-    note: `${fixes.toLocaleString('en-US')} fixes (${Math.round(fixes / elapsed).toLocaleString('en-US')}/s) from ${drivers.length} driver sockets, one message in flight each, for ${round(elapsed)} s${failed ? `, ${failed} refused` : ''}; node CPU ${round(cpu, 100)} s less its idle ${round(idlePercent, 100)}% of a core over the same time; /proc/<pid>/stat of the embedded node`,
+    note: `${fixes.toLocaleString('en-US')} fixes (${Math.round(fixes / elapsed).toLocaleString('en-US')}/s) from ${drivers.length} driver sockets, one message in flight each, for ${round(elapsed)} s${failed ? `, ${failed} refused` : ''}; node CPU ${round(cpu, 100)} s less its idle ${round(idlePercent, 100)}% of a core over the same time, ${round((system / fixes) * 1e6)} µs a fix of it in the kernel (reading each message and writing its ack: a message and an ack per ${batch === 1 ? 'fix' : `${batch} fixes`}, over loopback TCP); /proc/<pid>/stat of the embedded node`,
   };
 }
 
