@@ -250,6 +250,24 @@ export class CellIndex {
   }
 
   /**
+   * How many tagged drivers (those searches answer) were seen at `seenSince` or later and pass
+   * `accept`, asked only of drivers `checkOf` flags: one pass over the entries, reading no copy
+   * of the others. A cell's supply is this; walking every copy for it was a twentieth of an
+   * embedded node's CPU per booking, its quote's surge counting a downtown cell.
+   */
+  countTagged(seenSince: number, accept: (d: DriverCopy) => boolean): number {
+    const entries = this.#entries;
+    let n = 0;
+    for (let i = 0; i < this.#length * ENTRY; i += ENTRY) {
+      const key = entries[i + KEY]!;
+      if (key < 0 || entries[i + SEEN]! < seenSince) continue;
+      if ((key & 1) !== 0 && !accept(this.#copies[slotOfField(entries[i + SLOT]!)]!)) continue;
+      n++;
+    }
+    return n;
+  }
+
+  /**
    * Offers to `best` every driver within `radiusKm` of `point`, seen at `seenSince` or later,
    * that `accept` lets through (asked only of drivers `checkOf` flags) and that could still
    * rank, walking buckets outward until none can. With `tag`, only drivers of that tag are

@@ -145,10 +145,13 @@ function sweep(index: CellIndex, now: number, s: CellSettings): void {
   for (const id of gone) index.delete(id);
 }
 
+/**
+ * Available drivers not in maintenance, and fresh when settings are given: the index's tagged
+ * drivers (tagOf tags the available ones), the flagged ones (checkOf: a maintenance window)
+ * asked about their windows.
+ */
 function countSupply(index: CellIndex, now: number, s?: CellSettings): number {
-  let n = 0;
-  for (const d of index.values()) if (d.status === 'available' && !inMaintenance(d.maintenance, now) && (!s || fresh(d, now, s))) n++;
-  return n;
+  return index.countTagged(s ? now - s.driverTtlMs : Number.NEGATIVE_INFINITY, (d) => !inMaintenance(d.maintenance, now));
 }
 
 /** Available drivers not in maintenance (including silent ones not yet swept). */

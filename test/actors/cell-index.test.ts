@@ -5,7 +5,8 @@
 import test from 'ava';
 import { cellToBoundary, latLngToCell } from 'h3-js';
 import { CellIndex, StaleCellState } from '../../actors/cell-index.ts';
-import { DEFAULT_CELL, driversOf, eligible, makeCellBehavior, type Candidate, type CellState, type DriverCopy } from '../../actors/cell.ts';
+import { DEFAULT_CELL, driversOf, eligible, makeCellBehavior, supply, type Candidate, type CellState, type DriverCopy } from '../../actors/cell.ts';
+import { inMaintenance } from '../../actors/vehicle.ts';
 import { distanceKm, type Point } from '../../actors/geo.ts';
 import { searchNearest } from '../../actors/nearest.ts';
 import { idHash, TopK } from '../../actors/top-k.ts';
@@ -95,6 +96,28 @@ test('surge, supply and demand: silent drivers count in supply until swept, main
   s = cell.handle(s, { type: 'demand', at: NOW + DEFAULT_CELL.driverTtlMs + 10 }, ctx(NOW + DEFAULT_CELL.driverTtlMs + 10)).state;
   t.like(surge(NOW + DEFAULT_CELL.driverTtlMs + 10), { supply: 0, demand: 5 }, 'swept by the settle a demand makes');
   t.deepEqual(driversOf(s), []);
+});
+
+test('supply counted from the index equals a count over every copy, through moves, status changes and maintenance', (t) => {
+  const rand = seeded(23);
+  const statuses = ['available', 'available', 'available', 'offline', 'offered', 'on_trip'] as const;
+  const types = ['economy', 'comfort', 'xl'];
+  let s = cell.initial(ID);
+  const brute = (state: CellState, now: number) => driversOf(state).filter((d) => d.status === 'available' && !inMaintenance(d.maintenance, now)).length;
+  for (let round = 0; round < 6; round++) {
+    // Every round moves, retypes and re-statuses drivers: dead entries, appended ones, re-sorts.
+    for (let i = 0; i < 400; i++) {
+      const id = `d${Math.floor(rand() * 300)}`;
+      const windowed = rand() < 0.1;
+      const d = copy(id, { lat: CENTER.lat + (rand() - 0.5) * 0.02, lng: CENTER.lng + (rand() - 0.5) * 0.02 }, {
+        status: statuses[Math.floor(rand() * statuses.length)]!, vehicleType: types[Math.floor(rand() * types.length)]!,
+        maintenance: windowed ? [{ from: NOW - 1_000, to: NOW + Math.floor(rand() * 2_000) }] : [],
+      });
+      s = rand() < 0.05 ? cell.handle(s, { type: 'driver.remove', driverId: id, at: NOW + round }, ctx()).state : fill([d], s);
+    }
+    for (const now of [NOW, NOW + 500, NOW + 1_500, NOW + 3_000]) t.is(supply(s, now), brute(s, now), `round ${round} at +${now - NOW} ms`);
+  }
+  t.true(brute(s, NOW) > 0 && brute(s, NOW) < driversOf(s).length, 'the cell holds both counted and uncounted drivers');
 });
 
 test('in-place updates look pure: a dropped outcome rolls back, anything older fails loudly', (t) => {
