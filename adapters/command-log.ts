@@ -45,6 +45,7 @@ export async function openCommandLog(
     minInsyncReplicas: config.cluster.minInsyncReplicas,
     maxQueuedRecords: config.cluster.sendQueueMax,
     maxRequestBytes: config.cluster.maxRequestBytes,
+    softRecords: config.cluster.softRecords,
     signingKeys: config.cluster.signingKeys,
     onPhase: options.onPhase,
     onJoinDone: (summary) => logger.info(summary),

@@ -55,6 +55,12 @@ const DEFINED = {
     doc: 'largest produce request a node sends (queued commands go out in chunks under it); keep it under the broker\'s ' +
       'message.max.bytes (1048588 by default)',
   },
+  KAFKA_SOFT_RECORDS: {
+    default: 'compact',
+    doc: 'how a node writes soft records (GPS fixes and cell copies forwarded to the shard\'s node): compact (a quarter of ' +
+      'JSON\'s bytes and half its CPU) or json. Every node reads both; a node from before compact records reads only json, so ' +
+      'set json while upgrading a cluster from one, and remove it once every node is upgraded',
+  },
   DATABASE_URL: {
     secret: true,
     doc: 'postgres:// URL; unset means embedded PostgreSQL (PGlite) under DATA_DIR. TLS: add ' +

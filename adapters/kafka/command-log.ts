@@ -2,8 +2,9 @@
 // partition through a bounded send queue (send-queue.ts), one request at a time,
 // acknowledged by all in-sync replicas (the topic's min.insync.replicas decides how many that
 // must be). Soft messages (GPS fixes for a shard another node owns) travel many to a record,
-// `{ "soft": [...] }`, through the same queue; the reader hands them to the runtime before the
-// batch's commands. Records are signed with the cluster key (envelope-signature.ts).
+// in the compact form of soft-codec.ts (or as JSON, `{ "soft": [...] }`, which every node reads
+// too), through the same queue; the reader hands them to the runtime before the batch's
+// commands. Records are signed with the cluster key (envelope-signature.ts).
 //
 // Who reads which partition is split in two, so that a change of membership stops only the
 // shards that move. The cluster's consumer group (membership.ts) decides which node owns which
@@ -28,7 +29,8 @@ import { decodeJson } from './assigner.ts';
 import { GroupMembership } from './membership.ts';
 import { PartitionReader } from './partition-reader.ts';
 import { SendQueue, recordBytes } from './send-queue.ts';
-import { openRecord, sign, UnverifiedRecordError } from './envelope-signature.ts';
+import { openRecord, sign, signBytes, UnverifiedRecordError } from './envelope-signature.ts';
+import { decodeCompact, encodeCompact, isCompact } from './soft-codec.ts';
 import type { NodeId, ShardId } from '../../runtime/entity.ts';
 
 export interface KafkaCommandLogOptions {
@@ -56,6 +58,12 @@ export interface KafkaCommandLogOptions {
   readonly onError?: (error: unknown, context: string) => void;
   /** CLUSTER_KEY's keys: records are signed with the first and must verify with one (undefined: signing off). */
   readonly signingKeys?: readonly Buffer[];
+  /**
+   * How soft records are written (default compact). Every node reads both forms; a node older
+   * than the compact form reads only JSON, so a cluster upgraded from one writes JSON
+   * (KAFKA_SOFT_RECORDS=json) until every node reads compact ones.
+   */
+  readonly softRecords?: 'compact' | 'json';
   /** How long each phase of a join took (for /metrics), and the join's summary line (for the log). */
   readonly onPhase?: (phase: HandoffPhase, seconds: number) => void;
   readonly onJoinDone?: (summary: string) => void;
@@ -121,7 +129,7 @@ export class KafkaCommandLog implements CommandLog {
     this.#queue = new SendQueue({
       maxRecords: options.maxQueuedRecords ?? 10_000,
       maxChunkBytes: chunkBudget(options),
-      sizeOf: (m) => recordBytes(m.key as string, m.value as string),
+      sizeOf: (m) => recordBytes(m.key as string, m.value as string | Buffer),
       send: (messages) => this.#send(messages),
     });
     this.#admin = options.kafka.admin();
@@ -237,7 +245,11 @@ export class KafkaCommandLog implements CommandLog {
   /** Many soft messages of one shard as one record (its key names no entity: it holds many). */
   appendSoft(shard: ShardId, messages: readonly SoftMessage[]): Promise<void> {
     if (messages.length === 0) return Promise.resolve();
-    const value = sign(JSON.stringify({ soft: messages } satisfies SoftRecord), { topic: this.#o.topic, partition: shard }, this.#o.signingKeys);
+    const place = { topic: this.#o.topic, partition: shard };
+    const compact = this.#o.softRecords === 'json' ? undefined : encodeCompact(messages);
+    const value = compact
+      ? signBytes(compact, place, this.#o.signingKeys)
+      : sign(JSON.stringify({ soft: messages } satisfies SoftRecord), place, this.#o.signingKeys);
     return this.#queue.push([{ partition: shard, key: SOFT_KEY, value }]);
   }
 
@@ -420,6 +432,12 @@ export class KafkaCommandLog implements CommandLog {
       const offset = Number(message.offset);
       // A record whose signature does not verify is forged or foreign: dead-lettered like an undecodable one.
       const opened = openRecord(message.value, { topic: this.#o.topic, partition: shard }, this.#o.signingKeys);
+      if (opened.ok && isCompact(opened.payload)) {
+        const compact = decodeCompactRecord(opened.payload);
+        if (Array.isArray(compact)) { for (const m of compact) soft.push(m); continue; }
+        records.push(undecodableRecord(shard, offset, message.value, compact));
+        continue;
+      }
       const value = opened.ok ? decodeJson<CommandEnvelope | SoftRecord>(opened.payload) : undefined;
       if (value && isSoftRecord(value)) { soft.push(...value.soft); continue; }
       const wrong = !opened.ok ? new UnverifiedRecordError(opened.reason).message : value === undefined ? 'not JSON' : notAnEnvelope(value);
@@ -545,6 +563,16 @@ const SOFT_KEY = '$soft';
 /** A record of soft messages for one shard. */
 interface SoftRecord {
   readonly soft: readonly SoftMessage[];
+}
+
+/** The messages of a compact soft record, or why it could not be read (the record is then dead-lettered). */
+function decodeCompactRecord(payload: Buffer): SoftMessage[] | string {
+  try {
+    return decodeCompact(payload);
+  } catch (error) {
+    // A malformed record (or one nested past the stack): a stand-in, as JSON that does not parse is.
+    return `not a compact soft record: ${(error as Error)?.message ?? error}`;
+  }
 }
 
 function isSoftRecord(value: unknown): value is SoftRecord {

@@ -59,6 +59,13 @@ export function sign(payload: string, place: RecordPlace, keys: readonly Buffer[
   return `${mac(key, place, payload).toString('base64url')}.${payload}`;
 }
 
+/** sign() of a payload held as bytes (a compact soft record): the same `<MAC>.` prefix, then the bytes as they are. */
+export function signBytes(payload: Buffer, place: RecordPlace, keys: readonly Buffer[] | undefined): Buffer {
+  const key = keys?.[0];
+  if (!key) return payload;
+  return Buffer.concat([Buffer.from(`${mac(key, place, payload).toString('base64url')}.`, 'latin1'), payload]);
+}
+
 /**
  * The payload of a record value (a Kafka record's bytes; null, a tombstone, is unsigned) whose
  * signature verifies with one of the keys. Without keys (signing off) every record opens, a

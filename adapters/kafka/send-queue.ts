@@ -41,7 +41,7 @@ interface Part<T> {
  * varints around them (length, attributes, timestamp and offset deltas, key and
  * value lengths, header count) at their widest.
  */
-export function recordBytes(key: string, value: string): number {
+export function recordBytes(key: string, value: string | Buffer): number {
   return Buffer.byteLength(key) + Buffer.byteLength(value) + 32;
 }
 
