@@ -37,15 +37,33 @@ const FNV_OFFSET = 0xcbf29ce484222325n;
 const FNV_PRIME = 0x100000001b3n;
 const MASK_64 = 0xffffffffffffffffn;
 
+/**
+ * The halves of the last hash fnvHalves() took (module state): shardOf reads them with no
+ * array and no BigInt per message.
+ */
+let hashHi = 0;
+let hashLo = 0;
+
 /** FNV-1a over the UTF-8 bytes of `text`, as an unsigned 64-bit bigint. */
 export function hash64(text: string): bigint {
+  fnvHalves(text);
+  return (BigInt(hashHi) << 32n) | BigInt(hashLo);
+}
+
+/** hash64 of `text` into hashHi and hashLo. */
+function fnvHalves(text: string): void {
   // Keys are ASCII (kinds, ids the edge accepts, H3 cells): hashed in two 32-bit halves, with
-  // no encoder and one BigInt at the end; it was most of what routing a message cost.
+  // no encoder and no BigInt; it was most of what routing a message cost.
   let hi = 0xcbf29ce4;
   let lo = 0x84222325;
   for (let i = 0; i < text.length; i++) {
     const byte = text.charCodeAt(i);
-    if (byte > 0x7f) return hash64Utf8(text);
+    if (byte > 0x7f) {
+      const h = hash64Utf8(text);
+      hashHi = Number(h >> 32n);
+      hashLo = Number(h & 0xffffffffn);
+      return;
+    }
     lo = (lo ^ byte) >>> 0;
     // h * (2^40 + 0x1b3) mod 2^64, in halves: every product stays below 2^53, so exact.
     const low = lo * 0x1b3;
@@ -53,7 +71,8 @@ export function hash64(text: string): bigint {
     hi = (hi * 0x1b3 + carry + ((lo << 8) >>> 0)) % 0x1_0000_0000;
     lo = low % 0x1_0000_0000;
   }
-  return (BigInt(hi) << 32n) | BigInt(lo);
+  hashHi = hi;
+  hashLo = lo;
 }
 
 /** The same hash over any text's UTF-8 bytes (the reference the fast path must equal). */
@@ -68,14 +87,41 @@ export function hash64Utf8(text: string): bigint {
 
 /** Jump consistent hash: maps a 64-bit key to one of `buckets`, moving only 1/n keys when n grows. */
 export function jumpHash(key: bigint, buckets: number): number {
+  const k = key & MASK_64;
+  return jump(Number(k >> 32n), Number(k & 0xffffffffn), buckets);
+}
+
+// Jump hash's multiplier, 2862933555777941757, in 32-bit halves.
+const JUMP_HI = 0x27bb2ee6;
+const JUMP_LO = 0x87b0b0fd;
+
+/**
+ * Jump hash of the key hi * 2^32 + lo, its 64-bit step in 32-bit halves: the BigInt version
+ * made several BigInts per step, a few steps per message, and was a sender's largest cost of
+ * routing a fix to another node's shard. Equal to it for every key (test/shard-of.test.ts).
+ */
+function jump(hi: number, lo: number, buckets: number): number {
   if (!Number.isInteger(buckets) || buckets < 1) throw new RangeError(`buckets must be a positive integer, got ${buckets}`);
-  let k = key & MASK_64;
   let b = -1;
   let j = 0;
   while (j < buckets) {
     b = j;
-    k = (k * 2862933555777941757n + 1n) & MASK_64;
-    j = Math.floor(((b + 1) * 2 ** 31) / (Number(k >> 33n) + 1));
+    // k = k * multiplier + 1 mod 2^64. The low halves' full product in 16-bit pieces (each
+    // below 2^32, their sums exact in a double); the cross products only matter mod 2^32.
+    const a0 = lo & 0xffff;
+    const a1 = lo >>> 16;
+    const p00 = a0 * (JUMP_LO & 0xffff);
+    const p01 = a0 * (JUMP_LO >>> 16);
+    const p10 = a1 * (JUMP_LO & 0xffff);
+    const p11 = a1 * (JUMP_LO >>> 16);
+    const mid = (p00 >>> 16) + (p01 & 0xffff) + (p10 & 0xffff);
+    const low = (((mid & 0xffff) << 16) | (p00 & 0xffff)) >>> 0;
+    const high = p11 + (p01 >>> 16) + (p10 >>> 16) + (mid >>> 16);
+    const cross = Math.imul(hi, JUMP_LO) + Math.imul(lo, JUMP_HI);
+    lo = (low + 1) >>> 0;
+    hi = (high + cross + (lo === 0 ? 1 : 0)) >>> 0;
+    // (k >> 33) + 1, as the reference divides by.
+    j = Math.floor(((b + 1) * 2 ** 31) / ((hi >>> 1) + 1));
   }
   return b;
 }
@@ -99,5 +145,6 @@ export function placementKey(ref: EntityRef, placementRes: number): string {
 }
 
 export function shardOf(ref: EntityRef, placement: Placement): ShardId {
-  return jumpHash(hash64(placementKey(ref, placement.placementRes)), placement.shards);
+  fnvHalves(placementKey(ref, placement.placementRes));
+  return jump(hashHi, hashLo, placement.shards);
 }

@@ -72,3 +72,47 @@ test('the fast 64-bit FNV-1a equals the reference over UTF-8 bytes, for ASCII an
   // Pinned: a changed hash would move every entity to another shard (and its journal rows with it).
   t.is(hash64('driver:d1'), 0xa4eb073357737130n);
 });
+
+/** Jump hash as published (Lamping & Veach), in BigInt: what the 32-bit halves must equal for every key. */
+function jumpReference(key: bigint, buckets: number): number {
+  const mask = 0xffffffffffffffffn;
+  let k = key & mask;
+  let b = -1;
+  let j = 0;
+  while (j < buckets) {
+    b = j;
+    k = (k * 2862933555777941757n + 1n) & mask;
+    j = Math.floor(((b + 1) * 2 ** 31) / (Number(k >> 33n) + 1));
+  }
+  return b;
+}
+
+test('jump hash in 32-bit halves equals the BigInt reference for every key tried, and shardOf the reference composition', (t) => {
+  let seed = 11;
+  const next32 = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0);
+  const keys = [0n, 1n, 0xffffffffn, 0x100000000n, 0xffffffffffffffffn, 0x8000000000000000n, 0x7fffffffffffffffn];
+  for (let i = 0; i < 20_000; i++) keys.push((BigInt(next32()) << 32n) | BigInt(next32()));
+  // Keys whose first step's low half is 2^32 - 1 before the + 1: the carry into the high half,
+  // which random keys reach once in 2^32. lo = -(multiplier's low half)^-1 mod 2^32.
+  const inverse = (a: bigint) => { let x = 1n; for (let i = 0; i < 5; i++) x = (x * (2n - a * x)) & 0xffffffffn; return x; };
+  const wraps = (0x100000000n - inverse(0x87b0b0fdn)) & 0xffffffffn;
+  t.is((wraps * 0x87b0b0fdn) & 0xffffffffn, 0xffffffffn);
+  for (let i = 0; i < 100; i++) keys.push((BigInt(next32()) << 32n) | wraps);
+  const wrong: string[] = [];
+  for (const key of keys) {
+    for (const buckets of [1, 2, 7, 32, 64, 1000, 4096, 2 ** 31 - 1]) {
+      if (jumpHash(key, buckets) !== jumpReference(key, buckets)) wrong.push(`${key.toString(16)} in ${buckets}`);
+    }
+  }
+  t.deepEqual(wrong, []);
+  const refs = [
+    ...Array.from({ length: 5_000 }, (_, i) => ({ kind: 'driver', id: `fx${i}` })),
+    ...Array.from({ length: 2_000 }, (_, i) => ({ kind: 'cell', id: latLngToCell(40 + i / 997, -74 + i / 331, 7) })),
+    { kind: 'booking', id: 'Zürich-1' }, { kind: 'rider', id: '司机' },
+  ];
+  for (const shards of [1, 32, 1000]) {
+    const p = { shards, placementRes: 4 };
+    const off = refs.filter((ref) => shardOf(ref, p) !== jumpReference(hash64Utf8(placementKey(ref, 4)), shards));
+    t.deepEqual(off, [], `${shards} shards`);
+  }
+});
