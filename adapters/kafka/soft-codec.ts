@@ -86,11 +86,34 @@ class Writer {
     const known = this.#strings.get(s);
     if (known !== undefined) { this.byte(STR_REF); this.varint(known); return; }
     this.#strings.set(s, this.#strings.size);
-    const bytes = Buffer.byteLength(s);
     this.byte(STR);
-    this.varint(bytes);
-    this.#room(bytes);
-    this.pos += this.buf.write(s, this.pos, 'utf8');
+    if (!this.#ascii(s)) {
+      const bytes = Buffer.byteLength(s);
+      this.varint(bytes);
+      this.#room(bytes);
+      this.pos += this.buf.write(s, this.pos, 'utf8');
+    }
+  }
+
+  /**
+   * A short ASCII string's length and bytes, written here: Buffer#write's argument handling
+   * cost more than the copy for the ids, kinds and keys a record holds. False, having written
+   * nothing, for any other string.
+   */
+  #ascii(s: string): boolean {
+    const n = s.length;
+    if (n > 127) return false;
+    this.#room(n + 1);
+    const buf = this.buf;
+    const start = this.pos + 1;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0x7f) return false;
+      buf[start + i] = c;
+    }
+    buf[this.pos] = n;
+    this.pos = start + n;
+    return true;
   }
 
   value(v: unknown): void {
