@@ -48,10 +48,17 @@ export interface SoftStats {
   readonly softDropped: number;
 }
 
+/**
+ * One record's soft messages, and their one outcome: every message of the record shares the
+ * promise (a promise and a callback per forwarded message were garbage on every fix that
+ * crossed), and entities' tells among them are settled with it, not one by one.
+ */
 interface Outgoing {
-  messages: SoftMessage[];
-  done: Promise<void>;
-  settle: (error?: unknown) => void;
+  readonly messages: SoftMessage[];
+  /** How many of the messages are entities' tells (tellFrom). */
+  tells: number;
+  readonly done: Promise<'forwarded'>;
+  readonly settle: (error?: unknown) => void;
 }
 
 export class SoftPath {
@@ -92,9 +99,15 @@ export class SoftPath {
     // An entity active here knows its shard: no hashing (BigInt, and H3 for cells) per soft message.
     const shard = this.#shardOf(to);
     if (this.#o.holds(shard)) return this.#apply(shard, to, message, at);
-    // Served elsewhere, or between owners: the log takes it to whoever serves the shard next.
+    return this.#forward(shard, to, message, at, false);
+  }
+
+  /** Served elsewhere, or between owners: the log takes it to whoever serves the shard next, in its record's promise. */
+  #forward(shard: ShardId, to: EntityRef, message: unknown, at: number, tell: boolean): 'dropped' | Promise<'forwarded'> {
     if (!this.#o.log.appendSoft || this.#o.closed()) { this.#dropped++; return 'dropped'; }
-    return this.#queue(shard, { to, message, at }).then(() => { this.#forwarded++; return 'forwarded' as const; });
+    const batch = this.#queue(shard, { to, message, at });
+    if (tell) batch.tells++;
+    return batch.done;
   }
 
   /**
@@ -111,7 +124,10 @@ export class SoftPath {
       this.#inFlight++;
       let delivered: SoftDelivery | Promise<SoftDelivery>;
       try {
-        delivered = this.#deliver(t.to, t.message, at);
+        const shard = this.#shardOf(t.to);
+        // Forwarded, it is settled with its record (#sent); dropped, at once.
+        if (!this.#o.holds(shard)) { if (this.#forward(shard, t.to, t.message, at, true) === 'dropped') this.#settled(); continue; }
+        delivered = this.#apply(shard, t.to, t.message, at);
       } catch (e) {
         delivered = Promise.reject(e);
       }
@@ -199,8 +215,8 @@ export class SoftPath {
     });
   }
 
-  #settled(): void {
-    this.#inFlight--;
+  #settled(count = 1): void {
+    this.#inFlight -= count;
     if (this.#inFlight < SOFT_IN_FLIGHT_MAX / 2 && this.#waiting.length > 0) {
       const waiting = this.#waiting;
       this.#waiting = [];
@@ -209,18 +225,21 @@ export class SoftPath {
   }
 
   /** Soft messages for another node's shard wait for the end of this tick, then go as one record per shard. */
-  #queue(shard: ShardId, m: SoftMessage): Promise<void> {
+  #queue(shard: ShardId, m: SoftMessage): Outgoing {
     let batch = this.#out.get(shard);
     if (!batch) {
       let settle!: (error?: unknown) => void;
-      const done = new Promise<void>((resolve, reject) => { settle = (error) => (error === undefined ? resolve() : reject(error)); });
-      batch = { messages: [], done, settle };
+      const done = new Promise<'forwarded'>((resolve, reject) => { settle = (error) => (error === undefined ? resolve('forwarded') : reject(error)); });
+      // A record of tells only has no other reader: its failure is reported by #sent, not left unhandled.
+      done.catch(() => undefined);
+      batch = { messages: [], tells: 0, done, settle };
       this.#out.set(shard, batch);
       this.#flush ??= setImmediate(() => this.#flushAll());
     }
     batch.messages.push(m);
+    // Sent on the next turn (#send never settles at once): a tell counted after this is counted with it.
     if (batch.messages.length >= SOFT_RECORD_MAX) { this.#out.delete(shard); this.#send(shard, batch); }
-    return batch.done;
+    return batch;
   }
 
   #flushAll(): void {
@@ -231,11 +250,27 @@ export class SoftPath {
   }
 
   #send(shard: ShardId, batch: Outgoing): void {
-    this.#o.log.appendSoft!(shard, batch.messages).then(
-      () => batch.settle(),
-      (error: unknown) => batch.settle(new LogUnavailableError(
+    let appended: Promise<void>;
+    try {
+      appended = this.#o.log.appendSoft!(shard, batch.messages);
+    } catch (error) {
+      // Thrown rather than rejected (a message the log cannot write): the record's senders must still hear.
+      appended = Promise.reject(error);
+    }
+    appended.then(
+      () => this.#sent(shard, batch),
+      (error: unknown) => this.#sent(shard, batch, new LogUnavailableError(
         `the command log did not take ${batch.messages.length} soft message(s): ${(error as Error)?.message ?? error}`, { cause: error },
       )),
     );
+  }
+
+  /** A record's outcome: its messages counted forwarded (or not), its senders told, its tells settled. */
+  #sent(shard: ShardId, batch: Outgoing, error?: unknown): void {
+    if (error === undefined) this.#forwarded += batch.messages.length;
+    batch.settle(error);
+    if (batch.tells === 0) return;
+    if (error !== undefined) this.#o.onError?.(error, `${batch.tells} soft tell(s) to shard ${shard}`);
+    this.#settled(batch.tells);
   }
 }
