@@ -27,6 +27,9 @@ import { randomId } from './random-id.ts';
 import { SoftPath, type SoftDelivery, type SoftStats } from './soft-path.ts';
 import { isUndecodable, type UndecodableMessage } from './undecodable.ts';
 import { backoff, sleep } from './backoff.ts';
+
+/** Cells whose shards a region keeps at most (ShardRegion.shardOf; a map of this many is a few MB). */
+export const CELL_SHARDS_KEPT = 50_000;
 import { endSpan, endWith, SpanKind, startSpan, traceField, tracingEnabled, withSpan, type Span } from './tracing.ts';
 
 export type { SoftDelivery } from './soft-path.ts';
@@ -159,7 +162,31 @@ export class ShardRegion {
   #closed = false;
 
   shardOf(ref: EntityRef): number {
-    return shardOf(ref, this.#options.placement);
+    return ref.kind === 'cell' ? this.#cellShard(ref) : shardOf(ref, this.#options.placement);
+  }
+
+  /**
+   * Cells' shards, by cell id, kept: a cell's shard takes H3 (its parent at the placement
+   * resolution) besides the hash, and a node routes copies to the same few thousand cells
+   * again and again, most of them to another node's shard when a fix crosses (then the cell
+   * is not active here to say its shard): 4% of a Kafka-mode node's CPU in the fix bench.
+   * Bounded: past CELL_SHARDS_KEPT cells the table starts over.
+   */
+  readonly #cellShards = new Map<string, ShardId>();
+
+  #cellShard(ref: EntityRef): ShardId {
+    let shard = this.#cellShards.get(ref.id);
+    if (shard === undefined) {
+      if (this.#cellShards.size >= CELL_SHARDS_KEPT) this.#cellShards.clear();
+      shard = shardOf(ref, this.#options.placement);
+      this.#cellShards.set(ref.id, shard);
+    }
+    return shard;
+  }
+
+  /** Cells' shards kept now (for tests: the table is bounded). */
+  get cellShardsKept(): number {
+    return this.#cellShards.size;
   }
 
   get shards(): number {
