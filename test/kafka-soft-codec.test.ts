@@ -75,6 +75,19 @@ test('a message only JSON\'s own rules say how to write is not encoded compactly
     t.is(encodeCompact(one(message)), undefined, `${String((message as object).constructor?.name)} ${JSON.stringify(message, (_k, v: unknown) => (typeof v === 'bigint' ? 'bigint' : v))}`);
   }
   t.truthy(encodeCompact(fleet(3)), 'the same record without it is encoded');
+  t.is(encodeCompact(one({ id: 'half \ud83d of a pair' })), undefined, 'a lone surrogate, which UTF-8 cannot carry');
+  t.deepEqual(decodeCompact(encodeCompact(one({ id: 'a whole pair 🚕' }))!), viaJson(one({ id: 'a whole pair 🚕' })));
+});
+
+test.serial('with an enumerable property on Object.prototype (which JSON leaves out), records go as JSON', (t) => {
+  const proto = Object.prototype as Record<string, unknown>;
+  proto.polluted = 1;
+  try {
+    t.is(encodeCompact(fleet(2)), undefined);
+  } finally {
+    delete proto.polluted;
+  }
+  t.truthy(encodeCompact(fleet(2)));
 });
 
 test('records are encoded independently: one after a larger one decodes alone (the scratch buffer is not shared with a record)', (t) => {

@@ -88,6 +88,8 @@ class Writer {
     this.#strings.set(s, this.#strings.size);
     this.byte(STR);
     if (!this.#ascii(s)) {
+      // A lone surrogate: JSON escapes it and gives it back, UTF-8 would not (it becomes U+FFFD).
+      if (!s.isWellFormed()) throw NOT_PLAIN;
       const bytes = Buffer.byteLength(s);
       this.varint(bytes);
       this.#room(bytes);
@@ -172,11 +174,16 @@ class Writer {
   }
 }
 
+const EMPTY = Object.freeze({});
+
 /** Reused by every record of the process (a record is copied out of it): no 64 kB buffer per record. */
 let scratch: Buffer = Buffer.allocUnsafe(64 * 1024);
 
 /** The compact form of `messages`, or undefined when one holds something only JSON's rules say how to write. */
 export function encodeCompact(messages: readonly SoftMessage[]): Buffer | undefined {
+  // The encoder walks objects with for-in, which would also meet enumerable properties added
+  // to Object.prototype, which JSON leaves out: with any, every record goes as JSON.
+  for (const _ in EMPTY) return undefined;
   const w = new Writer(scratch);
   try {
     w.byte(MAGIC[0]);
