@@ -58,7 +58,7 @@ const DEFINED = {
   KAFKA_SOFT_RECORDS: {
     default: 'compact',
     doc: 'how a node writes soft records (GPS fixes and cell copies forwarded to the shard\'s node): compact (a quarter of ' +
-      'JSON\'s bytes and half its CPU) or json. Every node reads both; a node from before compact records reads only json, so ' +
+      'JSON\'s bytes, less than half its CPU to read) or json. Every node reads both; a node from before compact records reads only json, so ' +
       'set json while upgrading a cluster from one, and remove it once every node is upgraded',
   },
   DATABASE_URL: {
