@@ -27,13 +27,14 @@ import { randomId } from './random-id.ts';
 import { SoftPath, type SoftDelivery, type SoftStats } from './soft-path.ts';
 import { isUndecodable, type UndecodableMessage } from './undecodable.ts';
 import { backoff, sleep } from './backoff.ts';
-
-/** Cells whose shards a region keeps at most (ShardRegion.shardOf; a map of this many is a few MB). */
-export const CELL_SHARDS_KEPT = 50_000;
 import { endSpan, endWith, SpanKind, startSpan, traceField, tracingEnabled, withSpan, type Span } from './tracing.ts';
 
 export type { SoftDelivery } from './soft-path.ts';
+
 export type { UnservedShard } from './shard-handoff.ts';
+
+/** Cells whose shards a region keeps at most (ShardRegion.shardOf; a map of this many is a few MB). */
+export const CELL_SHARDS_KEPT = 50_000;
 
 export class AskTimeoutError extends Error {
   override readonly name = 'AskTimeoutError';
