@@ -30,7 +30,6 @@ import { backoff, sleep } from './backoff.ts';
 import { endSpan, endWith, SpanKind, startSpan, traceField, tracingEnabled, withSpan, type Span } from './tracing.ts';
 
 export type { SoftDelivery } from './soft-path.ts';
-
 export type { UnservedShard } from './shard-handoff.ts';
 
 /** Cells whose shards a region keeps at most (ShardRegion.shardOf; a map of this many is a few MB). */
