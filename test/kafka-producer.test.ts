@@ -97,6 +97,7 @@ test('the send queue cuts requests under the size budget and settles each caller
     else replies[n]!.resolve();
   };
   const first = settled(queue.push([0]));
+  await eventually(async () => replies.length === 1);
   // While the first request is out, four callers of 6 records each (600 bytes) queue up.
   const callers = [1, 2, 3, 4].map((c) => settled(queue.push(Array.from({ length: 6 }, (_, i) => c * 10 + i))));
   t.is(queue.pending, 25);
@@ -118,6 +119,25 @@ test('the send queue cuts requests under the size budget and settles each caller
   t.deepEqual(chunks.slice(5).map((c) => c.length), [10, 10, 5]);
 });
 
+test('the appends of one tick go out in one request, the first of them not alone', async (t) => {
+  const chunks: number[][] = [];
+  const replies: (() => void)[] = [];
+  const queue = new SendQueue<number>({
+    maxRecords: 100, maxChunkBytes: 1_000, sizeOf: () => 10,
+    send: (records) => new Promise<void>((resolve) => { chunks.push([...records]); replies.push(resolve); }),
+  });
+  const tick = [queue.push([1]), queue.push([2, 3]), queue.push([4])];
+  await eventually(async () => chunks.length === 1);
+  t.deepEqual(chunks, [[1, 2, 3, 4]], 'one request for the whole tick');
+  replies[0]!();
+  await Promise.all(tick);
+  const next = queue.push([5]);
+  await eventually(async () => chunks.length === 2);
+  replies[1]!();
+  await next;
+  t.deepEqual(chunks[1], [5], 'a later tick has a request of its own');
+});
+
 test('the send queue refuses at once when full, and takes appends again once the broker answers', async (t) => {
   const replies: (() => void)[] = [];
   const queue = new SendQueue<number>({
@@ -128,13 +148,13 @@ test('the send queue refuses at once when full, and takes appends again once the
   const refused = await t.throwsAsync(queue.push([6]), { instanceOf: CommandLogFullError });
   t.true(refused!.retriable);
   t.true(refused!.retryAfterSeconds >= 1);
+  // Both went in one request (one tick's): answered, the queue takes appends again.
+  await eventually(async () => replies.length === 1);
   replies[0]!();
-  await eventually(async () => replies.length === 2);
-  replies[1]!();
   await Promise.all(accepted);
   const again = queue.push([6]);
-  await eventually(async () => replies.length === 3);
-  replies[2]!();
+  await eventually(async () => replies.length === 2);
+  replies[1]!();
   await t.notThrowsAsync(again);
 });
 
