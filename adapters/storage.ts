@@ -10,7 +10,7 @@ import { DependencyUnreachableError } from '../runtime/errors.ts';
 import { EmbeddedDatabaseError, startEmbeddedPostgres } from './postgres/embedded.ts';
 import { PostgresJournal } from './postgres/journal.ts';
 import { openOrm, type Orm } from './postgres/orm.ts';
-import { preparedOn } from './postgres/prepared.ts';
+import { boundOn, preparedOn } from './postgres/prepared.ts';
 import { PostgresReminderStore } from './postgres/reminders.ts';
 import { PostgresDeadLetterStore } from './postgres/dead-letters.ts';
 import { PostgresShardEpochs } from './postgres/shard-epochs.ts';
@@ -98,8 +98,9 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
   }
   logger.info({ embedded: Boolean(embedded), ms: Math.round(performance.now() - started) }, 'storage ready');
   const fences = new ShardFences(new PostgresShardEpochs(orm));
-  // The embedded database parses and plans in WebAssembly: its batch statements are prepared once (prepared.ts).
-  const batchStatements = embedded ? { prepared: preparedOn(orm) } : {};
+  // The embedded database parses and plans in WebAssembly: its batch statements are prepared once (prepared.ts);
+  // a server's take their values as bound parameters, not inlined by MikroORM (boundOn).
+  const batchStatements = { prepared: embedded ? preparedOn(orm) : boundOn(orm) };
   const journal = new PostgresJournal(orm, { shards: config.cluster.shards, placementRes: config.cluster.placementRes }, fences, batchStatements);
   let backfill: { stop(): void } | undefined;
   return {

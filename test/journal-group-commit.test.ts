@@ -11,7 +11,10 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { openOrm, type Orm } from '../adapters/postgres/orm.ts';
 import { PostgresJournal, type JournalOptions } from '../adapters/postgres/journal.ts';
-import { preparedOn } from '../adapters/postgres/prepared.ts';
+import { boundOn, preparedOn } from '../adapters/postgres/prepared.ts';
+import { openStorage } from '../adapters/storage.ts';
+import { loadConfig } from '../config/index.ts';
+import { createLogger } from '../runtime/logger.ts';
 import { PostgresShardEpochs } from '../adapters/postgres/shard-epochs.ts';
 import { PostgresReminderStore } from '../adapters/postgres/reminders.ts';
 import { JournalPersistenceEngine } from '../runtime/persistence-engine.ts';
@@ -52,7 +55,7 @@ const postgres: Backend = {
     const db = await freshDatabase();
     const orm = await openOrm({ url: db.url, poolMax: 4 });
     t.teardown(async () => { await orm.close(true); await db.drop(); });
-    return { orm, url: db.url, options: {} };
+    return { orm, url: db.url, options: { prepared: boundOn(orm) } };
   },
 };
 
@@ -70,6 +73,32 @@ const pglite: Backend = {
 async function settle(appends: Promise<void>[]): Promise<PromiseSettledResult<void>[]> {
   return Promise.allSettled(appends);
 }
+
+test.serial('PostgreSQL: a node\'s journal binds its batch values as unnamed parameters, not inlined by MikroORM', async (t) => {
+  const db = await freshDatabase();
+  const dir = mkdtempSync(join(tmpdir(), 'dispatch-bound-'));
+  const storage = await openStorage(loadConfig({ DATABASE_URL: db.url, DATA_DIR: dir }), createLogger({ level: 'silent', nodeId: 'n1' }));
+  t.teardown(async () => { await storage.close(); await db.drop(); rmSync(dir, { recursive: true, force: true }); });
+  const sent: unknown[] = [];
+  const query = pg.Client.prototype.query;
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    sent.push(args[0]);
+    return (query as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof query;
+  try {
+    // A recovery read: a batch statement the journal runs unfenced (appends need the shard's epoch).
+    await storage.journal.recover!(key("it's"), 10);
+  } finally {
+    pg.Client.prototype.query = query;
+  }
+  const reads = sent.filter((q) => JSON.stringify(q).includes('jsonb_array_elements_text'));
+  t.is(reads.length, 1);
+  const q = reads[0] as { text?: string; name?: string; values?: unknown[] };
+  t.is(typeof q, 'object', 'a query config with values, not a string with them inlined');
+  t.true(q.text?.includes('$1::jsonb'), q.text);
+  t.is(q.name, undefined, 'unnamed: nothing outlives the statement on a pooled connection');
+  t.true(String(q.values?.[0]).includes("it's"), 'the value as it is, unescaped');
+});
 
 for (const backend of [postgres, pglite]) {
   test.serial(`${backend.name}: 300 appends of different entities in one tick are written by one statement`, async (t) => {
