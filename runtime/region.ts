@@ -504,6 +504,11 @@ export class ShardRegion {
   }
 
   async #answerRemote(to: EntityRef, query: unknown): Promise<unknown> {
+    // An entity active here, of a shard served here, answers at once with its shard read from
+    // its activation, as askNow does locally: only the asks of other nodes hashed every key
+    // (a cell's through H3) to find a shard the activation already knew.
+    const now = this.#options.host.queryServed(to, this.#serves, query);
+    if (now !== NOT_NOW) return now;
     const shard = this.shardOf(to);
     const deadline = Date.now() + this.#options.askTimeoutMs / 2;
     for (;;) {
