@@ -3,6 +3,12 @@
 // disconnected, which is right for these: an ask or a reply that cannot be
 // delivered in time is answered by the asker's timeout, never by a wrong value.
 // ioredis reconnects and re-subscribes by itself after a Redis restart.
+//
+// The wires of one tick to one node go in one message, a JSON array of them (a lone wire
+// goes as itself, as before): a batch's outcomes, a search's asks of its cells on that node,
+// their answers. Each was a PUBLISH of its own, read, parsed and dispatched on its own by the
+// receiver: about one per dispatch command with three nodes, none with one. A receiver takes
+// both forms.
 
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -49,6 +55,9 @@ export class RedisRemoteChannel implements RemoteChannel {
   readonly #sub: Redis;
   readonly #pending = new Map<string, PendingAsk>();
   #handlers: Parameters<RemoteChannel['serve']>[0] | undefined;
+  /** Wires of this tick per node, each already encoded, and whether a flush is due. */
+  readonly #outbox = new Map<NodeId, string[]>();
+  #flushing = false;
   /** The last connection error per client, to say why Redis cannot be reached. */
   readonly #lastError = new Map<Redis, Error>();
 
@@ -92,9 +101,14 @@ export class RedisRemoteChannel implements RemoteChannel {
   #receive(raw: string): void {
     const handlers = this.#handlers;
     if (!handlers) return;
-    let wire: Wire;
-    try { wire = JSON.parse(raw) as Wire; } catch { return; }
-    switch (wire.type) {
+    let parsed: Wire | Wire[];
+    try { parsed = JSON.parse(raw) as Wire | Wire[]; } catch { return; }
+    if (!Array.isArray(parsed)) { this.#handle(handlers, parsed); return; }
+    for (const wire of parsed) this.#handle(handlers, wire);
+  }
+
+  #handle(handlers: Parameters<RemoteChannel['serve']>[0], wire: Wire): void {
+    switch (wire?.type) {
       case 'ask':
         handlers.ask(wire.to, wire.query, wire.trace).then(
           (value) => this.#send(wire.from, { type: 'answer', corr: wire.corr, ok: true, value }),
@@ -128,8 +142,9 @@ export class RedisRemoteChannel implements RemoteChannel {
     });
   }
 
+  /** Leaves with this tick's other wires to `node`; a failed publish is reported by the channel (onError). */
   async reply(node: NodeId, commandId: string, result: CommandResult): Promise<void> {
-    await this.#pub.publish(this.#channel(node), JSON.stringify({ type: 'outcome', commandId, result } satisfies Wire));
+    this.#send(node, { type: 'outcome', commandId, result });
   }
 
   async close(): Promise<void> {
@@ -138,11 +153,27 @@ export class RedisRemoteChannel implements RemoteChannel {
       pending.reject(new Error('remote channel closed'));
       this.#pending.delete(corr);
     }
+    this.#outbox.clear();
     this.#sub.disconnect();
     this.#pub.disconnect();
   }
 
   #send(node: NodeId, wire: Wire): void {
-    this.#pub.publish(this.#channel(node), JSON.stringify(wire)).catch((e) => this.#o.onError?.(e, `publish to ${node}`));
+    const encoded = JSON.stringify(wire);
+    const wires = this.#outbox.get(node);
+    if (wires) wires.push(encoded); else this.#outbox.set(node, [encoded]);
+    if (this.#flushing) return;
+    this.#flushing = true;
+    setImmediate(() => this.#flush());
+  }
+
+  /** One PUBLISH per node for the tick's wires (auto-pipelining puts them in one write). */
+  #flush(): void {
+    this.#flushing = false;
+    for (const [node, wires] of this.#outbox) {
+      const message = wires.length === 1 ? wires[0]! : `[${wires.join(',')}]`;
+      this.#pub.publish(this.#channel(node), message).catch((e) => this.#o.onError?.(e, `publish to ${node}`));
+    }
+    this.#outbox.clear();
   }
 }
