@@ -1,5 +1,6 @@
 // Fixed-window counters, token buckets and capped places in Redis, shared by every node.
-// A window is INCR and PEXPIRE in one round trip; a bucket and a place are one Lua script
+// A window is INCR and PEXPIRE in one script (one command; as MULTI, INCR, PEXPIRE, EXEC it
+// was four, for every HTTP request); a bucket and a place are one Lua script
 // each, atomic and timed by Redis's own clock, so nodes whose clocks differ still agree.
 // If Redis is down, a request is let through (fail open) rather than turning a cache
 // outage into an API outage, and sockets fall back to this node's own counts (a user then
@@ -11,6 +12,11 @@ import { InProcessRateLimiter } from '../memory/rate-limiter.ts';
 
 /** Redis's clock in milliseconds, inside a script. */
 const NOW = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
+/** KEYS[1] the window's counter; ARGV[1] the window, ms. The count after this hit. */
+const HIT = `local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return n`;
 
 /** KEYS[1] the bucket; ARGV n, tokens per ms, burst, idle ms after which the bucket is full again (and forgotten). */
 const TAKE = `${NOW}
@@ -54,6 +60,7 @@ export class RedisRateLimiter implements RateLimiter {
     this.#redis.on('error', () => undefined);
     this.#prefix = `${options.prefix ?? 'dispatch'}:rl:`;
     this.#onError = options.onError ?? (() => undefined);
+    this.#redis.defineCommand('dispatchHit', { numberOfKeys: 1, lua: HIT });
     this.#redis.defineCommand('dispatchTake', { numberOfKeys: 1, lua: TAKE });
     this.#redis.defineCommand('dispatchAcquire', { numberOfKeys: 1, lua: ACQUIRE });
     this.#redis.defineCommand('dispatchRenew', { numberOfKeys: 1, lua: RENEW });
@@ -63,8 +70,7 @@ export class RedisRateLimiter implements RateLimiter {
     const slot = Math.floor(Date.now() / windowMs);
     const redisKey = `${this.#prefix}${key}:${slot}`;
     try {
-      const result = await this.#redis.multi().incr(redisKey).pexpire(redisKey, windowMs).exec();
-      const count = Number(result?.[0]?.[1] ?? 0);
+      const count = Number(await this.#scripts().dispatchHit(redisKey, windowMs));
       return { allowed: count <= limit, retryAfterMs: (slot + 1) * windowMs - Date.now(), count };
     } catch (error) {
       this.#onError(error);
@@ -143,6 +149,7 @@ export class RedisRateLimiter implements RateLimiter {
 
 /** The scripts defined on the client (ioredis adds them as methods). */
 interface Scripts {
+  dispatchHit(key: string, windowMs: number): Promise<unknown>;
   dispatchTake(key: string, n: number, perMs: number, burst: number, idleMs: number): Promise<unknown>;
   dispatchAcquire(key: string, holder: string, cap: number, leaseMs: number): Promise<unknown>;
   dispatchRenew(key: string, holder: string, leaseMs: number): Promise<unknown>;
