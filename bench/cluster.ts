@@ -21,14 +21,14 @@ import { offsetKm } from './city.ts';
 import { percentile, type Row } from './stats.ts';
 import { scratchDatabase } from './scratch-database.ts';
 
-const SHARDS = 32;
+export const SHARDS = 32;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const round = (x: number) => Math.round(x * 1000) / 1000;
 
-interface Services { kafka: string; database: string; redis: string }
+export interface Services { kafka: string; database: string; redis: string }
 
 
-const nodeEnv = (s: Services, db: string, prefix: string, nodeId: string): Record<string, string> => ({
+export const nodeEnv = (s: Services, db: string, prefix: string, nodeId: string): Record<string, string> => ({
   MODE: 'cluster', KAFKA_BROKERS: s.kafka, DATABASE_URL: db, REDIS_URL: s.redis, KAFKA_TOPIC_PREFIX: prefix, SHARDS: String(SHARDS),
   QUOTE_SECRET: 'bench-quote-key-shared-by-every-node', ...BENCH_DATA_KEYS, ...BENCH_CLUSTER_KEY, KAFKA_SESSION_TIMEOUT_MS: '6000', NODE_ID: nodeId,
   // Development tokens are refused in cluster mode: the bench signs its tokens itself (tokenFor).
@@ -36,7 +36,7 @@ const nodeEnv = (s: Services, db: string, prefix: string, nodeId: string): Recor
 });
 
 /** Waits until every shard is placed on one of `count` nodes, as a node's admin view shows it. */
-async function settled(node: BenchNode, count: number): Promise<void> {
+export async function settled(node: BenchNode, count: number): Promise<void> {
   const admin = await tokenFor('bench-admin', 'admin');
   const until = Date.now() + 120_000;
   for (;;) {
@@ -51,7 +51,7 @@ async function settled(node: BenchNode, count: number): Promise<void> {
 
 interface CpuReading { nodes: number[]; broker: number; database: Map<number, number>; at: number }
 
-function readCpu(nodes: readonly BenchNode[], brokerPid: number | undefined): CpuReading {
+export function readCpu(nodes: readonly BenchNode[], brokerPid: number | undefined): CpuReading {
   return {
     nodes: nodes.map((n) => cpuSeconds(n.pid)), broker: brokerPid ? cpuSeconds(brokerPid) : Number.NaN,
     database: new Map(postgresPids().map((pid) => [pid, cpuSeconds(pid)])), at: performance.now(),
@@ -63,7 +63,7 @@ function readCpu(nodes: readonly BenchNode[], brokerPid: number | undefined): Cp
  * a backend that started meanwhile counts from 0, one that ended meanwhile is lost), and the
  * seconds between.
  */
-function cpuBetween(a: CpuReading, b: CpuReading) {
+export function cpuBetween(a: CpuReading, b: CpuReading) {
   let database = 0;
   for (const [pid, cpu] of b.database) database += cpu - (a.database.get(pid) ?? 0);
   return { nodes: b.nodes.map((c, i) => c - a.nodes[i]!), broker: b.broker - a.broker, database, seconds: (b.at - a.at) / 1000 };
@@ -73,7 +73,7 @@ function cpuBetween(a: CpuReading, b: CpuReading) {
  * Riders in a closed loop for `seconds`: quote, book with the quote, wait until the ride is
  * completed by the driver who accepted it (or 30 s), again. Drivers accept 70% of offers.
  */
-async function closedLoop(nodes: readonly BenchNode[], drivers: readonly BenchDriver[], riders: number, seconds: number, tally: Tally): Promise<number> {
+export async function closedLoop(nodes: readonly BenchNode[], drivers: readonly BenchDriver[], riders: number, seconds: number, tally: Tally): Promise<number> {
   const waiting = new Map<string, () => void>();
   for (const d of drivers) {
     d.policy = { accept: 0.7 }; d.tally = tally;
@@ -103,7 +103,7 @@ async function closedLoop(nodes: readonly BenchNode[], drivers: readonly BenchDr
 }
 
 const COMMANDS = ['quote', 'book', 'offer', 'accept', 'decline', 'trip.arrived', 'trip.start', 'trip.complete'] as const;
-const commandsIn = (t: Tally) => COMMANDS.reduce((s, c) => s + (t.get(c) ?? 0), 0);
+export const commandsIn = (t: Tally) => COMMANDS.reduce((s, c) => s + (t.get(c) ?? 0), 0);
 const mixOf = (t: Tally) => [...t].map(([c, n]) => `${n} ${c}`).join(', ');
 
 /** The mix paced at `rate` commands/s (rides started at rate / commands per ride): every command's round trip. */
