@@ -139,7 +139,9 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const redisUrl = config.storage.redisUrl;
   const redis = redisUrl ? await redisAdapters() : undefined;
   const remote = config.mode === 'cluster' && redis && redisUrl
-    ? new redis.RedisRemoteChannel({ url: redisUrl, nodeId: config.node.id, prefix: config.cluster.topicPrefix, onError })
+    ? new redis.RedisRemoteChannel({
+      url: redisUrl, nodeId: config.node.id, prefix: config.cluster.topicPrefix, onError, oneWirePerMessage: config.cluster.wireForms === 'previous',
+    })
     : undefined;
   const notifier: Notifier = redis && redisUrl
     ? new redis.RedisNotifier({ url: redisUrl, prefix: config.cluster.topicPrefix, onError: onClientError })

@@ -45,7 +45,7 @@ export async function openCommandLog(
     minInsyncReplicas: config.cluster.minInsyncReplicas,
     maxQueuedRecords: config.cluster.sendQueueMax,
     maxRequestBytes: config.cluster.maxRequestBytes,
-    softRecords: config.cluster.softRecords,
+    softRecords: config.cluster.wireForms === 'previous' ? 'json' : 'compact',
     signingKeys: config.cluster.signingKeys,
     onPhase: options.onPhase,
     onJoinDone: (summary) => logger.info(summary),

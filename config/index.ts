@@ -79,8 +79,8 @@ export interface Config {
      */
     readonly signingKeys?: readonly Buffer[];
     readonly maxRequestBytes: number;
-    /** How soft records are written (every node reads both forms). */
-    readonly softRecords: 'compact' | 'json';
+    /** WIRE_FORMS: what other nodes read, written as this release does or as the release before (every node reads both). */
+    readonly wireForms: 'current' | 'previous';
   };
   readonly storage: {
     readonly databaseUrl?: string; readonly dataDir: string; readonly redisUrl?: string;
@@ -667,7 +667,7 @@ export function loadConfig(env: Env = process.env): Config {
       sendQueueMax: r.int('KAFKA_SEND_QUEUE_MAX', 1, 10_000_000),
       // Room for one request's overheads (about 100 bytes per shard) and at least a small command.
       maxRequestBytes: r.int('KAFKA_MAX_REQUEST_BYTES', 65_536, 100 * 1024 * 1024),
-      softRecords: r.oneOf('KAFKA_SOFT_RECORDS', ['compact', 'json'] as const, 'compact'),
+      wireForms: r.oneOf('WIRE_FORMS', ['current', 'previous'] as const, 'current'),
       signingKeys: signingKeys(r, mode, [r.optional('JWT_SECRET'), quoteSecret, r.optional('DATA_INDEX_KEY')]),
     },
     storage: {

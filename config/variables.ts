@@ -55,11 +55,13 @@ const DEFINED = {
     doc: 'largest produce request a node sends (queued commands go out in chunks under it); keep it under the broker\'s ' +
       'message.max.bytes (1048588 by default)',
   },
-  KAFKA_SOFT_RECORDS: {
-    default: 'compact',
-    doc: 'how a node writes soft records (GPS fixes and cell copies forwarded to the shard\'s node): compact (a quarter of ' +
-      'JSON\'s bytes, less than half its CPU to read) or json. Every node reads both; a node from before compact records reads only json, so ' +
-      'set json while upgrading a cluster from one, and remove it once every node is upgraded',
+  WIRE_FORMS: {
+    default: 'current',
+    doc: 'the forms a node writes what other nodes read: current, or previous (what a node of the release before reads). ' +
+      'Every node reads both. Set previous on the new nodes while rolling a cluster onto a release whose notes say so, and ' +
+      'remove it once no node of the release before is left. Today: soft records (GPS fixes and cell copies forwarded to the ' +
+      'shard\'s node) compact, a quarter of JSON\'s bytes and less than half its CPU to read, against JSON; and the messages of ' +
+      'one tick to one node (asks, answers, outcomes) as one Redis message, against one each',
   },
   DATABASE_URL: {
     secret: true,

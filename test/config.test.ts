@@ -42,7 +42,7 @@ test('the defaults select one embedded node', (t) => {
   t.deepEqual(config.rateLimits, { apiPerMin: 600, bookingsPerMin: 30, loginPerMin: 10, registerPerMin: 20 });
   t.is(config.auth.audience, undefined);
   // One broker in development; compose and k8s set 3 replicas, 2 in sync.
-  t.like(config.cluster, { replicationFactor: 1, minInsyncReplicas: 1, sendQueueMax: 10_000, maxRequestBytes: 900_000, softRecords: 'compact' });
+  t.like(config.cluster, { replicationFactor: 1, minInsyncReplicas: 1, sendQueueMax: 10_000, maxRequestBytes: 900_000, wireForms: 'current' });
   t.like(config.dispatch, { peakHours: [7, 8, 17, 18], peakMultiplier: 1.2 });
 });
 
@@ -127,7 +127,7 @@ const bad: [Record<string, string>, RegExp][] = [
   [{ KAFKA_SEND_QUEUE_MAX: '0' }, /^KAFKA_SEND_QUEUE_MAX must be an integer from 1/],
   [{ KAFKA_SASL_PASSWORD: 'k7#pQ2!x-a-real-looking-one' }, /^KAFKA_SASL_USERNAME or KAFKA_SASL_PASSWORD is set but KAFKA_SASL_MECHANISM is not$/],
   [{ KAFKA_MAX_REQUEST_BYTES: '1000' }, /^KAFKA_MAX_REQUEST_BYTES must be an integer from 65536/],
-  [{ KAFKA_SOFT_RECORDS: 'binary' }, /^KAFKA_SOFT_RECORDS must be one of compact, json, got "binary"$/],
+  [{ WIRE_FORMS: 'binary' }, /^WIRE_FORMS must be one of current, previous, got "binary"$/],
 ];
 
 for (const [env, message] of bad) {

@@ -1,6 +1,6 @@
 // Soft records on a real broker in both forms: the compact one (soft-codec.ts) that a node
 // writes by default, and the JSON one that a node older than it writes, and that
-// KAFKA_SOFT_RECORDS=json keeps writing while such nodes remain. Every node must read both
+// WIRE_FORMS=previous keeps writing while such nodes remain. Every node must read both
 // (a rolling upgrade has old and new nodes forwarding fixes to each other), and the cluster
 // key's MAC must cover the compact bytes as it covers JSON: one changed byte and the record is
 // dead-lettered, never applied.
@@ -42,7 +42,7 @@ test('every node reads soft records in both forms, each form as it was written, 
   const keys = [randomBytes(32)];
   const shards = 2;
   // Two nodes, each in a group of its own so both read every shard: one writing compact
-  // records (the default), one writing JSON (KAFKA_SOFT_RECORDS=json).
+  // records (the default), one writing JSON (WIRE_FORMS=previous).
   const open = (name: string, softRecords?: 'json') => new KafkaCommandLog({
     kafka: createKafka({ brokers, clientId: name }), topic, groupId: `${topic}.${name}`, shards, nodeId: name,
     sessionTimeoutMs: 6_000, offsets: new MemoryShardOffsets(), signingKeys: keys, softRecords,
@@ -76,7 +76,7 @@ test('every node reads soft records in both forms, each form as it was written, 
   await raw.run({ eachMessage: async ({ message }) => { values.push(message.value!); } });
   t.true(await eventually(async () => values.length >= 3, 60_000), 'the three records are on the topic');
   const payloads = values.map((v) => v.subarray(44));
-  t.deepEqual(payloads.map((p) => isCompact(p)), [true, false, false], 'the default writes compact records, KAFKA_SOFT_RECORDS=json and the old node JSON');
+  t.deepEqual(payloads.map((p) => isCompact(p)), [true, false, false], 'the default writes compact records, WIRE_FORMS=previous and the old node JSON');
   t.true(payloads[1]!.toString().startsWith('{"soft":'));
   const tampered = Buffer.from(values[0]!);
   tampered.writeUInt8(tampered.readUInt8(tampered.length - 1) ^ 0x01, tampered.length - 1);

@@ -40,3 +40,21 @@ test('the wires of one tick to a node go in one message; each gets its own answe
   await eventually(async () => (messages.get(`${prefix}:node:owner`)?.length ?? 0) === 2, 5_000, 20);
   t.false(messages.get(`${prefix}:node:owner`)![1]!.startsWith('['));
 });
+
+test('WIRE_FORMS=previous: each wire a message of its own, as a node of the release before reads them', async (t) => {
+  if (!url) { t.fail('REDIS_URL is unset'); return; }
+  const prefix = `rp${process.pid}${Date.now()}`;
+  const owner = new RedisRemoteChannel({ url, nodeId: 'owner', prefix, oneWirePerMessage: true });
+  const asker = new RedisRemoteChannel({ url, nodeId: 'asker', prefix, oneWirePerMessage: true });
+  const spy = new Redis(url);
+  t.teardown(async () => { await owner.close(); await asker.close(); spy.disconnect(); });
+  const messages: string[] = [];
+  spy.on('message', (_channel: string, raw: string) => messages.push(raw));
+  await spy.subscribe(`${prefix}:node:owner`, `${prefix}:node:asker`);
+  await owner.serve({ ask: async (to) => to.id, reply: () => undefined });
+  await asker.serve({ ask: async () => undefined, reply: () => undefined });
+  const answers = await Promise.all([1, 2, 3].map((n) => asker.ask('owner', { kind: 'cell', id: `c${n}` }, {}, 5_000)));
+  t.deepEqual(answers, ['c1', 'c2', 'c3']);
+  t.true(await eventually(async () => messages.length === 6, 5_000, 20), `${messages.length} messages`);
+  t.false(messages.some((m) => m.startsWith('[')), 'no message carries an array');
+});

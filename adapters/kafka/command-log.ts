@@ -61,7 +61,7 @@ export interface KafkaCommandLogOptions {
   /**
    * How soft records are written (default compact). Every node reads both forms; a node older
    * than the compact form reads only JSON, so a cluster upgraded from one writes JSON
-   * (KAFKA_SOFT_RECORDS=json) until every node reads compact ones.
+   * (WIRE_FORMS=previous) until every node reads compact ones.
    */
   readonly softRecords?: 'compact' | 'json';
   /** How long each phase of a join took (for /metrics), and the join's summary line (for the log). */

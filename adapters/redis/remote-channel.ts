@@ -47,6 +47,11 @@ export interface RedisRemoteChannelOptions {
   readonly nodeId: NodeId;
   readonly prefix?: string;
   readonly onError?: (error: unknown, context: string) => void;
+  /**
+   * Each wire a message of its own, as nodes before the batched form read them (WIRE_FORMS=previous,
+   * while a cluster rolls onto this release): such a node drops an array, and its asks time out.
+   */
+  readonly oneWirePerMessage?: boolean;
 }
 
 export class RedisRemoteChannel implements RemoteChannel {
@@ -167,12 +172,16 @@ export class RedisRemoteChannel implements RemoteChannel {
     setImmediate(() => this.#flush());
   }
 
+  #publish(node: NodeId, message: string): void {
+    this.#pub.publish(this.#channel(node), message).catch((e) => this.#o.onError?.(e, `publish to ${node}`));
+  }
+
   /** One PUBLISH per node for the tick's wires (auto-pipelining puts them in one write). */
   #flush(): void {
     this.#flushing = false;
     for (const [node, wires] of this.#outbox) {
-      const message = wires.length === 1 ? wires[0]! : `[${wires.join(',')}]`;
-      this.#pub.publish(this.#channel(node), message).catch((e) => this.#o.onError?.(e, `publish to ${node}`));
+      if (this.#o.oneWirePerMessage) for (const wire of wires) this.#publish(node, wire);
+      else this.#publish(node, wires.length === 1 ? wires[0]! : `[${wires.join(',')}]`);
     }
     this.#outbox.clear();
   }
