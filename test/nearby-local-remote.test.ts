@@ -12,9 +12,10 @@ import { MemoryJournal } from '../adapters/memory/journal.ts';
 import { MemoryReminderStore } from '../adapters/memory/reminders.ts';
 import { findNearby } from '../http/routes/discovery.ts';
 import { shardOf, type Placement } from '../runtime/entity.ts';
-import type { CommandLog, RemoteChannel } from '../runtime/ports.ts';
+import type { RemoteChannel } from '../runtime/ports.ts';
 import { ShardRegion } from '../runtime/region.ts';
 import { NOT_NOW, ShardHost } from '../runtime/shard-host.ts';
+import { placedLog } from './helpers/placed-log.ts';
 
 const RES = 7;
 const P: Placement = { shards: 16, placementRes: 4 };
@@ -68,12 +69,7 @@ test('a node answers the cells it serves in process and asks the owner of the ot
   };
 
   // Node a: the shard of the search's origin; b owns the rest.
-  const all = Array.from({ length: P.shards }, (_, s) => s);
-  const log: CommandLog = {
-    shards: P.shards,
-    start: async (h) => h.onAssignment({ owned: [here], placement: new Map(all.map((s) => [s, s === here ? 'a' : 'b'])), nodes: ['a', 'b'] }, [], [here]),
-    append: async () => undefined, appendMany: async () => undefined, commit: async () => undefined, stop: async () => undefined,
-  };
+  const log = placedLog(P.shards, [here]);
   const host = new ShardHost({
     journal: new MemoryJournal(), behaviors: [cells as never], passivateAfterMs: 60_000, maxActiveEntities: 10_000, maxConcurrentRecoveries: 4, snapshotEvery: 0,
   });

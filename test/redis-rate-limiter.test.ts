@@ -3,20 +3,12 @@
 // counts, the verdicts and the counter's expiry are as before.
 
 import test from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { RedisRateLimiter } from '../adapters/redis/rate-limiter.ts';
 import { eventually } from './helpers/node-process.ts';
+import { startOwnRedis } from './helpers/own-redis.ts';
 
 const PORT = 6440 + (process.pid % 50);
-
-function startRedis(): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  return new Promise((resolve, reject) => {
-    child.once('error', (e) => reject(new Error(`redis-server could not be started for this suite: ${e.message}`)));
-    setTimeout(() => resolve(child), 300);
-  });
-}
 
 /** Calls per command name, from INFO commandstats. */
 async function calls(admin: Redis): Promise<Map<string, number>> {
@@ -25,7 +17,7 @@ async function calls(admin: Redis): Promise<Map<string, number>> {
 }
 
 test('a window hit is one command to Redis, counted and expired as before', async (t) => {
-  const redis = await startRedis();
+  const redis = await startOwnRedis(PORT);
   const url = `redis://127.0.0.1:${PORT}`;
   const admin = new Redis(url);
   const limiter = new RedisRateLimiter({ url, prefix: 'rl-test' });

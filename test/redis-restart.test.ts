@@ -3,23 +3,15 @@
 // The suite runs its own redis-server on a spare port so it can kill it.
 
 import test from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { RedisRemoteChannel } from '../adapters/redis/remote-channel.ts';
 import { AskTimeoutError } from '../runtime/region.ts';
 import { eventually } from './helpers/node-process.ts';
+import { startOwnRedis } from './helpers/own-redis.ts';
 
 const PORT = 6390 + (process.pid % 50);
 
-function startRedis(): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  return new Promise((resolve, reject) => {
-    child.once('error', (e) => reject(new Error(`redis-server could not be started for this suite: ${e.message}`)));
-    setTimeout(() => resolve(child), 300);
-  });
-}
-
 test('asks fail fast during a Redis outage and work again after it', async (t) => {
-  let redis = await startRedis();
+  let redis = await startOwnRedis(PORT);
   const url = `redis://127.0.0.1:${PORT}`;
   const owner = new RedisRemoteChannel({ url, nodeId: 'owner', prefix: `rr${process.pid}` });
   const asker = new RedisRemoteChannel({ url, nodeId: 'asker', prefix: `rr${process.pid}` });
@@ -35,7 +27,7 @@ test('asks fail fast during a Redis outage and work again after it', async (t) =
   await new Promise((r) => redis.once('exit', r));
   await t.throwsAsync(asker.ask('owner', { kind: 'cell', id: 'c2' }, { q: 2 }, 500), { instanceOf: AskTimeoutError });
 
-  redis = await startRedis();
+  redis = await startOwnRedis(PORT);
   // ioredis reconnects and re-subscribes on its own; nothing here re-creates the channels.
   t.true(await eventually(async () => {
     const answer = await asker.ask('owner', { kind: 'cell', id: 'c3' }, { q: 3 }, 500) as { entity: string };

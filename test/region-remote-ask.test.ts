@@ -8,9 +8,10 @@ import { MemoryJournal } from '../adapters/memory/journal.ts';
 import { MemoryReminderStore } from '../adapters/memory/reminders.ts';
 import type { Behavior, EntityRef } from '../actors/behavior.ts';
 import { shardOf, type Placement } from '../runtime/entity.ts';
-import type { CommandLog, RemoteChannel } from '../runtime/ports.ts';
+import type { RemoteChannel } from '../runtime/ports.ts';
 import { ShardRegion } from '../runtime/region.ts';
 import { ShardHost } from '../runtime/shard-host.ts';
+import { placedLog } from './helpers/placed-log.ts';
 
 const P: Placement = { shards: 8, placementRes: 4 };
 const counter: Behavior<{ n: number }, { type: 'add' }, never, { type: 'n' }> = {
@@ -28,12 +29,7 @@ test('an ask from another node to an entity active here is answered without hash
     ask: async () => { throw new Error('not asked'); }, reply: async () => undefined,
     serve: async (h) => { handlers = h; },
   };
-  const all = Array.from({ length: P.shards }, (_, s) => s);
-  const log: CommandLog = {
-    shards: P.shards,
-    start: async (h) => h.onAssignment({ owned: [0], placement: new Map(all.map((s) => [s, s === 0 ? 'a' : 'b'])), nodes: ['a', 'b'] }, [], [0]),
-    append: async () => undefined, appendMany: async () => undefined, commit: async () => undefined, stop: async () => undefined,
-  };
+  const log = placedLog(P.shards, [0]);
   const host = new ShardHost({
     journal: new MemoryJournal(), behaviors: [counter as never], passivateAfterMs: 60_000, maxActiveEntities: 100, maxConcurrentRecoveries: 4, snapshotEvery: 0,
   });
